@@ -1,0 +1,408 @@
+"""Drive tree → catalog: what the website should show, what to rename, what humans must fix.
+
+`build` is pure: no I/O, no clock (today is passed in), no logging. Everything it
+decides is in the returned `Catalog` (SPEC §2).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from enum import StrEnum
+
+from . import naming
+from .naming import CourseName, TestName
+from .tree import Node
+
+PATH_SEPARATOR = " / "
+
+
+class Category(StrEnum):
+    """Problem categories (SPEC §8); the values are stable and machine-readable."""
+
+    INVALID_DEPARTMENT = "invalid_department"
+    DUPLICATE_DEPARTMENT = "duplicate_department"
+    NOT_A_COURSE_FOLDER = "not_a_course_folder"
+    INVALID_COURSE = "invalid_course"
+    DEPARTMENT_MISMATCH = "department_mismatch"
+    DUPLICATE_COURSE = "duplicate_course"
+    FOLDER_INSIDE_COURSE = "folder_inside_course"
+    NOT_A_PDF = "not_a_pdf"
+    INVALID_FILENAME = "invalid_filename"
+    INVALID_YEAR = "invalid_year"
+    DUPLICATE_TEST = "duplicate_test"
+    RENAME_FAILED = "rename_failed"
+
+    @property
+    def is_about_files(self) -> bool:
+        """Sheet section: `Invalid Filenames` for these, `Errors` for the folder problems."""
+        return self in _FILE_CATEGORIES
+
+
+_FILE_CATEGORIES = frozenset(
+    {
+        Category.NOT_A_PDF,
+        Category.INVALID_FILENAME,
+        Category.INVALID_YEAR,
+        Category.DUPLICATE_TEST,
+        Category.RENAME_FAILED,
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """Something a human must fix in the drive. `message` names the full path."""
+
+    category: Category
+    message: str
+    path: str
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ExamEntry:
+    """One element of a backtest document's `tests`: `Exam 1` → `Fall 2022`, `Spring 2021`."""
+
+    type: str
+    semesters: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Course:
+    """A published course, as the website will show it."""
+
+    name: str
+    code: str
+    number: str
+    title: str
+    folder_id: str
+    tests: tuple[ExamEntry, ...] = ()
+
+    @property
+    def digital_count(self) -> int:
+        """Distinct (exam, semester) pairs."""
+        return sum(len(entry.semesters) for entry in self.tests)
+
+    @property
+    def key(self) -> str:
+        return f"{self.code}-{self.number}"
+
+
+@dataclass(frozen=True, slots=True)
+class Rename:
+    """A valid test file whose name differs from its canonical name."""
+
+    id: str
+    path: str
+    old: str
+    new: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ignored:
+    """A node that is not examined (listed at DEBUG level only)."""
+
+    id: str
+    path: str
+    reason: str
+    is_folder: bool
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """Everything the drive says, sorted deterministically (SPEC §8 orders)."""
+
+    courses: tuple[Course, ...] = ()
+    problems: tuple[Problem, ...] = ()
+    renames: tuple[Rename, ...] = ()
+    crosslisted: tuple[tuple[str, ...], ...] = ()
+    ignored: tuple[Ignored, ...] = ()
+    valid_file_ids: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def course_codes(self) -> tuple[str, ...]:
+        """Departments with at least one published course, sorted."""
+        return tuple(sorted({course.code for course in self.courses}))
+
+
+def join_path(*names: str) -> str:
+    """`CSCI / CSCI-1200 Data Structures / x.docx`."""
+    return PATH_SEPARATOR.join(names)
+
+
+def crosslisted_message(group: tuple[str, ...]) -> str:
+    """`Data Structures: CSCI-1200 and ECSE-1200` (the sheet's Crosslisted Classes line)."""
+    keys = [name.split(" ", 1)[0] for name in group]
+    title = group[0].split(" ", 1)[1]
+    listed = keys[0] if len(keys) == 1 else ", ".join(keys[:-1]) + " and " + keys[-1]
+    return f"{title}: {listed}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Found:
+    """A course folder that passed the department checks."""
+
+    node: Node
+    path: str
+    course: CourseName
+
+
+@dataclass(frozen=True, slots=True)
+class _Valid:
+    node: Node
+    path: str
+    test: TestName
+    canonical: str
+
+
+def _by_name(nodes: Iterable[Node]) -> list[Node]:
+    """Listing order must not matter: everything is examined sorted by (name, id)."""
+    return sorted(nodes, key=lambda n: (n.name, n.id))
+
+
+def _below(node: Node, path: str, reason: str) -> Iterator[Ignored]:
+    """`node` and everything under it, as ignored."""
+    stack = [(node, path)]
+    while stack:
+        current, current_path = stack.pop()
+        yield Ignored(current.id, current_path, reason, current.is_folder)
+        for child in current.children:
+            stack.append((child, current_path + PATH_SEPARATOR + child.name))
+
+
+def _children_ignored(node: Node, path: str, reason: str) -> Iterator[Ignored]:
+    for child in node.children:
+        yield from _below(child, path + PATH_SEPARATOR + child.name, reason)
+
+
+def build(
+    root: Node,
+    *,
+    today: date,
+    future_year_exempt: frozenset[str] = frozenset({"BEAR"}),
+) -> Catalog:
+    """Interpret the drive tree under `root` by the rules of SPEC §2."""
+    problems: list[Problem] = []
+    ignored: list[Ignored] = []
+
+    def problem(category: Category, label: str, path: str, node_id: str, why: str = "") -> None:
+        message = f"{label}: {path}" + (f" ({why})" if why else "")
+        problems.append(Problem(category, message, path, node_id))
+
+    # §2.1 departments
+    departments: dict[str, list[Node]] = defaultdict(list)
+    for child in _by_name(root.children):
+        if not child.is_folder:
+            ignored.append(Ignored(child.id, child.name, "file at the root", False))
+            continue
+        if not naming.is_department_sized(child.name):
+            ignored.extend(_below(child, child.name, "root folder is not a department"))
+            continue
+        code = naming.department_code(child.name)
+        if code is None:
+            problem(
+                Category.INVALID_DEPARTMENT,
+                "Invalid department",
+                child.name,
+                child.id,
+                "a department folder name ends in four capital letters, like CSCI",
+            )
+            ignored.extend(_children_ignored(child, child.name, "inside an invalid department"))
+            continue
+        departments[code].append(child)
+
+    # §2.2 courses, collected per department code over all its folders
+    found: dict[tuple[str, str], list[_Found]] = defaultdict(list)
+    for code, folders in sorted(departments.items()):
+        first = folders[0]
+        for extra in folders[1:]:
+            problem(
+                Category.DUPLICATE_DEPARTMENT,
+                "Duplicate department",
+                extra.name,
+                extra.id,
+                f"'{extra.name}' and '{first.name}' are both {code}",
+            )
+        for dept in folders:
+            for child in _by_name(dept.children):
+                path = dept.name + PATH_SEPARATOR + child.name
+                if not child.is_folder:
+                    problem(
+                        Category.NOT_A_COURSE_FOLDER,
+                        "Not a course folder",
+                        path,
+                        child.id,
+                        "files belong inside a course folder",
+                    )
+                    continue
+                course = naming.parse_course(child.name)
+                if course is None:
+                    problem(
+                        Category.INVALID_COURSE,
+                        "Invalid course",
+                        path,
+                        child.id,
+                        "a course folder is named like 'CSCI-1200 Data Structures'",
+                    )
+                    ignored.extend(_children_ignored(child, path, "inside an invalid course"))
+                    continue
+                if course.code != code:
+                    problem(
+                        Category.DEPARTMENT_MISMATCH,
+                        "Department mismatch",
+                        path,
+                        child.id,
+                        f"{course.code} course inside the {code} department; not published",
+                    )
+                    ignored.extend(_children_ignored(child, path, "inside a mismatched course"))
+                    continue
+                found[(course.code, course.number)].append(_Found(child, path, course))
+
+    # Duplicate course numbers: reported; distinct full names published, equal ones merged.
+    groups: dict[str, list[_Found]] = {}
+    for (_code, _number), entries in sorted(found.items()):
+        entries.sort(key=lambda f: (f.node.name, f.node.id))
+        first = entries[0]
+        for extra in entries[1:]:
+            problem(
+                Category.DUPLICATE_COURSE,
+                "Duplicate course",
+                extra.path,
+                extra.node.id,
+                f"same number as '{first.path}'",
+            )
+        for entry in entries:
+            groups.setdefault(entry.course.full_name, []).append(entry)
+
+    courses: list[Course] = []
+    renames: list[Rename] = []
+    valid_ids: set[str] = set()
+    current_year = today.year % 100
+    for full_name in sorted(groups):
+        entries = groups[full_name]
+        course = entries[0].course
+        exempt = course.code in future_year_exempt
+        valid: list[_Valid] = []
+        for entry in entries:
+            for child in _by_name(entry.node.children):
+                path = entry.path + PATH_SEPARATOR + child.name
+                if child.is_folder:
+                    problem(
+                        Category.FOLDER_INSIDE_COURSE,
+                        "Folder inside course",
+                        path,
+                        child.id,
+                        "a course folder holds only test PDFs",
+                    )
+                    ignored.extend(_children_ignored(child, path, "inside a folder in a course"))
+                    continue
+                if not child.is_pdf:
+                    problem(Category.NOT_A_PDF, "Not a PDF", path, child.id)
+                    continue
+                test = naming.parse_test(child.name)
+                if test is None:
+                    problem(
+                        Category.INVALID_FILENAME,
+                        "Invalid filename",
+                        path,
+                        child.id,
+                        f"expected a name like '{course.key} E1F22.pdf'",
+                    )
+                    continue
+                if not naming.prefix_matches(test, course):
+                    problem(
+                        Category.INVALID_FILENAME,
+                        "Invalid filename",
+                        path,
+                        child.id,
+                        f"the name says {test.prefix_code}-{test.prefix_number}, "
+                        f"the folder is {course.key}",
+                    )
+                    continue
+                if test.year > current_year and not exempt:
+                    problem(
+                        Category.INVALID_YEAR,
+                        "Invalid year",
+                        path,
+                        child.id,
+                        f"20{test.year:02d} is in the future",
+                    )
+                    continue
+                valid.append(_Valid(child, path, test, test.canonical(course)))
+
+        by_canonical: dict[str, list[_Valid]] = defaultdict(list)
+        for v in valid:
+            by_canonical[v.canonical].append(v)
+        for canonical, same in by_canonical.items():
+            # Keep a file that already has the name; else the first by (name, id).
+            same.sort(key=lambda v: (v.node.name != canonical, v.node.name, v.node.id))
+            keeper = same[0]
+            valid_ids.add(keeper.node.id)
+            if keeper.node.name != canonical:
+                renames.append(Rename(keeper.node.id, keeper.path, keeper.node.name, canonical))
+            for other in same[1:]:
+                problem(
+                    Category.DUPLICATE_TEST,
+                    "Duplicate test",
+                    other.path,
+                    other.node.id,
+                    f"same test as '{keeper.path}'",
+                )
+
+        courses.append(
+            Course(
+                name=full_name,
+                code=course.code,
+                number=course.number,
+                title=course.title,
+                folder_id=min(entry.node.id for entry in entries),
+                tests=_exam_entries(v.test for v in valid),
+            )
+        )
+
+    problems.sort(key=lambda p: (p.path, p.category.value, p.id))
+    renames.sort(key=lambda r: (r.path, r.id))
+    ignored.sort(key=lambda i: (i.path, i.id))
+    return Catalog(
+        courses=tuple(courses),
+        problems=tuple(problems),
+        renames=tuple(renames),
+        crosslisted=_crosslisted(courses),
+        ignored=tuple(ignored),
+        valid_file_ids=frozenset(valid_ids),
+    )
+
+
+def _exam_entries(tests: Iterable[TestName]) -> tuple[ExamEntry, ...]:
+    """Website `tests` list: types in Quiz/Exam/Midterm order, semesters newest first.
+
+    Two files for the same exam and semester count once."""
+    by_type: dict[str, tuple[tuple[int, int], dict[str, tuple[int, int]]]] = {}
+    for test in tests:
+        label = test.exam_label
+        entry = by_type.setdefault(label, (test.exam_sort_key, {}))
+        entry[1][test.semester_label] = test.semester_sort_key
+    return tuple(
+        ExamEntry(label, tuple(sorted(semesters, key=semesters.__getitem__)))
+        for label, (_, semesters) in sorted(by_type.items(), key=lambda kv: kv[1][0])
+    )
+
+
+def normalise_title(title: str) -> str:
+    """Titles compare case-insensitively with whitespace runs collapsed."""
+    return " ".join(title.split()).casefold()
+
+
+def _crosslisted(courses: list[Course]) -> tuple[tuple[str, ...], ...]:
+    by_title: dict[str, list[Course]] = defaultdict(list)
+    for course in courses:
+        by_title[normalise_title(course.title)].append(course)
+    groups = [
+        tuple(sorted(c.name for c in same))
+        for same in by_title.values()
+        if len({c.code for c in same}) > 1
+    ]
+    return tuple(sorted(groups))

@@ -1,0 +1,153 @@
+"""The naming rules of SPEC §2: departments, course folders, test file names, labels.
+
+Pure functions over strings. Every pattern is ASCII-only on purpose: with Unicode
+case folding `[A-Z]` would also match the Kelvin sign or a long s, and `\\d` would
+match Arabic-Indic digits, none of which belong in a canonical name.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_DEPARTMENT = re.compile(r"(?s)(.{0,2})([A-Z]{4})", re.ASCII)
+_COURSE = re.compile(r"\*?([A-Z]{4})-([0-9]{3}[0-9X]) (.+)", re.ASCII)
+_TEST = re.compile(
+    r"""
+    (?:(?P<dept>[A-Z]{4})[- ]?(?P<num>[0-9]{3}[0-9X]))?   # optional DEPT-NUM prefix
+    [ _-]{0,3}
+    (?P<exam>M1?|E[1-9]|Q[0-9]{0,2})
+    [ ]?
+    (?P<sem>SU|F|S|U)
+    (?P<year>[0-9]{2})
+    (?P<rest>.*)                                          # trailing text, .pdf included
+    """,
+    re.ASCII | re.IGNORECASE | re.VERBOSE | re.DOTALL,
+)
+
+MAX_DEPARTMENT_NAME = 6
+
+_SEMESTER_LABEL = {"F": "Fall", "S": "Spring", "U": "Summer"}
+# Newest first within a year: Fall, then Summer, then Spring (SPEC §3).
+_SEMESTER_RANK = {"F": 0, "U": 1, "S": 2}
+_EXAM_KIND = {"Q": ("Quiz", 0), "E": ("Exam", 1), "M": ("Midterm", 2)}
+
+
+def department_code(name: str) -> str | None:
+    """The department code of a root child folder named `name`, or None.
+
+    At most 6 characters, ending in exactly four capitals not preceded by another
+    capital: `CSCI`, `*CSCI`, `1 MATH` → the four letters.
+    """
+    if len(name) > MAX_DEPARTMENT_NAME:
+        return None
+    m = _DEPARTMENT.fullmatch(name)
+    if m is None or (m.group(1) and "A" <= m.group(1)[-1] <= "Z"):
+        return None
+    return m.group(2)
+
+
+def is_department_sized(name: str) -> bool:
+    """Root folders longer than this are not meant as departments and are ignored."""
+    return len(name) <= MAX_DEPARTMENT_NAME
+
+
+@dataclass(frozen=True, slots=True)
+class CourseName:
+    code: str
+    number: str
+    title: str
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.code}-{self.number} {self.title}"
+
+    @property
+    def key(self) -> str:
+        """`CSCI-1200`: how sheets and files refer to the course."""
+        return f"{self.code}-{self.number}"
+
+
+def parse_course(name: str) -> CourseName | None:
+    """Read a course folder name (`*CSCI-1200 Data Structures`), or None if it is invalid."""
+    m = _COURSE.fullmatch(name)
+    if m is None:
+        return None
+    title = m.group(3).strip()
+    if not title:
+        return None
+    return CourseName(m.group(1), m.group(2), title)
+
+
+@dataclass(frozen=True, slots=True)
+class TestName:
+    """A test file name as read: exam code (`E1`, `M`, `Q`, `Q3`), semester (`F`/`S`/`U`),
+    two-digit year, and the DEPT/NUM prefix when the name had one (upper-cased)."""
+
+    exam: str
+    semester: str
+    year: int
+    prefix_code: str | None = None
+    prefix_number: str | None = None
+
+    def canonical(self, course: CourseName) -> str:
+        """`CSCI-1200 E1F22.pdf`: code and number from the folder, no trailing text."""
+        return f"{course.key} {self.exam}{self.semester}{self.year:02d}.pdf"
+
+    @property
+    def exam_label(self) -> str:
+        """`Quiz`, `Quiz 3`, `Exam 2`, `Midterm`."""
+        kind, _ = _EXAM_KIND[self.exam[0]]
+        number = self.exam_number
+        return kind if number is None else f"{kind} {number}"
+
+    @property
+    def exam_number(self) -> int | None:
+        digits = self.exam[1:]
+        return int(digits) if digits else None
+
+    @property
+    def semester_label(self) -> str:
+        """`Fall 2022`; years are always 20YY."""
+        return f"{_SEMESTER_LABEL[self.semester]} {2000 + self.year}"
+
+    @property
+    def exam_sort_key(self) -> tuple[int, int]:
+        """Quiz, Exam, Midterm; un-numbered first, then by number (SPEC §3)."""
+        _, rank = _EXAM_KIND[self.exam[0]]
+        number = self.exam_number
+        return (rank, -1 if number is None else number)
+
+    @property
+    def semester_sort_key(self) -> tuple[int, int]:
+        """Newest first: year descending, then Fall, Summer, Spring."""
+        return (-self.year, _SEMESTER_RANK[self.semester])
+
+
+def parse_test(name: str) -> TestName | None:
+    """Read a test file name case-insensitively (`csci-1200 e1 f22 (1).pdf`), or None."""
+    m = _TEST.match(name)
+    if m is None:
+        return None
+    exam = m.group("exam").upper()
+    if exam == "M1":
+        exam = "M"
+    semester = m.group("sem").upper()
+    if semester == "SU":
+        semester = "U"
+    dept = m.group("dept")
+    num = m.group("num")
+    return TestName(
+        exam=exam,
+        semester=semester,
+        year=int(m.group("year")),
+        prefix_code=dept.upper() if dept else None,
+        prefix_number=num.upper() if num else None,
+    )
+
+
+def prefix_matches(test: TestName, course: CourseName) -> bool:
+    """A prefix, when present, must name this course's own department and number."""
+    if test.prefix_code is None:
+        return True
+    return test.prefix_code == course.code and test.prefix_number == course.number

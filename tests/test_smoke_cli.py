@@ -1,0 +1,28 @@
+"""The CLI reads a local tree end to end (the foundation's done-when)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_sync_source_json_prints_catalog_problems_and_renames(tmp_path: Path) -> None:
+    course = tmp_path / "CSCI" / "CSCI-1200 Data Structures"
+    course.mkdir(parents=True)
+    (course / "csci-1200 e1 f22.pdf").write_bytes(b"%PDF")
+    (course / "notes.docx").write_bytes(b"x")
+    out = subprocess.run(
+        [sys.executable, "main.py", "sync", "--source", str(tmp_path), "--dry-run", "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PATH": "/usr/bin:/bin", "MONGO_URI": "mongomock://localhost"},
+    )
+    result = json.loads(out.stdout)
+    assert result["catalog"]["course_codes"] == ["CSCI"]
+    assert [c["name"] for c in result["catalog"]["courses"]] == ["CSCI-1200 Data Structures"]
+    assert [p["category"] for p in result["problems"]] == ["not_a_pdf"]
+    assert result["renames"][0]["to"] == "CSCI-1200 E1F22.pdf"
