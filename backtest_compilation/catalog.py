@@ -11,10 +11,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
+from typing import NamedTuple
 
 from . import naming
 from .naming import CourseName, TestName
-from .tree import Node
+from .tree import FOLDER_MIME, PDF_MIME, Node
 
 PATH_SEPARATOR = " / "
 
@@ -150,12 +151,15 @@ class _Found:
     course: CourseName
 
 
-@dataclass(frozen=True, slots=True)
-class _Valid:
+class _Valid(NamedTuple):
     node: Node
-    path: str
+    entry: _Found
     test: TestName
     canonical: str
+
+
+def _path(entry: _Found, child: Node) -> str:
+    return entry.path + PATH_SEPARATOR + child.name
 
 
 def _by_name(nodes: Iterable[Node]) -> list[Node]:
@@ -217,6 +221,8 @@ def build(
     # §2.2 courses, collected per department code over all its folders
     found: dict[tuple[str, str], list[_Found]] = defaultdict(list)
     for code, folders in sorted(departments.items()):
+        # The folder named exactly like the code is the original; others are extras.
+        folders.sort(key=lambda n: (n.name != code, n.name, n.id))
         first = folders[0]
         for extra in folders[1:]:
             problem(
@@ -264,7 +270,8 @@ def build(
     # Duplicate course numbers: reported; distinct full names published, equal ones merged.
     groups: dict[str, list[_Found]] = {}
     for (_code, _number), entries in sorted(found.items()):
-        entries.sort(key=lambda f: (f.node.name, f.node.id))
+        # An unstarred folder is the original; a `*` copy is the extra.
+        entries.sort(key=lambda f: (f.node.name.startswith("*"), f.node.name, f.node.id))
         first = entries[0]
         for extra in entries[1:]:
             problem(
@@ -287,9 +294,11 @@ def build(
         exempt = course.code in future_year_exempt
         valid: list[_Valid] = []
         for entry in entries:
-            for child in _by_name(entry.node.children):
-                path = entry.path + PATH_SEPARATOR + child.name
-                if child.is_folder:
+            # Hot loop (100,000 files): paths are only built for problems and renames.
+            for child in entry.node.children:
+                mime = child.mime_type
+                if mime == FOLDER_MIME:
+                    path = entry.path + PATH_SEPARATOR + child.name
                     problem(
                         Category.FOLDER_INSIDE_COURSE,
                         "Folder inside course",
@@ -299,57 +308,64 @@ def build(
                     )
                     ignored.extend(_children_ignored(child, path, "inside a folder in a course"))
                     continue
-                if not child.is_pdf:
-                    problem(Category.NOT_A_PDF, "Not a PDF", path, child.id)
+                if mime != PDF_MIME:
+                    problem(Category.NOT_A_PDF, "Not a PDF", _path(entry, child), child.id)
                     continue
                 test = naming.parse_test(child.name)
                 if test is None:
                     problem(
                         Category.INVALID_FILENAME,
                         "Invalid filename",
-                        path,
+                        _path(entry, child),
                         child.id,
                         f"expected a name like '{course.key} E1F22.pdf'",
                     )
-                    continue
-                if not naming.prefix_matches(test, course):
+                elif not naming.prefix_matches(test, course):
                     problem(
                         Category.INVALID_FILENAME,
                         "Invalid filename",
-                        path,
+                        _path(entry, child),
                         child.id,
                         f"the name says {test.prefix_code}-{test.prefix_number}, "
                         f"the folder is {course.key}",
                     )
-                    continue
-                if test.year > current_year and not exempt:
+                elif test.year > current_year and not exempt:
                     problem(
                         Category.INVALID_YEAR,
                         "Invalid year",
-                        path,
+                        _path(entry, child),
                         child.id,
                         f"20{test.year:02d} is in the future",
                     )
-                    continue
-                valid.append(_Valid(child, path, test, test.canonical(course)))
+                else:
+                    valid.append(_Valid(child, entry, test, test.canonical(course)))
 
         by_canonical: dict[str, list[_Valid]] = defaultdict(list)
         for v in valid:
             by_canonical[v.canonical].append(v)
         for canonical, same in by_canonical.items():
-            # Keep a file that already has the name; else the first by (name, id).
-            same.sort(key=lambda v: (v.node.name != canonical, v.node.name, v.node.id))
             keeper = same[0]
+            if len(same) > 1:
+                # Keep a file that already has the name; else the first by (name, id).
+                same.sort(key=lambda v: (v.node.name != canonical, v.node.name, v.node.id))
+                keeper = same[0]
             valid_ids.add(keeper.node.id)
             if keeper.node.name != canonical:
-                renames.append(Rename(keeper.node.id, keeper.path, keeper.node.name, canonical))
+                renames.append(
+                    Rename(
+                        keeper.node.id,
+                        _path(keeper.entry, keeper.node),
+                        keeper.node.name,
+                        canonical,
+                    )
+                )
             for other in same[1:]:
                 problem(
                     Category.DUPLICATE_TEST,
                     "Duplicate test",
-                    other.path,
+                    _path(other.entry, other.node),
                     other.node.id,
-                    f"same test as '{keeper.path}'",
+                    f"same test as '{_path(keeper.entry, keeper.node)}'",
                 )
 
         courses.append(
@@ -380,14 +396,14 @@ def _exam_entries(tests: Iterable[TestName]) -> tuple[ExamEntry, ...]:
     """Website `tests` list: types in Quiz/Exam/Midterm order, semesters newest first.
 
     Two files for the same exam and semester count once."""
-    by_type: dict[str, tuple[tuple[int, int], dict[str, tuple[int, int]]]] = {}
-    for test in tests:
-        label = test.exam_label
-        entry = by_type.setdefault(label, (test.exam_sort_key, {}))
-        entry[1][test.semester_label] = test.semester_sort_key
+    by_type: dict[tuple[tuple[int, int], str], set[tuple[tuple[int, int], str]]] = {}
+    for exam, semester, year in {(t.exam, t.semester, t.year) for t in tests}:
+        label, exam_key = naming.exam_facts(exam)
+        semester_label, semester_key = naming.semester_facts(semester, year)
+        by_type.setdefault((exam_key, label), set()).add((semester_key, semester_label))
     return tuple(
-        ExamEntry(label, tuple(sorted(semesters, key=semesters.__getitem__)))
-        for label, (_, semesters) in sorted(by_type.items(), key=lambda kv: kv[1][0])
+        ExamEntry(label, tuple(semester for _, semester in sorted(semesters)))
+        for (_, label), semesters in sorted(by_type.items())
     )
 
 

@@ -7,8 +7,10 @@ match Arabic-Indic digits, none of which belong in a canonical name.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
+from typing import NamedTuple
 
 _DEPARTMENT = re.compile(r"(?s)(.{0,2})([A-Z]{4})", re.ASCII)
 _COURSE = re.compile(r"\*?([A-Z]{4})-([0-9]{3}[0-9X]) (.+)", re.ASCII)
@@ -79,10 +81,12 @@ def parse_course(name: str) -> CourseName | None:
     return CourseName(m.group(1), m.group(2), title)
 
 
-@dataclass(frozen=True, slots=True)
-class TestName:
+class TestName(NamedTuple):
     """A test file name as read: exam code (`E1`, `M`, `Q`, `Q3`), semester (`F`/`S`/`U`),
-    two-digit year, and the DEPT/NUM prefix when the name had one (upper-cased)."""
+    two-digit year, and the DEPT/NUM prefix when the name had one (upper-cased).
+
+    A NamedTuple rather than a frozen dataclass: one is made per file, and tuple
+    construction is several times cheaper on a 100,000-file drive."""
 
     exam: str
     semester: str
@@ -97,9 +101,7 @@ class TestName:
     @property
     def exam_label(self) -> str:
         """`Quiz`, `Quiz 3`, `Exam 2`, `Midterm`."""
-        kind, _ = _EXAM_KIND[self.exam[0]]
-        number = self.exam_number
-        return kind if number is None else f"{kind} {number}"
+        return exam_facts(self.exam)[0]
 
     @property
     def exam_number(self) -> int | None:
@@ -109,19 +111,34 @@ class TestName:
     @property
     def semester_label(self) -> str:
         """`Fall 2022`; years are always 20YY."""
-        return f"{_SEMESTER_LABEL[self.semester]} {2000 + self.year}"
+        return semester_facts(self.semester, self.year)[0]
 
     @property
     def exam_sort_key(self) -> tuple[int, int]:
         """Quiz, Exam, Midterm; un-numbered first, then by number (SPEC §3)."""
-        _, rank = _EXAM_KIND[self.exam[0]]
-        number = self.exam_number
-        return (rank, -1 if number is None else number)
+        return exam_facts(self.exam)[1]
 
     @property
     def semester_sort_key(self) -> tuple[int, int]:
         """Newest first: year descending, then Fall, Summer, Spring."""
-        return (-self.year, _SEMESTER_RANK[self.semester])
+        return semester_facts(self.semester, self.year)[1]
+
+
+# A few hundred distinct values at most: cached so 100,000 files cost one lookup each.
+@functools.cache
+def exam_facts(exam: str) -> tuple[str, tuple[int, int]]:
+    """(label, sort key) of a normalised exam code: `Q3` → (`Quiz 3`, (0, 3))."""
+    kind, rank = _EXAM_KIND[exam[0]]
+    digits = exam[1:]
+    if not digits:
+        return kind, (rank, -1)
+    return f"{kind} {int(digits)}", (rank, int(digits))
+
+
+@functools.cache
+def semester_facts(semester: str, year: int) -> tuple[str, tuple[int, int]]:
+    """(label, sort key) of a semester: (`F`, 22) → (`Fall 2022`, (-22, 0))."""
+    return f"{_SEMESTER_LABEL[semester]} {2000 + year}", (-year, _SEMESTER_RANK[semester])
 
 
 def parse_test(name: str) -> TestName | None:
@@ -129,20 +146,19 @@ def parse_test(name: str) -> TestName | None:
     m = _TEST.match(name)
     if m is None:
         return None
-    exam = m.group("exam").upper()
+    dept, num, exam, semester, year, _rest = m.groups()
+    exam = exam.upper()
     if exam == "M1":
         exam = "M"
-    semester = m.group("sem").upper()
+    semester = semester.upper()
     if semester == "SU":
         semester = "U"
-    dept = m.group("dept")
-    num = m.group("num")
     return TestName(
-        exam=exam,
-        semester=semester,
-        year=int(m.group("year")),
-        prefix_code=dept.upper() if dept else None,
-        prefix_number=num.upper() if num else None,
+        exam,
+        semester,
+        int(year),
+        dept.upper() if dept else None,
+        num.upper() if num else None,
     )
 
 

@@ -1,0 +1,225 @@
+"""SPEC §6 settings: defaults, every validation problem reported at once, secrets redacted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from backtest_compilation import settings
+from backtest_compilation.errors import ConfigError
+
+LOCAL = {"MONGO_URI": "mongomock://localhost"}
+
+
+def test_defaults_match_the_spec() -> None:
+    s = settings.load({}, needs_drive=False)
+    assert s.mongo_uri == "mongodb://localhost:27017"
+    assert s.mongo_db == "apo_main"
+    assert s.cache_dir == Path("cache")
+    assert s.google_credentials_file == Path("config/service-credentials.json")
+    assert s.log_level == "INFO"
+    assert s.sentry_dsn == "" and s.sentry_trace_rate == 1.0
+    assert (s.schedule, s.tz) == ("2 9-19/2 * * *", "America/New_York")
+    assert s.rename_files is True
+    assert s.full_rescan_hours == 24.0
+    assert s.max_delete_fraction == 0.25
+    assert s.future_year_exempt == frozenset({"BEAR"})
+    assert s.drive_api_endpoint == "" and s.sheets_api_endpoint == ""
+
+
+def test_values_are_read_and_converted() -> None:
+    s = settings.load(
+        {
+            "FOLDER_ID": "0ABC",
+            "DRIVE_API_ENDPOINT": "http://127.0.0.1:8080/",
+            "RENAME_FILES": "false",
+            "MAX_DELETE_FRACTION": "0.5",
+            "FUTURE_YEAR_EXEMPT": "BEAR, CSCI",
+            "LOG_LEVEL": "debug",
+            "SHEET_URL": "https://docs.google.com/spreadsheets/d/1aB-c_D/edit#gid=0",
+            "SHEETS_API_ENDPOINT": "http://127.0.0.1:9090",
+        }
+    )
+    assert s.folder_id == "0ABC"
+    assert s.drive_api_endpoint == "http://127.0.0.1:8080"
+    assert s.rename_files is False
+    assert s.max_delete_fraction == 0.5
+    assert s.future_year_exempt == frozenset({"BEAR", "CSCI"})
+    assert s.log_level == "DEBUG"
+    assert s.sheet_key == "1aB-c_D"
+
+
+PROBLEMS = [
+    pytest.param({}, "FOLDER_ID is not set", id="a Drive sync needs FOLDER_ID"),
+    pytest.param(
+        {"MONGO_URI": "postgres://x"}, "MONGO_URI must start with", id="a non-mongo URI is refused"
+    ),
+    pytest.param(
+        {"SENTRY_TRACE_RATE": "lots"},
+        "SENTRY_TRACE_RATE must be a number",
+        id="a non-numeric trace rate is refused",
+    ),
+    pytest.param(
+        {"SENTRY_TRACE_RATE": "2"},
+        "SENTRY_TRACE_RATE must be between 0 and 1",
+        id="a trace rate above one is refused",
+    ),
+    pytest.param(
+        {"MAX_DELETE_FRACTION": "a quarter"},
+        "MAX_DELETE_FRACTION must be a number",
+        id="a non-numeric delete fraction is refused",
+    ),
+    pytest.param(
+        {"MAX_DELETE_FRACTION": "nan"},
+        "MAX_DELETE_FRACTION must be between",
+        id="NaN is not a fraction",
+    ),
+    pytest.param(
+        {"FULL_RESCAN_HOURS": "-1"},
+        "FULL_RESCAN_HOURS must be at least 0",
+        id="negative rescan hours are refused",
+    ),
+    pytest.param(
+        {"SCHEDULE": "every day"},
+        "SCHEDULE is not a valid cron expression",
+        id="an invalid cron schedule is refused",
+    ),
+    pytest.param(
+        {"TZ": "Mars/Olympus"}, "TZ is not a known time zone", id="an unknown time zone is refused"
+    ),
+    pytest.param(
+        {"LOG_LEVEL": "LOUD"}, "LOG_LEVEL must be one of", id="an unknown log level is refused"
+    ),
+    pytest.param(
+        {"RENAME_FILES": "maybe"},
+        "RENAME_FILES must be true or false",
+        id="a non-boolean rename switch is refused",
+    ),
+    pytest.param(
+        {"FUTURE_YEAR_EXEMPT": "bear"},
+        "FUTURE_YEAR_EXEMPT must be department codes",
+        id="lower-case exempt codes are refused",
+    ),
+    pytest.param(
+        {"DELEGATE_EMAIL": "admin"},
+        "DELEGATE_EMAIL is not an e-mail address",
+        id="a delegate without @ is refused",
+    ),
+    pytest.param(
+        {"SHEET_URL": "https://example.com/x"},
+        "SHEET_URL is not a spreadsheet URL",
+        id="a URL that is no spreadsheet is refused",
+    ),
+    pytest.param(
+        {"DRIVE_API_ENDPOINT": "127.0.0.1:8080"},
+        "DRIVE_API_ENDPOINT must be an http(s) URL",
+        id="an endpoint without scheme is refused",
+    ),
+    pytest.param(
+        {"MONGO_DB": "apo.main"},
+        "MONGO_DB is not a valid database name",
+        id="a dotted database name is refused",
+    ),
+    pytest.param(
+        {"SENTRY_DSN": "not a dsn"}, "SENTRY_DSN is not a DSN URL", id="a malformed DSN is refused"
+    ),
+    pytest.param(
+        {"FOLDER_ID": "x"},
+        "GOOGLE_CREDENTIALS_FILE",
+        id="Drive without emulator needs the key file",
+    ),
+]
+
+
+@pytest.mark.parametrize(("env", "message"), PROBLEMS)
+def test_each_problem_is_reported(env: dict[str, str], message: str, tmp_path: Path) -> None:
+    env = {"GOOGLE_CREDENTIALS_FILE": str(tmp_path / "missing.json"), **env}
+    with pytest.raises(ConfigError) as caught:
+        settings.load(env)
+    assert any(message in line for line in caught.value.problems), caught.value.problems
+
+
+def test_all_problems_are_reported_at_once(tmp_path: Path) -> None:
+    env = {
+        "MONGO_URI": "redis://x",
+        "LOG_LEVEL": "LOUD",
+        "SCHEDULE": "x",
+        "MAX_DELETE_FRACTION": "y",
+        "GOOGLE_CREDENTIALS_FILE": str(tmp_path / "nope.json"),
+    }
+    with pytest.raises(ConfigError) as caught:
+        settings.load(env)
+    assert len(caught.value.problems) == 6  # the five above and FOLDER_ID
+
+
+def test_emulator_endpoints_need_no_key_file(tmp_path: Path) -> None:
+    env = {
+        "FOLDER_ID": "root",
+        "DRIVE_API_ENDPOINT": "http://127.0.0.1:1",
+        "SHEET_URL": "https://docs.google.com/spreadsheets/d/abc/edit",
+        "SHEETS_API_ENDPOINT": "http://127.0.0.1:2",
+        "GOOGLE_CREDENTIALS_FILE": str(tmp_path / "nope.json"),
+    }
+    assert settings.load(env).folder_id == "root"
+
+
+def test_the_sheet_alone_needs_the_key_file(tmp_path: Path) -> None:
+    env = {
+        "SHEET_URL": "https://docs.google.com/spreadsheets/d/abc/edit",
+        "GOOGLE_CREDENTIALS_FILE": str(tmp_path / "nope.json"),
+    }
+    with pytest.raises(ConfigError, match="needed for Sheets"):
+        settings.load(env, needs_drive=False)
+
+
+def test_secrets_are_redacted_in_repr_and_errors() -> None:
+    s = settings.load(
+        {
+            **LOCAL,
+            "MONGO_URI": "mongodb://admin:hunter2@db.example:27017/apo?authSource=admin",
+            "SENTRY_DSN": "https://abcdef0123456789@o1.ingest.sentry.io/42",
+        },
+        needs_drive=False,
+    )
+    text = repr(s) + str(s) + str(s.redacted())
+    assert "hunter2" not in text and "abcdef0123456789" not in text
+    assert "mongodb://admin:***@db.example:27017/apo" in text
+    with pytest.raises(ConfigError) as caught:
+        settings.load({"MONGO_URI": "mysql://root:hunter2@db"}, needs_drive=False)
+    assert "hunter2" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("uri", "shown"),
+    [
+        pytest.param(
+            "mongodb://localhost:27017",
+            "mongodb://localhost:27017",
+            id="a URI without credentials is shown whole",
+        ),
+        pytest.param(
+            "mongodb+srv://u:p%40ss@cluster.x/db",
+            "mongodb+srv://u:***@cluster.x/db",
+            id="an srv password is masked",
+        ),
+        pytest.param(
+            "mongodb://u@h/?tlsCertificateKeyFilePassword=s3cret",
+            "mongodb://u@h/?***",
+            id="a password option is masked",
+        ),
+    ],
+)
+def test_redact_uri(uri: str, shown: str) -> None:
+    assert settings.redact_uri(uri) == shown
+
+
+def test_dotenv_is_read_and_the_environment_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("MONGO_DB=from_file\nCACHE_DIR=/tmp/c\n")
+    monkeypatch.setenv("MONGO_DB", "from_env")
+    env = settings.read_env(dotenv)
+    assert env["MONGO_DB"] == "from_env"
+    assert env["CACHE_DIR"] == "/tmp/c"
