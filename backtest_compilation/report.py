@@ -83,3 +83,107 @@ def problem_counts(catalog: Catalog) -> dict[str, int]:
     """Problems per category (only the categories that occur), for the summary line."""
     counts = Counter(p.category for p in catalog.problems)
     return {c.value: counts[c] for c in Category if counts[c]}
+
+
+_CSS = """
+body{font:15px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:60rem;padding:0 1rem;color:#222}
+h1{font-size:1.6rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;width:100%}td,th{padding:.25rem .5rem;border-bottom:1px solid #eee;
+text-align:left;vertical-align:top}th{background:#f6f6f6}.num{text-align:right}
+.cat{font-family:ui-monospace,monospace;font-size:.85em;color:#555}
+.plus{color:#17692d}.minus{color:#a11}.tilde{color:#8a5a00}code,pre{font-family:ui-monospace,monospace}
+.summary{background:#f4f7fb;padding:.75rem 1rem;border-radius:6px}
+"""
+
+
+def html_report(
+    catalog: Catalog,
+    *,
+    title: str,
+    summary: str,
+    mongo_lines: list[str],
+    renames_applied: frozenset[str] = frozenset(),
+) -> str:
+    """A self-contained HTML page: counts per department, problems, renames, MongoDB plan."""
+    from html import escape
+
+    def rows(cells: list[list[str]], classes: list[str] | None = None) -> str:
+        out = []
+        for row in cells:
+            tds = "".join(
+                f'<td class="{(classes or [""] * len(row))[i]}">{escape(c)}</td>'
+                for i, c in enumerate(row)
+            )
+            out.append(f"<tr>{tds}</tr>")
+        return "\n".join(out)
+
+    per_code: dict[str, list[int]] = {}
+    for course in catalog.courses:
+        entry = per_code.setdefault(course.code, [0, 0])
+        entry[0] += 1
+        entry[1] += course.digital_count
+    parts = [
+        "<!doctype html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{escape(title)}</h1>",
+        f'<p class="summary">{escape(summary)}</p>',
+        "<h2>Departments</h2>",
+        "<table><tr><th>department</th><th class=num>courses</th>"
+        "<th class=num>digital tests</th></tr>",
+        rows(
+            [[code, str(n), str(t)] for code, (n, t) in sorted(per_code.items())],
+            ["", "num", "num"],
+        ),
+        "</table>",
+        "<h2>Courses</h2><table><tr><th>course</th><th>tests</th>"
+        "<th class=num>count</th></tr>",
+        rows(
+            [
+                [
+                    c.name,
+                    "; ".join(f"{e.type}: {', '.join(e.semesters)}" for e in c.tests) or "—",
+                    str(c.digital_count),
+                ]
+                for c in catalog.courses
+            ],
+            ["", "", "num"],
+        ),
+        "</table>",
+    ]
+    for section, about_files in (("Errors", False), ("Invalid Filenames", True)):
+        chosen = [p for p in catalog.problems if p.category.is_about_files == about_files]
+        parts.append(f"<h2>{section} ({len(chosen)})</h2>")
+        if chosen:
+            parts.append("<table><tr><th>problem</th><th>category</th></tr>")
+            parts.append(rows([[p.message, p.category.value] for p in chosen], ["", "cat"]))
+            parts.append("</table>")
+        else:
+            parts.append("<p>None.</p>")
+    parts.append(f"<h2>Crosslisted classes ({len(catalog.crosslisted)})</h2><ul>")
+    parts.extend(f"<li>{escape(crosslisted_message(g))}</li>" for g in catalog.crosslisted)
+    parts.append("</ul>")
+    parts.append(f"<h2>Renames ({len(catalog.renames)})</h2>")
+    if catalog.renames:
+        parts.append("<table><tr><th>file</th><th>new name</th><th>applied</th></tr>")
+        parts.append(
+            rows(
+                [
+                    [r.path, r.new, "yes" if r.id in renames_applied else "no"]
+                    for r in catalog.renames
+                ]
+            )
+        )
+        parts.append("</table>")
+    parts.append(f"<h2>MongoDB changes ({len(mongo_lines)})</h2>")
+    if mongo_lines:
+        css = {"+": "plus", "-": "minus", "~": "tilde"}
+        parts.append("<pre>")
+        parts.extend(
+            f'<span class="{css.get(line[:1], "")}">{escape(line)}</span>' for line in mongo_lines
+        )
+        parts.append("</pre>")
+    else:
+        parts.append("<p>Nothing to change: the website already shows what the drive holds.</p>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
