@@ -17,9 +17,6 @@ from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import unquote, urlsplit
 
-import sentry_sdk
-from sentry_sdk.integrations.logging import LoggingIntegration
-
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -42,7 +39,11 @@ _SECRET_KEYS: Final = (
 )
 _PATTERNS: Final = (
     # Passwords in URLs: mongodb://user:secret@host, https://user:secret@host
-    (re.compile(r"([a-z][a-z0-9+.-]*://[^\s:/?#@]*:)[^\s@/]*@", re.IGNORECASE), r"\1" + MASK + "@"),
+    # (the lookbehind keeps this linear on long runs of letters)
+    (
+        re.compile(r"(?<![a-z0-9+.-])([a-z][a-z0-9+.-]*://[^\s:/?#@]*:)[^\s@/]*@", re.IGNORECASE),
+        r"\1" + MASK + "@",
+    ),
     # PEM blocks (service-account keys); also a block cut off before its END line.
     (
         re.compile(
@@ -171,6 +172,8 @@ class Telemetry:
         """Send a runtime failure: the exception (with its stack), or `message` if none."""
         if not self.enabled:
             return
+        import sentry_sdk
+
         with sentry_sdk.new_scope() as scope:
             scope.set_tag("exit_code", str(exit_code))
             if error is not None:
@@ -191,6 +194,8 @@ class Telemetry:
         context; with `as_message`, also an info event of its own."""
         if not self.enabled:
             return
+        import sentry_sdk
+
         data = summary_for_sentry(summary)
         ok = bool(data.get("ok", True))
         sentry_sdk.add_breadcrumb(
@@ -206,11 +211,15 @@ class Telemetry:
     def flush(self, timeout_s: float = 5.0) -> None:
         """Wait (at most `timeout_s`) until queued events are sent."""
         if self.enabled:
+            import sentry_sdk
+
             sentry_sdk.flush(timeout=timeout_s)
 
     def close(self, timeout_s: float = 5.0) -> None:
         """Send what is queued and switch reporting off."""
         if self.enabled:
+            import sentry_sdk
+
             sentry_sdk.get_client().close(timeout=timeout_s)
             sentry_sdk.get_global_scope().set_client(None)
 
@@ -220,6 +229,10 @@ def init(config: Settings, *, release: str | None = None) -> Telemetry:
     if not config.sentry_dsn:
         log.debug("SENTRY_DSN not set: error reporting off")
         return Telemetry(enabled=False)
+    # Imported here: the SDK costs ~0.2 s to import, which a run without Sentry need not pay.
+    import sentry_sdk
+    from sentry_sdk.integrations.logging import LoggingIntegration
+
     secrets = secrets_of(config)
 
     def before_send(event: Any, hint: Any) -> Any:

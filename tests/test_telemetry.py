@@ -311,3 +311,22 @@ def test_scrub_masks_secret_keys_and_known_secrets_at_any_depth() -> None:
 def test_secrets_of_ignores_short_or_missing_passwords() -> None:
     assert telemetry.secrets_of(Settings()) == ()
     assert telemetry.secrets_of(Settings(mongo_uri="mongodb://u:ab@h")) == ("mongodb://u:ab@h",)
+
+
+def test_the_sdk_is_not_imported_unless_sentry_is_on() -> None:
+    # Importing sentry_sdk costs ~0.2 s of the warm run's 2 s budget.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from backtest_compilation import telemetry\n"
+        "from backtest_compilation.settings import Settings\n"
+        "telemetry.init(Settings()).report_failure(RuntimeError('x'))\n"
+        "print('sentry_sdk' in sys.modules)\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "False"
