@@ -1,6 +1,10 @@
 # backtest-compilation: the scheduled sync (`run.sh` → `main.py schedule`).
 #   docker build -t backtest-compilation .
-#   docker run -d --env-file .env -v "$PWD/config:/app/config:ro" -v backtest-cache:/app/cache backtest-compilation
+#   docker run -d --env-file .env --stop-timeout 120 \
+#     -v "$PWD/config:/app/config:ro" -v backtest-cache:/app/cache backtest-compilation
+# On SIGTERM the scheduler lets a running sync finish; --stop-timeout gives it the time
+# (docker's default is 10 s, after which a SIGKILL is still safe: the state file is
+# written atomically and the next run converges).
 FROM python:3.11-slim
 
 COPY --from=ghcr.io/astral-sh/uv:0.13.9 /uv /uvx /bin/

@@ -206,3 +206,43 @@ def test_any_json_data_round_trips(tmp_path_factory, drive, sheet, seconds) -> N
         s = s.with_sink("sheet", sheet, at)
     state.save(path, s)
     assert state.load(path) == (s, None)
+
+
+WRITER = """
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from backtest_compilation import state
+path = Path(sys.argv[1])
+at = datetime(2026, 1, 1, tzinfo=UTC)
+big = {"items": [{"id": str(i), "name": "x" * 40} for i in range(20_000)]}
+states = [state.State().with_drive({**big, "token": t}, at) for t in ("A", "B")]
+print("ready", flush=True)
+for i in range(100_000):
+    state.save(path, states[i % 2])
+"""
+
+
+def test_a_process_killed_while_saving_leaves_a_whole_state(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / "state.json"
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(path)], cwd=root, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    deadline = time.monotonic() + 20
+    while not path.exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    time.sleep(0.3)  # somewhere in the middle of a save
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    loaded, warning = state.load(path)
+    assert warning is None
+    assert loaded.drive is not None and loaded.drive.data["token"] in ("A", "B")
+    assert len(loaded.drive.data["items"]) == 20_000

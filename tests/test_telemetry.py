@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from backtest_compilation import telemetry
 from backtest_compilation.errors import ServiceError
@@ -330,3 +332,22 @@ def test_the_sdk_is_not_imported_unless_sentry_is_on() -> None:
         [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "False"
+
+
+_SAFE = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_."
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    before=st.text(alphabet=st.characters(exclude_characters="@"), max_size=40),
+    after=st.text(alphabet=st.characters(exclude_characters="@"), max_size=40),
+    user=st.text(alphabet=_SAFE, min_size=1, max_size=12),
+    password=st.text(alphabet=_SAFE + "!$%^&()=+", min_size=8, max_size=24),
+    scheme=st.sampled_from(["mongodb", "mongodb+srv", "https", "http"]),
+)
+def test_a_password_in_a_uri_never_survives(before, after, user, password, scheme) -> None:
+    masked = f"{before} {scheme}://{user}:***@db.example.org:27017/x {after}"
+    # The rest of the text must not be able to spell the password on its own.
+    assume(password not in masked)
+    text = masked.replace(":***@", f":{password}@")
+    assert telemetry.scrub_text(text) == masked
