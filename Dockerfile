@@ -1,0 +1,37 @@
+# backtest-compilation: the scheduled sync (`run.sh` → `main.py schedule`).
+#   docker build -t backtest-compilation .
+#   docker run -d --env-file .env --stop-timeout 120 \
+#     -v "$PWD/config:/app/config:ro" -v backtest-cache:/app/cache backtest-compilation
+# On SIGTERM the scheduler lets a running sync finish; --stop-timeout gives it the time
+# (docker's default is 10 s, after which a SIGKILL is still safe: the state file is
+# written atomically and the next run converges).
+FROM python:3.11-slim
+
+COPY --from=ghcr.io/astral-sh/uv:0.13.9 /uv /uvx /bin/
+
+ENV PYTHONUNBUFFERED=1 \
+    UV_COMPILE_BYTECODE=1 \
+    UV_LINK_MODE=copy \
+    UV_PYTHON_DOWNLOADS=never
+
+WORKDIR /app
+
+# Dependencies first, so code changes do not reinstall them.
+COPY pyproject.toml uv.lock ./
+RUN uv sync --frozen --no-dev --no-install-project
+
+COPY . .
+RUN uv sync --frozen --no-dev \
+    && useradd --system --uid 10001 --user-group --home-dir /app --no-create-home app \
+    && mkdir -p config cache \
+    && chown app:app cache
+
+USER app
+VOLUME ["/app/config", "/app/cache"]
+
+# Healthy while the scheduler's heartbeat file (rewritten every minute while it waits,
+# and after every run) is younger than 15 minutes.
+HEALTHCHECK --interval=60s --timeout=10s --start-period=120s --retries=3 \
+    CMD ["/app/.venv/bin/python", "-c", "import os, sys, time; p = os.path.join(os.environ.get('CACHE_DIR', 'cache'), 'heartbeat.json'); sys.exit(0 if os.path.exists(p) and time.time() - os.path.getmtime(p) < 900 else 1)"]
+
+ENTRYPOINT ["/app/run.sh"]

@@ -1,0 +1,109 @@
+"""The run lock (SPEC §5.2): one run at a time per `CACHE_DIR`.
+
+`fcntl.flock` on an open file: the kernel releases it when the holder's process ends,
+however it ends, so a lock left by a killed run is simply free for the next one. The
+file holds the holder's pid and start time, only to name it in the message a second
+run gives up with. The file is never deleted: deleting it would let two runs lock two
+different files of the same name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Final
+
+from .errors import Locked, RunError
+
+log = logging.getLogger(__name__)
+
+FILE_NAME: Final = "run.lock"
+
+
+@dataclass(frozen=True, slots=True)
+class Holder:
+    """Who holds (or last held) the lock, as written in the lock file."""
+
+    pid: int | None
+    started: str | None
+
+
+def path_in(cache_dir: Path) -> Path:
+    """Where the lock file lives inside `CACHE_DIR`."""
+    return Path(cache_dir) / FILE_NAME
+
+
+@contextlib.contextmanager
+def hold(cache_dir: Path, *, now: datetime | None = None) -> Iterator[Holder]:
+    """Hold the run lock for the `with` block; yields this run's `Holder`.
+
+    Raises `Locked` (exit 4) at once, without waiting, when another run holds it, and
+    `RunError` (exit 1) when `CACHE_DIR` cannot be created or the file opened.
+    """
+    path = path_in(cache_dir)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise RunError(
+            f"cannot open the run lock {str(path)!r}: {exc.strerror or exc} "
+            "(check that CACHE_DIR is writable)"
+        ) from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read(fd)
+            who = f"pid {holder.pid}" if holder.pid is not None else "another process"
+            since = f", started {holder.started}" if holder.started else ""
+            raise Locked(
+                f"another run ({who}{since}) holds the lock {path!s}; "
+                "this run gives up without changing anything"
+            ) from None
+        previous = _read(fd)
+        if previous.pid is not None:
+            # A clean release empties the file, so content means the last holder died.
+            log.warning(
+                "taking over the run lock left by pid %s (started %s), which ended "
+                "without releasing it",
+                previous.pid,
+                previous.started,
+            )
+        me = Holder(os.getpid(), (now or datetime.now(UTC)).isoformat(timespec="seconds"))
+        _write(fd, json.dumps({"pid": me.pid, "started": me.started}))
+        log.debug("run lock %s taken by pid %s", path, me.pid)
+        try:
+            yield me
+        finally:
+            with contextlib.suppress(OSError):
+                _write(fd, "")
+    finally:
+        os.close(fd)  # closing the descriptor releases the flock
+
+
+def _read(fd: int) -> Holder:
+    try:
+        raw = os.pread(fd, 4096, 0)
+        doc = json.loads(raw) if raw.strip() else {}
+    except (OSError, ValueError):
+        return Holder(None, None)
+    if not isinstance(doc, dict):
+        return Holder(None, None)
+    pid, started = doc.get("pid"), doc.get("started")
+    return Holder(
+        pid if isinstance(pid, int) and not isinstance(pid, bool) else None,
+        started if isinstance(started, str) else None,
+    )
+
+
+def _write(fd: int, text: str) -> None:
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, text.encode(), 0)
+    os.fsync(fd)

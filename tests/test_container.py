@@ -1,0 +1,155 @@
+"""`run.sh` for real (with stand-ins for the interpreter) and the Dockerfile's health check."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from backtest_compilation import schedule
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCKERFILE = (ROOT / "Dockerfile").read_text()
+
+# Records how it was started, then waits (bounded) for SIGTERM, which it reports.
+STAND_IN = """#!/bin/sh
+printf '%s\\n' "$$" "$(pwd)" "$*" > "$RECORD.tmp" && mv "$RECORD.tmp" "$RECORD"
+trap 'echo TERM >> "$RECORD"; exit 0' TERM
+i=0
+while [ $i -lt 400 ]; do sleep 0.05; i=$((i + 1)); done
+exit 9
+"""
+
+
+def install_app(tmp_path: Path) -> Path:
+    app = tmp_path / "app"
+    app.mkdir()
+    shutil.copy2(ROOT / "run.sh", app / "run.sh")
+    return app
+
+
+def stand_in(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(STAND_IN)
+    path.chmod(0o755)
+
+
+def start_and_stop(app: Path, tmp_path: Path, env_path: str) -> tuple[list[str], int, str]:
+    record = tmp_path / "record.txt"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    proc = subprocess.Popen(
+        [str(app / "run.sh"), "--verbose"],
+        cwd=elsewhere,  # run.sh must find its own directory
+        env={"PATH": env_path, "RECORD": str(record)},
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not record.exists():
+            assert proc.poll() is None, "run.sh ended early"
+            assert time.monotonic() < deadline, "the stand-in never started"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    lines = record.read_text().splitlines()
+    return lines, code, str(proc.pid)
+
+
+def test_run_sh_execs_the_environments_python_with_schedule(tmp_path: Path) -> None:
+    app = install_app(tmp_path)
+    stand_in(app / ".venv" / "bin" / "python")
+    lines, code, pid = start_and_stop(app, tmp_path, "/usr/bin:/bin")
+    pid_seen, cwd, args, *rest = lines
+    assert pid_seen == pid  # exec: the scheduler is the process docker signals
+    assert Path(cwd).resolve() == app.resolve()
+    assert args == "main.py schedule --verbose"
+    assert rest == ["TERM"] and code == 0  # SIGTERM reached it, it stopped cleanly
+
+
+def test_run_sh_falls_back_to_uv_run_without_an_environment(tmp_path: Path) -> None:
+    app = install_app(tmp_path)
+    bin_dir = tmp_path / "bin"
+    stand_in(bin_dir / "uv")
+    lines, code, pid = start_and_stop(app, tmp_path, f"{bin_dir}:/usr/bin:/bin")
+    assert lines[0] == pid
+    assert lines[2] == "run --frozen --no-dev main.py schedule --verbose"
+    assert lines[3:] == ["TERM"] and code == 0
+
+
+def test_run_sh_is_executable_posix_sh() -> None:
+    run_sh = ROOT / "run.sh"
+    assert os.access(run_sh, os.X_OK)
+    assert run_sh.read_text().startswith("#!/bin/sh\n")
+    subprocess.run(["sh", "-n", str(run_sh)], check=True)
+
+
+def healthcheck_command() -> list[str]:
+    m = re.search(r"^HEALTHCHECK .*?CMD (\[.*?\])$", DOCKERFILE, re.MULTILINE | re.DOTALL)
+    assert m, "no HEALTHCHECK ... CMD [...] in the Dockerfile"
+    command = json.loads(m.group(1))
+    assert command[0] == "/app/.venv/bin/python"
+    return [sys.executable, *command[1:]]
+
+
+@pytest.mark.parametrize(
+    ("case", "age_s", "healthy"),
+    [
+        ("fresh heartbeat", 5, True),
+        ("heartbeat older than the limit", schedule.HEALTHY_WITHIN_S + 60, False),
+        ("no heartbeat at all", None, False),
+    ],
+)
+def test_the_health_check_reads_the_heartbeat_age(
+    tmp_path: Path, case: str, age_s: float | None, healthy: bool
+) -> None:
+    cache = tmp_path / "state-volume"
+    if age_s is not None:
+        beat = schedule.heartbeat_path(cache)
+        schedule.write_heartbeat(beat, schedule.Heartbeat(at=schedule.system_clock()))
+        then = time.time() - age_s
+        os.utime(beat, (then, then))
+    env = {"PATH": "/usr/bin:/bin", "CACHE_DIR": str(cache)}
+    result = subprocess.run(healthcheck_command(), cwd=tmp_path, env=env, timeout=30)
+    assert (result.returncode == 0) is healthy
+    # Same rule as the Python helper, so the two cannot drift apart.
+    assert schedule.is_healthy(schedule.heartbeat_path(cache)) is healthy
+
+
+def test_the_health_check_defaults_to_cache_in_the_workdir(tmp_path: Path) -> None:
+    schedule.write_heartbeat(
+        schedule.heartbeat_path(tmp_path / "cache"), schedule.Heartbeat(at=schedule.system_clock())
+    )
+    env = {"PATH": "/usr/bin:/bin"}
+    assert subprocess.run(healthcheck_command(), cwd=tmp_path, env=env).returncode == 0
+    assert f"< {schedule.HEALTHY_WITHIN_S}" in DOCKERFILE
+    assert f"'{schedule.HEARTBEAT_FILE}'" in DOCKERFILE
+
+
+def test_the_dockerfile_is_slim_frozen_non_root_with_volumes() -> None:
+    instructions = [line.split(None, 1) for line in DOCKERFILE.splitlines() if line[:1].isupper()]
+    by_name: dict[str, list[str]] = {}
+    for name, rest in instructions:
+        by_name.setdefault(name, []).append(rest)
+    assert by_name["FROM"] == ["python:3.11-slim"]
+    assert "uv sync --frozen --no-dev" in DOCKERFILE
+    assert "--from=ghcr.io/astral-sh/uv:" in DOCKERFILE
+    assert by_name["USER"] == ["app"]
+    assert json.loads(by_name["VOLUME"][0]) == ["/app/config", "/app/cache"]
+    assert json.loads(by_name["ENTRYPOINT"][0]) == ["/app/run.sh"]
+
+
+def test_dockerignore_keeps_secrets_and_state_out_of_the_image() -> None:
+    ignored = (ROOT / ".dockerignore").read_text().splitlines()
+    for entry in (".env", "config/*.json", "cache/", ".venv/", ".git"):
+        assert entry in ignored

@@ -1,0 +1,117 @@
+"""The run lock, with real processes: a second run gives up at once; a killed one's is taken."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from backtest_compilation import lock
+from backtest_compilation.errors import Locked, RunError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Holds the lock, says so on stdout, then waits for stdin to close (or to be killed).
+HOLDER = """
+import sys
+from pathlib import Path
+from backtest_compilation import lock
+with lock.hold(Path(sys.argv[1])) as me:
+    print(me.pid, flush=True)
+    sys.stdin.read()
+"""
+
+
+def start_holder(cache: Path) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(cache)],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()  # blocks until the lock is held
+    assert line.strip() == str(proc.pid)
+    return proc
+
+
+def test_a_second_run_gets_locked_at_once_naming_the_holder(tmp_path: Path) -> None:
+    holder = start_holder(tmp_path)
+    try:
+        started = time.monotonic()
+        with pytest.raises(Locked) as info, lock.hold(tmp_path):
+            pytest.fail("the lock must not be granted twice")
+        assert time.monotonic() - started < 1.0
+        assert info.value.exit_code == 4
+        assert f"pid {holder.pid}" in str(info.value)
+    finally:
+        holder.communicate("")
+    assert holder.returncode == 0
+    # A clean release leaves the lock free and the file empty.
+    assert lock.path_in(tmp_path).read_text() == ""
+    with lock.hold(tmp_path) as me:
+        assert me.pid == os.getpid()
+
+
+def test_a_lock_left_by_a_killed_run_is_taken_over(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    holder = start_holder(tmp_path)
+    holder.send_signal(signal.SIGKILL)
+    holder.wait(timeout=10)
+    assert str(holder.pid) in lock.path_in(tmp_path).read_text()  # left behind
+    with caplog.at_level(logging.WARNING), lock.hold(tmp_path) as me:
+        assert me.pid == os.getpid()
+        assert str(os.getpid()) in lock.path_in(tmp_path).read_text()
+    assert f"left by pid {holder.pid}" in caplog.text
+
+
+def test_a_second_holder_in_a_subprocess_exits_while_we_hold_it(tmp_path: Path) -> None:
+    with lock.hold(tmp_path) as me:
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import sys; from pathlib import Path; from backtest_compilation import lock\n"
+                "from backtest_compilation.errors import Locked\n"
+                "try:\n"
+                "    with lock.hold(Path(sys.argv[1])): pass\n"
+                "except Locked as e:\n"
+                "    print(e); sys.exit(e.exit_code)\n",
+                str(tmp_path),
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert out.returncode == 4
+    assert f"pid {me.pid}" in out.stdout
+
+
+def test_the_lock_is_released_when_the_block_raises(tmp_path: Path) -> None:
+    with pytest.raises(ZeroDivisionError), lock.hold(tmp_path):
+        1 / 0  # noqa: B018
+    with lock.hold(tmp_path):
+        pass
+
+
+def test_garbage_in_the_lock_file_does_not_matter(tmp_path: Path) -> None:
+    lock.path_in(tmp_path).write_bytes(b"\xff\xfe not json")
+    with lock.hold(tmp_path) as me:
+        assert me.pid == os.getpid()
+
+
+def test_an_unusable_cache_dir_is_a_run_error(tmp_path: Path) -> None:
+    blocked = tmp_path / "file"
+    blocked.write_text("x")
+    with pytest.raises(RunError, match="cannot open the run lock") as info, lock.hold(blocked):
+        pass
+    assert info.value.exit_code == 1

@@ -1,0 +1,355 @@
+"""Sentry reporting against a local endpoint that receives the real SDK's envelopes."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from backtest_compilation import telemetry
+from backtest_compilation.errors import ServiceError
+from backtest_compilation.settings import Settings
+
+MONGO_PASSWORD = "hunter2-Sup3rSecret"
+PEM = (
+    "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\nABCDEFGHIJKLMNOP\n"
+    "-----END PRIVATE KEY-----\n"
+)
+EXAM_TEXT = "%PDF-1.4 confidential exam answers"  # a drive file's content
+TOKEN = "ya29.a0AfH6SMBx-secret-access-token"
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    raw: bytes  # decompressed body
+    items: list[tuple[dict[str, Any], Any]]  # (item header, payload)
+
+    def of_type(self, kind: str) -> list[Any]:
+        return [payload for header, payload in self.items if header.get("type") == kind]
+
+
+def parse_envelope(body: bytes) -> list[tuple[dict[str, Any], Any]]:
+    """Sentry envelope: a header line, then (item header line, payload) pairs."""
+    _header, _, rest = body.partition(b"\n")
+    items = []
+    while rest.strip():
+        item_line, _, rest = rest.partition(b"\n")
+        header = json.loads(item_line)
+        if "length" in header:
+            payload, rest = rest[: header["length"]], rest[header["length"] + 1 :]
+        else:
+            payload, _, rest = rest.partition(b"\n")
+        items.append((header, json.loads(payload) if payload.strip() else None))
+    return items
+
+
+class Endpoint:
+    """A Sentry ingest endpoint on 127.0.0.1 that records every envelope it receives."""
+
+    def __init__(self) -> None:
+        self.received: queue.Queue[Received] = queue.Queue()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                body = self.rfile.read(length)
+                encoding = self.headers.get("Content-Encoding", "")
+                if encoding == "gzip":
+                    body = gzip.decompress(body)
+                elif encoding:
+                    raise AssertionError(f"unexpected Content-Encoding {encoding}")
+                outer.received.put(
+                    Received(self.path, dict(self.headers), body, parse_envelope(body))
+                )
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.dsn = f"http://public@127.0.0.1:{self.port}/1"
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self.thread.start()
+
+    def all(self) -> list[Received]:
+        out = []
+        while not self.received.empty():
+            out.append(self.received.get_nowait())
+        return out
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def endpoint() -> Iterator[Endpoint]:
+    ep = Endpoint()
+    yield ep
+    ep.close()
+
+
+@pytest.fixture
+def sentry(endpoint: Endpoint) -> Iterator[telemetry.Telemetry]:
+    config = Settings(
+        sentry_dsn=endpoint.dsn,
+        sentry_trace_rate=0.0,
+        mongo_uri=f"mongodb://backtest:{MONGO_PASSWORD}@db.example.org:27017/apo_main",
+    )
+    handle = telemetry.init(config)
+    yield handle
+    handle.close()
+
+
+def events(endpoint: Endpoint) -> list[Any]:
+    return [e for r in endpoint.all() for e in r.of_type("event")]
+
+
+def fail_with_secrets(pdf: Path) -> None:
+    password = MONGO_PASSWORD  # local variables must never be sent
+    file_contents = pdf.read_text()
+    raise ServiceError(
+        f"MongoDB at mongodb://backtest:{password}@db.example.org failed; "
+        f"key {PEM} header Authorization: Bearer {TOKEN} ({len(file_contents)} bytes)"
+    )
+
+
+def test_no_dsn_means_nothing_is_initialised_or_sent(endpoint: Endpoint) -> None:
+    handle = telemetry.init(Settings())
+    assert not handle.enabled
+    handle.report_failure(RuntimeError("x"))
+    handle.report_summary({"ok": True}, as_message=True)
+    handle.flush()
+    handle.close()
+    assert endpoint.all() == []
+
+
+def test_a_failure_arrives_without_any_secret(
+    endpoint: Endpoint,
+    sentry: telemetry.Telemetry,
+    caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
+) -> None:
+    import sentry_sdk
+
+    assert sentry_sdk.get_client().should_send_default_pii() is False
+    caplog.set_level(logging.INFO, logger="backtest_compilation")
+    pdf = tmp_path / "E1F22.pdf"
+    pdf.write_text(EXAM_TEXT)
+    logging.getLogger("backtest_compilation.test").info(
+        "connecting with Authorization: Bearer %s to %s", TOKEN, endpoint.dsn
+    )
+    try:
+        fail_with_secrets(pdf)
+    except ServiceError as exc:
+        sentry.report_failure(exc, exit_code=1)
+    sentry.flush()
+    received = endpoint.all()
+    assert [r.path for r in received] == ["/api/1/envelope/"]
+    [event] = received[0].of_type("event")
+    [exception] = event["exception"]["values"]
+    assert exception["type"] == "ServiceError"
+    assert "mongodb://backtest:***@db.example.org failed" in exception["value"]
+    assert "[private key removed]" in exception["value"] and "Bearer ***" in exception["value"]
+    assert event["tags"]["exit_code"] == "1"
+    frames = exception["stacktrace"]["frames"]
+    assert frames[-1]["function"] == "fail_with_secrets"
+    assert all("vars" not in frame for frame in frames)
+    crumbs = event["breadcrumbs"]["values"]
+    assert any("Bearer ***" in (c.get("message") or "") for c in crumbs)
+    raw = received[0].raw.decode()
+    for secret in (MONGO_PASSWORD, "MIIEvQIBADANBgkqhkiG9w0", TOKEN, "confidential exam answers"):
+        assert secret not in raw
+    payload = json.dumps(event)
+    assert endpoint.dsn not in payload and "user" not in event
+
+
+def test_a_summary_is_sent_as_counts_only(endpoint: Endpoint, sentry: telemetry.Telemetry) -> None:
+    summary = {
+        "mode": "sync",
+        "ok": True,
+        "exit_code": 0,
+        "catalog": {
+            "course_codes": ["CSCI"],
+            "courses": [{"name": "CSCI-1200 Data Structures", "course_code": "CSCI"}],
+            "crosslisted": [],
+        },
+        "problems": [
+            {"category": "not_a_pdf", "message": "Not a PDF: CSCI / x / secret plan.docx"},
+            {"category": "not_a_pdf", "message": "Not a PDF: CSCI / y.txt"},
+            {"category": "invalid_year", "message": "Invalid year: CSCI / z.pdf"},
+        ],
+        "renames": [{"id": "1", "from": "a", "to": "b", "applied": True}],
+        "mongo": {"inserted": 1, "updated": 0, "deleted": 0, "in_sync": False},
+        "sheet": {"written": True, "not_found": ["CSCI-1200 Data Structures"]},
+        "api_calls": {"drive": 3, "sheets": 3, "mongo": 4},
+        "timings_s": {"read": 0.5, "total": 1.25},
+    }
+    sentry.report_summary(summary, as_message=True)
+    sentry.flush()
+    [event] = events(endpoint)
+    assert event["message"] == "run sync: exit 0" and event["level"] == "info"
+    expected = {
+        "mode": "sync",
+        "ok": True,
+        "exit_code": 0,
+        "counts": {
+            "courses": 1,
+            "course_codes": 1,
+            "problems": 3,
+            "problems_by_category": "invalid_year 1, not_a_pdf 2",
+            "renames": 1,
+            "renames_applied": 1,
+            "sheet_written": True,
+        },
+        "mongo": {"inserted": 1, "updated": 0, "deleted": 0, "in_sync": False},
+        "api_calls": {"drive": 3, "sheets": 3, "mongo": 4},
+        "timings_s": {"read": 0.5, "total": 1.25},
+    }
+    assert event["contexts"]["last_run"] == expected
+    [crumb] = [c for c in event["breadcrumbs"]["values"] if c.get("category") == "run"]
+    assert crumb["data"] == expected
+    assert "secret plan" not in json.dumps(event) and "Data Structures" not in json.dumps(event)
+
+
+def test_a_later_failure_carries_the_summary_breadcrumb(
+    endpoint: Endpoint, sentry: telemetry.Telemetry
+) -> None:
+    sentry.report_summary({"mode": "sync", "ok": False, "exit_code": 1})
+    sentry.flush()
+    assert endpoint.all() == []  # a breadcrumb alone sends nothing
+    sentry.report_exit(4, None)  # locked: not reported
+    sentry.report_exit(1, None)
+    sentry.flush()
+    [event] = events(endpoint)
+    assert event["level"] == "error" and event["message"] == "run failed with exit code 1"
+    assert any(c.get("category") == "run" for c in event["breadcrumbs"]["values"])
+
+
+SCRUB_CASES = [
+    ("mongo URI password", f"mongodb://u:{MONGO_PASSWORD}@h/db", "mongodb://u:***@h/db"),
+    (
+        "srv URI password",
+        "mongodb+srv://u:p%40ss@cluster0.x.net",
+        "mongodb+srv://u:***@cluster0.x.net",
+    ),
+    (
+        "URI without password kept",
+        "mongodb://localhost:27017/apo_main",
+        "mongodb://localhost:27017/apo_main",
+    ),
+    ("PEM block", f"before {PEM}after", "before [private key removed]\nafter"),
+    ("PEM cut off", "-----BEGIN RSA PRIVATE KEY-----\nMIIabc", "[private key removed]"),
+    (
+        "service-account JSON",
+        '{"private_key": "abc\\ndef", "type": "x"}',
+        '{"private_key": "***", "type": "x"}',
+    ),
+    ("bearer token", "Authorization: Bearer abc.def-ghi", "Authorization: Bearer ***"),
+    ("google access token alone", f"token {TOKEN} used", "token *** used"),
+    (
+        "query password",
+        "https://h/x?user=a&password=p4ss&x=1",
+        "https://h/x?user=a&password=***&x=1",
+    ),
+    (
+        "odd names are data",
+        'CSCI / "quoted" \\ back 🎓 (.*)+?.pdf',
+        'CSCI / "quoted" \\ back 🎓 (.*)+?.pdf',
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "text", "expected"), SCRUB_CASES, ids=[c[0] for c in SCRUB_CASES])
+def test_scrub_text(case: str, text: str, expected: str) -> None:
+    assert telemetry.scrub_text(text) == expected
+
+
+def test_scrub_masks_secret_keys_and_known_secrets_at_any_depth() -> None:
+    secrets = telemetry.secrets_of(
+        Settings(
+            sentry_dsn="https://abcdef123@o1.ingest.sentry.io/42",
+            mongo_uri=f"mongodb://u:{MONGO_PASSWORD}@h",
+        )
+    )
+    event = {
+        "request": {"headers": {"Authorization": "Basic dXNlcjpwYXNz", "Accept": "*/*"}},
+        "extra": {"settings": {"sentry_dsn": "x", "mongo_password": "y", "empty_token": ""}},
+        "message": f"dsn https://abcdef123@o1.ingest.sentry.io/42 and pw {MONGO_PASSWORD} here",
+        "list": [[{"deep": f"pw {MONGO_PASSWORD}"}]],
+        "count": 3,
+    }
+    out = telemetry.scrub(event, secrets)
+    assert out["request"]["headers"] == {"Authorization": "***", "Accept": "*/*"}
+    assert out["extra"]["settings"] == {
+        "sentry_dsn": "***",
+        "mongo_password": "***",
+        "empty_token": "",
+    }
+    assert out["message"] == "dsn *** and pw *** here"
+    assert out["list"] == [[{"deep": "pw ***"}]]
+    assert out["count"] == 3
+    assert event["message"].startswith("dsn https://abcdef123")  # the input is not changed
+
+
+def test_secrets_of_ignores_short_or_missing_passwords() -> None:
+    assert telemetry.secrets_of(Settings()) == ()
+    assert telemetry.secrets_of(Settings(mongo_uri="mongodb://u:ab@h")) == ("mongodb://u:ab@h",)
+
+
+def test_the_sdk_is_not_imported_unless_sentry_is_on() -> None:
+    # Importing sentry_sdk costs ~0.2 s of the warm run's 2 s budget.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from backtest_compilation import telemetry\n"
+        "from backtest_compilation.settings import Settings\n"
+        "telemetry.init(Settings()).report_failure(RuntimeError('x'))\n"
+        "print('sentry_sdk' in sys.modules)\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "False"
+
+
+_SAFE = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_."
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    before=st.text(alphabet=st.characters(exclude_characters="@"), max_size=40),
+    after=st.text(alphabet=st.characters(exclude_characters="@"), max_size=40),
+    user=st.text(alphabet=_SAFE, min_size=1, max_size=12),
+    password=st.text(alphabet=_SAFE + "!$%^&()=+", min_size=8, max_size=24),
+    scheme=st.sampled_from(["mongodb", "mongodb+srv", "https", "http"]),
+)
+def test_a_password_in_a_uri_never_survives(before, after, user, password, scheme) -> None:
+    masked = f"{before} {scheme}://{user}:***@db.example.org:27017/x {after}"
+    # The rest of the text must not be able to spell the password on its own.
+    assume(password not in masked)
+    text = masked.replace(":***@", f":{password}@")
+    assert telemetry.scrub_text(text) == masked
