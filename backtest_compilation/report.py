@@ -136,8 +136,7 @@ def html_report(
             ["", "num", "num"],
         ),
         "</table>",
-        "<h2>Courses</h2><table><tr><th>course</th><th>tests</th>"
-        "<th class=num>count</th></tr>",
+        "<h2>Courses</h2><table><tr><th>course</th><th>tests</th><th class=num>count</th></tr>",
         rows(
             [
                 [
