@@ -523,7 +523,7 @@ def test_plan_lines_say_what_a_visitor_will_see_change() -> None:
     ]
     text = plan_text(p)
     assert text.splitlines()[0] == "MongoDB: 2 to insert, 2 to update, 4 to delete"
-    assert plan_text(plan(cat, state())).startswith("MongoDB: 6 to insert")
+    assert plan_text(plan(cat, state())).startswith("MongoDB: 8 to insert, 0 to update")
 
 
 def test_plan_text_of_an_empty_plan() -> None:
