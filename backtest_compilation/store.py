@@ -45,6 +45,7 @@ from .publish import (
     check_guard,
     course_document,
     exam_documents,
+    plan_lines,
     read_state,
 )
 from .settings import REDACTED, Settings, redact_uri
@@ -259,6 +260,9 @@ class Store:
             return Applied()
         started = time.perf_counter()
         before = self.round_trips.total
+        if log.isEnabledFor(logging.DEBUG):
+            for line in plan_lines(plan):
+                log.debug("mongo plan: %s", line)
         self.ensure_indexes()
         inserted = updated = deleted = 0
         for phase, collection, ops in _phases(plan):

@@ -9,6 +9,7 @@ ordered bulk writes on the wire). What a visitor sees is read the website's way
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import time
 from collections.abc import Iterator
@@ -22,7 +23,7 @@ from backtest_compilation.catalog import Catalog
 from backtest_compilation.errors import ConfigError, GuardRefused, ServiceError
 from backtest_compilation.publish import BACKTESTS, CODES, COURSES, Applied, Plan, plan
 from backtest_compilation.settings import Settings
-from backtest_compilation.store import RoundTrips, Store
+from backtest_compilation.store import RoundTrips, Store, _delete_ops, _phases
 from tests.fixtures_mongo import MongoServer
 from tests.store_data import big_catalog, catalog, course
 from tests.website import NOT_FOUND, expected_view, visit, visit_async, without_ids
@@ -78,8 +79,15 @@ CATALOG = catalog(
 )
 
 
-def test_cold_publish_shows_the_catalog_in_few_round_trips(store: Store) -> None:
-    p, applied = publish(store, CATALOG)
+def test_cold_publish_shows_the_catalog_in_few_round_trips(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG, logger="backtest_compilation.store"):
+        p, applied = publish(store, CATALOG)
+    info = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert info[0].startswith("mongo read: 0 codes, 0 courses, 0 backtests in ")
+    assert info[1].startswith("mongo apply: 8 inserted, 0 updated, 0 deleted in ")
+    assert "mongo plan: + course CSCI-1200 Data Structures" in caplog.text
     assert (applied.inserted, applied.updated, applied.deleted) == (3 + 3 + 2, 0, 0)
     assert (p.inserts, p.updates, p.deletes) == (8, 0, 0)
     assert_in_sync(store, CATALOG)
@@ -267,8 +275,6 @@ def test_odd_names_are_data(store: Store) -> None:
 def test_writes_follow_the_visitor_safe_order() -> None:
     """Inserts bottom-up, then updates, then deletes top-down (checked on the plan's
     phases; the wire order is checked against the real server below)."""
-    from backtest_compilation.store import _phases
-
     p = Plan(
         codes_to_add=("A",),
         existing_courses=0,
@@ -409,6 +415,11 @@ def test_rejected_credentials_are_a_config_error_without_the_password(
     assert "rejected the credentials" in str(exc.value)
     assert SECRET not in str(exc.value)
     assert SECRET not in caplog.text
+
+
+def test_large_deletes_are_chunked_but_stay_one_bulk_write() -> None:
+    ops = _delete_ops(range(25_000))
+    assert [len(op._filter["_id"]["$in"]) for op in ops] == [10_000, 10_000, 5_000]
 
 
 def test_an_unusable_uri_is_a_config_error() -> None:
