@@ -268,6 +268,10 @@ def plan(
     by_folder: dict[str, list[CourseDoc]] = defaultdict(list)
     by_name: dict[str, list[CourseDoc]] = defaultdict(list)
     for doc in current.courses:
+        if not isinstance(doc.id, ObjectId):
+            # The website turns the id in its URLs into an ObjectId: no link can reach
+            # a course with any other `_id`, so it is replaced rather than adopted.
+            continue
         if doc.folder_id is not None:
             by_folder[doc.folder_id].append(doc)
         if doc.name is not None:
@@ -314,11 +318,7 @@ def plan(
 
     kept_names = set(course_id_of)
     courses_to_remove = [
-        CourseRemoval(
-            doc.id,
-            doc.name,
-            "duplicate of a kept course" if doc.name in kept_names else "not in the drive",
-        )
+        CourseRemoval(doc.id, doc.name, _removal_reason(doc, kept_names))
         for doc in current.courses
         if _hashable(doc.id) not in claimed
     ]
@@ -398,6 +398,12 @@ def plan(
         desired_courses=len(desired),
         course_id_of=MappingProxyType(course_id_of),
     )
+
+
+def _removal_reason(doc: CourseDoc, kept_names: set[str]) -> str:
+    if not isinstance(doc.id, ObjectId):
+        return "its _id is not an ObjectId, the website cannot link it"
+    return "duplicate of a kept course" if doc.name in kept_names else "not in the drive"
 
 
 def _hashable(value: Any) -> Any:

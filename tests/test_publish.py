@@ -351,8 +351,14 @@ CASES = [
         expect(
             **{
                 "codes-": [(None, "no course_code")],
-                "courses-": [(oid(4), "not in the drive"), (12, "not in the drive")],
-                "backtests-": [(3.5, "points at no course")],
+                "courses+": [DS],
+                "courses-": [
+                    (oid(4), "not in the drive"),
+                    (12, "its _id is not an ObjectId, the website cannot link it"),
+                    ("by-hand", "its _id is not an ObjectId, the website cannot link it"),
+                ],
+                "backtests+": [(DS, "new course")],
+                "backtests-": [(3.5, "points at no course"), ("bt", "course removed")],
             }
         ),
     ),
