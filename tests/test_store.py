@@ -257,6 +257,15 @@ def test_a_database_built_by_the_previous_tool_is_adopted(store: Store) -> None:
     assert {d.get("folder_id") for d in db[COURSES].find()} == {"f1", "f2", "f3"}
 
 
+def test_a_course_the_website_cannot_link_is_replaced(store: Store) -> None:
+    db = store.database
+    db[COURSES].insert_one({"_id": "csci-1200", "name": DS, "course_code": "CSCI"})
+    db[BACKTESTS].insert_one({"course_ids": ["csci-1200"], "tests": []})
+    publish(store, CATALOG)
+    assert_in_sync(store, CATALOG)
+    assert isinstance(ids_by_name(store)[DS], ObjectId)
+
+
 def test_odd_names_are_data(store: Store) -> None:
     odd = catalog(
         course('CSCI-1200 C++ (Intro) "quoted" \\ back\\slash .*$ [x] {y} 🎓', "f'1\"", E1),
