@@ -9,6 +9,7 @@ ordered bulk writes on the wire). What a visitor sees is read the website's way
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import socket
 import time
@@ -26,6 +27,7 @@ from backtest_compilation.settings import Settings
 from backtest_compilation.store import RoundTrips, Store, _delete_ops, _phases
 from tests.fixtures_mongo import MongoServer
 from tests.store_data import big_catalog, catalog, course
+from tests.test_publish import CASES, Case
 from tests.website import NOT_FOUND, expected_view, visit, visit_async, without_ids
 
 DS = "CSCI-1200 Data Structures"
@@ -255,6 +257,18 @@ def test_a_database_built_by_the_previous_tool_is_adopted(store: Store) -> None:
     ids = ids_by_name(store)
     assert [ids[DS], ids["CSCI-2300 Intro to Algorithms"], ids[CALC]] == list(legacy[:3])
     assert {d.get("folder_id") for d in db[COURSES].find()} == {"f1", "f2", "f3"}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_every_diff_and_repair_case_through_the_store(store: Store, case: Case) -> None:
+    """The pure plan's table (tests/test_publish.py), seeded into a real database:
+    the store reads the same plan and one publish repairs everything."""
+    for name, key in ((CODES, "codes"), (COURSES, "courses"), (BACKTESTS, "backtests")):
+        if case.docs.get(key):
+            store.database[name].insert_many(copy.deepcopy(case.docs[key]))
+    p, _ = publish(store, case.catalog, allow=True)
+    case.expect(p)
+    assert_in_sync(store, case.catalog)
 
 
 def test_a_course_the_website_cannot_link_is_replaced(store: Store) -> None:
