@@ -45,10 +45,29 @@ from .publish import (
     check_guard,
     course_document,
     exam_documents,
+    guard_refusal,
+    mongo_block,
+    plan,
     plan_lines,
+    plan_text,
     read_state,
 )
 from .settings import REDACTED, Settings, redact_uri
+
+# The pure half lives in `publish`; re-exported so callers can write `store.plan(…)`.
+__all__ = [
+    "Applied",
+    "Current",
+    "Plan",
+    "RoundTrips",
+    "Store",
+    "check_guard",
+    "guard_refusal",
+    "mongo_block",
+    "plan",
+    "plan_lines",
+    "plan_text",
+]
 
 log = logging.getLogger(__name__)
 
