@@ -1,0 +1,383 @@
+"""`Store`: the MongoDB adapter (pymongo, synchronous) for the website's three collections.
+
+Thin shell around `publish` (the pure plan): `read_current` reads the state in three
+queries, `apply` writes a `Plan` in the order of SPEC §3, one `bulk_write` per phase.
+`mongomock://` selects an in-process store (the `demo`); every write path works there
+too. Errors become `ServiceError` (unreachable, failed: exit 1) or `ConfigError`
+(credentials rejected, bad URI: exit 2), with the URI's password masked.
+
+Round trips are counted with pymongo's command monitoring (`RoundTrips`), so the run
+summary can report them as `api_calls.mongo`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any, Self
+from urllib.parse import unquote, urlsplit
+
+import mongomock
+from pymongo import DeleteMany, InsertOne, MongoClient, UpdateMany, monitoring
+from pymongo.database import Database
+from pymongo.errors import (
+    BulkWriteError,
+    ConfigurationError,
+    ConnectionFailure,
+    OperationFailure,
+    PyMongoError,
+)
+
+from .errors import ConfigError, ServiceError
+from .publish import (
+    BACKTEST_FIELDS,
+    BACKTESTS,
+    CODE_FIELDS,
+    CODES,
+    COURSE_FIELDS,
+    COURSES,
+    Applied,
+    Current,
+    Plan,
+    check_guard,
+    course_document,
+    exam_documents,
+    guard_refusal,
+    mongo_block,
+    plan,
+    plan_lines,
+    plan_text,
+    read_state,
+)
+from .settings import REDACTED, Settings, redact_uri
+
+# The pure half lives in `publish`; re-exported so callers can write `store.plan(…)`.
+__all__ = [
+    "Applied",
+    "Current",
+    "Plan",
+    "RoundTrips",
+    "Store",
+    "check_guard",
+    "guard_refusal",
+    "mongo_block",
+    "plan",
+    "plan_lines",
+    "plan_text",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT_MS = 5_000
+# One `find` answers the whole collection (the server still caps a batch at 16 MiB).
+READ_BATCH = 1_000_000
+# `_id`s per DeleteMany: keeps each operation far below the 16 MiB document limit;
+# all chunks still travel in one bulk_write round trip.
+DELETE_CHUNK = 10_000
+WRITE_COMMANDS = frozenset({"insert", "update", "delete"})
+# Indexes the website's queries (and our updates' filters, by `_id`) rely on.
+INDEXES = ((CODES, "course_code"), (COURSES, "course_code"), (BACKTESTS, "course_ids"))
+# Server error codes meaning "these credentials are not accepted".
+AUTH_ERROR_CODES = frozenset({13, 18})
+
+
+class RoundTrips(monitoring.CommandListener):
+    """Counts commands sent to the server (one command = one round trip).
+
+    Registered as a pymongo command listener; for mongomock, which has no wire, the
+    store records its calls here itself."""
+
+    def __init__(self) -> None:
+        self.by_command: Counter[str] = Counter()
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_command.values())
+
+    @property
+    def writes(self) -> int:
+        """Round trips that carried inserts, updates or deletes."""
+        return sum(n for name, n in self.by_command.items() if name in WRITE_COMMANDS)
+
+    def record(self, command_name: str) -> None:
+        self.by_command[command_name] += 1
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.record(event.command_name)
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+def _password(uri: str) -> str | None:
+    try:
+        return urlsplit(uri).password
+    except ValueError:
+        return None
+
+
+class Store:
+    """The website's collections in database `db_name`, reached through `client`.
+
+    Use `Store.connect` / `Store.from_settings`; close it (or use `with`)."""
+
+    def __init__(
+        self,
+        client: MongoClient[Any] | mongomock.MongoClient,
+        db_name: str,
+        *,
+        round_trips: RoundTrips,
+        monitored: bool,
+        uri: str = "",
+    ) -> None:
+        self._client = client
+        self._db: Database[Any] = client[db_name]
+        self.round_trips = round_trips
+        # False for mongomock: no command events, so calls are recorded by hand.
+        self._monitored = monitored
+        self._where = redact_uri(uri) if uri else "MongoDB"
+        self._secret = _password(uri)
+
+    @classmethod
+    def connect(cls, uri: str, db_name: str, *, timeout_ms: int = DEFAULT_TIMEOUT_MS) -> Self:
+        """A store for `uri` (`mongodb://`, `mongodb+srv://` or `mongomock://`).
+
+        Connecting is lazy: an unreachable server shows at the first read, after
+        `timeout_ms`, as `ServiceError`."""
+        counter = RoundTrips()
+        if uri.startswith("mongomock:"):
+            return cls(mongomock.MongoClient(), db_name, round_trips=counter, monitored=False)
+        try:
+            client: MongoClient[Any] = MongoClient(
+                uri,
+                serverSelectionTimeoutMS=timeout_ms,
+                connectTimeoutMS=timeout_ms,
+                socketTimeoutMS=max(timeout_ms * 12, 60_000),
+                event_listeners=[counter],
+                appname="backtest-compilation",
+            )
+        except (ConfigurationError, ValueError, TypeError) as exc:
+            raise ConfigError(
+                f"MONGO_URI {redact_uri(uri)!r} is not usable: {_scrub(str(exc), _password(uri))}"
+            ) from None
+        return cls(client, db_name, round_trips=counter, monitored=True, uri=uri)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, timeout_ms: int = DEFAULT_TIMEOUT_MS) -> Self:
+        """`Store.connect(MONGO_URI, MONGO_DB)`."""
+        return cls.connect(settings.mongo_uri, settings.mongo_db, timeout_ms=timeout_ms)
+
+    def close(self) -> None:
+        """Release the connection pool (nothing to do for mongomock)."""
+        self._client.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    @property
+    def api_calls(self) -> int:
+        """Round trips to the server so far (SPEC §8 `api_calls.mongo`)."""
+        return self.round_trips.total
+
+    @property
+    def database(self) -> Database[Any]:
+        """The underlying database (for tests and the demo's website view)."""
+        return self._db
+
+    # ----------------------------------------------------------------- errors
+
+    @contextmanager
+    def _talking(self, doing: str) -> Iterator[None]:
+        """Turn driver errors into the run's errors, without the password."""
+        try:
+            yield
+        except OperationFailure as exc:
+            if exc.code in AUTH_ERROR_CODES:
+                raise ConfigError(
+                    f"MongoDB at {self._where} rejected the credentials while {doing}: "
+                    "check the user, password and authSource in MONGO_URI"
+                ) from None
+            raise ServiceError(
+                f"MongoDB at {self._where} failed while {doing}: {self._scrub(_brief(exc))}"
+            ) from None
+        except ConnectionFailure as exc:
+            # ServerSelectionTimeoutError, AutoReconnect, NetworkTimeout …
+            raise ServiceError(
+                f"MongoDB at {self._where} is unreachable while {doing} "
+                f"({type(exc).__name__}): {self._scrub(_brief(exc))}"
+            ) from None
+        except ConfigurationError as exc:
+            raise ConfigError(
+                f"MONGO_URI {self._where} is not usable: {self._scrub(str(exc))}"
+            ) from None
+        except PyMongoError as exc:
+            raise ServiceError(
+                f"MongoDB at {self._where} failed while {doing}: {self._scrub(_brief(exc))}"
+            ) from None
+
+    def _scrub(self, text: str) -> str:
+        return _scrub(text, self._secret)
+
+    def _by_hand(self, command_name: str) -> None:
+        if not self._monitored:
+            self.round_trips.record(command_name)
+
+    # ----------------------------------------------------------------- reads
+
+    def read_current(self) -> Current:
+        """The three collections, one query each, only the fields the plan needs."""
+        started = time.perf_counter()
+        before = self.round_trips.total
+        docs: list[list[dict[str, Any]]] = []
+        with self._talking("reading the current state"):
+            for name, fields in ((CODES, CODE_FIELDS), (COURSES, COURSE_FIELDS)):
+                docs.append(list(self._db[name].find({}, fields).batch_size(READ_BATCH)))
+                self._by_hand("find")
+            docs.append(list(self._db[BACKTESTS].find({}, BACKTEST_FIELDS).batch_size(READ_BATCH)))
+            self._by_hand("find")
+        current = read_state(*docs)
+        log.info(
+            "mongo read: %d codes, %d courses, %d backtests in %.2f s (%d round trips)",
+            len(current.codes),
+            len(current.courses),
+            len(current.backtests),
+            time.perf_counter() - started,
+            self.round_trips.total - before,
+        )
+        return current
+
+    # ----------------------------------------------------------------- writes
+
+    def ensure_indexes(self) -> None:
+        """The three single-field indexes; creating an existing index is a no-op."""
+        with self._talking("creating indexes"):
+            for collection, key in INDEXES:
+                self._db[collection].create_index(key)
+                self._by_hand("createIndexes")
+
+    def apply(self, plan: Plan, *, max_delete_fraction: float, allow_mass_delete: bool) -> Applied:
+        """Write `plan`: inserts bottom-up, then updates, then deletes top-down (SPEC §3).
+
+        Checks the mass-delete guard first (`GuardRefused`, nothing written). A plan
+        with nothing to do sends nothing. Otherwise the indexes are ensured and each
+        non-empty phase is one ordered `bulk_write`. A failure stops at that phase
+        (`ServiceError`); the next run reads the state again and converges."""
+        check_guard(
+            plan, max_delete_fraction=max_delete_fraction, allow_mass_delete=allow_mass_delete
+        )
+        if plan.is_empty:
+            log.info("mongo apply: in sync, nothing written")
+            return Applied()
+        started = time.perf_counter()
+        before = self.round_trips.total
+        if log.isEnabledFor(logging.DEBUG):
+            for line in plan_lines(plan):
+                log.debug("mongo plan: %s", line)
+        self.ensure_indexes()
+        inserted = updated = deleted = 0
+        for phase, collection, ops in _phases(plan):
+            if not ops:
+                continue
+            with self._talking(f"writing ({phase})"):
+                try:
+                    result = self._db[collection].bulk_write(ops, ordered=True)
+                except BulkWriteError as exc:
+                    errors = exc.details.get("writeErrors", [])
+                    first = errors[0].get("errmsg", "") if errors else str(exc)
+                    raise ServiceError(
+                        f"MongoDB at {self._where} refused a write while writing ({phase}): "
+                        f"{self._scrub(first[:300])}"
+                    ) from None
+            self._by_hand(phase.split()[0])
+            inserted += result.inserted_count
+            updated += result.modified_count
+            deleted += result.deleted_count
+            log.debug("mongo %s: %d operations", phase, len(ops))
+        applied = Applied(
+            inserted=inserted,
+            updated=updated,
+            deleted=deleted,
+            round_trips=self.round_trips.total - before,
+            seconds=time.perf_counter() - started,
+        )
+        log.info(
+            "mongo apply: %d inserted, %d updated, %d deleted in %.2f s (%d round trips)",
+            applied.inserted,
+            applied.updated,
+            applied.deleted,
+            applied.seconds,
+            applied.round_trips,
+        )
+        return applied
+
+
+def _phases(plan: Plan) -> list[tuple[str, str, list[Any]]]:
+    """(phase, collection, operations) in the order a visitor never sees a gap.
+
+    Updates filter on the unique `_id`, so `UpdateMany` touches one document exactly
+    like `UpdateOne` — and, unlike `UpdateOne`, works in mongomock 4.3 with pymongo
+    ≥ 4.11 (whose `UpdateOne` passes a `sort` argument mongomock does not accept)."""
+    course_updates = [
+        UpdateMany({"_id": u.id}, {"$set": course_document(u)}) for u in plan.courses_to_update
+    ]
+    backtest_updates = []
+    for b in plan.backtests_to_update:
+        changes: dict[str, Any] = {}
+        if b.set_tests:
+            changes["tests"] = exam_documents(b.tests)
+        if b.fix_ids:
+            changes["course_ids"] = [b.course_id]
+        backtest_updates.append(UpdateMany({"_id": b.id}, {"$set": changes}))
+    return [
+        (
+            "insert backtests",
+            BACKTESTS,
+            [
+                InsertOne({"course_ids": [b.course_id], "tests": exam_documents(b.tests)})
+                for b in plan.backtests_to_add
+            ],
+        ),
+        (
+            "insert courses",
+            COURSES,
+            [InsertOne({"_id": c.id, **course_document(c)}) for c in plan.courses_to_add],
+        ),
+        ("insert codes", CODES, [InsertOne({"course_code": code}) for code in plan.codes_to_add]),
+        ("update courses", COURSES, course_updates),
+        ("update backtests", BACKTESTS, backtest_updates),
+        ("delete codes", CODES, _delete_ops(c.id for c in plan.codes_to_remove)),
+        ("delete courses", COURSES, _delete_ops(c.id for c in plan.courses_to_remove)),
+        ("delete backtests", BACKTESTS, _delete_ops(b.id for b in plan.backtests_to_remove)),
+    ]
+
+
+def _delete_ops(ids: Iterable[Any]) -> list[DeleteMany]:
+    all_ids = list(ids)
+    return [
+        DeleteMany({"_id": {"$in": all_ids[i : i + DELETE_CHUNK]}})
+        for i in range(0, len(all_ids), DELETE_CHUNK)
+    ]
+
+
+def _brief(exc: PyMongoError) -> str:
+    """The first line of a driver error, bounded (topology dumps are long)."""
+    return str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+
+
+def _scrub(text: str, secret: str | None) -> str:
+    """Mask the password wherever a driver message might echo it."""
+    if not secret:
+        return text
+    for form in {secret, unquote(secret)}:
+        if form:
+            text = text.replace(form, REDACTED)
+    return text

@@ -1,0 +1,569 @@
+"""The pure diff: catalog × current MongoDB state → typed plan (SPEC §3), the guard, output."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from bson import ObjectId
+
+from backtest_compilation.catalog import Catalog, ExamEntry
+from backtest_compilation.errors import GuardRefused
+from backtest_compilation.publish import (
+    Applied,
+    Current,
+    Plan,
+    check_guard,
+    exams_change_text,
+    guard_refusal,
+    mongo_block,
+    parse_tests,
+    plan,
+    plan_lines,
+    plan_text,
+    read_state,
+)
+from tests.store_data import catalog, course, ids
+
+DS = "CSCI-1200 Data Structures"
+CALC = "MATH-1010 Calculus I"
+E1 = {"Exam 1": ["Fall 2022", "Spring 2021"]}
+E1_DOC = [{"type": "Exam 1", "tests": ["Fall 2022", "Spring 2021"]}]
+
+
+def oid(n: int) -> ObjectId:
+    """Readable ObjectIds ordered by `n` (smaller = older)."""
+    return ObjectId(f"{0x64000000 + n:08x}" + "0" * 16)
+
+
+def state(
+    codes: list[dict[str, Any]] | None = None,
+    courses: list[dict[str, Any]] | None = None,
+    backtests: list[dict[str, Any]] | None = None,
+) -> Current:
+    return read_state(codes or [], courses or [], backtests or [])
+
+
+def synced(*courses_: tuple[int, str, str, dict[str, list[str]]]) -> dict[str, list[dict]]:
+    """Documents of a database that already shows these (id, name, folder, tests)."""
+    codes = sorted({name.split("-")[0] for _, name, _, _ in courses_})
+    return {
+        "codes": [{"_id": oid(900 + i), "course_code": c} for i, c in enumerate(codes)],
+        "courses": [
+            {"_id": oid(n), "name": name, "course_code": name[:4], "folder_id": folder}
+            for n, name, folder, _ in courses_
+        ],
+        "backtests": [
+            {
+                "_id": oid(500 + n),
+                "course_ids": [oid(n)],
+                "tests": [{"type": t, "tests": s} for t, s in tests.items()],
+            }
+            for n, _, _, tests in courses_
+        ],
+    }
+
+
+def fresh_ids() -> Callable[[], ObjectId]:
+    gen = ids()
+    return lambda: next(gen)
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    catalog: Catalog
+    docs: dict[str, list[dict[str, Any]]]
+    expect: Callable[[Plan], None]
+
+
+def _summary(p: Plan) -> dict[str, Any]:
+    return {
+        "codes+": list(p.codes_to_add),
+        "codes-": [(c.code, c.reason) for c in p.codes_to_remove],
+        "courses+": [c.name for c in p.courses_to_add],
+        "courses~": [(u.id, u.name) for u in p.courses_to_update],
+        "courses-": [(c.id, c.reason) for c in p.courses_to_remove],
+        "backtests+": [(b.course_name, b.reason) for b in p.backtests_to_add],
+        "backtests~": [(b.id, b.set_tests, b.fix_ids) for b in p.backtests_to_update],
+        "backtests-": [(b.id, b.reason) for b in p.backtests_to_remove],
+    }
+
+
+def expect(**wanted: Any) -> Callable[[Plan], None]:
+    """Check the listed parts of the plan summary; every part not listed must be empty."""
+
+    def check(p: Plan) -> None:
+        got = _summary(p)
+        for part, value in got.items():
+            assert value == wanted.get(part, []), part
+
+    return check
+
+
+CASES = [
+    Case(
+        "an empty database gets every code, course and backtest",
+        catalog(course(DS, "f1", E1), course(CALC, "f2")),
+        {},
+        expect(
+            **{
+                "codes+": ["CSCI", "MATH"],
+                "courses+": [DS, CALC],
+                "backtests+": [(DS, "new course"), (CALC, "new course")],
+            }
+        ),
+    ),
+    Case(
+        "a database that already matches needs nothing",
+        catalog(course(DS, "f1", E1), course(CALC, "f2")),
+        synced((1, DS, "f1", E1), (2, CALC, "f2", {})),
+        expect(),
+    ),
+    Case(
+        "a title renamed in Drive keeps the _id and changes the name",
+        catalog(course("CSCI-1200 Data Structures and Algorithms", "f1", E1)),
+        synced((1, DS, "f1", E1)),
+        expect(**{"courses~": [(oid(1), "CSCI-1200 Data Structures and Algorithms")]}),
+    ),
+    Case(
+        "a course without folder id is adopted by name and keeps its _id",
+        catalog(course(DS, "f1", E1)),
+        {
+            **synced((1, DS, "f1", E1)),
+            "courses": [{"_id": oid(1), "name": DS, "course_code": "CSCI"}],
+        },
+        expect(**{"courses~": [(oid(1), DS)]}),
+    ),
+    Case(
+        "a folder recreated under the same name is adopted by name",
+        catalog(course(DS, "f-new", E1)),
+        synced((1, DS, "f-old", E1)),
+        expect(**{"courses~": [(oid(1), DS)]}),
+    ),
+    Case(
+        "folder id wins over name when a title moves to another folder",
+        catalog(course(DS, "f2", E1), course("CSCI-1200 Old Structures", "f1")),
+        synced((1, DS, "f1", E1)),
+        expect(
+            **{
+                "courses~": [(oid(1), "CSCI-1200 Old Structures")],
+                "courses+": [DS],
+                "backtests+": [(DS, "new course")],
+                "backtests~": [(oid(501), True, False)],
+            }
+        ),
+    ),
+    Case(
+        "a course moved to another department changes its code and the code list",
+        catalog(course("MATH-1200 Data Structures", "f1", E1)),
+        synced((1, DS, "f1", E1)),
+        expect(
+            **{
+                "codes+": ["MATH"],
+                "codes-": [("CSCI", "no published course")],
+                "courses~": [(oid(1), "MATH-1200 Data Structures")],
+            }
+        ),
+    ),
+    Case(
+        "a course without a backtest document gets one",
+        catalog(course(DS, "f1", E1)),
+        {**synced((1, DS, "f1", E1)), "backtests": []},
+        expect(**{"backtests+": [(DS, "course had no backtest document")]}),
+    ),
+    Case(
+        "several backtest documents for one course collapse to the oldest",
+        catalog(course(DS, "f1", E1)),
+        {
+            **synced((1, DS, "f1", E1)),
+            "backtests": [
+                {"_id": oid(503), "course_ids": [oid(1)], "tests": []},
+                {"_id": oid(502), "course_ids": [oid(1)], "tests": E1_DOC},
+            ],
+        },
+        expect(**{"backtests-": [(oid(503), "duplicate")]}),
+    ),
+    Case(
+        "the kept duplicate gets the right tests when the oldest is stale",
+        catalog(course(DS, "f1", E1)),
+        {
+            **synced((1, DS, "f1", E1)),
+            "backtests": [
+                {"_id": oid(502), "course_ids": [oid(1)], "tests": []},
+                {"_id": oid(503), "course_ids": [oid(1)], "tests": E1_DOC},
+            ],
+        },
+        expect(
+            **{
+                "backtests~": [(oid(502), True, False)],
+                "backtests-": [(oid(503), "duplicate")],
+            }
+        ),
+    ),
+    Case(
+        "a backtest pointing at no course is removed",
+        catalog(course(DS, "f1", E1)),
+        {
+            **synced((1, DS, "f1", E1)),
+            "backtests": [
+                *synced((1, DS, "f1", E1))["backtests"],
+                {"_id": oid(600), "course_ids": [oid(77)], "tests": E1_DOC},
+                {"_id": oid(601), "tests": []},
+            ],
+        },
+        expect(
+            **{
+                "backtests-": [
+                    (oid(600), "points at no course"),
+                    (oid(601), "points at no course"),
+                ]
+            }
+        ),
+    ),
+    Case(
+        "duplicate course documents with one name collapse to the oldest _id",
+        catalog(course(DS, "f1", E1)),
+        {
+            "codes": [{"_id": oid(900), "course_code": "CSCI"}],
+            "courses": [
+                {"_id": oid(3), "name": DS, "course_code": "CSCI"},
+                {"_id": oid(1), "name": DS, "course_code": "CSCI"},
+            ],
+            "backtests": [
+                {"_id": oid(501), "course_ids": [oid(1)], "tests": E1_DOC},
+                {"_id": oid(503), "course_ids": [oid(3)], "tests": E1_DOC},
+            ],
+        },
+        expect(
+            **{
+                "courses~": [(oid(1), DS)],
+                "courses-": [(oid(3), "duplicate of a kept course")],
+                "backtests-": [(oid(503), "course removed")],
+            }
+        ),
+    ),
+    Case(
+        "changed tests update the backtest document in place",
+        catalog(course(DS, "f1", {"Exam 1": ["Fall 2023", "Fall 2022", "Spring 2021"]})),
+        synced((1, DS, "f1", E1)),
+        expect(**{"backtests~": [(oid(501), True, False)]}),
+    ),
+    Case(
+        "malformed tests (missing, wrong shape, extra field) are rewritten",
+        catalog(course(DS, "f1", E1), course(CALC, "f2", E1), course("PHYS-1100 Physics", "f3")),
+        {
+            **synced((1, DS, "f1", E1), (2, CALC, "f2", E1), (3, "PHYS-1100 Physics", "f3", {})),
+            "backtests": [
+                {"_id": oid(501), "course_ids": [oid(1)]},
+                {"_id": oid(502), "course_ids": [oid(2)], "tests": [{**E1_DOC[0], "x": 1}]},
+                {"_id": oid(503), "course_ids": [oid(3)], "tests": "none"},
+            ],
+        },
+        expect(
+            **{
+                "backtests~": [
+                    (oid(501), True, False),
+                    (oid(502), True, False),
+                    (oid(503), True, False),
+                ]
+            }
+        ),
+    ),
+    Case(
+        "a scalar or multi-course course_ids is repaired to exactly [course _id]",
+        catalog(course(DS, "f1", E1), course(CALC, "f2")),
+        {
+            **synced((1, DS, "f1", E1), (2, CALC, "f2", {})),
+            "backtests": [
+                {"_id": oid(501), "course_ids": oid(1), "tests": E1_DOC},
+                {"_id": oid(502), "course_ids": [oid(2), oid(1)], "tests": []},
+            ],
+        },
+        expect(**{"backtests~": [(oid(501), False, True), (oid(502), False, True)]}),
+    ),
+    Case(
+        "a backtest shared by two courses is kept by one; the other gets its own",
+        catalog(course(DS, "f1", E1), course("ECSE-1200 Data Structures", "f2", E1)),
+        {
+            **synced((1, DS, "f1", E1), (2, "ECSE-1200 Data Structures", "f2", E1)),
+            "backtests": [{"_id": oid(501), "course_ids": [oid(1), oid(2)], "tests": E1_DOC}],
+        },
+        expect(
+            **{
+                "backtests+": [("ECSE-1200 Data Structures", "course had no backtest document")],
+                "backtests~": [(oid(501), False, True)],
+            }
+        ),
+    ),
+    Case(
+        "duplicate and stale code documents are removed, missing ones added",
+        catalog(course(DS, "f1", E1), course(CALC, "f2")),
+        {
+            **synced((1, DS, "f1", E1), (2, CALC, "f2", {})),
+            "codes": [
+                {"_id": oid(900), "course_code": "CSCI"},
+                {"_id": oid(901), "course_code": "CSCI"},
+                {"_id": oid(902), "course_code": "PHYS"},
+                {"_id": oid(903)},
+            ],
+        },
+        expect(
+            **{
+                "codes+": ["MATH"],
+                "codes-": [
+                    ("CSCI", "duplicate"),
+                    ("PHYS", "no published course"),
+                    (None, "no course_code"),
+                ],
+            }
+        ),
+    ),
+    Case(
+        "a course gone from the drive loses course, backtest and, if last, its code",
+        catalog(course(DS, "f1", E1)),
+        synced((1, DS, "f1", E1), (2, CALC, "f2", {})),
+        expect(
+            **{
+                "codes-": [("MATH", "no published course")],
+                "courses-": [(oid(2), "not in the drive")],
+                "backtests-": [(oid(502), "course removed")],
+            }
+        ),
+    ),
+    Case(
+        "hand-made documents with odd ids and fields do not crash the diff",
+        catalog(course(DS, "f1", E1)),
+        {
+            "codes": [{"_id": "CSCI", "course_code": "CSCI"}, {"_id": 7, "course_code": 5}],
+            "courses": [
+                {"_id": "by-hand", "name": DS, "course_code": "CSCI", "folder_id": "f1"},
+                {"_id": 12, "name": None},
+                {"_id": oid(4), "name": ["x"], "course_code": {"a": 1}},
+            ],
+            "backtests": [
+                {"_id": "bt", "course_ids": ["by-hand"], "tests": E1_DOC},
+                {"_id": 3.5, "course_ids": [[1, 2]], "tests": None},
+            ],
+        },
+        expect(
+            **{
+                "codes-": [(None, "no course_code")],
+                "courses+": [DS],
+                "courses-": [
+                    (oid(4), "not in the drive"),
+                    (12, "its _id is not an ObjectId, the website cannot link it"),
+                    ("by-hand", "its _id is not an ObjectId, the website cannot link it"),
+                ],
+                "backtests+": [(DS, "new course")],
+                "backtests-": [(3.5, "points at no course"), ("bt", "course removed")],
+            }
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_plan(case: Case) -> None:
+    current = state(**case.docs)
+    p = plan(case.catalog, current, new_id=fresh_ids())
+    case.expect(p)
+    assert p.existing_courses == len(case.docs.get("courses", []))
+    assert p.desired_courses == len(case.catalog.courses)
+
+
+def test_new_courses_and_their_backtests_share_the_id_chosen_in_advance() -> None:
+    made = ids()
+    first, second = next(made), next(made)
+    p = plan(catalog(course(DS), course(CALC)), Current(), new_id=fresh_ids())
+    assert [c.id for c in p.courses_to_add] == [first, second]
+    assert [b.course_id for b in p.backtests_to_add] == [first, second]
+    assert dict(p.course_id_of) == {DS: first, CALC: second}
+
+
+def test_renamed_course_keeps_its_id_in_course_id_of() -> None:
+    docs = synced((1, DS, "f1", E1))
+    p = plan(catalog(course("CSCI-1200 Algorithms", "f1", E1)), state(**docs))
+    assert dict(p.course_id_of) == {"CSCI-1200 Algorithms": oid(1)}
+
+
+def test_update_writes_exactly_the_catalog_fields() -> None:
+    docs = synced((1, DS, "f1", E1))
+    docs["courses"][0]["course_code"] = "XXXX"
+    p = plan(catalog(course(DS, "f1", E1)), state(**docs))
+    (u,) = p.courses_to_update
+    assert (u.name, u.code, u.folder_id, u.old_code) == (DS, "CSCI", "f1", "XXXX")
+
+
+def test_plan_is_deterministic_given_the_id_factory() -> None:
+    docs = synced((1, DS, "f1", E1), (2, CALC, "f2", {}))
+    cat = catalog(course(DS, "f9"), course("PHYS-1100 Physics", "f3"))
+    assert plan(cat, state(**docs), new_id=fresh_ids()) == plan(
+        cat, state(**docs), new_id=fresh_ids()
+    )
+
+
+def test_reading_order_does_not_matter() -> None:
+    docs = synced((1, DS, "f1", E1), (2, CALC, "f2", {}))
+    reversed_docs = {k: list(reversed(v)) for k, v in docs.items()}
+    assert state(**docs) == state(**reversed_docs)
+
+
+@pytest.mark.parametrize(
+    ("raw", "parsed"),
+    [
+        ([], ()),
+        (E1_DOC, (ExamEntry("Exam 1", ("Fall 2022", "Spring 2021")),)),
+        ([{"tests": ["Fall 2022"], "type": "Quiz"}], (ExamEntry("Quiz", ("Fall 2022",)),)),
+        (None, None),
+        ("Exam 1", None),
+        ([{"type": "Exam 1"}], None),
+        ([{"type": "Exam 1", "tests": "Fall 2022"}], None),
+        ([{"type": 1, "tests": []}], None),
+        ([{"type": "Exam 1", "tests": [2022]}], None),
+        (["Exam 1"], None),
+    ],
+    ids=[
+        "empty list",
+        "website shape",
+        "field order does not matter",
+        "missing",
+        "a string",
+        "entry without tests",
+        "tests not a list",
+        "type not a string",
+        "semester not a string",
+        "entry not a document",
+    ],
+)
+def test_parse_tests(raw: Any, parsed: Any) -> None:
+    assert parse_tests(raw) == parsed
+
+
+# --------------------------------------------------------------------------- guard
+
+
+def _plan_deleting(existing: int, keep: int) -> Plan:
+    docs = synced(*((n, f"CSCI-{1000 + n} Course {n}", f"f{n}", {}) for n in range(existing)))
+    kept = [course(f"CSCI-{1000 + n} Course {n}", f"f{n}") for n in range(keep)]
+    return plan(catalog(*kept), state(**docs))
+
+
+@pytest.mark.parametrize(
+    ("existing", "keep", "fraction", "refused"),
+    [
+        (100, 74, 0.25, True),  # 26 deletions: > 25 % and > 10
+        (100, 75, 0.25, False),  # exactly 25 %: not more than the fraction
+        (40, 29, 0.25, True),  # 11 deletions, 27.5 %
+        (40, 30, 0.25, False),  # 10 deletions is never "more than 10"
+        (12, 1, 0.25, True),  # 11 deletions, 92 %
+        (20, 0, 0.25, True),  # empty drive listing
+        (3, 0, 0.25, True),  # empty drive listing, even for few courses
+        (0, 0, 0.25, False),  # nothing anywhere
+        (100, 50, 0.6, False),  # 50 % is within a raised MAX_DELETE_FRACTION
+        (100, 50, 0.0, True),
+    ],
+    ids=[
+        "26 of 100 is refused",
+        "25 of 100 is allowed",
+        "11 of 40 is refused",
+        "10 of 40 is allowed",
+        "11 of 12 is refused",
+        "an empty drive is refused",
+        "an empty drive is refused even with 3 courses",
+        "nothing to delete",
+        "a raised fraction allows half",
+        "fraction 0 refuses more than 10",
+    ],
+)
+def test_guard(existing: int, keep: int, fraction: float, refused: bool) -> None:
+    p = _plan_deleting(existing, keep)
+    reason = guard_refusal(p, max_delete_fraction=fraction)
+    assert (reason is not None) == refused
+    if refused:
+        assert "--allow-mass-delete" in reason
+        with pytest.raises(GuardRefused) as exc:
+            check_guard(p, max_delete_fraction=fraction, allow_mass_delete=False)
+        assert exc.value.exit_code == 3
+    check_guard(p, max_delete_fraction=fraction, allow_mass_delete=True)
+
+
+def test_guard_message_says_how_many_courses_would_go() -> None:
+    reason = guard_refusal(_plan_deleting(100, 60), max_delete_fraction=0.25)
+    assert reason is not None
+    assert "delete 40 of 100 courses (40%)" in reason
+    assert "MAX_DELETE_FRACTION (25%)" in reason
+    empty = guard_refusal(_plan_deleting(30, 0), max_delete_fraction=0.25)
+    assert empty is not None
+    assert "no courses while MongoDB has 30" in empty
+
+
+# --------------------------------------------------------------------------- output
+
+
+def test_plan_lines_say_what_a_visitor_will_see_change() -> None:
+    docs = synced(
+        (1, DS, "f1", E1),
+        (2, CALC, "f2", {"Exam 1": ["Fall 2022"]}),
+        (3, "PHYS-1100 Physics", "f3", {}),
+    )
+    docs["backtests"].append({"_id": oid(700), "course_ids": [oid(99)], "tests": []})
+    cat = catalog(
+        course("CSCI-1200 Data Structures and Algorithms", "f1", E1),
+        course(CALC, "f2", {"Quiz": ["Spring 2020"], "Exam 1": ["Fall 2023", "Fall 2022"]}),
+        course("CSCI-2300 Intro to Algorithms", "f4", {"Exam 2": ["Fall 2020"]}),
+    )
+    p = plan(cat, state(**docs), new_id=fresh_ids())
+    assert plan_lines(p) == [
+        "+ backtest CSCI-2300 Intro to Algorithms: Exam 2 Fall 2020",
+        "+ course CSCI-2300 Intro to Algorithms",
+        "~ course CSCI-1200 Data Structures and Algorithms: "
+        "renamed from 'CSCI-1200 Data Structures'",
+        "~ backtest MATH-1010 Calculus I: Quiz +Spring 2020; Exam 1 +Fall 2023",
+        "- code PHYS (no published course)",
+        "- course PHYS-1100 Physics (not in the drive)",
+        "- backtest PHYS-1100 Physics (course removed)",
+        f"- backtest {oid(700)} (points at no course)",
+    ]
+    text = plan_text(p)
+    assert text.splitlines()[0] == "MongoDB: 2 to insert, 2 to update, 4 to delete"
+    assert plan_text(plan(cat, state())).startswith("MongoDB: 8 to insert, 0 to update")
+
+
+def test_plan_text_of_an_empty_plan() -> None:
+    assert plan_text(Plan()) == "MongoDB: in sync, nothing to write"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "text"),
+    [
+        ({"Exam 1": ["Fall 2022"]}, {"Exam 1": ["Fall 2023", "Fall 2022"]}, "Exam 1 +Fall 2023"),
+        ({"Exam 1": ["Fall 2022"]}, {}, "Exam 1 -Fall 2022"),
+        ({"Quiz": ["Fall 2022"]}, {"Exam 1": ["Fall 2022"]}, "Exam 1 +Fall 2022; Quiz -Fall 2022"),
+        (
+            {"Exam 1": ["Spring 2021", "Fall 2022"]},
+            {"Exam 1": ["Fall 2022", "Spring 2021"]},
+            "reordered",
+        ),
+    ],
+    ids=["a semester added", "a type gone", "type renamed", "only the order differs"],
+)
+def test_exams_change_text(old: dict[str, list[str]], new: dict[str, list[str]], text: str) -> None:
+    def entries(d: dict[str, list[str]]) -> tuple[ExamEntry, ...]:
+        return tuple(ExamEntry(k, tuple(v)) for k, v in d.items())
+
+    assert exams_change_text(entries(old), entries(new)) == text
+
+
+def test_malformed_tests_are_reported_as_rewritten() -> None:
+    assert exams_change_text(None, ()) == "rewritten (was malformed): no tests"
+
+
+def test_mongo_block_of_a_plan_and_of_an_applied_plan() -> None:
+    p = plan(catalog(course(DS, "f1", E1)), state(**synced((2, CALC, "f2", {}))))
+    assert mongo_block(p) == {"inserted": 3, "updated": 0, "deleted": 3, "in_sync": False}
+    assert mongo_block(Plan()) == {"inserted": 0, "updated": 0, "deleted": 0, "in_sync": True}
+    done = Applied(inserted=3, updated=0, deleted=3, round_trips=9, seconds=0.1)
+    assert mongo_block(p, done) == {"inserted": 3, "updated": 0, "deleted": 3, "in_sync": True}
