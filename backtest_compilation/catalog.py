@@ -102,6 +102,14 @@ class Rename:
     new: str
 
 
+@dataclass(frozen=True)
+class RenameResult:
+    """Ids renamed, and a `rename_failed` problem for each rename that failed."""
+
+    applied: frozenset[str] = frozenset()
+    problems: tuple[Problem, ...] = ()
+
+
 @dataclass(frozen=True, slots=True)
 class Ignored:
     """A node that is not examined (listed at DEBUG level only)."""

@@ -9,13 +9,11 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Sequence
-from datetime import date
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from . import catalog as catalog_mod
-from . import report, settings
-from .errors import ConfigError, RunError
+from . import pipeline, schedule, settings, sources, telemetry
+from .errors import ConfigError, Locked, RunError
 from .local import LocalFolderSource
 
 log = logging.getLogger("backtest_compilation")
@@ -89,53 +87,118 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 
 def configure_logging(level: str) -> None:
-    """Plain lines on stderr, cron-readable; stdout is kept for --json."""
+    """Plain lines on stderr, cron-readable; stdout is kept for --json and reports."""
     logging.basicConfig(
         level=level,
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(message)s",
         force=True,
     )
+    # Client libraries' own INFO chatter (discovery, connection pools) is noise in cron logs.
+    for noisy in ("googleapiclient", "urllib3", "pymongo", "gspread"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: returns the process exit code."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    command = args.command or "sync"
+    env = settings.read_env()
     try:
-        env = settings.read_env()
         source = getattr(args, "source", None)
-        config = settings.load(env, needs_drive=source is None and args.command != "demo")
-        configure_logging(config.log_level)
-        if args.command == "sync" and source is not None:
-            return _sync_local(args, config)
-        raise ConfigError(f"'{args.command}' without --source arrives with the pipeline")
+        needs_drive = source is None and command != "demo"
+        config = settings.load(env, needs_drive=needs_drive)
     except ConfigError as exc:
         for line in exc.problems:
             print(f"configuration: {line}", file=sys.stderr)
         return exc.exit_code
+    if command == "demo":
+        configure_logging(env.get("LOG_LEVEL", "").upper() or "ERROR")
+        from .demo import run_demo
+
+        return _guarded(lambda: run_demo(config), None)
+    configure_logging(config.log_level)
+    tel = telemetry.init(config)
+    try:
+        if command == "schedule":
+            return schedule.serve(
+                lambda: _guarded(lambda: _run_once(args, config, tel, "sync"), tel),
+                schedule=config.schedule,
+                tz=config.tz,
+                cache_dir=config.cache_dir,
+                on_failure=tel.report_exit,
+            )
+        return _guarded(lambda: _run_once(args, config, tel, command), tel)
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        tel.close()
+
+
+def _guarded(job: Callable[[], int], tel: telemetry.Telemetry | None) -> int:
+    """Run `job`, mapping the run's errors to exit codes (SPEC §5.9)."""
+    try:
+        return job()
+    except ConfigError as exc:
+        for line in exc.problems:
+            log.error("configuration: %s", line)
+        return exc.exit_code
     except RunError as exc:
         log.error("%s", exc)
+        if tel is not None and not isinstance(exc, Locked):
+            tel.report_failure(exc, exit_code=exc.exit_code)
         return exc.exit_code
+    except Exception as exc:  # a bug: say so in one line, keep the traceback at DEBUG
+        log.error("unexpected failure: %s: %s", type(exc).__name__, exc)
+        log.debug("traceback", exc_info=True)
+        if tel is not None:
+            tel.report_failure(exc, exit_code=1)
+        return 1
 
 
-def _sync_local(args: argparse.Namespace, config: settings.Settings) -> int:
-    tree = LocalFolderSource(args.source).read()
-    built = catalog_mod.build(
-        tree, today=date.today(), future_year_exempt=config.future_year_exempt
+def _run_once(
+    args: argparse.Namespace, config: settings.Settings, tel: telemetry.Telemetry, command: str
+) -> int:
+    """One sync, dry run or check with the real adapters."""
+    dry_run = command == "check" or getattr(args, "dry_run", False)
+    mode: pipeline.Mode = "check" if command == "check" else "dry-run" if dry_run else "sync"
+    options = pipeline.Options(
+        mode=mode,
+        rename=not (dry_run or getattr(args, "no_rename", False)),
+        allow_mass_delete=getattr(args, "allow_mass_delete", False),
+        full_rescan=getattr(args, "full_rescan", False),
     )
-    for p in built.problems:
-        log.warning("%s", p.message)
-    if args.json:
-        out = {
-            "mode": "dry-run" if args.dry_run else "sync",
-            "ok": True,
-            "exit_code": 0,
-            "catalog": report.catalog_block(built),
-            "problems": report.problems_block(built),
-            "renames": report.renames_block(built),
-        }
-        json.dump(out, sys.stdout, ensure_ascii=False, indent=2)
+    services = build_services(config, source=getattr(args, "source", None), options=options)
+    try:
+        outcome = pipeline.run(config, options, services)
+    finally:
+        services.store.close()
+    tel.report_summary(outcome.summary)
+    if getattr(args, "json", False):
+        json.dump(outcome.summary, sys.stdout, ensure_ascii=False, indent=2)
         sys.stdout.write("\n")
+    elif mode != "sync":
+        print(outcome.text)
+    return outcome.exit_code
+
+
+def build_services(
+    config: settings.Settings, *, source: Path | None, options: pipeline.Options
+) -> pipeline.Services:
+    """The real adapters for `config`: Drive (or a local folder), MongoDB, the sheet."""
+    from .store import Store
+
+    renames = options.rename and config.rename_files
+    tree_source: sources.Source
+    if source is not None:
+        tree_source = sources.LocalTree(LocalFolderSource(source), allow_renames=renames)
     else:
-        print(report.catalog_text(built))
-    return 0
+        from .drive import DriveSource
+
+        tree_source = sources.DriveTree(DriveSource.from_settings(config, renames=renames))
+    sheet_report = None
+    if config.sheet_url:
+        from .sheet import SheetReport
+
+        sheet_report = SheetReport.from_settings(config)
+    return pipeline.Services(tree_source, Store.from_settings(config), sheet_report)

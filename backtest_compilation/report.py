@@ -6,9 +6,11 @@ Pure functions from catalog (and, later, plan and results) to plain data or text
 from __future__ import annotations
 
 from collections import Counter
+from html import escape
 from typing import Any
 
-from .catalog import Catalog, Category, crosslisted_message
+from . import naming
+from .catalog import Catalog, Category, Course, ExamEntry, Problem, crosslisted_message
 
 
 def catalog_block(catalog: Catalog) -> dict[str, Any]:
@@ -27,6 +29,26 @@ def catalog_block(catalog: Catalog) -> dict[str, Any]:
         ],
         "crosslisted": [list(group) for group in catalog.crosslisted],
     }
+
+
+def catalog_from_blocks(block: dict[str, Any], problems: list[dict[str, str]]) -> Catalog:
+    """The inverse of `catalog_block` and `problems_block` (for a remembered catalog).
+
+    Raises KeyError, TypeError or ValueError on a block that was not written by them."""
+    courses = []
+    for c in block["courses"]:
+        name = naming.parse_course(c["name"])
+        if name is None or name.code != c["course_code"]:
+            raise ValueError(f"not a course name: {c['name']!r}")
+        tests = tuple(ExamEntry(str(t["type"]), tuple(map(str, t["tests"]))) for t in c["tests"])
+        courses.append(Course(c["name"], name.code, name.number, name.title, c["folder_id"], tests))
+    return Catalog(
+        courses=tuple(courses),
+        problems=tuple(
+            Problem(Category(p["category"]), p["message"], p["path"], p["id"]) for p in problems
+        ),
+        crosslisted=tuple(tuple(group) for group in block["crosslisted"]),
+    )
 
 
 def problems_block(catalog: Catalog) -> list[dict[str, str]]:
@@ -105,7 +127,6 @@ def html_report(
     renames_applied: frozenset[str] = frozenset(),
 ) -> str:
     """A self-contained HTML page: counts per department, problems, renames, MongoDB plan."""
-    from html import escape
 
     def rows(cells: list[list[str]], classes: list[str] | None = None) -> str:
         out = []
