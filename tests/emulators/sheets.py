@@ -258,6 +258,7 @@ def _entered(value: Any, option: str) -> JSON | None:
         return {"numberValue": value}
     if not isinstance(value, str):
         raise ApiError(400, f"Invalid values: {json.dumps(value)[:100]}")
+    _check_length(value)
     if value == "":
         return None
     if option == "RAW":
@@ -272,6 +273,18 @@ def _entered(value: Any, option: str) -> JSON | None:
         number = float(value)
         return {"numberValue": int(number) if number.is_integer() else number}
     return {"stringValue": value}
+
+
+CELL_LIMIT = 50_000
+
+
+def _check_length(text: str) -> None:
+    if len(text) > CELL_LIMIT:
+        raise ApiError(
+            400,
+            f"Your input contains more than the maximum of {CELL_LIMIT} characters "
+            "in a single cell.",
+        )
 
 
 def _number(value: float) -> int | float:
@@ -530,6 +543,12 @@ class SheetsEmulator:
         with self._lock:
             sheet, box = self._spreadsheets[key].resolve(f"{quote_title(tab)}!{cell}")
             return _python(sheet.cells.get((box.r0, box.c0), {}).get("userEnteredValue"))
+
+    def entered(self, key: str, tab: str, cell: str) -> JSON:
+        """A copy of the cell's `userEnteredValue` as stored (`{"stringValue": ...}`, ...)."""
+        with self._lock:
+            sheet, box = self._spreadsheets[key].resolve(f"{quote_title(tab)}!{cell}")
+            return copy.deepcopy(sheet.cells.get((box.r0, box.c0), {}).get("userEnteredValue", {}))
 
     def cell_format(self, key: str, tab: str, cell: str) -> JSON:
         """A copy of the cell's `userEnteredFormat` ({} when none)."""
@@ -1138,6 +1157,8 @@ class SheetsEmulator:
         else:
             raise ApiError(400, f"Invalid {where}: one of start or range must be set")
         for rc, source in targets:
+            entered = (source or {}).get("userEnteredValue", {})
+            _check_length(str(entered.get("stringValue", entered.get("formulaValue", ""))))
             cell = tab.cells.setdefault(rc, {})
             _copy_masked(cell, source or {}, mask)
             if not cell:
