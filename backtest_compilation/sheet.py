@@ -711,6 +711,19 @@ class SheetPlan:
         """False only if the last successful run wrote this report and the sheet still shows it."""
         return not self.in_sync or last_digest != self.report.digest
 
+    def summary(self, layout: Layout, last_digest: str | None) -> dict[str, Any]:
+        """What a run would do to the sheet, as plain data (for `--dry-run`, `--json`, `check`)."""
+        titles = (layout.errors_tab, layout.not_found_tab, layout.copies_tab)
+        return {
+            "would_write": self.needs_write(last_digest),
+            "missing_tabs": [t for t in titles if self.state.tab(t) is None],
+            "counts": len(self.report.counts),
+            "stale": len(self.report.stale),
+            "error_rows": len(self.report.errors),
+            "not_found": list(self.report.not_found),
+            "ambiguous": list(self.report.ambiguous),
+        }
+
 
 @dataclass(frozen=True)
 class SheetResult:

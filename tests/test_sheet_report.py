@@ -399,6 +399,10 @@ def test_plan_reads_but_never_writes(
     plan = report.plan(drive())
     assert plan.needs_write(None) and plan.needs_write(plan.report.digest)  # sheet not written yet
     assert sheets_emulator.writes() == 0 and report.api_calls == 2
+    summary = plan.summary(report.layout, None)
+    assert summary["would_write"] and summary["missing_tabs"] == [ERRORS, NOT_FOUND]
+    assert (summary["counts"], summary["stale"]) == (len(EXPECTED_COUNTS), len(EXPECTED_STALE))
+    assert summary["not_found"] == EXPECTED_NOT_FOUND
     written = report.publish(drive(), None, NOW)
     assert not report.plan(drive()).needs_write(written.digest)
     assert sheets_emulator.writes() == 1

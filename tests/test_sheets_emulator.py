@@ -110,6 +110,13 @@ def test_values_writes_grow_the_grid_but_respect_a_bounded_range(emu: SheetsEmul
     assert missing.json()["error"]["message"] == "'valueInputOption' is required but not specified"
 
 
+def test_append_writes_after_the_last_row(emu: SheetsEmulator) -> None:
+    ws = client(emu).open_by_key(KEY).sheet1
+    reply = ws.append_rows([["c", 3], ["d", 4]], value_input_option="RAW")
+    assert reply["updates"]["updatedRange"] == "Sheet1!A3:B4"
+    assert emu.values(KEY, "Sheet1")[2:] == [["c", 3], ["d", 4]]
+
+
 def test_format_masks_change_only_the_named_fields(emu: SheetsEmulator) -> None:
     ws = client(emu).open_by_key(KEY).sheet1
     ws.format("A1:B1", {"textFormat": {"bold": True}, "backgroundColor": {"red": 1}})
