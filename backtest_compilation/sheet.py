@@ -28,10 +28,12 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import requests
 from google.auth import exceptions as auth_exceptions
+from google.auth.transport import requests as google_requests
 from google.auth.transport.requests import AuthorizedSession
 from google.oauth2 import service_account
 from gspread.exceptions import APIError
@@ -933,12 +935,19 @@ def open_report(
     """A `SheetReport` for spreadsheet `key`: with `credentials` (OAuth), else anonymous;
     requests go to `endpoint` when set (an emulator), else to Google. `who` names the
     account in "not shared with ..." errors (default: the key's e-mail)."""
+    # A local emulator is reached directly, never through an HTTP(S)_PROXY of the environment.
+    local = urlsplit(endpoint).hostname in ("127.0.0.1", "localhost", "::1")
     if credentials is not None:
-        session: requests.Session = _AuthorizedSession(credentials)
+        token_session = requests.Session()
+        token_session.trust_env = not local
+        session: requests.Session = _AuthorizedSession(
+            credentials, auth_request=google_requests.Request(token_session)
+        )
         who = who or credentials.service_account_email
     else:
         session = _AnonymousSession()
         who = who or (f"anonymous access at {endpoint}" if endpoint else "anonymous access")
+    session.trust_env = not local
     session.endpoint = endpoint.rstrip("/")  # type: ignore[attr-defined]
     client = SheetsClient(session, sleep=sleep, retries=retries)
     return SheetReport(client, key, layout, tz=tz, who=who)

@@ -18,11 +18,18 @@ KEY = "EmuKey123"
 def client(emu: SheetsEmulator) -> gspread.Client:
     session = _AnonymousSession()
     session.endpoint = emu.url
+    session.trust_env = False  # straight to 127.0.0.1, whatever proxy CI sets
     return gspread.Client(auth=None, session=session)  # type: ignore[arg-type]
 
 
+def http(method: str, url: str, **kwargs: Any) -> requests.Response:
+    with requests.Session() as session:
+        session.trust_env = False  # straight to 127.0.0.1, whatever proxy CI sets
+        return session.request(method, url, timeout=10, **kwargs)
+
+
 def api(emu: SheetsEmulator, method: str, path: str, **kwargs: Any) -> requests.Response:
-    return requests.request(method, f"{emu.url}/v4/spreadsheets/{KEY}{path}", timeout=10, **kwargs)
+    return http(method, f"{emu.url}/v4/spreadsheets/{KEY}{path}", **kwargs)
 
 
 @pytest.fixture
@@ -214,7 +221,7 @@ def test_grid_data_carries_values_and_formats(emu: SheetsEmulator) -> None:
 
 
 def test_unknown_and_unshared_spreadsheets(emu: SheetsEmulator) -> None:
-    missing = requests.get(f"{emu.url}/v4/spreadsheets/Nope", timeout=10)
+    missing = http("GET", f"{emu.url}/v4/spreadsheets/Nope")
     assert missing.status_code == 404
     assert missing.json()["error"] == {
         "code": 404,
@@ -225,7 +232,7 @@ def test_unknown_and_unshared_spreadsheets(emu: SheetsEmulator) -> None:
     denied = api(emu, "GET", "")
     assert denied.status_code == 403
     assert denied.json()["error"]["status"] == "PERMISSION_DENIED"
-    assert requests.get(f"{emu.url}/v4/other", timeout=10).status_code == 404
+    assert http("GET", f"{emu.url}/v4/other").status_code == 404
 
 
 def test_per_minute_quota_answers_429_until_the_minute_passes(
@@ -265,7 +272,7 @@ def test_token_endpoint_and_required_auth(sheets_emulator: SheetsEmulator) -> No
     emu.add_spreadsheet(KEY)
     assert api(emu, "GET", "").json()["error"]["status"] == "UNAUTHENTICATED"
     emu.reject_credentials = True
-    refused = requests.post(emu.token_uri, data={"assertion": "a.e30.c"}, timeout=10)
+    refused = http("POST", emu.token_uri, data={"assertion": "a.e30.c"})
     assert refused.json() == {
         "error": "invalid_grant",
         "error_description": "Invalid JWT Signature.",
