@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from backtest_compilation import catalog as catalog_module
 from backtest_compilation import sheet
@@ -555,3 +557,24 @@ def test_connect_with_a_bad_key_file_is_a_config_error(
 def test_connect_without_a_sheet_url_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="SHEET_URL"):
         sheet.connect(Settings())
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    title=st.text(
+        alphabet=st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=40
+    ).filter(lambda t: t.strip() and t.casefold() not in (ERRORS.casefold(), NOT_FOUND.casefold()))
+)
+def test_any_tab_name_round_trips_through_a1_ranges(title: str) -> None:
+    """Quotes, `!`, `:`, emoji, spaces in a tab name are data: created, then read back."""
+    layout = sheet.Layout(copies_tab=title)
+    cat = Catalog(courses=(Course("MATH-1010 Calculus I", "MATH", "1010", "Calculus I", "f"),))
+    with SheetsEmulator() as emu:
+        emu.add_spreadsheet(SHEET_KEY, tabs={"Sheet1": []})
+        report = sheet.open_report(SHEET_KEY, endpoint=emu.url, layout=layout)
+        first = report.publish(cat, None, NOW)
+        emu.set_values(SHEET_KEY, title, "A2", [["Calculus I"]])
+        second = report.publish(cat, first.digest, NOW)
+        third = report.publish(cat, second.digest, NOW)
+        assert (first.written, second.written, third.written) == (True, True, False)
+        assert emu.value(SHEET_KEY, title, "F2") == 0
