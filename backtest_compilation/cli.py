@@ -198,7 +198,7 @@ def build_services(
         tree_source = sources.DriveTree(DriveSource.from_settings(config, renames=renames))
     sheet_report = None
     if config.sheet_url:
-        from .sheet import SheetReport
+        from .sheet import connect as sheet_connect
 
-        sheet_report = SheetReport.from_settings(config)
+        sheet_report = sheet_connect(config)
     return pipeline.Services(tree_source, Store.from_settings(config), sheet_report)

@@ -50,6 +50,12 @@ class Settings:
     future_year_exempt: frozenset[str] = frozenset({"BEAR"})
     drive_api_endpoint: str = ""
     sheets_api_endpoint: str = ""
+    # SPEC §4: every tab and cell of the sheet is configurable; defaults are today's sheet.
+    sheet_errors_tab: str = "Errors in Drive"
+    sheet_copies_tab: str = "Physical Copies of Backtests"
+    sheet_not_found_tab: str = "Classes Not Found"
+    sheet_count_column: str = "F"
+    sheet_stamp_cell: str = "P24"
 
     def __repr__(self) -> str:
         inner = ", ".join(f"{k}={v!r}" for k, v in self.redacted().items())
@@ -222,6 +228,26 @@ def load(
     drive_endpoint = _endpoint("DRIVE_API_ENDPOINT", get("DRIVE_API_ENDPOINT"), problems)
     sheets_endpoint = _endpoint("SHEETS_API_ENDPOINT", get("SHEETS_API_ENDPOINT"), problems)
 
+    sheet_names = {
+        name: get(name, getattr(defaults, name.lower()))
+        for name in (
+            "SHEET_ERRORS_TAB",
+            "SHEET_COPIES_TAB",
+            "SHEET_NOT_FOUND_TAB",
+            "SHEET_COUNT_COLUMN",
+            "SHEET_STAMP_CELL",
+        )
+    }
+    if not re.fullmatch(r"[A-Z]{1,3}", sheet_names["SHEET_COUNT_COLUMN"]):
+        problems.append(
+            f"SHEET_COUNT_COLUMN must be column letters like F, not "
+            f"{sheet_names['SHEET_COUNT_COLUMN']!r}"
+        )
+    if not re.fullmatch(r"[A-Z]{1,3}[1-9][0-9]{0,6}", sheet_names["SHEET_STAMP_CELL"]):
+        problems.append(
+            f"SHEET_STAMP_CELL must be a cell like P24, not {sheet_names['SHEET_STAMP_CELL']!r}"
+        )
+
     credentials = Path(get("GOOGLE_CREDENTIALS_FILE", str(defaults.google_credentials_file)))
     wants_key = [
         api
@@ -258,6 +284,7 @@ def load(
         future_year_exempt=exempt,
         drive_api_endpoint=drive_endpoint,
         sheets_api_endpoint=sheets_endpoint,
+        **{name.lower(): value for name, value in sheet_names.items()},
     )
 
 

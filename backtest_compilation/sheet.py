@@ -953,11 +953,27 @@ def open_report(
     return SheetReport(client, key, layout, tz=tz, who=who)
 
 
+def layout_from(settings: Settings) -> Layout:
+    """The layout named by the `SHEET_*` settings (today's sheet by default)."""
+    return Layout(
+        errors_tab=settings.sheet_errors_tab,
+        copies_tab=settings.sheet_copies_tab,
+        not_found_tab=settings.sheet_not_found_tab,
+        count_column=settings.sheet_count_column,
+        stamp_cell=settings.sheet_stamp_cell,
+    )
+
+
 def connect(
-    settings: Settings, layout: Layout = Layout(), *, sleep: Callable[[float], None] = time.sleep
+    settings: Settings,
+    layout: Layout | None = None,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> SheetReport:
     """The report for `settings.sheet_url`: anonymous when `SHEETS_API_ENDPOINT` is set,
-    else the service-account key with delegation to `DELEGATE_EMAIL`. Makes no call yet."""
+    else the service-account key with delegation to `DELEGATE_EMAIL`. Makes no call yet.
+    `layout` defaults to the one the `SHEET_*` settings name."""
+    layout = layout_from(settings) if layout is None else layout
     if not settings.sheet_key:
         raise ConfigError("SHEET_URL is not set: the sheet report needs the spreadsheet URL")
     credentials = None

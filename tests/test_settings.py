@@ -223,3 +223,15 @@ def test_dotenv_is_read_and_the_environment_wins(
     env = settings.read_env(dotenv)
     assert env["MONGO_DB"] == "from_env"
     assert env["CACHE_DIR"] == "/tmp/c"
+
+
+def test_sheet_names_are_configurable() -> None:
+    s = settings.load(
+        {"SHEET_COPIES_TAB": "Copies", "SHEET_COUNT_COLUMN": "G", "SHEET_STAMP_CELL": "Q1"},
+        needs_drive=False,
+    )
+    assert (s.sheet_copies_tab, s.sheet_count_column, s.sheet_stamp_cell) == ("Copies", "G", "Q1")
+    assert s.sheet_errors_tab == "Errors in Drive"
+    with pytest.raises(ConfigError) as caught:
+        settings.load({"SHEET_COUNT_COLUMN": "6", "SHEET_STAMP_CELL": "P"}, needs_drive=False)
+    assert len(caught.value.problems) == 2
