@@ -54,7 +54,10 @@ MAX_QUERY_CHARS = 4000
 NUM_RETRIES = 6
 FILE_FIELDS = "id,name,mimeType,parents"
 LIST_FIELDS = f"nextPageToken,incompleteSearch,files({FILE_FIELDS})"
-CHANGE_FIELDS = f"nextPageToken,newStartPageToken,changes(changeType,fileId,removed,file({FILE_FIELDS},trashed))"
+CHANGE_FIELDS = (
+    "nextPageToken,newStartPageToken,"
+    f"changes(changeType,fileId,removed,file({FILE_FIELDS},trashed))"
+)
 SNAPSHOT_VERSION = 1
 
 

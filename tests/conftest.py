@@ -1,3 +1,3 @@
 """Shared fixtures. Emulator and database fixtures live in their own plugin modules."""
 
-pytest_plugins: list[str] = []
+pytest_plugins: list[str] = ["tests.fixtures_drive"]

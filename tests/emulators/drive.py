@@ -40,8 +40,11 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+if TYPE_CHECKING:
+    from backtest_compilation.tree import Node
 
 FOLDER_MIME = "application/vnd.google-apps.folder"
 PDF_MIME = "application/pdf"
@@ -87,7 +90,7 @@ def _not_found(file_id: str) -> DriveApiError:
     )  # fmt: skip
 
 
-RATE_LIMIT_ERRORS = {
+FAULT_ERRORS = {
     "429": DriveApiError(429, "Rate Limit Exceeded", "rateLimitExceeded", "usageLimits"),
     "403-rate": DriveApiError(403, "Rate Limit Exceeded", "rateLimitExceeded", "usageLimits"),
     "403-user-rate": DriveApiError(
@@ -95,7 +98,11 @@ RATE_LIMIT_ERRORS = {
     ),
     "500": DriveApiError(500, "Internal Error", "internalError"),
     "503": DriveApiError(503, "The service is currently unavailable.", "backendError"),
-}
+    # Not retryable: a client must give up at once on these.
+    "403-forbidden": DriveApiError(403, "The user does not have sufficient permissions.",
+                                   "insufficientFilePermissions"),
+    "400": DriveApiError(400, "Bad Request", "badRequest"),
+}  # fmt: skip
 
 
 @dataclass
@@ -147,6 +154,7 @@ class Stats:
     batch_parts: int = 0
     faults: int = 0
     renames: int = 0
+    method_overrides: int = 0
 
 
 # ---------------------------------------------------------------- queries
@@ -493,8 +501,12 @@ class DriveEmulator:
         """Move (and, like Drive, only the moved item gets a change, not its contents)."""
         with self._lock:
             f = self.files[file_id]
+            old_drive = f.drive_id
             f.parent, f.modified = new_parent, time.time()
             f.drive_id = self._drive_of(new_parent)
+            if old_drive != f.drive_id:
+                # The drive it left sees it as removed (see `_changes_list`).
+                self._record(file_id, old_drive)
             self._record(file_id, f.drive_id)
 
     def trash(self, file_id: str, trashed: bool = True) -> None:
@@ -521,6 +533,14 @@ class DriveEmulator:
             frontier = kids
         return out
 
+    def seed(self, parent: str, children: Iterable[Node]) -> None:
+        """Create `children` (tree nodes, with their ids) under `parent`, recursively."""
+        stack = [(parent, node) for node in children]
+        while stack:
+            where, node = stack.pop()
+            self._add(where, node.name, node.mime_type, node.id)
+            stack.extend((node.id, kid) for kid in node.children)
+
     def expire_change_tokens(self) -> None:
         """Every page token handed out so far is rejected from now on."""
         with self._lock:
@@ -534,14 +554,15 @@ class DriveEmulator:
         self.faults.kinds = tuple(kinds)
 
     def fail_next(self, *kinds: str) -> None:
-        """The next requests fail with these kinds, in order."""
+        """The next requests fail with these kinds, in order ("ok": this one answers)."""
         self.faults.script.extend(kinds)
 
     def _fault_for_request(self) -> str | None:
         with self._lock:
             self.stats.requests += 1
             if self.faults.script:
-                return self.faults.script.popleft()
+                kind = self.faults.script.popleft()
+                return None if kind == "ok" else kind
             n = self.stats.requests
             if self.faults.every and n % self.faults.every == 0:
                 kinds = self.faults.kinds
@@ -745,6 +766,8 @@ class DriveEmulator:
         changes = []
         for fid, _seq in page:
             f = self.files.get(fid)
+            if f is not None and not visible(f.drive_id):
+                f = None  # moved to a drive this feed does not cover: removed from it
             change: dict[str, Any] = {
                 "kind": "drive#change",
                 "changeType": "file",
@@ -838,7 +861,7 @@ class _Handler(BaseHTTPRequestHandler):
                 with contextlib.suppress(OSError):
                     self.connection.shutdown(socket.SHUT_RDWR)
                 return
-            err = RATE_LIMIT_ERRORS[fault]
+            err = FAULT_ERRORS[fault]
             extra = {}
             if fault == "429" and drive.faults.retry_after is not None:
                 extra["Retry-After"] = f"{drive.faults.retry_after:g}"
@@ -856,6 +879,7 @@ class _Handler(BaseHTTPRequestHandler):
         if method == "POST" and self.headers.get("X-HTTP-Method-Override"):
             # googleapiclient sends GETs longer than 2,048 characters like this.
             method = self.headers["X-HTTP-Method-Override"].upper()
+            drive.stats.method_overrides += 1
             query, body = body.decode(), b""
         else:
             query = url.query
@@ -917,10 +941,44 @@ class _Handler(BaseHTTPRequestHandler):
         fault = self.drive._fault_for_part()
         if fault is not None and fault != "drop":
             self.drive.stats.faults += 1
-            err = RATE_LIMIT_ERRORS[fault]
+            err = FAULT_ERRORS[fault]
             return err.code, err.body()
         url = urlsplit(target)
         params = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
         return self.drive.call(
             method, url.path, params, part_body.strip().encode(), headers.get("authorization")
         )
+
+
+def sample_drive(departments: int, courses: int, files: int, *, seed: int = 1) -> list[Node]:
+    """A drive shaped like the real one: `departments` folders holding `courses` course
+    folders in all, holding `files` test files in all (mostly PDFs, some badly named,
+    some not PDFs). Deterministic for a given `seed`; ids are unique."""
+    import random
+
+    from backtest_compilation.tree import file, folder
+
+    rng = random.Random(seed)
+    codes = [f"{chr(65 + i // 26 % 26)}{chr(65 + i % 26)}X{chr(65 + i // 676 % 26)}"
+             for i in range(departments)]  # fmt: skip
+    per_course = [files // courses + (1 if c < files % courses else 0) for c in range(courses)]
+    depts = []
+    course_no = 0
+    for d, code in enumerate(codes):
+        n_courses = courses // departments + (1 if d < courses % departments else 0)
+        course_nodes = []
+        for _ in range(n_courses):
+            number = 1000 + course_no
+            kids = []
+            for k in range(per_course[course_no]):
+                exam = rng.choice(["E1", "E2", "M", "Q3", "e1 ", "M1"])
+                sem = rng.choice(["F", "S", "U"])
+                year = rng.randint(10, 24)
+                name = f"{code}-{number} {exam}{sem}{year}.pdf" if k % 7 else f"{exam}{sem}{year}"
+                mime = PDF_MIME if k % 29 else "application/msword"
+                kids.append(file(f"f{course_no:05d}x{k:04d}", name, mime))
+            title = f"{code}-{number} Course {number}"
+            course_nodes.append(folder(f"c{course_no:05d}", title, *kids))
+            course_no += 1
+        depts.append(folder(f"d{d:04d}", code, *course_nodes))
+    return depts
