@@ -113,7 +113,10 @@ class DriveSnapshot:
                 raise ValueError(f"drive snapshot field {key!r} must be a string")
             return value
 
-        listed_at = datetime.fromisoformat(text("listed_at"))
+        try:
+            listed_at = datetime.fromisoformat(text("listed_at"))
+        except ValueError:
+            raise ValueError("drive snapshot field 'listed_at' is not an ISO time") from None
         if listed_at.tzinfo is None:
             raise ValueError("drive snapshot field 'listed_at' has no time zone")
         shared = data.get("is_shared_drive")

@@ -57,6 +57,16 @@ MAX_BATCH_PARTS = 100
 MAX_QUERY_TERMS = 100
 MAX_QUERY_CHARS = 8000
 
+# What Google answers when `fields` is not given: notably no `parents`.
+_FILE_DEFAULT = "kind,id,name,mimeType"
+DEFAULT_FIELDS = {
+    "files.list": f"kind,nextPageToken,incompleteSearch,files({_FILE_DEFAULT})",
+    "files.get": _FILE_DEFAULT,
+    "files.update": _FILE_DEFAULT,
+    "changes.list": "kind,nextPageToken,newStartPageToken,"
+    f"changes(kind,changeType,time,removed,fileId,driveId,file({_FILE_DEFAULT}))",
+}
+
 FAULT_KINDS = ("429", "403-rate", "403-user-rate", "500", "503", "drop")
 
 
@@ -303,6 +313,7 @@ _KNOWN_FIELDS = {
     "kind", "id", "name", "mimeType", "parents", "trashed", "driveId", "modifiedTime",
     "nextPageToken", "newStartPageToken", "incompleteSearch", "files", "changes", "fileId",
     "removed", "changeType", "time", "file", "drive", "startPageToken", "createdTime",
+    "explicitlyTrashed",
 }  # fmt: skip
 
 Selection = dict[str, "Selection | None"]
@@ -588,8 +599,9 @@ class DriveEmulator:
             self._check_auth(auth)
             name, result = self._dispatch(method, path, params, body)
             self.stats.by_method[name] += 1
-            if "fields" in params:
-                result = apply_fields(result, parse_fields(params["fields"]))
+            spec = params.get("fields") or DEFAULT_FIELDS.get(name)
+            if spec:
+                result = apply_fields(result, parse_fields(spec))
             return 200, result
         except DriveApiError as exc:
             return exc.code, exc.body()
@@ -821,6 +833,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     drive: DriveEmulator
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes: without this, Nagle + delayed ACK
+    # add ~40 ms to every keep-alive request.
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         return
