@@ -475,6 +475,9 @@ class DriveSource:
         while request is not None:
             self.calls.count(what)
             page = self._execute(request, what)
+            if page.get("incompleteSearch"):
+                # Only `corpora=allDrives` should do this, and it is never used here.
+                log.warning("drive: Google reports an incomplete search for %s", what)
             yield page
             if what != "files.list":
                 token = page.get("nextPageToken")
