@@ -270,8 +270,14 @@ class Pacer:
     """The one place that waits before a retry: the library's exponential backoff with
     jitter, stretched to a server's `Retry-After` when it gave one, capped."""
 
-    def __init__(self, sleep: Callable[[float], None] = time.sleep, max_wait: float = 64.0) -> None:
+    def __init__(
+        self,
+        sleep: Callable[[float], None] = time.sleep,
+        max_wait: float = 64.0,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
         self._sleep = sleep
+        self._rand = rand
         self.max_wait = max_wait
         self.retry_after: float | None = None
         self.waited = 0.0
@@ -293,7 +299,7 @@ class Pacer:
 
     def backoff(self, attempt: int) -> None:
         """Wait before retry `attempt` (1, 2, …) of something the library does not retry."""
-        self.sleep(random.random() * 2**attempt)
+        self.sleep(self._rand() * 2**attempt)
 
 
 class _CountingHttp:
@@ -303,7 +309,6 @@ class _CountingHttp:
         self._inner = inner
         self._calls = calls
         self._pacer = pacer
-        self._seen: set[int] = set()
 
     def request(self, uri: str, method: str = "GET", *args: Any, **kwargs: Any) -> Any:
         self._calls.requests += 1
