@@ -7,6 +7,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from google.auth.credentials import AnonymousCredentials
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from backtest_compilation import tree
 from backtest_compilation.catalog import Category, Rename
@@ -466,3 +469,74 @@ def test_no_rename_when_renames_are_off(drive_emulator: DriveEmulator, drive_sou
     assert result.applied == frozenset() and result.problems == ()
     assert drive_emulator.stats.requests == 0
     assert drive_emulator.files[fid].name == "a.pdf"
+
+
+def test_changes_feed_over_many_pages(drive_emulator: DriveEmulator, drive_source: Make) -> None:
+    drive = shared_drive(drive_emulator)
+    source = drive_source(drive)
+    first = source.read(None, now=NOW)
+    for i in range(2100):
+        drive_emulator.add_file("c-2300", f"E1F{i % 90:02d} {i}.pdf")
+    drive_emulator.reset_stats()
+    later = source.read(first.snapshot, now=NOW)
+    assert not later.full and drive_emulator.stats.by_method["changes.list"] == 3
+    assert later.tree == drive_source(drive).read(None, now=NOW).tree
+
+
+OPS = st.lists(
+    st.tuples(
+        st.sampled_from(["add file", "add folder", "rename", "move", "trash", "restore", "delete"]),
+        st.integers(0, 10_000),
+        st.integers(0, 10_000),
+        st.sampled_from(["E1F22.pdf", "it's \\ odd 📚.pdf", "CSCI-1200 x", "(.*)"]),
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+@settings(max_examples=30, deadline=None)
+@given(mode=st.sampled_from(sorted(ROOTS)), rounds=st.lists(OPS, min_size=1, max_size=3))
+def test_any_edits_through_the_changes_feed_match_a_full_listing(
+    mode: str, rounds: list[list[tuple[str, int, int, str]]]
+) -> None:
+    """Random adds, renames, moves (also out of and into the root), trash, restore and
+    deletes, over several incremental runs: always the tree a fresh listing gives."""
+    with DriveEmulator() as emu:
+        root = ROOTS[mode](emu)
+        outside = emu.add_folder("root", "Elsewhere", "outside")
+
+        def make() -> DriveSource:
+            return DriveSource(
+                root, credentials=AnonymousCredentials(), endpoint=emu.url, sleep=lambda s: None
+            )
+
+        source = make()
+        read = source.read(None, now=NOW)
+        for ops in rounds:
+            for op, a, b, name in ops:
+                ids = sorted(emu.files)
+                folders = [
+                    root,
+                    outside,
+                    *(i for i in ids if emu.files[i].mime_type == FOLDER_MIME),
+                ]
+                target = ids[a % len(ids)] if ids else None
+                where = folders[b % len(folders)]
+                if op == "add file":
+                    emu.add_file(where, name)
+                elif op == "add folder":
+                    emu.add_folder(where, name)
+                elif target is None or target in (outside, root):
+                    continue
+                elif op == "rename":
+                    emu.rename(target, name)
+                elif op == "move" and where != target and where not in emu._descendants(target):
+                    emu.move(target, where)
+                elif op in ("trash", "restore"):
+                    emu.trash(target, op == "trash")
+                elif op == "delete":
+                    emu.delete(target)
+            read = source.read(read.snapshot, now=NOW)
+            assert not read.full
+            assert read.tree == make().read(None, now=NOW).tree
