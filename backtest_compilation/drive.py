@@ -586,7 +586,7 @@ class DriveSource:
         return items
 
     def _full(self, previous: DriveSnapshot | None, now: datetime) -> DriveRead:
-        started = time.monotonic()
+        started, calls_before = time.monotonic(), self.calls.requests
         root = self._resolve_root()
         # The token is taken before listing so that nothing changed meanwhile is missed.
         token = self._start_token(root)
@@ -608,7 +608,7 @@ class DriveSource:
             "shared drive" if root.is_shared_drive else "folder",
             root.name,
             len(snapshot.items),
-            self.calls.requests,
+            self.calls.requests - calls_before,
             time.monotonic() - started,
         )
         return DriveRead(tree, snapshot, _differs(previous, snapshot), full=True)

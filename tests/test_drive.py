@@ -78,7 +78,20 @@ def my_drive_folder(emu: DriveEmulator) -> str:
     return root
 
 
-ROOTS = {"shared drive": shared_drive, "ordinary folder": my_drive_folder}
+def folder_in_shared_drive(emu: DriveEmulator) -> str:
+    drive = emu.add_drive("Everything", "0Aeverything")
+    sibling = emu.add_folder(drive, "Other stuff", "sibling")
+    emu.add_file(sibling, "E1F22.pdf", file_id="sibling-file")
+    root = emu.add_folder(drive, "Backtests", "folder-root")
+    emu.seed(root, sample())
+    return root
+
+
+ROOTS = {
+    "shared drive": shared_drive,
+    "ordinary folder": my_drive_folder,
+    "folder in a shared drive": folder_in_shared_drive,
+}
 
 
 @pytest.fixture(params=list(ROOTS))
@@ -246,6 +259,11 @@ def test_changes_outside_the_root_are_ignored(
     drive_emulator.add_file(other, "E1F22.pdf")
     elsewhere = drive_emulator.add_folder("root", "Elsewhere")
     drive_emulator.add_file(elsewhere, "E1F22.pdf")
+    if "sibling" in drive_emulator.files:  # elsewhere in the same shared drive
+        drive_emulator.add_file("sibling", "E2F22.pdf")
+        drive_emulator.rename("sibling-file", "renamed.pdf")
+        archive = drive_emulator.add_folder("0Aeverything", "Archive")
+        drive_emulator.move("sibling", archive)
     later = source.read(first.snapshot, now=NOW)
     assert not later.full and not later.changed
     assert later.tree == first.tree
