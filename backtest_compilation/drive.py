@@ -468,9 +468,9 @@ class DriveSource:
             raise self._wrap(exc, what) from None
         except google.auth.exceptions.RefreshError as exc:
             raise _credentials_rejected(exc, self.delegate, self.scopes) from None
-        except (OSError, httplib2.HttpLib2Error) as exc:
+        except (OSError, httplib2.HttpLib2Error, google.auth.exceptions.TransportError) as exc:
             raise DriveCallError(
-                f"Drive {what} failed: cannot reach Drive ({type(exc).__name__})", 0
+                f"Drive {what} failed: cannot reach Google ({type(exc).__name__})", 0
             ) from None
 
     def _pages(self, what: str, **params: Any) -> Iterator[dict[str, Any]]:
@@ -777,7 +777,7 @@ class DriveSource:
             return {r.id: (False, _reason(exc), retry) for r in chunk}
         except google.auth.exceptions.RefreshError as exc:
             raise _credentials_rejected(exc, self.delegate, self.scopes) from None
-        except (OSError, httplib2.HttpLib2Error) as exc:
+        except (OSError, httplib2.HttpLib2Error, google.auth.exceptions.TransportError) as exc:
             return {r.id: (False, f"connection failed ({type(exc).__name__})", True) for r in chunk}
         for r in chunk:
             results.setdefault(r.id, (False, "no answer in the batch response", True))

@@ -143,3 +143,17 @@ def test_scopes_follow_the_rename_setting(
     assert source.scopes == scopes and source.allow_renames == (SCOPE_RENAME in scopes)
     # With an endpoint, anonymous credentials: no key file needed.
     assert source.read(None, now=NOW).tree.children
+
+
+def test_unreachable_token_endpoint_is_a_runtime_failure(
+    drive_emulator: DriveEmulator, drive: str, key_file: Path
+) -> None:
+    from backtest_compilation.errors import ServiceError
+
+    drive_emulator.grant(DELEGATE, SCOPE_READ)
+    data = json.loads(key_file.read_text())
+    data["token_uri"] = "http://127.0.0.1:9/token"  # discard port: nothing listens
+    key_file.write_text(json.dumps(data))
+    with pytest.raises(ServiceError) as info:
+        _source(drive_emulator, drive, key_file, (SCOPE_READ,)).read(None, now=NOW)
+    assert info.value.exit_code == 1 and "cannot reach Google" in str(info.value)
