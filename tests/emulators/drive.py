@@ -457,11 +457,13 @@ class DriveEmulator:
         return f"http://{host}:{port}"
 
     def reset_stats(self) -> None:
+        """Zero the request counters (faults and contents are kept)."""
         self.stats = Stats()
 
     # ------------------------------------------------------------ seeding and editing
 
     def new_id(self, prefix: str = "id") -> str:
+        """A fresh, unique id."""
         return f"{prefix}{next(self._ids):06d}"
 
     def _record(self, file_id: str, drive_id: str | None) -> None:
@@ -495,14 +497,17 @@ class DriveEmulator:
         return None  # My Drive (parent may be a My Drive root id like "root")
 
     def add_folder(self, parent: str, name: str, file_id: str | None = None) -> str:
+        """A folder under `parent` (a folder, a shared drive id, or "root" for My Drive)."""
         return self._add(parent, name, FOLDER_MIME, file_id)
 
     def add_file(
         self, parent: str, name: str, mime: str = PDF_MIME, file_id: str | None = None
     ) -> str:
+        """A file under `parent`, a PDF unless told otherwise; returns its id."""
         return self._add(parent, name, mime, file_id)
 
     def rename(self, file_id: str, name: str) -> None:
+        """Rename an item, as someone editing the drive would."""
         with self._lock:
             f = self.files[file_id]
             f.name, f.modified = name, time.time()
@@ -836,6 +841,8 @@ class _Handler(BaseHTTPRequestHandler):
     # Headers and body go out in separate writes: without this, Nagle + delayed ACK
     # add ~40 ms to every keep-alive request.
     disable_nagle_algorithm = True
+    # An idle keep-alive connection is closed after this many seconds (bounded loops).
+    timeout = 30
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         return
