@@ -1,3 +1,3 @@
 """Shared fixtures. Emulator and database fixtures live in their own plugin modules."""
 
-pytest_plugins: list[str] = ["tests.fixtures_mongo", "tests.fixtures_sheets"]
+pytest_plugins: list[str] = ["tests.fixtures_drive", "tests.fixtures_mongo", "tests.fixtures_sheets"]

@@ -1,0 +1,159 @@
+"""Service-account auth with domain-wide delegation, against the emulator's OAuth token
+endpoint: the narrowest scopes, rejected credentials as configuration errors (exit 2),
+and no key material in any message. The key is generated per test, never stored."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from backtest_compilation.drive import SCOPE_READ, SCOPE_RENAME, DriveSource, load_credentials
+from backtest_compilation.errors import ConfigError
+from backtest_compilation.settings import load
+from tests.emulators.drive import DriveEmulator
+
+DELEGATE = "backtests@chapter.example.org"
+NOW = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def pem() -> str:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+
+
+@pytest.fixture
+def key_file(tmp_path: Path, pem: str, drive_emulator: DriveEmulator) -> Path:
+    path = tmp_path / "service-credentials.json"
+    path.write_text(
+        json.dumps(
+            {
+                "type": "service_account",
+                "project_id": "test",
+                "private_key_id": "k1",
+                "private_key": pem,
+                "client_email": "sync@test.iam.gserviceaccount.com",
+                "client_id": "1",
+                "token_uri": drive_emulator.url + "/token",
+            }
+        )
+    )
+    return path
+
+
+@pytest.fixture
+def drive(drive_emulator: DriveEmulator) -> str:
+    drive = drive_emulator.add_drive("Backtests")
+    course = drive_emulator.add_folder(drive, "CSCI-1200 Data Structures")
+    drive_emulator.add_file(course, "E1F22.pdf", file_id="t1")
+    return drive
+
+
+def _source(emu: DriveEmulator, root: str, key: Path, scopes: tuple[str, ...]) -> DriveSource:
+    return DriveSource(
+        root,
+        credentials=load_credentials(key, DELEGATE, scopes),
+        endpoint=emu.url,
+        delegate=DELEGATE,
+        scopes=scopes,
+        allow_renames=SCOPE_RENAME in scopes,
+        sleep=lambda s: None,
+    )
+
+
+def test_delegated_read_only_access(
+    drive_emulator: DriveEmulator, drive: str, key_file: Path
+) -> None:
+    drive_emulator.grant(DELEGATE, SCOPE_READ)
+    got = _source(drive_emulator, drive, key_file, (SCOPE_READ,)).read(None, now=NOW)
+    assert [c.name for c in got.tree.children] == ["CSCI-1200 Data Structures"]
+    assert drive_emulator.stats.by_method["oauth.token"] == 1
+
+
+def test_renames_with_the_metadata_scope(
+    drive_emulator: DriveEmulator, drive: str, key_file: Path
+) -> None:
+    from backtest_compilation.catalog import Rename
+
+    drive_emulator.grant(DELEGATE, SCOPE_READ, SCOPE_RENAME)
+    source = _source(drive_emulator, drive, key_file, (SCOPE_READ, SCOPE_RENAME))
+    result = source.rename([Rename("t1", "CSCI / x", "E1F22.pdf", "CSCI-1200 E1F22.pdf")])
+    assert result.applied == {"t1"}
+    assert drive_emulator.files["t1"].name == "CSCI-1200 E1F22.pdf"
+
+
+@pytest.mark.parametrize(
+    "granted",
+    [
+        pytest.param((), id="delegation not granted"),
+        pytest.param((SCOPE_READ,), id="scope missing"),
+    ],
+)
+def test_rejected_credentials_are_a_configuration_error(
+    granted: tuple[str, ...], drive_emulator: DriveEmulator, drive: str, key_file: Path, pem: str
+) -> None:
+    drive_emulator.grant("someone-else@chapter.example.org", SCOPE_READ)
+    if granted:
+        drive_emulator.grant(DELEGATE, *granted)
+    source = _source(drive_emulator, drive, key_file, (SCOPE_READ, SCOPE_RENAME))
+    with pytest.raises(ConfigError) as info:
+        source.read(None, now=NOW)
+    message = str(info.value)
+    assert info.value.exit_code == 2
+    assert "unauthorized_client" in message and DELEGATE in message
+    assert pem.splitlines()[1] not in message and "BEGIN" not in message
+
+
+def test_malformed_key_file_is_named_without_its_content(tmp_path: Path) -> None:
+    path = tmp_path / "key.json"
+    path.write_text(json.dumps({"type": "service_account", "private_key": "s3cr3t-material"}))
+    with pytest.raises(ConfigError) as info:
+        load_credentials(path, DELEGATE, (SCOPE_READ,))
+    assert str(path) in str(info.value) and "s3cr3t" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("env", "renames", "scopes"),
+    [
+        pytest.param({}, True, (SCOPE_READ, SCOPE_RENAME), id="renames on: read + metadata"),
+        pytest.param(
+            {"RENAME_FILES": "false"}, True, (SCOPE_READ,), id="RENAME_FILES=false: read only"
+        ),
+        pytest.param({}, False, (SCOPE_READ,), id="--no-rename / --dry-run: read only"),
+    ],
+)
+def test_scopes_follow_the_rename_setting(
+    env: dict[str, str],
+    renames: bool,
+    scopes: tuple[str, ...],
+    drive_emulator: DriveEmulator,
+    drive: str,
+) -> None:
+    settings = load({"FOLDER_ID": drive, "DRIVE_API_ENDPOINT": drive_emulator.url, **env})
+    source = DriveSource.from_settings(settings, renames=renames)
+    assert source.scopes == scopes and source.allow_renames == (SCOPE_RENAME in scopes)
+    # With an endpoint, anonymous credentials: no key file needed.
+    assert source.read(None, now=NOW).tree.children
+
+
+def test_unreachable_token_endpoint_is_a_runtime_failure(
+    drive_emulator: DriveEmulator, drive: str, key_file: Path
+) -> None:
+    from backtest_compilation.errors import ServiceError
+
+    drive_emulator.grant(DELEGATE, SCOPE_READ)
+    data = json.loads(key_file.read_text())
+    data["token_uri"] = "http://127.0.0.1:9/token"  # discard port: nothing listens
+    key_file.write_text(json.dumps(data))
+    with pytest.raises(ServiceError) as info:
+        _source(drive_emulator, drive, key_file, (SCOPE_READ,)).read(None, now=NOW)
+    assert info.value.exit_code == 1 and "cannot reach Google" in str(info.value)
