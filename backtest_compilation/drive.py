@@ -33,7 +33,7 @@ from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 from googleapiclient.http import BatchHttpRequest, HttpRequest, _should_retry_response
 
-from .catalog import Category, Problem, Rename
+from .catalog import Category, Problem, Rename, RenameResult
 from .errors import ConfigError, ServiceError
 from .settings import Settings
 from .tree import FOLDER_MIME, Item, Node, assemble, flatten
@@ -151,14 +151,6 @@ class DriveRead:
     snapshot: DriveSnapshot
     changed: bool  # anything differs from the previous snapshot (always True without one)
     full: bool  # a full listing (not the changes feed)
-
-
-@dataclass(frozen=True)
-class RenameResult:
-    """Ids renamed, and a `rename_failed` problem for each rename that failed."""
-
-    applied: frozenset[str] = frozenset()
-    problems: tuple[Problem, ...] = ()
 
 
 @dataclass
