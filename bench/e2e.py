@@ -21,12 +21,13 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.emulators.drive import DriveEmulator, sample_drive
 from tests.emulators.sheets import SheetsEmulator
 from tests.secantus import running_server
+
+ROOT = Path(__file__).resolve().parent.parent
 
 KEY = "1BenchmarkSheet"
 COPIES = "Physical Copies of Backtests"

@@ -1,0 +1,134 @@
+"""The command line as an operator meets it: help, configuration errors, the lock,
+the demo and the scheduler, each in a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from backtest_compilation import lock, sample
+from tests.emulators.drive import DriveEmulator
+
+ROOT = Path(__file__).resolve().parent.parent
+MAIN = str(ROOT / "main.py")
+
+
+def cli(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT, timeout: float = 60):
+    base = {"PATH": os.environ["PATH"], "MONGO_URI": "mongomock://cli"}
+    return subprocess.run(
+        [sys.executable, MAIN, *args],
+        cwd=cwd,
+        env={**base, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_help_names_every_command_and_the_exit_codes() -> None:
+    out = cli("--help")
+    assert out.returncode == 0
+    for word in ("sync", "check", "schedule", "demo", "3 mass-delete guard refused", "4 another"):
+        assert word in out.stdout
+    sync_help = cli("sync", "--help").stdout
+    for flag in ("--dry-run", "--json", "--no-rename", "--allow-mass-delete", "--full-rescan"):
+        assert flag in sync_help
+
+
+def test_configuration_problems_exit_2_with_one_line_each(tmp_path: Path) -> None:
+    out = cli(
+        "sync",
+        env={
+            "MONGO_URI": "redis://user:hunter2@db",
+            "LOG_LEVEL": "LOUD",
+            "SCHEDULE": "sometimes",
+            "GOOGLE_CREDENTIALS_FILE": str(tmp_path / "missing.json"),
+        },
+        cwd=tmp_path,
+    )
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 5, lines  # FOLDER_ID, MONGO_URI, LOG_LEVEL, SCHEDULE, key file
+    assert all(line.startswith("configuration: ") for line in lines)
+    assert "Traceback" not in out.stderr and "hunter2" not in out.stderr
+
+
+def test_a_second_run_exits_4_while_the_lock_is_held(tmp_path: Path) -> None:
+    drive = sample.copy_sample_drive(tmp_path)
+    cache = tmp_path / "cache"
+    with lock.hold(cache):
+        out = cli("sync", "--source", str(drive), env={"CACHE_DIR": str(cache)}, cwd=tmp_path)
+    assert out.returncode == 4, out.stderr
+    assert str(os.getpid()) in out.stderr
+    assert not (cache / "state.json").exists()
+    assert sorted(p.name for p in drive.rglob("*")) == sorted(
+        p.name for p in sample.SAMPLE_DRIVE.rglob("*")
+    )
+
+
+def test_sync_from_a_local_folder_prints_the_summary_as_json(tmp_path: Path) -> None:
+    drive = sample.copy_sample_drive(tmp_path)
+    out = cli(
+        "--source", str(drive), "--json", env={"CACHE_DIR": str(tmp_path / "c")}, cwd=tmp_path
+    )
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert summary["mode"] == "sync"
+    assert summary["mongo"]["inserted"] > 0
+    assert summary["sheet"]["written"] is False
+    assert "SHEET_URL is not set" in out.stderr
+
+
+def test_the_demo_runs_on_a_fresh_directory(tmp_path: Path) -> None:
+    out = cli("demo", cwd=tmp_path, env={"MONGO_URI": "mongodb://must-not-be-used:1"})
+    assert out.returncode == 0, out.stderr
+    assert "What the website now shows:" in out.stdout
+    assert "Second run: summary: sync exit 0" in out.stdout
+    page = (tmp_path / "demo-report.html").read_text()
+    assert page.startswith("<!doctype html>") and "Invalid Filenames" in page
+    assert "<script" not in page  # self-contained and inert
+
+
+def test_schedule_runs_at_once_beats_and_stops_on_sigterm(
+    tmp_path: Path, drive_emulator: DriveEmulator
+) -> None:
+    drive_id = drive_emulator.add_drive("Backtests")
+    dept = drive_emulator.add_folder(drive_id, "CSCI")
+    course = drive_emulator.add_folder(dept, "CSCI-1200 Data Structures")
+    drive_emulator.add_file(course, "csci-1200 e1 f22.pdf")
+    cache = tmp_path / "cache"
+    env = {
+        "PATH": os.environ["PATH"],
+        "FOLDER_ID": drive_id,
+        "DRIVE_API_ENDPOINT": drive_emulator.url,
+        "MONGO_URI": "mongomock://schedule",
+        "CACHE_DIR": str(cache),
+    }
+    child = subprocess.Popen(
+        [sys.executable, MAIN, "schedule"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (cache / "state.json").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert (cache / "state.json").exists(), "the missed slot was not run at once"
+        assert (cache / "heartbeat.json").exists()
+        child.send_signal(signal.SIGTERM)
+        _, stderr = child.communicate(timeout=20)
+    finally:
+        child.kill()
+    assert child.returncode == 0, stderr
+    assert "summary: sync exit 0" in stderr
+    assert [f.name for f in drive_emulator.files.values() if f.parent == course] == [
+        "CSCI-1200 E1F22.pdf"
+    ]
