@@ -160,11 +160,13 @@ def _run_once(
     args: argparse.Namespace, config: settings.Settings, tel: telemetry.Telemetry, command: str
 ) -> int:
     """One sync, dry run or check with the real adapters."""
-    dry_run = command == "check" or getattr(args, "dry_run", False)
+    dry_run = getattr(args, "dry_run", False)
     mode: pipeline.Mode = "check" if command == "check" else "dry-run" if dry_run else "sync"
     options = pipeline.Options(
         mode=mode,
-        rename=not (dry_run or getattr(args, "no_rename", False)),
+        # In a dry run or check, renames are planned (and pending ones make check fail)
+        # but never applied: the source is built without rename rights below.
+        rename=not getattr(args, "no_rename", False),
         allow_mass_delete=getattr(args, "allow_mass_delete", False),
         full_rescan=getattr(args, "full_rescan", False),
     )
@@ -188,7 +190,7 @@ def build_services(
     """The real adapters for `config`: Drive (or a local folder), MongoDB, the sheet."""
     from .store import Store
 
-    renames = options.rename and config.rename_files
+    renames = options.rename and config.rename_files and options.mode == "sync"
     tree_source: sources.Source
     if source is not None:
         tree_source = sources.LocalTree(LocalFolderSource(source), allow_renames=renames)
