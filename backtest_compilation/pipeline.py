@@ -200,9 +200,9 @@ def _run(settings: Settings, options: Options, services: Services) -> Outcome:
             max_delete_fraction=settings.max_delete_fraction,
             allow_mass_delete=options.allow_mass_delete,
         )
-    except (GuardRefused, RunError) as exc:
-        if isinstance(exc, GuardRefused):
-            raise
+    except GuardRefused:
+        raise  # checked above already; only a concurrent edit could make it refuse now
+    except RunError as exc:
         failures["mongo"] = exc
         log.error("mongo: %s", exc)
     else:
