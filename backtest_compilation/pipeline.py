@@ -128,7 +128,7 @@ def _run(settings: Settings, options: Options, services: Services) -> Outcome:
     )
 
     if options.mode == "sync" and not reading.changed and not reading.full:
-        known = _known_catalog(remembered, reading.fingerprint)
+        known = _known_catalog(remembered, _fingerprint(settings, options, reading, now))
         if known is not None:
             return _unchanged(settings, options, services, remembered, reading, known, timer)
 
@@ -182,9 +182,10 @@ def _run(settings: Settings, options: Options, services: Services) -> Outcome:
         for problem in result.problems:
             log.warning("%s", problem.message)
     reading = services.source.after_renames(reading, applied)
+    fingerprint = _fingerprint(settings, options, reading, now)
     remembered = remembered.with_drive(reading.snapshot, now)
     if not result.problems:
-        remembered = remembered.with_sink("renames", {"fingerprint": reading.fingerprint}, now)
+        remembered = remembered.with_sink("renames", {"fingerprint": fingerprint}, now)
     state.save(path, remembered)
     log.info(
         "renames: %d applied, %d failed, %d not applied (renames off)",
@@ -206,14 +207,14 @@ def _run(settings: Settings, options: Options, services: Services) -> Outcome:
         failures["mongo"] = exc
         log.error("mongo: %s", exc)
     else:
-        remembered = remembered.with_sink("mongo", _mongo_part(built, reading.fingerprint), now)
+        remembered = remembered.with_sink("mongo", _mongo_part(built, fingerprint), now)
         state.save(path, remembered)
 
     sheet_block: dict[str, Any] = {"written": False, "not_found": [], "ambiguous": []}
     if services.sheet is None:
         log.warning("sheet: SHEET_URL is not set; the sheet step is skipped")
         remembered = remembered.with_sink(
-            "sheet", {"fingerprint": reading.fingerprint, "skipped": True}, now
+            "sheet", {"fingerprint": fingerprint, "skipped": True}, now
         )
     else:
         last = remembered.sheet.data.get("digest") if remembered.sheet else None
@@ -225,7 +226,7 @@ def _run(settings: Settings, options: Options, services: Services) -> Outcome:
         else:
             sheet_block = published.block()
             remembered = remembered.with_sink(
-                "sheet", {"fingerprint": reading.fingerprint, "digest": published.digest}, now
+                "sheet", {"fingerprint": fingerprint, "digest": published.digest}, now
             )
     timer.lap("apply")
 
@@ -365,6 +366,30 @@ def _preview(
 
 def _problem_order(p: catalog_mod.Problem) -> tuple[str, str, str]:
     return (p.path, p.category.value, p.id)
+
+
+def _fingerprint(settings: Settings, options: Options, reading: Reading, now: datetime) -> str:
+    """What a sink's success was for: this tree, read with these settings.
+
+    Settings that change the catalog or a sink's output are part of it, so that turning
+    renames on, pointing at another sheet or exempting a department is never skipped as
+    "unchanged". The year is too: on New Year's Day last year's future files turn valid."""
+    return state.digest(
+        {
+            "tree": reading.fingerprint,
+            "year": now.astimezone(settings.zone).year,
+            "future_year_exempt": sorted(settings.future_year_exempt),
+            "renames": options.rename and settings.rename_files,
+            "sheet": [
+                settings.sheet_key,
+                settings.sheet_errors_tab,
+                settings.sheet_copies_tab,
+                settings.sheet_not_found_tab,
+                settings.sheet_count_column,
+                settings.sheet_stamp_cell,
+            ],
+        }
+    )
 
 
 def _exit_code(failures: dict[str, RunError]) -> int:

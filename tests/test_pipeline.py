@@ -242,3 +242,12 @@ def test_the_summary_is_spec_json(world: dict[str, Any]) -> None:
         c["name"] for c in summary["catalog"]["courses"]
     )
     assert all(r["applied"] for r in summary["renames"])
+
+
+def test_a_settings_change_is_never_skipped_as_unchanged(world: dict[str, Any]) -> None:
+    run(world)
+    world["settings"] = replace(world["settings"], future_year_exempt=frozenset({"BEAR", "CSCI"}))
+    outcome = run(world)
+    assert "unchanged" not in outcome.summary
+    # CSCI-1200 E3F92.pdf is no longer an invalid year: Exam 3 Fall 2092 is published.
+    assert "~ backtest CSCI-1200 Data Structures: Exam 3 +Fall 2092" in outcome.mongo_lines
