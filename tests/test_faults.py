@@ -1,0 +1,208 @@
+"""Fault injection end to end (issue #6, item 1): the real pipeline (in-process, or the CLI
+in a subprocess where exit codes matter) on the Drive and Sheets emulators and the real
+MongoDB-wire server. Every fault either heals within the run (retries) or stops it with
+the right exit code having written nothing it should not, and the next run converges to
+exactly what a fault-free run publishes. See docs/reliability.md for the table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from backtest_compilation import state
+from backtest_compilation.errors import ServiceError
+from tests.fixtures_faults import SHEET_KEY, FaultWorld
+from tests.secantus import free_port
+
+pytestmark = pytest.mark.mongo_server
+
+RATE_AND_SERVER = ("429", "403-rate", "403-user-rate", "500", "503")
+
+
+def edit(world: FaultWorld) -> None:
+    """A person's edits between runs: a new test, a badly named one, a retitled course."""
+    world.drive.add_file("c10", "MATH-1010 E3F23.pdf", file_id="n-new")
+    world.drive.add_file("c11", "math-2010 q f21.pdf", file_id="n-rename")
+    world.drive.rename("c02", "CSCI-2300 Algorithms")
+
+
+def add_ignored_scans(world: FaultWorld, count: int) -> None:
+    """A folder of loose scans at the root ("Scans to file" is not a department): listed
+    with everything else, so the listing needs several pages of 1,000."""
+    scans = world.drive.add_folder(world.root, "Scans to file", file_id="scans")
+    for n in range(count):
+        world.drive.add_file(scans, f"scan {n:04d}.pdf", file_id=f"s{n:05d}")
+
+
+# ---------------------------------------------------------------- Drive
+
+
+def test_a_drive_storm_of_rate_limits_and_server_errors_is_ridden_out(
+    fault_world: FaultWorld, fault_twin: FaultWorld
+) -> None:
+    world = fault_world
+    world.drive.fail_every(3, RATE_AND_SERVER)  # every third request, batches included
+    world.drive.faults.part_every = 4  # and every fourth rename inside a batch
+    first = world.run()
+    reference = fault_twin.run()
+    assert first.exit_code == 0, first.summary["failed"]
+    assert world.drive.stats.faults >= 3
+    assert world.published() == fault_twin.published()
+    assert first.summary["api_calls"]["drive"] > reference.summary["api_calls"]["drive"]
+    assert first.summary["renames"] == reference.summary["renames"]
+
+    # The changes feed under the same storm.
+    edit(world)
+    edit(fault_twin)
+    second = world.run()
+    fault_twin.run()
+    assert second.exit_code == 0
+    assert second.summary["drive"]["full"] is False
+    assert world.published() == fault_twin.published()
+
+
+def test_a_connection_dropped_in_the_middle_of_paging_is_retried(
+    fault_world: FaultWorld, fault_twin: FaultWorld
+) -> None:
+    for w in (fault_world, fault_twin):
+        add_ignored_scans(w, 1500)
+    # drives.get, changes.getStartPageToken, page 1 answer; page 2 is cut twice (httplib2
+    # retries a dropped connection once by itself, then the client library retries).
+    fault_world.drive.fail_next("ok", "ok", "ok", "drop", "drop")
+    outcome = fault_world.run()
+    fault_twin.run()
+    assert outcome.exit_code == 0
+    assert fault_world.drive.stats.by_method["files.list"] == 2
+    assert fault_world.drive.stats.faults == 2
+    assert fault_world.published() == fault_twin.published()
+
+
+def test_a_listing_that_keeps_dropping_writes_nothing_anywhere(fault_world: FaultWorld) -> None:
+    add_ignored_scans(fault_world, 1500)
+    before = fault_world.everything()
+    fault_world.drive.fail_next("ok", "ok", "ok", *["drop"] * 40)
+    with pytest.raises(ServiceError, match="cannot reach Google"):
+        fault_world.run()
+    assert fault_world.everything() == before
+    # Healed: the next run publishes everything.
+    fault_world.drive.faults.script.clear()
+    assert fault_world.run().exit_code == 0
+    assert fault_world.documents()["backtest_courses_collection"]
+
+
+@pytest.mark.parametrize("rejection", ["410", "expired"])
+def test_a_rejected_changes_token_falls_back_to_a_full_rescan(
+    fault_world: FaultWorld, fault_twin: FaultWorld, rejection: str
+) -> None:
+    world = fault_world
+    world.run()
+    fault_twin.run()
+    edit(world)
+    edit(fault_twin)
+    if rejection == "410":
+        world.drive.fail_next("410")  # the first request of a warm run is changes.list
+    else:
+        world.drive.expire_change_tokens()  # the emulator answers 400 invalid pageToken
+    outcome = world.run()
+    fault_twin.run()
+    assert outcome.exit_code == 0
+    assert outcome.summary["drive"] == {"changed": True, "full": True}
+    assert world.published() == fault_twin.published()
+    # The fresh token saved by the rescan works: the next run follows the feed again.
+    third = world.run()
+    assert third.summary.get("unchanged") is True
+
+
+def _lose_the_shared_drive(world: FaultWorld) -> None:
+    # Removed from the shared drive's members: Google answers 404 "Shared drive not found"
+    # to drives.get, changes.list and files.list, and the root is no visible file.
+    del world.drive.drives[world.root]
+
+
+def _forbid_everything(world: FaultWorld) -> None:
+    world.drive.fail_every(1, ["403-forbidden"])
+
+
+@pytest.mark.parametrize(
+    "lose", [_lose_the_shared_drive, _forbid_everything], ids=["404-root", "403-root"]
+)
+def test_permission_lost_on_the_root_writes_nothing_anywhere_and_exits_1(
+    fault_world: FaultWorld, lose: object
+) -> None:
+    world = fault_world
+    first = world.cli("--json")
+    assert first.returncode == 0, first.stderr
+    edit(world)  # pending work that must not be done
+    before = world.everything()
+    lose(world)  # type: ignore[operator]
+    got = world.cli("--json")
+    assert got.returncode == 1, got.stderr
+    assert got.stdout == ""  # no summary claims anything was done
+    assert "FOLDER_ID" in got.stderr or "403" in got.stderr
+    assert world.everything() == before
+
+
+# ---------------------------------------------------------------- Sheets
+
+
+def test_sheets_quota_exhausted_past_the_retry_budget_still_updates_mongo(
+    fault_world: FaultWorld, fault_twin: FaultWorld
+) -> None:
+    world = fault_world
+    world.sheets.quota_per_minute = 0  # every Sheets request answers 429 RATE_LIMIT_EXCEEDED
+    waits: list[float] = []
+    first = world.run(services=world.services(sleep=waits.append))
+    reference = fault_twin.run()
+    assert first.exit_code == 1
+    assert first.summary["ok"] is False
+    assert set(first.summary["failed"]) == {"sheet"}
+    assert "429" in first.summary["failed"]["sheet"]
+    assert first.summary["sheet"]["written"] is False
+    assert first.summary["mongo"]["inserted"] > 0
+    assert len(waits) == 6  # the whole retry budget was used, with backoff
+    assert world.sheets.throttled == 7 and world.sheets.writes() == 0
+    # MongoDB and the drive are done; only the sheet is owed.
+    view, _, names = world.published()
+    ref_view, ref_sheet, ref_names = fault_twin.published()
+    assert (view, names) == (ref_view, ref_names)
+    saved, _ = state.load(state.path_in(world.cache_dir))
+    assert saved.mongo is not None and saved.sheet is None and saved.last_success is None
+
+    world.sheets.quota_per_minute = None
+    second = world.run()
+    assert second.exit_code == 0
+    assert second.summary["sheet"]["written"] is True
+    assert second.summary["mongo"] == {**reference.summary["mongo"], "inserted": 0} | {
+        "in_sync": True
+    }
+    assert world.sheet() == ref_sheet
+
+
+# ---------------------------------------------------------------- MongoDB
+
+
+def test_mongodb_unreachable_at_start_exits_1_and_writes_nothing(fault_world: FaultWorld) -> None:
+    world = fault_world
+    before = world.everything()
+    dead = f"mongodb://backtests:s3cret-Pa55@127.0.0.1:{free_port()}/?directConnection=true"
+    got = world.cli("--json", env=world.env(MONGO_URI=dead))
+    assert got.returncode == 1, got.stderr
+    assert "unreachable" in got.stderr
+    assert "s3cret-Pa55" not in got.stderr + got.stdout
+    assert world.everything() == before  # no rename, no sheet, no state
+    assert world.drive.stats.renames == 0 and world.sheets.writes() == 0
+
+
+def test_cli_summary_json_reports_a_failed_sheet(fault_world: FaultWorld, tmp_path: Path) -> None:
+    """The CLI maps a failed sink to exit 1 and says which one in the JSON summary."""
+    world = fault_world
+    world.sheets.share(SHEET_KEY, False)  # 403: not retried, so the CLI answers quickly
+    got = world.cli("--json")
+    assert got.returncode == 1, got.stderr
+    summary = json.loads(got.stdout)
+    assert summary["exit_code"] == 1 and summary["ok"] is False
+    assert list(summary["failed"]) == ["sheet"]
+    assert summary["mongo"]["in_sync"] is True
+    assert "failed: sheet" in got.stderr
