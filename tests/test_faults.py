@@ -206,3 +206,104 @@ def test_cli_summary_json_reports_a_failed_sheet(fault_world: FaultWorld, tmp_pa
     assert list(summary["failed"]) == ["sheet"]
     assert summary["mongo"]["in_sync"] is True
     assert "failed: sheet" in got.stderr
+
+
+# ---------------------------------------------------------------- state file and CACHE_DIR
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+
+
+def _garbage(path: Path) -> None:
+    path.write_bytes(b"\x00\xff\xfe not json at all \x80" * 10)
+
+
+def _older_version(path: Path) -> None:
+    doc = json.loads(path.read_text())
+    doc["version"] = 0
+    path.write_text(json.dumps(doc))
+
+
+def _empty(path: Path) -> None:
+    path.write_bytes(b"")
+
+
+def _snapshot_from_another_version(path: Path) -> None:
+    doc = json.loads(path.read_text())
+    doc["drive"]["data"]["version"] = 99
+    path.write_text(json.dumps(doc))
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [_truncate, _garbage, _older_version, _empty, _snapshot_from_another_version],
+    ids=["truncated", "corrupted", "older-version", "empty", "snapshot-version"],
+)
+def test_a_damaged_state_file_is_a_warning_and_a_full_correct_run(
+    fault_world: FaultWorld,
+    fault_twin: FaultWorld,
+    damage: object,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    world = fault_world
+    world.run()
+    fault_twin.run()
+    edit(world)
+    edit(fault_twin)
+    path = state.path_in(world.cache_dir)
+    damage(path)  # type: ignore[operator]
+    caplog.clear()
+    outcome = world.run()
+    fault_twin.run()
+    assert outcome.exit_code == 0
+    assert outcome.summary["drive"]["full"] is True  # nothing trusted: the whole drive read
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(
+        (("state file" in w or "snapshot" in w) and "ignoring" in w) or "unusable" in w
+        for w in warnings
+    ), warnings
+    assert world.published() == fault_twin.published()
+    # The file is whole again and trusted by the next run.
+    saved, warning = state.load(path)
+    assert warning is None and saved.last_success is not None
+    assert world.run().summary.get("unchanged") is True
+
+
+def test_a_missing_cache_dir_is_created(fault_world: FaultWorld) -> None:
+    world = fault_world
+    deep = world.workdir / "not" / "yet" / "there"
+    got = world.cli("--json", env=world.env(CACHE_DIR=str(deep)))
+    assert got.returncode == 0, got.stderr
+    saved, warning = state.load(state.path_in(deep))
+    assert warning is None and saved.last_success is not None
+
+
+@pytest.mark.parametrize("where", ["is-a-file", "under-a-file"])
+def test_an_unusable_cache_dir_exits_1_with_a_clear_message_and_writes_nothing(
+    fault_world: FaultWorld, where: str
+) -> None:
+    world = fault_world
+    blocker = world.workdir / "cache-file"
+    blocker.write_text("I am a file, not a directory\n")
+    cache = blocker if where == "is-a-file" else blocker / "cache"
+    before = world.everything()
+    got = world.cli("--json", env=world.env(CACHE_DIR=str(cache)))
+    assert got.returncode == 1, got.stderr
+    assert "CACHE_DIR" in got.stderr and str(blocker) in got.stderr
+    assert "Traceback" not in got.stderr
+    assert world.everything() == before
+    assert world.drive.stats.requests == 0  # stopped before reading anything
+
+
+def test_an_unwritable_state_file_exits_1_and_writes_nothing(fault_world: FaultWorld) -> None:
+    """The state file's place is taken by a directory (a file that cannot be replaced):
+    the run cannot remember what it does, so it must not do it."""
+    world = fault_world
+    state.path_in(world.cache_dir).mkdir(parents=True)
+    before = world.everything()
+    got = world.cli("--json")
+    assert got.returncode == 1, got.stderr
+    assert "state file" in got.stderr and "CACHE_DIR" in got.stderr
+    assert "Traceback" not in got.stderr
+    assert world.everything() == before
