@@ -10,6 +10,7 @@ what a visitor, the sheet and the drive show, and says what a fresh run would pu
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import subprocess
@@ -22,6 +23,7 @@ from typing import Any
 
 import pytest
 from pymongo import MongoClient
+from pymongo.errors import PyMongoError
 
 from backtest_compilation import pipeline, settings, sheet, sources, state
 from backtest_compilation.drive import DriveSource
@@ -259,8 +261,14 @@ def make_fault_world(
     db_name = f"f_{name}_{uuid.uuid4().hex[:12]}"
     world = FaultWorld(drive, sheets, mongo, db_name, workdir / "cache", root, workdir)
     stack.callback(world.client.close)
-    stack.callback(lambda: world.client.drop_database(world.db_name))
+    stack.callback(_drop, world)
     return world
+
+
+def _drop(world: FaultWorld) -> None:
+    # The server may be down when a test failed while it was stopped.
+    with contextlib.suppress(PyMongoError):
+        world.client.drop_database(world.db_name)
 
 
 @pytest.fixture

@@ -7,14 +7,23 @@ exactly what a fault-free run publishes. See docs/reliability.md for the table."
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pymongo import MongoClient, monitoring
 
 from backtest_compilation import state
 from backtest_compilation.errors import ServiceError
-from tests.fixtures_faults import SHEET_KEY, FaultWorld
-from tests.secantus import free_port
+from backtest_compilation.store import RoundTrips, Store
+from tests import secantus
+from tests.fixtures_faults import SHEET_KEY, FaultWorld, make_fault_world
+from tests.secantus import MongoServer, free_port
 
 pytestmark = pytest.mark.mongo_server
 
@@ -307,3 +316,134 @@ def test_an_unwritable_state_file_exits_1_and_writes_nothing(fault_world: FaultW
     assert "state file" in got.stderr and "CACHE_DIR" in got.stderr
     assert "Traceback" not in got.stderr
     assert world.everything() == before
+
+
+# ---------------------------------------------------------------- MongoDB lost mid-apply
+
+
+class _Server:
+    """A SecantusDB of this test's own, on disk, so it can be stopped and restarted
+    with its data (the session-wide server is never touched)."""
+
+    def __init__(self, storage: Path) -> None:
+        found = secantus.executable()
+        if found is None:
+            pytest.skip(f"SecantusDB is not installed: {secantus.INSTALL_HINT}")
+        self.command = [str(found), "--host", "127.0.0.1", "--port", str(secantus.free_port())]
+        self.command += ["--storage-path", str(storage), "--log-level", "WARNING"]
+        self.port = int(self.command[4])
+        self.uri = f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            self.command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + secantus.START_TIMEOUT_S
+        while not secantus._ping(self.uri):
+            assert self.process.poll() is None, "SecantusDB exited at start"
+            assert time.monotonic() < deadline, "SecantusDB did not start"
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+        self.process = None
+
+
+@pytest.fixture(scope="module")
+def restartable_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Server]:
+    """One on-disk server for this module's tests; each test may stop and restart it."""
+    server = _Server(tmp_path_factory.mktemp("mongo-data"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+class _StopServerAtWrite(monitoring.CommandListener):
+    """Stops the server just before the `at`-th write command (insert/update/delete) of
+    the store goes out: the connection is lost between two phases of the plan."""
+
+    def __init__(self, at: int, server: _Server) -> None:
+        self.at = at
+        self.server = server
+        self.writes = 0
+        self.fired = False
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name in ("insert", "update", "delete"):
+            self.writes += 1
+            if self.writes == self.at and not self.fired:
+                self.fired = True
+                self.server.stop()
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+def big_edit(world: FaultWorld) -> None:
+    """Edits whose plan has every phase: inserts (a new department too), updates and
+    deletes (a whole department), staying under the mass-delete guard."""
+    d = world.drive
+    d.add_file(d.add_folder("d0", "CSCI-4960 Special Topics", "n-c"), "CSCI-4960 E1F23.pdf", "n-f1")
+    phys = d.add_folder(world.root, "PHYS", "n-d")
+    d.add_file(d.add_folder(phys, "PHYS-1100 Physics I", "n-pc"), "PHYS-1100 Q1S24.pdf", "n-f2")
+    d.rename("c02", "CSCI-2300 Algorithms")
+    d.add_file("c10", "MATH-1010 E3F23.pdf", file_id="n-f3")
+    d.trash("d2")  # ECSE: its code and three courses go
+
+
+@pytest.mark.parametrize(
+    "at", [2, 4, 6], ids=["after-backtest-inserts", "before-updates", "mid-deletes"]
+)
+def test_mongodb_lost_in_the_middle_of_a_plan_converges_on_the_next_run_keeping_ids(
+    tmp_path: Path, fault_twin: FaultWorld, restartable_server: _Server, at: int
+) -> None:
+    server = restartable_server
+    with ExitStack() as stack:
+        world = make_fault_world(stack, MongoServer(server.uri, server.port), tmp_path, "lost")
+        world.run()
+        fault_twin.run()
+        ids_before = world.course_ids()
+        remembered, _ = state.load(state.path_in(world.cache_dir))
+        big_edit(world)
+        big_edit(fault_twin)
+
+        counter = RoundTrips()
+        killer = _StopServerAtWrite(at, server)
+        client: MongoClient[Any] = MongoClient(
+            server.uri, serverSelectionTimeoutMS=1500, event_listeners=[counter, killer]
+        )
+        store = Store(client, world.db_name, round_trips=counter, monitored=True, uri=server.uri)
+        broken = world.run(services=world.services(store=store))
+        assert killer.fired
+        assert broken.exit_code == 1
+        assert set(broken.summary["failed"]) == {"mongo"}
+        assert "unreachable" in broken.summary["failed"]["mongo"]
+        saved, _ = state.load(state.path_in(world.cache_dir))
+        # MongoDB's part of the state still says what the first run published.
+        assert saved.mongo == remembered.mongo and saved.last_success == remembered.last_success
+
+        server.start()  # same port, same data: whatever the phases before the loss wrote
+        half_way = world.course_ids()
+        healed = world.run()
+        fault_twin.run()
+        assert healed.exit_code == 0, healed.summary["failed"]
+        assert world.published() == fault_twin.published()
+        after = world.course_ids()
+        # Every course that survived keeps the `_id` the website links to: those of the
+        # first run, and those the interrupted run had already inserted.
+        for folder_id, _id in {**ids_before, **half_way}.items():
+            if folder_id in after:
+                assert after[folder_id] == _id, folder_id
+        assert set(after) == set(fault_twin.course_ids())
