@@ -171,6 +171,9 @@ def _run(settings: Settings, options: Options, services: Services) -> Outcome:
     # 4. apply — each sink on its own; 5. remember what each one did
     failures: dict[str, RunError] = {}
     remembered = remembered.with_drive(reading.snapshot, now)
+    # Saved before any sink writes: a state file that cannot be written stops the run
+    # here (exit 1), before it changes anything the next run would not know about.
+    state.save(path, remembered)
 
     result = services.source.rename(renames)
     applied = [r for r in renames if r.id in result.applied]

@@ -2,6 +2,7 @@
 
 pytest_plugins: list[str] = [
     "tests.fixtures_drive",
+    "tests.fixtures_faults",
     "tests.fixtures_mongo",
     "tests.fixtures_sheets",
 ]

@@ -112,6 +112,8 @@ FAULT_ERRORS = {
     "403-forbidden": DriveApiError(403, "The user does not have sufficient permissions.",
                                    "insufficientFilePermissions"),
     "400": DriveApiError(400, "Bad Request", "badRequest"),
+    # A changes page token the server no longer accepts.
+    "410": DriveApiError(410, "The page token is no longer valid.", "gone"),
 }  # fmt: skip
 
 

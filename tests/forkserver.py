@@ -1,0 +1,125 @@
+"""A fork server for tests that kill the CLI: it imports the CLI once, then forks one
+child process per request, which runs `cli.main(argv)` with the given environment and
+working directory and exits with its code. Each child is a real process that a test can
+SIGKILL at any point, without paying the interpreter's start-up (~0.8 s) every time.
+
+Run as `python -m tests.forkserver`. Protocol, one JSON object per line:
+stdin `{"argv": [...], "env": {...}, "cwd": "...", "stdout": path, "stderr": path}`;
+stdout `{"pid": N}` once the child runs, then `{"pid": N, "status": S}` when it ended
+(`S` is the exit code, or minus the signal that killed it). One child at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import subprocess
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _child(request: dict[str, Any]) -> int:
+    from backtest_compilation import cli
+
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    for fd, path in ((1, request["stdout"]), (2, request["stderr"])):
+        target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(target, fd)
+        os.close(target)
+    try:
+        return cli.main(request["argv"])
+    except BaseException:
+        traceback.print_exc()
+        return 70
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+
+
+def serve() -> None:
+    """Read requests from stdin until it closes; fork and wait for each."""
+    # Imported before any fork, so children start at once.
+    from backtest_compilation import cli, drive, pipeline, sheet, store  # noqa: F401
+
+    for line in sys.stdin:
+        request = json.loads(line)
+        pid = os.fork()
+        if pid == 0:
+            os._exit(_child(request))
+        print(json.dumps({"pid": pid}), flush=True)
+        _, status = os.waitpid(pid, 0)
+        print(json.dumps({"pid": pid, "status": os.waitstatus_to_exitcode(status)}), flush=True)
+
+
+class ForkServer:
+    """The test side: start the server, run the CLI in forked children, stop it."""
+
+    def __init__(self, timeout: float = 60.0) -> None:
+        self.timeout = timeout
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tests.forkserver"],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self._selector = selectors.DefaultSelector()
+        assert self.process.stdout is not None
+        self._selector.register(self.process.stdout, selectors.EVENT_READ)
+
+    def _read(self) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        if not self._selector.select(self.timeout):
+            raise TimeoutError(f"fork server gave no answer in {self.timeout} s")
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError("fork server ended")
+        return json.loads(line)
+
+    def start(self, argv: list[str], env: dict[str, str], cwd: Path) -> tuple[int, Path, Path]:
+        """Fork a child running the CLI; returns (pid, stdout file, stderr file)."""
+        out, err = cwd / "cli.stdout", cwd / "cli.stderr"
+        request = {
+            "argv": argv,
+            "env": env,
+            "cwd": str(cwd),
+            "stdout": str(out),
+            "stderr": str(err),
+        }
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        return int(self._read()["pid"]), out, err
+
+    def wait(self) -> int:
+        """The exit status of the last child (minus the signal number if killed)."""
+        return int(self._read()["status"])
+
+    def close(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=5)
+        self._selector.close()
+
+    def __enter__(self) -> ForkServer:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+if __name__ == "__main__":
+    serve()

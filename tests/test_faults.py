@@ -1,0 +1,449 @@
+"""Fault injection end to end (issue #6, item 1): the real pipeline (in-process, or the CLI
+in a subprocess where exit codes matter) on the Drive and Sheets emulators and the real
+MongoDB-wire server. Every fault either heals within the run (retries) or stops it with
+the right exit code having written nothing it should not, and the next run converges to
+exactly what a fault-free run publishes. See docs/reliability.md for the table."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pymongo import MongoClient, monitoring
+
+from backtest_compilation import state
+from backtest_compilation.errors import ServiceError
+from backtest_compilation.store import RoundTrips, Store
+from tests import secantus
+from tests.fixtures_faults import SHEET_KEY, FaultWorld, make_fault_world
+from tests.secantus import MongoServer, free_port
+
+pytestmark = pytest.mark.mongo_server
+
+RATE_AND_SERVER = ("429", "403-rate", "403-user-rate", "500", "503")
+
+
+def edit(world: FaultWorld) -> None:
+    """A person's edits between runs: a new test, a badly named one, a retitled course."""
+    world.drive.add_file("c10", "MATH-1010 E3F23.pdf", file_id="n-new")
+    world.drive.add_file("c11", "math-2010 q f21.pdf", file_id="n-rename")
+    world.drive.rename("c02", "CSCI-2300 Algorithms")
+
+
+def add_ignored_scans(world: FaultWorld, count: int) -> None:
+    """A folder of loose scans at the root ("Scans to file" is not a department): listed
+    with everything else, so the listing needs several pages of 1,000."""
+    scans = world.drive.add_folder(world.root, "Scans to file", file_id="scans")
+    for n in range(count):
+        world.drive.add_file(scans, f"scan {n:04d}.pdf", file_id=f"s{n:05d}")
+
+
+# ---------------------------------------------------------------- Drive
+
+
+def test_a_drive_storm_of_rate_limits_and_server_errors_is_ridden_out(
+    fault_world: FaultWorld, fault_twin: FaultWorld
+) -> None:
+    world = fault_world
+    world.drive.fail_every(3, RATE_AND_SERVER)  # every third request, batches included
+    world.drive.faults.part_every = 4  # and every fourth rename inside a batch
+    first = world.run()
+    reference = fault_twin.run()
+    assert first.exit_code == 0, first.summary["failed"]
+    assert world.drive.stats.faults >= 3
+    assert world.published() == fault_twin.published()
+    assert first.summary["api_calls"]["drive"] > reference.summary["api_calls"]["drive"]
+    assert first.summary["renames"] == reference.summary["renames"]
+
+    # The changes feed under the same storm.
+    edit(world)
+    edit(fault_twin)
+    second = world.run()
+    fault_twin.run()
+    assert second.exit_code == 0
+    assert second.summary["drive"]["full"] is False
+    assert world.published() == fault_twin.published()
+
+
+def test_a_connection_dropped_in_the_middle_of_paging_is_retried(
+    fault_world: FaultWorld, fault_twin: FaultWorld
+) -> None:
+    for w in (fault_world, fault_twin):
+        add_ignored_scans(w, 1500)
+    # drives.get, changes.getStartPageToken, page 1 answer; page 2 is cut twice (httplib2
+    # retries a dropped connection once by itself, then the client library retries).
+    fault_world.drive.fail_next("ok", "ok", "ok", "drop", "drop")
+    outcome = fault_world.run()
+    fault_twin.run()
+    assert outcome.exit_code == 0
+    assert fault_world.drive.stats.by_method["files.list"] == 2
+    assert fault_world.drive.stats.faults == 2
+    assert fault_world.published() == fault_twin.published()
+
+
+def test_a_listing_that_keeps_dropping_writes_nothing_anywhere(fault_world: FaultWorld) -> None:
+    add_ignored_scans(fault_world, 1500)
+    before = fault_world.everything()
+    fault_world.drive.fail_next("ok", "ok", "ok", *["drop"] * 40)
+    with pytest.raises(ServiceError, match="cannot reach Google"):
+        fault_world.run()
+    assert fault_world.everything() == before
+    # Healed: the next run publishes everything.
+    fault_world.drive.faults.script.clear()
+    assert fault_world.run().exit_code == 0
+    assert fault_world.documents()["backtest_courses_collection"]
+
+
+@pytest.mark.parametrize("rejection", ["410", "expired"])
+def test_a_rejected_changes_token_falls_back_to_a_full_rescan(
+    fault_world: FaultWorld, fault_twin: FaultWorld, rejection: str
+) -> None:
+    world = fault_world
+    world.run()
+    fault_twin.run()
+    edit(world)
+    edit(fault_twin)
+    if rejection == "410":
+        world.drive.fail_next("410")  # the first request of a warm run is changes.list
+    else:
+        world.drive.expire_change_tokens()  # the emulator answers 400 invalid pageToken
+    outcome = world.run()
+    fault_twin.run()
+    assert outcome.exit_code == 0
+    assert outcome.summary["drive"] == {"changed": True, "full": True}
+    assert world.published() == fault_twin.published()
+    # The fresh token saved by the rescan works: the next run follows the feed again.
+    third = world.run()
+    assert third.summary.get("unchanged") is True
+
+
+def _lose_the_shared_drive(world: FaultWorld) -> None:
+    # Removed from the shared drive's members: Google answers 404 "Shared drive not found"
+    # to drives.get, changes.list and files.list, and the root is no visible file.
+    del world.drive.drives[world.root]
+
+
+def _forbid_everything(world: FaultWorld) -> None:
+    world.drive.fail_every(1, ["403-forbidden"])
+
+
+@pytest.mark.parametrize(
+    "lose", [_lose_the_shared_drive, _forbid_everything], ids=["404-root", "403-root"]
+)
+def test_permission_lost_on_the_root_writes_nothing_anywhere_and_exits_1(
+    fault_world: FaultWorld, lose: object
+) -> None:
+    world = fault_world
+    first = world.cli("--json")
+    assert first.returncode == 0, first.stderr
+    edit(world)  # pending work that must not be done
+    before = world.everything()
+    lose(world)  # type: ignore[operator]
+    got = world.cli("--json")
+    assert got.returncode == 1, got.stderr
+    assert got.stdout == ""  # no summary claims anything was done
+    assert "FOLDER_ID" in got.stderr or "403" in got.stderr
+    assert world.everything() == before
+
+
+# ---------------------------------------------------------------- Sheets
+
+
+def test_sheets_quota_exhausted_past_the_retry_budget_still_updates_mongo(
+    fault_world: FaultWorld, fault_twin: FaultWorld
+) -> None:
+    world = fault_world
+    world.sheets.quota_per_minute = 0  # every Sheets request answers 429 RATE_LIMIT_EXCEEDED
+    waits: list[float] = []
+    first = world.run(services=world.services(sleep=waits.append))
+    reference = fault_twin.run()
+    assert first.exit_code == 1
+    assert first.summary["ok"] is False
+    assert set(first.summary["failed"]) == {"sheet"}
+    assert "429" in first.summary["failed"]["sheet"]
+    assert first.summary["sheet"]["written"] is False
+    assert first.summary["mongo"]["inserted"] > 0
+    assert len(waits) == 6  # the whole retry budget was used, with backoff
+    assert world.sheets.throttled == 7 and world.sheets.writes() == 0
+    # MongoDB and the drive are done; only the sheet is owed.
+    view, _, names = world.published()
+    ref_view, ref_sheet, ref_names = fault_twin.published()
+    assert (view, names) == (ref_view, ref_names)
+    saved, _ = state.load(state.path_in(world.cache_dir))
+    assert saved.mongo is not None and saved.sheet is None and saved.last_success is None
+
+    world.sheets.quota_per_minute = None
+    second = world.run()
+    assert second.exit_code == 0
+    assert second.summary["sheet"]["written"] is True
+    assert second.summary["mongo"] == {**reference.summary["mongo"], "inserted": 0} | {
+        "in_sync": True
+    }
+    assert world.sheet() == ref_sheet
+
+
+# ---------------------------------------------------------------- MongoDB
+
+
+def test_mongodb_unreachable_at_start_exits_1_and_writes_nothing(fault_world: FaultWorld) -> None:
+    world = fault_world
+    before = world.everything()
+    dead = f"mongodb://backtests:s3cret-Pa55@127.0.0.1:{free_port()}/?directConnection=true"
+    got = world.cli("--json", env=world.env(MONGO_URI=dead))
+    assert got.returncode == 1, got.stderr
+    assert "unreachable" in got.stderr
+    assert "s3cret-Pa55" not in got.stderr + got.stdout
+    assert world.everything() == before  # no rename, no sheet, no state
+    assert world.drive.stats.renames == 0 and world.sheets.writes() == 0
+
+
+def test_cli_summary_json_reports_a_failed_sheet(fault_world: FaultWorld, tmp_path: Path) -> None:
+    """The CLI maps a failed sink to exit 1 and says which one in the JSON summary."""
+    world = fault_world
+    world.sheets.share(SHEET_KEY, False)  # 403: not retried, so the CLI answers quickly
+    got = world.cli("--json")
+    assert got.returncode == 1, got.stderr
+    summary = json.loads(got.stdout)
+    assert summary["exit_code"] == 1 and summary["ok"] is False
+    assert list(summary["failed"]) == ["sheet"]
+    assert summary["mongo"]["in_sync"] is True
+    assert "failed: sheet" in got.stderr
+
+
+# ---------------------------------------------------------------- state file and CACHE_DIR
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+
+
+def _garbage(path: Path) -> None:
+    path.write_bytes(b"\x00\xff\xfe not json at all \x80" * 10)
+
+
+def _older_version(path: Path) -> None:
+    doc = json.loads(path.read_text())
+    doc["version"] = 0
+    path.write_text(json.dumps(doc))
+
+
+def _empty(path: Path) -> None:
+    path.write_bytes(b"")
+
+
+def _snapshot_from_another_version(path: Path) -> None:
+    doc = json.loads(path.read_text())
+    doc["drive"]["data"]["version"] = 99
+    path.write_text(json.dumps(doc))
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [_truncate, _garbage, _older_version, _empty, _snapshot_from_another_version],
+    ids=["truncated", "corrupted", "older-version", "empty", "snapshot-version"],
+)
+def test_a_damaged_state_file_is_a_warning_and_a_full_correct_run(
+    fault_world: FaultWorld,
+    fault_twin: FaultWorld,
+    damage: object,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    world = fault_world
+    world.run()
+    fault_twin.run()
+    edit(world)
+    edit(fault_twin)
+    path = state.path_in(world.cache_dir)
+    damage(path)  # type: ignore[operator]
+    caplog.clear()
+    outcome = world.run()
+    fault_twin.run()
+    assert outcome.exit_code == 0
+    assert outcome.summary["drive"]["full"] is True  # nothing trusted: the whole drive read
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(
+        (("state file" in w or "snapshot" in w) and "ignoring" in w) or "unusable" in w
+        for w in warnings
+    ), warnings
+    assert world.published() == fault_twin.published()
+    # The file is whole again and trusted by the next run.
+    saved, warning = state.load(path)
+    assert warning is None and saved.last_success is not None
+    assert world.run().summary.get("unchanged") is True
+
+
+def test_a_missing_cache_dir_is_created(fault_world: FaultWorld) -> None:
+    world = fault_world
+    deep = world.workdir / "not" / "yet" / "there"
+    got = world.cli("--json", env=world.env(CACHE_DIR=str(deep)))
+    assert got.returncode == 0, got.stderr
+    saved, warning = state.load(state.path_in(deep))
+    assert warning is None and saved.last_success is not None
+
+
+@pytest.mark.parametrize("where", ["is-a-file", "under-a-file"])
+def test_an_unusable_cache_dir_exits_1_with_a_clear_message_and_writes_nothing(
+    fault_world: FaultWorld, where: str
+) -> None:
+    world = fault_world
+    blocker = world.workdir / "cache-file"
+    blocker.write_text("I am a file, not a directory\n")
+    cache = blocker if where == "is-a-file" else blocker / "cache"
+    before = world.everything()
+    got = world.cli("--json", env=world.env(CACHE_DIR=str(cache)))
+    assert got.returncode == 1, got.stderr
+    assert "CACHE_DIR" in got.stderr and str(blocker) in got.stderr
+    assert "Traceback" not in got.stderr
+    assert world.everything() == before
+    assert world.drive.stats.requests == 0  # stopped before reading anything
+
+
+def test_an_unwritable_state_file_exits_1_and_writes_nothing(fault_world: FaultWorld) -> None:
+    """The state file's place is taken by a directory (a file that cannot be replaced):
+    the run cannot remember what it does, so it must not do it."""
+    world = fault_world
+    state.path_in(world.cache_dir).mkdir(parents=True)
+    before = world.everything()
+    got = world.cli("--json")
+    assert got.returncode == 1, got.stderr
+    assert "state file" in got.stderr and "CACHE_DIR" in got.stderr
+    assert "Traceback" not in got.stderr
+    assert world.everything() == before
+
+
+# ---------------------------------------------------------------- MongoDB lost mid-apply
+
+
+class _Server:
+    """A SecantusDB of this test's own, on disk, so it can be stopped and restarted
+    with its data (the session-wide server is never touched)."""
+
+    def __init__(self, storage: Path) -> None:
+        found = secantus.executable()
+        if found is None:
+            pytest.skip(f"SecantusDB is not installed: {secantus.INSTALL_HINT}")
+        self.command = [str(found), "--host", "127.0.0.1", "--port", str(secantus.free_port())]
+        self.command += ["--storage-path", str(storage), "--log-level", "WARNING"]
+        self.port = int(self.command[4])
+        self.uri = f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            self.command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + secantus.START_TIMEOUT_S
+        while not secantus._ping(self.uri):
+            assert self.process.poll() is None, "SecantusDB exited at start"
+            assert time.monotonic() < deadline, "SecantusDB did not start"
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+        self.process = None
+
+
+@pytest.fixture(scope="module")
+def restartable_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Server]:
+    """One on-disk server for this module's tests; each test may stop and restart it."""
+    server = _Server(tmp_path_factory.mktemp("mongo-data"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+class _StopServerAtWrite(monitoring.CommandListener):
+    """Stops the server just before the `at`-th write command (insert/update/delete) of
+    the store goes out: the connection is lost between two phases of the plan."""
+
+    def __init__(self, at: int, server: _Server) -> None:
+        self.at = at
+        self.server = server
+        self.writes = 0
+        self.fired = False
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name in ("insert", "update", "delete"):
+            self.writes += 1
+            if self.writes == self.at and not self.fired:
+                self.fired = True
+                self.server.stop()
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+def big_edit(world: FaultWorld) -> None:
+    """Edits whose plan has every phase: inserts (a new department too), updates and
+    deletes (a whole department), staying under the mass-delete guard."""
+    d = world.drive
+    d.add_file(d.add_folder("d0", "CSCI-4960 Special Topics", "n-c"), "CSCI-4960 E1F23.pdf", "n-f1")
+    phys = d.add_folder(world.root, "PHYS", "n-d")
+    d.add_file(d.add_folder(phys, "PHYS-1100 Physics I", "n-pc"), "PHYS-1100 Q1S24.pdf", "n-f2")
+    d.rename("c02", "CSCI-2300 Algorithms")
+    d.add_file("c10", "MATH-1010 E3F23.pdf", file_id="n-f3")
+    d.trash("d2")  # ECSE: its code and three courses go
+
+
+@pytest.mark.parametrize(
+    "at", [2, 4, 6], ids=["after-backtest-inserts", "before-updates", "mid-deletes"]
+)
+def test_mongodb_lost_in_the_middle_of_a_plan_converges_on_the_next_run_keeping_ids(
+    tmp_path: Path, fault_twin: FaultWorld, restartable_server: _Server, at: int
+) -> None:
+    server = restartable_server
+    with ExitStack() as stack:
+        world = make_fault_world(stack, MongoServer(server.uri, server.port), tmp_path, "lost")
+        world.run()
+        fault_twin.run()
+        ids_before = world.course_ids()
+        remembered, _ = state.load(state.path_in(world.cache_dir))
+        big_edit(world)
+        big_edit(fault_twin)
+
+        counter = RoundTrips()
+        killer = _StopServerAtWrite(at, server)
+        client: MongoClient[Any] = MongoClient(
+            server.uri, serverSelectionTimeoutMS=1500, event_listeners=[counter, killer]
+        )
+        store = Store(client, world.db_name, round_trips=counter, monitored=True, uri=server.uri)
+        broken = world.run(services=world.services(store=store))
+        assert killer.fired
+        assert broken.exit_code == 1
+        assert set(broken.summary["failed"]) == {"mongo"}
+        assert "unreachable" in broken.summary["failed"]["mongo"]
+        saved, _ = state.load(state.path_in(world.cache_dir))
+        # MongoDB's part of the state still says what the first run published.
+        assert saved.mongo == remembered.mongo and saved.last_success == remembered.last_success
+
+        server.start()  # same port, same data: whatever the phases before the loss wrote
+        half_way = world.course_ids()
+        healed = world.run()
+        fault_twin.run()
+        assert healed.exit_code == 0, healed.summary["failed"]
+        assert world.published() == fault_twin.published()
+        after = world.course_ids()
+        # Every course that survived keeps the `_id` the website links to: those of the
+        # first run, and those the interrupted run had already inserted.
+        for folder_id, _id in {**ids_before, **half_way}.items():
+            if folder_id in after:
+                assert after[folder_id] == _id, folder_id
+        assert set(after) == set(fault_twin.course_ids())
