@@ -177,6 +177,14 @@ def _run(settings: Settings, options: Options, services: Services) -> Outcome:
 
     result = services.source.rename(renames)
     applied = [r for r in renames if r.id in result.applied]
+    reading = services.source.after_renames(reading, applied)
+    if applied:
+        # Problems quote names (a duplicate names the file it duplicates): rebuilt from
+        # the renamed tree, so the sheet shows the names the drive has now, not stale ones.
+        renamed = catalog_mod.build(
+            reading.tree, today=today, future_year_exempt=settings.future_year_exempt
+        )
+        built = replace(built, problems=renamed.problems)
     if result.problems:
         built = replace(
             built,
@@ -184,7 +192,6 @@ def _run(settings: Settings, options: Options, services: Services) -> Outcome:
         )
         for problem in result.problems:
             log.warning("%s", problem.message)
-    reading = services.source.after_renames(reading, applied)
     fingerprint = _fingerprint(settings, options, reading, now)
     remembered = remembered.with_drive(reading.snapshot, now)
     if not result.problems:
