@@ -196,7 +196,7 @@ def test_mongodb_unreachable_at_start_exits_1_and_writes_nothing(fault_world: Fa
     world = fault_world
     before = world.everything()
     dead = f"mongodb://backtests:s3cret-Pa55@127.0.0.1:{free_port()}/?directConnection=true"
-    got = world.cli("--json", env=world.env(MONGO_URI=dead))
+    got = world.cli("--json", env=world.env(MONGO_URI=dead), fresh=True)
     assert got.returncode == 1, got.stderr
     assert "unreachable" in got.stderr
     assert "s3cret-Pa55" not in got.stderr + got.stdout
