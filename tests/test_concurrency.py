@@ -36,9 +36,9 @@ def test_two_runs_started_together_one_works_the_other_exits_4(
     fault_world: FaultWorld, fault_twin: FaultWorld
 ) -> None:
     world = fault_world
-    # Each Drive request takes 0.25 s, so the winner holds the lock for well over a
-    # second after taking it: long enough for the other to find it taken.
-    world.drive.latency = 0.25
+    # Each Drive request takes 0.4 s, so the winner holds the lock for about two seconds
+    # after taking it: long enough for the other to find it taken.
+    world.drive.latency = 0.4
     procs = [start(world, "--json"), start(world, "--json")]
     results = []
     for p in procs:
