@@ -145,6 +145,7 @@ def save(path: Path, state: State, *, now: datetime | None = None) -> None:
         os.replace(tmp_name, path)
         tmp_name = ""
         _fsync_dir(path.parent)
+        _remove_stale_temps(path)
     except OSError as exc:
         raise RunError(
             f"cannot write the state file {str(path)!r}: {exc.strerror or exc} "
@@ -155,6 +156,13 @@ def save(path: Path, state: State, *, now: datetime | None = None) -> None:
             with contextlib.suppress(OSError):
                 os.unlink(tmp_name)
     log.debug("state saved to %s (%d bytes)", path, len(text))
+
+
+def _remove_stale_temps(path: Path) -> None:
+    """Temp files of saves a killed run left behind (runs hold the lock: none is ours)."""
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        with contextlib.suppress(OSError):
+            stale.unlink()
 
 
 def _fsync_dir(directory: Path) -> None:

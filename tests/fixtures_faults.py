@@ -31,6 +31,7 @@ from backtest_compilation.store import Store
 from backtest_compilation.tree import Node, file, folder
 from tests.emulators.drive import DriveEmulator
 from tests.emulators.sheets import SheetsEmulator
+from tests.forkserver import ForkServer
 from tests.secantus import MongoServer
 from tests.website import View, visit, without_ids
 
@@ -40,7 +41,14 @@ COPIES_TAB = "Physical Copies of Backtests"
 STAMP_CELL = "P24"
 DOC = "application/msword"
 
-__all__ = ["FaultWorld", "backtest_drive", "fault_twin", "fault_world", "make_fault_world"]
+__all__ = [
+    "FaultWorld",
+    "backtest_drive",
+    "fault_twin",
+    "fault_world",
+    "fork_server",
+    "make_fault_world",
+]
 
 
 def backtest_drive() -> list[Node]:
@@ -127,6 +135,7 @@ class FaultWorld:
     cache_dir: Path
     root: str
     workdir: Path
+    forks: ForkServer | None = None
     client: MongoClient[dict[str, Any]] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -186,13 +195,24 @@ class FaultWorld:
             services.store.close()
 
     def cli(
-        self, *args: str, env: Mapping[str, str] | None = None, timeout: float = 60
+        self,
+        *args: str,
+        env: Mapping[str, str] | None = None,
+        timeout: float = 60,
+        fresh: bool = False,
     ) -> subprocess.CompletedProcess[str]:
-        """`python -m backtest_compilation ARGS` in a subprocess (exit codes are real)."""
+        """The CLI with ARGS in a process of its own (exit codes are real): a child of the
+        fork server when there is one (no interpreter start-up), else, or with `fresh`,
+        `python -m backtest_compilation ARGS`."""
+        env = dict(env if env is not None else self.env())
+        if self.forks is not None and not fresh:
+            _pid, out, err = self.forks.start(list(args), env, self.workdir)
+            status = self.forks.wait()
+            return subprocess.CompletedProcess(list(args), status, out.read_text(), err.read_text())
         return subprocess.run(
             [sys.executable, "-m", "backtest_compilation", *args],
             cwd=self.workdir,
-            env=dict(env if env is not None else self.env()),
+            env=env,
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -248,7 +268,13 @@ class FaultWorld:
 
 
 def make_fault_world(
-    stack: Any, mongo: MongoServer, tmp: Path, name: str, *, drive_latency: float = 0.0
+    stack: Any,
+    mongo: MongoServer,
+    tmp: Path,
+    name: str,
+    *,
+    drive_latency: float = 0.0,
+    forks: ForkServer | None = None,
 ) -> FaultWorld:
     """A seeded world (see the module docstring); `stack` closes the emulators."""
     drive = stack.enter_context(DriveEmulator(latency=drive_latency))
@@ -259,7 +285,7 @@ def make_fault_world(
     workdir = tmp / name
     workdir.mkdir(parents=True, exist_ok=True)
     db_name = f"f_{name}_{uuid.uuid4().hex[:12]}"
-    world = FaultWorld(drive, sheets, mongo, db_name, workdir / "cache", root, workdir)
+    world = FaultWorld(drive, sheets, mongo, db_name, workdir / "cache", root, workdir, forks)
     stack.callback(world.client.close)
     stack.callback(_drop, world)
     return world
@@ -271,13 +297,22 @@ def _drop(world: FaultWorld) -> None:
         world.client.drop_database(world.db_name)
 
 
+@pytest.fixture(scope="session")
+def fork_server() -> Iterator[ForkServer]:
+    """One fork server for the session: CLI runs without interpreter start-up."""
+    with ForkServer() as server:
+        yield server
+
+
 @pytest.fixture
-def fault_world(mongo_server: MongoServer, tmp_path: Path) -> Iterator[FaultWorld]:
-    """One seeded world per test (see `FaultWorld`)."""
+def fault_world(
+    mongo_server: MongoServer, tmp_path: Path, fork_server: ForkServer
+) -> Iterator[FaultWorld]:
+    """One seeded world per test (see `FaultWorld`); its `cli` uses the fork server."""
     from contextlib import ExitStack
 
     with ExitStack() as stack:
-        yield make_fault_world(stack, mongo_server, tmp_path, "w")
+        yield make_fault_world(stack, mongo_server, tmp_path, "w", forks=fork_server)
 
 
 @pytest.fixture

@@ -72,6 +72,29 @@ def test_a_drive_storm_of_rate_limits_and_server_errors_is_ridden_out(
     assert world.published() == fault_twin.published()
 
 
+def test_renames_failing_past_retries_are_problems_and_are_retried_next_run(
+    fault_world: FaultWorld, fault_twin: FaultWorld
+) -> None:
+    world = fault_world
+    world.drive.faults.part_every = 1  # every rename inside every batch: rate-limited
+    world.drive.faults.part_kinds = ("403-user-rate",)
+    first = world.run()
+    assert first.exit_code == 0  # a failed rename is a problem on the sheet, not a failure
+    failed = [p for p in first.summary["problems"] if p["category"] == "rename_failed"]
+    assert failed and len(failed) == len(first.summary["renames"])
+    assert not any(r["applied"] for r in first.summary["renames"])
+    assert "Rename failed" in str(world.sheets.values(SHEET_KEY, "Errors in Drive"))
+    assert first.summary["mongo"]["inserted"] > 0  # the website does not wait for names
+
+    world.drive.faults.part_every = 0
+    second = world.run()  # the drive did not change, but the renames are owed
+    fault_twin.run()
+    assert second.exit_code == 0
+    assert all(r["applied"] for r in second.summary["renames"])
+    assert not [p for p in second.summary["problems"] if p["category"] == "rename_failed"]
+    assert world.published() == fault_twin.published()
+
+
 def test_a_connection_dropped_in_the_middle_of_paging_is_retried(
     fault_world: FaultWorld, fault_twin: FaultWorld
 ) -> None:
@@ -189,6 +212,20 @@ def test_sheets_quota_exhausted_past_the_retry_budget_still_updates_mongo(
     assert world.sheet() == ref_sheet
 
 
+def test_a_sheets_storm_of_server_errors_is_ridden_out(
+    fault_world: FaultWorld, fault_twin: FaultWorld
+) -> None:
+    fault_world.sheets.fail_next(503, times=2)
+    fault_world.sheets.fail_next(429, times=2)
+    fault_world.sheets.fail_next(500, times=1)
+    waits: list[float] = []
+    outcome = fault_world.run(services=fault_world.services(sleep=waits.append))
+    fault_twin.run()
+    assert outcome.exit_code == 0, outcome.summary["failed"]
+    assert len(waits) == 5 and waits == sorted(waits)  # backoff grows
+    assert fault_world.published() == fault_twin.published()
+
+
 # ---------------------------------------------------------------- MongoDB
 
 
@@ -196,7 +233,7 @@ def test_mongodb_unreachable_at_start_exits_1_and_writes_nothing(fault_world: Fa
     world = fault_world
     before = world.everything()
     dead = f"mongodb://backtests:s3cret-Pa55@127.0.0.1:{free_port()}/?directConnection=true"
-    got = world.cli("--json", env=world.env(MONGO_URI=dead))
+    got = world.cli("--json", env=world.env(MONGO_URI=dead), fresh=True)
     assert got.returncode == 1, got.stderr
     assert "unreachable" in got.stderr
     assert "s3cret-Pa55" not in got.stderr + got.stdout

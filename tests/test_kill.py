@@ -91,14 +91,14 @@ def _last_phase(log: str) -> str:
 
 
 def test_sigkill_at_random_points_then_a_clean_run_equals_an_uninterrupted_run(
-    mongo_server: MongoServer, tmp_path: Path
+    mongo_server: MongoServer, tmp_path: Path, fork_server: ForkServer
 ) -> None:
+    server = fork_server
     rng = random.Random(SEED)
     with ExitStack() as stack:
         world = make_fault_world(stack, mongo_server, tmp_path, "killed", drive_latency=0.01)
         world.sheets.latency = 0.01
         twin = make_fault_world(stack, mongo_server, tmp_path, "calm")
-        server = stack.enter_context(ForkServer())
 
         def clean_run() -> float:
             started = time.monotonic()
@@ -140,3 +140,5 @@ def test_sigkill_at_random_points_then_a_clean_run_equals_an_uninterrupted_run(
         assert killed >= TRIALS * 2 // 3, statuses
         saved, warning = state.load(state.path_in(world.cache_dir))
         assert warning is None and saved.last_success is not None
+        # Kills during a save leave no litter behind once a run has saved again.
+        assert sorted(p.name for p in world.cache_dir.iterdir()) == ["run.lock", "state.json"]
