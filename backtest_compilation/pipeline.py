@@ -197,11 +197,12 @@ def _run(settings: Settings, options: Options, services: Services) -> Outcome:
     if not result.problems:
         remembered = remembered.with_sink("renames", {"fingerprint": fingerprint}, now)
     state.save(path, remembered)
+    skipped = len(built.renames) - len(renames)
     log.info(
-        "renames: %d applied, %d failed, %d not applied (renames off)",
+        "renames: %d applied, %d failed%s",
         len(applied),
         len(result.problems),
-        len(built.renames) - len(renames),
+        f", {skipped} not applied (renames are off)" if skipped else "",
     )
 
     mongo_applied: publish.Applied | None = None
