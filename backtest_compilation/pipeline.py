@@ -10,6 +10,7 @@ part of the state file updated, so the next run retries exactly what failed.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -138,7 +139,7 @@ def _run(settings: Settings, options: Options, services: Services) -> Outcome:
         reading.tree, today=today, future_year_exempt=settings.future_year_exempt
     )
     for problem in built.problems:
-        log.warning("%s", problem.message)
+        log.warning("%s", _one_line(problem.message))
     for ignored in built.ignored:
         log.debug("ignored: %s (%s)", ignored.path, ignored.reason)
     log.info(
@@ -191,7 +192,7 @@ def _run(settings: Settings, options: Options, services: Services) -> Outcome:
             problems=tuple(sorted((*built.problems, *result.problems), key=_problem_order)),
         )
         for problem in result.problems:
-            log.warning("%s", problem.message)
+            log.warning("%s", _one_line(problem.message))
     fingerprint = _fingerprint(settings, options, reading, now)
     remembered = remembered.with_drive(reading.snapshot, now)
     if not result.problems:
@@ -373,6 +374,16 @@ def _preview(
         built,
         tuple(publish.plan_lines(mongo_plan)),
     )
+
+
+# Line breaks and other control characters a name may hold (newline, CR, NEL, U+2028).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _one_line(text: str) -> str:
+    """`text` as one log line: control characters shown escaped (`\\n`), so a file name
+    cannot break a problem over lines or forge a line of its own."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 def _problem_order(p: catalog_mod.Problem) -> tuple[str, str, str]:

@@ -10,6 +10,7 @@ The big drives (50,000 files in one course, 2,000 departments) check outcome and
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -508,3 +509,26 @@ def test_2000_departments(
     assert sum(r["applied"] for r in outcome.summary["renames"]) == 2_000
     assert _view_in_three_reads(services.store.database) == expected_view(outcome.catalog)
     assert elapsed < 60, f"{elapsed:.1f} s"
+
+
+def test_a_name_cannot_forge_log_lines(
+    drive_world: tuple[Settings, pipeline.Services, str],
+    drive_emulator: DriveEmulator,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Problems are logged one line each (cron logs are read line by line): a newline or
+    carriage return in a name is shown escaped, not as a line that looks like our own."""
+    settings, services, root = drive_world
+    course = drive_emulator.add_folder(
+        drive_emulator.add_folder(root, "CSCI"), "CSCI-1200 Data Structures"
+    )
+    forged = "x.pdf\n2026-11-21 15:02:00,000 ERROR summary: sync exit 0\r"
+    drive_emulator.add_file(course, forged)
+    caplog.set_level(logging.WARNING)
+    outcome = pipeline.run(settings, pipeline.Options(), services)
+    assert outcome.exit_code == 0
+    # The data keeps the name as it is; only the log line escapes it.
+    assert any(forged in p["path"] for p in outcome.summary["problems"])
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("Invalid filename" in w for w in warnings)
+    assert all("\n" not in w and "\r" not in w for w in warnings), warnings
