@@ -419,6 +419,9 @@ class DriveSource:
         self._batch_uri = f"{root}/batch/drive/v3"
         self._credentials = credentials
         self._timeout = timeout
+        # An emulator endpoint is reached directly, whatever HTTP(S)_PROXY says (httplib2
+        # would need PySocks for a proxy, and a local emulator is never behind one).
+        self._proxy: Any = None if endpoint else httplib2.proxy_info_from_environment
         self._http = self._new_http()
         self._service = build(
             "drive",
@@ -434,7 +437,9 @@ class DriveSource:
         """An authorised, counting httplib2 client (one per thread: httplib2 is not
         thread-safe)."""
         return _CountingHttp(
-            AuthorizedHttp(self._credentials, http=httplib2.Http(timeout=self._timeout)),
+            AuthorizedHttp(
+                self._credentials, http=httplib2.Http(timeout=self._timeout, proxy_info=self._proxy)
+            ),
             self.calls,
             self.pacer,
         )

@@ -3,3 +3,38 @@
 Each listens on 127.0.0.1 only and answers like Google (paths, paging, partial
 responses, error JSON), so the real client libraries are exercised over HTTP.
 """
+
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class LoopbackServer(ThreadingHTTPServer):
+    """A threaded HTTP server on a free 127.0.0.1 port, served from a daemon thread.
+
+    A client that dies mid-request (the SIGKILL tests do that on purpose) is not an
+    error of the emulator: its broken pipe is not printed as a traceback."""
+
+    daemon_threads = True
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(("127.0.0.1", 0), handler)
+        self._thread = threading.Thread(
+            target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        """Stop serving, close the socket, wait for the serving thread."""
+        self.shutdown()
+        self.server_close()
+        self._thread.join(timeout=5)

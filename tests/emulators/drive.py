@@ -39,9 +39,11 @@ import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from tests.emulators import LoopbackServer
 
 if TYPE_CHECKING:
     from backtest_compilation.tree import Node
@@ -415,8 +417,7 @@ class DriveEmulator:
         self._expired_before = 0
         self._ids = itertools.count(1)
         self._lock = threading.RLock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._server: LoopbackServer | None = None
         # OAuth: delegate e-mail → scopes granted; None means "any token accepted".
         self.grants: dict[str, frozenset[str]] | None = None
         self._tokens: set[str] = set()
@@ -430,19 +431,13 @@ class DriveEmulator:
         class Handler(_Handler):
             drive = emulator
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
+        self._server = LoopbackServer(Handler)
         return self
 
     def stop(self) -> None:
         """Stop serving and close the socket."""
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.close()
             self._server = None
 
     def __enter__(self) -> DriveEmulator:
@@ -455,8 +450,7 @@ class DriveEmulator:
     def url(self) -> str:
         """Root URL, e.g. `http://127.0.0.1:40123` (give it as DRIVE_API_ENDPOINT)."""
         assert self._server is not None, "emulator not started"
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return self._server.url
 
     def reset_stats(self) -> None:
         """Zero the request counters (faults and contents are kept)."""

@@ -31,9 +31,11 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from tests.emulators import LoopbackServer
 
 JSON = dict[str, Any]
 DEFAULT_ROWS = 1000
@@ -441,8 +443,7 @@ class SheetsEmulator:
         self._window: deque[float] = deque()
         self._failures: deque[tuple[int, str]] = deque()
         self._lock = threading.RLock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._server: LoopbackServer | None = None
 
     # -- lifecycle
 
@@ -454,22 +455,14 @@ class SheetsEmulator:
             pass
 
         Handler.emulator = emulator
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
+        self._server = LoopbackServer(Handler)
         return self
 
     def stop(self) -> None:
+        """Stop serving and close the socket."""
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.close()
             self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
 
     def __enter__(self) -> SheetsEmulator:
         return self.start()
@@ -481,7 +474,7 @@ class SheetsEmulator:
     def url(self) -> str:
         """Root URL for `SHEETS_API_ENDPOINT` (`http://127.0.0.1:PORT`)."""
         assert self._server is not None, "start() the emulator first"
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self._server.url
 
     @property
     def token_uri(self) -> str:
