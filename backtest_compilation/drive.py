@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -678,15 +678,7 @@ class DriveSource:
                 after[item.id] = item
             under = reachable(root.id, after)
         tree = assemble(root.id, root.name, under.values())
-        snapshot = DriveSnapshot(
-            root_id=root.id,
-            root_name=root.name,
-            drive_id=root.drive_id,
-            is_shared_drive=root.is_shared_drive,
-            items=_sorted_items(flatten(tree)),
-            page_token=token,
-            listed_at=previous.listed_at,
-        )
+        snapshot = replace(previous, items=_sorted_items(flatten(tree)), page_token=token)
         changed = _differs(previous, snapshot)
         log.info(
             "drive: changes feed: %d changes (%s), %d new folders listed, %d items, %.2f s",

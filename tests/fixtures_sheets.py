@@ -45,7 +45,8 @@ def make_report(
 
 
 @pytest.fixture(scope="session")
-def _rsa_pem() -> str:
+def rsa_pem() -> str:
+    """A private key generated for this test session (never stored anywhere)."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     return key.private_bytes(
         serialization.Encoding.PEM,
@@ -55,7 +56,7 @@ def _rsa_pem() -> str:
 
 
 @pytest.fixture
-def service_account_key(tmp_path: Path, _rsa_pem: str) -> Callable[[str], Path]:
+def service_account_key(tmp_path: Path, rsa_pem: str) -> Callable[[str], Path]:
     """`service_account_key(token_uri)`: a key file generated for this test run."""
 
     def write(token_uri: str) -> Path:
@@ -66,7 +67,7 @@ def service_account_key(tmp_path: Path, _rsa_pem: str) -> Callable[[str], Path]:
                     "type": "service_account",
                     "project_id": "test-project",
                     "private_key_id": "0" * 40,
-                    "private_key": _rsa_pem,
+                    "private_key": rsa_pem,
                     "client_email": "backtests@test-project.iam.gserviceaccount.com",
                     "client_id": "1",
                     "token_uri": token_uri,

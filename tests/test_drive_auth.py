@@ -9,8 +9,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from backtest_compilation.drive import SCOPE_READ, SCOPE_RENAME, DriveSource, load_credentials
 from backtest_compilation.errors import ConfigError
@@ -21,18 +19,8 @@ DELEGATE = "backtests@chapter.example.org"
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
 
 
-@pytest.fixture(scope="module")
-def pem() -> str:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-
-
 @pytest.fixture
-def key_file(tmp_path: Path, pem: str, drive_emulator: DriveEmulator) -> Path:
+def key_file(tmp_path: Path, rsa_pem: str, drive_emulator: DriveEmulator) -> Path:
     path = tmp_path / "service-credentials.json"
     path.write_text(
         json.dumps(
@@ -40,7 +28,7 @@ def key_file(tmp_path: Path, pem: str, drive_emulator: DriveEmulator) -> Path:
                 "type": "service_account",
                 "project_id": "test",
                 "private_key_id": "k1",
-                "private_key": pem,
+                "private_key": rsa_pem,
                 "client_email": "sync@test.iam.gserviceaccount.com",
                 "client_id": "1",
                 "token_uri": drive_emulator.url + "/token",
@@ -99,7 +87,11 @@ def test_renames_with_the_metadata_scope(
     ],
 )
 def test_rejected_credentials_are_a_configuration_error(
-    granted: tuple[str, ...], drive_emulator: DriveEmulator, drive: str, key_file: Path, pem: str
+    granted: tuple[str, ...],
+    drive_emulator: DriveEmulator,
+    drive: str,
+    key_file: Path,
+    rsa_pem: str,
 ) -> None:
     drive_emulator.grant("someone-else@chapter.example.org", SCOPE_READ)
     if granted:
@@ -110,7 +102,7 @@ def test_rejected_credentials_are_a_configuration_error(
     message = str(info.value)
     assert info.value.exit_code == 2
     assert "unauthorized_client" in message and DELEGATE in message
-    assert pem.splitlines()[1] not in message and "BEGIN" not in message
+    assert rsa_pem.splitlines()[1] not in message and "BEGIN" not in message
 
 
 def test_malformed_key_file_is_named_without_its_content(tmp_path: Path) -> None:
