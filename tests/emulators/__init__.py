@@ -7,6 +7,7 @@ responses, error JSON), so the real client libraries are exercised over HTTP.
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Self
 
 
 class LoopbackServer(ThreadingHTTPServer):
@@ -38,3 +39,36 @@ class LoopbackServer(ThreadingHTTPServer):
         self.shutdown()
         self.server_close()
         self._thread.join(timeout=5)
+
+
+class Emulator:
+    """Lifecycle shared by the emulators: start on a free loopback port, stop, `with`."""
+
+    _server: LoopbackServer | None = None
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        """The request handler class bound to this emulator."""
+        raise NotImplementedError
+
+    def start(self) -> Self:
+        """Listen on a free port of 127.0.0.1 and serve in a background thread."""
+        self._server = LoopbackServer(self._handler())
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the socket."""
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        """Root URL, e.g. `http://127.0.0.1:40123` (the `*_API_ENDPOINT` value)."""
+        assert self._server is not None, "start() the emulator first"
+        return self._server.url

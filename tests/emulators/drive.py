@@ -43,7 +43,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from tests.emulators import LoopbackServer
+from tests.emulators import Emulator
 
 if TYPE_CHECKING:
     from backtest_compilation.tree import Node
@@ -397,7 +397,7 @@ def _flag(params: dict[str, str], name: str) -> bool:
     return params.get(name, "false").lower() == "true"
 
 
-class DriveEmulator:
+class DriveEmulator(Emulator):
     """The emulated Drive: state, faults and counters, plus the HTTP server around them.
 
     Use as a context manager or call `start()`/`stop()`; `url` is the root URL to give
@@ -417,40 +417,19 @@ class DriveEmulator:
         self._expired_before = 0
         self._ids = itertools.count(1)
         self._lock = threading.RLock()
-        self._server: LoopbackServer | None = None
         # OAuth: delegate e-mail → scopes granted; None means "any token accepted".
         self.grants: dict[str, frozenset[str]] | None = None
         self._tokens: set[str] = set()
 
     # ------------------------------------------------------------ lifecycle
 
-    def start(self) -> DriveEmulator:
-        """Listen on a free port of 127.0.0.1 and serve in a background thread."""
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
         emulator = self
 
         class Handler(_Handler):
             drive = emulator
 
-        self._server = LoopbackServer(Handler)
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and close the socket."""
-        if self._server is not None:
-            self._server.close()
-            self._server = None
-
-    def __enter__(self) -> DriveEmulator:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        """Root URL, e.g. `http://127.0.0.1:40123` (give it as DRIVE_API_ENDPOINT)."""
-        assert self._server is not None, "emulator not started"
-        return self._server.url
+        return Handler
 
     def reset_stats(self) -> None:
         """Zero the request counters (faults and contents are kept)."""

@@ -35,7 +35,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from tests.emulators import LoopbackServer
+from tests.emulators import Emulator
 
 JSON = dict[str, Any]
 DEFAULT_ROWS = 1000
@@ -410,7 +410,7 @@ class RequestRecord:
 # ---------------------------------------------------------------- the emulator
 
 
-class SheetsEmulator:
+class SheetsEmulator(Emulator):
     """The server and its state. Thread-safe; start/stop it or use it as a context manager.
 
     `quota_per_minute`: accepted API requests allowed in any 60 s window, else 429.
@@ -443,38 +443,15 @@ class SheetsEmulator:
         self._window: deque[float] = deque()
         self._failures: deque[tuple[int, str]] = deque()
         self._lock = threading.RLock()
-        self._server: LoopbackServer | None = None
 
     # -- lifecycle
 
-    def start(self) -> SheetsEmulator:
-        """Listen on a free port of 127.0.0.1 in a background thread."""
-        emulator = self
-
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
         class Handler(_Handler):
             pass
 
-        Handler.emulator = emulator
-        self._server = LoopbackServer(Handler)
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and close the socket."""
-        if self._server is not None:
-            self._server.close()
-            self._server = None
-
-    def __enter__(self) -> SheetsEmulator:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        """Root URL for `SHEETS_API_ENDPOINT` (`http://127.0.0.1:PORT`)."""
-        assert self._server is not None, "start() the emulator first"
-        return self._server.url
+        Handler.emulator = self
+        return Handler
 
     @property
     def token_uri(self) -> str:
