@@ -108,6 +108,7 @@ class RenameResult:
 
     applied: frozenset[str] = frozenset()
     problems: tuple[Problem, ...] = ()
+    pending: frozenset[str] = frozenset()  # not reached this run (time or quota): next run
 
 
 @dataclass(frozen=True, slots=True)

@@ -188,8 +188,10 @@ def build_services(
     config: settings.Settings, *, source: Path | None, options: pipeline.Options
 ) -> pipeline.Services:
     """The real adapters for `config`: Drive (or a local folder), MongoDB, the sheet."""
+    from .google import Deadline
     from .store import Store
 
+    deadline = Deadline(config.run_timeout_s)
     renames = options.rename and config.rename_files and options.mode == "sync"
     tree_source: sources.Source
     if source is not None:
@@ -197,10 +199,14 @@ def build_services(
     else:
         from .drive import DriveSource
 
-        tree_source = sources.DriveTree(DriveSource.from_settings(config, renames=renames))
+        tree_source = sources.DriveTree(
+            DriveSource.from_settings(config, renames=renames, deadline=deadline)
+        )
     sheet_report = None
     if config.sheet_url:
         from .sheet import connect as sheet_connect
 
-        sheet_report = sheet_connect(config)
-    return pipeline.Services(tree_source, Store.from_settings(config), sheet_report)
+        sheet_report = sheet_connect(config, deadline=deadline)
+    return pipeline.Services(
+        tree_source, Store.from_settings(config), sheet_report, deadline=deadline
+    )

@@ -6,37 +6,38 @@
 - Later runs: the changes feed from the saved page token, applied to the saved
   snapshot; a full listing when the token is missing or rejected, when asked, and
   every `FULL_RESCAN_HOURS`.
-- Renames in batches of at most 100 (`BatchHttpRequest`).
+- Renames in batches of at most 100 (`BatchHttpRequest`), sized and paced adaptively.
 
-Every HTTP call goes through one counting transport and one retry policy: the client
-library's `execute(num_retries=…)` (429, 5xx, 403 rate-limit reasons, dropped
-connections, exponential backoff with jitter) with its sleep replaced by a `Pacer`
-that also honours `Retry-After`. Batches are retried part by part by the same pacer.
+Every HTTP call goes through `google.Transport` (one classification of Google's answers,
+one pacer, bounded retries and time); renames go through an adaptive write pacer that
+finds the rate Drive sustains, re-queues rate-limited parts and reports what it could
+not reach in time as pending (SPEC §5.9).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-import google.auth.exceptions
 import httplib2
+from google.auth import exceptions as google_auth_exceptions
 from google.auth.credentials import AnonymousCredentials, Credentials
 from google_auth_httplib2 import AuthorizedHttp
 from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
-from googleapiclient.http import BatchHttpRequest, HttpRequest, _should_retry_response
+from googleapiclient.http import BatchHttpRequest, HttpRequest
 
+from . import google
 from .catalog import Category, Problem, Rename, RenameResult
 from .errors import ConfigError, ServiceError
+from .google import Answer, ApiCalls, Kind
 from .settings import Settings
 from .tree import FOLDER_MIME, Item, Node, assemble, flatten
 
@@ -49,12 +50,11 @@ SCOPE_READ = "https://www.googleapis.com/auth/drive.readonly"
 SCOPE_RENAME = "https://www.googleapis.com/auth/drive.metadata"
 PAGE_SIZE = 1000
 BATCH_LIMIT = 100
-RENAME_WORKERS = 4  # batches in flight at once
+PROGRESS_EVERY_S = 10.0
 # Google documents no limit on `q`; field reports show failures past ~120 OR-ed parents
 # ("The query is too complex", 413). rclone groups 50; so do we, and cap the length.
 MAX_PARENTS_PER_QUERY = 50
 MAX_QUERY_CHARS = 4000
-NUM_RETRIES = 6
 FILE_FIELDS = "id,name,mimeType,parents"
 LIST_FIELDS = f"nextPageToken,incompleteSearch,files({FILE_FIELDS})"
 CHANGE_FIELDS = (
@@ -156,30 +156,6 @@ class DriveRead:
     full: bool  # a full listing (not the changes feed)
 
 
-@dataclass
-class ApiCalls:
-    """HTTP round trips to Drive (a batch counts once; retries count), for SPEC §8.
-
-    Renames send batches from a few threads at once, hence the lock."""
-
-    requests: int = 0
-    retries: int = 0
-    by_kind: dict[str, int] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
-
-    def count(self, kind: str) -> None:
-        with self._lock:
-            self.by_kind[kind] = self.by_kind.get(kind, 0) + 1
-
-    def request(self) -> None:
-        with self._lock:
-            self.requests += 1
-
-    def retry(self) -> None:
-        with self._lock:
-            self.retries += 1
-
-
 class DriveCallError(ServiceError):
     """A Drive call failed after retries; `status` is the HTTP status (0: no answer)."""
 
@@ -270,118 +246,24 @@ def reachable(root_id: str, items: Mapping[str, Item]) -> dict[str, Item]:
     return out
 
 
-# ---------------------------------------------------------------- transport and retries
-
-
-class Pacer:
-    """The one place that waits before a retry: the library's exponential backoff with
-    jitter, stretched to a server's `Retry-After` when it gave one, capped."""
-
-    def __init__(
-        self,
-        sleep: Callable[[float], None] = time.sleep,
-        max_wait: float = 64.0,
-        rand: Callable[[], float] = random.random,
-    ) -> None:
-        self._sleep = sleep
-        self._rand = rand
-        self.max_wait = max_wait
-        self.retry_after: float | None = None
-        self.waited = 0.0
-
-    def note_response(self, resp: httplib2.Response) -> None:
-        raw = resp.get("retry-after")
-        if raw is not None and resp.status in (429, 503):
-            try:
-                self.retry_after = float(raw)
-            except ValueError:
-                self.retry_after = None  # an HTTP date: fall back to our backoff
-
-    def sleep(self, seconds: float) -> None:
-        wait = max(seconds, self.retry_after or 0.0)
-        self.retry_after = None
-        wait = min(wait, self.max_wait)
-        self.waited += wait
-        self._sleep(wait)
-
-    def backoff(self, attempt: int) -> None:
-        """Wait before retry `attempt` (1, 2, …) of something the library does not retry."""
-        self.sleep(self._rand() * 2**attempt)
+# ---------------------------------------------------------------- transport
 
 
 class _CountingHttp:
-    """Wraps the authorised httplib2 object: counts round trips, notes Retry-After."""
+    """Wraps the authorised httplib2 object: counts round trips (what Google's quota
+    counts). Retrying is `google.Transport`'s business, not this object's."""
 
-    def __init__(self, inner: Any, calls: ApiCalls, pacer: Pacer) -> None:
+    def __init__(self, inner: Any, calls: ApiCalls) -> None:
         self._inner = inner
         self._calls = calls
-        self._pacer = pacer
 
     def request(self, uri: str, method: str = "GET", *args: Any, **kwargs: Any) -> Any:
         self._calls.request()
-        resp, content = self._inner.request(uri, method, *args, **kwargs)
-        self._pacer.note_response(resp)
-        if resp.status >= 400 and _should_retry_response(resp.status, content):
-            self._calls.retry()
-        return resp, content
+        return self._inner.request(uri, method, *args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
         # googleapiclient reads `credentials`, `timeout`, … from the http object.
         return getattr(self._inner, name)
-
-
-def _request_builder(pacer: Pacer) -> type[HttpRequest]:
-    class PacedRequest(HttpRequest):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self._sleep = pacer.sleep
-
-    return PacedRequest
-
-
-def _reason(exc: HttpError) -> str:
-    """`403 userRateLimitExceeded: User Rate Limit Exceeded` from Google's error JSON."""
-    try:
-        error = json.loads(exc.content.decode("utf-8"))["error"]
-        reasons = ", ".join(e.get("reason", "") for e in error.get("errors", []) if e.get("reason"))
-        message = str(error.get("message", ""))
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return f"{exc.status_code} {exc.reason or ''}".strip()
-    return f"{exc.status_code} {reasons}: {message}" if reasons else f"{exc.status_code} {message}"
-
-
-def _credentials_rejected(exc: Exception, delegate: str, scopes: Sequence[str]) -> ConfigError:
-    # Only the OAuth error code goes into the message, never the response or key.
-    code = "rejected"
-    if isinstance(exc, google.auth.exceptions.RefreshError) and exc.args:
-        first = str(exc.args[0])
-        code = first.split(":", 1)[0].strip() or code
-    elif isinstance(exc, HttpError):
-        code = f"HTTP {exc.status_code}"
-    return ConfigError(
-        f"Google rejected the service-account credentials (GOOGLE_CREDENTIALS_FILE) acting as "
-        f"DELEGATE_EMAIL {delegate!r}: {code}. Check the key, and that domain-wide delegation "
-        f"grants the scopes {', '.join(scopes)}."
-    )
-
-
-def load_credentials(path: Any, delegate: str, scopes: Sequence[str]) -> Credentials:
-    """Service-account credentials from the key file, acting as `delegate` (DWD)."""
-    from google.oauth2 import service_account
-
-    try:
-        creds = service_account.Credentials.from_service_account_file(
-            str(path), scopes=list(scopes)
-        )
-    except FileNotFoundError as exc:
-        raise ConfigError(f"GOOGLE_CREDENTIALS_FILE {str(path)!r} does not exist") from exc
-    except (ValueError, KeyError, TypeError) as exc:
-        # The library's messages can quote the file; say only what kind of problem it is.
-        raise ConfigError(
-            f"GOOGLE_CREDENTIALS_FILE {str(path)!r} is not a valid service-account key "
-            f"({type(exc).__name__})"
-        ) from None
-    return creds.with_subject(delegate) if delegate else creds
 
 
 # ---------------------------------------------------------------- the source
@@ -404,8 +286,13 @@ class DriveSource:
         allow_renames: bool = False,
         full_rescan_hours: float = 24.0,
         sleep: Callable[[float], None] = time.sleep,
-        num_retries: int = NUM_RETRIES,
-        timeout: float = 60.0,
+        num_retries: int = google.MAX_RETRIES,
+        timeout: float = google.REQUEST_TIMEOUT_S,
+        call_budget_s: float = google.CALL_BUDGET_S,
+        rename_stall_s: float = 300.0,
+        rename_budget_s: float = 600.0,
+        deadline: google.Deadline = google.NO_DEADLINE,
+        clock: google.Clock | None = None,
     ) -> None:
         self.folder_id = folder_id
         self.delegate = delegate
@@ -413,21 +300,33 @@ class DriveSource:
         self.allow_renames = allow_renames
         self.full_rescan_hours = full_rescan_hours
         self.num_retries = num_retries
+        self.rename_stall_s = rename_stall_s
+        self.rename_budget_s = rename_budget_s
+        self.deadline = deadline
         self.calls = ApiCalls()
-        self.pacer = Pacer(sleep)
+        self.clock = clock or google.Clock(sleep)
+        # Reads and writes have separate quotas at Google: one pacer each, same kind.
+        self.pacer = google.Pacer(google.SINGLE_CALLS, clock=self.clock)
+        self.write_pacer = google.Pacer(google.DRIVE_WRITES, clock=self.clock)
+        self.transport = google.Transport(
+            "drive",
+            pacer=self.pacer,
+            calls=self.calls,
+            retries=num_retries,
+            call_budget_s=call_budget_s,
+            deadline=deadline,
+            logger=log,
+        )
         root = endpoint.rstrip("/") if endpoint else GOOGLE_ROOT
         self._batch_uri = f"{root}/batch/drive/v3"
         self._credentials = credentials
         self._timeout = timeout
-        # An emulator endpoint is reached directly, whatever HTTP(S)_PROXY says (httplib2
-        # would need PySocks for a proxy, and a local emulator is never behind one).
-        self._proxy: Any = None if endpoint else httplib2.proxy_info_from_environment
+        self._proxy: Any = None if google.direct(endpoint) else httplib2.proxy_info_from_environment
         self._http = self._new_http()
         self._service = build(
             "drive",
             "v3",
             http=self._http,
-            requestBuilder=_request_builder(self.pacer),
             static_discovery=True,
             cache_discovery=False,
             client_options={"api_endpoint": f"{root}/drive/v3/"} if endpoint else None,
@@ -441,7 +340,6 @@ class DriveSource:
                 self._credentials, http=httplib2.Http(timeout=self._timeout, proxy_info=self._proxy)
             ),
             self.calls,
-            self.pacer,
         )
 
     @classmethod
@@ -451,6 +349,7 @@ class DriveSource:
         *,
         renames: bool = True,
         sleep: Callable[[float], None] = time.sleep,
+        deadline: google.Deadline = google.NO_DEADLINE,
     ) -> DriveSource:
         """The source for `settings`. `renames=False` for `--no-rename`/`--dry-run`/`check`:
         with renames off (here or `RENAME_FILES=false`) only the read-only scope is asked."""
@@ -459,7 +358,7 @@ class DriveSource:
         if settings.drive_api_endpoint:
             creds: Credentials = AnonymousCredentials()
         else:
-            creds = load_credentials(
+            creds = google.credentials(
                 settings.google_credentials_file, settings.delegate_email, scopes
             )
         return cls(
@@ -471,6 +370,9 @@ class DriveSource:
             allow_renames=allow,
             full_rescan_hours=settings.full_rescan_hours,
             sleep=sleep,
+            rename_stall_s=settings.rename_stall_s,
+            rename_budget_s=settings.rename_budget_s,
+            deadline=deadline,
         )
 
     # ------------------------------------------------------------ calling Drive
@@ -478,21 +380,25 @@ class DriveSource:
     def _execute(
         self, request: HttpRequest, what: str, passthrough: tuple[int, ...] = ()
     ) -> dict[str, Any]:
-        """One call with the retry policy; errors become the tool's errors, except the
-        HTTP statuses in `passthrough`, re-raised as `HttpError` for the caller."""
+        """One call through the transport (pacing, retries, budgets); errors become the
+        tool's errors, except permanent answers with an HTTP status in `passthrough`,
+        re-raised as `HttpError` for the caller."""
         try:
-            return request.execute(num_retries=self.num_retries)
-        except HttpError as exc:
-            retryable = _should_retry_response(exc.status_code, exc.content)
-            if exc.status_code in passthrough and not retryable:
-                raise
-            raise self._wrap(exc, what) from None
-        except google.auth.exceptions.RefreshError as exc:
-            raise _credentials_rejected(exc, self.delegate, self.scopes) from None
-        except (OSError, httplib2.HttpLib2Error, google.auth.exceptions.TransportError) as exc:
-            raise DriveCallError(
-                f"Drive {what} failed: cannot reach Google ({type(exc).__name__})", 0
-            ) from None
+            return self.transport.call(what, request.execute)
+        except google.CallFailed as exc:
+            answer = exc.answer
+            if answer.status == 401 or isinstance(exc.cause, google_auth_exceptions.RefreshError):
+                raise self._rejected(exc.cause) from None
+            if (
+                answer.kind is google.Kind.PERMANENT
+                and answer.status in passthrough
+                and isinstance(exc.cause, HttpError)
+            ):
+                raise exc.cause from None
+            raise DriveCallError(f"Drive {what} failed: {answer.message}", answer.status) from None
+
+    def _rejected(self, exc: BaseException) -> ConfigError:
+        return google.credentials_rejected(exc, "Drive", self.delegate, self.scopes)
 
     def _pages(self, what: str, **params: Any) -> Iterator[dict[str, Any]]:
         """Every page of a `files.list`/`changes.list` call, following tokens to the end."""
@@ -540,11 +446,6 @@ class DriveSource:
         if meta.get("trashed"):
             raise self._root_error("is in the trash")
         return _Root(meta["id"], meta["name"], meta.get("driveId"), False)
-
-    def _wrap(self, exc: HttpError, what: str) -> Exception:
-        if exc.status_code == 401:
-            return _credentials_rejected(exc, self.delegate, self.scopes)
-        return DriveCallError(f"Drive {what} failed: {_reason(exc)}", exc.status_code)
 
     def _drive_params(self, root: _Root) -> dict[str, Any]:
         if root.drive_id:
@@ -710,82 +611,31 @@ class DriveSource:
     # ------------------------------------------------------------ renames
 
     def rename(self, renames: Sequence[Rename]) -> RenameResult:
-        """Apply `renames` in batches of at most 100; each failure becomes a
-        `rename_failed` problem (retried on the next run). Does nothing, and sends
-        nothing, when renames are off."""
+        """Apply `renames` in adaptive batches (SPEC §5.9). Does nothing, and sends
+        nothing, when renames are off.
+
+        A part Drive rate-limits is sent again later, never a failure; a permanent
+        answer (not found, no permission, invalid) is a `rename_failed` problem, and so
+        is every rename left when nothing succeeded for `rename_stall_s`. Renames not
+        reached within `rename_budget_s` (or before the run's deadline) are `pending`:
+        the next run does them."""
         if not renames:
             return RenameResult()
         if not self.allow_renames:
             log.info("drive: %d renames not applied (renames are off)", len(renames))
             return RenameResult()
-        started = time.monotonic()
-        by_id = {r.id: r for r in renames}
-        applied: set[str] = set()
-        failed: dict[str, str] = {}
-        pending = list(by_id)
-        attempt = 0
-        local = threading.local()
+        phase = _RenamePhase(self, renames)
+        return phase.run()
 
-        def send(chunk: list[str]) -> dict[str, tuple[bool, str, bool]]:
-            if not hasattr(local, "http"):
-                local.http = self._new_http()
-            return self._rename_batch([by_id[i] for i in chunk], local.http)
-
-        while pending:
-            retry: list[str] = []
-            chunks = [
-                pending[start : start + BATCH_LIMIT]
-                for start in range(0, len(pending), BATCH_LIMIT)
-            ]
-            # A few batches in flight at once hide the round-trip latency; Drive's
-            # per-user quota is far above 4 concurrent batches of 100.
-            with ThreadPoolExecutor(max_workers=RENAME_WORKERS) as pool:
-                outcomes = list(pool.map(send, chunks))
-            for outcome in outcomes:
-                for rid, (ok, err, retryable) in outcome.items():
-                    if ok:
-                        applied.add(rid)
-                    elif retryable and attempt < self.num_retries:
-                        retry.append(rid)
-                    else:
-                        failed[rid] = err
-            pending = retry
-            if pending:
-                attempt += 1
-                self.calls.retry()
-                self.pacer.backoff(attempt)
-        problems = tuple(
-            Problem(
-                Category.RENAME_FAILED,
-                f"Rename failed: {by_id[rid].path} (to {by_id[rid].new!r}: {why})",
-                by_id[rid].path,
-                rid,
-            )
-            for rid, why in sorted(failed.items(), key=lambda kv: (by_id[kv[0]].path, kv[0]))
-        )
-        for p in problems:
-            log.warning("%s", p.message)
-        log.info(
-            "drive: renamed %d of %d files (%d failed), %.2f s",
-            len(applied),
-            len(renames),
-            len(problems),
-            time.monotonic() - started,
-        )
-        return RenameResult(frozenset(applied), problems)
-
-    def _rename_batch(
-        self, chunk: Sequence[Rename], http: _CountingHttp
-    ) -> dict[str, tuple[bool, str, bool]]:
-        """One batch: id → (renamed, error, worth retrying)."""
-        results: dict[str, tuple[bool, str, bool]] = {}
+    def _rename_batch(self, chunk: Sequence[Rename], http: _CountingHttp) -> dict[str, Answer]:
+        """One batch: id → Google's answer to that part."""
+        results: dict[str, Answer] = {}
 
         def done(request_id: str, response: Any, exc: HttpError | None) -> None:
             if exc is None:
-                results[request_id] = (True, "", False)
+                results[request_id] = Answer(Kind.OK, 200)
             else:
-                retry = _should_retry_response(exc.status_code, exc.content)
-                results[request_id] = (False, _reason(exc), retry)
+                results[request_id] = google.answer_of(exc) or Answer(Kind.PERMANENT)
 
         batch = BatchHttpRequest(callback=done, batch_uri=self._batch_uri)
         # `service.files()` builds the whole resource from discovery (~6 ms): once a batch.
@@ -800,18 +650,210 @@ class DriveSource:
         self.calls.count("batch")
         try:
             batch.execute(http=http)
-        except HttpError as exc:
-            if exc.status_code == 401:
-                raise _credentials_rejected(exc, self.delegate, self.scopes) from None
-            retry = _should_retry_response(exc.status_code, exc.content)
-            return {r.id: (False, _reason(exc), retry) for r in chunk}
-        except google.auth.exceptions.RefreshError as exc:
-            raise _credentials_rejected(exc, self.delegate, self.scopes) from None
-        except (OSError, httplib2.HttpLib2Error, google.auth.exceptions.TransportError) as exc:
-            return {r.id: (False, f"connection failed ({type(exc).__name__})", True) for r in chunk}
+        except Exception as exc:
+            answer = google.answer_of(exc)
+            if answer is None:
+                raise
+            if answer.status == 401 or isinstance(exc, google_auth_exceptions.RefreshError):
+                raise self._rejected(exc) from None
+            return {r.id: answer for r in chunk}
         for r in chunk:
-            results.setdefault(r.id, (False, "no answer in the batch response", True))
+            results.setdefault(r.id, Answer(Kind.TRANSIENT, 0, "no answer in the batch response"))
         return results
+
+
+class _RenamePhase:
+    """One run's renames: a queue fed to a few batches in flight, paced by the source's
+    write pacer, with the stall rule, the time budget and progress lines."""
+
+    def __init__(self, source: DriveSource, renames: Sequence[Rename]) -> None:
+        self.source = source
+        self.by_id = {r.id: r for r in renames}
+        self.queue: deque[str] = deque(self.by_id)
+        self.applied: set[str] = set()
+        self.failed: dict[str, str] = {}
+        self.pacer = source.write_pacer
+        self.clock = source.clock
+        self.local = threading.local()
+        self.sent_parts = 0
+        self.limited = 0
+        self.last_limit = ""
+
+    def send(self, chunk: list[str], latest: float) -> tuple[dict[str, Answer], float] | None:
+        """Wait for the pacer, send one batch; None when the budget ends first."""
+        before = self.clock.now()
+        if not self.pacer.wait_turn(len(chunk), latest=latest):
+            return None
+        waited = self.clock.now() - before
+        if not hasattr(self.local, "http"):
+            self.local.http = self.source._new_http()
+        got = self.source._rename_batch([self.by_id[i] for i in chunk], self.local.http)
+        return got, waited
+
+    def run(self) -> RenameResult:
+        source, clock, pacer = self.source, self.clock, self.pacer
+        total = len(self.by_id)
+        started = clock.now()
+        # Renames never hold back MongoDB and the sheet: they stop at their own budget,
+        # and well before the run's deadline.
+        budget = min(source.rename_budget_s, source.deadline.left() * 0.5)
+        latest = started + budget
+        last_success = started
+        stalled = out_of_time = False
+        progress = Progress("renames", total, clock)
+        in_flight: dict[Future[Any], list[str]] = {}
+        with ThreadPoolExecutor(max_workers=google.DRIVE_WRITES.max_concurrency) as pool:
+            while self.queue or in_flight:
+                stopping = stalled or out_of_time
+                while self.queue and not stopping and len(in_flight) < pacer.concurrency:
+                    n = min(pacer.batch, BATCH_LIMIT, len(self.queue))
+                    chunk = [self.queue.popleft() for _ in range(n)]
+                    in_flight[pool.submit(self.send, chunk, latest)] = chunk
+                if not in_flight:
+                    break
+                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    chunk = in_flight.pop(future)
+                    got = future.result()
+                    if got is None:
+                        out_of_time = True
+                        self.queue.extendleft(reversed(chunk))
+                        continue
+                    if self._take(chunk, *got):
+                        last_success = clock.now()
+                now = clock.now()
+                if now - last_success >= source.rename_stall_s:
+                    stalled = True
+                if now >= latest:
+                    out_of_time = True
+                progress.tick(len(self.applied), f"{self.limited:,} rate-limit answers")
+        left = list(self.queue)
+        pending: frozenset[str] = frozenset()
+        if stalled and left:
+            why = (
+                f"no rename succeeded for {source.rename_stall_s:g} s (RENAME_STALL_S); "
+                f"Drive kept answering {self.last_limit or 'errors'}"
+            )
+            self.failed.update(dict.fromkeys(left, why))
+        elif left:
+            pending = frozenset(left)
+        return self._result(pending, clock.now() - started, budget)
+
+    def _take(self, chunk: list[str], answers: dict[str, Answer], waited: float) -> bool:
+        """Fold one batch's answers in; True when at least one part was renamed."""
+        accepted = limited = transient = 0
+        retry_after: float | None = None
+        again: list[str] = []
+        for rid in chunk:
+            answer = answers[rid]
+            if answer.kind is Kind.OK:
+                accepted += 1
+                self.applied.add(rid)
+                continue
+            if answer.kind is Kind.PERMANENT:
+                self.failed[rid] = answer.message or f"HTTP {answer.status}"
+                continue
+            if answer.kind is Kind.RATE_LIMIT:
+                limited += 1
+                self.last_limit = answer.message
+            else:
+                transient += 1
+                self.last_limit = self.last_limit or answer.message
+            if answer.retry_after is not None:
+                retry_after = max(retry_after or 0.0, answer.retry_after)
+            again.append(rid)
+        self.sent_parts += len(chunk)
+        self.limited += limited
+        self.source.calls.limited(limited)
+        if again:
+            self.source.calls.retry()
+            # Back at the front: the oldest work goes first, and the order stays stable.
+            self.queue.extendleft(reversed(again))
+        attempt = self.sent_parts // max(len(chunk), 1)
+        self.pacer.answered(
+            accepted=accepted,
+            rate_limited=limited,
+            transient=transient,
+            retry_after=retry_after,
+            attempt=min(attempt, 6) if transient else 1,
+        )
+        if accepted == len(chunk) and waited <= 0.0:
+            # The pacer let this batch go at once: round trips, not spacing, bound the rate.
+            self.pacer.grow_concurrency()
+        return accepted > 0
+
+    def _result(self, pending: frozenset[str], elapsed: float, budget: float) -> RenameResult:
+        by_id = self.by_id
+        problems = tuple(
+            Problem(
+                Category.RENAME_FAILED,
+                f"Rename failed: {by_id[rid].path} (to {by_id[rid].new!r}: {why})",
+                by_id[rid].path,
+                rid,
+            )
+            for rid, why in sorted(self.failed.items(), key=lambda kv: (by_id[kv[0]].path, kv[0]))
+        )
+        for p in problems:
+            log.warning("%s", p.message)
+        log.info(
+            "drive: renamed %d of %d files (%d failed, %d pending%s), %d write attempts, "
+            "%d rate-limit answers, %.2f s",
+            len(self.applied),
+            len(by_id),
+            len(problems),
+            len(pending),
+            f": RENAME_BUDGET_S or the run's time ({budget:.0f} s) ran out" if pending else "",
+            self.sent_parts,
+            self.limited,
+            elapsed,
+        )
+        return RenameResult(frozenset(self.applied), problems, pending)
+
+
+class Progress:
+    """An INFO line about every `every` seconds while a long phase runs:
+    `renames: 1,200 of 6,700 applied, 3.1/s, about 29 min left (…)`."""
+
+    def __init__(
+        self, what: str, total: int, clock: google.Clock, every: float = PROGRESS_EVERY_S
+    ) -> None:
+        self.what = what
+        self.total = total
+        self.clock = clock
+        self.every = every
+        self.started = clock.now()
+        self.next = self.started + every
+
+    def tick(self, done: int, note: str = "", verb: str = "applied") -> None:
+        now = self.clock.now()
+        if now < self.next:
+            return
+        self.next = now + self.every
+        rate = done / max(now - self.started, 1e-9)
+        if self.total and rate > 0:
+            left = (self.total - done) / rate
+            eta = f", about {_duration(left)} left"
+        else:
+            eta = ""
+        of = f" of {self.total:,}" if self.total else ""
+        log.info(
+            "%s: %s%s %s, %.1f/s%s%s",
+            self.what,
+            f"{done:,}",
+            of,
+            verb,
+            rate,
+            eta,
+            f" ({note})" if note else "",
+        )
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _sorted_items(items: Sequence[Item]) -> tuple[Item, ...]:
@@ -855,10 +897,8 @@ __all__ = [
     "DriveRead",
     "DriveSnapshot",
     "DriveSource",
-    "Pacer",
     "RenameResult",
     "apply_changes",
-    "load_credentials",
     "parent_queries",
     "quote",
     "reachable",

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from . import catalog as catalog_mod
-from . import lock, publish, report, state
+from . import google, lock, publish, report, state
 from .catalog import Catalog
 from .errors import ConfigError, GuardRefused, RunError
 from .settings import Settings
@@ -51,6 +51,8 @@ class Services:
     store: Store
     sheet: SheetReport | None = None
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    # The run's end (`RUN_TIMEOUT_S`), shared with the Google transports; None: from settings.
+    deadline: google.Deadline | None = None
 
     def calls(self) -> dict[str, int]:
         """API calls / round trips so far, per service (SPEC §8 `api_calls`)."""
@@ -107,6 +109,7 @@ def run(settings: Settings, options: Options, services: Services) -> Outcome:
 
 def _run(settings: Settings, options: Options, services: Services) -> Outcome:
     timer = _Timer(services)
+    deadline = services.deadline or google.Deadline(settings.run_timeout_s)
     path = state.path_in(settings.cache_dir)
     remembered, warning = state.load(path)
     if warning:
@@ -195,19 +198,22 @@ def _run(settings: Settings, options: Options, services: Services) -> Outcome:
             log.warning("%s", _one_line(problem.message))
     fingerprint = _fingerprint(settings, options, reading, now)
     remembered = remembered.with_drive(reading.snapshot, now)
-    if not result.problems:
+    if not result.problems and not result.pending:
         remembered = remembered.with_sink("renames", {"fingerprint": fingerprint}, now)
     state.save(path, remembered)
     skipped = len(built.renames) - len(renames)
     log.info(
-        "renames: %d applied, %d failed%s",
+        "renames: %d applied, %d failed, %d pending%s",
         len(applied),
         len(result.problems),
+        len(result.pending),
         f", {skipped} not applied (renames are off)" if skipped else "",
     )
 
     mongo_applied: publish.Applied | None = None
     try:
+        if deadline.expired:
+            raise deadline.error("renaming; MongoDB was not updated")
         mongo_applied = services.store.apply(
             mongo_plan,
             max_delete_fraction=settings.max_delete_fraction,
@@ -231,6 +237,8 @@ def _run(settings: Settings, options: Options, services: Services) -> Outcome:
     else:
         last = remembered.sheet.data.get("digest") if remembered.sheet else None
         try:
+            if deadline.expired:
+                raise deadline.error("updating MongoDB; the sheet was not written")
             published = services.sheet.publish(built, last, now, stamp_unchanged=True)
         except RunError as exc:
             failures["sheet"] = exc
@@ -261,6 +269,7 @@ def _run(settings: Settings, options: Options, services: Services) -> Outcome:
             "failed": {sink: str(exc) for sink, exc in failures.items()},
         },
     )
+    _mark_pending(summary, result.pending)
     log.info("%s", summary_line(summary))
     return Outcome(
         exit_code,
@@ -473,6 +482,15 @@ def _summary(
     }
 
 
+def _mark_pending(summary: dict[str, Any], pending: frozenset[str]) -> None:
+    """Renames not reached this run (quota, RENAME_BUDGET_S): `"pending": true` on each,
+    and their number as `pending`. They are done next run; they are not problems."""
+    for entry in summary["renames"]:
+        if entry["id"] in pending:
+            entry["pending"] = True
+    summary["pending"] = len(pending)
+
+
 def summary_line(summary: dict[str, Any]) -> str:
     """The one cron-readable line that ends every run."""
     cat = summary["catalog"]
@@ -487,7 +505,8 @@ def summary_line(summary: dict[str, Any]) -> str:
         f"{' (failed: ' + ', '.join(sorted(failed)) + ')' if failed else ''}; "
         f"{len(cat['course_codes'])} departments, {len(cat['courses'])} courses, "
         f"{len(summary['problems'])} problems; "
-        f"renames {sum(r['applied'] for r in renames)}/{len(renames)}; "
+        f"renames {sum(r['applied'] for r in renames)}/{len(renames)}"
+        f"{' (' + str(summary['pending']) + ' pending)' if summary.get('pending') else ''}; "
         f"mongo +{mongo['inserted']} ~{mongo['updated']} -{mongo['deleted']}; "
         f"sheet {'written' if summary['sheet'].get('written') else 'not written'}; "
         f"api calls drive {calls['drive']} sheets {calls['sheets']} mongo {calls['mongo']}; "

@@ -46,6 +46,9 @@ class Settings:
     tz: str = "America/New_York"
     rename_files: bool = True
     full_rescan_hours: float = 24.0
+    rename_stall_s: float = 300.0
+    rename_budget_s: float = 600.0
+    run_timeout_s: float = 2700.0
     max_delete_fraction: float = 0.25
     future_year_exempt: frozenset[str] = frozenset({"BEAR"})
     drive_api_endpoint: str = ""
@@ -201,6 +204,15 @@ def load(
         "FULL_RESCAN_HOURS", get("FULL_RESCAN_HOURS", "24"), problems, low=0.0, high=None
     )
     rename_files = _bool("RENAME_FILES", get("RENAME_FILES", "true"), problems)
+    rename_stall_s = _number(
+        "RENAME_STALL_S", get("RENAME_STALL_S", "300"), problems, low=1.0, high=None
+    )
+    rename_budget_s = _number(
+        "RENAME_BUDGET_S", get("RENAME_BUDGET_S", "600"), problems, low=0.0, high=None
+    )
+    run_timeout_s = _number(
+        "RUN_TIMEOUT_S", get("RUN_TIMEOUT_S", "2700"), problems, low=1.0, high=None
+    )
 
     exempt_raw = get("FUTURE_YEAR_EXEMPT", "BEAR")
     exempt = frozenset(code.strip() for code in exempt_raw.split(",") if code.strip())
@@ -280,6 +292,9 @@ def load(
         tz=tz,
         rename_files=rename_files,
         full_rescan_hours=full_rescan_hours,
+        rename_stall_s=rename_stall_s,
+        rename_budget_s=rename_budget_s,
+        run_timeout_s=run_timeout_s,
         max_delete_fraction=max_delete_fraction,
         future_year_exempt=exempt,
         drive_api_endpoint=drive_endpoint,

@@ -26,9 +26,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import requests
@@ -39,6 +37,7 @@ from google.oauth2 import service_account
 from gspread.exceptions import APIError
 from gspread.http_client import HTTPClient
 
+from . import google
 from .catalog import Catalog, Course, crosslisted_message, normalise_title
 from .errors import ConfigError, ServiceError
 from .settings import Settings
@@ -608,56 +607,52 @@ def stamp_requests(state: SheetState, layout: Layout, stamp: str) -> list[dict[s
 # ---------------------------------------------------------------- HTTP client
 
 
-_RETRYABLE = frozenset({408, 429, 500, 502, 503, 504})
-
-
 class SheetsClient(HTTPClient):
-    """gspread's HTTP client with one retry policy and a call counter.
-
-    Retries 408/429/5xx answers and dropped connections with exponential backoff,
-    at most `retries` times. (gspread's `BackOffHTTPClient` would do, but it never gives
-    up on a lasting 429: its cap check `wait <= _MAX_BACKOFF` holds for every clipped
-    wait; and its sleep cannot be injected in tests.) `calls` counts every HTTP request
-    sent, retries included: that is what Google's quota counts."""
+    """gspread's HTTP client, each request sent through `google.Transport` (one
+    classification of Google's answers, one pacer, `Retry-After`, jittered backoff,
+    bounded retries and time). gspread's `BackOffHTTPClient` is not used: it retries a
+    lasting 429 forever. `calls` counts every HTTP request sent, retries included: that
+    is what Google's quota counts."""
 
     def __init__(
         self,
         session: requests.Session,
         *,
-        retries: int = 6,
-        backoff: float = 2.0,
-        max_backoff: float = 64.0,
+        retries: int = google.MAX_RETRIES,
         sleep: Callable[[float], None] = time.sleep,
-        timeout: float = 60.0,
+        timeout: float = google.REQUEST_TIMEOUT_S,
+        call_budget_s: float = google.CALL_BUDGET_S,
+        deadline: google.Deadline = google.NO_DEADLINE,
     ) -> None:
         super().__init__(auth=None, session=session)  # type: ignore[arg-type]
-        self.retries = retries
-        self.backoff = backoff
-        self.max_backoff = max_backoff
-        self.sleep = sleep
-        self.timeout = timeout
-        self.calls = 0
-        self.retried = 0
+        # gspread passes `self.timeout` to every `requests` call.
+        self.set_timeout(timeout)
+        self.counter = google.ApiCalls()
+        self.transport = google.Transport(
+            "sheets",
+            pacer=google.Pacer(google.SINGLE_CALLS, clock=google.Clock(sleep)),
+            calls=self.counter,
+            retries=retries,
+            call_budget_s=call_budget_s,
+            deadline=deadline,
+            logger=log,
+        )
+
+    @property
+    def calls(self) -> int:
+        return self.counter.requests
+
+    @property
+    def retried(self) -> int:
+        return self.counter.retries
 
     def request(self, *args: Any, **kwargs: Any) -> requests.Response:
-        attempt = 0
-        while True:
-            self.calls += 1
-            try:
-                return super().request(*args, **kwargs)
-            except APIError as err:
-                if err.code not in _RETRYABLE or attempt >= self.retries:
-                    raise
-                reason = f"HTTP {err.code}"
-            except (requests.ConnectionError, requests.Timeout) as err:
-                if attempt >= self.retries:
-                    raise
-                reason = type(err).__name__
-            delay = min(self.backoff * 2**attempt, self.max_backoff)
-            attempt += 1
-            self.retried += 1
-            log.info("sheets: %s, retry %d/%d in %.0f s", reason, attempt, self.retries, delay)
-            self.sleep(delay)
+        def once() -> requests.Response:
+            self.counter.request()
+            return super(SheetsClient, self).request(*args, **kwargs)
+
+        what = f"{kwargs.get('method') or (args[0] if args else '')} request".strip()
+        return self.transport.call(what, once)
 
 
 class _Redirect:
@@ -677,25 +672,6 @@ class _AnonymousSession(_Redirect, requests.Session):
 
 class _AuthorizedSession(_Redirect, AuthorizedSession):
     pass
-
-
-def service_account_credentials(
-    path: Path, delegate_email: str = ""
-) -> service_account.Credentials:
-    """The key in `path` with the spreadsheets scope, acting as `delegate_email` when given.
-
-    A missing or malformed key → `ConfigError` naming the file, never its contents."""
-    try:
-        return service_account.Credentials.from_service_account_file(
-            str(path), scopes=[SCOPE], subject=delegate_email or None
-        )
-    except FileNotFoundError:
-        raise ConfigError(f"GOOGLE_CREDENTIALS_FILE {str(path)!r} does not exist") from None
-    except (ValueError, KeyError, TypeError, OSError):
-        raise ConfigError(
-            f"GOOGLE_CREDENTIALS_FILE {str(path)!r} is not a service-account key "
-            "(JSON with client_email, private_key and token_uri)"
-        ) from None
 
 
 # ---------------------------------------------------------------- the adapter
@@ -765,6 +741,7 @@ class SheetReport:
         self.layout = layout
         self.tz = tz
         self.who = who
+        self.delegate = ""
 
     @property
     def api_calls(self) -> int:
@@ -892,7 +869,16 @@ class SheetReport:
         sheet = f"spreadsheet {self.key} (SHEET_URL)"
         try:
             return fn()
-        except APIError as err:
+        except google.CallFailed as failed:
+            if isinstance(failed.cause, auth_exceptions.RefreshError):
+                raise google.credentials_rejected(
+                    failed.cause, "Sheets", self.delegate, (SCOPE,)
+                ) from None
+            if not isinstance(failed.cause, APIError):
+                raise ServiceError(
+                    f"Sheets API unreachable while trying to {what} ({type(failed.cause).__name__})"
+                ) from None
+            err = failed.cause
             code, message = err.code, str(err.error.get("message", ""))[:300]
             if code == 404:
                 raise ServiceError(
@@ -909,16 +895,6 @@ class SheetReport:
             raise ServiceError(
                 f"Sheets: could not {what} of {sheet}: HTTP {code}: {message}"
             ) from None
-        except auth_exceptions.RefreshError as err:
-            reason = err.args[0] if err.args and isinstance(err.args[0], str) else "refused"
-            raise ConfigError(
-                "Google rejected the service-account key in GOOGLE_CREDENTIALS_FILE for Sheets "
-                f"({reason[:200]}); check the key and its domain-wide delegation"
-            ) from None
-        except (auth_exceptions.TransportError, requests.RequestException) as err:
-            raise ServiceError(
-                f"Sheets API unreachable while trying to {what} ({type(err).__name__})"
-            ) from None
 
 
 def open_report(
@@ -929,14 +905,15 @@ def open_report(
     layout: Layout = Layout(),
     tz: str = "America/New_York",
     sleep: Callable[[float], None] = time.sleep,
-    retries: int = 6,
+    retries: int = google.MAX_RETRIES,
     who: str = "",
+    deadline: google.Deadline = google.NO_DEADLINE,
+    timeout: float = google.REQUEST_TIMEOUT_S,
 ) -> SheetReport:
     """A `SheetReport` for spreadsheet `key`: with `credentials` (OAuth), else anonymous;
     requests go to `endpoint` when set (an emulator), else to Google. `who` names the
     account in "not shared with ..." errors (default: the key's e-mail)."""
-    # A local emulator is reached directly, never through an HTTP(S)_PROXY of the environment.
-    local = urlsplit(endpoint).hostname in ("127.0.0.1", "localhost", "::1")
+    local = google.direct(endpoint)
     if credentials is not None:
         token_session = requests.Session()
         token_session.trust_env = not local
@@ -949,8 +926,10 @@ def open_report(
         who = who or (f"anonymous access at {endpoint}" if endpoint else "anonymous access")
     session.trust_env = not local
     session.endpoint = endpoint.rstrip("/")  # type: ignore[attr-defined]
-    client = SheetsClient(session, sleep=sleep, retries=retries)
-    return SheetReport(client, key, layout, tz=tz, who=who)
+    client = SheetsClient(session, sleep=sleep, retries=retries, deadline=deadline, timeout=timeout)
+    report = SheetReport(client, key, layout, tz=tz, who=who)
+    report.delegate = getattr(credentials, "_subject", None) or ""
+    return report
 
 
 def layout_from(settings: Settings) -> Layout:
@@ -969,6 +948,7 @@ def connect(
     layout: Layout | None = None,
     *,
     sleep: Callable[[float], None] = time.sleep,
+    deadline: google.Deadline = google.NO_DEADLINE,
 ) -> SheetReport:
     """The report for `settings.sheet_url`: anonymous when `SHEETS_API_ENDPOINT` is set,
     else the service-account key with delegation to `DELEGATE_EMAIL`. Makes no call yet.
@@ -978,8 +958,8 @@ def connect(
         raise ConfigError("SHEET_URL is not set: the sheet report needs the spreadsheet URL")
     credentials = None
     if not settings.sheets_api_endpoint:
-        credentials = service_account_credentials(
-            settings.google_credentials_file, settings.delegate_email
+        credentials = google.credentials(
+            settings.google_credentials_file, settings.delegate_email, (SCOPE,)
         )
     return open_report(
         settings.sheet_key,
@@ -989,4 +969,5 @@ def connect(
         tz=settings.tz,
         sleep=sleep,
         who=settings.delegate_email,
+        deadline=deadline,
     )

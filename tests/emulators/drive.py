@@ -17,8 +17,14 @@ the product uses, with Google's rules:
 - `/token`: an OAuth token endpoint for service-account JWTs (domain-wide delegation
   can be granted or refused per delegate and scope);
 - faults: injectable latency, 429 (with `Retry-After`), 403 `rateLimitExceeded` /
-  `userRateLimitExceeded`, 500/503 and dropped connections, every Nth request or
-  scripted; counters of requests per method.
+  `userRateLimitExceeded`, 500/503, dropped connections and requests that never
+  answer ("hang"), every Nth request or scripted; counters of requests per method;
+- a per-user sustained write limit (`limit_writes`): a token bucket counted per batch
+  part, a part over it answered 403 `userRateLimitExceeded` (or `rateLimitExceeded`, or
+  429), optionally with `Retry-After` in seconds or as an HTTP date;
+- ids shaped like Google's: 33-character file and folder ids, shared-drive ids like
+  `0AHtu6R3nkhtXUk9PVA`, so googleapiclient folds a batch part's `Content-ID` header
+  (RFC 5322), which the emulator unfolds as Google does.
 
 Seed and edit the drive from Python (`add_drive`, `add_folder`, `add_file`, `rename`,
 `move`, `trash`, `delete`); every edit is recorded in the changes feed.
@@ -29,6 +35,9 @@ from __future__ import annotations
 import base64
 import contextlib
 import email.parser
+import email.utils
+import hashlib
+import math
 import itertools
 import json
 import re
@@ -70,6 +79,8 @@ DEFAULT_FIELDS = {
 }
 
 FAULT_KINDS = ("429", "403-rate", "403-user-rate", "500", "503", "drop")
+ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+FILE_ID_LENGTH = 33
 
 
 class DriveApiError(Exception):
@@ -156,7 +167,26 @@ class FaultPlan:
     part_every: int = 0
     part_kinds: tuple[str, ...] = ("403-user-rate", "429", "503")
     retry_after: float | None = None
+    retry_after_form: str = "seconds"  # or "date": an HTTP date that many seconds ahead
+    hang_s: float = 3600.0  # how long a "hang" fault keeps the request unanswered
     script: deque[str] = field(default_factory=deque)
+
+
+@dataclass
+class WriteLimit:
+    """Drive's per-user sustained write rate: a token bucket of `burst` tokens refilled
+    at `per_second`; every write (each batch part) takes one. A write without a token is
+    answered `answer` ("403-user-rate", "403-rate" or "429"), with `Retry-After` (the
+    seconds until a token is back, rounded up) when `retry_after` is "seconds" or "date"."""
+
+    per_second: float
+    burst: float
+    answer: str = "403-user-rate"
+    retry_after: str | None = None
+    tokens: float = 0.0
+    at: float = 0.0
+    accepted: int = 0
+    refused: int = 0
 
 
 @dataclass
@@ -168,6 +198,7 @@ class Stats:
     batch_parts: int = 0
     faults: int = 0
     renames: int = 0
+    rate_limited: int = 0  # writes refused by the write limit
     method_overrides: int = 0
 
 
@@ -404,9 +435,13 @@ class DriveEmulator(Emulator):
     as `DRIVE_API_ENDPOINT`.
     """
 
-    def __init__(self, *, latency: float = 0.0) -> None:
+    def __init__(
+        self, *, latency: float = 0.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.latency = latency
+        self.clock = clock
         self.faults = FaultPlan()
+        self.write_limit: WriteLimit | None = None
         self.stats = Stats()
         self.files: dict[str, DriveFile] = {}
         self.drives: dict[str, str] = {}
@@ -437,9 +472,64 @@ class DriveEmulator(Emulator):
 
     # ------------------------------------------------------------ seeding and editing
 
-    def new_id(self, prefix: str = "id") -> str:
-        """A fresh, unique id."""
-        return f"{prefix}{next(self._ids):06d}"
+    def new_id(self, prefix: str = "") -> str:
+        """A fresh, unique file or folder id shaped like Google's: 33 characters of
+        `[A-Za-z0-9_-]` (deterministic, so runs are reproducible)."""
+        n = next(self._ids)
+        digest = hashlib.sha256(f"{prefix}{n}".encode()).digest()
+        tail = "".join(ID_ALPHABET[b % 64] for b in digest)
+        return ("1" + tail)[:FILE_ID_LENGTH]
+
+    def new_drive_id(self) -> str:
+        """A fresh shared-drive id shaped like Google's: `0A`, 13 characters, `Uk9PVA`."""
+        n = next(self._ids)
+        digest = hashlib.sha256(f"drive{n}".encode()).digest()
+        return "0A" + "".join(ID_ALPHABET[b % 62] for b in digest[:13]) + "Uk9PVA"
+
+    def limit_writes(
+        self,
+        per_second: float | None,
+        *,
+        burst: float | None = None,
+        answer: str = "403-user-rate",
+        retry_after: str | None = None,
+    ) -> None:
+        """Sustain at most `per_second` writes (each batch part counts) with bursts of
+        `burst` (default: one second's worth); None lifts the limit."""
+        with self._lock:
+            if per_second is None:
+                self.write_limit = None
+                return
+            size = max(1.0, per_second if burst is None else burst)
+            self.write_limit = WriteLimit(
+                per_second, size, answer, retry_after, tokens=size, at=self.clock()
+            )
+
+    def _take_write(self) -> tuple[str, float] | None:
+        """Spend a write token; (fault kind, seconds until the next token) when none is left."""
+        with self._lock:
+            limit = self.write_limit
+            if limit is None:
+                return None
+            now = self.clock()
+            limit.tokens = min(limit.burst, limit.tokens + (now - limit.at) * limit.per_second)
+            limit.at = now
+            if limit.tokens >= 1.0:
+                limit.tokens -= 1.0
+                limit.accepted += 1
+                return None
+            limit.refused += 1
+            self.stats.rate_limited += 1
+            return limit.answer, (1.0 - limit.tokens) / limit.per_second
+
+    def retry_after_header(self, seconds: float, form: str | None) -> dict[str, str]:
+        """`Retry-After` as Google may send it: whole seconds, or an HTTP date."""
+        if form is None:
+            return {}
+        whole = max(1, math.ceil(seconds))
+        if form == "date":
+            return {"Retry-After": email.utils.formatdate(time.time() + whole + 1, usegmt=True)}
+        return {"Retry-After": str(whole)}
 
     def _record(self, file_id: str, drive_id: str | None) -> None:
         seq = next(self._seq)
@@ -449,7 +539,7 @@ class DriveEmulator(Emulator):
     def add_drive(self, name: str, drive_id: str | None = None) -> str:
         """A shared drive; its id is also the parent id of its top-level items."""
         with self._lock:
-            drive_id = drive_id or self.new_id("0A")
+            drive_id = drive_id or self.new_drive_id()
             self.drives[drive_id] = name
             return drive_id
 
@@ -858,10 +948,18 @@ class _Handler(BaseHTTPRequestHandler):
                 with contextlib.suppress(OSError):
                     self.connection.shutdown(socket.SHUT_RDWR)
                 return
+            if fault == "hang":
+                # Never answers (within any sane client timeout); the client gives up.
+                time.sleep(drive.faults.hang_s)
+                self.close_connection = True
+                return
             err = FAULT_ERRORS[fault]
             extra = {}
             if fault == "429" and drive.faults.retry_after is not None:
-                extra["Retry-After"] = f"{drive.faults.retry_after:g}"
+                if drive.faults.retry_after_form == "date":
+                    extra = drive.retry_after_header(drive.faults.retry_after, "date")
+                else:
+                    extra["Retry-After"] = f"{drive.faults.retry_after:g}"
             self._json(err.code, err.body(), extra)
             return
         url = urlsplit(self.path)
@@ -884,6 +982,15 @@ class _Handler(BaseHTTPRequestHandler):
         if not url.path.startswith("/drive/v3/"):
             self._json(404, DriveApiError(404, "Not Found", "notFound").body())
             return
+        if method == "PATCH":
+            limited = drive._take_write()
+            if limited is not None:
+                kind, wait = limited
+                err = FAULT_ERRORS[kind]
+                limit = drive.write_limit
+                form = limit.retry_after if limit else None
+                self._json(err.code, err.body(), drive.retry_after_header(wait, form))
+                return
         status, obj = drive.call(method, url.path, params, body, self.headers.get("Authorization"))
         self._json(status, obj)
 
@@ -909,42 +1016,59 @@ class _Handler(BaseHTTPRequestHandler):
         boundary = "batch_" + uuid.uuid4().hex
         out: list[str] = []
         for part in parts:
-            content_id = part.get("Content-ID", "")
+            content_id = unfold(str(part.get("Content-ID", "")))
             raw = part.get_payload(decode=False)
-            status, obj = self._batch_part(str(raw))
+            status, obj, headers = self._batch_part(str(raw))
             reason = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
                       404: "Not Found", 429: "Too Many Requests"}.get(status, "Error")  # fmt: skip
             inner = json.dumps(obj)
+            extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
             out.append(
                 f"--{boundary}\r\nContent-Type: application/http\r\n"
-                f"Content-ID: <response-{content_id.strip('<>')}>\r\n\r\n"
+                f"Content-ID: <response-{content_id.strip().strip('<>')}>\r\n\r\n"
                 f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json; charset=UTF-8\r\n"
-                f"Content-Length: {len(inner.encode())}\r\n\r\n{inner}\r\n"
+                f"{extra}Content-Length: {len(inner.encode())}\r\n\r\n{inner}\r\n"
             )
         out.append(f"--{boundary}--\r\n")
         self._send(200, "".join(out).encode(), f"multipart/mixed; boundary={boundary}")
 
-    def _batch_part(self, raw: str) -> tuple[int, dict[str, Any]]:
+    def _batch_part(self, raw: str) -> tuple[int, dict[str, Any], dict[str, str]]:
         head, _, part_body = raw.replace("\r\n", "\n").partition("\n\n")
         lines = head.split("\n")
         try:
             method, target, _version = lines[0].split(" ", 2)
         except ValueError:
-            return 400, DriveApiError(400, "Invalid batch part.", "badRequest").body()
+            return 400, DriveApiError(400, "Invalid batch part.", "badRequest").body(), {}
         headers = {}
         for line in lines[1:]:
             k, _, v = line.partition(":")
             headers[k.strip().lower()] = v.strip()
         fault = self.drive._fault_for_part()
-        if fault is not None and fault != "drop":
+        if fault is not None and fault not in ("drop", "hang"):
             self.drive.stats.faults += 1
             err = FAULT_ERRORS[fault]
-            return err.code, err.body()
+            return err.code, err.body(), {}
+        if method != "GET":
+            limited = self.drive._take_write()
+            if limited is not None:
+                kind, wait = limited
+                err = FAULT_ERRORS[kind]
+                limit = self.drive.write_limit
+                form = limit.retry_after if limit else None
+                return err.code, err.body(), self.drive.retry_after_header(wait, form)
         url = urlsplit(target)
         params = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
-        return self.drive.call(
+        status, obj = self.drive.call(
             method, url.path, params, part_body.strip().encode(), headers.get("authorization")
         )
+        return status, obj, {}
+
+
+def unfold(value: str) -> str:
+    """A header value unfolded as RFC 5322 §2.2.3 says: every CRLF that is followed by
+    white space is removed (the white space stays). googleapiclient folds a long
+    `Content-ID` (`<uuid+33-character id>`) after its `+`; Google unfolds it."""
+    return re.sub(r"\r?\n(?=[ \t])", "", value)
 
 
 def sample_drive(departments: int, courses: int, files: int, *, seed: int = 1) -> list[Node]:

@@ -11,8 +11,10 @@ quota answering 429 like `sheets.googleapis.com`.
 Tests seed tabs and read values and formats back cell by cell through the Python
 API (`set_values`, `value`, `background`, `is_bold`, ...). Known simplifications:
 formulas are stored, not evaluated; `USER_ENTERED` parses numbers, booleans,
-formulas and a leading apostrophe, not dates; one quota bucket for reads and writes
-(stricter than Google's separate buckets).
+formulas and a leading apostrophe, not dates. Quotas: Google's separate per-minute
+buckets for reads and writes (`read_quota_per_minute`, `write_quota_per_minute`, 60
+each at Google), or one bucket for both (`quota_per_minute`, stricter); a 429 may carry
+`Retry-After` in seconds or as an HTTP date (`retry_after`).
 
     with SheetsEmulator(quota_per_minute=60) as emu:
         emu.add_spreadsheet("KEY", tabs={"Sheet1": [["a", 1]]})
@@ -23,7 +25,9 @@ from __future__ import annotations
 
 import base64
 import copy
+import email.utils
 import json
+import math
 import re
 import threading
 import time
@@ -56,6 +60,18 @@ _QUOTA_MESSAGE = (
 )
 
 
+WRITE_KINDS = frozenset(
+    {
+        "spreadsheets.batchUpdate",
+        "values.update",
+        "values.batchUpdate",
+        "values.clear",
+        "values.batchClear",
+        "values.append",
+    }
+)
+
+
 class ApiError(Exception):
     """An error answered as Google's JSON: `{"error": {"code", "message", "status"}}`."""
 
@@ -70,6 +86,37 @@ class ApiError(Exception):
         if self.details:
             error["details"] = self.details
         return {"error": error}
+
+
+def _retry_after(seconds: float, form: str) -> dict[str, str]:
+    """`Retry-After` in whole seconds, or as an HTTP date that far ahead."""
+    whole = max(1, math.ceil(seconds))
+    if form == "date":
+        return {"Retry-After": email.utils.formatdate(time.time() + whole + 1, usegmt=True)}
+    return {"Retry-After": str(whole)}
+
+
+class QuotaError(ApiError):
+    """429 RESOURCE_EXHAUSTED / RATE_LIMIT_EXCEEDED, as sheets.googleapis.com answers it;
+    `wait` is the seconds until the quota window has room again."""
+
+    def __init__(self, wait: float, metric: str = "Requests") -> None:
+        message = _QUOTA_MESSAGE.replace("'Requests'", f"'{metric}'").replace(
+            "'Requests per minute", f"'{metric} per minute"
+        )
+        super().__init__(
+            429,
+            message,
+            [
+                {
+                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                    "reason": "RATE_LIMIT_EXCEEDED",
+                    "domain": "googleapis.com",
+                    "metadata": {"service": "sheets.googleapis.com"},
+                }
+            ],
+        )
+        self.wait = wait
 
 
 # ---------------------------------------------------------------- A1 notation
@@ -424,12 +471,21 @@ class SheetsEmulator(Emulator):
         self,
         *,
         quota_per_minute: int | None = None,
+        read_quota_per_minute: int | None = None,
+        write_quota_per_minute: int | None = None,
+        retry_after: str | None = None,
         latency: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
         require_auth: bool = False,
         reject_credentials: bool = False,
     ) -> None:
         self.quota_per_minute = quota_per_minute
+        self.read_quota_per_minute = read_quota_per_minute
+        self.write_quota_per_minute = write_quota_per_minute
+        self.retry_after = retry_after  # None, "seconds" or "date"
+        self._read_window: deque[float] = deque()
+        self._answer = threading.local()  # extra headers of the answer being built
+        self._write_window: deque[float] = deque()
         self.latency = latency
         self.clock = clock
         self.require_auth = require_auth
@@ -586,16 +642,12 @@ class SheetsEmulator(Emulator):
 
     def writes(self) -> int:
         """Answered requests that may change the spreadsheet."""
-        write_kinds = {
-            "spreadsheets.batchUpdate",
-            "values.update",
-            "values.batchUpdate",
-            "values.clear",
-            "values.batchClear",
-            "values.append",
-        }
         with self._lock:
-            return sum(1 for r in self.log if r.kind in write_kinds)
+            return sum(1 for r in self.log if r.kind in WRITE_KINDS)
+
+    def answer_headers(self) -> dict[str, str]:
+        """Extra headers (`Retry-After`) of the answer this thread just built."""
+        return getattr(self._answer, "headers", {})
 
     def max_per_minute(self) -> int:
         """Most API requests seen in any 60-second window (by `clock`)."""
@@ -620,6 +672,7 @@ class SheetsEmulator(Emulator):
         self, method: str, raw_path: str, headers: Mapping[str, str], body: bytes
     ) -> tuple[int, JSON | str]:
         """Answer one HTTP request: (status, JSON body or HTML text)."""
+        self._answer.headers = {}
         if self.latency:
             time.sleep(self.latency)
         split = urlsplit(raw_path)
@@ -638,7 +691,7 @@ class SheetsEmulator(Emulator):
                     status, payload = 404, _NOT_FOUND_HTML
                     return status, payload
                 subject = self._authorise(headers)
-                self._take_quota()
+                self._take_quota(kind)
                 if self._failures:
                     code, message = self._failures.popleft()
                     raise ApiError(code, message)
@@ -649,6 +702,8 @@ class SheetsEmulator(Emulator):
                 if err.code == 429:
                     self.throttled += 1
                 status, payload = err.code, err.body()
+                if isinstance(err, QuotaError) and self.retry_after:
+                    self._answer.headers = _retry_after(err.wait, self.retry_after)
             self.log.append(RequestRecord(method, split.path, kind, status, subject))
             return status, payload
 
@@ -665,27 +720,26 @@ class SheetsEmulator(Emulator):
             )
         return None
 
-    def _take_quota(self) -> None:
+    def _take_quota(self, kind: str = "") -> None:
         now = self.clock()
         self._times.append(now)
-        if self.quota_per_minute is None:
-            return
-        while self._window and now - self._window[0] >= 60:
-            self._window.popleft()
-        if len(self._window) >= self.quota_per_minute:
-            raise ApiError(
-                429,
-                _QUOTA_MESSAGE,
-                [
-                    {
-                        "@type": "type.googleapis.com/google.rpc.ErrorInfo",
-                        "reason": "RATE_LIMIT_EXCEEDED",
-                        "domain": "googleapis.com",
-                        "metadata": {"service": "sheets.googleapis.com"},
-                    }
-                ],
-            )
-        self._window.append(now)
+        write = kind in WRITE_KINDS
+        buckets = [(self.quota_per_minute, self._window, "Requests")]
+        if write:
+            buckets.append((self.write_quota_per_minute, self._write_window, "Write requests"))
+        else:
+            buckets.append((self.read_quota_per_minute, self._read_window, "Read requests"))
+        for limit, window, metric in buckets:
+            if limit is None:
+                continue
+            while window and now - window[0] >= 60:
+                window.popleft()
+            if len(window) >= limit:
+                wait = 60 - (now - window[0]) if window else 60.0
+                raise QuotaError(wait, metric)
+        for limit, window, _metric in buckets:
+            if limit is not None:
+                window.append(now)
 
     def _token(self, body: bytes) -> tuple[int, JSON]:
         form = parse_qs(body.decode(), keep_blank_values=True)
@@ -1259,6 +1313,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(data)))
+        for key, value in self.emulator.answer_headers().items():
+            self.send_header(key, value)
         self.end_headers()
         self.wfile.write(data)
 

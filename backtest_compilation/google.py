@@ -1,0 +1,659 @@
+"""The one way this tool talks to Google (Drive and Sheets alike).
+
+It owns what both APIs share:
+
+- credentials and scopes (`credentials`, `credentials_rejected`);
+- the endpoint rule: an emulator endpoint on this machine is reached directly, every
+  other address through the environment's HTTP(S) proxy (`direct`);
+- the classification of every answer into *rate-limit*, *transient* or *permanent*, by
+  Google's reason strings first and the HTTP status second (`REASONS`, `classify`,
+  `answer_of`), and `Retry-After` in seconds or as an HTTP date (`retry_after`);
+- call counting (`ApiCalls`);
+- one pacer (`Pacer`) in the manner of rclone's `lib/pacer`: a minimum spacing between
+  calls, multiplicative slow-down on rate-limit answers, gradual speed-up on success,
+  `Retry-After` honoured, jittered waits, and for batched writes an adaptive batch size
+  and number of batches in flight;
+- time: a per-request timeout, a bounded retry time per call (`Transport.call`), and the
+  run's `Deadline`.
+
+No other module sleeps or decides whether to retry.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import Enum
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import google.auth.exceptions
+from google.auth.credentials import Credentials
+
+from .errors import ConfigError, ServiceError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+REQUEST_TIMEOUT_S = 30.0  # one HTTP request; Google answers a healthy call in well under 5 s
+CALL_BUDGET_S = 120.0  # all attempts of one call, waits included
+MAX_RETRIES = 6
+BACKOFF_BASE_S = 2.0
+BACKOFF_CAP_S = 32.0
+
+
+# ---------------------------------------------------------------- classification
+
+
+class Kind(Enum):
+    """What an answer means for the caller."""
+
+    OK = "ok"
+    RATE_LIMIT = "rate-limit"  # slow down and send it again: never a failure of the work
+    TRANSIENT = "transient"  # Google or the network hiccuped: retry with backoff
+    PERMANENT = "permanent"  # retrying cannot help: not found, no permission, invalid
+
+
+# Google's reason strings: Drive v3 (`error.errors[].reason`) and Sheets v4
+# (`error.status`, `error.details[].reason`). A reason decides before the status does:
+# Drive answers a rate limit as 403, and a 403 is otherwise permanent.
+REASONS: Mapping[str, Kind] = {
+    # rate limits
+    "userRateLimitExceeded": Kind.RATE_LIMIT,
+    "rateLimitExceeded": Kind.RATE_LIMIT,
+    "sharingRateLimitExceeded": Kind.RATE_LIMIT,
+    "RATE_LIMIT_EXCEEDED": Kind.RATE_LIMIT,
+    "RESOURCE_EXHAUSTED": Kind.RATE_LIMIT,
+    # transient
+    "backendError": Kind.TRANSIENT,
+    "internalError": Kind.TRANSIENT,
+    "transientError": Kind.TRANSIENT,
+    "UNAVAILABLE": Kind.TRANSIENT,
+    "INTERNAL": Kind.TRANSIENT,
+    "DEADLINE_EXCEEDED": Kind.TRANSIENT,
+    # permanent
+    "insufficientFilePermissions": Kind.PERMANENT,
+    "insufficientPermissions": Kind.PERMANENT,
+    "forbidden": Kind.PERMANENT,
+    "domainPolicy": Kind.PERMANENT,
+    "notFound": Kind.PERMANENT,
+    "fileNotFound": Kind.PERMANENT,
+    "invalid": Kind.PERMANENT,
+    "badRequest": Kind.PERMANENT,
+    "parseError": Kind.PERMANENT,
+    "required": Kind.PERMANENT,
+    "authError": Kind.PERMANENT,
+    "dailyLimitExceeded": Kind.PERMANENT,  # a daily quota: waiting minutes will not help
+    "storageQuotaExceeded": Kind.PERMANENT,
+    "PERMISSION_DENIED": Kind.PERMANENT,
+    "NOT_FOUND": Kind.PERMANENT,
+    "INVALID_ARGUMENT": Kind.PERMANENT,
+    "FAILED_PRECONDITION": Kind.PERMANENT,
+    "UNAUTHENTICATED": Kind.PERMANENT,
+}
+_BY_STATUS = {429: Kind.RATE_LIMIT, 408: Kind.TRANSIENT}
+# A reason of each kind in one answer: the most hopeful wins (Google lists the cause first,
+# but a rate limit next to "forbidden" is still a rate limit).
+_PRECEDENCE = (Kind.RATE_LIMIT, Kind.TRANSIENT, Kind.PERMANENT)
+
+
+def reasons(body: Any) -> tuple[str, ...]:
+    """The reason strings in Google's error JSON (`bytes`, `str` or parsed)."""
+    if isinstance(body, bytes | bytearray):
+        body = body.decode("utf-8", "replace")
+    if isinstance(body, str):
+        try:
+            body = json.loads(body)
+        except ValueError:
+            return ()
+    error = body.get("error") if isinstance(body, Mapping) else None
+    if not isinstance(error, Mapping):
+        return ()
+    found: list[str] = []
+    for entry in (*_list(error.get("errors")), *_list(error.get("details"))):
+        if isinstance(entry, Mapping) and isinstance(entry.get("reason"), str):
+            found.append(entry["reason"])
+    if isinstance(error.get("status"), str):
+        found.append(error["status"])
+    return tuple(found)
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def classify(status: int, body: Any = None) -> Kind:
+    """Rate-limit, transient or permanent, for an HTTP answer and its error JSON."""
+    if 200 <= status < 400:
+        return Kind.OK
+    kinds = {REASONS[r] for r in reasons(body) if r in REASONS}
+    for kind in _PRECEDENCE:
+        if kind in kinds:
+            return kind
+    if status in _BY_STATUS:
+        return _BY_STATUS[status]
+    if status >= 500:
+        return Kind.TRANSIENT
+    return Kind.PERMANENT
+
+
+def retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a `Retry-After` header: delay-seconds or an HTTP date
+    (RFC 9110 §10.2.3); None when absent or unreadable. A date in the past is 0."""
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        pass
+    else:
+        return max(0.0, seconds) if seconds == seconds else None  # NaN is unreadable
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    now = now or datetime.now(UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+def message_of(status: int, body: Any) -> str:
+    """`403 userRateLimitExceeded: User Rate Limit Exceeded`, from Google's error JSON."""
+    found = reasons(body)
+    text = ""
+    try:
+        raw = body.decode("utf-8", "replace") if isinstance(body, bytes | bytearray) else body
+        error = (json.loads(raw) if isinstance(raw, str) else raw)["error"]
+        text = str(error.get("message", ""))[:300]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        pass
+    names = ", ".join(dict.fromkeys(r for r in found if r and not r.isupper()) or found[:1])
+    if names and text:
+        return f"{status} {names}: {text}"
+    return f"{status} {names or text}".strip()
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One answer from Google as the pacer sees it."""
+
+    kind: Kind
+    status: int = 0  # 0: no HTTP answer (connection failed, timed out)
+    message: str = ""
+    retry_after: float | None = None
+
+
+def answer_of(exc: BaseException, now: datetime | None = None) -> Answer | None:
+    """The answer an exception carries (googleapiclient, gspread, requests, httplib2,
+    sockets, google-auth); None for an exception that is not about talking to Google."""
+    from googleapiclient.errors import HttpError
+    from gspread.exceptions import APIError
+
+    if isinstance(exc, HttpError):
+        status = int(exc.resp.status)
+        header = exc.resp.get("retry-after")
+        return Answer(
+            classify(status, exc.content),
+            status,
+            message_of(status, exc.content),
+            retry_after(header, now),
+        )
+    if isinstance(exc, APIError):
+        response = exc.response
+        status = int(response.status_code)
+        return Answer(
+            classify(status, response.content),
+            status,
+            message_of(status, response.content),
+            retry_after(response.headers.get("Retry-After"), now),
+        )
+    if isinstance(exc, google.auth.exceptions.RefreshError):
+        return Answer(Kind.PERMANENT, 401, "credentials refused")
+    if _is_connection_error(exc):
+        return Answer(Kind.TRANSIENT, 0, f"cannot reach Google ({type(exc).__name__})")
+    return None
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    import httplib2
+    import requests
+
+    return isinstance(
+        exc,
+        OSError
+        | TimeoutError
+        | httplib2.HttpLib2Error
+        | requests.ConnectionError
+        | requests.Timeout
+        | google.auth.exceptions.TransportError,
+    )
+
+
+# ---------------------------------------------------------------- time
+
+
+class Clock:
+    """Monotonic seconds plus any time an injected `sleep` skipped, so that a test's
+    instant sleep still moves time on: the pacer, the stall rule and the budgets then
+    behave as they would with real waits."""
+
+    def __init__(
+        self,
+        sleep: Callable[[float], object] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._sleep = sleep
+        self._monotonic = monotonic
+        self._skipped = 0.0
+        self._lock = threading.Lock()
+
+    def now(self) -> float:
+        with self._lock:
+            return self._monotonic() + self._skipped
+
+    def sleep(self, seconds: float) -> None:
+        if seconds <= 0:
+            return
+        before = self._monotonic()
+        self._sleep(seconds)
+        really = self._monotonic() - before
+        if really < seconds:
+            with self._lock:
+                self._skipped += seconds - really
+
+
+class RunTimedOut(ServiceError):
+    """The run reached `RUN_TIMEOUT_S` (exit 1); what completed before is kept."""
+
+
+class Deadline:
+    """The end of the run (`RUN_TIMEOUT_S` after it started), on real monotonic time."""
+
+    def __init__(
+        self, seconds: float | None, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.seconds = seconds
+        self._monotonic = monotonic
+        self._end = None if seconds is None else monotonic() + seconds
+
+    def left(self) -> float:
+        """Seconds left (infinite without a deadline); never negative."""
+        if self._end is None:
+            return float("inf")
+        return max(0.0, self._end - self._monotonic())
+
+    @property
+    def expired(self) -> bool:
+        return self.left() <= 0.0
+
+    def error(self, what: str) -> RunTimedOut:
+        return RunTimedOut(
+            f"the run stopped after RUN_TIMEOUT_S ({self.seconds:g} s) while {what}; "
+            "what completed is kept and the rest is done next run"
+        )
+
+
+NO_DEADLINE = Deadline(None)
+
+
+# ---------------------------------------------------------------- counting
+
+
+@dataclass
+class ApiCalls:
+    """HTTP round trips to one API (a batch counts once; retries count), for SPEC §8,
+    and the answers that asked us to slow down. Thread-safe."""
+
+    requests: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    by_kind: dict[str, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def count(self, kind: str) -> None:
+        with self._lock:
+            self.by_kind[kind] = self.by_kind.get(kind, 0) + 1
+
+    def request(self) -> None:
+        with self._lock:
+            self.requests += 1
+
+    def retry(self) -> None:
+        with self._lock:
+            self.retries += 1
+
+    def limited(self, n: int = 1) -> None:
+        with self._lock:
+            self.rate_limited += n
+
+
+# ---------------------------------------------------------------- the pacer
+
+
+@dataclass(frozen=True)
+class PacerSettings:
+    """How one pacer behaves. Spacing is per unit of cost (a batch of n parts costs n)."""
+
+    min_interval: float = 0.0  # seconds per unit at full speed
+    start_interval: float = 0.0
+    # The interval a first rate-limit answer raises a zero interval to.
+    floor_interval: float = 0.0
+    max_interval: float = 10.0
+    attack: float = 2.0  # interval × this on a rate-limit answer
+    decay: float = 0.9  # interval × this after a fully accepted call
+    backoff_base: float = BACKOFF_BASE_S
+    backoff_cap: float = BACKOFF_CAP_S
+    jitter: float = 0.2  # waits are drawn from [1 - jitter, 1] × the computed wait
+    # Batched writes: batch size and batches in flight start small and adapt.
+    start_batch: int = 1
+    max_batch: int = 1
+    start_concurrency: int = 1
+    max_concurrency: int = 1
+
+
+# Drive writes: 100/s at most (rclone's 10 ms minimum sleep with bursts), starting at
+# 10/s; a limit is found within a few batches and then tracked.
+DRIVE_WRITES = PacerSettings(
+    min_interval=0.01,
+    start_interval=0.1,
+    floor_interval=0.01,
+    max_interval=10.0,
+    attack=1.6,
+    decay=0.85,
+    start_batch=5,
+    max_batch=100,
+    start_concurrency=1,
+    max_concurrency=4,
+)
+# Reads and Sheets: a handful of calls per run, far below the quotas; rate-limit answers
+# are met with backoff and Retry-After, and the pause holds every caller of the pacer.
+SINGLE_CALLS = PacerSettings()
+
+
+class Pacer:
+    """Decides when the next call may go, and how long to wait before a retry.
+
+    `wait_turn(cost)` blocks until the caller may send (calls are spaced by
+    `interval × cost`, and nobody sends before a pause ordered by `Retry-After` or a
+    backoff ends). `answered(...)` feeds each answer back: rate limits slow the pacer
+    down multiplicatively (and shrink batches and concurrency), successes speed it up
+    again gradually (and grow them). Thread-safe; all time comes from `clock`."""
+
+    def __init__(
+        self,
+        settings: PacerSettings = SINGLE_CALLS,
+        *,
+        clock: Clock | None = None,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock or Clock()
+        self._rand = rand
+        self._lock = threading.Lock()
+        self.interval = settings.start_interval
+        self.batch = settings.start_batch
+        self.concurrency = settings.start_concurrency
+        self._next = self.clock.now()
+        self.waited = 0.0
+        self.rate_limited = 0
+
+    def jittered(self, seconds: float) -> float:
+        """`seconds` scaled into [1 - jitter, 1]: retries of many clients spread out."""
+        return seconds * (1.0 - self.settings.jitter * self._rand())
+
+    def backoff(self, attempt: int) -> float:
+        """The wait before retry `attempt` (1, 2, …): exponential, capped, jittered."""
+        s = self.settings
+        return self.jittered(min(s.backoff_cap, s.backoff_base * 2 ** (attempt - 1)))
+
+    def reserve(self, cost: float = 1.0, *, latest: float | None = None) -> float | None:
+        """Take the next slot for a call of `cost`; the seconds to wait for it, or None
+        (nothing reserved) when the slot would start after clock time `latest`."""
+        with self._lock:
+            now = self.clock.now()
+            slot = max(now, self._next)
+            if latest is not None and slot > latest:
+                return None
+            self._next = slot + cost * self.interval
+            return slot - now
+
+    def wait_turn(self, cost: float = 1.0, *, latest: float | None = None) -> bool:
+        """Wait for the next slot; False (without waiting) if it starts after `latest`."""
+        wait = self.reserve(cost, latest=latest)
+        if wait is None:
+            return False
+        if wait > 0:
+            with self._lock:
+                self.waited += wait
+            self.clock.sleep(wait)
+        return True
+
+    def pause(self, seconds: float) -> None:
+        """Nobody sends for `seconds` from now (a backoff or a `Retry-After`)."""
+        with self._lock:
+            self._next = max(self._next, self.clock.now() + seconds)
+
+    def answered(
+        self,
+        *,
+        accepted: int = 0,
+        rate_limited: int = 0,
+        transient: int = 0,
+        retry_after: float | None = None,
+        attempt: int = 1,
+    ) -> float:
+        """Feed back one call's answer (a batch: its parts); returns the pause ordered
+        (0 when the next call may follow at the normal spacing)."""
+        s = self.settings
+        pause = 0.0
+        with self._lock:
+            if rate_limited:
+                self.rate_limited += rate_limited
+                self.interval = min(s.max_interval, max(self.interval * s.attack, s.floor_interval))
+                # Shrink to what got through, so the next batch fits what Drive allows.
+                self.batch = max(1, min(self.batch // 2, max(accepted, 1)))
+                self.concurrency = max(1, self.concurrency // 2)
+            elif accepted and not transient:
+                self.interval = max(s.min_interval, self.interval * s.decay)
+                if self.interval < s.floor_interval * 0.5 and s.min_interval == 0:
+                    self.interval = 0.0
+                self.batch = min(s.max_batch, self.batch * 2)
+            if rate_limited or transient:
+                if retry_after is not None:
+                    pause = retry_after + self.jittered(min(1.0, 0.1 * retry_after + 0.05))
+                    pause = max(pause, retry_after)
+                elif rate_limited and s.floor_interval:
+                    # Adaptive spacing already slowed us down; no extra pause needed.
+                    pause = 0.0
+                else:
+                    pause = self.backoff(attempt)
+                self._next = max(self._next, self.clock.now() + pause)
+        return pause
+
+    def grow_concurrency(self) -> None:
+        """One more batch in flight: the pacer is waiting on round trips, not on spacing."""
+        with self._lock:
+            self.concurrency = min(self.settings.max_concurrency, self.concurrency + 1)
+
+
+# ---------------------------------------------------------------- one call
+
+
+class CallFailed(Exception):
+    """A call that did not succeed: `answer` says why, `cause` is the last exception."""
+
+    def __init__(self, answer: Answer, cause: BaseException) -> None:
+        super().__init__(answer.message)
+        self.answer = answer
+        self.cause = cause
+
+
+class Transport:
+    """Sends calls of one API through one pacer, with bounded retries.
+
+    `call(what, fn)` runs `fn` (one HTTP request, already built), retrying rate-limit and
+    transient answers until it succeeds, `retries` are spent, the next wait would pass
+    `call_budget_s` for this call, or the run's `deadline` is near. Permanent answers and
+    spent budgets raise `CallFailed`; exceptions that are not about Google pass through."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        pacer: Pacer,
+        calls: ApiCalls,
+        retries: int = MAX_RETRIES,
+        call_budget_s: float = CALL_BUDGET_S,
+        deadline: Deadline = NO_DEADLINE,
+        logger: logging.Logger = log,
+    ) -> None:
+        self.name = name
+        self.pacer = pacer
+        self.calls = calls
+        self.retries = retries
+        self.call_budget_s = call_budget_s
+        self.deadline = deadline
+        self.log = logger
+
+    @property
+    def clock(self) -> Clock:
+        return self.pacer.clock
+
+    def call(self, what: str, fn: Callable[[], T]) -> T:
+        started = self.clock.now()
+        attempt = 0
+        while True:
+            if self.deadline.expired:
+                raise self.deadline.error(f"calling {self.name} ({what})")
+            self.pacer.wait_turn()
+            try:
+                result = fn()
+            except Exception as exc:
+                error: Exception = exc
+                answer = answer_of(exc)
+                if answer is None:
+                    raise
+            else:
+                self.pacer.answered(accepted=1)
+                return result
+            if answer.kind is Kind.PERMANENT:
+                raise CallFailed(answer, error) from error
+            attempt += 1
+            if answer.kind is Kind.RATE_LIMIT:
+                self.calls.limited()
+            wait = self.pacer.answered(
+                rate_limited=int(answer.kind is Kind.RATE_LIMIT),
+                transient=int(answer.kind is Kind.TRANSIENT),
+                retry_after=answer.retry_after,
+                attempt=attempt,
+            )
+            spent = self.clock.now() - started
+            if (
+                attempt > self.retries
+                or spent + wait > self.call_budget_s
+                or wait >= self.deadline.left()
+            ):
+                raise CallFailed(answer, error) from error
+            self.calls.retry()
+            self.log.info(
+                "%s: %s (%s), retry %d/%d in %.1f s",
+                self.name,
+                f"HTTP {answer.status}" if answer.status else "no answer",
+                what,
+                attempt,
+                self.retries,
+                wait,
+            )
+
+
+# ---------------------------------------------------------------- endpoints and keys
+
+
+def direct(endpoint: str) -> bool:
+    """True when `endpoint` is on this machine (an emulator): reached without the
+    environment's HTTP(S)_PROXY. Google itself is reached through the proxy, if any."""
+    if not endpoint:
+        return False
+    return urlsplit(endpoint).hostname in ("127.0.0.1", "localhost", "::1")
+
+
+def credentials(path: Path | str, delegate: str, scopes: Sequence[str]) -> Credentials:
+    """Service-account credentials from the key file at `path`, acting as `delegate`
+    (domain-wide delegation) with `scopes`. A missing or malformed key is a
+    `ConfigError` naming the file, never quoting it."""
+    from google.oauth2 import service_account
+
+    try:
+        creds = service_account.Credentials.from_service_account_file(
+            str(path), scopes=list(scopes)
+        )
+    except FileNotFoundError:
+        raise ConfigError(f"GOOGLE_CREDENTIALS_FILE {str(path)!r} does not exist") from None
+    except (ValueError, KeyError, TypeError, OSError) as exc:
+        # The library's messages can quote the file; say only what kind of problem it is.
+        raise ConfigError(
+            f"GOOGLE_CREDENTIALS_FILE {str(path)!r} is not a valid service-account key "
+            f"(JSON with client_email, private_key and token_uri; {type(exc).__name__})"
+        ) from None
+    return creds.with_subject(delegate) if delegate else creds
+
+
+def credentials_rejected(
+    exc: BaseException, api: str, delegate: str, scopes: Iterable[str]
+) -> ConfigError:
+    """Google refused the key or the delegation: a `ConfigError` with only the OAuth
+    error code (never the response, never the key)."""
+    code = "rejected"
+    if isinstance(exc, google.auth.exceptions.RefreshError) and exc.args:
+        first = str(exc.args[0])
+        code = first.split(":", 1)[0].strip()[:200] or code
+    elif isinstance(exc, CallFailed) and exc.answer.status:
+        code = f"HTTP {exc.answer.status}"
+    who = f"acting as DELEGATE_EMAIL {delegate!r}" if delegate else "without a delegate"
+    return ConfigError(
+        f"Google rejected the service-account key in GOOGLE_CREDENTIALS_FILE for {api} "
+        f"({who}): {code}. Check the key, and that domain-wide delegation grants the "
+        f"scopes {', '.join(scopes)}."
+    )
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+__all__ = [
+    "CALL_BUDGET_S",
+    "DRIVE_WRITES",
+    "REASONS",
+    "REQUEST_TIMEOUT_S",
+    "SINGLE_CALLS",
+    "Answer",
+    "ApiCalls",
+    "CallFailed",
+    "Clock",
+    "Deadline",
+    "Kind",
+    "Pacer",
+    "PacerSettings",
+    "RunTimedOut",
+    "Transport",
+    "answer_of",
+    "classify",
+    "credentials",
+    "credentials_rejected",
+    "direct",
+    "message_of",
+    "reasons",
+    "retry_after",
+]
