@@ -677,6 +677,7 @@ class _RenamePhase:
         self.local = threading.local()
         self.sent_parts = 0
         self.limited = 0
+        self.failing = 0
         self.last_limit = ""
 
     def send(self, chunk: list[str], latest: float) -> tuple[dict[str, Answer], float] | None:
@@ -769,13 +770,25 @@ class _RenamePhase:
             self.source.calls.retry()
             # Back at the front: the oldest work goes first, and the order stays stable.
             self.queue.extendleft(reversed(again))
-        attempt = self.sent_parts // max(len(chunk), 1)
+        # Backoff after errors grows with consecutive failing batches, not with the total.
+        self.failing = 0 if accepted or not transient else self.failing + 1
         self.pacer.answered(
             accepted=accepted,
             rate_limited=limited,
             transient=transient,
             retry_after=retry_after,
-            attempt=min(attempt, 6) if transient else 1,
+            attempt=max(1, self.failing),
+        )
+        log.debug(
+            "drive: batch of %d: %d renamed, %d rate-limited, %d errors; next: %.3f s a "
+            "write, batches of %d, %d in flight",
+            len(chunk),
+            accepted,
+            limited,
+            transient,
+            self.pacer.interval,
+            self.pacer.batch,
+            self.pacer.concurrency,
         )
         if accepted == len(chunk) and waited <= 0.0:
             # The pacer let this batch go at once: round trips, not spacing, bound the rate.

@@ -49,6 +49,7 @@ CALL_BUDGET_S = 120.0  # all attempts of one call, waits included
 MAX_RETRIES = 6
 BACKOFF_BASE_S = 2.0
 BACKOFF_CAP_S = 32.0
+PROBE_AFTER = 4  # whole batches at the size cap before trying one part more
 
 
 # ---------------------------------------------------------------- classification
@@ -351,7 +352,8 @@ class PacerSettings:
     floor_interval: float = 0.0
     max_interval: float = 10.0
     attack: float = 2.0  # interval × this on a rate-limit answer
-    decay: float = 0.9  # interval × this after a fully accepted call
+    decay: float = 0.9  # interval × this per accepted unit, once a rate limit was seen
+    start_decay: float = 0.9  # the same before any rate limit (a faster start)
     backoff_base: float = BACKOFF_BASE_S
     backoff_cap: float = BACKOFF_CAP_S
     jitter: float = 0.2  # waits are drawn from [1 - jitter, 1] × the computed wait
@@ -362,15 +364,18 @@ class PacerSettings:
     max_concurrency: int = 1
 
 
-# Drive writes: 100/s at most (rclone's 10 ms minimum sleep with bursts), starting at
-# 10/s; a limit is found within a few batches and then tracked.
+# Drive writes: no spacing until Drive first says "slow down" (batches and concurrency
+# start small and grow meanwhile); from then on spacing starts at 10 ms a write, grows
+# ×1.5 per rate-limited batch and shrinks 1.5 % per accepted write, so it settles just
+# under the rate Drive sustains.
 DRIVE_WRITES = PacerSettings(
-    min_interval=0.01,
-    start_interval=0.1,
+    min_interval=0.0,
+    start_interval=0.0,
     floor_interval=0.01,
-    max_interval=10.0,
-    attack=1.6,
-    decay=0.85,
+    max_interval=2.0,  # never slower than a write every 2 s: Drive sustains more
+    attack=1.5,
+    decay=0.985,
+    start_decay=0.9,
     start_batch=5,
     max_batch=100,
     start_concurrency=1,
@@ -405,6 +410,10 @@ class Pacer:
         self.batch = settings.start_batch
         self.concurrency = settings.start_concurrency
         self._next = self.clock.now()
+        self._limited_seen = False
+        self.batch_cap = settings.max_batch
+        self._batch_ok = 0  # the biggest batch Drive took whole
+        self._at_cap = 0
         self.waited = 0.0
         self.rate_limited = 0
 
@@ -460,15 +469,38 @@ class Pacer:
         with self._lock:
             if rate_limited:
                 self.rate_limited += rate_limited
-                self.interval = min(s.max_interval, max(self.interval * s.attack, s.floor_interval))
-                # Shrink to what got through, so the next batch fits what Drive allows.
-                self.batch = max(1, min(self.batch // 2, max(accepted, 1)))
-                self.concurrency = max(1, self.concurrency // 2)
-            elif accepted and not transient:
-                self.interval = max(s.min_interval, self.interval * s.decay)
-                if self.interval < s.floor_interval * 0.5 and s.min_interval == 0:
-                    self.interval = 0.0
-                self.batch = min(s.max_batch, self.batch * 2)
+                self._limited_seen = True
+                size = accepted + rate_limited + transient
+                # Drive answers a batch's parts in order, so what got through is about
+                # what its bucket held. A batch bigger than any that got through whole
+                # was too big, not too fast: only the batch size shrinks then.
+                too_big = accepted > 0 and size > self._batch_ok
+                if not too_big:
+                    self.interval = min(
+                        s.max_interval, max(self.interval * s.attack, s.floor_interval)
+                    )
+                    self.concurrency = max(1, self.concurrency // 2)
+                shrunk = max(1, accepted if accepted else self.batch // 2)
+                self.batch_cap = max(1, min(self.batch_cap, shrunk if too_big else size))
+                self.batch = min(self.batch_cap, shrunk)
+                self._at_cap = 0
+            elif accepted:
+                # Until the first rate limit, speed up fast (a slow start that doubles);
+                # after it, gently, per accepted unit, so the rate hovers just under the
+                # limit instead of sawing between it and half of it.
+                decay = s.decay if self._limited_seen else s.start_decay
+                self.interval = max(s.min_interval, self.interval * decay**accepted)
+                if self.interval < 1e-4:
+                    self.interval = s.min_interval
+                if not transient:
+                    self._batch_ok = max(self._batch_ok, accepted)
+                    if self.batch >= self.batch_cap:
+                        # Probe one bigger now and then: Drive's allowance may have grown.
+                        self._at_cap += 1
+                        if self._at_cap >= PROBE_AFTER:
+                            self.batch_cap = min(s.max_batch, self.batch_cap + 1)
+                            self._at_cap = 0
+                    self.batch = min(self.batch_cap, self.batch * 2)
             if rate_limited or transient:
                 if retry_after is not None:
                     pause = retry_after + self.jittered(min(1.0, 0.1 * retry_after + 0.05))
@@ -603,7 +635,7 @@ def credentials(path: Path | str, delegate: str, scopes: Sequence[str]) -> Crede
     except (ValueError, KeyError, TypeError, OSError) as exc:
         # The library's messages can quote the file; say only what kind of problem it is.
         raise ConfigError(
-            f"GOOGLE_CREDENTIALS_FILE {str(path)!r} is not a valid service-account key "
+            f"GOOGLE_CREDENTIALS_FILE {str(path)!r} is not a service-account key "
             f"(JSON with client_email, private_key and token_uri; {type(exc).__name__})"
         ) from None
     return creds.with_subject(delegate) if delegate else creds
