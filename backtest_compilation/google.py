@@ -366,15 +366,15 @@ class PacerSettings:
 
 # Drive writes: no spacing until Drive first says "slow down" (batches and concurrency
 # start small and grow meanwhile); from then on spacing starts at 10 ms a write, grows
-# ×1.5 per rate-limited batch and shrinks 1.5 % per accepted write, so it settles just
+# ×1.25 per rate-limited batch and shrinks 2 % per accepted write, so it settles just
 # under the rate Drive sustains.
 DRIVE_WRITES = PacerSettings(
     min_interval=0.0,
     start_interval=0.0,
     floor_interval=0.01,
     max_interval=2.0,  # never slower than a write every 2 s: Drive sustains more
-    attack=1.5,
-    decay=0.985,
+    attack=1.25,
+    decay=0.98,
     start_decay=0.9,
     start_batch=5,
     max_batch=100,
@@ -413,6 +413,9 @@ class Pacer:
         self._limited_seen = False
         self.batch_cap = settings.max_batch
         self._batch_ok = 0  # the biggest batch Drive took whole
+        self._first = self._next
+        self._accepted = 0
+        self._limited_before = False
         self._at_cap = 0
         self.waited = 0.0
         self.rate_limited = 0
@@ -467,6 +470,7 @@ class Pacer:
         s = self.settings
         pause = 0.0
         with self._lock:
+            self._accepted += accepted
             if rate_limited:
                 self.rate_limited += rate_limited
                 self._limited_seen = True
@@ -476,8 +480,16 @@ class Pacer:
                 # was too big, not too fast: only the batch size shrinks then.
                 too_big = accepted > 0 and size > self._batch_ok
                 if not too_big:
+                    # The first time, start from the rate that got through so far (an
+                    # overestimate: it includes Drive's initial burst).
+                    first = (
+                        (self.clock.now() - self._first) / self._accepted
+                        if not self._limited_before and self._accepted
+                        else 0.0
+                    )
+                    self._limited_before = True
                     self.interval = min(
-                        s.max_interval, max(self.interval * s.attack, s.floor_interval)
+                        s.max_interval, max(self.interval * s.attack, s.floor_interval, first)
                     )
                     self.concurrency = max(1, self.concurrency // 2)
                 shrunk = max(1, accepted if accepted else self.batch // 2)
