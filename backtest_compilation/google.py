@@ -611,13 +611,13 @@ class Transport:
                 raise CallFailed(answer, error) from error
             self.calls.retry()
             self.log.info(
-                "%s: %s (%s), retry %d/%d in %.1f s",
+                "%s: %s, retry %d/%d in %.1f s (%s)",
                 self.name,
-                f"HTTP {answer.status}" if answer.status else "no answer",
-                what,
+                f"HTTP {answer.status}" if answer.status else answer.message,
                 attempt,
                 self.retries,
                 wait,
+                what,
             )
 
 

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from backtest_compilation.drive import SCOPE_READ, SCOPE_RENAME, DriveSource, load_credentials
+from backtest_compilation.drive import SCOPE_READ, SCOPE_RENAME, DriveSource
 from backtest_compilation.errors import ConfigError
+from backtest_compilation.google import credentials as load_credentials
 from backtest_compilation.settings import load
 from tests.emulators.drive import DriveEmulator
 

@@ -36,7 +36,8 @@ import pytest
 from pymongo import MongoClient
 
 from backtest_compilation import pipeline, schedule, sheet, sources
-from backtest_compilation.drive import SCOPE_READ, SCOPE_RENAME, DriveSource, load_credentials
+from backtest_compilation.drive import SCOPE_READ, SCOPE_RENAME, DriveSource
+from backtest_compilation.google import credentials as load_credentials
 from backtest_compilation.settings import Settings
 from backtest_compilation.store import Store
 from tests.emulators.drive import DriveEmulator
@@ -342,7 +343,7 @@ def test_an_in_process_run_with_real_token_exchanges_logs_no_secret(
     report = sheet.open_report(
         KEY,
         endpoint=sheets_emulator.url,
-        credentials=sheet.service_account_credentials(sheets_key, DELEGATE),
+        credentials=load_credentials(sheets_key, DELEGATE, (sheet.SCOPE,)),
         sleep=lambda _s: None,
     )
     settings = replace(Settings(), cache_dir=tmp_path / "cache", mongo_uri="mongomock://x")

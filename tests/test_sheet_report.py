@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from backtest_compilation import catalog as catalog_module
-from backtest_compilation import sheet
+from backtest_compilation import google, sheet
 from backtest_compilation.catalog import Catalog, Category, Course, ExamEntry, Problem
 from backtest_compilation.errors import ConfigError, ServiceError
 from backtest_compilation.settings import Settings
@@ -416,6 +416,13 @@ def test_plan_reads_but_never_writes(
 # ---------------------------------------------------------------- failures
 
 
+def jittered(waits: list[float], backoff: list[float]) -> bool:
+    """The waits are the exponential backoff, each jittered down by at most 20 %."""
+    return len(waits) == len(backoff) and all(
+        0.8 * b <= w <= b for w, b in zip(waits, backoff, strict=True)
+    )
+
+
 def test_rate_limit_answers_are_retried_with_backoff(
     sheets_emulator: SheetsEmulator,
     make_report: MakeReport,
@@ -429,7 +436,7 @@ def test_rate_limit_answers_are_retried_with_backoff(
     result = make_report().publish(drive(), None, NOW)
 
     assert result.written
-    assert sleeps == [2.0, 4.0]
+    assert jittered(sleeps, [2.0, 4.0])
     assert result.api_calls == 5  # the two refused requests count: Google counted them too
     assert "HTTP 429, retry 1/6" in caplog.text
 
@@ -442,7 +449,7 @@ def test_a_lasting_failure_is_a_service_error(
     with pytest.raises(ServiceError, match="HTTP 503") as err:
         make_report(retries=2).publish(drive(), None, NOW)
     assert SHEET_KEY in str(err.value)
-    assert sleeps == [2.0, 4.0]
+    assert jittered(sleeps, [2.0, 4.0])
     assert sheets_emulator.writes() == 0
 
 
@@ -469,7 +476,7 @@ def test_an_unreachable_api_is_a_service_error(sleeps: list[float]) -> None:
     report = sheet.open_report(SHEET_KEY, endpoint=url, sleep=sleeps.append, retries=1)
     with pytest.raises(ServiceError, match="unreachable"):
         report.plan(drive())
-    assert report.api_calls == 2 and sleeps == [2.0]
+    assert report.api_calls == 2 and jittered(sleeps, [2.0])
 
 
 def test_the_service_account_acts_as_the_delegate_with_the_spreadsheets_scope(
@@ -482,8 +489,8 @@ def test_the_service_account_acts_as_the_delegate_with_the_spreadsheets_scope(
         google_credentials_file=service_account_key(sheets_emulator.token_uri),
         delegate_email="backtests@chapter.org",
     )
-    credentials = sheet.service_account_credentials(
-        settings.google_credentials_file, settings.delegate_email
+    credentials = google.credentials(
+        settings.google_credentials_file, settings.delegate_email, (sheet.SCOPE,)
     )
     report = sheet.open_report(
         settings.sheet_key, endpoint=sheets_emulator.url, credentials=credentials
@@ -504,7 +511,7 @@ def test_a_rejected_key_is_a_config_error_without_key_material(
     sheets_emulator.reject_credentials = True
     seed(sheets_emulator)
     path = service_account_key(sheets_emulator.token_uri)
-    credentials = sheet.service_account_credentials(path, "someone@chapter.org")
+    credentials = google.credentials(path, "someone@chapter.org", (sheet.SCOPE,))
     report = sheet.open_report(SHEET_KEY, endpoint=sheets_emulator.url, credentials=credentials)
 
     with pytest.raises(ConfigError, match="rejected the service-account key") as err:

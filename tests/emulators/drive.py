@@ -37,9 +37,9 @@ import contextlib
 import email.parser
 import email.utils
 import hashlib
-import math
 import itertools
 import json
+import math
 import re
 import socket
 import threading
@@ -81,6 +81,16 @@ DEFAULT_FIELDS = {
 FAULT_KINDS = ("429", "403-rate", "403-user-rate", "500", "503", "drop")
 ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 FILE_ID_LENGTH = 33
+_SORTABLE = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"  # ASCII order
+
+
+def _sortable(n: int, width: int) -> str:
+    """`n` in base 62 with digits in ASCII order, so ids sort as they were made."""
+    out = ""
+    for _ in range(width):
+        n, digit = divmod(n, 62)
+        out = _SORTABLE[digit] + out
+    return out
 
 
 class DriveApiError(Exception):
@@ -474,17 +484,18 @@ class DriveEmulator(Emulator):
 
     def new_id(self, prefix: str = "") -> str:
         """A fresh, unique file or folder id shaped like Google's: 33 characters of
-        `[A-Za-z0-9_-]` (deterministic, so runs are reproducible)."""
+        `[A-Za-z0-9_-]`. Deterministic, and sorted in creation order (a counter leads),
+        so runs and property-test replays are reproducible."""
         n = next(self._ids)
         digest = hashlib.sha256(f"{prefix}{n}".encode()).digest()
         tail = "".join(ID_ALPHABET[b % 64] for b in digest)
-        return ("1" + tail)[:FILE_ID_LENGTH]
+        return ("1" + _sortable(n, 6) + tail)[:FILE_ID_LENGTH]
 
     def new_drive_id(self) -> str:
-        """A fresh shared-drive id shaped like Google's: `0A`, 13 characters, `Uk9PVA`."""
+        """A fresh shared-drive id shaped like Google's: `0A`, 11 characters, `Uk9PVA`."""
         n = next(self._ids)
         digest = hashlib.sha256(f"drive{n}".encode()).digest()
-        return "0A" + "".join(ID_ALPHABET[b % 62] for b in digest[:13]) + "Uk9PVA"
+        return "0A" + _sortable(n, 6) + "".join(_SORTABLE[b % 62] for b in digest[:5]) + "Uk9PVA"
 
     def limit_writes(
         self,
