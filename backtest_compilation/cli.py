@@ -127,6 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 tz=config.tz,
                 cache_dir=config.cache_dir,
                 on_failure=tel.report_exit,
+                run_timeout_s=config.run_timeout_s,
             )
         return _guarded(lambda: _run_once(args, config, tel, command), tel)
     except KeyboardInterrupt:

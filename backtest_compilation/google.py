@@ -588,6 +588,8 @@ class Transport:
                 answer = answer_of(exc)
                 if answer is None:
                     raise
+                if answer.kind is not Kind.PERMANENT and self.deadline.expired:
+                    raise self.deadline.error(f"calling {self.name} ({what})") from None
             else:
                 self.pacer.answered(accepted=1)
                 return result

@@ -187,6 +187,7 @@ def run_forever(
     last_run: datetime | None = None,
     on_failure: FailureReport | None = None,
     beat_every_s: float = HEARTBEAT_EVERY_S,
+    run_timeout_s: float | None = None,
 ) -> int:
     """Run `job` at every slot of `schedule` until `stop` is set; returns 0.
 
@@ -195,7 +196,9 @@ def run_forever(
     raises or returns non-zero is logged and passed to `on_failure`; the loop then
     waits for the next slot. `sleep(seconds)` must return early once `stop` is set
     (the real one is `stop.wait`). The heartbeat file is rewritten every
-    `beat_every_s` while waiting and after each run.
+    `beat_every_s` while waiting, during a run (so a long run is not taken for a dead
+    scheduler) and after each run; a run still going `run_timeout_s` plus a grace
+    period after it started stops refreshing it, so a hung run is noticed.
     """
     zone = zone or ZoneInfo(DEFAULT_TZ)
     if last_run is None:
@@ -211,11 +214,23 @@ def run_forever(
         started = clock()
         log.info("scheduled run starting (%s)", why)
         error: BaseException | None = None
+        running = threading.Event()
+        running.set()
+        beater = threading.Thread(
+            target=_beat_while,
+            args=(running, lambda: beat(None), beat_every_s, run_timeout_s),
+            name="heartbeat",
+            daemon=True,
+        )
+        beater.start()
         try:
             code = job()
         except Exception as exc:  # a failing run must not end the scheduler
             log.exception("scheduled run failed: %s", type(exc).__name__)
             code, error = 1, exc
+        finally:
+            running.clear()
+            beater.join(timeout=5)
         last_run, last_code = started, code
         elapsed = (clock() - started).total_seconds()
         if code == 0:
@@ -256,6 +271,28 @@ def run_forever(
     return 0
 
 
+def _beat_while(
+    running: threading.Event,
+    beat: Callable[[], None],
+    every_s: float,
+    run_timeout_s: float | None,
+    grace_s: float = 60.0,
+) -> None:
+    """Call `beat` every `every_s` while `running` is set, for at most `run_timeout_s`
+    plus `grace_s` (a run stops itself at its timeout; one still going is hung)."""
+    started = time.monotonic()
+    limit = None if run_timeout_s is None else run_timeout_s + grace_s
+    while running.is_set():
+        if limit is not None and time.monotonic() - started > limit:
+            log.error("the run has gone past RUN_TIMEOUT_S: heartbeat no longer refreshed")
+            return
+        beat()
+        # Event.wait with the flag inverted: wake at once when the run ends.
+        deadline = time.monotonic() + every_s
+        while running.is_set() and time.monotonic() < deadline:
+            time.sleep(min(0.05, every_s))
+
+
 def _local(at: datetime, zone: ZoneInfo) -> str:
     return at.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
 
@@ -294,6 +331,7 @@ def serve(
     cache_dir: Path,
     on_failure: FailureReport | None = None,
     last_run: datetime | None = None,
+    run_timeout_s: float | None = None,
 ) -> int:
     """`main.py schedule`: run `job` on `schedule` in `tz` until SIGTERM/SIGINT; returns 0.
 
@@ -311,6 +349,7 @@ def serve(
             heartbeat=heartbeat_path(cache_dir),
             last_run=last_run,
             on_failure=on_failure,
+            run_timeout_s=run_timeout_s,
         )
 
 

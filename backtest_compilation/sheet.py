@@ -626,6 +626,8 @@ class SheetsClient(HTTPClient):
     ) -> None:
         super().__init__(auth=None, session=session)  # type: ignore[arg-type]
         # gspread passes `self.timeout` to every `requests` call.
+        self.request_timeout = timeout
+        self.deadline = deadline
         self.set_timeout(timeout)
         self.counter = google.ApiCalls()
         self.transport = google.Transport(
@@ -649,6 +651,8 @@ class SheetsClient(HTTPClient):
     def request(self, *args: Any, **kwargs: Any) -> requests.Response:
         def once() -> requests.Response:
             self.counter.request()
+            # No request outlives the run: its timeout ends at the run's deadline.
+            self.set_timeout(min(self.request_timeout, max(0.1, self.deadline.left())))
             return super(SheetsClient, self).request(*args, **kwargs)
 
         what = f"{kwargs.get('method') or (args[0] if args else '')} request".strip()
