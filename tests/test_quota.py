@@ -1,0 +1,252 @@
+"""Google's quotas (SPEC §5.9): renames under Drive's write limit, the sheet under the
+Sheets quota, and the time budgets — against the emulators over HTTP.
+
+Rename phases run on the source's clock (real time plus every wait an injected sleep
+skipped), and the Drive emulator's write limit counts on the same clock: a run that
+would take a minute takes a second, and the limit is met exactly as with real waits."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+
+import pytest
+from google.auth.credentials import AnonymousCredentials
+
+from backtest_compilation import sheet, state
+from backtest_compilation.catalog import Category, Rename
+from backtest_compilation.drive import DriveCallError, DriveSource
+from backtest_compilation.errors import ServiceError
+from tests.emulators.drive import DriveEmulator
+from tests.emulators.sheets import SheetsEmulator
+from tests.fixtures_faults import SHEET_KEY, FaultWorld
+
+NOW = datetime(2026, 11, 30, 15, 0, tzinfo=UTC)
+
+
+def source_for(emu: DriveEmulator, root: str, **options: object) -> DriveSource:
+    """A source whose waits are not slept but counted, sharing its clock with `emu`."""
+    options.setdefault("sleep", lambda _s: None)
+    source = DriveSource(
+        root,
+        credentials=AnonymousCredentials(),
+        endpoint=emu.url,
+        allow_renames=True,
+        **options,  # type: ignore[arg-type]
+    )
+    emu.clock = source.clock.now
+    return source
+
+
+def misnamed(emu: DriveEmulator, count: int) -> tuple[str, list[Rename]]:
+    root = emu.add_drive("Backtests")
+    course = emu.add_folder(root, "CSCI-1200 Data Structures")
+    renames = []
+    for n in range(count):
+        fid = emu.add_file(course, f"csci-1200 e1 f22 {n}.pdf")
+        renames.append(
+            Rename(fid, f"CSCI / CSCI-1200 Data Structures / {n}", "x", f"CSCI-1200 E1F{n}.pdf")
+        )
+    return root, renames
+
+
+@pytest.mark.parametrize(
+    ("per_second", "answer"),
+    [
+        pytest.param(5, "403-user-rate", id="5 writes/s, 403 userRateLimitExceeded"),
+        pytest.param(20, "403-user-rate", id="20 writes/s, 403 userRateLimitExceeded"),
+        pytest.param(5, "429", id="5 writes/s, 429"),
+        pytest.param(20, "403-rate", id="20 writes/s, 403 rateLimitExceeded"),
+    ],
+)
+def test_every_rename_is_applied_in_one_run_under_a_write_limit(
+    per_second: float, answer: str
+) -> None:
+    with DriveEmulator() as emu:
+        root, renames = misnamed(emu, 400)
+        emu.reset_stats()
+        source = source_for(emu, root)
+        emu.limit_writes(per_second, answer=answer)
+        result = source.rename(renames)
+        assert result.applied == {r.id for r in renames}
+        assert not result.problems and not result.pending
+        assert all(emu.files[r.id].name == r.new for r in renames)
+        assert emu.write_limit is not None and emu.write_limit.refused > 0  # it was hit
+        assert emu.stats.batch_parts <= 1.3 * len(renames)
+
+
+@pytest.mark.parametrize("form", ["seconds", "date"])
+def test_renames_honour_retry_after_in_both_forms(form: str) -> None:
+    waits: list[float] = []
+    with DriveEmulator() as emu:
+        root, renames = misnamed(emu, 60)
+        source = source_for(emu, root, sleep=waits.append)
+        emu.limit_writes(10, retry_after=form)
+        result = source.rename(renames)
+        assert result.applied == {r.id for r in renames} and not result.problems
+        assert emu.write_limit is not None and emu.write_limit.refused > 0
+        # A Retry-After (at least one second, rounded up) held the pacer that long.
+        assert max(waits) >= 1.0
+
+
+def test_a_permanent_answer_among_rate_limits_is_exactly_one_problem() -> None:
+    with DriveEmulator() as emu:
+        root, renames = misnamed(emu, 80)
+        gone = renames[37]
+        emu.delete(gone.id)  # someone deleted it after the listing: 404 notFound
+        source = source_for(emu, root)
+        emu.limit_writes(5)
+        result = source.rename(renames)
+        (problem,) = result.problems
+        assert problem.category is Category.RENAME_FAILED and problem.id == gone.id
+        assert "404" in problem.message and gone.path in problem.message
+        assert result.applied == {r.id for r in renames} - {gone.id}
+        assert not result.pending
+
+
+def test_nothing_succeeding_for_rename_stall_s_makes_rename_failed() -> None:
+    with DriveEmulator() as emu:
+        root, renames = misnamed(emu, 30)
+        emu.faults.part_every = 1  # every part, for ever: 403 userRateLimitExceeded
+        emu.faults.part_kinds = ("403-user-rate",)
+        source = source_for(emu, root, rename_stall_s=120.0)
+        started = source.clock.now()
+        result = source.rename(renames)
+        took = source.clock.now() - started
+        assert not result.applied and not result.pending
+        assert sorted(p.id for p in result.problems) == sorted(r.id for r in renames)
+        assert all("RENAME_STALL_S" in p.message for p in result.problems)
+        assert 120.0 <= took <= 120.0 + 2 * 2.0 * 100  # at most one slow batch past it
+        assert emu.stats.requests < 200
+
+
+def test_a_stall_shorter_than_rename_stall_s_is_ridden_out() -> None:
+    with DriveEmulator() as emu:
+        root, renames = misnamed(emu, 30)
+        emu.faults.part_every = 1
+        emu.faults.part_kinds = ("403-user-rate",)
+        source = source_for(emu, root, rename_stall_s=300.0)
+        clock = source.clock
+        lift_at = clock.now() + 100.0
+        original = emu._fault_for_part
+
+        def until_lifted() -> str | None:
+            return original() if clock.now() < lift_at else None
+
+        emu._fault_for_part = until_lifted  # type: ignore[method-assign]
+        result = source.rename(renames)
+        assert result.applied == {r.id for r in renames} and not result.problems
+
+
+def test_renames_past_rename_budget_s_are_pending_not_failed() -> None:
+    with DriveEmulator() as emu:
+        root, renames = misnamed(emu, 100)
+        source = source_for(emu, root, rename_budget_s=10.0)
+        emu.limit_writes(1.0)
+        result = source.rename(renames)
+        assert 5 <= len(result.applied) <= 25
+        assert not result.problems
+        assert result.pending == {r.id for r in renames} - result.applied
+        # The next run does the rest.
+        emu.limit_writes(None)
+        rest = [r for r in renames if r.id in result.pending]
+        again = source_for(emu, root).rename(rest)
+        assert again.applied == result.pending and not again.pending
+
+
+def test_a_request_that_never_answers_ends_within_its_budget() -> None:
+    with DriveEmulator() as emu:
+        root = emu.add_drive("Backtests")
+        emu.faults.hang_s = 4.0
+        emu.fail_every(1, ["hang"])
+        source = DriveSource(
+            root,
+            credentials=AnonymousCredentials(),
+            endpoint=emu.url,
+            timeout=0.5,
+            call_budget_s=3.0,
+        )
+        started = time.monotonic()
+        with pytest.raises(DriveCallError, match="cannot reach Google"):
+            source.read(None, now=NOW)
+        took = time.monotonic() - started
+        # Attempts of 0.5 s (httplib2 may reconnect once inside one) and jittered waits,
+        # never starting a wait that would pass the 3 s budget.
+        assert took <= 3.0 + 2 * 0.5 + 0.5
+        assert 2 <= emu.stats.requests <= 6
+
+
+# ---------------------------------------------------------------- Sheets
+
+
+@pytest.mark.parametrize("form", [None, "seconds", "date"])
+def test_the_sheet_is_written_under_the_sheets_quota(form: str | None) -> None:
+    with SheetsEmulator(
+        read_quota_per_minute=60, write_quota_per_minute=60, retry_after=form
+    ) as emu:
+        emu.add_spreadsheet(SHEET_KEY)
+        report = sheet.open_report(SHEET_KEY, endpoint=emu.url, sleep=lambda _s: None)
+        emu.clock = report.client.transport.clock.now
+        from backtest_compilation.catalog import Catalog
+
+        # 45 publishes: 90 reads and 45 writes, past 60 reads in the first minute.
+        for n in range(45):
+            result = report.publish(Catalog(), None if n % 2 else "x", NOW)
+            assert result.digest
+        assert emu.throttled > 0  # the quota was met …
+        assert emu.throttled <= 8  # … and waited out, not hammered
+        assert emu.writes() == 45
+
+
+# ---------------------------------------------------------------- whole runs
+
+
+def test_pending_renames_are_reported_done_next_run_and_never_on_the_sheet(
+    fault_world: FaultWorld,
+) -> None:
+    world = fault_world
+    world.drive.limit_writes(0.5)
+    first = world.run(world.settings(RENAME_BUDGET_S="3"))
+    assert first.exit_code == 0
+    pending = [r for r in first.summary["renames"] if r.get("pending")]
+    assert pending and first.summary["pending"] == len(pending)
+    assert not any(r["applied"] for r in pending)
+    assert not [p for p in first.summary["problems"] if p["category"] == "rename_failed"]
+    assert "Rename failed" not in json.dumps(world.sheets.values(SHEET_KEY, "Errors in Drive"))
+    assert first.summary["mongo"]["inserted"] > 0  # MongoDB did not wait for the renames
+    saved, _ = state.load(state.path_in(world.cache_dir))
+    assert saved.renames is None  # owed: the next run renames
+
+    world.drive.limit_writes(None)
+    second = world.run()
+    assert second.exit_code == 0 and second.summary["pending"] == 0
+    assert all(
+        r["applied"] for r in second.summary["renames"] if r["id"] in {p["id"] for p in pending}
+    )
+
+
+def test_a_run_past_run_timeout_s_stops_cleanly_and_keeps_what_it_completed(
+    fault_world: FaultWorld,
+) -> None:
+    world = fault_world
+    world.sheets.latency = 30.0  # the sheet never answers in time
+    started = time.monotonic()
+    got = world.cli("--json", env=world.env(RUN_TIMEOUT_S="4"))
+    took = time.monotonic() - started
+    assert got.returncode == 1, got.stderr
+    summary = json.loads(got.stdout)
+    assert summary["exit_code"] == 1 and set(summary["failed"]) == {"sheet"}
+    assert "RUN_TIMEOUT_S" in summary["failed"]["sheet"]
+    assert "RUN_TIMEOUT_S" in got.stderr
+    assert took < 4 + 6  # the timeout plus the interpreter's start and exit
+    saved, _ = state.load(state.path_in(world.cache_dir))
+    assert saved.mongo is not None and saved.sheet is None  # MongoDB's part is kept
+
+
+def test_the_timeout_error_says_so() -> None:
+    from backtest_compilation.google import Deadline, RunTimedOut
+
+    err = Deadline(5).error("writing the sheet")
+    assert isinstance(err, RunTimedOut) and isinstance(err, ServiceError)
+    assert "RUN_TIMEOUT_S (5 s)" in str(err) and err.exit_code == 1
