@@ -250,3 +250,23 @@ def test_the_timeout_error_says_so() -> None:
     err = Deadline(5).error("writing the sheet")
     assert isinstance(err, RunTimedOut) and isinstance(err, ServiceError)
     assert "RUN_TIMEOUT_S (5 s)" in str(err) and err.exit_code == 1
+
+
+def test_a_long_rename_phase_logs_progress_and_summarises_rate_limits(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+
+    caplog.set_level(logging.INFO)
+    with DriveEmulator() as emu:
+        root, renames = misnamed(emu, 300)
+        source = source_for(emu, root)
+        emu.limit_writes(5)
+        source.rename(renames)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("renames: ")]
+    # 300 renames at 5/s: about a minute of (skipped) waiting, a line every 10 s or so.
+    assert 4 <= len(lines) <= 8
+    assert all(" of 300 applied, " in line and "/s" in line for line in lines)
+    assert any("left" in line and "rate-limit answers" in line for line in lines)
+    # No line per rate-limit answer.
+    assert not [r for r in caplog.records if "userRateLimitExceeded" in r.getMessage()]
