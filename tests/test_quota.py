@@ -270,3 +270,62 @@ def test_a_long_rename_phase_logs_progress_and_summarises_rate_limits(
     assert any("left" in line and "rate-limit answers" in line for line in lines)
     # No line per rate-limit answer.
     assert not [r for r in caplog.records if "userRateLimitExceeded" in r.getMessage()]
+
+
+# ---------------------------------------------------------------- the emulators are strict
+
+
+def test_emulator_ids_are_shaped_like_googles() -> None:
+    import re
+
+    with DriveEmulator() as emu:
+        drive = emu.add_drive("D")
+        folder = emu.add_folder(drive, "F")
+        file_id = emu.add_file(folder, "x.pdf")
+    assert re.fullmatch(r"0A[0-9A-Za-z]{11}Uk9PVA", drive)
+    assert all(re.fullmatch(r"[0-9A-Za-z_-]{33}", i) for i in (folder, file_id))
+
+
+def test_a_folded_content_id_is_unfolded_as_rfc_5322_says() -> None:
+    from tests.emulators.drive import unfold
+
+    folded = "<0b7a2c5e-1f1e-4c8e-9d1a-3c1f1b2a9e77 +\r\n 1AbCdEfGhIjKlMnOpQrStUvWxYz012345>"
+    assert unfold(folded) == (
+        "<0b7a2c5e-1f1e-4c8e-9d1a-3c1f1b2a9e77 + 1AbCdEfGhIjKlMnOpQrStUvWxYz012345>"
+    )
+    assert unfold("a\n\tb") == "a\tb" and unfold("a\r\nb") == "a\r\nb"
+
+
+def test_the_write_limit_answers_each_part_over_it() -> None:
+    with DriveEmulator() as emu:
+        root, renames = misnamed(emu, 12)
+        emu.limit_writes(1.0, burst=4, retry_after="seconds")
+        emu.reset_stats()
+        source = DriveSource(
+            root, credentials=AnonymousCredentials(), endpoint=emu.url, allow_renames=True
+        )
+        answers = source._rename_batch(renames, source._new_http())  # one batch of 12
+    kinds = [answers[r.id].kind.value for r in renames]
+    assert kinds[:4] == ["ok"] * 4 and kinds[4:] == ["rate-limit"] * 8
+    limited = answers[renames[-1].id]
+    assert limited.status == 403 and "userRateLimitExceeded" in limited.message
+    assert limited.retry_after is not None and limited.retry_after >= 1
+    assert emu.stats.requests == 1 and emu.stats.rate_limited == 8
+
+
+def test_sheets_reads_and_writes_have_their_own_quota() -> None:
+    now = [0.0]
+    with SheetsEmulator(
+        read_quota_per_minute=2, write_quota_per_minute=1, clock=lambda: now[0]
+    ) as emu:
+        emu.add_spreadsheet(SHEET_KEY)
+        report = sheet.open_report(SHEET_KEY, endpoint=emu.url, retries=0)
+        report.read()  # metadata only (no report tab yet): one read
+        report.read()
+        with pytest.raises(ServiceError, match="429"):
+            report.read()  # the third read in a minute
+        from backtest_compilation.catalog import Catalog
+
+        now[0] = 61.0
+        report.publish(Catalog(), None, NOW)  # reads and one write: within both buckets
+        assert emu.writes() == 1 and emu.throttled == 1
