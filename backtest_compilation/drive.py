@@ -690,10 +690,9 @@ class _RenamePhase:
 
     def send(self, chunk: list[str], latest: float) -> tuple[dict[str, Answer], float] | None:
         """Wait for the pacer, send one batch; None when the budget ends first."""
-        before = self.clock.now()
-        if not self.pacer.wait_turn(len(chunk), latest=latest):
+        waited = self.pacer.turn(len(chunk), latest=latest)
+        if waited is None:
             return None
-        waited = self.clock.now() - before
         if not hasattr(self.local, "http"):
             self.local.http = self.source._new_http()
         got = self.source._rename_batch([self.by_id[i] for i in chunk], self.local.http)

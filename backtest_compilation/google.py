@@ -413,7 +413,7 @@ class Pacer:
         self._limited_seen = False
         self.batch_cap = settings.max_batch
         self._batch_ok = 0  # the biggest batch Drive took whole
-        self._first = self._next
+        self._first: float | None = None  # when the first call went
         self._accepted = 0
         self._limited_before = False
         self._at_cap = 0
@@ -437,19 +437,26 @@ class Pacer:
             slot = max(now, self._next)
             if latest is not None and slot > latest:
                 return None
+            if self._first is None:
+                self._first = slot
             self._next = slot + cost * self.interval
             return slot - now
 
-    def wait_turn(self, cost: float = 1.0, *, latest: float | None = None) -> bool:
-        """Wait for the next slot; False (without waiting) if it starts after `latest`."""
+    def turn(self, cost: float = 1.0, *, latest: float | None = None) -> float | None:
+        """Wait for the next slot; the seconds waited (0.0: the slot was free), or None
+        (without waiting) if the slot starts after `latest`."""
         wait = self.reserve(cost, latest=latest)
         if wait is None:
-            return False
+            return None
         if wait > 0:
             with self._lock:
                 self.waited += wait
             self.clock.sleep(wait)
-        return True
+        return wait
+
+    def wait_turn(self, cost: float = 1.0, *, latest: float | None = None) -> bool:
+        """Wait for the next slot; False (without waiting) if it starts after `latest`."""
+        return self.turn(cost, latest=latest) is not None
 
     def pause(self, seconds: float) -> None:
         """Nobody sends for `seconds` from now (a backoff or a `Retry-After`)."""
@@ -484,7 +491,7 @@ class Pacer:
                     # overestimate: it includes Drive's initial burst).
                     first = (
                         (self.clock.now() - self._first) / self._accepted
-                        if not self._limited_before and self._accepted
+                        if not self._limited_before and self._accepted and self._first
                         else 0.0
                     )
                     self._limited_before = True

@@ -440,9 +440,10 @@ def test_renames_go_in_batches_that_grow_to_100(
     source = drive_source(drive)
     result = source.rename(renames)
     assert result.applied == frozenset(ids) and not result.problems
-    # Batches start small and double while Drive accepts them (5, 10, 20, 40, 80, 95);
-    # the emulator refuses a batch of more than 100.
-    assert drive_emulator.stats.requests == 6 and drive_emulator.stats.batch_parts == 250
+    # Batches start small (5) and double while Drive accepts them, with more of them in
+    # flight as they succeed; the emulator refuses a batch of more than 100.
+    assert 6 <= drive_emulator.stats.requests <= 12
+    assert drive_emulator.stats.batch_parts == 250
     assert all(drive_emulator.files[r.id].name == r.new for r in renames)
 
 
