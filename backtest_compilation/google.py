@@ -491,7 +491,10 @@ class Pacer:
                     # overestimate: it includes Drive's initial burst).
                     first = (
                         (self.clock.now() - self._first) / self._accepted
-                        if not self._limited_before and self._accepted and self._first
+                        if s.floor_interval
+                        and not self._limited_before
+                        and self._accepted
+                        and self._first
                         else 0.0
                     )
                     self._limited_before = True
@@ -679,10 +682,6 @@ def credentials_rejected(
         f"({who}): {code}. Check the key, and that domain-wide delegation grants the "
         f"scopes {', '.join(scopes)}."
     )
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)
 
 
 __all__ = [
