@@ -9,10 +9,13 @@ import argparse
 import json
 import logging
 import sys
+import textwrap
+import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
-from . import pipeline, schedule, settings, sources, telemetry
+from . import __version__, alerts, lastrun, pipeline, schedule, settings, sources, telemetry
 from .errors import ConfigError, Locked, RunError
 from .local import LocalFolderSource
 
@@ -28,16 +31,108 @@ EPILOG = """\
 exit codes: 0 success (drive problems are data), 1 runtime failure, 2 configuration,
 3 mass-delete guard refused, 4 another run holds the lock"""
 
+ENVIRONMENT = """\
+settings (environment or .env; README.md "Configuration" has them all):
+  FOLDER_ID              shared drive or folder id of the backtest drive
+  DELEGATE_EMAIL         user the service account acts as
+  SHEET_URL              the tracking spreadsheet (unset: sheet step skipped)
+  GOOGLE_CREDENTIALS_FILE  service-account key (config/service-credentials.json)
+  MONGO_URI / MONGO_DB   the website's database (mongodb://localhost:27017 / apo_main)
+  CACHE_DIR              state, lock, last-run.json, report.html (cache)
+  SCHEDULE / TZ          cron expression and time zone of `schedule`
+  RENAME_FILES           normalise file names in Drive (true)
+  HEALTHCHECK_URL        dead-man's-switch monitor pinged by every sync
+  SENTRY_DSN             error reporting and, under `schedule`, Sentry Crons
+  LOG_LEVEL              DEBUG, INFO, WARNING, ERROR (INFO; -v/-q change it)"""
+
+STATUS_EPILOG = """\
+exit codes: 0 the last run succeeded (and, under `schedule`, the heartbeat is fresh),
+1 otherwise (the container's HEALTHCHECK uses this)"""
+
+DOCTOR_EPILOG = """\
+exit codes: 0 a sync would work, 2 something must be fixed first (each ✗ line says how)"""
+
+
+def _verbosity(p: argparse.ArgumentParser, *, default: object = 0) -> None:
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=default,
+        help="more log lines (DEBUG) for this run; LOG_LEVEL stays the default",
+    )
+    p.add_argument(
+        "-q",
+        "--quiet",
+        action="count",
+        default=default,
+        help="fewer log lines: -q warnings and errors, -qq errors only",
+    )
+
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "sync": (
+        "one run: drive → MongoDB and sheet (the default)",
+        "Read the drive, rename badly named test files, update MongoDB and the sheet, and "
+        "leave CACHE_DIR/last-run.json and CACHE_DIR/report.html.",
+    ),
+    "check": (
+        "exit 0 if MongoDB and the sheet already match the drive, 1 if not",
+        "Build the plan without applying it: exit 0 when MongoDB and the sheet already "
+        "match the drive and no rename is pending, 1 when not, 5 when it could not check. "
+        "Changes nothing anywhere.",
+    ),
+    "schedule": (
+        "run forever on SCHEDULE (the container's command)",
+        "Run a sync at every time of SCHEDULE in TZ, at once if a run was missed; keep "
+        "CACHE_DIR/heartbeat.json fresh; ping HEALTHCHECK_URL and report to Sentry Crons; "
+        "on SIGTERM finish the current run and stop.",
+    ),
+    "demo": (
+        "the whole pipeline on the bundled sample, no accounts",
+        "Run the pipeline twice on a copy of the bundled sample drive with an in-process "
+        "MongoDB; print the report and write demo-report.html. Needs no account or setting.",
+    ),
+    "doctor": (
+        "check the whole set-up; say what to fix",
+        "Check everything a sync needs, one ✓/✗ line each with the fix for each ✗: "
+        "settings, the key file, a token for the sync's scopes, FOLDER_ID and the right to "
+        "rename in it, the spreadsheet and its tabs, MongoDB and its write rights, "
+        "CACHE_DIR, SENTRY_DSN, and the next three SCHEDULE times. Writes nothing anywhere.",
+    ),
+    "status": (
+        "the last run, the last success, the scheduler and the lock",
+        "Say when the last run ended and how (mode, exit code, counts, failed sinks, "
+        "pending renames), when the last fully successful run was, the scheduler's next "
+        "run and heartbeat age, and who holds the run lock. Reads only CACHE_DIR.",
+    ),
+}
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser; `sync` is the default command."""
     parser = argparse.ArgumentParser(
         prog="main.py",
         description=DESCRIPTION,
-        epilog=EPILOG,
+        epilog=f"{ENVIRONMENT}\n\n{EPILOG}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    _verbosity(parser)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(name: str, epilog: str | None = EPILOG) -> argparse.ArgumentParser:
+        short, long = COMMANDS[name]
+        sub = commands.add_parser(
+            name,
+            help=short,
+            description=textwrap.fill(long, 88),
+            epilog=epilog,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        # SUPPRESS: a -v given before the command is not reset by the subcommand's default.
+        _verbosity(sub, default=argparse.SUPPRESS)
+        return sub
 
     def run_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
@@ -53,9 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
             help="list the whole drive instead of following the changes feed",
         )
 
-    sync = commands.add_parser(
-        "sync", help="one run: drive → MongoDB and sheet (the default)", epilog=EPILOG
-    )
+    sync = add("sync")
     run_options(sync)
     sync.add_argument(
         "--dry-run", action="store_true", help="print the plan; change nothing anywhere"
@@ -66,14 +159,15 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="apply even when the plan deletes many courses (see MAX_DELETE_FRACTION)",
     )
-    check = commands.add_parser(
-        "check",
-        help="exit 0 if MongoDB and the sheet already match the drive, 1 if not",
-        epilog=EPILOG,
-    )
+    check = add("check")
     run_options(check)
-    commands.add_parser("schedule", help="run forever on SCHEDULE (the container's command)")
-    commands.add_parser("demo", help="the whole pipeline on the bundled sample, no accounts")
+    add("schedule", None)
+    add("demo", None)
+    add("doctor", DOCTOR_EPILOG)
+    status_cmd = add("status", STATUS_EPILOG)
+    status_cmd.add_argument(
+        "--json", action="store_true", help="print the status as one JSON object on stdout"
+    )
     return parser
 
 
@@ -81,9 +175,21 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     """Parse `argv`; with no command (or only options), `sync` is meant."""
     parser = build_parser()
     argv = list(argv)
-    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
-        argv = ["sync", *argv]
+    # Leading -v/-q may come before the command; anything else that is an option means sync.
+    lead = 0
+    while lead < len(argv) and argv[lead] in ("-v", "-vv", "-q", "-qq", "--verbose", "--quiet"):
+        lead += 1
+    rest = argv[lead:]
+    if not rest or (rest[0].startswith("-") and rest[0] not in ("-h", "--help", "--version")):
+        argv = [*argv[:lead], "sync", *rest]
     return parser.parse_args(argv)
+
+
+def log_level(base: str, verbose: int, quiet: int) -> str:
+    """`base` (LOG_LEVEL) moved one step down per -v and one step up per -q."""
+    order = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+    index = order.index(base) if base in order else 1
+    return order[max(0, min(len(order) - 1, index - verbose + quiet))]
 
 
 def configure_logging(level: str) -> None:
@@ -103,26 +209,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: returns the process exit code."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
     command = args.command or "sync"
+    verbose, quiet = getattr(args, "verbose", 0), getattr(args, "quiet", 0)
     env = settings.read_env()
+    if command == "doctor":
+        from . import doctor
+
+        configure_logging(log_level("WARNING", verbose, quiet))
+        return doctor.main(env, out=sys.stdout)
     try:
         source = getattr(args, "source", None)
-        needs_drive = source is None and command != "demo"
+        needs_drive = source is None and command not in ("demo", "status")
         config = settings.load(env, needs_drive=needs_drive)
     except ConfigError as exc:
         for line in exc.problems:
             print(f"configuration: {line}", file=sys.stderr)
         return exc.exit_code
+    if command == "status":
+        return _status(args, config)
     if command == "demo":
-        configure_logging(env.get("LOG_LEVEL", "").upper() or "ERROR")
+        base = env.get("LOG_LEVEL", "").upper() or "ERROR"
+        configure_logging(log_level(base, verbose, quiet))
         from .demo import run_demo
 
         return _guarded(lambda: run_demo(config), None)
-    configure_logging(config.log_level)
-    tel = telemetry.init(config)
+    configure_logging(log_level(config.log_level, verbose, quiet))
+    tel = telemetry.init(config, release=__version__)
     try:
         if command == "schedule":
+            monitor = telemetry.monitor_config(
+                config.schedule,
+                config.tz,
+                max_runtime_min=int(getattr(config, "run_timeout_s", 2700) // 60) + 15,
+            )
             return schedule.serve(
-                lambda: _guarded(lambda: _run_once(args, config, tel, "sync"), tel),
+                lambda: _scheduled(lambda: _run_once(args, config, tel, "sync"), tel, monitor),
                 schedule=config.schedule,
                 tz=config.tz,
                 cache_dir=config.cache_dir,
@@ -133,6 +253,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     finally:
         tel.close()
+
+
+def _status(args: argparse.Namespace, config: settings.Settings) -> int:
+    """`status` (`--json`): exit 0 when the last run succeeded and the scheduler is alive."""
+    from . import status
+
+    info = status.gather(config.cache_dir, schedule_expr=config.schedule, tz=config.tz)
+    if getattr(args, "json", False):
+        json.dump(info, sys.stdout, ensure_ascii=False, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(status.text(info, tz=config.tz))
+    return 0 if info["ok"] else 1
+
+
+def _scheduled(job: Callable[[], int], tel: telemetry.Telemetry, monitor: dict) -> int:
+    """One scheduled run between two Sentry Crons check-ins (in progress, then ok/error),
+    so Sentry alerts on a failed run and on one that never happened."""
+    started = time.monotonic()
+    check_in = None
+    try:
+        check_in = tel.checkin_start(monitor)
+    except Exception as exc:  # reporting must never stop the run
+        log.warning("sentry crons: check-in failed (%s)", type(exc).__name__)
+    code = 1
+    try:
+        code = _guarded(job, tel)
+        return code
+    finally:
+        try:
+            tel.checkin_finish(
+                check_in, ok=code == 0, duration_s=time.monotonic() - started, monitor=monitor
+            )
+        except Exception as exc:
+            log.warning("sentry crons: check-in failed (%s)", type(exc).__name__)
 
 
 def _guarded(job: Callable[[], int], tel: telemetry.Telemetry | None) -> int:
@@ -170,11 +325,14 @@ def _run_once(
         allow_mass_delete=getattr(args, "allow_mass_delete", False),
         full_rescan=getattr(args, "full_rescan", False),
     )
-    services = build_services(config, source=getattr(args, "source", None), options=options)
-    try:
-        outcome = pipeline.run(config, options, services)
-    finally:
-        services.store.close()
+    if mode != "sync":
+        services = build_services(config, source=getattr(args, "source", None), options=options)
+        try:
+            outcome = pipeline.run(config, options, services)
+        finally:
+            services.store.close()
+    else:
+        outcome = _recorded_sync(args, config, options)
     tel.report_summary(outcome.summary)
     if getattr(args, "json", False):
         json.dump(outcome.summary, sys.stdout, ensure_ascii=False, indent=2)
@@ -182,6 +340,51 @@ def _run_once(
     elif mode != "sync":
         print(outcome.text)
     return outcome.exit_code
+
+
+def _recorded_sync(
+    args: argparse.Namespace, config: settings.Settings, options: pipeline.Options
+) -> pipeline.Outcome:
+    """A sync between healthcheck pings, leaving `last-run.json` and `report.html` in
+    CACHE_DIR whatever its end (SPEC §7); a run that raised is recorded, then re-raised."""
+    ping = alerts.Healthcheck(config.healthcheck_url)
+    ping.start()
+    started = datetime.now(UTC)
+    try:
+        services = build_services(config, source=getattr(args, "source", None), options=options)
+        try:
+            outcome = pipeline.run(config, options, services)
+        finally:
+            services.store.close()
+    except Locked:
+        raise  # the run holding the lock records itself; this one changed nothing
+    except Exception as exc:
+        code = exc.exit_code if isinstance(exc, RunError) else 1
+        why = str(exc) if isinstance(exc, RunError) else f"unexpected failure: {type(exc).__name__}"
+        summary = lastrun.failure_summary("sync", code, why)
+        lastrun.save(
+            config.cache_dir,
+            summary,
+            started=started,
+            finished=datetime.now(UTC),
+            headline=f"sync failed with exit code {code}: {why}",
+            error=why,
+        )
+        ping.fail(f"exit {code}: {why}")
+        ping.wait()
+        raise
+    line = pipeline.summary_line(outcome.summary)
+    lastrun.save(
+        config.cache_dir,
+        outcome.summary,
+        started=started,
+        finished=datetime.now(UTC),
+        headline=line,
+        mongo_lines=outcome.mongo_lines,
+    )
+    ping.finish(outcome.exit_code, line)
+    ping.wait()
+    return outcome
 
 
 def build_services(

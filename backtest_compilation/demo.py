@@ -52,12 +52,13 @@ def run_demo(config: Settings, *, report_file: Path = REPORT_FILE) -> int:
     print(f"Second run: {pipeline.summary_line(second.summary)}")
     print(f"({len(first.renames_applied)} test files were renamed in the temporary copy)")
 
-    page = report.html_report(
-        first.catalog,
+    page = report.html_page(
+        first.summary,
         title="backtest-compilation demo",
-        summary=pipeline.summary_line(first.summary),
+        headline=f"First run: {pipeline.summary_line(first.summary)}  ·  "
+        f"Second run: {pipeline.summary_line(second.summary)}",
         mongo_lines=list(first.mongo_lines),
-        renames_applied=first.renames_applied,
+        website=website,
     )
     report_file.write_text(page, encoding="utf-8")
     print(f"\nHTML report: {report_file.resolve()}")

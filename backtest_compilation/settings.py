@@ -56,6 +56,9 @@ class Settings:
     sheet_not_found_tab: str = "Classes Not Found"
     sheet_count_column: str = "F"
     sheet_stamp_cell: str = "P24"
+    # SPEC §6 alerts: a dead-man's-switch monitor, and the Sentry Crons monitor's slug.
+    healthcheck_url: str = ""
+    sentry_monitor_slug: str = "backtest-compilation"
 
     def __repr__(self) -> str:
         inner = ", ".join(f"{k}={v!r}" for k, v in self.redacted().items())
@@ -70,7 +73,7 @@ class Settings:
             value = getattr(self, f.name)
             if f.name == "mongo_uri":
                 value = redact_uri(value)
-            elif f.name == "sentry_dsn" and value:
+            elif f.name in ("sentry_dsn", "healthcheck_url") and value:
                 value = REDACTED
             elif isinstance(value, Path):
                 value = str(value)
@@ -225,6 +228,14 @@ def load(
     if sentry_dsn and urlsplit(sentry_dsn).scheme not in ("http", "https"):
         problems.append("SENTRY_DSN is not a DSN URL (https://<key>@<host>/<project>)")
 
+    healthcheck_url = _endpoint("HEALTHCHECK_URL", get("HEALTHCHECK_URL"), problems)
+    monitor_slug = get("SENTRY_MONITOR_SLUG", defaults.sentry_monitor_slug)
+    if not re.fullmatch(r"[a-z0-9_-]{1,50}", monitor_slug):
+        problems.append(
+            "SENTRY_MONITOR_SLUG must be lower-case letters, digits, - and _ "
+            f"(at most 50), not {monitor_slug!r}"
+        )
+
     drive_endpoint = _endpoint("DRIVE_API_ENDPOINT", get("DRIVE_API_ENDPOINT"), problems)
     sheets_endpoint = _endpoint("SHEETS_API_ENDPOINT", get("SHEETS_API_ENDPOINT"), problems)
 
@@ -284,6 +295,8 @@ def load(
         future_year_exempt=exempt,
         drive_api_endpoint=drive_endpoint,
         sheets_api_endpoint=sheets_endpoint,
+        healthcheck_url=healthcheck_url,
+        sentry_monitor_slug=monitor_slug,
         **{name.lower(): value for name, value in sheet_names.items()},
     )
 
