@@ -5,8 +5,9 @@ Real clients (gspread, google-auth) talk HTTP to it through `SHEETS_API_ENDPOINT
 `values.get`/`batchGet`/`update`/`batchUpdate`/`clear`/`batchClear`/`append`,
 `spreadsheets.batchUpdate` (addSheet, deleteSheet, updateSheetProperties,
 appendDimension, repeatCell, updateCells), A1 ranges with quoted tab names, Google's
-error JSON, an OAuth token endpoint for service-account keys, and a per-minute
-quota answering 429 like `sheets.googleapis.com`.
+error JSON, an OAuth token endpoint for service-account keys, a per-minute
+quota answering 429 like `sheets.googleapis.com`, and a role per spreadsheet
+(`set_role`): a reader's writes are refused with 403 PERMISSION_DENIED.
 
 Tests seed tabs and read values and formats back cell by cell through the Python
 API (`set_values`, `value`, `background`, `is_bold`, ...). Known simplifications:
@@ -50,6 +51,16 @@ _STATUS = {
     500: "INTERNAL",
     503: "UNAVAILABLE",
 }
+_WRITE_KINDS = frozenset(
+    {
+        "spreadsheets.batchUpdate",
+        "values.update",
+        "values.batchUpdate",
+        "values.clear",
+        "values.batchClear",
+        "values.append",
+    }
+)
 _QUOTA_MESSAGE = (
     "Quota exceeded for quota metric 'Requests' and limit 'Requests per minute per user' "
     "of service 'sheets.googleapis.com' for consumer 'project_number:000000000000'."
@@ -443,6 +454,8 @@ class SheetsEmulator(Emulator):
         self._window: deque[float] = deque()
         self._failures: deque[tuple[int, str]] = deque()
         self._lock = threading.RLock()
+        # Spreadsheet key → the caller's role (`reader`, `writer`, `organizer`); writer if unset.
+        self.roles: dict[str, str] = {}
 
     # -- lifecycle
 
@@ -491,6 +504,14 @@ class SheetsEmulator(Emulator):
     def share(self, key: str, shared: bool) -> None:
         with self._lock:
             self._spreadsheets[key].shared = shared
+
+    def set_role(self, key: str, role: str) -> None:
+        """The caller's role on spreadsheet `key`: a `reader`'s writes are refused with
+        Google's 403 PERMISSION_DENIED; `writer` and `organizer` may write."""
+        if role not in ("reader", "writer", "organizer"):
+            raise ValueError(f"unknown role {role!r}")
+        with self._lock:
+            self.roles[key] = role
 
     def set_values(self, key: str, tab: str, start: str, values: Sequence[Sequence[Any]]) -> None:
         """Write Python values (str, int, float, bool; None skips) as RAW from `start`."""
@@ -586,16 +607,8 @@ class SheetsEmulator(Emulator):
 
     def writes(self) -> int:
         """Answered requests that may change the spreadsheet."""
-        write_kinds = {
-            "spreadsheets.batchUpdate",
-            "values.update",
-            "values.batchUpdate",
-            "values.clear",
-            "values.batchClear",
-            "values.append",
-        }
         with self._lock:
-            return sum(1 for r in self.log if r.kind in write_kinds)
+            return sum(1 for r in self.log if r.kind in _WRITE_KINDS)
 
     def max_per_minute(self) -> int:
         """Most API requests seen in any 60-second window (by `clock`)."""
@@ -642,6 +655,9 @@ class SheetsEmulator(Emulator):
                 if self._failures:
                     code, message = self._failures.popleft()
                     raise ApiError(code, message)
+                if kind in _WRITE_KINDS and self.roles.get(route.get("key", "")) == "reader":
+                    self._book(route["key"])  # a missing sheet is still 404
+                    raise ApiError(403, "The caller does not have permission")
                 status, payload = 200, self._dispatch(kind, route, query, body)
                 if "fields" in query and query["fields"][0]:
                     payload = apply_mask(payload, _mask(query["fields"][0]))
