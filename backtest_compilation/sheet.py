@@ -39,8 +39,9 @@ from google.oauth2 import service_account
 from gspread.exceptions import APIError
 from gspread.http_client import HTTPClient
 
-from .catalog import Catalog, Course, crosslisted_message, normalise_title
+from .catalog import Catalog, Course, Problem, crosslisted_message, normalise_title
 from .errors import ConfigError, ServiceError
+from .report import drive_link
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -262,6 +263,7 @@ class Line:
 
     text: str
     heading: bool = False
+    link: str = ""  # a problem row's Drive URL (SPEC §4), set as the cell's rich-text link
 
 
 @dataclass(frozen=True)
@@ -280,9 +282,13 @@ class Report:
 
 def error_lines(catalog: Catalog, layout: Layout = Layout()) -> tuple[Line, ...]:
     """The `Errors in Drive` tab: three sections, each a heading, its messages, a blank row."""
-    folder = [p.message for p in catalog.problems if not p.category.is_about_files]
-    files = [p.message for p in catalog.problems if p.category.is_about_files]
-    crosslisted = [crosslisted_message(group) for group in catalog.crosslisted]
+
+    def problem(p: Problem) -> Line:
+        return Line(p.message, link=drive_link(p.id) or "")
+
+    folder = [problem(p) for p in catalog.problems if not p.category.is_about_files]
+    files = [problem(p) for p in catalog.problems if p.category.is_about_files]
+    crosslisted = [Line(crosslisted_message(group)) for group in catalog.crosslisted]
     lines: list[Line] = []
     for heading, messages in (
         (layout.errors_heading, folder),
@@ -290,7 +296,7 @@ def error_lines(catalog: Catalog, layout: Layout = Layout()) -> tuple[Line, ...]
         (layout.crosslisted_heading, crosslisted),
     ):
         lines.append(Line(heading, heading=True))
-        lines.extend(Line(m) for m in messages)
+        lines.extend(messages)
         lines.append(Line(""))
     return tuple(lines)
 
@@ -353,7 +359,10 @@ def _with_digest(report: Report, layout: Layout) -> Report:
     content = {
         "version": _DIGEST_VERSION,
         "layout": asdict(layout),
-        "errors": [[line.text, line.heading] for line in report.errors],
+        "errors": [
+            [line.text, line.heading, line.link] if line.link else [line.text, line.heading]
+            for line in report.errors
+        ],
         "not_found": [[line.text, line.heading] for line in report.not_found_lines],
         "counts": report.counts,
         "stale": report.stale,
@@ -461,6 +470,9 @@ def _text_tab(sheet_id: int, lines: Sequence[Line], layout: Layout) -> dict[str,
             cell["userEnteredValue"] = {"stringValue": _limited(line.text)}
         if line.heading:
             cell["userEnteredFormat"] = heading
+        elif line.link:
+            # The whole cell is the link; its text stays the message (SPEC §4).
+            cell["userEnteredFormat"] = {"textFormat": {"link": {"uri": line.link}}}
         rows.append({"values": [cell]})
     # With a `range`, updateCells also clears the masked fields of every cell it gives no data.
     return {
