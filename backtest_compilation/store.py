@@ -20,7 +20,6 @@ from contextlib import contextmanager
 from typing import Any, Self
 from urllib.parse import unquote, urlsplit
 
-import mongomock
 from pymongo import DeleteMany, InsertOne, MongoClient, UpdateMany, monitoring
 from pymongo.database import Database
 from pymongo.errors import (
@@ -129,7 +128,7 @@ class Store:
 
     def __init__(
         self,
-        client: MongoClient[Any] | mongomock.MongoClient,
+        client: Any,  # a pymongo MongoClient, or mongomock's for mongomock://
         db_name: str,
         *,
         round_trips: RoundTrips,
@@ -152,6 +151,9 @@ class Store:
         `timeout_ms`, as `ServiceError`."""
         counter = RoundTrips()
         if uri.startswith("mongomock:"):
+            # Imported only here: a real deployment never loads the in-process store.
+            import mongomock
+
             return cls(mongomock.MongoClient(), db_name, round_trips=counter, monitored=False)
         try:
             client: MongoClient[Any] = MongoClient(
