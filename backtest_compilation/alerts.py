@@ -18,7 +18,7 @@ import requests
 
 log = logging.getLogger(__name__)
 
-TIMEOUT_S: Final = 5.0  # connect and read each; a monitor slower than this is "down"
+TIMEOUT_S: Final = 3.0  # connect and read each; a monitor slower than this is "down"
 BODY_LIMIT: Final = 10_000  # healthchecks.io keeps the first 100 kB of a ping body
 
 
