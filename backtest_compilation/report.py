@@ -109,7 +109,10 @@ def problem_counts(catalog: Catalog) -> dict[str, int]:
     return {c.value: counts[c] for c in Category if counts[c]}
 
 
-_DRIVE_ID = re.compile(r"[A-Za-z0-9_-]{10,}")
+# Drive ids are 19+ characters of this alphabet. A local source's ids are relative paths:
+# below the root they hold a "/", and a root entry that can be a problem is a department
+# folder of at most 6 characters, so neither is taken for a Drive id.
+_DRIVE_ID = re.compile(r"[A-Za-z0-9_-]{8,}")
 
 
 def drive_link(item_id: str) -> str | None:
