@@ -29,10 +29,27 @@ LAST_SUCCESS: Final = "last-success.json"
 REPORT: Final = "report.html"
 
 
+def _remove_stale_temps(path: Path) -> None:
+    """Temporary files of `path` left by a process killed while writing (its pid is in
+    the name); those of a live process are left alone."""
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2 :].split(".", 1)[0]
+        try:
+            os.kill(int(pid), 0)
+        except (ValueError, ProcessLookupError):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        except PermissionError:
+            pass  # alive, another user's
+
+
 def write_atomically(path: Path, text: str) -> None:
     """Replace `path` with `text` in one step (temporary file in the same directory)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    _remove_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent
+    )
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             out.write(text)
