@@ -45,6 +45,7 @@ README_GOOGLE = 'README "Google set-up (once)"'
 README_MONGO = 'README "MongoDB"'
 README_SHEET = 'README "The sheet"'
 README_OPERATING = 'README "Operating it"'
+README_TROUBLE = 'README "Troubleshooting"'
 
 
 @dataclass(frozen=True)
@@ -253,7 +254,7 @@ def check_token(
         return _bad(
             name,
             f"the token endpoint did not answer ({type(exc).__name__})",
-            "check the network connection to oauth2.googleapis.com",
+            f"check the network connection to oauth2.googleapis.com; see {README_TROUBLE}",
         )
     return _ok(name, f"granted for {listed} as {delegate or 'the service account'}")
 
@@ -316,7 +317,7 @@ def check_folder(config: settings.Settings, service: Any, dead: _Unanswered) -> 
             yield _bad(
                 "FOLDER_ID",
                 f"Drive did not answer ({_google_error(exc)[1]})",
-                "check the network connection to www.googleapis.com",
+                f"check the network connection to www.googleapis.com; see {README_TROUBLE}",
             )
             return
         if status not in (403, 404):  # a folder id gives 404 here (403 when it is hidden)
@@ -344,7 +345,7 @@ def check_folder(config: settings.Settings, service: Any, dead: _Unanswered) -> 
                 yield _bad(
                     "FOLDER_ID",
                     f"Drive did not answer ({reason})",
-                    "check the network connection to www.googleapis.com",
+                    f"check the network connection to www.googleapis.com; see {README_TROUBLE}",
                 )
                 return
             yield _bad(
@@ -365,7 +366,7 @@ def check_folder(config: settings.Settings, service: Any, dead: _Unanswered) -> 
             yield _bad(
                 "FOLDER_ID",
                 f"folder {meta.get('name')!r} is in the trash",
-                "restore it from the trash in Drive, or fix FOLDER_ID",
+                f"restore it from the trash in Drive, or fix FOLDER_ID; see {README_CONFIG}",
             )
             return
         kind, title, caps = "folder", meta.get("name", ""), meta.get("capabilities", {})
@@ -403,7 +404,11 @@ def check_spreadsheet(
     key = config.sheet_key
     editable = False
     if "drive" in dead.services:
-        yield _bad("spreadsheet", "not checked: Drive did not answer", "see the FOLDER_ID line")
+        yield _bad(
+            "spreadsheet",
+            "not checked: Drive did not answer",
+            f"fix the FOLDER_ID line first; see {README_TROUBLE}",
+        )
         return
     try:
         meta = (
@@ -624,7 +629,7 @@ def run_checks(
     for c in checks:
         add(c)
     if config is None:
-        add(_bad("the other checks", "skipped until the settings are fixed", "see above"))
+        add(_bad("other checks", "skipped until the settings are fixed", f"see {README_CONFIG}"))
         return out
     key = check_key_file(config)
     add(key)
@@ -662,7 +667,7 @@ def run_checks(
             _bad(
                 "Drive and the spreadsheet",
                 "not checked without a key and tokens",
-                "fix the lines above first",
+                f"fix the lines above first; see {README_GOOGLE}",
             )
         )
     else:

@@ -141,3 +141,15 @@ def test_declared_dependencies_cover_what_the_code_imports() -> None:
             f"{name} is imported but {owners or 'its package'} is not declared"
         )
     assert "tzdata" in declared  # zoneinfo on slim images without system time zones
+
+
+def test_mongomock_is_imported_only_for_mongomock_uris() -> None:
+    code = (
+        "import sys; from backtest_compilation import cli, pipeline, store, doctor, status; "
+        "from backtest_compilation.store import Store; "
+        "assert 'mongomock' not in sys.modules, 'imported too early'; "
+        "Store.connect('mongomock://x', 'db').close(); "
+        "assert 'mongomock' in sys.modules"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr

@@ -399,3 +399,25 @@ def test_doctor_from_the_command_line(setup: SetUp, tmp_path: Path) -> None:
         timeout=60,
     )
     assert out.returncode == 2
+
+
+def test_every_fix_points_to_a_readme_section(setup: SetUp, silent_server: str) -> None:
+    readme = (ROOT / "README.md").read_text()
+    sections = set(re_findall_headings(readme))
+    texts = [
+        setup.run(FOLDER_ID="0AmissingDriveId_0123456789abcd")[1],
+        setup.run(FOLDER_ID="", SCHEDULE="every day")[1],
+        setup.run(DRIVE_API_ENDPOINT=f"http://{silent_server}", CACHE_DIR="/dev/null/cache")[1],
+    ]
+    fixes = [line for text in texts for line in text.splitlines() if line.startswith("    fix:")]
+    assert len(fixes) >= 5
+    for fix in fixes:
+        assert 'see README "' in fix, fix
+        named = fix.split('see README "', 1)[1].split('"', 1)[0]
+        assert named in sections, fix
+
+
+def re_findall_headings(text: str) -> list[str]:
+    import re
+
+    return re.findall(r"^#{2,3} (.+)$", text, re.MULTILINE)
