@@ -118,7 +118,7 @@ def save(
     `last-success.json`. Returns False (after a warning) when they could not be written."""
     doc = record(summary, started=started, finished=finished, error=error)
     text = json.dumps(doc, ensure_ascii=False, indent=2) + "\n"
-    when = doc["finished_at"].replace("T", " ")
+    when = finished.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
     page = report.html_page(
         doc,
         title=f"backtest-compilation: {doc.get('mode', 'sync')} of {when} UTC",

@@ -132,7 +132,7 @@ h1{font-size:1.5rem}h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid
 table{border-collapse:collapse;width:100%;table-layout:fixed}
 td,th{padding:.25rem .5rem;border-bottom:1px solid #eee;text-align:left;vertical-align:top}
 th{background:#f6f6f6}.num{text-align:right;width:6.5rem}
-.cat{font-family:ui-monospace,monospace;font-size:.85em;color:#555;width:10rem}
+.cat{font-family:ui-monospace,monospace;font-size:.8em;color:#555;width:13rem;overflow-wrap:normal}
 .plus{color:#17692d}.minus{color:#a11}.tilde{color:#8a5a00}
 code,pre{font-family:ui-monospace,monospace}pre{white-space:pre-wrap}
 .summary{background:#f4f7fb;padding:.75rem 1rem;border-radius:6px}
@@ -214,7 +214,8 @@ def html_page(
         if not chosen:
             parts.append("<p>None.</p>")
             continue
-        parts.append("<table><tr><th>problem (opens Drive)</th><th class=cat>category</th></tr>")
+        opens = " (click to open it in Drive)" if any(drive_link(p.get("id", "")) for p in chosen) else ""
+        parts.append(f"<table><tr><th>problem{opens}</th><th class=cat>category</th></tr>")
         parts.append(
             _rows(
                 [[_linked(p["message"], p.get("id", "")), escape(p["category"])] for p in chosen],
