@@ -214,7 +214,8 @@ def html_page(
         if not chosen:
             parts.append("<p>None.</p>")
             continue
-        opens = " (click to open it in Drive)" if any(drive_link(p.get("id", "")) for p in chosen) else ""
+        linked = any(drive_link(p.get("id", "")) for p in chosen)
+        opens = " (click to open it in Drive)" if linked else ""
         parts.append(f"<table><tr><th>problem{opens}</th><th class=cat>category</th></tr>")
         parts.append(
             _rows(
