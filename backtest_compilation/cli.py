@@ -10,7 +10,9 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from . import pipeline, schedule, settings, sources, telemetry
 from .errors import ConfigError, Locked, RunError
@@ -86,14 +88,25 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def configure_logging(level: str) -> None:
-    """Plain lines on stderr, cron-readable; stdout is kept for --json and reports."""
-    logging.basicConfig(
-        level=level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(message)s",
-        force=True,
-    )
+class ZonedFormatter(logging.Formatter):
+    """Time stamps in `TZ` with their offset (`2026-11-30 09:02:03.123-05:00`), so a log
+    line reads like the schedule's messages whatever zone the machine is in."""
+
+    def __init__(self, fmt: str, tz: str) -> None:
+        super().__init__(fmt)
+        self.zone = ZoneInfo(tz)
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        at = datetime.fromtimestamp(record.created, self.zone)
+        return at.isoformat(sep=" ", timespec="milliseconds")
+
+
+def configure_logging(level: str, tz: str = settings.Settings.tz) -> None:
+    """Plain lines on stderr, cron-readable; stdout is kept for --json and reports.
+    Time stamps are in `tz` (the `TZ` setting) with the offset."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(ZonedFormatter("%(asctime)s %(levelname)s %(message)s", tz))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
     # Client libraries' own INFO chatter (discovery, connection pools) is noise in cron logs.
     for noisy in ("googleapiclient", "urllib3", "pymongo", "gspread"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
@@ -113,11 +126,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"configuration: {line}", file=sys.stderr)
         return exc.exit_code
     if command == "demo":
-        configure_logging(env.get("LOG_LEVEL", "").upper() or "ERROR")
+        configure_logging(env.get("LOG_LEVEL", "").upper() or "ERROR", config.tz)
         from .demo import run_demo
 
         return _guarded(lambda: run_demo(config), None)
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, config.tz)
     tel = telemetry.init(config)
     try:
         if command == "schedule":

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from backtest_compilation import lock, sample
 from tests.emulators.drive import DriveEmulator
@@ -132,3 +135,19 @@ def test_schedule_runs_at_once_beats_and_stops_on_sigterm(
     assert [f.name for f in drive_emulator.files.values() if f.parent == course] == [
         "CSCI-1200 E1F22.pdf"
     ]
+
+
+def test_log_time_stamps_are_in_tz_with_the_offset(tmp_path: Path) -> None:
+    """Issue 11 item 20: TZ from .env (the process has no TZ: the machine's zone is UTC)
+    decides the log's time stamps, which carry their offset."""
+    drive = sample.copy_sample_drive(tmp_path)
+    (tmp_path / ".env").write_text("TZ=Asia/Kolkata\n")
+    out = cli("--source", str(drive), env={"CACHE_DIR": str(tmp_path / "c")}, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    stamp = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}\+05:30) (INFO|WARNING) ")
+    lines = out.stderr.strip().splitlines()
+    assert lines and all(stamp.match(line) for line in lines), lines[:3]
+    first = stamp.match(lines[0])
+    assert first is not None
+    at = datetime.fromisoformat(first.group(1))
+    assert abs(at - datetime.now(ZoneInfo("Asia/Kolkata"))) < timedelta(minutes=5)
