@@ -13,6 +13,11 @@ from . import naming
 from .catalog import Catalog, Category, Course, ExamEntry, Problem, crosslisted_message
 
 
+def plural(n: int, word: str, many: str = "") -> str:
+    """`1 course`, `2 courses`: a count with its noun agreeing."""
+    return f"{n} {word if n == 1 else many or word + 's'}"
+
+
 def catalog_block(catalog: Catalog) -> dict[str, Any]:
     """The `catalog` block of SPEC §8."""
     return {
@@ -73,15 +78,15 @@ def catalog_text(catalog: Catalog) -> str:
     per_code = Counter(c.code for c in catalog.courses)
     tests = sum(c.digital_count for c in catalog.courses)
     lines.append(
-        f"Catalog: {len(catalog.course_codes)} departments, {len(catalog.courses)} courses, "
-        f"{tests} digital tests, {len(catalog.problems)} problems, "
-        f"{len(catalog.renames)} renames"
+        f"Catalog: {plural(len(catalog.course_codes), 'department')}, "
+        f"{plural(len(catalog.courses), 'course')}, {plural(tests, 'digital test')}, "
+        f"{plural(len(catalog.problems), 'problem')}, {plural(len(catalog.renames), 'rename')}"
     )
     for code in catalog.course_codes:
         courses = [c for c in catalog.courses if c.code == code]
-        lines.append(f"  {code}: {per_code[code]} courses")
+        lines.append(f"  {code}: {plural(per_code[code], 'course')}")
         for c in courses:
-            lines.append(f"    {c.name}  ({c.digital_count} tests)")
+            lines.append(f"    {c.name}  ({plural(c.digital_count, 'test')})")
     if catalog.problems:
         lines.append("")
         lines.append("Problems:")

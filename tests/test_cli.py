@@ -92,6 +92,9 @@ def test_the_demo_runs_on_a_fresh_directory(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert "What the website now shows:" in out.stdout
     assert "Second run: summary: sync exit 0" in out.stdout
+    # The sample has courses with one test: "(1 test)", never "(1 tests)" (issue 11).
+    assert "(1 test)" in out.stdout
+    assert not re.search(r"\b1 (tests|courses|departments|problems|renames)\b", out.stdout)
     page = (tmp_path / "demo-report.html").read_text()
     assert page.startswith("<!doctype html>") and "Invalid Filenames" in page
     assert "<script" not in page  # self-contained and inert
