@@ -157,8 +157,12 @@ def _run(settings: Settings, options: Options, services: Services) -> Outcome:
     refusal = (
         None
         if options.allow_mass_delete
-        else publish.guard_refusal(mongo_plan, max_delete_fraction=settings.max_delete_fraction)
+        else publish.guard_refusal(
+            mongo_plan, max_delete_fraction=settings.max_delete_fraction, hint=built.root_hint
+        )
     )
+    if built.root_hint and refusal is None:
+        log.warning("%s", built.root_hint)
     renames = built.renames if (options.rename and settings.rename_files) else ()
     mongo_lines = tuple(publish.plan_lines(mongo_plan))
     timer.lap("plan")
@@ -166,8 +170,8 @@ def _run(settings: Settings, options: Options, services: Services) -> Outcome:
     if options.mode != "sync":
         return _preview(settings, options, services, built, mongo_plan, refusal, renames, timer)
     if refusal is not None:
-        log.error("mass-delete guard: %s", refusal)
-        raise GuardRefused(refusal)
+        # Logged once, by whoever catches it (the CLI), not here as well.
+        raise GuardRefused(f"mass-delete guard: {refusal}")
 
     # 4. apply — each sink on its own; 5. remember what each one did
     failures: dict[str, RunError] = {}

@@ -431,13 +431,16 @@ def course_document(course: CourseInsert | CourseUpdate) -> dict[str, Any]:
 # --------------------------------------------------------------------------- guard
 
 
-def guard_refusal(plan: Plan, *, max_delete_fraction: float) -> str | None:
-    """Why the mass-delete guard refuses `plan` (SPEC §3), or None if it may be applied."""
+def guard_refusal(plan: Plan, *, max_delete_fraction: float, hint: str | None = None) -> str | None:
+    """Why the mass-delete guard refuses `plan` (SPEC §3), or None if it may be applied.
+    `hint` (the catalog's guess at what is wrong with FOLDER_ID) is said before the way out."""
     existing = plan.existing_courses
     deleting = len(plan.courses_to_remove)
     override = (
         "Nothing was applied. If the drive really lost them, run again with --allow-mass-delete."
     )
+    if hint:
+        override = f"{hint} {override}"
     if plan.desired_courses == 0 and existing > 0:
         return (
             f"The drive listing yielded no courses while MongoDB has {existing}; "
@@ -458,7 +461,7 @@ def check_guard(plan: Plan, *, max_delete_fraction: float, allow_mass_delete: bo
         return
     reason = guard_refusal(plan, max_delete_fraction=max_delete_fraction)
     if reason is not None:
-        raise GuardRefused(reason)
+        raise GuardRefused(f"mass-delete guard: {reason}")
 
 
 # --------------------------------------------------------------------------- output
