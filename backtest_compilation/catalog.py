@@ -1,7 +1,7 @@
 """Drive tree → catalog: what the website should show, what to rename, what humans must fix.
 
 `build` is pure: no I/O, no clock (today is passed in), no logging. Everything it
-decides is in the returned `Catalog` (SPEC §2).
+decides is in the returned `Catalog` (contract §2).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ PATH_SEPARATOR = " / "
 
 
 class Category(StrEnum):
-    """Problem categories (SPEC §8); the values are stable and machine-readable."""
+    """Problem categories (contract §8); the values are stable and machine-readable."""
 
     INVALID_DEPARTMENT = "invalid_department"
     DUPLICATE_DEPARTMENT = "duplicate_department"
@@ -122,7 +122,7 @@ class Ignored:
 
 @dataclass(frozen=True)
 class Catalog:
-    """Everything the drive says, sorted deterministically (SPEC §8 orders)."""
+    """Everything the drive says, sorted deterministically (contract §8 orders)."""
 
     courses: tuple[Course, ...] = ()
     problems: tuple[Problem, ...] = ()
@@ -198,7 +198,7 @@ def build(
     today: date,
     future_year_exempt: frozenset[str] = frozenset({"BEAR"}),
 ) -> Catalog:
-    """Interpret the drive tree under `root` by the rules of SPEC §2."""
+    """Interpret the drive tree under `root` by the rules of contract §2."""
     problems: list[Problem] = []
     ignored: list[Ignored] = []
 
@@ -206,7 +206,7 @@ def build(
         message = f"{label}: {path}" + (f" ({why})" if why else "")
         problems.append(Problem(category, message, path, node_id))
 
-    # §2.1 departments
+    # contract §2.1: departments
     departments: dict[str, list[Node]] = defaultdict(list)
     for child in _by_name(root.children):
         if child.mime_type == SHORTCUT_MIME and naming.is_department_sized(child.name):
@@ -237,7 +237,7 @@ def build(
             continue
         departments[code].append(child)
 
-    # §2.2 courses, collected per department code over all its folders
+    # contract §2.2: courses, collected per department code over all its folders
     found: dict[tuple[str, str], list[_Found]] = defaultdict(list)
     for code, folders in sorted(departments.items()):
         # The folder named exactly like the code is the original; others are extras.

@@ -1,4 +1,4 @@
-"""Command line: parse arguments, load settings, run, map errors to exit codes (SPEC §5, §7).
+"""Command line: parse arguments, load settings, run, map errors to exit codes (contract §5, §7).
 
 Everything here is thin; the work is done by functions that can be called from Python.
 """
@@ -149,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _guarded(job: Callable[[], int], tel: telemetry.Telemetry | None) -> int:
-    """Run `job`, mapping the run's errors to exit codes (SPEC §5.9)."""
+    """Run `job`, mapping the run's errors to exit codes (contract §5.11)."""
     try:
         return job()
     except ConfigError as exc:

@@ -1,4 +1,4 @@
-"""`demo`: the whole pipeline with no account anywhere (SPEC §7).
+"""`demo`: the whole pipeline with no account anywhere (contract §7).
 
 The bundled sample drive is copied to a temporary folder and read as a local source,
 MongoDB is in-process (`mongomock://`), renames happen on the copy, and the report goes

@@ -158,7 +158,7 @@ class DriveRead:
 
 @dataclass
 class ApiCalls:
-    """HTTP round trips to Drive (a batch counts once; retries count), for SPEC §8.
+    """HTTP round trips to Drive (a batch counts once; retries count), for contract §8.
 
     Renames send batches from a few threads at once, hence the lock."""
 

@@ -1,4 +1,4 @@
-"""One run, top to bottom: source → catalog → plan → apply → remember (SPEC §5).
+"""One run, top to bottom: source → catalog → plan → apply → remember (contract §5).
 
 The outside world arrives as `Services` (a tree source, the MongoDB store, the sheet
 report, a clock), so tests hand in emulators and the demo hands in a local folder and
@@ -53,7 +53,7 @@ class Services:
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
     def calls(self) -> dict[str, int]:
-        """API calls / round trips so far, per service (SPEC §8 `api_calls`)."""
+        """API calls / round trips so far, per service (contract §8 `api_calls`)."""
         return {
             "drive": self.source.calls,
             "sheets": self.sheet.api_calls if self.sheet is not None else 0,
@@ -63,7 +63,7 @@ class Services:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What a run did: the exit code, SPEC §8's summary, and text for people."""
+    """What a run did: the exit code, contract §8's summary, and text for people."""
 
     exit_code: int
     summary: dict[str, Any]
@@ -286,7 +286,7 @@ def _unchanged(
     timer: _Timer,
 ) -> Outcome:
     """The drive is as the last successful run left it: skip the catalog and the sheet,
-    but repair MongoDB if someone edited it by hand (SPEC §5.8)."""
+    but repair MongoDB if someone edited it by hand (contract §5.8)."""
     now = services.clock()
     current = services.store.read_current()
     mongo_plan = publish.plan(known, current)
@@ -461,7 +461,7 @@ def _summary(
     timer: _Timer,
     extra: dict[str, Any],
 ) -> dict[str, Any]:
-    """SPEC §8's JSON object (plus a few added fields)."""
+    """Contract §8's JSON object (plus a few added fields)."""
     return {
         "mode": mode,
         "ok": exit_code == 0,

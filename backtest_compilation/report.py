@@ -1,4 +1,4 @@
-"""What a run says to people and machines: the §8 JSON blocks and the terminal text.
+"""What a run says to people and machines: the JSON blocks of contract §8 and the terminal text.
 
 Pure functions from catalog (and, later, plan and results) to plain data or text.
 """
@@ -19,7 +19,7 @@ def plural(n: int, word: str, many: str = "") -> str:
 
 
 def catalog_block(catalog: Catalog) -> dict[str, Any]:
-    """The `catalog` block of SPEC §8."""
+    """The `catalog` block of contract §8."""
     return {
         "course_codes": list(catalog.course_codes),
         "courses": [
@@ -57,7 +57,7 @@ def catalog_from_blocks(block: dict[str, Any], problems: list[dict[str, str]]) -
 
 
 def problems_block(catalog: Catalog) -> list[dict[str, str]]:
-    """The `problems` block of SPEC §8 (sorted by path)."""
+    """The `problems` block of contract §8 (sorted by path)."""
     return [
         {"category": p.category.value, "message": p.message, "path": p.path, "id": p.id}
         for p in catalog.problems
@@ -65,7 +65,7 @@ def problems_block(catalog: Catalog) -> list[dict[str, str]]:
 
 
 def renames_block(catalog: Catalog, applied: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
-    """The `renames` block of SPEC §8; `applied` holds the ids renamed in this run."""
+    """The `renames` block of contract §8; `applied` holds the ids renamed in this run."""
     return [
         {"id": r.id, "from": r.old, "to": r.new, "applied": r.id in applied}
         for r in catalog.renames

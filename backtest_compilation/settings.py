@@ -1,4 +1,4 @@
-"""Configuration (SPEC §6): one frozen dataclass, built once from the environment and `.env`.
+"""Configuration (contract §6): one frozen dataclass, built once from the environment and `.env`.
 
 `load` reports every problem at once (`ConfigError.problems`, one line each); the CLI
 prints them and exits 2. Secrets never appear in `repr` or `redacted()`.
@@ -34,7 +34,7 @@ REDACTED = "***"
 
 @dataclass(frozen=True)
 class Settings:
-    """Every setting of SPEC §6, with its default."""
+    """Every setting of contract §6, with its default."""
 
     folder_id: str = ""
     delegate_email: str = ""
@@ -54,7 +54,7 @@ class Settings:
     future_year_exempt: frozenset[str] = frozenset({"BEAR"})
     drive_api_endpoint: str = ""
     sheets_api_endpoint: str = ""
-    # SPEC §4: every tab and cell of the sheet is configurable; defaults are today's sheet.
+    # contract §4: every tab and cell of the sheet is configurable; defaults are today's sheet.
     sheet_errors_tab: str = "Errors in Drive"
     sheet_copies_tab: str = "Physical Copies of Backtests"
     sheet_not_found_tab: str = "Classes Not Found"

@@ -1,7 +1,7 @@
 """`Store`: the MongoDB adapter (pymongo, synchronous) for the website's three collections.
 
 Thin shell around `publish` (the pure plan): `read_current` reads the state in three
-queries, `apply` writes a `Plan` in the order of SPEC §3, one `bulk_write` per phase.
+queries, `apply` writes a `Plan` in the order of contract §3, one `bulk_write` per phase.
 `mongomock://` selects an in-process store (the `demo`); every write path works there
 too. Errors become `ServiceError` (unreachable, failed: exit 1) or `ConfigError`
 (credentials rejected, bad URI: exit 2), with the URI's password masked.
@@ -186,7 +186,7 @@ class Store:
 
     @property
     def api_calls(self) -> int:
-        """Round trips to the server so far (SPEC §8 `api_calls.mongo`)."""
+        """Round trips to the server so far (contract §8 `api_calls.mongo`)."""
         return self.round_trips.total
 
     @property
@@ -290,7 +290,7 @@ class Store:
                 self._by_hand("createIndexes")
 
     def apply(self, plan: Plan, *, max_delete_fraction: float, allow_mass_delete: bool) -> Applied:
-        """Write `plan`: inserts bottom-up, then updates, then deletes top-down (SPEC §3).
+        """Write `plan`: inserts bottom-up, then updates, then deletes top-down (contract §3).
 
         Checks the mass-delete guard first (`GuardRefused`, nothing written). A plan
         with nothing to do sends nothing. Otherwise the indexes are ensured and each

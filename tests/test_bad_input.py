@@ -3,7 +3,7 @@
 Every case goes end to end through the pipeline: the Drive emulator over HTTP (a shared
 drive and an ordinary folder, whose breadth-first queries quote ids), the real
 client library, MongoDB (mongomock) and the Sheets emulator; and, where the file system
-allows the name, a local folder (`--source`). Each case states the outcome SPEC §2
+allows the name, a local folder (`--source`). Each case states the outcome contract §2
 gives it: the problem it raises, the name it is renamed to, or the course it publishes.
 The big drives (50,000 files in one course, 2,000 departments) check outcome and time.
 """
@@ -41,7 +41,7 @@ LONG = "x" * 520
 @dataclass(frozen=True)
 class Case:
     """One test file in `CSCI / CSCI-1200 Data Structures`: its name, mime type (in
-    Drive) and what SPEC §2.3 makes of it: a problem category, a new name, or "kept"."""
+    Drive) and what contract §2.3 makes of it: a problem category, a new name, or "kept"."""
 
     name: str
     expect: Category | str

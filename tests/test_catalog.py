@@ -1,4 +1,4 @@
-"""SPEC §2 rules on whole trees: every problem category, publishing, renames, duplicates."""
+"""Contract §2 rules on whole trees: every problem category, publishing, renames, duplicates."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def problems(result: catalog.Catalog) -> list[tuple[str, str]]:
     return [(p.category.value, p.id) for p in result.problems]
 
 
-# (tree, expected problems as (category, node id)) — one row per §2 problem rule.
+# (tree, expected problems as (category, node id)) — one row per problem rule of contract §2.
 PROBLEM_CASES = [
     pytest.param(
         drive(folder("d1", "CSC", cs())),

@@ -1,4 +1,4 @@
-"""SPEC §6 settings: defaults, every validation problem reported at once, secrets redacted."""
+"""Contract §6 settings: defaults, every validation problem reported at once, secrets redacted."""
 
 from __future__ import annotations
 
