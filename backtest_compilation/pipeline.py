@@ -489,8 +489,9 @@ def summary_line(summary: dict[str, Any]) -> str:
     return (
         f"summary: {summary['mode']} exit {summary['exit_code']}"
         f"{' (failed: ' + ', '.join(sorted(failed)) + ')' if failed else ''}; "
-        f"{len(cat['course_codes'])} departments, {len(cat['courses'])} courses, "
-        f"{len(summary['problems'])} problems; "
+        f"{report.plural(len(cat['course_codes']), 'department')}, "
+        f"{report.plural(len(cat['courses']), 'course')}, "
+        f"{report.plural(len(summary['problems']), 'problem')}; "
         f"renames {sum(r['applied'] for r in renames)}/{len(renames)}; "
         f"mongo +{mongo['inserted']} ~{mongo['updated']} -{mongo['deleted']}; "
         f"sheet {'written' if summary['sheet'].get('written') else 'not written'}; "

@@ -25,8 +25,10 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 _SHEET_KEY = re.compile(r"/spreadsheets/d/([A-Za-z0-9_-]+)")
 # A folder's or shared drive's address as the browser shows it, `/u/0/` and `?usp=…` included.
-_FOLDER_URL = re.compile(r"^https?://drive\.google\.com/drive/(?:u/\d+/)?folders/([A-Za-z0-9_-]+)")
-_FILE_URL = re.compile(r"^https?://(?:drive|docs)\.google\.com/(?:file/d/|document/d/|open\?id=)")
+_FOLDER_URL = re.compile(
+    r"^https?://drive\.google\.com/(?:drive/(?:u/\d+/)?folders/|open\?id=)([A-Za-z0-9_-]+)"
+)
+_FILE_URL = re.compile(r"^https?://(?:drive|docs)\.google\.com/(?:file/d/|\w+/d/)")
 CRON_FIELDS = "minute hour day-of-month month day-of-week"
 _DB_NAME_FORBIDDEN = set('/\\. "$*<>:|?')
 REDACTED = "***"

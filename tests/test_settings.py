@@ -298,6 +298,7 @@ def test_quotes_inside_a_value_are_not_flagged() -> None:
         "https://drive.google.com/drive/folders/0AbC_d-E9fGhIjKlMnOpQrStUv",
         "https://drive.google.com/drive/u/0/folders/0AbC_d-E9fGhIjKlMnOpQrStUv?usp=sharing",
         "https://drive.google.com/drive/u/2/folders/0AbC_d-E9fGhIjKlMnOpQrStUv#x",
+        "https://drive.google.com/open?id=0AbC_d-E9fGhIjKlMnOpQrStUv",
         "0AbC_d-E9fGhIjKlMnOpQrStUv",
     ],
 )
@@ -313,6 +314,11 @@ def test_folder_id_may_be_a_drive_url(value: str) -> None:
             "https://drive.google.com/file/d/1xYz/view?usp=sharing",
             "FOLDER_ID is the address of a file; it must be the shared drive or the top folder",
             id="a file's URL",
+        ),
+        pytest.param(
+            "https://docs.google.com/spreadsheets/d/1xYz/edit",
+            "FOLDER_ID is the address of a file",
+            id="a spreadsheet's URL",
         ),
         pytest.param(
             "https://example.com/folders/abc",
