@@ -30,7 +30,7 @@ CODES = "backtest_course_code_collection"
 COURSES = "backtest_courses_collection"
 BACKTESTS = "backtest_collection"
 
-# Only these fields are read (contract §5.3: only the fields needed).
+# Only these fields are read: the plan needs nothing else.
 CODE_FIELDS = {"course_code": 1}
 COURSE_FIELDS = {"name": 1, "course_code": 1, "folder_id": 1}
 BACKTEST_FIELDS = {"course_ids": 1, "tests": 1}
