@@ -453,8 +453,12 @@ def _connection_cause(error: str, scrub: Callable[[str], str]) -> str:
 
 
 def _brief(exc: PyMongoError) -> str:
-    """The first line of a driver error, bounded (topology dumps are long)."""
-    return str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+    """The first line of a driver error without its topology dump, bounded at a word."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    text = text.split(", Timeout:", 1)[0].split("Topology Description:", 1)[0].strip(" ,")
+    if len(text) > 300:
+        text = text[:300].rsplit(" ", 1)[0] + " …"
+    return text
 
 
 def _scrub(text: str, secret: str | None) -> str:
