@@ -154,3 +154,23 @@ def test_log_time_stamps_are_in_tz_with_the_offset(tmp_path: Path) -> None:
     assert first is not None
     at = datetime.fromisoformat(first.group(1))
     assert abs(at - datetime.now(ZoneInfo("Asia/Kolkata"))) < timedelta(minutes=5)
+
+
+def test_values_quoted_by_docker_env_file_exit_2_naming_each(tmp_path: Path) -> None:
+    """Issue 11 item 11: `docker run --env-file` passes `X="v"` with its quotes."""
+    out = cli(
+        "sync",
+        env={
+            "MONGO_URI": '"mongodb://app:hunter2@db:27017"',
+            "FOLDER_ID": "'0AbCdEf'",
+            "DRIVE_API_ENDPOINT": "http://127.0.0.1:1",
+        },
+        cwd=tmp_path,
+    )
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        f"configuration: {name} is wrapped in quotes: remove the quotes "
+        "(docker --env-file keeps them)"
+        for name in ("FOLDER_ID", "MONGO_URI")
+    ]
+    assert "hunter2" not in out.stderr
