@@ -13,9 +13,9 @@ from . import naming
 from .catalog import Catalog, Category, Course, ExamEntry, Problem, crosslisted_message
 
 
-def plural(n: int, word: str, many: str = "") -> str:
-    """`1 course`, `2 courses`: a count with its noun agreeing."""
-    return f"{n} {word if n == 1 else many or word + 's'}"
+def plural(n: int, word: str) -> str:
+    """`1 course`, `2 courses`: a count with its noun agreeing (regular plurals only)."""
+    return f"{n} {word if n == 1 else word + 's'}"
 
 
 def catalog_block(catalog: Catalog) -> dict[str, Any]:
