@@ -1,4 +1,4 @@
-"""Dead-man's-switch pings (SPEC §6 `HEALTHCHECK_URL`, healthchecks.io convention).
+"""Dead-man's-switch pings (contract §6 `HEALTHCHECK_URL`, healthchecks.io convention).
 
 `URL/start` when a run starts, `URL` when it succeeds, `URL/fail` when it fails; the
 monitor alerts someone when a ping is late or says failure, so a scheduler that

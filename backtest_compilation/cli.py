@@ -1,4 +1,4 @@
-"""Command line: parse arguments, load settings, run, map errors to exit codes (SPEC §5, §7).
+"""Command line: parse arguments, load settings, run, map errors to exit codes (contract §5, §7).
 
 Everything here is thin; the work is done by functions that can be called from Python.
 """
@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from . import __version__, alerts, lastrun, pipeline, schedule, settings, sources, telemetry
 from .errors import ConfigError, Locked, RunError
@@ -192,14 +193,25 @@ def log_level(base: str, verbose: int, quiet: int) -> str:
     return order[max(0, min(len(order) - 1, index - verbose + quiet))]
 
 
-def configure_logging(level: str) -> None:
-    """Plain lines on stderr, cron-readable; stdout is kept for --json and reports."""
-    logging.basicConfig(
-        level=level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(message)s",
-        force=True,
-    )
+class ZonedFormatter(logging.Formatter):
+    """Time stamps in `TZ` with their offset (`2026-11-30 09:02:03.123-05:00`), so a log
+    line reads like the schedule's messages whatever zone the machine is in."""
+
+    def __init__(self, fmt: str, tz: str) -> None:
+        super().__init__(fmt)
+        self.zone = ZoneInfo(tz)
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        at = datetime.fromtimestamp(record.created, self.zone)
+        return at.isoformat(sep=" ", timespec="milliseconds")
+
+
+def configure_logging(level: str, tz: str = settings.Settings.tz) -> None:
+    """Plain lines on stderr, cron-readable; stdout is kept for --json and reports.
+    Time stamps are in `tz` (the `TZ` setting) with the offset."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(ZonedFormatter("%(asctime)s %(levelname)s %(message)s", tz))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
     # Client libraries' own INFO chatter (discovery, connection pools) is noise in cron logs.
     for noisy in ("googleapiclient", "urllib3", "pymongo", "gspread"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
@@ -228,11 +240,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     if command == "demo":
         base = env.get("LOG_LEVEL", "").upper() or "ERROR"
-        configure_logging(log_level(base, verbose, quiet))
+        configure_logging(log_level(base, verbose, quiet), config.tz)
         from .demo import run_demo
 
         return _guarded(lambda: run_demo(config), None)
-    configure_logging(log_level(config.log_level, verbose, quiet))
+    configure_logging(log_level(config.log_level, verbose, quiet), config.tz)
     tel = telemetry.init(config, release=__version__)
     try:
         if command == "schedule":
@@ -300,7 +312,7 @@ def _scheduled(job: Callable[[], int], tel: telemetry.Telemetry, monitor: dict) 
 
 
 def _guarded(job: Callable[[], int], tel: telemetry.Telemetry | None) -> int:
-    """Run `job`, mapping the run's errors to exit codes (SPEC §5.9)."""
+    """Run `job`, mapping the run's errors to exit codes (contract §5.11)."""
     try:
         return job()
     except ConfigError as exc:
@@ -355,7 +367,7 @@ def _recorded_sync(
     args: argparse.Namespace, config: settings.Settings, options: pipeline.Options
 ) -> pipeline.Outcome:
     """A sync between healthcheck pings, leaving `last-run.json` and `report.html` in
-    CACHE_DIR whatever its end (SPEC §7); a run that raised is recorded, then re-raised."""
+    CACHE_DIR whatever its end (contract §7); a run that raised is recorded, then re-raised."""
     ping = alerts.Healthcheck(config.healthcheck_url)
     ping.start()
     started = datetime.now(UTC)

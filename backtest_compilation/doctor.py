@@ -1,4 +1,4 @@
-"""`doctor`: check the whole set-up against the real services, one line per check (SPEC §7).
+"""`doctor`: check the whole set-up against the real services, one line per check (contract §7).
 
 Every check says ✓ or ✗; each ✗ carries its fix and the README section to read. Only
 reads are sent (token requests, `drives.get`/`files.get` with `capabilities`, Sheets

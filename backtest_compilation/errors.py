@@ -1,4 +1,4 @@
-"""The errors that end a run, each with the exit code the CLI maps it to (SPEC §5.9).
+"""The errors that end a run, each with the exit code the CLI maps it to (contract §5.11).
 
 Code deep inside the tool raises these; only `cli` turns them into exit codes.
 Messages must never contain secrets (passwords, DSNs, key material).

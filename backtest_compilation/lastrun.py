@@ -1,4 +1,4 @@
-"""What the last sync did, kept in `CACHE_DIR` for people and monitors (SPEC §7).
+"""What the last sync did, kept in `CACHE_DIR` for people and monitors (contract §7).
 
 - `last-run.json`: the run's §8 object plus when it started and ended;
 - `last-success.json`: the same for the last run that succeeded completely;
@@ -76,7 +76,7 @@ def pending_renames(summary: dict[str, Any]) -> int:
 def record(
     summary: dict[str, Any], *, started: datetime, finished: datetime, error: str = ""
 ) -> dict[str, Any]:
-    """The `last-run.json` object: SPEC §8's `summary` plus times and, for a run that
+    """The `last-run.json` object: contract §8's `summary` plus times and, for a run that
     stopped before it had a summary, the error that stopped it."""
     out = dict(summary)
     out["started_at"] = started.astimezone(UTC).isoformat(timespec="seconds")

@@ -1,4 +1,4 @@
-"""One run, top to bottom: source → catalog → plan → apply → remember (SPEC §5).
+"""One run, top to bottom: source → catalog → plan → apply → remember (contract §5).
 
 The outside world arrives as `Services` (a tree source, the MongoDB store, the sheet
 report, a clock), so tests hand in emulators and the demo hands in a local folder and
@@ -53,7 +53,7 @@ class Services:
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
     def calls(self) -> dict[str, int]:
-        """API calls / round trips so far, per service (SPEC §8 `api_calls`)."""
+        """API calls / round trips so far, per service (contract §8 `api_calls`)."""
         return {
             "drive": self.source.calls,
             "sheets": self.sheet.api_calls if self.sheet is not None else 0,
@@ -63,7 +63,7 @@ class Services:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What a run did: the exit code, SPEC §8's summary, and text for people."""
+    """What a run did: the exit code, contract §8's summary, and text for people."""
 
     exit_code: int
     summary: dict[str, Any]
@@ -157,8 +157,12 @@ def _run(settings: Settings, options: Options, services: Services) -> Outcome:
     refusal = (
         None
         if options.allow_mass_delete
-        else publish.guard_refusal(mongo_plan, max_delete_fraction=settings.max_delete_fraction)
+        else publish.guard_refusal(
+            mongo_plan, max_delete_fraction=settings.max_delete_fraction, hint=built.root_hint
+        )
     )
+    if built.root_hint and refusal is None:
+        log.warning("%s", built.root_hint)
     renames = built.renames if (options.rename and settings.rename_files) else ()
     mongo_lines = tuple(publish.plan_lines(mongo_plan))
     timer.lap("plan")
@@ -166,8 +170,8 @@ def _run(settings: Settings, options: Options, services: Services) -> Outcome:
     if options.mode != "sync":
         return _preview(settings, options, services, built, mongo_plan, refusal, renames, timer)
     if refusal is not None:
-        log.error("mass-delete guard: %s", refusal)
-        raise GuardRefused(refusal)
+        # Logged once, by whoever catches it (the CLI), not here as well.
+        raise GuardRefused(f"mass-delete guard: {refusal}")
 
     # 4. apply — each sink on its own; 5. remember what each one did
     failures: dict[str, RunError] = {}
@@ -282,7 +286,7 @@ def _unchanged(
     timer: _Timer,
 ) -> Outcome:
     """The drive is as the last successful run left it: skip the catalog and the sheet,
-    but repair MongoDB if someone edited it by hand (SPEC §5.8)."""
+    but repair MongoDB if someone edited it by hand (contract §5.8)."""
     now = services.clock()
     current = services.store.read_current()
     mongo_plan = publish.plan(known, current)
@@ -457,7 +461,7 @@ def _summary(
     timer: _Timer,
     extra: dict[str, Any],
 ) -> dict[str, Any]:
-    """SPEC §8's JSON object (plus a few added fields)."""
+    """Contract §8's JSON object (plus a few added fields)."""
     return {
         "mode": mode,
         "ok": exit_code == 0,
@@ -485,8 +489,9 @@ def summary_line(summary: dict[str, Any]) -> str:
     return (
         f"summary: {summary['mode']} exit {summary['exit_code']}"
         f"{' (failed: ' + ', '.join(sorted(failed)) + ')' if failed else ''}; "
-        f"{len(cat['course_codes'])} departments, {len(cat['courses'])} courses, "
-        f"{len(summary['problems'])} problems; "
+        f"{report.plural(len(cat['course_codes']), 'department')}, "
+        f"{report.plural(len(cat['courses']), 'course')}, "
+        f"{report.plural(len(summary['problems']), 'problem')}; "
         f"renames {sum(r['applied'] for r in renames)}/{len(renames)}; "
         f"mongo +{mongo['inserted']} ~{mongo['updated']} -{mongo['deleted']}; "
         f"sheet {'written' if summary['sheet'].get('written') else 'not written'}; "

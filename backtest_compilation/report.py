@@ -1,4 +1,4 @@
-"""What a run says to people and machines: the §8 JSON blocks and the terminal text.
+"""What a run says to people and machines: the JSON blocks of contract §8 and the terminal text.
 
 Pure functions from catalog (and, later, plan and results) to plain data or text.
 """
@@ -15,8 +15,13 @@ from . import naming
 from .catalog import Catalog, Category, Course, ExamEntry, Problem, crosslisted_message
 
 
+def plural(n: int, word: str) -> str:
+    """`1 course`, `2 courses`: a count with its noun agreeing (regular plurals only)."""
+    return f"{n} {word if n == 1 else word + 's'}"
+
+
 def catalog_block(catalog: Catalog) -> dict[str, Any]:
-    """The `catalog` block of SPEC §8."""
+    """The `catalog` block of contract §8."""
     return {
         "course_codes": list(catalog.course_codes),
         "courses": [
@@ -54,7 +59,7 @@ def catalog_from_blocks(block: dict[str, Any], problems: list[dict[str, str]]) -
 
 
 def problems_block(catalog: Catalog) -> list[dict[str, str]]:
-    """The `problems` block of SPEC §8 (sorted by path)."""
+    """The `problems` block of contract §8 (sorted by path)."""
     return [
         {"category": p.category.value, "message": p.message, "path": p.path, "id": p.id}
         for p in catalog.problems
@@ -62,7 +67,7 @@ def problems_block(catalog: Catalog) -> list[dict[str, str]]:
 
 
 def renames_block(catalog: Catalog, applied: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
-    """The `renames` block of SPEC §8; `applied` holds the ids renamed in this run."""
+    """The `renames` block of contract §8; `applied` holds the ids renamed in this run."""
     return [
         {"id": r.id, "from": r.old, "to": r.new, "applied": r.id in applied}
         for r in catalog.renames
@@ -75,15 +80,15 @@ def catalog_text(catalog: Catalog) -> str:
     per_code = Counter(c.code for c in catalog.courses)
     tests = sum(c.digital_count for c in catalog.courses)
     lines.append(
-        f"Catalog: {len(catalog.course_codes)} departments, {len(catalog.courses)} courses, "
-        f"{tests} digital tests, {len(catalog.problems)} problems, "
-        f"{len(catalog.renames)} renames"
+        f"Catalog: {plural(len(catalog.course_codes), 'department')}, "
+        f"{plural(len(catalog.courses), 'course')}, {plural(tests, 'digital test')}, "
+        f"{plural(len(catalog.problems), 'problem')}, {plural(len(catalog.renames), 'rename')}"
     )
     for code in catalog.course_codes:
         courses = [c for c in catalog.courses if c.code == code]
-        lines.append(f"  {code}: {per_code[code]} courses")
+        lines.append(f"  {code}: {plural(per_code[code], 'course')}")
         for c in courses:
-            lines.append(f"    {c.name}  ({c.digital_count} tests)")
+            lines.append(f"    {c.name}  ({plural(c.digital_count, 'test')})")
     if catalog.problems:
         lines.append("")
         lines.append("Problems:")
@@ -116,7 +121,7 @@ _DRIVE_ID = re.compile(r"[A-Za-z0-9_-]{8,}")
 
 
 def drive_link(item_id: str) -> str | None:
-    """The Drive page of a file or folder id (SPEC §4), or None for an id that is not a
+    """The Drive page of a file or folder id (contract §4), or None for an id that is not a
     Drive id (a local source's relative path)."""
     if not _DRIVE_ID.fullmatch(item_id):
         return None
@@ -153,10 +158,6 @@ def _rows(cells: list[list[str]], classes: list[str] | None = None) -> str:
     return "\n".join(out)
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
-
-
 def html_page(
     summary: dict[str, Any],
     *,
@@ -166,7 +167,7 @@ def html_page(
     website: list[str] | tuple[str, ...] = (),
     error: str = "",
 ) -> str:
-    """A self-contained HTML page of one run (SPEC §7 `report.html`): what it found and
+    """A self-contained HTML page of one run (contract §7 `report.html`): what it found and
     changed, problems grouped as in the sheet with links to Drive, classes not found.
 
     Built from the §8 `summary` alone (plus the MongoDB change lines and, in the demo,
@@ -202,9 +203,9 @@ def html_page(
         )
     tests = sum(int(c.get("digital_count", 0)) for c in courses)
     parts.append(
-        f"<p>{_plural(len(per_code), 'department')}, {_plural(len(courses), 'course')}, "
-        f"{_plural(tests, 'digital test')}, {_plural(len(problems), 'problem')}, "
-        f"{_plural(len(renames), 'rename')}.</p>"
+        f"<p>{plural(len(per_code), 'department')}, {plural(len(courses), 'course')}, "
+        f"{plural(tests, 'digital test')}, {plural(len(problems), 'problem')}, "
+        f"{plural(len(renames), 'rename')}.</p>"
     )
 
     # Problems first: they are what a person must act on.

@@ -1,4 +1,4 @@
-"""The Google Sheet report (SPEC §4) in a constant number of API calls.
+"""The Google Sheet report (contract §4) in a constant number of API calls.
 
 Pure core: `Layout` (today's tab, column and cell names), `place` (which sheet row
 belongs to which course), `build` (everything the report will say, with a stable
@@ -224,7 +224,7 @@ def place(
     first_row: int = 1,
     skip: frozenset[tuple[int, int]] = frozenset(),
 ) -> tuple[Placement, ...]:
-    """Find each course's row in `grid` (rows of cell values from A1), SPEC §4.
+    """Find each course's row in `grid` (rows of cell values from A1), contract §4.
 
     Tiers in order: a cell equal to the full name, to the code (`CSCI-1200`), to the
     title, then a cell containing the title; the first tier that matches anything
@@ -263,7 +263,7 @@ class Line:
 
     text: str
     heading: bool = False
-    link: str = ""  # a problem row's Drive URL (SPEC §4), set as the cell's rich-text link
+    link: str = ""  # a problem row's Drive URL (contract §4), set as the cell's rich-text link
 
 
 @dataclass(frozen=True)
@@ -471,7 +471,7 @@ def _text_tab(sheet_id: int, lines: Sequence[Line], layout: Layout) -> dict[str,
         if line.heading:
             cell["userEnteredFormat"] = heading
         elif line.link:
-            # The whole cell is the link; its text stays the message (SPEC §4).
+            # The whole cell is the link; its text stays the message (contract §4).
             cell["userEnteredFormat"] = {"textFormat": {"link": {"uri": line.link}}}
         rows.append({"values": [cell]})
     # With a `range`, updateCells also clears the masked fields of every cell it gives no data.
@@ -741,7 +741,7 @@ class SheetPlan:
 
 @dataclass(frozen=True)
 class SheetResult:
-    """What `publish` did; `block()` is SPEC §8's `sheet` block."""
+    """What `publish` did; `block()` is contract §8's `sheet` block."""
 
     written: bool
     digest: str
@@ -863,7 +863,7 @@ class SheetReport:
         *,
         stamp_unchanged: bool = False,
     ) -> SheetResult:
-        """Bring the sheet up to date with `catalog` (SPEC §4).
+        """Bring the sheet up to date with `catalog` (contract §4).
 
         Writes nothing when the report equals what the last successful run wrote
         (`last_digest`, from the state file) and the sheet still shows it; with

@@ -1,4 +1,4 @@
-"""`status`: did the last run work, when is the next, is anyone running now (SPEC §7).
+"""`status`: did the last run work, when is the next, is anyone running now (contract §7).
 
 Reads only files in `CACHE_DIR` (the run record, the heartbeat, the lock) and changes
 nothing, so it is cheap enough to be the container's health check: exit 0 when the last

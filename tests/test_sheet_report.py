@@ -1,5 +1,5 @@
 """`SheetReport` against the Sheets v4 emulator over HTTP: what lands in the sheet, cell by
-cell, and how many calls it takes (SPEC §4, §5.6, §8)."""
+cell, and how many calls it takes (contract §4, §5.6, §8)."""
 
 from __future__ import annotations
 
