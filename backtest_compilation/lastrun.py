@@ -135,7 +135,7 @@ def save(
     except OSError as exc:
         log.warning("cannot write the run record in %s: %s", directory, exc.strerror or exc)
         return False
-    log.info("run record: %s, %s", directory / LAST_RUN, directory / REPORT)
+    log.info("run record: %s and %s written in CACHE_DIR", LAST_RUN, REPORT)
     return True
 
 
