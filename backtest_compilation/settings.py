@@ -279,7 +279,13 @@ def load(
     if sentry_dsn and urlsplit(sentry_dsn).scheme not in ("http", "https"):
         problems.append("SENTRY_DSN is not a DSN URL (https://<key>@<host>/<project>)")
 
-    healthcheck_url = _endpoint("HEALTHCHECK_URL", get("HEALTHCHECK_URL"), problems)
+    healthcheck_url = get("HEALTHCHECK_URL").rstrip("/")
+    if healthcheck_url and (
+        urlsplit(healthcheck_url).scheme not in ("http", "https")
+        or not urlsplit(healthcheck_url).netloc
+    ):
+        # The value is not echoed: a ping URL is the monitor's only credential.
+        problems.append("HEALTHCHECK_URL must be an http(s) URL like https://hc-ping.com/<uuid>")
     monitor_slug = get("SENTRY_MONITOR_SLUG", defaults.sentry_monitor_slug)
     if not re.fullmatch(r"[a-z0-9_-]{1,50}", monitor_slug):
         problems.append(

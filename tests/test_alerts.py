@@ -219,3 +219,34 @@ def test_schedule_reports_to_sentry_crons_from_the_command_line(
     got = [c for r in endpoint.all() for c in r.of_type("check_in")]
     assert [c["status"] for c in got] == ["in_progress", "ok"]
     assert {c["monitor_slug"] for c in got} == {"chapter-backtests"}
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        (
+            "HEALTHCHECK_URL",
+            "hc-ping.com/0f1e-secret-uuid",
+            "HEALTHCHECK_URL must be an http(s) URL like https://hc-ping.com/<uuid>",
+        ),
+        (
+            "SENTRY_MONITOR_SLUG",
+            "Backtest Compilation",
+            "SENTRY_MONITOR_SLUG must be lower-case letters, digits, - and _ (at most 50), "
+            "not 'Backtest Compilation'",
+        ),
+    ],
+)
+def test_alert_settings_are_checked(name: str, value: str, message: str) -> None:
+    from backtest_compilation import settings
+    from backtest_compilation.errors import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        settings.load({"FOLDER_ID": "x", name: value}, needs_drive=False)
+    assert caught.value.problems == [message]
+    assert "secret" not in str(caught.value)
+
+
+def test_the_ping_url_never_appears_in_settings_output() -> None:
+    config = Settings(healthcheck_url="https://hc-ping.com/0f1e-secret-uuid")
+    assert "secret" not in repr(config)
