@@ -171,7 +171,10 @@ def test_permission_lost_on_the_root_writes_nothing_anywhere_and_exits_1(
     lose(world)  # type: ignore[operator]
     got = world.cli("--json")
     assert got.returncode == 1, got.stderr
-    assert got.stdout == ""  # no summary claims anything was done
+    # One JSON object (SPEC §8), which claims nothing was done: failed at the drive.
+    summary = json.loads(got.stdout)
+    assert (summary["ok"], summary["exit_code"], list(summary["failed"])) == (False, 1, ["drive"])
+    assert summary["catalog"] is None and summary["mongo"] is None and summary["sheet"] is None
     assert "FOLDER_ID" in got.stderr or "403" in got.stderr
     assert world.everything() == before
 
