@@ -7,6 +7,7 @@ exactly what a fault-free run publishes. See docs/reliability.md for the table."
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import subprocess
 import time
@@ -18,12 +19,13 @@ from typing import Any
 import pytest
 from pymongo import MongoClient, monitoring
 
-from backtest_compilation import state
+from backtest_compilation import pipeline, state
 from backtest_compilation.errors import ServiceError
 from backtest_compilation.store import RoundTrips, Store
 from tests import secantus
 from tests.fixtures_faults import SHEET_KEY, FaultWorld, make_fault_world
 from tests.secantus import MongoServer, free_port
+from tests.website import without_ids
 
 pytestmark = pytest.mark.mongo_server
 
@@ -487,3 +489,151 @@ def test_mongodb_lost_in_the_middle_of_a_plan_converges_on_the_next_run_keeping_
             if folder_id in after:
                 assert after[folder_id] == _id, folder_id
         assert set(after) == set(fault_twin.course_ids())
+
+
+# ---------------------------------------------------------------- issue 11: each sink alone
+
+
+def test_a_401_on_rename_batch_parts_leaves_mongo_and_the_sheet_applied(
+    fault_world: FaultWorld, fault_twin: FaultWorld, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A failure inside the rename step (here the client library cannot refresh
+    anonymous credentials after a 401 on a batch part) stops only the renames: MongoDB
+    and the sheet are applied, the traceback is logged at ERROR and sent to Sentry."""
+    world = fault_world
+    world.drive.faults.part_every = 1
+    world.drive.faults.part_kinds = ("401",)
+    reported: list[BaseException] = []
+    services = world.services()
+    services.report_error = reported.append
+    with caplog.at_level(logging.INFO):
+        got = world.run(services=services)
+    assert got.exit_code == 1
+    assert list(got.summary["failed"]) == ["renames"]
+    assert "unexpected failure" in got.summary["failed"]["renames"]
+    assert got.summary["mongo"]["in_sync"] is True and got.summary["sheet"]["written"] is True
+    assert len(reported) == 1
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR and r.exc_info]
+    assert errors and "renames: unexpected failure" in errors[0].getMessage()
+    # The website shows what a fault-free run publishes; only the renames are pending.
+    reference = fault_twin.run()
+    assert without_ids(world.view()) == without_ids(fault_twin.view())
+    assert not any(r["applied"] for r in got.summary["renames"])
+    world.drive.faults.part_every = 0
+    healed = world.run()
+    assert healed.exit_code == 0, healed.summary["failed"]
+    assert world.published() == fault_twin.published()
+    assert reference.exit_code == 0
+
+
+def test_a_library_error_in_the_mongo_sink_leaves_the_sheet_written(
+    fault_world: FaultWorld,
+) -> None:
+    """An unexpected error inside one sink (a bug, not a service failure) is that sink's
+    failure: logged with its traceback, reported, exit 1, the other sinks still run."""
+    world = fault_world
+    services = world.services()
+
+    class Broken(type(services.store)):  # type: ignore[misc]
+        def apply(self, *args: Any, **kwargs: Any) -> Any:
+            raise KeyError("writeErrors")
+
+    services.store.__class__ = Broken
+    reported: list[BaseException] = []
+    services.report_error = reported.append
+    got = world.run(services=services)
+    assert got.exit_code == 1
+    assert got.summary["failed"] == {"mongo": "unexpected failure: KeyError: 'writeErrors'"}
+    assert got.summary["sheet"]["written"] is True
+    assert got.summary["mongo"]["applied"] is False and got.summary["mongo"]["in_sync"] is False
+    assert [type(e) for e in reported] == [KeyError]
+    assert "failed: mongo" in pipeline.summary_line(got.summary)
+
+
+# ---------------------------------------------------------------- issue 11: --json, exit codes
+
+
+def test_mongodb_unreachable_still_prints_one_json_object(fault_world: FaultWorld) -> None:
+    world = fault_world
+    dead = f"mongodb://127.0.0.1:{free_port()}/?directConnection=true"
+    env = world.env(MONGO_URI=dead)
+    got = world.cli("--json", env=env)
+    assert got.returncode == 1, got.stderr
+    summary = json.loads(got.stdout)
+    assert (summary["ok"], summary["exit_code"], list(summary["failed"])) == (False, 1, ["mongo"])
+    assert "unreachable" in summary["failed"]["mongo"]
+    # What was known: the catalog was built before MongoDB was asked.
+    assert len(summary["catalog"]["courses"]) == 10 and summary["problems"]
+    assert summary["api_calls"]["drive"] >= 1
+    check = world.cli("check", "--json", env=env)
+    assert check.returncode == 5, check.stderr  # could not check, not "out of sync"
+    assert json.loads(check.stdout)["exit_code"] == 5
+    assert "could not check" in check.stderr
+
+
+def test_check_says_out_of_sync_with_1_and_could_not_check_with_5(
+    fault_world: FaultWorld,
+) -> None:
+    world = fault_world
+    assert world.cli("check").returncode == 1  # nothing published yet: out of sync
+    assert world.cli("--json").returncode == 0
+    assert world.cli("check").returncode == 0
+    world.sheets.share(SHEET_KEY, False)
+    got = world.cli("check", "--json")
+    assert got.returncode == 5, got.stderr
+    summary = json.loads(got.stdout)
+    assert list(summary["failed"]) == ["sheet"] and summary["exit_code"] == 5
+    world.sheets.share(SHEET_KEY, True)
+    world.drive.add_file("c10", "MATH-1010 E3F23.pdf", file_id="n-new")
+    assert world.cli("check").returncode == 1
+
+
+def test_a_settings_error_with_json_prints_one_object(fault_world: FaultWorld) -> None:
+    got = fault_world.cli("--json", env=fault_world.env(MAX_DELETE_FRACTION="lots"))
+    assert got.returncode == 2
+    summary = json.loads(got.stdout)
+    assert (summary["ok"], summary["exit_code"], list(summary["failed"])) == (
+        False,
+        2,
+        ["settings"],
+    )
+    assert "MAX_DELETE_FRACTION" in summary["failed"]["settings"]
+
+
+# ---------------------------------------------------------------- issue 11: partial MongoDB apply
+
+
+def test_a_mongo_apply_cut_part_way_reports_what_was_applied(
+    tmp_path: Path, restartable_server: _Server
+) -> None:
+    server = restartable_server
+    with ExitStack() as stack:
+        world = make_fault_world(stack, MongoServer(server.uri, server.port), tmp_path, "cut")
+        world.run()
+        before = world.documents()
+        big_edit(world)
+        counter = RoundTrips()
+        killer = _StopServerAtWrite(2, server)  # the backtests go in, then the server dies
+        client: MongoClient[Any] = MongoClient(
+            server.uri, serverSelectionTimeoutMS=1500, event_listeners=[counter, killer]
+        )
+        store = Store(client, world.db_name, round_trips=counter, monitored=True, uri=server.uri)
+        broken = world.run(services=world.services(store=store))
+        server.start()
+        mongo = broken.summary["mongo"]
+        after = world.documents()
+        new_docs = sum(
+            len({d["_id"] for d in after[c]} - {d["_id"] for d in before.get(c, [])})
+            for c in after
+        )
+        # The counts are what the database really got, not the plan.
+        assert mongo["inserted"] == new_docs == 2  # the two new courses' backtests
+        assert (mongo["updated"], mongo["deleted"]) == (0, 0)
+        assert mongo["applied"] is False and mongo["in_sync"] is False
+        assert mongo["not_applied"] == {"inserted": 3, "updated": 2, "deleted": 7}
+        phases = {p["phase"]: (p["planned"], p["applied"]) for p in mongo["phases"]}
+        assert phases["insert backtests"] == (2, 2) and phases["insert courses"] == (2, 0)
+        line = pipeline.summary_line(broken.summary)
+        assert "mongo +2 ~0 -0 (not applied: +3 ~2 -7)" in line
+        # Nothing the website shows changed: the new backtests point at no course yet.
+        assert broken.summary["website"] == {"added": [], "removed": [], "renamed": []}

@@ -114,6 +114,9 @@ FAULT_ERRORS = {
     "403-forbidden": DriveApiError(403, "The user does not have sufficient permissions.",
                                    "insufficientFilePermissions"),
     "400": DriveApiError(400, "Bad Request", "badRequest"),
+    # Credentials no longer accepted (a revoked token), as Google answers a batch part.
+    "401": DriveApiError(401, "Request had invalid authentication credentials.", "authError",
+                         location="Authorization", locationType="header"),
     # A changes page token the server no longer accepts.
     "410": DriveApiError(410, "The page token is no longer valid.", "gone"),
 }  # fmt: skip
