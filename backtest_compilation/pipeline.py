@@ -223,7 +223,7 @@ def _run(settings: Settings, options: Options, services: Services, progress: _Pr
     # 3. plan (reads MongoDB: an unreachable server stops the run before any write)
     progress.stage = "mongo"
     current = services.store.read_current()
-    mongo_plan = publish.plan(built, current, reuse=_reusable_ids(remembered))
+    mongo_plan = publish.plan(built, current, reuse=_reusable_ids(remembered, now))
     refusal = (
         None
         if options.allow_mass_delete
@@ -447,7 +447,7 @@ def _unchanged(
     path = state.path_in(settings.cache_dir)
     failures: dict[str, BaseException] = {}
     current = services.store.read_current()
-    mongo_plan = publish.plan(known, current, reuse=_reusable_ids(remembered))
+    mongo_plan = publish.plan(known, current, reuse=_reusable_ids(remembered, now))
     timer.lap("plan")
     if not mongo_plan.is_empty:
         log.warning("mongo: drifted from the drive since the last run; repairing")
@@ -784,10 +784,11 @@ def _retiring_ids(plan: publish.Plan, current: publish.Current) -> dict[str, Obj
     return out
 
 
-def _reusable_ids(remembered: state.State) -> dict[str, ObjectId]:
-    """The remembered `_id`s of removed courses, by folder id (see `RETIRED_ID_DAYS`)."""
+def _reusable_ids(remembered: state.State, now: datetime) -> dict[str, ObjectId]:
+    """The remembered `_id`s of courses removed less than `RETIRED_ID_DAYS` ago, by
+    folder id."""
     out: dict[str, ObjectId] = {}
-    for folder in remembered.retired_ids:
+    for folder in remembered.with_retired({}, now, days=RETIRED_ID_DAYS).retired_ids:
         text = remembered.retired_id(folder)
         if isinstance(text, str) and ObjectId.is_valid(text):
             out[folder] = ObjectId(text)

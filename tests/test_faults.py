@@ -6,6 +6,7 @@ exactly what a fault-free run publishes. See docs/reliability.md for the table."
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import signal
@@ -13,6 +14,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ import pytest
 from pymongo import MongoClient, monitoring
 
 from backtest_compilation import pipeline, state
-from backtest_compilation.errors import ServiceError
+from backtest_compilation.errors import RunError, ServiceError
 from backtest_compilation.store import RoundTrips, Store
 from tests import secantus
 from tests.fixtures_faults import SHEET_KEY, FaultWorld, make_fault_world
@@ -623,8 +625,7 @@ def test_a_mongo_apply_cut_part_way_reports_what_was_applied(
         mongo = broken.summary["mongo"]
         after = world.documents()
         new_docs = sum(
-            len({d["_id"] for d in after[c]} - {d["_id"] for d in before.get(c, [])})
-            for c in after
+            len({d["_id"] for d in after[c]} - {d["_id"] for d in before.get(c, [])}) for c in after
         )
         # The counts are what the database really got, not the plan.
         assert mongo["inserted"] == new_docs == 2  # the two new courses' backtests
@@ -637,3 +638,142 @@ def test_a_mongo_apply_cut_part_way_reports_what_was_applied(
         assert "mongo +2 ~0 -0 (not applied: +3 ~2 -7)" in line
         # Nothing the website shows changed: the new backtests point at no course yet.
         assert broken.summary["website"] == {"added": [], "removed": [], "renamed": []}
+
+
+# ---------------------------------------------------------------- issue 11: the sheet
+
+
+def test_sync_repairs_a_deleted_report_tab_on_an_unchanged_drive(fault_world: FaultWorld) -> None:
+    """What `check` finds in the sheet, `sync` repairs, also when the drive is unchanged:
+    the spreadsheet's Drive `version` tells that someone else wrote to it."""
+    world = fault_world
+    assert world.cli("--json").returncode == 0
+    published = world.sheet()
+    # Unchanged and untouched: at most 2 Drive calls, no Sheets call, nothing written.
+    world.sheets.reset_log()
+    quiet = json.loads(world.cli("--json").stdout)
+    assert quiet["unchanged"] is True
+    assert quiet["api_calls"]["drive"] <= 2 and quiet["api_calls"]["sheets"] == 0
+    assert world.sheets.calls() == 0
+
+    world.sheets.delete_tab(SHEET_KEY, "Errors in Drive")  # a person's edit
+    assert world.cli("check").returncode == 1
+    repaired = world.cli("--json")
+    assert repaired.returncode == 0, repaired.stderr
+    summary = json.loads(repaired.stdout)
+    assert summary["unchanged"] is True and summary["sheet"]["written"] is True
+    assert summary["api_calls"]["drive"] <= 3  # changes, version, version after the write
+    without_tab_ids = {k: v for k, v in world.sheet().items() if k != "_"}
+    assert without_tab_ids == {k: v for k, v in published.items() if k != "_"}
+    assert world.cli("check").returncode == 0
+    # Our own write is not mistaken for someone else's on the next run.
+    world.sheets.reset_log()
+    after = json.loads(world.cli("--json").stdout)
+    assert after["api_calls"]["sheets"] == 0 and world.sheets.calls() == 0
+
+
+def test_a_hand_edit_outside_the_report_reads_the_sheet_once_and_writes_nothing(
+    fault_world: FaultWorld,
+) -> None:
+    world = fault_world
+    assert world.cli("--json").returncode == 0
+    world.sheets.set_values(SHEET_KEY, "Physical Copies of Backtests", "E2", [[3]])
+    world.sheets.reset_log()
+    got = json.loads(world.cli("--json").stdout)
+    assert got["sheet"]["written"] is False and world.sheets.writes() == 0
+    world.sheets.reset_log()
+    json.loads(world.cli("--json").stdout)
+    assert world.sheets.calls() == 0  # the new version was remembered
+
+
+def test_a_renamed_copies_tab_fails_the_sheet_step_and_is_never_recreated(
+    fault_world: FaultWorld,
+) -> None:
+    world = fault_world
+    world.sheets.rename_tab(SHEET_KEY, "Physical Copies of Backtests", "Copies (old)")
+    got = world.cli("--json")
+    assert got.returncode == 1, got.stderr
+    summary = json.loads(got.stdout)
+    assert list(summary["failed"]) == ["sheet"]
+    why = summary["failed"]["sheet"]
+    assert "'Physical Copies of Backtests'" in why and "SHEET_COPIES_TAB" in why
+    assert "'Copies (old)'" in why  # the tabs that do exist
+    assert summary["mongo"]["in_sync"] is True  # MongoDB was still applied
+    assert "Physical Copies of Backtests" not in world.sheets.tab_titles(SHEET_KEY)
+    assert world.sheets.writes() == 0
+    fixed = world.cli("--json", env=world.env(SHEET_COPIES_TAB="Copies (old)"))
+    assert fixed.returncode == 0, fixed.stderr
+    assert world.sheets.value(SHEET_KEY, "Copies (old)", "F3") == 4  # MATH-1010's count
+
+
+# ---------------------------------------------------------------- issue 11: a full CACHE_DIR
+
+
+@pytest.mark.parametrize("where", ["lock", "state"])
+def test_a_full_cache_dir_is_said_as_such_and_keeps_the_state(
+    fault_world: FaultWorld, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """ENOSPC while writing the lock or the state file: one clear message naming
+    CACHE_DIR and its path; the state file is the previous one; nothing else written."""
+    from backtest_compilation import lock as lock_mod
+
+    world = fault_world
+    world.run()
+    edit(world)
+    before = world.everything()
+
+    def full(*_args: Any, **_kwargs: Any) -> Any:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    if where == "lock":
+        monkeypatch.setattr(lock_mod.os, "pwrite", full)
+    else:
+        monkeypatch.setattr(state.tempfile, "mkstemp", full)
+    with pytest.raises(RunError) as info:
+        world.run()
+    monkeypatch.undo()
+    message = str(info.value)
+    assert f"CACHE_DIR {str(world.cache_dir)!r} is full" in message
+    assert "No space left on device" in message and "previous state is kept" in message
+    assert info.value.summary is not None and info.value.summary["failed"] == {
+        ("lock" if where == "lock" else "state"): message
+    }
+    assert world.everything() == before
+    assert world.run().exit_code == 0  # space again: the run converges
+
+
+# ---------------------------------------------------------------- issue 11: ids come back
+
+
+def test_a_course_folder_that_comes_back_within_30_days_gets_its_id_back(
+    fault_world: FaultWorld,
+) -> None:
+    world = fault_world
+    config = world.settings()
+    clock = [datetime(2026, 11, 20, 14, 2, tzinfo=UTC)]
+
+    def run() -> pipeline.Outcome:
+        services = world.services(config)
+        services.clock = lambda: clock[0]
+        return world.run(config, services=services)
+
+    assert run().exit_code == 0
+    ids = world.course_ids()
+    world.drive.add_folder(world.root, "Archive 2019", file_id="x-away")
+    world.drive.move("c10", "x-away")  # MATH-1010 leaves the tree…
+    gone = run()
+    assert gone.summary["website"]["removed"] == ["MATH-1010 Calculus I"]
+    assert "c10" not in world.course_ids()
+    clock[0] += timedelta(days=29)
+    world.drive.move("c10", "d1")  # … and comes back
+    back = run()
+    assert back.summary["website"]["added"] == ["MATH-1010 Calculus I"]
+    assert world.course_ids()["c10"] == ids["c10"]
+    assert world.course_ids() == ids
+    # Away longer than 30 days: a new `_id` (the old one is forgotten).
+    world.drive.move("c11", "x-away")
+    run()
+    clock[0] += timedelta(days=31)
+    world.drive.move("c11", "d1")
+    run()
+    assert world.course_ids()["c11"] != ids["c11"]
