@@ -777,3 +777,76 @@ def test_a_course_folder_that_comes_back_within_30_days_gets_its_id_back(
     world.drive.move("c11", "d1")
     run()
     assert world.course_ids()["c11"] != ids["c11"]
+
+
+# ---------------------------------------------------------------- issue 11: what changed, by name
+
+
+def _messages(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno == level]
+
+
+def test_each_change_is_logged_by_name_and_long_lists_are_capped(
+    fault_world: FaultWorld, caplog: pytest.LogCaptureFixture
+) -> None:
+    world = fault_world
+    world.run()
+    for n in range(60):  # 60 renames: more than the 50 lines a list may take
+        name = f"math-4100 q{n:02d} f{n % 20 + 1:02d}.pdf"
+        world.drive.add_file("c12", name, file_id=f"r{n:02d}")
+    world.drive.rename("c02", "CSCI-2300 Algorithms")
+    world.drive.trash("c21")  # ECSE-2010 leaves the website
+    world.drive.add_folder("d1", "MATH-4960 Topology", "n-topo")
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        got = world.run()
+    info = _messages(caplog, logging.INFO)
+    renamed = [m for m in info if m.startswith("renamed: ")]
+    assert len(renamed) == 51 and renamed[-1] == "renamed: … and 10 more (see --json)"
+    assert (
+        "renamed: MATH / MATH-4100 Linear Algebra / math-4100 q00 f01.pdf → MATH-4100 Q00F01.pdf"
+        in info
+    )
+    assert "website: added course: MATH-4960 Topology" in info
+    assert "website: removed course: ECSE-2010 Electric Circuits" in info
+    assert "website: renamed course: CSCI-2300 Intro to Algorithms → CSCI-2300 Algorithms" in info
+    assert "website: 1 courses added, 1 removed, 1 renamed" in info
+    # The full lists are in the summary (--json, last-run.json).
+    assert sum(r["applied"] for r in got.summary["renames"]) == 60
+    assert got.summary["website"] == {
+        "added": ["MATH-4960 Topology"],
+        "removed": ["ECSE-2010 Electric Circuits"],
+        "renamed": [{"from": "CSCI-2300 Intro to Algorithms", "to": "CSCI-2300 Algorithms"}],
+    }
+
+
+def test_problems_are_logged_once_when_new_and_once_when_resolved(
+    fault_world: FaultWorld, caplog: pytest.LogCaptureFixture
+) -> None:
+    world = fault_world
+    with caplog.at_level(logging.INFO):
+        first = world.run()
+    total = len(first.summary["problems"])
+    assert (
+        len([m for m in _messages(caplog, logging.WARNING) if m.startswith("problem: ")]) == total
+    )
+    # The drive changes, but none of its problems: not one of them is logged again.
+    world.drive.add_file("c10", "MATH-1010 E3F23.pdf", file_id="n-new")
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        second = world.run()
+    assert not [m for m in _messages(caplog, logging.WARNING) if m.startswith("problem")]
+    assert second.summary["problem_changes"] == {"new": 0, "resolved": 0}
+    # One new problem, one resolved.
+    world.drive.add_file("c10", "notes.txt", "text/plain", file_id="n-txt")
+    world.drive.delete("f105")  # MATH-1010's "scan 0042.pdf"
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        third = world.run()
+    warnings = [m for m in _messages(caplog, logging.WARNING) if m.startswith("problem")]
+    assert warnings == ["problem: Not a PDF: MATH / MATH-1010 Calculus I / notes.txt"]
+    resolved = [m for m in _messages(caplog, logging.INFO) if m.startswith("resolved: ")]
+    assert len(resolved) == 1 and "MATH-1010 Calculus I / scan 0042.pdf" in resolved[0]
+    assert third.summary["problem_changes"] == {"new": 1, "resolved": 1}
+    line = pipeline.summary_line(third.summary)
+    assert f"{total} problems (1 new, 1 resolved)" in line
