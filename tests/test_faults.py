@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import shutil
 import signal
 import subprocess
 import time
@@ -850,3 +851,52 @@ def test_problems_are_logged_once_when_new_and_once_when_resolved(
     assert third.summary["problem_changes"] == {"new": 1, "resolved": 1}
     line = pipeline.summary_line(third.summary)
     assert f"{total} problems (1 new, 1 resolved)" in line
+
+
+# ---------------------------------------------------------------- issue 11: a local --source
+
+
+def _local_drive(tmp_path: Path) -> Path:
+    from backtest_compilation import sample
+
+    copy = tmp_path / "local-drive"
+    shutil.copytree(sample.SAMPLE_DRIVE, copy)
+    return copy
+
+
+def test_a_local_source_writes_no_sheet_and_no_real_database(
+    fault_world: FaultWorld, tmp_path: Path
+) -> None:
+    world = fault_world
+    assert world.cli("--json").returncode == 0
+    before = {k: v for k, v in world.everything().items() if k != "state"}
+    got = world.cli("--json", "--source", str(_local_drive(tmp_path)))
+    assert got.returncode == 0, got.stderr
+    summary = json.loads(got.stdout)
+    assert summary["sheet"]["written"] is False and summary["mongo"]["inserted"] > 0
+    assert "in-process MongoDB" in got.stderr and "--publish" in got.stderr
+    assert "a local --source writes no sheet" in got.stderr
+    assert {k: v for k, v in world.everything().items() if k != "state"} == before
+    # And the Drive source's memory was not touched: its next run is an unchanged one.
+    again = json.loads(world.cli("--json").stdout)
+    assert again["unchanged"] is True and again["mongo"]["in_sync"] is True
+
+
+def test_a_published_local_run_never_short_cuts_the_next_drive_run(
+    fault_world: FaultWorld, tmp_path: Path
+) -> None:
+    """The issue's case: a local source written to the real sheet and database; the next
+    Drive run must put back what the drive holds (not say "sheet not written")."""
+    world = fault_world
+    assert world.cli("--json").returncode == 0
+    published = world.published()
+    local = world.cli("--json", "--source", str(_local_drive(tmp_path)), "--publish")
+    assert local.returncode == 0, local.stderr
+    assert world.published() != published  # the try-out really wrote both
+    assert world.cli("check").returncode == 1
+    healed = world.cli("--json")
+    assert healed.returncode == 0, healed.stderr
+    summary = json.loads(healed.stdout)
+    assert summary["sheet"]["written"] is True
+    assert world.published()[:2] == published[:2]  # website and sheet as the drive says
+    assert world.cli("check").returncode == 0
