@@ -262,14 +262,15 @@ def build_services(
 ) -> pipeline.Services:
     """The real adapters for `config`: Drive (or a local folder), MongoDB, the sheet.
 
-    A local `source` is for trying things: unless `publish`, it writes no Google sheet
-    and uses an in-process MongoDB instead of a real one, so a try-out never overwrites
-    what the website and the tracking sheet show."""
+    A local `source` is for trying things: unless `publish`, a sync from it writes no
+    Google sheet and uses an in-process MongoDB instead of a real one, so a try-out never
+    overwrites what the website and the tracking sheet show. (`--dry-run` and `check`
+    write nothing anywhere, so they compare with the real ones.)"""
     from .store import Store
 
     renames = options.rename and config.rename_files and options.mode == "sync"
     tree_source: sources.Source
-    trying = source is not None and not publish
+    trying = source is not None and not publish and options.mode == "sync"
     if source is not None:
         tree_source = sources.LocalTree(LocalFolderSource(source), allow_renames=renames)
     else:
