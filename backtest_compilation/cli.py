@@ -207,8 +207,11 @@ def _run_once(
                 why = str(exc) if isinstance(exc, RunError) else f"{type(exc).__name__}: {exc}"
                 summary = _failure(mode, args, code, {stage: why})
             _print_json({**summary, "ok": False, "exit_code": code})
-        if mode == "check" and isinstance(exc, RunError) and code == CHECK_FAILED:
-            log.error("%s", exc)
+        if mode == "check" and code == CHECK_FAILED and isinstance(exc, Exception):
+            if isinstance(exc, RunError):
+                log.error("%s", exc)
+            else:  # a bug: with its traceback, for the bug report
+                log.error("unexpected failure: %s: %s", type(exc).__name__, exc, exc_info=True)
             log.error("check: could not check (exit %d)", CHECK_FAILED)
             tel.report_failure(exc, exit_code=code)
             return code
