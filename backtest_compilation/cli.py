@@ -1,4 +1,4 @@
-"""Command line: parse arguments, load settings, run, map errors to exit codes (SPEC §5, §7).
+"""Command line: parse arguments, load settings, run, map errors to exit codes (contract §5, §7).
 
 Everything here is thin; the work is done by functions that can be called from Python.
 """
@@ -10,7 +10,9 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from . import pipeline, schedule, settings, sources, telemetry
 from .errors import CHECK_FAILED, ConfigError, Locked, RunError
@@ -96,14 +98,25 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def configure_logging(level: str) -> None:
-    """Plain lines on stderr, cron-readable; stdout is kept for --json and reports."""
-    logging.basicConfig(
-        level=level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(message)s",
-        force=True,
-    )
+class ZonedFormatter(logging.Formatter):
+    """Time stamps in `TZ` with their offset (`2026-11-30 09:02:03.123-05:00`), so a log
+    line reads like the schedule's messages whatever zone the machine is in."""
+
+    def __init__(self, fmt: str, tz: str) -> None:
+        super().__init__(fmt)
+        self.zone = ZoneInfo(tz)
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        at = datetime.fromtimestamp(record.created, self.zone)
+        return at.isoformat(sep=" ", timespec="milliseconds")
+
+
+def configure_logging(level: str, tz: str = settings.Settings.tz) -> None:
+    """Plain lines on stderr, cron-readable; stdout is kept for --json and reports.
+    Time stamps are in `tz` (the `TZ` setting) with the offset."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(ZonedFormatter("%(asctime)s %(levelname)s %(message)s", tz))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
     # Client libraries' own INFO chatter (discovery, connection pools) is noise in cron logs.
     for noisy in ("googleapiclient", "urllib3", "pymongo", "gspread"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
@@ -125,11 +138,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             _print_json(_failure(command, args, exc.exit_code, {"settings": str(exc)}))
         return exc.exit_code
     if command == "demo":
-        configure_logging(env.get("LOG_LEVEL", "").upper() or "ERROR")
+        configure_logging(env.get("LOG_LEVEL", "").upper() or "ERROR", config.tz)
         from .demo import run_demo
 
         return _guarded(lambda: run_demo(config), None)
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, config.tz)
     tel = telemetry.init(config)
     try:
         if command == "schedule":
@@ -148,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _guarded(job: Callable[[], int], tel: telemetry.Telemetry | None) -> int:
-    """Run `job`, mapping the run's errors to exit codes (SPEC §5.9)."""
+    """Run `job`, mapping the run's errors to exit codes (contract §5.11)."""
     try:
         return job()
     except ConfigError as exc:
@@ -195,7 +208,7 @@ def _run_once(
         finally:
             services.store.close()
     except BaseException as exc:
-        # Every exit path prints its one JSON object (SPEC §8), and `check` says
+        # Every exit path prints its one JSON object (contract §8), and `check` says
         # "could not check" (5) rather than "out of sync" (1).
         code = exc.exit_code if isinstance(exc, RunError) else 1
         if mode == "check" and code == RunError.exit_code:
@@ -233,7 +246,7 @@ def _print_json(summary: dict[str, object]) -> None:
 def _failure(
     command: str, args: argparse.Namespace, exit_code: int, failed: dict[str, str]
 ) -> dict[str, object]:
-    """SPEC §8's object for a run that stopped before it knew anything else."""
+    """contract §8's object for a run that stopped before it knew anything else."""
     mode = (
         command
         if command in ("check", "dry-run")

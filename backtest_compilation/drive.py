@@ -158,7 +158,7 @@ class DriveRead:
 
 @dataclass
 class ApiCalls:
-    """HTTP round trips to Drive (a batch counts once; retries count), for SPEC §8.
+    """HTTP round trips to Drive (a batch counts once; retries count), for contract §8.
 
     Renames send batches from a few threads at once, hence the lock."""
 
@@ -350,7 +350,7 @@ def _reason(exc: HttpError) -> str:
     return f"{exc.status_code} {reasons}: {message}" if reasons else f"{exc.status_code} {message}"
 
 
-def _credentials_rejected(exc: Exception, delegate: str, scopes: Sequence[str]) -> ConfigError:
+def _credentials_rejected(exc: Exception, who: str, scopes: Sequence[str]) -> ConfigError:
     # Only the OAuth error code goes into the message, never the response or key.
     code = "rejected"
     if isinstance(exc, google.auth.exceptions.RefreshError) and exc.args:
@@ -360,7 +360,7 @@ def _credentials_rejected(exc: Exception, delegate: str, scopes: Sequence[str]) 
         code = f"HTTP {exc.status_code}"
     return ConfigError(
         f"Google rejected the service-account credentials (GOOGLE_CREDENTIALS_FILE) acting as "
-        f"DELEGATE_EMAIL {delegate!r}: {code}. Check the key, and that domain-wide delegation "
+        f"{who}: {code}. Check the key, and that domain-wide delegation "
         f"grants the scopes {', '.join(scopes)}."
     )
 
@@ -488,7 +488,7 @@ class DriveSource:
                 raise
             raise self._wrap(exc, what) from None
         except google.auth.exceptions.RefreshError as exc:
-            raise _credentials_rejected(exc, self.delegate, self.scopes) from None
+            raise _credentials_rejected(exc, self._who(), self.scopes) from None
         except (OSError, httplib2.HttpLib2Error, google.auth.exceptions.TransportError) as exc:
             raise DriveCallError(
                 f"Drive {what} failed: cannot reach Google ({type(exc).__name__})", 0
@@ -511,8 +511,17 @@ class DriveSource:
             else:
                 request = resource.list_next(request, page)
 
+    def _who(self) -> str:
+        """Whom Drive sees: the delegated user, else the service account itself."""
+        if self.delegate:
+            return f"DELEGATE_EMAIL {self.delegate!r}"
+        email = getattr(self._credentials, "service_account_email", "")
+        if email:
+            return f"the service account {email} (DELEGATE_EMAIL is not set)"
+        return "anonymous access"  # an emulator endpoint, no key
+
     def _root_error(self, detail: str) -> ServiceError:
-        who = f"DELEGATE_EMAIL {self.delegate!r}" if self.delegate else "the account in use"
+        who = self._who()
         return ServiceError(
             f"FOLDER_ID {self.folder_id!r} {detail}: it does not exist or is not shared with "
             f"{who}. Share the drive or folder with {who}, or fix FOLDER_ID. Nothing was written."
@@ -536,14 +545,18 @@ class DriveSource:
         except HttpError:
             raise self._root_error("was not found") from None
         if meta.get("mimeType") != FOLDER_MIME:
-            raise self._root_error(f"is a file ({meta.get('mimeType')}), not a folder")
+            raise ServiceError(
+                f"FOLDER_ID {self.folder_id!r} is a file ({meta.get('mimeType')}) that "
+                f"{self._who()} can open, not a folder: FOLDER_ID must be the shared drive or "
+                "the top folder that holds the department folders. Nothing was written."
+            )
         if meta.get("trashed"):
             raise self._root_error("is in the trash")
         return _Root(meta["id"], meta["name"], meta.get("driveId"), False)
 
     def _wrap(self, exc: HttpError, what: str) -> Exception:
         if exc.status_code == 401:
-            return _credentials_rejected(exc, self.delegate, self.scopes)
+            return _credentials_rejected(exc, self._who(), self.scopes)
         return DriveCallError(f"Drive {what} failed: {_reason(exc)}", exc.status_code)
 
     def _drive_params(self, root: _Root) -> dict[str, Any]:
@@ -817,11 +830,11 @@ class DriveSource:
             batch.execute(http=http)
         except HttpError as exc:
             if exc.status_code == 401:
-                raise _credentials_rejected(exc, self.delegate, self.scopes) from None
+                raise _credentials_rejected(exc, self._who(), self.scopes) from None
             retry = _should_retry_response(exc.status_code, exc.content)
             return {r.id: (False, _reason(exc), retry) for r in chunk}
         except google.auth.exceptions.RefreshError as exc:
-            raise _credentials_rejected(exc, self.delegate, self.scopes) from None
+            raise _credentials_rejected(exc, self._who(), self.scopes) from None
         except (OSError, httplib2.HttpLib2Error, google.auth.exceptions.TransportError) as exc:
             return {r.id: (False, f"connection failed ({type(exc).__name__})", True) for r in chunk}
         for r in chunk:

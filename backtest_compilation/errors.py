@@ -1,4 +1,4 @@
-"""The errors that end a run, each with the exit code the CLI maps it to (SPEC §5.9).
+"""The errors that end a run, each with the exit code the CLI maps it to (contract §5.11).
 
 Code deep inside the tool raises these; only `cli` turns them into exit codes.
 Messages must never contain secrets (passwords, DSNs, key material).
@@ -19,7 +19,7 @@ import errno
 from pathlib import Path
 from typing import Any
 
-# `check` alone: "could not check", told apart from 1 "out of sync" (SPEC §5).
+# `check` alone: "could not check", told apart from 1 "out of sync" (contract §5).
 CHECK_FAILED = 5
 
 
@@ -27,7 +27,7 @@ class RunError(Exception):
     """A run could not complete: a service unreachable or failing after retries.
 
     `summary`, when the pipeline sets it, is what was known when the run stopped (the
-    SPEC §8 object, `ok: false`), so `--json` still prints one object."""
+    contract §8 object, `ok: false`), so `--json` still prints one object."""
 
     exit_code = 1
     summary: dict[str, Any] | None = None

@@ -1,4 +1,4 @@
-"""The run lock (SPEC §5.2): one run at a time per `CACHE_DIR`.
+"""The run lock (contract §5.2): one run at a time per `CACHE_DIR`.
 
 `fcntl.flock` on an open file: the kernel releases it when the holder's process ends,
 however it ends, so a lock left by a killed run is simply free for the next one. The

@@ -1,4 +1,4 @@
-"""One run, top to bottom: source → catalog → plan → apply → remember (SPEC §5).
+"""One run, top to bottom: source → catalog → plan → apply → remember (contract §5).
 
 The outside world arrives as `Services` (a tree source, the MongoDB store, the sheet
 report, a clock), so tests hand in emulators and the demo hands in a local folder and
@@ -60,7 +60,7 @@ class Services:
     report_error: Callable[[BaseException], None] = field(default=lambda exc: None)
 
     def calls(self) -> dict[str, int]:
-        """API calls / round trips so far, per service (SPEC §8 `api_calls`)."""
+        """API calls / round trips so far, per service (contract §8 `api_calls`)."""
         return {
             "drive": self.source.calls,
             "sheets": self.sheet.api_calls if self.sheet is not None else 0,
@@ -70,7 +70,7 @@ class Services:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What a run did: the exit code, SPEC §8's summary, and text for people."""
+    """What a run did: the exit code, contract §8's summary, and text for people."""
 
     exit_code: int
     summary: dict[str, Any]
@@ -114,7 +114,7 @@ LOG_LIST_LIMIT = 50
 
 @dataclass
 class _Progress:
-    """What a run knows so far, so a run that stops early still reports it (SPEC §8)."""
+    """What a run knows so far, so a run that stops early still reports it (contract §8)."""
 
     mode: str
     timer: _Timer
@@ -123,7 +123,7 @@ class _Progress:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def failure_summary(self, exc: BaseException, exit_code: int) -> dict[str, Any]:
-        """SPEC §8's object for a run that stopped at `self.stage` with `exc`."""
+        """contract §8's object for a run that stopped at `self.stage` with `exc`."""
         why = str(exc) if isinstance(exc, RunError) else f"{type(exc).__name__}: {exc}"
         built = self.built
         return {
@@ -145,7 +145,7 @@ class _Progress:
 def run(settings: Settings, options: Options, services: Services) -> Outcome:
     """One sync, dry run or check, under the run lock. Raises `RunError` subclasses for
     failures that stop the run before anything is written (exit 1, 2, 3 or 4); the
-    error's `summary` then holds what was known (SPEC §8, `ok: false`)."""
+    error's `summary` then holds what was known (contract §8, `ok: false`)."""
     progress = _Progress(options.mode, _Timer(services))
     try:
         with lock.hold(settings.cache_dir):
@@ -227,8 +227,12 @@ def _run(settings: Settings, options: Options, services: Services, progress: _Pr
     refusal = (
         None
         if options.allow_mass_delete
-        else publish.guard_refusal(mongo_plan, max_delete_fraction=settings.max_delete_fraction)
+        else publish.guard_refusal(
+            mongo_plan, max_delete_fraction=settings.max_delete_fraction, hint=built.root_hint
+        )
     )
+    if built.root_hint and refusal is None:
+        log.warning("%s", built.root_hint)
     renames = built.renames if (options.rename and settings.rename_files) else ()
     mongo_lines = tuple(publish.plan_lines(mongo_plan))
     timer.lap("plan")
@@ -239,9 +243,9 @@ def _run(settings: Settings, options: Options, services: Services, progress: _Pr
             settings, options, services, built, mongo_plan, refusal, renames, timer, progress
         )
     if refusal is not None:
-        log.error("mass-delete guard: %s", refusal)
+        # Logged once, by whoever catches it (the CLI), not here as well.
         progress.stage = "guard"
-        raise GuardRefused(refusal)
+        raise GuardRefused(f"mass-delete guard: {refusal}")
 
     # 4. apply — each sink on its own; 5. remember what each one did
     failures: dict[str, BaseException] = {}
@@ -442,7 +446,7 @@ def _unchanged(
 ) -> Outcome:
     """The drive is as the last successful run left it: skip the catalog and the sheet,
     but repair MongoDB if someone edited it by hand, and rewrite the report if someone
-    else wrote to the spreadsheet (its Drive `version` moved; SPEC §5.8)."""
+    else wrote to the spreadsheet (its Drive `version` moved; contract §5.8)."""
     now = services.clock()
     path = state.path_in(settings.cache_dir)
     failures: dict[str, BaseException] = {}
@@ -830,7 +834,7 @@ def _summary(
     timer: _Timer,
     extra: dict[str, Any],
 ) -> dict[str, Any]:
-    """SPEC §8's JSON object (plus a few added fields)."""
+    """Contract §8's JSON object (plus a few added fields)."""
     return {
         "mode": mode,
         "ok": exit_code == 0,
@@ -858,8 +862,9 @@ def summary_line(summary: dict[str, Any]) -> str:
     return (
         f"summary: {summary['mode']} exit {summary['exit_code']}"
         f"{' (failed: ' + ', '.join(sorted(failed)) + ')' if failed else ''}; "
-        f"{len(cat['course_codes'])} departments, {len(cat['courses'])} courses, "
-        f"{len(summary['problems'])} problems{_problem_changes(summary)}; "
+        f"{report.plural(len(cat['course_codes']), 'department')}, "
+        f"{report.plural(len(cat['courses']), 'course')}, "
+        f"{report.plural(len(summary['problems']), 'problem')}{_problem_changes(summary)}; "
         f"renames {sum(r['applied'] for r in renames)}/{len(renames)}; "
         f"mongo +{mongo['inserted']} ~{mongo['updated']} -{mongo['deleted']}"
         f"{_not_applied(mongo)}; "

@@ -1,4 +1,4 @@
-"""What a run says to people and machines: the §8 JSON blocks and the terminal text.
+"""What a run says to people and machines: the JSON blocks of contract §8 and the terminal text.
 
 Pure functions from catalog (and, later, plan and results) to plain data or text.
 """
@@ -13,8 +13,13 @@ from . import naming
 from .catalog import Catalog, Category, Course, ExamEntry, Problem, crosslisted_message
 
 
+def plural(n: int, word: str) -> str:
+    """`1 course`, `2 courses`: a count with its noun agreeing (regular plurals only)."""
+    return f"{n} {word if n == 1 else word + 's'}"
+
+
 def catalog_block(catalog: Catalog) -> dict[str, Any]:
-    """The `catalog` block of SPEC §8."""
+    """The `catalog` block of contract §8."""
     return {
         "course_codes": list(catalog.course_codes),
         "courses": [
@@ -52,7 +57,7 @@ def catalog_from_blocks(block: dict[str, Any], problems: list[dict[str, str]]) -
 
 
 def problems_block(catalog: Catalog) -> list[dict[str, str]]:
-    """The `problems` block of SPEC §8 (sorted by path)."""
+    """The `problems` block of contract §8 (sorted by path)."""
     return [
         {"category": p.category.value, "message": p.message, "path": p.path, "id": p.id}
         for p in catalog.problems
@@ -60,7 +65,7 @@ def problems_block(catalog: Catalog) -> list[dict[str, str]]:
 
 
 def renames_block(catalog: Catalog, applied: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
-    """The `renames` block of SPEC §8; `applied` holds the ids renamed in this run."""
+    """The `renames` block of contract §8; `applied` holds the ids renamed in this run."""
     return [
         {"id": r.id, "from": r.old, "to": r.new, "applied": r.id in applied}
         for r in catalog.renames
@@ -73,15 +78,15 @@ def catalog_text(catalog: Catalog) -> str:
     per_code = Counter(c.code for c in catalog.courses)
     tests = sum(c.digital_count for c in catalog.courses)
     lines.append(
-        f"Catalog: {len(catalog.course_codes)} departments, {len(catalog.courses)} courses, "
-        f"{tests} digital tests, {len(catalog.problems)} problems, "
-        f"{len(catalog.renames)} renames"
+        f"Catalog: {plural(len(catalog.course_codes), 'department')}, "
+        f"{plural(len(catalog.courses), 'course')}, {plural(tests, 'digital test')}, "
+        f"{plural(len(catalog.problems), 'problem')}, {plural(len(catalog.renames), 'rename')}"
     )
     for code in catalog.course_codes:
         courses = [c for c in catalog.courses if c.code == code]
-        lines.append(f"  {code}: {per_code[code]} courses")
+        lines.append(f"  {code}: {plural(per_code[code], 'course')}")
         for c in courses:
-            lines.append(f"    {c.name}  ({c.digital_count} tests)")
+            lines.append(f"    {c.name}  ({plural(c.digital_count, 'test')})")
     if catalog.problems:
         lines.append("")
         lines.append("Problems:")

@@ -1,4 +1,4 @@
-"""The Google Sheet report (SPEC §4) in a constant number of API calls.
+"""The Google Sheet report (contract §4) in a constant number of API calls.
 
 Pure core: `Layout` (today's tab, column and cell names), `place` (which sheet row
 belongs to which course), `build` (everything the report will say, with a stable
@@ -223,7 +223,7 @@ def place(
     first_row: int = 1,
     skip: frozenset[tuple[int, int]] = frozenset(),
 ) -> tuple[Placement, ...]:
-    """Find each course's row in `grid` (rows of cell values from A1), SPEC §4.
+    """Find each course's row in `grid` (rows of cell values from A1), contract §4.
 
     Tiers in order: a cell equal to the full name, to the code (`CSCI-1200`), to the
     title, then a cell containing the title; the first tier that matches anything
@@ -518,7 +518,7 @@ def _ensure_tabs(
 
 def missing_copies_tab(state: SheetState, layout: Layout, where: str = "the spreadsheet") -> str:
     """Why the physical-copies tab cannot be used: it is not there. People own that tab
-    (SPEC §4), so the tool never creates an empty one in its place."""
+    (contract §4), so the tool never creates an empty one in its place."""
     tabs = ", ".join(repr(t.title) for t in state.tabs) or "none"
     return (
         f"Sheets: {where} has no tab {layout.copies_tab!r} (named by SHEET_COPIES_TAB); "
@@ -747,7 +747,7 @@ class SheetPlan:
 
 @dataclass(frozen=True)
 class SheetResult:
-    """What `publish` did; `block()` is SPEC §8's `sheet` block."""
+    """What `publish` did; `block()` is contract §8's `sheet` block."""
 
     written: bool
     digest: str
@@ -873,7 +873,7 @@ class SheetReport:
         *,
         stamp_unchanged: bool = False,
     ) -> SheetResult:
-        """Bring the sheet up to date with `catalog` (SPEC §4).
+        """Bring the sheet up to date with `catalog` (contract §4).
 
         Writes nothing when the report equals what the last successful run wrote
         (`last_digest`, from the state file) and the sheet still shows it; with

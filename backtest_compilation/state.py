@@ -1,4 +1,4 @@
-"""The run's memory (SPEC §5.7): one versioned JSON file in `CACHE_DIR`.
+"""The run's memory (contract §5.7): one versioned JSON file in `CACHE_DIR`.
 
 It holds what the drive looked like (an opaque snapshot from the Drive source, with
 the changes-feed token inside) and, per sink, what was last applied *successfully*.

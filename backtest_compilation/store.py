@@ -1,7 +1,7 @@
 """`Store`: the MongoDB adapter (pymongo, synchronous) for the website's three collections.
 
 Thin shell around `publish` (the pure plan): `read_current` reads the state in three
-queries, `apply` writes a `Plan` in the order of SPEC §3, one `bulk_write` per phase.
+queries, `apply` writes a `Plan` in the order of contract §3, one `bulk_write` per phase.
 `mongomock://` selects an in-process store (the `demo`); every write path works there
 too. Errors become `ServiceError` (unreachable, failed: exit 1) or `ConfigError`
 (credentials rejected, bad URI: exit 2), with the URI's password masked.
@@ -13,9 +13,10 @@ summary can report them as `api_calls.mongo`.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, Self
 from urllib.parse import unquote, urlsplit
@@ -186,7 +187,7 @@ class Store:
 
     @property
     def api_calls(self) -> int:
-        """Round trips to the server so far (SPEC §8 `api_calls.mongo`)."""
+        """Round trips to the server so far (contract §8 `api_calls.mongo`)."""
         return self.round_trips.total
 
     @property
@@ -211,10 +212,11 @@ class Store:
                 f"MongoDB at {self._where} failed while {doing}: {self._scrub(_brief(exc))}"
             ) from None
         except ConnectionFailure as exc:
-            # ServerSelectionTimeoutError, AutoReconnect, NetworkTimeout …
+            # ServerSelectionTimeoutError, AutoReconnect, NetworkTimeout …: one line naming
+            # each host and port and what most likely went wrong, not pymongo's topology dump.
             raise ServiceError(
-                f"MongoDB at {self._where} is unreachable while {doing} "
-                f"({type(exc).__name__}): {self._scrub(_brief(exc))}"
+                f"MongoDB at {self._where} is unreachable while {doing}: "
+                f"{self._unreachable_cause(exc)}"
             ) from None
         except ConfigurationError as exc:
             raise ConfigError(
@@ -227,6 +229,29 @@ class Store:
 
     def _scrub(self, text: str) -> str:
         return _scrub(text, self._secret)
+
+    def _unreachable_cause(self, exc: ConnectionFailure) -> str:
+        """`127.0.0.1:27017 refused the connection (…)`, one clause per server tried."""
+        errors: dict[str, str] = {}
+        try:
+            servers = self._client.topology_description.server_descriptions()
+        except AttributeError:  # mongomock has no topology
+            servers = {}
+        for (host, port), server in sorted(servers.items(), key=lambda kv: str(kv[0])):
+            errors[f"{host}:{port}"] = "" if server.error is None else str(server.error)
+        if not errors or not any(errors.values()):
+            # Reached the servers but none could serve (no primary), or a connection
+            # dropped in the middle of a command: the exception's first line says which.
+            first = str(exc).split(", Timeout:", 1)[0]
+            first = first.split("Topology Description:", 1)[0]
+            where = ", ".join(errors) or "the server"
+            return f"{where} {_connection_cause(first.strip(' ,'), self._scrub)}"
+        return "; ".join(
+            f"{address} {_connection_cause(error, self._scrub)}"
+            if error
+            else f"{address} did not answer"
+            for address, error in errors.items()
+        )
 
     def _by_hand(self, command_name: str) -> None:
         if not self._monitored:
@@ -266,7 +291,7 @@ class Store:
                 self._by_hand("createIndexes")
 
     def apply(self, plan: Plan, *, max_delete_fraction: float, allow_mass_delete: bool) -> Applied:
-        """Write `plan`: inserts bottom-up, then updates, then deletes top-down (SPEC §3).
+        """Write `plan`: inserts bottom-up, then updates, then deletes top-down (contract §3).
 
         Checks the mass-delete guard first (`GuardRefused`, nothing written). A plan
         with nothing to do sends nothing. Otherwise the indexes are ensured and each
@@ -436,9 +461,72 @@ def _delete_ops(ids: Iterable[Any]) -> list[DeleteMany]:
     ]
 
 
+# What a socket error says → what to check, for the one line an operator reads.
+_CAUSES = (
+    (
+        ("connection refused",),
+        "refused the connection: nothing listens there (is the server running? "
+        "is the port in MONGO_URI right?)",
+    ),
+    (
+        (
+            "name or service not known",
+            "nodename nor servname",
+            "temporary failure in name resolution",
+            "no address associated",
+            "getaddrinfo failed",
+            "name does not resolve",
+        ),
+        "is a host name that does not resolve (check the host in MONGO_URI, or DNS)",
+    ),
+    (
+        ("timed out", "timeout"),
+        "did not answer in time (a firewall or an IP access list in the way, or the server "
+        "is down)",
+    ),
+    (
+        ("ssl", "certificate", "tls"),
+        "failed the TLS handshake (check the tls options in MONGO_URI and the certificates)",
+    ),
+    (
+        ("no replica set members", "replicasetnoprimary", "no primary", "not primary"),
+        "has no primary to write to (a replica set electing, or a wrong replicaSet option)",
+    ),
+    (
+        ("connection closed", "connection reset", "broken pipe", "eof"),
+        "closed the connection (the server stopped or restarted)",
+    ),
+    (
+        ("got response id", "unexpected message", "invalid message size"),
+        "answered, but not as MongoDB (is the port in MONGO_URI right?)",
+    ),
+    (
+        ("network is unreachable", "no route to host"),
+        "cannot be reached from this machine (no network route)",
+    ),
+)
+
+
+def _connection_cause(error: str, scrub: Callable[[str], str]) -> str:
+    """What a driver's socket error most likely means, in words; the error itself (its
+    first 120 characters, passed through `scrub`) when it is none of the known kinds."""
+    error = error.split(" (configured timeouts", 1)[0]
+    lowered = error.lower()
+    for needles, cause in _CAUSES:
+        if any(n in lowered for n in needles):
+            return cause
+    # `host:port: [Errno 99] …` → the part after the address.
+    detail = error.split(": ", 1)[1] if re.match(r"^\S+:\d+: ", error) else error
+    return f"failed: {scrub(detail)[:120]}"
+
+
 def _brief(exc: PyMongoError) -> str:
-    """The first line of a driver error, bounded (topology dumps are long)."""
-    return str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+    """The first line of a driver error without its topology dump, bounded at a word."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    text = text.split(", Timeout:", 1)[0].split("Topology Description:", 1)[0].strip(" ,")
+    if len(text) > 300:
+        text = text[:300].rsplit(" ", 1)[0] + " …"
+    return text
 
 
 def _scrub(text: str, secret: str | None) -> str:

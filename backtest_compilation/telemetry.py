@@ -1,4 +1,4 @@
-"""Error reporting to Sentry (SPEC §6 `SENTRY_DSN`): off unless a DSN is set.
+"""Error reporting to Sentry (contract §6 `SENTRY_DSN`): off unless a DSN is set.
 
 What is sent: runtime failures (exception type, message, stack without local
 variables), the run summary's counts and timings, and INFO log lines as breadcrumbs.
@@ -122,13 +122,13 @@ def scrub(value: Any, secrets: tuple[str, ...] = (), _depth: int = 0) -> Any:
     return value
 
 
-# Fields of the §8 summary sent as they are; everything else is reduced to counts, so
+# Fields of the contract §8 summary sent as they are; everything else is reduced to counts, so
 # course names, paths and problem messages stay out of Sentry.
 _SUMMARY_FIELDS: Final = ("mode", "ok", "exit_code", "mongo", "api_calls", "timings_s")
 
 
 def summary_for_sentry(summary: Mapping[str, Any]) -> dict[str, Any]:
-    """The parts of a run summary (SPEC §8) worth sending: outcome, counts, timings.
+    """The parts of a run summary (contract §8) worth sending: outcome, counts, timings.
 
     At most ten keys per level: Sentry trims wider dictionaries."""
     out: dict[str, Any] = {key: summary[key] for key in _SUMMARY_FIELDS if key in summary}

@@ -176,7 +176,7 @@ def test_permission_lost_on_the_root_writes_nothing_anywhere_and_exits_1(
     lose(world)  # type: ignore[operator]
     got = world.cli("--json")
     assert got.returncode == 1, got.stderr
-    # One JSON object (SPEC §8), which claims nothing was done: failed at the drive.
+    # One JSON object (contract §8), which claims nothing was done: failed at the drive.
     summary = json.loads(got.stdout)
     assert (summary["ok"], summary["exit_code"], list(summary["failed"])) == (False, 1, ["drive"])
     assert summary["catalog"] is None and summary["mongo"] is None and summary["sheet"] is None
@@ -247,6 +247,20 @@ def test_mongodb_unreachable_at_start_exits_1_and_writes_nothing(fault_world: Fa
     assert "s3cret-Pa55" not in got.stderr + got.stdout
     assert world.everything() == before  # no rename, no sheet, no state
     assert world.drive.stats.renames == 0 and world.sheets.writes() == 0
+
+
+def test_mongodb_unreachable_says_host_port_and_cause_in_one_line(fault_world: FaultWorld) -> None:
+    """Issue 11 item 16: one line naming host, port and the likely cause; no topology dump
+    cut mid-word, no password."""
+    world = fault_world
+    port = free_port()
+    dead = f"mongodb://backtests:s3cret-Pa55@127.0.0.1:{port}/?directConnection=true"
+    got = world.cli(env=world.env(MONGO_URI=dead), fresh=True)
+    assert got.returncode == 1, got.stderr
+    lines = [line for line in got.stderr.splitlines() if "unreachable" in line]
+    assert len(lines) == 1, got.stderr
+    assert f"127.0.0.1:{port} refused the connection: nothing listens there" in lines[0]
+    assert "Topology" not in got.stderr and "s3cret-Pa55" not in got.stderr
 
 
 def test_cli_summary_json_reports_a_failed_sheet(fault_world: FaultWorld, tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""The pure diff: catalog × current MongoDB state → typed plan (SPEC §3), the guard, output."""
+"""The pure diff: catalog × current MongoDB state → typed plan (contract §3), the guard, output."""
 
 from __future__ import annotations
 

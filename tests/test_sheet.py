@@ -1,4 +1,4 @@
-"""The sheet report's pure core (SPEC §4): matching, report contents, digest, requests."""
+"""The sheet report's pure core (contract §4): matching, report contents, digest, requests."""
 
 from __future__ import annotations
 

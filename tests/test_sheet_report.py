@@ -1,5 +1,5 @@
 """`SheetReport` against the Sheets v4 emulator over HTTP: what lands in the sheet, cell by
-cell, and how many calls it takes (SPEC §4, §5.6, §8)."""
+cell, and how many calls it takes (contract §4, §5.6, §8)."""
 
 from __future__ import annotations
 
@@ -285,7 +285,7 @@ def test_a_course_that_disappears_turns_its_count_yellow(
 
 
 def test_missing_tabs_are_created(sheets_emulator: SheetsEmulator, make_report: MakeReport) -> None:
-    """Only the tool's own tabs: the physical-copies tab belongs to people (SPEC §4)."""
+    """Only the tool's own tabs: the physical-copies tab belongs to people (contract §4)."""
     sheets_emulator.add_spreadsheet(SHEET_KEY, tabs={"Sheet1": [["unrelated"]], COPIES: []})
     report = make_report()
 

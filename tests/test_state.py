@@ -1,4 +1,4 @@
-"""The state file: round trip, atomic replace, and bad files treated as absent (SPEC §5.7)."""
+"""The state file: round trip, atomic replace, and bad files treated as absent (contract §5.7)."""
 
 from __future__ import annotations
 

@@ -459,6 +459,34 @@ def test_an_unusable_uri_is_a_config_error() -> None:
     assert SECRET not in str(exc.value)
 
 
+@pytest.mark.parametrize(
+    ("host", "cause"),
+    [
+        pytest.param("127.0.0.1:{port}", "refused the connection", id="nothing listens"),
+        pytest.param(
+            "no-such-host.invalid:27017",
+            "is a host name that does not resolve",
+            id="a host name that does not resolve",
+        ),
+    ],
+)
+def test_unreachable_server_is_one_line_naming_host_port_and_cause(host: str, cause: str) -> None:
+    """Issue 11 item 16: not pymongo's topology description cut mid-word."""
+    address = host.format(port=_closed_port())
+    uri = f"mongodb://app:{SECRET}@{address}/?authSource=admin"
+    with (
+        Store.connect(uri, "apo_main", timeout_ms=300) as store,
+        pytest.raises(ServiceError) as exc,
+    ):
+        store.read_current()
+    message = str(exc.value)
+    assert "\n" not in message and len(message) < 400, message
+    assert f"{address} {cause}" in message
+    assert "Topology" not in message and "ServerSelectionTimeoutError" not in message
+    assert "configured timeouts" not in message
+    assert SECRET not in message
+
+
 def test_an_apply_stopped_part_way_reports_what_was_written(store: Store) -> None:
     """A write refused in the middle (here: someone inserted a course with the `_id`
     the plan chose, between plan and apply) stops the apply; the error says what was

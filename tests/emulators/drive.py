@@ -817,7 +817,8 @@ class DriveEmulator(Emulator):
             claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
         except (KeyError, IndexError, ValueError):
             return 400, {"error": "invalid_grant", "error_description": "Invalid JWT."}
-        granted = (self.grants or {}).get(claims.get("sub", ""))
+        # Without `sub` the service account acts as itself (no delegation), as with Google.
+        granted = (self.grants or {}).get(claims.get("sub") or claims.get("iss", ""))
         if granted is None or not set(claims.get("scope", "").split()) <= granted:
             return 401, {
                 "error": "unauthorized_client",

@@ -1,7 +1,7 @@
 """A Google Sheets API v4 emulator on 127.0.0.1, for tests and benchmarks.
 
 Real clients (gspread, google-auth) talk HTTP to it through `SHEETS_API_ENDPOINT`
-(see SPEC §6): spreadsheet metadata with `fields` masks and grid data,
+(see contract §6): spreadsheet metadata with `fields` masks and grid data,
 `values.get`/`batchGet`/`update`/`batchUpdate`/`clear`/`batchClear`/`append`,
 `spreadsheets.batchUpdate` (addSheet, deleteSheet, updateSheetProperties,
 appendDimension, repeatCell, updateCells), A1 ranges with quoted tab names, Google's
