@@ -216,7 +216,7 @@ def _run_once(
         if as_json and isinstance(exc, Exception):
             summary = getattr(exc, "summary", None)
             if not isinstance(summary, dict):
-                stage = "lock" if isinstance(exc, Locked) else "run"
+                stage = "lock" if isinstance(exc, Locked) else "setup"
                 why = str(exc) if isinstance(exc, RunError) else f"{type(exc).__name__}: {exc}"
                 summary = _failure(mode, args, code, {stage: why})
             _print_json({**summary, "ok": False, "exit_code": code})
