@@ -17,7 +17,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from . import __version__, alerts, lastrun, pipeline, schedule, settings, sources, telemetry
-from .errors import ConfigError, Locked, RunError
+from .errors import CHECK_FAILED, ConfigError, Locked, RunError
 from .local import LocalFolderSource
 
 log = logging.getLogger("backtest_compilation")
@@ -30,7 +30,8 @@ and .env (see README.md)."""
 
 EPILOG = """\
 exit codes: 0 success (drive problems are data), 1 runtime failure, 2 configuration,
-3 mass-delete guard refused, 4 another run holds the lock"""
+3 mass-delete guard refused, 4 another run holds the lock; check: 0 in sync, 1 out of
+sync, 5 could not check (a service unreachable or failing)"""
 
 ENVIRONMENT = """\
 settings (environment or .env; README.md "Configuration" has them all):
@@ -141,7 +142,15 @@ def build_parser() -> argparse.ArgumentParser:
             "--source",
             type=Path,
             metavar="PATH",
-            help="read a local folder laid out like the drive instead of Google Drive",
+            help="read a local folder laid out like the drive instead of Google Drive "
+            "(for trying things: writes no Google sheet and uses an in-process MongoDB "
+            "unless --publish; without --dry-run it renames files in PATH)",
+        )
+        p.add_argument(
+            "--publish",
+            action="store_true",
+            help="with --source: also write the sheet at SHEET_URL and the database at "
+            "MONGO_URI, as a Drive run would",
         )
         p.add_argument(
             "--full-rescan",
@@ -237,6 +246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         for line in exc.problems:
             print(f"configuration: {line}", file=sys.stderr)
+        if getattr(args, "json", False):
+            _print_json(_failure(command, args, exc.exit_code, {"settings": str(exc)}))
         return exc.exit_code
     if command == "demo":
         base = env.get("LOG_LEVEL", "").upper() or "ERROR"
@@ -324,9 +335,8 @@ def _guarded(job: Callable[[], int], tel: telemetry.Telemetry | None) -> int:
         if tel is not None and not isinstance(exc, Locked):
             tel.report_failure(exc, exit_code=exc.exit_code)
         return exc.exit_code
-    except Exception as exc:  # a bug: say so in one line, keep the traceback at DEBUG
-        log.error("unexpected failure: %s: %s", type(exc).__name__, exc)
-        log.debug("traceback", exc_info=True)
+    except Exception as exc:  # a bug: logged with its traceback, for the bug report
+        log.error("unexpected failure: %s: %s", type(exc).__name__, exc, exc_info=True)
         if tel is not None:
             tel.report_failure(exc, exit_code=1)
         return 1
@@ -346,43 +356,74 @@ def _run_once(
         allow_mass_delete=getattr(args, "allow_mass_delete", False),
         full_rescan=getattr(args, "full_rescan", False),
     )
-    if mode != "sync":
-        services = build_services(config, source=getattr(args, "source", None), options=options)
+    as_json = getattr(args, "json", False)
+
+    def execute() -> pipeline.Outcome:
+        services = build_services(
+            config,
+            source=getattr(args, "source", None),
+            options=options,
+            publish=getattr(args, "publish", False),
+        )
+        services.report_error = lambda exc: tel.report_failure(exc, exit_code=1)
         try:
-            outcome = pipeline.run(config, options, services)
+            return pipeline.run(config, options, services)
         finally:
             services.store.close()
-    else:
-        outcome = _recorded_sync(args, config, options)
+
+    try:
+        # A sync is recorded (last-run.json, report.html) and pinged whatever its end.
+        outcome = _recorded_sync(config, execute) if mode == "sync" else execute()
+    except BaseException as exc:
+        # Every exit path prints its one JSON object (contract §8), and `check` says
+        # "could not check" (5) rather than "out of sync" (1).
+        code = exc.exit_code if isinstance(exc, RunError) else 1
+        if mode == "check" and code == RunError.exit_code:
+            code = CHECK_FAILED
+        if as_json and isinstance(exc, Exception):
+            summary = getattr(exc, "summary", None)
+            if not isinstance(summary, dict):
+                stage = "lock" if isinstance(exc, Locked) else "setup"
+                why = str(exc) if isinstance(exc, RunError) else f"{type(exc).__name__}: {exc}"
+                summary = _failure(mode, args, code, {stage: why})
+            _print_json({**summary, "ok": False, "exit_code": code})
+        if mode == "check" and code == CHECK_FAILED and isinstance(exc, Exception):
+            if isinstance(exc, RunError):
+                log.error("%s", exc)
+            else:  # a bug: with its traceback, for the bug report
+                log.error("unexpected failure: %s: %s", type(exc).__name__, exc, exc_info=True)
+            log.error("check: could not check (exit %d)", CHECK_FAILED)
+            tel.report_failure(exc, exit_code=code)
+            return code
+        raise
     tel.report_summary(outcome.summary)
-    if getattr(args, "json", False):
-        json.dump(outcome.summary, sys.stdout, ensure_ascii=False, indent=2)
-        sys.stdout.write("\n")
+    if as_json:
+        _print_json(outcome.summary)
     elif mode != "sync":
         print(outcome.text)
     return outcome.exit_code
 
 
 def _recorded_sync(
-    args: argparse.Namespace, config: settings.Settings, options: pipeline.Options
+    config: settings.Settings, execute: Callable[[], pipeline.Outcome]
 ) -> pipeline.Outcome:
-    """A sync between healthcheck pings, leaving `last-run.json` and `report.html` in
-    CACHE_DIR whatever its end (contract §7); a run that raised is recorded, then re-raised."""
+    """`execute` (a sync) between healthcheck pings, leaving `last-run.json` and
+    `report.html` in CACHE_DIR whatever its end (contract §7); a run that raised is
+    recorded, then re-raised."""
     ping = alerts.Healthcheck(config.healthcheck_url)
     ping.start()
     started = datetime.now(UTC)
     try:
-        services = build_services(config, source=getattr(args, "source", None), options=options)
-        try:
-            outcome = pipeline.run(config, options, services)
-        finally:
-            services.store.close()
+        outcome = execute()
     except Locked:
         raise  # the run holding the lock records itself; this one changed nothing
     except Exception as exc:
         code = exc.exit_code if isinstance(exc, RunError) else 1
         why = str(exc) if isinstance(exc, RunError) else f"unexpected failure: {type(exc).__name__}"
-        summary = lastrun.failure_summary("sync", code, why)
+        summary = getattr(exc, "summary", None)
+        if not isinstance(summary, dict):
+            summary = lastrun.failure_summary("sync", code, why)
+        summary = {**summary, "ok": False, "exit_code": code}
         lastrun.save(
             config.cache_dir,
             summary,
@@ -408,14 +449,56 @@ def _recorded_sync(
     return outcome
 
 
+def _print_json(summary: dict[str, object]) -> None:
+    json.dump(summary, sys.stdout, ensure_ascii=False, indent=2)
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+
+
+def _failure(
+    command: str, args: argparse.Namespace, exit_code: int, failed: dict[str, str]
+) -> dict[str, object]:
+    """contract §8's object for a run that stopped before it knew anything else."""
+    mode = (
+        command
+        if command in ("check", "dry-run")
+        else "dry-run"
+        if getattr(args, "dry_run", False)
+        else "sync"
+    )
+    return {
+        "mode": mode,
+        "ok": False,
+        "exit_code": exit_code,
+        "failed": failed,
+        "catalog": None,
+        "problems": None,
+        "renames": None,
+        "mongo": None,
+        "sheet": None,
+        "api_calls": {"drive": 0, "sheets": 0, "mongo": 0},
+        "timings_s": {},
+    }
+
+
 def build_services(
-    config: settings.Settings, *, source: Path | None, options: pipeline.Options
+    config: settings.Settings,
+    *,
+    source: Path | None,
+    options: pipeline.Options,
+    publish: bool = False,
 ) -> pipeline.Services:
-    """The real adapters for `config`: Drive (or a local folder), MongoDB, the sheet."""
+    """The real adapters for `config`: Drive (or a local folder), MongoDB, the sheet.
+
+    A local `source` is for trying things: unless `publish`, a sync from it writes no
+    Google sheet and uses an in-process MongoDB instead of a real one, so a try-out never
+    overwrites what the website and the tracking sheet show. (`--dry-run` and `check`
+    write nothing anywhere, so they compare with the real ones.)"""
     from .store import Store
 
     renames = options.rename and config.rename_files and options.mode == "sync"
     tree_source: sources.Source
+    trying = source is not None and not publish and options.mode == "sync"
     if source is not None:
         tree_source = sources.LocalTree(LocalFolderSource(source), allow_renames=renames)
     else:
@@ -423,8 +506,19 @@ def build_services(
 
         tree_source = sources.DriveTree(DriveSource.from_settings(config, renames=renames))
     sheet_report = None
-    if config.sheet_url:
+    skipped = "SHEET_URL is not set"
+    if config.sheet_url and trying:
+        skipped = "a local --source writes no sheet (add --publish to write SHEET_URL's)"
+    elif config.sheet_url:
         from .sheet import connect as sheet_connect
 
         sheet_report = sheet_connect(config)
-    return pipeline.Services(tree_source, Store.from_settings(config), sheet_report)
+    if trying and not config.mongo_uri.startswith("mongomock:"):
+        log.warning(
+            "a local --source uses an in-process MongoDB, not MONGO_URI "
+            "(add --publish to write MONGO_URI's database)"
+        )
+        store = Store.connect("mongomock://", config.mongo_db)
+    else:
+        store = Store.from_settings(config)
+    return pipeline.Services(tree_source, store, sheet_report, sheet_skipped=skipped)

@@ -720,6 +720,21 @@ class DriveSource:
         log.debug("drive: full listing because %s", reason)
         return self._full(previous, now)
 
+    def file_version(self, file_id: str) -> str | None:
+        """The Drive `version` of `file_id` (e.g. the report spreadsheet), in one
+        `files.get`: it grows on every write to the file, whoever made it. None when the
+        file cannot be seen (not found, not shared): the caller then cannot tell."""
+        self.calls.count("files.get")
+        request = self._service.files().get(
+            fileId=file_id, fields="version,modifiedTime", supportsAllDrives=True
+        )
+        try:
+            meta = self._execute(request, "files.get", passthrough=(403, 404))
+        except HttpError:
+            return None
+        version = meta.get("version") or meta.get("modifiedTime")
+        return str(version) if version is not None else None
+
     # ------------------------------------------------------------ renames
 
     def rename(self, renames: Sequence[Rename]) -> RenameResult:

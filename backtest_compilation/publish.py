@@ -257,11 +257,17 @@ def plan(
     current: Current,
     *,
     new_id: Callable[[], ObjectId] = ObjectId,
+    reuse: Mapping[str, ObjectId] | None = None,
 ) -> Plan:
     """The smallest set of writes that makes `current` show `catalog` (contract §3).
 
     `new_id` makes the `_id`s of new courses (injected so tests are deterministic).
+    `reuse` (folder id → `_id`) gives a course folder that comes back the `_id` its
+    course had before it was removed, so the website's links to it work again; an `_id`
+    still present in MongoDB is never reused.
     """
+    reuse = reuse or {}
+    taken = {_hashable(doc.id) for doc in current.courses}
     desired = sorted(catalog.courses, key=lambda c: c.name)
 
     # Courses: by folder id, then by name; oldest `_id` wins among candidates.
@@ -298,7 +304,13 @@ def plan(
     for course in desired:
         doc = matched.get(course.name)
         if doc is None:
-            insert = CourseInsert(new_id(), course.name, course.code, course.folder_id)
+            old = reuse.get(course.folder_id)
+            if old is not None and _hashable(old) not in taken:
+                taken.add(_hashable(old))
+                chosen = old
+            else:
+                chosen = new_id()
+            insert = CourseInsert(chosen, course.name, course.code, course.folder_id)
             courses_to_add.append(insert)
             course_id_of[course.name] = insert.id
             continue
@@ -538,13 +550,19 @@ def plan_text(plan: Plan) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Applied:
-    """What `Store.apply` wrote, in documents, and the round trips it took."""
+    """What `Store.apply` wrote, in documents, and the round trips it took.
+
+    `complete` is False when the apply stopped part-way (see `store.ApplyFailed`): the
+    counts are then what the server confirmed, and `phases` says, per phase, how many
+    operations were planned and how many were applied."""
 
     inserted: int = 0
     updated: int = 0
     deleted: int = 0
     round_trips: int = 0
     seconds: float = 0.0
+    complete: bool = True
+    phases: tuple[tuple[str, int, int], ...] = ()
 
 
 def mongo_block(plan: Plan, applied: Applied | None = None) -> dict[str, Any]:
@@ -552,8 +570,9 @@ def mongo_block(plan: Plan, applied: Applied | None = None) -> dict[str, Any]:
 
     Without `applied` (dry run, check) the counts are what the plan would do and
     `in_sync` says whether MongoDB already matches the drive. With `applied` the counts
-    are the documents written and `in_sync` is true: MongoDB matches the drive now.
-    """
+    are the documents written and `in_sync` is true: MongoDB matches the drive now —
+    unless the apply stopped part-way: then `in_sync` is false, `applied` is false and
+    `not_applied` holds what the plan still had to do (`phases` per phase)."""
     if applied is None:
         return {
             "inserted": plan.inserts,
@@ -561,9 +580,21 @@ def mongo_block(plan: Plan, applied: Applied | None = None) -> dict[str, Any]:
             "deleted": plan.deletes,
             "in_sync": plan.is_empty,
         }
-    return {
+    block: dict[str, Any] = {
         "inserted": applied.inserted,
         "updated": applied.updated,
         "deleted": applied.deleted,
-        "in_sync": True,
+        "in_sync": applied.complete,
     }
+    if not applied.complete:
+        block["applied"] = False
+        block["not_applied"] = {
+            "inserted": max(plan.inserts - applied.inserted, 0),
+            "updated": max(plan.updates - applied.updated, 0),
+            "deleted": max(plan.deletes - applied.deleted, 0),
+        }
+        block["phases"] = [
+            {"phase": name, "planned": planned, "applied": done}
+            for name, planned, done in applied.phases
+        ]
+    return block

@@ -528,6 +528,24 @@ def _ensure_tabs(
     return requests_, tabs
 
 
+def missing_copies_tab(state: SheetState, layout: Layout, where: str = "the spreadsheet") -> str:
+    """Why the physical-copies tab cannot be used: it is not there. People own that tab
+    (contract §4), so the tool never creates an empty one in its place."""
+    tabs = ", ".join(repr(t.title) for t in state.tabs) or "none"
+    return (
+        f"Sheets: {where} has no tab {layout.copies_tab!r} (named by SHEET_COPIES_TAB); "
+        f"its tabs are: {tabs}. That tab is kept by people and never created by this tool: "
+        "rename the tab back, or set SHEET_COPIES_TAB to its name"
+    )
+
+
+def _copies_tab(state: SheetState, layout: Layout) -> TabInfo:
+    found = state.tab(layout.copies_tab)
+    if found is None:
+        raise ServiceError(missing_copies_tab(state, layout))
+    return found
+
+
 def _stamp_request(tab: TabInfo, layout: Layout, stamp: str) -> dict[str, Any]:
     row, col = layout.stamp_position
     return {
@@ -547,9 +565,10 @@ def write_requests(
     Missing tabs are added; grids grow where needed; `Errors in Drive` and
     `Classes Not Found` are cleared and rewritten; in the physical-copies tab only the
     count column (value + background) and the stamp cell are touched."""
-    titles = (layout.errors_tab, layout.not_found_tab, layout.copies_tab)
+    copies = _copies_tab(state, layout)
+    titles = (layout.errors_tab, layout.not_found_tab)
     out, tabs = _ensure_tabs(state, titles)
-    errors, not_found, copies = (tabs[t] for t in titles)
+    errors, not_found = (tabs[t] for t in titles)
     col = layout.count_index
     stamp_row, stamp_col = layout.stamp_position
     last_row = max([stamp_row + 1, *(row for row, _ in report.counts), *report.stale])
@@ -609,10 +628,9 @@ def write_requests(
 
 def stamp_requests(state: SheetState, layout: Layout, stamp: str) -> list[dict[str, Any]]:
     """Only the time stamp (for an unchanged report, when the caller wants it refreshed)."""
-    out, tabs = _ensure_tabs(state, (layout.copies_tab,))
-    copies = tabs[layout.copies_tab]
+    copies = _copies_tab(state, layout)
     row, col = layout.stamp_position
-    out += _grow(copies, row + 1, col + 1)
+    out = _grow(copies, row + 1, col + 1)
     out.append(_stamp_request(copies, layout, stamp))
     return out
 
@@ -831,6 +849,10 @@ class SheetReport:
         started = time.monotonic()
         calls = self.api_calls
         state = self.read()
+        if state.tab(self.layout.copies_tab) is None:
+            raise ServiceError(
+                missing_copies_tab(state, self.layout, f"spreadsheet {self.key} (SHEET_URL)")
+            )
         report = build(catalog, state.copies, self.layout)
         plan = SheetPlan(report, state, in_sync(report, state, self.layout))
         log.info(

@@ -57,6 +57,7 @@ from .settings import REDACTED, Settings, redact_uri
 # The pure half lives in `publish`; re-exported so callers can write `store.plan(…)`.
 __all__ = [
     "Applied",
+    "ApplyFailed",
     "Current",
     "Plan",
     "RoundTrips",
@@ -309,25 +310,58 @@ class Store:
         if log.isEnabledFor(logging.DEBUG):
             for line in plan_lines(plan):
                 log.debug("mongo plan: %s", line)
-        self.ensure_indexes()
+        phases = _phases(plan)
+        done: dict[str, int] = {}
         inserted = updated = deleted = 0
-        for phase, collection, ops in _phases(plan):
+
+        def stopped(exc: ServiceError) -> ApplyFailed:
+            # What the server confirmed so far; every later phase is not applied.
+            return ApplyFailed(
+                str(exc),
+                Applied(
+                    inserted=inserted,
+                    updated=updated,
+                    deleted=deleted,
+                    round_trips=self.round_trips.total - before,
+                    seconds=time.perf_counter() - started,
+                    complete=False,
+                    phases=tuple(
+                        (phase, _planned(ops), done.get(phase, 0))
+                        for phase, _collection, ops in phases
+                        if ops
+                    ),
+                ),
+            )
+
+        try:
+            self.ensure_indexes()
+        except ServiceError as exc:
+            raise stopped(exc) from None
+        for phase, collection, ops in phases:
             if not ops:
                 continue
-            with self._talking(f"writing ({phase})"):
-                try:
-                    result = self._db[collection].bulk_write(ops, ordered=True)
-                except BulkWriteError as exc:
-                    errors = exc.details.get("writeErrors", [])
-                    first = errors[0].get("errmsg", "") if errors else str(exc)
-                    raise ServiceError(
-                        f"MongoDB at {self._where} refused a write while writing ({phase}): "
-                        f"{self._scrub(first[:300])}"
-                    ) from None
+            try:
+                with self._talking(f"writing ({phase})"):
+                    try:
+                        result = self._db[collection].bulk_write(ops, ordered=True)
+                    except BulkWriteError as exc:
+                        # Ordered: the operations before the failing one were applied.
+                        count = _confirmed(phase, exc.details)
+                        done[phase] = count
+                        inserted, updated, deleted = _add(phase, count, inserted, updated, deleted)
+                        errors = exc.details.get("writeErrors", [])
+                        first = errors[0].get("errmsg", "") if errors else str(exc)
+                        raise ServiceError(
+                            f"MongoDB at {self._where} refused a write while writing ({phase}): "
+                            f"{self._scrub(first[:300])}"
+                        ) from None
+            except ServiceError as exc:
+                raise stopped(exc) from None
             self._by_hand(phase.split()[0])
             inserted += result.inserted_count
             updated += result.modified_count
             deleted += result.deleted_count
+            done[phase] = _planned(ops)
             log.debug("mongo %s: %d operations", phase, len(ops))
         applied = Applied(
             inserted=inserted,
@@ -385,6 +419,40 @@ def _phases(plan: Plan) -> list[tuple[str, str, list[Any]]]:
         ("delete courses", COURSES, _delete_ops(c.id for c in plan.courses_to_remove)),
         ("delete backtests", BACKTESTS, _delete_ops(b.id for b in plan.backtests_to_remove)),
     ]
+
+
+class ApplyFailed(ServiceError):
+    """`Store.apply` stopped part-way (exit 1); `applied` says what was written before."""
+
+    def __init__(self, message: str, applied: Applied) -> None:
+        super().__init__(message)
+        self.applied = applied
+
+
+def _planned(ops: list[Any]) -> int:
+    """Documents a phase's operations stand for (a delete chunk holds many `_id`s)."""
+    total = 0
+    for op in ops:
+        if isinstance(op, DeleteMany):
+            total += len(op._filter["_id"]["$in"])
+        else:
+            total += 1
+    return total
+
+
+def _confirmed(phase: str, details: dict[str, Any]) -> int:
+    key = {"insert": "nInserted", "update": "nModified", "delete": "nRemoved"}[phase.split()[0]]
+    value = details.get(key, 0)
+    return value if isinstance(value, int) else 0
+
+
+def _add(phase: str, count: int, inserted: int, updated: int, deleted: int) -> tuple[int, int, int]:
+    kind = phase.split()[0]
+    return (
+        inserted + (count if kind == "insert" else 0),
+        updated + (count if kind == "update" else 0),
+        deleted + (count if kind == "delete" else 0),
+    )
 
 
 def _delete_ops(ids: Iterable[Any]) -> list[DeleteMany]:

@@ -624,3 +624,42 @@ def test_folder_id_one_level_too_deep_is_in_the_guard_message(
     message = str(refused.value)
     assert message.startswith("mass-delete guard: The drive listing yielded no courses")
     assert "FOLDER_ID seems to point one level too deep: 'CSCI'" in message
+
+
+# ---------------------------------------------------------------- issue 11: a sheet edited by hand
+
+
+def test_a_renamed_copies_tab_is_reported_not_replaced(
+    drive_world: tuple[Settings, pipeline.Services, str],
+    drive_emulator: DriveEmulator,
+    sheets_emulator: SheetsEmulator,
+) -> None:
+    settings, services, root = drive_world
+    dept = drive_emulator.add_folder(root, "CSCI")
+    drive_emulator.add_folder(dept, "CSCI-1200 Data Structures")
+    sheets_emulator.rename_tab("1Big", COPIES, "Copies 2026 ✓")
+    outcome = pipeline.run(settings, pipeline.Options(), services)
+    assert outcome.exit_code == 1
+    why = outcome.summary["failed"]["sheet"]
+    assert f"no tab {COPIES!r} (named by SHEET_COPIES_TAB)" in why
+    assert "'Copies 2026 ✓'" in why
+    assert sheets_emulator.tab_titles("1Big") == ["Copies 2026 ✓"]  # nothing created
+    assert len(visit(services.store.database)) == 1  # MongoDB was still published
+
+
+def test_a_deleted_report_tab_is_put_back_on_an_unchanged_drive(
+    drive_world: tuple[Settings, pipeline.Services, str],
+    drive_emulator: DriveEmulator,
+    sheets_emulator: SheetsEmulator,
+) -> None:
+    settings, services, root = drive_world
+    sheets_emulator.link_drive(drive_emulator)
+    dept = drive_emulator.add_folder(root, "CSCI")
+    course = drive_emulator.add_folder(dept, "CSCI-1200 Data Structures")
+    drive_emulator.add_file(course, "scan.pdf")  # a problem for the Errors tab
+    assert pipeline.run(settings, pipeline.Options(), services).exit_code == 0
+    errors = sheets_emulator.values("1Big", "Errors in Drive")
+    sheets_emulator.delete_tab("1Big", "Errors in Drive")
+    again = pipeline.run(settings, pipeline.Options(), services)
+    assert again.summary["unchanged"] is True and again.summary["sheet"]["written"] is True
+    assert sheets_emulator.values("1Big", "Errors in Drive") == errors

@@ -174,3 +174,27 @@ def test_values_quoted_by_docker_env_file_exit_2_naming_each(tmp_path: Path) -> 
         for name in ("FOLDER_ID", "MONGO_URI")
     ]
     assert "hunter2" not in out.stderr
+
+
+def test_help_says_how_a_local_source_publishes_and_what_check_exits_with() -> None:
+    sync_help = cli("sync", "--help").stdout
+    assert "--publish" in sync_help and "renames files in PATH" in sync_help
+    check_help = cli("check", "--help").stdout
+    assert "5 could not check" in check_help
+
+
+def test_json_is_printed_on_a_configuration_error_and_on_a_held_lock(tmp_path: Path) -> None:
+    bad = cli("sync", "--json", env={"LOG_LEVEL": "LOUD"}, cwd=tmp_path)
+    assert bad.returncode == 2
+    summary = json.loads(bad.stdout)
+    assert (summary["ok"], summary["exit_code"], list(summary["failed"])) == (
+        False,
+        2,
+        ["settings"],
+    )
+    drive = sample.copy_sample_drive(tmp_path)
+    cache = tmp_path / "cache"
+    with lock.hold(cache):
+        held = cli("check", "--json", "--source", str(drive), env={"CACHE_DIR": str(cache)})
+    assert held.returncode == 4
+    assert json.loads(held.stdout)["failed"]["lock"].startswith("another run")

@@ -4,6 +4,7 @@ every subcommand has a description; the top-level help summarises the settings."
 from __future__ import annotations
 
 import argparse
+import ast
 import re
 import subprocess
 import sys
@@ -131,10 +132,14 @@ def test_declared_dependencies_cover_what_the_code_imports() -> None:
     stdlib = set(sys.stdlib_module_names)
     imported = set()
     for path in (ROOT / "backtest_compilation").glob("*.py"):
-        for m in re.finditer(r"^\s*(?:from|import) ([a-z_][a-z0-9_]*)", path.read_text(), re.M):
-            name = m.group(1)
-            if name not in stdlib and name not in ("backtest_compilation",):
-                imported.add(name)
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            imported.update(n.split(".")[0] for n in names if n.split(".")[0] not in stdlib)
     for name in sorted(imported):
         owners = {d.lower() for d in dists.get(name, [])}
         assert owners & declared, (

@@ -30,7 +30,10 @@ def assert_refused_then_allowed(world: FaultWorld, env: dict[str, str], *, left:
     assert "Mass-delete guard:" in dry.stdout
     got = world.cli("--json", env=env)
     assert got.returncode == 3, got.stderr
-    assert got.stdout == ""
+    refused = json.loads(got.stdout)  # one JSON object, claiming nothing was applied
+    assert (refused["ok"], refused["exit_code"], list(refused["failed"])) == (False, 3, ["guard"])
+    assert "--allow-mass-delete" in refused["failed"]["guard"]
+    assert refused["mongo"] is None and refused["sheet"] is None
     assert "mass-delete guard" in got.stderr and "--allow-mass-delete" in got.stderr
     assert "Nothing was applied" in got.stderr
     assert world.everything() == before  # no delete, no rename, no sheet, no state

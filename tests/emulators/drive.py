@@ -123,6 +123,9 @@ FAULT_ERRORS = {
     "403-forbidden": DriveApiError(403, "The user does not have sufficient permissions.",
                                    "insufficientFilePermissions"),
     "400": DriveApiError(400, "Bad Request", "badRequest"),
+    # Credentials no longer accepted (a revoked token), as Google answers a batch part.
+    "401": DriveApiError(401, "Request had invalid authentication credentials.", "authError",
+                         location="Authorization", locationType="header"),
     # A changes page token the server no longer accepts.
     "410": DriveApiError(410, "The page token is no longer valid.", "gone"),
 }  # fmt: skip
@@ -139,6 +142,8 @@ class DriveFile:
     drive_id: str | None
     trashed: bool = False
     modified: float = 0.0
+    # Like Drive's `version`: grows on every change to the file, whoever makes it.
+    version: int = 1
 
     def resource(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -149,6 +154,7 @@ class DriveFile:
             "parents": [self.parent],
             "trashed": self.trashed,
             "modifiedTime": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(self.modified)),
+            "version": str(self.version),  # int64 travels as a string in Drive's JSON
         }
         if self.drive_id:
             out["driveId"] = self.drive_id
@@ -326,7 +332,7 @@ _KNOWN_FIELDS = {
     "kind", "id", "name", "mimeType", "parents", "trashed", "driveId", "modifiedTime",
     "nextPageToken", "newStartPageToken", "incompleteSearch", "files", "changes", "fileId",
     "removed", "changeType", "time", "file", "drive", "startPageToken", "createdTime",
-    "explicitlyTrashed",
+    "explicitlyTrashed", "version",
     "capabilities", "canEdit", "canRename", "canListChildren", "canAddChildren", "canDelete",
 }  # fmt: skip
 
@@ -502,6 +508,19 @@ class DriveEmulator(Emulator):
         with self._lock:
             f = self.files[file_id]
             f.name, f.modified = name, time.time()
+            f.version += 1
+            self._record(file_id, f.drive_id)
+
+    def touch(self, file_id: str) -> None:
+        """The content of `file_id` was written (e.g. a spreadsheet through the Sheets
+        API): its `version` and `modifiedTime` move and the changes feed says so. A
+        file this emulator does not hold is ignored."""
+        with self._lock:
+            f = self.files.get(file_id)
+            if f is None:
+                return
+            f.modified = time.time()
+            f.version += 1
             self._record(file_id, f.drive_id)
 
     def move(self, file_id: str, new_parent: str) -> None:
@@ -510,6 +529,7 @@ class DriveEmulator(Emulator):
             f = self.files[file_id]
             old_drive = f.drive_id
             f.parent, f.modified = new_parent, time.time()
+            f.version += 1
             f.drive_id = self._drive_of(new_parent)
             if old_drive != f.drive_id:
                 # The drive it left sees it as removed (see `_changes_list`).
@@ -791,6 +811,7 @@ class DriveEmulator(Emulator):
                 raise _invalid("name")
             f.name = patch["name"]
         f.modified = time.time()
+        f.version += 1
         self.stats.renames += 1
         self._record(f.id, f.drive_id)
         return f.resource()

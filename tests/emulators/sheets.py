@@ -39,6 +39,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from tests.emulators import Emulator
 
 JSON = dict[str, Any]
+SPREADSHEET_MIME = "application/vnd.google-apps.spreadsheet"
+# Requests that read; every other one writes (and moves the file's Drive version).
+_READS = frozenset({"spreadsheets.get", "values.get", "values.batchGet"})
 DEFAULT_ROWS = 1000
 DEFAULT_COLUMNS = 26
 _PREFIX = "/v4/spreadsheets/"
@@ -456,6 +459,25 @@ class SheetsEmulator(Emulator):
         self._lock = threading.RLock()
         # Spreadsheet key → the caller's role (`reader`, `writer`, `organizer`); writer if unset.
         self.roles: dict[str, str] = {}
+        # Called with a spreadsheet's key after every write to it: a spreadsheet is a
+        # Drive file, and `link_drive` makes its Drive `version` move as Google's does.
+        self._on_write: list[Callable[[str], None]] = []
+        self._drive_link: tuple[Any, str] | None = None
+
+    def link_drive(self, drive: Any, parent: str = "root") -> None:
+        """Make every spreadsheet a file of the Drive emulator `drive` (under `parent`,
+        My Drive by default) whose `version` grows on each write through this emulator
+        or its Python API (a person's edit)."""
+        with self._lock:
+            for key, book in self._spreadsheets.items():
+                if key not in drive.files:
+                    drive.add_file(parent, book.title, SPREADSHEET_MIME, file_id=key)
+            self._on_write.append(drive.touch)
+            self._drive_link = (drive, parent)
+
+    def _written(self, key: str) -> None:
+        for hook in self._on_write:
+            hook(key)
 
     # -- lifecycle
 
@@ -487,6 +509,9 @@ class SheetsEmulator(Emulator):
         with self._lock:
             book = Spreadsheet(key, title, [], shared=shared)
             self._spreadsheets[key] = book
+            link = self._drive_link
+            if link is not None and key not in link[0].files:
+                link[0].add_file(link[1], title, SPREADSHEET_MIME, file_id=key)
             for tab_title, values in (tabs or {"Sheet1": []}).items():
                 self.add_tab(key, tab_title, rows=max(rows, len(values)), columns=columns)
                 if values:
@@ -499,7 +524,21 @@ class SheetsEmulator(Emulator):
             book = self._spreadsheets[key]
             sheet_id = 0 if not book.tabs else max(t.sheet_id for t in book.tabs) + 1
             book.tabs.append(Tab(sheet_id, title, rows, columns))
+            self._written(key)
             return sheet_id
+
+    def delete_tab(self, key: str, title: str) -> None:
+        """Delete a tab, as a person would in the browser."""
+        with self._lock:
+            book = self._spreadsheets[key]
+            book.tabs.remove(book.tab(title))
+            self._written(key)
+
+    def rename_tab(self, key: str, title: str, new_title: str) -> None:
+        """Rename a tab, as a person would in the browser."""
+        with self._lock:
+            self._spreadsheets[key].tab(title).title = new_title
+            self._written(key)
 
     def share(self, key: str, shared: bool) -> None:
         with self._lock:
@@ -519,6 +558,7 @@ class SheetsEmulator(Emulator):
             book = self._spreadsheets[key]
             sheet, box = book.resolve(f"{quote_title(tab)}!{start}")
             self._write(sheet, box, [list(r) for r in values], "RAW", strict=False)
+            self._written(key)
 
     def set_format(self, key: str, tab: str, cells: str, fmt: Mapping[str, Any]) -> None:
         """Merge `fmt` (a `CellFormat`, e.g. `{"backgroundColor": {...}}`) into each cell."""
@@ -528,6 +568,7 @@ class SheetsEmulator(Emulator):
                 cell = sheet.cells.setdefault((r, c), {})
                 merged = cell.setdefault("userEnteredFormat", {})
                 _deep_merge(merged, copy.deepcopy(dict(fmt)))
+            self._written(key)
 
     def value(self, key: str, tab: str, cell: str) -> Any:
         """The cell's value as Python (number, bool, str; a formula as its text), None if empty."""
@@ -659,6 +700,8 @@ class SheetsEmulator(Emulator):
                     self._book(route["key"])  # a missing sheet is still 404
                     raise ApiError(403, "The caller does not have permission")
                 status, payload = 200, self._dispatch(kind, route, query, body)
+                if kind not in _READS:
+                    self._written(route["key"])
                 if "fields" in query and query["fields"][0]:
                     payload = apply_mask(payload, _mask(query["fields"][0]))
             except ApiError as err:
