@@ -2,6 +2,8 @@
 #   docker build -t backtest-compilation .
 #   docker run -d --env-file .env --stop-timeout 120 \
 #     -v "$PWD/config:/app/config:ro" -v backtest-cache:/app/cache backtest-compilation
+# Any other command runs instead of the scheduler (`docker run … IMAGE doctor`), and
+# compose.yaml runs it with MongoDB (README "Operating it").
 # On SIGTERM the scheduler lets a running sync finish; --stop-timeout gives it the time
 # (docker's default is 10 s, after which a SIGKILL is still safe: the state file is
 # written atomically and the next run converges).
@@ -9,7 +11,9 @@ FROM python:3.11-slim
 
 COPY --from=ghcr.io/astral-sh/uv:0.13.9 /uv /uvx /bin/
 
+# UV_NO_CACHE: the image keeps no uv download cache (it would only add size).
 ENV PYTHONUNBUFFERED=1 \
+    UV_NO_CACHE=1 \
     UV_COMPILE_BYTECODE=1 \
     UV_LINK_MODE=copy \
     UV_PYTHON_DOWNLOADS=never
@@ -29,9 +33,11 @@ RUN uv sync --frozen --no-dev \
 USER app
 VOLUME ["/app/config", "/app/cache"]
 
-# Healthy while the scheduler's heartbeat file (rewritten every minute while it waits,
-# and after every run) is younger than 15 minutes.
-HEALTHCHECK --interval=60s --timeout=10s --start-period=120s --retries=3 \
-    CMD ["/app/.venv/bin/python", "-c", "import os, sys, time; p = os.path.join(os.environ.get('CACHE_DIR', 'cache'), 'heartbeat.json'); sys.exit(0 if os.path.exists(p) and time.time() - os.path.getmtime(p) < 900 else 1)"]
+# Healthy while the last run succeeded and the scheduler's heartbeat file (rewritten
+# every minute while it waits, and after every run) is younger than 15 minutes:
+# `main.py status` (exit 0 or 1). The start period leaves the first run time to finish.
+HEALTHCHECK --interval=60s --timeout=20s --start-period=50m --retries=3 \
+    CMD ["/app/.venv/bin/python", "/app/main.py", "status", "-q"]
 
 ENTRYPOINT ["/app/run.sh"]
+CMD ["schedule"]

@@ -1,7 +1,7 @@
 """Drive tree → catalog: what the website should show, what to rename, what humans must fix.
 
 `build` is pure: no I/O, no clock (today is passed in), no logging. Everything it
-decides is in the returned `Catalog` (SPEC §2).
+decides is in the returned `Catalog` (contract §2).
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ from typing import NamedTuple
 
 from . import naming
 from .naming import CourseName, TestName
-from .tree import FOLDER_MIME, PDF_MIME, Node
+from .tree import FOLDER_MIME, PDF_MIME, SHORTCUT_MIME, Node
 
 PATH_SEPARATOR = " / "
 
 
 class Category(StrEnum):
-    """Problem categories (SPEC §8); the values are stable and machine-readable."""
+    """Problem categories (contract §8); the values are stable and machine-readable."""
 
     INVALID_DEPARTMENT = "invalid_department"
     DUPLICATE_DEPARTMENT = "duplicate_department"
@@ -123,7 +123,7 @@ class Ignored:
 
 @dataclass(frozen=True)
 class Catalog:
-    """Everything the drive says, sorted deterministically (SPEC §8 orders)."""
+    """Everything the drive says, sorted deterministically (contract §8 orders)."""
 
     courses: tuple[Course, ...] = ()
     problems: tuple[Problem, ...] = ()
@@ -131,6 +131,8 @@ class Catalog:
     crosslisted: tuple[tuple[str, ...], ...] = ()
     ignored: tuple[Ignored, ...] = ()
     valid_file_ids: frozenset[str] = field(default_factory=frozenset)
+    # Set when the root holds no department but looks like one (FOLDER_ID too deep).
+    root_hint: str | None = None
 
     @property
     def course_codes(self) -> tuple[str, ...]:
@@ -197,7 +199,7 @@ def build(
     today: date,
     future_year_exempt: frozenset[str] = frozenset({"BEAR"}),
 ) -> Catalog:
-    """Interpret the drive tree under `root` by the rules of SPEC §2."""
+    """Interpret the drive tree under `root` by the rules of contract §2."""
     problems: list[Problem] = []
     ignored: list[Ignored] = []
 
@@ -205,9 +207,18 @@ def build(
         message = f"{label}: {path}" + (f" ({why})" if why else "")
         problems.append(Problem(category, message, path, node_id))
 
-    # §2.1 departments
+    # contract §2.1: departments
     departments: dict[str, list[Node]] = defaultdict(list)
     for child in _by_name(root.children):
+        if child.mime_type == SHORTCUT_MIME and naming.is_department_sized(child.name):
+            problem(
+                Category.INVALID_DEPARTMENT,
+                "Shortcut, not a department folder",
+                child.name,
+                child.id,
+                "a shortcut to a folder or file; the real department folder belongs here",
+            )
+            continue
         if not child.is_folder:
             ignored.append(Ignored(child.id, child.name, "file at the root", False))
             continue
@@ -227,7 +238,7 @@ def build(
             continue
         departments[code].append(child)
 
-    # §2.2 courses, collected per department code over all its folders
+    # contract §2.2: courses, collected per department code over all its folders
     found: dict[tuple[str, str], list[_Found]] = defaultdict(list)
     for code, folders in sorted(departments.items()):
         # The folder named exactly like the code is the original; others are extras.
@@ -244,6 +255,15 @@ def build(
         for dept in folders:
             for child in _by_name(dept.children):
                 path = dept.name + PATH_SEPARATOR + child.name
+                if child.mime_type == SHORTCUT_MIME:
+                    problem(
+                        Category.NOT_A_COURSE_FOLDER,
+                        "Shortcut, not a course folder",
+                        path,
+                        child.id,
+                        "a shortcut to a folder or file; the real course folder belongs here",
+                    )
+                    continue
                 if not child.is_folder:
                     problem(
                         Category.NOT_A_COURSE_FOLDER,
@@ -318,7 +338,16 @@ def build(
                     ignored.extend(_children_ignored(child, path, "inside a folder in a course"))
                     continue
                 if mime != PDF_MIME:
-                    problem(Category.NOT_A_PDF, "Not a PDF", _path(entry, child), child.id)
+                    if mime == SHORTCUT_MIME:
+                        problem(
+                            Category.NOT_A_PDF,
+                            "Shortcut, not a PDF",
+                            _path(entry, child),
+                            child.id,
+                            "a shortcut to a file; the real PDF belongs here",
+                        )
+                    else:
+                        problem(Category.NOT_A_PDF, "Not a PDF", _path(entry, child), child.id)
                     continue
                 test = naming.parse_test(child.name)
                 if test is None:
@@ -398,7 +427,34 @@ def build(
         crosslisted=_crosslisted(courses),
         ignored=tuple(ignored),
         valid_file_ids=frozenset(valid_ids),
+        root_hint=None if departments else too_deep_hint(root),
     )
+
+
+def too_deep_hint(root: Node) -> str | None:
+    """Why `root` (holding no department) looks like a level below the right one: its
+    folders are named like courses, its files like tests, or its own name is a
+    department's. None when it looks like nothing in particular."""
+    courses = sorted(c.name for c in root.children if c.is_folder and naming.parse_course(c.name))
+    tests = [c.name for c in root.children if c.is_pdf and naming.parse_test(c.name)]
+    if courses or naming.department_code(root.name):
+        seen = (
+            f"it holds course folders like {courses[0]!r}"
+            if courses
+            else "it is named like a department"
+        )
+        return (
+            f"FOLDER_ID seems to point one level too deep: {root.name!r} holds no department "
+            f"folders, and {seen}. Set FOLDER_ID to the shared drive or folder that holds the "
+            "department folders."
+        )
+    if tests:
+        return (
+            f"FOLDER_ID seems to point two levels too deep: {root.name!r} holds no department "
+            f"folders but test files like {sorted(tests)[0]!r} (a course folder?). Set FOLDER_ID "
+            "to the shared drive or folder that holds the department folders."
+        )
+    return None
 
 
 def _exam_entries(tests: Iterable[TestName]) -> tuple[ExamEntry, ...]:

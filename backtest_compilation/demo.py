@@ -1,4 +1,4 @@
-"""`demo`: the whole pipeline with no account anywhere (SPEC §7).
+"""`demo`: the whole pipeline with no account anywhere (contract §7).
 
 The bundled sample drive is copied to a temporary folder and read as a local source,
 MongoDB is in-process (`mongomock://`), renames happen on the copy, and the report goes
@@ -50,14 +50,19 @@ def run_demo(config: Settings, *, report_file: Path = REPORT_FILE) -> int:
     print()
     print(f"First run:  {pipeline.summary_line(first.summary)}")
     print(f"Second run: {pipeline.summary_line(second.summary)}")
-    print(f"({len(first.renames_applied)} test files were renamed in the temporary copy)")
+    renamed = len(first.renames_applied)
+    print(
+        f"({report.plural(renamed, 'test file')} {'was' if renamed == 1 else 'were'} renamed "
+        "in the temporary copy)"
+    )
 
-    page = report.html_report(
-        first.catalog,
+    page = report.html_page(
+        first.summary,
         title="backtest-compilation demo",
-        summary=pipeline.summary_line(first.summary),
+        headline=f"First run: {pipeline.summary_line(first.summary)}  ·  "
+        f"Second run: {pipeline.summary_line(second.summary)}",
         mongo_lines=list(first.mongo_lines),
-        renames_applied=first.renames_applied,
+        website=website,
     )
     report_file.write_text(page, encoding="utf-8")
     print(f"\nHTML report: {report_file.resolve()}")

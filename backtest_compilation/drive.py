@@ -398,7 +398,7 @@ class DriveSource:
             raise DriveCallError(f"Drive {what} failed: {answer.message}", answer.status) from None
 
     def _rejected(self, exc: BaseException) -> ConfigError:
-        return google.credentials_rejected(exc, "Drive", self.delegate, self.scopes)
+        return google.credentials_rejected(exc, "Drive", self._who(), self.scopes)
 
     def _pages(self, what: str, **params: Any) -> Iterator[dict[str, Any]]:
         """Every page of a `files.list`/`changes.list` call, following tokens to the end."""
@@ -417,8 +417,17 @@ class DriveSource:
             else:
                 request = resource.list_next(request, page)
 
+    def _who(self) -> str:
+        """Whom Drive sees: the delegated user, else the service account itself."""
+        if self.delegate:
+            return f"DELEGATE_EMAIL {self.delegate!r}"
+        email = getattr(self._credentials, "service_account_email", "")
+        if email:
+            return f"the service account {email} (DELEGATE_EMAIL is not set)"
+        return "anonymous access"  # an emulator endpoint, no key
+
     def _root_error(self, detail: str) -> ServiceError:
-        who = f"DELEGATE_EMAIL {self.delegate!r}" if self.delegate else "the account in use"
+        who = self._who()
         return ServiceError(
             f"FOLDER_ID {self.folder_id!r} {detail}: it does not exist or is not shared with "
             f"{who}. Share the drive or folder with {who}, or fix FOLDER_ID. Nothing was written."
@@ -442,7 +451,11 @@ class DriveSource:
         except HttpError:
             raise self._root_error("was not found") from None
         if meta.get("mimeType") != FOLDER_MIME:
-            raise self._root_error(f"is a file ({meta.get('mimeType')}), not a folder")
+            raise ServiceError(
+                f"FOLDER_ID {self.folder_id!r} is a file ({meta.get('mimeType')}) that "
+                f"{self._who()} can open, not a folder: FOLDER_ID must be the shared drive or "
+                "the top folder that holds the department folders. Nothing was written."
+            )
         if meta.get("trashed"):
             raise self._root_error("is in the trash")
         return _Root(meta["id"], meta["name"], meta.get("driveId"), False)
@@ -615,6 +628,21 @@ class DriveSource:
             reason = "changes token rejected"
         log.debug("drive: full listing because %s", reason)
         return self._full(previous, now)
+
+    def file_version(self, file_id: str) -> str | None:
+        """The Drive `version` of `file_id` (e.g. the report spreadsheet), in one
+        `files.get`: it grows on every write to the file, whoever made it. None when the
+        file cannot be seen (not found, not shared): the caller then cannot tell."""
+        self.calls.count("files.get")
+        request = self._service.files().get(
+            fileId=file_id, fields="version,modifiedTime", supportsAllDrives=True
+        )
+        try:
+            meta = self._execute(request, "files.get", passthrough=(403, 404))
+        except HttpError:
+            return None
+        version = meta.get("version") or meta.get("modifiedTime")
+        return str(version) if version is not None else None
 
     # ------------------------------------------------------------ renames
 

@@ -666,21 +666,20 @@ def credentials(path: Path | str, delegate: str, scopes: Sequence[str]) -> Crede
 
 
 def credentials_rejected(
-    exc: BaseException, api: str, delegate: str, scopes: Iterable[str]
+    exc: BaseException, api: str, who: str, scopes: Iterable[str]
 ) -> ConfigError:
-    """Google refused the key or the delegation: a `ConfigError` with only the OAuth
-    error code (never the response, never the key)."""
+    """Google refused the key or the delegation: a `ConfigError` naming `who` the key
+    acts as, with only the OAuth error code (never the response, never the key)."""
     code = "rejected"
     if isinstance(exc, google.auth.exceptions.RefreshError) and exc.args:
         first = str(exc.args[0])
         code = first.split(":", 1)[0].strip()[:200] or code
     elif isinstance(exc, CallFailed) and exc.answer.status:
         code = f"HTTP {exc.answer.status}"
-    who = f"acting as DELEGATE_EMAIL {delegate!r}" if delegate else "without a delegate"
     return ConfigError(
         f"Google rejected the service-account key in GOOGLE_CREDENTIALS_FILE for {api} "
-        f"({who}): {code}. Check the key, and that domain-wide delegation grants the "
-        f"scopes {', '.join(scopes)}."
+        f"(acting as {who}): {code}. Check the key, and that domain-wide delegation grants "
+        f"the scopes {', '.join(scopes)}."
     )
 
 

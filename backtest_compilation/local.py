@@ -1,7 +1,7 @@
 """`LocalFolderSource`: a directory on disk laid out like the drive (`--source PATH`, demo).
 
 Node ids are paths relative to the root (POSIX separators), which are unique and
-stable. A file counts as a PDF when its name ends in `.pdf` in any case (SPEC §2.3).
+stable. A file counts as a PDF when its name ends in `.pdf` in any case (contract §2.3).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The run lock (SPEC §5.2): one run at a time per `CACHE_DIR`.
+"""The run lock (contract §5.2): one run at a time per `CACHE_DIR`.
 
 `fcntl.flock` on an open file: the kernel releases it when the holder's process ends,
 however it ends, so a lock left by a killed run is simply free for the next one. The
@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
-from .errors import Locked, RunError
+from .errors import Locked, cache_dir_error
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +52,7 @@ def hold(cache_dir: Path, *, now: datetime | None = None) -> Iterator[Holder]:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     except OSError as exc:
-        raise RunError(
-            f"cannot open the run lock {str(path)!r}: {exc.strerror or exc} "
-            "(check that CACHE_DIR is writable)"
-        ) from None
+        raise cache_dir_error(exc, path, "open the run lock") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -77,7 +74,12 @@ def hold(cache_dir: Path, *, now: datetime | None = None) -> Iterator[Holder]:
                 previous.started,
             )
         me = Holder(os.getpid(), (now or datetime.now(UTC)).isoformat(timespec="seconds"))
-        _write(fd, json.dumps({"pid": me.pid, "started": me.started}))
+        try:
+            _write(fd, json.dumps({"pid": me.pid, "started": me.started}))
+        except OSError as exc:
+            # A full CACHE_DIR: the lock is held all the same (flock needs no space),
+            # but the state file could not be saved either, so stop here, cleanly.
+            raise cache_dir_error(exc, path, "write the run lock") from None
         log.debug("run lock %s taken by pid %s", path, me.pid)
         try:
             yield me

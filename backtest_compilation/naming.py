@@ -1,4 +1,4 @@
-"""The naming rules of SPEC §2: departments, course folders, test file names, labels.
+"""The naming rules of contract §2: departments, course folders, test file names, labels.
 
 Pure functions over strings. Every pattern is ASCII-only on purpose: with Unicode
 case folding `[A-Z]` would also match the Kelvin sign or a long s, and `\\d` would
@@ -30,7 +30,7 @@ _TEST = re.compile(
 MAX_DEPARTMENT_NAME = 6
 
 _SEMESTER_LABEL = {"F": "Fall", "S": "Spring", "U": "Summer"}
-# Newest first within a year: Fall, then Summer, then Spring (SPEC §3).
+# Newest first within a year: Fall, then Summer, then Spring (contract §3).
 _SEMESTER_RANK = {"F": 0, "U": 1, "S": 2}
 _EXAM_KIND = {"Q": ("Quiz", 0), "E": ("Exam", 1), "M": ("Midterm", 2)}
 
@@ -115,7 +115,7 @@ class TestName(NamedTuple):
 
     @property
     def exam_sort_key(self) -> tuple[int, int]:
-        """Quiz, Exam, Midterm; un-numbered first, then by number (SPEC §3)."""
+        """Quiz, Exam, Midterm; un-numbered first, then by number (contract §3)."""
         return exam_facts(self.exam)[1]
 
     @property

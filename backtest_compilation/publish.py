@@ -1,9 +1,9 @@
 """Catalog → MongoDB plan: what the website's three collections must gain, change and lose.
 
-Pure code over frozen dataclasses (SPEC §3): `read_state` turns the documents the store
+Pure code over frozen dataclasses (contract §3): `read_state` turns the documents the store
 read into a typed `Current`; `plan` diffs a `Catalog` against it; `guard_refusal` and
 `check_guard` implement the mass-delete guard; `plan_lines` and `mongo_block` say what a
-plan does, for people (`--dry-run`) and machines (§8 `mongo`). No I/O here: `store.py`
+plan does, for people (`--dry-run`) and machines (contract §8 `mongo`). No I/O here: `store.py`
 reads and applies.
 
 Identity rules. The website links to a course by its `_id`, so a course document is
@@ -30,12 +30,12 @@ CODES = "backtest_course_code_collection"
 COURSES = "backtest_courses_collection"
 BACKTESTS = "backtest_collection"
 
-# Only these fields are read (SPEC: "only needed fields").
+# Only these fields are read: the plan needs nothing else.
 CODE_FIELDS = {"course_code": 1}
 COURSE_FIELDS = {"name": 1, "course_code": 1, "folder_id": 1}
 BACKTEST_FIELDS = {"course_ids": 1, "tests": 1}
 
-# The guard never fires for a handful of deletions, whatever the fraction (SPEC §3).
+# The guard never fires for a handful of deletions, whatever the fraction (contract §3).
 GUARD_MIN_DELETIONS = 10
 
 Document = Mapping[str, Any]
@@ -257,11 +257,17 @@ def plan(
     current: Current,
     *,
     new_id: Callable[[], ObjectId] = ObjectId,
+    reuse: Mapping[str, ObjectId] | None = None,
 ) -> Plan:
-    """The smallest set of writes that makes `current` show `catalog` (SPEC §3).
+    """The smallest set of writes that makes `current` show `catalog` (contract §3).
 
     `new_id` makes the `_id`s of new courses (injected so tests are deterministic).
+    `reuse` (folder id → `_id`) gives a course folder that comes back the `_id` its
+    course had before it was removed, so the website's links to it work again; an `_id`
+    still present in MongoDB is never reused.
     """
+    reuse = reuse or {}
+    taken = {_hashable(doc.id) for doc in current.courses}
     desired = sorted(catalog.courses, key=lambda c: c.name)
 
     # Courses: by folder id, then by name; oldest `_id` wins among candidates.
@@ -298,7 +304,13 @@ def plan(
     for course in desired:
         doc = matched.get(course.name)
         if doc is None:
-            insert = CourseInsert(new_id(), course.name, course.code, course.folder_id)
+            old = reuse.get(course.folder_id)
+            if old is not None and _hashable(old) not in taken:
+                taken.add(_hashable(old))
+                chosen = old
+            else:
+                chosen = new_id()
+            insert = CourseInsert(chosen, course.name, course.code, course.folder_id)
             courses_to_add.append(insert)
             course_id_of[course.name] = insert.id
             continue
@@ -431,13 +443,16 @@ def course_document(course: CourseInsert | CourseUpdate) -> dict[str, Any]:
 # --------------------------------------------------------------------------- guard
 
 
-def guard_refusal(plan: Plan, *, max_delete_fraction: float) -> str | None:
-    """Why the mass-delete guard refuses `plan` (SPEC §3), or None if it may be applied."""
+def guard_refusal(plan: Plan, *, max_delete_fraction: float, hint: str | None = None) -> str | None:
+    """Why the mass-delete guard refuses `plan` (contract §3), or None if it may be applied.
+    `hint` (the catalog's guess at what is wrong with FOLDER_ID) is said before the way out."""
     existing = plan.existing_courses
     deleting = len(plan.courses_to_remove)
     override = (
         "Nothing was applied. If the drive really lost them, run again with --allow-mass-delete."
     )
+    if hint:
+        override = f"{hint} {override}"
     if plan.desired_courses == 0 and existing > 0:
         return (
             f"The drive listing yielded no courses while MongoDB has {existing}; "
@@ -458,7 +473,7 @@ def check_guard(plan: Plan, *, max_delete_fraction: float, allow_mass_delete: bo
         return
     reason = guard_refusal(plan, max_delete_fraction=max_delete_fraction)
     if reason is not None:
-        raise GuardRefused(reason)
+        raise GuardRefused(f"mass-delete guard: {reason}")
 
 
 # --------------------------------------------------------------------------- output
@@ -535,22 +550,29 @@ def plan_text(plan: Plan) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Applied:
-    """What `Store.apply` wrote, in documents, and the round trips it took."""
+    """What `Store.apply` wrote, in documents, and the round trips it took.
+
+    `complete` is False when the apply stopped part-way (see `store.ApplyFailed`): the
+    counts are then what the server confirmed, and `phases` says, per phase, how many
+    operations were planned and how many were applied."""
 
     inserted: int = 0
     updated: int = 0
     deleted: int = 0
     round_trips: int = 0
     seconds: float = 0.0
+    complete: bool = True
+    phases: tuple[tuple[str, int, int], ...] = ()
 
 
 def mongo_block(plan: Plan, applied: Applied | None = None) -> dict[str, Any]:
-    """The `mongo` block of SPEC §8.
+    """The `mongo` block of contract §8.
 
     Without `applied` (dry run, check) the counts are what the plan would do and
     `in_sync` says whether MongoDB already matches the drive. With `applied` the counts
-    are the documents written and `in_sync` is true: MongoDB matches the drive now.
-    """
+    are the documents written and `in_sync` is true: MongoDB matches the drive now —
+    unless the apply stopped part-way: then `in_sync` is false, `applied` is false and
+    `not_applied` holds what the plan still had to do (`phases` per phase)."""
     if applied is None:
         return {
             "inserted": plan.inserts,
@@ -558,9 +580,21 @@ def mongo_block(plan: Plan, applied: Applied | None = None) -> dict[str, Any]:
             "deleted": plan.deletes,
             "in_sync": plan.is_empty,
         }
-    return {
+    block: dict[str, Any] = {
         "inserted": applied.inserted,
         "updated": applied.updated,
         "deleted": applied.deleted,
-        "in_sync": True,
+        "in_sync": applied.complete,
     }
+    if not applied.complete:
+        block["applied"] = False
+        block["not_applied"] = {
+            "inserted": max(plan.inserts - applied.inserted, 0),
+            "updated": max(plan.updates - applied.updated, 0),
+            "deleted": max(plan.deletes - applied.deleted, 0),
+        }
+        block["phases"] = [
+            {"phase": name, "planned": planned, "applied": done}
+            for name, planned, done in applied.phases
+        ]
+    return block

@@ -1,20 +1,27 @@
-"""What a run says to people and machines: the §8 JSON blocks and the terminal text.
+"""What a run says to people and machines: the JSON blocks of contract §8 and the terminal text.
 
 Pure functions from catalog (and, later, plan and results) to plain data or text.
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from html import escape
 from typing import Any
+from urllib.parse import quote
 
 from . import naming
 from .catalog import Catalog, Category, Course, ExamEntry, Problem, crosslisted_message
 
 
+def plural(n: int, word: str) -> str:
+    """`1 course`, `2 courses`: a count with its noun agreeing (regular plurals only)."""
+    return f"{n} {word if n == 1 else word + 's'}"
+
+
 def catalog_block(catalog: Catalog) -> dict[str, Any]:
-    """The `catalog` block of SPEC §8."""
+    """The `catalog` block of contract §8."""
     return {
         "course_codes": list(catalog.course_codes),
         "courses": [
@@ -52,7 +59,7 @@ def catalog_from_blocks(block: dict[str, Any], problems: list[dict[str, str]]) -
 
 
 def problems_block(catalog: Catalog) -> list[dict[str, str]]:
-    """The `problems` block of SPEC §8 (sorted by path)."""
+    """The `problems` block of contract §8 (sorted by path)."""
     return [
         {"category": p.category.value, "message": p.message, "path": p.path, "id": p.id}
         for p in catalog.problems
@@ -60,7 +67,7 @@ def problems_block(catalog: Catalog) -> list[dict[str, str]]:
 
 
 def renames_block(catalog: Catalog, applied: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
-    """The `renames` block of SPEC §8; `applied` holds the ids renamed in this run."""
+    """The `renames` block of contract §8; `applied` holds the ids renamed in this run."""
     return [
         {"id": r.id, "from": r.old, "to": r.new, "applied": r.id in applied}
         for r in catalog.renames
@@ -73,15 +80,15 @@ def catalog_text(catalog: Catalog) -> str:
     per_code = Counter(c.code for c in catalog.courses)
     tests = sum(c.digital_count for c in catalog.courses)
     lines.append(
-        f"Catalog: {len(catalog.course_codes)} departments, {len(catalog.courses)} courses, "
-        f"{tests} digital tests, {len(catalog.problems)} problems, "
-        f"{len(catalog.renames)} renames"
+        f"Catalog: {plural(len(catalog.course_codes), 'department')}, "
+        f"{plural(len(catalog.courses), 'course')}, {plural(tests, 'digital test')}, "
+        f"{plural(len(catalog.problems), 'problem')}, {plural(len(catalog.renames), 'rename')}"
     )
     for code in catalog.course_codes:
         courses = [c for c in catalog.courses if c.code == code]
-        lines.append(f"  {code}: {per_code[code]} courses")
+        lines.append(f"  {code}: {plural(per_code[code], 'course')}")
         for c in courses:
-            lines.append(f"    {c.name}  ({c.digital_count} tests)")
+            lines.append(f"    {c.name}  ({plural(c.digital_count, 'test')})")
     if catalog.problems:
         lines.append("")
         lines.append("Problems:")
@@ -107,103 +114,225 @@ def problem_counts(catalog: Catalog) -> dict[str, int]:
     return {c.value: counts[c] for c in Category if counts[c]}
 
 
+# Drive ids are 19+ characters of this alphabet. A local source's ids are relative paths:
+# below the root they hold a "/", and a root entry that can be a problem is a department
+# folder of at most 6 characters, so neither is taken for a Drive id.
+_DRIVE_ID = re.compile(r"[A-Za-z0-9_-]{8,}")
+
+
+def drive_link(item_id: str) -> str | None:
+    """The Drive page of a file or folder id (contract §4), or None for an id that is not a
+    Drive id (a local source's relative path)."""
+    if not _DRIVE_ID.fullmatch(item_id):
+        return None
+    return f"https://drive.google.com/open?id={quote(item_id, safe='')}"
+
+
+# Wraps long names and lines instead of scrolling sideways (a 1,280 px window or a phone).
 _CSS = """
-body{font:15px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:60rem;padding:0 1rem;color:#222}
-h1{font-size:1.6rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;width:100%}td,th{padding:.25rem .5rem;border-bottom:1px solid #eee;
-text-align:left;vertical-align:top}th{background:#f6f6f6}.num{text-align:right}
-.cat{font-family:ui-monospace,monospace;font-size:.85em;color:#555}
-.plus{color:#17692d}.minus{color:#a11}.tilde{color:#8a5a00}code,pre{font-family:ui-monospace,monospace}
+*{box-sizing:border-box}
+body{font:15px/1.45 system-ui,sans-serif;margin:1.5rem auto;max-width:60rem;padding:0 1rem;
+color:#222;overflow-wrap:anywhere}
+h1{font-size:1.5rem}h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;width:100%;table-layout:fixed}
+td,th{padding:.25rem .5rem;border-bottom:1px solid #eee;text-align:left;vertical-align:top}
+th{background:#f6f6f6}.num{text-align:right;width:6.5rem}
+.cat{font-family:ui-monospace,monospace;font-size:.8em;color:#555;width:13rem;overflow-wrap:normal}
+.plus{color:#17692d}.minus{color:#a11}.tilde{color:#8a5a00}
+code,pre{font-family:ui-monospace,monospace}pre{white-space:pre-wrap}
 .summary{background:#f4f7fb;padding:.75rem 1rem;border-radius:6px}
+.failed{background:#fbeaea;padding:.75rem 1rem;border-radius:6px}
+ul.lines{list-style:none;padding-left:0}ul.lines li{padding:.15rem 0}
+a{color:#0b57d0}
+@media (max-width:40rem){body{margin:.75rem auto;font-size:14px}.cat{display:none}}
 """
 
 
-def html_report(
-    catalog: Catalog,
+def _rows(cells: list[list[str]], classes: list[str] | None = None) -> str:
+    out = []
+    for row in cells:
+        tds = "".join(
+            f'<td class="{(classes or [""] * len(row))[i]}">{c}</td>' for i, c in enumerate(row)
+        )
+        out.append(f"<tr>{tds}</tr>")
+    return "\n".join(out)
+
+
+def html_page(
+    summary: dict[str, Any],
     *,
     title: str,
-    summary: str,
-    mongo_lines: list[str],
-    renames_applied: frozenset[str] = frozenset(),
+    headline: str,
+    mongo_lines: list[str] | tuple[str, ...] = (),
+    website: list[str] | tuple[str, ...] = (),
+    error: str = "",
 ) -> str:
-    """A self-contained HTML page: counts per department, problems, renames, MongoDB plan."""
+    """A self-contained HTML page of one run (contract §7 `report.html`): what it found and
+    changed, problems grouped as in the sheet with links to Drive, classes not found.
 
-    def rows(cells: list[list[str]], classes: list[str] | None = None) -> str:
-        out = []
-        for row in cells:
-            tds = "".join(
-                f'<td class="{(classes or [""] * len(row))[i]}">{escape(c)}</td>'
-                for i, c in enumerate(row)
-            )
-            out.append(f"<tr>{tds}</tr>")
-        return "\n".join(out)
-
+    Built from the §8 `summary` alone (plus the MongoDB change lines and, in the demo,
+    what the website shows), so a failed run gets a page too. No scripts, readable on a
+    phone, long lines wrap."""
+    catalog = summary.get("catalog") or {"course_codes": [], "courses": [], "crosslisted": []}
+    problems = summary.get("problems") or []
+    renames = summary.get("renames") or []
+    mongo = summary.get("mongo") or {}
+    sheet = summary.get("sheet") or {}
+    failed = summary.get("failed") or {}
+    courses = catalog.get("courses") or []
     per_code: dict[str, list[int]] = {}
-    for course in catalog.courses:
-        entry = per_code.setdefault(course.code, [0, 0])
+    for course in courses:
+        entry = per_code.setdefault(course["course_code"], [0, 0])
         entry[0] += 1
-        entry[1] += course.digital_count
+        entry[1] += int(course.get("digital_count", 0))
     parts = [
         "<!doctype html>",
         '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{escape(title)}</h1>",
-        f'<p class="summary">{escape(summary)}</p>',
-        "<h2>Departments</h2>",
-        "<table><tr><th>department</th><th class=num>courses</th>"
-        "<th class=num>digital tests</th></tr>",
-        rows(
-            [[code, str(n), str(t)] for code, (n, t) in sorted(per_code.items())],
-            ["", "num", "num"],
-        ),
-        "</table>",
-        "<h2>Courses</h2><table><tr><th>course</th><th>tests</th><th class=num>count</th></tr>",
-        rows(
-            [
-                [
-                    c.name,
-                    "; ".join(f"{e.type}: {', '.join(e.semesters)}" for e in c.tests) or "—",
-                    str(c.digital_count),
-                ]
-                for c in catalog.courses
-            ],
-            ["", "", "num"],
-        ),
-        "</table>",
+        f'<p class="summary">{escape(headline)}</p>',
     ]
-    for section, about_files in (("Errors", False), ("Invalid Filenames", True)):
-        chosen = [p for p in catalog.problems if p.category.is_about_files == about_files]
-        parts.append(f"<h2>{section} ({len(chosen)})</h2>")
-        if chosen:
-            parts.append("<table><tr><th>problem</th><th>category</th></tr>")
-            parts.append(rows([[p.message, p.category.value] for p in chosen], ["", "cat"]))
-            parts.append("</table>")
-        else:
-            parts.append("<p>None.</p>")
-    parts.append(f"<h2>Crosslisted classes ({len(catalog.crosslisted)})</h2><ul>")
-    parts.extend(f"<li>{escape(crosslisted_message(g))}</li>" for g in catalog.crosslisted)
-    parts.append("</ul>")
-    parts.append(f"<h2>Renames ({len(catalog.renames)})</h2>")
-    if catalog.renames:
-        parts.append("<table><tr><th>file</th><th>new name</th><th>applied</th></tr>")
+    if error or failed:
+        lines = [error] if error else []
+        lines += [f"{sink}: {why}" for sink, why in sorted(failed.items())]
         parts.append(
-            rows(
-                [
-                    [r.path, r.new, "yes" if r.id in renames_applied else "no"]
-                    for r in catalog.renames
-                ]
+            '<div class="failed"><strong>This run failed.</strong><ul>'
+            + "".join(f"<li>{escape(line)}</li>" for line in lines)
+            + "</ul></div>"
+        )
+    tests = sum(int(c.get("digital_count", 0)) for c in courses)
+    parts.append(
+        f"<p>{plural(len(per_code), 'department')}, {plural(len(courses), 'course')}, "
+        f"{plural(tests, 'digital test')}, {plural(len(problems), 'problem')}, "
+        f"{plural(len(renames), 'rename')}.</p>"
+    )
+
+    # Problems first: they are what a person must act on.
+    for section, about_files in (("Errors", False), ("Invalid Filenames", True)):
+        chosen = [p for p in problems if _about_files(p) == about_files]
+        parts.append(f"<h2>{section} ({len(chosen)})</h2>")
+        if not chosen:
+            parts.append("<p>None.</p>")
+            continue
+        linked = any(drive_link(p.get("id", "")) for p in chosen)
+        opens = " (click to open it in Drive)" if linked else ""
+        parts.append(f"<table><tr><th>problem{opens}</th><th class=cat>category</th></tr>")
+        parts.append(
+            _rows(
+                [[_linked(p["message"], p.get("id", "")), escape(p["category"])] for p in chosen],
+                ["", "cat"],
             )
         )
         parts.append("</table>")
-    parts.append(f"<h2>MongoDB changes ({len(mongo_lines)})</h2>")
+    crosslisted = catalog.get("crosslisted") or []
+    parts.append(f"<h2>Crosslisted classes ({len(crosslisted)})</h2>")
+    parts.append(
+        '<ul class="lines">'
+        + "".join(f"<li>{escape(crosslisted_message(tuple(g)))}</li>" for g in crosslisted)
+        + "</ul>"
+        if crosslisted
+        else "<p>None.</p>"
+    )
+    not_found = list(sheet.get("not_found") or [])
+    ambiguous = list(sheet.get("ambiguous") or [])
+    parts.append(f"<h2>Classes not found in the sheet ({len(not_found) + len(ambiguous)})</h2>")
+    if not sheet.get("written") and not not_found and not ambiguous:
+        parts.append("<p>The sheet was not written in this run.</p>")
+    elif not not_found and not ambiguous:
+        parts.append("<p>None: every course has its row.</p>")
+    else:
+        parts.append(
+            '<ul class="lines">'
+            + "".join(f"<li>{escape(name)}</li>" for name in not_found)
+            + "".join(f"<li>{escape(name)} (matches more than one row)</li>" for name in ambiguous)
+            + "</ul>"
+        )
+
+    parts.append(f"<h2>Renames ({len(renames)})</h2>")
+    if renames:
+        parts.append("<table><tr><th>file</th><th>new name</th><th class=num>done</th></tr>")
+        parts.append(
+            _rows(
+                [
+                    [
+                        _linked(r["from"], r.get("id", "")),
+                        escape(r["to"]),
+                        "yes" if r.get("applied") else "no",
+                    ]
+                    for r in renames
+                ],
+                ["", "", "num"],
+            )
+        )
+        parts.append("</table>")
+    else:
+        parts.append("<p>None.</p>")
+
+    counts = (
+        f"{mongo.get('inserted', 0)} added, {mongo.get('updated', 0)} changed, "
+        f"{mongo.get('deleted', 0)} removed"
+    )
+    parts.append(f"<h2>MongoDB changes ({escape(counts)})</h2>")
     if mongo_lines:
         css = {"+": "plus", "-": "minus", "~": "tilde"}
-        parts.append("<pre>")
+        parts.append('<ul class="lines">')
         parts.extend(
-            f'<span class="{css.get(line[:1], "")}">{escape(line)}</span>' for line in mongo_lines
+            f'<li class="{css.get(line[:1], "")}">{escape(line)}</li>' for line in mongo_lines
         )
-        parts.append("</pre>")
-    else:
+        parts.append("</ul>")
+    elif mongo.get("in_sync"):
         parts.append("<p>Nothing to change: the website already shows what the drive holds.</p>")
+    else:
+        parts.append("<p>MongoDB was not updated in this run.</p>")
+
+    parts.append("<h2>What the website shows</h2>")
+    if website:
+        parts.append('<ul class="lines">' + "".join(f"<li>{escape(w)}</li>" for w in website))
+        parts.append("</ul>")
+    parts.append(
+        "<table><tr><th>department</th><th class=num>courses</th>"
+        "<th class=num>digital tests</th></tr>"
+    )
+    parts.append(
+        _rows(
+            [[escape(code), str(n), str(t)] for code, (n, t) in sorted(per_code.items())],
+            ["", "num", "num"],
+        )
+    )
+    parts.append("</table>")
+    parts.append("<table><tr><th>course</th><th>tests</th><th class=num>count</th></tr>")
+    parts.append(
+        _rows(
+            [
+                [
+                    _linked(c["name"], c.get("folder_id", "")),
+                    escape(
+                        "; ".join(f"{t['type']}: {', '.join(t['tests'])}" for t in c["tests"])
+                        or "—"
+                    ),
+                    str(c.get("digital_count", 0)),
+                ]
+                for c in courses
+            ],
+            ["", "", "num"],
+        )
+    )
+    parts.append("</table>")
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _about_files(problem: dict[str, Any]) -> bool:
+    try:
+        return Category(problem["category"]).is_about_files
+    except ValueError:
+        return False
+
+
+def _linked(text: str, item_id: str) -> str:
+    """`text` escaped, as a link to the item in Drive when `item_id` is a Drive id."""
+    url = drive_link(item_id)
+    if url is None:
+        return escape(text)
+    return f'<a href="{escape(url)}" rel="noreferrer" target="_blank">{escape(text)}</a>'

@@ -1,4 +1,4 @@
-"""`schedule`: run the sync forever at the times of `SCHEDULE` in `TZ` (SPEC §7).
+"""`schedule`: run the sync forever at the times of `SCHEDULE` in `TZ` (contract §7).
 
 Two layers:
 - pure time logic (`next_run`, `last_slot`, `missed`), cron evaluated on the wall

@@ -1,4 +1,4 @@
-"""Configuration (SPEC §6): one frozen dataclass, built once from the environment and `.env`.
+"""Configuration (contract §6): one frozen dataclass, built once from the environment and `.env`.
 
 `load` reports every problem at once (`ConfigError.problems`, one line each); the CLI
 prints them and exits 2. Secrets never appear in `repr` or `redacted()`.
@@ -24,13 +24,19 @@ MONGO_SCHEMES = ("mongodb", "mongodb+srv", "mongomock")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 _SHEET_KEY = re.compile(r"/spreadsheets/d/([A-Za-z0-9_-]+)")
+# A folder's or shared drive's address as the browser shows it, `/u/0/` and `?usp=…` included.
+_FOLDER_URL = re.compile(
+    r"^https?://drive\.google\.com/(?:drive/(?:u/\d+/)?folders/|open\?id=)([A-Za-z0-9_-]+)"
+)
+_FILE_URL = re.compile(r"^https?://(?:drive|docs)\.google\.com/(?:file/d/|\w+/d/)")
+CRON_FIELDS = "minute hour day-of-month month day-of-week"
 _DB_NAME_FORBIDDEN = set('/\\. "$*<>:|?')
 REDACTED = "***"
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Every setting of SPEC §6, with its default."""
+    """Every setting of contract §6, with its default."""
 
     folder_id: str = ""
     delegate_email: str = ""
@@ -53,12 +59,15 @@ class Settings:
     future_year_exempt: frozenset[str] = frozenset({"BEAR"})
     drive_api_endpoint: str = ""
     sheets_api_endpoint: str = ""
-    # SPEC §4: every tab and cell of the sheet is configurable; defaults are today's sheet.
+    # contract §4: every tab and cell of the sheet is configurable; defaults are today's sheet.
     sheet_errors_tab: str = "Errors in Drive"
     sheet_copies_tab: str = "Physical Copies of Backtests"
     sheet_not_found_tab: str = "Classes Not Found"
     sheet_count_column: str = "F"
     sheet_stamp_cell: str = "P24"
+    # contract §6 alerts: a dead-man's-switch monitor, and the Sentry Crons monitor's slug.
+    healthcheck_url: str = ""
+    sentry_monitor_slug: str = "backtest-compilation"
 
     def __repr__(self) -> str:
         inner = ", ".join(f"{k}={v!r}" for k, v in self.redacted().items())
@@ -73,7 +82,7 @@ class Settings:
             value = getattr(self, f.name)
             if f.name == "mongo_uri":
                 value = redact_uri(value)
-            elif f.name == "sentry_dsn" and value:
+            elif f.name in ("sentry_dsn", "healthcheck_url") and value:
                 value = REDACTED
             elif isinstance(value, Path):
                 value = str(value)
@@ -115,6 +124,31 @@ def redact_uri(uri: str) -> str:
     netloc = f"{user}:{REDACTED}@{host}" if ":" in userinfo else f"{user}@{host}"
     query = REDACTED if "password" in parts.query.lower() else parts.query
     return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+def _quoted(value: str) -> bool:
+    """`"abc"` or `'abc'`: a value wrapped in one pair of matching quotes."""
+    return len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'"
+
+
+def _folder_id(raw: str, problems: list[str]) -> str:
+    """The id in `FOLDER_ID`: a bare id, or taken from a folder's Drive URL."""
+    if not raw.lower().startswith(("http://", "https://")):
+        return raw
+    m = _FOLDER_URL.match(raw)
+    if m:
+        return m.group(1)
+    if _FILE_URL.match(raw):
+        problems.append(
+            "FOLDER_ID is the address of a file; it must be the shared drive or the top folder "
+            "of the backtests (https://drive.google.com/drive/folders/<id>)"
+        )
+    else:
+        problems.append(
+            "FOLDER_ID is not a Drive folder URL (https://drive.google.com/drive/folders/<id>) "
+            f"nor an id: {raw!r}"
+        )
+    return ""
 
 
 def _bool(name: str, raw: str, problems: list[str]) -> bool:
@@ -161,11 +195,22 @@ def load(
 
     def get(name: str, default: str = "") -> str:
         value = env.get(name)
-        return default if value is None or value.strip() == "" else value.strip()
+        if value is None or value.strip() == "":
+            return default
+        value = value.strip()
+        if _quoted(value):
+            # `docker run --env-file` keeps quotes that `.env` parsing would remove; the
+            # value is not echoed, since it may be a password or a DSN.
+            problems.append(
+                f"{name} is wrapped in quotes: remove the quotes (docker --env-file keeps them)"
+            )
+            value = value[1:-1].strip() or default
+        return value
 
     defaults = Settings()
-    folder_id = get("FOLDER_ID")
-    if needs_drive and not folder_id:
+    folder_raw = get("FOLDER_ID")
+    folder_id = _folder_id(folder_raw, problems)
+    if needs_drive and not folder_raw:
         problems.append("FOLDER_ID is not set: the id of the backtest shared drive or folder")
 
     mongo_uri = get("MONGO_URI", defaults.mongo_uri)
@@ -186,7 +231,16 @@ def load(
 
     schedule = get("SCHEDULE", defaults.schedule)
     if not croniter.is_valid(schedule):
-        problems.append(f"SCHEDULE is not a valid cron expression: {schedule!r}")
+        problems.append(
+            f"SCHEDULE is not a valid cron expression: {schedule!r} (it needs 5 fields: "
+            f"{CRON_FIELDS})"
+        )
+    elif len(schedule.split()) != 5:
+        # croniter also takes a sixth field, as seconds: "2 9-19/2 * * * *" would run 60
+        # times a minute at 9:02. Only the classic five fields mean what people expect.
+        problems.append(
+            f"SCHEDULE needs 5 fields: {CRON_FIELDS} (got {len(schedule.split())}: {schedule!r})"
+        )
 
     tz = get("TZ", defaults.tz)
     try:
@@ -236,6 +290,20 @@ def load(
     sentry_dsn = get("SENTRY_DSN")
     if sentry_dsn and urlsplit(sentry_dsn).scheme not in ("http", "https"):
         problems.append("SENTRY_DSN is not a DSN URL (https://<key>@<host>/<project>)")
+
+    healthcheck_url = get("HEALTHCHECK_URL").rstrip("/")
+    if healthcheck_url and (
+        urlsplit(healthcheck_url).scheme not in ("http", "https")
+        or not urlsplit(healthcheck_url).netloc
+    ):
+        # The value is not echoed: a ping URL is the monitor's only credential.
+        problems.append("HEALTHCHECK_URL must be an http(s) URL like https://hc-ping.com/<uuid>")
+    monitor_slug = get("SENTRY_MONITOR_SLUG", defaults.sentry_monitor_slug)
+    if not re.fullmatch(r"[a-z0-9_-]{1,50}", monitor_slug):
+        problems.append(
+            "SENTRY_MONITOR_SLUG must be lower-case letters, digits, - and _ "
+            f"(at most 50), not {monitor_slug!r}"
+        )
 
     drive_endpoint = _endpoint("DRIVE_API_ENDPOINT", get("DRIVE_API_ENDPOINT"), problems)
     sheets_endpoint = _endpoint("SHEETS_API_ENDPOINT", get("SHEETS_API_ENDPOINT"), problems)
@@ -299,6 +367,8 @@ def load(
         future_year_exempt=exempt,
         drive_api_endpoint=drive_endpoint,
         sheets_api_endpoint=sheets_endpoint,
+        healthcheck_url=healthcheck_url,
+        sentry_monitor_slug=monitor_slug,
         **{name.lower(): value for name, value in sheet_names.items()},
     )
 

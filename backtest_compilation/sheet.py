@@ -1,4 +1,4 @@
-"""The Google Sheet report (SPEC §4) in a constant number of API calls.
+"""The Google Sheet report (contract §4) in a constant number of API calls.
 
 Pure core: `Layout` (today's tab, column and cell names), `place` (which sheet row
 belongs to which course), `build` (everything the report will say, with a stable
@@ -38,8 +38,9 @@ from gspread.exceptions import APIError
 from gspread.http_client import HTTPClient
 
 from . import google
-from .catalog import Catalog, Course, crosslisted_message, normalise_title
+from .catalog import Catalog, Course, Problem, crosslisted_message, normalise_title
 from .errors import ConfigError, ServiceError
+from .report import drive_link
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -222,7 +223,7 @@ def place(
     first_row: int = 1,
     skip: frozenset[tuple[int, int]] = frozenset(),
 ) -> tuple[Placement, ...]:
-    """Find each course's row in `grid` (rows of cell values from A1), SPEC §4.
+    """Find each course's row in `grid` (rows of cell values from A1), contract §4.
 
     Tiers in order: a cell equal to the full name, to the code (`CSCI-1200`), to the
     title, then a cell containing the title; the first tier that matches anything
@@ -261,6 +262,7 @@ class Line:
 
     text: str
     heading: bool = False
+    link: str = ""  # a problem row's Drive URL (contract §4), set as the cell's rich-text link
 
 
 @dataclass(frozen=True)
@@ -279,9 +281,13 @@ class Report:
 
 def error_lines(catalog: Catalog, layout: Layout = Layout()) -> tuple[Line, ...]:
     """The `Errors in Drive` tab: three sections, each a heading, its messages, a blank row."""
-    folder = [p.message for p in catalog.problems if not p.category.is_about_files]
-    files = [p.message for p in catalog.problems if p.category.is_about_files]
-    crosslisted = [crosslisted_message(group) for group in catalog.crosslisted]
+
+    def problem(p: Problem) -> Line:
+        return Line(p.message, link=drive_link(p.id) or "")
+
+    folder = [problem(p) for p in catalog.problems if not p.category.is_about_files]
+    files = [problem(p) for p in catalog.problems if p.category.is_about_files]
+    crosslisted = [Line(crosslisted_message(group)) for group in catalog.crosslisted]
     lines: list[Line] = []
     for heading, messages in (
         (layout.errors_heading, folder),
@@ -289,7 +295,7 @@ def error_lines(catalog: Catalog, layout: Layout = Layout()) -> tuple[Line, ...]
         (layout.crosslisted_heading, crosslisted),
     ):
         lines.append(Line(heading, heading=True))
-        lines.extend(Line(m) for m in messages)
+        lines.extend(messages)
         lines.append(Line(""))
     return tuple(lines)
 
@@ -352,7 +358,10 @@ def _with_digest(report: Report, layout: Layout) -> Report:
     content = {
         "version": _DIGEST_VERSION,
         "layout": asdict(layout),
-        "errors": [[line.text, line.heading] for line in report.errors],
+        "errors": [
+            [line.text, line.heading, line.link] if line.link else [line.text, line.heading]
+            for line in report.errors
+        ],
         "not_found": [[line.text, line.heading] for line in report.not_found_lines],
         "counts": report.counts,
         "stale": report.stale,
@@ -460,6 +469,9 @@ def _text_tab(sheet_id: int, lines: Sequence[Line], layout: Layout) -> dict[str,
             cell["userEnteredValue"] = {"stringValue": _limited(line.text)}
         if line.heading:
             cell["userEnteredFormat"] = heading
+        elif line.link:
+            # The whole cell is the link; its text stays the message (contract §4).
+            cell["userEnteredFormat"] = {"textFormat": {"link": {"uri": line.link}}}
         rows.append({"values": [cell]})
     # With a `range`, updateCells also clears the masked fields of every cell it gives no data.
     return {
@@ -515,6 +527,24 @@ def _ensure_tabs(
     return requests_, tabs
 
 
+def missing_copies_tab(state: SheetState, layout: Layout, where: str = "the spreadsheet") -> str:
+    """Why the physical-copies tab cannot be used: it is not there. People own that tab
+    (contract §4), so the tool never creates an empty one in its place."""
+    tabs = ", ".join(repr(t.title) for t in state.tabs) or "none"
+    return (
+        f"Sheets: {where} has no tab {layout.copies_tab!r} (named by SHEET_COPIES_TAB); "
+        f"its tabs are: {tabs}. That tab is kept by people and never created by this tool: "
+        "rename the tab back, or set SHEET_COPIES_TAB to its name"
+    )
+
+
+def _copies_tab(state: SheetState, layout: Layout) -> TabInfo:
+    found = state.tab(layout.copies_tab)
+    if found is None:
+        raise ServiceError(missing_copies_tab(state, layout))
+    return found
+
+
 def _stamp_request(tab: TabInfo, layout: Layout, stamp: str) -> dict[str, Any]:
     row, col = layout.stamp_position
     return {
@@ -534,9 +564,10 @@ def write_requests(
     Missing tabs are added; grids grow where needed; `Errors in Drive` and
     `Classes Not Found` are cleared and rewritten; in the physical-copies tab only the
     count column (value + background) and the stamp cell are touched."""
-    titles = (layout.errors_tab, layout.not_found_tab, layout.copies_tab)
+    copies = _copies_tab(state, layout)
+    titles = (layout.errors_tab, layout.not_found_tab)
     out, tabs = _ensure_tabs(state, titles)
-    errors, not_found, copies = (tabs[t] for t in titles)
+    errors, not_found = (tabs[t] for t in titles)
     col = layout.count_index
     stamp_row, stamp_col = layout.stamp_position
     last_row = max([stamp_row + 1, *(row for row, _ in report.counts), *report.stale])
@@ -596,10 +627,9 @@ def write_requests(
 
 def stamp_requests(state: SheetState, layout: Layout, stamp: str) -> list[dict[str, Any]]:
     """Only the time stamp (for an unchanged report, when the caller wants it refreshed)."""
-    out, tabs = _ensure_tabs(state, (layout.copies_tab,))
-    copies = tabs[layout.copies_tab]
+    copies = _copies_tab(state, layout)
     row, col = layout.stamp_position
-    out += _grow(copies, row + 1, col + 1)
+    out = _grow(copies, row + 1, col + 1)
     out.append(_stamp_request(copies, layout, stamp))
     return out
 
@@ -709,7 +739,7 @@ class SheetPlan:
 
 @dataclass(frozen=True)
 class SheetResult:
-    """What `publish` did; `block()` is SPEC §8's `sheet` block."""
+    """What `publish` did; `block()` is contract §8's `sheet` block."""
 
     written: bool
     digest: str
@@ -800,6 +830,10 @@ class SheetReport:
         started = time.monotonic()
         calls = self.api_calls
         state = self.read()
+        if state.tab(self.layout.copies_tab) is None:
+            raise ServiceError(
+                missing_copies_tab(state, self.layout, f"spreadsheet {self.key} (SHEET_URL)")
+            )
         report = build(catalog, state.copies, self.layout)
         plan = SheetPlan(report, state, in_sync(report, state, self.layout))
         log.info(
@@ -832,7 +866,7 @@ class SheetReport:
         *,
         stamp_unchanged: bool = False,
     ) -> SheetResult:
-        """Bring the sheet up to date with `catalog` (SPEC §4).
+        """Bring the sheet up to date with `catalog` (contract §4).
 
         Writes nothing when the report equals what the last successful run wrote
         (`last_digest`, from the state file) and the sheet still shows it; with
@@ -875,9 +909,8 @@ class SheetReport:
             return fn()
         except google.CallFailed as failed:
             if isinstance(failed.cause, auth_exceptions.RefreshError):
-                raise google.credentials_rejected(
-                    failed.cause, "Sheets", self.delegate, (SCOPE,)
-                ) from None
+                who = f"DELEGATE_EMAIL {self.delegate!r}" if self.delegate else self.who
+                raise google.credentials_rejected(failed.cause, "Sheets", who, (SCOPE,)) from None
             if not isinstance(failed.cause, APIError):
                 raise ServiceError(
                     f"Sheets API unreachable while trying to {what} ({type(failed.cause).__name__})"

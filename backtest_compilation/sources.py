@@ -9,6 +9,7 @@ one) and `rename`, whose failures come back as `rename_failed` problems.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -44,6 +45,7 @@ class Source(Protocol):
     """What the pipeline needs from a source of the tree."""
 
     name: str
+    key: str  # whose state this is (`state.source_key`)
 
     def read(
         self, previous: Mapping[str, Any] | None, *, full_rescan: bool, now: datetime
@@ -52,6 +54,8 @@ class Source(Protocol):
     def rename(self, renames: Sequence[Rename]) -> RenameResult: ...
 
     def after_renames(self, reading: Reading, renames: Sequence[Rename]) -> Reading: ...
+
+    def sheet_version(self, spreadsheet_id: str) -> str | None: ...
 
     @property
     def calls(self) -> int: ...
@@ -69,6 +73,11 @@ class DriveTree:
 
     def __init__(self, drive: DriveSource) -> None:
         self.drive = drive
+        self.key = state.source_key("drive", drive.folder_id)
+
+    def sheet_version(self, spreadsheet_id: str) -> str | None:
+        """The spreadsheet's Drive `version` (one call), None if Drive cannot see it."""
+        return self.drive.file_version(spreadsheet_id)
 
     def read(
         self, previous: Mapping[str, Any] | None, *, full_rescan: bool, now: datetime
@@ -122,6 +131,11 @@ class LocalTree:
     def __init__(self, source: LocalFolderSource, *, allow_renames: bool = True) -> None:
         self.source = source
         self.allow_renames = allow_renames
+        self.key = state.source_key("local", os.path.abspath(source.root))
+
+    def sheet_version(self, spreadsheet_id: str) -> str | None:
+        """A local folder has no Drive to ask: unknown."""
+        return None
 
     def read(
         self, previous: Mapping[str, Any] | None, *, full_rescan: bool, now: datetime

@@ -1,7 +1,11 @@
-"""The run's memory (SPEC §5.7): one versioned JSON file in `CACHE_DIR`.
+"""The run's memory (contract §5.7): one versioned JSON file in `CACHE_DIR`.
 
 It holds what the drive looked like (an opaque snapshot from the Drive source, with
 the changes-feed token inside) and, per sink, what was last applied *successfully*.
+All of that belongs to one source (`FOLDER_ID`, or a local `--source` path): the file
+keeps one such record per source, so what one source's runs remember never short-cuts
+another's. Files written before sources were told apart load as the record of the
+source their drive snapshot names.
 The pipeline replaces one part at a time, only after that part's work succeeded, and
 saves atomically, so a crash at any point leaves the previous file intact.
 
@@ -18,13 +22,13 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from .errors import RunError
+from .errors import cache_dir_error
 
 log = logging.getLogger(__name__)
 
@@ -49,13 +53,25 @@ class Part:
 
 @dataclass(frozen=True, slots=True)
 class State:
-    """Everything remembered between runs; `None` means "nothing known, start afresh"."""
+    """Everything remembered between runs about one source (`source`, see `source_key`);
+    `None` means "nothing known, start afresh".
+
+    `others` carries the other sources' records through unread, so saving one source's
+    state keeps theirs. `retired_ids` (folder id → `{"id", "at"}`) is shared by all
+    sources: the MongoDB `_id` of each course removed from the website, so a folder that
+    comes back soon gets its old `_id` (and the website its old links) back.
+    `problems` holds the keys of the problems the last catalog found, so only new and
+    resolved ones are logged."""
 
     drive: Part | None = None
     renames: Part | None = None
     mongo: Part | None = None
     sheet: Part | None = None
     last_success: datetime | None = None  # last run in which every sink succeeded
+    source: str = ""
+    problems: tuple[str, ...] | None = None
+    others: Mapping[str, Any] = field(default_factory=dict)
+    retired_ids: Mapping[str, Any] = field(default_factory=dict)
 
     def with_drive(self, data: Mapping[str, Any], at: datetime) -> State:
         """A copy with a new drive snapshot (after a successful read)."""
@@ -77,9 +93,45 @@ class State:
         """A copy noting a fully successful run at `at`."""
         return replace(self, last_success=_utc(at))
 
+    def with_problems(self, keys: Iterable[str]) -> State:
+        """A copy remembering the problems (by key) this run's catalog found."""
+        return replace(self, problems=tuple(sorted(set(keys))))
+
+    def with_retired(self, ids: Mapping[str, Any], at: datetime, *, days: float) -> State:
+        """A copy that remembers `ids` (folder id → MongoDB `_id` as text) as removed
+        from the website at `at`, and forgets those removed more than `days` ago."""
+        at = _utc(at)
+        kept = {
+            folder: entry
+            for folder, entry in self.retired_ids.items()
+            if (when := _entry_time(entry)) is not None and (at - when).days < days
+        }
+        kept.update({folder: {"id": str(i), "at": at.isoformat()} for folder, i in ids.items()})
+        return replace(self, retired_ids=kept)
+
+    def retired_id(self, folder_id: str) -> str | None:
+        """The `_id` (as text) the course of `folder_id` had when it was removed, if known."""
+        entry = self.retired_ids.get(folder_id)
+        return entry.get("id") if isinstance(entry, Mapping) else None
+
     @property
     def is_empty(self) -> bool:
         return self == State()
+
+
+def source_key(kind: str, where: str) -> str:
+    """The key a source's record is kept under: `drive:<FOLDER_ID>` or `local:<path>`."""
+    return f"{kind}:{where}"
+
+
+def _entry_time(entry: Any) -> datetime | None:
+    if not isinstance(entry, Mapping) or not isinstance(entry.get("at"), str):
+        return None
+    try:
+        when = datetime.fromisoformat(entry["at"])
+    except ValueError:
+        return None
+    return when.astimezone(UTC) if when.tzinfo else None
 
 
 def path_in(cache_dir: Path) -> Path:
@@ -95,8 +147,9 @@ def digest(data: Any) -> str:
     return hashlib.sha256(canonical.encode("ascii")).hexdigest()
 
 
-def load(path: Path) -> tuple[State, str | None]:
-    """Read the state file: `(state, warning)`.
+def load(path: Path, source: str | None = None) -> tuple[State, str | None]:
+    """Read the state file: `(state, warning)`, the state being `source`'s record
+    (`source_key`), or the record saved last when `source` is None.
 
     Missing → empty state, no warning. Unreadable, corrupt, truncated, wrong shape or
     another version → empty state and a one-line warning saying why (the caller logs
@@ -105,18 +158,20 @@ def load(path: Path) -> tuple[State, str | None]:
     try:
         raw = Path(path).read_bytes()
     except FileNotFoundError:
-        return State(), None
+        return State(source=source or ""), None
     except OSError as exc:
-        return State(), _warning(path, f"cannot be read: {exc.strerror or exc}")
+        return State(source=source or ""), _warning(path, f"cannot be read: {exc.strerror or exc}")
     try:
         doc = json.loads(raw)
     except (ValueError, RecursionError):
         # JSONDecodeError and UnicodeDecodeError are ValueErrors; truncation lands here.
-        return State(), _warning(path, "is not valid JSON (corrupt or truncated)")
+        return State(source=source or ""), _warning(
+            path, "is not valid JSON (corrupt or truncated)"
+        )
     try:
-        return _from_doc(doc), None
+        return _from_doc(doc, source), None
     except _Invalid as exc:
-        return State(), _warning(path, str(exc))
+        return State(source=source or ""), _warning(path, str(exc))
 
 
 def save(path: Path, state: State, *, now: datetime | None = None) -> None:
@@ -147,10 +202,7 @@ def save(path: Path, state: State, *, now: datetime | None = None) -> None:
         _fsync_dir(path.parent)
         _remove_stale_temps(path)
     except OSError as exc:
-        raise RunError(
-            f"cannot write the state file {str(path)!r}: {exc.strerror or exc} "
-            "(check that CACHE_DIR exists and is writable)"
-        ) from None
+        raise cache_dir_error(exc, path, "write the state file") from None
     finally:
         if tmp_name:
             with contextlib.suppress(OSError):
@@ -193,17 +245,31 @@ def _utc(at: datetime) -> datetime:
     return at.astimezone(UTC)
 
 
-def _to_doc(state: State, saved_at: datetime) -> dict[str, Any]:
+def _record(state: State) -> dict[str, Any]:
+    """One source's record as JSON: its parts, last success and problem keys."""
     doc: dict[str, Any] = {
-        "format": FORMAT,
-        "version": VERSION,
-        "saved_at": _utc(saved_at).isoformat(),
         "last_success": state.last_success.isoformat() if state.last_success else None,
     }
     for name in PARTS:
         part: Part | None = getattr(state, name)
         doc[name] = None if part is None else {"at": part.at.isoformat(), "data": part.data}
+    doc["problems"] = None if state.problems is None else list(state.problems)
     return doc
+
+
+def _to_doc(state: State, saved_at: datetime) -> dict[str, Any]:
+    # The saved source's record stays at the top level, where files without sources
+    # kept it; the other sources' records ride along under "sources".
+    others = {k: v for k, v in state.others.items() if k != state.source}
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "saved_at": _utc(saved_at).isoformat(),
+        "source": state.source,
+        **_record(state),
+        "sources": others,
+        "retired_course_ids": dict(state.retired_ids),
+    }
 
 
 def _time(value: Any, where: str) -> datetime:
@@ -218,23 +284,64 @@ def _time(value: Any, where: str) -> datetime:
     return parsed.astimezone(UTC)
 
 
-def _from_doc(doc: Any) -> State:
+def _migrated_source(doc: Mapping[str, Any]) -> str:
+    """The source a file written before sources were told apart belongs to: the one its
+    drive snapshot names (a local folder's root, or a Drive root id)."""
+    drive = doc.get("drive")
+    data = drive.get("data") if isinstance(drive, Mapping) else None
+    if not isinstance(data, Mapping):
+        return ""
+    if data.get("kind") == "local" and isinstance(data.get("root"), str):
+        return source_key("local", os.path.abspath(data["root"]))
+    if isinstance(data.get("root_id"), str):
+        return source_key("drive", data["root_id"])
+    return ""
+
+
+def _from_record(raw: Mapping[str, Any], source: str, where: str) -> State:
+    parts: dict[str, Part | None] = {}
+    for name in PARTS:
+        value = raw.get(name)
+        if value is None:
+            parts[name] = None
+            continue
+        if not isinstance(value, dict) or not isinstance(value.get("data"), dict):
+            raise _Invalid(f"has a malformed '{name}' part{where}")
+        parts[name] = Part(value["data"], _time(value.get("at"), f"'{name}'{where}"))
+    last = raw.get("last_success")
+    problems = raw.get("problems")
+    if problems is not None and not (
+        isinstance(problems, list) and all(isinstance(p, str) for p in problems)
+    ):
+        raise _Invalid(f"has a malformed 'problems' list{where}")
+    return State(
+        last_success=None if last is None else _time(last, f"'last_success'{where}"),
+        source=source,
+        problems=None if problems is None else tuple(problems),
+        **parts,  # type: ignore[arg-type]
+    )
+
+
+def _from_doc(doc: Any, source: str | None = None) -> State:
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise _Invalid("is not a backtest-compilation state file")
     version = doc.get("version")
     if version != VERSION:
         raise _Invalid(f"has version {version!r}, this program reads version {VERSION}")
-    parts: dict[str, Part | None] = {}
-    for name in PARTS:
-        raw = doc.get(name)
-        if raw is None:
-            parts[name] = None
-            continue
-        if not isinstance(raw, dict) or not isinstance(raw.get("data"), dict):
-            raise _Invalid(f"has a malformed '{name}' part")
-        parts[name] = Part(raw["data"], _time(raw.get("at"), f"'{name}'"))
-    last = doc.get("last_success")
-    return State(
-        last_success=None if last is None else _time(last, "'last_success'"),
-        **parts,  # type: ignore[arg-type]
-    )
+    top_source = doc["source"] if isinstance(doc.get("source"), str) else _migrated_source(doc)
+    top = _from_record(doc, top_source, "")
+    others = doc.get("sources") or {}
+    if not isinstance(others, dict) or not all(isinstance(v, dict) for v in others.values()):
+        raise _Invalid("has a malformed 'sources' part")
+    retired = doc.get("retired_course_ids") or {}
+    if not isinstance(retired, dict):
+        raise _Invalid("has a malformed 'retired_course_ids' part")
+    records = {**others, top_source: _record(top)}
+    if source is None or source == top_source:
+        chosen = top
+    elif source in others:
+        chosen = _from_record(others[source], source, f" of source {source!r}")
+    else:
+        chosen = State(source=source)
+    rest = {k: v for k, v in records.items() if k != chosen.source and k}
+    return replace(chosen, others=rest, retired_ids=retired)

@@ -1,7 +1,7 @@
 """`Store`: the MongoDB adapter (pymongo, synchronous) for the website's three collections.
 
 Thin shell around `publish` (the pure plan): `read_current` reads the state in three
-queries, `apply` writes a `Plan` in the order of SPEC §3, one `bulk_write` per phase.
+queries, `apply` writes a `Plan` in the order of contract §3, one `bulk_write` per phase.
 `mongomock://` selects an in-process store (the `demo`); every write path works there
 too. Errors become `ServiceError` (unreachable, failed: exit 1) or `ConfigError`
 (credentials rejected, bad URI: exit 2), with the URI's password masked.
@@ -13,14 +13,14 @@ summary can report them as `api_calls.mongo`.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, Self
 from urllib.parse import unquote, urlsplit
 
-import mongomock
 from pymongo import DeleteMany, InsertOne, MongoClient, UpdateMany, monitoring
 from pymongo.database import Database
 from pymongo.errors import (
@@ -57,6 +57,7 @@ from .settings import REDACTED, Settings, redact_uri
 # The pure half lives in `publish`; re-exported so callers can write `store.plan(…)`.
 __all__ = [
     "Applied",
+    "ApplyFailed",
     "Current",
     "Plan",
     "RoundTrips",
@@ -129,7 +130,7 @@ class Store:
 
     def __init__(
         self,
-        client: MongoClient[Any] | mongomock.MongoClient,
+        client: Any,  # a pymongo MongoClient, or mongomock's for mongomock://
         db_name: str,
         *,
         round_trips: RoundTrips,
@@ -152,6 +153,9 @@ class Store:
         `timeout_ms`, as `ServiceError`."""
         counter = RoundTrips()
         if uri.startswith("mongomock:"):
+            # Imported only here: a real deployment never loads the in-process store.
+            import mongomock
+
             return cls(mongomock.MongoClient(), db_name, round_trips=counter, monitored=False)
         try:
             client: MongoClient[Any] = MongoClient(
@@ -185,7 +189,7 @@ class Store:
 
     @property
     def api_calls(self) -> int:
-        """Round trips to the server so far (SPEC §8 `api_calls.mongo`)."""
+        """Round trips to the server so far (contract §8 `api_calls.mongo`)."""
         return self.round_trips.total
 
     @property
@@ -210,10 +214,11 @@ class Store:
                 f"MongoDB at {self._where} failed while {doing}: {self._scrub(_brief(exc))}"
             ) from None
         except ConnectionFailure as exc:
-            # ServerSelectionTimeoutError, AutoReconnect, NetworkTimeout …
+            # ServerSelectionTimeoutError, AutoReconnect, NetworkTimeout …: one line naming
+            # each host and port and what most likely went wrong, not pymongo's topology dump.
             raise ServiceError(
-                f"MongoDB at {self._where} is unreachable while {doing} "
-                f"({type(exc).__name__}): {self._scrub(_brief(exc))}"
+                f"MongoDB at {self._where} is unreachable while {doing}: "
+                f"{self._unreachable_cause(exc)}"
             ) from None
         except ConfigurationError as exc:
             raise ConfigError(
@@ -226,6 +231,29 @@ class Store:
 
     def _scrub(self, text: str) -> str:
         return _scrub(text, self._secret)
+
+    def _unreachable_cause(self, exc: ConnectionFailure) -> str:
+        """`127.0.0.1:27017 refused the connection (…)`, one clause per server tried."""
+        errors: dict[str, str] = {}
+        try:
+            servers = self._client.topology_description.server_descriptions()
+        except AttributeError:  # mongomock has no topology
+            servers = {}
+        for (host, port), server in sorted(servers.items(), key=lambda kv: str(kv[0])):
+            errors[f"{host}:{port}"] = "" if server.error is None else str(server.error)
+        if not errors or not any(errors.values()):
+            # Reached the servers but none could serve (no primary), or a connection
+            # dropped in the middle of a command: the exception's first line says which.
+            first = str(exc).split(", Timeout:", 1)[0]
+            first = first.split("Topology Description:", 1)[0]
+            where = ", ".join(errors) or "the server"
+            return f"{where} {_connection_cause(first.strip(' ,'), self._scrub)}"
+        return "; ".join(
+            f"{address} {_connection_cause(error, self._scrub)}"
+            if error
+            else f"{address} did not answer"
+            for address, error in errors.items()
+        )
 
     def _by_hand(self, command_name: str) -> None:
         if not self._monitored:
@@ -265,7 +293,7 @@ class Store:
                 self._by_hand("createIndexes")
 
     def apply(self, plan: Plan, *, max_delete_fraction: float, allow_mass_delete: bool) -> Applied:
-        """Write `plan`: inserts bottom-up, then updates, then deletes top-down (SPEC §3).
+        """Write `plan`: inserts bottom-up, then updates, then deletes top-down (contract §3).
 
         Checks the mass-delete guard first (`GuardRefused`, nothing written). A plan
         with nothing to do sends nothing. Otherwise the indexes are ensured and each
@@ -282,25 +310,58 @@ class Store:
         if log.isEnabledFor(logging.DEBUG):
             for line in plan_lines(plan):
                 log.debug("mongo plan: %s", line)
-        self.ensure_indexes()
+        phases = _phases(plan)
+        done: dict[str, int] = {}
         inserted = updated = deleted = 0
-        for phase, collection, ops in _phases(plan):
+
+        def stopped(exc: ServiceError) -> ApplyFailed:
+            # What the server confirmed so far; every later phase is not applied.
+            return ApplyFailed(
+                str(exc),
+                Applied(
+                    inserted=inserted,
+                    updated=updated,
+                    deleted=deleted,
+                    round_trips=self.round_trips.total - before,
+                    seconds=time.perf_counter() - started,
+                    complete=False,
+                    phases=tuple(
+                        (phase, _planned(ops), done.get(phase, 0))
+                        for phase, _collection, ops in phases
+                        if ops
+                    ),
+                ),
+            )
+
+        try:
+            self.ensure_indexes()
+        except ServiceError as exc:
+            raise stopped(exc) from None
+        for phase, collection, ops in phases:
             if not ops:
                 continue
-            with self._talking(f"writing ({phase})"):
-                try:
-                    result = self._db[collection].bulk_write(ops, ordered=True)
-                except BulkWriteError as exc:
-                    errors = exc.details.get("writeErrors", [])
-                    first = errors[0].get("errmsg", "") if errors else str(exc)
-                    raise ServiceError(
-                        f"MongoDB at {self._where} refused a write while writing ({phase}): "
-                        f"{self._scrub(first[:300])}"
-                    ) from None
+            try:
+                with self._talking(f"writing ({phase})"):
+                    try:
+                        result = self._db[collection].bulk_write(ops, ordered=True)
+                    except BulkWriteError as exc:
+                        # Ordered: the operations before the failing one were applied.
+                        count = _confirmed(phase, exc.details)
+                        done[phase] = count
+                        inserted, updated, deleted = _add(phase, count, inserted, updated, deleted)
+                        errors = exc.details.get("writeErrors", [])
+                        first = errors[0].get("errmsg", "") if errors else str(exc)
+                        raise ServiceError(
+                            f"MongoDB at {self._where} refused a write while writing ({phase}): "
+                            f"{self._scrub(first[:300])}"
+                        ) from None
+            except ServiceError as exc:
+                raise stopped(exc) from None
             self._by_hand(phase.split()[0])
             inserted += result.inserted_count
             updated += result.modified_count
             deleted += result.deleted_count
+            done[phase] = _planned(ops)
             log.debug("mongo %s: %d operations", phase, len(ops))
         applied = Applied(
             inserted=inserted,
@@ -360,6 +421,40 @@ def _phases(plan: Plan) -> list[tuple[str, str, list[Any]]]:
     ]
 
 
+class ApplyFailed(ServiceError):
+    """`Store.apply` stopped part-way (exit 1); `applied` says what was written before."""
+
+    def __init__(self, message: str, applied: Applied) -> None:
+        super().__init__(message)
+        self.applied = applied
+
+
+def _planned(ops: list[Any]) -> int:
+    """Documents a phase's operations stand for (a delete chunk holds many `_id`s)."""
+    total = 0
+    for op in ops:
+        if isinstance(op, DeleteMany):
+            total += len(op._filter["_id"]["$in"])
+        else:
+            total += 1
+    return total
+
+
+def _confirmed(phase: str, details: dict[str, Any]) -> int:
+    key = {"insert": "nInserted", "update": "nModified", "delete": "nRemoved"}[phase.split()[0]]
+    value = details.get(key, 0)
+    return value if isinstance(value, int) else 0
+
+
+def _add(phase: str, count: int, inserted: int, updated: int, deleted: int) -> tuple[int, int, int]:
+    kind = phase.split()[0]
+    return (
+        inserted + (count if kind == "insert" else 0),
+        updated + (count if kind == "update" else 0),
+        deleted + (count if kind == "delete" else 0),
+    )
+
+
 def _delete_ops(ids: Iterable[Any]) -> list[DeleteMany]:
     all_ids = list(ids)
     return [
@@ -368,9 +463,72 @@ def _delete_ops(ids: Iterable[Any]) -> list[DeleteMany]:
     ]
 
 
+# What a socket error says → what to check, for the one line an operator reads.
+_CAUSES = (
+    (
+        ("connection refused",),
+        "refused the connection: nothing listens there (is the server running? "
+        "is the port in MONGO_URI right?)",
+    ),
+    (
+        (
+            "name or service not known",
+            "nodename nor servname",
+            "temporary failure in name resolution",
+            "no address associated",
+            "getaddrinfo failed",
+            "name does not resolve",
+        ),
+        "is a host name that does not resolve (check the host in MONGO_URI, or DNS)",
+    ),
+    (
+        ("timed out", "timeout"),
+        "did not answer in time (a firewall or an IP access list in the way, or the server "
+        "is down)",
+    ),
+    (
+        ("ssl", "certificate", "tls"),
+        "failed the TLS handshake (check the tls options in MONGO_URI and the certificates)",
+    ),
+    (
+        ("no replica set members", "replicasetnoprimary", "no primary", "not primary"),
+        "has no primary to write to (a replica set electing, or a wrong replicaSet option)",
+    ),
+    (
+        ("connection closed", "connection reset", "broken pipe", "eof"),
+        "closed the connection (the server stopped or restarted)",
+    ),
+    (
+        ("got response id", "unexpected message", "invalid message size"),
+        "answered, but not as MongoDB (is the port in MONGO_URI right?)",
+    ),
+    (
+        ("network is unreachable", "no route to host"),
+        "cannot be reached from this machine (no network route)",
+    ),
+)
+
+
+def _connection_cause(error: str, scrub: Callable[[str], str]) -> str:
+    """What a driver's socket error most likely means, in words; the error itself (its
+    first 120 characters, passed through `scrub`) when it is none of the known kinds."""
+    error = error.split(" (configured timeouts", 1)[0]
+    lowered = error.lower()
+    for needles, cause in _CAUSES:
+        if any(n in lowered for n in needles):
+            return cause
+    # `host:port: [Errno 99] …` → the part after the address.
+    detail = error.split(": ", 1)[1] if re.match(r"^\S+:\d+: ", error) else error
+    return f"failed: {scrub(detail)[:120]}"
+
+
 def _brief(exc: PyMongoError) -> str:
-    """The first line of a driver error, bounded (topology dumps are long)."""
-    return str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+    """The first line of a driver error without its topology dump, bounded at a word."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    text = text.split(", Timeout:", 1)[0].split("Topology Description:", 1)[0].strip(" ,")
+    if len(text) > 300:
+        text = text[:300].rsplit(" ", 1)[0] + " …"
+    return text
 
 
 def _scrub(text: str, secret: str | None) -> str:

@@ -1,4 +1,4 @@
-"""Error reporting to Sentry (SPEC §6 `SENTRY_DSN`): off unless a DSN is set.
+"""Error reporting to Sentry (contract §6 `SENTRY_DSN`): off unless a DSN is set.
 
 What is sent: runtime failures (exception type, message, stack without local
 variables), the run summary's counts and timings, and INFO log lines as breadcrumbs.
@@ -122,13 +122,13 @@ def scrub(value: Any, secrets: tuple[str, ...] = (), _depth: int = 0) -> Any:
     return value
 
 
-# Fields of the §8 summary sent as they are; everything else is reduced to counts, so
+# Fields of the contract §8 summary sent as they are; everything else is reduced to counts, so
 # course names, paths and problem messages stay out of Sentry.
 _SUMMARY_FIELDS: Final = ("mode", "ok", "exit_code", "mongo", "api_calls", "timings_s")
 
 
 def summary_for_sentry(summary: Mapping[str, Any]) -> dict[str, Any]:
-    """The parts of a run summary (SPEC §8) worth sending: outcome, counts, timings.
+    """The parts of a run summary (contract §8) worth sending: outcome, counts, timings.
 
     At most ten keys per level: Sentry trims wider dictionaries."""
     out: dict[str, Any] = {key: summary[key] for key in _SUMMARY_FIELDS if key in summary}
@@ -165,6 +165,7 @@ class Telemetry:
 
     enabled: bool
     secrets: tuple[str, ...] = ()
+    monitor_slug: str = ""
 
     def report_failure(
         self, error: BaseException | None = None, *, exit_code: int = 1, message: str = ""
@@ -207,6 +208,35 @@ class Telemetry:
                 f"run {data.get('mode', 'sync')}: exit {data.get('exit_code', 0)}",
                 level="info" if ok else "error",
             )
+
+    def checkin_start(self, monitor: Mapping[str, Any]) -> str | None:
+        """Sentry Crons: a scheduled run starts (`in_progress`); returns the check-in id.
+
+        `monitor` is `monitor_config(...)`: Sentry creates or updates the monitor from
+        it, so a run that never happens also alerts (contract §6 `SENTRY_MONITOR_SLUG`)."""
+        if not self.enabled or not self.monitor_slug:
+            return None
+        from sentry_sdk.crons import capture_checkin
+
+        return capture_checkin(
+            monitor_slug=self.monitor_slug, status="in_progress", monitor_config=dict(monitor)
+        )
+
+    def checkin_finish(
+        self, check_in_id: str | None, *, ok: bool, duration_s: float, monitor: Mapping[str, Any]
+    ) -> None:
+        """Sentry Crons: the run ended, `ok` or `error`."""
+        if not self.enabled or not self.monitor_slug:
+            return
+        from sentry_sdk.crons import capture_checkin
+
+        capture_checkin(
+            monitor_slug=self.monitor_slug,
+            check_in_id=check_in_id,
+            status="ok" if ok else "error",
+            duration=duration_s,
+            monitor_config=dict(monitor),
+        )
 
     def flush(self, timeout_s: float = 5.0) -> None:
         """Wait (at most `timeout_s`) until queued events are sent."""
@@ -261,4 +291,17 @@ def init(config: Settings, *, release: str | None = None) -> Telemetry:
         before_breadcrumb=before_breadcrumb,
     )
     log.info("error reporting to Sentry on")
-    return Telemetry(enabled=True, secrets=secrets)
+    return Telemetry(enabled=True, secrets=secrets, monitor_slug=config.sentry_monitor_slug)
+
+
+def monitor_config(schedule: str, tz: str, *, max_runtime_min: int = 60) -> dict[str, Any]:
+    """Sentry Crons' monitor config for `SCHEDULE` in `TZ`: a check-in later than 30
+    minutes after a slot, or a run longer than `max_runtime_min`, is an alert."""
+    return {
+        "schedule": {"type": "crontab", "value": schedule},
+        "timezone": tz,
+        "checkin_margin": 30,
+        "max_runtime": max_runtime_min,
+        "failure_issue_threshold": 1,
+        "recovery_threshold": 1,
+    }

@@ -13,6 +13,8 @@ from enum import StrEnum
 FOLDER_MIME = "application/vnd.google-apps.folder"
 PDF_MIME = "application/pdf"
 OTHER_MIME = "application/octet-stream"
+# A Drive shortcut points at a folder or file elsewhere; it is neither itself.
+SHORTCUT_MIME = "application/vnd.google-apps.shortcut"
 
 
 class Kind(StrEnum):

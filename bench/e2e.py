@@ -78,6 +78,7 @@ def main() -> None:
         rows = [["Course", "", "", "", "Physical", "Digital"]]
         rows += [[name.split(" ", 1)[0], "", "", "", 1, 0] for name in course_names[::2]]
         sheets.set_values(KEY, COPIES, "A1", rows)
+        sheets.link_drive(drive)  # the spreadsheet is a Drive file: its version is checked
 
         env = {
             "PATH": os.environ["PATH"],

@@ -1,6 +1,6 @@
 """Benchmark of the operational parts: state file, run lock, scheduler arithmetic, imports.
 
-The warm run's budget (under 2 s including interpreter start, SPEC issue #5) pays for
+The warm run's budget (under 2 s including interpreter start, issue #5) pays for
 loading and saving the state file with a 20,000-file drive snapshot, taking the lock,
 and importing these modules; this prints what each costs.
 

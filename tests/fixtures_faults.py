@@ -282,6 +282,7 @@ def make_fault_world(
     root = drive.add_drive("Backtests", "0ABacktests")
     drive.seed(root, backtest_drive())
     sheets.add_spreadsheet(SHEET_KEY, tabs={COPIES_TAB: COPIES})
+    sheets.link_drive(drive)  # the spreadsheet is a Drive file whose version moves
     workdir = tmp / name
     workdir.mkdir(parents=True, exist_ok=True)
     db_name = f"f_{name}_{uuid.uuid4().hex[:12]}"

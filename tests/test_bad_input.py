@@ -3,7 +3,7 @@
 Every case goes end to end through the pipeline: the Drive emulator over HTTP (a shared
 drive and an ordinary folder, whose breadth-first queries quote ids), the real
 client library, MongoDB (mongomock) and the Sheets emulator; and, where the file system
-allows the name, a local folder (`--source`). Each case states the outcome SPEC §2
+allows the name, a local folder (`--source`). Each case states the outcome contract §2
 gives it: the problem it raises, the name it is renamed to, or the course it publishes.
 The big drives (50,000 files in one course, 2,000 departments) check outcome and time.
 """
@@ -41,7 +41,7 @@ LONG = "x" * 520
 @dataclass(frozen=True)
 class Case:
     """One test file in `CSCI / CSCI-1200 Data Structures`: its name, mime type (in
-    Drive) and what SPEC §2.3 makes of it: a problem category, a new name, or "kept"."""
+    Drive) and what contract §2.3 makes of it: a problem category, a new name, or "kept"."""
 
     name: str
     expect: Category | str
@@ -532,3 +532,134 @@ def test_a_name_cannot_forge_log_lines(
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("Invalid filename" in w for w in warnings)
     assert all("\n" not in w and "\r" not in w for w in warnings), warnings
+
+
+# ---------------------------------------------------------------- issue 11: misleading messages
+
+SHORTCUT = "application/vnd.google-apps.shortcut"
+
+
+@pytest.mark.parametrize("kind", ["shared drive", "folder"])
+def test_shortcuts_are_reported_as_shortcuts(
+    kind: str, tmp_path: Path, drive_emulator: DriveEmulator, sheets_emulator: SheetsEmulator
+) -> None:
+    """A shortcut named like a department, a course or a test is neither: each is a
+    problem saying it is a shortcut and that the real folder or file belongs there."""
+    sheets_emulator.add_spreadsheet("1Short", tabs={COPIES: COPIES_ROWS})
+    settings = _settings(tmp_path, sheets_emulator, "1Short")
+    root = (
+        drive_emulator.add_drive("Backtests")
+        if kind == "shared drive"
+        else drive_emulator.add_folder("root", "Backtests")
+    )
+    csci = drive_emulator.add_folder(root, "CSCI")
+    course = drive_emulator.add_folder(csci, "CSCI-1200 Data Structures")
+    drive_emulator.add_file(course, "CSCI-1200 E1F22.pdf")
+    ids = {
+        "department": drive_emulator.add_file(root, "MATH", SHORTCUT),
+        "course": drive_emulator.add_file(csci, "CSCI-1300 Systems", SHORTCUT),
+        "test": drive_emulator.add_file(course, "csci-1200 e2 f22.pdf", SHORTCUT),
+    }
+    with Store.connect("mongomock://shortcuts", "apo_main") as store:
+        outcome = pipeline.run(
+            settings,
+            pipeline.Options(),
+            pipeline.Services(
+                _drive_source(drive_emulator, root),
+                store,
+                sheet.connect(settings, sleep=lambda _s: None),
+                lambda: NOW,
+            ),
+        )
+    assert outcome.exit_code == 0
+    by_id = {p["id"]: p for p in outcome.summary["problems"]}
+    expected = {
+        "department": ("invalid_department", "Shortcut, not a department folder: MATH"),
+        "course": ("not_a_course_folder", "Shortcut, not a course folder: CSCI / CSCI-1300"),
+        "test": ("not_a_pdf", "Shortcut, not a PDF: CSCI / CSCI-1200 Data Structures / csci"),
+    }
+    for what, (category, start) in expected.items():
+        problem = by_id[ids[what]]
+        assert problem["category"] == category
+        assert problem["message"].startswith(start)
+        assert "belongs here" in problem["message"]
+    assert outcome.summary["renames"] == []  # a shortcut is never renamed
+    assert [c["name"] for c in outcome.summary["catalog"]["courses"]] == [
+        "CSCI-1200 Data Structures"
+    ]
+    errors = [row[0] for row in sheets_emulator.values("1Short", "Errors in Drive") if row]
+    assert by_id[ids["course"]]["message"] in errors
+
+
+def test_folder_id_one_level_too_deep_warns_on_a_fresh_database(
+    drive_world: tuple[Settings, pipeline.Services, str],
+    drive_emulator: DriveEmulator,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Nothing to protect, so no guard: the hint is a warning, logged once."""
+    settings, services, root = drive_world
+    dept = drive_emulator.add_folder(root, "CSCI")
+    course = drive_emulator.add_folder(dept, "CSCI-1200 Data Structures")
+    drive_emulator.add_file(course, "CSCI-1200 E1F22.pdf")
+    services.source = _drive_source(drive_emulator, dept)
+    with caplog.at_level(logging.WARNING):
+        outcome = pipeline.run(settings, pipeline.Options(), services)
+    assert outcome.exit_code == 0 and outcome.summary["catalog"]["courses"] == []
+    hints = [
+        r for r in caplog.records if "FOLDER_ID seems to point one level too deep" in r.message
+    ]
+    assert len(hints) == 1 and hints[0].levelno == logging.WARNING
+
+
+def test_folder_id_one_level_too_deep_is_in_the_guard_message(
+    drive_world: tuple[Settings, pipeline.Services, str], drive_emulator: DriveEmulator
+) -> None:
+    settings, services, root = drive_world
+    dept = drive_emulator.add_folder(root, "CSCI")
+    drive_emulator.add_folder(dept, "CSCI-1200 Data Structures")
+    assert pipeline.run(settings, pipeline.Options(), services).exit_code == 0
+    services.source = _drive_source(drive_emulator, dept)
+    with pytest.raises(GuardRefused) as refused:
+        pipeline.run(settings, pipeline.Options(), services)
+    message = str(refused.value)
+    assert message.startswith("mass-delete guard: The drive listing yielded no courses")
+    assert "FOLDER_ID seems to point one level too deep: 'CSCI'" in message
+
+
+# ---------------------------------------------------------------- issue 11: a sheet edited by hand
+
+
+def test_a_renamed_copies_tab_is_reported_not_replaced(
+    drive_world: tuple[Settings, pipeline.Services, str],
+    drive_emulator: DriveEmulator,
+    sheets_emulator: SheetsEmulator,
+) -> None:
+    settings, services, root = drive_world
+    dept = drive_emulator.add_folder(root, "CSCI")
+    drive_emulator.add_folder(dept, "CSCI-1200 Data Structures")
+    sheets_emulator.rename_tab("1Big", COPIES, "Copies 2026 ✓")
+    outcome = pipeline.run(settings, pipeline.Options(), services)
+    assert outcome.exit_code == 1
+    why = outcome.summary["failed"]["sheet"]
+    assert f"no tab {COPIES!r} (named by SHEET_COPIES_TAB)" in why
+    assert "'Copies 2026 ✓'" in why
+    assert sheets_emulator.tab_titles("1Big") == ["Copies 2026 ✓"]  # nothing created
+    assert len(visit(services.store.database)) == 1  # MongoDB was still published
+
+
+def test_a_deleted_report_tab_is_put_back_on_an_unchanged_drive(
+    drive_world: tuple[Settings, pipeline.Services, str],
+    drive_emulator: DriveEmulator,
+    sheets_emulator: SheetsEmulator,
+) -> None:
+    settings, services, root = drive_world
+    sheets_emulator.link_drive(drive_emulator)
+    dept = drive_emulator.add_folder(root, "CSCI")
+    course = drive_emulator.add_folder(dept, "CSCI-1200 Data Structures")
+    drive_emulator.add_file(course, "scan.pdf")  # a problem for the Errors tab
+    assert pipeline.run(settings, pipeline.Options(), services).exit_code == 0
+    errors = sheets_emulator.values("1Big", "Errors in Drive")
+    sheets_emulator.delete_tab("1Big", "Errors in Drive")
+    again = pipeline.run(settings, pipeline.Options(), services)
+    assert again.summary["unchanged"] is True and again.summary["sheet"]["written"] is True
+    assert sheets_emulator.values("1Big", "Errors in Drive") == errors

@@ -1,4 +1,4 @@
-"""SPEC §2 rules on whole trees: every problem category, publishing, renames, duplicates."""
+"""Contract §2 rules on whole trees: every problem category, publishing, renames, duplicates."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def problems(result: catalog.Catalog) -> list[tuple[str, str]]:
     return [(p.category.value, p.id) for p in result.problems]
 
 
-# (tree, expected problems as (category, node id)) — one row per §2 problem rule.
+# (tree, expected problems as (category, node id)) — one row per problem rule of contract §2.
 PROBLEM_CASES = [
     pytest.param(
         drive(folder("d1", "CSC", cs())),
@@ -453,3 +453,94 @@ def test_odd_names_are_data() -> None:
     result = build(tree)
     assert {p.category for p in result.problems} == {Category.INVALID_FILENAME}
     assert len(result.problems) == len(weird)
+
+
+# Issue 11 item 17: shortcuts say they are shortcuts, wherever they stand.
+SHORTCUT = "application/vnd.google-apps.shortcut"
+
+SHORTCUT_CASES = [
+    pytest.param(
+        drive(file("s1", "MATH", SHORTCUT), folder("d1", "CSCI", cs(file("f1", "E1F22.pdf")))),
+        ("invalid_department", "s1", "Shortcut, not a department folder: MATH"),
+        "the real department folder belongs here",
+        id="a shortcut named like a department is a problem, not ignored",
+    ),
+    pytest.param(
+        drive(folder("d1", "CSCI", file("s1", "CSCI-1300 Systems", SHORTCUT))),
+        ("not_a_course_folder", "s1", "Shortcut, not a course folder: CSCI / CSCI-1300 Systems"),
+        "the real course folder belongs here",
+        id="a shortcut named like a course says it is a shortcut",
+    ),
+    pytest.param(
+        drive(folder("d1", "CSCI", cs(file("s1", "CSCI-1200 E1F22.pdf", SHORTCUT)))),
+        (
+            "not_a_pdf",
+            "s1",
+            "Shortcut, not a PDF: CSCI / CSCI-1200 Data Structures / CSCI-1200 E1F22.pdf",
+        ),
+        "the real PDF belongs here",
+        id="a shortcut named like a test says it is a shortcut",
+    ),
+]
+
+
+@pytest.mark.parametrize(("tree", "expected", "advice"), SHORTCUT_CASES)
+def test_shortcuts_are_named_as_shortcuts(
+    tree: Node, expected: tuple[str, str, str], advice: str
+) -> None:
+    result = build(tree)
+    found = [(p.category.value, p.id, p.message) for p in result.problems if p.id == "s1"]
+    assert len(found) == 1
+    category, node_id, message = found[0]
+    assert (category, node_id) == expected[:2]
+    assert message.startswith(expected[2]) and advice in message
+    assert "s1" not in {r.id for r in result.renames}
+    assert all(c.folder_id != "s1" for c in result.courses)
+
+
+def test_a_long_named_shortcut_at_the_root_is_ignored_like_a_file() -> None:
+    result = build(drive(file("s1", "Scans to file", SHORTCUT)))
+    assert result.problems == () and [i.id for i in result.ignored] == ["s1"]
+
+
+# Issue 11 item 14: a root that is a department (or a course) folder says so.
+TOO_DEEP = [
+    pytest.param(
+        folder("d1", "Computer Science", cs(file("f1", "E1F22.pdf"))),
+        "one level too deep: 'Computer Science' holds no department folders, and it holds "
+        "course folders like 'CSCI-1200 Data Structures'",
+        id="course folders at the root",
+    ),
+    pytest.param(
+        folder("d1", "CSCI", folder("x", "Old stuff")),
+        "one level too deep: 'CSCI' holds no department folders, and it is named like a department",
+        id="a root named like a department",
+    ),
+    pytest.param(
+        folder("c1", "CSCI-1200 Data Structures", file("f1", "CSCI-1200 E1F22.pdf")),
+        "two levels too deep: 'CSCI-1200 Data Structures' holds no department folders but "
+        "test files like 'CSCI-1200 E1F22.pdf'",
+        id="a course folder as the root",
+    ),
+]
+
+
+@pytest.mark.parametrize(("root", "hint"), TOO_DEEP)
+def test_a_root_one_level_too_deep_gets_a_hint(root: Node, hint: str) -> None:
+    got = build(root).root_hint
+    assert got is not None and f"FOLDER_ID seems to point {hint}" in got
+
+
+@pytest.mark.parametrize(
+    "root",
+    [
+        pytest.param(drive(folder("d1", "CSCI", cs())), id="a drive with departments"),
+        pytest.param(drive(), id="an empty drive"),
+        pytest.param(
+            folder("r", "Meeting notes", file("a", "agenda.pdf"), folder("p", "Photos 2024")),
+            id="an unrelated folder",
+        ),
+    ],
+)
+def test_no_hint_when_the_root_looks_right_or_like_nothing(root: Node) -> None:
+    assert build(root).root_hint is None

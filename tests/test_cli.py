@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from backtest_compilation import lock, sample
 from tests.emulators.drive import DriveEmulator
@@ -89,6 +92,9 @@ def test_the_demo_runs_on_a_fresh_directory(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert "What the website now shows:" in out.stdout
     assert "Second run: summary: sync exit 0" in out.stdout
+    # The sample has courses with one test: "(1 test)", never "(1 tests)" (issue 11).
+    assert "(1 test)" in out.stdout
+    assert not re.search(r"\b1 (tests|courses|departments|problems|renames)\b", out.stdout)
     page = (tmp_path / "demo-report.html").read_text()
     assert page.startswith("<!doctype html>") and "Invalid Filenames" in page
     assert "<script" not in page  # self-contained and inert
@@ -132,3 +138,63 @@ def test_schedule_runs_at_once_beats_and_stops_on_sigterm(
     assert [f.name for f in drive_emulator.files.values() if f.parent == course] == [
         "CSCI-1200 E1F22.pdf"
     ]
+
+
+def test_log_time_stamps_are_in_tz_with_the_offset(tmp_path: Path) -> None:
+    """Issue 11 item 20: TZ from .env (the process has no TZ: the machine's zone is UTC)
+    decides the log's time stamps, which carry their offset."""
+    drive = sample.copy_sample_drive(tmp_path)
+    (tmp_path / ".env").write_text("TZ=Asia/Kolkata\n")
+    out = cli("--source", str(drive), env={"CACHE_DIR": str(tmp_path / "c")}, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    stamp = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}\+05:30) (INFO|WARNING) ")
+    lines = out.stderr.strip().splitlines()
+    assert lines and all(stamp.match(line) for line in lines), lines[:3]
+    first = stamp.match(lines[0])
+    assert first is not None
+    at = datetime.fromisoformat(first.group(1))
+    assert abs(at - datetime.now(ZoneInfo("Asia/Kolkata"))) < timedelta(minutes=5)
+
+
+def test_values_quoted_by_docker_env_file_exit_2_naming_each(tmp_path: Path) -> None:
+    """Issue 11 item 11: `docker run --env-file` passes `X="v"` with its quotes."""
+    out = cli(
+        "sync",
+        env={
+            "MONGO_URI": '"mongodb://app:hunter2@db:27017"',
+            "FOLDER_ID": "'0AbCdEf'",
+            "DRIVE_API_ENDPOINT": "http://127.0.0.1:1",
+        },
+        cwd=tmp_path,
+    )
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        f"configuration: {name} is wrapped in quotes: remove the quotes "
+        "(docker --env-file keeps them)"
+        for name in ("FOLDER_ID", "MONGO_URI")
+    ]
+    assert "hunter2" not in out.stderr
+
+
+def test_help_says_how_a_local_source_publishes_and_what_check_exits_with() -> None:
+    sync_help = cli("sync", "--help").stdout
+    assert "--publish" in sync_help and "renames files in PATH" in sync_help
+    check_help = cli("check", "--help").stdout
+    assert "5 could not check" in check_help
+
+
+def test_json_is_printed_on_a_configuration_error_and_on_a_held_lock(tmp_path: Path) -> None:
+    bad = cli("sync", "--json", env={"LOG_LEVEL": "LOUD"}, cwd=tmp_path)
+    assert bad.returncode == 2
+    summary = json.loads(bad.stdout)
+    assert (summary["ok"], summary["exit_code"], list(summary["failed"])) == (
+        False,
+        2,
+        ["settings"],
+    )
+    drive = sample.copy_sample_drive(tmp_path)
+    cache = tmp_path / "cache"
+    with lock.hold(cache):
+        held = cli("check", "--json", "--source", str(drive), env={"CACHE_DIR": str(cache)})
+    assert held.returncode == 4
+    assert json.loads(held.stdout)["failed"]["lock"].startswith("another run")

@@ -47,7 +47,9 @@ def test_two_runs_started_together_one_works_the_other_exits_4(
     codes = sorted(code for code, _, _ in results)
     assert codes == [0, 4], [(c, e[-2000:]) for c, _, e in results]
     (_, won_out, _), (_, lost_out, lost_err) = sorted(results, key=lambda r: r[0])
-    assert lost_out == ""  # no summary: the loser did nothing
+    lost = json.loads(lost_out)  # one JSON object saying the loser did nothing
+    assert (lost["ok"], lost["exit_code"], list(lost["failed"])) == (False, 4, ["lock"])
+    assert lost["catalog"] is None and lost["api_calls"]["drive"] == 0
     assert "holds the lock" in lost_err and "without changing anything" in lost_err
     assert "Traceback" not in lost_err
     # Only one run read the drive and renamed files; what it published is right.

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from backtest_compilation import schedule
+from backtest_compilation import lastrun, schedule
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
@@ -42,12 +42,15 @@ def stand_in(path: Path) -> None:
     path.chmod(0o755)
 
 
-def start_and_stop(app: Path, tmp_path: Path, env_path: str) -> tuple[list[str], int, str]:
+def start_and_stop(
+    app: Path, tmp_path: Path, env_path: str, args: tuple[str, ...] = ("--verbose",)
+) -> tuple[list[str], int, str]:
     record = tmp_path / "record.txt"
     elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
+    elsewhere.mkdir(exist_ok=True)
+    record.unlink(missing_ok=True)
     proc = subprocess.Popen(
-        [str(app / "run.sh"), "--verbose"],
+        [str(app / "run.sh"), *args],
         cwd=elsewhere,  # run.sh must find its own directory
         env={"PATH": env_path, "RECORD": str(record)},
     )
@@ -87,6 +90,35 @@ def test_run_sh_falls_back_to_uv_run_without_an_environment(tmp_path: Path) -> N
     assert lines[3:] == ["TERM"] and code == 0
 
 
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("doctor",), "main.py doctor"),
+        (("status", "--json"), "main.py status --json"),
+        (("sync", "--dry-run", "--no-rename"), "main.py sync --dry-run --no-rename"),
+        (("check", "-v"), "main.py check -v"),
+        (("schedule",), "main.py schedule"),  # the image's CMD
+        ((), "main.py schedule"),  # no command at all
+    ],
+)
+def test_run_sh_runs_the_command_it_is_given(
+    tmp_path: Path, args: tuple[str, ...], expected: str
+) -> None:
+    app = install_app(tmp_path)
+    stand_in(app / ".venv" / "bin" / "python")
+    lines, code, pid = start_and_stop(app, tmp_path, "/usr/bin:/bin", args)
+    assert lines[0] == pid and lines[2] == expected
+    assert code == 0
+
+
+def test_the_image_runs_schedule_unless_given_a_command() -> None:
+    instructions = dict(
+        line.split(None, 1) for line in DOCKERFILE.splitlines() if line[:1].isupper()
+    )
+    assert json.loads(instructions["ENTRYPOINT"]) == ["/app/run.sh"]
+    assert json.loads(instructions["CMD"]) == ["schedule"]
+
+
 def test_run_sh_is_executable_posix_sh() -> None:
     run_sh = ROOT / "run.sh"
     assert os.access(run_sh, os.X_OK)
@@ -98,8 +130,17 @@ def healthcheck_command() -> list[str]:
     m = re.search(r"^HEALTHCHECK .*?CMD (\[.*?\])$", DOCKERFILE, re.MULTILINE | re.DOTALL)
     assert m, "no HEALTHCHECK ... CMD [...] in the Dockerfile"
     command = json.loads(m.group(1))
-    assert command[0] == "/app/.venv/bin/python"
-    return [sys.executable, *command[1:]]
+    assert command[:3] == ["/app/.venv/bin/python", "/app/main.py", "status"]
+    # The image's /app is this repository.
+    return [sys.executable, str(ROOT / "main.py"), *command[2:]]
+
+
+def good_run(cache: Path) -> None:
+    now = schedule.system_clock()
+    lastrun.save(
+        cache, lastrun.failure_summary("sync", 0, "") | {"ok": True, "failed": {}},
+        started=now, finished=now, headline="good",
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -107,13 +148,14 @@ def healthcheck_command() -> list[str]:
     [
         ("fresh heartbeat", 5, True),
         ("heartbeat older than the limit", schedule.HEALTHY_WITHIN_S + 60, False),
-        ("no heartbeat at all", None, False),
+        ("no heartbeat at all", None, True),  # a one-off container: the last run decides
     ],
 )
 def test_the_health_check_reads_the_heartbeat_age(
     tmp_path: Path, case: str, age_s: float | None, healthy: bool
 ) -> None:
     cache = tmp_path / "state-volume"
+    good_run(cache)
     if age_s is not None:
         beat = schedule.heartbeat_path(cache)
         schedule.write_heartbeat(beat, schedule.Heartbeat(at=schedule.system_clock()))
@@ -122,18 +164,28 @@ def test_the_health_check_reads_the_heartbeat_age(
     env = {"PATH": "/usr/bin:/bin", "CACHE_DIR": str(cache)}
     result = subprocess.run(healthcheck_command(), cwd=tmp_path, env=env, timeout=30)
     assert (result.returncode == 0) is healthy
-    # Same rule as the Python helper, so the two cannot drift apart.
-    assert schedule.is_healthy(schedule.heartbeat_path(cache)) is healthy
+    if age_s is not None:
+        # Same heartbeat rule as the Python helper, so the two cannot drift apart.
+        assert schedule.is_healthy(schedule.heartbeat_path(cache)) is healthy
+
+
+def test_the_health_check_fails_after_a_failed_run_or_none(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin"}
+    assert subprocess.run(healthcheck_command(), cwd=tmp_path, env=env).returncode == 1
+    now = schedule.system_clock()
+    lastrun.save(tmp_path / "cache", lastrun.failure_summary("sync", 1, "Drive unreachable"),
+                 started=now, finished=now, headline="bad")  # fmt: skip
+    assert subprocess.run(healthcheck_command(), cwd=tmp_path, env=env).returncode == 1
 
 
 def test_the_health_check_defaults_to_cache_in_the_workdir(tmp_path: Path) -> None:
+    good_run(tmp_path / "cache")
     schedule.write_heartbeat(
         schedule.heartbeat_path(tmp_path / "cache"), schedule.Heartbeat(at=schedule.system_clock())
     )
     env = {"PATH": "/usr/bin:/bin"}
     assert subprocess.run(healthcheck_command(), cwd=tmp_path, env=env).returncode == 0
-    assert f"< {schedule.HEALTHY_WITHIN_S}" in DOCKERFILE
-    assert f"'{schedule.HEARTBEAT_FILE}'" in DOCKERFILE
+    assert schedule.HEARTBEAT_FILE == "heartbeat.json"
 
 
 def test_the_dockerfile_is_slim_frozen_non_root_with_volumes() -> None:
@@ -147,9 +199,51 @@ def test_the_dockerfile_is_slim_frozen_non_root_with_volumes() -> None:
     assert by_name["USER"] == ["app"]
     assert json.loads(by_name["VOLUME"][0]) == ["/app/config", "/app/cache"]
     assert json.loads(by_name["ENTRYPOINT"][0]) == ["/app/run.sh"]
+    assert "UV_NO_CACHE=1" in DOCKERFILE  # the image keeps no uv cache
 
 
 def test_dockerignore_keeps_secrets_and_state_out_of_the_image() -> None:
     ignored = (ROOT / ".dockerignore").read_text().splitlines()
     for entry in (".env", "config/*.json", "cache/", ".venv/", ".git"):
         assert entry in ignored
+
+
+COMPOSE = (ROOT / "compose.yaml").read_text()
+
+
+def test_compose_runs_the_job_with_mongodb() -> None:
+    services_part = COMPOSE.split("\nservices:\n")[1].split("\nvolumes:\n")[0]
+    services = re.findall(r"^  ([a-z-]+):$", services_part, re.MULTILINE)
+    assert services == ["job", "mongo"]
+    assert re.findall(r"^  ([a-z-]+):$", COMPOSE.split("\nvolumes:\n")[1], re.MULTILINE) == [
+        "cache",
+        "mongo-data",
+    ]
+    job = COMPOSE.split("\n  mongo:")[0]
+    assert "build: ." in job and "env_file: .env" in job
+    assert "restart: unless-stopped" in job
+    assert "./config:/app/config:ro" in job and "cache:/app/cache" in job
+    grace = re.search(r"stop_grace_period: (\d+)m", job)
+    assert grace and int(grace.group(1)) * 60 > 2700  # longer than RUN_TIMEOUT_S
+    assert "depends_on:" in job and "- mongo" in job
+    assert "image: mongo:" in COMPOSE and "mongo-data:/data/db" in COMPOSE
+    assert "MONGO_URI=mongodb://mongo:27017" in (ROOT / ".env.example").read_text()
+
+
+def test_env_example_lists_every_setting_with_a_comment() -> None:
+    lines = (ROOT / ".env.example").read_text().splitlines()
+    names = {}
+    for n, line in enumerate(lines):
+        m = re.match(r"([A-Z_]+)=", line)
+        if m:
+            names[m.group(1)] = n
+    source = (ROOT / "backtest_compilation" / "settings.py").read_text()
+    read = set(re.findall(r'get\("([A-Z_]+)"', source)) | set(
+        re.findall(r'"(SHEET_[A-Z_]+)"', source)
+    )
+    spec_only = {"RENAME_STALL_S", "RENAME_BUDGET_S", "RUN_TIMEOUT_S"}  # SPEC §6
+    assert read | spec_only <= set(names), sorted((read | spec_only) - set(names))
+    for name, n in names.items():
+        above = lines[n - 1] if n else ""
+        # Each setting has a comment right above it (or shares the one of its group).
+        assert above.startswith("#") or re.match(r"[A-Z_]+=", above), name

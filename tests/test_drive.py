@@ -1,5 +1,5 @@
 """DriveSource against the Drive v3 emulator over HTTP: listing, changes feed, renames,
-retries and a bad root (issue #3, SPEC §2, §5 steps 3 and 7)."""
+retries and a bad root (issue #3, contract §2, §5 steps 3 and 7)."""
 
 from __future__ import annotations
 

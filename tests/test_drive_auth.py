@@ -150,3 +150,51 @@ def test_unreachable_token_endpoint_is_a_runtime_failure(
     with pytest.raises(ServiceError) as info:
         _source(drive_emulator, drive, key_file, (SCOPE_READ,)).read(None, now=NOW)
     assert info.value.exit_code == 1 and "cannot reach Google" in str(info.value)
+
+
+SERVICE_ACCOUNT = "sync@test.iam.gserviceaccount.com"
+
+
+def _undelegated(emu: DriveEmulator, root: str, key: Path) -> DriveSource:
+    """DELEGATE_EMAIL unset: the service account acts as itself."""
+    return DriveSource(
+        root,
+        credentials=load_credentials(key, "", (SCOPE_READ,)),
+        endpoint=emu.url,
+        scopes=(SCOPE_READ,),
+        sleep=lambda s: None,
+    )
+
+
+def test_without_delegate_email_messages_name_the_service_account(
+    drive_emulator: DriveEmulator, drive: str, key_file: Path
+) -> None:
+    """Issue 11 item 15: not "the account in use", but the key file's e-mail."""
+    from backtest_compilation.errors import ServiceError
+
+    drive_emulator.grant(SERVICE_ACCOUNT, SCOPE_READ)
+    with pytest.raises(ServiceError) as info:
+        _undelegated(drive_emulator, "no-such-folder", key_file).read(None, now=NOW)
+    message = str(info.value)
+    assert f"not shared with the service account {SERVICE_ACCOUNT}" in message
+    assert "DELEGATE_EMAIL is not set" in message and "account in use" not in message
+    # Credentials Google rejects name it too.
+    drive_emulator.grants = {"someone-else@chapter.example.org": frozenset({SCOPE_READ})}
+    with pytest.raises(ConfigError) as rejected:
+        _undelegated(drive_emulator, drive, key_file).read(None, now=NOW)
+    assert f"acting as the service account {SERVICE_ACCOUNT}" in str(rejected.value)
+
+
+def test_folder_id_of_a_file_says_it_is_a_file_without_contradiction(
+    drive_emulator: DriveEmulator, drive: str, key_file: Path
+) -> None:
+    """Issue 11 item 13: a file is no "does not exist or is not shared"."""
+    from backtest_compilation.errors import ServiceError
+
+    drive_emulator.grant(DELEGATE, SCOPE_READ)
+    with pytest.raises(ServiceError) as info:
+        _source(drive_emulator, "t1", key_file, (SCOPE_READ,)).read(None, now=NOW)
+    message = str(info.value)
+    assert "FOLDER_ID 't1' is a file (application/pdf)" in message
+    assert "FOLDER_ID must be the shared drive or the top folder" in message
+    assert "does not exist" not in message and "not shared" not in message

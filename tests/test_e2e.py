@@ -94,6 +94,7 @@ def world(
         drive_api_endpoint=drive_emulator.url,
         sheets_api_endpoint=sheets_emulator.url,
     )
+    sheets_emulator.link_drive(drive_emulator)  # the spreadsheet is a Drive file too
     store = Store.from_settings(settings)
     yield {
         "settings": settings,

@@ -6,24 +6,29 @@ exactly what a fault-free run publishes. See docs/reliability.md for the table."
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
+import shutil
 import signal
 import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pymongo import MongoClient, monitoring
 
-from backtest_compilation import state
-from backtest_compilation.errors import ServiceError
+from backtest_compilation import pipeline, state
+from backtest_compilation.errors import RunError, ServiceError
 from backtest_compilation.store import RoundTrips, Store
 from tests import secantus
 from tests.fixtures_faults import SHEET_KEY, FaultWorld, make_fault_world
 from tests.secantus import MongoServer, free_port
+from tests.website import without_ids
 
 pytestmark = pytest.mark.mongo_server
 
@@ -171,7 +176,10 @@ def test_permission_lost_on_the_root_writes_nothing_anywhere_and_exits_1(
     lose(world)  # type: ignore[operator]
     got = world.cli("--json")
     assert got.returncode == 1, got.stderr
-    assert got.stdout == ""  # no summary claims anything was done
+    # One JSON object (contract §8), which claims nothing was done: failed at the drive.
+    summary = json.loads(got.stdout)
+    assert (summary["ok"], summary["exit_code"], list(summary["failed"])) == (False, 1, ["drive"])
+    assert summary["catalog"] is None and summary["mongo"] is None and summary["sheet"] is None
     assert "FOLDER_ID" in got.stderr or "403" in got.stderr
     assert world.everything() == before
 
@@ -239,6 +247,20 @@ def test_mongodb_unreachable_at_start_exits_1_and_writes_nothing(fault_world: Fa
     assert "s3cret-Pa55" not in got.stderr + got.stdout
     assert world.everything() == before  # no rename, no sheet, no state
     assert world.drive.stats.renames == 0 and world.sheets.writes() == 0
+
+
+def test_mongodb_unreachable_says_host_port_and_cause_in_one_line(fault_world: FaultWorld) -> None:
+    """Issue 11 item 16: one line naming host, port and the likely cause; no topology dump
+    cut mid-word, no password."""
+    world = fault_world
+    port = free_port()
+    dead = f"mongodb://backtests:s3cret-Pa55@127.0.0.1:{port}/?directConnection=true"
+    got = world.cli(env=world.env(MONGO_URI=dead), fresh=True)
+    assert got.returncode == 1, got.stderr
+    lines = [line for line in got.stderr.splitlines() if "unreachable" in line]
+    assert len(lines) == 1, got.stderr
+    assert f"127.0.0.1:{port} refused the connection: nothing listens there" in lines[0]
+    assert "Topology" not in got.stderr and "s3cret-Pa55" not in got.stderr
 
 
 def test_cli_summary_json_reports_a_failed_sheet(fault_world: FaultWorld, tmp_path: Path) -> None:
@@ -484,3 +506,411 @@ def test_mongodb_lost_in_the_middle_of_a_plan_converges_on_the_next_run_keeping_
             if folder_id in after:
                 assert after[folder_id] == _id, folder_id
         assert set(after) == set(fault_twin.course_ids())
+
+
+# ---------------------------------------------------------------- issue 11: each sink alone
+
+
+def test_a_401_on_rename_batch_parts_leaves_mongo_and_the_sheet_applied(
+    fault_world: FaultWorld, fault_twin: FaultWorld, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A failure inside the rename step (here the client library cannot refresh
+    anonymous credentials after a 401 on a batch part) stops only the renames: MongoDB
+    and the sheet are applied, the traceback is logged at ERROR and sent to Sentry."""
+    world = fault_world
+    world.drive.faults.part_every = 1
+    world.drive.faults.part_kinds = ("401",)
+    reported: list[BaseException] = []
+    services = world.services()
+    services.report_error = reported.append
+    with caplog.at_level(logging.INFO):
+        got = world.run(services=services)
+    assert got.exit_code == 1
+    assert list(got.summary["failed"]) == ["renames"]
+    assert "unexpected failure" in got.summary["failed"]["renames"]
+    assert got.summary["mongo"]["in_sync"] is True and got.summary["sheet"]["written"] is True
+    assert len(reported) == 1
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR and r.exc_info]
+    assert errors and "renames: unexpected failure" in errors[0].getMessage()
+    # The website shows what a fault-free run publishes; only the renames are pending.
+    reference = fault_twin.run()
+    assert without_ids(world.view()) == without_ids(fault_twin.view())
+    assert not any(r["applied"] for r in got.summary["renames"])
+    world.drive.faults.part_every = 0
+    healed = world.run()
+    assert healed.exit_code == 0, healed.summary["failed"]
+    assert world.published() == fault_twin.published()
+    assert reference.exit_code == 0
+
+
+def test_a_library_error_in_the_mongo_sink_leaves_the_sheet_written(
+    fault_world: FaultWorld,
+) -> None:
+    """An unexpected error inside one sink (a bug, not a service failure) is that sink's
+    failure: logged with its traceback, reported, exit 1, the other sinks still run."""
+    world = fault_world
+    services = world.services()
+
+    class Broken(type(services.store)):  # type: ignore[misc]
+        def apply(self, *args: Any, **kwargs: Any) -> Any:
+            raise KeyError("writeErrors")
+
+    services.store.__class__ = Broken
+    reported: list[BaseException] = []
+    services.report_error = reported.append
+    got = world.run(services=services)
+    assert got.exit_code == 1
+    assert got.summary["failed"] == {"mongo": "unexpected failure: KeyError: 'writeErrors'"}
+    assert got.summary["sheet"]["written"] is True
+    assert got.summary["mongo"]["applied"] is False and got.summary["mongo"]["in_sync"] is False
+    assert [type(e) for e in reported] == [KeyError]
+    assert "failed: mongo" in pipeline.summary_line(got.summary)
+
+
+# ---------------------------------------------------------------- issue 11: --json, exit codes
+
+
+def test_mongodb_unreachable_still_prints_one_json_object(fault_world: FaultWorld) -> None:
+    world = fault_world
+    dead = f"mongodb://127.0.0.1:{free_port()}/?directConnection=true"
+    env = world.env(MONGO_URI=dead)
+    got = world.cli("--json", env=env)
+    assert got.returncode == 1, got.stderr
+    summary = json.loads(got.stdout)
+    assert (summary["ok"], summary["exit_code"], list(summary["failed"])) == (False, 1, ["mongo"])
+    assert "unreachable" in summary["failed"]["mongo"]
+    # What was known: the catalog was built before MongoDB was asked.
+    assert len(summary["catalog"]["courses"]) == 10 and summary["problems"]
+    assert summary["api_calls"]["drive"] >= 1
+    check = world.cli("check", "--json", env=env)
+    assert check.returncode == 5, check.stderr  # could not check, not "out of sync"
+    assert json.loads(check.stdout)["exit_code"] == 5
+    assert "could not check" in check.stderr
+
+
+def test_check_says_out_of_sync_with_1_and_could_not_check_with_5(
+    fault_world: FaultWorld,
+) -> None:
+    world = fault_world
+    assert world.cli("check").returncode == 1  # nothing published yet: out of sync
+    assert world.cli("--json").returncode == 0
+    assert world.cli("check").returncode == 0
+    world.sheets.share(SHEET_KEY, False)
+    got = world.cli("check", "--json")
+    assert got.returncode == 5, got.stderr
+    summary = json.loads(got.stdout)
+    assert list(summary["failed"]) == ["sheet"] and summary["exit_code"] == 5
+    world.sheets.share(SHEET_KEY, True)
+    world.drive.add_file("c10", "MATH-1010 E3F23.pdf", file_id="n-new")
+    assert world.cli("check").returncode == 1
+
+
+def test_a_settings_error_with_json_prints_one_object(fault_world: FaultWorld) -> None:
+    got = fault_world.cli("--json", env=fault_world.env(MAX_DELETE_FRACTION="lots"))
+    assert got.returncode == 2
+    summary = json.loads(got.stdout)
+    assert (summary["ok"], summary["exit_code"], list(summary["failed"])) == (
+        False,
+        2,
+        ["settings"],
+    )
+    assert "MAX_DELETE_FRACTION" in summary["failed"]["settings"]
+
+
+# ---------------------------------------------------------------- issue 11: partial MongoDB apply
+
+
+def test_a_mongo_apply_cut_part_way_reports_what_was_applied(
+    tmp_path: Path, restartable_server: _Server
+) -> None:
+    server = restartable_server
+    with ExitStack() as stack:
+        world = make_fault_world(stack, MongoServer(server.uri, server.port), tmp_path, "cut")
+        world.run()
+        before = world.documents()
+        big_edit(world)
+        counter = RoundTrips()
+        killer = _StopServerAtWrite(2, server)  # the backtests go in, then the server dies
+        client: MongoClient[Any] = MongoClient(
+            server.uri, serverSelectionTimeoutMS=1500, event_listeners=[counter, killer]
+        )
+        store = Store(client, world.db_name, round_trips=counter, monitored=True, uri=server.uri)
+        broken = world.run(services=world.services(store=store))
+        server.start()
+        mongo = broken.summary["mongo"]
+        after = world.documents()
+        new_docs = sum(
+            len({d["_id"] for d in after[c]} - {d["_id"] for d in before.get(c, [])}) for c in after
+        )
+        # The counts are what the database really got, not the plan.
+        assert mongo["inserted"] == new_docs == 2  # the two new courses' backtests
+        assert (mongo["updated"], mongo["deleted"]) == (0, 0)
+        assert mongo["applied"] is False and mongo["in_sync"] is False
+        assert mongo["not_applied"] == {"inserted": 3, "updated": 2, "deleted": 7}
+        phases = {p["phase"]: (p["planned"], p["applied"]) for p in mongo["phases"]}
+        assert phases["insert backtests"] == (2, 2) and phases["insert courses"] == (2, 0)
+        line = pipeline.summary_line(broken.summary)
+        assert "mongo +2 ~0 -0 (not applied: +3 ~2 -7)" in line
+        # Nothing the website shows changed: the new backtests point at no course yet.
+        assert broken.summary["website"] == {"added": [], "removed": [], "renamed": []}
+
+
+# ---------------------------------------------------------------- issue 11: the sheet
+
+
+def test_sync_repairs_a_deleted_report_tab_on_an_unchanged_drive(fault_world: FaultWorld) -> None:
+    """What `check` finds in the sheet, `sync` repairs, also when the drive is unchanged:
+    the spreadsheet's Drive `version` tells that someone else wrote to it."""
+    world = fault_world
+    assert world.cli("--json").returncode == 0
+    published = world.sheet()
+    # Unchanged and untouched: at most 2 Drive calls, no Sheets call, nothing written.
+    world.sheets.reset_log()
+    quiet = json.loads(world.cli("--json").stdout)
+    assert quiet["unchanged"] is True
+    assert quiet["api_calls"]["drive"] <= 2 and quiet["api_calls"]["sheets"] == 0
+    assert world.sheets.calls() == 0
+
+    world.sheets.delete_tab(SHEET_KEY, "Errors in Drive")  # a person's edit
+    assert world.cli("check").returncode == 1
+    repaired = world.cli("--json")
+    assert repaired.returncode == 0, repaired.stderr
+    summary = json.loads(repaired.stdout)
+    assert summary["unchanged"] is True and summary["sheet"]["written"] is True
+    assert summary["api_calls"]["drive"] <= 3  # changes, version, version after the write
+    without_tab_ids = {k: v for k, v in world.sheet().items() if k != "_"}
+    assert without_tab_ids == {k: v for k, v in published.items() if k != "_"}
+    assert world.cli("check").returncode == 0
+    # Our own write is not mistaken for someone else's on the next run.
+    world.sheets.reset_log()
+    after = json.loads(world.cli("--json").stdout)
+    assert after["api_calls"]["sheets"] == 0 and world.sheets.calls() == 0
+
+
+def test_a_hand_edit_outside_the_report_reads_the_sheet_once_and_writes_nothing(
+    fault_world: FaultWorld,
+) -> None:
+    world = fault_world
+    assert world.cli("--json").returncode == 0
+    world.sheets.set_values(SHEET_KEY, "Physical Copies of Backtests", "E2", [[3]])
+    world.sheets.reset_log()
+    got = json.loads(world.cli("--json").stdout)
+    assert got["sheet"]["written"] is False and world.sheets.writes() == 0
+    world.sheets.reset_log()
+    json.loads(world.cli("--json").stdout)
+    assert world.sheets.calls() == 0  # the new version was remembered
+
+
+def test_a_renamed_copies_tab_fails_the_sheet_step_and_is_never_recreated(
+    fault_world: FaultWorld,
+) -> None:
+    world = fault_world
+    world.sheets.rename_tab(SHEET_KEY, "Physical Copies of Backtests", "Copies (old)")
+    got = world.cli("--json")
+    assert got.returncode == 1, got.stderr
+    summary = json.loads(got.stdout)
+    assert list(summary["failed"]) == ["sheet"]
+    why = summary["failed"]["sheet"]
+    assert "'Physical Copies of Backtests'" in why and "SHEET_COPIES_TAB" in why
+    assert "'Copies (old)'" in why  # the tabs that do exist
+    assert summary["mongo"]["in_sync"] is True  # MongoDB was still applied
+    assert "Physical Copies of Backtests" not in world.sheets.tab_titles(SHEET_KEY)
+    assert world.sheets.writes() == 0
+    fixed = world.cli("--json", env=world.env(SHEET_COPIES_TAB="Copies (old)"))
+    assert fixed.returncode == 0, fixed.stderr
+    assert world.sheets.value(SHEET_KEY, "Copies (old)", "F3") == 4  # MATH-1010's count
+
+
+# ---------------------------------------------------------------- issue 11: a full CACHE_DIR
+
+
+@pytest.mark.parametrize("where", ["lock", "state"])
+def test_a_full_cache_dir_is_said_as_such_and_keeps_the_state(
+    fault_world: FaultWorld, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """ENOSPC while writing the lock or the state file: one clear message naming
+    CACHE_DIR and its path; the state file is the previous one; nothing else written."""
+    from backtest_compilation import lock as lock_mod
+
+    world = fault_world
+    world.run()
+    edit(world)
+    before = world.everything()
+
+    def full(*_args: Any, **_kwargs: Any) -> Any:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    if where == "lock":
+        monkeypatch.setattr(lock_mod.os, "pwrite", full)
+    else:
+        monkeypatch.setattr(state.tempfile, "mkstemp", full)
+    with pytest.raises(RunError) as info:
+        world.run()
+    monkeypatch.undo()
+    message = str(info.value)
+    assert f"CACHE_DIR {str(world.cache_dir)!r} is full" in message
+    assert "No space left on device" in message and "previous state is kept" in message
+    assert info.value.summary is not None and info.value.summary["failed"] == {
+        ("lock" if where == "lock" else "state"): message
+    }
+    assert world.everything() == before
+    assert world.run().exit_code == 0  # space again: the run converges
+
+
+# ---------------------------------------------------------------- issue 11: ids come back
+
+
+def test_a_course_folder_that_comes_back_within_30_days_gets_its_id_back(
+    fault_world: FaultWorld,
+) -> None:
+    world = fault_world
+    config = world.settings()
+    clock = [datetime(2026, 11, 20, 14, 2, tzinfo=UTC)]
+
+    def run() -> pipeline.Outcome:
+        services = world.services(config)
+        services.clock = lambda: clock[0]
+        return world.run(config, services=services)
+
+    assert run().exit_code == 0
+    ids = world.course_ids()
+    world.drive.add_folder(world.root, "Archive 2019", file_id="x-away")
+    world.drive.move("c10", "x-away")  # MATH-1010 leaves the tree…
+    gone = run()
+    assert gone.summary["website"]["removed"] == ["MATH-1010 Calculus I"]
+    assert "c10" not in world.course_ids()
+    clock[0] += timedelta(days=29)
+    world.drive.move("c10", "d1")  # … and comes back
+    back = run()
+    assert back.summary["website"]["added"] == ["MATH-1010 Calculus I"]
+    assert world.course_ids()["c10"] == ids["c10"]
+    assert world.course_ids() == ids
+    # Away longer than 30 days: a new `_id` (the old one is forgotten).
+    world.drive.move("c11", "x-away")
+    run()
+    clock[0] += timedelta(days=31)
+    world.drive.move("c11", "d1")
+    run()
+    assert world.course_ids()["c11"] != ids["c11"]
+
+
+# ---------------------------------------------------------------- issue 11: what changed, by name
+
+
+def _messages(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno == level]
+
+
+def test_each_change_is_logged_by_name_and_long_lists_are_capped(
+    fault_world: FaultWorld, caplog: pytest.LogCaptureFixture
+) -> None:
+    world = fault_world
+    world.run()
+    for n in range(60):  # 60 renames: more than the 50 lines a list may take
+        name = f"math-4100 q{n:02d} f{n % 20 + 1:02d}.pdf"
+        world.drive.add_file("c12", name, file_id=f"r{n:02d}")
+    world.drive.rename("c02", "CSCI-2300 Algorithms")
+    world.drive.trash("c21")  # ECSE-2010 leaves the website
+    world.drive.add_folder("d1", "MATH-4960 Topology", "n-topo")
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        got = world.run()
+    info = _messages(caplog, logging.INFO)
+    renamed = [m for m in info if m.startswith("renamed: ")]
+    assert len(renamed) == 51 and renamed[-1] == "renamed: … and 10 more (see --json)"
+    assert (
+        "renamed: MATH / MATH-4100 Linear Algebra / math-4100 q00 f01.pdf → MATH-4100 Q00F01.pdf"
+        in info
+    )
+    assert "website: added course: MATH-4960 Topology" in info
+    assert "website: removed course: ECSE-2010 Electric Circuits" in info
+    assert "website: renamed course: CSCI-2300 Intro to Algorithms → CSCI-2300 Algorithms" in info
+    assert "website: 1 courses added, 1 removed, 1 renamed" in info
+    # The full lists are in the summary (--json, last-run.json).
+    assert sum(r["applied"] for r in got.summary["renames"]) == 60
+    assert got.summary["website"] == {
+        "added": ["MATH-4960 Topology"],
+        "removed": ["ECSE-2010 Electric Circuits"],
+        "renamed": [{"from": "CSCI-2300 Intro to Algorithms", "to": "CSCI-2300 Algorithms"}],
+    }
+
+
+def test_problems_are_logged_once_when_new_and_once_when_resolved(
+    fault_world: FaultWorld, caplog: pytest.LogCaptureFixture
+) -> None:
+    world = fault_world
+    with caplog.at_level(logging.INFO):
+        first = world.run()
+    total = len(first.summary["problems"])
+    assert (
+        len([m for m in _messages(caplog, logging.WARNING) if m.startswith("problem: ")]) == total
+    )
+    # The drive changes, but none of its problems: not one of them is logged again.
+    world.drive.add_file("c10", "MATH-1010 E3F23.pdf", file_id="n-new")
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        second = world.run()
+    assert not [m for m in _messages(caplog, logging.WARNING) if m.startswith("problem")]
+    assert second.summary["problem_changes"] == {"new": 0, "resolved": 0}
+    # One new problem, one resolved.
+    world.drive.add_file("c10", "notes.txt", "text/plain", file_id="n-txt")
+    world.drive.delete("f105")  # MATH-1010's "scan 0042.pdf"
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        third = world.run()
+    warnings = [m for m in _messages(caplog, logging.WARNING) if m.startswith("problem")]
+    assert warnings == ["problem: Not a PDF: MATH / MATH-1010 Calculus I / notes.txt"]
+    resolved = [m for m in _messages(caplog, logging.INFO) if m.startswith("resolved: ")]
+    assert len(resolved) == 1 and "MATH-1010 Calculus I / scan 0042.pdf" in resolved[0]
+    assert third.summary["problem_changes"] == {"new": 1, "resolved": 1}
+    line = pipeline.summary_line(third.summary)
+    assert f"{total} problems (1 new, 1 resolved)" in line
+
+
+# ---------------------------------------------------------------- issue 11: a local --source
+
+
+def _local_drive(tmp_path: Path) -> Path:
+    from backtest_compilation import sample
+
+    copy = tmp_path / "local-drive"
+    shutil.copytree(sample.SAMPLE_DRIVE, copy)
+    return copy
+
+
+def test_a_local_source_writes_no_sheet_and_no_real_database(
+    fault_world: FaultWorld, tmp_path: Path
+) -> None:
+    world = fault_world
+    assert world.cli("--json").returncode == 0
+    before = {k: v for k, v in world.everything().items() if k != "state"}
+    got = world.cli("--json", "--source", str(_local_drive(tmp_path)))
+    assert got.returncode == 0, got.stderr
+    summary = json.loads(got.stdout)
+    assert summary["sheet"]["written"] is False and summary["mongo"]["inserted"] > 0
+    assert "in-process MongoDB" in got.stderr and "--publish" in got.stderr
+    assert "a local --source writes no sheet" in got.stderr
+    assert {k: v for k, v in world.everything().items() if k != "state"} == before
+    # And the Drive source's memory was not touched: its next run is an unchanged one.
+    again = json.loads(world.cli("--json").stdout)
+    assert again["unchanged"] is True and again["mongo"]["in_sync"] is True
+
+
+def test_a_published_local_run_never_short_cuts_the_next_drive_run(
+    fault_world: FaultWorld, tmp_path: Path
+) -> None:
+    """The issue's case: a local source written to the real sheet and database; the next
+    Drive run must put back what the drive holds (not say "sheet not written")."""
+    world = fault_world
+    assert world.cli("--json").returncode == 0
+    published = world.published()
+    local = world.cli("--json", "--source", str(_local_drive(tmp_path)), "--publish")
+    assert local.returncode == 0, local.stderr
+    assert world.published() != published  # the try-out really wrote both
+    assert world.cli("check").returncode == 1
+    healed = world.cli("--json")
+    assert healed.returncode == 0, healed.stderr
+    summary = json.loads(healed.stdout)
+    assert summary["sheet"]["written"] is True
+    assert world.published()[:2] == published[:2]  # website and sheet as the drive says
+    assert world.cli("check").returncode == 0

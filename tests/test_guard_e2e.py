@@ -30,7 +30,10 @@ def assert_refused_then_allowed(world: FaultWorld, env: dict[str, str], *, left:
     assert "Mass-delete guard:" in dry.stdout
     got = world.cli("--json", env=env)
     assert got.returncode == 3, got.stderr
-    assert got.stdout == ""
+    refused = json.loads(got.stdout)  # one JSON object, claiming nothing was applied
+    assert (refused["ok"], refused["exit_code"], list(refused["failed"])) == (False, 3, ["guard"])
+    assert "--allow-mass-delete" in refused["failed"]["guard"]
+    assert refused["mongo"] is None and refused["sheet"] is None
     assert "mass-delete guard" in got.stderr and "--allow-mass-delete" in got.stderr
     assert "Nothing was applied" in got.stderr
     assert world.everything() == before  # no delete, no rename, no sheet, no state
@@ -110,3 +113,22 @@ def test_max_delete_fraction_is_honoured(fault_world: FaultWorld) -> None:
     got = world.cli("--json", env=world.env(MAX_DELETE_FRACTION="0.5"))
     assert got.returncode == 0, got.stderr
     assert world.db[COURSES].count_documents({}) == 25
+
+
+def test_folder_id_one_level_too_deep_is_said_once_with_a_hint(fault_world: FaultWorld) -> None:
+    """Issue 11 item 14: FOLDER_ID names the CSCI department folder. The guard refuses,
+    its message appears once (not twice), and it says FOLDER_ID looks one level too deep."""
+    world = fault_world
+    assert published_first(world) == 10
+    before = world.everything()
+    got = world.cli(env=world.env(FOLDER_ID="d0"))
+    assert got.returncode == 3, got.stderr
+    guard_lines = [line for line in got.stderr.splitlines() if "mass-delete guard" in line]
+    assert len(guard_lines) == 1, got.stderr
+    assert (
+        "FOLDER_ID seems to point one level too deep: 'CSCI' holds no department"
+        in (guard_lines[0])
+    )
+    assert "Nothing was applied" in guard_lines[0]
+    assert got.stderr.count("one level too deep") == 1
+    assert world.everything() == before

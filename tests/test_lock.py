@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
@@ -115,3 +116,17 @@ def test_an_unusable_cache_dir_is_a_run_error(tmp_path: Path) -> None:
     with pytest.raises(RunError, match="cannot open the run lock") as info, lock.hold(blocked):
         pass
     assert info.value.exit_code == 1
+
+
+def test_a_full_cache_dir_is_said_as_such(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def full(*_args: object) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(lock.os, "pwrite", full)
+    with pytest.raises(RunError) as info, lock.hold(tmp_path):
+        pass
+    assert info.value.exit_code == 1
+    assert f"CACHE_DIR {str(tmp_path)!r} is full (No space left on device)" in str(info.value)
+    monkeypatch.undo()
+    with lock.hold(tmp_path):  # released: the next run takes it
+        pass

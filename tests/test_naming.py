@@ -1,4 +1,4 @@
-"""SPEC §2 naming rules, one named case per rule (the ids read as sentences)."""
+"""Contract §2 naming rules, one named case per rule (the ids read as sentences)."""
 
 from __future__ import annotations
 

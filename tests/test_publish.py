@@ -1,4 +1,4 @@
-"""The pure diff: catalog × current MongoDB state → typed plan (SPEC §3), the guard, output."""
+"""The pure diff: catalog × current MongoDB state → typed plan (contract §3), the guard, output."""
 
 from __future__ import annotations
 
@@ -567,3 +567,14 @@ def test_mongo_block_of_a_plan_and_of_an_applied_plan() -> None:
     assert mongo_block(Plan()) == {"inserted": 0, "updated": 0, "deleted": 0, "in_sync": True}
     done = Applied(inserted=3, updated=0, deleted=3, round_trips=9, seconds=0.1)
     assert mongo_block(p, done) == {"inserted": 3, "updated": 0, "deleted": 3, "in_sync": True}
+
+
+def test_a_returning_folder_gets_its_remembered_id_unless_it_is_taken() -> None:
+    back = course(CALC, "f-calc")
+    p = plan(catalog(back), Current(), new_id=fresh_ids(), reuse={"f-calc": oid(7)})
+    assert [c.id for c in p.courses_to_add] == [oid(7)]
+    assert p.backtests_to_add[0].course_id == oid(7)
+    # The remembered `_id` is in use by another document: never reused (no clash).
+    taken = state(courses=[{"_id": oid(7), "name": DS, "course_code": "CSCI"}])
+    q = plan(catalog(back), taken, new_id=fresh_ids(), reuse={"f-calc": oid(7)})
+    assert [c.id for c in q.courses_to_add] != [oid(7)]

@@ -1,4 +1,4 @@
-"""The demo's sample drive keeps its teaching value: every §2 mistake occurs in it."""
+"""The demo's sample drive keeps its teaching value: every mistake of contract §2 occurs in it."""
 
 from __future__ import annotations
 

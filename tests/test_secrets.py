@@ -1,4 +1,4 @@
-"""Secrets never leak (issue #6 item 6, SPEC §5.1): every command, run for real.
+"""Secrets never leak (issue #6 item 6, contract §5.1): every command, run for real.
 
 Each command runs in its own process, as cron or the container would run it, with a
 password in `MONGO_URI` (a real user on the MongoDB-wire server), a `SENTRY_DSN` whose

@@ -1,4 +1,4 @@
-"""SPEC §6 settings: defaults, every validation problem reported at once, secrets redacted."""
+"""Contract §6 settings: defaults, every validation problem reported at once, secrets redacted."""
 
 from __future__ import annotations
 
@@ -235,3 +235,99 @@ def test_sheet_names_are_configurable() -> None:
     with pytest.raises(ConfigError) as caught:
         settings.load({"SHEET_COUNT_COLUMN": "6", "SHEET_STAMP_CELL": "P"}, needs_drive=False)
     assert len(caught.value.problems) == 2
+
+
+# Issue 11: settings that used to pass validation and fail later, or fail with a message
+# that sent the user the wrong way.
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        pytest.param("2 9-19/2 * * * *", id="six fields: croniter would read seconds"),
+        pytest.param("0 2 9-19/2 * * * *", id="seven fields: seconds and years"),
+        pytest.param("9-19/2 * * *", id="four fields"),
+    ],
+)
+def test_schedule_needs_exactly_five_fields(schedule: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        settings.load({"SCHEDULE": schedule}, needs_drive=False)
+    (line,) = caught.value.problems
+    assert "needs 5 fields: minute hour day-of-month month day-of-week" in line
+    assert repr(schedule) in line
+
+
+def test_a_five_field_schedule_is_accepted() -> None:
+    assert settings.load({"SCHEDULE": "*/5 * * * 1-5"}, needs_drive=False).schedule == (
+        "*/5 * * * 1-5"
+    )
+
+
+QUOTED = [
+    pytest.param("MONGO_URI", '"mongodb://u:hunter2@db:27017"', id="MONGO_URI in double quotes"),
+    pytest.param("FOLDER_ID", "'0AbCdEf'", id="FOLDER_ID in single quotes"),
+    pytest.param("SENTRY_DSN", '"https://abcdef@o1.ingest.sentry.io/42"', id="the DSN in quotes"),
+    pytest.param("SCHEDULE", '"2 9-19/2 * * *"', id="SCHEDULE in quotes"),
+    pytest.param("TZ", "'America/New_York'", id="TZ in quotes"),
+    pytest.param("SHEET_URL", '"https://docs.google.com/spreadsheets/d/k/edit"', id="SHEET_URL"),
+    pytest.param("MONGO_DB", '"apo_main"', id="MONGO_DB in quotes"),
+    pytest.param("RENAME_FILES", "'false'", id="a boolean in quotes"),
+]
+
+
+@pytest.mark.parametrize(("name", "value"), QUOTED)
+def test_a_value_in_quotes_says_remove_the_quotes(name: str, value: str) -> None:
+    env = {"DRIVE_API_ENDPOINT": "http://127.0.0.1:1", "SHEETS_API_ENDPOINT": "http://h:2"}
+    with pytest.raises(ConfigError) as caught:
+        settings.load({**env, "FOLDER_ID": "0AbCdEf", name: value})
+    # One line for the setting, and no second, misleading one about its value.
+    assert caught.value.problems == [
+        f"{name} is wrapped in quotes: remove the quotes (docker --env-file keeps them)"
+    ]
+    assert "hunter2" not in str(caught.value) and "abcdef" not in str(caught.value)
+
+
+def test_quotes_inside_a_value_are_not_flagged() -> None:
+    s = settings.load({"SHEET_COPIES_TAB": '"Copies" 2024', "FOLDER_ID": "x'y"}, needs_drive=False)
+    assert s.sheet_copies_tab == '"Copies" 2024' and s.folder_id == "x'y"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "https://drive.google.com/drive/folders/0AbC_d-E9fGhIjKlMnOpQrStUv",
+        "https://drive.google.com/drive/u/0/folders/0AbC_d-E9fGhIjKlMnOpQrStUv?usp=sharing",
+        "https://drive.google.com/drive/u/2/folders/0AbC_d-E9fGhIjKlMnOpQrStUv#x",
+        "https://drive.google.com/open?id=0AbC_d-E9fGhIjKlMnOpQrStUv",
+        "0AbC_d-E9fGhIjKlMnOpQrStUv",
+    ],
+)
+def test_folder_id_may_be_a_drive_url(value: str) -> None:
+    s = settings.load({"FOLDER_ID": value, "DRIVE_API_ENDPOINT": "http://127.0.0.1:1"})
+    assert s.folder_id == "0AbC_d-E9fGhIjKlMnOpQrStUv"
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        pytest.param(
+            "https://drive.google.com/file/d/1xYz/view?usp=sharing",
+            "FOLDER_ID is the address of a file; it must be the shared drive or the top folder",
+            id="a file's URL",
+        ),
+        pytest.param(
+            "https://docs.google.com/spreadsheets/d/1xYz/edit",
+            "FOLDER_ID is the address of a file",
+            id="a spreadsheet's URL",
+        ),
+        pytest.param(
+            "https://example.com/folders/abc",
+            "FOLDER_ID is not a Drive folder URL",
+            id="a URL that is not Drive's",
+        ),
+    ],
+)
+def test_folder_id_url_that_names_no_folder(value: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        settings.load({"FOLDER_ID": value, "DRIVE_API_ENDPOINT": "http://127.0.0.1:1"})
+    assert len(caught.value.problems) == 1 and caught.value.problems[0].startswith(message)

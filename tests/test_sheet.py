@@ -1,4 +1,4 @@
-"""The sheet report's pure core (SPEC §4): matching, report contents, digest, requests."""
+"""The sheet report's pure core (contract §4): matching, report contents, digest, requests."""
 
 from __future__ import annotations
 
@@ -360,7 +360,8 @@ def test_write_requests_touch_only_the_count_column_and_the_stamp() -> None:
 def test_values_are_typed_so_text_never_becomes_a_formula() -> None:
     problems = (Problem(Category.INVALID_FILENAME, '=IMPORTXML("http://x")', "p", "1"),)
     report = sheet.build(Catalog(problems=problems), [])
-    requests = sheet.write_requests(report, sheet.SheetState())
+    copies = sheet.SheetState(tabs=(sheet.TabInfo(0, "Physical Copies of Backtests", 10, 7),))
+    requests = sheet.write_requests(report, copies)
     cells = [
         cell
         for r in requests

@@ -1,5 +1,5 @@
 """`SheetReport` against the Sheets v4 emulator over HTTP: what lands in the sheet, cell by
-cell, and how many calls it takes (SPEC §4, §5.6, §8)."""
+cell, and how many calls it takes (contract §4, §5.6, §8)."""
 
 from __future__ import annotations
 
@@ -285,13 +285,14 @@ def test_a_course_that_disappears_turns_its_count_yellow(
 
 
 def test_missing_tabs_are_created(sheets_emulator: SheetsEmulator, make_report: MakeReport) -> None:
-    sheets_emulator.add_spreadsheet(SHEET_KEY, tabs={"Sheet1": [["unrelated"]]})
+    """Only the tool's own tabs: the physical-copies tab belongs to people (contract §4)."""
+    sheets_emulator.add_spreadsheet(SHEET_KEY, tabs={"Sheet1": [["unrelated"]], COPIES: []})
     report = make_report()
 
     result = report.publish(drive(), None, NOW)
 
-    assert result.api_calls == 2  # no report tab to read yet
-    assert sheets_emulator.tab_titles(SHEET_KEY) == ["Sheet1", ERRORS, NOT_FOUND, COPIES]
+    assert result.api_calls == 3  # metadata, the (empty) copies tab, the write
+    assert sheets_emulator.tab_titles(SHEET_KEY) == ["Sheet1", COPIES, ERRORS, NOT_FOUND]
     assert len(result.not_found) == len(drive().courses)
     assert sheets_emulator.value(SHEET_KEY, COPIES, "P24") == "11/21/26 05:05:09 PM"
     assert sheets_emulator.values(SHEET_KEY, "Sheet1") == [["unrelated"]]
@@ -580,7 +581,7 @@ def test_any_tab_name_round_trips_through_a1_ranges(title: str) -> None:
     layout = sheet.Layout(copies_tab=title)
     cat = Catalog(courses=(Course("MATH-1010 Calculus I", "MATH", "1010", "Calculus I", "f"),))
     with SheetsEmulator() as emu:
-        emu.add_spreadsheet(SHEET_KEY, tabs={"Sheet1": []})
+        emu.add_spreadsheet(SHEET_KEY, tabs={title: []})
         report = sheet.open_report(SHEET_KEY, endpoint=emu.url, layout=layout)
         first = report.publish(cat, None, NOW)
         emu.set_values(SHEET_KEY, title, "A2", [["Calculus I"]])

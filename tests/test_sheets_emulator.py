@@ -277,3 +277,24 @@ def test_token_endpoint_and_required_auth(sheets_emulator: SheetsEmulator) -> No
         "error": "invalid_grant",
         "error_description": "Invalid JWT Signature.",
     }
+
+
+def test_a_spreadsheet_is_a_drive_file_whose_version_moves_on_every_write(
+    emu: SheetsEmulator, drive_emulator: Any, drive_source: Any
+) -> None:
+    """Linked to the Drive emulator, a spreadsheet is a Drive file: every write through
+    the Sheets API (or a person's edit) moves its `version`, and reads do not."""
+    emu.add_spreadsheet("1LinkedSheetKey", tabs={"Copies": [["a"]]})
+    emu.link_drive(drive_emulator)
+    source = drive_source("root")
+    first = source.file_version("1LinkedSheetKey")
+    assert first is not None
+    sheet = client(emu).open_by_key("1LinkedSheetKey")
+    sheet.worksheet("Copies").get_all_values()  # a read
+    assert source.file_version("1LinkedSheetKey") == first
+    sheet.worksheet("Copies").update([["b"]], "A1")  # a write through the API
+    second = source.file_version("1LinkedSheetKey")
+    assert second is not None and int(second) > int(first)
+    emu.delete_tab("1LinkedSheetKey", "Copies")  # a person's edit
+    assert int(source.file_version("1LinkedSheetKey") or 0) > int(second)
+    assert source.file_version("1NotADriveFileAtAll") is None  # cannot tell

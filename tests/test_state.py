@@ -1,9 +1,10 @@
-"""The state file: round trip, atomic replace, and bad files treated as absent (SPEC §5.7)."""
+"""The state file: round trip, atomic replace, and bad files treated as absent (contract §5.7)."""
 
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -246,3 +247,50 @@ def test_a_process_killed_while_saving_leaves_a_whole_state(tmp_path: Path) -> N
     assert warning is None
     assert loaded.drive is not None and loaded.drive.data["token"] in ("A", "B")
     assert len(loaded.drive.data["items"]) == 20_000
+
+
+# ---------------------------------------------------------------- one record per source
+
+
+def test_each_source_has_its_own_record_and_saving_one_keeps_the_others(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    drive_key = state.source_key("drive", "0ABacktests")
+    local_key = state.source_key("local", "/tmp/try")
+    drive = replace(full_state(), source=drive_key)
+    state.save(path, drive)
+    local, warning = state.load(path, local_key)
+    assert warning is None and local.drive is None and local.mongo is None  # nothing known
+    state.save(path, local.with_sink("sheet", {"skipped": True}, T0))
+    again, _ = state.load(path, drive_key)
+    assert replace(again, others={}) == drive  # the Drive source's memory is intact
+    other, _ = state.load(path, local_key)
+    assert other.sheet is not None and other.sheet.data == {"skipped": True}
+
+
+def test_a_file_from_before_sources_loads_as_the_record_of_its_drive(tmp_path: Path) -> None:
+    """State files written before sources were told apart still load (migrated)."""
+    path = tmp_path / "state.json"
+    doc = {
+        "format": state.FORMAT,
+        "version": 1,
+        "saved_at": T0.isoformat(),
+        "last_success": T0.isoformat(),
+        "drive": {"at": T0.isoformat(), "data": {"root_id": "0ABacktests", "items": []}},
+        "renames": None,
+        "mongo": {"at": T0.isoformat(), "data": {"fingerprint": "x"}},
+        "sheet": None,
+    }
+    path.write_text(json.dumps(doc))
+    mine, warning = state.load(path, state.source_key("drive", "0ABacktests"))
+    assert warning is None and mine.mongo is not None and mine.last_success == T0
+    theirs, _ = state.load(path, state.source_key("drive", "1SomeOtherFolder"))
+    assert theirs.mongo is None and theirs.last_success is None
+
+
+def test_retired_ids_are_forgotten_after_their_time() -> None:
+    s = State().with_retired({"folder-a": "64b000000000000000000001"}, T0, days=30)
+    assert s.retired_id("folder-a") == "64b000000000000000000001"
+    later = s.with_retired({}, T0 + timedelta(days=29), days=30)
+    assert later.retired_id("folder-a") == "64b000000000000000000001"
+    gone = s.with_retired({}, T0 + timedelta(days=31), days=30)
+    assert gone.retired_id("folder-a") is None

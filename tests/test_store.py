@@ -22,9 +22,17 @@ from pymongo import MongoClient, monitoring
 
 from backtest_compilation.catalog import Catalog
 from backtest_compilation.errors import ConfigError, GuardRefused, ServiceError
-from backtest_compilation.publish import BACKTESTS, CODES, COURSES, Applied, Plan, plan
+from backtest_compilation.publish import (
+    BACKTESTS,
+    CODES,
+    COURSES,
+    Applied,
+    Plan,
+    mongo_block,
+    plan,
+)
 from backtest_compilation.settings import Settings
-from backtest_compilation.store import RoundTrips, Store, _delete_ops, _phases
+from backtest_compilation.store import ApplyFailed, RoundTrips, Store, _delete_ops, _phases
 from tests.fixtures_mongo import MongoServer
 from tests.store_data import big_catalog, catalog, course
 from tests.test_publish import CASES, Case
@@ -449,3 +457,54 @@ def test_an_unusable_uri_is_a_config_error() -> None:
     with pytest.raises(ConfigError) as exc:
         Store.connect(f"mongodb://app:{SECRET}@127.0.0.1:notaport/", "apo_main")
     assert SECRET not in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    ("host", "cause"),
+    [
+        pytest.param("127.0.0.1:{port}", "refused the connection", id="nothing listens"),
+        pytest.param(
+            "no-such-host.invalid:27017",
+            "is a host name that does not resolve",
+            id="a host name that does not resolve",
+        ),
+    ],
+)
+def test_unreachable_server_is_one_line_naming_host_port_and_cause(host: str, cause: str) -> None:
+    """Issue 11 item 16: not pymongo's topology description cut mid-word."""
+    address = host.format(port=_closed_port())
+    uri = f"mongodb://app:{SECRET}@{address}/?authSource=admin"
+    with (
+        Store.connect(uri, "apo_main", timeout_ms=300) as store,
+        pytest.raises(ServiceError) as exc,
+    ):
+        store.read_current()
+    message = str(exc.value)
+    assert "\n" not in message and len(message) < 400, message
+    assert f"{address} {cause}" in message
+    assert "Topology" not in message and "ServerSelectionTimeoutError" not in message
+    assert "configured timeouts" not in message
+    assert SECRET not in message
+
+
+def test_an_apply_stopped_part_way_reports_what_was_written(store: Store) -> None:
+    """A write refused in the middle (here: someone inserted a course with the `_id`
+    the plan chose, between plan and apply) stops the apply; the error says what was
+    written before it, per phase, and everything after is not applied."""
+    publish(store, catalog(course(DS, tests=E1)))
+    p = plan(catalog(course(DS, tests=E1), course(CALC, tests=E1)), store.read_current())
+    store.database[COURSES].insert_one({"_id": p.courses_to_add[0].id, "name": "squatter"})
+    with pytest.raises(ApplyFailed) as info:
+        store.apply(p, max_delete_fraction=0.25, allow_mass_delete=False)
+    applied = info.value.applied
+    assert not applied.complete
+    assert (applied.inserted, applied.updated, applied.deleted) == (1, 0, 0)
+    assert applied.phases == (
+        ("insert backtests", 1, 1),
+        ("insert courses", 1, 0),
+        ("insert codes", 1, 0),
+    )
+    assert store.database[BACKTESTS].count_documents({}) == 2  # the one it said
+    block = mongo_block(p, applied)
+    assert block["in_sync"] is False and block["applied"] is False
+    assert block["not_applied"] == {"inserted": 2, "updated": 0, "deleted": 0}

@@ -16,6 +16,11 @@ the product uses, with Google's rules:
 - `/batch/drive/v3` multipart batches as `BatchHttpRequest` sends them (at most 100);
 - `/token`: an OAuth token endpoint for service-account JWTs (domain-wide delegation
   can be granted or refused per delegate and scope);
+- roles: `role` (the caller's role everywhere: `reader`, `writer` or `organizer`),
+  `set_role(role, item=…, delegate=…)` for one shared drive, folder or file (inherited
+  by what lies below it) or one impersonated user; `capabilities` in `files.get` and
+  `drives.get` follow the role, and a reader's rename is refused with 403
+  `insufficientFilePermissions` as Google does;
 - faults: injectable latency, 429 (with `Retry-After`), 403 `rateLimitExceeded` /
   `userRateLimitExceeded`, 500/503, dropped connections and requests that never
   answer ("hang"), every Nth request or scripted; counters of requests per method;
@@ -78,6 +83,10 @@ DEFAULT_FIELDS = {
     f"changes(kind,changeType,time,removed,fileId,driveId,file({_FILE_DEFAULT}))",
 }
 
+# Drive's roles, weakest first (`writer` is a shared drive's Contributor, `organizer` its
+# Manager); a reader may list and read but not rename.
+ROLES = ("reader", "writer", "organizer")
+
 FAULT_KINDS = ("429", "403-rate", "403-user-rate", "500", "503", "drop")
 ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 FILE_ID_LENGTH = 33
@@ -135,6 +144,9 @@ FAULT_ERRORS = {
     "403-forbidden": DriveApiError(403, "The user does not have sufficient permissions.",
                                    "insufficientFilePermissions"),
     "400": DriveApiError(400, "Bad Request", "badRequest"),
+    # Credentials no longer accepted (a revoked token), as Google answers a batch part.
+    "401": DriveApiError(401, "Request had invalid authentication credentials.", "authError",
+                         location="Authorization", locationType="header"),
     # A changes page token the server no longer accepts.
     "410": DriveApiError(410, "The page token is no longer valid.", "gone"),
 }  # fmt: skip
@@ -151,6 +163,8 @@ class DriveFile:
     drive_id: str | None
     trashed: bool = False
     modified: float = 0.0
+    # Like Drive's `version`: grows on every change to the file, whoever makes it.
+    version: int = 1
 
     def resource(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -161,6 +175,7 @@ class DriveFile:
             "parents": [self.parent],
             "trashed": self.trashed,
             "modifiedTime": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(self.modified)),
+            "version": str(self.version),  # int64 travels as a string in Drive's JSON
         }
         if self.drive_id:
             out["driveId"] = self.drive_id
@@ -358,7 +373,8 @@ _KNOWN_FIELDS = {
     "kind", "id", "name", "mimeType", "parents", "trashed", "driveId", "modifiedTime",
     "nextPageToken", "newStartPageToken", "incompleteSearch", "files", "changes", "fileId",
     "removed", "changeType", "time", "file", "drive", "startPageToken", "createdTime",
-    "explicitlyTrashed",
+    "explicitlyTrashed", "version",
+    "capabilities", "canEdit", "canRename", "canListChildren", "canAddChildren", "canDelete",
 }  # fmt: skip
 
 Selection = dict[str, "Selection | None"]
@@ -465,6 +481,12 @@ class DriveEmulator(Emulator):
         # OAuth: delegate e-mail → scopes granted; None means "any token accepted".
         self.grants: dict[str, frozenset[str]] | None = None
         self._tokens: set[str] = set()
+        # Roles: the default for every caller, per item (inherited below it), per delegate.
+        self.role = "organizer"
+        self.item_roles: dict[str, str] = {}
+        self.delegate_roles: dict[str, str] = {}
+        self._token_subjects: dict[str, str] = {}
+        self._caller: threading.local = threading.local()
 
     # ------------------------------------------------------------ lifecycle
 
@@ -587,6 +609,19 @@ class DriveEmulator(Emulator):
         with self._lock:
             f = self.files[file_id]
             f.name, f.modified = name, time.time()
+            f.version += 1
+            self._record(file_id, f.drive_id)
+
+    def touch(self, file_id: str) -> None:
+        """The content of `file_id` was written (e.g. a spreadsheet through the Sheets
+        API): its `version` and `modifiedTime` move and the changes feed says so. A
+        file this emulator does not hold is ignored."""
+        with self._lock:
+            f = self.files.get(file_id)
+            if f is None:
+                return
+            f.modified = time.time()
+            f.version += 1
             self._record(file_id, f.drive_id)
 
     def move(self, file_id: str, new_parent: str) -> None:
@@ -595,6 +630,7 @@ class DriveEmulator(Emulator):
             f = self.files[file_id]
             old_drive = f.drive_id
             f.parent, f.modified = new_parent, time.time()
+            f.version += 1
             f.drive_id = self._drive_of(new_parent)
             if old_drive != f.drive_id:
                 # The drive it left sees it as removed (see `_changes_list`).
@@ -672,12 +708,55 @@ class DriveEmulator(Emulator):
 
     # ------------------------------------------------------------ the API
 
+    # ------------------------------------------------------------ roles
+
+    def set_role(self, role: str, *, item: str | None = None, delegate: str | None = None) -> None:
+        """`role` (reader / writer / organizer) for one item and everything below it, or
+        for one impersonated user everywhere, or (neither given) for every caller."""
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {', '.join(ROLES)}")
+        with self._lock:
+            if item is not None:
+                self.item_roles[item] = role
+            elif delegate is not None:
+                self.delegate_roles[delegate] = role
+            else:
+                self.role = role
+
+    def role_for(self, item_id: str) -> str:
+        """The calling user's role on `item_id`: the nearest item role on the way up to
+        the root, else the caller's own role, else the default."""
+        current: str | None = item_id
+        seen: set[str] = set()
+        while current is not None and current not in seen:
+            seen.add(current)
+            if current in self.item_roles:
+                return self.item_roles[current]
+            f = self.files.get(current)
+            current = f.parent if f is not None else None
+        who = getattr(self._caller, "subject", None)
+        return self.delegate_roles.get(who or "", self.role)
+
+    def capabilities(self, item_id: str) -> dict[str, bool]:
+        """Drive's `capabilities` for the caller on `item_id` (the fields the tool reads)."""
+        role = self.role_for(item_id)
+        can_edit = ROLES.index(role) >= ROLES.index("writer")
+        return {
+            "canEdit": can_edit,
+            "canRename": can_edit,
+            "canListChildren": True,
+            "canAddChildren": can_edit,
+            "canDelete": role == "organizer",
+        }
+
     def call(
         self, method: str, path: str, params: dict[str, str], body: bytes, auth: str | None
     ) -> tuple[int, dict[str, Any]]:
         """One API call (also used for each part of a batch): (status, JSON body)."""
         try:
             self._check_auth(auth)
+            token = (auth or "").removeprefix("Bearer ").strip()
+            self._caller.subject = self._token_subjects.get(token)
             name, result = self._dispatch(method, path, params, body)
             self.stats.by_method[name] += 1
             spec = params.get("fields") or DEFAULT_FIELDS.get(name)
@@ -705,7 +784,9 @@ class DriveEmulator(Emulator):
             if method == "GET" and parts == ["files"]:
                 return "files.list", self._files_list(params)
             if method == "GET" and len(parts) == 2 and parts[0] == "files":
-                return "files.get", self._visible(parts[1], params).resource()
+                resource = self._visible(parts[1], params).resource()
+                resource["capabilities"] = self.capabilities(parts[1])
+                return "files.get", resource
             if method == "PATCH" and len(parts) == 2 and parts[0] == "files":
                 return "files.update", self._files_update(parts[1], params, body)
             if method == "GET" and len(parts) == 2 and parts[0] == "drives":
@@ -716,6 +797,7 @@ class DriveEmulator(Emulator):
                     )  # fmt: skip
                 return "drives.get", {
                     "kind": "drive#drive", "id": parts[1], "name": self.drives[parts[1]],
+                    "capabilities": self.capabilities(parts[1]),
                 }  # fmt: skip
             if method == "GET" and parts == ["changes", "startPageToken"]:
                 self._check_drive_param(params)
@@ -814,6 +896,11 @@ class DriveEmulator(Emulator):
 
     def _files_update(self, file_id: str, params: dict[str, str], body: bytes) -> dict[str, Any]:
         f = self._visible(file_id, params)
+        if not self.capabilities(file_id)["canEdit"]:
+            raise DriveApiError(
+                403, "The user does not have sufficient permissions for this file.",
+                "insufficientFilePermissions",
+            )  # fmt: skip
         try:
             patch = json.loads(body or b"{}")
         except json.JSONDecodeError as exc:
@@ -825,6 +912,7 @@ class DriveEmulator(Emulator):
                 raise _invalid("name")
             f.name = patch["name"]
         f.modified = time.time()
+        f.version += 1
         self.stats.renames += 1
         self._record(f.id, f.drive_id)
         return f.resource()
@@ -897,7 +985,8 @@ class DriveEmulator(Emulator):
             claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
         except (KeyError, IndexError, ValueError):
             return 400, {"error": "invalid_grant", "error_description": "Invalid JWT."}
-        granted = (self.grants or {}).get(claims.get("sub", ""))
+        # Without `sub` the service account acts as itself (no delegation), as with Google.
+        granted = (self.grants or {}).get(claims.get("sub") or claims.get("iss", ""))
         if granted is None or not set(claims.get("scope", "").split()) <= granted:
             return 401, {
                 "error": "unauthorized_client",
@@ -906,6 +995,7 @@ class DriveEmulator(Emulator):
             }
         token = uuid.uuid4().hex
         self._tokens.add(token)
+        self._token_subjects[token] = claims.get("sub", "")
         return 200, {"access_token": token, "expires_in": 3600, "token_type": "Bearer"}
 
 

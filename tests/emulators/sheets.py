@@ -1,12 +1,13 @@
 """A Google Sheets API v4 emulator on 127.0.0.1, for tests and benchmarks.
 
 Real clients (gspread, google-auth) talk HTTP to it through `SHEETS_API_ENDPOINT`
-(see SPEC §6): spreadsheet metadata with `fields` masks and grid data,
+(see contract §6): spreadsheet metadata with `fields` masks and grid data,
 `values.get`/`batchGet`/`update`/`batchUpdate`/`clear`/`batchClear`/`append`,
 `spreadsheets.batchUpdate` (addSheet, deleteSheet, updateSheetProperties,
 appendDimension, repeatCell, updateCells), A1 ranges with quoted tab names, Google's
-error JSON, an OAuth token endpoint for service-account keys, and a per-minute
-quota answering 429 like `sheets.googleapis.com`.
+error JSON, an OAuth token endpoint for service-account keys, a per-minute
+quota answering 429 like `sheets.googleapis.com`, and a role per spreadsheet
+(`set_role`): a reader's writes are refused with 403 PERMISSION_DENIED.
 
 Tests seed tabs and read values and formats back cell by cell through the Python
 API (`set_values`, `value`, `background`, `is_bold`, ...). Known simplifications:
@@ -42,6 +43,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from tests.emulators import Emulator
 
 JSON = dict[str, Any]
+SPREADSHEET_MIME = "application/vnd.google-apps.spreadsheet"
+# Requests that read; every other one writes (and moves the file's Drive version).
+_READS = frozenset({"spreadsheets.get", "values.get", "values.batchGet"})
 DEFAULT_ROWS = 1000
 DEFAULT_COLUMNS = 26
 _PREFIX = "/v4/spreadsheets/"
@@ -54,13 +58,7 @@ _STATUS = {
     500: "INTERNAL",
     503: "UNAVAILABLE",
 }
-_QUOTA_MESSAGE = (
-    "Quota exceeded for quota metric 'Requests' and limit 'Requests per minute per user' "
-    "of service 'sheets.googleapis.com' for consumer 'project_number:000000000000'."
-)
-
-
-WRITE_KINDS = frozenset(
+_WRITE_KINDS = frozenset(
     {
         "spreadsheets.batchUpdate",
         "values.update",
@@ -69,6 +67,10 @@ WRITE_KINDS = frozenset(
         "values.batchClear",
         "values.append",
     }
+)
+_QUOTA_MESSAGE = (
+    "Quota exceeded for quota metric 'Requests' and limit 'Requests per minute per user' "
+    "of service 'sheets.googleapis.com' for consumer 'project_number:000000000000'."
 )
 
 
@@ -499,6 +501,27 @@ class SheetsEmulator(Emulator):
         self._window: deque[float] = deque()
         self._failures: deque[tuple[int, str]] = deque()
         self._lock = threading.RLock()
+        # Spreadsheet key → the caller's role (`reader`, `writer`, `organizer`); writer if unset.
+        self.roles: dict[str, str] = {}
+        # Called with a spreadsheet's key after every write to it: a spreadsheet is a
+        # Drive file, and `link_drive` makes its Drive `version` move as Google's does.
+        self._on_write: list[Callable[[str], None]] = []
+        self._drive_link: tuple[Any, str] | None = None
+
+    def link_drive(self, drive: Any, parent: str = "root") -> None:
+        """Make every spreadsheet a file of the Drive emulator `drive` (under `parent`,
+        My Drive by default) whose `version` grows on each write through this emulator
+        or its Python API (a person's edit)."""
+        with self._lock:
+            for key, book in self._spreadsheets.items():
+                if key not in drive.files:
+                    drive.add_file(parent, book.title, SPREADSHEET_MIME, file_id=key)
+            self._on_write.append(drive.touch)
+            self._drive_link = (drive, parent)
+
+    def _written(self, key: str) -> None:
+        for hook in self._on_write:
+            hook(key)
 
     # -- lifecycle
 
@@ -530,6 +553,9 @@ class SheetsEmulator(Emulator):
         with self._lock:
             book = Spreadsheet(key, title, [], shared=shared)
             self._spreadsheets[key] = book
+            link = self._drive_link
+            if link is not None and key not in link[0].files:
+                link[0].add_file(link[1], title, SPREADSHEET_MIME, file_id=key)
             for tab_title, values in (tabs or {"Sheet1": []}).items():
                 self.add_tab(key, tab_title, rows=max(rows, len(values)), columns=columns)
                 if values:
@@ -542,11 +568,33 @@ class SheetsEmulator(Emulator):
             book = self._spreadsheets[key]
             sheet_id = 0 if not book.tabs else max(t.sheet_id for t in book.tabs) + 1
             book.tabs.append(Tab(sheet_id, title, rows, columns))
+            self._written(key)
             return sheet_id
+
+    def delete_tab(self, key: str, title: str) -> None:
+        """Delete a tab, as a person would in the browser."""
+        with self._lock:
+            book = self._spreadsheets[key]
+            book.tabs.remove(book.tab(title))
+            self._written(key)
+
+    def rename_tab(self, key: str, title: str, new_title: str) -> None:
+        """Rename a tab, as a person would in the browser."""
+        with self._lock:
+            self._spreadsheets[key].tab(title).title = new_title
+            self._written(key)
 
     def share(self, key: str, shared: bool) -> None:
         with self._lock:
             self._spreadsheets[key].shared = shared
+
+    def set_role(self, key: str, role: str) -> None:
+        """The caller's role on spreadsheet `key`: a `reader`'s writes are refused with
+        Google's 403 PERMISSION_DENIED; `writer` and `organizer` may write."""
+        if role not in ("reader", "writer", "organizer"):
+            raise ValueError(f"unknown role {role!r}")
+        with self._lock:
+            self.roles[key] = role
 
     def set_values(self, key: str, tab: str, start: str, values: Sequence[Sequence[Any]]) -> None:
         """Write Python values (str, int, float, bool; None skips) as RAW from `start`."""
@@ -554,6 +602,7 @@ class SheetsEmulator(Emulator):
             book = self._spreadsheets[key]
             sheet, box = book.resolve(f"{quote_title(tab)}!{start}")
             self._write(sheet, box, [list(r) for r in values], "RAW", strict=False)
+            self._written(key)
 
     def set_format(self, key: str, tab: str, cells: str, fmt: Mapping[str, Any]) -> None:
         """Merge `fmt` (a `CellFormat`, e.g. `{"backgroundColor": {...}}`) into each cell."""
@@ -563,6 +612,7 @@ class SheetsEmulator(Emulator):
                 cell = sheet.cells.setdefault((r, c), {})
                 merged = cell.setdefault("userEnteredFormat", {})
                 _deep_merge(merged, copy.deepcopy(dict(fmt)))
+            self._written(key)
 
     def value(self, key: str, tab: str, cell: str) -> Any:
         """The cell's value as Python (number, bool, str; a formula as its text), None if empty."""
@@ -643,7 +693,7 @@ class SheetsEmulator(Emulator):
     def writes(self) -> int:
         """Answered requests that may change the spreadsheet."""
         with self._lock:
-            return sum(1 for r in self.log if r.kind in WRITE_KINDS)
+            return sum(1 for r in self.log if r.kind in _WRITE_KINDS)
 
     def answer_headers(self) -> dict[str, str]:
         """Extra headers (`Retry-After`) of the answer this thread just built."""
@@ -695,7 +745,12 @@ class SheetsEmulator(Emulator):
                 if self._failures:
                     code, message = self._failures.popleft()
                     raise ApiError(code, message)
+                if kind in _WRITE_KINDS and self.roles.get(route.get("key", "")) == "reader":
+                    self._book(route["key"])  # a missing sheet is still 404
+                    raise ApiError(403, "The caller does not have permission")
                 status, payload = 200, self._dispatch(kind, route, query, body)
+                if kind not in _READS:
+                    self._written(route["key"])
                 if "fields" in query and query["fields"][0]:
                     payload = apply_mask(payload, _mask(query["fields"][0]))
             except ApiError as err:
@@ -723,7 +778,7 @@ class SheetsEmulator(Emulator):
     def _take_quota(self, kind: str = "") -> None:
         now = self.clock()
         self._times.append(now)
-        write = kind in WRITE_KINDS
+        write = kind in _WRITE_KINDS
         buckets = [(self.quota_per_minute, self._window, "Requests")]
         if write:
             buckets.append((self.write_quota_per_minute, self._write_window, "Write requests"))

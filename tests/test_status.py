@@ -1,0 +1,205 @@
+"""`status` and the run record every sync leaves (`last-run.json`, `report.html`): after
+good, failed and no runs, with a fresh or stale scheduler heartbeat, with the lock held."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from backtest_compilation import lastrun, sample, schedule, status
+
+ROOT = Path(__file__).resolve().parent.parent
+MAIN = str(ROOT / "main.py")
+NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
+
+
+def cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, MAIN, *args],
+        cwd=cwd,
+        env={"PATH": os.environ["PATH"], "MONGO_URI": "mongomock://status", **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def gather(cache: Path, now: datetime = NOW) -> dict[str, Any]:
+    return status.gather(cache, schedule_expr="2 9-19/2 * * *", tz="America/New_York", now=now)
+
+
+def summary(ok: bool = True, **extra: Any) -> dict[str, Any]:
+    base = lastrun.failure_summary("sync", 0 if ok else 1, "")
+    base.update(ok=ok, exit_code=0 if ok else 1, failed={} if ok else {"sheet": "HTTP 503"})
+    base.update(extra)
+    return base
+
+
+def test_no_run_yet(tmp_path: Path) -> None:
+    info = gather(tmp_path / "cache")
+    assert info["ok"] is False
+    assert info["last_run"] is None and info["last_success"] is None
+    assert info["reasons"] == [f"no run recorded in {tmp_path / 'cache' / 'last-run.json'}"]
+    assert info["lock"] == {"held": False}
+    assert not (tmp_path / "cache").exists()  # status changes nothing
+
+
+def test_after_a_good_run(tmp_path: Path) -> None:
+    renames = [
+        {"id": "a", "from": "x.pdf", "to": "CSCI-1200 E1F22.pdf", "applied": True},
+        {"id": "b", "from": "y.pdf", "to": "CSCI-1200 E2F22.pdf", "applied": False},
+    ]
+    lastrun.save(
+        tmp_path,
+        summary(renames=renames),
+        started=NOW - timedelta(minutes=3),
+        finished=NOW - timedelta(minutes=2),
+        headline="summary",
+    )
+    info = gather(tmp_path)
+    assert info["ok"] is True and info["reasons"] == []
+    last = info["last_run"]
+    assert last["finished_at"] == "2026-03-02T14:58:00+00:00"
+    assert (last["mode"], last["exit_code"], last["pending_renames"]) == ("sync", 0, 1)
+    assert last["counts"]["renames_applied"] == 1
+    assert info["last_success"]["finished_at"] == last["finished_at"]
+    text = status.text(info, tz="America/New_York", now=NOW)
+    assert text.splitlines()[0] == "status: OK"
+    assert "last run: 2026-03-02 14:58:00+00:00 (2 min ago), sync, exit 0" in text
+    assert "renames 1 done, 1 pending" in text
+
+
+def test_after_a_failed_run_the_last_success_is_kept(tmp_path: Path) -> None:
+    lastrun.save(tmp_path, summary(), started=NOW, finished=NOW, headline="good")
+    later = NOW + timedelta(hours=2)
+    lastrun.save(tmp_path, summary(ok=False), started=later, finished=later, headline="bad")
+    info = gather(tmp_path, later + timedelta(minutes=1))
+    assert info["ok"] is False
+    assert info["reasons"] == ["the last run failed with exit code 1"]
+    assert info["last_run"]["failed_sinks"] == ["sheet"]
+    assert info["last_success"]["finished_at"] == NOW.isoformat()
+    text = status.text(info, tz="America/New_York", now=later)
+    assert "failed: sheet: HTTP 503" in text
+
+
+def test_a_stale_heartbeat_is_unhealthy_a_fresh_one_is_not(tmp_path: Path) -> None:
+    lastrun.save(tmp_path, summary(), started=NOW, finished=NOW, headline="good")
+    beat = schedule.heartbeat_path(tmp_path)
+    schedule.write_heartbeat(
+        beat, schedule.Heartbeat(at=NOW, next_run=NOW + timedelta(hours=1, minutes=2))
+    )
+    os.utime(beat, (NOW.timestamp() - 30, NOW.timestamp() - 30))
+    info = gather(tmp_path)
+    assert info["ok"] is True
+    assert info["scheduler"] == {
+        "heartbeat_age_s": 30.0,
+        "fresh": True,
+        "next_run": "2026-03-02T16:02:00+00:00",
+    }
+    assert "next run 2026-03-02 11:02 EST" in status.text(info, tz="America/New_York", now=NOW)
+    old = NOW.timestamp() - schedule.HEALTHY_WITHIN_S - 60
+    os.utime(beat, (old, old))
+    info = gather(tmp_path)
+    assert info["ok"] is False
+    assert "heartbeat is 16 min old" in info["reasons"][0]
+
+
+def test_the_lock_holder_is_named_without_taking_the_lock(tmp_path: Path) -> None:
+    path = tmp_path / "run.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.write(fd, json.dumps({"pid": 4242, "started": "2026-03-02T14:59:00+00:00"}).encode())
+        assert gather(tmp_path)["lock"] == {
+            "held": True,
+            "pid": 4242,
+            "started": "2026-03-02T14:59:00+00:00",
+        }
+    finally:
+        os.close(fd)
+    assert gather(tmp_path)["lock"] == {"held": False}
+
+
+def test_status_on_the_command_line_good_failed_none(tmp_path: Path) -> None:
+    env = {"CACHE_DIR": str(tmp_path / "cache")}
+    none = cli("status", cwd=tmp_path, env=env)
+    assert none.returncode == 1
+    assert "last run: none recorded yet" in none.stdout
+
+    drive = sample.copy_sample_drive(tmp_path)
+    run = cli("sync", "--source", str(drive), cwd=tmp_path, env=env)
+    assert run.returncode == 0, run.stderr
+    good = cli("status", "--json", cwd=tmp_path, env=env)
+    assert good.returncode == 0, good.stdout
+    info = json.loads(good.stdout)
+    assert info["last_run"]["counts"]["courses"] == 16
+    assert info["last_run"]["counts"]["mongo_inserted"] == 37
+
+    # A sync that fails (the local source is gone) is recorded too, and status says so.
+    missing = tmp_path / "gone"
+    bad_run = cli("sync", "--source", str(missing), cwd=tmp_path, env=env)
+    assert bad_run.returncode != 0
+    bad = cli("status", cwd=tmp_path, env=env)
+    assert bad.returncode == 1
+    assert f"the last run failed with exit code {bad_run.returncode}" in bad.stdout
+    assert "last fully successful run: 20" in bad.stdout
+    record = json.loads((tmp_path / "cache" / "last-run.json").read_text())
+    assert record["ok"] is False and record["error"]
+
+
+def test_every_sync_leaves_the_record_and_the_report(tmp_path: Path) -> None:
+    env = {"CACHE_DIR": str(tmp_path / "cache")}
+    drive = sample.copy_sample_drive(tmp_path)
+    out = cli("sync", "--source", str(drive), "--json", cwd=tmp_path, env=env)
+    assert out.returncode == 0, out.stderr
+    printed = json.loads(out.stdout)
+    record = json.loads((tmp_path / "cache" / "last-run.json").read_text())
+    # The §8 object, plus when the run started and ended.
+    assert {k: record[k] for k in printed if k != "timings_s"} == {
+        k: v for k, v in printed.items() if k != "timings_s"
+    }
+    assert record["started_at"] <= record["finished_at"]
+    page = (tmp_path / "cache" / "report.html").read_text()
+    assert page.startswith("<!doctype html>")
+    assert "MongoDB changes (37 added, 0 changed, 0 removed)" in page
+    assert "+ course CSCI-1200 Data Structures" in page
+    # No leftovers of the atomic replacement.
+    assert not [p for p in (tmp_path / "cache").iterdir() if p.name.endswith(".tmp")]
+    # A dry run and a check leave no record: they change nothing anywhere.
+    before = (tmp_path / "cache" / "last-run.json").stat().st_mtime_ns
+    time.sleep(0.01)
+    assert cli("sync", "--source", str(drive), "--dry-run", cwd=tmp_path, env=env).returncode == 0
+    assert (tmp_path / "cache" / "last-run.json").stat().st_mtime_ns == before
+
+
+def test_a_locked_sync_does_not_overwrite_the_record(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    lastrun.save(cache, summary(), started=NOW, finished=NOW, headline="good")
+    before = (cache / "last-run.json").read_text()
+    fd = os.open(cache / "run.lock", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        drive = sample.copy_sample_drive(tmp_path)
+        out = cli("sync", "--source", str(drive), cwd=tmp_path, env={"CACHE_DIR": str(cache)})
+        assert out.returncode == 4
+    finally:
+        os.close(fd)
+    assert (cache / "last-run.json").read_text() == before
+
+
+@pytest.mark.parametrize("broken", ["SHEET_URL=https://example.org/not-a-sheet", "LOG_LEVEL=LOUD"])
+def test_status_survives_unrelated_broken_settings(tmp_path: Path, broken: str) -> None:
+    name, value = broken.split("=", 1)
+    lastrun.save(tmp_path / "cache", summary(), started=NOW, finished=NOW, headline="good")
+    out = cli("status", cwd=tmp_path, env={"CACHE_DIR": str(tmp_path / "cache"), name: value})
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "configuration:" in out.stderr
