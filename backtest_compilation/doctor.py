@@ -264,10 +264,11 @@ def _drive_service(config: settings.Settings, credentials: Any, timeout_s: float
     from google_auth_httplib2 import AuthorizedHttp
     from googleapiclient.discovery import build
 
+    from .google import direct
+
     endpoint = config.drive_api_endpoint
-    http = httplib2.Http(
-        timeout=timeout_s, proxy_info=None if endpoint else httplib2.proxy_info_from_environment
-    )
+    proxy = None if direct(endpoint) else httplib2.proxy_info_from_environment
+    http = httplib2.Http(timeout=timeout_s, proxy_info=proxy)
     return build(
         "drive",
         "v3",
@@ -639,21 +640,18 @@ def run_checks(
     sheets_creds: Any = None
     tokens_ok = key.ok
     if key.ok and not config.drive_api_endpoint:
-        from .drive import load_credentials
+        from .google import credentials
 
         scopes = drive_scopes(config)
-        drive_creds = load_credentials(
-            config.google_credentials_file, config.delegate_email, scopes
-        )
+        drive_creds = credentials(config.google_credentials_file, config.delegate_email, scopes)
         check = check_token("Drive token", drive_creds, scopes, config.delegate_email, timeout_s)
         tokens_ok = tokens_ok and check.ok
         add(check)
     if key.ok and config.sheet_url and not config.sheets_api_endpoint:
-        from .sheet import SCOPE, service_account_credentials
+        from .google import credentials
+        from .sheet import SCOPE
 
-        sheets_creds = service_account_credentials(
-            config.google_credentials_file, config.delegate_email
-        )
+        sheets_creds = credentials(config.google_credentials_file, config.delegate_email, (SCOPE,))
         check = check_token(
             "Sheets token", sheets_creds, (SCOPE,), config.delegate_email, timeout_s
         )

@@ -19,7 +19,8 @@ import pytest
 from pymongo import MongoClient
 
 from backtest_compilation import doctor
-from backtest_compilation.drive import SCOPE_READ, SCOPE_RENAME, load_credentials
+from backtest_compilation.drive import SCOPE_READ, SCOPE_RENAME
+from backtest_compilation.google import credentials as load_credentials
 from backtest_compilation.sheet import SCOPE as SHEETS_SCOPE
 from tests.emulators.drive import DriveEmulator
 from tests.emulators.sheets import SheetsEmulator
