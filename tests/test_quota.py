@@ -23,6 +23,7 @@ from tests.emulators.sheets import SheetsEmulator
 from tests.fixtures_faults import SHEET_KEY, FaultWorld
 
 NOW = datetime(2026, 11, 30, 15, 0, tzinfo=UTC)
+COPIES = "Physical Copies of Backtests"
 
 
 def source_for(emu: DriveEmulator, root: str, **options: object) -> DriveSource:
@@ -185,7 +186,7 @@ def test_the_sheet_is_written_under_the_sheets_quota(form: str | None) -> None:
     with SheetsEmulator(
         read_quota_per_minute=60, write_quota_per_minute=60, retry_after=form
     ) as emu:
-        emu.add_spreadsheet(SHEET_KEY)
+        emu.add_spreadsheet(SHEET_KEY, tabs={COPIES: [["Course"]]})
         report = sheet.open_report(SHEET_KEY, endpoint=emu.url, sleep=lambda _s: None)
         emu.clock = report.client.transport.clock.now
         from backtest_compilation.catalog import Catalog
@@ -316,14 +317,13 @@ def test_the_write_limit_answers_each_part_over_it() -> None:
 def test_sheets_reads_and_writes_have_their_own_quota() -> None:
     now = [0.0]
     with SheetsEmulator(
-        read_quota_per_minute=2, write_quota_per_minute=1, clock=lambda: now[0]
+        read_quota_per_minute=3, write_quota_per_minute=1, clock=lambda: now[0]
     ) as emu:
-        emu.add_spreadsheet(SHEET_KEY)
+        emu.add_spreadsheet(SHEET_KEY, tabs={COPIES: [["Course"]]})
         report = sheet.open_report(SHEET_KEY, endpoint=emu.url, retries=0)
-        report.read()  # metadata only (no report tab yet): one read
-        report.read()
+        report.read()  # metadata and one values.batchGet: two reads
         with pytest.raises(ServiceError, match="429"):
-            report.read()  # the third read in a minute
+            report.read()  # the fourth read in a minute
         from backtest_compilation.catalog import Catalog
 
         now[0] = 61.0
