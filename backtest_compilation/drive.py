@@ -251,15 +251,38 @@ def reachable(root_id: str, items: Mapping[str, Item]) -> dict[str, Item]:
 
 class _CountingHttp:
     """Wraps the authorised httplib2 object: counts round trips (what Google's quota
-    counts). Retrying is `google.Transport`'s business, not this object's."""
+    counts), and ends no request after the run's deadline. Retrying is
+    `google.Transport`'s business, not this object's."""
 
-    def __init__(self, inner: Any, calls: ApiCalls) -> None:
+    def __init__(
+        self,
+        inner: Any,
+        calls: ApiCalls,
+        timeout: float = google.REQUEST_TIMEOUT_S,
+        deadline: google.Deadline = google.NO_DEADLINE,
+    ) -> None:
         self._inner = inner
         self._calls = calls
+        self._timeout = timeout
+        self._deadline = deadline
 
     def request(self, uri: str, method: str = "GET", *args: Any, **kwargs: Any) -> Any:
         self._calls.request()
+        left = self._deadline.left()
+        if left < self._timeout:
+            self._cap(max(0.1, left))
         return self._inner.request(uri, method, *args, **kwargs)
+
+    def _cap(self, seconds: float) -> None:
+        """Shorten the timeout of this client's requests (new and kept-alive connections)."""
+        http = getattr(self._inner, "http", None)
+        if http is None:
+            return
+        http.timeout = seconds
+        for conn in list(getattr(http, "connections", {}).values()):
+            conn.timeout = seconds
+            if getattr(conn, "sock", None) is not None:
+                conn.sock.settimeout(seconds)
 
     def __getattr__(self, name: str) -> Any:
         # googleapiclient reads `credentials`, `timeout`, … from the http object.
@@ -316,6 +339,7 @@ class DriveSource:
             call_budget_s=call_budget_s,
             deadline=deadline,
             logger=log,
+            rate_limit_level=logging.DEBUG,
         )
         root = endpoint.rstrip("/") if endpoint else GOOGLE_ROOT
         self._batch_uri = f"{root}/batch/drive/v3"
@@ -340,6 +364,8 @@ class DriveSource:
                 self._credentials, http=httplib2.Http(timeout=self._timeout, proxy_info=self._proxy)
             ),
             self.calls,
+            self._timeout,
+            self.deadline,
         )
 
     @classmethod
@@ -547,11 +573,12 @@ class DriveSource:
             listed_at=now,
         )
         log.info(
-            "drive: full listing of %s %r: %d items in %d requests, %.2f s",
+            "drive: full listing of %s %r: %d items in %d requests%s, %.2f s",
             "shared drive" if root.is_shared_drive else "folder",
             root.name,
             len(snapshot.items),
             self.calls.requests - calls_before,
+            f" ({self._limits_note()})" if self.calls.rate_limited else "",
             time.monotonic() - started,
         )
         return DriveRead(tree, snapshot, _differs(previous, snapshot), full=True)

@@ -571,8 +571,12 @@ class Transport:
         call_budget_s: float = CALL_BUDGET_S,
         deadline: Deadline = NO_DEADLINE,
         logger: logging.Logger = log,
+        rate_limit_level: int = logging.INFO,
     ) -> None:
         self.name = name
+        # Where many calls run (Drive listings), rate-limit answers are counted in
+        # `calls.rate_limited` and summarised in progress lines instead.
+        self.rate_limit_level = rate_limit_level
         self.pacer = pacer
         self.calls = calls
         self.retries = retries
@@ -622,7 +626,8 @@ class Transport:
             ):
                 raise CallFailed(answer, error) from error
             self.calls.retry()
-            self.log.info(
+            self.log.log(
+                self.rate_limit_level if answer.kind is Kind.RATE_LIMIT else logging.INFO,
                 "%s: %s, retry %d/%d in %.1f s (%s)",
                 self.name,
                 f"HTTP {answer.status}" if answer.status else answer.message,

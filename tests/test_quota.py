@@ -329,3 +329,22 @@ def test_sheets_reads_and_writes_have_their_own_quota() -> None:
         now[0] = 61.0
         report.publish(Catalog(), None, NOW)  # reads and one write: within both buckets
         assert emu.writes() == 1 and emu.throttled == 1
+
+
+def test_a_hung_drive_request_ends_at_the_runs_deadline() -> None:
+    from backtest_compilation.google import Deadline, RunTimedOut
+
+    with DriveEmulator() as emu:
+        root = emu.add_drive("Backtests")
+        emu.faults.hang_s = 6.0
+        emu.fail_every(1, ["hang"])
+        source = DriveSource(
+            root,
+            credentials=AnonymousCredentials(),
+            endpoint=emu.url,
+            deadline=Deadline(1.5),  # the run's end; the request timeout is 30 s
+        )
+        started = time.monotonic()
+        with pytest.raises(RunTimedOut, match="RUN_TIMEOUT_S"):
+            source.read(None, now=NOW)
+        assert time.monotonic() - started <= 1.5 + 2 * 1.5
