@@ -619,11 +619,9 @@ class Transport:
                 attempt=attempt,
             )
             spent = self.clock.now() - started
-            if (
-                attempt > self.retries
-                or spent + wait > self.call_budget_s
-                or wait >= self.deadline.left()
-            ):
+            if wait >= self.deadline.left():
+                raise self.deadline.error(f"waiting to call {self.name} again ({what})") from None
+            if attempt > self.retries or spent + wait > self.call_budget_s:
                 raise CallFailed(answer, error) from error
             self.calls.retry()
             self.log.log(

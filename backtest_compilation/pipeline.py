@@ -868,13 +868,18 @@ def _summary(
     }
 
 
+def _pending(summary: dict[str, Any]) -> str:
+    n = summary.get("renames_pending")
+    return f" ({n} pending)" if n else ""
+
+
 def _mark_pending(summary: dict[str, Any], pending: frozenset[str]) -> None:
     """Renames not reached this run (quota, RENAME_BUDGET_S): `"pending": true` on each,
-    and their number as `pending`. They are done next run; they are not problems."""
+    and their number as `renames_pending`. They are done next run; they are not problems."""
     for entry in summary["renames"]:
         if entry["id"] in pending:
             entry["pending"] = True
-    summary["pending"] = len(pending)
+    summary["renames_pending"] = len(pending)
 
 
 def summary_line(summary: dict[str, Any]) -> str:
@@ -893,7 +898,7 @@ def summary_line(summary: dict[str, Any]) -> str:
         f"{report.plural(len(cat['courses']), 'course')}, "
         f"{report.plural(len(summary['problems']), 'problem')}{_problem_changes(summary)}; "
         f"renames {sum(r['applied'] for r in renames)}/{len(renames)}"
-        f"{' (' + str(summary['pending']) + ' pending)' if summary.get('pending') else ''}; "
+        f"{_pending(summary)}; "
         f"mongo +{mongo['inserted']} ~{mongo['updated']} -{mongo['deleted']}"
         f"{_not_applied(mongo)}; "
         f"sheet {'written' if summary['sheet'].get('written') else 'not written'}; "

@@ -211,7 +211,7 @@ def test_pending_renames_are_reported_done_next_run_and_never_on_the_sheet(
     first = world.run(world.settings(RENAME_BUDGET_S="3"))
     assert first.exit_code == 0
     pending = [r for r in first.summary["renames"] if r.get("pending")]
-    assert pending and first.summary["pending"] == len(pending)
+    assert pending and first.summary["renames_pending"] == len(pending)
     assert not any(r["applied"] for r in pending)
     assert not [p for p in first.summary["problems"] if p["category"] == "rename_failed"]
     assert "Rename failed" not in json.dumps(world.sheets.values(SHEET_KEY, "Errors in Drive"))
@@ -221,7 +221,7 @@ def test_pending_renames_are_reported_done_next_run_and_never_on_the_sheet(
 
     world.drive.limit_writes(None)
     second = world.run()
-    assert second.exit_code == 0 and second.summary["pending"] == 0
+    assert second.exit_code == 0 and second.summary["renames_pending"] == 0
     assert all(
         r["applied"] for r in second.summary["renames"] if r["id"] in {p["id"] for p in pending}
     )
