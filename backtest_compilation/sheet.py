@@ -775,7 +775,6 @@ class SheetReport:
         self.layout = layout
         self.tz = tz
         self.who = who
-        self.delegate = ""
 
     @property
     def api_calls(self) -> int:
@@ -909,8 +908,9 @@ class SheetReport:
             return fn()
         except google.CallFailed as failed:
             if isinstance(failed.cause, auth_exceptions.RefreshError):
-                who = f"DELEGATE_EMAIL {self.delegate!r}" if self.delegate else self.who
-                raise google.credentials_rejected(failed.cause, "Sheets", who, (SCOPE,)) from None
+                raise google.credentials_rejected(
+                    failed.cause, "Sheets", self.who, (SCOPE,)
+                ) from None
             if not isinstance(failed.cause, APIError):
                 raise ServiceError(
                     f"Sheets API unreachable while trying to {what} ({type(failed.cause).__name__})"
@@ -964,9 +964,7 @@ def open_report(
     session.trust_env = not local
     session.endpoint = endpoint.rstrip("/")  # type: ignore[attr-defined]
     client = SheetsClient(session, sleep=sleep, retries=retries, deadline=deadline, timeout=timeout)
-    report = SheetReport(client, key, layout, tz=tz, who=who)
-    report.delegate = getattr(credentials, "_subject", None) or ""
-    return report
+    return SheetReport(client, key, layout, tz=tz, who=who)
 
 
 def layout_from(settings: Settings) -> Layout:
