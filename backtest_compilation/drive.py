@@ -103,6 +103,14 @@ class DriveSnapshot:
     @classmethod
     def from_json(cls, data: Any) -> DriveSnapshot:
         """The snapshot `to_json` wrote; ValueError naming what is wrong otherwise."""
+        header = cls.header_from_json(data)
+        return replace(header, items=items_from_json(data.get("items")))
+
+    @classmethod
+    def header_from_json(cls, data: Any) -> DriveSnapshot:
+        """The snapshot `to_json` wrote, without its items (`items` is empty): all a read
+        needs to ask the changes feed whether anything changed. Never touches
+        `data["items"]`, which may still be on disk (`state.LazyItems`)."""
         if not isinstance(data, Mapping):
             raise ValueError("drive snapshot is not a JSON object")
         if data.get("version") != SNAPSHOT_VERSION:
@@ -125,32 +133,34 @@ class DriveSnapshot:
         shared = data.get("is_shared_drive")
         if not isinstance(shared, bool):
             raise ValueError("drive snapshot field 'is_shared_drive' must be true or false")
-        raw_items = data.get("items")
-        if not isinstance(raw_items, list):
-            raise ValueError("drive snapshot field 'items' must be a list")
-        items = []
-        for n, row in enumerate(raw_items):
-            if not (
-                isinstance(row, list) and len(row) == 4 and all(isinstance(v, str) for v in row)
-            ):
-                raise ValueError(f"drive snapshot item {n} is not [id, name, mimeType, parent]")
-            items.append(Item(*row))
         return cls(
             root_id=text("root_id"),
             root_name=text("root_name"),
             drive_id=text("drive_id", optional=True),
             is_shared_drive=shared,
-            items=tuple(items),
+            items=(),
             page_token=text("page_token", optional=True),
             listed_at=listed_at,
         )
+
+
+def items_from_json(raw_items: Any) -> tuple[Item, ...]:
+    """A snapshot's `items` as written by `DriveSnapshot.to_json`; ValueError otherwise."""
+    if not isinstance(raw_items, list):
+        raise ValueError("drive snapshot field 'items' must be a list")
+    items = []
+    for n, row in enumerate(raw_items):
+        if not (isinstance(row, list) and len(row) == 4 and all(isinstance(v, str) for v in row)):
+            raise ValueError(f"drive snapshot item {n} is not [id, name, mimeType, parent]")
+        items.append(Item(*row))
+    return tuple(items)
 
 
 @dataclass(frozen=True)
 class DriveRead:
     """The result of `DriveSource.read`."""
 
-    tree: Node
+    tree: Node | None  # None: nothing changed and the saved items were not read
     snapshot: DriveSnapshot
     changed: bool  # anything differs from the previous snapshot (always True without one)
     full: bool  # a full listing (not the changes feed)
@@ -583,8 +593,16 @@ class DriveSource:
         )
         return DriveRead(tree, snapshot, _differs(previous, snapshot), full=True)
 
-    def _incremental(self, previous: DriveSnapshot, now: datetime) -> DriveRead | None:
-        """Apply the changes feed to `previous`; None when a full listing is needed."""
+    def _incremental(
+        self,
+        previous: DriveSnapshot,
+        now: datetime,
+        load_items: Callable[[], tuple[Item, ...]] | None = None,
+    ) -> DriveRead | None:
+        """Apply the changes feed to `previous`; None when a full listing is needed.
+
+        With `load_items`, `previous` holds no items yet: they are loaded only when the
+        feed reports a change; when it reports none the read says so without a tree."""
         started = time.monotonic()
         root = _Root(
             previous.root_id, previous.root_name, previous.drive_id, previous.is_shared_drive
@@ -613,6 +631,16 @@ class DriveSource:
         ):
             log.info("drive: the root itself changed, listing the whole drive")
             return None
+        if load_items is not None:
+            if not changes:
+                # Cost follows the changes (SPEC §5.10): the saved items stay unread.
+                log.info("drive: changes feed: no changes, %.2f s", time.monotonic() - started)
+                return DriveRead(None, replace(previous, page_token=token), False, full=False)
+            try:
+                previous = replace(previous, items=load_items())
+            except ValueError as exc:
+                log.warning("drive: saved snapshot unusable (%s); listing the whole drive", exc)
+                return None
         before = {i.id: i for i in previous.items}
         after = apply_changes(before, changes)
         under = reachable(root.id, after)
@@ -640,20 +668,33 @@ class DriveSource:
         return DriveRead(tree, snapshot, changed, full=False)
 
     def read(
-        self, previous: DriveSnapshot | None, *, full_rescan: bool = False, now: datetime
+        self,
+        previous: DriveSnapshot | None,
+        *,
+        full_rescan: bool = False,
+        now: datetime,
+        load_items: Callable[[], tuple[Item, ...]] | None = None,
     ) -> DriveRead:
         """The drive tree now: from the changes feed applied to `previous` when possible,
         otherwise from a full listing (no or unusable snapshot, `full_rescan`, other root,
-        or the last full listing at least `FULL_RESCAN_HOURS` ago)."""
+        or the last full listing at least `FULL_RESCAN_HOURS` ago).
+
+        `load_items`: `previous` is a header (`DriveSnapshot.header_from_json`) and this
+        loads its items, only if the feed reports changes (then `tree` may be None)."""
         if now.tzinfo is None:
             raise ValueError("now must be time-zone aware")
         reason = _full_reason(previous, self.folder_id, full_rescan, now, self.full_rescan_hours)
         if reason is None and previous is not None:
-            got = self._incremental(previous, now)
+            got = self._incremental(previous, now, load_items)
             if got is not None:
                 return got
             reason = "changes token rejected"
         log.debug("drive: full listing because %s", reason)
+        if previous is not None and load_items is not None and not previous.items:
+            try:  # to say whether the listing differs from what was saved
+                previous = replace(previous, items=load_items())
+            except ValueError:
+                previous = None
         return self._full(previous, now)
 
     def file_version(self, file_id: str) -> str | None:
