@@ -17,6 +17,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from . import __version__, alerts, lastrun, pipeline, schedule, settings, sources, telemetry
+from . import outcome as outcome_mod
 from .errors import CHECK_FAILED, ConfigError, Locked, RunError
 from .local import LocalFolderSource
 
@@ -368,7 +369,7 @@ def _run_once(
         )
         services.report_error = lambda exc: tel.report_failure(exc, exit_code=1)
         try:
-            return pipeline.run(config, options, services)
+            return pipeline.run(run_config(config), options, services)
         finally:
             services.store.close()
 
@@ -436,7 +437,7 @@ def _recorded_sync(
         ping.fail(f"exit {code}: {why}")
         ping.wait()
         raise
-    line = pipeline.summary_line(outcome.summary)
+    line = outcome_mod.summary_line(outcome.summary)
     lastrun.save(
         config.cache_dir,
         outcome.summary,
@@ -482,6 +483,26 @@ def _failure(
     }
 
 
+def run_config(config: settings.Settings) -> pipeline.RunConfig:
+    """The values a run uses from `config` (the pipeline never reads `Settings`)."""
+    return pipeline.RunConfig(
+        cache_dir=config.cache_dir,
+        zone=config.zone,
+        future_year_exempt=frozenset(config.future_year_exempt),
+        rename_files=config.rename_files,
+        max_delete_fraction=config.max_delete_fraction,
+        run_timeout_s=config.run_timeout_s,
+        sheet_identity=(
+            config.sheet_key,
+            config.sheet_errors_tab,
+            config.sheet_copies_tab,
+            config.sheet_not_found_tab,
+            config.sheet_count_column,
+            config.sheet_stamp_cell,
+        ),
+    )
+
+
 def build_services(
     config: settings.Settings,
     *,
@@ -499,7 +520,7 @@ def build_services(
     from .store import Store
 
     deadline = Deadline(config.run_timeout_s)
-    renames = options.rename and config.rename_files and options.mode == "sync"
+    renames = options.renames_applied(config.rename_files)
     tree_source: sources.Source
     trying = source is not None and not publish and options.mode == "sync"
     if source is not None:

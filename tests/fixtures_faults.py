@@ -26,6 +26,7 @@ from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
 from backtest_compilation import pipeline, settings, sheet, sources, state
+from backtest_compilation.cli import run_config
 from backtest_compilation.drive import DriveSource
 from backtest_compilation.store import Store
 from backtest_compilation.tree import Node, file, folder
@@ -190,7 +191,7 @@ class FaultWorld:
         config = config or self.settings()
         services = services or self.services(config)
         try:
-            return pipeline.run(config, pipeline.Options(**options), services)
+            return pipeline.run(run_config(config), pipeline.Options(**options), services)
         finally:
             services.store.close()
 
