@@ -14,12 +14,19 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from . import __version__, alerts, lastrun, pipeline, schedule, settings, sources, telemetry
 from . import outcome as outcome_mod
 from .errors import CHECK_FAILED, ConfigError, Locked, RunError
 from .local import LocalFolderSource
+
+if TYPE_CHECKING:
+    from google.auth.credentials import Credentials
+
+    from .drive import DriveSource
+    from .google import Deadline
 
 log = logging.getLogger("backtest_compilation")
 
@@ -503,6 +510,41 @@ def run_config(config: settings.Settings) -> pipeline.RunConfig:
     )
 
 
+def drive_source(
+    config: settings.Settings,
+    *,
+    renames: bool = True,
+    sleep: Callable[[float], None] = time.sleep,
+    deadline: Deadline | None = None,
+) -> DriveSource:
+    """The Drive adapter for `config`. `renames=False` for `--no-rename`/`--dry-run`/`check`:
+    with renames off (here or `RENAME_FILES=false`) only the read-only scope is asked."""
+    from . import google
+    from .drive import SCOPE_READ, SCOPE_RENAME, DriveSource
+
+    allow = config.rename_files and renames
+    scopes = (SCOPE_READ, SCOPE_RENAME) if allow else (SCOPE_READ,)
+    if config.drive_api_endpoint:
+        from google.auth.credentials import AnonymousCredentials
+
+        creds: Credentials = AnonymousCredentials()
+    else:
+        creds = google.credentials(config.google_credentials_file, config.delegate_email, scopes)
+    return DriveSource(
+        config.folder_id,
+        credentials=creds,
+        endpoint=config.drive_api_endpoint,
+        delegate=config.delegate_email,
+        scopes=scopes,
+        allow_renames=allow,
+        full_rescan_hours=config.full_rescan_hours,
+        sleep=sleep,
+        rename_stall_s=config.rename_stall_s,
+        rename_budget_s=config.rename_budget_s,
+        deadline=deadline or google.NO_DEADLINE,
+    )
+
+
 def build_services(
     config: settings.Settings,
     *,
@@ -526,11 +568,7 @@ def build_services(
     if source is not None:
         tree_source = sources.LocalTree(LocalFolderSource(source), allow_renames=renames)
     else:
-        from .drive import DriveSource
-
-        tree_source = sources.DriveTree(
-            DriveSource.from_settings(config, renames=renames, deadline=deadline)
-        )
+        tree_source = sources.DriveTree(drive_source(config, renames=renames, deadline=deadline))
     sheet_report = None
     skipped = "SHEET_URL is not set"
     if config.sheet_url and trying:

@@ -26,8 +26,7 @@ from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
 from backtest_compilation import pipeline, settings, sheet, sources, state
-from backtest_compilation.cli import run_config
-from backtest_compilation.drive import DriveSource
+from backtest_compilation.cli import drive_source, run_config
 from backtest_compilation.store import Store
 from backtest_compilation.tree import Node, file, folder
 from tests.emulators.drive import DriveEmulator
@@ -173,7 +172,7 @@ class FaultWorld:
     ) -> pipeline.Services:
         """The real adapters, as the CLI builds them, but with retry waits not slept."""
         config = config or self.settings()
-        source = DriveSource.from_settings(config, renames=True, sleep=sleep)
+        source = drive_source(config, renames=True, sleep=sleep)
         return pipeline.Services(
             sources.DriveTree(source),
             store or Store.from_settings(config, timeout_ms=2000),

@@ -1,0 +1,186 @@
+"""The drive snapshot, as plain data and pure functions (no I/O).
+
+`DriveSnapshot` is the one in-memory shape of "what the drive looked like": the items
+of a listing (`tree.Item`) under a root, with the changes-feed token. The Drive adapter
+(`drive.DriveSource`) fills it from Google's answers; here it is updated from a page of
+changes, pruned to what lies under the root, turned into the tree, and written to and
+read from the JSON the state module keeps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from .tree import FOLDER_MIME, Item, Node, assemble
+
+SNAPSHOT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class DriveSnapshot:
+    """What one read of the drive saw, persisted between runs (by the state module).
+
+    `drive_id` is the shared drive holding the root (the root itself for a shared-drive
+    root), `None` for a folder in My Drive. `listed_at` is the last *full* listing.
+    """
+
+    root_id: str
+    root_name: str
+    drive_id: str | None
+    is_shared_drive: bool
+    items: tuple[Item, ...]
+    page_token: str | None
+    listed_at: datetime
+
+    def tree(self) -> Node:
+        """The tree these items make (`tree.assemble`)."""
+        return assemble(self.root_id, self.root_name, self.items)
+
+    def to_json(self) -> dict[str, Any]:
+        """A plain JSON-able dict (`from_json` reads it back)."""
+        return {
+            "version": SNAPSHOT_VERSION,
+            "root_id": self.root_id,
+            "root_name": self.root_name,
+            "drive_id": self.drive_id,
+            "is_shared_drive": self.is_shared_drive,
+            "page_token": self.page_token,
+            "listed_at": self.listed_at.isoformat(),
+            "items": [[i.id, i.name, i.mime_type, i.parent] for i in self.items],
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> DriveSnapshot:
+        """The snapshot `to_json` wrote; ValueError naming what is wrong otherwise."""
+        header = cls.header_from_json(data)
+        return replace(header, items=items_from_json(data.get("items")))
+
+    @classmethod
+    def header_from_json(cls, data: Any) -> DriveSnapshot:
+        """The snapshot `to_json` wrote, without its items (`items` is empty): all a read
+        needs to ask the changes feed whether anything changed. Never touches
+        `data["items"]`, which may still be on disk (`state.LazyItems`)."""
+        if not isinstance(data, Mapping):
+            raise ValueError("drive snapshot is not a JSON object")
+        if data.get("version") != SNAPSHOT_VERSION:
+            raise ValueError(f"drive snapshot version {data.get('version')!r} is not supported")
+
+        def text(key: str, optional: bool = False) -> Any:
+            value = data.get(key)
+            if value is None and optional:
+                return None
+            if not isinstance(value, str):
+                raise ValueError(f"drive snapshot field {key!r} must be a string")
+            return value
+
+        try:
+            listed_at = datetime.fromisoformat(text("listed_at"))
+        except ValueError:
+            raise ValueError("drive snapshot field 'listed_at' is not an ISO time") from None
+        if listed_at.tzinfo is None:
+            raise ValueError("drive snapshot field 'listed_at' has no time zone")
+        shared = data.get("is_shared_drive")
+        if not isinstance(shared, bool):
+            raise ValueError("drive snapshot field 'is_shared_drive' must be true or false")
+        return cls(
+            root_id=text("root_id"),
+            root_name=text("root_name"),
+            drive_id=text("drive_id", optional=True),
+            is_shared_drive=shared,
+            items=(),
+            page_token=text("page_token", optional=True),
+            listed_at=listed_at,
+        )
+
+
+def items_from_json(raw_items: Any) -> tuple[Item, ...]:
+    """A snapshot's `items` as written by `DriveSnapshot.to_json`; ValueError otherwise."""
+    if not isinstance(raw_items, list):
+        raise ValueError("drive snapshot field 'items' must be a list")
+    items = []
+    for n, row in enumerate(raw_items):
+        if not (isinstance(row, list) and len(row) == 4 and all(isinstance(v, str) for v in row)):
+            raise ValueError(f"drive snapshot item {n} is not [id, name, mimeType, parent]")
+        items.append(Item(*row))
+    return tuple(items)
+
+
+def to_item(resource: Mapping[str, Any]) -> Item | None:
+    """A Drive file resource as an `Item`; None when it has no parent (a drive root)."""
+    parents = resource.get("parents") or []
+    if not parents:
+        return None
+    return Item(resource["id"], resource["name"], resource["mimeType"], parents[0])
+
+
+def apply_changes(
+    items: Mapping[str, Item], changes: Sequence[Mapping[str, Any]]
+) -> dict[str, Item]:
+    """The items after the changes feed: adds, renames and moves upserted; trashed and
+    removed items dropped. Items outside the root are kept here and pruned later."""
+    out = dict(items)
+    for change in changes:
+        if change.get("changeType", "file") != "file":
+            continue
+        fid = change["fileId"]
+        resource = change.get("file")
+        item = None if change.get("removed") or not resource else to_item(resource)
+        if item is None or resource is None or resource.get("trashed"):
+            out.pop(fid, None)
+        else:
+            out[fid] = item
+    return out
+
+
+def reachable(root_id: str, items: Mapping[str, Item]) -> dict[str, Item]:
+    """The items whose parent chain reaches `root_id`."""
+    children: dict[str, list[Item]] = {}
+    for item in items.values():
+        children.setdefault(item.parent, []).append(item)
+    out: dict[str, Item] = {}
+    stack = [root_id]
+    while stack:
+        for kid in children.get(stack.pop(), ()):
+            if kid.id not in out and kid.id != root_id:
+                out[kid.id] = kid
+                if kid.mime_type == FOLDER_MIME:
+                    stack.append(kid.id)
+    return out
+
+
+def sorted_items(items: Sequence[Item]) -> tuple[Item, ...]:
+    return tuple(sorted(items, key=lambda i: i.id))
+
+
+def differs(previous: DriveSnapshot | None, snapshot: DriveSnapshot) -> bool:
+    if previous is None:
+        return True
+    return (
+        previous.root_id != snapshot.root_id
+        or previous.root_name != snapshot.root_name
+        or set(previous.items) != set(snapshot.items)
+    )
+
+
+def full_reason(
+    previous: DriveSnapshot | None,
+    folder_id: str,
+    full_rescan: bool,
+    now: datetime,
+    hours: float,
+) -> str | None:
+    """Why this read must list everything, or None when the changes feed will do."""
+    if previous is None:
+        return "there is no saved snapshot"
+    if full_rescan:
+        return "--full-rescan was given"
+    if previous.root_id != folder_id:
+        return "FOLDER_ID changed"
+    if not previous.page_token:
+        return "there is no saved changes token"
+    if now - previous.listed_at >= timedelta(hours=hours):
+        return f"the last full listing is older than FULL_RESCAN_HOURS ({hours:g})"
+    return None
