@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from . import publish, report
 from .catalog import Catalog, Category, Problem
+from .errors import RunError
 
 log = logging.getLogger("backtest_compilation.pipeline")
 
@@ -136,6 +138,68 @@ def _not_applied(mongo: Mapping[str, Any]) -> str:
         if rest.get(key)
     ]
     return f" (not applied: {' '.join(parts)})" if parts else ""
+
+
+# ---------------------------------------------------------------- a run in progress
+
+
+class HasCalls(Protocol):
+    def calls(self) -> dict[str, int]: ...
+
+
+class Timer:
+    """Phase timings for the summary (`timings_s`)."""
+
+    def __init__(self, services: HasCalls) -> None:
+        self.services = services
+        self.calls_before = services.calls()
+        self.started = time.perf_counter()
+        self.mark = self.started
+        self.phases: dict[str, float] = {}
+
+    def lap(self, phase: str) -> float:
+        now = time.perf_counter()
+        self.phases[phase] = round(self.phases.get(phase, 0.0) + now - self.mark, 3)
+        self.mark = now
+        return self.phases[phase]
+
+    def done(self) -> dict[str, float]:
+        return {**self.phases, "total": round(time.perf_counter() - self.started, 3)}
+
+    def calls(self) -> dict[str, int]:
+        """Calls made by this run only (services may outlive a run, as in the demo)."""
+        now = self.services.calls()
+        return {name: now[name] - self.calls_before[name] for name in now}
+
+
+@dataclass
+class Progress:
+    """What a run knows so far, so a run that stops early still reports it (contract §8)."""
+
+    mode: str
+    timer: Timer
+    stage: str = "lock"
+    built: Catalog | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def failure_summary(self, exc: BaseException, exit_code: int) -> dict[str, Any]:
+        """contract §8's object for a run that stopped at `self.stage` with `exc`."""
+        why = str(exc) if isinstance(exc, RunError) else f"{type(exc).__name__}: {exc}"
+        built = self.built
+        return {
+            "mode": self.mode,
+            "ok": False,
+            "exit_code": exit_code,
+            "failed": {self.stage: why},
+            "catalog": report.catalog_block(built) if built is not None else None,
+            "problems": report.problems_block(built) if built is not None else None,
+            "renames": report.renames_block(built) if built is not None else None,
+            "mongo": None,
+            "sheet": None,
+            "api_calls": self.timer.calls(),
+            "timings_s": self.timer.done(),
+            **self.extra,
+        }
 
 
 # ---------------------------------------------------------------- change log lines

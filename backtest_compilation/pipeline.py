@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
@@ -24,7 +23,7 @@ from . import catalog as catalog_mod
 from . import google, lock, outcome, publish, report, state
 from .catalog import Catalog
 from .errors import CHECK_FAILED, ConfigError, GuardRefused, RunError
-from .outcome import RunSummary, summary_line
+from .outcome import Progress, RunSummary, Timer, summary_line
 from .sinks import Context, Mongo, Renames, Sheet
 from .sources import Reading, Source
 
@@ -107,66 +106,11 @@ class Outcome:
     renames_applied: frozenset[str] = frozenset()
 
 
-class _Timer:
-    """Phase timings for the summary (`timings_s`)."""
-
-    def __init__(self, services: Services) -> None:
-        self.services = services
-        self.calls_before = services.calls()
-        self.started = time.perf_counter()
-        self.mark = self.started
-        self.phases: dict[str, float] = {}
-
-    def lap(self, phase: str) -> float:
-        now = time.perf_counter()
-        self.phases[phase] = round(self.phases.get(phase, 0.0) + now - self.mark, 3)
-        self.mark = now
-        return self.phases[phase]
-
-    def done(self) -> dict[str, float]:
-        return {**self.phases, "total": round(time.perf_counter() - self.started, 3)}
-
-    def calls(self) -> dict[str, int]:
-        """Calls made by this run only (services may outlive a run, as in the demo)."""
-        now = self.services.calls()
-        return {name: now[name] - self.calls_before[name] for name in now}
-
-
-@dataclass
-class _Progress:
-    """What a run knows so far, so a run that stops early still reports it (contract §8)."""
-
-    mode: str
-    timer: _Timer
-    stage: str = "lock"
-    built: Catalog | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def failure_summary(self, exc: BaseException, exit_code: int) -> dict[str, Any]:
-        """contract §8's object for a run that stopped at `self.stage` with `exc`."""
-        why = str(exc) if isinstance(exc, RunError) else f"{type(exc).__name__}: {exc}"
-        built = self.built
-        return {
-            "mode": self.mode,
-            "ok": False,
-            "exit_code": exit_code,
-            "failed": {self.stage: why},
-            "catalog": report.catalog_block(built) if built is not None else None,
-            "problems": report.problems_block(built) if built is not None else None,
-            "renames": report.renames_block(built) if built is not None else None,
-            "mongo": None,
-            "sheet": None,
-            "api_calls": self.timer.calls(),
-            "timings_s": self.timer.done(),
-            **self.extra,
-        }
-
-
 def run(config: RunConfig, options: Options, services: Services) -> Outcome:
     """One sync, dry run or check, under the run lock. Raises `RunError` subclasses for
     failures that stop the run before anything is written (exit 1, 2, 3 or 4); the
     error's `summary` then holds what was known (contract §8, `ok: false`)."""
-    progress = _Progress(options.mode, _Timer(services))
+    progress = Progress(options.mode, Timer(services))
     try:
         with lock.hold(config.cache_dir):
             return _run(config, options, services, progress)
@@ -182,7 +126,7 @@ def run(config: RunConfig, options: Options, services: Services) -> Outcome:
         raise
 
 
-def _run(config: RunConfig, options: Options, services: Services, progress: _Progress) -> Outcome:
+def _run(config: RunConfig, options: Options, services: Services, progress: Progress) -> Outcome:
     timer = progress.timer
     path = state.path_in(config.cache_dir)
     progress.stage = "state"
@@ -270,13 +214,27 @@ def _run(config: RunConfig, options: Options, services: Services, progress: _Pro
         progress.stage = "guard"
         raise GuardRefused(f"mass-delete guard: {refusal}")
 
-    # 4. apply each sink on its own; 5. remember what each one did
+    return _sync(config, services, ctx, (renames, mongo, sheet), plans, path, progress)
+
+
+def _sync(
+    config: RunConfig,
+    services: Services,
+    ctx: Context,
+    sinks: tuple[Renames, Mongo, Sheet],
+    plans: Mapping[str, Any],
+    path: Path,
+    progress: Progress,
+) -> Outcome:
+    """4. Apply each sink on its own; 5. remember what each one did."""
+    timer, now = progress.timer, ctx.now
+    renames, mongo, sheet = sinks
     remembered = ctx.remembered
     if ctx.unchanged and not plans["mongo"].plan.is_empty:
         log.warning("mongo: drifted from the drive since the last run; repairing")
     if not ctx.unchanged or not plans["mongo"].plan.is_empty:
         if not ctx.unchanged:
-            remembered = remembered.with_drive(reading.snapshot, now).with_problems(
+            remembered = remembered.with_drive(ctx.reading.snapshot, now).with_problems(
                 outcome.problem_key(p) for p in ctx.built.problems
             )
         # Saved before any sink writes: a state file that cannot be written stops the
@@ -290,7 +248,7 @@ def _run(config: RunConfig, options: Options, services: Services, progress: _Pro
         "sheet": "updating MongoDB; the sheet was not written",
     }
     results: dict[str, Any] = {}
-    for sink in (renames, mongo, sheet):
+    for sink in sinks:
         plan = plans.get(sink.name)
 
         def work(sink: Any = sink, plan: Any = plan) -> Any:
@@ -350,8 +308,8 @@ def _preview(
     ctx: Context,
     plans: Mapping[str, Any],
     sheet: Sheet,
-    timer: _Timer,
-    progress: _Progress,
+    timer: Timer,
+    progress: Progress,
 ) -> Outcome:
     """`--dry-run` and `check`: say what a sync would do; change nothing anywhere."""
     sheet_in_sync: bool | None = None
