@@ -333,6 +333,19 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
+_last_items: list[Any] = []  # [items, their JSON]: the saves of one run share them
+
+
+def _encoded_items(items: Any) -> bytes:
+    """`items` as JSON, encoded once however many saves of a run write them (states are
+    never edited in place, so the same list object means the same items)."""
+    if _last_items and _last_items[0] is items:
+        return _last_items[1]
+    encoded = _dumps(items).encode("ascii")
+    _last_items[:] = [items, encoded]
+    return encoded
+
+
 def _serialised(state: State, saved_at: datetime) -> tuple[bytes, bytes | None]:
     """The file's bytes: the whole document, or its first line and the drive items
     (which end the document) when the drive part has a list of items."""
@@ -346,7 +359,7 @@ def _serialised(state: State, saved_at: datetime) -> tuple[bytes, bytes | None]:
         items = lazy.raw()  # unchanged: copied as saved, not parsed
     else:
         header = {k: v for k, v in data.items() if k != "items"}
-        items = _dumps(data["items"]).encode("ascii")
+        items = _encoded_items(data["items"])
     doc["drive"] = {"at": doc["drive"]["at"], "data": header}  # last key: ends the text
     text = _dumps(doc).encode("ascii")
     assert text.endswith(_CLOSE)
