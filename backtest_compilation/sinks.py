@@ -41,7 +41,7 @@ class Context:
 
     built: Catalog
     reading: Reading
-    remembered: state.State
+    remembered: state.State  # as the run found it (what the last runs left)
     now: datetime
     fingerprint: Callable[[Reading], str]
     unchanged: bool = False  # the drive is as the last fully successful run left it
@@ -125,7 +125,7 @@ class Renames:
             )
         ctx.built = built
         counts = outcome.log_rename_problems(
-            result.problems, remembered.problems, renames_ran=bool(plan)
+            result.problems, ctx.remembered.problems, renames_ran=bool(plan)
         )
         before = ctx.notes.get("problem_changes", {"new": 0, "resolved": 0})
         ctx.notes["problem_changes"] = {k: before[k] + counts[k] for k in ("new", "resolved")}
