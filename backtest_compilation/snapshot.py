@@ -10,7 +10,7 @@ read from the JSON the state module keeps.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -40,72 +40,31 @@ class DriveSnapshot:
         return assemble(self.root_id, self.root_name, self.items)
 
     def to_json(self) -> dict[str, Any]:
-        """A plain JSON-able dict (`from_json` reads it back)."""
-        return {
-            "version": SNAPSHOT_VERSION,
-            "root_id": self.root_id,
-            "root_name": self.root_name,
-            "drive_id": self.drive_id,
-            "is_shared_drive": self.is_shared_drive,
-            "page_token": self.page_token,
-            "listed_at": self.listed_at.isoformat(),
-            "items": [[i.id, i.name, i.mime_type, i.parent] for i in self.items],
-        }
+        """A plain JSON-able dict (`state.snapshot_to_json`; `from_json` reads it back)."""
+        from . import state
+
+        return state.snapshot_to_json(self)
 
     @classmethod
     def from_json(cls, data: Any) -> DriveSnapshot:
         """The snapshot `to_json` wrote; ValueError naming what is wrong otherwise."""
-        header = cls.header_from_json(data)
-        return replace(header, items=items_from_json(data.get("items")))
+        from . import state
+
+        return state.snapshot_from_json(data)
 
     @classmethod
     def header_from_json(cls, data: Any) -> DriveSnapshot:
-        """The snapshot `to_json` wrote, without its items (`items` is empty): all a read
-        needs to ask the changes feed whether anything changed. Never touches
-        `data["items"]`, which may still be on disk (`state.LazyItems`)."""
-        if not isinstance(data, Mapping):
-            raise ValueError("drive snapshot is not a JSON object")
-        if data.get("version") != SNAPSHOT_VERSION:
-            raise ValueError(f"drive snapshot version {data.get('version')!r} is not supported")
+        """The snapshot without its items (`state.snapshot_header`)."""
+        from . import state
 
-        def text(key: str, optional: bool = False) -> Any:
-            value = data.get(key)
-            if value is None and optional:
-                return None
-            if not isinstance(value, str):
-                raise ValueError(f"drive snapshot field {key!r} must be a string")
-            return value
-
-        try:
-            listed_at = datetime.fromisoformat(text("listed_at"))
-        except ValueError:
-            raise ValueError("drive snapshot field 'listed_at' is not an ISO time") from None
-        if listed_at.tzinfo is None:
-            raise ValueError("drive snapshot field 'listed_at' has no time zone")
-        shared = data.get("is_shared_drive")
-        if not isinstance(shared, bool):
-            raise ValueError("drive snapshot field 'is_shared_drive' must be true or false")
-        return cls(
-            root_id=text("root_id"),
-            root_name=text("root_name"),
-            drive_id=text("drive_id", optional=True),
-            is_shared_drive=shared,
-            items=(),
-            page_token=text("page_token", optional=True),
-            listed_at=listed_at,
-        )
+        return state.snapshot_header(data)
 
 
 def items_from_json(raw_items: Any) -> tuple[Item, ...]:
-    """A snapshot's `items` as written by `DriveSnapshot.to_json`; ValueError otherwise."""
-    if not isinstance(raw_items, list):
-        raise ValueError("drive snapshot field 'items' must be a list")
-    items = []
-    for n, row in enumerate(raw_items):
-        if not (isinstance(row, list) and len(row) == 4 and all(isinstance(v, str) for v in row)):
-            raise ValueError(f"drive snapshot item {n} is not [id, name, mimeType, parent]")
-        items.append(Item(*row))
-    return tuple(items)
+    """A snapshot's `items` as saved (`state.snapshot_items`)."""
+    from . import state
+
+    return state.snapshot_items(raw_items)
 
 
 def to_item(resource: Mapping[str, Any]) -> Item | None:

@@ -97,19 +97,17 @@ class DriveTree:
         self, previous: Mapping[str, Any] | None, *, full_rescan: bool, now: datetime
     ) -> Reading:
         """Read through the changes feed when `previous` allows it, else list everything."""
-        from .drive import DriveSnapshot, items_from_json
-
         snapshot = None
         if previous is not None:
             try:
-                snapshot = DriveSnapshot.header_from_json(previous)
+                snapshot = state.snapshot_header(previous)
             except ValueError as exc:
                 log.warning("drive: saved snapshot unusable (%s); listing the whole drive", exc)
         saved = previous
 
         def load_items() -> tuple[Item, ...]:
             assert saved is not None
-            return items_from_json(saved.get("items"))
+            return state.snapshot_items(saved.get("items"))
 
         got = self.drive.read(snapshot, full_rescan=full_rescan, now=now, load_items=load_items)
         if got.tree is None and saved is not None and isinstance(saved.get("fingerprint"), str):
@@ -130,12 +128,10 @@ class DriveTree:
 
     def after_renames(self, reading: Reading, renames: Sequence[Rename]) -> Reading:
         """The reading with applied renames folded in, so the next run sees no change."""
-        from .drive import DriveSnapshot
-
         if not renames:
             return reading
         new_names = {r.id: r.new for r in renames}
-        snapshot = DriveSnapshot.from_json(reading.snapshot)
+        snapshot = state.snapshot_from_json(reading.snapshot)
         items = tuple(
             replace(i, name=new_names[i.id]) if i.id in new_names else i for i in snapshot.items
         )
@@ -152,13 +148,11 @@ class DriveTree:
 def _reading(tree: Node, snapshot: DriveSnapshot, changed: bool, full: bool) -> Reading:
     """A Drive reading: the snapshot as the state module keeps it, with its fingerprint."""
     print_ = fingerprint(snapshot.items)
-    return Reading.of(tree, {**snapshot.to_json(), "fingerprint": print_}, changed, full, print_)
+    return Reading.of(tree, state.snapshot_to_json(snapshot, print_), changed, full, print_)
 
 
 def _tree_of(saved: Mapping[str, Any]) -> Node:
-    from .drive import DriveSnapshot
-
-    return DriveSnapshot.from_json(saved).tree()
+    return state.snapshot_from_json(saved).tree()
 
 
 class LocalTree:

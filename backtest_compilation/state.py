@@ -1,4 +1,5 @@
-"""The run's memory (contract §5.7): one versioned JSON file in `CACHE_DIR`.
+"""The run's memory (contract §5.7): one versioned JSON file in `CACHE_DIR`, and the
+one place the drive snapshot (`snapshot.DriveSnapshot`) becomes JSON and back.
 
 It holds what the drive looked like (an opaque snapshot from the Drive source, with
 the changes-feed token inside) and, per sink, what was last applied *successfully*.
@@ -36,6 +37,8 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from .errors import cache_dir_error
+from .snapshot import SNAPSHOT_VERSION, DriveSnapshot
+from .tree import Item
 
 log = logging.getLogger(__name__)
 
@@ -511,3 +514,82 @@ def _from_doc(doc: Any, source: str | None = None, lazy: _Where | None = None) -
         chosen = State(source=source)
     rest = {k: v for k, v in records.items() if k != chosen.source and k}
     return replace(chosen, others=rest, retired_ids=retired)
+
+
+# ---------------------------------------------------------------- the drive snapshot
+# The snapshot is one shape in memory (`snapshot.DriveSnapshot`); it becomes JSON here,
+# and only here, where the state file is written and read.
+
+
+def snapshot_to_json(snapshot: DriveSnapshot, fingerprint: str | None = None) -> dict[str, Any]:
+    """The drive part's data: a plain JSON-able dict (`snapshot_from_json` reads it
+    back), with the tree's `fingerprint` when known, so an unchanged run need not read
+    the items to know it."""
+    out: dict[str, Any] = {
+        "version": SNAPSHOT_VERSION,
+        "root_id": snapshot.root_id,
+        "root_name": snapshot.root_name,
+        "drive_id": snapshot.drive_id,
+        "is_shared_drive": snapshot.is_shared_drive,
+        "page_token": snapshot.page_token,
+        "listed_at": snapshot.listed_at.isoformat(),
+    }
+    if fingerprint is not None:
+        out["fingerprint"] = fingerprint
+    out["items"] = [[i.id, i.name, i.mime_type, i.parent] for i in snapshot.items]
+    return out
+
+
+def snapshot_from_json(data: Any) -> DriveSnapshot:
+    """The snapshot `snapshot_to_json` wrote; ValueError naming what is wrong otherwise."""
+    header = snapshot_header(data)
+    return replace(header, items=snapshot_items(data.get("items")))
+
+
+def snapshot_header(data: Any) -> DriveSnapshot:
+    """The snapshot without its items (`items` is empty): all a read needs to ask the
+    changes feed whether anything changed. Never touches `data["items"]`, which may
+    still be on disk (`LazyItems`)."""
+    if not isinstance(data, Mapping):
+        raise ValueError("drive snapshot is not a JSON object")
+    if data.get("version") != SNAPSHOT_VERSION:
+        raise ValueError(f"drive snapshot version {data.get('version')!r} is not supported")
+
+    def text(key: str, optional: bool = False) -> Any:
+        value = data.get(key)
+        if value is None and optional:
+            return None
+        if not isinstance(value, str):
+            raise ValueError(f"drive snapshot field {key!r} must be a string")
+        return value
+
+    try:
+        listed_at = datetime.fromisoformat(text("listed_at"))
+    except ValueError:
+        raise ValueError("drive snapshot field 'listed_at' is not an ISO time") from None
+    if listed_at.tzinfo is None:
+        raise ValueError("drive snapshot field 'listed_at' has no time zone")
+    shared = data.get("is_shared_drive")
+    if not isinstance(shared, bool):
+        raise ValueError("drive snapshot field 'is_shared_drive' must be true or false")
+    return DriveSnapshot(
+        root_id=text("root_id"),
+        root_name=text("root_name"),
+        drive_id=text("drive_id", optional=True),
+        is_shared_drive=shared,
+        items=(),
+        page_token=text("page_token", optional=True),
+        listed_at=listed_at,
+    )
+
+
+def snapshot_items(raw_items: Any) -> tuple[Item, ...]:
+    """A snapshot's `items` as `snapshot_to_json` wrote them; ValueError otherwise."""
+    if not isinstance(raw_items, list):
+        raise ValueError("drive snapshot field 'items' must be a list")
+    items = []
+    for n, row in enumerate(raw_items):
+        if not (isinstance(row, list) and len(row) == 4 and all(isinstance(v, str) for v in row)):
+            raise ValueError(f"drive snapshot item {n} is not [id, name, mimeType, parent]")
+        items.append(Item(*row))
+    return tuple(items)
