@@ -83,10 +83,12 @@ class LazyItems(Mapping[str, Any]):
         """The items' JSON text as saved (for a save that did not change them)."""
         where = self.where
         with open(where.path, "rb") as f:
+            if _stamp(where.path) != where.stamp:
+                raise OSError(f"{where.path} was replaced by someone else during this run")
             f.seek(where.offset)
             raw = f.read(where.size)
-        if len(raw) != where.size:
-            raise OSError(f"{where.path} shrank while this run held the lock")
+        if len(raw) != where.size or raw[:1] != b"[" or raw[-1:] != b"]":
+            raise OSError(f"{where.path} changed during this run")
         return raw
 
     def updated(self, **header: Any) -> LazyItems:
@@ -126,6 +128,13 @@ class _Where:
     path: Path
     offset: int
     size: int
+    # The file's identity when read (inode, size, mtime): another writer since is noticed.
+    stamp: tuple[int, int, int] = (0, 0, 0)
+
+
+def _stamp(path: Path) -> tuple[int, int, int]:
+    st = os.stat(path)
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 _UNREAD: Final = object()
@@ -279,7 +288,8 @@ def _read(path: Path) -> tuple[Any, _Where | None]:
         f.seek(offset + max(size, 0))
         if size < 2 or f.read() != _CLOSE:
             raise ValueError("truncated")
-    return json.loads(first[:-1] + b"null" + _CLOSE), _Where(path, offset, size)
+    where = _Where(path, offset, size, _stamp(path))
+    return json.loads(first[:-1] + b"null" + _CLOSE), where
 
 
 def save(path: Path, state: State, *, now: datetime | None = None) -> None:
@@ -308,6 +318,7 @@ def save(path: Path, state: State, *, now: datetime | None = None) -> None:
             where = getattr(state.drive.data, "where", None)
             if where is not None:  # the items now live in the new file
                 where.path, where.offset, where.size = path, len(head), len(items)
+                where.stamp = _stamp(path)
         tmp_name = ""
         _fsync_dir(path.parent)
         _remove_stale_temps(path)
