@@ -522,7 +522,7 @@ def drive_source(
     from . import google
     from .drive import SCOPE_READ, SCOPE_RENAME, DriveSource
 
-    allow = config.rename_files and renames
+    allow = pipeline.Options(rename=renames).renames_planned(config.rename_files)
     scopes = (SCOPE_READ, SCOPE_RENAME) if allow else (SCOPE_READ,)
     if config.drive_api_endpoint:
         from google.auth.credentials import AnonymousCredentials
