@@ -48,7 +48,7 @@ from .snapshot import (
     sorted_items,
     to_item,
 )
-from .tree import FOLDER_MIME, Item, Node, assemble, flatten
+from .tree import FOLDER_MIME, Item, Node, assemble
 
 log = logging.getLogger(__name__)
 
@@ -416,13 +416,15 @@ class DriveSource:
         items = (
             self._list_drive(root) if root.is_shared_drive else self._list_below(root, [root.id])
         )
-        tree = assemble(root.id, root.name, items)
+        # Only what lies under the root, in id order: the snapshot's one shape.
+        under = reachable(root.id, {i.id: i for i in items})
+        tree = assemble(root.id, root.name, under.values())
         snapshot = DriveSnapshot(
             root_id=root.id,
             root_name=root.name,
             drive_id=root.drive_id,
             is_shared_drive=root.is_shared_drive,
-            items=sorted_items(flatten(tree)),
+            items=sorted_items(list(under.values())),
             page_token=token,
             listed_at=now,
         )
@@ -499,7 +501,7 @@ class DriveSource:
                 after[item.id] = item
             under = reachable(root.id, after)
         tree = assemble(root.id, root.name, under.values())
-        snapshot = replace(previous, items=sorted_items(flatten(tree)), page_token=token)
+        snapshot = replace(previous, items=sorted_items(list(under.values())), page_token=token)
         changed = differs(previous, snapshot)
         log.info(
             "drive: changes feed: %d changes (%s), %d new folders listed, %d items, %.2f s",

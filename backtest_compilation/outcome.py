@@ -65,6 +65,10 @@ class RunSummary:
             out["renames_pending"] = len(self.pending)
         return out
 
+    def line(self) -> str:
+        """The one summary line (`summary_line` of `to_json()`)."""
+        return summary_line(self.to_json())
+
 
 def summary_line(summary: Mapping[str, Any]) -> str:
     """The one cron-readable line that ends every run (from contract §8's object)."""
