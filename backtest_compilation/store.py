@@ -52,7 +52,7 @@ from .publish import (
     plan_text,
     read_state,
 )
-from .settings import REDACTED, Settings, redact_uri
+from .settings import REDACTED, redact_uri
 
 # The pure half lives in `publish`; re-exported so callers can write `store.plan(…)`.
 __all__ = [
@@ -126,7 +126,7 @@ def _password(uri: str) -> str | None:
 class Store:
     """The website's collections in database `db_name`, reached through `client`.
 
-    Use `Store.connect` / `Store.from_settings`; close it (or use `with`)."""
+    Use `Store.connect` (`cli.connect_store` reads the settings); close it (or use `with`)."""
 
     def __init__(
         self,
@@ -171,11 +171,6 @@ class Store:
                 f"MONGO_URI {redact_uri(uri)!r} is not usable: {_scrub(str(exc), _password(uri))}"
             ) from None
         return cls(client, db_name, round_trips=counter, monitored=True, uri=uri)
-
-    @classmethod
-    def from_settings(cls, settings: Settings, *, timeout_ms: int = DEFAULT_TIMEOUT_MS) -> Self:
-        """`Store.connect(MONGO_URI, MONGO_DB)`."""
-        return cls.connect(settings.mongo_uri, settings.mongo_db, timeout_ms=timeout_ms)
 
     def close(self) -> None:
         """Release the connection pool (nothing to do for mongomock)."""
