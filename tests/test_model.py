@@ -42,9 +42,8 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_stat
 from backtest_compilation import pipeline, sheet, sources
 from backtest_compilation.drive import DriveSource
 from backtest_compilation.errors import GuardRefused
-from backtest_compilation.publish import COURSES
 from backtest_compilation.settings import Settings
-from backtest_compilation.store import Store
+from backtest_compilation.store import COURSES, Store
 from tests.emulators.drive import FOLDER_MIME, PDF_MIME, DriveEmulator
 from tests.emulators.sheets import SheetsEmulator
 from tests.fixtures_mongo import MongoServer

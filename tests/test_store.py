@@ -23,17 +23,19 @@ from pymongo import MongoClient, monitoring
 from backtest_compilation import cli
 from backtest_compilation.catalog import Catalog
 from backtest_compilation.errors import ConfigError, GuardRefused, ServiceError
-from backtest_compilation.publish import (
+from backtest_compilation.report import mongo_block
+from backtest_compilation.settings import Settings
+from backtest_compilation.store import (
     BACKTESTS,
     CODES,
     COURSES,
-    Applied,
-    Plan,
-    mongo_block,
-    plan,
+    ApplyFailed,
+    RoundTrips,
+    Store,
+    _delete_ops,
+    _phases,
 )
-from backtest_compilation.settings import Settings
-from backtest_compilation.store import ApplyFailed, RoundTrips, Store, _delete_ops, _phases
+from backtest_compilation.website import Applied, Plan, plan
 from tests.fixtures_mongo import MongoServer
 from tests.store_data import big_catalog, catalog, course
 from tests.test_publish import CASES, Case
