@@ -278,12 +278,9 @@ def _run(settings: Settings, options: Options, services: Services, progress: _Pr
     )
     reading = services.source.after_renames(reading, applied)
     if applied:
-        # Problems quote names (a duplicate names the file it duplicates): rebuilt from
-        # the renamed tree, so the sheet shows the names the drive has now, not stale ones.
-        renamed = catalog_mod.build(
-            reading.tree, today=today, future_year_exempt=settings.future_year_exempt
-        )
-        built = replace(built, problems=renamed.problems)
+        # Problems quote names (a duplicate names the file it duplicates): re-rendered
+        # with the new names, so the sheet shows the names the drive has now.
+        built = replace(built, problems=catalog_mod.problems_after_renames(built.problems, applied))
     if result.problems:
         built = replace(
             built,

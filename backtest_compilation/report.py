@@ -53,7 +53,8 @@ def catalog_from_blocks(block: dict[str, Any], problems: list[dict[str, str]]) -
     return Catalog(
         courses=tuple(courses),
         problems=tuple(
-            Problem(Category(p["category"]), p["message"], p["path"], p["id"]) for p in problems
+            Problem.from_text(Category(p["category"]), p["message"], p["path"], p["id"])
+            for p in problems
         ),
         crosslisted=tuple(tuple(group) for group in block["crosslisted"]),
     )

@@ -35,7 +35,7 @@ def catalog(n: int, n_problems: int) -> Catalog:
         )
         courses.append(Course(f"{code}-{number} {title}", code, number, title, f"fid{i}", tests))
     problems = tuple(
-        Problem(
+        Problem.from_text(
             Category.INVALID_FILENAME if i % 2 else Category.INVALID_COURSE,
             f"Problem {i}: DEPT / COURSE {i} / file {i}.pdf",
             f"path {i:04d}",

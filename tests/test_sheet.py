@@ -190,10 +190,12 @@ DS_ECSE = course("ECSE-1200 Data Structures", ("Exam 1", ("Fall 2022", "Fall 202
 CALC = course("MATH-1010 Calculus I", ("Quiz", ("Fall 2022",)))
 LOST = course("MATH-9999 Lost Course")
 PROBLEMS = (
-    Problem(Category.NOT_A_PDF, "Not a PDF: CSCI / CSCI-1200 Data Structures / a.docx", "p1", "1"),
-    Problem(Category.INVALID_COURSE, "Invalid course: CSCI / bad", "p2", "2"),
-    Problem(Category.INVALID_FILENAME, "Invalid filename: x", "p3", "3"),
-    Problem(Category.DUPLICATE_DEPARTMENT, "Duplicate department: *CSCI", "p4", "4"),
+    Problem.from_text(
+        Category.NOT_A_PDF, "Not a PDF: CSCI / CSCI-1200 Data Structures / a.docx", "p1", "1"
+    ),
+    Problem.from_text(Category.INVALID_COURSE, "Invalid course: CSCI / bad", "p2", "2"),
+    Problem.from_text(Category.INVALID_FILENAME, "Invalid filename: x", "p3", "3"),
+    Problem.from_text(Category.DUPLICATE_DEPARTMENT, "Duplicate department: *CSCI", "p4", "4"),
 )
 CATALOG = Catalog(
     courses=(DS, DS_ECSE, CALC, LOST),
@@ -358,7 +360,7 @@ def test_write_requests_touch_only_the_count_column_and_the_stamp() -> None:
 
 
 def test_values_are_typed_so_text_never_becomes_a_formula() -> None:
-    problems = (Problem(Category.INVALID_FILENAME, '=IMPORTXML("http://x")', "p", "1"),)
+    problems = (Problem.from_text(Category.INVALID_FILENAME, '=IMPORTXML("http://x")', "p", "1"),)
     report = sheet_contents.build(Catalog(problems=problems), [])
     copies = sheet_requests.SheetState(
         tabs=(sheet_requests.TabInfo(0, "Physical Copies of Backtests", 10, 7),)

@@ -306,7 +306,7 @@ def test_tabs_are_found_whatever_their_case_and_grids_grow(
         SHEET_KEY, tabs={"errors in drive": [], COPIES: [["Course"]]}, rows=3, columns=4
     )
     problems = tuple(
-        Problem(Category.INVALID_FILENAME, f"Invalid filename: {i}", f"p{i}", str(i))
+        Problem.from_text(Category.INVALID_FILENAME, f"Invalid filename: {i}", f"p{i}", str(i))
         for i in range(12)
     )
 
@@ -353,7 +353,8 @@ def test_odd_text_is_written_as_text(
     sheets_emulator.add_spreadsheet(SHEET_KEY, tabs={COPIES: [["Course"]]})
     messages = ['=HYPERLINK("http://evil")', "+1", "tab\there 'q' \"qq\" \\ 😀", "x" * 60_000]
     problems = tuple(
-        Problem(Category.INVALID_FILENAME, m, f"p{i}", str(i)) for i, m in enumerate(messages)
+        Problem.from_text(Category.INVALID_FILENAME, m, f"p{i}", str(i))
+        for i, m in enumerate(messages)
     )
 
     make_report().publish(Catalog(problems=problems), None, NOW)
@@ -380,7 +381,8 @@ def test_a_1500_course_report_never_exceeds_60_requests_a_minute(
     )
     tab = [["Course"]] + [[c.name, "", "", "", "", i % 4] for i, c in enumerate(courses) if i % 10]
     problems = tuple(
-        Problem(Category.NOT_A_PDF, f"Not a PDF: {i}", f"p{i}", str(i)) for i in range(300)
+        Problem.from_text(Category.NOT_A_PDF, f"Not a PDF: {i}", f"p{i}", str(i))
+        for i in range(300)
     )
     sheets_emulator.add_spreadsheet(SHEET_KEY, tabs={COPIES: tab})
     cat = Catalog(courses=courses, problems=problems)
