@@ -14,15 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
-
-import requests
-from google.auth import exceptions as auth_exceptions
-from google.auth.transport import requests as google_requests
-from google.auth.transport.requests import AuthorizedSession
-from google.oauth2 import service_account
-from gspread.exceptions import APIError
-from gspread.http_client import HTTPClient
+from typing import TYPE_CHECKING, Any
 
 from . import google
 from .catalog import Catalog
@@ -39,85 +31,15 @@ from .sheet_requests import (
     write_requests,
 )
 
+if TYPE_CHECKING:
+    from google.oauth2 import service_account
+
+    from .sheets_http import SheetsClient
+
 log = logging.getLogger(__name__)
 
 SCOPE = "https://www.googleapis.com/auth/spreadsheets"
-GOOGLE_ROOT = "https://sheets.googleapis.com"
 _METADATA_FIELDS = "sheets.properties(sheetId,title,gridProperties(rowCount,columnCount))"
-
-
-class SheetsClient(HTTPClient):
-    """gspread's HTTP client, each request sent through `google.Transport` (one
-    classification of Google's answers, one pacer, `Retry-After`, jittered backoff,
-    bounded retries and time). gspread's `BackOffHTTPClient` is not used: it retries a
-    lasting 429 forever. `calls` counts every HTTP request sent, retries included: that
-    is what Google's quota counts."""
-
-    def __init__(
-        self,
-        session: requests.Session,
-        *,
-        retries: int = google.MAX_RETRIES,
-        sleep: Callable[[float], None] = time.sleep,
-        timeout: float = google.REQUEST_TIMEOUT_S,
-        call_budget_s: float = google.CALL_BUDGET_S,
-        deadline: google.Deadline = google.NO_DEADLINE,
-    ) -> None:
-        super().__init__(auth=None, session=session)  # type: ignore[arg-type]
-        # gspread passes `self.timeout` to every `requests` call.
-        self.request_timeout = timeout
-        self.deadline = deadline
-        self.set_timeout(timeout)
-        self.counter = google.ApiCalls()
-        self.transport = google.Transport(
-            "sheets",
-            pacer=google.Pacer(google.SINGLE_CALLS, clock=google.Clock(sleep)),
-            calls=self.counter,
-            retries=retries,
-            call_budget_s=call_budget_s,
-            deadline=deadline,
-            logger=log,
-        )
-
-    @property
-    def calls(self) -> int:
-        return self.counter.requests
-
-    @property
-    def retried(self) -> int:
-        return self.counter.retries
-
-    def request(self, *args: Any, **kwargs: Any) -> requests.Response:
-        def once() -> requests.Response:
-            self.counter.request()
-            # No request outlives the run: its timeout ends at the run's deadline.
-            self.set_timeout(min(self.request_timeout, max(0.1, self.deadline.left())))
-            return super(SheetsClient, self).request(*args, **kwargs)
-
-        what = f"{kwargs.get('method') or (args[0] if args else '')} request".strip()
-        return self.transport.call(what, once)
-
-
-class _Redirect:
-    """Sends gspread's hard-coded `https://sheets.googleapis.com` URLs to `endpoint`."""
-
-    endpoint = ""
-
-    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:
-        if self.endpoint and url.startswith(GOOGLE_ROOT):
-            url = self.endpoint + url[len(GOOGLE_ROOT) :]
-        return super().request(method, url, *args, **kwargs)  # type: ignore[misc]
-
-
-class _AnonymousSession(_Redirect, requests.Session):
-    pass
-
-
-class _AuthorizedSession(_Redirect, AuthorizedSession):
-    pass
-
-
-# ---------------------------------------------------------------- the adapter
 
 
 @dataclass(frozen=True)
@@ -172,23 +94,33 @@ class SheetReport:
 
     def __init__(
         self,
-        client: SheetsClient,
+        client: SheetsClient | Callable[[], SheetsClient],
         key: str,
         layout: Layout = TODAYS_LAYOUT,
         *,
         tz: str = "America/New_York",
         who: str = "the service account",
     ) -> None:
-        self.client = client
+        # A factory defers gspread's import to the first call that needs the sheet.
+        self._client = None if callable(client) else client
+        self._make_client = client if callable(client) else None
         self.key = key
         self.layout = layout
         self.tz = tz
         self.who = who
 
     @property
+    def client(self) -> SheetsClient:
+        """The HTTP client, built on first use."""
+        if self._client is None:
+            assert self._make_client is not None
+            self._client = self._make_client()
+        return self._client
+
+    @property
     def api_calls(self) -> int:
         """HTTP requests sent to the Sheets API so far (retries included)."""
-        return self.client.calls
+        return 0 if self._client is None else self._client.calls
 
     def read(self) -> SheetState:
         """Every tab's id and size, and the values of the report's three tabs."""
@@ -316,6 +248,9 @@ class SheetReport:
         try:
             return fn()
         except google.CallFailed as failed:
+            from google.auth import exceptions as auth_exceptions
+            from gspread.exceptions import APIError
+
             if isinstance(failed.cause, auth_exceptions.RefreshError):
                 raise google.credentials_rejected(
                     failed.cause, "Sheets", self.who, (SCOPE,)
@@ -358,19 +293,18 @@ def open_report(
 ) -> SheetReport:
     """A `SheetReport` for spreadsheet `key`: with `credentials` (OAuth), else anonymous;
     requests go to `endpoint` when set (an emulator), else to Google. `who` names the
-    account in "not shared with ..." errors (default: the key's e-mail)."""
-    local = google.direct(endpoint)
+    account in "not shared with ..." errors (default: the key's e-mail). Makes no call,
+    and builds the HTTP client only when the sheet is first read."""
     if credentials is not None:
-        token_session = requests.Session()
-        token_session.trust_env = not local
-        session: requests.Session = _AuthorizedSession(
-            credentials, auth_request=google_requests.Request(token_session)
-        )
         who = who or credentials.service_account_email
     else:
-        session = _AnonymousSession()
         who = who or (f"anonymous access at {endpoint}" if endpoint else "anonymous access")
-    session.trust_env = not local
-    session.endpoint = endpoint.rstrip("/")  # type: ignore[attr-defined]
-    client = SheetsClient(session, sleep=sleep, retries=retries, deadline=deadline, timeout=timeout)
+
+    def client() -> SheetsClient:
+        from .sheets_http import sheets_client
+
+        return sheets_client(
+            endpoint, credentials, sleep=sleep, retries=retries, deadline=deadline, timeout=timeout
+        )
+
     return SheetReport(client, key, layout, tz=tz, who=who)
