@@ -213,6 +213,16 @@ def write_requests(
     out.append(_text_tab(errors.sheet_id, report.errors, layout))
     out.append(_text_tab(not_found.sheet_id, report.not_found_lines, layout))
 
+    out += _count_requests(report, copies, layout)
+    if stamp is not None:
+        out.append(_stamp_request(copies, layout, stamp))
+    return out
+
+
+def _count_requests(report: Report, copies: TabInfo, layout: Layout) -> list[dict[str, Any]]:
+    """The count column: written counts (value and green background), stale cells yellow."""
+    col = layout.count_index
+    out: list[dict[str, Any]] = []
     counts = dict(report.counts)
     written = {"backgroundColor": layout.written_colour.api()}
     for run in _runs(counts):
@@ -256,8 +266,6 @@ def write_requests(
                 }
             }
         )
-    if stamp is not None:
-        out.append(_stamp_request(copies, layout, stamp))
     return out
 
 
