@@ -301,13 +301,20 @@ def plan_courses(
                     course.folder_id,
                 )
             )
+    to_remove = course_removals(docs, matched, set(id_of))
+    return CourseWrites(tuple(to_add), tuple(to_update), to_remove, id_of)
+
+
+def course_removals(
+    docs: Iterable[CourseDoc], matched: Mapping[str, CourseDoc], kept_names: set[str]
+) -> tuple[CourseRemoval, ...]:
+    """The course documents no course kept: duplicates, unlinkable ids, gone folders."""
     kept = {_hashable(doc.id) for doc in matched.values()}
-    to_remove = tuple(
-        CourseRemoval(doc.id, doc.name, _removal_reason(doc, set(id_of)))
+    return tuple(
+        CourseRemoval(doc.id, doc.name, _removal_reason(doc, kept_names))
         for doc in docs
         if _hashable(doc.id) not in kept
     )
-    return CourseWrites(tuple(to_add), tuple(to_update), to_remove, id_of)
 
 
 @dataclass(frozen=True)
