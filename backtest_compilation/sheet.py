@@ -1,9 +1,9 @@
 """The Google Sheet adapter: reads and writes the report spreadsheet (contract §4).
 
 `SheetReport` reads the spreadsheet (metadata + one `values.batchGet`) and writes it
-(one `batchUpdate`, atomic on Google's side), through `sheets_http.SheetsClient`,
-built on first use so that a run that never reads the sheet never imports gspread. What is written comes
-from the pure modules: `sheet_layout`, `row_matching`, `sheet_contents`,
+(one `batchUpdate`, atomic on Google's side), through `sheets_http.SheetsClient`, built
+on first use so that a run that never reads the sheet never imports gspread. What is
+written comes from the pure modules: `sheet_layout`, `row_matching`, `sheet_contents`,
 `sheet_requests`. `open_report` takes explicit arguments; `cli` builds it from settings.
 """
 
