@@ -7,20 +7,30 @@ import itertools
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from backtest_compilation import sample
 from backtest_compilation.local import LocalFolderSource
+from backtest_compilation.tree import Node
 from tests.emulators.drive import DriveEmulator
 from tests.emulators.sheets import SheetsEmulator
-from tests.fixtures_mongo import MongoServer
-from tests.test_e2e import COPIES, KEY, drive_like
 
 ROOT = Path(__file__).resolve().parent.parent
 # Modules a run loads only when the setting that needs them is set.
 OPTIONAL = ("gspread", "requests", "mongomock", "sentry_sdk")
+KEY = "1ImportsSheet"
+COPIES = "Physical Copies of Backtests"
+
+
+def drive_like(node: Node, ids: Iterator[int]) -> Node:
+    """The sample tree with Drive-like ids (local ids are paths)."""
+    kids = tuple(drive_like(child, ids) for child in node.children)
+    return replace(node, id=f"1x{next(ids):05d}", children=kids)
 
 
 def imported(stderr: str) -> set[str]:
@@ -38,7 +48,7 @@ def test_an_unchanged_run_imports_no_optional_module(
     tmp_path: Path,
     drive_emulator: DriveEmulator,
     sheets_emulator: SheetsEmulator,
-    mongo_server: MongoServer,
+    mongo_server: Any,  # tests' MongoServer: only its `uri` is used
     mongo_db_name: str,
     with_sheet: bool,
 ) -> None:
