@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from . import publish, report
+from . import report, website
 from .catalog import Catalog, Category, Problem
 from .errors import RunError
 
@@ -100,14 +100,14 @@ def preview_text(
     mode: str,
     exit_code: int,
     built: Catalog,
-    plan: publish.Plan,
+    plan: website.Plan,
     *,
     refusal: str | None,
     sheet_skipped: str | None,
     sheet_in_sync: bool | None,
 ) -> str:
     """What `--dry-run` and `check` print for people."""
-    lines = [report.catalog_text(built), "", publish.plan_text(plan)]
+    lines = [report.catalog_text(built), "", report.plan_text(plan)]
     if refusal:
         lines.append(f"Mass-delete guard: {refusal}")
     if sheet_skipped is not None:
@@ -273,7 +273,7 @@ def log_rename_problems(
     return {"new": len(failed_now.keys() - failed_before), "resolved": len(resolved)}
 
 
-def website_changes(plan: publish.Plan, applied: publish.Applied | None) -> dict[str, Any]:
+def website_changes(plan: website.Plan, applied: website.Applied | None) -> dict[str, Any]:
     """Courses added to, removed from and renamed on the website by this run, by name.
 
     Only what was applied: a phase that did not run changed nothing a visitor sees."""

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from . import catalog as catalog_mod
-from . import google, lock, outcome, publish, report, state
+from . import google, lock, outcome, report, state
 from .catalog import Catalog
 from .errors import CHECK_FAILED, ConfigError, GuardRefused, RunError
 from .outcome import Progress, RunSummary, Timer, summary_line
@@ -166,7 +166,6 @@ def _run(config: RunConfig, options: Options, services: Services, progress: Prog
         now=now,
         fingerprint=lambda got: _fingerprint(config, options, got, now, sheet_on=sheet_on),
         renames_on=options.renames_planned(config.rename_files),
-        rebuild=build,
     )
 
     # 2. catalog: remembered when the drive is as the last successful run left it
@@ -297,7 +296,7 @@ def _sync(
         summary,
         report.catalog_text(ctx.built),
         ctx.built,
-        tuple(publish.plan_lines(plans["mongo"].plan)),
+        tuple(report.plan_lines(plans["mongo"].plan)),
         ctx.notes.get("renames_applied", frozenset()),
     )
 
@@ -339,7 +338,7 @@ def _preview(
         options.mode,
         exit_code,
         ctx.built,
-        mongo=publish.mongo_block(mongo_plan),
+        mongo=report.mongo_block(mongo_plan),
         sheet=sheet_block,
         api_calls=timer.calls(),
         timings_s=timer.done(),
@@ -359,7 +358,7 @@ def _preview(
         sheet_in_sync=sheet_in_sync,
     )
     log.info("%s", summary_line(summary))
-    return Outcome(exit_code, summary, text, ctx.built, tuple(publish.plan_lines(mongo_plan)))
+    return Outcome(exit_code, summary, text, ctx.built, tuple(report.plan_lines(mongo_plan)))
 
 
 def _isolated(

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from bson import ObjectId
 
-from . import outcome, publish, report, state
-from .catalog import Catalog, Rename, RenameResult
+from . import outcome, report, state, website
+from .catalog import Catalog, Rename, RenameResult, problems_after_renames
 from .errors import RunError
 from .sources import Reading, Source
 
@@ -46,7 +46,6 @@ class Context:
     fingerprint: Callable[[Reading], str]
     unchanged: bool = False  # the drive is as the last fully successful run left it
     renames_on: bool = True
-    rebuild: Callable[[Reading], Catalog] | None = None
     # Failed sinks so far (name → error), and what sinks noted for the summary.
     failures: dict[str, BaseException] = field(default_factory=dict)
     notes: dict[str, Any] = field(default_factory=dict)
@@ -109,10 +108,10 @@ class Renames:
         )
         ctx.reading = self.source.after_renames(ctx.reading, applied)
         built = ctx.built
-        if applied and ctx.rebuild is not None:
-            # Problems quote names (a duplicate names the file it duplicates): rebuilt
-            # from the renamed tree, so the sheet shows the names the drive has now.
-            built = replace(built, problems=ctx.rebuild(ctx.reading).problems)
+        if applied:
+            # Problems quote names (a duplicate names the file it duplicates): re-rendered
+            # with the new names, so the sheet shows the names the drive has now.
+            built = replace(built, problems=problems_after_renames(built.problems, applied))
         if result.problems:
             built = replace(
                 built,
@@ -156,8 +155,8 @@ class Renames:
 class MongoPlan:
     """The MongoDB operations, what MongoDB held when planned, and the guard's answer."""
 
-    plan: publish.Plan
-    current: publish.Current
+    plan: website.Plan
+    current: website.Current
     refusal: str | None
 
 
@@ -176,11 +175,11 @@ class Mongo:
     def plan(self, ctx: Context) -> MongoPlan:
         # Reads MongoDB: an unreachable server stops the run before any write.
         current = self.store.read_current()
-        plan = publish.plan(ctx.built, current, reuse=reusable_ids(ctx.remembered, ctx.now))
+        plan = website.plan(ctx.built, current, reuse=reusable_ids(ctx.remembered, ctx.now))
         refusal = (
             None
             if self.allow_mass_delete
-            else publish.guard_refusal(
+            else website.guard_refusal(
                 plan, max_delete_fraction=self.max_delete_fraction, hint=ctx.built.root_hint
             )
         )
@@ -188,7 +187,7 @@ class Mongo:
             log.warning("%s", ctx.built.root_hint)
         return MongoPlan(plan, current, refusal)
 
-    def apply(self, plan: MongoPlan, ctx: Context) -> publish.Applied:
+    def apply(self, plan: MongoPlan, ctx: Context) -> website.Applied:
         # The guard was decided by `plan`; the run stopped before any sink if it refused.
         return self.store.apply(
             plan.plan, max_delete_fraction=self.max_delete_fraction, allow_mass_delete=True
@@ -206,7 +205,7 @@ class Mongo:
         self,
         remembered: state.State,
         plan: MongoPlan,
-        result: publish.Applied | None,
+        result: website.Applied | None,
         ctx: Context,
     ) -> state.State:
         """Log the courses the website gained, lost and renamed; note the summary's
@@ -214,12 +213,12 @@ class Mongo:
         failure = ctx.failures.get(self.name)
         applied = result if failure is None else getattr(failure, "applied", None)
         if failure is not None and applied is None and ctx.unchanged:
-            applied = publish.Applied(complete=False)
-        website = outcome.website_changes(plan.plan, applied)
-        outcome.log_website(website)
-        ctx.notes["website"] = website
+            applied = website.Applied(complete=False)
+        changes = outcome.website_changes(plan.plan, applied)
+        outcome.log_website(changes)
+        ctx.notes["website"] = changes
         ctx.notes["mongo"] = (
-            publish.mongo_block(plan.plan, applied)
+            report.mongo_block(plan.plan, applied)
             if applied is not None
             else _nothing_applied(plan.plan)
         )
@@ -234,7 +233,7 @@ class Mongo:
         return remembered.with_sink("mongo", data, ctx.now)
 
 
-def _nothing_applied(plan: publish.Plan) -> dict[str, Any]:
+def _nothing_applied(plan: website.Plan) -> dict[str, Any]:
     """The `mongo` block of an apply that failed before writing anything we know of."""
     return {
         "inserted": 0,
@@ -246,16 +245,16 @@ def _nothing_applied(plan: publish.Plan) -> dict[str, Any]:
     }
 
 
-def retiring_ids(plan: publish.Plan, current: publish.Current) -> dict[str, ObjectId]:
+def retiring_ids(plan: website.Plan, current: website.Current) -> dict[str, ObjectId]:
     """Folder id → `_id` of each course the plan removes (only `ObjectId`s the website
     can link, and only folders not kept under another document)."""
     kept = {c.folder_id for c in plan.courses_to_add} | {
         c.folder_id for c in plan.courses_to_update
     }
-    folder_of = {publish.id_order(d.id): d.folder_id for d in current.courses}
+    folder_of = {website.id_order(d.id): d.folder_id for d in current.courses}
     out: dict[str, ObjectId] = {}
     for removal in plan.courses_to_remove:
-        folder = folder_of.get(publish.id_order(removal.id))
+        folder = folder_of.get(website.id_order(removal.id))
         if isinstance(removal.id, ObjectId) and folder and folder not in kept:
             out[folder] = removal.id
     return out

@@ -43,9 +43,8 @@ from backtest_compilation import pipeline, sheet, sources
 from backtest_compilation.cli import run_config
 from backtest_compilation.drive import DriveSource
 from backtest_compilation.errors import GuardRefused
-from backtest_compilation.publish import COURSES
 from backtest_compilation.settings import Settings
-from backtest_compilation.store import Store
+from backtest_compilation.store import COURSES, Store
 from tests.emulators.drive import FOLDER_MIME, PDF_MIME, DriveEmulator
 from tests.emulators.sheets import SheetsEmulator
 from tests.fixtures_mongo import MongoServer

@@ -9,7 +9,7 @@ import gspread
 import pytest
 import requests
 
-from backtest_compilation.sheet import _AnonymousSession
+from backtest_compilation.sheets_http import _AnonymousSession
 from tests.emulators.sheets import SheetsEmulator, parse_mask
 
 KEY = "EmuKey123"
