@@ -389,9 +389,9 @@ def _run_once(
     except BaseException as exc:
         # Every exit path prints its one JSON object (contract §8), and `check` says
         # "could not check" (5) rather than "out of sync" (1).
-        code = exc.exit_code if isinstance(exc, RunError) else 1
-        if mode == "check" and code == RunError.exit_code:
-            code = CHECK_FAILED
+        code = outcome_mod.failure_exit_code(
+            mode, exc.exit_code if isinstance(exc, RunError) else RunError.exit_code
+        )
         if as_json and isinstance(exc, Exception):
             summary = getattr(exc, "summary", None)
             if not isinstance(summary, dict):
@@ -447,7 +447,7 @@ def _recorded_sync(
         ping.fail(f"exit {code}: {why}")
         ping.wait()
         raise
-    line = outcome_mod.summary_line(outcome.summary)
+    line = outcome.run.line()
     lastrun.save(
         config.cache_dir,
         outcome.summary,

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from . import report, website
 from .catalog import Catalog, Category, Problem
-from .errors import RunError
+from .errors import CHECK_FAILED, ConfigError, GuardRefused, RunError
 
 log = logging.getLogger("backtest_compilation.pipeline")
 
@@ -28,25 +28,55 @@ NOT_WRITTEN: Mapping[str, Any] = {"written": False, "not_found": [], "ambiguous"
 
 @dataclass(frozen=True)
 class RunSummary:
-    """Everything contract §8's object says about one run, as values."""
+    """Everything contract §8's object says about one sync, dry run or check, as values.
+
+    The one source of what a run tells: its exit code, the JSON object, the summary
+    line and the text for people are all rendered from it."""
 
     mode: str
-    exit_code: int
     catalog: Catalog
+    plan: website.Plan  # the MongoDB operations planned
     mongo: Mapping[str, Any]
     sheet: Mapping[str, Any]
     api_calls: Mapping[str, int]
     timings_s: Mapping[str, float]
+    drive: Mapping[str, bool]
+    problem_changes: Mapping[str, int]
+    failures: Mapping[str, BaseException] = field(default_factory=dict)
+    refusal: str | None = None  # the mass-delete guard's answer (a preview reports it)
+    renames_planned: bool = False
+    sheet_in_sync: bool | None = None  # None: not compared
+    sheet_skipped: str | None = None  # why there is no sheet step
+    unchanged: bool = False  # a sync that found the drive as the last run left it
+    website: Mapping[str, Any] = field(default_factory=dict)  # a sync's course changes
     applied: frozenset[str] = frozenset()
     pending: frozenset[str] | None = None  # None: renames did not run (no count shown)
-    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        """Failed sinks: 2 if one was configuration, else 1 (`check`: 5, could not
+        check); `check`: 1 when out of sync; a dry run: 3 when the guard would refuse (a
+        sync raises `GuardRefused` before any sink instead)."""
+        if self.failures:
+            config = any(isinstance(e, ConfigError) for e in self.failures.values())
+            return failure_exit_code(
+                self.mode, ConfigError.exit_code if config else RunError.exit_code
+            )
+        if self.mode == "check":
+            in_sync = (
+                self.plan.is_empty and self.sheet_in_sync is not False and not self.renames_planned
+            )
+            return 0 if in_sync else 1
+        return GuardRefused.exit_code if self.refusal else 0
 
     def to_json(self) -> dict[str, Any]:
         """Contract §8's JSON object (plus a few added fields)."""
+        exit_code = self.exit_code
+        failed = {s: failure_text(e) for s, e in self.failures.items()}
         out: dict[str, Any] = {
             "mode": self.mode,
-            "ok": self.exit_code == 0,
-            "exit_code": self.exit_code,
+            "ok": exit_code == 0,
+            "exit_code": exit_code,
             "catalog": report.catalog_block(self.catalog),
             "problems": report.problems_block(self.catalog),
             "renames": report.renames_block(self.catalog, self.applied),
@@ -54,8 +84,17 @@ class RunSummary:
             "sheet": dict(self.sheet),
             "api_calls": dict(self.api_calls),
             "timings_s": dict(self.timings_s),
-            **self.extra,
+            "drive": dict(self.drive),
         }
+        if self.mode == "sync":
+            out["failed"] = failed
+            if self.unchanged:
+                out["unchanged"] = True
+            out["website"] = self.website
+            out["problem_changes"] = dict(self.problem_changes)
+        else:
+            out |= {"problem_changes": dict(self.problem_changes), "failed": failed}
+            out["guard"] = self.refusal
         if self.pending is not None:
             # Renames not reached this run (quota, RENAME_BUDGET_S): done next run; they
             # are not problems.
@@ -66,8 +105,51 @@ class RunSummary:
         return out
 
     def line(self) -> str:
-        """The one summary line (`summary_line` of `to_json()`)."""
+        """The one summary line that ends the run (`summary_line` of the JSON object,
+        which is also what `last-run.json` records)."""
         return summary_line(self.to_json())
+
+    def text(self) -> str:
+        """What the run prints for people (`sync` without `--json` prints nothing; the
+        demo and `last-run` use it)."""
+        if self.mode == "sync":
+            if self.unchanged:
+                return "The drive is unchanged since the last run."
+            return report.catalog_text(self.catalog)
+        lines = [report.catalog_text(self.catalog), "", report.plan_text(self.plan)]
+        if self.refusal:
+            lines.append(f"Mass-delete guard: {self.refusal}")
+        if self.sheet_skipped is not None:
+            lines.append(f"Sheet: {self.sheet_skipped}; the sheet step would be skipped")
+        elif self.sheet_in_sync is not None:
+            lines.append("Sheet: up to date" if self.sheet_in_sync else "Sheet: would be rewritten")
+        if self.mode == "check":
+            code = self.exit_code
+            lines.append(
+                "Check: in sync"
+                if code == 0
+                else "Check: out of sync"
+                if code == 1
+                else "Check: could not check"
+            )
+        return "\n".join(lines)
+
+    def mongo_lines(self) -> tuple[str, ...]:
+        """One line per planned MongoDB change (none on an unchanged sync)."""
+        return () if self.unchanged else tuple(report.plan_lines(self.plan))
+
+
+def failure_exit_code(mode: str, code: int) -> int:
+    """The exit code of a run that failed with `code`: `check` says "could not check"
+    (5) rather than "out of sync" (1)."""
+    return CHECK_FAILED if mode == "check" and code == RunError.exit_code else code
+
+
+def failure_text(exc: BaseException) -> str:
+    """A sink's failure for `failed`: the message, or the type of an unexpected error."""
+    if isinstance(exc, RunError):
+        return str(exc)
+    return f"unexpected failure: {type(exc).__name__}: {exc}"
 
 
 def summary_line(summary: Mapping[str, Any]) -> str:
@@ -94,35 +176,6 @@ def summary_line(summary: Mapping[str, Any]) -> str:
         f"api calls drive {calls['drive']} sheets {calls['sheets']} mongo {calls['mongo']}; "
         f"{phases}"
     )
-
-
-def preview_text(
-    mode: str,
-    exit_code: int,
-    built: Catalog,
-    plan: website.Plan,
-    *,
-    refusal: str | None,
-    sheet_skipped: str | None,
-    sheet_in_sync: bool | None,
-) -> str:
-    """What `--dry-run` and `check` print for people."""
-    lines = [report.catalog_text(built), "", report.plan_text(plan)]
-    if refusal:
-        lines.append(f"Mass-delete guard: {refusal}")
-    if sheet_skipped is not None:
-        lines.append(f"Sheet: {sheet_skipped}; the sheet step would be skipped")
-    elif sheet_in_sync is not None:
-        lines.append("Sheet: up to date" if sheet_in_sync else "Sheet: would be rewritten")
-    if mode == "check":
-        lines.append(
-            "Check: in sync"
-            if exit_code == 0
-            else "Check: out of sync"
-            if exit_code == 1
-            else "Check: could not check"
-        )
-    return "\n".join(lines)
 
 
 def _problem_changes(summary: Mapping[str, Any]) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING, Any, Literal
 from . import catalog as catalog_mod
 from . import google, lock, outcome, report, state
 from .catalog import Catalog
-from .errors import CHECK_FAILED, ConfigError, GuardRefused, RunError
+from .errors import GuardRefused, RunError
 from .outcome import Progress, RunSummary, Timer, summary_line
 from .sinks import Context, Mongo, Renames, Sheet
 from .sources import Reading, Source
 
 if TYPE_CHECKING:
-    from .sheet import SheetReport
+    from .sheet import SheetPlan, SheetReport
     from .store import Store
 
 log = logging.getLogger(__name__)
@@ -96,14 +96,34 @@ class Services:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What a run did: the exit code, contract §8's summary, and text for people."""
+    """What a run did: its typed summary, and contract §8's object rendered from it."""
 
-    exit_code: int
-    summary: dict[str, Any]
-    text: str
-    catalog: Catalog
-    mongo_lines: tuple[str, ...] = ()
-    renames_applied: frozenset[str] = frozenset()
+    run: RunSummary
+    summary: dict[str, Any] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "summary", self.run.to_json())
+
+    @property
+    def exit_code(self) -> int:
+        return self.run.exit_code
+
+    @property
+    def text(self) -> str:
+        """What the run says to people (contract §8's text output)."""
+        return self.run.text()
+
+    @property
+    def catalog(self) -> Catalog:
+        return self.run.catalog
+
+    @property
+    def mongo_lines(self) -> tuple[str, ...]:
+        return self.run.mongo_lines()
+
+    @property
+    def renames_applied(self) -> frozenset[str]:
+        return self.run.applied
 
 
 def run(config: RunConfig, options: Options, services: Services) -> Outcome:
@@ -202,57 +222,36 @@ def _run(config: RunConfig, options: Options, services: Services, progress: Prog
     )
     sheet = Sheet(services.sheet, services.source, services.sheet_skipped)
     progress.stage = "mongo"
+    # The sheet is planned in the loop: a sync plans it in `apply`, after the renames.
     plans: dict[str, Any] = {"renames": renames.plan(ctx), "mongo": mongo.plan(ctx)}
     timer.lap("plan")
     refusal = plans["mongo"].refusal
-    if options.mode != "sync":
-        progress.stage = "sheet"
-        return _preview(options, services, ctx, plans, sheet, timer, progress)
-    if refusal is not None:
+    applying = options.mode == "sync"
+    if applying and refusal is not None:
         # Logged once, by whoever catches it (the CLI), not here as well.
         progress.stage = "guard"
         raise GuardRefused(f"mass-delete guard: {refusal}")
-
-    return _sync(config, services, ctx, (renames, mongo, sheet), plans, path, progress)
-
-
-def _sync(
-    config: RunConfig,
-    services: Services,
-    ctx: Context,
-    sinks: tuple[Renames, Mongo, Sheet],
-    plans: Mapping[str, Any],
-    path: Path,
-    progress: Progress,
-) -> Outcome:
-    """4. Apply each sink on its own; 5. remember what each one did."""
-    timer, now = progress.timer, ctx.now
-    renames, mongo, sheet = sinks
     remembered = ctx.remembered
-    if ctx.unchanged and not plans["mongo"].plan.is_empty:
-        log.warning("mongo: drifted from the drive since the last run; repairing")
-    if not ctx.unchanged or not plans["mongo"].plan.is_empty:
-        if not ctx.unchanged:
-            remembered = remembered.with_drive(ctx.reading.snapshot, now).with_problems(
-                outcome.problem_key(p) for p in ctx.built.problems
-            )
-        # Saved before any sink writes: a state file that cannot be written stops the
-        # run here (exit 1), before it changes anything the next run would not know about.
-        remembered = mongo.retire(remembered, plans["mongo"], now)
-        progress.stage = "state"
-        state.save(path, remembered)
+    if applying:
+        remembered = _before_writes(ctx, plans["mongo"], mongo, path, progress)
     deadline = services.deadline or google.Deadline(config.run_timeout_s)
-    after = {
-        "mongo": "renaming; MongoDB was not updated",
-        "sheet": "updating MongoDB; the sheet was not written",
-    }
+
+    # 4. each sink on its own: a sync applies it and remembers what it did (saving the
+    # state after each); a dry run and `check` only plan (compare) what is left.
     results: dict[str, Any] = {}
-    for sink in sinks:
+    for sink in (renames, mongo, sheet):
         plan = plans.get(sink.name)
+        if not applying:
+            progress.stage = sink.name
+            if sink.name not in plans:
+                _, plans[sink.name] = _isolated(
+                    sink.name, lambda s=sink: s.plan(ctx), ctx.failures, services
+                )
+            continue
 
         def work(sink: Any = sink, plan: Any = plan) -> Any:
-            if sink.name in after and not ctx.unchanged and deadline.expired:
-                raise deadline.error(after[sink.name])  # RUN_TIMEOUT_S: no sink starts
+            if sink.name in _AFTER and not ctx.unchanged and deadline.expired:
+                raise deadline.error(_AFTER[sink.name])  # RUN_TIMEOUT_S: no sink starts
             return sink.apply(plan, ctx)
 
         ok, results[sink.name] = _isolated(sink.name, work, ctx.failures, services)
@@ -261,104 +260,81 @@ def _sync(
         if not ctx.unchanged and sink is not sheet and (ok or sink is renames):
             progress.stage = "state"
             state.save(path, remembered)
-    timer.lap("apply")
+    timer.lap("apply" if applying else "plan")
 
-    remembered = remembered.with_drive(ctx.reading.snapshot, now)
-    if not ctx.failures:
-        remembered = remembered.succeeded(now)
-    progress.stage = "state"
-    state.save(path, remembered)
-    exit_code = _exit_code(ctx.failures)
+    # 5. remember the run (a sync), and say what happened
+    if applying:
+        remembered = remembered.with_drive(ctx.reading.snapshot, now)
+        if not ctx.failures:
+            remembered = remembered.succeeded(now)
+        progress.stage = "state"
+        state.save(path, remembered)
+    sheet_plan = plans.get("sheet")
     sheet_result = results.get("sheet")
     summary = RunSummary(
-        "sync",
-        exit_code,
+        options.mode,
         ctx.built,
-        mongo=ctx.notes["mongo"],
-        sheet=sheet_result.block if sheet_result is not None else dict(outcome.NOT_WRITTEN),
+        plans["mongo"].plan,
+        mongo=ctx.notes["mongo"] if applying else report.mongo_block(plans["mongo"].plan),
+        sheet=sheet_result.block
+        if sheet_result is not None
+        else _compared(sheet_plan)
+        if sheet_plan is not None
+        else dict(outcome.NOT_WRITTEN),
         api_calls=timer.calls(),
         timings_s=timer.done(),
-        applied=ctx.notes.get("renames_applied", frozenset()),
-        pending=None if ctx.unchanged else ctx.notes.get("renames_pending", frozenset()),
-        extra={
-            "drive": {"changed": ctx.reading.changed, "full": ctx.reading.full},
-            "failed": {s: _failure_text(e) for s, e in ctx.failures.items()},
-            **({"unchanged": True} if ctx.unchanged else {}),
-            "website": ctx.notes["website"],
-            "problem_changes": ctx.notes["problem_changes"],
-        },
-    ).to_json()
-    log.info("%s", summary_line(summary))
-    if ctx.unchanged:
-        return Outcome(exit_code, summary, "The drive is unchanged since the last run.", ctx.built)
-    return Outcome(
-        exit_code,
-        summary,
-        report.catalog_text(ctx.built),
-        ctx.built,
-        tuple(report.plan_lines(plans["mongo"].plan)),
-        ctx.notes.get("renames_applied", frozenset()),
-    )
-
-
-def _preview(
-    options: Options,
-    services: Services,
-    ctx: Context,
-    plans: Mapping[str, Any],
-    sheet: Sheet,
-    timer: Timer,
-    progress: Progress,
-) -> Outcome:
-    """`--dry-run` and `check`: say what a sync would do; change nothing anywhere."""
-    sheet_in_sync: bool | None = None
-    sheet_block: dict[str, Any] = dict(outcome.NOT_WRITTEN)
-    failures: dict[str, BaseException] = {}
-    ok, sheet_plan = _isolated("sheet", lambda: sheet.plan(ctx), failures, services)
-    if ok and sheet_plan is not None:
-        sheet_in_sync = sheet_plan.in_sync
-        sheet_block = {
-            "written": False,
-            "in_sync": sheet_in_sync,
-            "not_found": list(sheet_plan.report.not_found),
-            "ambiguous": list(sheet_plan.report.ambiguous),
-        }
-    timer.lap("plan")
-    mongo_plan, refusal = plans["mongo"].plan, plans["mongo"].refusal
-    if failures:
-        exit_code = _exit_code(failures)
-        if options.mode == "check" and exit_code == RunError.exit_code:
-            exit_code = CHECK_FAILED  # could not check, which is not "out of sync"
-    elif options.mode == "check":
-        in_sync = mongo_plan.is_empty and sheet_in_sync is not False and not plans["renames"]
-        exit_code = 0 if in_sync else 1
-    else:
-        exit_code = GuardRefused.exit_code if refusal else 0
-    summary = RunSummary(
-        options.mode,
-        exit_code,
-        ctx.built,
-        mongo=report.mongo_block(mongo_plan),
-        sheet=sheet_block,
-        api_calls=timer.calls(),
-        timings_s=timer.done(),
-        extra={
-            **progress.extra,
-            "failed": {s: _failure_text(e) for s, e in failures.items()},
-            "guard": refusal,
-        },
-    ).to_json()
-    text = outcome.preview_text(
-        options.mode,
-        exit_code,
-        ctx.built,
-        mongo_plan,
+        drive={"changed": ctx.reading.changed, "full": ctx.reading.full},
+        problem_changes=ctx.notes["problem_changes"],
+        failures=ctx.failures,
         refusal=refusal,
+        renames_planned=bool(plans["renames"]),
+        sheet_in_sync=sheet_plan.in_sync if sheet_plan is not None else None,
         sheet_skipped=services.sheet_skipped if services.sheet is None else None,
-        sheet_in_sync=sheet_in_sync,
+        unchanged=ctx.unchanged,
+        website=ctx.notes.get("website", {}),
+        applied=ctx.notes.get("renames_applied", frozenset()),
+        pending=ctx.notes.get("renames_pending", frozenset())
+        if applying and not ctx.unchanged
+        else None,
     )
-    log.info("%s", summary_line(summary))
-    return Outcome(exit_code, summary, text, ctx.built, tuple(report.plan_lines(mongo_plan)))
+    log.info("%s", summary.line())
+    return Outcome(summary)
+
+
+# What a sink that the run's deadline stops says was not done.
+_AFTER = {
+    "mongo": "renaming; MongoDB was not updated",
+    "sheet": "updating MongoDB; the sheet was not written",
+}
+
+
+def _before_writes(
+    ctx: Context, planned: Any, mongo: Mongo, path: Path, progress: Progress
+) -> state.State:
+    """The state saved before any sink writes: a state file that cannot be written stops
+    the run here (exit 1), before it changes anything the next run would not know about."""
+    remembered = ctx.remembered
+    if ctx.unchanged and not planned.plan.is_empty:
+        log.warning("mongo: drifted from the drive since the last run; repairing")
+    if not ctx.unchanged or not planned.plan.is_empty:
+        if not ctx.unchanged:
+            remembered = remembered.with_drive(ctx.reading.snapshot, ctx.now).with_problems(
+                outcome.problem_key(p) for p in ctx.built.problems
+            )
+        remembered = mongo.retire(remembered, planned, ctx.now)
+        progress.stage = "state"
+        state.save(path, remembered)
+    return remembered
+
+
+def _compared(sheet_plan: SheetPlan) -> dict[str, Any]:
+    """A preview's `sheet` block: nothing written, and whether the sheet is up to date."""
+    return {
+        "written": False,
+        "in_sync": sheet_plan.in_sync,
+        "not_found": list(sheet_plan.report.not_found),
+        "ambiguous": list(sheet_plan.report.ambiguous),
+    }
 
 
 def _isolated(
@@ -419,18 +395,3 @@ def _known_catalog(remembered: state.State, fingerprint: str) -> Catalog | None:
     except (KeyError, TypeError, ValueError) as exc:
         log.warning("state: remembered catalog unusable (%s); rebuilding it", exc)
         return None
-
-
-def _exit_code(failures: Mapping[str, BaseException]) -> int:
-    if not failures:
-        return 0
-    if any(isinstance(exc, ConfigError) for exc in failures.values()):
-        return ConfigError.exit_code
-    return RunError.exit_code
-
-
-def _failure_text(exc: BaseException) -> str:
-    """A sink's failure for `failed`: the message, or the type of an unexpected error."""
-    if isinstance(exc, RunError):
-        return str(exc)
-    return f"unexpected failure: {type(exc).__name__}: {exc}"
