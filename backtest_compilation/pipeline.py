@@ -4,9 +4,10 @@ The outside world arrives as `Services` (a tree source, the MongoDB store, the s
 report, a clock), so tests hand in emulators and the demo hands in a local folder and
 an in-process database; the settings arrive as a `RunConfig` of plain values. The three
 sinks (`sinks.Renames`, `sinks.Mongo`, `sinks.Sheet`) have one shape, so `sync`,
-`--dry-run` and `check` are one loop: plan every sink, then (a sync) apply each one
-on its own — one failing does not undo or stop the others — saving the state after
-each, so the next run retries exactly what failed. `outcome` says what happened.
+`--dry-run` and `check` are one loop whose mode decides, per sink, whether it is only
+planned (compared) or applied (a sync) — each on its own: one failing does not undo or
+stop the others — saving the state after each, so the next run retries exactly what
+failed. `outcome.RunSummary` says what happened and decides the exit code.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from . import google, lock, outcome, report, state
 from .catalog import Catalog
 from .errors import GuardRefused, RunError
 from .outcome import Progress, RunSummary, Timer, summary_line
-from .sinks import Context, Mongo, Renames, Sheet
+from .sinks import Context, Mongo, MongoPlan, Renames, Sheet
 from .sources import Reading, Source
 
 if TYPE_CHECKING:
@@ -309,7 +310,7 @@ _AFTER = {
 
 
 def _before_writes(
-    ctx: Context, planned: Any, mongo: Mongo, path: Path, progress: Progress
+    ctx: Context, planned: MongoPlan, mongo: Mongo, path: Path, progress: Progress
 ) -> state.State:
     """The state saved before any sink writes: a state file that cannot be written stops
     the run here (exit 1), before it changes anything the next run would not know about."""
