@@ -22,9 +22,9 @@ from backtest_compilation import doctor
 from backtest_compilation.drive import SCOPE_READ, SCOPE_RENAME
 from backtest_compilation.google import credentials as load_credentials
 from backtest_compilation.sheet import SCOPE as SHEETS_SCOPE
-from tests.emulators.drive import DriveEmulator
-from tests.emulators.sheets import SheetsEmulator
-from tests.fixtures_mongo import MongoServer
+from emulators.drive import DriveEmulator
+from emulators.sheets import SheetsEmulator
+from tests.support.fixtures_mongo import MongoServer
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "1DoctorSheetKey_0123456789abcdefghijkl"

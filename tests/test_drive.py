@@ -16,7 +16,7 @@ from backtest_compilation.catalog import Category, Rename
 from backtest_compilation.drive import DriveRead, DriveSnapshot, DriveSource
 from backtest_compilation.errors import ServiceError
 from backtest_compilation.tree import FOLDER_MIME, Node, file, folder
-from tests.emulators.drive import DriveEmulator
+from emulators.drive import DriveEmulator
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 Make = Callable[..., DriveSource]

@@ -28,10 +28,10 @@ from backtest_compilation.local import LocalFolderSource
 from backtest_compilation.settings import Settings
 from backtest_compilation.store import Store
 from backtest_compilation.tree import Node
-from tests.emulators.drive import DriveEmulator
-from tests.emulators.sheets import SheetsEmulator
-from tests.fixtures_mongo import MongoServer
-from tests.website import expected_view, visit, without_ids
+from emulators.drive import DriveEmulator
+from emulators.sheets import SheetsEmulator
+from tests.support.fixtures_mongo import MongoServer
+from tests.support.website import expected_view, visit, without_ids
 
 pytestmark = pytest.mark.mongo_server
 

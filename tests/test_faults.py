@@ -26,9 +26,9 @@ from backtest_compilation import pipeline, state
 from backtest_compilation.errors import RunError, ServiceError
 from backtest_compilation.store import RoundTrips, Store
 from tests import secantus
-from tests.fixtures_faults import SHEET_KEY, FaultWorld, make_fault_world
-from tests.secantus import MongoServer, free_port
-from tests.website import without_ids
+from tests.support.fixtures_faults import SHEET_KEY, FaultWorld, make_fault_world
+from emulators.secantus import MongoServer, free_port
+from tests.support.website import without_ids
 
 pytestmark = pytest.mark.mongo_server
 

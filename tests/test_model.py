@@ -45,10 +45,10 @@ from backtest_compilation.errors import GuardRefused
 from backtest_compilation.publish import COURSES
 from backtest_compilation.settings import Settings
 from backtest_compilation.store import Store
-from tests.emulators.drive import FOLDER_MIME, PDF_MIME, DriveEmulator
-from tests.emulators.sheets import SheetsEmulator
-from tests.fixtures_mongo import MongoServer
-from tests.website import expected_view, visit, without_ids
+from emulators.drive import FOLDER_MIME, PDF_MIME, DriveEmulator
+from emulators.sheets import SheetsEmulator
+from tests.support.fixtures_mongo import MongoServer
+from tests.support.website import expected_view, visit, without_ids
 
 NOW = datetime(2026, 11, 21, 15, 2, tzinfo=UTC)
 COPIES = "Physical Copies of Backtests"

@@ -19,8 +19,8 @@ from backtest_compilation.errors import GuardRefused, Locked
 from backtest_compilation.local import LocalFolderSource
 from backtest_compilation.settings import Settings
 from backtest_compilation.store import Store
-from tests.emulators.sheets import SheetsEmulator
-from tests.website import expected_view, visit, without_ids
+from emulators.sheets import SheetsEmulator
+from tests.support.website import expected_view, visit, without_ids
 
 KEY = "1PipelineSheet"
 NOW = datetime(2026, 11, 21, 15, 2, tzinfo=UTC)

@@ -25,7 +25,7 @@ from backtest_compilation.publish import (
     plan_text,
     read_state,
 )
-from tests.store_data import catalog, course, ids
+from tests.support.store_data import catalog, course, ids
 
 DS = "CSCI-1200 Data Structures"
 CALC = "MATH-1010 Calculus I"

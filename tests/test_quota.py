@@ -19,9 +19,9 @@ from backtest_compilation import sheet, state
 from backtest_compilation.catalog import Category, Rename
 from backtest_compilation.drive import DriveCallError, DriveSource
 from backtest_compilation.errors import ServiceError
-from tests.emulators.drive import DriveEmulator
-from tests.emulators.sheets import SheetsEmulator
-from tests.fixtures_faults import SHEET_KEY, FaultWorld
+from emulators.drive import DriveEmulator
+from emulators.sheets import SheetsEmulator
+from tests.support.fixtures_faults import SHEET_KEY, FaultWorld
 
 NOW = datetime(2026, 11, 30, 15, 0, tzinfo=UTC)
 COPIES = "Physical Copies of Backtests"
@@ -302,7 +302,7 @@ def test_emulator_ids_are_shaped_like_googles() -> None:
 
 
 def test_a_folded_content_id_is_unfolded_as_rfc_5322_says() -> None:
-    from tests.emulators.drive import unfold
+    from emulators.drive import unfold
 
     folded = "<0b7a2c5e-1f1e-4c8e-9d1a-3c1f1b2a9e77 +\r\n 1AbCdEfGhIjKlMnOpQrStUvWxYz012345>"
     assert unfold(folded) == (

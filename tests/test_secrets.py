@@ -40,10 +40,10 @@ from backtest_compilation.drive import SCOPE_READ, SCOPE_RENAME, DriveSource
 from backtest_compilation.google import credentials as load_credentials
 from backtest_compilation.settings import Settings
 from backtest_compilation.store import Store
-from tests.emulators.drive import DriveEmulator
-from tests.emulators.sheets import SheetsEmulator
-from tests.fixtures_mongo import MongoServer
-from tests.secantus import free_port
+from emulators.drive import DriveEmulator
+from emulators.sheets import SheetsEmulator
+from tests.support.fixtures_mongo import MongoServer
+from emulators.secantus import free_port
 from tests.test_telemetry import Endpoint
 
 ROOT = Path(__file__).resolve().parent.parent

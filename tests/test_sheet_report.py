@@ -20,8 +20,8 @@ from backtest_compilation.catalog import Catalog, Category, Course, ExamEntry, P
 from backtest_compilation.errors import ConfigError, ServiceError
 from backtest_compilation.settings import Settings
 from backtest_compilation.tree import OTHER_MIME, PDF_MIME, file, folder
-from tests.emulators.sheets import SheetsEmulator
-from tests.fixtures_sheets import SHEET_KEY
+from emulators.sheets import SheetsEmulator
+from tests.support.fixtures_sheets import SHEET_KEY
 
 COPIES = "Physical Copies of Backtests"
 ERRORS = "Errors in Drive"

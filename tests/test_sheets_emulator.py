@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from backtest_compilation.sheet import _AnonymousSession
-from tests.emulators.sheets import SheetsEmulator, parse_mask
+from emulators.sheets import SheetsEmulator, parse_mask
 
 KEY = "EmuKey123"
 

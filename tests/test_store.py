@@ -3,7 +3,7 @@
 Every test here runs twice: `[mongomock]` (in process; what `demo` uses) and
 `[server]` (marked `mongo_server`: a real pymongo connection, command monitoring,
 ordered bulk writes on the wire). What a visitor sees is read the website's way
-(`tests/website.py`).
+(`tests/support/website.py`).
 """
 
 from __future__ import annotations
@@ -33,10 +33,10 @@ from backtest_compilation.publish import (
 )
 from backtest_compilation.settings import Settings
 from backtest_compilation.store import ApplyFailed, RoundTrips, Store, _delete_ops, _phases
-from tests.fixtures_mongo import MongoServer
-from tests.store_data import big_catalog, catalog, course
+from tests.support.fixtures_mongo import MongoServer
+from tests.support.store_data import big_catalog, catalog, course
 from tests.test_publish import CASES, Case
-from tests.website import NOT_FOUND, expected_view, visit, visit_async, without_ids
+from tests.support.website import NOT_FOUND, expected_view, visit, visit_async, without_ids
 
 DS = "CSCI-1200 Data Structures"
 CALC = "MATH-1010 Calculus I"

@@ -40,7 +40,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from tests.emulators import Emulator
+from emulators import Emulator
 
 JSON = dict[str, Any]
 SPREADSHEET_MIME = "application/vnd.google-apps.spreadsheet"

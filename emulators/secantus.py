@@ -1,6 +1,6 @@
 """Start and stop SecantusDB (the MongoDB-wire test server) as a child process.
 
-Used by the pytest fixtures (`tests/fixtures_mongo.py`) and by `bench/store.py`. The
+Used by the pytest fixtures (`tests/support/fixtures_mongo.py`) and by `bench/store.py`. The
 server is GPL-2.0 and lives in its own virtual environment: it is run, never imported.
 """
 

@@ -57,7 +57,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from tests.emulators import Emulator
+from emulators import Emulator
 
 if TYPE_CHECKING:
     from backtest_compilation.tree import Node
