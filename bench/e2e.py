@@ -29,8 +29,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from emulators.drive import DriveEmulator, sample_drive
-from emulators.sheets import SheetsEmulator
 from emulators.secantus import running_server
+from emulators.sheets import SheetsEmulator
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -20,7 +20,7 @@ import json
 import re
 import threading
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
@@ -81,7 +81,7 @@ class GoogleError(Exception):
 
 
 # The injectable faults, as Drive v3 words them (`reason`, `domain`); a v4 API answers
-# the same code with its own message and `status` (see `FaultInjector.fault_error`).
+# the same code with its own message and `status`.
 FAULTS: dict[str, tuple[int, str, str, str, dict[str, str]]] = {
     "429": (429, "Rate Limit Exceeded", "rateLimitExceeded", "usageLimits", {}),
     "403-rate": (403, "Rate Limit Exceeded", "rateLimitExceeded", "usageLimits", {}),
@@ -121,6 +121,9 @@ class FaultPlan:
     retry_after: float | None = None
     retry_after_form: str = "seconds"  # or "date": an HTTP date that many seconds ahead
     hang_s: float = 3600.0  # how long a "hang" fault keeps the request unanswered
+    # Batch-part faults happen only while this answers True (None: always), e.g. a
+    # rate limit that lifts at a given clock time.
+    part_while: Callable[[], bool] | None = None
     script: deque[str] = field(default_factory=deque)
 
 
@@ -145,8 +148,11 @@ class FaultInjector:
             raise ValueError(f"unknown fault kinds {unknown}; known: {sorted(self._fault_known)}")
         return out
 
-    def fail_every(self, n: int, kinds: Iterable[str] = FAULT_KINDS) -> None:
-        """Every n-th HTTP request fails with the next kind in `kinds` (0 = never)."""
+    def fail_every(self, n: int, kinds: Iterable[str] | None = None) -> None:
+        """Every n-th HTTP request fails with the next kind in `kinds` (0 = never);
+        by default `FAULT_KINDS`, those this emulator can answer."""
+        if kinds is None:
+            kinds = [k for k in FAULT_KINDS if k in self._fault_known]
         self.faults.kinds = self._check(kinds)
         self.faults.every = n
 

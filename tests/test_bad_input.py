@@ -366,6 +366,7 @@ def test_odd_titles_are_found_literally_in_the_sheet(ran: Ran) -> None:
 
 def test_problem_messages_reach_the_sheet_unaltered(ran: Ran) -> None:
     errors = [row[0] for row in ran.sheets.values(ran.key, "Errors in Drive") if row]
+    assert ran.outcome.summary["problems"]
     for p in ran.outcome.summary["problems"]:
         assert p["message"] in errors
 

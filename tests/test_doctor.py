@@ -42,7 +42,7 @@ class SetUp:
         self.root = drive.add_drive("Backtests")
         course = drive.add_folder(drive.add_folder(self.root, "CSCI"), "CSCI-1200 Data Structures")
         drive.add_file(course, "csci-1200 e1 f22.pdf")
-        drive._add("root", "Backtest tracking", SHEET_MIME, KEY)
+        drive.add_file("root", "Backtest tracking", SHEET_MIME, KEY)
         sheets.add_spreadsheet(KEY, tabs={COPIES: [["Course", "", "", "", "", "Digital"]]})
         self.cache = tmp / "cache"
         self.cache.mkdir()

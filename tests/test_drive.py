@@ -554,7 +554,7 @@ def test_any_edits_through_the_changes_feed_match_a_full_listing(
                     continue
                 elif op == "rename":
                     emu.rename(target, name)
-                elif op == "move" and where != target and where not in emu._descendants(target):
+                elif op == "move" and where != target and where not in emu.descendants(target):
                     emu.move(target, where)
                 elif op in ("trash", "restore"):
                     emu.trash(target, op == "trash")

@@ -140,6 +140,7 @@ def test_cold_run_publishes_and_warm_run_writes_nothing(world: dict[str, Any]) -
     assert cold.exit_code == 0, cold.summary.get("failed")
     db = world["store"].database
     assert without_ids(visit(db)) == expected_view(cold.catalog)
+    assert cold.summary["renames"]
     assert all(r["applied"] for r in cold.summary["renames"])
     names = set(drive_names(drive).values())
     assert {r["to"] for r in cold.summary["renames"]} <= names

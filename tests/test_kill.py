@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 
 from backtest_compilation import state
+from emulators.secantus import MongoServer
 from tests.support.fixtures_faults import FaultWorld, make_fault_world
 from tests.support.forkserver import ForkServer
-from emulators.secantus import MongoServer
 
 pytestmark = pytest.mark.mongo_server
 

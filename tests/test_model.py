@@ -247,7 +247,7 @@ class DriveEdits(RuleBasedStateMachine):
         item = self._choose(data, sorted(live), "item")
         if item is None:
             return
-        below = {item, *self.world.drive._descendants(item)}  # Drive refuses cycles
+        below = {item, *self.world.drive.descendants(item)}  # Drive refuses cycles
         targets = [self.root, *(f for f in self._folders() if f not in below)]
         self.world.drive.move(item, data.draw(st.sampled_from(targets), label="to"))
 

@@ -97,6 +97,7 @@ def expect(**wanted: Any) -> Callable[[Plan], None]:
 
     def check(p: Plan) -> None:
         got = _summary(p)
+        assert set(wanted) <= set(got), sorted(set(wanted) - set(got))  # no misspelt part
         for part, value in got.items():
             assert value == wanted.get(part, []), part
 

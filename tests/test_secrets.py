@@ -41,9 +41,9 @@ from backtest_compilation.google import credentials as load_credentials
 from backtest_compilation.settings import Settings
 from backtest_compilation.store import Store
 from emulators.drive import DriveEmulator
+from emulators.secantus import free_port
 from emulators.sheets import SheetsEmulator
 from tests.support.fixtures_mongo import MongoServer
-from emulators.secantus import free_port
 from tests.test_telemetry import Endpoint
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -356,7 +356,7 @@ def test_an_in_process_run_with_real_token_exchanges_logs_no_secret(
         )
     assert outcome.exit_code == 0, outcome.summary
     assert drive_emulator.stats.by_method["oauth.token"] >= 1
-    tokens = [*drive_emulator._tokens, *_sheets_tokens(sheets_emulator)]
+    tokens = [*drive_emulator.access_tokens, *sheets_emulator.access_tokens]
     assert tokens, "no access token was handed out"
     secret.collect("logs", "\n".join(r.getMessage() for r in caplog.records))
     secret.collect("summary", json.dumps(outcome.summary, ensure_ascii=False))
@@ -368,7 +368,3 @@ def test_an_in_process_run_with_real_token_exchanges_logs_no_secret(
         leaks += [f"{where}: token" for token in tokens if token in text]
         leaks += [f"{where}: sheets key" for s in sheet_key_material if s in text]
     assert leaks == []
-
-
-def _sheets_tokens(emulator: SheetsEmulator) -> list[str]:
-    return list(emulator._tokens)

@@ -431,7 +431,7 @@ def test_rate_limit_answers_are_retried_with_backoff(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     seed(sheets_emulator)
-    sheets_emulator.fail_next(429, times=2)
+    sheets_emulator.fail_next("429", "429")
     caplog.set_level(logging.INFO, logger="backtest_compilation.sheet")
 
     result = make_report().publish(drive(), None, NOW)
@@ -446,7 +446,7 @@ def test_a_lasting_failure_is_a_service_error(
     sheets_emulator: SheetsEmulator, make_report: MakeReport, sleeps: list[float]
 ) -> None:
     seed(sheets_emulator)
-    sheets_emulator.fail_next(503, times=10)
+    sheets_emulator.fail_next(*["503"] * 10)
     with pytest.raises(ServiceError, match="HTTP 503") as err:
         make_report(retries=2).publish(drive(), None, NOW)
     assert SHEET_KEY in str(err.value)

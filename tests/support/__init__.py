@@ -1,1 +1,1 @@
-"""Test helpers: pytest fixture plugins, the CLI fork server, sample store data, the website model."""
+"""Test helpers: fixture plugins, the CLI fork server, sample store data, the website."""

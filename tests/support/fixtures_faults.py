@@ -30,9 +30,9 @@ from backtest_compilation.drive import DriveSource
 from backtest_compilation.store import Store
 from backtest_compilation.tree import Node, file, folder
 from emulators.drive import DriveEmulator
+from emulators.secantus import MongoServer
 from emulators.sheets import SheetsEmulator
 from tests.support.forkserver import ForkServer
-from emulators.secantus import MongoServer
 from tests.support.website import View, visit, without_ids
 
 ROOT = Path(__file__).resolve().parents[2]
