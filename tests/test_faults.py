@@ -164,10 +164,15 @@ def _forbid_everything(world: FaultWorld) -> None:
 
 
 @pytest.mark.parametrize(
-    "lose", [_lose_the_shared_drive, _forbid_everything], ids=["404-root", "403-root"]
+    ("lose", "said"),
+    [
+        (_lose_the_shared_drive, "FOLDER_ID '0ABacktests' was not found"),
+        (_forbid_everything, "403 insufficientFilePermissions"),
+    ],
+    ids=["404-root", "403-root"],
 )
 def test_permission_lost_on_the_root_writes_nothing_anywhere_and_exits_1(
-    fault_world: FaultWorld, lose: object
+    fault_world: FaultWorld, lose: object, said: str
 ) -> None:
     world = fault_world
     first = world.cli("--json")
@@ -181,7 +186,8 @@ def test_permission_lost_on_the_root_writes_nothing_anywhere_and_exits_1(
     summary = json.loads(got.stdout)
     assert (summary["ok"], summary["exit_code"], list(summary["failed"])) == (False, 1, ["drive"])
     assert summary["catalog"] is None and summary["mongo"] is None and summary["sheet"] is None
-    assert "FOLDER_ID" in got.stderr or "403" in got.stderr
+    errors = [line for line in got.stderr.splitlines() if " ERROR " in line]
+    assert len(errors) == 1 and said in errors[0], got.stderr
     assert world.everything() == before
 
 

@@ -81,7 +81,9 @@ def test_a_cold_run_publishes_the_drive_everywhere(world: dict[str, Any], drive:
     sheets: SheetsEmulator = world["sheets"]
     # CSCI-1200 found by its code; its digital count written in F, green.
     assert sheets.value(KEY, "Physical Copies of Backtests", "F2") == 2
+    # A new spreadsheet has a "Sheet1" (as Google makes it); the report adds its two tabs.
     assert sheets.tab_titles(KEY) == [
+        "Sheet1",
         "Physical Copies of Backtests",
         "Errors in Drive",
         "Classes Not Found",
