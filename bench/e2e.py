@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -38,8 +39,8 @@ KEY = "1BenchmarkSheet"
 COPIES = "Physical Copies of Backtests"
 
 
-def run_cli(env: dict[str, str]) -> tuple[float, float, dict]:
-    """(wall seconds, peak RSS in MB, JSON summary) of one `main.py sync --json`."""
+def run_cli(env: dict[str, str]) -> tuple[float, float, float, dict]:
+    """(wall seconds, peak RSS in MB, CPU seconds, JSON summary) of one `main.py sync --json`."""
     started = time.perf_counter()
     child = subprocess.Popen(
         [sys.executable, "main.py", "sync", "--json"],
@@ -56,7 +57,7 @@ def run_cli(env: dict[str, str]) -> tuple[float, float, dict]:
     summary = json.loads(out)
     if child.returncode != 0:
         raise SystemExit(f"run failed with exit {child.returncode}: {summary.get('failed')}")
-    return wall, usage.ru_maxrss / 1024, summary
+    return wall, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime, summary
 
 
 def main() -> None:
@@ -114,7 +115,11 @@ def main() -> None:
         )
         for label, target in runs:
             load = os.getloadavg()[0]
-            wall, rss, summary = run_cli(env)
+            # The emulators run in this process: their CPU competes with the CLI's.
+            mine = resource.getrusage(resource.RUSAGE_SELF)
+            wall, rss, cpu, summary = run_cli(env)
+            after = resource.getrusage(resource.RUSAGE_SELF)
+            emulated = (after.ru_utime + after.ru_stime) - (mine.ru_utime + mine.ru_stime)
             calls = summary["api_calls"]
             timings = " ".join(f"{k} {v:.2f}" for k, v in summary["timings_s"].items())
             print(
@@ -125,6 +130,7 @@ def main() -> None:
                 f"{len(summary['problems'])} problems, "
                 f"{sum(r['applied'] for r in summary['renames'])} renames; "
                 f"load (1 min) {load:.2f} before, {os.getloadavg()[0]:.2f} after; "
+                f"CPU s: CLI {cpu:.2f}, emulators {emulated:.2f}; "
                 f"phases (s): {timings}"
             )
 
