@@ -38,7 +38,6 @@ Seed and edit the drive from Python (`add_drive`, `add_folder`, `add_file`, `ren
 from __future__ import annotations
 
 import base64
-import contextlib
 import email.parser
 import email.utils
 import hashlib
@@ -46,7 +45,6 @@ import itertools
 import json
 import math
 import re
-import socket
 import threading
 import time
 import uuid
@@ -60,8 +58,10 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from emulators import Emulator
 from emulators.google import (
     FAULTS,
+    SILENT,
     FaultInjector,
     GoogleError,
+    Unanswered,
     apply_fields,
     fault_error,
     token_answer,
@@ -953,16 +953,8 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(drive.latency)
         if fault is not None:
             drive.stats.faults += 1
-            if fault == "drop":
-                # Close without answering: the client sees a reset / empty reply.
-                self.close_connection = True
-                with contextlib.suppress(OSError):
-                    self.connection.shutdown(socket.SHUT_RDWR)
-                return
-            if fault == "hang":
-                # Never answers (within any sane client timeout); the client gives up.
-                time.sleep(drive.faults.hang_s)
-                self.close_connection = True
+            if fault in SILENT:
+                Unanswered(fault).leave_unanswered(self, drive.faults.hang_s)
                 return
             err = FAULT_ERRORS[fault]
             extra = {}
@@ -1055,7 +1047,7 @@ class _Handler(BaseHTTPRequestHandler):
             k, _, v = line.partition(":")
             headers[k.strip().lower()] = v.strip()
         fault = self.drive._fault_for_part()
-        if fault is not None and fault not in ("drop", "hang"):
+        if fault is not None and fault not in SILENT:
             self.drive.stats.faults += 1
             err = FAULT_ERRORS[fault]
             return err.code, err.body(), {}

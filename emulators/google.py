@@ -16,13 +16,17 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import re
+import socket
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 JSON = dict[str, Any]
@@ -101,6 +105,23 @@ FAULTS: dict[str, tuple[int, str, str, str, dict[str, str]]] = {
 # Faults that are not an answer: the connection is closed, or never answered.
 SILENT = ("drop", "hang")
 FAULT_KINDS = ("429", "403-rate", "403-user-rate", "500", "503", "drop")
+
+
+class Unanswered(Exception):
+    """A "drop" or "hang" fault: the request gets no answer at all."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.kind = kind
+
+    def leave_unanswered(self, handler: BaseHTTPRequestHandler, hang_s: float) -> None:
+        """Drop: close the connection at once (the client sees a reset or an empty
+        reply). Hang: answer nothing for `hang_s`, then close."""
+        if self.kind == "hang":
+            time.sleep(hang_s)
+        handler.close_connection = True
+        with contextlib.suppress(OSError):
+            handler.connection.shutdown(socket.SHUT_RDWR)
 
 
 def fault_error(kind: str) -> GoogleError:

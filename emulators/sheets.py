@@ -40,7 +40,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from emulators import Emulator, google
-from emulators.google import FAULTS, FaultInjector, GoogleError
+from emulators.google import FAULTS, SILENT, FaultInjector, GoogleError, Unanswered
 
 JSON = dict[str, Any]
 SPREADSHEET_MIME = "application/vnd.google-apps.spreadsheet"
@@ -435,8 +435,7 @@ class SheetsEmulator(FaultInjector, Emulator):
         self._spreadsheets: dict[str, Spreadsheet] = {}
         self._tokens: dict[str, str | None] = {}
         self._window: deque[float] = deque()
-        # Faults answer with a status code only: no "drop" or "hang" here.
-        self._init_faults(FAULTS)
+        self._init_faults()
         self._lock = threading.RLock()
         # Spreadsheet key → the caller's role (`reader`, `writer`, `organizer`); writer if unset.
         self.roles: dict[str, str] = {}
@@ -674,6 +673,8 @@ class SheetsEmulator(FaultInjector, Emulator):
                 subject = self._authorise(headers)
                 self._take_quota(kind)
                 fault = self.next_fault()
+                if fault in SILENT:
+                    raise Unanswered(fault)  # out of the lock: a hang must not block others
                 if fault is not None:
                     code = FAULTS[fault][0]
                     raise ApiError(code, _default_message(code))
@@ -1292,7 +1293,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        status, payload = self.emulator.handle(self.command, self.path, self.headers, body)
+        try:
+            status, payload = self.emulator.handle(self.command, self.path, self.headers, body)
+        except Unanswered as fault:
+            fault.leave_unanswered(self, self.emulator.faults.hang_s)
+            return
         if isinstance(payload, str):
             data, ctype = payload.encode(), "text/html; charset=UTF-8"
         else:

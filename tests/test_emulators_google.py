@@ -17,10 +17,10 @@ from emulators.sheets import SheetsEmulator
 KEY = "SharedPiecesKey"
 
 
-def get(url: str, **kwargs: Any) -> requests.Response:
+def get(url: str, timeout: float = 10, **kwargs: Any) -> requests.Response:
     with requests.Session() as session:
         session.trust_env = False  # straight to 127.0.0.1, whatever proxy CI sets
-        return session.get(url, timeout=10, **kwargs)
+        return session.get(url, timeout=timeout, **kwargs)
 
 
 def post(url: str, **kwargs: Any) -> requests.Response:
@@ -58,9 +58,23 @@ def test_both_emulators_fail_the_same_way_on_the_same_calls(
             emu.fail_next("418")
 
 
-def test_the_sheets_emulator_has_no_silent_faults(sheets_emulator: SheetsEmulator) -> None:
-    with pytest.raises(ValueError, match="unknown fault kinds"):
-        sheets_emulator.fail_next("drop")
+def test_both_emulators_can_leave_a_request_unanswered(
+    drive_emulator: DriveEmulator, sheets_emulator: SheetsEmulator
+) -> None:
+    folder = drive_emulator.add_folder("root", "x")
+    sheets_emulator.add_spreadsheet(KEY)
+    urls = {
+        drive_emulator: f"{drive_emulator.url}/drive/v3/files/{folder}",
+        sheets_emulator: f"{sheets_emulator.url}/v4/spreadsheets/{KEY}",
+    }
+    for emu, url in urls.items():
+        emu.faults.hang_s = 3.0
+        emu.fail_next("drop", "hang")
+        with pytest.raises(requests.ConnectionError):
+            get(url)
+        with pytest.raises(requests.ReadTimeout):
+            get(url, timeout=0.5)
+        assert get(url).status_code == 200
 
 
 def test_error_bodies_keep_each_api_s_shape(
