@@ -14,8 +14,6 @@ import threading
 import time
 from typing import Final
 
-import requests
-
 log = logging.getLogger(__name__)
 
 TIMEOUT_S: Final = 3.0  # connect and read each; a monitor slower than this is "down"
@@ -65,6 +63,9 @@ class Healthcheck:
     def _ping(self, suffix: str, body: str) -> None:
         if not self.url:
             return
+        # Imported here, in the calling thread: a run without HEALTHCHECK_URL never loads it.
+        import requests  # noqa: F401
+
         thread = threading.Thread(
             target=self._send, args=(suffix, body[:BODY_LIMIT]), daemon=True, name="healthcheck"
         )
@@ -73,6 +74,8 @@ class Healthcheck:
         thread.start()
 
     def _send(self, suffix: str, body: str) -> None:
+        import requests  # already loaded by `_ping`
+
         what = suffix.lstrip("/") or "success"
         try:
             response = requests.post(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from enum import StrEnum
 from typing import NamedTuple
@@ -55,12 +55,42 @@ _FILE_CATEGORIES = frozenset(
 
 @dataclass(frozen=True, slots=True)
 class Problem:
-    """Something a human must fix in the drive. `message` names the full path."""
+    """Something a human must fix in the drive, kept structured until it is printed.
+
+    `message` renders it: `{label}: {path}`, then `({why})`, or `({why} '{cited path}')`
+    when it names another item (a duplicate names its original). Renames re-render it
+    through `problems_after_renames`, without rebuilding the catalog. `text` is set only
+    for a problem known by its printed message alone (`from_text`)."""
 
     category: Category
-    message: str
+    label: str
     path: str
     id: str
+    why: str = ""
+    cited: Cited | None = None
+    text: str = ""
+
+    @property
+    def message(self) -> str:
+        """The problem as one line of text (log, sheet, JSON `message`, HTML)."""
+        if self.text:
+            return self.text
+        if self.cited is not None:
+            return f"{self.label}: {self.path} ({self.why} '{self.cited.path}')"
+        return f"{self.label}: {self.path}" + (f" ({self.why})" if self.why else "")
+
+    @classmethod
+    def from_text(cls, category: Category, message: str, path: str, id: str) -> Problem:
+        """A problem known only by its printed message (a remembered catalog)."""
+        return cls(category, "", path, id, text=message)
+
+
+@dataclass(frozen=True, slots=True)
+class Cited:
+    """The item a problem's explanation names: its id and full path."""
+
+    id: str
+    path: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +199,14 @@ class _Valid(NamedTuple):
     canonical: str
 
 
+@dataclass(frozen=True)
+class Findings:
+    """What one phase of `build` found besides its result: problems and ignored nodes."""
+
+    problems: tuple[Problem, ...] = ()
+    ignored: tuple[Ignored, ...] = ()
+
+
 def _path(entry: _Found, child: Node) -> str:
     return entry.path + PATH_SEPARATOR + child.name
 
@@ -199,236 +237,296 @@ def build(
     today: date,
     future_year_exempt: frozenset[str] = frozenset({"BEAR"}),
 ) -> Catalog:
-    """Interpret the drive tree under `root` by the rules of contract §2."""
+    """Interpret the drive tree under `root` by the rules of contract §2, phase by phase:
+    departments, course folders, duplicate courses, then per course its test files,
+    duplicate tests and renames; crosslisting falls out of the courses."""
+    departments, found = find_departments(root)
+    folders, in_departments = find_course_folders(departments)
+    groups, duplicates = group_courses(folders)
+    problems = [*found.problems, *in_departments.problems, *duplicates.problems]
+    ignored = [*found.ignored, *in_departments.ignored]
+    current_year = today.year % 100
+    courses: list[Course] = []
+    renames: list[Rename] = []
+    valid_ids: set[str] = set()
+    for full_name in sorted(groups):
+        entries = groups[full_name]
+        exempt = entries[0].course.code in future_year_exempt
+        valid, in_course = examine_tests(entries, current_year, exempt)
+        kept, course_renames, duplicate_tests = deduplicate_tests(valid)
+        problems += (*in_course.problems, *duplicate_tests.problems)
+        ignored += in_course.ignored
+        renames += course_renames
+        valid_ids.update(v.node.id for v in kept)
+        courses.append(_course(full_name, entries, valid))
+    return Catalog(
+        courses=tuple(courses),
+        problems=tuple(sorted(problems, key=problem_order)),
+        renames=tuple(sorted(renames, key=lambda r: (r.path, r.id))),
+        crosslisted=_crosslisted(courses),
+        ignored=tuple(sorted(ignored, key=lambda i: (i.path, i.id))),
+        valid_file_ids=frozenset(valid_ids),
+        root_hint=None if departments else too_deep_hint(root),
+    )
+
+
+def problem_order(p: Problem) -> tuple[str, str, str]:
+    """Problems are listed by path (contract §8), then category and id."""
+    return (p.path, p.category.value, p.id)
+
+
+def find_departments(root: Node) -> tuple[dict[str, list[Node]], Findings]:
+    """Contract §2.1: department folders of the root by code, and what is wrong or ignored."""
+    departments: dict[str, list[Node]] = defaultdict(list)
     problems: list[Problem] = []
     ignored: list[Ignored] = []
-
-    def problem(category: Category, label: str, path: str, node_id: str, why: str = "") -> None:
-        message = f"{label}: {path}" + (f" ({why})" if why else "")
-        problems.append(Problem(category, message, path, node_id))
-
-    # contract §2.1: departments
-    departments: dict[str, list[Node]] = defaultdict(list)
     for child in _by_name(root.children):
         if child.mime_type == SHORTCUT_MIME and naming.is_department_sized(child.name):
-            problem(
-                Category.INVALID_DEPARTMENT,
-                "Shortcut, not a department folder",
-                child.name,
-                child.id,
-                "a shortcut to a folder or file; the real department folder belongs here",
+            problems.append(
+                Problem(
+                    Category.INVALID_DEPARTMENT,
+                    "Shortcut, not a department folder",
+                    child.name,
+                    child.id,
+                    "a shortcut to a folder or file; the real department folder belongs here",
+                )
             )
-            continue
-        if not child.is_folder:
+        elif not child.is_folder:
             ignored.append(Ignored(child.id, child.name, "file at the root", False))
-            continue
-        if not naming.is_department_sized(child.name):
+        elif not naming.is_department_sized(child.name):
             ignored.extend(_below(child, child.name, "root folder is not a department"))
-            continue
-        code = naming.department_code(child.name)
-        if code is None:
-            problem(
-                Category.INVALID_DEPARTMENT,
-                "Invalid department",
-                child.name,
-                child.id,
-                "a department folder name ends in four capital letters, like CSCI",
+        elif (code := naming.department_code(child.name)) is None:
+            problems.append(
+                Problem(
+                    Category.INVALID_DEPARTMENT,
+                    "Invalid department",
+                    child.name,
+                    child.id,
+                    "a department folder name ends in four capital letters, like CSCI",
+                )
             )
             ignored.extend(_children_ignored(child, child.name, "inside an invalid department"))
-            continue
-        departments[code].append(child)
+        else:
+            departments[code].append(child)
+    return departments, Findings(tuple(problems), tuple(ignored))
 
-    # contract §2.2: courses, collected per department code over all its folders
+
+def duplicate_departments(code: str, folders: list[Node]) -> tuple[list[Node], list[Problem]]:
+    """Contract §2.1: the folders of one code, the original (named exactly like the code)
+    first, and a duplicate-department problem for each other one."""
+    folders = sorted(folders, key=lambda n: (n.name != code, n.name, n.id))
+    first = folders[0]
+    problems = [
+        Problem(
+            Category.DUPLICATE_DEPARTMENT,
+            "Duplicate department",
+            extra.name,
+            extra.id,
+            f"'{extra.name}' and '{first.name}' are both {code}",
+        )
+        for extra in folders[1:]
+    ]
+    return folders, problems
+
+
+def find_course_folders(
+    departments: dict[str, list[Node]],
+) -> tuple[dict[tuple[str, str], list[_Found]], Findings]:
+    """Contract §2.1–2.2: course folders per (code, number), over all folders of a code."""
     found: dict[tuple[str, str], list[_Found]] = defaultdict(list)
-    for code, folders in sorted(departments.items()):
-        # The folder named exactly like the code is the original; others are extras.
-        folders.sort(key=lambda n: (n.name != code, n.name, n.id))
-        first = folders[0]
-        for extra in folders[1:]:
-            problem(
-                Category.DUPLICATE_DEPARTMENT,
-                "Duplicate department",
-                extra.name,
-                extra.id,
-                f"'{extra.name}' and '{first.name}' are both {code}",
-            )
+    problems: list[Problem] = []
+    ignored: list[Ignored] = []
+    for code, unordered in sorted(departments.items()):
+        folders, duplicates = duplicate_departments(code, unordered)
+        problems += duplicates
         for dept in folders:
             for child in _by_name(dept.children):
-                path = dept.name + PATH_SEPARATOR + child.name
-                if child.mime_type == SHORTCUT_MIME:
-                    problem(
-                        Category.NOT_A_COURSE_FOLDER,
-                        "Shortcut, not a course folder",
-                        path,
-                        child.id,
-                        "a shortcut to a folder or file; the real course folder belongs here",
-                    )
-                    continue
-                if not child.is_folder:
-                    problem(
-                        Category.NOT_A_COURSE_FOLDER,
-                        "Not a course folder",
-                        path,
-                        child.id,
-                        "files belong inside a course folder",
-                    )
-                    continue
-                course = naming.parse_course(child.name)
-                if course is None:
-                    problem(
-                        Category.INVALID_COURSE,
-                        "Invalid course",
-                        path,
-                        child.id,
-                        "a course folder is named like 'CSCI-1200 Data Structures'",
-                    )
-                    ignored.extend(_children_ignored(child, path, "inside an invalid course"))
-                    continue
-                if course.code != code:
-                    problem(
-                        Category.DEPARTMENT_MISMATCH,
-                        "Department mismatch",
-                        path,
-                        child.id,
-                        f"{course.code} course inside the {code} department; not published",
-                    )
-                    ignored.extend(_children_ignored(child, path, "inside a mismatched course"))
-                    continue
-                found[(course.code, course.number)].append(_Found(child, path, course))
+                course, more = course_folder(code, dept.name + PATH_SEPARATOR + child.name, child)
+                problems += more.problems
+                ignored += more.ignored
+                if course is not None:
+                    found[(course.course.code, course.course.number)].append(course)
+    return found, Findings(tuple(problems), tuple(ignored))
 
-    # Duplicate course numbers: reported; distinct full names published, equal ones merged.
+
+def course_folder(code: str, path: str, child: Node) -> tuple[_Found | None, Findings]:
+    """Contract §2.2: one child of department `code` as a course folder, or why it is not."""
+
+    def bad(category: Category, label: str, why: str, ignored: str = "") -> Findings:
+        below = tuple(_children_ignored(child, path, ignored)) if ignored else ()
+        return Findings((Problem(category, label, path, child.id, why),), below)
+
+    if child.mime_type == SHORTCUT_MIME:
+        why = "a shortcut to a folder or file; the real course folder belongs here"
+        return None, bad(Category.NOT_A_COURSE_FOLDER, "Shortcut, not a course folder", why)
+    if not child.is_folder:
+        why = "files belong inside a course folder"
+        return None, bad(Category.NOT_A_COURSE_FOLDER, "Not a course folder", why)
+    course = naming.parse_course(child.name)
+    if course is None:
+        why = "a course folder is named like 'CSCI-1200 Data Structures'"
+        return None, bad(Category.INVALID_COURSE, "Invalid course", why, "inside an invalid course")
+    if course.code != code:
+        why = f"{course.code} course inside the {code} department; not published"
+        ignored = "inside a mismatched course"
+        return None, bad(Category.DEPARTMENT_MISMATCH, "Department mismatch", why, ignored)
+    return _Found(child, path, course), Findings()
+
+
+def group_courses(
+    found: dict[tuple[str, str], list[_Found]],
+) -> tuple[dict[str, list[_Found]], Findings]:
+    """Contract §2.2 duplicates: one problem per extra folder with a number already used;
+    folders are grouped by full name (distinct names published, equal ones merged)."""
     groups: dict[str, list[_Found]] = {}
-    for (_code, _number), entries in sorted(found.items()):
+    problems: list[Problem] = []
+    for _key, unordered in sorted(found.items()):
         # An unstarred folder is the original; a `*` copy is the extra.
-        entries.sort(key=lambda f: (f.node.name.startswith("*"), f.node.name, f.node.id))
+        entries = sorted(
+            unordered, key=lambda f: (f.node.name.startswith("*"), f.node.name, f.node.id)
+        )
         first = entries[0]
-        for extra in entries[1:]:
-            problem(
+        problems.extend(
+            Problem(
                 Category.DUPLICATE_COURSE,
                 "Duplicate course",
                 extra.path,
                 extra.node.id,
-                f"same number as '{first.path}'",
+                "same number as",
+                Cited(first.node.id, first.path),
             )
+            for extra in entries[1:]
+        )
         for entry in entries:
             groups.setdefault(entry.course.full_name, []).append(entry)
+    return groups, Findings(tuple(problems))
 
-    courses: list[Course] = []
-    renames: list[Rename] = []
-    valid_ids: set[str] = set()
-    current_year = today.year % 100
-    for full_name in sorted(groups):
-        entries = groups[full_name]
-        course = entries[0].course
-        exempt = course.code in future_year_exempt
-        valid: list[_Valid] = []
-        for entry in entries:
-            # Hot loop (100,000 files): paths are only built for problems and renames.
-            for child in entry.node.children:
-                mime = child.mime_type
-                if mime == FOLDER_MIME:
-                    path = entry.path + PATH_SEPARATOR + child.name
-                    problem(
-                        Category.FOLDER_INSIDE_COURSE,
-                        "Folder inside course",
-                        path,
-                        child.id,
-                        "a course folder holds only test PDFs",
-                    )
-                    ignored.extend(_children_ignored(child, path, "inside a folder in a course"))
-                    continue
-                if mime != PDF_MIME:
-                    if mime == SHORTCUT_MIME:
-                        problem(
-                            Category.NOT_A_PDF,
-                            "Shortcut, not a PDF",
-                            _path(entry, child),
-                            child.id,
-                            "a shortcut to a file; the real PDF belongs here",
-                        )
-                    else:
-                        problem(Category.NOT_A_PDF, "Not a PDF", _path(entry, child), child.id)
-                    continue
-                test = naming.parse_test(child.name)
-                if test is None:
-                    problem(
-                        Category.INVALID_FILENAME,
-                        "Invalid filename",
-                        _path(entry, child),
-                        child.id,
-                        f"expected a name like '{course.key} E1F22.pdf'",
-                    )
-                elif not naming.prefix_matches(test, course):
-                    problem(
-                        Category.INVALID_FILENAME,
-                        "Invalid filename",
-                        _path(entry, child),
-                        child.id,
-                        f"the name says {test.prefix_code}-{test.prefix_number}, "
-                        f"the folder is {course.key}",
-                    )
-                elif test.year > current_year and not exempt:
-                    problem(
-                        Category.INVALID_YEAR,
-                        "Invalid year",
-                        _path(entry, child),
-                        child.id,
-                        f"20{test.year:02d} is in the future",
-                    )
-                else:
-                    valid.append(_Valid(child, entry, test, test.canonical(course)))
 
-        by_canonical: dict[str, list[_Valid]] = defaultdict(list)
-        for v in valid:
-            by_canonical[v.canonical].append(v)
-        for canonical, same in by_canonical.items():
-            keeper = same[0]
-            if len(same) > 1:
-                # Keep a file that already has the name; else the first by (name, id).
-                same.sort(key=lambda v: (v.node.name != canonical, v.node.name, v.node.id))
-                keeper = same[0]
-            valid_ids.add(keeper.node.id)
-            if keeper.node.name != canonical:
-                renames.append(
-                    Rename(
-                        keeper.node.id,
-                        _path(keeper.entry, keeper.node),
-                        keeper.node.name,
-                        canonical,
-                    )
-                )
-            for other in same[1:]:
-                problem(
-                    Category.DUPLICATE_TEST,
-                    "Duplicate test",
-                    _path(other.entry, other.node),
-                    other.node.id,
-                    f"same test as '{_path(keeper.entry, keeper.node)}'",
-                )
+def examine_tests(
+    entries: list[_Found], current_year: int, exempt: bool
+) -> tuple[list[_Valid], Findings]:
+    """Contract §2.3: the valid test PDFs of one course's folders, and what is wrong."""
+    course = entries[0].course
+    valid: list[_Valid] = []
+    problems: list[Problem] = []
+    ignored: list[Ignored] = []
+    for entry in entries:
+        # Hot loop (100,000 files): paths are only built for problems and renames.
+        for child in entry.node.children:
+            if child.mime_type != PDF_MIME:
+                more = _not_a_test(entry, child)
+                problems += more.problems
+                ignored += more.ignored
+                continue
+            test = naming.parse_test(child.name)
+            why = _test_problem(test, course, current_year, exempt)
+            if why is None and test is not None:
+                valid.append(_Valid(child, entry, test, test.canonical(course)))
+            elif why is not None:
+                category, label, text = why
+                problems.append(Problem(category, label, _path(entry, child), child.id, text))
+    return valid, Findings(tuple(problems), tuple(ignored))
 
-        courses.append(
-            Course(
-                name=full_name,
-                code=course.code,
-                number=course.number,
-                title=course.title,
-                folder_id=min(entry.node.id for entry in entries),
-                tests=_exam_entries(v.test for v in valid),
-            )
+
+def _test_problem(
+    test: TestName | None, course: CourseName, current_year: int, exempt: bool
+) -> tuple[Category, str, str] | None:
+    """Why a PDF's name is not a valid test name of `course` (category, label, why)."""
+    if test is None:
+        return (
+            Category.INVALID_FILENAME,
+            "Invalid filename",
+            f"expected a name like '{course.key} E1F22.pdf'",
         )
+    if not naming.prefix_matches(test, course):
+        why = f"the name says {test.prefix_code}-{test.prefix_number}, the folder is {course.key}"
+        return Category.INVALID_FILENAME, "Invalid filename", why
+    if test.year > current_year and not exempt:
+        return Category.INVALID_YEAR, "Invalid year", f"20{test.year:02d} is in the future"
+    return None
 
-    problems.sort(key=lambda p: (p.path, p.category.value, p.id))
-    renames.sort(key=lambda r: (r.path, r.id))
-    ignored.sort(key=lambda i: (i.path, i.id))
-    return Catalog(
-        courses=tuple(courses),
-        problems=tuple(problems),
-        renames=tuple(renames),
-        crosslisted=_crosslisted(courses),
-        ignored=tuple(ignored),
-        valid_file_ids=frozenset(valid_ids),
-        root_hint=None if departments else too_deep_hint(root),
+
+def _not_a_test(entry: _Found, child: Node) -> Findings:
+    """Contract §2.3: a folder or a non-PDF inside a course."""
+    path = _path(entry, child)
+    if child.mime_type == FOLDER_MIME:
+        why = "a course folder holds only test PDFs"
+        problem = Problem(
+            Category.FOLDER_INSIDE_COURSE, "Folder inside course", path, child.id, why
+        )
+        return Findings(
+            (problem,), tuple(_children_ignored(child, path, "inside a folder in a course"))
+        )
+    if child.mime_type == SHORTCUT_MIME:
+        why = "a shortcut to a file; the real PDF belongs here"
+        return Findings((Problem(Category.NOT_A_PDF, "Shortcut, not a PDF", path, child.id, why),))
+    return Findings((Problem(Category.NOT_A_PDF, "Not a PDF", path, child.id),))
+
+
+def deduplicate_tests(valid: list[_Valid]) -> tuple[list[_Valid], list[Rename], Findings]:
+    """Contract §2.3 duplicates and renames: per canonical name one file is kept (one that
+    already has the name, else the first by (name, id)) and renamed if needed; every other
+    file of the group is a duplicate-test problem."""
+    by_canonical: dict[str, list[_Valid]] = defaultdict(list)
+    for v in valid:
+        by_canonical[v.canonical].append(v)
+    kept: list[_Valid] = []
+    renames: list[Rename] = []
+    problems: list[Problem] = []
+    for canonical, group in by_canonical.items():
+        same = group
+        if len(group) > 1:
+            same = sorted(group, key=lambda v: (v.node.name != canonical, v.node.name, v.node.id))
+        keeper = same[0]
+        kept.append(keeper)
+        keeper_path = _path(keeper.entry, keeper.node)
+        if keeper.node.name != canonical:
+            renames.append(Rename(keeper.node.id, keeper_path, keeper.node.name, canonical))
+        problems.extend(
+            Problem(
+                Category.DUPLICATE_TEST,
+                "Duplicate test",
+                _path(other.entry, other.node),
+                other.node.id,
+                "same test as",
+                Cited(keeper.node.id, keeper_path),
+            )
+            for other in same[1:]
+        )
+    return kept, renames, Findings(tuple(problems))
+
+
+def _course(full_name: str, entries: list[_Found], valid: list[_Valid]) -> Course:
+    """The published course: merged folders take the smallest folder id (contract §8)."""
+    course = entries[0].course
+    return Course(
+        name=full_name,
+        code=course.code,
+        number=course.number,
+        title=course.title,
+        folder_id=min(entry.node.id for entry in entries),
+        tests=_exam_entries(v.test for v in valid),
     )
+
+
+def problems_after_renames(
+    problems: Iterable[Problem], applied: Iterable[Rename]
+) -> tuple[Problem, ...]:
+    """`problems` as a build of the renamed drive would state them: every path of a
+    renamed file, its own or cited, says its new name. Pure; no rebuild needed."""
+    new_path = {
+        r.id: r.path[: len(r.path) - len(r.old)] + r.new for r in applied if r.path.endswith(r.old)
+    }
+    if not new_path:
+        return tuple(problems)
+    out = []
+    for p in problems:
+        if p.id in new_path and not p.text:
+            p = replace(p, path=new_path[p.id])
+        if p.cited is not None and p.cited.id in new_path:
+            p = replace(p, cited=Cited(p.cited.id, new_path[p.cited.id]))
+        out.append(p)
+    return tuple(sorted(out, key=problem_order))
 
 
 def too_deep_hint(root: Node) -> str | None:

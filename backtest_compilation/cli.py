@@ -14,11 +14,18 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from . import __version__, alerts, lastrun, pipeline, schedule, settings, sources, telemetry
 from .errors import CHECK_FAILED, ConfigError, Locked, RunError
 from .local import LocalFolderSource
+
+if TYPE_CHECKING:
+    from .google import Deadline
+    from .sheet import SheetReport
+    from .sheet_layout import Layout as SheetLayout
+    from .store import Store
 
 log = logging.getLogger("backtest_compilation")
 
@@ -515,9 +522,7 @@ def build_services(
     if config.sheet_url and trying:
         skipped = "a local --source writes no sheet (add --publish to write SHEET_URL's)"
     elif config.sheet_url:
-        from .sheet import connect as sheet_connect
-
-        sheet_report = sheet_connect(config, deadline=deadline)
+        sheet_report = connect_sheet(config, deadline=deadline)
     if trying and not config.mongo_uri.startswith("mongomock:"):
         log.warning(
             "a local --source uses an in-process MongoDB, not MONGO_URI "
@@ -525,7 +530,69 @@ def build_services(
         )
         store = Store.connect("mongomock://", config.mongo_db)
     else:
-        store = Store.from_settings(config)
+        store = connect_store(config)
     return pipeline.Services(
         tree_source, store, sheet_report, sheet_skipped=skipped, deadline=deadline
+    )
+
+
+# ---------------------------------------------------------------- adapters from settings
+# The one place that turns `Settings` into adapter arguments: the adapters themselves
+# take explicit values, and their modules are imported only when configured.
+
+
+def sheet_layout(config: settings.Settings) -> SheetLayout:
+    """The layout named by the `SHEET_*` settings (today's sheet by default)."""
+    from .sheet_layout import Layout
+
+    return Layout(
+        errors_tab=config.sheet_errors_tab,
+        copies_tab=config.sheet_copies_tab,
+        not_found_tab=config.sheet_not_found_tab,
+        count_column=config.sheet_count_column,
+        stamp_cell=config.sheet_stamp_cell,
+    )
+
+
+def connect_sheet(
+    config: settings.Settings,
+    layout: SheetLayout | None = None,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    deadline: Deadline | None = None,
+) -> SheetReport:
+    """The report for `SHEET_URL`: anonymous when `SHEETS_API_ENDPOINT` is set, else the
+    service-account key with delegation to `DELEGATE_EMAIL`. Makes no call yet.
+    `layout` defaults to the one the `SHEET_*` settings name."""
+    from . import google
+    from .sheet import SCOPE, open_report
+
+    layout = sheet_layout(config) if layout is None else layout
+    if not config.sheet_key:
+        raise ConfigError("SHEET_URL is not set: the sheet report needs the spreadsheet URL")
+    credentials = None
+    if not config.sheets_api_endpoint:
+        credentials = google.credentials(
+            config.google_credentials_file, config.delegate_email, (SCOPE,)
+        )
+    return open_report(
+        config.sheet_key,
+        endpoint=config.sheets_api_endpoint,
+        credentials=credentials,
+        layout=layout,
+        tz=config.tz,
+        sleep=sleep,
+        who=config.delegate_email,
+        deadline=google.NO_DEADLINE if deadline is None else deadline,
+    )
+
+
+def connect_store(config: settings.Settings, *, timeout_ms: int | None = None) -> Store:
+    """The MongoDB store at `MONGO_URI`, database `MONGO_DB`."""
+    from .store import DEFAULT_TIMEOUT_MS, Store
+
+    return Store.connect(
+        config.mongo_uri,
+        config.mongo_db,
+        timeout_ms=DEFAULT_TIMEOUT_MS if timeout_ms is None else timeout_ms,
     )

@@ -395,7 +395,8 @@ def check_spreadsheet(
     """The spreadsheet is reachable, editable by the delegate (Drive's
     `capabilities.canEdit` for its id), has the people's tab, and the tool's tabs exist or
     can be created."""
-    from .sheet import layout_from, open_report
+    from .cli import sheet_layout
+    from .sheet import open_report
 
     who = config.delegate_email or "the account in use"
     if not config.sheet_url:
@@ -449,7 +450,7 @@ def check_spreadsheet(
             share_fix,
         )
 
-    layout = layout_from(config)
+    layout = sheet_layout(config)
     report = open_report(
         key,
         endpoint=config.sheets_api_endpoint,

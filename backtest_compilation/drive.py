@@ -862,9 +862,10 @@ class _RenamePhase:
         problems = tuple(
             Problem(
                 Category.RENAME_FAILED,
-                f"Rename failed: {by_id[rid].path} (to {by_id[rid].new!r}: {why})",
+                "Rename failed",
                 by_id[rid].path,
                 rid,
+                f"to {by_id[rid].new!r}: {why}",
             )
             for rid, why in sorted(self.failed.items(), key=lambda kv: (by_id[kv[0]].path, kv[0]))
         )

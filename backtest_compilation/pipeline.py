@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from bson import ObjectId
 
 from . import catalog as catalog_mod
-from . import google, lock, publish, report, state
+from . import google, lock, report, state, website
 from .catalog import Catalog, RenameResult
 from .errors import CHECK_FAILED, ConfigError, GuardRefused, RunError
 from .settings import Settings
@@ -226,18 +226,18 @@ def _run(settings: Settings, options: Options, services: Services, progress: _Pr
     # 3. plan (reads MongoDB: an unreachable server stops the run before any write)
     progress.stage = "mongo"
     current = services.store.read_current()
-    mongo_plan = publish.plan(built, current, reuse=_reusable_ids(remembered, now))
+    mongo_plan = website.plan(built, current, reuse=_reusable_ids(remembered, now))
     refusal = (
         None
         if options.allow_mass_delete
-        else publish.guard_refusal(
+        else website.guard_refusal(
             mongo_plan, max_delete_fraction=settings.max_delete_fraction, hint=built.root_hint
         )
     )
     if built.root_hint and refusal is None:
         log.warning("%s", built.root_hint)
     renames = built.renames if (options.rename and settings.rename_files) else ()
-    mongo_lines = tuple(publish.plan_lines(mongo_plan))
+    mongo_lines = tuple(report.plan_lines(mongo_plan))
     timer.lap("plan")
 
     if options.mode != "sync":
@@ -278,12 +278,9 @@ def _run(settings: Settings, options: Options, services: Services, progress: _Pr
     )
     reading = services.source.after_renames(reading, applied)
     if applied:
-        # Problems quote names (a duplicate names the file it duplicates): rebuilt from
-        # the renamed tree, so the sheet shows the names the drive has now, not stale ones.
-        renamed = catalog_mod.build(
-            reading.tree, today=today, future_year_exempt=settings.future_year_exempt
-        )
-        built = replace(built, problems=renamed.problems)
+        # Problems quote names (a duplicate names the file it duplicates): re-rendered
+        # with the new names, so the sheet shows the names the drive has now.
+        built = replace(built, problems=catalog_mod.problems_after_renames(built.problems, applied))
     if result.problems:
         built = replace(
             built,
@@ -341,8 +338,8 @@ def _run(settings: Settings, options: Options, services: Services, progress: _Pr
     else:
         # What was written before the failure (a `store.ApplyFailed`), if anything.
         mongo_applied = getattr(failures["mongo"], "applied", None)
-    website = _website_changes(mongo_plan, mongo_applied)
-    _log_website(website)
+    website_changes = _website_changes(mongo_plan, mongo_applied)
+    _log_website(website_changes)
 
     sheet_block: dict[str, Any] = {"written": False, "not_found": [], "ambiguous": []}
     if services.sheet is None:
@@ -379,7 +376,7 @@ def _run(settings: Settings, options: Options, services: Services, progress: _Pr
     state.save(path, remembered)
     exit_code = _exit_code(failures)
     if mongo_applied is not None:
-        mongo = publish.mongo_block(mongo_plan, mongo_applied)
+        mongo = report.mongo_block(mongo_plan, mongo_applied)
     else:
         # Failed before writing anything we know of: nothing of the plan was applied.
         mongo = {
@@ -405,7 +402,7 @@ def _run(settings: Settings, options: Options, services: Services, progress: _Pr
         extra={
             "drive": {"changed": reading.changed, "full": reading.full},
             "failed": {sink: _failure_text(exc) for sink, exc in failures.items()},
-            "website": website,
+            "website": website_changes,
             "problem_changes": problem_counts,
         },
     )
@@ -469,7 +466,7 @@ def _unchanged(
     path = state.path_in(settings.cache_dir)
     failures: dict[str, BaseException] = {}
     current = services.store.read_current()
-    mongo_plan = publish.plan(known, current, reuse=_reusable_ids(remembered, now))
+    mongo_plan = website.plan(known, current, reuse=_reusable_ids(remembered, now))
     timer.lap("plan")
     if not mongo_plan.is_empty:
         log.warning("mongo: drifted from the drive since the last run; repairing")
@@ -488,9 +485,9 @@ def _unchanged(
         services,
     )
     if not ok:
-        applied = getattr(failures["mongo"], "applied", None) or publish.Applied(complete=False)
-    website = _website_changes(mongo_plan, applied)
-    _log_website(website)
+        applied = getattr(failures["mongo"], "applied", None) or website.Applied(complete=False)
+    website_changes = _website_changes(mongo_plan, applied)
+    _log_website(website_changes)
 
     sheet_block: dict[str, Any] = {"written": False, "not_found": [], "ambiguous": []}
     remembered, sheet_block = _repair_hand_edited_sheet(
@@ -507,14 +504,14 @@ def _unchanged(
         exit_code,
         known,
         applied=frozenset(),
-        mongo=publish.mongo_block(mongo_plan, applied),
+        mongo=report.mongo_block(mongo_plan, applied),
         sheet=sheet_block,
         timer=timer,
         extra={
             "drive": {"changed": False, "full": False},
             "failed": {sink: _failure_text(exc) for sink, exc in failures.items()},
             "unchanged": True,
-            "website": website,
+            "website": website_changes,
             "problem_changes": {"new": 0, "resolved": 0},
         },
     )
@@ -574,7 +571,7 @@ def _preview(
     options: Options,
     services: Services,
     built: Catalog,
-    mongo_plan: publish.Plan,
+    mongo_plan: website.Plan,
     refusal: str | None,
     renames: tuple[catalog_mod.Rename, ...],
     timer: _Timer,
@@ -610,7 +607,7 @@ def _preview(
         exit_code,
         built,
         applied=frozenset(),
-        mongo=publish.mongo_block(mongo_plan),
+        mongo=report.mongo_block(mongo_plan),
         sheet=sheet_block,
         timer=timer,
         extra={
@@ -619,7 +616,7 @@ def _preview(
             "guard": refusal,
         },
     )
-    lines = [report.catalog_text(built), "", publish.plan_text(mongo_plan)]
+    lines = [report.catalog_text(built), "", report.plan_text(mongo_plan)]
     if refusal:
         lines.append(f"Mass-delete guard: {refusal}")
     if services.sheet is None:
@@ -640,7 +637,7 @@ def _preview(
         summary,
         "\n".join(lines),
         built,
-        tuple(publish.plan_lines(mongo_plan)),
+        tuple(report.plan_lines(mongo_plan)),
     )
 
 
@@ -750,7 +747,7 @@ def _log_list(
         log.log(level, "%s: … and %d more (%s)", label, len(lines) - LOG_LIST_LIMIT, more)
 
 
-def _website_changes(plan: publish.Plan, applied: publish.Applied | None) -> dict[str, Any]:
+def _website_changes(plan: website.Plan, applied: website.Applied | None) -> dict[str, Any]:
     """Courses added to, removed from and renamed on the website by this run, by name.
 
     Only what was applied: a phase that did not run changed nothing a visitor sees."""
@@ -791,16 +788,16 @@ def _log_website(website: Mapping[str, Any]) -> None:
         )
 
 
-def _retiring_ids(plan: publish.Plan, current: publish.Current) -> dict[str, ObjectId]:
+def _retiring_ids(plan: website.Plan, current: website.Current) -> dict[str, ObjectId]:
     """Folder id → `_id` of each course the plan removes (only `ObjectId`s the website
     can link, and only folders not kept under another document)."""
     kept = {c.folder_id for c in plan.courses_to_add} | {
         c.folder_id for c in plan.courses_to_update
     }
-    folder_of = {publish.id_order(d.id): d.folder_id for d in current.courses}
+    folder_of = {website.id_order(d.id): d.folder_id for d in current.courses}
     out: dict[str, ObjectId] = {}
     for removal in plan.courses_to_remove:
-        folder = folder_of.get(publish.id_order(removal.id))
+        folder = folder_of.get(website.id_order(removal.id))
         if isinstance(removal.id, ObjectId) and folder and folder not in kept:
             out[folder] = removal.id
     return out

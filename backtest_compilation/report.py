@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 from . import naming
 from .catalog import Catalog, Category, Course, ExamEntry, Problem, crosslisted_message
+from .website import Applied, Plan
 
 
 def plural(n: int, word: str) -> str:
@@ -52,7 +53,8 @@ def catalog_from_blocks(block: dict[str, Any], problems: list[dict[str, str]]) -
     return Catalog(
         courses=tuple(courses),
         problems=tuple(
-            Problem(Category(p["category"]), p["message"], p["path"], p["id"]) for p in problems
+            Problem.from_text(Category(p["category"]), p["message"], p["path"], p["id"])
+            for p in problems
         ),
         crosslisted=tuple(tuple(group) for group in block["crosslisted"]),
     )
@@ -336,3 +338,110 @@ def _linked(text: str, item_id: str) -> str:
     if url is None:
         return escape(text)
     return f'<a href="{escape(url)}" rel="noreferrer" target="_blank">{escape(text)}</a>'
+
+
+# ---------------------------------------------------------------- MongoDB plan
+
+
+def _tests_text(tests: tuple[ExamEntry, ...]) -> str:
+    if not tests:
+        return "no tests"
+    return "; ".join(f"{e.type} {', '.join(e.semesters)}" for e in tests)
+
+
+def exams_change_text(old: tuple[ExamEntry, ...] | None, new: tuple[ExamEntry, ...]) -> str:
+    """`Exam 1 +Fall 2023 -Spring 2019; Quiz -Fall 2020` (what a visitor will see change)."""
+    if old is None:
+        return f"rewritten (was malformed): {_tests_text(new)}"
+    before = {e.type: e.semesters for e in old}
+    after = {e.type: e.semesters for e in new}
+    parts: list[str] = []
+    for kind in [e.type for e in new] + [e.type for e in old if e.type not in after]:
+        was, now = before.get(kind, ()), after.get(kind, ())
+        changes = [f"+{s}" for s in now if s not in was] + [f"-{s}" for s in was if s not in now]
+        if changes:
+            parts.append(f"{kind} {' '.join(changes)}")
+    # Same semesters, other order (or a type listed twice): say so rather than nothing.
+    return "; ".join(parts) if parts else "reordered"
+
+
+def plan_lines(plan: Plan) -> list[str]:
+    """Human-readable lines for `--dry-run`, in the order they would be applied."""
+    lines: list[str] = []
+    lines += [f"+ backtest {b.course_name}: {_tests_text(b.tests)}" for b in plan.backtests_to_add]
+    lines += [f"+ course {c.name}" for c in plan.courses_to_add]
+    lines += [f"+ code {code}" for code in plan.codes_to_add]
+    for u in plan.courses_to_update:
+        changes = []
+        if u.old_name != u.name:
+            changes.append(f"renamed from {u.old_name!r}" if u.old_name else "name set")
+        if u.old_code != u.code:
+            changes.append(f"course code {u.old_code or '(none)'} → {u.code}")
+        if u.old_folder_id != u.folder_id:
+            changes.append("folder id recorded" if u.old_folder_id is None else "folder id changed")
+        lines.append(f"~ course {u.name}: {', '.join(changes)}")
+    for b in plan.backtests_to_update:
+        changes = []
+        if b.set_tests:
+            changes.append(exams_change_text(b.old_tests, b.tests))
+        if b.fix_ids:
+            changes.append("course_ids repaired")
+        lines.append(f"~ backtest {b.course_name}: {'; '.join(changes)}")
+    lines += [
+        f"- code {c.code if c.code is not None else c.id} ({c.reason})"
+        for c in plan.codes_to_remove
+    ]
+    lines += [
+        f"- course {c.name if c.name is not None else c.id} ({c.reason})"
+        for c in plan.courses_to_remove
+    ]
+    lines += [
+        f"- backtest {b.course_name if b.course_name is not None else b.id} ({b.reason})"
+        for b in plan.backtests_to_remove
+    ]
+    return lines
+
+
+def plan_text(plan: Plan) -> str:
+    """`plan_lines` with a one-line header; says so when nothing is to be done."""
+    if plan.is_empty:
+        return "MongoDB: in sync, nothing to write"
+    header = (
+        f"MongoDB: {plan.inserts} to insert, {plan.updates} to update, {plan.deletes} to delete"
+    )
+    return "\n".join([header, *(f"  {line}" for line in plan_lines(plan))])
+
+
+def mongo_block(plan: Plan, applied: Applied | None = None) -> dict[str, Any]:
+    """The `mongo` block of contract §8.
+
+    Without `applied` (dry run, check) the counts are what the plan would do and
+    `in_sync` says whether MongoDB already matches the drive. With `applied` the counts
+    are the documents written and `in_sync` is true: MongoDB matches the drive now —
+    unless the apply stopped part-way: then `in_sync` is false, `applied` is false and
+    `not_applied` holds what the plan still had to do (`phases` per phase)."""
+    if applied is None:
+        return {
+            "inserted": plan.inserts,
+            "updated": plan.updates,
+            "deleted": plan.deletes,
+            "in_sync": plan.is_empty,
+        }
+    block: dict[str, Any] = {
+        "inserted": applied.inserted,
+        "updated": applied.updated,
+        "deleted": applied.deleted,
+        "in_sync": applied.complete,
+    }
+    if not applied.complete:
+        block["applied"] = False
+        block["not_applied"] = {
+            "inserted": max(plan.inserts - applied.inserted, 0),
+            "updated": max(plan.updates - applied.updated, 0),
+            "deleted": max(plan.deletes - applied.deleted, 0),
+        }
+        block["phases"] = [
+            {"phase": name, "planned": planned, "applied": done}
+            for name, planned, done in applied.phases
+        ]
+    return block

@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -180,6 +181,34 @@ def _endpoint(name: str, raw: str, problems: list[str]) -> str:
     return value
 
 
+class _Group:
+    """Reads one group of settings from the environment and collects that group's
+    problems; each group's phase returns them with its values."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.problems: list[str] = []
+
+    def get(self, name: str, default: str = "") -> str:
+        """`name`'s value, stripped; `default` when unset or blank; quotes refused."""
+        value = self.env.get(name)
+        if value is None or value.strip() == "":
+            return default
+        value = value.strip()
+        if _quoted(value):
+            # `docker run --env-file` keeps quotes that `.env` parsing would remove; the
+            # value is not echoed, since it may be a password or a DSN.
+            self.problems.append(
+                f"{name} is wrapped in quotes: remove the quotes (docker --env-file keeps them)"
+            )
+            value = value[1:-1].strip() or default
+        return value
+
+
+Fields = dict[str, Any]
+_DEFAULTS = Settings()
+
+
 def load(
     env: Mapping[str, str],
     *,
@@ -189,47 +218,65 @@ def load(
 
     `needs_drive` is False when the tree comes from a local folder (`--source`, `demo`):
     then `FOLDER_ID` and Drive credentials are not required. Raises `ConfigError`
-    listing every problem found.
+    listing every problem found, in the order the settings are read.
     """
+    fields_: Fields = {}
     problems: list[str] = []
+    for phase in (
+        lambda: _drive(env, needs_drive),
+        lambda: _mongo(env),
+        lambda: _logging_and_schedule(env),
+        lambda: _numbers(env),
+        lambda: _people_and_sheet(env),
+        lambda: _monitoring(env),
+        lambda: _endpoints(env),
+        lambda: _sheet_layout(env),
+        lambda: _credentials(env, needs_drive, fields_),
+    ):
+        values, found = phase()
+        fields_.update(values)
+        problems += found
+    if problems:
+        raise ConfigError(problems)
+    # Read last, as before: a quoted CACHE_DIR loses its quotes without a problem.
+    fields_["cache_dir"] = Path(_Group(env).get("CACHE_DIR", str(_DEFAULTS.cache_dir)))
+    return Settings(**fields_)
 
-    def get(name: str, default: str = "") -> str:
-        value = env.get(name)
-        if value is None or value.strip() == "":
-            return default
-        value = value.strip()
-        if _quoted(value):
-            # `docker run --env-file` keeps quotes that `.env` parsing would remove; the
-            # value is not echoed, since it may be a password or a DSN.
-            problems.append(
-                f"{name} is wrapped in quotes: remove the quotes (docker --env-file keeps them)"
-            )
-            value = value[1:-1].strip() or default
-        return value
 
-    defaults = Settings()
-    folder_raw = get("FOLDER_ID")
-    folder_id = _folder_id(folder_raw, problems)
+def _drive(env: Mapping[str, str], needs_drive: bool) -> tuple[Fields, list[str]]:
+    """`FOLDER_ID`: a bare id or a folder's URL; required unless the tree is local."""
+    group = _Group(env)
+    folder_raw = group.get("FOLDER_ID")
+    folder_id = _folder_id(folder_raw, group.problems)
     if needs_drive and not folder_raw:
-        problems.append("FOLDER_ID is not set: the id of the backtest shared drive or folder")
+        group.problems.append("FOLDER_ID is not set: the id of the backtest shared drive or folder")
+    return {"folder_id": folder_id}, group.problems
 
-    mongo_uri = get("MONGO_URI", defaults.mongo_uri)
+
+def _mongo(env: Mapping[str, str]) -> tuple[Fields, list[str]]:
+    """`MONGO_URI` (its scheme) and `MONGO_DB` (a valid database name)."""
+    group = _Group(env)
+    mongo_uri = group.get("MONGO_URI", _DEFAULTS.mongo_uri)
     scheme = mongo_uri.split("://", 1)[0] if "://" in mongo_uri else ""
     if scheme not in MONGO_SCHEMES:
-        problems.append(
+        group.problems.append(
             "MONGO_URI must start with mongodb://, mongodb+srv:// or mongomock:// "
             f"(got {redact_uri(mongo_uri)!r})"
         )
-
-    mongo_db = get("MONGO_DB", defaults.mongo_db)
+    mongo_db = group.get("MONGO_DB", _DEFAULTS.mongo_db)
     if set(mongo_db) & _DB_NAME_FORBIDDEN or len(mongo_db.encode()) > 63:
-        problems.append(f"MONGO_DB is not a valid database name: {mongo_db!r}")
+        group.problems.append(f"MONGO_DB is not a valid database name: {mongo_db!r}")
+    return {"mongo_uri": mongo_uri, "mongo_db": mongo_db}, group.problems
 
-    log_level = get("LOG_LEVEL", defaults.log_level).upper()
+
+def _logging_and_schedule(env: Mapping[str, str]) -> tuple[Fields, list[str]]:
+    """`LOG_LEVEL`, `SCHEDULE` (five cron fields) and `TZ` (a known zone)."""
+    group = _Group(env)
+    problems = group.problems
+    log_level = group.get("LOG_LEVEL", _DEFAULTS.log_level).upper()
     if log_level not in LOG_LEVELS:
         problems.append(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {log_level!r}")
-
-    schedule = get("SCHEDULE", defaults.schedule)
+    schedule = group.get("SCHEDULE", _DEFAULTS.schedule)
     if not croniter.is_valid(schedule):
         problems.append(
             f"SCHEDULE is not a valid cron expression: {schedule!r} (it needs 5 fields: "
@@ -241,34 +288,47 @@ def load(
         problems.append(
             f"SCHEDULE needs 5 fields: {CRON_FIELDS} (got {len(schedule.split())}: {schedule!r})"
         )
-
-    tz = get("TZ", defaults.tz)
+    tz = group.get("TZ", _DEFAULTS.tz)
     try:
         ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError):
         problems.append(f"TZ is not a known time zone: {tz!r} (e.g. America/New_York)")
+    return {"log_level": log_level, "schedule": schedule, "tz": tz}, problems
 
-    sentry_trace_rate = _number(
-        "SENTRY_TRACE_RATE", get("SENTRY_TRACE_RATE", "1.0"), problems, low=0.0, high=1.0
-    )
-    max_delete_fraction = _number(
-        "MAX_DELETE_FRACTION", get("MAX_DELETE_FRACTION", "0.25"), problems, low=0.0, high=1.0
-    )
-    full_rescan_hours = _number(
-        "FULL_RESCAN_HOURS", get("FULL_RESCAN_HOURS", "24"), problems, low=0.0, high=None
-    )
-    rename_files = _bool("RENAME_FILES", get("RENAME_FILES", "true"), problems)
-    rename_stall_s = _number(
-        "RENAME_STALL_S", get("RENAME_STALL_S", "300"), problems, low=1.0, high=None
-    )
-    rename_budget_s = _number(
-        "RENAME_BUDGET_S", get("RENAME_BUDGET_S", "600"), problems, low=0.0, high=None
-    )
-    run_timeout_s = _number(
-        "RUN_TIMEOUT_S", get("RUN_TIMEOUT_S", "2700"), problems, low=1.0, high=None
-    )
 
-    exempt_raw = get("FUTURE_YEAR_EXEMPT", "BEAR")
+def _numbers(env: Mapping[str, str]) -> tuple[Fields, list[str]]:
+    """Rates, fractions, durations and `RENAME_FILES`, each within its bounds."""
+    group = _Group(env)
+    p, get = group.problems, group.get
+    values = {
+        "sentry_trace_rate": _number(
+            "SENTRY_TRACE_RATE", get("SENTRY_TRACE_RATE", "1.0"), p, low=0.0, high=1.0
+        ),
+        "max_delete_fraction": _number(
+            "MAX_DELETE_FRACTION", get("MAX_DELETE_FRACTION", "0.25"), p, low=0.0, high=1.0
+        ),
+        "full_rescan_hours": _number(
+            "FULL_RESCAN_HOURS", get("FULL_RESCAN_HOURS", "24"), p, low=0.0, high=None
+        ),
+        "rename_files": _bool("RENAME_FILES", get("RENAME_FILES", "true"), p),
+        "rename_stall_s": _number(
+            "RENAME_STALL_S", get("RENAME_STALL_S", "300"), p, low=1.0, high=None
+        ),
+        "rename_budget_s": _number(
+            "RENAME_BUDGET_S", get("RENAME_BUDGET_S", "600"), p, low=0.0, high=None
+        ),
+        "run_timeout_s": _number(
+            "RUN_TIMEOUT_S", get("RUN_TIMEOUT_S", "2700"), p, low=1.0, high=None
+        ),
+    }
+    return values, p
+
+
+def _people_and_sheet(env: Mapping[str, str]) -> tuple[Fields, list[str]]:
+    """`FUTURE_YEAR_EXEMPT` (department codes), `DELEGATE_EMAIL` and `SHEET_URL`."""
+    group = _Group(env)
+    problems = group.problems
+    exempt_raw = group.get("FUTURE_YEAR_EXEMPT", "BEAR")
     exempt = frozenset(code.strip() for code in exempt_raw.split(",") if code.strip())
     bad_codes = sorted(code for code in exempt if not re.fullmatch(r"[A-Z]{4}", code))
     if bad_codes:
@@ -276,40 +336,64 @@ def load(
             "FUTURE_YEAR_EXEMPT must be department codes (four capitals) separated by commas, "
             f"not {', '.join(bad_codes)}"
         )
-
-    delegate_email = get("DELEGATE_EMAIL")
+    delegate_email = group.get("DELEGATE_EMAIL")
     if delegate_email and "@" not in delegate_email:
         problems.append(f"DELEGATE_EMAIL is not an e-mail address: {delegate_email!r}")
-
-    sheet_url = get("SHEET_URL")
+    sheet_url = group.get("SHEET_URL")
     if sheet_url and sheet_url.startswith("http") and not _SHEET_KEY.search(sheet_url):
         problems.append(
             "SHEET_URL is not a spreadsheet URL (https://docs.google.com/spreadsheets/d/<id>/edit)"
         )
+    values = {
+        "future_year_exempt": exempt,
+        "delegate_email": delegate_email,
+        "sheet_url": sheet_url,
+    }
+    return values, problems
 
-    sentry_dsn = get("SENTRY_DSN")
+
+def _monitoring(env: Mapping[str, str]) -> tuple[Fields, list[str]]:
+    """`SENTRY_DSN`, `HEALTHCHECK_URL` and `SENTRY_MONITOR_SLUG` (never echoed if secret)."""
+    group = _Group(env)
+    problems = group.problems
+    sentry_dsn = group.get("SENTRY_DSN")
     if sentry_dsn and urlsplit(sentry_dsn).scheme not in ("http", "https"):
         problems.append("SENTRY_DSN is not a DSN URL (https://<key>@<host>/<project>)")
-
-    healthcheck_url = get("HEALTHCHECK_URL").rstrip("/")
+    healthcheck_url = group.get("HEALTHCHECK_URL").rstrip("/")
     if healthcheck_url and (
         urlsplit(healthcheck_url).scheme not in ("http", "https")
         or not urlsplit(healthcheck_url).netloc
     ):
         # The value is not echoed: a ping URL is the monitor's only credential.
         problems.append("HEALTHCHECK_URL must be an http(s) URL like https://hc-ping.com/<uuid>")
-    monitor_slug = get("SENTRY_MONITOR_SLUG", defaults.sentry_monitor_slug)
+    monitor_slug = group.get("SENTRY_MONITOR_SLUG", _DEFAULTS.sentry_monitor_slug)
     if not re.fullmatch(r"[a-z0-9_-]{1,50}", monitor_slug):
         problems.append(
             "SENTRY_MONITOR_SLUG must be lower-case letters, digits, - and _ "
             f"(at most 50), not {monitor_slug!r}"
         )
+    values = {
+        "sentry_dsn": sentry_dsn,
+        "healthcheck_url": healthcheck_url,
+        "sentry_monitor_slug": monitor_slug,
+    }
+    return values, problems
 
-    drive_endpoint = _endpoint("DRIVE_API_ENDPOINT", get("DRIVE_API_ENDPOINT"), problems)
-    sheets_endpoint = _endpoint("SHEETS_API_ENDPOINT", get("SHEETS_API_ENDPOINT"), problems)
 
-    sheet_names = {
-        name: get(name, getattr(defaults, name.lower()))
+def _endpoints(env: Mapping[str, str]) -> tuple[Fields, list[str]]:
+    """`DRIVE_API_ENDPOINT` and `SHEETS_API_ENDPOINT` (emulators; http(s) URLs)."""
+    group = _Group(env)
+    p = group.problems
+    drive = _endpoint("DRIVE_API_ENDPOINT", group.get("DRIVE_API_ENDPOINT"), p)
+    sheets = _endpoint("SHEETS_API_ENDPOINT", group.get("SHEETS_API_ENDPOINT"), p)
+    return {"drive_api_endpoint": drive, "sheets_api_endpoint": sheets}, p
+
+
+def _sheet_layout(env: Mapping[str, str]) -> tuple[Fields, list[str]]:
+    """The `SHEET_*` tab names, count column and time-stamp cell."""
+    group = _Group(env)
+    names = {
+        name: group.get(name, getattr(_DEFAULTS, name.lower()))
         for name in (
             "SHEET_ERRORS_TAB",
             "SHEET_COPIES_TAB",
@@ -318,59 +402,37 @@ def load(
             "SHEET_STAMP_CELL",
         )
     }
-    if not re.fullmatch(r"[A-Z]{1,3}", sheet_names["SHEET_COUNT_COLUMN"]):
-        problems.append(
-            f"SHEET_COUNT_COLUMN must be column letters like F, not "
-            f"{sheet_names['SHEET_COUNT_COLUMN']!r}"
+    if not re.fullmatch(r"[A-Z]{1,3}", names["SHEET_COUNT_COLUMN"]):
+        group.problems.append(
+            f"SHEET_COUNT_COLUMN must be column letters like F, not {names['SHEET_COUNT_COLUMN']!r}"
         )
-    if not re.fullmatch(r"[A-Z]{1,3}[1-9][0-9]{0,6}", sheet_names["SHEET_STAMP_CELL"]):
-        problems.append(
-            f"SHEET_STAMP_CELL must be a cell like P24, not {sheet_names['SHEET_STAMP_CELL']!r}"
+    if not re.fullmatch(r"[A-Z]{1,3}[1-9][0-9]{0,6}", names["SHEET_STAMP_CELL"]):
+        group.problems.append(
+            f"SHEET_STAMP_CELL must be a cell like P24, not {names['SHEET_STAMP_CELL']!r}"
         )
+    return {name.lower(): value for name, value in names.items()}, group.problems
 
-    credentials = Path(get("GOOGLE_CREDENTIALS_FILE", str(defaults.google_credentials_file)))
+
+def _credentials(
+    env: Mapping[str, str], needs_drive: bool, read: Fields
+) -> tuple[Fields, list[str]]:
+    """`GOOGLE_CREDENTIALS_FILE` must exist when Drive or Sheets is used without an emulator."""
+    group = _Group(env)
+    credentials = Path(group.get("GOOGLE_CREDENTIALS_FILE", str(_DEFAULTS.google_credentials_file)))
     wants_key = [
         api
         for api, used, endpoint in (
-            ("Drive", needs_drive, drive_endpoint),
-            ("Sheets", bool(sheet_url), sheets_endpoint),
+            ("Drive", needs_drive, read["drive_api_endpoint"]),
+            ("Sheets", bool(read["sheet_url"]), read["sheets_api_endpoint"]),
         )
         if used and not endpoint
     ]
     if wants_key and not credentials.is_file():
-        problems.append(
+        group.problems.append(
             f"GOOGLE_CREDENTIALS_FILE {str(credentials)!r} does not exist: the service-account "
             f"key is needed for {' and '.join(wants_key)} (see config/README.md)"
         )
-
-    if problems:
-        raise ConfigError(problems)
-    return Settings(
-        folder_id=folder_id,
-        delegate_email=delegate_email,
-        sheet_url=sheet_url,
-        google_credentials_file=credentials,
-        mongo_uri=mongo_uri,
-        mongo_db=mongo_db,
-        cache_dir=Path(get("CACHE_DIR", str(defaults.cache_dir))),
-        log_level=log_level,
-        sentry_dsn=sentry_dsn,
-        sentry_trace_rate=sentry_trace_rate,
-        schedule=schedule,
-        tz=tz,
-        rename_files=rename_files,
-        full_rescan_hours=full_rescan_hours,
-        rename_stall_s=rename_stall_s,
-        rename_budget_s=rename_budget_s,
-        run_timeout_s=run_timeout_s,
-        max_delete_fraction=max_delete_fraction,
-        future_year_exempt=exempt,
-        drive_api_endpoint=drive_endpoint,
-        sheets_api_endpoint=sheets_endpoint,
-        healthcheck_url=healthcheck_url,
-        sentry_monitor_slug=monitor_slug,
-        **{name.lower(): value for name, value in sheet_names.items()},
-    )
+    return {"google_credentials_file": credentials}, group.problems
 
 
 def read_env(dotenv_path: Path | None = Path(".env")) -> dict[str, str]:

@@ -160,9 +160,10 @@ class LocalTree:
                 problems.append(
                     Problem(
                         Category.RENAME_FAILED,
-                        f"Rename failed: {r.path} (to '{r.new}': {exc.strerror or exc})",
+                        "Rename failed",
                         r.path,
                         r.id,
+                        f"to '{r.new}': {exc.strerror or exc}",
                     )
                 )
             else:

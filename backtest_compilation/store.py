@@ -1,6 +1,7 @@
 """`Store`: the MongoDB adapter (pymongo, synchronous) for the website's three collections.
 
-Thin shell around `publish` (the pure plan): `read_current` reads the state in three
+Thin shell around `website` (the pure plan), and the wire format: collection names,
+documents read (`read_state`) and written: `read_current` reads the state in three
 queries, `apply` writes a `Plan` in the order of contract §3, one `bulk_write` per phase.
 `mongomock://` selects an in-process store (the `demo`); every write path works there
 too. Errors become `ServiceError` (unreachable, failed: exit 1) or `ConfigError`
@@ -16,7 +17,7 @@ import logging
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Self
 from urllib.parse import unquote, urlsplit
@@ -31,46 +32,103 @@ from pymongo.errors import (
     PyMongoError,
 )
 
+from .catalog import ExamEntry
 from .errors import ConfigError, ServiceError
-from .publish import (
-    BACKTEST_FIELDS,
-    BACKTESTS,
-    CODE_FIELDS,
-    CODES,
-    COURSE_FIELDS,
-    COURSES,
+from .report import plan_lines
+from .settings import REDACTED, redact_uri
+from .website import (
     Applied,
+    BacktestDoc,
+    CodeDoc,
+    CourseDoc,
+    CourseInsert,
+    CourseUpdate,
     Current,
     Plan,
     check_guard,
-    course_document,
-    exam_documents,
-    guard_refusal,
-    mongo_block,
-    plan,
-    plan_lines,
-    plan_text,
-    read_state,
+    id_order,
 )
-from .settings import REDACTED, Settings, redact_uri
-
-# The pure half lives in `publish`; re-exported so callers can write `store.plan(…)`.
-__all__ = [
-    "Applied",
-    "ApplyFailed",
-    "Current",
-    "Plan",
-    "RoundTrips",
-    "Store",
-    "check_guard",
-    "guard_refusal",
-    "mongo_block",
-    "plan",
-    "plan_lines",
-    "plan_text",
-]
 
 log = logging.getLogger(__name__)
+
+# ---- the wire format: collection names, fields read, documents written
+
+CODES = "backtest_course_code_collection"
+COURSES = "backtest_courses_collection"
+BACKTESTS = "backtest_collection"
+
+# Only these fields are read: the plan needs nothing else.
+CODE_FIELDS = {"course_code": 1}
+COURSE_FIELDS = {"name": 1, "course_code": 1, "folder_id": 1}
+BACKTEST_FIELDS = {"course_ids": 1, "tests": 1}
+
+Document = Mapping[str, Any]
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def parse_tests(raw: Any) -> tuple[ExamEntry, ...] | None:
+    """The stored `tests` list as exam entries, or None if it is not exactly the
+    website's shape (`[{type: str, tests: [str, …]}, …]`) and must be rewritten."""
+    if not isinstance(raw, list):
+        return None
+    entries: list[ExamEntry] = []
+    for item in raw:
+        if not isinstance(item, Mapping) or set(item) != {"type", "tests"}:
+            return None
+        kind, semesters = item["type"], item["tests"]
+        if not isinstance(kind, str) or not isinstance(semesters, list):
+            return None
+        if not all(isinstance(s, str) for s in semesters):
+            return None
+        entries.append(ExamEntry(kind, tuple(semesters)))
+    return tuple(entries)
+
+
+def read_state(
+    codes: Iterable[Document], courses: Iterable[Document], backtests: Iterable[Document]
+) -> Current:
+    """Typed view of the three collections' documents (any shape is accepted)."""
+    code_docs = [CodeDoc(d.get("_id"), _str(d.get("course_code"))) for d in codes]
+    course_docs = [
+        CourseDoc(
+            d.get("_id"),
+            _str(d.get("name")),
+            _str(d.get("course_code")),
+            _str(d.get("folder_id")),
+        )
+        for d in courses
+    ]
+    backtest_docs = []
+    for d in backtests:
+        raw_ids = d.get("course_ids")
+        if isinstance(raw_ids, list):
+            ids = tuple(raw_ids)
+        elif raw_ids is None:
+            ids = ()
+        else:
+            # A scalar still matches the website's `$in` query: it points at that course.
+            ids = (raw_ids,)
+        exact = isinstance(raw_ids, list) and len(raw_ids) == 1
+        backtest_docs.append(BacktestDoc(d.get("_id"), ids, parse_tests(d.get("tests")), exact))
+    return Current(
+        codes=tuple(sorted(code_docs, key=lambda c: id_order(c.id))),
+        courses=tuple(sorted(course_docs, key=lambda c: id_order(c.id))),
+        backtests=tuple(sorted(backtest_docs, key=lambda b: id_order(b.id))),
+    )
+
+
+def exam_documents(tests: Iterable[ExamEntry]) -> list[dict[str, Any]]:
+    """The website's `tests` list (field order `type`, `tests`)."""
+    return [{"type": entry.type, "tests": list(entry.semesters)} for entry in tests]
+
+
+def course_document(course: CourseInsert | CourseUpdate) -> dict[str, Any]:
+    """The course fields the tool owns (`_id` excluded)."""
+    return {"name": course.name, "course_code": course.code, "folder_id": course.folder_id}
+
 
 DEFAULT_TIMEOUT_MS = 5_000
 # One `find` answers the whole collection (the server still caps a batch at 16 MiB).
@@ -126,7 +184,7 @@ def _password(uri: str) -> str | None:
 class Store:
     """The website's collections in database `db_name`, reached through `client`.
 
-    Use `Store.connect` / `Store.from_settings`; close it (or use `with`)."""
+    Use `Store.connect` (`cli.connect_store` reads the settings); close it (or use `with`)."""
 
     def __init__(
         self,
@@ -171,11 +229,6 @@ class Store:
                 f"MONGO_URI {redact_uri(uri)!r} is not usable: {_scrub(str(exc), _password(uri))}"
             ) from None
         return cls(client, db_name, round_trips=counter, monitored=True, uri=uri)
-
-    @classmethod
-    def from_settings(cls, settings: Settings, *, timeout_ms: int = DEFAULT_TIMEOUT_MS) -> Self:
-        """`Store.connect(MONGO_URI, MONGO_DB)`."""
-        return cls.connect(settings.mongo_uri, settings.mongo_db, timeout_ms=timeout_ms)
 
     def close(self) -> None:
         """Release the connection pool (nothing to do for mongomock)."""

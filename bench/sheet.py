@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from backtest_compilation import sheet
+from backtest_compilation import sheet, sheet_contents
 from backtest_compilation.catalog import Catalog, Category, Course, ExamEntry, Problem
 from emulators.sheets import SheetsEmulator
 
@@ -35,7 +35,7 @@ def catalog(n: int, n_problems: int) -> Catalog:
         )
         courses.append(Course(f"{code}-{number} {title}", code, number, title, f"fid{i}", tests))
     problems = tuple(
-        Problem(
+        Problem.from_text(
             Category.INVALID_FILENAME if i % 2 else Category.INVALID_COURSE,
             f"Problem {i}: DEPT / COURSE {i} / file {i}.pdf",
             f"path {i:04d}",
@@ -75,7 +75,7 @@ def main() -> None:
     cat = catalog(args.courses, args.problems)
     tab = copies_tab(cat)
     started = time.perf_counter()
-    report = sheet.build(cat, tab)
+    report = sheet_contents.build(cat, tab)
     build_s = time.perf_counter() - started
 
     with SheetsEmulator(latency=args.latency, quota_per_minute=60) as emu:

@@ -3,7 +3,7 @@
 6,000 courses with 100,000 tests in all: a cold publish into an empty database, an
 unchanged re-publish, and a re-publish after one course title was renamed. Round trips
 are counted with pymongo's command monitoring (`RoundTrips`), writes are the insert /
-update / delete commands among them. Also times the pure diff (`publish.plan`).
+update / delete commands among them. Also times the pure diff (`website.plan`).
 
 Targets (issue #7): cold ≤ 12 round trips; unchanged = 3 reads and 0 writes; one
 rename = 1 write; diff of 6,000 courses under 0.3 s.
@@ -24,8 +24,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from backtest_compilation.catalog import Catalog, Course, ExamEntry
-from backtest_compilation.publish import Current, Plan, plan
 from backtest_compilation.store import Store
+from backtest_compilation.website import Current, Plan, plan
 from emulators.secantus import running_server
 
 N_COURSES = 6_000

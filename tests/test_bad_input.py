@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from google.auth.credentials import AnonymousCredentials
 
-from backtest_compilation import pipeline, sheet, sources
+from backtest_compilation import cli, pipeline, sheet, sources
 from backtest_compilation.catalog import Category
 from backtest_compilation.drive import DriveSource
 from backtest_compilation.errors import GuardRefused
@@ -275,7 +275,7 @@ def ran(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
             ids = seed_drive(emu, root, "s" if kind == "shared drive" else "o")
             source = _drive_source(emu, root)
         store = Store.connect("mongomock://bad", "apo_main")
-        report = sheet.connect(settings, sleep=lambda _s: None)
+        report = cli.connect_sheet(settings, sleep=lambda _s: None)
         outcome = pipeline.run(
             settings, pipeline.Options(), pipeline.Services(source, store, report, lambda: NOW)
         )
@@ -403,7 +403,7 @@ def drive_world(
     services = pipeline.Services(
         _drive_source(drive_emulator, root),
         store,
-        sheet.connect(settings, sleep=lambda _s: None),
+        cli.connect_sheet(settings, sleep=lambda _s: None),
         lambda: NOW,
     )
     yield settings, services, root
@@ -568,7 +568,7 @@ def test_shortcuts_are_reported_as_shortcuts(
             pipeline.Services(
                 _drive_source(drive_emulator, root),
                 store,
-                sheet.connect(settings, sleep=lambda _s: None),
+                cli.connect_sheet(settings, sleep=lambda _s: None),
                 lambda: NOW,
             ),
         )

@@ -22,11 +22,11 @@ from typing import Any
 import pytest
 from google.auth.credentials import AnonymousCredentials
 
-from backtest_compilation import pipeline, sample, sheet, sources
+from backtest_compilation import cli as cli_module
+from backtest_compilation import pipeline, sample, sources
 from backtest_compilation.drive import DriveSource
 from backtest_compilation.local import LocalFolderSource
 from backtest_compilation.settings import Settings
-from backtest_compilation.store import Store
 from backtest_compilation.tree import Node
 from emulators.drive import DriveEmulator
 from emulators.sheets import SheetsEmulator
@@ -95,7 +95,7 @@ def world(
         sheets_api_endpoint=sheets_emulator.url,
     )
     sheets_emulator.link_drive(drive_emulator)  # the spreadsheet is a Drive file too
-    store = Store.from_settings(settings)
+    store = cli_module.connect_store(settings)
     yield {
         "settings": settings,
         "store": store,
@@ -117,7 +117,7 @@ def services(world: dict[str, Any], *, renames: bool = True) -> pipeline.Service
     return pipeline.Services(
         sources.DriveTree(drive),
         world["store"],
-        sheet.connect(world["settings"], sleep=lambda _s: None),
+        cli_module.connect_sheet(world["settings"], sleep=lambda _s: None),
         clock=lambda: NOW,
     )
 

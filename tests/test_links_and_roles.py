@@ -14,12 +14,11 @@ from typing import Any
 import pytest
 from google.auth.credentials import AnonymousCredentials
 
-from backtest_compilation import pipeline, sample, sheet, sources
+from backtest_compilation import cli, pipeline, sample, sources
 from backtest_compilation.drive import DriveSource
 from backtest_compilation.local import LocalFolderSource
 from backtest_compilation.report import drive_link
 from backtest_compilation.settings import Settings
-from backtest_compilation.store import Store
 from backtest_compilation.tree import Node
 from emulators.drive import DriveEmulator
 from emulators.sheets import SheetsEmulator
@@ -52,7 +51,7 @@ def world(
         drive_api_endpoint=drive_emulator.url,
         sheets_api_endpoint=sheets_emulator.url,
     )
-    with Store.from_settings(config) as store:
+    with cli.connect_store(config) as store:
         yield {
             "settings": config,
             "store": store,
@@ -73,7 +72,7 @@ def run(world: dict[str, Any]) -> pipeline.Outcome:
     services = pipeline.Services(
         sources.DriveTree(source),
         world["store"],
-        sheet.connect(config, sleep=lambda _s: None),
+        cli.connect_sheet(config, sleep=lambda _s: None),
         clock=lambda: NOW,
     )
     return pipeline.run(config, pipeline.Options(), services)

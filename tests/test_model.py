@@ -42,9 +42,8 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_stat
 from backtest_compilation import pipeline, sheet, sources
 from backtest_compilation.drive import DriveSource
 from backtest_compilation.errors import GuardRefused
-from backtest_compilation.publish import COURSES
 from backtest_compilation.settings import Settings
-from backtest_compilation.store import Store
+from backtest_compilation.store import COURSES, Store
 from emulators.drive import FOLDER_MIME, PDF_MIME, DriveEmulator
 from emulators.sheets import SheetsEmulator
 from tests.support.fixtures_mongo import MongoServer

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from backtest_compilation import lock, pipeline, sample, sheet, sources, state
+from backtest_compilation import cli, lock, pipeline, sample, sources, state
 from backtest_compilation.errors import GuardRefused, Locked
 from backtest_compilation.local import LocalFolderSource
 from backtest_compilation.settings import Settings
@@ -55,7 +55,7 @@ def world(tmp_path: Path, drive: Path, sheets_emulator: SheetsEmulator) -> Itera
         sheets_api_endpoint=sheets_emulator.url,
     )
     store = Store.connect(settings.mongo_uri, settings.mongo_db)
-    report = sheet.connect(settings, sleep=lambda _s: None)
+    report = cli.connect_sheet(settings, sleep=lambda _s: None)
     services = pipeline.Services(
         sources.LocalTree(LocalFolderSource(drive)), store, report, clock=lambda: NOW
     )

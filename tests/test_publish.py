@@ -11,20 +11,9 @@ from bson import ObjectId
 
 from backtest_compilation.catalog import Catalog, ExamEntry
 from backtest_compilation.errors import GuardRefused
-from backtest_compilation.publish import (
-    Applied,
-    Current,
-    Plan,
-    check_guard,
-    exams_change_text,
-    guard_refusal,
-    mongo_block,
-    parse_tests,
-    plan,
-    plan_lines,
-    plan_text,
-    read_state,
-)
+from backtest_compilation.report import exams_change_text, mongo_block, plan_lines, plan_text
+from backtest_compilation.store import parse_tests, read_state
+from backtest_compilation.website import Applied, Current, Plan, check_guard, guard_refusal, plan
 from tests.support.store_data import catalog, course, ids
 
 DS = "CSCI-1200 Data Structures"

@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from backtest_compilation.catalog import Catalog
-from backtest_compilation.publish import BACKTESTS, CODES, COURSES, plan
-from backtest_compilation.store import Store
+from backtest_compilation.store import BACKTESTS, CODES, COURSES, Store
+from backtest_compilation.website import plan
 from tests.support.store_data import catalog, course
 from tests.support.website import expected_view, visit, without_ids
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backtest_compilation import sheet
+from backtest_compilation import row_matching, sheet_contents, sheet_layout, sheet_requests
 from backtest_compilation.catalog import Catalog, Category, Course, ExamEntry, Problem
 from backtest_compilation.errors import ConfigError
 
@@ -131,21 +131,21 @@ MATCHING = [
 def test_course_rows_are_found_by_the_first_matching_tier(
     name: str, rows: list[str | list[object]], expected: tuple[int, ...], tier: str | None
 ) -> None:
-    (placement,) = sheet.place([course(name)], grid(*rows), first_row=1)
+    (placement,) = row_matching.place([course(name)], grid(*rows), first_row=1)
     assert placement.rows == expected
     assert placement.tier == tier
 
 
 def test_skipped_cells_are_not_searched() -> None:
     rows = grid(["x", "", "", "", "", "Data Structures"], "Data Structures")
-    (placement,) = sheet.place(
+    (placement,) = row_matching.place(
         [course("CSCI-1200 Data Structures")], rows, skip=frozenset({(1, 5)})
     )
     assert placement.rows == (3,)
 
 
 def test_numbers_in_cells_compare_as_text() -> None:
-    (placement,) = sheet.place([course("MATH-1000 2001")], grid(["x", 2001.0]))
+    (placement,) = row_matching.place([course("MATH-1000 2001")], grid(["x", 2001.0]))
     assert (placement.rows, placement.tier) == ((2,), "title")
 
 
@@ -160,10 +160,10 @@ def test_any_title_is_found_by_its_full_name_wherever_it_is(
 ) -> None:
     """Odd names never crash, and the full-name tier finds the one row that has it."""
     c = Course(f"CSCI-1200 {title.strip()}", "CSCI", "1200", title.strip(), "id")
-    full = sheet.normalise_title(c.name)
-    rows = [[n] for n in noise if sheet.normalise_title(n) != full]
+    full = row_matching.normalise_title(c.name)
+    rows = [[n] for n in noise if row_matching.normalise_title(n) != full]
     rows.insert(min(position, len(rows)), ["", c.name])
-    (placement,) = sheet.place([c], [["header"], *rows])
+    (placement,) = row_matching.place([c], [["header"], *rows])
     assert placement.tier == "full name"
     assert placement.rows == (min(position, len(rows) - 1) + 2,)
 
@@ -173,13 +173,13 @@ def test_any_title_is_found_by_its_full_name_wherever_it_is(
 def test_matching_is_literal(title: str, cells: list[str]) -> None:
     """A row matches only if one of its cells literally equals or contains the title."""
     c = Course(f"ABCD-1000 {title}", "ABCD", "1000", title, "id")
-    (placement,) = sheet.place([c], [["h"]] + [[cell] for cell in cells])
-    wanted = sheet.normalise_title(title)
+    (placement,) = row_matching.place([c], [["h"]] + [[cell] for cell in cells])
+    wanted = row_matching.normalise_title(title)
     for row in placement.rows:
-        text = sheet.normalise_title(cells[row - 2])
+        text = row_matching.normalise_title(cells[row - 2])
         assert wanted in text or text in (
-            sheet.normalise_title(c.name),
-            sheet.normalise_title(c.key),
+            row_matching.normalise_title(c.name),
+            row_matching.normalise_title(c.key),
         )
 
 
@@ -190,10 +190,12 @@ DS_ECSE = course("ECSE-1200 Data Structures", ("Exam 1", ("Fall 2022", "Fall 202
 CALC = course("MATH-1010 Calculus I", ("Quiz", ("Fall 2022",)))
 LOST = course("MATH-9999 Lost Course")
 PROBLEMS = (
-    Problem(Category.NOT_A_PDF, "Not a PDF: CSCI / CSCI-1200 Data Structures / a.docx", "p1", "1"),
-    Problem(Category.INVALID_COURSE, "Invalid course: CSCI / bad", "p2", "2"),
-    Problem(Category.INVALID_FILENAME, "Invalid filename: x", "p3", "3"),
-    Problem(Category.DUPLICATE_DEPARTMENT, "Duplicate department: *CSCI", "p4", "4"),
+    Problem.from_text(
+        Category.NOT_A_PDF, "Not a PDF: CSCI / CSCI-1200 Data Structures / a.docx", "p1", "1"
+    ),
+    Problem.from_text(Category.INVALID_COURSE, "Invalid course: CSCI / bad", "p2", "2"),
+    Problem.from_text(Category.INVALID_FILENAME, "Invalid filename: x", "p3", "3"),
+    Problem.from_text(Category.DUPLICATE_DEPARTMENT, "Duplicate department: *CSCI", "p4", "4"),
 )
 CATALOG = Catalog(
     courses=(DS, DS_ECSE, CALC, LOST),
@@ -211,7 +213,7 @@ COPIES = [
 
 
 def test_error_tab_has_three_sections_each_with_a_heading_and_a_blank_row() -> None:
-    lines = sheet.error_lines(CATALOG)
+    lines = sheet_contents.error_lines(CATALOG)
     assert [(line.text, line.heading) for line in lines] == [
         ("Errors", True),  # messages in the catalog's order (by path)
         ("Invalid course: CSCI / bad", False),
@@ -228,12 +230,12 @@ def test_error_tab_has_three_sections_each_with_a_heading_and_a_blank_row() -> N
 
 
 def test_empty_sections_keep_their_headings() -> None:
-    texts = [line.text for line in sheet.error_lines(Catalog())]
+    texts = [line.text for line in sheet_contents.error_lines(Catalog())]
     assert texts == ["Errors", "", "Invalid Filenames", "", "Crosslisted Classes", ""]
 
 
 def test_report_counts_stale_rows_and_classes_not_found() -> None:
-    report = sheet.build(CATALOG, COPIES)
+    report = sheet_contents.build(CATALOG, COPIES)
     # Both Data Structures courses land on row 2: distinct (exam, semester) pairs of both.
     assert report.counts == ((2, 3), (3, 1))
     assert report.stale == (4, 5)  # numeric (also as text) and not written; "n/a" is not
@@ -252,7 +254,7 @@ def test_ambiguous_courses_are_listed_and_get_no_count() -> None:
         ["Calculus I (honors)", "", "", "", "", 9],
         ["Calculus I", "", "", "", "", 4],
     ]
-    report = sheet.build(CATALOG, copies)
+    report = sheet_contents.build(CATALOG, copies)
     assert report.ambiguous == ("MATH-1010 Calculus I",)
     assert all(row not in (3, 8) for row, _ in report.counts)
     assert 8 in report.stale  # its old number is no longer vouched for
@@ -262,19 +264,19 @@ def test_ambiguous_courses_are_listed_and_get_no_count() -> None:
 
 
 def test_digest_is_stable_and_follows_the_contents() -> None:
-    first = sheet.build(CATALOG, COPIES)
-    assert first.digest == sheet.build(CATALOG, [list(r) for r in COPIES]).digest
+    first = sheet_contents.build(CATALOG, COPIES)
+    assert first.digest == sheet_contents.build(CATALOG, [list(r) for r in COPIES]).digest
     assert len(first.digest) == 64
     more = Catalog(courses=CATALOG.courses, problems=PROBLEMS[:1], crosslisted=CATALOG.crosslisted)
-    assert sheet.build(more, COPIES).digest != first.digest
+    assert sheet_contents.build(more, COPIES).digest != first.digest
     moved = [*COPIES[:2], COPIES[3], COPIES[2], *COPIES[4:]]
-    assert sheet.build(CATALOG, moved).digest != first.digest
-    renamed = sheet.Layout(errors_heading="Folder errors")
-    assert sheet.build(CATALOG, COPIES, renamed).digest != first.digest
+    assert sheet_contents.build(CATALOG, moved).digest != first.digest
+    renamed = sheet_layout.Layout(errors_heading="Folder errors")
+    assert sheet_contents.build(CATALOG, COPIES, renamed).digest != first.digest
 
 
 def test_a_custom_layout_renames_everything() -> None:
-    layout = sheet.Layout(
+    layout = sheet_layout.Layout(
         errors_heading="E",
         filenames_heading="F",
         crosslisted_heading="X",
@@ -283,7 +285,7 @@ def test_a_custom_layout_renames_everything() -> None:
         header_rows=2,
     )
     copies = [["title"], ["Calculus I", 3], ["Calculus I", 4], ["Data Structures"]]
-    report = sheet.build(CATALOG, copies, layout)
+    report = sheet_contents.build(CATALOG, copies, layout)
     assert [line.text for line in report.errors if line.heading] == ["E", "F", "X"]
     assert report.not_found_lines[0].text == "Missing"
     assert report.counts == ((3, 1), (4, 3))  # row 2 is a header row now
@@ -304,7 +306,7 @@ def test_a_custom_layout_renames_everything() -> None:
 )
 def test_a_bad_layout_is_a_config_error(kwargs: dict[str, object], fragment: str) -> None:
     with pytest.raises(ConfigError, match=fragment):
-        sheet.Layout(**kwargs)  # type: ignore[arg-type]
+        sheet_layout.Layout(**kwargs)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -321,23 +323,23 @@ def test_a_bad_layout_is_a_config_error(kwargs: dict[str, object], fragment: str
     ],
 )
 def test_time_stamp_is_written_in_the_sheet_time_zone(when: datetime, text: str) -> None:
-    assert sheet.stamp_text(when, "America/New_York") == text
+    assert sheet_contents.stamp_text(when, "America/New_York") == text
 
 
 def test_time_stamp_needs_an_aware_time() -> None:
     with pytest.raises(ValueError, match="aware"):
-        sheet.stamp_text(datetime(2026, 1, 1), "America/New_York")
+        sheet_contents.stamp_text(datetime(2026, 1, 1), "America/New_York")
 
 
 # ---------------------------------------------------------------- what is written
 
 
 def test_write_requests_touch_only_the_count_column_and_the_stamp() -> None:
-    state = sheet.SheetState(
-        tabs=(sheet.TabInfo(0, "Physical Copies of Backtests", 10, 7),), copies=COPIES
+    state = sheet_requests.SheetState(
+        tabs=(sheet_requests.TabInfo(0, "Physical Copies of Backtests", 10, 7),), copies=COPIES
     )
-    report = sheet.build(CATALOG, COPIES)
-    requests = sheet.write_requests(report, state, stamp="1/1/26 12:00:00 AM")
+    report = sheet_contents.build(CATALOG, COPIES)
+    requests = sheet_requests.write_requests(report, state, stamp="1/1/26 12:00:00 AM")
     kinds = [next(iter(r)) for r in requests]
     # Two tabs added with fresh ids, the copies tab grown to hold P24, both text tabs rewritten.
     added = [r["addSheet"]["properties"] for r in requests if "addSheet" in r]
@@ -362,10 +364,12 @@ def test_write_requests_touch_only_the_count_column_and_the_stamp() -> None:
 
 
 def test_values_are_typed_so_text_never_becomes_a_formula() -> None:
-    problems = (Problem(Category.INVALID_FILENAME, '=IMPORTXML("http://x")', "p", "1"),)
-    report = sheet.build(Catalog(problems=problems), [])
-    copies = sheet.SheetState(tabs=(sheet.TabInfo(0, "Physical Copies of Backtests", 10, 7),))
-    requests = sheet.write_requests(report, copies)
+    problems = (Problem.from_text(Category.INVALID_FILENAME, '=IMPORTXML("http://x")', "p", "1"),)
+    report = sheet_contents.build(Catalog(problems=problems), [])
+    copies = sheet_requests.SheetState(
+        tabs=(sheet_requests.TabInfo(0, "Physical Copies of Backtests", 10, 7),)
+    )
+    requests = sheet_requests.write_requests(report, copies)
     cells = [
         cell
         for r in requests
@@ -378,25 +382,29 @@ def test_values_are_typed_so_text_never_becomes_a_formula() -> None:
 
 
 def test_in_sync_compares_the_sheet_with_the_report() -> None:
-    report = sheet.build(CATALOG, COPIES)
+    report = sheet_contents.build(CATALOG, COPIES)
     tabs = tuple(
-        sheet.TabInfo(i, t, 100, 26)
+        sheet_requests.TabInfo(i, t, 100, 26)
         for i, t in enumerate(
             ("Errors in Drive", "Classes Not Found", "Physical Copies of Backtests")
         )
     )
     written = [list(r) for r in COPIES]
     written[1][5], written[2][5] = 3, 1
-    state = sheet.SheetState(
+    state = sheet_requests.SheetState(
         tabs=tabs,
         errors=[[line.text] for line in report.errors],
         not_found=[[line.text] for line in report.not_found_lines],
         copies=written,
     )
-    assert sheet.in_sync(report, state)
+    assert sheet_requests.in_sync(report, state)
     written[2][5] = 2
-    assert not sheet.in_sync(report, state)
+    assert not sheet_requests.in_sync(report, state)
     written[2][5] = 1
-    assert not sheet.in_sync(report, sheet.SheetState(tabs=tabs[1:], copies=written))
-    edited = sheet.SheetState(tabs=tabs, errors=[["x"]], not_found=state.not_found, copies=written)
-    assert not sheet.in_sync(report, edited)
+    assert not sheet_requests.in_sync(
+        report, sheet_requests.SheetState(tabs=tabs[1:], copies=written)
+    )
+    edited = sheet_requests.SheetState(
+        tabs=tabs, errors=[["x"]], not_found=state.not_found, copies=written
+    )
+    assert not sheet_requests.in_sync(report, edited)

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from backtest_compilation import catalog as catalog_module
-from backtest_compilation import google, sheet
+from backtest_compilation import cli, google, sheet, sheet_layout, sheet_requests
 from backtest_compilation.catalog import Catalog, Category, Course, ExamEntry, Problem
 from backtest_compilation.errors import ConfigError, ServiceError
 from backtest_compilation.settings import Settings
@@ -306,7 +306,7 @@ def test_tabs_are_found_whatever_their_case_and_grids_grow(
         SHEET_KEY, tabs={"errors in drive": [], COPIES: [["Course"]]}, rows=3, columns=4
     )
     problems = tuple(
-        Problem(Category.INVALID_FILENAME, f"Invalid filename: {i}", f"p{i}", str(i))
+        Problem.from_text(Category.INVALID_FILENAME, f"Invalid filename: {i}", f"p{i}", str(i))
         for i in range(12)
     )
 
@@ -320,7 +320,7 @@ def test_tabs_are_found_whatever_their_case_and_grids_grow(
 def test_every_name_and_cell_is_configurable(
     sheets_emulator: SheetsEmulator, make_report: MakeReport
 ) -> None:
-    layout = sheet.Layout(
+    layout = sheet_layout.Layout(
         errors_tab="Problems",
         errors_heading="Folders",
         filenames_heading="Files",
@@ -331,7 +331,7 @@ def test_every_name_and_cell_is_configurable(
         stamp_cell="A1",
         not_found_tab="Missing",
         not_found_heading="No row",
-        written_colour=sheet.Colour(0.5, 1, 0.5),
+        written_colour=sheet_layout.Colour(0.5, 1, 0.5),
     )
     sheets_emulator.add_spreadsheet(
         SHEET_KEY, tabs={"Binders": [["Updated:"], ["Course", "", "Count"], ["Calculus II", "", 7]]}
@@ -353,14 +353,15 @@ def test_odd_text_is_written_as_text(
     sheets_emulator.add_spreadsheet(SHEET_KEY, tabs={COPIES: [["Course"]]})
     messages = ['=HYPERLINK("http://evil")', "+1", "tab\there 'q' \"qq\" \\ 😀", "x" * 60_000]
     problems = tuple(
-        Problem(Category.INVALID_FILENAME, m, f"p{i}", str(i)) for i, m in enumerate(messages)
+        Problem.from_text(Category.INVALID_FILENAME, m, f"p{i}", str(i))
+        for i, m in enumerate(messages)
     )
 
     make_report().publish(Catalog(problems=problems), None, NOW)
 
     cells = [sheets_emulator.entered(SHEET_KEY, ERRORS, f"A{r}") for r in range(4, 8)]
     assert cells[:3] == [{"stringValue": m} for m in messages[:3]]
-    assert len(cells[3]["stringValue"]) == sheet.CELL_LIMIT  # cut to what a cell holds
+    assert len(cells[3]["stringValue"]) == sheet_requests.CELL_LIMIT  # cut to what a cell holds
 
 
 def test_a_1500_course_report_never_exceeds_60_requests_a_minute(
@@ -380,7 +381,8 @@ def test_a_1500_course_report_never_exceeds_60_requests_a_minute(
     )
     tab = [["Course"]] + [[c.name, "", "", "", "", i % 4] for i, c in enumerate(courses) if i % 10]
     problems = tuple(
-        Problem(Category.NOT_A_PDF, f"Not a PDF: {i}", f"p{i}", str(i)) for i in range(300)
+        Problem.from_text(Category.NOT_A_PDF, f"Not a PDF: {i}", f"p{i}", str(i))
+        for i in range(300)
     )
     sheets_emulator.add_spreadsheet(SHEET_KEY, tabs={COPIES: tab})
     cat = Catalog(courses=courses, problems=problems)
@@ -531,7 +533,7 @@ def test_connect_is_anonymous_when_an_endpoint_is_set(sheets_emulator: SheetsEmu
         sheets_api_endpoint=sheets_emulator.url,
         tz="Europe/Paris",
     )
-    report = sheet.connect(settings)
+    report = cli.connect_sheet(settings)
     assert report.publish(drive(), None, NOW).written
     assert sheets_emulator.value(SHEET_KEY, COPIES, "P24") == "11/21/26 11:05:09 PM"
     assert {r.subject for r in sheets_emulator.log} == {None}
@@ -561,13 +563,13 @@ def test_connect_with_a_bad_key_file_is_a_config_error(
         path.write_text(content)
     settings = Settings(sheet_url=SHEET_KEY, google_credentials_file=path)
     with pytest.raises(ConfigError, match=message) as err:
-        sheet.connect(settings)
+        cli.connect_sheet(settings)
     assert "secret" not in str(err.value)
 
 
 def test_connect_without_a_sheet_url_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="SHEET_URL"):
-        sheet.connect(Settings())
+        cli.connect_sheet(Settings())
 
 
 @settings(max_examples=30, deadline=None)
@@ -578,7 +580,7 @@ def test_connect_without_a_sheet_url_is_a_config_error() -> None:
 )
 def test_any_tab_name_round_trips_through_a1_ranges(title: str) -> None:
     """Quotes, `!`, `:`, emoji, spaces in a tab name are data: created, then read back."""
-    layout = sheet.Layout(copies_tab=title)
+    layout = sheet_layout.Layout(copies_tab=title)
     cat = Catalog(courses=(Course("MATH-1010 Calculus I", "MATH", "1010", "Calculus I", "f"),))
     with SheetsEmulator() as emu:
         emu.add_spreadsheet(SHEET_KEY, tabs={title: []})

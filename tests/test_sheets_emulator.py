@@ -9,7 +9,7 @@ import gspread
 import pytest
 import requests
 
-from backtest_compilation.sheet import _AnonymousSession
+from backtest_compilation.sheets_http import _AnonymousSession
 from emulators.google import parse_fields
 from emulators.sheets import SheetsEmulator
 

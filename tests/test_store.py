@@ -20,19 +20,22 @@ import pytest
 from bson import ObjectId
 from pymongo import DeleteMany, MongoClient, monitoring
 
+from backtest_compilation import cli
 from backtest_compilation.catalog import Catalog
 from backtest_compilation.errors import ConfigError, GuardRefused, ServiceError
-from backtest_compilation.publish import (
+from backtest_compilation.report import mongo_block
+from backtest_compilation.settings import Settings
+from backtest_compilation.store import (
     BACKTESTS,
     CODES,
     COURSES,
-    Applied,
-    Plan,
-    mongo_block,
-    plan,
+    ApplyFailed,
+    RoundTrips,
+    Store,
+    _delete_ops,
+    _phases,
 )
-from backtest_compilation.settings import Settings
-from backtest_compilation.store import ApplyFailed, RoundTrips, Store, _delete_ops, _phases
+from backtest_compilation.website import Applied, Plan, plan
 from tests.support.fixtures_mongo import MongoServer
 from tests.support.store_data import big_catalog, catalog, course
 from tests.support.website import NOT_FOUND, expected_view, visit, visit_async, without_ids
@@ -440,7 +443,7 @@ def test_rejected_credentials_are_a_config_error_without_the_password(
 ) -> None:
     uri = f"mongodb://app:{SECRET}@127.0.0.1:{mongo_auth_server.port}/?authSource=admin"
     settings = Settings(mongo_uri=uri, mongo_db="apo_main")
-    with Store.from_settings(settings) as store, pytest.raises(ConfigError) as exc:
+    with cli.connect_store(settings) as store, pytest.raises(ConfigError) as exc:
         store.read_current()
     assert exc.value.exit_code == 2
     assert "rejected the credentials" in str(exc.value)

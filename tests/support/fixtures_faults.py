@@ -25,7 +25,7 @@ import pytest
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
-from backtest_compilation import pipeline, settings, sheet, sources, state
+from backtest_compilation import cli, pipeline, settings, sources, state
 from backtest_compilation.drive import DriveSource
 from backtest_compilation.store import Store
 from backtest_compilation.tree import Node, file, folder
@@ -175,8 +175,8 @@ class FaultWorld:
         source = DriveSource.from_settings(config, renames=True, sleep=sleep)
         return pipeline.Services(
             sources.DriveTree(source),
-            store or Store.from_settings(config, timeout_ms=2000),
-            sheet.connect(config, sleep=sleep),
+            store or cli.connect_store(config, timeout_ms=2000),
+            cli.connect_sheet(config, sleep=sleep),
         )
 
     def run(

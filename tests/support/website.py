@@ -14,7 +14,7 @@ from pymongo import AsyncMongoClient
 from pymongo.database import Database
 
 from backtest_compilation.catalog import Catalog
-from backtest_compilation.publish import BACKTESTS, CODES, COURSES, exam_documents
+from backtest_compilation.store import BACKTESTS, CODES, COURSES, exam_documents
 
 NOT_FOUND = "404 Backtest not found"
 

@@ -1,0 +1,92 @@
+"""An unchanged run imports nothing it does not use (issue 13): checked on a real CLI
+process with `python -X importtime`, which lists every module the process imported."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from backtest_compilation import sample
+from backtest_compilation.local import LocalFolderSource
+from backtest_compilation.tree import Node
+from emulators.drive import DriveEmulator
+from emulators.sheets import SheetsEmulator
+
+ROOT = Path(__file__).resolve().parent.parent
+# Modules a run loads only when the setting that needs them is set.
+OPTIONAL = ("gspread", "requests", "mongomock", "sentry_sdk")
+KEY = "1ImportsSheet"
+COPIES = "Physical Copies of Backtests"
+
+
+def drive_like(node: Node, ids: Iterator[int]) -> Node:
+    """The sample tree with Drive-like ids (local ids are paths)."""
+    kids = tuple(drive_like(child, ids) for child in node.children)
+    return replace(node, id=f"1x{next(ids):05d}", children=kids)
+
+
+def imported(stderr: str) -> set[str]:
+    """Top-level packages named by `-X importtime` lines (`import time: … | pkg.mod`)."""
+    names = set()
+    for line in stderr.splitlines():
+        if line.startswith("import time:") and "|" in line:
+            names.add(line.rsplit("|", 1)[1].strip().split(".")[0])
+    return names
+
+
+@pytest.mark.mongo_server
+@pytest.mark.parametrize("with_sheet", [False, True], ids=["no sheet", "sheet configured"])
+def test_an_unchanged_run_imports_no_optional_module(
+    tmp_path: Path,
+    drive_emulator: DriveEmulator,
+    sheets_emulator: SheetsEmulator,
+    mongo_server: Any,  # tests' MongoServer: only its `uri` is used
+    mongo_db_name: str,
+    with_sheet: bool,
+) -> None:
+    tree = LocalFolderSource(sample.SAMPLE_DRIVE).read()
+    drive_id = drive_emulator.add_drive("Backtests")
+    drive_emulator.seed(drive_id, drive_like(tree, itertools.count()).children)
+    env = {
+        "PATH": os.environ["PATH"],
+        "FOLDER_ID": drive_id,
+        "DRIVE_API_ENDPOINT": drive_emulator.url,
+        "MONGO_URI": mongo_server.uri,
+        "MONGO_DB": mongo_db_name,
+        "CACHE_DIR": str(tmp_path / "cache"),
+    }
+    if with_sheet:
+        sheets_emulator.add_spreadsheet(KEY)
+        sheets_emulator.add_tab(KEY, COPIES)
+        sheets_emulator.link_drive(drive_emulator)
+        env["SHEET_URL"] = f"https://docs.google.com/spreadsheets/d/{KEY}/edit"
+        env["SHEETS_API_ENDPOINT"] = sheets_emulator.url
+
+    def sync() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-X", "importtime", "main.py", "sync"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    cold = sync()
+    assert cold.returncode == 0, cold.stderr[-3000:]
+    # The cold run does use the sheet: the check below would catch a module never imported.
+    assert ("gspread" in imported(cold.stderr)) is with_sheet
+    unchanged = sync()
+    assert unchanged.returncode == 0, unchanged.stderr[-3000:]
+    assert "unchanged" in unchanged.stderr
+    loaded = imported(unchanged.stderr)
+    assert "backtest_compilation" in loaded
+    assert sorted(m for m in OPTIONAL if m in loaded) == []
