@@ -18,10 +18,14 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from . import __version__, alerts, lastrun, pipeline, schedule, settings, sources, telemetry
+from . import outcome as outcome_mod
 from .errors import CHECK_FAILED, ConfigError, Locked, RunError
 from .local import LocalFolderSource
 
 if TYPE_CHECKING:
+    from google.auth.credentials import Credentials
+
+    from .drive import DriveSource
     from .google import Deadline
     from .sheet import SheetReport
     from .sheet_layout import Layout as SheetLayout
@@ -375,7 +379,7 @@ def _run_once(
         )
         services.report_error = lambda exc: tel.report_failure(exc, exit_code=1)
         try:
-            return pipeline.run(config, options, services)
+            return pipeline.run(run_config(config), options, services)
         finally:
             services.store.close()
 
@@ -443,7 +447,7 @@ def _recorded_sync(
         ping.fail(f"exit {code}: {why}")
         ping.wait()
         raise
-    line = pipeline.summary_line(outcome.summary)
+    line = outcome_mod.summary_line(outcome.summary)
     lastrun.save(
         config.cache_dir,
         outcome.summary,
@@ -489,6 +493,61 @@ def _failure(
     }
 
 
+def run_config(config: settings.Settings) -> pipeline.RunConfig:
+    """The values a run uses from `config` (the pipeline never reads `Settings`)."""
+    return pipeline.RunConfig(
+        cache_dir=config.cache_dir,
+        zone=config.zone,
+        future_year_exempt=frozenset(config.future_year_exempt),
+        rename_files=config.rename_files,
+        max_delete_fraction=config.max_delete_fraction,
+        run_timeout_s=config.run_timeout_s,
+        sheet_identity=(
+            config.sheet_key,
+            config.sheet_errors_tab,
+            config.sheet_copies_tab,
+            config.sheet_not_found_tab,
+            config.sheet_count_column,
+            config.sheet_stamp_cell,
+        ),
+    )
+
+
+def drive_source(
+    config: settings.Settings,
+    *,
+    renames: bool = True,
+    sleep: Callable[[float], None] = time.sleep,
+    deadline: Deadline | None = None,
+) -> DriveSource:
+    """The Drive adapter for `config`. `renames=False` for `--no-rename`/`--dry-run`/`check`:
+    with renames off (here or `RENAME_FILES=false`) only the read-only scope is asked."""
+    from . import google
+    from .drive import SCOPE_READ, SCOPE_RENAME, DriveSource
+
+    allow = pipeline.Options(rename=renames).renames_planned(config.rename_files)
+    scopes = (SCOPE_READ, SCOPE_RENAME) if allow else (SCOPE_READ,)
+    if config.drive_api_endpoint:
+        from google.auth.credentials import AnonymousCredentials
+
+        creds: Credentials = AnonymousCredentials()
+    else:
+        creds = google.credentials(config.google_credentials_file, config.delegate_email, scopes)
+    return DriveSource(
+        config.folder_id,
+        credentials=creds,
+        endpoint=config.drive_api_endpoint,
+        delegate=config.delegate_email,
+        scopes=scopes,
+        allow_renames=allow,
+        full_rescan_hours=config.full_rescan_hours,
+        sleep=sleep,
+        rename_stall_s=config.rename_stall_s,
+        rename_budget_s=config.rename_budget_s,
+        deadline=deadline or google.NO_DEADLINE,
+    )
+
+
 def build_services(
     config: settings.Settings,
     *,
@@ -506,17 +565,13 @@ def build_services(
     from .store import Store
 
     deadline = Deadline(config.run_timeout_s)
-    renames = options.rename and config.rename_files and options.mode == "sync"
+    renames = options.renames_applied(config.rename_files)
     tree_source: sources.Source
     trying = source is not None and not publish and options.mode == "sync"
     if source is not None:
         tree_source = sources.LocalTree(LocalFolderSource(source), allow_renames=renames)
     else:
-        from .drive import DriveSource
-
-        tree_source = sources.DriveTree(
-            DriveSource.from_settings(config, renames=renames, deadline=deadline)
-        )
+        tree_source = sources.DriveTree(drive_source(config, renames=renames, deadline=deadline))
     sheet_report = None
     skipped = "SHEET_URL is not set"
     if config.sheet_url and trying:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from . import pipeline, report, sample, sources
 from .local import LocalFolderSource
+from .outcome import summary_line
 from .settings import Settings
 from .store import Store
 
@@ -22,6 +23,8 @@ REPORT_FILE = Path("demo-report.html")
 
 def run_demo(config: Settings, *, report_file: Path = REPORT_FILE) -> int:
     """Run the pipeline twice on a copy of the sample drive; print and write the report."""
+    from .cli import run_config
+
     with tempfile.TemporaryDirectory(prefix="backtest-demo-") as tmp:
         root = sample.copy_sample_drive(Path(tmp))
         # Only harmless settings are taken from the environment: the demo never talks to
@@ -35,8 +38,8 @@ def run_demo(config: Settings, *, report_file: Path = REPORT_FILE) -> int:
         )
         with Store.connect(demo.mongo_uri, demo.mongo_db) as store:
             services = pipeline.Services(sources.LocalTree(LocalFolderSource(root)), store)
-            first = pipeline.run(demo, pipeline.Options(), services)
-            second = pipeline.run(demo, pipeline.Options(), services)
+            first = pipeline.run(run_config(demo), pipeline.Options(), services)
+            second = pipeline.run(run_config(demo), pipeline.Options(), services)
             website = _website_view(store)
 
     print("backtest-compilation demo: the bundled sample drive, an in-process MongoDB\n")
@@ -48,8 +51,8 @@ def run_demo(config: Settings, *, report_file: Path = REPORT_FILE) -> int:
     print("What the website now shows:")
     print("\n".join(f"  {line}" for line in website))
     print()
-    print(f"First run:  {pipeline.summary_line(first.summary)}")
-    print(f"Second run: {pipeline.summary_line(second.summary)}")
+    print(f"First run:  {summary_line(first.summary)}")
+    print(f"Second run: {summary_line(second.summary)}")
     renamed = len(first.renames_applied)
     print(
         f"({report.plural(renamed, 'test file')} {'was' if renamed == 1 else 'were'} renamed "
@@ -59,8 +62,8 @@ def run_demo(config: Settings, *, report_file: Path = REPORT_FILE) -> int:
     page = report.html_page(
         first.summary,
         title="backtest-compilation demo",
-        headline=f"First run: {pipeline.summary_line(first.summary)}  ·  "
-        f"Second run: {pipeline.summary_line(second.summary)}",
+        headline=f"First run: {summary_line(first.summary)}  ·  "
+        f"Second run: {summary_line(second.summary)}",
         mongo_lines=list(first.mongo_lines),
         website=website,
     )

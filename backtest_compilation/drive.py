@@ -20,15 +20,15 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import httplib2
 from google.auth import exceptions as google_auth_exceptions
-from google.auth.credentials import AnonymousCredentials, Credentials
+from google.auth.credentials import Credentials
 from google_auth_httplib2 import AuthorizedHttp
 from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
@@ -38,8 +38,17 @@ from . import google
 from .catalog import Category, Problem, Rename, RenameResult
 from .errors import ConfigError, ServiceError
 from .google import Answer, ApiCalls, Kind
-from .settings import Settings
-from .tree import FOLDER_MIME, Item, Node, assemble, flatten
+from .snapshot import (
+    DriveSnapshot,
+    apply_changes,
+    differs,
+    full_reason,
+    items_from_json,
+    reachable,
+    sorted_items,
+    to_item,
+)
+from .tree import FOLDER_MIME, Item, Node, assemble
 
 log = logging.getLogger(__name__)
 
@@ -61,96 +70,16 @@ CHANGE_FIELDS = (
     "nextPageToken,newStartPageToken,"
     f"changes(changeType,fileId,removed,file({FILE_FIELDS},trashed))"
 )
-SNAPSHOT_VERSION = 1
 
 
 # ---------------------------------------------------------------- plain data
 
 
 @dataclass(frozen=True)
-class DriveSnapshot:
-    """What one read of the drive saw, persisted between runs (by the state module).
-
-    `drive_id` is the shared drive holding the root (the root itself for a shared-drive
-    root), `None` for a folder in My Drive. `listed_at` is the last *full* listing.
-    """
-
-    root_id: str
-    root_name: str
-    drive_id: str | None
-    is_shared_drive: bool
-    items: tuple[Item, ...]
-    page_token: str | None
-    listed_at: datetime
-
-    def tree(self) -> Node:
-        """The tree these items make (`tree.assemble`)."""
-        return assemble(self.root_id, self.root_name, self.items)
-
-    def to_json(self) -> dict[str, Any]:
-        """A plain JSON-able dict (`from_json` reads it back)."""
-        return {
-            "version": SNAPSHOT_VERSION,
-            "root_id": self.root_id,
-            "root_name": self.root_name,
-            "drive_id": self.drive_id,
-            "is_shared_drive": self.is_shared_drive,
-            "page_token": self.page_token,
-            "listed_at": self.listed_at.isoformat(),
-            "items": [[i.id, i.name, i.mime_type, i.parent] for i in self.items],
-        }
-
-    @classmethod
-    def from_json(cls, data: Any) -> DriveSnapshot:
-        """The snapshot `to_json` wrote; ValueError naming what is wrong otherwise."""
-        if not isinstance(data, Mapping):
-            raise ValueError("drive snapshot is not a JSON object")
-        if data.get("version") != SNAPSHOT_VERSION:
-            raise ValueError(f"drive snapshot version {data.get('version')!r} is not supported")
-
-        def text(key: str, optional: bool = False) -> Any:
-            value = data.get(key)
-            if value is None and optional:
-                return None
-            if not isinstance(value, str):
-                raise ValueError(f"drive snapshot field {key!r} must be a string")
-            return value
-
-        try:
-            listed_at = datetime.fromisoformat(text("listed_at"))
-        except ValueError:
-            raise ValueError("drive snapshot field 'listed_at' is not an ISO time") from None
-        if listed_at.tzinfo is None:
-            raise ValueError("drive snapshot field 'listed_at' has no time zone")
-        shared = data.get("is_shared_drive")
-        if not isinstance(shared, bool):
-            raise ValueError("drive snapshot field 'is_shared_drive' must be true or false")
-        raw_items = data.get("items")
-        if not isinstance(raw_items, list):
-            raise ValueError("drive snapshot field 'items' must be a list")
-        items = []
-        for n, row in enumerate(raw_items):
-            if not (
-                isinstance(row, list) and len(row) == 4 and all(isinstance(v, str) for v in row)
-            ):
-                raise ValueError(f"drive snapshot item {n} is not [id, name, mimeType, parent]")
-            items.append(Item(*row))
-        return cls(
-            root_id=text("root_id"),
-            root_name=text("root_name"),
-            drive_id=text("drive_id", optional=True),
-            is_shared_drive=shared,
-            items=tuple(items),
-            page_token=text("page_token", optional=True),
-            listed_at=listed_at,
-        )
-
-
-@dataclass(frozen=True)
 class DriveRead:
     """The result of `DriveSource.read`."""
 
-    tree: Node
+    tree: Node | None  # None: nothing changed and the saved items were not read
     snapshot: DriveSnapshot
     changed: bool  # anything differs from the previous snapshot (always True without one)
     full: bool  # a full listing (not the changes feed)
@@ -203,49 +132,6 @@ def parent_queries(
         yield "(" + " or ".join(group) + suffix
 
 
-def to_item(resource: Mapping[str, Any]) -> Item | None:
-    """A Drive file resource as an `Item`; None when it has no parent (a drive root)."""
-    parents = resource.get("parents") or []
-    if not parents:
-        return None
-    return Item(resource["id"], resource["name"], resource["mimeType"], parents[0])
-
-
-def apply_changes(
-    items: Mapping[str, Item], changes: Sequence[Mapping[str, Any]]
-) -> dict[str, Item]:
-    """The items after the changes feed: adds, renames and moves upserted; trashed and
-    removed items dropped. Items outside the root are kept here and pruned later."""
-    out = dict(items)
-    for change in changes:
-        if change.get("changeType", "file") != "file":
-            continue
-        fid = change["fileId"]
-        resource = change.get("file")
-        item = None if change.get("removed") or not resource else to_item(resource)
-        if item is None or resource is None or resource.get("trashed"):
-            out.pop(fid, None)
-        else:
-            out[fid] = item
-    return out
-
-
-def reachable(root_id: str, items: Mapping[str, Item]) -> dict[str, Item]:
-    """The items whose parent chain reaches `root_id`."""
-    children: dict[str, list[Item]] = {}
-    for item in items.values():
-        children.setdefault(item.parent, []).append(item)
-    out: dict[str, Item] = {}
-    stack = [root_id]
-    while stack:
-        for kid in children.get(stack.pop(), ()):
-            if kid.id not in out and kid.id != root_id:
-                out[kid.id] = kid
-                if kid.mime_type == FOLDER_MIME:
-                    stack.append(kid.id)
-    return out
-
-
 # ---------------------------------------------------------------- transport
 
 
@@ -295,7 +181,8 @@ class _CountingHttp:
 class DriveSource:
     """Reads the backtest drive under `folder_id` and renames files in it.
 
-    Build it with `from_settings`; tests pass an emulator `endpoint` and a `sleep`.
+    `cli.drive_source` builds it from the settings; tests pass an emulator `endpoint`
+    and a `sleep`.
     """
 
     def __init__(
@@ -366,39 +253,6 @@ class DriveSource:
             self.calls,
             self._timeout,
             self.deadline,
-        )
-
-    @classmethod
-    def from_settings(
-        cls,
-        settings: Settings,
-        *,
-        renames: bool = True,
-        sleep: Callable[[float], None] = time.sleep,
-        deadline: google.Deadline = google.NO_DEADLINE,
-    ) -> DriveSource:
-        """The source for `settings`. `renames=False` for `--no-rename`/`--dry-run`/`check`:
-        with renames off (here or `RENAME_FILES=false`) only the read-only scope is asked."""
-        allow = settings.rename_files and renames
-        scopes = (SCOPE_READ, SCOPE_RENAME) if allow else (SCOPE_READ,)
-        if settings.drive_api_endpoint:
-            creds: Credentials = AnonymousCredentials()
-        else:
-            creds = google.credentials(
-                settings.google_credentials_file, settings.delegate_email, scopes
-            )
-        return cls(
-            settings.folder_id,
-            credentials=creds,
-            endpoint=settings.drive_api_endpoint,
-            delegate=settings.delegate_email,
-            scopes=scopes,
-            allow_renames=allow,
-            full_rescan_hours=settings.full_rescan_hours,
-            sleep=sleep,
-            rename_stall_s=settings.rename_stall_s,
-            rename_budget_s=settings.rename_budget_s,
-            deadline=deadline,
         )
 
     # ------------------------------------------------------------ calling Drive
@@ -562,13 +416,15 @@ class DriveSource:
         items = (
             self._list_drive(root) if root.is_shared_drive else self._list_below(root, [root.id])
         )
-        tree = assemble(root.id, root.name, items)
+        # Only what lies under the root, in id order: the snapshot's one shape.
+        under = reachable(root.id, {i.id: i for i in items})
+        tree = assemble(root.id, root.name, under.values())
         snapshot = DriveSnapshot(
             root_id=root.id,
             root_name=root.name,
             drive_id=root.drive_id,
             is_shared_drive=root.is_shared_drive,
-            items=_sorted_items(flatten(tree)),
+            items=sorted_items(list(under.values())),
             page_token=token,
             listed_at=now,
         )
@@ -581,10 +437,18 @@ class DriveSource:
             f" ({self._limits_note()})" if self.calls.rate_limited else "",
             time.monotonic() - started,
         )
-        return DriveRead(tree, snapshot, _differs(previous, snapshot), full=True)
+        return DriveRead(tree, snapshot, differs(previous, snapshot), full=True)
 
-    def _incremental(self, previous: DriveSnapshot, now: datetime) -> DriveRead | None:
-        """Apply the changes feed to `previous`; None when a full listing is needed."""
+    def _incremental(
+        self,
+        previous: DriveSnapshot,
+        now: datetime,
+        load_items: Callable[[], tuple[Item, ...]] | None = None,
+    ) -> DriveRead | None:
+        """Apply the changes feed to `previous`; None when a full listing is needed.
+
+        With `load_items`, `previous` holds no items yet: they are loaded only when the
+        feed reports a change; when it reports none the read says so without a tree."""
         started = time.monotonic()
         root = _Root(
             previous.root_id, previous.root_name, previous.drive_id, previous.is_shared_drive
@@ -613,6 +477,16 @@ class DriveSource:
         ):
             log.info("drive: the root itself changed, listing the whole drive")
             return None
+        if load_items is not None:
+            if not changes:
+                # Cost follows the changes (SPEC §5.10): the saved items stay unread.
+                log.info("drive: changes feed: no changes, %.2f s", time.monotonic() - started)
+                return DriveRead(None, replace(previous, page_token=token), False, full=False)
+            try:
+                previous = replace(previous, items=load_items())
+            except ValueError as exc:
+                log.warning("drive: saved snapshot unusable (%s); listing the whole drive", exc)
+                return None
         before = {i.id: i for i in previous.items}
         after = apply_changes(before, changes)
         under = reachable(root.id, after)
@@ -627,8 +501,8 @@ class DriveSource:
                 after[item.id] = item
             under = reachable(root.id, after)
         tree = assemble(root.id, root.name, under.values())
-        snapshot = replace(previous, items=_sorted_items(flatten(tree)), page_token=token)
-        changed = _differs(previous, snapshot)
+        snapshot = replace(previous, items=sorted_items(list(under.values())), page_token=token)
+        changed = differs(previous, snapshot)
         log.info(
             "drive: changes feed: %d changes (%s), %d new folders listed, %d items, %.2f s",
             len(changes),
@@ -640,20 +514,33 @@ class DriveSource:
         return DriveRead(tree, snapshot, changed, full=False)
 
     def read(
-        self, previous: DriveSnapshot | None, *, full_rescan: bool = False, now: datetime
+        self,
+        previous: DriveSnapshot | None,
+        *,
+        full_rescan: bool = False,
+        now: datetime,
+        load_items: Callable[[], tuple[Item, ...]] | None = None,
     ) -> DriveRead:
         """The drive tree now: from the changes feed applied to `previous` when possible,
         otherwise from a full listing (no or unusable snapshot, `full_rescan`, other root,
-        or the last full listing at least `FULL_RESCAN_HOURS` ago)."""
+        or the last full listing at least `FULL_RESCAN_HOURS` ago).
+
+        `load_items`: `previous` is a header (`DriveSnapshot.header_from_json`) and this
+        loads its items, only if the feed reports changes (then `tree` may be None)."""
         if now.tzinfo is None:
             raise ValueError("now must be time-zone aware")
-        reason = _full_reason(previous, self.folder_id, full_rescan, now, self.full_rescan_hours)
+        reason = full_reason(previous, self.folder_id, full_rescan, now, self.full_rescan_hours)
         if reason is None and previous is not None:
-            got = self._incremental(previous, now)
+            got = self._incremental(previous, now, load_items)
             if got is not None:
                 return got
             reason = "changes token rejected"
         log.debug("drive: full listing because %s", reason)
+        if previous is not None and load_items is not None and not previous.items:
+            try:  # to say whether the listing differs from what was saved
+                previous = replace(previous, items=load_items())
+            except ValueError:
+                previous = None
         return self._full(previous, now)
 
     def file_version(self, file_id: str) -> str | None:
@@ -934,41 +821,6 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def _sorted_items(items: Sequence[Item]) -> tuple[Item, ...]:
-    return tuple(sorted(items, key=lambda i: i.id))
-
-
-def _differs(previous: DriveSnapshot | None, snapshot: DriveSnapshot) -> bool:
-    if previous is None:
-        return True
-    return (
-        previous.root_id != snapshot.root_id
-        or previous.root_name != snapshot.root_name
-        or set(previous.items) != set(snapshot.items)
-    )
-
-
-def _full_reason(
-    previous: DriveSnapshot | None,
-    folder_id: str,
-    full_rescan: bool,
-    now: datetime,
-    hours: float,
-) -> str | None:
-    """Why this read must list everything, or None when the changes feed will do."""
-    if previous is None:
-        return "there is no saved snapshot"
-    if full_rescan:
-        return "--full-rescan was given"
-    if previous.root_id != folder_id:
-        return "FOLDER_ID changed"
-    if not previous.page_token:
-        return "there is no saved changes token"
-    if now - previous.listed_at >= timedelta(hours=hours):
-        return f"the last full listing is older than FULL_RESCAN_HOURS ({hours:g})"
-    return None
-
-
 __all__ = [
     "ApiCalls",
     "DriveCallError",
@@ -977,6 +829,7 @@ __all__ = [
     "DriveSource",
     "RenameResult",
     "apply_changes",
+    "items_from_json",
     "parent_queries",
     "quote",
     "reachable",

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Protocol
 
 from . import state
@@ -21,7 +22,7 @@ from .local import LocalFolderSource
 from .tree import Item, Node, flatten
 
 if TYPE_CHECKING:
-    from .drive import DriveSource
+    from .drive import DriveSnapshot, DriveSource
 
 log = logging.getLogger(__name__)
 
@@ -32,13 +33,26 @@ class Reading:
 
     `full` is True when this was a full listing that should refresh everything (a
     forced or periodic rescan), False when it came from the changes feed.
-    `fingerprint` identifies the tree's contents: equal fingerprints, equal trees."""
+    `fingerprint` identifies the tree's contents: equal fingerprints, equal trees.
+    `tree` is built on first use: a run that finds the drive unchanged never builds it
+    (nor reads the saved items it is made of)."""
 
-    tree: Node
     snapshot: Mapping[str, Any]
     changed: bool
     full: bool
     fingerprint: str
+    make_tree: Callable[[], Node]
+
+    @classmethod
+    def of(
+        cls, tree: Node, snapshot: Mapping[str, Any], changed: bool, full: bool, fingerprint: str
+    ) -> Reading:
+        """A reading whose tree is already built."""
+        return cls(snapshot, changed, full, fingerprint, lambda: tree)
+
+    @cached_property
+    def tree(self) -> Node:
+        return self.make_tree()
 
 
 class Source(Protocol):
@@ -83,44 +97,62 @@ class DriveTree:
         self, previous: Mapping[str, Any] | None, *, full_rescan: bool, now: datetime
     ) -> Reading:
         """Read through the changes feed when `previous` allows it, else list everything."""
-        from .drive import DriveSnapshot
-
         snapshot = None
         if previous is not None:
             try:
-                snapshot = DriveSnapshot.from_json(previous)
+                snapshot = state.snapshot_header(previous)
             except ValueError as exc:
                 log.warning("drive: saved snapshot unusable (%s); listing the whole drive", exc)
-        got = self.drive.read(snapshot, full_rescan=full_rescan, now=now)
-        return Reading(
-            got.tree, got.snapshot.to_json(), got.changed, got.full, fingerprint(got.snapshot.items)
-        )
+        saved = previous
+
+        def load_items() -> tuple[Item, ...]:
+            assert saved is not None
+            return state.snapshot_items(saved.get("items"))
+
+        got = self.drive.read(snapshot, full_rescan=full_rescan, now=now, load_items=load_items)
+        if got.tree is None and saved is not None and isinstance(saved.get("fingerprint"), str):
+            # Nothing changed: the saved items stay where they are, unread.
+            token = got.snapshot.page_token
+            if isinstance(saved, state.LazyItems):
+                header: Mapping[str, Any] = saved.updated(page_token=token)
+            else:
+                header = {**saved, "page_token": token}
+            return Reading(header, False, False, saved["fingerprint"], lambda: _tree_of(header))
+        if got.tree is None:  # a snapshot from before fingerprints were saved
+            got = replace(got, snapshot=replace(got.snapshot, items=load_items()))
+            got = replace(got, tree=got.snapshot.tree())
+        return _reading(got.tree, got.snapshot, got.changed, got.full)
 
     def rename(self, renames: Sequence[Rename]) -> RenameResult:
         return self.drive.rename(renames)
 
     def after_renames(self, reading: Reading, renames: Sequence[Rename]) -> Reading:
         """The reading with applied renames folded in, so the next run sees no change."""
-        from .drive import DriveSnapshot
-
         if not renames:
             return reading
         new_names = {r.id: r.new for r in renames}
-        snapshot = DriveSnapshot.from_json(reading.snapshot)
+        snapshot = state.snapshot_from_json(reading.snapshot)
         items = tuple(
             replace(i, name=new_names[i.id]) if i.id in new_names else i for i in snapshot.items
         )
         snapshot = replace(snapshot, items=items)
         return replace(
-            reading,
-            tree=snapshot.tree(),
-            snapshot=snapshot.to_json(),
-            fingerprint=fingerprint(items),
+            _reading(snapshot.tree(), snapshot, True, reading.full), changed=reading.changed
         )
 
     @property
     def calls(self) -> int:
         return self.drive.calls.requests
+
+
+def _reading(tree: Node, snapshot: DriveSnapshot, changed: bool, full: bool) -> Reading:
+    """A Drive reading: the snapshot as the state module keeps it, with its fingerprint."""
+    print_ = fingerprint(snapshot.items)
+    return Reading.of(tree, state.snapshot_to_json(snapshot, print_), changed, full, print_)
+
+
+def _tree_of(saved: Mapping[str, Any]) -> Node:
+    return state.snapshot_from_json(saved).tree()
 
 
 class LocalTree:
@@ -145,7 +177,7 @@ class LocalTree:
         tree_print = fingerprint(flatten(tree))
         snapshot = {"kind": "local", "root": str(self.source.root), "fingerprint": tree_print}
         changed = previous is None or dict(previous) != snapshot
-        return Reading(tree, snapshot, changed, full_rescan, tree_print)
+        return Reading.of(tree, snapshot, changed, full_rescan, tree_print)
 
     def rename(self, renames: Sequence[Rename]) -> RenameResult:
         """Rename on disk; a failure becomes a `rename_failed` problem."""

@@ -23,6 +23,7 @@ from google.auth.credentials import AnonymousCredentials
 
 from backtest_compilation import cli, pipeline, sheet, sources
 from backtest_compilation.catalog import Category
+from backtest_compilation.cli import run_config
 from backtest_compilation.drive import DriveSource
 from backtest_compilation.errors import GuardRefused
 from backtest_compilation.local import LocalFolderSource
@@ -277,7 +278,9 @@ def ran(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         store = Store.connect("mongomock://bad", "apo_main")
         report = cli.connect_sheet(settings, sleep=lambda _s: None)
         outcome = pipeline.run(
-            settings, pipeline.Options(), pipeline.Services(source, store, report, lambda: NOW)
+            run_config(settings),
+            pipeline.Options(),
+            pipeline.Services(source, store, report, lambda: NOW),
         )
         if kind == "local":
             names = {str(p.relative_to(tmp / "drive")): p.name for p in (tmp / "drive").rglob("*")}
@@ -376,7 +379,7 @@ def test_a_second_run_changes_nothing(ran: Ran, tmp_path: Path) -> None:
     if ran.kind == "local":
         pytest.skip("the local source's second run is covered by test_pipeline")
     check = pipeline.run(
-        _settings(tmp_path, ran.sheets, ran.key),
+        run_config(_settings(tmp_path, ran.sheets, ran.key)),
         pipeline.Options(mode="check", rename=True),
         pipeline.Services(
             _drive_source(ran.emu, ran.root, renames=False),
@@ -414,7 +417,7 @@ def test_a_drive_of_zero_items_publishes_nothing(
     drive_world: tuple[Settings, pipeline.Services, str], sheets_emulator: SheetsEmulator
 ) -> None:
     settings, services, _root = drive_world
-    outcome = pipeline.run(settings, pipeline.Options(), services)
+    outcome = pipeline.run(run_config(settings), pipeline.Options(), services)
     assert outcome.exit_code == 0
     assert outcome.summary["catalog"] == {"course_codes": [], "courses": [], "crosslisted": []}
     assert outcome.summary["problems"] == []
@@ -429,11 +432,11 @@ def test_a_drive_emptied_of_everything_is_refused_by_the_guard(
     settings, services, root = drive_world
     dept = drive_emulator.add_folder(root, "CSCI")
     drive_emulator.add_folder(dept, "CSCI-1200 Data Structures")
-    assert pipeline.run(settings, pipeline.Options(), services).exit_code == 0
+    assert pipeline.run(run_config(settings), pipeline.Options(), services).exit_code == 0
     before = visit(services.store.database)
     drive_emulator.trash(dept)
     with pytest.raises(GuardRefused, match="no courses"):
-        pipeline.run(settings, pipeline.Options(), services)
+        pipeline.run(run_config(settings), pipeline.Options(), services)
     assert visit(services.store.database) == before
 
 
@@ -457,7 +460,7 @@ def test_50000_files_in_one_course_folder(
     for n in range(50_000):
         drive_emulator.add_file(course, names[n % len(names)], file_id=f"t{n:05d}")
     started = time.perf_counter()
-    outcome = pipeline.run(settings, pipeline.Options(), services)
+    outcome = pipeline.run(run_config(settings), pipeline.Options(), services)
     elapsed = time.perf_counter() - started
     assert outcome.exit_code == 0
     (published,) = outcome.summary["catalog"]["courses"]
@@ -501,7 +504,7 @@ def test_2000_departments(
         course = drive_emulator.add_folder(dept, f"{code}-1000 Intro to {code}")
         drive_emulator.add_file(course, "e1 f22.pdf")
     started = time.perf_counter()
-    outcome = pipeline.run(settings, pipeline.Options(), services)
+    outcome = pipeline.run(run_config(settings), pipeline.Options(), services)
     elapsed = time.perf_counter() - started
     assert outcome.exit_code == 0
     assert outcome.summary["catalog"]["course_codes"] == sorted(codes)
@@ -526,7 +529,7 @@ def test_a_name_cannot_forge_log_lines(
     forged = "x.pdf\n2026-11-21 15:02:00,000 ERROR summary: sync exit 0\r"
     drive_emulator.add_file(course, forged)
     caplog.set_level(logging.WARNING)
-    outcome = pipeline.run(settings, pipeline.Options(), services)
+    outcome = pipeline.run(run_config(settings), pipeline.Options(), services)
     assert outcome.exit_code == 0
     # The data keeps the name as it is; only the log line escapes it.
     assert any(forged in p["path"] for p in outcome.summary["problems"])
@@ -563,7 +566,7 @@ def test_shortcuts_are_reported_as_shortcuts(
     }
     with Store.connect("mongomock://shortcuts", "apo_main") as store:
         outcome = pipeline.run(
-            settings,
+            run_config(settings),
             pipeline.Options(),
             pipeline.Services(
                 _drive_source(drive_emulator, root),
@@ -604,7 +607,7 @@ def test_folder_id_one_level_too_deep_warns_on_a_fresh_database(
     drive_emulator.add_file(course, "CSCI-1200 E1F22.pdf")
     services.source = _drive_source(drive_emulator, dept)
     with caplog.at_level(logging.WARNING):
-        outcome = pipeline.run(settings, pipeline.Options(), services)
+        outcome = pipeline.run(run_config(settings), pipeline.Options(), services)
     assert outcome.exit_code == 0 and outcome.summary["catalog"]["courses"] == []
     hints = [
         r for r in caplog.records if "FOLDER_ID seems to point one level too deep" in r.message
@@ -618,10 +621,10 @@ def test_folder_id_one_level_too_deep_is_in_the_guard_message(
     settings, services, root = drive_world
     dept = drive_emulator.add_folder(root, "CSCI")
     drive_emulator.add_folder(dept, "CSCI-1200 Data Structures")
-    assert pipeline.run(settings, pipeline.Options(), services).exit_code == 0
+    assert pipeline.run(run_config(settings), pipeline.Options(), services).exit_code == 0
     services.source = _drive_source(drive_emulator, dept)
     with pytest.raises(GuardRefused) as refused:
-        pipeline.run(settings, pipeline.Options(), services)
+        pipeline.run(run_config(settings), pipeline.Options(), services)
     message = str(refused.value)
     assert message.startswith("mass-delete guard: The drive listing yielded no courses")
     assert "FOLDER_ID seems to point one level too deep: 'CSCI'" in message
@@ -639,7 +642,7 @@ def test_a_renamed_copies_tab_is_reported_not_replaced(
     dept = drive_emulator.add_folder(root, "CSCI")
     drive_emulator.add_folder(dept, "CSCI-1200 Data Structures")
     sheets_emulator.rename_tab("1Big", COPIES, "Copies 2026 ✓")
-    outcome = pipeline.run(settings, pipeline.Options(), services)
+    outcome = pipeline.run(run_config(settings), pipeline.Options(), services)
     assert outcome.exit_code == 1
     why = outcome.summary["failed"]["sheet"]
     assert f"no tab {COPIES!r} (named by SHEET_COPIES_TAB)" in why
@@ -658,9 +661,9 @@ def test_a_deleted_report_tab_is_put_back_on_an_unchanged_drive(
     dept = drive_emulator.add_folder(root, "CSCI")
     course = drive_emulator.add_folder(dept, "CSCI-1200 Data Structures")
     drive_emulator.add_file(course, "scan.pdf")  # a problem for the Errors tab
-    assert pipeline.run(settings, pipeline.Options(), services).exit_code == 0
+    assert pipeline.run(run_config(settings), pipeline.Options(), services).exit_code == 0
     errors = sheets_emulator.values("1Big", "Errors in Drive")
     sheets_emulator.delete_tab("1Big", "Errors in Drive")
-    again = pipeline.run(settings, pipeline.Options(), services)
+    again = pipeline.run(run_config(settings), pipeline.Options(), services)
     assert again.summary["unchanged"] is True and again.summary["sheet"]["written"] is True
     assert sheets_emulator.values("1Big", "Errors in Drive") == errors

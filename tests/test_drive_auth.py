@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from backtest_compilation.cli import drive_source
 from backtest_compilation.drive import SCOPE_READ, SCOPE_RENAME, DriveSource
 from backtest_compilation.errors import ConfigError
 from backtest_compilation.google import credentials as load_credentials
@@ -132,7 +133,7 @@ def test_scopes_follow_the_rename_setting(
     drive: str,
 ) -> None:
     settings = load({"FOLDER_ID": drive, "DRIVE_API_ENDPOINT": drive_emulator.url, **env})
-    source = DriveSource.from_settings(settings, renames=renames)
+    source = drive_source(settings, renames=renames)
     assert source.scopes == scopes and source.allow_renames == (SCOPE_RENAME in scopes)
     # With an endpoint, anonymous credentials: no key file needed.
     assert source.read(None, now=NOW).tree.children

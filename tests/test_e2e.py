@@ -24,6 +24,7 @@ from google.auth.credentials import AnonymousCredentials
 
 from backtest_compilation import cli as cli_module
 from backtest_compilation import pipeline, sample, sources
+from backtest_compilation.cli import run_config
 from backtest_compilation.drive import DriveSource
 from backtest_compilation.local import LocalFolderSource
 from backtest_compilation.settings import Settings
@@ -125,7 +126,7 @@ def services(world: dict[str, Any], *, renames: bool = True) -> pipeline.Service
 def run(world: dict[str, Any], **options: Any) -> pipeline.Outcome:
     renames = options.get("rename", True) and options.get("mode", "sync") == "sync"
     return pipeline.run(
-        world["settings"], pipeline.Options(**options), services(world, renames=renames)
+        run_config(world["settings"]), pipeline.Options(**options), services(world, renames=renames)
     )
 
 
@@ -199,7 +200,7 @@ def test_a_crash_between_two_sinks_converges_on_the_next_run(world: dict[str, An
 
     crashing.sheet.publish = die  # type: ignore[method-assign]
     with pytest.raises(Killed):
-        pipeline.run(world["settings"], pipeline.Options(), crashing)
+        pipeline.run(run_config(world["settings"]), pipeline.Options(), crashing)
     db = world["store"].database
     ids = {d["name"]: d["_id"] for d in db["backtest_courses_collection"].find()}
     assert ids  # MongoDB was applied before the "kill"

@@ -15,6 +15,7 @@ import pytest
 from google.auth.credentials import AnonymousCredentials
 
 from backtest_compilation import cli, pipeline, sample, sources
+from backtest_compilation.cli import run_config
 from backtest_compilation.drive import DriveSource
 from backtest_compilation.local import LocalFolderSource
 from backtest_compilation.report import drive_link
@@ -75,7 +76,7 @@ def run(world: dict[str, Any]) -> pipeline.Outcome:
         cli.connect_sheet(config, sleep=lambda _s: None),
         clock=lambda: NOW,
     )
-    return pipeline.run(config, pipeline.Options(), services)
+    return pipeline.run(run_config(config), pipeline.Options(), services)
 
 
 def test_every_problem_row_links_to_its_item_in_drive(world: dict[str, Any]) -> None:

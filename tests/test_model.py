@@ -40,6 +40,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 from backtest_compilation import pipeline, sheet, sources
+from backtest_compilation.cli import run_config
 from backtest_compilation.drive import DriveSource
 from backtest_compilation.errors import GuardRefused
 from backtest_compilation.settings import Settings
@@ -283,12 +284,12 @@ class DriveEdits(RuleBasedStateMachine):
         before_view = visit(self.store.database)
         options = pipeline.Options(full_rescan=full_rescan)
         try:
-            outcome = pipeline.run(self.settings, options, self.services)
+            outcome = pipeline.run(run_config(self.settings), options, self.services)
         except GuardRefused:
             # Refused: nothing written; the people who run it allow it and run again.
             assert visit(self.store.database) == before_view
             outcome = pipeline.run(
-                self.settings, replace(options, allow_mass_delete=True), self.services
+                run_config(self.settings), replace(options, allow_mass_delete=True), self.services
             )
         self.runs += 1
         self.world.runs += 1
@@ -324,7 +325,7 @@ class DriveEdits(RuleBasedStateMachine):
                 clock=lambda: NOW,
             )
             fresh = pipeline.run(
-                replace(self.settings, cache_dir=fresh_cache),
+                run_config(replace(self.settings, cache_dir=fresh_cache)),
                 pipeline.Options(rename=False),
                 fresh_services,
             )

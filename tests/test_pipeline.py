@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from backtest_compilation import cli, lock, pipeline, sample, sources, state
+from backtest_compilation.cli import run_config
 from backtest_compilation.errors import GuardRefused, Locked
 from backtest_compilation.local import LocalFolderSource
 from backtest_compilation.settings import Settings
@@ -64,7 +65,9 @@ def world(tmp_path: Path, drive: Path, sheets_emulator: SheetsEmulator) -> Itera
 
 
 def run(world: dict[str, Any], **options: Any) -> pipeline.Outcome:
-    return pipeline.run(world["settings"], pipeline.Options(**options), world["services"])
+    return pipeline.run(
+        run_config(world["settings"]), pipeline.Options(**options), world["services"]
+    )
 
 
 def names_on_disk(drive: Path) -> list[str]:

@@ -36,6 +36,7 @@ import pytest
 from pymongo import MongoClient
 
 from backtest_compilation import pipeline, schedule, sheet, sources
+from backtest_compilation.cli import run_config
 from backtest_compilation.drive import SCOPE_READ, SCOPE_RENAME, DriveSource
 from backtest_compilation.google import credentials as load_credentials
 from backtest_compilation.settings import Settings
@@ -350,7 +351,7 @@ def test_an_in_process_run_with_real_token_exchanges_logs_no_secret(
     caplog.set_level(logging.DEBUG)
     with Store.connect(settings.mongo_uri, settings.mongo_db) as store:
         outcome = pipeline.run(
-            settings,
+            run_config(settings),
             pipeline.Options(),
             pipeline.Services(sources.DriveTree(source), store, report, lambda: NOW),
         )

@@ -26,7 +26,7 @@ from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
 from backtest_compilation import cli, pipeline, settings, sources, state
-from backtest_compilation.drive import DriveSource
+from backtest_compilation.cli import drive_source, run_config
 from backtest_compilation.store import Store
 from backtest_compilation.tree import Node, file, folder
 from emulators.drive import DriveEmulator
@@ -172,7 +172,7 @@ class FaultWorld:
     ) -> pipeline.Services:
         """The real adapters, as the CLI builds them, but with retry waits not slept."""
         config = config or self.settings()
-        source = DriveSource.from_settings(config, renames=True, sleep=sleep)
+        source = drive_source(config, renames=True, sleep=sleep)
         return pipeline.Services(
             sources.DriveTree(source),
             store or cli.connect_store(config, timeout_ms=2000),
@@ -190,7 +190,7 @@ class FaultWorld:
         config = config or self.settings()
         services = services or self.services(config)
         try:
-            return pipeline.run(config, pipeline.Options(**options), services)
+            return pipeline.run(run_config(config), pipeline.Options(**options), services)
         finally:
             services.store.close()
 
