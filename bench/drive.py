@@ -24,7 +24,7 @@ from googleapiclient.discovery import build
 from backtest_compilation import tree
 from backtest_compilation.catalog import Rename
 from backtest_compilation.drive import DriveSource
-from tests.emulators.drive import FOLDER_MIME, DriveEmulator, sample_drive
+from emulators.drive import FOLDER_MIME, DriveEmulator, sample_drive
 
 DEPARTMENTS = 60
 

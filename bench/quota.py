@@ -24,7 +24,7 @@ from google.auth.credentials import AnonymousCredentials
 
 from backtest_compilation.catalog import Rename
 from backtest_compilation.drive import DriveSource
-from tests.emulators.drive import DriveEmulator
+from emulators.drive import DriveEmulator
 
 
 def run(limit: float, renames: int, latency: float, retry_after: str | None) -> str:

@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from backtest_compilation import sheet, sheet_contents
 from backtest_compilation.catalog import Catalog, Category, Course, ExamEntry, Problem
-from tests.emulators.sheets import SheetsEmulator
+from emulators.sheets import SheetsEmulator
 
 KEY = "BenchSheet"
 TAB = "Physical Copies of Backtests"

@@ -8,7 +8,7 @@ update / delete commands among them. Also times the pure diff (`website.plan`).
 Targets (issue #7): cold ≤ 12 round trips; unchanged = 3 reads and 0 writes; one
 rename = 1 write; diff of 6,000 courses under 0.3 s.
 
-Run: `uv run python bench/store.py` (needs SecantusDB, see tests/secantus.py).
+Run: `uv run python bench/store.py` (needs SecantusDB, see emulators/secantus.py).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from backtest_compilation.catalog import Catalog, Course, ExamEntry
 from backtest_compilation.store import Store
 from backtest_compilation.website import Current, Plan, plan
-from tests.secantus import running_server
+from emulators.secantus import running_server
 
 N_COURSES = 6_000
 N_TESTS = 100_000

@@ -19,7 +19,7 @@ import pytest
 
 from backtest_compilation import alerts, cli, sample, telemetry
 from backtest_compilation.settings import Settings
-from tests.emulators.drive import DriveEmulator
+from emulators.drive import DriveEmulator
 from tests.test_telemetry import Endpoint
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -29,9 +29,9 @@ from backtest_compilation.errors import GuardRefused
 from backtest_compilation.local import LocalFolderSource
 from backtest_compilation.settings import Settings
 from backtest_compilation.store import Store
-from tests.emulators.drive import PDF_MIME, DriveEmulator
-from tests.emulators.sheets import SheetsEmulator
-from tests.website import expected_view, visit, without_ids
+from emulators.drive import PDF_MIME, DriveEmulator
+from emulators.sheets import SheetsEmulator
+from tests.support.website import expected_view, visit, without_ids
 
 NOW = datetime(2026, 11, 21, 15, 2, tzinfo=UTC)
 COPIES = "Physical Copies of Backtests"
@@ -369,6 +369,7 @@ def test_odd_titles_are_found_literally_in_the_sheet(ran: Ran) -> None:
 
 def test_problem_messages_reach_the_sheet_unaltered(ran: Ran) -> None:
     errors = [row[0] for row in ran.sheets.values(ran.key, "Errors in Drive") if row]
+    assert ran.outcome.summary["problems"]
     for p in ran.outcome.summary["problems"]:
         assert p["message"] in errors
 

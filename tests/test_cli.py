@@ -15,7 +15,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from backtest_compilation import lock, sample
-from tests.emulators.drive import DriveEmulator
+from emulators.drive import DriveEmulator
 
 ROOT = Path(__file__).resolve().parent.parent
 MAIN = str(ROOT / "main.py")

@@ -87,6 +87,7 @@ def test_the_top_level_help_summarises_the_settings() -> None:
     for name in ("FOLDER_ID", "DELEGATE_EMAIL", "SHEET_URL", "MONGO_URI", "CACHE_DIR",
                  "SCHEDULE", "HEALTHCHECK_URL", "SENTRY_DSN", "LOG_LEVEL"):  # fmt: skip
         assert re.search(rf"^  {name}\b", text, re.MULTILINE), name
+    assert cli.COMMANDS
     for command in cli.COMMANDS:
         assert re.search(rf"^    {command} ", text, re.MULTILINE), command
 
@@ -140,6 +141,7 @@ def test_declared_dependencies_cover_what_the_code_imports() -> None:
             else:
                 continue
             imported.update(n.split(".")[0] for n in names if n.split(".")[0] not in stdlib)
+    assert imported
     for name in sorted(imported):
         owners = {d.lower() for d in dists.get(name, [])}
         assert owners & declared, (

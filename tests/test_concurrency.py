@@ -15,8 +15,8 @@ import time
 import pytest
 
 from backtest_compilation import lock
-from tests.fixtures_faults import FaultWorld
-from tests.website import expected_view, without_ids
+from tests.support.fixtures_faults import FaultWorld
+from tests.support.website import expected_view, without_ids
 
 pytestmark = pytest.mark.mongo_server
 

@@ -22,9 +22,9 @@ from backtest_compilation import doctor
 from backtest_compilation.drive import SCOPE_READ, SCOPE_RENAME
 from backtest_compilation.google import credentials as load_credentials
 from backtest_compilation.sheet import SCOPE as SHEETS_SCOPE
-from tests.emulators.drive import DriveEmulator
-from tests.emulators.sheets import SheetsEmulator
-from tests.fixtures_mongo import MongoServer
+from emulators.drive import DriveEmulator
+from emulators.sheets import SheetsEmulator
+from tests.support.fixtures_mongo import MongoServer
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "1DoctorSheetKey_0123456789abcdefghijkl"
@@ -42,7 +42,7 @@ class SetUp:
         self.root = drive.add_drive("Backtests")
         course = drive.add_folder(drive.add_folder(self.root, "CSCI"), "CSCI-1200 Data Structures")
         drive.add_file(course, "csci-1200 e1 f22.pdf")
-        drive._add("root", "Backtest tracking", SHEET_MIME, KEY)
+        drive.add_file("root", "Backtest tracking", SHEET_MIME, KEY)
         sheets.add_spreadsheet(KEY, tabs={COPIES: [["Course", "", "", "", "", "Digital"]]})
         self.cache = tmp / "cache"
         self.cache.mkdir()

@@ -16,7 +16,7 @@ from backtest_compilation.catalog import Category, Rename
 from backtest_compilation.drive import DriveRead, DriveSnapshot, DriveSource
 from backtest_compilation.errors import ServiceError
 from backtest_compilation.tree import FOLDER_MIME, Node, file, folder
-from tests.emulators.drive import DriveEmulator
+from emulators.drive import DriveEmulator
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 Make = Callable[..., DriveSource]
@@ -554,7 +554,7 @@ def test_any_edits_through_the_changes_feed_match_a_full_listing(
                     continue
                 elif op == "rename":
                     emu.rename(target, name)
-                elif op == "move" and where != target and where not in emu._descendants(target):
+                elif op == "move" and where != target and where not in emu.descendants(target):
                     emu.move(target, where)
                 elif op in ("trash", "restore"):
                     emu.trash(target, op == "trash")

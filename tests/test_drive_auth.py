@@ -15,7 +15,7 @@ from backtest_compilation.drive import SCOPE_READ, SCOPE_RENAME, DriveSource
 from backtest_compilation.errors import ConfigError
 from backtest_compilation.google import credentials as load_credentials
 from backtest_compilation.settings import load
-from tests.emulators.drive import DriveEmulator
+from emulators.drive import DriveEmulator
 
 DELEGATE = "backtests@chapter.example.org"
 NOW = datetime(2026, 3, 1, tzinfo=UTC)

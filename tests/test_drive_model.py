@@ -24,7 +24,7 @@ from backtest_compilation.drive import (
     reachable,
 )
 from backtest_compilation.tree import FOLDER_MIME, PDF_MIME, Item
-from tests.emulators.drive import DriveEmulator, DriveFile, parse_query
+from emulators.drive import DriveEmulator, DriveFile, parse_query
 
 SNAP = DriveSnapshot(
     root_id="0Adrive",

@@ -29,10 +29,10 @@ from backtest_compilation.drive import DriveSource
 from backtest_compilation.local import LocalFolderSource
 from backtest_compilation.settings import Settings
 from backtest_compilation.tree import Node
-from tests.emulators.drive import DriveEmulator
-from tests.emulators.sheets import SheetsEmulator
-from tests.fixtures_mongo import MongoServer
-from tests.website import expected_view, visit, without_ids
+from emulators.drive import DriveEmulator
+from emulators.sheets import SheetsEmulator
+from tests.support.fixtures_mongo import MongoServer
+from tests.support.website import expected_view, visit, without_ids
 
 pytestmark = pytest.mark.mongo_server
 
@@ -141,6 +141,7 @@ def test_cold_run_publishes_and_warm_run_writes_nothing(world: dict[str, Any]) -
     assert cold.exit_code == 0, cold.summary.get("failed")
     db = world["store"].database
     assert without_ids(visit(db)) == expected_view(cold.catalog)
+    assert cold.summary["renames"]
     assert all(r["applied"] for r in cold.summary["renames"])
     names = set(drive_names(drive).values())
     assert {r["to"] for r in cold.summary["renames"]} <= names

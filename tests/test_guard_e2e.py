@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from tests.fixtures_faults import FaultWorld
+from tests.support.fixtures_faults import FaultWorld
 
 pytestmark = pytest.mark.mongo_server
 

@@ -17,8 +17,8 @@ import pytest
 from backtest_compilation import sample
 from backtest_compilation.local import LocalFolderSource
 from backtest_compilation.tree import Node
-from tests.emulators.drive import DriveEmulator
-from tests.emulators.sheets import SheetsEmulator
+from emulators.drive import DriveEmulator
+from emulators.sheets import SheetsEmulator
 
 ROOT = Path(__file__).resolve().parent.parent
 # Modules a run loads only when the setting that needs them is set.

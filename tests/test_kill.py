@@ -3,7 +3,7 @@ clean run: the drive names, the website and the sheet then equal those of a twin
 that saw the same human edits and only uninterrupted runs (issue #6, item 1).
 
 The killed runs are the real CLI (`cli.main`) in child processes of a fork server
-(tests/forkserver.py), on the Drive and Sheets emulators (with a little latency, so the
+(tests/support/forkserver.py), on the Drive and Sheets emulators (with a little latency, so the
 kill points spread over the phases) and the real MongoDB-wire server. Kill delays come
 from a seeded RNG, so a failure can be replayed."""
 
@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 
 from backtest_compilation import state
-from tests.fixtures_faults import FaultWorld, make_fault_world
-from tests.forkserver import ForkServer
-from tests.secantus import MongoServer
+from emulators.secantus import MongoServer
+from tests.support.fixtures_faults import FaultWorld, make_fault_world
+from tests.support.forkserver import ForkServer
 
 pytestmark = pytest.mark.mongo_server
 

@@ -21,8 +21,8 @@ from backtest_compilation.local import LocalFolderSource
 from backtest_compilation.report import drive_link
 from backtest_compilation.settings import Settings
 from backtest_compilation.tree import Node
-from tests.emulators.drive import DriveEmulator
-from tests.emulators.sheets import SheetsEmulator
+from emulators.drive import DriveEmulator
+from emulators.sheets import SheetsEmulator
 
 KEY = "1LinksSheet_0123456789"
 COPIES = "Physical Copies of Backtests"

@@ -45,10 +45,10 @@ from backtest_compilation.drive import DriveSource
 from backtest_compilation.errors import GuardRefused
 from backtest_compilation.settings import Settings
 from backtest_compilation.store import COURSES, Store
-from tests.emulators.drive import FOLDER_MIME, PDF_MIME, DriveEmulator
-from tests.emulators.sheets import SheetsEmulator
-from tests.fixtures_mongo import MongoServer
-from tests.website import expected_view, visit, without_ids
+from emulators.drive import FOLDER_MIME, PDF_MIME, DriveEmulator
+from emulators.sheets import SheetsEmulator
+from tests.support.fixtures_mongo import MongoServer
+from tests.support.website import expected_view, visit, without_ids
 
 NOW = datetime(2026, 11, 21, 15, 2, tzinfo=UTC)
 COPIES = "Physical Copies of Backtests"
@@ -247,7 +247,7 @@ class DriveEdits(RuleBasedStateMachine):
         item = self._choose(data, sorted(live), "item")
         if item is None:
             return
-        below = {item, *self.world.drive._descendants(item)}  # Drive refuses cycles
+        below = {item, *self.world.drive.descendants(item)}  # Drive refuses cycles
         targets = [self.root, *(f for f in self._folders() if f not in below)]
         self.world.drive.move(item, data.draw(st.sampled_from(targets), label="to"))
 

@@ -14,7 +14,7 @@ from backtest_compilation.errors import GuardRefused
 from backtest_compilation.report import exams_change_text, mongo_block, plan_lines, plan_text
 from backtest_compilation.store import parse_tests, read_state
 from backtest_compilation.website import Applied, Current, Plan, check_guard, guard_refusal, plan
-from tests.store_data import catalog, course, ids
+from tests.support.store_data import catalog, course, ids
 
 DS = "CSCI-1200 Data Structures"
 CALC = "MATH-1010 Calculus I"
@@ -86,6 +86,7 @@ def expect(**wanted: Any) -> Callable[[Plan], None]:
 
     def check(p: Plan) -> None:
         got = _summary(p)
+        assert set(wanted) <= set(got), sorted(set(wanted) - set(got))  # no misspelt part
         for part, value in got.items():
             assert value == wanted.get(part, []), part
 

@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from backtest_compilation.catalog import Catalog
 from backtest_compilation.store import BACKTESTS, CODES, COURSES, Store
 from backtest_compilation.website import plan
-from tests.store_data import catalog, course
-from tests.website import expected_view, visit, without_ids
+from tests.support.store_data import catalog, course
+from tests.support.website import expected_view, visit, without_ids
 
 NAMES = [
     f"{code}-{number} {title}"

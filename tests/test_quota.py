@@ -19,9 +19,9 @@ from backtest_compilation import sheet, state
 from backtest_compilation.catalog import Category, Rename
 from backtest_compilation.drive import DriveCallError, DriveSource
 from backtest_compilation.errors import ServiceError
-from tests.emulators.drive import DriveEmulator
-from tests.emulators.sheets import SheetsEmulator
-from tests.fixtures_faults import SHEET_KEY, FaultWorld
+from emulators.drive import DriveEmulator
+from emulators.sheets import SheetsEmulator
+from tests.support.fixtures_faults import SHEET_KEY, FaultWorld
 
 NOW = datetime(2026, 11, 30, 15, 0, tzinfo=UTC)
 COPIES = "Physical Copies of Backtests"
@@ -91,7 +91,9 @@ def test_renames_honour_retry_after_in_both_forms(form: str) -> None:
             before = pacer.clock.now()
             pause = answered(**kwargs)
             if kwargs.get("rate_limited"):
-                seen.append((kwargs.get("retry_after"), pause, pacer._next - before))
+                now = pacer.clock.now()
+                slot = now + (pacer.reserve(0.0) or 0.0)  # the next free slot, nothing taken
+                seen.append((kwargs.get("retry_after"), pause, slot - before))
             return pause
 
         pacer.answered = spy  # type: ignore[method-assign]
@@ -144,14 +146,10 @@ def test_a_stall_shorter_than_rename_stall_s_is_ridden_out() -> None:
         source = source_for(emu, root, rename_stall_s=300.0)
         clock = source.clock
         lift_at = clock.now() + 100.0
-        original = emu._fault_for_part
-
-        def until_lifted() -> str | None:
-            return original() if clock.now() < lift_at else None
-
-        emu._fault_for_part = until_lifted  # type: ignore[method-assign]
+        emu.faults.part_while = lambda: clock.now() < lift_at
         result = source.rename(renames)
         assert result.applied == {r.id for r in renames} and not result.problems
+        assert emu.stats.faults > 0  # there was a stall to ride out
 
 
 def test_renames_past_rename_budget_s_are_pending_not_failed() -> None:
@@ -236,9 +234,10 @@ def test_pending_renames_are_reported_done_next_run_and_never_on_the_sheet(
     world.drive.limit_writes(None)
     second = world.run()
     assert second.exit_code == 0 and second.summary["renames_pending"] == 0
-    assert all(
-        r["applied"] for r in second.summary["renames"] if r["id"] in {p["id"] for p in pending}
-    )
+    owed = {p["id"] for p in pending}
+    done = [r for r in second.summary["renames"] if r["id"] in owed]
+    assert {r["id"] for r in done} == owed  # every owed rename was tried …
+    assert all(r["applied"] for r in done)  # … and applied
 
 
 def test_a_run_past_run_timeout_s_stops_cleanly_and_keeps_what_it_completed(
@@ -302,7 +301,7 @@ def test_emulator_ids_are_shaped_like_googles() -> None:
 
 
 def test_a_folded_content_id_is_unfolded_as_rfc_5322_says() -> None:
-    from tests.emulators.drive import unfold
+    from emulators.drive import unfold
 
     folded = "<0b7a2c5e-1f1e-4c8e-9d1a-3c1f1b2a9e77 +\r\n 1AbCdEfGhIjKlMnOpQrStUvWxYz012345>"
     assert unfold(folded) == (

@@ -20,7 +20,7 @@ from backtest_compilation.local import LocalFolderSource
 from backtest_compilation.settings import Settings
 from backtest_compilation.store import Store
 from backtest_compilation.tree import Node
-from tests.emulators.drive import DriveEmulator
+from emulators.drive import DriveEmulator
 
 NOW = datetime(2026, 11, 21, 15, 2, tzinfo=UTC)
 

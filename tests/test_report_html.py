@@ -63,6 +63,7 @@ def test_the_page_has_the_terminals_sections_and_links(tmp_path: Path) -> None:
         "MongoDB changes",
         "What the website shows",
     ]
+    assert summary["problems"]
     for p in summary["problems"]:
         url = f"https://drive.google.com/open?id={p['id']}"
         assert f'<a href="{url}" rel="noreferrer" target="_blank">' in page
@@ -83,11 +84,13 @@ def test_the_demo_page_shows_what_the_terminal_shows(tmp_path: Path) -> None:
     page = (tmp_path / "demo-report.html").read_text()
     terminal = out.stdout
     website = terminal.split("What the website now shows:\n", 1)[1].split("\n\n", 1)[0]
+    assert website.splitlines()
     for line in website.splitlines():
         assert f"<li>{line.strip()}</li>" in page.replace("&#x27;", "'")
-    for line in terminal.splitlines():
-        if line.startswith("  + ") or line.startswith("    Invalid "):
-            assert line.strip().replace("'", "&#x27;") in page
+    listed = [line for line in terminal.splitlines() if line.startswith(("  + ", "    Invalid "))]
+    assert listed
+    for line in listed:
+        assert line.strip().replace("'", "&#x27;") in page
     assert "First run: summary: sync exit 0" in page and "Second run: summary: sync" in page
 
 

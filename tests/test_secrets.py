@@ -41,10 +41,10 @@ from backtest_compilation.drive import SCOPE_READ, SCOPE_RENAME, DriveSource
 from backtest_compilation.google import credentials as load_credentials
 from backtest_compilation.settings import Settings
 from backtest_compilation.store import Store
-from tests.emulators.drive import DriveEmulator
-from tests.emulators.sheets import SheetsEmulator
-from tests.fixtures_mongo import MongoServer
-from tests.secantus import free_port
+from emulators.drive import DriveEmulator
+from emulators.secantus import free_port
+from emulators.sheets import SheetsEmulator
+from tests.support.fixtures_mongo import MongoServer
 from tests.test_telemetry import Endpoint
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -357,7 +357,7 @@ def test_an_in_process_run_with_real_token_exchanges_logs_no_secret(
         )
     assert outcome.exit_code == 0, outcome.summary
     assert drive_emulator.stats.by_method["oauth.token"] >= 1
-    tokens = [*drive_emulator._tokens, *_sheets_tokens(sheets_emulator)]
+    tokens = [*drive_emulator.access_tokens, *sheets_emulator.access_tokens]
     assert tokens, "no access token was handed out"
     secret.collect("logs", "\n".join(r.getMessage() for r in caplog.records))
     secret.collect("summary", json.dumps(outcome.summary, ensure_ascii=False))
@@ -369,7 +369,3 @@ def test_an_in_process_run_with_real_token_exchanges_logs_no_secret(
         leaks += [f"{where}: token" for token in tokens if token in text]
         leaks += [f"{where}: sheets key" for s in sheet_key_material if s in text]
     assert leaks == []
-
-
-def _sheets_tokens(emulator: SheetsEmulator) -> list[str]:
-    return list(emulator._tokens)

@@ -20,8 +20,8 @@ from backtest_compilation.catalog import Catalog, Category, Course, ExamEntry, P
 from backtest_compilation.errors import ConfigError, ServiceError
 from backtest_compilation.settings import Settings
 from backtest_compilation.tree import OTHER_MIME, PDF_MIME, file, folder
-from tests.emulators.sheets import SheetsEmulator
-from tests.fixtures_sheets import SHEET_KEY
+from emulators.sheets import SheetsEmulator
+from tests.support.fixtures_sheets import SHEET_KEY
 
 COPIES = "Physical Copies of Backtests"
 ERRORS = "Errors in Drive"
@@ -433,7 +433,7 @@ def test_rate_limit_answers_are_retried_with_backoff(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     seed(sheets_emulator)
-    sheets_emulator.fail_next(429, times=2)
+    sheets_emulator.fail_next("429", "429")
     caplog.set_level(logging.INFO, logger="backtest_compilation.sheet")
 
     result = make_report().publish(drive(), None, NOW)
@@ -448,7 +448,7 @@ def test_a_lasting_failure_is_a_service_error(
     sheets_emulator: SheetsEmulator, make_report: MakeReport, sleeps: list[float]
 ) -> None:
     seed(sheets_emulator)
-    sheets_emulator.fail_next(503, times=10)
+    sheets_emulator.fail_next(*["503"] * 10)
     with pytest.raises(ServiceError, match="HTTP 503") as err:
         make_report(retries=2).publish(drive(), None, NOW)
     assert SHEET_KEY in str(err.value)

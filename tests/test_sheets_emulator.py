@@ -10,7 +10,8 @@ import pytest
 import requests
 
 from backtest_compilation.sheets_http import _AnonymousSession
-from tests.emulators.sheets import SheetsEmulator, parse_mask
+from emulators.google import parse_fields
+from emulators.sheets import SheetsEmulator
 
 KEY = "EmuKey123"
 
@@ -206,7 +207,11 @@ def test_fields_mask_trims_the_answer(emu: SheetsEmulator) -> None:
             {"properties": {"sheetId": 1, "title": "It's: odd!"}},
         ]
     }
-    assert parse_mask("a,b(c,d/e),f.g") == {"a": {}, "b": {"c": {}, "d": {"e": {}}}, "f": {"g": {}}}
+    assert parse_fields("a,b(c,d/e),f.g") == {
+        "a": {},
+        "b": {"c": {}, "d": {"e": {}}},
+        "f": {"g": {}},
+    }
 
 
 def test_grid_data_carries_values_and_formats(emu: SheetsEmulator) -> None:
@@ -257,7 +262,7 @@ def test_per_minute_quota_answers_429_until_the_minute_passes(
 def test_injected_failures_and_latency(sheets_emulator: SheetsEmulator) -> None:
     emu = sheets_emulator
     emu.add_spreadsheet(KEY)
-    emu.fail_next(503)
+    emu.fail_next("503")
     assert api(emu, "GET", "").json()["error"]["status"] == "UNAVAILABLE"
     emu.latency = 0.05
     started = time.monotonic()

@@ -21,7 +21,7 @@ from backtest_compilation.settings import Settings
 from backtest_compilation.state import State
 from backtest_compilation.store import Store
 from backtest_compilation.tree import Node
-from tests.emulators.drive import DriveEmulator
+from emulators.drive import DriveEmulator
 
 T0 = datetime(2026, 3, 8, 14, 2, tzinfo=UTC)
 NOW = datetime(2026, 11, 21, 15, 2, tzinfo=UTC)

@@ -9,7 +9,7 @@ import pytest
 from google.auth.credentials import AnonymousCredentials
 
 from backtest_compilation.drive import DriveSource
-from tests.emulators.drive import DriveEmulator
+from emulators.drive import DriveEmulator
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from backtest_compilation import sheet
-from tests.emulators.sheets import SheetsEmulator
+from emulators.sheets import SheetsEmulator
 
 SHEET_KEY = "1TestSheetKey_abc-XYZ"
 

@@ -29,13 +29,13 @@ from backtest_compilation import cli, pipeline, settings, sources, state
 from backtest_compilation.cli import drive_source, run_config
 from backtest_compilation.store import Store
 from backtest_compilation.tree import Node, file, folder
-from tests.emulators.drive import DriveEmulator
-from tests.emulators.sheets import SheetsEmulator
-from tests.forkserver import ForkServer
-from tests.secantus import MongoServer
-from tests.website import View, visit, without_ids
+from emulators.drive import DriveEmulator
+from emulators.secantus import MongoServer
+from emulators.sheets import SheetsEmulator
+from tests.support.forkserver import ForkServer
+from tests.support.website import View, visit, without_ids
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SHEET_KEY = "1FaultsSheetKey"
 COPIES_TAB = "Physical Copies of Backtests"
 STAMP_CELL = "P24"

@@ -3,7 +3,7 @@ child process per request, which runs `cli.main(argv)` with the given environmen
 working directory and exits with its code. Each child is a real process that a test can
 SIGKILL at any point, without paying the interpreter's start-up (~0.8 s) every time.
 
-Run as `python -m tests.forkserver`. Protocol, one JSON object per line:
+Run as `python -m tests.support.forkserver`. Protocol, one JSON object per line:
 stdin `{"argv": [...], "env": {...}, "cwd": "...", "stdout": path, "stderr": path}`;
 stdout `{"pid": N}` once the child runs, then `{"pid": N, "status": S}` when it ended
 (`S` is the exit code, or minus the signal that killed it). One child at a time.
@@ -20,7 +20,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _child(request: dict[str, Any]) -> int:
@@ -65,7 +65,7 @@ class ForkServer:
         self.timeout = timeout
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.forkserver"],
+            [sys.executable, "-m", "tests.support.forkserver"],
             cwd=ROOT,
             env=env,
             stdin=subprocess.PIPE,

@@ -38,7 +38,6 @@ Seed and edit the drive from Python (`add_drive`, `add_folder`, `add_file`, `ren
 from __future__ import annotations
 
 import base64
-import contextlib
 import email.parser
 import email.utils
 import hashlib
@@ -46,18 +45,30 @@ import itertools
 import json
 import math
 import re
-import socket
 import threading
 import time
 import uuid
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from tests.emulators import Emulator
+from emulators import Emulator
+from emulators.google import (
+    FAULTS,
+    SILENT,
+    FaultInjector,
+    GoogleError,
+    Unanswered,
+    apply_fields,
+    fault_error,
+    token_answer,
+    token_claims,
+    token_error,
+)
+from emulators.google import parse_fields as google_fields
 
 if TYPE_CHECKING:
     from backtest_compilation.tree import Node
@@ -87,7 +98,6 @@ DEFAULT_FIELDS = {
 # Manager); a reader may list and read but not rename.
 ROLES = ("reader", "writer", "organizer")
 
-FAULT_KINDS = ("429", "403-rate", "403-user-rate", "500", "503", "drop")
 ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 FILE_ID_LENGTH = 33
 _SORTABLE = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"  # ASCII order
@@ -102,23 +112,13 @@ def _sortable(n: int, width: int) -> str:
     return out
 
 
-class DriveApiError(Exception):
-    """An error answered with Google's error JSON."""
+class DriveApiError(GoogleError):
+    """An error answered with Drive v3's error JSON (an `errors` list with a `reason`)."""
 
     def __init__(
         self, code: int, message: str, reason: str, domain: str = "global", **extra: str
     ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.reason = reason
-        self.domain = domain
-        self.extra = extra
-
-    def body(self) -> dict[str, Any]:
-        err = {"message": self.message, "domain": self.domain, "reason": self.reason}
-        err.update(self.extra)
-        return {"error": {"code": self.code, "message": self.message, "errors": [err]}}
+        super().__init__(code, message, reason, domain, **extra)
 
 
 def _invalid(location: str, message: str = "Invalid Value") -> DriveApiError:
@@ -132,24 +132,7 @@ def _not_found(file_id: str) -> DriveApiError:
     )  # fmt: skip
 
 
-FAULT_ERRORS = {
-    "429": DriveApiError(429, "Rate Limit Exceeded", "rateLimitExceeded", "usageLimits"),
-    "403-rate": DriveApiError(403, "Rate Limit Exceeded", "rateLimitExceeded", "usageLimits"),
-    "403-user-rate": DriveApiError(
-        403, "User Rate Limit Exceeded", "userRateLimitExceeded", "usageLimits"
-    ),
-    "500": DriveApiError(500, "Internal Error", "internalError"),
-    "503": DriveApiError(503, "The service is currently unavailable.", "backendError"),
-    # Not retryable: a client must give up at once on these.
-    "403-forbidden": DriveApiError(403, "The user does not have sufficient permissions.",
-                                   "insufficientFilePermissions"),
-    "400": DriveApiError(400, "Bad Request", "badRequest"),
-    # Credentials no longer accepted (a revoked token), as Google answers a batch part.
-    "401": DriveApiError(401, "Request had invalid authentication credentials.", "authError",
-                         location="Authorization", locationType="header"),
-    # A changes page token the server no longer accepts.
-    "410": DriveApiError(410, "The page token is no longer valid.", "gone"),
-}  # fmt: skip
+FAULT_ERRORS = {kind: fault_error(kind) for kind in FAULTS}
 
 
 @dataclass
@@ -180,21 +163,6 @@ class DriveFile:
         if self.drive_id:
             out["driveId"] = self.drive_id
         return out
-
-
-@dataclass
-class FaultPlan:
-    """Which requests fail: every `every`-th HTTP request (cycling through `kinds`),
-    plus any scripted faults (consumed first), plus every `part_every`-th batch part."""
-
-    every: int = 0
-    kinds: tuple[str, ...] = FAULT_KINDS
-    part_every: int = 0
-    part_kinds: tuple[str, ...] = ("403-user-rate", "429", "503")
-    retry_after: float | None = None
-    retry_after_form: str = "seconds"  # or "date": an HTTP date that many seconds ahead
-    hang_s: float = 3600.0  # how long a "hang" fault keeps the request unanswered
-    script: deque[str] = field(default_factory=deque)
 
 
 @dataclass
@@ -377,63 +345,15 @@ _KNOWN_FIELDS = {
     "capabilities", "canEdit", "canRename", "canListChildren", "canAddChildren", "canDelete",
 }  # fmt: skip
 
-Selection = dict[str, "Selection | None"]
+KNOWN_FIELDS = frozenset(_KNOWN_FIELDS)
 
 
-def parse_fields(spec: str) -> Selection:
+def parse_fields(spec: str) -> dict[str, Any]:
     """`nextPageToken,files(id,name)` / `files/id` → nested selection; 400 on unknown."""
-    pos = 0
-
-    def parse_list(depth: int) -> Selection:
-        nonlocal pos
-        sel: Selection = {}
-        while pos < len(spec):
-            m = re.compile(r"\s*([A-Za-z*]+)((?:/[A-Za-z*]+)*)\s*").match(spec, pos)
-            if not m:
-                raise _invalid("fields", f"Invalid field selection {spec}")
-            names = [m.group(1), *[n for n in m.group(2).split("/") if n]]
-            for name in names:
-                if name != "*" and name not in _KNOWN_FIELDS:
-                    raise _invalid("fields", f"Invalid field selection {name}")
-            pos = m.end()
-            sub: Selection | None = None
-            if pos < len(spec) and spec[pos] == "(":
-                pos += 1
-                sub = parse_list(depth + 1)
-                if pos >= len(spec) or spec[pos] != ")":
-                    raise _invalid("fields", f"Invalid field selection {spec}")
-                pos += 1
-            target = sel
-            for name in names[:-1]:
-                nxt = target.get(name)
-                if nxt is None:
-                    nxt = {}
-                    target[name] = nxt
-                target = nxt
-            target[names[-1]] = sub
-            while pos < len(spec) and spec[pos] == " ":
-                pos += 1
-            if pos < len(spec) and spec[pos] == ",":
-                pos += 1
-                continue
-            if pos < len(spec) and spec[pos] == ")" and depth > 0:
-                return sel
-            if pos < len(spec):
-                raise _invalid("fields", f"Invalid field selection {spec}")
-        return sel
-
-    return parse_list(0)
-
-
-def apply_fields(obj: Any, sel: Selection | None) -> Any:
-    """Keep only the selected fields of `obj` (lists are selected element-wise)."""
-    if sel is None or "*" in sel:
-        return obj
-    if isinstance(obj, list):
-        return [apply_fields(o, sel) for o in obj]
-    if not isinstance(obj, dict):
-        return obj
-    return {k: apply_fields(obj[k], sub) for k, sub in sel.items() if k in obj}
+    try:
+        return google_fields(spec, KNOWN_FIELDS)
+    except ValueError as exc:
+        raise _invalid("fields", str(exc)) from None
 
 
 # ---------------------------------------------------------------- the emulator
@@ -454,7 +374,7 @@ def _flag(params: dict[str, str], name: str) -> bool:
     return params.get(name, "false").lower() == "true"
 
 
-class DriveEmulator(Emulator):
+class DriveEmulator(FaultInjector, Emulator):
     """The emulated Drive: state, faults and counters, plus the HTTP server around them.
 
     Use as a context manager or call `start()`/`stop()`; `url` is the root URL to give
@@ -466,7 +386,7 @@ class DriveEmulator(Emulator):
     ) -> None:
         self.latency = latency
         self.clock = clock
-        self.faults = FaultPlan()
+        self._init_faults()
         self.write_limit: WriteLimit | None = None
         self.stats = Stats()
         self.files: dict[str, DriveFile] = {}
@@ -501,6 +421,7 @@ class DriveEmulator(Emulator):
     def reset_stats(self) -> None:
         """Zero the request counters (faults and contents are kept)."""
         self.stats = Stats()
+        self._fault_requests = 0  # "every n-th request" counts from here, as before
 
     # ------------------------------------------------------------ seeding and editing
 
@@ -640,7 +561,7 @@ class DriveEmulator(Emulator):
     def trash(self, file_id: str, trashed: bool = True) -> None:
         """Trash (or restore) an item and, as Drive does, everything below it."""
         with self._lock:
-            for fid in [file_id, *self._descendants(file_id)]:
+            for fid in [file_id, *self.descendants(file_id)]:
                 f = self.files[fid]
                 f.trashed = trashed
                 self._record(fid, f.drive_id)
@@ -648,11 +569,12 @@ class DriveEmulator(Emulator):
     def delete(self, file_id: str) -> None:
         """Delete forever: the item and everything below it are gone (changes say removed)."""
         with self._lock:
-            for fid in [file_id, *self._descendants(file_id)]:
+            for fid in [file_id, *self.descendants(file_id)]:
                 f = self.files.pop(fid)
                 self._record(fid, f.drive_id)
 
-    def _descendants(self, file_id: str) -> list[str]:
+    def descendants(self, file_id: str) -> list[str]:
+        """The ids of everything below `file_id` (Drive refuses to move a folder there)."""
         out: list[str] = []
         frontier = [file_id]
         while frontier:
@@ -676,32 +598,17 @@ class DriveEmulator(Emulator):
 
     # ------------------------------------------------------------ faults
 
-    def fail_every(self, n: int, kinds: Iterable[str] = FAULT_KINDS) -> None:
-        """Every n-th HTTP request fails with the next kind in `kinds` (0 = never)."""
-        self.faults.every = n
-        self.faults.kinds = tuple(kinds)
-
-    def fail_next(self, *kinds: str) -> None:
-        """The next requests fail with these kinds, in order ("ok": this one answers)."""
-        self.faults.script.extend(kinds)
-
     def _fault_for_request(self) -> str | None:
         with self._lock:
             self.stats.requests += 1
-            if self.faults.script:
-                kind = self.faults.script.popleft()
-                return None if kind == "ok" else kind
-            n = self.stats.requests
-            if self.faults.every and n % self.faults.every == 0:
-                kinds = self.faults.kinds
-                return kinds[(n // self.faults.every - 1) % len(kinds)]
-            return None
+        return self.next_fault()
 
     def _fault_for_part(self) -> str | None:
         with self._lock:
             self.stats.batch_parts += 1
             n = self.stats.batch_parts
-            if self.faults.part_every and n % self.faults.part_every == 0:
+            lifted = self.faults.part_while is not None and not self.faults.part_while()
+            if self.faults.part_every and n % self.faults.part_every == 0 and not lifted:
                 kinds = self.faults.part_kinds
                 return kinds[(n // self.faults.part_every - 1) % len(kinds)]
             return None
@@ -977,26 +884,29 @@ class DriveEmulator(Emulator):
             self.grants = {}
         self.grants[delegate] = frozenset(scopes)
 
+    @property
+    def access_tokens(self) -> list[str]:
+        """Every access token `/token` handed out."""
+        return sorted(self._tokens)
+
     def token(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
         """The OAuth token endpoint for the JWT-bearer grant (signature not verified)."""
         self.stats.by_method["oauth.token"] += 1
-        try:
-            payload = form["assertion"].split(".")[1]
-            claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-        except (KeyError, IndexError, ValueError):
-            return 400, {"error": "invalid_grant", "error_description": "Invalid JWT."}
+        claims = token_claims(form.get("assertion", ""))
+        if claims is None:
+            return 400, token_error("invalid_grant", "Invalid JWT.")
         # Without `sub` the service account acts as itself (no delegation), as with Google.
         granted = (self.grants or {}).get(claims.get("sub") or claims.get("iss", ""))
         if granted is None or not set(claims.get("scope", "").split()) <= granted:
-            return 401, {
-                "error": "unauthorized_client",
-                "error_description": "Client is unauthorized to retrieve access tokens using "
-                "this method, or client not authorized for any of the scopes requested.",
-            }
+            return 401, token_error(
+                "unauthorized_client",
+                "Client is unauthorized to retrieve access tokens using this method, or "
+                "client not authorized for any of the scopes requested.",
+            )
         token = uuid.uuid4().hex
         self._tokens.add(token)
         self._token_subjects[token] = claims.get("sub", "")
-        return 200, {"access_token": token, "expires_in": 3600, "token_type": "Bearer"}
+        return 200, token_answer(token, expires_in=3600)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -1043,16 +953,8 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(drive.latency)
         if fault is not None:
             drive.stats.faults += 1
-            if fault == "drop":
-                # Close without answering: the client sees a reset / empty reply.
-                self.close_connection = True
-                with contextlib.suppress(OSError):
-                    self.connection.shutdown(socket.SHUT_RDWR)
-                return
-            if fault == "hang":
-                # Never answers (within any sane client timeout); the client gives up.
-                time.sleep(drive.faults.hang_s)
-                self.close_connection = True
+            if fault in SILENT:
+                Unanswered(fault).leave_unanswered(self, drive.faults.hang_s)
                 return
             err = FAULT_ERRORS[fault]
             extra = {}
@@ -1145,7 +1047,7 @@ class _Handler(BaseHTTPRequestHandler):
             k, _, v = line.partition(":")
             headers[k.strip().lower()] = v.strip()
         fault = self.drive._fault_for_part()
-        if fault is not None and fault not in ("drop", "hang"):
+        if fault is not None and fault not in SILENT:
             self.drive.stats.faults += 1
             err = FAULT_ERRORS[fault]
             return err.code, err.body(), {}

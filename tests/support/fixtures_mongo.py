@@ -16,7 +16,7 @@ from contextlib import ExitStack
 
 import pytest
 
-from tests.secantus import MongoServer, ServerUnavailable, running_server
+from emulators.secantus import MongoServer, ServerUnavailable, running_server
 
 __all__ = ["MongoServer", "mongo_auth_server", "mongo_db_name", "mongo_server"]
 

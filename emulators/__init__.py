@@ -2,6 +2,9 @@
 
 Each listens on 127.0.0.1 only and answers like Google (paths, paging, partial
 responses, error JSON), so the real client libraries are exercised over HTTP.
+`drive` and `sheets` are the two APIs, `google` what they share (error JSON, field
+masks, the token endpoint, fault injection), `secantus` starts the MongoDB-wire server.
+The package sits outside `tests/` because `bench/` uses it too.
 """
 
 import sys

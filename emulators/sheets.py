@@ -24,7 +24,6 @@ each at Google), or one bucket for both (`quota_per_minute`, stricter); a 429 ma
 
 from __future__ import annotations
 
-import base64
 import copy
 import email.utils
 import json
@@ -40,7 +39,8 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from tests.emulators import Emulator
+from emulators import Emulator, google
+from emulators.google import FAULTS, SILENT, FaultInjector, GoogleError, Unanswered
 
 JSON = dict[str, Any]
 SPREADSHEET_MIME = "application/vnd.google-apps.spreadsheet"
@@ -49,15 +49,6 @@ _READS = frozenset({"spreadsheets.get", "values.get", "values.batchGet"})
 DEFAULT_ROWS = 1000
 DEFAULT_COLUMNS = 26
 _PREFIX = "/v4/spreadsheets/"
-_STATUS = {
-    400: "INVALID_ARGUMENT",
-    401: "UNAUTHENTICATED",
-    403: "PERMISSION_DENIED",
-    404: "NOT_FOUND",
-    429: "RESOURCE_EXHAUSTED",
-    500: "INTERNAL",
-    503: "UNAVAILABLE",
-}
 _WRITE_KINDS = frozenset(
     {
         "spreadsheets.batchUpdate",
@@ -74,20 +65,11 @@ _QUOTA_MESSAGE = (
 )
 
 
-class ApiError(Exception):
-    """An error answered as Google's JSON: `{"error": {"code", "message", "status"}}`."""
+class ApiError(GoogleError):
+    """An error answered as Google's v4 JSON: `{"error": {"code", "message", "status"}}`."""
 
     def __init__(self, code: int, message: str, details: list[JSON] | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.details = details
-
-    def body(self) -> JSON:
-        error: JSON = {"code": self.code, "message": self.message, "status": _STATUS[self.code]}
-        if self.details:
-            error["details"] = self.details
-        return {"error": error}
+        super().__init__(code, message, status=True, details=details)
 
 
 def _retry_after(seconds: float, form: str) -> dict[str, str]:
@@ -225,52 +207,6 @@ def _parse_cells(cells: str) -> Box:
 
 
 # ---------------------------------------------------------------- field masks
-
-
-def parse_mask(text: str) -> dict[str, Any]:
-    """Google's partial-response syntax `a,b(c,d/e),f.g` → a nested dict of paths."""
-    pos = 0
-
-    def parse_list(end: str | None) -> dict[str, Any]:
-        nonlocal pos
-        tree: dict[str, Any] = {}
-        while True:
-            m = re.compile(r"\s*([A-Za-z0-9_*]+(?:[./][A-Za-z0-9_*]+)*)\s*").match(text, pos)
-            if not m:
-                raise ValueError(f"Invalid field selection {text}")
-            pos = m.end()
-            parts = re.split(r"[./]", m.group(1))
-            node = tree
-            for part in parts[:-1]:
-                node = node.setdefault(part, {})
-            leaf = node.setdefault(parts[-1], {})
-            if pos < len(text) and text[pos] == "(":
-                pos += 1
-                leaf.update(parse_list(")"))
-            if pos >= len(text):
-                if end is not None:
-                    raise ValueError(f"Invalid field selection {text}")
-                return tree
-            if text[pos] == ",":
-                pos += 1
-                continue
-            if end is not None and text[pos] == end:
-                pos += 1
-                return tree
-            raise ValueError(f"Invalid field selection {text}")
-
-    return parse_list(None)
-
-
-def apply_mask(obj: Any, tree: Mapping[str, Any]) -> Any:
-    """Keep only the fields `tree` names (lists are filtered element by element)."""
-    if not tree or "*" in tree:
-        return obj
-    if isinstance(obj, list):
-        return [apply_mask(item, tree) for item in obj]
-    if not isinstance(obj, dict):
-        return obj
-    return {k: apply_mask(v, tree[k]) for k, v in obj.items() if k in tree}
 
 
 def _copy_masked(target: JSON, source: Mapping[str, Any], tree: Mapping[str, Any]) -> None:
@@ -459,7 +395,7 @@ class RequestRecord:
 # ---------------------------------------------------------------- the emulator
 
 
-class SheetsEmulator(Emulator):
+class SheetsEmulator(FaultInjector, Emulator):
     """The server and its state. Thread-safe; start/stop it or use it as a context manager.
 
     `quota_per_minute`: accepted API requests allowed in any 60 s window, else 429.
@@ -499,7 +435,7 @@ class SheetsEmulator(Emulator):
         self._spreadsheets: dict[str, Spreadsheet] = {}
         self._tokens: dict[str, str | None] = {}
         self._window: deque[float] = deque()
-        self._failures: deque[tuple[int, str]] = deque()
+        self._init_faults()
         self._lock = threading.RLock()
         # Spreadsheet key → the caller's role (`reader`, `writer`, `organizer`); writer if unset.
         self.roles: dict[str, str] = {}
@@ -679,12 +615,6 @@ class SheetsEmulator(Emulator):
 
     # -- fault injection and counters
 
-    def fail_next(self, status: int, times: int = 1, message: str = "") -> None:
-        """The next `times` API requests answer `status` with Google's error JSON."""
-        with self._lock:
-            for _ in range(times):
-                self._failures.append((status, message or _default_message(status)))
-
     def calls(self, kind: str | None = None) -> int:
         """API requests answered (any status), optionally of one kind, e.g. `values.batchGet`."""
         with self._lock:
@@ -742,9 +672,12 @@ class SheetsEmulator(Emulator):
                     return status, payload
                 subject = self._authorise(headers)
                 self._take_quota(kind)
-                if self._failures:
-                    code, message = self._failures.popleft()
-                    raise ApiError(code, message)
+                fault = self.next_fault()
+                if fault in SILENT:
+                    raise Unanswered(fault)  # out of the lock: a hang must not block others
+                if fault is not None:
+                    code = FAULTS[fault][0]
+                    raise ApiError(code, _default_message(code))
                 if kind in _WRITE_KINDS and self.roles.get(route.get("key", "")) == "reader":
                     self._book(route["key"])  # a missing sheet is still 404
                     raise ApiError(403, "The caller does not have permission")
@@ -752,7 +685,7 @@ class SheetsEmulator(Emulator):
                 if kind not in _READS:
                     self._written(route["key"])
                 if "fields" in query and query["fields"][0]:
-                    payload = apply_mask(payload, _mask(query["fields"][0]))
+                    payload = google.apply_fields(payload, _mask(query["fields"][0]))
             except ApiError as err:
                 if err.code == 429:
                     self.throttled += 1
@@ -796,25 +729,25 @@ class SheetsEmulator(Emulator):
             if limit is not None:
                 window.append(now)
 
+    @property
+    def access_tokens(self) -> list[str]:
+        """Every access token `/token` handed out."""
+        with self._lock:
+            return list(self._tokens)
+
     def _token(self, body: bytes) -> tuple[int, JSON]:
         form = parse_qs(body.decode(), keep_blank_values=True)
-        assertion = form.get("assertion", [""])[0]
-        try:
-            payload = assertion.split(".")[1]
-            claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-        except (IndexError, ValueError):
-            return 400, {"error": "invalid_grant", "error_description": "Invalid JWT."}
+        claims = google.token_claims(form.get("assertion", [""])[0])
+        if claims is None:
+            return 400, google.token_error("invalid_grant", "Invalid JWT.")
         with self._lock:
             self.token_claims.append(claims)
             self.log.append(RequestRecord("POST", "/token", "token", 200, claims.get("sub")))
             if self.reject_credentials:
-                return 400, {
-                    "error": "invalid_grant",
-                    "error_description": "Invalid JWT Signature.",
-                }
+                return 400, google.token_error("invalid_grant", "Invalid JWT Signature.")
             token = f"emu-token-{len(self._tokens) + 1}"
             self._tokens[token] = claims.get("sub")
-        return 200, {"access_token": token, "expires_in": 3599, "token_type": "Bearer"}
+        return 200, google.token_answer(token, expires_in=3599)
 
     def _book(self, key: str) -> Spreadsheet:
         book = self._spreadsheets.get(key)
@@ -1278,7 +1211,7 @@ def _deep_merge(target: JSON, source: Mapping[str, Any]) -> None:
 
 def _mask(text: str) -> dict[str, Any]:
     try:
-        return parse_mask(text)
+        return google.parse_fields(text)
     except ValueError as err:
         raise ApiError(400, str(err)) from None
 
@@ -1360,7 +1293,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        status, payload = self.emulator.handle(self.command, self.path, self.headers, body)
+        try:
+            status, payload = self.emulator.handle(self.command, self.path, self.headers, body)
+        except Unanswered as fault:
+            fault.leave_unanswered(self, self.emulator.faults.hang_s)
+            return
         if isinstance(payload, str):
             data, ctype = payload.encode(), "text/html; charset=UTF-8"
         else:

@@ -1,6 +1,6 @@
 """Start and stop SecantusDB (the MongoDB-wire test server) as a child process.
 
-Used by the pytest fixtures (`tests/fixtures_mongo.py`) and by `bench/store.py`. The
+Used by the pytest fixtures (`tests/support/fixtures_mongo.py`) and by `bench/store.py`. The
 server is GPL-2.0 and lives in its own virtual environment: it is run, never imported.
 """
 
@@ -53,7 +53,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _ping(uri: str) -> bool:
+def ping(uri: str) -> bool:
+    """Whether a server answers `ping` at `uri` within half a second."""
     client: MongoClient[dict[str, object]] = MongoClient(uri, serverSelectionTimeoutMS=500)
     try:
         client.admin.command("ping")
@@ -79,7 +80,7 @@ def running_server(*extra_args: str) -> Iterator[MongoServer]:
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr)
         try:
             deadline = time.monotonic() + START_TIMEOUT_S
-            while not _ping(uri):
+            while not ping(uri):
                 if process.poll() is not None or time.monotonic() > deadline:
                     stderr.seek(0)
                     tail = stderr.read()[-2000:].decode(errors="replace")

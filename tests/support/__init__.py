@@ -1,0 +1,1 @@
+"""Test helpers: fixture plugins, the CLI fork server, sample store data, the website."""
