@@ -293,10 +293,24 @@ def _google_error(exc: Exception) -> tuple[int, str]:
         return exc.status_code, str(exc.reason or "")
 
 
+def _who(config: settings.Settings) -> str:
+    """Who the checks act as: `DELEGATE_EMAIL`, else the service account the key names
+    (never "the account in use": the person fixing the share needs an address)."""
+    if config.delegate_email:
+        return config.delegate_email
+    try:
+        email = json.loads(Path(config.google_credentials_file).read_text(encoding="utf-8"))[
+            "client_email"
+        ]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "the service account (DELEGATE_EMAIL is not set)"
+    return f"the service account {email} (DELEGATE_EMAIL is not set)"
+
+
 def check_folder(config: settings.Settings, service: Any, dead: _Unanswered) -> Iterator[Check]:
     """`FOLDER_ID` exists, is a shared drive or a folder, and (renames on) the delegate may
     rename in it: Drive's `capabilities.canEdit`."""
-    who = config.delegate_email or "the account in use"
+    who = _who(config)
     share_fix = (
         f"share the drive or folder with {who} (renames need Content manager / Editor), "
         f"or fix FOLDER_ID; see {README_GOOGLE}"
@@ -398,7 +412,7 @@ def check_spreadsheet(
     from .cli import sheet_layout
     from .sheet import open_report
 
-    who = config.delegate_email or "the account in use"
+    who = _who(config)
     if not config.sheet_url:
         yield _ok("spreadsheet", "SHEET_URL is not set: syncs skip the sheet (with a warning)")
         return

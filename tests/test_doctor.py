@@ -422,3 +422,21 @@ def re_findall_headings(text: str) -> list[str]:
     import re
 
     return re.findall(r"^#{2,3} (.+)$", text, re.MULTILINE)
+
+
+def test_without_a_delegate_the_service_account_is_named(setup: SetUp, tmp_path: Path) -> None:
+    # With no DELEGATE_EMAIL, the person fixing a share needs the key's address, not
+    # "the account in use" (issue 11, item 15). Only client_email is read from the key.
+    key = tmp_path / "key.json"
+    key.write_text(json.dumps({"client_email": "sync@chapter-project.iam.example"}))
+    code, text = setup.run(
+        DELEGATE_EMAIL="",
+        GOOGLE_CREDENTIALS_FILE=str(key),
+        FOLDER_ID="0AmissingDriveId_0123456789abcd",
+    )
+    assert code == 2
+    assert failed(text)[0].startswith(
+        "✗ FOLDER_ID: '0AmissingDriveId_0123456789abcd' was not found by the service account "
+        "sync@chapter-project.iam.example (DELEGATE_EMAIL is not set)"
+    )
+    assert "the account in use" not in text
