@@ -293,6 +293,21 @@ def _google_error(exc: Exception) -> tuple[int, str]:
         return exc.status_code, str(exc.reason or "")
 
 
+def _file_meta(service: Any, file_id: str, capabilities: str) -> dict[str, Any]:
+    """One read of a Drive item: what it is, whether it is trashed, and what the delegate
+    may do with it (Drive's `capabilities`). Not retried: doctor must finish quickly."""
+    meta: dict[str, Any] = (
+        service.files()
+        .get(
+            fileId=file_id,
+            fields=f"id,name,mimeType,trashed,capabilities({capabilities})",
+            supportsAllDrives=True,
+        )
+        .execute(num_retries=0)
+    )
+    return meta
+
+
 def _who(config: settings.Settings) -> str:
     """Who the checks act as: `DELEGATE_EMAIL`, else the service account the key names
     (never "the account in use": the person fixing the share needs an address)."""
@@ -344,15 +359,7 @@ def check_folder(config: settings.Settings, service: Any, dead: _Unanswered) -> 
             return
     if not kind:
         try:
-            meta = (
-                service.files()
-                .get(
-                    fileId=config.folder_id,
-                    fields="id,name,mimeType,trashed,capabilities(canEdit,canListChildren)",
-                    supportsAllDrives=True,
-                )
-                .execute(num_retries=0)
-            )
+            meta = _file_meta(service, config.folder_id, "canEdit,canListChildren")
         except Exception as exc:
             status, reason = _google_error(exc)
             if status == 0:
@@ -427,15 +434,7 @@ def check_spreadsheet(
         )
         return
     try:
-        meta = (
-            drive_service.files()
-            .get(
-                fileId=key,
-                fields="id,name,mimeType,trashed,capabilities(canEdit)",
-                supportsAllDrives=True,
-            )
-            .execute(num_retries=0)
-        )
+        meta = _file_meta(drive_service, key, "canEdit")
     except Exception as exc:
         status, reason = _google_error(exc)
         if status == 0:
