@@ -11,7 +11,7 @@
 Every HTTP call goes through `google.Transport` (one classification of Google's answers,
 one pacer, bounded retries and time); renames go through an adaptive write pacer that
 finds the rate Drive sustains, re-queues rate-limited parts and reports what it could
-not reach in time as pending (SPEC §5.9).
+not reach in time as pending (contract §5.9).
 """
 
 from __future__ import annotations
@@ -479,7 +479,7 @@ class DriveSource:
             return None
         if load_items is not None:
             if not changes:
-                # Cost follows the changes (SPEC §5.10): the saved items stay unread.
+                # Cost follows the changes (contract §5.10): the saved items stay unread.
                 log.info("drive: changes feed: no changes, %.2f s", time.monotonic() - started)
                 return DriveRead(None, replace(previous, page_token=token), False, full=False)
             try:
@@ -561,7 +561,7 @@ class DriveSource:
     # ------------------------------------------------------------ renames
 
     def rename(self, renames: Sequence[Rename]) -> RenameResult:
-        """Apply `renames` in adaptive batches (SPEC §5.9). Does nothing, and sends
+        """Apply `renames` in adaptive batches (contract §5.9). Does nothing, and sends
         nothing, when renames are off.
 
         A part Drive rate-limits is sent again later, never a failure; a permanent

@@ -313,7 +313,7 @@ NO_DEADLINE = Deadline(None)
 
 @dataclass
 class ApiCalls:
-    """HTTP round trips to one API (a batch counts once; retries count), for SPEC §8,
+    """HTTP round trips to one API (a batch counts once; retries count), for contract §8,
     and the answers that asked us to slow down. Thread-safe."""
 
     requests: int = 0

@@ -241,7 +241,7 @@ def test_env_example_lists_every_setting_with_a_comment() -> None:
     read = set(re.findall(r'get\("([A-Z_]+)"', source)) | set(
         re.findall(r'"(SHEET_[A-Z_]+)"', source)
     )
-    spec_only = {"RENAME_STALL_S", "RENAME_BUDGET_S", "RUN_TIMEOUT_S"}  # SPEC §6
+    spec_only = {"RENAME_STALL_S", "RENAME_BUDGET_S", "RUN_TIMEOUT_S"}  # contract §6
     assert read | spec_only <= set(names), sorted((read | spec_only) - set(names))
     for name, n in names.items():
         above = lines[n - 1] if n else ""

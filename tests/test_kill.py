@@ -141,7 +141,7 @@ def test_sigkill_at_random_points_then_a_clean_run_equals_an_uninterrupted_run(
         saved, warning = state.load(state.path_in(world.cache_dir))
         assert warning is None and saved.last_success is not None
         # Kills during a save leave no litter behind once a run has saved again (the run
-        # record every sync leaves, SPEC §7, is not litter).
+        # record every sync leaves, contract §7, is not litter).
         assert sorted(p.name for p in world.cache_dir.iterdir()) == [
             "last-run.json",
             "last-success.json",

@@ -1,4 +1,4 @@
-"""Problem rows link to Drive (SPEC §4), and the emulators' roles: a reader's rename is
+"""Problem rows link to Drive (contract §4), and the emulators' roles: a reader's rename is
 refused with 403 insufficientFilePermissions, a reader's sheet write with 403
 PERMISSION_DENIED. Real clients over HTTP, the sample drive, an in-process MongoDB."""
 

@@ -1,4 +1,4 @@
-"""Google's quotas (SPEC §5.9): renames under Drive's write limit, the sheet under the
+"""Google's quotas (contract §5.9): renames under Drive's write limit, the sheet under the
 Sheets quota, and the time budgets — against the emulators over HTTP.
 
 Rename phases run on the source's clock (real time plus every wait an injected sleep

@@ -1,4 +1,4 @@
-"""Cost follows the changes (SPEC §5.10): an unchanged run neither parses nor converts the
+"""Cost follows the changes (contract §5.10): an unchanged run neither parses nor converts the
 saved drive items, and a file saved before this layout still loads."""
 
 from __future__ import annotations
