@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -270,22 +270,10 @@ def test_a_malformed_sentry_dsn_is_named_but_not_printed(setup: SetUp) -> None:
 
 
 @pytest.fixture
-def key_file(tmp_path: Path, rsa_pem: str, drive_emulator: DriveEmulator) -> Path:
-    path = tmp_path / "service-credentials.json"
-    path.write_text(
-        json.dumps(
-            {
-                "type": "service_account",
-                "project_id": "test",
-                "private_key_id": "k1",
-                "private_key": rsa_pem,
-                "client_email": "sync@test.iam.gserviceaccount.com",
-                "client_id": "1",
-                "token_uri": drive_emulator.url + "/token",
-            }
-        )
+def key_file(service_account_key: Callable[..., Path], drive_emulator: DriveEmulator) -> Path:
+    return service_account_key(
+        drive_emulator.url + "/token", client_email="sync@test.iam.gserviceaccount.com"
     )
-    return path
 
 
 def test_the_token_is_asked_for_exactly_the_sync_scopes(

@@ -5,6 +5,7 @@ and no key material in any message. The key is generated per test, never stored.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,22 +23,10 @@ NOW = datetime(2026, 3, 1, tzinfo=UTC)
 
 
 @pytest.fixture
-def key_file(tmp_path: Path, rsa_pem: str, drive_emulator: DriveEmulator) -> Path:
-    path = tmp_path / "service-credentials.json"
-    path.write_text(
-        json.dumps(
-            {
-                "type": "service_account",
-                "project_id": "test",
-                "private_key_id": "k1",
-                "private_key": rsa_pem,
-                "client_email": "sync@test.iam.gserviceaccount.com",
-                "client_id": "1",
-                "token_uri": drive_emulator.url + "/token",
-            }
-        )
+def key_file(service_account_key: Callable[..., Path], drive_emulator: DriveEmulator) -> Path:
+    return service_account_key(
+        drive_emulator.url + "/token", client_email="sync@test.iam.gserviceaccount.com"
     )
-    return path
 
 
 @pytest.fixture

@@ -56,10 +56,13 @@ def rsa_pem() -> str:
 
 
 @pytest.fixture
-def service_account_key(tmp_path: Path, rsa_pem: str) -> Callable[[str], Path]:
-    """`service_account_key(token_uri)`: a key file generated for this test run."""
+def service_account_key(tmp_path: Path, rsa_pem: str) -> Callable[..., Path]:
+    """`service_account_key(token_uri, client_email=…)`: a key file generated for this
+    test run."""
 
-    def write(token_uri: str) -> Path:
+    def write(
+        token_uri: str, client_email: str = "backtests@test-project.iam.gserviceaccount.com"
+    ) -> Path:
         path = tmp_path / "service-credentials.json"
         path.write_text(
             json.dumps(
@@ -68,7 +71,7 @@ def service_account_key(tmp_path: Path, rsa_pem: str) -> Callable[[str], Path]:
                     "project_id": "test-project",
                     "private_key_id": "0" * 40,
                     "private_key": rsa_pem,
-                    "client_email": "backtests@test-project.iam.gserviceaccount.com",
+                    "client_email": client_email,
                     "client_id": "1",
                     "token_uri": token_uri,
                 }
