@@ -591,6 +591,16 @@ class DriveEmulator(FaultInjector, Emulator):
             self._add(where, node.name, node.mime_type, node.id)
             stack.extend((node.id, kid) for kid in node.children)
 
+    def seed_tree(self, parent: str, root: Node) -> None:
+        """Create `root`'s children under `parent`, recursively, each with a fresh id
+        shaped like Google's (a local tree's path ids would be kinder than Drive's)."""
+        stack = [(parent, node) for node in root.children]
+        while stack:
+            where, node = stack.pop()
+            new = self.new_id()
+            self._add(where, node.name, node.mime_type, new)
+            stack.extend((new, kid) for kid in node.children)
+
     def expire_change_tokens(self) -> None:
         """Every page token handed out so far is rejected from now on."""
         with self._lock:

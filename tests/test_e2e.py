@@ -8,7 +8,6 @@ dry-run and check (nothing changes anywhere), and the CLI's exit codes and JSON.
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import subprocess
@@ -28,7 +27,6 @@ from backtest_compilation.cli import run_config
 from backtest_compilation.drive import DriveSource
 from backtest_compilation.local import LocalFolderSource
 from backtest_compilation.settings import Settings
-from backtest_compilation.tree import Node
 from emulators.drive import DriveEmulator
 from emulators.sheets import SheetsEmulator
 from tests.support.fixtures_mongo import MongoServer
@@ -42,18 +40,12 @@ COPIES = "Physical Copies of Backtests"
 NOW = datetime(2026, 11, 21, 15, 2, tzinfo=UTC)
 
 
-def drive_like(node: Node, ids: Iterator[int]) -> Node:
-    """The sample tree with Drive-like ids (local ids are paths)."""
-    kids = tuple(drive_like(child, ids) for child in node.children)
-    return replace(node, id=f"1x{next(ids):05d}", children=kids)
-
-
 @pytest.fixture
 def shared_drive(drive_emulator: DriveEmulator) -> str:
     """A shared drive holding the bundled sample drive; returns its id."""
     tree = LocalFolderSource(sample.SAMPLE_DRIVE).read()
     drive_id = drive_emulator.add_drive("Backtests")
-    drive_emulator.seed(drive_id, drive_like(tree, itertools.count()).children)
+    drive_emulator.seed_tree(drive_id, tree)
     return drive_id
 
 

@@ -3,12 +3,9 @@ process with `python -X importtime`, which lists every module the process import
 
 from __future__ import annotations
 
-import itertools
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +13,6 @@ import pytest
 
 from backtest_compilation import sample
 from backtest_compilation.local import LocalFolderSource
-from backtest_compilation.tree import Node
 from emulators.drive import DriveEmulator
 from emulators.sheets import SheetsEmulator
 
@@ -25,12 +21,6 @@ ROOT = Path(__file__).resolve().parent.parent
 OPTIONAL = ("gspread", "requests", "mongomock", "sentry_sdk")
 KEY = "1ImportsSheet"
 COPIES = "Physical Copies of Backtests"
-
-
-def drive_like(node: Node, ids: Iterator[int]) -> Node:
-    """The sample tree with Drive-like ids (local ids are paths)."""
-    kids = tuple(drive_like(child, ids) for child in node.children)
-    return replace(node, id=f"1x{next(ids):05d}", children=kids)
 
 
 def imported(stderr: str) -> set[str]:
@@ -54,7 +44,7 @@ def test_an_unchanged_run_imports_no_optional_module(
 ) -> None:
     tree = LocalFolderSource(sample.SAMPLE_DRIVE).read()
     drive_id = drive_emulator.add_drive("Backtests")
-    drive_emulator.seed(drive_id, drive_like(tree, itertools.count()).children)
+    drive_emulator.seed_tree(drive_id, tree)
     env = {
         "PATH": os.environ["PATH"],
         "FOLDER_ID": drive_id,

@@ -4,7 +4,6 @@ PERMISSION_DENIED. Real clients over HTTP, the sample drive, an in-process Mongo
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -20,7 +19,6 @@ from backtest_compilation.drive import DriveSource
 from backtest_compilation.local import LocalFolderSource
 from backtest_compilation.report import drive_link
 from backtest_compilation.settings import Settings
-from backtest_compilation.tree import Node
 from emulators.drive import DriveEmulator
 from emulators.sheets import SheetsEmulator
 
@@ -30,18 +28,13 @@ ERRORS = "Errors in Drive"
 NOW = datetime(2026, 11, 21, 15, 2, tzinfo=UTC)
 
 
-def drive_like(node: Node, ids: Iterator[int]) -> Node:
-    kids = tuple(drive_like(child, ids) for child in node.children)
-    return replace(node, id=f"1DrvId{next(ids):06d}", children=kids)
-
-
 @pytest.fixture
 def world(
     tmp_path: Path, drive_emulator: DriveEmulator, sheets_emulator: SheetsEmulator
 ) -> Iterator[dict[str, Any]]:
     tree = LocalFolderSource(sample.SAMPLE_DRIVE).read()
     drive_id = drive_emulator.add_drive("Backtests")
-    drive_emulator.seed(drive_id, drive_like(tree, itertools.count()).children)
+    drive_emulator.seed_tree(drive_id, tree)
     sheets_emulator.add_spreadsheet(KEY, tabs={COPIES: [["Course"], ["CSCI-1200 Data Structures"]]})
     config = replace(
         Settings(),

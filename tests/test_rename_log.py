@@ -3,12 +3,10 @@ resolved (issue 11), across runs of the one sink loop."""
 
 from __future__ import annotations
 
-import itertools
 import logging
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 from google.auth.credentials import AnonymousCredentials
@@ -19,15 +17,9 @@ from backtest_compilation.drive import DriveSource
 from backtest_compilation.local import LocalFolderSource
 from backtest_compilation.settings import Settings
 from backtest_compilation.store import Store
-from backtest_compilation.tree import Node
 from emulators.drive import DriveEmulator
 
 NOW = datetime(2026, 11, 21, 15, 2, tzinfo=UTC)
-
-
-def drive_like(node: Node, ids: Any) -> Node:
-    kids = tuple(drive_like(child, ids) for child in node.children)
-    return replace(node, id=f"1x{next(ids):05d}", children=kids)
 
 
 def test_rename_failures_are_logged_once_and_said_when_resolved(
@@ -35,7 +27,7 @@ def test_rename_failures_are_logged_once_and_said_when_resolved(
 ) -> None:
     tree = LocalFolderSource(sample.SAMPLE_DRIVE).read()
     drive_id = drive_emulator.add_drive("Backtests")
-    drive_emulator.seed(drive_id, drive_like(tree, itertools.count()).children)
+    drive_emulator.seed_tree(drive_id, tree)
     settings = replace(
         Settings(), folder_id=drive_id, cache_dir=tmp_path / "cache", mongo_uri="mongomock://r"
     )

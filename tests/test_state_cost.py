@@ -3,7 +3,6 @@ saved drive items, and a file saved before this layout still loads."""
 
 from __future__ import annotations
 
-import itertools
 import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -20,7 +19,6 @@ from backtest_compilation.local import LocalFolderSource
 from backtest_compilation.settings import Settings
 from backtest_compilation.state import State
 from backtest_compilation.store import Store
-from backtest_compilation.tree import Node
 from emulators.drive import DriveEmulator
 
 T0 = datetime(2026, 3, 8, 14, 2, tzinfo=UTC)
@@ -96,17 +94,12 @@ def _one_line(tmp_path: Path) -> str:
     )
 
 
-def drive_like(node: Node, ids: Any) -> Node:
-    kids = tuple(drive_like(child, ids) for child in node.children)
-    return replace(node, id=f"1x{next(ids):05d}", children=kids)
-
-
 def test_an_unchanged_drive_run_leaves_the_saved_items_unread(
     tmp_path: Path, drive_emulator: DriveEmulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     tree = LocalFolderSource(sample.SAMPLE_DRIVE).read()
     drive_id = drive_emulator.add_drive("Backtests")
-    drive_emulator.seed(drive_id, drive_like(tree, itertools.count()).children)
+    drive_emulator.seed_tree(drive_id, tree)
     settings = replace(
         Settings(),
         folder_id=drive_id,
