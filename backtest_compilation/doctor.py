@@ -308,6 +308,15 @@ def _file_meta(service: Any, file_id: str, capabilities: str) -> dict[str, Any]:
     return meta
 
 
+def _drive_silent(reason: str) -> Check:
+    """The FOLDER_ID line when Drive gave no HTTP answer at all."""
+    return _bad(
+        "FOLDER_ID",
+        f"Drive did not answer ({reason})",
+        f"check the network connection to www.googleapis.com; see {README_TROUBLE}",
+    )
+
+
 def _who(config: settings.Settings) -> str:
     """Who the checks act as: `DELEGATE_EMAIL`, else the service account the key names
     (never "the account in use": the person fixing the share needs an address)."""
@@ -344,11 +353,7 @@ def check_folder(config: settings.Settings, service: Any, dead: _Unanswered) -> 
         status, _ = _google_error(exc)
         if status == 0:
             dead.services.add("drive")
-            yield _bad(
-                "FOLDER_ID",
-                f"Drive did not answer ({_google_error(exc)[1]})",
-                f"check the network connection to www.googleapis.com; see {README_TROUBLE}",
-            )
+            yield _drive_silent(_google_error(exc)[1])
             return
         if status not in (403, 404):  # a folder id gives 404 here (403 when it is hidden)
             yield _bad(
@@ -364,11 +369,7 @@ def check_folder(config: settings.Settings, service: Any, dead: _Unanswered) -> 
             status, reason = _google_error(exc)
             if status == 0:
                 dead.services.add("drive")
-                yield _bad(
-                    "FOLDER_ID",
-                    f"Drive did not answer ({reason})",
-                    f"check the network connection to www.googleapis.com; see {README_TROUBLE}",
-                )
+                yield _drive_silent(reason)
                 return
             yield _bad(
                 "FOLDER_ID",
