@@ -19,6 +19,7 @@ from croniter import croniter
 from dotenv import dotenv_values
 
 from .errors import ConfigError
+from .sheet_layout import Layout
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 MONGO_SCHEMES = ("mongodb", "mongodb+srv", "mongomock")
@@ -61,11 +62,12 @@ class Settings:
     drive_api_endpoint: str = ""
     sheets_api_endpoint: str = ""
     # contract §4: every tab and cell of the sheet is configurable; defaults are today's sheet.
-    sheet_errors_tab: str = "Errors in Drive"
-    sheet_copies_tab: str = "Physical Copies of Backtests"
-    sheet_not_found_tab: str = "Classes Not Found"
-    sheet_count_column: str = "F"
-    sheet_stamp_cell: str = "P24"
+    # The defaults are the layout's own, so today's sheet is named in one place.
+    sheet_errors_tab: str = Layout.errors_tab
+    sheet_copies_tab: str = Layout.copies_tab
+    sheet_not_found_tab: str = Layout.not_found_tab
+    sheet_count_column: str = Layout.count_column
+    sheet_stamp_cell: str = Layout.stamp_cell
     # contract §6 alerts: a dead-man's-switch monitor, and the Sentry Crons monitor's slug.
     healthcheck_url: str = ""
     sentry_monitor_slug: str = "backtest-compilation"
