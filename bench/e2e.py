@@ -39,11 +39,13 @@ KEY = "1BenchmarkSheet"
 COPIES = "Physical Copies of Backtests"
 
 
-def run_cli(env: dict[str, str]) -> tuple[float, float, float, dict]:
-    """(wall seconds, peak RSS in MB, CPU seconds, JSON summary) of one `main.py sync --json`."""
+def run_cli(env: dict[str, str], profile: Path | None = None) -> tuple[float, float, float, dict]:
+    """(wall seconds, peak RSS in MB, CPU seconds, JSON summary) of one `main.py sync --json`;
+    with `profile`, the child runs under cProfile and writes its statistics there."""
     started = time.perf_counter()
+    under = [] if profile is None else ["-m", "cProfile", "-o", str(profile)]
     child = subprocess.Popen(
-        [sys.executable, "main.py", "sync", "--json"],
+        [sys.executable, *under, "main.py", "sync", "--json"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -68,6 +70,12 @@ def main() -> None:
         "--courses", type=int, default=None, help="course folders (overrides --folders)"
     )
     parser.add_argument("--departments", type=int, default=60)
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="directory: each run's cProfile statistics go there (timings are then inflated)",
+    )
     parser.add_argument("--latency", type=float, default=0.1)
     args = parser.parse_args()
 
@@ -113,11 +121,14 @@ def main() -> None:
             ("warm, after the cold run's renames (the changes feed reports them)", "—"),
             ("warm, unchanged drive", "≤ 2.0 s" if large else "≤ 1.2 s"),
         )
-        for label, target in runs:
+        if args.profile:
+            args.profile.mkdir(parents=True, exist_ok=True)
+        for n, (label, target) in enumerate(runs, 1):
             load = os.getloadavg()[0]
             # The emulators run in this process: their CPU competes with the CLI's.
             mine = resource.getrusage(resource.RUSAGE_SELF)
-            wall, rss, cpu, summary = run_cli(env)
+            profile = args.profile / f"run{n}.prof" if args.profile else None
+            wall, rss, cpu, summary = run_cli(env, profile)
             after = resource.getrusage(resource.RUSAGE_SELF)
             emulated = (after.ru_utime + after.ru_stime) - (mine.ru_utime + mine.ru_stime)
             calls = summary["api_calls"]
