@@ -19,6 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from typing import Any, Self
 from urllib.parse import unquote, urlsplit
 
@@ -351,7 +352,8 @@ class Store:
         Checks the mass-delete guard first (`GuardRefused`, nothing written). A plan
         with nothing to do sends nothing. Otherwise the indexes are ensured and each
         non-empty phase is one ordered `bulk_write`. A failure stops at that phase
-        (`ServiceError`); the next run reads the state again and converges."""
+        (`ApplyFailed`, a `ServiceError`, with what was written before it); the next run
+        reads the state again and converges."""
         check_guard(
             plan, max_delete_fraction=max_delete_fraction, allow_mass_delete=allow_mass_delete
         )
@@ -363,66 +365,23 @@ class Store:
         if log.isEnabledFor(logging.DEBUG):
             for line in plan_lines(plan):
                 log.debug("mongo plan: %s", line)
-        phases = _phases(plan)
-        done: dict[str, int] = {}
-        inserted = updated = deleted = 0
-
-        def stopped(exc: ServiceError) -> ApplyFailed:
-            # What the server confirmed so far; every later phase is not applied.
-            return ApplyFailed(
-                str(exc),
-                Applied(
-                    inserted=inserted,
-                    updated=updated,
-                    deleted=deleted,
-                    round_trips=self.round_trips.total - before,
-                    seconds=time.perf_counter() - started,
-                    complete=False,
-                    phases=tuple(
-                        (phase, _planned(ops), done.get(phase, 0))
-                        for phase, _collection, ops in phases
-                        if ops
-                    ),
-                ),
-            )
-
-        try:
-            self.ensure_indexes()
-        except ServiceError as exc:
-            raise stopped(exc) from None
-        for phase, collection, ops in phases:
-            if not ops:
-                continue
-            try:
-                with self._talking(f"writing ({phase})"):
-                    try:
-                        result = self._db[collection].bulk_write(ops, ordered=True)
-                    except BulkWriteError as exc:
-                        # Ordered: the operations before the failing one were applied.
-                        count = _confirmed(phase, exc.details)
-                        done[phase] = count
-                        inserted, updated, deleted = _add(phase, count, inserted, updated, deleted)
-                        errors = exc.details.get("writeErrors", [])
-                        first = errors[0].get("errmsg", "") if errors else str(exc)
-                        raise ServiceError(
-                            f"MongoDB at {self._where} refused a write while writing ({phase}): "
-                            f"{self._scrub(first[:300])}"
-                        ) from None
-            except ServiceError as exc:
-                raise stopped(exc) from None
-            self._by_hand(phase.split()[0])
-            inserted += result.inserted_count
-            updated += result.modified_count
-            deleted += result.deleted_count
-            done[phase] = _planned(ops)
-            log.debug("mongo %s: %d operations", phase, len(ops))
+        phases = [(phase, collection, ops) for phase, collection, ops in _phases(plan) if ops]
+        progress, error = self._write_phases(phases)
         applied = Applied(
-            inserted=inserted,
-            updated=updated,
-            deleted=deleted,
+            inserted=progress.inserted,
+            updated=progress.updated,
+            deleted=progress.deleted,
             round_trips=self.round_trips.total - before,
             seconds=time.perf_counter() - started,
         )
+        if error is not None:
+            # What the server confirmed so far; every later phase is not applied.
+            per_phase = tuple(
+                (phase, _planned(ops), progress.done.get(phase, 0)) for phase, _, ops in phases
+            )
+            raise ApplyFailed(
+                str(error), replace(applied, complete=False, phases=per_phase)
+            ) from None
         log.info(
             "mongo apply: %d inserted, %d updated, %d deleted in %.2f s (%d round trips)",
             applied.inserted,
@@ -432,6 +391,81 @@ class Store:
             applied.round_trips,
         )
         return applied
+
+    def _write_phases(
+        self, phases: list[tuple[str, str, list[Any]]]
+    ) -> tuple[_Progress, ServiceError | None]:
+        """The indexes, then each phase in order, until one fails: what the server
+        confirmed, and the error that stopped the writes (None when all went through)."""
+        progress = _Progress()
+        try:
+            self.ensure_indexes()
+        except ServiceError as exc:
+            return progress, exc
+        for phase, collection, ops in phases:
+            written, error = self._write_phase(phase, collection, ops)
+            progress = progress.plus(written)
+            if error is not None:
+                return progress, error
+        return progress, None
+
+    def _write_phase(
+        self, phase: str, collection: str, ops: list[Any]
+    ) -> tuple[_Progress, ServiceError | None]:
+        """One ordered `bulk_write`: what it confirmed, and the error if it stopped."""
+        kind = phase.split()[0]
+        try:
+            with self._talking(f"writing ({phase})"):
+                try:
+                    result = self._db[collection].bulk_write(ops, ordered=True)
+                except BulkWriteError as exc:
+                    # Ordered: the operations before the failing one were applied.
+                    errors = exc.details.get("writeErrors", [])
+                    first = errors[0].get("errmsg", "") if errors else str(exc)
+                    refused = ServiceError(
+                        f"MongoDB at {self._where} refused a write while writing ({phase}): "
+                        f"{self._scrub(first[:300])}"
+                    )
+                    return _Progress.of(phase, kind, _confirmed(phase, exc.details)), refused
+        except ServiceError as exc:  # `_talking`'s: the driver failed, nothing confirmed
+            return _Progress(), exc
+        self._by_hand(kind)
+        log.debug("mongo %s: %d operations", phase, len(ops))
+        written = _Progress(
+            done={phase: _planned(ops)},
+            inserted=result.inserted_count,
+            updated=result.modified_count,
+            deleted=result.deleted_count,
+        )
+        return written, None
+
+
+@dataclass(frozen=True)
+class _Progress:
+    """Documents the server confirmed: per phase (for `Applied.phases`), and in total."""
+
+    done: Mapping[str, int] = field(default_factory=dict)
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+
+    @classmethod
+    def of(cls, phase: str, kind: str, count: int) -> _Progress:
+        """`count` documents confirmed by a phase of `kind` (insert, update or delete)."""
+        return cls(
+            done={phase: count},
+            inserted=count if kind == "insert" else 0,
+            updated=count if kind == "update" else 0,
+            deleted=count if kind == "delete" else 0,
+        )
+
+    def plus(self, other: _Progress) -> _Progress:
+        return _Progress(
+            done={**self.done, **other.done},
+            inserted=self.inserted + other.inserted,
+            updated=self.updated + other.updated,
+            deleted=self.deleted + other.deleted,
+        )
 
 
 def _phases(plan: Plan) -> list[tuple[str, str, list[Any]]]:
@@ -497,15 +531,6 @@ def _confirmed(phase: str, details: dict[str, Any]) -> int:
     key = {"insert": "nInserted", "update": "nModified", "delete": "nRemoved"}[phase.split()[0]]
     value = details.get(key, 0)
     return value if isinstance(value, int) else 0
-
-
-def _add(phase: str, count: int, inserted: int, updated: int, deleted: int) -> tuple[int, int, int]:
-    kind = phase.split()[0]
-    return (
-        inserted + (count if kind == "insert" else 0),
-        updated + (count if kind == "update" else 0),
-        deleted + (count if kind == "delete" else 0),
-    )
 
 
 def _delete_ops(ids: Iterable[Any]) -> list[DeleteMany]:
