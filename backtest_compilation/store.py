@@ -365,7 +365,7 @@ class Store:
         if log.isEnabledFor(logging.DEBUG):
             for line in plan_lines(plan):
                 log.debug("mongo plan: %s", line)
-        phases = [(phase, collection, ops) for phase, collection, ops in _phases(plan) if ops]
+        phases = [(phase, collection, ops) for phase, collection, ops in write_phases(plan) if ops]
         progress, error = self._write_phases(phases)
         applied = Applied(
             inserted=progress.inserted,
@@ -468,8 +468,10 @@ class _Progress:
         )
 
 
-def _phases(plan: Plan) -> list[tuple[str, str, list[Any]]]:
-    """(phase, collection, operations) in the order a visitor never sees a gap.
+def write_phases(plan: Plan) -> list[tuple[str, str, list[Any]]]:
+    """The wire form of `plan`: (phase, collection, pymongo write operations), in the
+    order in which a visitor never sees a gap (contract §3); `Store.apply` sends each
+    non-empty phase as one ordered `bulk_write`. Deletes go in chunks of `DELETE_CHUNK`.
 
     Updates filter on the unique `_id`, so `UpdateMany` touches one document exactly
     like `UpdateOne` — and, unlike `UpdateOne`, works in mongomock 4.3 with pymongo

@@ -32,10 +32,9 @@ from backtest_compilation.store import (
     ApplyFailed,
     RoundTrips,
     Store,
-    _delete_ops,
-    _phases,
+    write_phases,
 )
-from backtest_compilation.website import Applied, Plan, plan
+from backtest_compilation.website import Applied, BacktestRemoval, Plan, plan
 from tests.support.fixtures_mongo import MongoServer
 from tests.support.store_data import big_catalog, catalog, course
 from tests.support.website import NOT_FOUND, expected_view, visit, visit_async, without_ids
@@ -313,7 +312,7 @@ def test_writes_follow_the_visitor_safe_order() -> None:
         codes_to_add=("A",),
         existing_courses=0,
     )
-    assert [phase for phase, _, _ in _phases(p)] == [
+    assert [phase for phase, _, _ in write_phases(p)] == [
         "insert backtests",
         "insert courses",
         "insert codes",
@@ -452,8 +451,11 @@ def test_rejected_credentials_are_a_config_error_without_the_password(
 
 
 def test_large_deletes_are_chunked_but_stay_one_bulk_write() -> None:
-    ops = _delete_ops(range(25_000))
     ids = list(range(25_000))
+    p = Plan(backtests_to_remove=tuple(BacktestRemoval(i, None, "gone") for i in ids))
+    phases = {phase: (collection, ops) for phase, collection, ops in write_phases(p)}
+    collection, ops = phases["delete backtests"]
+    assert collection == BACKTESTS
     # pymongo's write models compare by their filter: no need to read private fields.
     assert ops == [
         DeleteMany({"_id": {"$in": ids[:10_000]}}),
