@@ -36,9 +36,9 @@ from backtest_compilation.store import (
 )
 from backtest_compilation.website import Applied, BacktestRemoval, Plan, plan
 from tests.support.fixtures_mongo import MongoServer
+from tests.support.plan_cases import CASES, Case
 from tests.support.store_data import big_catalog, catalog, course
 from tests.support.website import NOT_FOUND, expected_view, visit, visit_async, without_ids
-from tests.test_publish import CASES, Case
 
 DS = "CSCI-1200 Data Structures"
 CALC = "MATH-1010 Calculus I"
@@ -271,7 +271,7 @@ def test_a_database_built_by_the_previous_tool_is_adopted(store: Store) -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_every_diff_and_repair_case_through_the_store(store: Store, case: Case) -> None:
-    """The pure plan's table (tests/test_publish.py), seeded into a real database:
+    """The pure plan's table (tests/support/plan_cases.py), seeded into a real database:
     the store reads the same plan and one publish repairs everything."""
     for name, key in ((CODES, "codes"), (COURSES, "courses"), (BACKTESTS, "backtests")):
         if case.docs.get(key):
