@@ -20,7 +20,7 @@ import pytest
 from backtest_compilation import alerts, cli, sample, telemetry
 from backtest_compilation.settings import Settings
 from emulators.drive import DriveEmulator
-from tests.test_telemetry import Endpoint
+from tests.support.sentry_ingest import Endpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 MAIN = str(ROOT / "main.py")
