@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any, Self
+from typing import Any, NamedTuple, Self
 from urllib.parse import unquote, urlsplit
 
 from pymongo import DeleteMany, InsertOne, MongoClient, UpdateMany, monitoring
@@ -365,7 +365,7 @@ class Store:
         if log.isEnabledFor(logging.DEBUG):
             for line in plan_lines(plan):
                 log.debug("mongo plan: %s", line)
-        phases = [(phase, collection, ops) for phase, collection, ops in write_phases(plan) if ops]
+        phases = [phase for phase in write_phases(plan) if phase.operations]
         progress, error = self._write_phases(phases)
         applied = Applied(
             inserted=progress.inserted,
@@ -377,7 +377,7 @@ class Store:
         if error is not None:
             # What the server confirmed so far; every later phase is not applied.
             per_phase = tuple(
-                (phase, _planned(ops), progress.done.get(phase, 0)) for phase, _, ops in phases
+                (phase.name, phase.documents, progress.done.get(phase.name, 0)) for phase in phases
             )
             raise ApplyFailed(
                 str(error), replace(applied, complete=False, phases=per_phase)
@@ -392,9 +392,7 @@ class Store:
         )
         return applied
 
-    def _write_phases(
-        self, phases: list[tuple[str, str, list[Any]]]
-    ) -> tuple[_Progress, ServiceError | None]:
+    def _write_phases(self, phases: list[WritePhase]) -> tuple[_Progress, ServiceError | None]:
         """The indexes, then each phase in order, until one fails: what the server
         confirmed, and the error that stopped the writes (None when all went through)."""
         progress = _Progress()
@@ -402,22 +400,20 @@ class Store:
             self.ensure_indexes()
         except ServiceError as exc:
             return progress, exc
-        for phase, collection, ops in phases:
-            written, error = self._write_phase(phase, collection, ops)
+        for phase in phases:
+            written, error = self._write_phase(phase)
             progress = progress.plus(written)
             if error is not None:
                 return progress, error
         return progress, None
 
-    def _write_phase(
-        self, phase: str, collection: str, ops: list[Any]
-    ) -> tuple[_Progress, ServiceError | None]:
+    def _write_phase(self, write: WritePhase) -> tuple[_Progress, ServiceError | None]:
         """One ordered `bulk_write`: what it confirmed, and the error if it stopped."""
-        kind = phase.split()[0]
+        phase, kind = write.name, write.name.split()[0]
         try:
             with self._talking(f"writing ({phase})"):
                 try:
-                    result = self._db[collection].bulk_write(ops, ordered=True)
+                    result = self._db[write.collection].bulk_write(write.operations, ordered=True)
                 except BulkWriteError as exc:
                     # Ordered: the operations before the failing one were applied.
                     errors = exc.details.get("writeErrors", [])
@@ -430,9 +426,9 @@ class Store:
         except ServiceError as exc:  # `_talking`'s: the driver failed, nothing confirmed
             return _Progress(), exc
         self._by_hand(kind)
-        log.debug("mongo %s: %d operations", phase, len(ops))
+        log.debug("mongo %s: %d operations", phase, len(write.operations))
         written = _Progress(
-            done={phase: _planned(ops)},
+            done={phase: write.documents},
             inserted=result.inserted_count,
             updated=result.modified_count,
             deleted=result.deleted_count,
@@ -468,10 +464,21 @@ class _Progress:
         )
 
 
-def write_phases(plan: Plan) -> list[tuple[str, str, list[Any]]]:
-    """The wire form of `plan`: (phase, collection, pymongo write operations), in the
-    order in which a visitor never sees a gap (contract §3); `Store.apply` sends each
-    non-empty phase as one ordered `bulk_write`. Deletes go in chunks of `DELETE_CHUNK`.
+class WritePhase(NamedTuple):
+    """One phase of an apply: its name (`insert courses`), its collection, the pymongo
+    operations of its one `bulk_write`, and how many documents they stand for (a delete
+    chunk holds many `_id`s)."""
+
+    name: str
+    collection: str
+    operations: list[Any]
+    documents: int
+
+
+def write_phases(plan: Plan) -> list[WritePhase]:
+    """The wire form of `plan`, phase by phase, in the order in which a visitor never
+    sees a gap (contract §3); `Store.apply` sends each non-empty phase as one ordered
+    `bulk_write`. Deletes go in chunks of `DELETE_CHUNK` `_id`s.
 
     Updates filter on the unique `_id`, so `UpdateMany` touches one document exactly
     like `UpdateOne` — and, unlike `UpdateOne`, works in mongomock 4.3 with pymongo
@@ -488,7 +495,7 @@ def write_phases(plan: Plan) -> list[tuple[str, str, list[Any]]]:
             changes["course_ids"] = [b.course_id]
         backtest_updates.append(UpdateMany({"_id": b.id}, {"$set": changes}))
     return [
-        (
+        _one_each(
             "insert backtests",
             BACKTESTS,
             [
@@ -496,18 +503,28 @@ def write_phases(plan: Plan) -> list[tuple[str, str, list[Any]]]:
                 for b in plan.backtests_to_add
             ],
         ),
-        (
+        _one_each(
             "insert courses",
             COURSES,
             [InsertOne({"_id": c.id, **course_document(c)}) for c in plan.courses_to_add],
         ),
-        ("insert codes", CODES, [InsertOne({"course_code": code}) for code in plan.codes_to_add]),
-        ("update courses", COURSES, course_updates),
-        ("update backtests", BACKTESTS, backtest_updates),
-        ("delete codes", CODES, _delete_ops(c.id for c in plan.codes_to_remove)),
-        ("delete courses", COURSES, _delete_ops(c.id for c in plan.courses_to_remove)),
-        ("delete backtests", BACKTESTS, _delete_ops(b.id for b in plan.backtests_to_remove)),
+        _one_each(
+            "insert codes", CODES, [InsertOne({"course_code": c}) for c in plan.codes_to_add]
+        ),
+        _one_each("update courses", COURSES, course_updates),
+        _one_each("update backtests", BACKTESTS, backtest_updates),
+        _deleting("delete codes", CODES, [c.id for c in plan.codes_to_remove]),
+        _deleting("delete courses", COURSES, [c.id for c in plan.courses_to_remove]),
+        _deleting("delete backtests", BACKTESTS, [b.id for b in plan.backtests_to_remove]),
     ]
+
+
+def _one_each(name: str, collection: str, operations: list[Any]) -> WritePhase:
+    return WritePhase(name, collection, operations, len(operations))
+
+
+def _deleting(name: str, collection: str, ids: list[Any]) -> WritePhase:
+    return WritePhase(name, collection, _delete_ops(ids), len(ids))
 
 
 class ApplyFailed(ServiceError):
@@ -516,17 +533,6 @@ class ApplyFailed(ServiceError):
     def __init__(self, message: str, applied: Applied) -> None:
         super().__init__(message)
         self.applied = applied
-
-
-def _planned(ops: list[Any]) -> int:
-    """Documents a phase's operations stand for (a delete chunk holds many `_id`s)."""
-    total = 0
-    for op in ops:
-        if isinstance(op, DeleteMany):
-            total += len(op._filter["_id"]["$in"])
-        else:
-            total += 1
-    return total
 
 
 def _confirmed(phase: str, details: dict[str, Any]) -> int:

@@ -312,7 +312,7 @@ def test_writes_follow_the_visitor_safe_order() -> None:
         codes_to_add=("A",),
         existing_courses=0,
     )
-    assert [phase for phase, _, _ in write_phases(p)] == [
+    assert [phase.name for phase in write_phases(p)] == [
         "insert backtests",
         "insert courses",
         "insert codes",
@@ -453,11 +453,11 @@ def test_rejected_credentials_are_a_config_error_without_the_password(
 def test_large_deletes_are_chunked_but_stay_one_bulk_write() -> None:
     ids = list(range(25_000))
     p = Plan(backtests_to_remove=tuple(BacktestRemoval(i, None, "gone") for i in ids))
-    phases = {phase: (collection, ops) for phase, collection, ops in write_phases(p)}
-    collection, ops = phases["delete backtests"]
-    assert collection == BACKTESTS
+    phases = {phase.name: phase for phase in write_phases(p)}
+    deletes = phases["delete backtests"]
+    assert (deletes.collection, deletes.documents) == (BACKTESTS, 25_000)
     # pymongo's write models compare by their filter: no need to read private fields.
-    assert ops == [
+    assert deletes.operations == [
         DeleteMany({"_id": {"$in": ids[:10_000]}}),
         DeleteMany({"_id": {"$in": ids[10_000:20_000]}}),
         DeleteMany({"_id": {"$in": ids[20_000:]}}),
