@@ -2,7 +2,8 @@
 
 The golden files under `tests/golden/` were written by the page code before it was split
 into sections; any change to the page shows here as a diff. To accept an intended
-change, rerun with `UPDATE_GOLDEN=1` and review the diff of the golden files."""
+change, run once with `UPDATE_GOLDEN=1` (which rewrites them and fails, so it never
+passes by itself) and review the diff of the golden files."""
 
 from __future__ import annotations
 
@@ -127,4 +128,5 @@ def test_the_page_is_byte_identical_to_its_golden_file(
     path = GOLDEN / golden
     if os.environ.get("UPDATE_GOLDEN"):
         path.write_text(page, encoding="utf-8")
+        pytest.fail(f"{golden} rewritten: review its diff, then run without UPDATE_GOLDEN")
     assert page == path.read_text(encoding="utf-8")
