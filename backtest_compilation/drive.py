@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import urllib.parse
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -31,6 +32,7 @@ import httplib2
 from google.auth import exceptions as google_auth_exceptions
 from google.auth.credentials import Credentials
 from google_auth_httplib2 import AuthorizedHttp
+from googleapiclient import _auth as googleapiclient_auth
 from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 from googleapiclient.http import BatchHttpRequest, HttpRequest
@@ -182,6 +184,40 @@ class _CountingHttp:
     def __getattr__(self, name: str) -> Any:
         # googleapiclient reads `credentials`, `timeout`, … from the http object.
         return getattr(self._inner, name)
+
+
+class Batch(BatchHttpRequest):
+    """googleapiclient's batch, with each part written without the `email` package.
+
+    The library writes every part through `email.generator` (a header-folding pass per
+    header, ~60 µs a part): for tens of thousands of renames that was the largest CPU
+    cost of a cold run. This writes the same text directly — `tests/test_drive.py`
+    checks it is identical to the library's for every kind of request and name — and
+    leaves the rest of the batch (Content-IDs, sending, answers, callbacks) to the
+    library."""
+
+    def _serialize_request(self, request: HttpRequest) -> str:
+        if not isinstance(request.body, str | None):  # uploads: the library's way
+            return super()._serialize_request(request)
+        parsed = urllib.parse.urlparse(request.uri)
+        target = urllib.parse.urlunparse(("", "", parsed.path, parsed.params, parsed.query, ""))
+        headers = dict(request.headers)
+        if request.http is not None:
+            creds = googleapiclient_auth.get_credentials_from_http(request.http)
+            if creds is not None:
+                googleapiclient_auth.apply_credentials(creds, headers)
+        content_type = headers.pop("content-type", "application/json")
+        lines = [
+            f"{request.method} {target} HTTP/1.1",
+            f"Content-Type: {content_type}",
+            "MIME-Version: 1.0",
+            *(f"{k}: {v}" for k, v in headers.items()),
+            f"Host: {parsed.netloc}",
+        ]
+        body = request.body
+        if body is not None:
+            lines.append(f"content-length: {len(body)}")
+        return "\n".join(lines) + "\n\n" + (body if body is not None else "")
 
 
 # ---------------------------------------------------------------- the source
@@ -637,7 +673,7 @@ class DriveSource:
             else:
                 results[request_id] = google.answer_of(exc) or Answer(Kind.PERMANENT)
 
-        batch = BatchHttpRequest(callback=done, batch_uri=self._batch_uri)
+        batch = Batch(callback=done, batch_uri=self._batch_uri)
         # `service.files()` builds the whole resource from discovery (~6 ms): once a batch.
         files = self._service.files()
         for r in chunk:
