@@ -6,6 +6,7 @@ Everything here is thin; the work is done by functions that can be called from P
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -13,6 +14,7 @@ import textwrap
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
@@ -265,7 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(log_level(base, verbose, quiet), config.tz)
         from .demo import run_demo
 
-        return _guarded(lambda: run_demo(config), None)
+        return _guarded(lambda: run_demo(partial(demo_config, config), config.mongo_db), None)
     configure_logging(log_level(config.log_level, verbose, quiet), config.tz)
     tel = start_telemetry(config)
     try:
@@ -491,6 +493,19 @@ def run_config(config: settings.Settings) -> pipeline.RunConfig:
             config.sheet_stamp_cell,
         ),
     )
+
+
+def demo_config(config: settings.Settings, cache_dir: Path) -> pipeline.RunConfig:
+    """The demo's run: only harmless settings are taken from the environment (time zone,
+    exempt departments), so it never talks to a real database, drive or sheet,
+    whatever .env says."""
+    demo = dataclasses.replace(
+        settings.Settings(),
+        cache_dir=cache_dir,
+        tz=config.tz,
+        future_year_exempt=config.future_year_exempt,
+    )
+    return run_config(demo)
 
 
 def drive_source(
