@@ -277,6 +277,19 @@ WRITE_RIGHTS_CASES = [
     ),
     pytest.param(
         _status(
+            [{"role": "root", "db": "admin"}],
+            [{"resource": {"anyResource": True}, "actions": ["anyAction"]}],
+        ),
+        (True, "insert, update and remove on the three collections"),
+        id="anyAction on anyResource (the root role's privilege) allows it",
+    ),
+    pytest.param(
+        _status(READ_ONLY, [_on("", "anyAction", db="other")]),
+        (False, "no insert, remove, update on apo.backtest_course_code_collection"),
+        id="anyAction on another database does not",
+    ),
+    pytest.param(
+        _status(
             [{"role": "readWrite", "db": "apo"}],
             [_on("", "insert", "update", "remove", db="other")],
         ),
