@@ -274,7 +274,7 @@ def test_a_save_with_n_changes_appends_bytes_in_proportion_to_n(tmp_path: Path) 
         assert loaded.drive is not None
         old = loaded.drive.data["items"]
         new = [
-            [*row[:1], f"renamed {row[1]}", *row[2:]] if i % 97 == 0 and i // 97 < n else row
+            [row[0], f"v{n:03d} {items[i][1]}", *row[2:]] if i % 97 == 0 and i // 97 < n else row
             for i, row in enumerate(old)
         ]
         assert sum(a != b for a, b in zip(old, new, strict=True)) == n
@@ -287,8 +287,8 @@ def test_a_save_with_n_changes_appends_bytes_in_proportion_to_n(tmp_path: Path) 
     # The base is never rewritten; the journal grows by about one item per change.
     assert _snapshot_files(tmp_path)[base.name] == base_before
     # One record: `{"put":[...],"del":[]}` and a newline around the changed items, each
-    # a little longer than before ("renamed ").
-    per_item = len(json.dumps(items[0], separators=(",", ":"))) + len("renamed ") + 1
+    # a little longer than the original ("v001 ").
+    per_item = len(json.dumps(items[0], separators=(",", ":"))) + len("v001 ") + 1
     assert [g - 19 for g in growth] == [n * per_item for n in (1, 10, 100)], growth
     assert growth[2] * 50 < base.stat().st_size  # 100 changes: a small fraction of the base
     # Additions and removals are change records too.
