@@ -10,6 +10,7 @@ from a seeded RNG, so a failure can be replayed."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import signal
@@ -141,11 +142,20 @@ def test_sigkill_at_random_points_then_a_clean_run_equals_an_uninterrupted_run(
         saved, warning = state.load(state.path_in(world.cache_dir))
         assert warning is None and saved.last_success is not None
         # Kills during a save leave no litter behind once a run has saved again (the run
-        # record every sync leaves, contract §7, is not litter).
-        assert sorted(p.name for p in world.cache_dir.iterdir()) == [
-            "last-run.json",
-            "last-success.json",
-            "report.html",
-            "run.lock",
-            "state.json",
-        ]
+        # record every sync leaves, contract §7, is not litter). Since contract §5.10
+        # changed (issue 13), the drive items live apart from `state.json`: the base of
+        # the generation the header names, and its journal when it has committed records.
+        ref = json.loads(state.path_in(world.cache_dir).read_bytes())["drive"]["items"]
+        snapshot = [f"state-drive-{ref['gen']}.json"]
+        if ref["journal"]:
+            snapshot.append(f"state-drive-{ref['gen']}.changes")
+        assert sorted(p.name for p in world.cache_dir.iterdir()) == sorted(
+            [
+                "last-run.json",
+                "last-success.json",
+                "report.html",
+                "run.lock",
+                "state.json",
+                *snapshot,
+            ]
+        )
