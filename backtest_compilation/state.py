@@ -244,6 +244,14 @@ def _stamp(path: Path) -> tuple[int, int, int]:
     return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
+def _stamp_if(path: Path) -> tuple[int, int, int] | None:
+    """`path`'s stamp, None if it cannot be had (then the next save writes a new base)."""
+    try:
+        return _stamp(path)
+    except OSError:
+        return None
+
+
 _UNREAD: Final = object()
 
 
@@ -511,7 +519,8 @@ def save(path: Path, state: State, *, now: datetime | None = None) -> None:
     Creates the directory if missing. Raises `RunError` (exit 1) with a clear message
     when it cannot be written; the previous state is then left as it was.
     """
-    path = _absolute(Path(path))
+    given = Path(path)
+    path = _absolute(given)
     # Plan first: data that is not JSON-able is a programming error, and must not cost
     # the previous state. Reading the old items to move them may fail: see `_Saving`.
     saving = _Saving(path)
@@ -532,8 +541,8 @@ def save(path: Path, state: State, *, now: datetime | None = None) -> None:
             done()
         _remove_stale(path, saving.named)
     except OSError as exc:
-        raise cache_dir_error(exc, path, "write the state file") from None
-    log.debug("state saved to %s (%d bytes; %s)", path, len(header), saving.note or "header only")
+        raise cache_dir_error(exc, given, "write the state file") from None
+    log.debug("state saved to %s (%d bytes; %s)", given, len(header), saving.note or "header only")
 
 
 class _Saving:
@@ -613,7 +622,7 @@ class _Saving:
         raw = _dumps(items).encode("ascii")
         ref = self._base(raw, rows is not None and _in_id_order(items))
         base = snapshot_files(self.path, ref.gen)[0]
-        self.done.append(lambda: _known(disk, ref, head, rows, items, _stamp(base)))
+        self.done.append(lambda: _known(disk, ref, head, rows, items, _stamp_if(base)))
         return ref
 
     def _appendable(self, disk: _Disk, head: Mapping[str, Any]) -> bool:
