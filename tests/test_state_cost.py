@@ -535,7 +535,7 @@ def test_another_sources_items_stay_in_their_files(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- runs of the pipeline
 
 
-def _drive_world(tmp_path: Path, drive_emulator: DriveEmulator) -> tuple[Settings, Any]:
+def _drive_world(tmp_path: Path, drive_emulator: DriveEmulator) -> Settings:
     tree = LocalFolderSource(sample.SAMPLE_DRIVE).read()
     drive_id = drive_emulator.add_drive("Backtests")
     drive_emulator.seed_tree(drive_id, tree)
@@ -546,7 +546,7 @@ def _drive_world(tmp_path: Path, drive_emulator: DriveEmulator) -> tuple[Setting
         mongo_uri="mongomock://cost",
         drive_api_endpoint=drive_emulator.url,
     )
-    return settings, drive_id
+    return settings
 
 
 def _runner(settings: Settings, drive_emulator: DriveEmulator, store: Store) -> Any:
@@ -567,7 +567,7 @@ def _runner(settings: Settings, drive_emulator: DriveEmulator, store: Store) -> 
 def test_an_unchanged_drive_run_leaves_the_saved_items_unread(
     tmp_path: Path, drive_emulator: DriveEmulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings, _ = _drive_world(tmp_path, drive_emulator)
+    settings = _drive_world(tmp_path, drive_emulator)
     with Store.connect(settings.mongo_uri, settings.mongo_db) as store:
         run = _runner(settings, drive_emulator, store)
         assert run().exit_code == 0  # cold: renames, so the next run sees changes
@@ -598,7 +598,7 @@ def test_an_unchanged_drive_run_leaves_the_saved_items_unread(
 def test_a_drive_run_with_changes_appends_them_to_the_journal(
     tmp_path: Path, drive_emulator: DriveEmulator
 ) -> None:
-    settings, drive_id = _drive_world(tmp_path, drive_emulator)
+    settings = _drive_world(tmp_path, drive_emulator)
     with Store.connect(settings.mongo_uri, settings.mongo_db) as store:
         run = _runner(settings, drive_emulator, store)
         assert run().exit_code == 0
@@ -617,13 +617,12 @@ def test_a_drive_run_with_changes_appends_them_to_the_journal(
         growth = after["journal"] - ref["journal"]
         assert 0 < growth < 400, growth  # one item's worth, not the drive's
         assert run().summary.get("unchanged") is True
-        del drive_id
 
 
 def test_a_missing_snapshot_file_is_a_warning_and_a_full_run(
     tmp_path: Path, drive_emulator: DriveEmulator, caplog: pytest.LogCaptureFixture
 ) -> None:
-    settings, _ = _drive_world(tmp_path, drive_emulator)
+    settings = _drive_world(tmp_path, drive_emulator)
     with Store.connect(settings.mongo_uri, settings.mongo_db) as store:
         run = _runner(settings, drive_emulator, store)
         assert run().exit_code == 0
