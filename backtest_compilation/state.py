@@ -68,6 +68,8 @@ VERSION: Final = 1
 FILE_NAME: Final = "state.json"
 # The journal may grow to this fraction of its base before a new base is written.
 COMPACT_FRACTION: Final = 0.25
+# A sink part at least this big (the remembered catalog) is kept in a file of its own.
+SIDE_BYTES: Final = 16_384
 
 Sink = Literal["renames", "mongo", "sheet"]
 SINKS: Final[tuple[Sink, ...]] = ("renames", "mongo", "sheet")
@@ -123,7 +125,9 @@ def _owned(path: Path) -> re.Pattern[str]:
     """The names of the snapshot files (group 1: generation) and temp files that belong
     to the header `path`."""
     stem, name = re.escape(path.stem), re.escape(path.name)
+    sides = "|".join(SINKS)
     return re.compile(
+        rf"{stem}-(?:{sides})-[0-9a-f]{{16}}\.json|\.{stem}-(?:{sides})-[0-9a-f]{{16}}\.json\..*\.tmp|"
         rf"{stem}-drive-(\d+)\.(?:json|changes)|\.(?:{name}|{stem}-drive-\d+\.json)\..*\.tmp"
     )
 
@@ -141,6 +145,9 @@ class _Disk:
     rows: dict[str, Any] | None = None
     items: list[Any] | None = None  # the list `rows` came from (the same object: unchanged)
     stamp: tuple[int, int, int] | None = None  # the base file's when read or written
+    # Sink parts kept in files of their own: part → (its data as read or saved, the file's
+    # reference); the same data object again needs neither converting nor writing.
+    sides: dict[str, tuple[Any, dict[str, Any]]] = field(default_factory=dict)
 
     def forget(self, ref: _Ref | None, listed_at: Any) -> None:
         self.ref, self.listed_at = ref, listed_at
@@ -526,12 +533,14 @@ def save(path: Path, state: State, *, now: datetime | None = None) -> None:
     saving = _Saving(path)
     disk = state.disk if state.disk is not None and state.disk.path == path else _Disk(path)
     drive = saving.top_drive(state.drive, disk)
+    sinks = {name: saving.sink_part(name, getattr(state, name), disk) for name in SINKS}
     others = {
         key: saving.other_record(record)
         for key, record in state.others.items()
         if key != state.source
     }
-    header = _dumps(_to_doc(state, now or datetime.now(UTC), drive, others)).encode("ascii")
+    header = _dumps(_to_doc(state, now or datetime.now(UTC), {**sinks, "drive": drive}, others))
+    header = header.encode("ascii")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         for write in saving.writes:
@@ -679,10 +688,58 @@ class _Saving:
         self.note = f"{len(raw)} bytes in a new base {base.name}"
         return ref
 
+    def sink_part(self, name: str, part: Part | None, disk: _Disk) -> dict[str, Any] | None:
+        """A sink's part as the header keeps it: its data inline, or when big (the
+        remembered catalog) in a file of its own, named by its content and written only
+        when new: an unchanged run neither converts nor rewrites it."""
+        if part is None:
+            return None
+        at = part.at.isoformat()
+        known = disk.sides.get(name)
+        if known is not None and known[0] is part.data:
+            return {"at": at, "file": self.side(name, known[1])}
+        text = _dumps(part.data).encode("ascii")
+        if len(text) < SIDE_BYTES:
+            return {"at": at, "data": part.data}
+        ref = self._side_file(name, text)
+        data = part.data
+        self.done.append(lambda: disk.sides.__setitem__(name, (data, ref)))
+        return {"at": at, "file": ref}
+
+    def _side_file(self, name: str, text: bytes) -> dict[str, Any]:
+        """The reference to a file holding `text`, written first if not there yet."""
+        ref = {"sha256": hashlib.sha256(text).hexdigest(), "size": len(text)}
+        file = _side_file(self.path, name, ref["sha256"])
+        try:
+            there = file.stat().st_size == len(text)
+        except OSError:
+            there = False
+        if not there:
+            self.writes.append(lambda: _replace(file, text))
+        return dict(self.side(name, ref))
+
+    def side(self, name: str, ref: Mapping[str, Any]) -> Mapping[str, Any]:
+        """A sink part's file reference; the file is kept."""
+        if isinstance(ref.get("sha256"), str):
+            self.named.add(_side_file(self.path, name, ref["sha256"]).name)
+        return ref
+
     def other_record(self, record: Any) -> Any:
         """Another source's record as the header keeps it: carried as it is, its items
         left in their files (those moved when they were on an earlier layout's line)."""
-        drive = record.get("drive") if isinstance(record, Mapping) else None
+        if not isinstance(record, Mapping):
+            return record
+        for name in SINKS:
+            part = record.get(name)
+            if isinstance(part, Mapping) and isinstance(part.get("file"), Mapping):
+                self.side(name, part["file"])
+            elif isinstance(part, Mapping) and isinstance(part.get("data"), Mapping):
+                # The record saved last, of another source now: its big parts stay apart.
+                text = _dumps(part["data"]).encode("ascii")
+                if len(text) >= SIDE_BYTES:
+                    file = {"at": part.get("at"), "file": self._side_file(name, text)}
+                    record = {**record, name: file}
+        drive = record.get("drive")
         if not isinstance(drive, Mapping):
             return record
         data = drive.get("data")
@@ -834,9 +891,9 @@ def _utc(at: datetime) -> datetime:
     return at.astimezone(UTC)
 
 
-def _record(state: State, drive: Any = _UNREAD) -> dict[str, Any]:
-    """One source's record as JSON: its parts, last success and problem keys (`drive`,
-    when given, is the drive part as the header keeps it)."""
+def _record(state: State, parts: Any = _UNREAD) -> dict[str, Any]:
+    """One source's record as JSON: its parts, last success and problem keys (`parts`,
+    when given, are the parts as the header keeps them)."""
     doc: dict[str, Any] = {
         "last_success": state.last_success.isoformat() if state.last_success else None,
         "problems": None if state.problems is None else list(state.problems),
@@ -844,13 +901,13 @@ def _record(state: State, drive: Any = _UNREAD) -> dict[str, Any]:
     for name in (*SINKS, "drive"):
         part: Part | None = getattr(state, name)
         doc[name] = None if part is None else {"at": part.at.isoformat(), "data": part.data}
-    if drive is not _UNREAD:
-        doc["drive"] = drive
+    if parts is not _UNREAD:
+        doc.update(parts)
     return doc
 
 
 def _to_doc(
-    state: State, saved_at: datetime, drive: Any, others: Mapping[str, Any]
+    state: State, saved_at: datetime, parts: Mapping[str, Any], others: Mapping[str, Any]
 ) -> dict[str, Any]:
     # The saved source's record stays at the top level, where files without sources
     # kept it; the other sources' records ride along under "sources".
@@ -861,7 +918,7 @@ def _to_doc(
         "source": state.source,
         "sources": dict(others),
         "retired_course_ids": dict(state.retired_ids),
-        **_record(state, drive),
+        **_record(state, parts),
     }
 
 
@@ -905,6 +962,8 @@ def _from_record(
         if value is None:
             parts[name] = None
             continue
+        if isinstance(value, dict) and name != "drive" and "file" in value:
+            value = {**value, "data": _side(path, name, value["file"], disk, where)}
         if not isinstance(value, dict) or not isinstance(value.get("data"), dict):
             raise _Invalid(f"has a malformed '{name}' part{where}")
         data = value["data"]
@@ -934,6 +993,37 @@ def _from_record(
         problems=None if problems is None else tuple(problems),
         **parts,  # type: ignore[arg-type]
     )
+
+
+def _side_file(path: Path, part: str, sha256: str) -> Path:
+    """The file holding a sink part's data (named by its content)."""
+    return path.parent / f"{path.stem}-{part}-{sha256[:16]}.json"
+
+
+def _side(path: Path, part: str, ref: Any, disk: _Disk | None, where: str) -> Any:
+    """A sink part's data read from its own file (`_Invalid` when it is not the file the
+    header names: the whole state is then ignored, as a damaged header would be)."""
+    if not (
+        isinstance(ref, dict)
+        and isinstance(ref.get("sha256"), str)
+        and re.fullmatch(r"[0-9a-f]{64}", ref["sha256"])
+        and type(ref.get("size")) is int
+    ):
+        raise _Invalid(f"has a malformed '{part}' part{where}")
+    file = _side_file(path, part, ref["sha256"])
+    try:
+        with open(file, "rb") as f:
+            raw = f.read(ref["size"] + 1)
+        if len(raw) != ref["size"] or hashlib.sha256(raw).hexdigest() != ref["sha256"]:
+            raise ValueError("it is not the file the state names")
+        data = json.loads(raw)
+    except (OSError, ValueError, RecursionError) as exc:
+        raise _Invalid(
+            f"has a '{part}' part{where} whose file {file.name} is unusable ({exc})"
+        ) from None
+    if disk is not None and isinstance(data, dict):
+        disk.sides[part] = (data, ref)
+    return data
 
 
 def _from_doc(

@@ -144,11 +144,18 @@ def test_sigkill_at_random_points_then_a_clean_run_equals_an_uninterrupted_run(
         # Kills during a save leave no litter behind once a run has saved again (the run
         # record every sync leaves, contract §7, is not litter). Since contract §5.10
         # changed (issue 13), the drive items live apart from `state.json`: the base of
-        # the generation the header names, and its journal when it has committed records.
-        ref = json.loads(state.path_in(world.cache_dir).read_bytes())["drive"]["items"]
+        # the generation the header names, and its journal when it has committed records
+        header = json.loads(state.path_in(world.cache_dir).read_bytes())
+        ref = header["drive"]["items"]
         snapshot = [f"state-drive-{ref['gen']}.json"]
         if ref["journal"]:
             snapshot.append(f"state-drive-{ref['gen']}.changes")
+        # ... and a sink part too big for the header in a file named by its content.
+        snapshot += [
+            f"state-{part}-{header[part]['file']['sha256'][:16]}.json"
+            for part in state.SINKS
+            if header[part] is not None and "file" in header[part]
+        ]
         assert sorted(p.name for p in world.cache_dir.iterdir()) == sorted(
             [
                 "last-run.json",

@@ -36,11 +36,12 @@ def _items(n: int) -> list[list[str]]:
 
 
 def _snapshot_files(directory: Path) -> dict[str, tuple[int, int, int]]:
-    """Each snapshot file's (inode, size, mtime): a read leaves them, a write does not."""
+    """Each file of the state beside the header (drive snapshot, big sink parts) with its
+    (inode, size, mtime): a read leaves them, a write does not."""
     return {
         p.name: (p.stat().st_ino, p.stat().st_size, p.stat().st_mtime_ns)
         for p in sorted(directory.iterdir())
-        if "-drive-" in p.name
+        if p.name.startswith("state-")
     }
 
 
@@ -637,3 +638,84 @@ def test_a_missing_snapshot_file_is_a_warning_and_a_full_run(
         warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
         assert any("unusable" in w and "cannot be read" in w for w in warnings), warnings
         assert run().summary.get("unchanged") is True
+
+
+# ---------------------------------------------------------------- big sink parts
+
+
+def _catalog(courses: int, tag: str = "") -> dict[str, Any]:
+    """A MongoDB part shaped like the pipeline's: the remembered catalog is big."""
+    return {
+        "fingerprint": "f" * 64,
+        "catalog": [{"code": f"CSCI-{i:04d}", "title": f"Course {i}{tag}"} for i in range(courses)],
+        "problems": [],
+    }
+
+
+def test_a_big_sink_part_lives_in_a_file_neither_converted_nor_rewritten_when_unchanged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "state.json"
+    mongo = _catalog(2000)
+    first = State().with_drive({"items": _items(10)}, T0).with_sink("mongo", mongo, T0)
+    state.save(path, first.with_sink("sheet", {"digest": "abc"}, T0))
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert len(names) == 3 and names[0].startswith("state-drive-1") and "-mongo-" in names[1]
+    assert path.stat().st_size < 1000 and b"Course 1" not in path.read_bytes()
+    assert _header(path)["sheet"]["data"] == {"digest": "abc"}  # small parts stay inline
+    loaded, warning = state.load(path)
+    assert warning is None and loaded.mongo is not None and loaded.mongo.data == mongo
+    files = _snapshot_files(tmp_path)
+    written: list[int] = []
+    real_dumps = state.json.dumps
+
+    def measured(*args: Any, **kwargs: Any) -> str:
+        text = real_dumps(*args, **kwargs)
+        written.append(len(text))
+        return text
+
+    monkeypatch.setattr(state.json, "dumps", measured)
+    again = loaded.succeeded(T0).with_sink("renames", {"done": []}, T0)
+    state.save(path, again)
+    monkeypatch.undo()
+    assert written and max(written) < state.SIDE_BYTES  # the catalog was not serialised
+    assert _snapshot_files(tmp_path) == files
+    assert state.load(path) == (again, None)
+    # A changed catalog is a new file (named by its content); the old one goes.
+    changed = again.with_sink("mongo", _catalog(2000, "x"), T0)
+    state.save(path, changed)
+    now = sorted(p.name for p in tmp_path.iterdir() if "-mongo-" in p.name)
+    assert len(now) == 1 and now[0] not in files
+    assert state.load(path) == (changed, None)
+
+
+@pytest.mark.parametrize("damage", ["missing", "altered"])
+def test_a_damaged_sink_part_file_is_a_warning_and_an_empty_state(
+    tmp_path: Path, damage: str
+) -> None:
+    path = tmp_path / "state.json"
+    state.save(path, State().with_sink("mongo", _catalog(2000), T0))
+    (side,) = tmp_path.glob("state-mongo-*.json")
+    if damage == "missing":
+        side.unlink()
+    else:
+        side.write_bytes(side.read_bytes().replace(b"Course 7", b"Course 8", 1))
+    loaded, warning = state.load(path)
+    assert loaded == State()
+    assert warning is not None and side.name in warning and "rescans" in warning
+
+
+def test_another_sources_big_parts_stay_in_their_files(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    one, two = state.source_key("drive", "0A"), state.source_key("local", "/x")
+    mine = replace(State(), source=one).with_sink("mongo", _catalog(2000), T0)
+    state.save(path, mine)
+    theirs, _ = state.load(path, two)
+    state.save(path, theirs.with_sink("mongo", _catalog(1500, "y"), T0))
+    assert path.stat().st_size < 1500
+    assert len(list(tmp_path.glob("state-mongo-*.json"))) == 2
+    back, warning = state.load(path, one)
+    assert warning is None and back.mongo is not None and back.mongo.data == mine.mongo.data  # type: ignore[union-attr]
+    state.save(path, back)
+    assert state.load(path, two)[0].mongo.data == _catalog(1500, "y")  # type: ignore[union-attr]
+    assert len(list(tmp_path.glob("state-mongo-*.json"))) == 2
