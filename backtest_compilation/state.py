@@ -68,12 +68,14 @@ VERSION: Final = 1
 FILE_NAME: Final = "state.json"
 # The journal may grow to this fraction of its base before a new base is written.
 COMPACT_FRACTION: Final = 0.25
-# A sink part at least this big (the remembered catalog) is kept in a file of its own.
+# A sink part or problem list at least this big (the remembered catalog, the problems
+# of a large drive) is kept in a file of its own.
 SIDE_BYTES: Final = 16_384
 
 Sink = Literal["renames", "mongo", "sheet"]
 SINKS: Final[tuple[Sink, ...]] = ("renames", "mongo", "sheet")
 PARTS: Final = ("drive", *SINKS)
+_SIDES: Final = (*SINKS, "problems")  # what may live in a file of its own
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +127,7 @@ def _owned(path: Path) -> re.Pattern[str]:
     """The names of the snapshot files (group 1: generation) and temp files that belong
     to the header `path`."""
     stem, name = re.escape(path.stem), re.escape(path.name)
-    sides = "|".join(SINKS)
+    sides = "|".join(_SIDES)
     return re.compile(
         rf"{stem}-(?:{sides})-[0-9a-f]{{16}}\.json|\.{stem}-(?:{sides})-[0-9a-f]{{16}}\.json\..*\.tmp|"
         rf"{stem}-drive-(\d+)\.(?:json|changes)|\.(?:{name}|{stem}-drive-\d+\.json)\..*\.tmp"
@@ -534,6 +536,7 @@ def save(path: Path, state: State, *, now: datetime | None = None) -> None:
     disk = state.disk if state.disk is not None and state.disk.path == path else _Disk(path)
     drive = saving.top_drive(state.drive, disk)
     sinks = {name: saving.sink_part(name, getattr(state, name), disk) for name in SINKS}
+    sinks["problems"] = saving.problems(state.problems, disk)
     others = {
         key: saving.other_record(record)
         for key, record in state.others.items()
@@ -718,6 +721,21 @@ class _Saving:
             self.writes.append(lambda: _replace(file, text))
         return dict(self.side(name, ref))
 
+    def problems(self, keys: tuple[str, ...] | None, disk: _Disk) -> Any:
+        """The problem keys as the header keeps them: a list, or when long a file of
+        their own, written only when new."""
+        if keys is None:
+            return None
+        known = disk.sides.get("problems")
+        if known is not None and known[0] is keys:
+            return {"file": self.side("problems", known[1])}
+        text = _dumps(list(keys)).encode("ascii")
+        if len(text) < SIDE_BYTES:
+            return list(keys)
+        ref = self._side_file("problems", text)
+        self.done.append(lambda: disk.sides.__setitem__("problems", (keys, ref)))
+        return {"file": ref}
+
     def side(self, name: str, ref: Mapping[str, Any]) -> Mapping[str, Any]:
         """A sink part's file reference; the file is kept."""
         if isinstance(ref.get("sha256"), str):
@@ -729,6 +747,13 @@ class _Saving:
         left in their files (those moved when they were on an earlier layout's line)."""
         if not isinstance(record, Mapping):
             return record
+        problems = record.get("problems")
+        if isinstance(problems, Mapping) and isinstance(problems.get("file"), Mapping):
+            self.side("problems", problems["file"])
+        elif isinstance(problems, list):
+            text = _dumps(problems).encode("ascii")
+            if len(text) >= SIDE_BYTES:
+                record = {**record, "problems": {"file": self._side_file("problems", text)}}
         for name in SINKS:
             part = record.get(name)
             if isinstance(part, Mapping) and isinstance(part.get("file"), Mapping):
@@ -983,14 +1008,21 @@ def _from_record(
         parts[name] = Part(data, _time(value.get("at"), f"'{name}'{where}"))
     last = raw.get("last_success")
     problems = raw.get("problems")
+    problems_file = None
+    if isinstance(problems, dict) and "file" in problems:
+        problems_file = problems["file"]
+        problems = _side(path, "problems", problems_file, None, where)
     if problems is not None and not (
         isinstance(problems, list) and all(isinstance(p, str) for p in problems)
     ):
         raise _Invalid(f"has a malformed 'problems' list{where}")
+    keys = None if problems is None else tuple(problems)
+    if disk is not None and keys is not None and problems_file is not None:
+        disk.sides["problems"] = (keys, problems_file)
     return State(
         last_success=None if last is None else _time(last, f"'last_success'{where}"),
         source=source,
-        problems=None if problems is None else tuple(problems),
+        problems=keys,
         **parts,  # type: ignore[arg-type]
     )
 

@@ -150,11 +150,12 @@ def test_sigkill_at_random_points_then_a_clean_run_equals_an_uninterrupted_run(
         snapshot = [f"state-drive-{ref['gen']}.json"]
         if ref["journal"]:
             snapshot.append(f"state-drive-{ref['gen']}.changes")
-        # ... and a sink part too big for the header in a file named by its content.
+        # ... and a sink part or problem list too big for the header in a file named by
+        # its content.
         snapshot += [
             f"state-{part}-{header[part]['file']['sha256'][:16]}.json"
-            for part in state.SINKS
-            if header[part] is not None and "file" in header[part]
+            for part in (*state.SINKS, "problems")
+            if isinstance(header[part], dict) and "file" in header[part]
         ]
         assert sorted(p.name for p in world.cache_dir.iterdir()) == sorted(
             [

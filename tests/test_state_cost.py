@@ -719,3 +719,22 @@ def test_another_sources_big_parts_stay_in_their_files(tmp_path: Path) -> None:
     state.save(path, back)
     assert state.load(path, two)[0].mongo.data == _catalog(1500, "y")  # type: ignore[union-attr]
     assert len(list(tmp_path.glob("state-mongo-*.json"))) == 2
+
+
+def test_a_long_problem_list_lives_in_a_file_untouched_when_unchanged(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    keys = [f"invalid_filename: CSCI / CSCI-{i:04d} / scan {i}.pdf" for i in range(1000)]
+    state.save(path, State().with_problems(keys))
+    (side,) = tmp_path.glob("state-problems-*.json")
+    assert path.stat().st_size < 1000
+    loaded, warning = state.load(path)
+    assert warning is None and loaded.problems == tuple(sorted(keys))
+    stamp = _snapshot_files(tmp_path)
+    state.save(path, loaded.succeeded(T0))
+    assert _snapshot_files(tmp_path) == stamp
+    fewer = loaded.with_problems(keys[1:])
+    state.save(path, fewer)
+    assert not side.exists() and state.load(path) == (fewer, None)
+    state.save(path, fewer.with_problems(keys[:3]))  # short again: back in the header
+    assert list(tmp_path.glob("state-problems-*.json")) == []
+    assert _header(path)["problems"] == sorted(keys[:3])
