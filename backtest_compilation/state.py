@@ -23,9 +23,12 @@ Cost follows the changes (contract §5.10). The files, all in `CACHE_DIR`:
 - `state-drive-<gen>.changes`, the journal: one line per saved change set,
   `{"put": [items], "del": [ids]}`, appended and fsynced before the header that
   counts it replaces the previous one.
+- `state-<part>-<digest>.json`: a sink part or problem list too big for the header
+  (the remembered catalog of a large drive), named by its content and written once.
 
-An unchanged run reads and rewrites only the header: the items stay on disk
-(`LazyItems`) and their files are neither read nor written. A run with changes
+An unchanged run reads and rewrites only the header (and reads the big parts it needs,
+without converting or rewriting them): the items stay on disk (`LazyItems`) and their
+files are neither read nor written. A run with changes
 appends one record the size of what changed. After a full listing, or when the
 journal would outgrow a quarter of the base, a new generation's base is written
 instead, the header switched to it, and the old generation's files deleted. Journal
@@ -33,8 +36,8 @@ bytes past the committed length (a crash between append and header) are ignored,
 cut off before the next append; files no header names (an interrupted save's) are
 deleted by the next save.
 
-A header that cannot be trusted (corrupt, truncated, wrong shape, another version) is
-reported as a warning and treated as absent: the next run does a full rescan and
+A header (or a part's file) that cannot be trusted (corrupt, truncated, wrong shape,
+another version) is reported as a warning and treated as absent: the next run does a full rescan and
 converges. Snapshot files missing or not matching the header make reading the items a
 ValueError, which the Drive source reports as a warning before listing the whole drive.
 It is never a crash. Files of the earlier layouts (everything in `state.json`, on one
