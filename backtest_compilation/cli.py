@@ -267,7 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return _guarded(lambda: run_demo(config), None)
     configure_logging(log_level(config.log_level, verbose, quiet), config.tz)
-    tel = telemetry.init(config, release=__version__)
+    tel = start_telemetry(config)
     try:
         if command == "schedule":
             monitor = telemetry.monitor_config(
@@ -276,7 +276,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 max_runtime_min=int(getattr(config, "run_timeout_s", 2700) // 60) + 15,
             )
             return schedule.serve(
-                lambda: _scheduled(lambda: _run_once(args, config, tel, "sync"), tel, monitor),
+                lambda: tel.checked_in(
+                    lambda: _guarded(lambda: _run_once(args, config, tel, "sync"), tel), monitor
+                ),
                 schedule=config.schedule,
                 tz=config.tz,
                 cache_dir=config.cache_dir,
@@ -310,28 +312,6 @@ def _status(args: argparse.Namespace, env: dict[str, str]) -> int:
     else:
         print(status.text(info, tz=config.tz))
     return 0 if info["ok"] else 1
-
-
-def _scheduled(job: Callable[[], int], tel: telemetry.Telemetry, monitor: dict) -> int:
-    """One scheduled run between two Sentry Crons check-ins (in progress, then ok/error),
-    so Sentry alerts on a failed run and on one that never happened."""
-    started = time.monotonic()
-    check_in = None
-    try:
-        check_in = tel.checkin_start(monitor)
-    except Exception as exc:  # reporting must never stop the run
-        log.warning("sentry crons: check-in failed (%s)", type(exc).__name__)
-    code = 1
-    try:
-        code = _guarded(job, tel)
-        return code
-    finally:
-        try:
-            tel.checkin_finish(
-                check_in, ok=code == 0, duration_s=time.monotonic() - started, monitor=monitor
-            )
-        except Exception as exc:
-            log.warning("sentry crons: check-in failed (%s)", type(exc).__name__)
 
 
 def _guarded(job: Callable[[], int], tel: telemetry.Telemetry | None) -> int:
@@ -639,6 +619,18 @@ def connect_sheet(
         sleep=sleep,
         who=config.delegate_email,
         deadline=google.NO_DEADLINE if deadline is None else deadline,
+    )
+
+
+def start_telemetry(config: settings.Settings) -> telemetry.Telemetry:
+    """Sentry for `SENTRY_DSN` (a disabled handle without one), masking the DSN and the
+    MongoDB password in everything it sends."""
+    return telemetry.init(
+        config.sentry_dsn,
+        trace_rate=config.sentry_trace_rate,
+        monitor_slug=config.sentry_monitor_slug,
+        secrets=telemetry.secrets_of(sentry_dsn=config.sentry_dsn, mongo_uri=config.mongo_uri),
+        release=__version__,
     )
 
 
