@@ -738,3 +738,43 @@ def test_a_long_problem_list_lives_in_a_file_untouched_when_unchanged(tmp_path: 
     state.save(path, fewer.with_problems(keys[:3]))  # short again: back in the header
     assert list(tmp_path.glob("state-problems-*.json")) == []
     assert _header(path)["problems"] == sorted(keys[:3])
+
+
+def test_a_state_file_of_the_previous_layout_gives_an_unchanged_run_and_is_migrated(
+    tmp_path: Path, drive_emulator: DriveEmulator
+) -> None:
+    """Upgrading: the previous version's two-line `state.json` (items on line 2, parts
+    inline) is trusted as it is; the unchanged run moves its items into a base file."""
+    settings = _drive_world(tmp_path, drive_emulator)
+    with Store.connect(settings.mongo_uri, settings.mongo_db) as store:
+        run = _runner(settings, drive_emulator, store)
+        assert run().exit_code == 0
+        assert run().exit_code == 0
+        path = state.path_in(settings.cache_dir)
+        saved, _ = state.load(path)
+        assert saved.drive is not None
+        items = saved.drive.data["items"]
+        # The same state as the previous version wrote it.
+        doc = _header(path)
+        for part in (*state.SINKS, "problems"):
+            if isinstance(doc[part], dict) and "file" in doc[part]:
+                value = getattr(saved, part)
+                doc[part] = list(value) if part == "problems" else {**doc[part], "data": value.data}
+                del doc[part]["file"]
+        drive = doc.pop("drive")
+        doc["drive"] = {"at": drive["at"], "data": drive["data"]}
+        text = json.dumps(doc, separators=(",", ":")).encode()
+        items_text = json.dumps(items, separators=(",", ":")).encode()
+        for old in settings.cache_dir.glob("state-*"):
+            old.unlink()
+        path.write_bytes(text[:-3] + b',"items":\n' + items_text + b"}}}")
+        assert state.load(path)[1] is None
+        unchanged = run()
+        assert unchanged.exit_code == 0 and unchanged.summary.get("unchanged") is True
+        assert path.read_bytes().count(b"\n") == 0
+        ref = _header(path)["drive"]["items"]
+        base = settings.cache_dir / f"state-drive-{ref['gen']}.json"
+        assert base.read_bytes() == items_text  # moved as it was
+        again, warning = state.load(path)
+        assert warning is None and again.drive is not None and again.drive.data["items"] == items
+        assert run().summary.get("unchanged") is True
