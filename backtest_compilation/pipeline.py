@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from . import catalog as catalog_mod
 from . import google, lock, outcome, report, state
+from .background import Background
 from .catalog import Catalog
 from .errors import GuardRefused, RunError
 from .outcome import Progress, RunSummary, Timer, summary_line
@@ -156,6 +156,13 @@ def _run(config: RunConfig, options: Options, services: Services, progress: Prog
     if warning:
         log.warning("%s", warning)
     now = services.clock()
+    mongo = Mongo(
+        services.store,
+        max_delete_fraction=config.max_delete_fraction,
+        allow_mass_delete=options.allow_mass_delete,
+    )
+    # MongoDB is read while the drive is: neither waits for the other (it is planned in 3).
+    mongo.start_reading()
 
     # 1. source
     progress.stage = services.source.name
@@ -217,11 +224,6 @@ def _run(config: RunConfig, options: Options, services: Services, progress: Prog
 
     # 3. plan every sink (MongoDB is read: an unreachable server stops the run here)
     renames = Renames(services.source)
-    mongo = Mongo(
-        services.store,
-        max_delete_fraction=config.max_delete_fraction,
-        allow_mass_delete=options.allow_mass_delete,
-    )
     sheet = Sheet(services.sheet, services.source, services.sheet_skipped)
     progress.stage = "mongo"
     # The sheet is planned in the loop: a sync plans it in `apply`, after the renames.
@@ -252,7 +254,7 @@ def _run(config: RunConfig, options: Options, services: Services, progress: Prog
 
     # MongoDB's plan does not depend on the renames (the sheet's does): it is written
     # while they run, in a thread of its own, and remembered after them in the usual order.
-    early = _Early(work(mongo) if applying and plans["renames"] else None)
+    early = Background(work(mongo), "mongo-write") if applying and plans["renames"] else None
     for sink in (renames, mongo, sheet):
         plan = plans.get(sink.name)
         if not applying:
@@ -309,37 +311,6 @@ def _run(config: RunConfig, options: Options, services: Services, progress: Prog
     # From the object already rendered: at 6,000 courses each rendering is ~0.1 s.
     log.info("%s", summary_line(done.summary))
     return done
-
-
-class _Early:
-    """A sink's work started ahead of its turn, in a thread of its own; `result()` waits
-    for it. Falsy when there is nothing started."""
-
-    def __init__(self, work: Callable[[], tuple[bool, Any]] | None) -> None:
-        self._got: tuple[bool, Any] | None = None
-        self._error: BaseException | None = None
-        self._thread: threading.Thread | None = None
-        if work is not None:
-
-            def run() -> None:
-                try:
-                    self._got = work()
-                except BaseException as exc:  # raised where the result is taken
-                    self._error = exc
-
-            self._thread = threading.Thread(target=run, name="mongo", daemon=True)
-            self._thread.start()
-
-    def __bool__(self) -> bool:
-        return self._thread is not None
-
-    def result(self) -> tuple[bool, Any]:
-        assert self._thread is not None
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        assert self._got is not None
-        return self._got
 
 
 # What a sink that the run's deadline stops says was not done.

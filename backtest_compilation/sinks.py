@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 from bson import ObjectId
 
 from . import outcome, report, state, website
+from .background import Background
 from .catalog import Catalog, Rename, RenameResult, problems_after_renames
 from .errors import RunError
 from .sources import Reading, Source
@@ -171,10 +172,16 @@ class Mongo:
         self.store = store
         self.max_delete_fraction = max_delete_fraction
         self.allow_mass_delete = allow_mass_delete
+        self._reading: Background[website.Current] | None = None
+
+    def start_reading(self) -> None:
+        """Read MongoDB now, in the background (while the drive is read); `plan` takes it."""
+        self._reading = Background(self.store.read_current, "mongo-read")
 
     def plan(self, ctx: Context) -> MongoPlan:
         # Reads MongoDB: an unreachable server stops the run before any write.
-        current = self.store.read_current()
+        reading, self._reading = self._reading, None
+        current = reading.result() if reading is not None else self.store.read_current()
         plan = website.plan(ctx.built, current, reuse=reusable_ids(ctx.remembered, ctx.now))
         refusal = (
             None
