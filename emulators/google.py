@@ -11,6 +11,9 @@
   scripts the next requests, `fail_every(n, kinds)` fails every n-th one; a kind is a
   key of `FAULTS` ("429", "403-rate", "503", …), "drop" (connection closed unanswered),
   "hang" (never answered) or "ok" (this request answers normally).
+- `QuotaClock`: the time the emulators' quotas count on: real monotonic seconds plus
+  whatever a test jumped (`advance`, or `sleep` handed to the code under test as its
+  sleep), so many runs fit in little real time without the quotas being any kinder.
 """
 
 from __future__ import annotations
@@ -193,6 +196,33 @@ class FaultInjector:
                 kinds = self.faults.kinds
                 return kinds[(n // every - 1) % len(kinds)]
             return None
+
+
+# ---------------------------------------------------------------- quota time
+
+
+class QuotaClock:
+    """Monotonic seconds for quota windows and buckets: `base()` (real time by default)
+    plus every jump made with `advance`. Tests hand `sleep` to the code under test as
+    its sleep (the wait is not slept, but the quotas see it pass, as Google would) and
+    `advance` between runs (runs are hours apart in production). Thread-safe."""
+
+    def __init__(self, base: Callable[[], float] = time.monotonic) -> None:
+        self._base = base
+        self._offset = 0.0
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        with self._lock:
+            return self._base() + self._offset
+
+    def advance(self, seconds: float) -> None:
+        """Move this clock `seconds` ahead at once."""
+        if seconds > 0:
+            with self._lock:
+                self._offset += seconds
+
+    sleep = advance  # a wait that is not slept, but counted
 
 
 # ---------------------------------------------------------------- field masks
