@@ -30,6 +30,7 @@ from backtest_compilation.cli import drive_source, run_config
 from backtest_compilation.store import Store
 from backtest_compilation.tree import Node, file, folder
 from emulators.drive import DriveEmulator
+from emulators.google import QuotaClock
 from emulators.secantus import MongoServer
 from emulators.sheets import SheetsEmulator
 from tests.support.forkserver import ForkServer
@@ -136,6 +137,8 @@ class FaultWorld:
     root: str
     workdir: Path
     forks: ForkServer | None = None
+    # The time both emulators' quotas (Google's) count on; see `run` and `cli`.
+    clock: QuotaClock = field(default_factory=QuotaClock)
     client: MongoClient[dict[str, Any]] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -170,13 +173,19 @@ class FaultWorld:
         store: Store | None = None,
         sleep: Callable[[float], None] = lambda _s: None,
     ) -> pipeline.Services:
-        """The real adapters, as the CLI builds them, but with retry waits not slept."""
+        """The real adapters, as the CLI builds them, but with waits not slept: each is
+        handed to `sleep` and passes on the quota clock, as a real wait would."""
         config = config or self.settings()
-        source = drive_source(config, renames=True, sleep=sleep)
+
+        def wait(seconds: float) -> None:
+            sleep(seconds)
+            self.clock.sleep(seconds)
+
+        source = drive_source(config, renames=True, sleep=wait)
         return pipeline.Services(
             sources.DriveTree(source),
             store or cli.connect_store(config, timeout_ms=2000),
-            cli.connect_sheet(config, sleep=sleep),
+            cli.connect_sheet(config, sleep=wait),
         )
 
     def run(
@@ -186,7 +195,9 @@ class FaultWorld:
         services: pipeline.Services | None = None,
         **options: Any,
     ) -> pipeline.Outcome:
-        """One `pipeline.run` in-process; raises what the run raises."""
+        """One `pipeline.run` in-process, a quota window after the last run (runs are
+        hours apart in production); raises what the run raises."""
+        self.clock.between_runs()
         config = config or self.settings()
         services = services or self.services(config)
         try:
@@ -203,7 +214,9 @@ class FaultWorld:
     ) -> subprocess.CompletedProcess[str]:
         """The CLI with ARGS in a process of its own (exit codes are real): a child of the
         fork server when there is one (no interpreter start-up), else, or with `fresh`,
-        `python -m backtest_compilation ARGS`."""
+        `python -m backtest_compilation ARGS`. It starts a quota window after the last
+        run; its own waits are real."""
+        self.clock.between_runs()
         env = dict(env if env is not None else self.env())
         if self.forks is not None and not fresh:
             _pid, out, err = self.forks.start(list(args), env, self.workdir)
@@ -277,8 +290,9 @@ def make_fault_world(
     forks: ForkServer | None = None,
 ) -> FaultWorld:
     """A seeded world (see the module docstring); `stack` closes the emulators."""
-    drive = stack.enter_context(DriveEmulator(latency=drive_latency))
-    sheets = stack.enter_context(SheetsEmulator())
+    clock = QuotaClock()
+    drive = stack.enter_context(DriveEmulator(latency=drive_latency, clock=clock))
+    sheets = stack.enter_context(SheetsEmulator(clock=clock))
     root = drive.add_drive("Backtests", "0ABacktests")
     drive.seed(root, backtest_drive())
     sheets.add_spreadsheet(SHEET_KEY, tabs={COPIES_TAB: COPIES})
@@ -286,7 +300,9 @@ def make_fault_world(
     workdir = tmp / name
     workdir.mkdir(parents=True, exist_ok=True)
     db_name = f"f_{name}_{uuid.uuid4().hex[:12]}"
-    world = FaultWorld(drive, sheets, mongo, db_name, workdir / "cache", root, workdir, forks)
+    world = FaultWorld(
+        drive, sheets, mongo, db_name, workdir / "cache", root, workdir, forks, clock
+    )
     stack.callback(world.client.close)
     stack.callback(_drop, world)
     return world
