@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import fcntl
 import json
 import re
 import socket
+import struct
 import threading
 import time
 from collections import deque
@@ -30,6 +32,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
+from pathlib import Path
 from typing import Any
 
 JSON = dict[str, Any]
@@ -205,22 +208,44 @@ class QuotaClock:
     """Monotonic seconds for quota windows and buckets: `base()` (real time by default)
     plus every jump made with `advance`. Tests hand `sleep` to the code under test as
     its sleep (the wait is not slept, but the quotas see it pass, as Google would) and
-    `advance` between runs (runs are hours apart in production). Thread-safe."""
+    call `between_runs` between runs (runs are hours apart in production).
 
-    def __init__(self, base: Callable[[], float] = time.monotonic) -> None:
+    With `path`, the jumps are kept in that file, so a CLI run in another process can
+    count its waits on the same clock (`tests/support/forkserver.py`); the processes
+    must share `base` (`time.monotonic` is system-wide). Thread- and process-safe."""
+
+    def __init__(self, base: Callable[[], float] = time.monotonic, path: Path | None = None) -> None:
         self._base = base
         self._offset = 0.0
         self._lock = threading.Lock()
+        self.path = path
+        if path is not None and not path.exists():
+            path.write_bytes(struct.pack("<d", 0.0))
+
+    def _shared(self, add: float) -> float:
+        """The jumps so far in the shared file, after adding `add` to them."""
+        assert self.path is not None
+        with self.path.open("r+b") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            offset = struct.unpack("<d", f.read(8))[0] + add
+            if add:
+                f.seek(0)
+                f.write(struct.pack("<d", offset))
+            return offset
 
     def __call__(self) -> float:
         with self._lock:
-            return self._base() + self._offset
+            offset = self._offset if self.path is None else self._shared(0.0)
+            return self._base() + offset
 
     def advance(self, seconds: float) -> None:
         """Move this clock `seconds` ahead at once."""
         if seconds > 0:
             with self._lock:
-                self._offset += seconds
+                if self.path is None:
+                    self._offset += seconds
+                else:
+                    self._shared(seconds)
 
     sleep = advance  # a wait that is not slept, but counted
 

@@ -171,21 +171,22 @@ class FaultWorld:
         config: settings.Settings | None = None,
         *,
         store: Store | None = None,
-        sleep: Callable[[float], None] = lambda _s: None,
+        sheet_sleep: Callable[[float], None] = lambda _s: None,
     ) -> pipeline.Services:
-        """The real adapters, as the CLI builds them, but with waits not slept: each is
-        handed to `sleep` and passes on the quota clock, as a real wait would."""
+        """The real adapters, as the CLI builds them, but with waits not slept: each
+        passes on the quota clock, as a real wait would; the sheet's are also handed to
+        `sheet_sleep` (tests count them; Drive's depend on its write limit)."""
         config = config or self.settings()
 
-        def wait(seconds: float) -> None:
-            sleep(seconds)
+        def sheet_wait(seconds: float) -> None:
+            sheet_sleep(seconds)
             self.clock.sleep(seconds)
 
-        source = drive_source(config, renames=True, sleep=wait)
+        source = drive_source(config, renames=True, sleep=self.clock.sleep)
         return pipeline.Services(
             sources.DriveTree(source),
             store or cli.connect_store(config, timeout_ms=2000),
-            cli.connect_sheet(config, sleep=wait),
+            cli.connect_sheet(config, sleep=sheet_wait),
         )
 
     def run(
@@ -215,11 +216,12 @@ class FaultWorld:
         """The CLI with ARGS in a process of its own (exit codes are real): a child of the
         fork server when there is one (no interpreter start-up), else, or with `fresh`,
         `python -m backtest_compilation ARGS`. It starts a quota window after the last
-        run; its own waits are real."""
+        run; a fork server's child counts its waits on the quota clock, a fresh process
+        really waits."""
         self.clock.between_runs()
         env = dict(env if env is not None else self.env())
         if self.forks is not None and not fresh:
-            _pid, out, err = self.forks.start(list(args), env, self.workdir)
+            _pid, out, err = self.forks.start(list(args), env, self.workdir, self.clock.path)
             status = self.forks.wait()
             return subprocess.CompletedProcess(list(args), status, out.read_text(), err.read_text())
         return subprocess.run(
@@ -290,15 +292,15 @@ def make_fault_world(
     forks: ForkServer | None = None,
 ) -> FaultWorld:
     """A seeded world (see the module docstring); `stack` closes the emulators."""
-    clock = QuotaClock()
+    workdir = tmp / name
+    workdir.mkdir(parents=True, exist_ok=True)
+    clock = QuotaClock(path=workdir / "quota.clock")  # shared with forked CLI runs
     drive = stack.enter_context(DriveEmulator(latency=drive_latency, clock=clock))
     sheets = stack.enter_context(SheetsEmulator(clock=clock))
     root = drive.add_drive("Backtests", "0ABacktests")
     drive.seed(root, backtest_drive())
     sheets.add_spreadsheet(SHEET_KEY, tabs={COPIES_TAB: COPIES})
     sheets.link_drive(drive)  # the spreadsheet is a Drive file whose version moves
-    workdir = tmp / name
-    workdir.mkdir(parents=True, exist_ok=True)
     db_name = f"f_{name}_{uuid.uuid4().hex[:12]}"
     world = FaultWorld(
         drive, sheets, mongo, db_name, workdir / "cache", root, workdir, forks, clock

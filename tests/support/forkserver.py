@@ -3,8 +3,14 @@ child process per request, which runs `cli.main(argv)` with the given environmen
 working directory and exits with its code. Each child is a real process that a test can
 SIGKILL at any point, without paying the interpreter's start-up (~0.8 s) every time.
 
+With `quota_clock` (the file of an `emulators.google.QuotaClock`), the child's waits
+between Google calls are not slept but pass on that clock, which the emulators' quotas
+count on: a run that Google's quotas would hold for a minute takes a fraction of a
+second, and meets the quotas exactly as with real waits.
+
 Run as `python -m tests.support.forkserver`. Protocol, one JSON object per line:
-stdin `{"argv": [...], "env": {...}, "cwd": "...", "stdout": path, "stderr": path}`;
+stdin `{"argv": [...], "env": {...}, "cwd": "...", "stdout": path, "stderr": path,
+"quota_clock": path or null}`;
 stdout `{"pid": N}` once the child runs, then `{"pid": N, "status": S}` when it ended
 (`S` is the exit code, or minus the signal that killed it). One child at a time.
 """
@@ -23,9 +29,28 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _count_waits_on(path: str) -> None:
+    """Every wait of the pacers' clocks (`google.Clock`) passes on the QuotaClock in
+    `path` instead of being slept; the clock still counts it as time gone by, as an
+    injected sleep does in-process."""
+    from backtest_compilation import google
+    from emulators.google import QuotaClock
+
+    shared = QuotaClock(path=Path(path))
+    sleep = google.Clock.sleep
+
+    def counted(clock: google.Clock, seconds: float) -> None:
+        clock._sleep = shared.sleep  # the CLI builds its clocks with time.sleep
+        sleep(clock, seconds)
+
+    google.Clock.sleep = counted  # type: ignore[method-assign]
+
+
 def _child(request: dict[str, Any]) -> int:
     from backtest_compilation import cli
 
+    if request.get("quota_clock"):
+        _count_waits_on(request["quota_clock"])
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
@@ -85,8 +110,11 @@ class ForkServer:
             raise RuntimeError("fork server ended")
         return json.loads(line)
 
-    def start(self, argv: list[str], env: dict[str, str], cwd: Path) -> tuple[int, Path, Path]:
-        """Fork a child running the CLI; returns (pid, stdout file, stderr file)."""
+    def start(
+        self, argv: list[str], env: dict[str, str], cwd: Path, quota_clock: Path | None = None
+    ) -> tuple[int, Path, Path]:
+        """Fork a child running the CLI (its waits counted on the QuotaClock file
+        `quota_clock`, if given, not slept); returns (pid, stdout file, stderr file)."""
         out, err = cwd / "cli.stdout", cwd / "cli.stderr"
         request = {
             "argv": argv,
@@ -94,6 +122,7 @@ class ForkServer:
             "cwd": str(cwd),
             "stdout": str(out),
             "stderr": str(err),
+            "quota_clock": None if quota_clock is None else str(quota_clock),
         }
         assert self.process.stdin is not None
         self.process.stdin.write(json.dumps(request) + "\n")
