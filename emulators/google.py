@@ -214,7 +214,9 @@ class QuotaClock:
     count its waits on the same clock (`tests/support/forkserver.py`); the processes
     must share `base` (`time.monotonic` is system-wide). Thread- and process-safe."""
 
-    def __init__(self, base: Callable[[], float] = time.monotonic, path: Path | None = None) -> None:
+    def __init__(
+        self, base: Callable[[], float] = time.monotonic, path: Path | None = None
+    ) -> None:
         self._base = base
         self._offset = 0.0
         self._lock = threading.Lock()

@@ -20,10 +20,11 @@ requests … Per minute per user per project: 60", "Write requests … Per minut
 per project: 60"; the emulator serves one user). `read_quota_per_minute` and
 `write_quota_per_minute` change them (None: no limit, for benchmarks of our own overhead
 only); `quota_per_minute` adds one bucket for both (stricter). A request over a quota is
-answered 429 `RESOURCE_EXHAUSTED` (`RATE_LIMIT_EXCEEDED`), with `Retry-After` in seconds or as an HTTP date when
-`retry_after` says so. The windows run on `clock` (real monotonic time by default):
-tests pass an `emulators.google.QuotaClock`, hand its `sleep` to the code under test and
-`advance` it between runs, so many runs fit in a few real seconds.
+answered 429 `RESOURCE_EXHAUSTED` (`RATE_LIMIT_EXCEEDED`), with `Retry-After` in seconds
+or as an HTTP date when `retry_after` says so. The windows run on `clock` (real
+monotonic time by default): tests pass an `emulators.google.QuotaClock`, hand its
+`sleep` to the code under test and call its `between_runs` between runs, so many runs
+fit in a few real seconds.
 
     with SheetsEmulator() as emu:
         emu.add_spreadsheet("KEY", tabs={"Sheet1": [["a", 1]]})
@@ -413,9 +414,10 @@ class SheetsEmulator(FaultInjector, Emulator):
     in any 60 s window, else 429 (`PER_MINUTE`, Google's, by default; None: no limit).
     `quota_per_minute`: one more window for both together (None by default).
     `latency`: seconds each request waits before it is answered. `clock`: monotonic
-    seconds the quota windows run on (tests pass a `QuotaClock`). `require_auth`: answer 401 unless the request
-    carries a bearer token issued by `/token`; `reject_credentials`: `/token` refuses
-    every key (`invalid_grant`), like Google for a revoked or deleted key.
+    seconds the quota windows run on (tests pass a `QuotaClock`). `require_auth`:
+    answer 401 unless the request carries a bearer token issued by `/token`;
+    `reject_credentials`: `/token` refuses every key (`invalid_grant`), like Google for
+    a revoked or deleted key.
     """
 
     def __init__(

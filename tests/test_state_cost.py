@@ -109,12 +109,13 @@ def test_an_unchanged_drive_run_leaves_the_saved_items_unread(
     )
 
     def run() -> pipeline.Outcome:
+        drive_emulator.clock.between_runs()  # type: ignore[attr-defined]
         source = DriveSource(
             drive_id,
             credentials=AnonymousCredentials(),
             endpoint=drive_emulator.url,
             allow_renames=True,
-            sleep=lambda _s: None,
+            sleep=drive_emulator.clock.sleep,  # type: ignore[attr-defined]
         )
         services = pipeline.Services(sources.DriveTree(source), store, clock=lambda: NOW)
         return pipeline.run(run_config(settings), pipeline.Options(), services)
