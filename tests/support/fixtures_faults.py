@@ -14,7 +14,6 @@ import contextlib
 import copy
 import os
 import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from emulators.google import QuotaClock
 from emulators.secantus import MongoServer
 from emulators.sheets import SheetsEmulator
 from tests.support.forkserver import ForkServer
+from tests.support.forkserver import command as forkserver_command
 from tests.support.website import View, visit, without_ids
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -214,10 +214,9 @@ class FaultWorld:
         fresh: bool = False,
     ) -> subprocess.CompletedProcess[str]:
         """The CLI with ARGS in a process of its own (exit codes are real): a child of the
-        fork server when there is one (no interpreter start-up), else, or with `fresh`,
-        `python -m backtest_compilation ARGS`. It starts a quota window after the last
-        run; a fork server's child counts its waits on the quota clock, a fresh process
-        really waits."""
+        fork server when there is one (no interpreter start-up), else, or with `fresh`, a
+        fresh interpreter (`forkserver.command`). It starts a quota window after the last
+        run, and counts its waits on the quota clock instead of sleeping them."""
         self.clock.between_runs()
         env = dict(env if env is not None else self.env())
         if self.forks is not None and not fresh:
@@ -225,13 +224,19 @@ class FaultWorld:
             status = self.forks.wait()
             return subprocess.CompletedProcess(list(args), status, out.read_text(), err.read_text())
         return subprocess.run(
-            [sys.executable, "-m", "backtest_compilation", *args],
+            self.command(*args),
             cwd=self.workdir,
             env=env,
             capture_output=True,
             text=True,
             timeout=timeout,
         )
+
+    def command(self, *args: str) -> list[str]:
+        """`python … ARGS` for a CLI run in a fresh interpreter (with `env()`, in
+        `workdir`) that counts its waits on this world's quota clock."""
+        assert self.clock.path is not None
+        return forkserver_command(self.clock.path, list(args))
 
     # ------------------------------------------------------------ looking
 

@@ -8,6 +8,9 @@ between Google calls are not slept but pass on that clock, which the emulators' 
 count on: a run that Google's quotas would hold for a minute takes a fraction of a
 second, and meets the quotas exactly as with real waits.
 
+`command(quota_clock, argv)` is the same for one run in a fresh interpreter
+(`python -m tests.support.forkserver --quota-clock PATH ARGS`).
+
 Run as `python -m tests.support.forkserver`. Protocol, one JSON object per line:
 stdin `{"argv": [...], "env": {...}, "cwd": "...", "stdout": path, "stderr": path,
 "quota_clock": path or null}`;
@@ -150,5 +153,23 @@ class ForkServer:
         self.close()
 
 
+def command(quota_clock: Path, argv: list[str]) -> list[str]:
+    """The command line of one CLI run in a fresh interpreter whose waits between Google
+    calls pass on the QuotaClock file `quota_clock` instead of being slept."""
+    return [
+        sys.executable,
+        "-m",
+        "tests.support.forkserver",
+        "--quota-clock",
+        str(quota_clock),
+        *argv,
+    ]
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--quota-clock"]:
+        _count_waits_on(sys.argv[2])
+        from backtest_compilation import cli
+
+        sys.exit(cli.main(sys.argv[3:]))
     serve()
