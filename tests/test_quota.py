@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,7 +20,8 @@ from backtest_compilation import sheet, state
 from backtest_compilation.catalog import Category, Rename
 from backtest_compilation.drive import DriveCallError, DriveSource
 from backtest_compilation.errors import ServiceError
-from emulators.drive import DriveEmulator
+from emulators.drive import WRITES_PER_SECOND, DriveEmulator
+from emulators.google import QuotaClock
 from emulators.sheets import SheetsEmulator
 from tests.support.fixtures_faults import SHEET_KEY, FaultWorld
 
@@ -161,10 +163,11 @@ def test_renames_past_rename_budget_s_are_pending_not_failed() -> None:
         assert 5 <= len(result.applied) <= 25
         assert not result.problems
         assert result.pending == {r.id for r in renames} - result.applied
-        # The next run does the rest.
-        emu.limit_writes(None)
+        # The next run does the rest, at Google's rate again (the bucket on its clock).
         rest = [r for r in renames if r.id in result.pending]
-        again = source_for(emu, root).rename(rest)
+        next_run = source_for(emu, root)
+        emu.limit_writes(WRITES_PER_SECOND)
+        again = next_run.rename(rest)
         assert again.applied == result.pending and not again.pending
 
 
@@ -231,7 +234,7 @@ def test_pending_renames_are_reported_done_next_run_and_never_on_the_sheet(
     saved, _ = state.load(state.path_in(world.cache_dir))
     assert saved.renames is None  # owed: the next run renames
 
-    world.drive.limit_writes(None)
+    world.drive.limit_writes(WRITES_PER_SECOND)  # Google's again
     second = world.run()
     assert second.exit_code == 0 and second.summary["renames_pending"] == 0
     owed = {p["id"] for p in pending}
@@ -325,6 +328,49 @@ def test_the_write_limit_answers_each_part_over_it() -> None:
     assert limited.status == 403 and "userRateLimitExceeded" in limited.message
     assert limited.retry_after is not None and limited.retry_after >= 1
     assert emu.stats.requests == 1 and emu.stats.rate_limited == 8
+
+
+def test_drives_write_limit_is_googles_by_default() -> None:
+    """3 writes a second per user, burst 3, each batch part counting (Google's): a batch
+    of 5 renames gets 3 through; a second later 3 more; no test gets a kinder Drive."""
+    clock = QuotaClock()
+    with DriveEmulator(clock=clock) as emu:
+        assert emu.write_limit is not None
+        assert (emu.write_limit.per_second, emu.write_limit.burst) == (WRITES_PER_SECOND, 3.0)
+        root, renames = misnamed(emu, 8)
+        source = DriveSource(
+            root, credentials=AnonymousCredentials(), endpoint=emu.url, allow_renames=True
+        )
+        first = source._rename_batch(renames[:5], source._new_http())
+        assert [first[r.id].kind.value for r in renames[:5]] == ["ok"] * 3 + ["rate-limit"] * 2
+        assert "userRateLimitExceeded" in first[renames[4].id].message
+        clock.advance(1.0)  # three tokens back, no more
+        second = source._rename_batch(renames[4:], source._new_http())
+        assert [second[r.id].kind.value for r in renames[4:]] == ["ok"] * 3 + ["rate-limit"]
+        assert emu.stats.batch_parts == 9 and emu.stats.rate_limited == 3
+
+
+def test_drives_write_limit_can_be_turned_off_for_benchmarks_of_our_own_overhead() -> None:
+    with DriveEmulator(write_limit=None) as emu:
+        assert emu.write_limit is None
+        root, renames = misnamed(emu, 20)
+        source = DriveSource(
+            root, credentials=AnonymousCredentials(), endpoint=emu.url, allow_renames=True
+        )
+        answers = source._rename_batch(renames, source._new_http())
+        assert {a.kind.value for a in answers.values()} == {"ok"}
+
+
+def test_a_quota_clock_file_is_one_clock_for_every_process(tmp_path: Path) -> None:
+    """What a forked CLI run's waits add, the emulators' clock in the test process sees."""
+    base = [100.0]
+    here = QuotaClock(lambda: base[0], path=tmp_path / "quota.clock")
+    there = QuotaClock(lambda: base[0], path=tmp_path / "quota.clock")  # another process
+    there.sleep(2.5)
+    here.between_runs()
+    assert here() == there() == 100.0 + 2.5 + 61.0
+    base[0] = 110.0  # real time goes on under both
+    assert here() == 110.0 + 63.5
 
 
 def test_sheets_reads_and_writes_have_their_own_quota() -> None:
