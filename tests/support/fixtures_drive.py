@@ -14,11 +14,12 @@ from emulators.google import QuotaClock
 
 
 @pytest.fixture
-def quota_clock() -> QuotaClock:
+def quota_clock(tmp_path_factory: pytest.TempPathFactory) -> QuotaClock:
     """The time the test's emulators count their quotas on (Google's, on by default):
     real time plus every wait the code under test was handed as `quota_clock.sleep`
-    (counted, not slept) and every `quota_clock.between_runs()`."""
-    return QuotaClock()
+    (counted, not slept) and every `quota_clock.between_runs()`. Kept in a file, so a
+    CLI process (`forkserver.command(quota_clock.path, argv)`) can count on it too."""
+    return QuotaClock(path=tmp_path_factory.mktemp("quota") / "quota.clock")
 
 
 @pytest.fixture
