@@ -6,6 +6,7 @@ Everything here is thin; the work is done by functions that can be called from P
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -13,6 +14,7 @@ import textwrap
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
@@ -265,9 +267,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(log_level(base, verbose, quiet), config.tz)
         from .demo import run_demo
 
-        return _guarded(lambda: run_demo(config), None)
+        return _guarded(lambda: run_demo(partial(demo_config, config), config.mongo_db), None)
     configure_logging(log_level(config.log_level, verbose, quiet), config.tz)
-    tel = telemetry.init(config, release=__version__)
+    tel = start_telemetry(config)
     try:
         if command == "schedule":
             monitor = telemetry.monitor_config(
@@ -276,7 +278,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 max_runtime_min=int(getattr(config, "run_timeout_s", 2700) // 60) + 15,
             )
             return schedule.serve(
-                lambda: _scheduled(lambda: _run_once(args, config, tel, "sync"), tel, monitor),
+                lambda: tel.checked_in(
+                    lambda: _guarded(lambda: _run_once(args, config, tel, "sync"), tel), monitor
+                ),
                 schedule=config.schedule,
                 tz=config.tz,
                 cache_dir=config.cache_dir,
@@ -310,28 +314,6 @@ def _status(args: argparse.Namespace, env: dict[str, str]) -> int:
     else:
         print(status.text(info, tz=config.tz))
     return 0 if info["ok"] else 1
-
-
-def _scheduled(job: Callable[[], int], tel: telemetry.Telemetry, monitor: dict) -> int:
-    """One scheduled run between two Sentry Crons check-ins (in progress, then ok/error),
-    so Sentry alerts on a failed run and on one that never happened."""
-    started = time.monotonic()
-    check_in = None
-    try:
-        check_in = tel.checkin_start(monitor)
-    except Exception as exc:  # reporting must never stop the run
-        log.warning("sentry crons: check-in failed (%s)", type(exc).__name__)
-    code = 1
-    try:
-        code = _guarded(job, tel)
-        return code
-    finally:
-        try:
-            tel.checkin_finish(
-                check_in, ok=code == 0, duration_s=time.monotonic() - started, monitor=monitor
-            )
-        except Exception as exc:
-            log.warning("sentry crons: check-in failed (%s)", type(exc).__name__)
 
 
 def _guarded(job: Callable[[], int], tel: telemetry.Telemetry | None) -> int:
@@ -513,6 +495,19 @@ def run_config(config: settings.Settings) -> pipeline.RunConfig:
     )
 
 
+def demo_config(config: settings.Settings, cache_dir: Path) -> pipeline.RunConfig:
+    """The demo's run: only harmless settings are taken from the environment (time zone,
+    exempt departments), so it never talks to a real database, drive or sheet,
+    whatever .env says."""
+    demo = dataclasses.replace(
+        settings.Settings(),
+        cache_dir=cache_dir,
+        tz=config.tz,
+        future_year_exempt=config.future_year_exempt,
+    )
+    return run_config(demo)
+
+
 def drive_source(
     config: settings.Settings,
     *,
@@ -639,6 +634,18 @@ def connect_sheet(
         sleep=sleep,
         who=config.delegate_email,
         deadline=google.NO_DEADLINE if deadline is None else deadline,
+    )
+
+
+def start_telemetry(config: settings.Settings) -> telemetry.Telemetry:
+    """Sentry for `SENTRY_DSN` (a disabled handle without one), masking the DSN and the
+    MongoDB password in everything it sends."""
+    return telemetry.init(
+        config.sentry_dsn,
+        trace_rate=config.sentry_trace_rate,
+        monitor_slug=config.sentry_monitor_slug,
+        secrets=telemetry.secrets_of(sentry_dsn=config.sentry_dsn, mongo_uri=config.mongo_uri),
+        release=__version__,
     )
 
 

@@ -9,37 +9,35 @@ unchanged drive costs.
 from __future__ import annotations
 
 import tempfile
-from dataclasses import replace
+from collections.abc import Callable
 from pathlib import Path
 
 from . import pipeline, report, sample, sources
 from .local import LocalFolderSource
 from .outcome import summary_line
-from .settings import Settings
 from .store import Store
 
 REPORT_FILE = Path("demo-report.html")
+MONGO_URI = "mongomock://demo"
 
 
-def run_demo(config: Settings, *, report_file: Path = REPORT_FILE) -> int:
-    """Run the pipeline twice on a copy of the sample drive; print and write the report."""
-    from .cli import run_config
+def run_demo(
+    config_for: Callable[[Path], pipeline.RunConfig],
+    mongo_db: str,
+    *,
+    report_file: Path = REPORT_FILE,
+) -> int:
+    """Run the pipeline twice on a copy of the sample drive; print and write the report.
 
+    `config_for(cache_dir)` is the run's configuration with its cache in the temporary
+    folder (`cli` builds it from harmless settings only); MongoDB is `MONGO_URI`."""
     with tempfile.TemporaryDirectory(prefix="backtest-demo-") as tmp:
         root = sample.copy_sample_drive(Path(tmp))
-        # Only harmless settings are taken from the environment: the demo never talks to
-        # a real database, drive or sheet, whatever .env says.
-        demo = replace(
-            Settings(),
-            cache_dir=Path(tmp) / "cache",
-            mongo_uri="mongomock://demo",
-            tz=config.tz,
-            future_year_exempt=config.future_year_exempt,
-        )
-        with Store.connect(demo.mongo_uri, demo.mongo_db) as store:
+        config = config_for(Path(tmp) / "cache")
+        with Store.connect(MONGO_URI, mongo_db) as store:
             services = pipeline.Services(sources.LocalTree(LocalFolderSource(root)), store)
-            first = pipeline.run(run_config(demo), pipeline.Options(), services)
-            second = pipeline.run(run_config(demo), pipeline.Options(), services)
+            first = pipeline.run(config, pipeline.Options(), services)
+            second = pipeline.run(config, pipeline.Options(), services)
             website = _website_view(store)
 
     print("backtest-compilation demo: the bundled sample drive, an in-process MongoDB\n")

@@ -506,9 +506,13 @@ def check_spreadsheet(
 # ---------------------------------------------------------------- MongoDB
 
 
-def _can_write(status: Mapping[str, Any], db: str) -> tuple[bool, str]:
-    """Whether `connectionStatus` (with privileges) allows insert/update/remove on the
-    three collections of `db`; privileges when the server lists them, else roles."""
+def can_write_collections(status: Mapping[str, Any], db: str) -> tuple[bool, str]:
+    """Whether the user of a `connectionStatus` answer (asked with `showPrivileges`) may
+    insert, update and remove in the three collections of database `db`, and why.
+
+    The privileges decide when the server lists them (mongod does); otherwise the
+    roles: a write role on `db`, or one that writes any database. The reason is the
+    line doctor prints: the rights found, or what is missing."""
     info = status.get("authInfo", {})
     privileges = info.get("authenticatedUserPrivileges") or []
     needed = {"insert", "update", "remove"}
@@ -521,6 +525,8 @@ def _can_write(status: Mapping[str, Any], db: str) -> tuple[bool, str]:
                     res.get("db") in (db, "") and res.get("collection") in (name, "")
                 ):
                     allowed.update(p.get("actions", []))
+            if "anyAction" in allowed:  # MongoDB's superuser action: every action
+                continue
             if not needed <= allowed:
                 return False, f"no {', '.join(sorted(needed - allowed))} on {db}.{name}"
         return True, "insert, update and remove on the three collections"
@@ -611,7 +617,7 @@ def check_mongo(config: settings.Settings, *, timeout_ms: int = MONGO_TIMEOUT_MS
                 )
             )
             return checks
-        allowed, why = _can_write(status, config.mongo_db)
+        allowed, why = can_write_collections(status, config.mongo_db)
         user = users[0].get("user", "?")
         if allowed:
             checks.append(_ok("MongoDB rights", f"user {user!r}: {why}"))

@@ -385,7 +385,7 @@ DRIVE_WRITES = PacerSettings(
     start_batch=5,
     max_batch=100,
     start_concurrency=1,
-    max_concurrency=4,
+    max_concurrency=8,
 )
 # Reads and Sheets: a handful of calls per run, far below the quotas; rate-limit answers
 # are met with backoff and Retry-After, and the pause holds every caller of the pacer.

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
@@ -240,6 +241,18 @@ def _run(config: RunConfig, options: Options, services: Services, progress: Prog
     # 4. each sink on its own: a sync applies it and remembers what it did (saving the
     # state after each); a dry run and `check` only plan (compare) what is left.
     results: dict[str, Any] = {}
+
+    def work(sink: Any) -> Callable[[], tuple[bool, Any]]:
+        def apply() -> Any:
+            if sink.name in _AFTER and not ctx.unchanged and deadline.expired:
+                raise deadline.error(_AFTER[sink.name])  # RUN_TIMEOUT_S: no sink starts
+            return sink.apply(plans.get(sink.name), ctx)
+
+        return lambda: _isolated(sink.name, apply, ctx.failures, services)
+
+    # MongoDB's plan does not depend on the renames (the sheet's does): it is written
+    # while they run, in a thread of its own, and remembered after them in the usual order.
+    early = _Early(work(mongo) if applying and plans["renames"] else None)
     for sink in (renames, mongo, sheet):
         plan = plans.get(sink.name)
         if not applying:
@@ -249,13 +262,7 @@ def _run(config: RunConfig, options: Options, services: Services, progress: Prog
                     sink.name, lambda s=sink: s.plan(ctx), ctx.failures, services
                 )
             continue
-
-        def work(sink: Any = sink, plan: Any = plan) -> Any:
-            if sink.name in _AFTER and not ctx.unchanged and deadline.expired:
-                raise deadline.error(_AFTER[sink.name])  # RUN_TIMEOUT_S: no sink starts
-            return sink.apply(plan, ctx)
-
-        ok, results[sink.name] = _isolated(sink.name, work, ctx.failures, services)
+        ok, results[sink.name] = early.result() if sink is mongo and early else work(sink)()
         remembered = sink.remember(remembered, plan, results[sink.name] if ok else None, ctx)
         # The sheet's part is saved with the run's end, just below.
         if not ctx.unchanged and sink is not sheet and (ok or sink is renames):
@@ -302,9 +309,40 @@ def _run(config: RunConfig, options: Options, services: Services, progress: Prog
     return Outcome(summary)
 
 
+class _Early:
+    """A sink's work started ahead of its turn, in a thread of its own; `result()` waits
+    for it. Falsy when there is nothing started."""
+
+    def __init__(self, work: Callable[[], tuple[bool, Any]] | None) -> None:
+        self._got: tuple[bool, Any] | None = None
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        if work is not None:
+
+            def run() -> None:
+                try:
+                    self._got = work()
+                except BaseException as exc:  # raised where the result is taken
+                    self._error = exc
+
+            self._thread = threading.Thread(target=run, name="mongo", daemon=True)
+            self._thread.start()
+
+    def __bool__(self) -> bool:
+        return self._thread is not None
+
+    def result(self) -> tuple[bool, Any]:
+        assert self._thread is not None
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._got is not None
+        return self._got
+
+
 # What a sink that the run's deadline stops says was not done.
 _AFTER = {
-    "mongo": "renaming; MongoDB was not updated",
+    "mongo": "reading the drive; MongoDB was not updated",
     "sheet": "updating MongoDB; the sheet was not written",
 }
 

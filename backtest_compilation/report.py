@@ -176,18 +176,27 @@ def html_page(
     what the website shows), so a failed run gets a page too. No scripts, readable on a
     phone, long lines wrap."""
     catalog = summary.get("catalog") or {"course_codes": [], "courses": [], "crosslisted": []}
+    courses = catalog.get("courses") or []
     problems = summary.get("problems") or []
     renames = summary.get("renames") or []
-    mongo = summary.get("mongo") or {}
-    sheet = summary.get("sheet") or {}
-    failed = summary.get("failed") or {}
-    courses = catalog.get("courses") or []
-    per_code: dict[str, list[int]] = {}
-    for course in courses:
-        entry = per_code.setdefault(course["course_code"], [0, 0])
-        entry[0] += 1
-        entry[1] += int(course.get("digital_count", 0))
     parts = [
+        *_html_head(title, headline),
+        *_html_failure(error, summary.get("failed") or {}),
+        _html_counts(courses, problems, renames),
+        # Problems first: they are what a person must act on.
+        *_html_problems(problems),
+        *_html_crosslisted(catalog.get("crosslisted") or []),
+        *_html_not_found(summary.get("sheet") or {}),
+        *_html_renames(renames),
+        *_html_mongo(summary.get("mongo") or {}, mongo_lines),
+        *_html_website(courses, website),
+        "</body></html>",
+    ]
+    return "\n".join(parts)
+
+
+def _html_head(title: str, headline: str) -> list[str]:
+    return [
         "<!doctype html>",
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
@@ -195,22 +204,34 @@ def html_page(
         f"<h1>{escape(title)}</h1>",
         f'<p class="summary">{escape(headline)}</p>',
     ]
-    if error or failed:
-        lines = [error] if error else []
-        lines += [f"{sink}: {why}" for sink, why in sorted(failed.items())]
-        parts.append(
-            '<div class="failed"><strong>This run failed.</strong><ul>'
-            + "".join(f"<li>{escape(line)}</li>" for line in lines)
-            + "</ul></div>"
-        )
+
+
+def _html_failure(error: str, failed: dict[str, str]) -> list[str]:
+    """The run's error and each sink's failure, or nothing for a run that did not fail."""
+    if not error and not failed:
+        return []
+    lines = [error] if error else []
+    lines += [f"{sink}: {why}" for sink, why in sorted(failed.items())]
+    return [
+        '<div class="failed"><strong>This run failed.</strong><ul>'
+        + "".join(f"<li>{escape(line)}</li>" for line in lines)
+        + "</ul></div>"
+    ]
+
+
+def _html_counts(courses: list[Any], problems: list[Any], renames: list[Any]) -> str:
+    departments = {course["course_code"] for course in courses}
     tests = sum(int(c.get("digital_count", 0)) for c in courses)
-    parts.append(
-        f"<p>{plural(len(per_code), 'department')}, {plural(len(courses), 'course')}, "
+    return (
+        f"<p>{plural(len(departments), 'department')}, {plural(len(courses), 'course')}, "
         f"{plural(tests, 'digital test')}, {plural(len(problems), 'problem')}, "
         f"{plural(len(renames), 'rename')}.</p>"
     )
 
-    # Problems first: they are what a person must act on.
+
+def _html_problems(problems: list[dict[str, Any]]) -> list[str]:
+    """The sheet's two sections, `Errors` then `Invalid Filenames`, linked to Drive."""
+    parts: list[str] = []
     for section, about_files in (("Errors", False), ("Invalid Filenames", True)):
         chosen = [p for p in problems if _about_files(p) == about_files]
         parts.append(f"<h2>{section} ({len(chosen)})</h2>")
@@ -227,68 +248,82 @@ def html_page(
             )
         )
         parts.append("</table>")
-    crosslisted = catalog.get("crosslisted") or []
-    parts.append(f"<h2>Crosslisted classes ({len(crosslisted)})</h2>")
-    parts.append(
-        '<ul class="lines">'
-        + "".join(f"<li>{escape(crosslisted_message(tuple(g)))}</li>" for g in crosslisted)
-        + "</ul>"
-        if crosslisted
-        else "<p>None.</p>"
-    )
+    return parts
+
+
+def _html_crosslisted(crosslisted: list[list[str]]) -> list[str]:
+    heading = f"<h2>Crosslisted classes ({len(crosslisted)})</h2>"
+    if not crosslisted:
+        return [heading, "<p>None.</p>"]
+    items = "".join(f"<li>{escape(crosslisted_message(tuple(g)))}</li>" for g in crosslisted)
+    return [heading, f'<ul class="lines">{items}</ul>']
+
+
+def _html_not_found(sheet: dict[str, Any]) -> list[str]:
+    """Courses without a row in the sheet (or with several), as the sheet run found them."""
     not_found = list(sheet.get("not_found") or [])
     ambiguous = list(sheet.get("ambiguous") or [])
-    parts.append(f"<h2>Classes not found in the sheet ({len(not_found) + len(ambiguous)})</h2>")
+    heading = f"<h2>Classes not found in the sheet ({len(not_found) + len(ambiguous)})</h2>"
     if not sheet.get("written") and not not_found and not ambiguous:
-        parts.append("<p>The sheet was not written in this run.</p>")
-    elif not not_found and not ambiguous:
-        parts.append("<p>None: every course has its row.</p>")
-    else:
-        parts.append(
-            '<ul class="lines">'
-            + "".join(f"<li>{escape(name)}</li>" for name in not_found)
-            + "".join(f"<li>{escape(name)} (matches more than one row)</li>" for name in ambiguous)
-            + "</ul>"
-        )
+        return [heading, "<p>The sheet was not written in this run.</p>"]
+    if not not_found and not ambiguous:
+        return [heading, "<p>None: every course has its row.</p>"]
+    return [
+        heading,
+        '<ul class="lines">'
+        + "".join(f"<li>{escape(name)}</li>" for name in not_found)
+        + "".join(f"<li>{escape(name)} (matches more than one row)</li>" for name in ambiguous)
+        + "</ul>",
+    ]
 
-    parts.append(f"<h2>Renames ({len(renames)})</h2>")
-    if renames:
-        parts.append("<table><tr><th>file</th><th>new name</th><th class=num>done</th></tr>")
-        parts.append(
-            _rows(
-                [
-                    [
-                        _linked(r["from"], r.get("id", "")),
-                        escape(r["to"]),
-                        "yes" if r.get("applied") else "no",
-                    ]
-                    for r in renames
-                ],
-                ["", "", "num"],
-            )
-        )
-        parts.append("</table>")
-    else:
-        parts.append("<p>None.</p>")
 
+def _html_renames(renames: list[dict[str, Any]]) -> list[str]:
+    heading = f"<h2>Renames ({len(renames)})</h2>"
+    if not renames:
+        return [heading, "<p>None.</p>"]
+    rows = [
+        [_linked(r["from"], r.get("id", "")), escape(r["to"]), "yes" if r.get("applied") else "no"]
+        for r in renames
+    ]
+    return [
+        heading,
+        "<table><tr><th>file</th><th>new name</th><th class=num>done</th></tr>",
+        _rows(rows, ["", "", "num"]),
+        "</table>",
+    ]
+
+
+def _html_mongo(mongo: dict[str, Any], mongo_lines: list[str] | tuple[str, ...]) -> list[str]:
+    """The MongoDB counts, then each change line (coloured by its +, - or ~)."""
     counts = (
         f"{mongo.get('inserted', 0)} added, {mongo.get('updated', 0)} changed, "
         f"{mongo.get('deleted', 0)} removed"
     )
-    parts.append(f"<h2>MongoDB changes ({escape(counts)})</h2>")
+    heading = f"<h2>MongoDB changes ({escape(counts)})</h2>"
     if mongo_lines:
         css = {"+": "plus", "-": "minus", "~": "tilde"}
-        parts.append('<ul class="lines">')
-        parts.extend(
-            f'<li class="{css.get(line[:1], "")}">{escape(line)}</li>' for line in mongo_lines
-        )
-        parts.append("</ul>")
-    elif mongo.get("in_sync"):
-        parts.append("<p>Nothing to change: the website already shows what the drive holds.</p>")
-    else:
-        parts.append("<p>MongoDB was not updated in this run.</p>")
+        return [
+            heading,
+            '<ul class="lines">',
+            *(f'<li class="{css.get(line[:1], "")}">{escape(line)}</li>' for line in mongo_lines),
+            "</ul>",
+        ]
+    if mongo.get("in_sync"):
+        return [
+            heading,
+            "<p>Nothing to change: the website already shows what the drive holds.</p>",
+        ]
+    return [heading, "<p>MongoDB was not updated in this run.</p>"]
 
-    parts.append("<h2>What the website shows</h2>")
+
+def _html_website(courses: list[dict[str, Any]], website: list[str] | tuple[str, ...]) -> list[str]:
+    """What a visitor sees: the demo's website lines, departments, then every course."""
+    per_code: dict[str, list[int]] = {}
+    for course in courses:
+        entry = per_code.setdefault(course["course_code"], [0, 0])
+        entry[0] += 1
+        entry[1] += int(course.get("digital_count", 0))
+    parts = ["<h2>What the website shows</h2>"]
     if website:
         parts.append('<ul class="lines">' + "".join(f"<li>{escape(w)}</li>" for w in website))
         parts.append("</ul>")
@@ -304,25 +339,18 @@ def html_page(
     )
     parts.append("</table>")
     parts.append("<table><tr><th>course</th><th>tests</th><th class=num>count</th></tr>")
-    parts.append(
-        _rows(
-            [
-                [
-                    _linked(c["name"], c.get("folder_id", "")),
-                    escape(
-                        "; ".join(f"{t['type']}: {', '.join(t['tests'])}" for t in c["tests"])
-                        or "—"
-                    ),
-                    str(c.get("digital_count", 0)),
-                ]
-                for c in courses
-            ],
-            ["", "", "num"],
-        )
-    )
+    parts.append(_rows([_course_cells(c) for c in courses], ["", "", "num"]))
     parts.append("</table>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+    return parts
+
+
+def _course_cells(course: dict[str, Any]) -> list[str]:
+    tests = "; ".join(f"{t['type']}: {', '.join(t['tests'])}" for t in course["tests"])
+    return [
+        _linked(course["name"], course.get("folder_id", "")),
+        escape(tests or "—"),
+        str(course.get("digital_count", 0)),
+    ]
 
 
 def _about_files(problem: dict[str, Any]) -> bool:

@@ -217,7 +217,7 @@ def run_forever(
         running = threading.Event()
         running.set()
         beater = threading.Thread(
-            target=_beat_while,
+            target=beat_while_running,
             args=(running, lambda: beat(None), beat_every_s, run_timeout_s),
             name="heartbeat",
             daemon=True,
@@ -271,7 +271,7 @@ def run_forever(
     return 0
 
 
-def _beat_while(
+def beat_while_running(
     running: threading.Event,
     beat: Callable[[], None],
     every_s: float,
@@ -279,7 +279,11 @@ def _beat_while(
     grace_s: float = 60.0,
 ) -> None:
     """Call `beat` every `every_s` while `running` is set, for at most `run_timeout_s`
-    plus `grace_s` (a run stops itself at its timeout; one still going is hung)."""
+    plus `grace_s` (a run stops itself at its timeout; one still going is hung, and a
+    heartbeat left to go stale lets the container's health check say so).
+
+    `run_forever` runs it in a thread beside each run; it returns soon after `running`
+    is cleared."""
     started = time.monotonic()
     limit = None if run_timeout_s is None else run_timeout_s + grace_s
     while running.is_set():

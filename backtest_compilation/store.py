@@ -19,7 +19,8 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Self
+from dataclasses import dataclass, field, replace
+from typing import Any, NamedTuple, Self
 from urllib.parse import unquote, urlsplit
 
 from pymongo import DeleteMany, InsertOne, MongoClient, UpdateMany, monitoring
@@ -351,7 +352,8 @@ class Store:
         Checks the mass-delete guard first (`GuardRefused`, nothing written). A plan
         with nothing to do sends nothing. Otherwise the indexes are ensured and each
         non-empty phase is one ordered `bulk_write`. A failure stops at that phase
-        (`ServiceError`); the next run reads the state again and converges."""
+        (`ApplyFailed`, a `ServiceError`, with what was written before it); the next run
+        reads the state again and converges."""
         check_guard(
             plan, max_delete_fraction=max_delete_fraction, allow_mass_delete=allow_mass_delete
         )
@@ -363,66 +365,23 @@ class Store:
         if log.isEnabledFor(logging.DEBUG):
             for line in plan_lines(plan):
                 log.debug("mongo plan: %s", line)
-        phases = _phases(plan)
-        done: dict[str, int] = {}
-        inserted = updated = deleted = 0
-
-        def stopped(exc: ServiceError) -> ApplyFailed:
-            # What the server confirmed so far; every later phase is not applied.
-            return ApplyFailed(
-                str(exc),
-                Applied(
-                    inserted=inserted,
-                    updated=updated,
-                    deleted=deleted,
-                    round_trips=self.round_trips.total - before,
-                    seconds=time.perf_counter() - started,
-                    complete=False,
-                    phases=tuple(
-                        (phase, _planned(ops), done.get(phase, 0))
-                        for phase, _collection, ops in phases
-                        if ops
-                    ),
-                ),
-            )
-
-        try:
-            self.ensure_indexes()
-        except ServiceError as exc:
-            raise stopped(exc) from None
-        for phase, collection, ops in phases:
-            if not ops:
-                continue
-            try:
-                with self._talking(f"writing ({phase})"):
-                    try:
-                        result = self._db[collection].bulk_write(ops, ordered=True)
-                    except BulkWriteError as exc:
-                        # Ordered: the operations before the failing one were applied.
-                        count = _confirmed(phase, exc.details)
-                        done[phase] = count
-                        inserted, updated, deleted = _add(phase, count, inserted, updated, deleted)
-                        errors = exc.details.get("writeErrors", [])
-                        first = errors[0].get("errmsg", "") if errors else str(exc)
-                        raise ServiceError(
-                            f"MongoDB at {self._where} refused a write while writing ({phase}): "
-                            f"{self._scrub(first[:300])}"
-                        ) from None
-            except ServiceError as exc:
-                raise stopped(exc) from None
-            self._by_hand(phase.split()[0])
-            inserted += result.inserted_count
-            updated += result.modified_count
-            deleted += result.deleted_count
-            done[phase] = _planned(ops)
-            log.debug("mongo %s: %d operations", phase, len(ops))
+        phases = [phase for phase in write_phases(plan) if phase.operations]
+        progress, error = self._write_phases(phases)
         applied = Applied(
-            inserted=inserted,
-            updated=updated,
-            deleted=deleted,
+            inserted=progress.inserted,
+            updated=progress.updated,
+            deleted=progress.deleted,
             round_trips=self.round_trips.total - before,
             seconds=time.perf_counter() - started,
         )
+        if error is not None:
+            # What the server confirmed so far; every later phase is not applied.
+            per_phase = tuple(
+                (phase.name, phase.documents, progress.done.get(phase.name, 0)) for phase in phases
+            )
+            raise ApplyFailed(
+                str(error), replace(applied, complete=False, phases=per_phase)
+            ) from None
         log.info(
             "mongo apply: %d inserted, %d updated, %d deleted in %.2f s (%d round trips)",
             applied.inserted,
@@ -433,9 +392,93 @@ class Store:
         )
         return applied
 
+    def _write_phases(self, phases: list[WritePhase]) -> tuple[_Progress, ServiceError | None]:
+        """The indexes, then each phase in order, until one fails: what the server
+        confirmed, and the error that stopped the writes (None when all went through)."""
+        progress = _Progress()
+        try:
+            self.ensure_indexes()
+        except ServiceError as exc:
+            return progress, exc
+        for phase in phases:
+            written, error = self._write_phase(phase)
+            progress = progress.plus(written)
+            if error is not None:
+                return progress, error
+        return progress, None
 
-def _phases(plan: Plan) -> list[tuple[str, str, list[Any]]]:
-    """(phase, collection, operations) in the order a visitor never sees a gap.
+    def _write_phase(self, write: WritePhase) -> tuple[_Progress, ServiceError | None]:
+        """One ordered `bulk_write`: what it confirmed, and the error if it stopped."""
+        phase, kind = write.name, write.name.split()[0]
+        try:
+            with self._talking(f"writing ({phase})"):
+                try:
+                    result = self._db[write.collection].bulk_write(write.operations, ordered=True)
+                except BulkWriteError as exc:
+                    # Ordered: the operations before the failing one were applied.
+                    errors = exc.details.get("writeErrors", [])
+                    first = errors[0].get("errmsg", "") if errors else str(exc)
+                    refused = ServiceError(
+                        f"MongoDB at {self._where} refused a write while writing ({phase}): "
+                        f"{self._scrub(first[:300])}"
+                    )
+                    return _Progress.of(phase, kind, _confirmed(phase, exc.details)), refused
+        except ServiceError as exc:  # `_talking`'s: the driver failed, nothing confirmed
+            return _Progress(), exc
+        self._by_hand(kind)
+        log.debug("mongo %s: %d operations", phase, len(write.operations))
+        written = _Progress(
+            done={phase: write.documents},
+            inserted=result.inserted_count,
+            updated=result.modified_count,
+            deleted=result.deleted_count,
+        )
+        return written, None
+
+
+@dataclass(frozen=True)
+class _Progress:
+    """Documents the server confirmed: per phase (for `Applied.phases`), and in total."""
+
+    done: Mapping[str, int] = field(default_factory=dict)
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+
+    @classmethod
+    def of(cls, phase: str, kind: str, count: int) -> _Progress:
+        """`count` documents confirmed by a phase of `kind` (insert, update or delete)."""
+        return cls(
+            done={phase: count},
+            inserted=count if kind == "insert" else 0,
+            updated=count if kind == "update" else 0,
+            deleted=count if kind == "delete" else 0,
+        )
+
+    def plus(self, other: _Progress) -> _Progress:
+        return _Progress(
+            done={**self.done, **other.done},
+            inserted=self.inserted + other.inserted,
+            updated=self.updated + other.updated,
+            deleted=self.deleted + other.deleted,
+        )
+
+
+class WritePhase(NamedTuple):
+    """One phase of an apply: its name (`insert courses`), its collection, the pymongo
+    operations of its one `bulk_write`, and how many documents they stand for (a delete
+    chunk holds many `_id`s)."""
+
+    name: str
+    collection: str
+    operations: list[Any]
+    documents: int
+
+
+def write_phases(plan: Plan) -> list[WritePhase]:
+    """The wire form of `plan`, phase by phase, in the order in which a visitor never
+    sees a gap (contract §3); `Store.apply` sends each non-empty phase as one ordered
+    `bulk_write`. Deletes go in chunks of `DELETE_CHUNK` `_id`s.
 
     Updates filter on the unique `_id`, so `UpdateMany` touches one document exactly
     like `UpdateOne` — and, unlike `UpdateOne`, works in mongomock 4.3 with pymongo
@@ -452,7 +495,7 @@ def _phases(plan: Plan) -> list[tuple[str, str, list[Any]]]:
             changes["course_ids"] = [b.course_id]
         backtest_updates.append(UpdateMany({"_id": b.id}, {"$set": changes}))
     return [
-        (
+        _one_each(
             "insert backtests",
             BACKTESTS,
             [
@@ -460,18 +503,28 @@ def _phases(plan: Plan) -> list[tuple[str, str, list[Any]]]:
                 for b in plan.backtests_to_add
             ],
         ),
-        (
+        _one_each(
             "insert courses",
             COURSES,
             [InsertOne({"_id": c.id, **course_document(c)}) for c in plan.courses_to_add],
         ),
-        ("insert codes", CODES, [InsertOne({"course_code": code}) for code in plan.codes_to_add]),
-        ("update courses", COURSES, course_updates),
-        ("update backtests", BACKTESTS, backtest_updates),
-        ("delete codes", CODES, _delete_ops(c.id for c in plan.codes_to_remove)),
-        ("delete courses", COURSES, _delete_ops(c.id for c in plan.courses_to_remove)),
-        ("delete backtests", BACKTESTS, _delete_ops(b.id for b in plan.backtests_to_remove)),
+        _one_each(
+            "insert codes", CODES, [InsertOne({"course_code": c}) for c in plan.codes_to_add]
+        ),
+        _one_each("update courses", COURSES, course_updates),
+        _one_each("update backtests", BACKTESTS, backtest_updates),
+        _deleting("delete codes", CODES, [c.id for c in plan.codes_to_remove]),
+        _deleting("delete courses", COURSES, [c.id for c in plan.courses_to_remove]),
+        _deleting("delete backtests", BACKTESTS, [b.id for b in plan.backtests_to_remove]),
     ]
+
+
+def _one_each(name: str, collection: str, operations: list[Any]) -> WritePhase:
+    return WritePhase(name, collection, operations, len(operations))
+
+
+def _deleting(name: str, collection: str, ids: list[Any]) -> WritePhase:
+    return WritePhase(name, collection, _delete_ops(ids), len(ids))
 
 
 class ApplyFailed(ServiceError):
@@ -482,30 +535,10 @@ class ApplyFailed(ServiceError):
         self.applied = applied
 
 
-def _planned(ops: list[Any]) -> int:
-    """Documents a phase's operations stand for (a delete chunk holds many `_id`s)."""
-    total = 0
-    for op in ops:
-        if isinstance(op, DeleteMany):
-            total += len(op._filter["_id"]["$in"])
-        else:
-            total += 1
-    return total
-
-
 def _confirmed(phase: str, details: dict[str, Any]) -> int:
     key = {"insert": "nInserted", "update": "nModified", "delete": "nRemoved"}[phase.split()[0]]
     value = details.get(key, 0)
     return value if isinstance(value, int) else 0
-
-
-def _add(phase: str, count: int, inserted: int, updated: int, deleted: int) -> tuple[int, int, int]:
-    kind = phase.split()[0]
-    return (
-        inserted + (count if kind == "insert" else 0),
-        updated + (count if kind == "update" else 0),
-        deleted + (count if kind == "delete" else 0),
-    )
 
 
 def _delete_ops(ids: Iterable[Any]) -> list[DeleteMany]:

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import unquote, urlsplit
-
-from .settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +65,9 @@ _PATTERNS: Final = (
 _MAX_DEPTH: Final = 30
 
 
-def secrets_of(config: Settings) -> tuple[str, ...]:
-    """The literal secret strings of `config` (DSN, its key, MongoDB URI and password)."""
+def secrets_of(*, sentry_dsn: str = "", mongo_uri: str = "") -> tuple[str, ...]:
+    """The literal secret strings to mask: the DSN and its key, and the MongoDB URI and
+    its password when it has one."""
     found: set[str] = set()
 
     def split(value: str) -> Any:
@@ -81,13 +81,13 @@ def secrets_of(config: Settings) -> tuple[str, ...]:
         if piece and len(piece) >= 4:
             found.update({piece, unquote(piece)})
 
-    if config.sentry_dsn:
-        found.add(config.sentry_dsn)
-        dsn = split(config.sentry_dsn)
+    if sentry_dsn:
+        found.add(sentry_dsn)
+        dsn = split(sentry_dsn)
         add_piece(dsn.username if dsn else None)
-    mongo = split(config.mongo_uri)
+    mongo = split(mongo_uri)
     if mongo is not None and mongo.password:
-        found.add(config.mongo_uri)
+        found.add(mongo_uri)
         add_piece(mongo.password)
     # Longest first, so a URI is masked whole before its password is.
     return tuple(sorted(set(found), key=len, reverse=True))
@@ -238,6 +238,28 @@ class Telemetry:
             monitor_config=dict(monitor),
         )
 
+    def checked_in(self, job: Callable[[], int], monitor: Mapping[str, Any]) -> int:
+        """Run `job` (it returns an exit code) between two Sentry Crons check-ins: in
+        progress, then ok (exit 0) or error, so Sentry alerts on a failed run and on one
+        that never happened. A check-in that fails is logged and never stops the run."""
+        started = time.monotonic()
+        check_in = None
+        try:
+            check_in = self.checkin_start(monitor)
+        except Exception as exc:
+            log.warning("sentry crons: check-in failed (%s)", type(exc).__name__)
+        code = 1
+        try:
+            code = job()
+            return code
+        finally:
+            try:
+                self.checkin_finish(
+                    check_in, ok=code == 0, duration_s=time.monotonic() - started, monitor=monitor
+                )
+            except Exception as exc:
+                log.warning("sentry crons: check-in failed (%s)", type(exc).__name__)
+
     def flush(self, timeout_s: float = 5.0) -> None:
         """Wait (at most `timeout_s`) until queued events are sent."""
         if self.enabled:
@@ -254,16 +276,28 @@ class Telemetry:
             sentry_sdk.get_global_scope().set_client(None)
 
 
-def init(config: Settings, *, release: str | None = None) -> Telemetry:
-    """Start Sentry when `SENTRY_DSN` is set (else a disabled handle); call once per process."""
-    if not config.sentry_dsn:
+def init(
+    dsn: str,
+    *,
+    trace_rate: float = 1.0,
+    monitor_slug: str = "",
+    secrets: tuple[str, ...] = (),
+    release: str | None = None,
+) -> Telemetry:
+    """Start Sentry when `dsn` is set (else a disabled handle); call once per process.
+
+    `secrets` (`secrets_of`) are masked wherever they appear in what is sent, as is the
+    DSN itself, on top of everything that looks like a secret; `cli.start_telemetry`
+    builds the arguments from the settings."""
+    if not dsn:
         log.debug("SENTRY_DSN not set: error reporting off")
         return Telemetry(enabled=False)
     # Imported here: the SDK costs ~0.2 s to import, which a run without Sentry need not pay.
     import sentry_sdk
     from sentry_sdk.integrations.logging import LoggingIntegration
 
-    secrets = secrets_of(config)
+    # Longest first, so a URI is masked whole before its password is.
+    secrets = tuple(sorted({*secrets, *secrets_of(sentry_dsn=dsn)}, key=len, reverse=True))
 
     def before_send(event: Any, hint: Any) -> Any:
         event = scrub(event, secrets)
@@ -276,8 +310,8 @@ def init(config: Settings, *, release: str | None = None) -> Telemetry:
         return scrub(crumb, secrets)
 
     sentry_sdk.init(
-        dsn=config.sentry_dsn,
-        traces_sample_rate=config.sentry_trace_rate,
+        dsn=dsn,
+        traces_sample_rate=trace_rate,
         # send_default_pii is left at its default (False): passing it is deprecated in
         # recent SDKs; a test asserts the client does not send PII.
         include_local_variables=False,
@@ -291,7 +325,7 @@ def init(config: Settings, *, release: str | None = None) -> Telemetry:
         before_breadcrumb=before_breadcrumb,
     )
     log.info("error reporting to Sentry on")
-    return Telemetry(enabled=True, secrets=secrets, monitor_slug=config.sentry_monitor_slug)
+    return Telemetry(enabled=True, secrets=secrets, monitor_slug=monitor_slug)
 
 
 def monitor_config(schedule: str, tz: str, *, max_runtime_min: int = 60) -> dict[str, Any]:

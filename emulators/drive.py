@@ -205,6 +205,7 @@ class Stats:
     renames: int = 0
     rate_limited: int = 0  # writes refused by the write limit
     method_overrides: int = 0
+    max_concurrent: int = 0  # the most HTTP requests being answered at one time
 
 
 # ---------------------------------------------------------------- queries
@@ -416,6 +417,7 @@ class DriveEmulator(FaultInjector, Emulator):
         self._expired_before = 0
         self._ids = itertools.count(1)
         self._lock = threading.RLock()
+        self._in_flight = 0
         # OAuth: delegate e-mail → scopes granted; None means "any token accepted".
         self.grants: dict[str, frozenset[str]] | None = None
         self._tokens: set[str] = set()
@@ -975,6 +977,17 @@ class _Handler(BaseHTTPRequestHandler):
         self._handle("PATCH")
 
     def _handle(self, method: str) -> None:
+        drive = self.drive
+        with drive._lock:
+            drive._in_flight += 1
+            drive.stats.max_concurrent = max(drive.stats.max_concurrent, drive._in_flight)
+        try:
+            self._answer(method)
+        finally:
+            with drive._lock:
+                drive._in_flight -= 1
+
+    def _answer(self, method: str) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         drive = self.drive

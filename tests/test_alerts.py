@@ -20,7 +20,7 @@ import pytest
 from backtest_compilation import alerts, cli, sample, telemetry
 from backtest_compilation.settings import Settings
 from emulators.drive import DriveEmulator
-from tests.test_telemetry import Endpoint
+from tests.support.sentry_ingest import Endpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 MAIN = str(ROOT / "main.py")
@@ -165,10 +165,10 @@ def test_a_scheduled_run_checks_in_around_the_job(
     config = Settings(
         sentry_dsn=endpoint.dsn, sentry_trace_rate=0.0, schedule="2 9-19/2 * * *", tz="Europe/Oslo"
     )
-    tel = telemetry.init(config)
+    tel = cli.start_telemetry(config)
     monitor = telemetry.monitor_config(config.schedule, config.tz, max_runtime_min=60)
     try:
-        assert cli._scheduled(lambda: code, tel, monitor) == code
+        assert tel.checked_in(lambda: code, monitor) == code
         tel.flush()
         got = check_ins(endpoint)
     finally:

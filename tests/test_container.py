@@ -244,6 +244,9 @@ def test_env_example_lists_every_setting_with_a_comment() -> None:
     spec_only = {"RENAME_STALL_S", "RENAME_BUDGET_S", "RUN_TIMEOUT_S"}  # contract §6
     assert read | spec_only <= set(names), sorted((read | spec_only) - set(names))
     for name, n in names.items():
-        above = lines[n - 1] if n else ""
-        # Each setting has a comment right above it (or shares the one of its group).
-        assert above.startswith("#") or re.match(r"[A-Z_]+=", above), name
+        # Each setting has a comment right above it, or above the group of settings it
+        # is in (the lines right above it are settings up to that comment).
+        first = n
+        while first > 0 and re.match(r"[A-Z_]+=", lines[first - 1]):
+            first -= 1
+        assert first > 0 and lines[first - 1].startswith("#"), name

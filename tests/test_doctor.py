@@ -201,30 +201,114 @@ def test_a_wrong_mongodb_password(setup: SetUp, mongo_auth_server: MongoServer) 
     assert "wrong-Pa55word" not in text
 
 
-@pytest.mark.mongo_server
-def test_a_mongodb_user_who_may_only_read(
-    setup: SetUp, mongo_server: MongoServer, mongo_db_name: str
-) -> None:
-    status = {
+def _status(roles: list[dict[str, str]], privileges: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
         "authInfo": {
             "authenticatedUsers": [{"user": "web", "db": "admin"}],
-            "authenticatedUserRoles": [{"role": "read", "db": mongo_db_name}],
-            "authenticatedUserPrivileges": [],
+            "authenticatedUserRoles": roles,
+            "authenticatedUserPrivileges": privileges,
         }
     }
-    assert doctor._can_write(status, mongo_db_name) == (
-        False,
-        f"roles read@{mongo_db_name} do not allow writing to {mongo_db_name}",
-    )
+
+
+def _on(collection: str, *actions: str, db: str = "apo") -> dict[str, Any]:
+    return {"resource": {"db": db, "collection": collection}, "actions": list(actions)}
+
+
+READ_ONLY = [{"role": "read", "db": "apo"}]
+WRITE_RIGHTS_CASES = [
+    pytest.param(
+        _status(READ_ONLY, []),
+        (False, "roles read@apo do not allow writing to apo"),
+        id="a user who may only read is refused, naming the roles",
+    ),
+    pytest.param(
+        _status([], []),
+        (False, "roles none do not allow writing to apo"),
+        id="a user without roles is refused",
+    ),
+    pytest.param(
+        _status([{"role": "readWrite", "db": "apo"}], []),
+        (True, "role readWrite on apo"),
+        id="readWrite on the database allows it",
+    ),
+    pytest.param(
+        _status([{"role": "readWrite", "db": "other"}], []),
+        (False, "roles readWrite@other do not allow writing to apo"),
+        id="readWrite on another database does not",
+    ),
+    pytest.param(
+        _status([{"role": "readWriteAnyDatabase", "db": "admin"}], []),
+        (True, "role readWriteAnyDatabase on admin"),
+        id="a role that writes any database allows it",
+    ),
     # With privileges listed (as mongod does), they decide.
-    status["authInfo"]["authenticatedUserPrivileges"] = [
-        {"resource": {"db": mongo_db_name, "collection": ""}, "actions": ["find", "insert"]}
-    ]
-    allowed, why = doctor._can_write(status, mongo_db_name)
-    assert not allowed and why.startswith("no remove, update on")
-    status["authInfo"]["authenticatedUserPrivileges"][0]["actions"] += ["update", "remove"]
-    assert doctor._can_write(status, mongo_db_name)[0]
-    # And a real authenticated user with readWrite, on the wire server.
+    pytest.param(
+        _status(READ_ONLY, [_on("", "find", "insert")]),
+        (False, "no remove, update on apo.backtest_course_code_collection"),
+        id="privileges decide: insert alone is not enough",
+    ),
+    pytest.param(
+        _status(READ_ONLY, [_on("", "find", "insert", "update", "remove")]),
+        (True, "insert, update and remove on the three collections"),
+        id="privileges decide: the three actions on the whole database",
+    ),
+    pytest.param(
+        _status(
+            READ_ONLY, [_on(name, "insert", "update", "remove") for name in doctor.COLLECTIONS]
+        ),
+        (True, "insert, update and remove on the three collections"),
+        id="privileges decide: the three actions on each collection",
+    ),
+    pytest.param(
+        _status(
+            READ_ONLY,
+            [_on(name, "insert", "update", "remove") for name in doctor.COLLECTIONS[:2]],
+        ),
+        (False, "no insert, remove, update on apo.backtest_collection"),
+        id="privileges decide: a collection without them is named",
+    ),
+    pytest.param(
+        _status(
+            [], [{"resource": {"anyResource": True}, "actions": ["insert", "update", "remove"]}]
+        ),
+        (True, "insert, update and remove on the three collections"),
+        id="the three actions on any resource allow it",
+    ),
+    pytest.param(
+        _status(
+            [{"role": "root", "db": "admin"}],
+            [{"resource": {"anyResource": True}, "actions": ["anyAction"]}],
+        ),
+        (True, "insert, update and remove on the three collections"),
+        id="anyAction on anyResource (the root role's privilege) allows it",
+    ),
+    pytest.param(
+        _status(READ_ONLY, [_on("", "anyAction", db="other")]),
+        (False, "no insert, remove, update on apo.backtest_course_code_collection"),
+        id="anyAction on another database does not",
+    ),
+    pytest.param(
+        _status(
+            [{"role": "readWrite", "db": "apo"}],
+            [_on("", "insert", "update", "remove", db="other")],
+        ),
+        (False, "no insert, remove, update on apo.backtest_course_code_collection"),
+        id="privileges on another database do not, whatever the roles say",
+    ),
+]
+
+
+@pytest.mark.parametrize(("status", "expected"), WRITE_RIGHTS_CASES)
+def test_mongodb_write_rights(status: dict[str, Any], expected: tuple[bool, str]) -> None:
+    assert doctor.can_write_collections(status, "apo") == expected
+
+
+@pytest.mark.mongo_server
+def test_a_mongodb_user_with_read_write_passes(
+    setup: SetUp, mongo_server: MongoServer, mongo_db_name: str
+) -> None:
+    # A real authenticated user with readWrite, on the wire server.
     admin: MongoClient[Any] = MongoClient(mongo_server.uri)
     user = f"u{mongo_db_name}"
     try:

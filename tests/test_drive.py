@@ -165,6 +165,46 @@ def test_many_parents_share_one_query_and_long_queries_are_posted(
     assert drive_emulator.stats.method_overrides == 2
 
 
+def test_long_queries_over_several_pages_list_every_file_once(
+    drive_emulator: DriveEmulator, drive_source: Make
+) -> None:
+    # 50 Google-shaped course ids make a query over 2,048 characters (sent as a POST
+    # with the parameters in the body), and their 1,150 files need two pages of it.
+    root = drive_emulator.add_folder("root", "Backtests")
+    dept = drive_emulator.add_folder(root, "CSCI")
+    files = set()
+    for c in range(50):
+        course = drive_emulator.add_folder(dept, f"CSCI-{1000 + c} C")
+        files |= {drive_emulator.add_file(course, f"E1F{i:02d}.pdf") for i in range(23)}
+    got = drive_source(root).read(None, now=NOW)
+    assert {i.id for i in got.snapshot.items if i.mime_type != FOLDER_MIME} == files
+    assert len(files) == 1150
+    # root, dept, then the 50 courses' files in 2 pages of one long query.
+    assert drive_emulator.stats.by_method["files.list"] == 1 + 1 + 2
+    assert drive_emulator.stats.method_overrides == 2
+
+
+def test_a_big_shared_drive_is_read_folder_by_folder_in_parallel(
+    drive_emulator: DriveEmulator, drive_source: Make
+) -> None:
+    drive = drive_emulator.add_drive("Big")
+    files = set()
+    for d in range(3):
+        dept = drive_emulator.add_folder(drive, f"DEPT{d}")
+        for c in range(60):
+            course = drive_emulator.add_folder(dept, f"DEPT-{1000 + c} C")
+            files |= {drive_emulator.add_file(course, f"E1F{i:02d}.pdf") for i in range(20)}
+    one_stream = drive_source(drive).read(None, now=NOW)
+    # 3,000+ items: the first pages are one stream; past ONE_STREAM_PAGES, breadth-first.
+    assert {i.id for i in one_stream.snapshot.items if i.mime_type != FOLDER_MIME} == files
+    assert len(one_stream.snapshot.items) == 3 + 180 + 3600
+    # 3 pages of the stream, then root (1), departments (1 query of 3 parents, 1 page),
+    # courses (180 parents: 4 queries of at most 50, one page each).
+    assert drive_emulator.stats.by_method["files.list"] == 3 + 1 + 1 + 4
+    # In parallel: more than one query was answered at a time.
+    assert drive_emulator.stats.max_concurrent > 1
+
+
 # ---------------------------------------------------------------- the changes feed
 
 
@@ -566,3 +606,49 @@ def test_any_edits_through_the_changes_feed_match_a_full_listing(
             read = source.read(read.snapshot, now=NOW)
             assert not read.full
             assert read.tree == make().read(None, now=NOW).tree
+
+
+# ---------------------------------------------------------------- batch parts
+
+
+def _drive_service(http: object) -> object:
+    from googleapiclient.discovery import build
+
+    return build(
+        "drive",
+        "v3",
+        http=http,
+        static_discovery=True,
+        cache_discovery=False,
+        client_options={"api_endpoint": "http://127.0.0.1:9/drive/v3/"},
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(name=st.text(min_size=1, max_size=600), file_id=st.sampled_from(["x", "1" * 33, "a'b"]))
+def test_batch_parts_are_written_exactly_as_googleapiclient_writes_them(
+    name: str, file_id: str
+) -> None:
+    import httplib2
+    from google.oauth2.credentials import Credentials as TokenCredentials
+    from google_auth_httplib2 import AuthorizedHttp
+    from googleapiclient.http import BatchHttpRequest
+
+    from backtest_compilation.drive import Batch
+
+    # With a bearer token (the part carries it) and without credentials at all.
+    for http in (AuthorizedHttp(TokenCredentials("test-token"), http=httplib2.Http()), None):
+        files = _drive_service(http or httplib2.Http()).files()  # type: ignore[attr-defined]
+        requests = [
+            files.update(
+                fileId=file_id, body={"name": name}, fields="id,name", supportsAllDrives=True
+            ),
+            files.get(fileId=file_id, fields="id,name", supportsAllDrives=True),
+            files.list(q=f"name = '{name}'", pageSize=1000),
+        ]
+        for request in requests:
+            if http is None:
+                request.http = None
+            ours = Batch()._serialize_request(request)
+            assert ours == BatchHttpRequest()._serialize_request(request)
+            assert ours.startswith(f"{request.method} /drive/v3/files")

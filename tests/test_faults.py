@@ -541,6 +541,7 @@ def test_a_401_on_rename_batch_parts_leaves_mongo_and_the_sheet_applied(
     # The website shows what a fault-free run publishes; only the renames are pending.
     reference = fault_twin.run()
     assert without_ids(world.view()) == without_ids(fault_twin.view())
+    assert got.summary["renames"]
     assert not any(r["applied"] for r in got.summary["renames"])
     world.drive.faults.part_every = 0
     healed = world.run()

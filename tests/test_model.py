@@ -136,6 +136,10 @@ class World:
         self.tmp = tmp
         self.serial = itertools.count(1)
         self.runs = 0  # runs checked, over all examples (the test fails if none ran)
+        # Courses whose `_id` was compared across a run, and website codes checked: the
+        # checks below loop over what happens to exist, so the test makes sure they ran.
+        self.ids_compared = 0
+        self.codes_visited = 0
 
 
 class DriveEdits(RuleBasedStateMachine):
@@ -304,6 +308,7 @@ class DriveEdits(RuleBasedStateMachine):
         after_ids = self._ids_by_folder()
         for folder_id in before_ids.keys() & after_ids.keys():
             assert after_ids[folder_id] == before_ids[folder_id], f"_id changed: {folder_id}"
+            self.world.ids_compared += 1
 
     # Runs are as likely as a few edits together: two more rules that just run.
     @rule()
@@ -361,6 +366,7 @@ class DriveEdits(RuleBasedStateMachine):
         for rows in visit(self.store.database).values():
             assert rows, "a code with no course"
             assert all(not isinstance(tests, str) for _id, _name, tests in rows)
+            self.world.codes_visited += 1
 
 
 def _run_machine(
@@ -389,6 +395,8 @@ def _run_machine(
         ),
     )
     assert world.runs >= examples, f"only {world.runs} runs were checked"
+    assert world.ids_compared > 0, "no course outlived a run: its _id was never compared"
+    assert world.codes_visited > 0, "the website never showed a code to check"
 
 
 def test_random_edits_and_runs_converge_on_mongomock(

@@ -13,10 +13,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httplib2
 import pytest
 from google.auth.credentials import AnonymousCredentials
+from googleapiclient.discovery import build
+from googleapiclient.http import BatchHttpRequest
 
-from backtest_compilation import sheet, state
+from backtest_compilation import google, sheet, state
 from backtest_compilation.catalog import Category, Rename
 from backtest_compilation.drive import DriveCallError, DriveSource
 from backtest_compilation.errors import ServiceError
@@ -315,19 +318,63 @@ def test_a_folded_content_id_is_unfolded_as_rfc_5322_says() -> None:
 
 def test_the_write_limit_answers_each_part_over_it() -> None:
     with DriveEmulator() as emu:
-        root, renames = misnamed(emu, 12)
+        _, renames = misnamed(emu, 12)
         emu.limit_writes(1.0, burst=4, retry_after="seconds")
         emu.reset_stats()
-        source = DriveSource(
-            root, credentials=AnonymousCredentials(), endpoint=emu.url, allow_renames=True
-        )
-        answers = source._rename_batch(renames, source._new_http())  # one batch of 12
+        # One batch of 12 through googleapiclient itself: the answer to each part.
+        files = build(
+            "drive",
+            "v3",
+            http=httplib2.Http(),
+            static_discovery=True,
+            cache_discovery=False,
+            client_options={"api_endpoint": f"{emu.url}/drive/v3/"},
+        ).files()
+        answers: dict[str, google.Answer] = {}
+
+        def done(request_id: str, response: Any, exc: Exception | None) -> None:
+            answers[request_id] = (
+                google.answer_of(exc) if exc else google.Answer(google.Kind.OK, 200)
+            )
+
+        batch = BatchHttpRequest(callback=done, batch_uri=f"{emu.url}/batch/drive/v3")
+        for r in renames:
+            batch.add(
+                files.update(fileId=r.id, body={"name": r.new}, supportsAllDrives=True),
+                request_id=r.id,
+            )
+        batch.execute()
     kinds = [answers[r.id].kind.value for r in renames]
     assert kinds[:4] == ["ok"] * 4 and kinds[4:] == ["rate-limit"] * 8
     limited = answers[renames[-1].id]
     assert limited.status == 403 and "userRateLimitExceeded" in limited.message
     assert limited.retry_after is not None and limited.retry_after >= 1
     assert emu.stats.requests == 1 and emu.stats.rate_limited == 8
+
+
+def send_batch(emu: DriveEmulator, renames: list[Rename]) -> dict[str, google.Answer]:
+    """One batch of `renames` through googleapiclient itself: the answer to each part."""
+    files = build(
+        "drive",
+        "v3",
+        http=httplib2.Http(),
+        static_discovery=True,
+        cache_discovery=False,
+        client_options={"api_endpoint": f"{emu.url}/drive/v3/"},
+    ).files()
+    answers: dict[str, google.Answer] = {}
+
+    def done(request_id: str, response: Any, exc: Exception | None) -> None:
+        answers[request_id] = google.answer_of(exc) if exc else google.Answer(google.Kind.OK, 200)
+
+    batch = BatchHttpRequest(callback=done, batch_uri=f"{emu.url}/batch/drive/v3")
+    for r in renames:
+        batch.add(
+            files.update(fileId=r.id, body={"name": r.new}, supportsAllDrives=True),
+            request_id=r.id,
+        )
+    batch.execute()
+    return answers
 
 
 def test_drives_write_limit_is_googles_by_default() -> None:
@@ -337,15 +384,12 @@ def test_drives_write_limit_is_googles_by_default() -> None:
     with DriveEmulator(clock=clock) as emu:
         assert emu.write_limit is not None
         assert (emu.write_limit.per_second, emu.write_limit.burst) == (WRITES_PER_SECOND, 3.0)
-        root, renames = misnamed(emu, 8)
-        source = DriveSource(
-            root, credentials=AnonymousCredentials(), endpoint=emu.url, allow_renames=True
-        )
-        first = source._rename_batch(renames[:5], source._new_http())
+        _, renames = misnamed(emu, 8)
+        first = send_batch(emu, renames[:5])
         assert [first[r.id].kind.value for r in renames[:5]] == ["ok"] * 3 + ["rate-limit"] * 2
         assert "userRateLimitExceeded" in first[renames[4].id].message
         clock.advance(1.0)  # three tokens back, no more
-        second = source._rename_batch(renames[4:], source._new_http())
+        second = send_batch(emu, renames[4:])
         assert [second[r.id].kind.value for r in renames[4:]] == ["ok"] * 3 + ["rate-limit"]
         assert emu.stats.batch_parts == 9 and emu.stats.rate_limited == 3
 
@@ -353,11 +397,8 @@ def test_drives_write_limit_is_googles_by_default() -> None:
 def test_drives_write_limit_can_be_turned_off_for_benchmarks_of_our_own_overhead() -> None:
     with DriveEmulator(write_limit=None) as emu:
         assert emu.write_limit is None
-        root, renames = misnamed(emu, 20)
-        source = DriveSource(
-            root, credentials=AnonymousCredentials(), endpoint=emu.url, allow_renames=True
-        )
-        answers = source._rename_batch(renames, source._new_http())
+        _, renames = misnamed(emu, 20)
+        answers = send_batch(emu, renames)
         assert {a.kind.value for a in answers.values()} == {"ok"}
 
 

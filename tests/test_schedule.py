@@ -360,7 +360,7 @@ def test_a_run_past_its_timeout_stops_refreshing_the_heartbeat(tmp_path: Path) -
     running.set()
     beats: list[float] = []
     thread = threading.Thread(
-        target=schedule._beat_while,
+        target=schedule.beat_while_running,
         args=(running, lambda: beats.append(time.monotonic()), 0.01, 0.2, 0.0),
     )
     thread.start()

@@ -45,7 +45,7 @@ from emulators.drive import DriveEmulator
 from emulators.secantus import free_port
 from emulators.sheets import SheetsEmulator
 from tests.support.fixtures_mongo import MongoServer
-from tests.test_telemetry import Endpoint
+from tests.support.sentry_ingest import Endpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 DELEGATE = "backtests@chapter.example.org"

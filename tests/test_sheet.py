@@ -168,19 +168,45 @@ def test_any_title_is_found_by_its_full_name_wherever_it_is(
     assert placement.rows == (min(position, len(rows) - 1) + 2,)
 
 
-@settings(max_examples=200, deadline=None)
-@given(title=st.text(max_size=40), cells=st.lists(st.text(max_size=40), max_size=10))
-def test_matching_is_literal(title: str, cells: list[str]) -> None:
+@st.composite
+def title_and_cells(draw: st.DrawFn) -> tuple[str, list[str]]:
+    """A title and a column of cells, some built from it so that rows do match."""
+    title = draw(st.text(max_size=40))
+    words = st.text(max_size=6)
+    cell = st.one_of(
+        st.text(max_size=40),
+        st.builds(lambda a, b: f"{a}{title}{b}", words, words),
+        st.sampled_from([title, f"ABCD-1000 {title}", "ABCD-1000"]),
+    )
+    return title, draw(st.lists(cell, max_size=10))
+
+
+def test_matching_is_literal() -> None:
     """A row matches only if one of its cells literally equals or contains the title."""
-    c = Course(f"ABCD-1000 {title}", "ABCD", "1000", title, "id")
-    (placement,) = row_matching.place([c], [["h"]] + [[cell] for cell in cells])
-    wanted = row_matching.normalise_title(title)
-    for row in placement.rows:
-        text = row_matching.normalise_title(cells[row - 2])
-        assert wanted in text or text in (
-            row_matching.normalise_title(c.name),
-            row_matching.normalise_title(c.key),
-        )
+    rows_checked = 0
+
+    @settings(max_examples=200, deadline=None)
+    @given(title_and_cells())
+    def check(title_cells: tuple[str, list[str]]) -> None:
+        nonlocal rows_checked
+        title, cells = title_cells
+        c = Course(f"ABCD-1000 {title}", "ABCD", "1000", title, "id")
+        (placement,) = row_matching.place([c], [["h"]] + [[cell] for cell in cells])
+        wanted = row_matching.normalise_title(title)
+        # Each tier's own literal rule (an empty title is contained in every text).
+        literal = {
+            "full name": lambda text: text == row_matching.normalise_title(c.name),
+            "code": lambda text: text == row_matching.normalise_title(c.key),
+            "title": lambda text: text == wanted,
+            "contained title": lambda text: wanted != "" and wanted in text,
+        }
+        for row in placement.rows:
+            text = row_matching.normalise_title(cells[row - 2])
+            assert literal[placement.tier](text), (placement.tier, text)
+            rows_checked += 1
+
+    check()
+    assert rows_checked > 0
 
 
 # ---------------------------------------------------------------- report contents

@@ -9,7 +9,7 @@ import gspread
 import pytest
 import requests
 
-from backtest_compilation.sheets_http import _AnonymousSession
+from backtest_compilation.sheets_http import sheets_client
 from emulators.google import QuotaClock, parse_fields
 from emulators.sheets import SheetsEmulator
 
@@ -17,9 +17,10 @@ KEY = "EmuKey123"
 
 
 def client(emu: SheetsEmulator) -> gspread.Client:
-    session = _AnonymousSession()
-    session.endpoint = emu.url
-    session.trust_env = False  # straight to 127.0.0.1, whatever proxy CI sets
+    """gspread's own client over the product's anonymous session, which sends Google's
+    URLs to the emulator (and straight to 127.0.0.1, whatever proxy CI sets)."""
+    session = sheets_client(emu.url, None).session
+    assert session.trust_env is False
     return gspread.Client(auth=None, session=session)  # type: ignore[arg-type]
 
 

@@ -32,14 +32,13 @@ from backtest_compilation.store import (
     ApplyFailed,
     RoundTrips,
     Store,
-    _delete_ops,
-    _phases,
+    write_phases,
 )
-from backtest_compilation.website import Applied, Plan, plan
+from backtest_compilation.website import Applied, BacktestRemoval, Plan, plan
 from tests.support.fixtures_mongo import MongoServer
+from tests.support.plan_cases import CASES, Case
 from tests.support.store_data import big_catalog, catalog, course
 from tests.support.website import NOT_FOUND, expected_view, visit, visit_async, without_ids
-from tests.test_publish import CASES, Case
 
 DS = "CSCI-1200 Data Structures"
 CALC = "MATH-1010 Calculus I"
@@ -272,7 +271,7 @@ def test_a_database_built_by_the_previous_tool_is_adopted(store: Store) -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_every_diff_and_repair_case_through_the_store(store: Store, case: Case) -> None:
-    """The pure plan's table (tests/test_publish.py), seeded into a real database:
+    """The pure plan's table (tests/support/plan_cases.py), seeded into a real database:
     the store reads the same plan and one publish repairs everything."""
     for name, key in ((CODES, "codes"), (COURSES, "courses"), (BACKTESTS, "backtests")):
         if case.docs.get(key):
@@ -313,7 +312,7 @@ def test_writes_follow_the_visitor_safe_order() -> None:
         codes_to_add=("A",),
         existing_courses=0,
     )
-    assert [phase for phase, _, _ in _phases(p)] == [
+    assert [phase.name for phase in write_phases(p)] == [
         "insert backtests",
         "insert courses",
         "insert codes",
@@ -452,10 +451,13 @@ def test_rejected_credentials_are_a_config_error_without_the_password(
 
 
 def test_large_deletes_are_chunked_but_stay_one_bulk_write() -> None:
-    ops = _delete_ops(range(25_000))
     ids = list(range(25_000))
+    p = Plan(backtests_to_remove=tuple(BacktestRemoval(i, None, "gone") for i in ids))
+    phases = {phase.name: phase for phase in write_phases(p)}
+    deletes = phases["delete backtests"]
+    assert (deletes.collection, deletes.documents) == (BACKTESTS, 25_000)
     # pymongo's write models compare by their filter: no need to read private fields.
-    assert ops == [
+    assert deletes.operations == [
         DeleteMany({"_id": {"$in": ids[:10_000]}}),
         DeleteMany({"_id": {"$in": ids[10_000:20_000]}}),
         DeleteMany({"_id": {"$in": ids[20_000:]}}),

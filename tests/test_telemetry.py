@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 import logging
-import queue
-import threading
+import re
 from collections.abc import Iterator
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +13,10 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from backtest_compilation import telemetry
+from backtest_compilation import cli, telemetry
 from backtest_compilation.errors import ServiceError
 from backtest_compilation.settings import Settings
+from tests.support.sentry_ingest import Endpoint
 
 MONGO_PASSWORD = "hunter2-Sup3rSecret"
 # A fake key, assembled at run time so no file in the repository looks like key material.
@@ -29,78 +26,6 @@ PEM = (
 )
 EXAM_TEXT = "%PDF-1.4 confidential exam answers"  # a drive file's content
 TOKEN = "ya29.a0AfH6SMBx-secret-access-token"
-
-
-@dataclass
-class Received:
-    path: str
-    headers: dict[str, str]
-    raw: bytes  # decompressed body
-    items: list[tuple[dict[str, Any], Any]]  # (item header, payload)
-
-    def of_type(self, kind: str) -> list[Any]:
-        return [payload for header, payload in self.items if header.get("type") == kind]
-
-
-def parse_envelope(body: bytes) -> list[tuple[dict[str, Any], Any]]:
-    """Sentry envelope: a header line, then (item header line, payload) pairs."""
-    _header, _, rest = body.partition(b"\n")
-    items = []
-    while rest.strip():
-        item_line, _, rest = rest.partition(b"\n")
-        header = json.loads(item_line)
-        if "length" in header:
-            payload, rest = rest[: header["length"]], rest[header["length"] + 1 :]
-        else:
-            payload, _, rest = rest.partition(b"\n")
-        items.append((header, json.loads(payload) if payload.strip() else None))
-    return items
-
-
-class Endpoint:
-    """A Sentry ingest endpoint on 127.0.0.1 that records every envelope it receives."""
-
-    def __init__(self) -> None:
-        self.received: queue.Queue[Received] = queue.Queue()
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", "0"))
-                body = self.rfile.read(length)
-                encoding = self.headers.get("Content-Encoding", "")
-                if encoding == "gzip":
-                    body = gzip.decompress(body)
-                elif encoding:
-                    raise AssertionError(f"unexpected Content-Encoding {encoding}")
-                outer.received.put(
-                    Received(self.path, dict(self.headers), body, parse_envelope(body))
-                )
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.end_headers()
-                self.wfile.write(b"{}")
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.dsn = f"http://public@127.0.0.1:{self.port}/1"
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self.thread.start()
-
-    def all(self) -> list[Received]:
-        out = []
-        while not self.received.empty():
-            out.append(self.received.get_nowait())
-        return out
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
@@ -117,7 +42,7 @@ def sentry(endpoint: Endpoint) -> Iterator[telemetry.Telemetry]:
         sentry_trace_rate=0.0,
         mongo_uri=f"mongodb://backtest:{MONGO_PASSWORD}@db.example.org:27017/apo_main",
     )
-    handle = telemetry.init(config)
+    handle = cli.start_telemetry(config)
     yield handle
     handle.close()
 
@@ -136,7 +61,7 @@ def fail_with_secrets(pdf: Path) -> None:
 
 
 def test_no_dsn_means_nothing_is_initialised_or_sent(endpoint: Endpoint) -> None:
-    handle = telemetry.init(Settings())
+    handle = telemetry.init("")
     assert not handle.enabled
     handle.report_failure(RuntimeError("x"))
     handle.report_summary({"ok": True}, as_message=True)
@@ -288,10 +213,8 @@ def test_scrub_text(case: str, text: str, expected: str) -> None:
 
 def test_scrub_masks_secret_keys_and_known_secrets_at_any_depth() -> None:
     secrets = telemetry.secrets_of(
-        Settings(
-            sentry_dsn="https://abcdef123@o1.ingest.sentry.io/42",
-            mongo_uri=f"mongodb://u:{MONGO_PASSWORD}@h",
-        )
+        sentry_dsn="https://abcdef123@o1.ingest.sentry.io/42",
+        mongo_uri=f"mongodb://u:{MONGO_PASSWORD}@h",
     )
     event = {
         "request": {"headers": {"Authorization": "Basic dXNlcjpwYXNz", "Accept": "*/*"}},
@@ -314,8 +237,8 @@ def test_scrub_masks_secret_keys_and_known_secrets_at_any_depth() -> None:
 
 
 def test_secrets_of_ignores_short_or_missing_passwords() -> None:
-    assert telemetry.secrets_of(Settings()) == ()
-    assert telemetry.secrets_of(Settings(mongo_uri="mongodb://u:ab@h")) == ("mongodb://u:ab@h",)
+    assert telemetry.secrets_of(mongo_uri="mongodb://localhost:27017") == ()
+    assert telemetry.secrets_of(mongo_uri="mongodb://u:ab@h") == ("mongodb://u:ab@h",)
 
 
 def test_the_sdk_is_not_imported_unless_sentry_is_on() -> None:
@@ -325,9 +248,9 @@ def test_the_sdk_is_not_imported_unless_sentry_is_on() -> None:
 
     code = (
         "import sys\n"
-        "from backtest_compilation import telemetry\n"
+        "from backtest_compilation import cli\n"
         "from backtest_compilation.settings import Settings\n"
-        "telemetry.init(Settings()).report_failure(RuntimeError('x'))\n"
+        "cli.start_telemetry(Settings()).report_failure(RuntimeError('x'))\n"
         "print('sentry_sdk' in sys.modules)\n"
     )
     root = Path(__file__).resolve().parent.parent
@@ -352,5 +275,7 @@ def test_a_password_in_a_uri_never_survives(before, after, user, password, schem
     masked = f"{before} {scheme}://{user}:***@db.example.org:27017/x {after}"
     # The rest of the text must not be able to spell the password on its own.
     assume(password not in masked)
+    # "Bearer" or "Basic" right before the URI makes it a token, masked whole (rightly).
+    assume(not re.search(r"\b(bearer|basic)\s*$", before, re.IGNORECASE))
     text = masked.replace(":***@", f":{password}@")
     assert telemetry.scrub_text(text) == masked

@@ -25,7 +25,9 @@ import os
 import selectors
 import subprocess
 import sys
+import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,20 +35,23 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _count_waits_on(path: str) -> None:
-    """Every wait of the pacers' clocks (`google.Clock`) passes on the QuotaClock in
-    `path` instead of being slept; the clock still counts it as time gone by, as an
-    injected sleep does in-process."""
+    """Every clock the CLI builds for its pacers (`google.Clock`) gets the QuotaClock in
+    `path` as its sleep: a wait passes on that clock instead of being slept, and the
+    pacer's clock still counts it as time gone by, as an injected sleep does in-process."""
     from backtest_compilation import google
     from emulators.google import QuotaClock
 
     shared = QuotaClock(path=Path(path))
-    sleep = google.Clock.sleep
+    init = google.Clock.__init__
 
-    def counted(clock: google.Clock, seconds: float) -> None:
-        clock._sleep = shared.sleep  # the CLI builds its clocks with time.sleep
-        sleep(clock, seconds)
+    def counted(
+        clock: google.Clock,
+        sleep: Callable[[float], object] = shared.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        init(clock, shared.sleep, monotonic)  # the CLI passes time.sleep: not here
 
-    google.Clock.sleep = counted  # type: ignore[method-assign]
+    google.Clock.__init__ = counted  # type: ignore[method-assign]
 
 
 def _child(request: dict[str, Any]) -> int:
