@@ -16,6 +16,7 @@ not reach in time as pending (contract §5.9).
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -82,6 +83,9 @@ CHANGE_FIELDS = (
     f"changes(changeType,fileId,removed,file({FILE_FIELDS},trashed))"
 )
 
+
+# The file id the template rename request is built for (`DriveSource._renaming`).
+_TEMPLATE_ID = "TEMPLATE"
 
 # ---------------------------------------------------------------- plain data
 
@@ -186,6 +190,38 @@ class _CountingHttp:
         return getattr(self._inner, name)
 
 
+class RenameRequests:
+    """`files.update` requests that rename a file, built fast.
+
+    googleapiclient builds a request from discovery (parameter checks, URI template, JSON
+    model): ~50 µs, a tenth of a cold run's CPU at 36,000 renames. This lets it build one,
+    for a placeholder id, and makes every other as the same request with the id and the
+    body put in — `tests/test_drive.py` checks the result is exactly what the library
+    builds, for any id and name."""
+
+    def __init__(self, files: Any) -> None:
+        self._template = t = files.update(
+            fileId=_TEMPLATE_ID, body={"name": ""}, fields="id,name", supportsAllDrives=True
+        )
+        head, sep, query = t.uri.partition("?")
+        if not head.endswith(f"/files/{_TEMPLATE_ID}"):
+            raise ValueError(f"unexpected files.update URI: {t.uri}")
+        self._before_id = head.removesuffix(_TEMPLATE_ID)
+        self._after_id = sep + query
+
+    def __call__(self, file_id: str, name: str) -> HttpRequest:
+        t = self._template
+        return HttpRequest(
+            t.http,
+            t.postproc,
+            self._before_id + urllib.parse.quote(file_id, safe="") + self._after_id,
+            method=t.method,
+            body=json.dumps({"name": name}),
+            headers=dict(t.headers),
+            methodId=t.methodId,
+        )
+
+
 class Batch(BatchHttpRequest):
     """googleapiclient's batch, with each part written without the `email` package.
 
@@ -287,6 +323,7 @@ class DriveSource:
             cache_discovery=False,
             client_options={"api_endpoint": f"{root}/drive/v3/"} if endpoint else None,
         )
+        self._renaming = RenameRequests(self._service.files())
 
     def _new_http(self) -> _CountingHttp:
         """An authorised, counting httplib2 client (one per thread: httplib2 is not
@@ -674,15 +711,8 @@ class DriveSource:
                 results[request_id] = google.answer_of(exc) or Answer(Kind.PERMANENT)
 
         batch = Batch(callback=done, batch_uri=self._batch_uri)
-        # `service.files()` builds the whole resource from discovery (~6 ms): once a batch.
-        files = self._service.files()
         for r in chunk:
-            batch.add(
-                files.update(
-                    fileId=r.id, body={"name": r.new}, fields="id,name", supportsAllDrives=True
-                ),
-                request_id=r.id,
-            )
+            batch.add(self._renaming(r.id, r.new), request_id=r.id)
         self.calls.count("batch")
         try:
             batch.execute(http=http)

@@ -1,10 +1,12 @@
 """Benchmark of the operational parts: state file, run lock, scheduler arithmetic, imports.
 
-The warm run's budget (under 2 s including interpreter start, issue #5) pays for
-loading and saving the state file with a 20,000-file drive snapshot, taking the lock,
-and importing these modules; this prints what each costs.
+The warm run's budget (issues #5, #13) pays for loading and saving the state with a
+20,000- or 100,000-file drive snapshot, taking the lock, and importing these modules;
+this prints what each costs. Contract §5.10: an unchanged run's load and save must not
+grow with the drive (only the header is read and written), and a save with 100 changes
+appends about 100 items' worth to the journal.
 
-    uv run python bench/ops.py [--files 20000]
+    uv run python bench/ops.py [--files 20000 100000]
 """
 
 from __future__ import annotations
@@ -26,20 +28,21 @@ from backtest_compilation import lock, schedule, state, telemetry
 
 
 def snapshot(files: int) -> dict:
-    """A drive snapshot shaped like the Drive source's: every item with id, name, mime, parent."""
+    """A drive snapshot shaped like the Drive source's (`state.snapshot_to_json`): every
+    item as [id, name, mimeType, parent], in id order."""
     items = []
     per_course = 20
     for i in range(files):
         course = i // per_course
         items.append(
-            {
-                "id": f"1{i:032x}",
-                "name": f"CSCI-{1000 + course % 9000:04d} E{i % 9 + 1}F{i % 30:02d}.pdf",
-                "mimeType": "application/pdf",
-                "parent": f"0{course:032x}",
-            }
+            [
+                f"1{i:032x}",
+                f"CSCI-{1000 + course % 9000:04d} E{i % 9 + 1}F{i % 30:02d}.pdf",
+                "application/pdf",
+                f"0{course:032x}",
+            ]
         )
-    return {"token": "1234567", "root": "0AbCdEfGhIjK", "items": items}
+    return {"page_token": "1234567", "root_id": "0AbCdEfGhIjK", "items": items}
 
 
 def timed(fn, repeat: int) -> float:
@@ -52,12 +55,9 @@ def timed(fn, repeat: int) -> float:
     return statistics.median(runs)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--files", type=int, default=20_000)
-    args = parser.parse_args()
-    now = datetime(2026, 3, 9, 14, 0, tzinfo=UTC)
-    data = snapshot(args.files)
+def state_costs(files: int, now: datetime) -> list[str]:
+    """The state's costs with a `files`-item drive snapshot, as lines to print."""
+    data = snapshot(files)
     full = (
         state.State()
         .with_drive(data, now)
@@ -68,14 +68,62 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory() as tmp:
         path = state.path_in(Path(tmp))
-        save_ms = timed(lambda: state.save(path, full), 5)
+        first_ms = timed(lambda: state.save(path, full), 5)  # no state loaded: a new base
+        base_mb = sum(p.stat().st_size for p in Path(tmp).glob("state-drive-*")) / 1e6
+        header_b = path.stat().st_size
         load_ms = timed(lambda: state.load(path), 5)
-        size_mb = path.stat().st_size / 1e6
         tracemalloc.start()
         loaded, warning = state.load(path)
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
         assert warning is None and loaded == full
+
+        def unchanged_run() -> None:
+            """What an unchanged run does with the state: load, a new token, save."""
+            got, _ = state.load(path)
+            assert got.drive is not None
+            state.save(path, got.with_drive(got.drive.data.updated(page_token="2"), now))  # type: ignore[attr-defined]
+
+        unchanged_ms = timed(unchanged_run, 5)
+        items_ms = timed(lambda: state.load(path)[0].drive.data["items"], 5)  # type: ignore[union-attr]
+
+        saves, appended = [], []
+        for round_ in range(5):
+            got, _ = state.load(path)
+            assert got.drive is not None
+            items = list(got.drive.data["items"])
+            for k in range(100):  # 100 renames spread over the drive
+                i = (k * files) // 100
+                items[i] = [items[i][0], f"r{round_} {items[i][1]}", *items[i][2:]]
+            journal = Path(tmp) / f"state-drive-{state.load(path)[0].disk.ref.gen}.changes"  # type: ignore[union-attr]
+            before = journal.stat().st_size if journal.exists() else 0
+            changed = got.with_drive({**data, "items": items}, now)
+            started = time.perf_counter()
+            state.save(path, changed)
+            saves.append((time.perf_counter() - started) * 1000)
+            appended.append(journal.stat().st_size - before)
+        again, _ = state.load(path)
+        assert again.drive is not None and again.drive.data["items"] == items
+    return [
+        f"state, {files:,} files in the drive snapshot: base file {base_mb:.1f} MB, "
+        f"header {header_b} bytes",
+        f"  first save (new base: serialise + fsync + rename): {first_ms:.0f} ms (median of 5)",
+        f"  load (header only):                  {load_ms:.1f} ms (median of 5)",
+        f"  peak memory while loading:           {peak / 1e6:.2f} MB",
+        f"  unchanged run (load + header save):  {unchanged_ms:.1f} ms (median of 5)",
+        f"  read the items (a run with changes): {items_ms:.0f} ms (median of 5)",
+        f"  save with 100 changes:               {statistics.median(saves):.0f} ms "
+        f"(median of 5), {statistics.median(appended):,.0f} bytes appended",
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--files", type=int, nargs="+", default=[20_000, 100_000])
+    args = parser.parse_args()
+    now = datetime(2026, 3, 9, 14, 0, tzinfo=UTC)
+    lines = [line for files in args.files for line in state_costs(files, now)]
+    with tempfile.TemporaryDirectory() as tmp:
 
         def take_lock() -> None:
             with lock.hold(Path(tmp)):
@@ -113,10 +161,7 @@ def main() -> None:
         )
         starts.append(time.perf_counter() - started)
 
-    print(f"state file, {args.files:,} files in the drive snapshot: {size_mb:.1f} MB")
-    print(f"  save (serialise + fsync + rename): {save_ms:.0f} ms (median of 5)")
-    print(f"  load (read + parse + validate):    {load_ms:.0f} ms (median of 5)")
-    print(f"  peak memory while loading:         {peak / 1e6:.0f} MB")
+    print("\n".join(lines))
     print(f"run lock take + release:             {lock_ms:.2f} ms (median of 200)")
     print(f"schedule.next_run:                   {next_us:.0f} µs per call")
     print(f"telemetry.scrub of a 30-frame event: {scrub_us:.0f} µs")

@@ -652,3 +652,36 @@ def test_batch_parts_are_written_exactly_as_googleapiclient_writes_them(
             ours = Batch()._serialize_request(request)
             assert ours == BatchHttpRequest()._serialize_request(request)
             assert ours.startswith(f"{request.method} /drive/v3/files")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    file_id=st.one_of(
+        st.sampled_from(["1" * 33, "dept'q\\x", "a b/c?d#e%f"]),
+        st.text(min_size=1, max_size=60),
+    ),
+    name=st.text(min_size=1, max_size=600),
+)
+def test_rename_requests_are_exactly_what_googleapiclient_builds(file_id: str, name: str) -> None:
+    import httplib2
+    from google.oauth2.credentials import Credentials as TokenCredentials
+    from google_auth_httplib2 import AuthorizedHttp
+
+    from backtest_compilation.drive import Batch, RenameRequests
+
+    http = AuthorizedHttp(TokenCredentials("test-token"), http=httplib2.Http())
+    files = _drive_service(http).files()  # type: ignore[attr-defined]
+    ours = RenameRequests(files)(file_id, name)
+    theirs = files.update(
+        fileId=file_id, body={"name": name}, fields="id,name", supportsAllDrives=True
+    )
+    assert (ours.uri, ours.method, ours.body, ours.headers, ours.methodId) == (
+        theirs.uri,
+        theirs.method,
+        theirs.body,
+        theirs.headers,
+        theirs.methodId,
+    )
+    assert ours.http is theirs.http and ours.body_size == theirs.body_size
+    assert ours.postproc == theirs.postproc
+    assert Batch()._serialize_request(ours) == Batch()._serialize_request(theirs)

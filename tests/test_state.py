@@ -166,7 +166,8 @@ def test_data_that_is_not_json_fails_before_touching_the_file(tmp_path: Path) ->
     with pytest.raises(ValueError):
         state.save(path, State().with_drive({"x": float("nan")}, T0))
     assert path.read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json"]
+    # The drive items live in a file of their own (contract §5.10), named by the header.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state-drive-1.json", "state.json"]
 
 
 def test_a_crash_during_the_write_leaves_the_previous_state(
@@ -183,7 +184,7 @@ def test_a_crash_during_the_write_leaves_the_previous_state(
         state.save(path, State())
     monkeypatch.undo()
     assert state.load(path) == (full_state(), None)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state-drive-1.json", "state.json"]
 
 
 json_values = st.recursive(
