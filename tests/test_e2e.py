@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -30,6 +29,7 @@ from backtest_compilation.settings import Settings
 from emulators.drive import DriveEmulator
 from emulators.sheets import SheetsEmulator
 from tests.support.fixtures_mongo import MongoServer
+from tests.support.forkserver import command
 from tests.support.website import expected_view, visit, without_ids
 
 pytestmark = pytest.mark.mongo_server
@@ -226,7 +226,11 @@ def test_dry_run_and_check_change_nothing_anywhere(world: dict[str, Any], mode: 
 
 
 def cli(world: dict[str, Any], *args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI in a fresh interpreter, a quota window after the last run; its waits
+    pass on the emulators' quota clock instead of being slept (`forkserver.command`)."""
     s: Settings = world["settings"]
+    clock = world["drive"].clock
+    clock.between_runs()
     env = {
         "PATH": os.environ["PATH"],
         "FOLDER_ID": s.folder_id,
@@ -236,9 +240,10 @@ def cli(world: dict[str, Any], *args: str) -> subprocess.CompletedProcess[str]:
         "MONGO_URI": s.mongo_uri,
         "MONGO_DB": s.mongo_db,
         "CACHE_DIR": str(s.cache_dir),
+        "PYTHONPATH": str(ROOT),
     }
     return subprocess.run(
-        [sys.executable, "main.py", *args],
+        command(clock.path, list(args)),
         cwd=ROOT,
         env=env,
         capture_output=True,
