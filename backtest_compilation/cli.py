@@ -429,7 +429,7 @@ def _recorded_sync(
         ping.fail(f"exit {code}: {why}")
         ping.wait()
         raise
-    line = outcome.run.line()
+    line = outcome_mod.summary_line(outcome.summary)
     lastrun.save(
         config.cache_dir,
         outcome.summary,
