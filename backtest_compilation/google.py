@@ -25,6 +25,7 @@ import email.utils
 import json
 import logging
 import random
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -199,7 +200,11 @@ def answer_of(exc: BaseException, now: datetime | None = None) -> Answer | None:
     """The answer an exception carries (googleapiclient, gspread, requests, httplib2,
     sockets, google-auth); None for an exception that is not about talking to Google."""
     from googleapiclient.errors import HttpError
-    from gspread.exceptions import APIError
+
+    # Only a process that loaded gspread can hold its error: a run without a sheet
+    # classifying Drive's rate-limit answers must not import it (issue 13).
+    gspread_errors = sys.modules.get("gspread.exceptions")
+    api_error = getattr(gspread_errors, "APIError", None)
 
     if isinstance(exc, HttpError):
         status = int(exc.resp.status)
@@ -210,7 +215,7 @@ def answer_of(exc: BaseException, now: datetime | None = None) -> Answer | None:
             message_of(status, exc.content),
             retry_after(header, now),
         )
-    if isinstance(exc, APIError):
+    if api_error is not None and isinstance(exc, api_error):
         response = exc.response
         status = int(response.status_code)
         return Answer(
@@ -228,17 +233,18 @@ def answer_of(exc: BaseException, now: datetime | None = None) -> Answer | None:
 
 def _is_connection_error(exc: BaseException) -> bool:
     import httplib2
-    import requests
 
-    return isinstance(
-        exc,
-        OSError
-        | TimeoutError
-        | httplib2.HttpLib2Error
-        | requests.ConnectionError
-        | requests.Timeout
-        | google.auth.exceptions.TransportError,
+    kinds: tuple[type[BaseException], ...] = (
+        OSError,
+        TimeoutError,
+        httplib2.HttpLib2Error,
+        google.auth.exceptions.TransportError,
     )
+    # As for gspread above: requests' errors exist only where requests was loaded.
+    requests = sys.modules.get("requests")
+    if requests is not None:
+        kinds += (requests.ConnectionError, requests.Timeout)
+    return isinstance(exc, kinds)
 
 
 # ---------------------------------------------------------------- time

@@ -24,9 +24,16 @@ the product uses, with Google's rules:
 - faults: injectable latency, 429 (with `Retry-After`), 403 `rateLimitExceeded` /
   `userRateLimitExceeded`, 500/503, dropped connections and requests that never
   answer ("hang"), every Nth request or scripted; counters of requests per method;
-- a per-user sustained write limit (`limit_writes`): a token bucket counted per batch
-  part, a part over it answered 403 `userRateLimitExceeded` (or `rateLimitExceeded`, or
-  429), optionally with `Retry-After` in seconds or as an HTTP date;
+- a per-user sustained write limit, ON by default at Google's figure: 3 writes a second
+  (Google Workspace's Drive best practices, support.google.com/a/answer/10445916: "avoid
+  exceeding 3 requests per second of sustained write or insert requests, per account";
+  it cannot be raised) with a burst of one second's worth (3). A token bucket counted
+  per batch part, a part over it answered 403 `userRateLimitExceeded` (or
+  `rateLimitExceeded`, or 429), optionally with `Retry-After` in seconds or as an HTTP
+  date. `limit_writes` changes it; `DriveEmulator(write_limit=None)` turns it off (only
+  for benchmarks of our own overhead). The bucket refills on `clock` (real monotonic
+  time by default): tests pass an `emulators.google.QuotaClock` and hand its `sleep` to
+  the code under test, so waits are counted, not slept;
 - ids shaped like Google's: 33-character file and folder ids, shared-drive ids like
   `0AHtu6R3nkhtXUk9PVA`, so googleapiclient folds a batch part's `Content-ID` header
   (RFC 5322), which the emulator unfolds as Google does.
@@ -163,6 +170,11 @@ class DriveFile:
         if self.drive_id:
             out["driveId"] = self.drive_id
         return out
+
+
+# Google's per-user sustained write rate for Drive (see the module docstring); the
+# burst is one second's worth.
+WRITES_PER_SECOND = 3.0
 
 
 @dataclass
@@ -379,11 +391,17 @@ class DriveEmulator(FaultInjector, Emulator):
     """The emulated Drive: state, faults and counters, plus the HTTP server around them.
 
     Use as a context manager or call `start()`/`stop()`; `url` is the root URL to give
-    as `DRIVE_API_ENDPOINT`.
+    as `DRIVE_API_ENDPOINT`. `write_limit`: sustained writes per second per user
+    (`WRITES_PER_SECOND`, Google's; None: no limit, for benchmarks of our own overhead
+    only). `clock`: monotonic seconds the write bucket refills on.
     """
 
     def __init__(
-        self, *, latency: float = 0.0, clock: Callable[[], float] = time.monotonic
+        self,
+        *,
+        latency: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+        write_limit: float | None = WRITES_PER_SECOND,
     ) -> None:
         self.latency = latency
         self.clock = clock
@@ -409,6 +427,7 @@ class DriveEmulator(FaultInjector, Emulator):
         self.delegate_roles: dict[str, str] = {}
         self._token_subjects: dict[str, str] = {}
         self._caller: threading.local = threading.local()
+        self.limit_writes(write_limit)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -451,7 +470,8 @@ class DriveEmulator(FaultInjector, Emulator):
         retry_after: str | None = None,
     ) -> None:
         """Sustain at most `per_second` writes (each batch part counts) with bursts of
-        `burst` (default: one second's worth); None lifts the limit."""
+        `burst` (default: one second's worth); None lifts the limit. The bucket starts
+        full."""
         with self._lock:
             if per_second is None:
                 self.write_limit = None

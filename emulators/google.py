@@ -11,15 +11,20 @@
   scripts the next requests, `fail_every(n, kinds)` fails every n-th one; a kind is a
   key of `FAULTS` ("429", "403-rate", "503", …), "drop" (connection closed unanswered),
   "hang" (never answered) or "ok" (this request answers normally).
+- `QuotaClock`: the time the emulators' quotas count on: real monotonic seconds plus
+  whatever a test jumped (`advance`, or `sleep` handed to the code under test as its
+  sleep), so many runs fit in little real time without the quotas being any kinder.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import fcntl
 import json
 import re
 import socket
+import struct
 import threading
 import time
 from collections import deque
@@ -27,6 +32,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
+from pathlib import Path
 from typing import Any
 
 JSON = dict[str, Any]
@@ -193,6 +199,66 @@ class FaultInjector:
                 kinds = self.faults.kinds
                 return kinds[(n // every - 1) % len(kinds)]
             return None
+
+
+# ---------------------------------------------------------------- quota time
+
+
+class QuotaClock:
+    """Monotonic seconds for quota windows and buckets: `base()` (real time by default)
+    plus every jump made with `advance`. Tests hand `sleep` to the code under test as
+    its sleep (the wait is not slept, but the quotas see it pass, as Google would) and
+    call `between_runs` between runs (runs are hours apart in production).
+
+    With `path`, the jumps are kept in that file, so a CLI run in another process can
+    count its waits on the same clock (`tests/support/forkserver.py`); the processes
+    must share `base` (`time.monotonic` is system-wide). Thread- and process-safe."""
+
+    def __init__(
+        self, base: Callable[[], float] = time.monotonic, path: Path | None = None
+    ) -> None:
+        self._base = base
+        self._offset = 0.0
+        self._lock = threading.Lock()
+        self.path = path
+        if path is not None and not path.exists():
+            path.write_bytes(struct.pack("<d", 0.0))
+
+    def _shared(self, add: float) -> float:
+        """The jumps so far in the shared file, after adding `add` to them."""
+        assert self.path is not None
+        with self.path.open("r+b") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            offset = struct.unpack("<d", f.read(8))[0] + add
+            if add:
+                f.seek(0)
+                f.write(struct.pack("<d", offset))
+            return offset
+
+    def __call__(self) -> float:
+        with self._lock:
+            offset = self._offset if self.path is None else self._shared(0.0)
+            return self._base() + offset
+
+    def advance(self, seconds: float) -> None:
+        """Move this clock `seconds` ahead at once."""
+        if seconds > 0:
+            with self._lock:
+                if self.path is None:
+                    self._offset += seconds
+                else:
+                    self._shared(seconds)
+
+    sleep = advance  # a wait that is not slept, but counted
+
+    def between_runs(self) -> None:
+        """Jump past every quota window (a minute and a second): scheduled runs are
+        hours apart, so each starts with Google's quotas unspent."""
+        self.advance(BETWEEN_RUNS_S)
+
+
+# Longer than Sheets' one-minute window; Drive's bucket refills within a second.
+BETWEEN_RUNS_S = 61.0
 
 
 # ---------------------------------------------------------------- field masks

@@ -12,12 +12,21 @@ quota answering 429 like `sheets.googleapis.com`, and a role per spreadsheet
 Tests seed tabs and read values and formats back cell by cell through the Python
 API (`set_values`, `value`, `background`, `is_bold`, ...). Known simplifications:
 formulas are stored, not evaluated; `USER_ENTERED` parses numbers, booleans,
-formulas and a leading apostrophe, not dates. Quotas: Google's separate per-minute
-buckets for reads and writes (`read_quota_per_minute`, `write_quota_per_minute`, 60
-each at Google), or one bucket for both (`quota_per_minute`, stricter); a 429 may carry
-`Retry-After` in seconds or as an HTTP date (`retry_after`).
+formulas and a leading apostrophe, not dates.
 
-    with SheetsEmulator(quota_per_minute=60) as emu:
+Quotas are ON by default at Google's figures: 60 read requests and 60 write requests per
+minute per user, in separate buckets (developers.google.com/sheets/api/limits: "Read
+requests … Per minute per user per project: 60", "Write requests … Per minute per user
+per project: 60"; the emulator serves one user). `read_quota_per_minute` and
+`write_quota_per_minute` change them (None: no limit, for benchmarks of our own overhead
+only); `quota_per_minute` adds one bucket for both (stricter). A request over a quota is
+answered 429 `RESOURCE_EXHAUSTED` (`RATE_LIMIT_EXCEEDED`), with `Retry-After` in seconds
+or as an HTTP date when `retry_after` says so. The windows run on `clock` (real
+monotonic time by default): tests pass an `emulators.google.QuotaClock`, hand its
+`sleep` to the code under test and call its `between_runs` between runs, so many runs
+fit in a few real seconds.
+
+    with SheetsEmulator() as emu:
         emu.add_spreadsheet("KEY", tabs={"Sheet1": [["a", 1]]})
         ...  # SHEETS_API_ENDPOINT=emu.url
 """
@@ -49,6 +58,9 @@ _READS = frozenset({"spreadsheets.get", "values.get", "values.batchGet"})
 DEFAULT_ROWS = 1000
 DEFAULT_COLUMNS = 26
 _PREFIX = "/v4/spreadsheets/"
+# Google's per-minute, per-user quota of read requests and, separately, of write requests.
+PER_MINUTE = 60
+
 _WRITE_KINDS = frozenset(
     {
         "spreadsheets.batchUpdate",
@@ -398,19 +410,22 @@ class RequestRecord:
 class SheetsEmulator(FaultInjector, Emulator):
     """The server and its state. Thread-safe; start/stop it or use it as a context manager.
 
-    `quota_per_minute`: accepted API requests allowed in any 60 s window, else 429.
+    `read_quota_per_minute` / `write_quota_per_minute`: read / write requests allowed
+    in any 60 s window, else 429 (`PER_MINUTE`, Google's, by default; None: no limit).
+    `quota_per_minute`: one more window for both together (None by default).
     `latency`: seconds each request waits before it is answered. `clock`: monotonic
-    seconds (tests may pass a fake one). `require_auth`: answer 401 unless the request
-    carries a bearer token issued by `/token`; `reject_credentials`: `/token` refuses
-    every key (`invalid_grant`), like Google for a revoked or deleted key.
+    seconds the quota windows run on (tests pass a `QuotaClock`). `require_auth`:
+    answer 401 unless the request carries a bearer token issued by `/token`;
+    `reject_credentials`: `/token` refuses every key (`invalid_grant`), like Google for
+    a revoked or deleted key.
     """
 
     def __init__(
         self,
         *,
         quota_per_minute: int | None = None,
-        read_quota_per_minute: int | None = None,
-        write_quota_per_minute: int | None = None,
+        read_quota_per_minute: int | None = PER_MINUTE,
+        write_quota_per_minute: int | None = PER_MINUTE,
         retry_after: str | None = None,
         latency: float = 0.0,
         clock: Callable[[], float] = time.monotonic,

@@ -1,7 +1,8 @@
 """Concurrency (issue #6, item 5): two CLI processes started together on the same
 CACHE_DIR — exactly one works, the other exits 4 at once having touched nothing; a lock
-left by a killed run is taken over by the next one. Real processes (`python -m
-backtest_compilation`), the Drive and Sheets emulators, the real MongoDB-wire server."""
+left by a killed run is taken over by the next one. Real processes (fresh interpreters
+running the CLI, `FaultWorld.command`), the Drive and Sheets emulators, the real
+MongoDB-wire server."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
@@ -22,8 +22,10 @@ pytestmark = pytest.mark.mongo_server
 
 
 def start(world: FaultWorld, *args: str) -> subprocess.Popen[str]:
+    """The CLI in a fresh interpreter; its waits count on the world's quota clock."""
+    world.clock.between_runs()
     return subprocess.Popen(
-        [sys.executable, "-m", "backtest_compilation", *args],
+        world.command(*args),
         cwd=world.workdir,
         env=world.env(),
         stdout=subprocess.PIPE,

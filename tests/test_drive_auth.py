@@ -45,7 +45,7 @@ def _source(emu: DriveEmulator, root: str, key: Path, scopes: tuple[str, ...]) -
         delegate=DELEGATE,
         scopes=scopes,
         allow_renames=SCOPE_RENAME in scopes,
-        sleep=lambda s: None,
+        sleep=emu.clock.sleep,  # type: ignore[attr-defined]  # a QuotaClock (fixture)
     )
 
 

@@ -200,7 +200,7 @@ def test_sheets_quota_exhausted_past_the_retry_budget_still_updates_mongo(
     world = fault_world
     world.sheets.quota_per_minute = 0  # every Sheets request answers 429 RATE_LIMIT_EXCEEDED
     waits: list[float] = []
-    first = world.run(services=world.services(sleep=waits.append))
+    first = world.run(services=world.services(sheet_sleep=waits.append))
     reference = fault_twin.run()
     assert first.exit_code == 1
     assert first.summary["ok"] is False
@@ -232,7 +232,7 @@ def test_a_sheets_storm_of_server_errors_is_ridden_out(
 ) -> None:
     fault_world.sheets.fail_next("503", "503", "429", "429", "500")
     waits: list[float] = []
-    outcome = fault_world.run(services=fault_world.services(sleep=waits.append))
+    outcome = fault_world.run(services=fault_world.services(sheet_sleep=waits.append))
     fault_twin.run()
     assert outcome.exit_code == 0, outcome.summary["failed"]
     assert len(waits) == 5 and waits == sorted(waits)  # backoff grows

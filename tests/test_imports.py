@@ -1,5 +1,6 @@
 """An unchanged run imports nothing it does not use (issue 13): checked on a real CLI
-process with `python -X importtime`, which lists every module the process imported."""
+process with `python -X importtime`, which lists every module the process imported (the
+process counts its waits on the emulators' quota clock: `forkserver.command`)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ import pytest
 from backtest_compilation import sample
 from backtest_compilation.local import LocalFolderSource
 from emulators.drive import DriveEmulator
+from emulators.google import QuotaClock
 from emulators.sheets import SheetsEmulator
+from tests.support.forkserver import command
 
 ROOT = Path(__file__).resolve().parent.parent
 # Modules a run loads only when the setting that needs them is set.
@@ -41,6 +44,7 @@ def test_an_unchanged_run_imports_no_optional_module(
     mongo_server: Any,  # tests' MongoServer: only its `uri` is used
     mongo_db_name: str,
     with_sheet: bool,
+    quota_clock: QuotaClock,
 ) -> None:
     tree = LocalFolderSource(sample.SAMPLE_DRIVE).read()
     drive_id = drive_emulator.add_drive("Backtests")
@@ -52,6 +56,7 @@ def test_an_unchanged_run_imports_no_optional_module(
         "MONGO_URI": mongo_server.uri,
         "MONGO_DB": mongo_db_name,
         "CACHE_DIR": str(tmp_path / "cache"),
+        "PYTHONPATH": str(ROOT),
     }
     if with_sheet:
         sheets_emulator.add_spreadsheet(KEY)
@@ -61,8 +66,11 @@ def test_an_unchanged_run_imports_no_optional_module(
         env["SHEETS_API_ENDPOINT"] = sheets_emulator.url
 
     def sync() -> subprocess.CompletedProcess[str]:
+        # The CLI's waits pass on the emulators' quota clock instead of being slept.
+        quota_clock.between_runs()
+        assert quota_clock.path is not None
         return subprocess.run(
-            [sys.executable, "-X", "importtime", "main.py", "sync"],
+            [sys.executable, "-X", "importtime", *command(quota_clock.path, ["sync"])[1:]],
             cwd=ROOT,
             env=env,
             capture_output=True,

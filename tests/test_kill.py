@@ -101,9 +101,14 @@ def test_sigkill_at_random_points_then_a_clean_run_equals_an_uninterrupted_run(
         world.sheets.latency = 0.01
         twin = make_fault_world(stack, mongo_server, tmp_path, "calm")
 
+        def start() -> tuple[int, Path, Path]:
+            # A quota window after the last run; waits count on the emulators' clock.
+            world.clock.between_runs()
+            return server.start(["sync", "--json"], world.env(), world.workdir, world.clock.path)
+
         def clean_run() -> float:
             started = time.monotonic()
-            _pid, _out, err = server.start(["sync", "--json"], world.env(), world.workdir)
+            _pid, _out, err = start()
             status = server.wait()
             assert status == 0, err.read_text()[-3000:]
             return time.monotonic() - started
@@ -117,7 +122,7 @@ def test_sigkill_at_random_points_then_a_clean_run_equals_an_uninterrupted_run(
         for trial in range(TRIALS + 1):
             if trial:
                 kinds.append(human_edit(rng, trial, (world, twin)))
-            pid, _out, err = server.start(["sync", "--json"], world.env(), world.workdir)
+            pid, _out, err = start()
             time.sleep(rng.uniform(0.0, duration))
             with contextlib.suppress(ProcessLookupError):  # it may have ended already
                 os.kill(pid, signal.SIGKILL)

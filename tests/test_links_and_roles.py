@@ -55,18 +55,21 @@ def world(
 
 
 def run(world: dict[str, Any]) -> pipeline.Outcome:
+    """One run a quota window after the last; waits pass on the emulators' quota clock."""
     config = world["settings"]
+    clock = world["drive"].clock
+    clock.between_runs()
     source = DriveSource(
         config.folder_id,
         credentials=AnonymousCredentials(),
         endpoint=config.drive_api_endpoint,
         allow_renames=True,
-        sleep=lambda _s: None,
+        sleep=clock.sleep,
     )
     services = pipeline.Services(
         sources.DriveTree(source),
         world["store"],
-        cli.connect_sheet(config, sleep=lambda _s: None),
+        cli.connect_sheet(config, sleep=clock.sleep),
         clock=lambda: NOW,
     )
     return pipeline.run(run_config(config), pipeline.Options(), services)

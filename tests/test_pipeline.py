@@ -56,7 +56,7 @@ def world(tmp_path: Path, drive: Path, sheets_emulator: SheetsEmulator) -> Itera
         sheets_api_endpoint=sheets_emulator.url,
     )
     store = Store.connect(settings.mongo_uri, settings.mongo_db)
-    report = cli.connect_sheet(settings, sleep=lambda _s: None)
+    report = cli.connect_sheet(settings, sleep=sheets_emulator.clock.sleep)  # type: ignore[attr-defined]
     services = pipeline.Services(
         sources.LocalTree(LocalFolderSource(drive)), store, report, clock=lambda: NOW
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httplib2
@@ -22,7 +23,8 @@ from backtest_compilation import google, sheet, state
 from backtest_compilation.catalog import Category, Rename
 from backtest_compilation.drive import DriveCallError, DriveSource
 from backtest_compilation.errors import ServiceError
-from emulators.drive import DriveEmulator
+from emulators.drive import WRITES_PER_SECOND, DriveEmulator
+from emulators.google import QuotaClock
 from emulators.sheets import SheetsEmulator
 from tests.support.fixtures_faults import SHEET_KEY, FaultWorld
 
@@ -164,10 +166,11 @@ def test_renames_past_rename_budget_s_are_pending_not_failed() -> None:
         assert 5 <= len(result.applied) <= 25
         assert not result.problems
         assert result.pending == {r.id for r in renames} - result.applied
-        # The next run does the rest.
-        emu.limit_writes(None)
+        # The next run does the rest, at Google's rate again (the bucket on its clock).
         rest = [r for r in renames if r.id in result.pending]
-        again = source_for(emu, root).rename(rest)
+        next_run = source_for(emu, root)
+        emu.limit_writes(WRITES_PER_SECOND)
+        again = next_run.rename(rest)
         assert again.applied == result.pending and not again.pending
 
 
@@ -234,7 +237,7 @@ def test_pending_renames_are_reported_done_next_run_and_never_on_the_sheet(
     saved, _ = state.load(state.path_in(world.cache_dir))
     assert saved.renames is None  # owed: the next run renames
 
-    world.drive.limit_writes(None)
+    world.drive.limit_writes(WRITES_PER_SECOND)  # Google's again
     second = world.run()
     assert second.exit_code == 0 and second.summary["renames_pending"] == 0
     owed = {p["id"] for p in pending}
@@ -347,6 +350,68 @@ def test_the_write_limit_answers_each_part_over_it() -> None:
     assert limited.status == 403 and "userRateLimitExceeded" in limited.message
     assert limited.retry_after is not None and limited.retry_after >= 1
     assert emu.stats.requests == 1 and emu.stats.rate_limited == 8
+
+
+def send_batch(emu: DriveEmulator, renames: list[Rename]) -> dict[str, google.Answer]:
+    """One batch of `renames` through googleapiclient itself: the answer to each part."""
+    files = build(
+        "drive",
+        "v3",
+        http=httplib2.Http(),
+        static_discovery=True,
+        cache_discovery=False,
+        client_options={"api_endpoint": f"{emu.url}/drive/v3/"},
+    ).files()
+    answers: dict[str, google.Answer] = {}
+
+    def done(request_id: str, response: Any, exc: Exception | None) -> None:
+        answers[request_id] = google.answer_of(exc) if exc else google.Answer(google.Kind.OK, 200)
+
+    batch = BatchHttpRequest(callback=done, batch_uri=f"{emu.url}/batch/drive/v3")
+    for r in renames:
+        batch.add(
+            files.update(fileId=r.id, body={"name": r.new}, supportsAllDrives=True),
+            request_id=r.id,
+        )
+    batch.execute()
+    return answers
+
+
+def test_drives_write_limit_is_googles_by_default() -> None:
+    """3 writes a second per user, burst 3, each batch part counting (Google's): a batch
+    of 5 renames gets 3 through; a second later 3 more; no test gets a kinder Drive."""
+    clock = QuotaClock()
+    with DriveEmulator(clock=clock) as emu:
+        assert emu.write_limit is not None
+        assert (emu.write_limit.per_second, emu.write_limit.burst) == (WRITES_PER_SECOND, 3.0)
+        _, renames = misnamed(emu, 8)
+        first = send_batch(emu, renames[:5])
+        assert [first[r.id].kind.value for r in renames[:5]] == ["ok"] * 3 + ["rate-limit"] * 2
+        assert "userRateLimitExceeded" in first[renames[4].id].message
+        clock.advance(1.0)  # three tokens back, no more
+        second = send_batch(emu, renames[4:])
+        assert [second[r.id].kind.value for r in renames[4:]] == ["ok"] * 3 + ["rate-limit"]
+        assert emu.stats.batch_parts == 9 and emu.stats.rate_limited == 3
+
+
+def test_drives_write_limit_can_be_turned_off_for_benchmarks_of_our_own_overhead() -> None:
+    with DriveEmulator(write_limit=None) as emu:
+        assert emu.write_limit is None
+        _, renames = misnamed(emu, 20)
+        answers = send_batch(emu, renames)
+        assert {a.kind.value for a in answers.values()} == {"ok"}
+
+
+def test_a_quota_clock_file_is_one_clock_for_every_process(tmp_path: Path) -> None:
+    """What a forked CLI run's waits add, the emulators' clock in the test process sees."""
+    base = [100.0]
+    here = QuotaClock(lambda: base[0], path=tmp_path / "quota.clock")
+    there = QuotaClock(lambda: base[0], path=tmp_path / "quota.clock")  # another process
+    there.sleep(2.5)
+    here.between_runs()
+    assert here() == there() == 100.0 + 2.5 + 61.0
+    base[0] = 110.0  # real time goes on under both
+    assert here() == 110.0 + 63.5
 
 
 def test_sheets_reads_and_writes_have_their_own_quota() -> None:

@@ -35,12 +35,13 @@ def test_rename_failures_are_logged_once_and_said_when_resolved(
 
     def run() -> tuple[pipeline.Outcome, list[str], list[str]]:
         caplog.clear()
+        drive_emulator.clock.between_runs()  # type: ignore[attr-defined]
         source = DriveSource(
             drive_id,
             credentials=AnonymousCredentials(),
             endpoint=drive_emulator.url,
             allow_renames=True,
-            sleep=lambda _s: None,
+            sleep=drive_emulator.clock.sleep,  # type: ignore[attr-defined]
         )
         services = pipeline.Services(sources.DriveTree(source), store, clock=lambda: NOW)
         got = pipeline.run(run_config(settings), pipeline.Options(), services)

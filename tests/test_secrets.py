@@ -339,13 +339,13 @@ def test_an_in_process_run_with_real_token_exchanges_logs_no_secret(
         delegate=DELEGATE,
         scopes=scopes,
         allow_renames=True,
-        sleep=lambda _s: None,
+        sleep=drive_emulator.clock.sleep,  # type: ignore[attr-defined]
     )
     report = sheet.open_report(
         KEY,
         endpoint=sheets_emulator.url,
         credentials=load_credentials(sheets_key, DELEGATE, (sheet.SCOPE,)),
-        sleep=lambda _s: None,
+        sleep=sheets_emulator.clock.sleep,  # type: ignore[attr-defined]
     )
     settings = replace(Settings(), cache_dir=tmp_path / "cache", mongo_uri="mongomock://x")
     caplog.set_level(logging.DEBUG)

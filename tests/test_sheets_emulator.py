@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from backtest_compilation.sheets_http import sheets_client
-from emulators.google import parse_fields
+from emulators.google import QuotaClock, parse_fields
 from emulators.sheets import SheetsEmulator
 
 KEY = "EmuKey123"
@@ -304,3 +304,32 @@ def test_a_spreadsheet_is_a_drive_file_whose_version_moves_on_every_write(
     emu.delete_tab("1LinkedSheetKey", "Copies")  # a person's edit
     assert int(source.file_version("1LinkedSheetKey") or 0) > int(second)
     assert source.file_version("1NotADriveFileAtAll") is None  # cannot tell
+
+
+def test_googles_quotas_are_on_by_default_reads_and_writes_apart(
+    sheets_emulator: SheetsEmulator, quota_clock: QuotaClock
+) -> None:
+    """60 reads and 60 writes a minute per user (Google's), in separate buckets, on the
+    test's quota clock: no test gets a kinder Sheets than Google's."""
+    emu = sheets_emulator
+    emu.add_spreadsheet(KEY, tabs={"Sheet1": [["a"]]})
+    body = {"values": [["x"]]}
+    reads = [api(emu, "GET", "").status_code for _ in range(61)]
+    assert reads == [200] * 60 + [429]
+    writes = [
+        api(emu, "PUT", "/values/Sheet1!A1", params={"valueInputOption": "RAW"}, json=body)
+        for _ in range(61)
+    ]
+    assert [w.status_code for w in writes] == [200] * 60 + [429]  # reads spent none of them
+    assert "Write requests" in writes[-1].json()["error"]["message"]
+    quota_clock.between_runs()  # a minute later both buckets are full again
+    assert api(emu, "GET", "").status_code == 200
+    again = api(emu, "PUT", "/values/Sheet1!A1", params={"valueInputOption": "RAW"}, json=body)
+    assert again.status_code == 200 and emu.throttled == 2
+
+
+def test_the_quotas_can_be_turned_off_for_benchmarks_of_our_own_overhead() -> None:
+    with SheetsEmulator(read_quota_per_minute=None, write_quota_per_minute=None) as emu:
+        emu.add_spreadsheet(KEY)
+        assert {api(emu, "GET", "").status_code for _ in range(70)} == {200}
+        assert emu.throttled == 0

@@ -552,12 +552,13 @@ def _drive_world(tmp_path: Path, drive_emulator: DriveEmulator) -> Settings:
 
 def _runner(settings: Settings, drive_emulator: DriveEmulator, store: Store) -> Any:
     def run() -> pipeline.Outcome:
+        drive_emulator.clock.between_runs()  # type: ignore[attr-defined]
         source = DriveSource(
             settings.folder_id,
             credentials=AnonymousCredentials(),
             endpoint=drive_emulator.url,
             allow_renames=True,
-            sleep=lambda _s: None,
+            sleep=drive_emulator.clock.sleep,  # type: ignore[attr-defined]
         )
         services = pipeline.Services(sources.DriveTree(source), store, clock=lambda: NOW)
         return pipeline.run(run_config(settings), pipeline.Options(), services)

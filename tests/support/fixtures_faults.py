@@ -14,7 +14,6 @@ import contextlib
 import copy
 import os
 import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -30,9 +29,11 @@ from backtest_compilation.cli import drive_source, run_config
 from backtest_compilation.store import Store
 from backtest_compilation.tree import Node, file, folder
 from emulators.drive import DriveEmulator
+from emulators.google import QuotaClock
 from emulators.secantus import MongoServer
 from emulators.sheets import SheetsEmulator
 from tests.support.forkserver import ForkServer
+from tests.support.forkserver import command as forkserver_command
 from tests.support.website import View, visit, without_ids
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -136,6 +137,8 @@ class FaultWorld:
     root: str
     workdir: Path
     forks: ForkServer | None = None
+    # The time both emulators' quotas (Google's) count on; see `run` and `cli`.
+    clock: QuotaClock = field(default_factory=QuotaClock)
     client: MongoClient[dict[str, Any]] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -168,15 +171,22 @@ class FaultWorld:
         config: settings.Settings | None = None,
         *,
         store: Store | None = None,
-        sleep: Callable[[float], None] = lambda _s: None,
+        sheet_sleep: Callable[[float], None] = lambda _s: None,
     ) -> pipeline.Services:
-        """The real adapters, as the CLI builds them, but with retry waits not slept."""
+        """The real adapters, as the CLI builds them, but with waits not slept: each
+        passes on the quota clock, as a real wait would; the sheet's are also handed to
+        `sheet_sleep` (tests count them; Drive's depend on its write limit)."""
         config = config or self.settings()
-        source = drive_source(config, renames=True, sleep=sleep)
+
+        def sheet_wait(seconds: float) -> None:
+            sheet_sleep(seconds)
+            self.clock.sleep(seconds)
+
+        source = drive_source(config, renames=True, sleep=self.clock.sleep)
         return pipeline.Services(
             sources.DriveTree(source),
             store or cli.connect_store(config, timeout_ms=2000),
-            cli.connect_sheet(config, sleep=sleep),
+            cli.connect_sheet(config, sleep=sheet_wait),
         )
 
     def run(
@@ -186,7 +196,9 @@ class FaultWorld:
         services: pipeline.Services | None = None,
         **options: Any,
     ) -> pipeline.Outcome:
-        """One `pipeline.run` in-process; raises what the run raises."""
+        """One `pipeline.run` in-process, a quota window after the last run (runs are
+        hours apart in production); raises what the run raises."""
+        self.clock.between_runs()
         config = config or self.settings()
         services = services or self.services(config)
         try:
@@ -202,21 +214,29 @@ class FaultWorld:
         fresh: bool = False,
     ) -> subprocess.CompletedProcess[str]:
         """The CLI with ARGS in a process of its own (exit codes are real): a child of the
-        fork server when there is one (no interpreter start-up), else, or with `fresh`,
-        `python -m backtest_compilation ARGS`."""
+        fork server when there is one (no interpreter start-up), else, or with `fresh`, a
+        fresh interpreter (`forkserver.command`). It starts a quota window after the last
+        run, and counts its waits on the quota clock instead of sleeping them."""
+        self.clock.between_runs()
         env = dict(env if env is not None else self.env())
         if self.forks is not None and not fresh:
-            _pid, out, err = self.forks.start(list(args), env, self.workdir)
+            _pid, out, err = self.forks.start(list(args), env, self.workdir, self.clock.path)
             status = self.forks.wait()
             return subprocess.CompletedProcess(list(args), status, out.read_text(), err.read_text())
         return subprocess.run(
-            [sys.executable, "-m", "backtest_compilation", *args],
+            self.command(*args),
             cwd=self.workdir,
             env=env,
             capture_output=True,
             text=True,
             timeout=timeout,
         )
+
+    def command(self, *args: str) -> list[str]:
+        """`python … ARGS` for a CLI run in a fresh interpreter (with `env()`, in
+        `workdir`) that counts its waits on this world's quota clock."""
+        assert self.clock.path is not None
+        return forkserver_command(self.clock.path, list(args))
 
     # ------------------------------------------------------------ looking
 
@@ -277,16 +297,19 @@ def make_fault_world(
     forks: ForkServer | None = None,
 ) -> FaultWorld:
     """A seeded world (see the module docstring); `stack` closes the emulators."""
-    drive = stack.enter_context(DriveEmulator(latency=drive_latency))
-    sheets = stack.enter_context(SheetsEmulator())
+    workdir = tmp / name
+    workdir.mkdir(parents=True, exist_ok=True)
+    clock = QuotaClock(path=workdir / "quota.clock")  # shared with forked CLI runs
+    drive = stack.enter_context(DriveEmulator(latency=drive_latency, clock=clock))
+    sheets = stack.enter_context(SheetsEmulator(clock=clock))
     root = drive.add_drive("Backtests", "0ABacktests")
     drive.seed(root, backtest_drive())
     sheets.add_spreadsheet(SHEET_KEY, tabs={COPIES_TAB: COPIES})
     sheets.link_drive(drive)  # the spreadsheet is a Drive file whose version moves
-    workdir = tmp / name
-    workdir.mkdir(parents=True, exist_ok=True)
     db_name = f"f_{name}_{uuid.uuid4().hex[:12]}"
-    world = FaultWorld(drive, sheets, mongo, db_name, workdir / "cache", root, workdir, forks)
+    world = FaultWorld(
+        drive, sheets, mongo, db_name, workdir / "cache", root, workdir, forks, clock
+    )
     stack.callback(world.client.close)
     stack.callback(_drop, world)
     return world

@@ -13,15 +13,17 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from backtest_compilation import sheet
+from emulators.google import QuotaClock
 from emulators.sheets import SheetsEmulator
 
 SHEET_KEY = "1TestSheetKey_abc-XYZ"
 
 
 @pytest.fixture
-def sheets_emulator() -> Iterator[SheetsEmulator]:
-    """A fresh emulator on a free 127.0.0.1 port, stopped after the test."""
-    with SheetsEmulator() as emulator:
+def sheets_emulator(quota_clock: QuotaClock) -> Iterator[SheetsEmulator]:
+    """A fresh emulator on a free 127.0.0.1 port, with Google's quotas on `quota_clock`
+    (shared with `drive_emulator`), stopped after the test."""
+    with SheetsEmulator(clock=quota_clock) as emulator:
         yield emulator
 
 
@@ -33,12 +35,17 @@ def sleeps() -> list[float]:
 
 @pytest.fixture
 def make_report(
-    sheets_emulator: SheetsEmulator, sleeps: list[float]
+    sheets_emulator: SheetsEmulator, sleeps: list[float], quota_clock: QuotaClock
 ) -> Callable[..., sheet.SheetReport]:
-    """`make_report(key=SHEET_KEY, **open_report_kwargs)`: an anonymous report on the emulator."""
+    """`make_report(key=SHEET_KEY, **open_report_kwargs)`: an anonymous report on the
+    emulator whose waits are recorded in `sleeps` and pass on `quota_clock`, not slept."""
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        quota_clock.sleep(seconds)
 
     def make(key: str = SHEET_KEY, **kwargs: Any) -> sheet.SheetReport:
-        kwargs.setdefault("sleep", sleeps.append)
+        kwargs.setdefault("sleep", sleep)
         return sheet.open_report(key, endpoint=sheets_emulator.url, **kwargs)
 
     return make

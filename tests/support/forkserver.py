@@ -3,8 +3,17 @@ child process per request, which runs `cli.main(argv)` with the given environmen
 working directory and exits with its code. Each child is a real process that a test can
 SIGKILL at any point, without paying the interpreter's start-up (~0.8 s) every time.
 
+With `quota_clock` (the file of an `emulators.google.QuotaClock`), the child's waits
+between Google calls are not slept but pass on that clock, which the emulators' quotas
+count on: a run that Google's quotas would hold for a minute takes a fraction of a
+second, and meets the quotas exactly as with real waits.
+
+`command(quota_clock, argv)` is the same for one run in a fresh interpreter
+(`python -m tests.support.forkserver --quota-clock PATH ARGS`).
+
 Run as `python -m tests.support.forkserver`. Protocol, one JSON object per line:
-stdin `{"argv": [...], "env": {...}, "cwd": "...", "stdout": path, "stderr": path}`;
+stdin `{"argv": [...], "env": {...}, "cwd": "...", "stdout": path, "stderr": path,
+"quota_clock": path or null}`;
 stdout `{"pid": N}` once the child runs, then `{"pid": N, "status": S}` when it ended
 (`S` is the exit code, or minus the signal that killed it). One child at a time.
 """
@@ -16,16 +25,40 @@ import os
 import selectors
 import subprocess
 import sys
+import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _count_waits_on(path: str) -> None:
+    """Every clock the CLI builds for its pacers (`google.Clock`) gets the QuotaClock in
+    `path` as its sleep: a wait passes on that clock instead of being slept, and the
+    pacer's clock still counts it as time gone by, as an injected sleep does in-process."""
+    from backtest_compilation import google
+    from emulators.google import QuotaClock
+
+    shared = QuotaClock(path=Path(path))
+    init = google.Clock.__init__
+
+    def counted(
+        clock: google.Clock,
+        sleep: Callable[[float], object] = shared.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        init(clock, shared.sleep, monotonic)  # the CLI passes time.sleep: not here
+
+    google.Clock.__init__ = counted  # type: ignore[method-assign]
+
+
 def _child(request: dict[str, Any]) -> int:
     from backtest_compilation import cli
 
+    if request.get("quota_clock"):
+        _count_waits_on(request["quota_clock"])
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
@@ -85,8 +118,11 @@ class ForkServer:
             raise RuntimeError("fork server ended")
         return json.loads(line)
 
-    def start(self, argv: list[str], env: dict[str, str], cwd: Path) -> tuple[int, Path, Path]:
-        """Fork a child running the CLI; returns (pid, stdout file, stderr file)."""
+    def start(
+        self, argv: list[str], env: dict[str, str], cwd: Path, quota_clock: Path | None = None
+    ) -> tuple[int, Path, Path]:
+        """Fork a child running the CLI (its waits counted on the QuotaClock file
+        `quota_clock`, if given, not slept); returns (pid, stdout file, stderr file)."""
         out, err = cwd / "cli.stdout", cwd / "cli.stderr"
         request = {
             "argv": argv,
@@ -94,6 +130,7 @@ class ForkServer:
             "cwd": str(cwd),
             "stdout": str(out),
             "stderr": str(err),
+            "quota_clock": None if quota_clock is None else str(quota_clock),
         }
         assert self.process.stdin is not None
         self.process.stdin.write(json.dumps(request) + "\n")
@@ -121,5 +158,23 @@ class ForkServer:
         self.close()
 
 
+def command(quota_clock: Path, argv: list[str]) -> list[str]:
+    """The command line of one CLI run in a fresh interpreter whose waits between Google
+    calls pass on the QuotaClock file `quota_clock` instead of being slept."""
+    return [
+        sys.executable,
+        "-m",
+        "tests.support.forkserver",
+        "--quota-clock",
+        str(quota_clock),
+        *argv,
+    ]
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--quota-clock"]:
+        _count_waits_on(sys.argv[2])
+        from backtest_compilation import cli
+
+        sys.exit(cli.main(sys.argv[3:]))
     serve()
