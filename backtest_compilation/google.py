@@ -357,7 +357,14 @@ class PacerSettings:
     # The interval a first rate-limit answer raises a zero interval to.
     floor_interval: float = 0.0
     max_interval: float = 10.0
-    attack: float = 2.0  # interval × this on a rate-limit answer
+    attack: float = 2.0  # interval × at least this on a rate-limit answer
+    # A batch with refused parts scales the interval by its parts sent ÷ parts accepted
+    # (the overshoot it measured; half a part counted when none got through), at most
+    # by this.
+    max_attack: float = 2.0
+    # The first rate limit reads the rate that got through over at least this long
+    # (Google counts writes per second: a shorter window only measures the burst).
+    first_window: float = 0.0
     decay: float = 0.9  # interval × this per accepted unit, once a rate limit was seen
     start_decay: float = 0.9  # the same before any rate limit (a faster start)
     backoff_base: float = BACKOFF_BASE_S
@@ -380,6 +387,8 @@ DRIVE_WRITES = PacerSettings(
     floor_interval=0.01,
     max_interval=2.0,  # never slower than a write every 2 s: Drive sustains more
     attack=1.25,
+    max_attack=4.0,
+    first_window=1.0,
     decay=0.98,
     start_decay=0.9,
     start_batch=5,
@@ -423,6 +432,12 @@ class Pacer:
         self._accepted = 0
         self._limited_before = False
         self._at_cap = 0
+        # Calls reserved and answers fed back so far, and the calls reserved when the
+        # interval last grew by a measured overshoot: answers up to that count were sent
+        # before it, at the old spacing, and say nothing new.
+        self._reserved = 0
+        self._answers = 0
+        self._stale_until = 0
         self.waited = 0.0
         self.rate_limited = 0
 
@@ -445,6 +460,7 @@ class Pacer:
                 return None
             if self._first is None:
                 self._first = slot
+            self._reserved += 1
             self._next = slot + cost * self.interval
             return slot - now
 
@@ -484,6 +500,7 @@ class Pacer:
         pause = 0.0
         with self._lock:
             self._accepted += accepted
+            self._answers += 1
             if rate_limited:
                 self.rate_limited += rate_limited
                 self._limited_seen = True
@@ -496,7 +513,7 @@ class Pacer:
                     # The first time, start from the rate that got through so far (an
                     # overestimate: it includes Drive's initial burst).
                     first = (
-                        (self.clock.now() - self._first) / self._accepted
+                        max(s.first_window, self.clock.now() - self._first) / self._accepted
                         if s.floor_interval
                         and not self._limited_before
                         and self._accepted
@@ -504,8 +521,13 @@ class Pacer:
                         else 0.0
                     )
                     self._limited_before = True
+                    attack = s.attack
+                    if self._answers > self._stale_until:
+                        overshoot = size / max(accepted, 0.5)
+                        attack = min(s.max_attack, max(s.attack, overshoot))
+                        self._stale_until = self._reserved
                     self.interval = min(
-                        s.max_interval, max(self.interval * s.attack, s.floor_interval, first)
+                        s.max_interval, max(self.interval * attack, s.floor_interval, first)
                     )
                     self.concurrency = max(1, self.concurrency // 2)
                 shrunk = max(1, accepted if accepted else self.batch // 2)
