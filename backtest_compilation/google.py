@@ -438,6 +438,7 @@ class Pacer:
         self._reserved = 0
         self._answers = 0
         self._stale_until = 0
+        self._was_limited = False  # the last answer had refused parts: the bucket was empty
         self.waited = 0.0
         self.rate_limited = 0
 
@@ -522,7 +523,9 @@ class Pacer:
                     )
                     self._limited_before = True
                     attack = s.attack
-                    if self._answers > self._stale_until:
+                    if self._was_limited and self._answers > self._stale_until:
+                        # Sent after Drive's bucket was found empty, at the current
+                        # spacing: what got through is the rate Drive sustains.
                         overshoot = size / max(accepted, 0.5)
                         attack = min(s.max_attack, max(s.attack, overshoot))
                         self._stale_until = self._reserved
@@ -530,6 +533,8 @@ class Pacer:
                         s.max_interval, max(self.interval * attack, s.floor_interval, first)
                     )
                     self.concurrency = max(1, self.concurrency // 2)
+                    # Drive's bucket is empty now: its next write comes one interval on.
+                    self._next = max(self._next, self.clock.now() + self.interval)
                 shrunk = max(1, accepted if accepted else self.batch // 2)
                 self.batch_cap = max(1, min(self.batch_cap, shrunk if too_big else size))
                 self.batch = min(self.batch_cap, shrunk)
@@ -551,6 +556,7 @@ class Pacer:
                             self.batch_cap = min(s.max_batch, self.batch_cap + 1)
                             self._at_cap = 0
                     self.batch = min(self.batch_cap, self.batch * 2)
+            self._was_limited = bool(rate_limited)
             if rate_limited or transient:
                 if retry_after is not None:
                     pause = retry_after + self.jittered(min(1.0, 0.1 * retry_after + 0.05))
