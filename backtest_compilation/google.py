@@ -510,7 +510,10 @@ class Pacer:
                 # what its bucket held. A batch bigger than any that got through whole
                 # was too big, not too fast: only the batch size shrinks then.
                 too_big = accepted > 0 and size > self._batch_ok
-                if not too_big:
+                # An answer to a call sent before the interval last grew measured the
+                # old spacing: it says nothing new about the rate.
+                stale = self._answers <= self._stale_until
+                if not too_big and not stale:
                     # The first time, start from the rate that got through so far (an
                     # overestimate: it includes Drive's initial burst).
                     first = (
@@ -523,12 +526,12 @@ class Pacer:
                     )
                     self._limited_before = True
                     attack = s.attack
-                    if self._was_limited and self._answers > self._stale_until:
+                    if self._was_limited:
                         # Sent after Drive's bucket was found empty, at the current
                         # spacing: what got through is the rate Drive sustains.
                         overshoot = size / max(accepted, 0.5)
                         attack = min(s.max_attack, max(s.attack, overshoot))
-                        self._stale_until = self._reserved
+                    self._stale_until = self._reserved
                     self.interval = min(
                         s.max_interval, max(self.interval * attack, s.floor_interval, first)
                     )
