@@ -438,6 +438,7 @@ class Pacer:
         self._reserved = 0
         self._answers = 0
         self._stale_until = 0
+        self._empty_at: float | None = None  # when a refusal last found the bucket empty
         self._was_limited = False  # the last answer had refused parts: the bucket was empty
         self.waited = 0.0
         self.rate_limited = 0
@@ -457,10 +458,14 @@ class Pacer:
         with self._lock:
             now = self.clock.now()
             slot = max(now, self._next)
+            if self._empty_at is not None:
+                # Drive's bucket was empty then: n writes need n intervals' refill.
+                slot = max(slot, self._empty_at + cost * self.interval)
             if latest is not None and slot > latest:
                 return None
             if self._first is None:
                 self._first = slot
+            self._empty_at = None
             self._reserved += 1
             self._next = slot + cost * self.interval
             return slot - now
@@ -503,6 +508,7 @@ class Pacer:
             self._accepted += accepted
             self._answers += 1
             if rate_limited:
+                self._empty_at = self.clock.now()
                 self.rate_limited += rate_limited
                 self._limited_seen = True
                 size = accepted + rate_limited + transient
