@@ -519,18 +519,17 @@ class Pacer:
                 # An answer to a call sent before the interval last grew measured the
                 # old spacing: it says nothing new about the rate.
                 stale = self._answers <= self._stale_until
-                if not too_big and not stale:
-                    # The first time, start from the rate that got through so far (an
-                    # overestimate: it includes Drive's initial burst).
-                    first = (
-                        max(s.first_window, self.clock.now() - self._first) / self._accepted
-                        if s.floor_interval
-                        and not self._limited_before
-                        and self._accepted
-                        and self._first
-                        else 0.0
-                    )
+                if s.floor_interval and not self._limited_before:
+                    # The first refusal, whatever the batch's size: start from the rate
+                    # that got through, over at least `first_window` (a shorter window
+                    # measures Drive's initial burst, not its rate).
                     self._limited_before = True
+                    window = max(s.first_window, self.clock.now() - (self._first or 0.0))
+                    first = window / self._accepted if self._accepted else s.floor_interval
+                    self.interval = min(s.max_interval, max(self.interval, s.floor_interval, first))
+                    self.concurrency = max(1, self.concurrency // 2)
+                    self._stale_until = self._reserved
+                elif not too_big and not stale:
                     attack = s.attack
                     if self._was_limited:
                         # Sent after Drive's bucket was found empty, at the current
@@ -539,11 +538,9 @@ class Pacer:
                         attack = min(s.max_attack, max(s.attack, overshoot))
                     self._stale_until = self._reserved
                     self.interval = min(
-                        s.max_interval, max(self.interval * attack, s.floor_interval, first)
+                        s.max_interval, max(self.interval * attack, s.floor_interval)
                     )
                     self.concurrency = max(1, self.concurrency // 2)
-                    # Drive's bucket is empty now: its next write comes one interval on.
-                    self._next = max(self._next, self.clock.now() + self.interval)
                 shrunk = max(1, accepted if accepted else self.batch // 2)
                 self.batch_cap = max(1, min(self.batch_cap, shrunk if too_big else size))
                 self.batch = min(self.batch_cap, shrunk)
