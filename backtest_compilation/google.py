@@ -509,6 +509,11 @@ class Pacer:
             self._answers += 1
             if rate_limited:
                 self._empty_at = self.clock.now()
+                if self._answers >= self._reserved:
+                    # Nothing else in flight: refused parts took no writes from Drive's
+                    # bucket, so their spacing is given back (the next call waits for
+                    # the bucket to refill from now, above).
+                    self._next = min(self._next, self._empty_at)
                 self.rate_limited += rate_limited
                 self._limited_seen = True
                 size = accepted + rate_limited + transient
