@@ -7,7 +7,13 @@ The Drive v3 emulator with 100 ms latency on every request and a sustained write
 per rename (batch parts sent ÷ renames), and the achieved rate ÷ the limit (target
 ≥ 0.85 at every limit), and checks every rename was applied with none failed.
 
+Then Google's own limit (3 writes/s, burst 3, as the emulator has it by default):
+`--google` renames sustained, and how fast the pacer settles: `--settle` renames from a
+cold start, the batches and write attempts they cost (about 4 and `--settle` when the
+pacer starts at the right rate), over `--repeats` runs.
+
     uv run python bench/quota.py [--renames 1000] [--limits 10 20 50] [--latency 0.1]
+        [--google 300] [--settle 10] [--repeats 5]
 """
 
 from __future__ import annotations
@@ -24,17 +30,21 @@ from google.auth.credentials import AnonymousCredentials
 
 from backtest_compilation.catalog import Rename
 from backtest_compilation.drive import DriveSource
-from emulators.drive import DriveEmulator
+from emulators.drive import WRITES_PER_SECOND, DriveEmulator
 
 
-def run(limit: float, renames: int, latency: float, retry_after: str | None) -> str:
+def rename(
+    limit: float, renames: int, latency: float, retry_after: str | None, burst: float | None
+) -> tuple[float, int, int, str]:
+    """Rename `renames` files under the limit: (wall seconds, batch parts, batches, and
+    what became of them, flagged unless every one was applied)."""
     with DriveEmulator(latency=latency) as drive:
         root = drive.add_drive("Backtests")
         course = drive.add_folder(root, "CSCI-1200 Data Structures")
         ids = [
             drive.add_file(course, f"csci-1200 e1 f{n % 90:02d} {n}.pdf") for n in range(renames)
         ]
-        drive.limit_writes(limit, retry_after=retry_after)
+        drive.limit_writes(limit, burst=burst, retry_after=retry_after)
         drive.reset_stats()
         source = DriveSource(
             root, credentials=AnonymousCredentials(), endpoint=drive.url, allow_renames=True
@@ -51,16 +61,41 @@ def run(limit: float, renames: int, latency: float, retry_after: str | None) -> 
             and not result.problems
             and not getattr(result, "pending", ())
         )
-        attempts = drive.stats.batch_parts / renames
-        achieved = renames / wall / limit
-        return (
-            f"limit {limit:g} writes/s: {wall:.1f} s wall (ideal {renames / limit:.1f} s), "
-            f"{attempts:.2f} write attempts per rename, {drive.stats.requests} batches, "
-            f"achieved rate {renames / wall:.1f}/s = {achieved:.2f} of the limit "
-            f"(target ≥ 0.85: {'ok' if achieved >= 0.85 else 'MISSED'}); "
-            f"{len(result.applied)} applied, {len(result.problems)} failed, "
-            f"{len(getattr(result, 'pending', ()))} pending{'' if ok else '  <-- NOT ALL APPLIED'}"
+        pending = len(getattr(result, "pending", ()))
+        outcome = (
+            f"{len(result.applied)} applied, {len(result.problems)} failed, {pending} pending"
+            f"{'' if ok else '  <-- NOT ALL APPLIED'}"
         )
+        return wall, drive.stats.batch_parts, drive.stats.requests, outcome
+
+
+def run(
+    limit: float, renames: int, latency: float, retry_after: str | None, burst: float | None = None
+) -> str:
+    wall, parts, batches, outcome = rename(limit, renames, latency, retry_after, burst)
+    attempts = parts / renames
+    achieved = renames / wall / limit
+    return (
+        f"limit {limit:g} writes/s: {wall:.1f} s wall (ideal {renames / limit:.1f} s), "
+        f"{attempts:.2f} write attempts per rename, {batches} batches, "
+        f"achieved rate {renames / wall:.1f}/s = {achieved:.2f} of the limit "
+        f"(target ≥ 0.85: {'ok' if achieved >= 0.85 else 'MISSED'}); {outcome}"
+    )
+
+
+def settle(renames: int, latency: float, repeats: int) -> str:
+    """How many batches and write attempts `renames` cost from a cold start at Google's
+    limit."""
+    runs = [rename(WRITES_PER_SECOND, renames, latency, None, 3.0) for _ in range(repeats)]
+    batches = sorted(b for _, _, b, _ in runs)
+    parts = sorted(p for _, p, _, _ in runs)
+    walls = sorted(w for w, _, _, _ in runs)
+    return (
+        f"settling at Google's {WRITES_PER_SECOND:g} writes/s (burst 3), {renames} renames, "
+        f"{repeats} runs: {batches[0]}–{batches[-1]} batches, {parts[0]}–{parts[-1]} write "
+        f"attempts, {walls[0]:.1f}–{walls[-1]:.1f} s wall"
+        f"{'' if all('NOT' not in o for *_, o in runs) else '  <-- NOT ALL APPLIED'}"
+    )
 
 
 def main() -> None:
@@ -69,6 +104,9 @@ def main() -> None:
     parser.add_argument("--limits", type=float, nargs="+", default=[10, 20, 50])
     parser.add_argument("--latency", type=float, default=0.1)
     parser.add_argument("--retry-after", choices=["seconds", "date"], default=None)
+    parser.add_argument("--google", type=int, default=300, help="renames at 3/s (0: skip)")
+    parser.add_argument("--settle", type=int, default=10, help="renames from cold (0: skip)")
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("-v", action="store_true", help="log the rename phase at INFO")
     args = parser.parse_args()
     if args.v:
@@ -78,6 +116,14 @@ def main() -> None:
         f"{args.renames} renames, {args.latency * 1000:.0f} ms latency per request, "
         f"bucket of one second's worth, Retry-After: {args.retry_after or 'none'}"
     )
+    if args.settle:
+        print(settle(args.settle, args.latency, args.repeats), flush=True)
+    if args.google:
+        print(
+            f"Google's limit, burst 3: {args.google} renames: "
+            + run(WRITES_PER_SECOND, args.google, args.latency, args.retry_after, 3.0),
+            flush=True,
+        )
     for limit in args.limits:
         print(run(limit, args.renames, args.latency, args.retry_after), flush=True)
 
