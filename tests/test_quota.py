@@ -83,6 +83,35 @@ def test_every_rename_is_applied_in_one_run_under_a_write_limit(
         assert emu.stats.batch_parts <= 1.3 * len(renames)
 
 
+@pytest.mark.parametrize(
+    ("count", "most_batches", "most_attempts"),
+    [
+        pytest.param(10, 8, 15, id="10 renames"),
+        pytest.param(90, 50, 117, id="90 renames"),
+    ],
+)
+def test_renames_settle_at_googles_rate_at_once(
+    count: int, most_batches: int, most_attempts: int
+) -> None:
+    """At Google's 3 writes a second (burst 3), the pacer's first refusal sets about the
+    right spacing: a few batches and few refused parts, not a slow climb from 10 ms a
+    write; and the rate it settles at is Google's, not below it."""
+    with DriveEmulator() as emu:
+        root, renames = misnamed(emu, count)
+        emu.reset_stats()
+        source = source_for(emu, root)
+        emu.limit_writes(WRITES_PER_SECOND, burst=3.0)  # Google's, on the source's clock
+        started = source.clock.now()
+        result = source.rename(renames)
+        took = source.clock.now() - started
+        assert result.applied == {r.id for r in renames}
+        assert not result.problems and not result.pending
+        assert emu.stats.requests <= most_batches
+        assert emu.stats.batch_parts <= most_attempts
+        # Drive's burst of 3, then 3 a second: no faster is possible, and not much slower.
+        assert (count - 3) / WRITES_PER_SECOND <= took <= count / WRITES_PER_SECOND / 0.9 + 1.0
+
+
 @pytest.mark.parametrize("form", ["seconds", "date"])
 def test_renames_honour_retry_after_in_both_forms(form: str) -> None:
     with DriveEmulator() as emu:
