@@ -440,6 +440,7 @@ class Pacer:
         self._stale_until = 0
         self._empty_at: float | None = None  # when a refusal last found the bucket empty
         self._was_limited = False  # the last answer had refused parts: the bucket was empty
+        self._hold = self._next  # no call before this (a backoff or a Retry-After)
         self.waited = 0.0
         self.rate_limited = 0
 
@@ -489,7 +490,8 @@ class Pacer:
     def pause(self, seconds: float) -> None:
         """Nobody sends for `seconds` from now (a backoff or a `Retry-After`)."""
         with self._lock:
-            self._next = max(self._next, self.clock.now() + seconds)
+            self._hold = max(self._hold, self.clock.now() + seconds)
+            self._next = max(self._next, self._hold)
 
     def answered(
         self,
@@ -513,7 +515,7 @@ class Pacer:
                     # Nothing else in flight: refused parts took no writes from Drive's
                     # bucket, so their spacing is given back (the next call waits for
                     # the bucket to refill from now, above).
-                    self._next = min(self._next, self._empty_at)
+                    self._next = max(min(self._next, self._empty_at), self._hold)
                 self.rate_limited += rate_limited
                 self._limited_seen = True
                 size = accepted + rate_limited + transient
@@ -529,7 +531,8 @@ class Pacer:
                     # that got through, over at least `first_window` (a shorter window
                     # measures Drive's initial burst, not its rate).
                     self._limited_before = True
-                    window = max(s.first_window, self.clock.now() - (self._first or 0.0))
+                    began = self._first if self._first is not None else self._empty_at
+                    window = max(s.first_window, self._empty_at - began)
                     first = window / self._accepted if self._accepted else s.floor_interval
                     self.interval = min(s.max_interval, max(self.interval, s.floor_interval, first))
                     self.concurrency = max(1, self.concurrency // 2)
@@ -577,7 +580,8 @@ class Pacer:
                     pause = 0.0
                 else:
                     pause = self.backoff(attempt)
-                self._next = max(self._next, self.clock.now() + pause)
+                self._hold = max(self._hold, self.clock.now() + pause)
+                self._next = max(self._next, self._hold)
         return pause
 
     def grow_concurrency(self) -> None:
