@@ -441,6 +441,8 @@ class Pacer:
         self._empty_at: float | None = None  # when a refusal last found the bucket empty
         self._was_limited = False  # the last answer had refused parts: the bucket was empty
         self._hold = self._next  # no call before this (a backoff or a Retry-After)
+        self._cycle_from: float | None = None  # the last refusal (the bucket was empty) …
+        self._cycle_accepted = 0  # … and the writes accepted since
         self.waited = 0.0
         self.rate_limited = 0
 
@@ -507,10 +509,12 @@ class Pacer:
         s = self.settings
         pause = 0.0
         with self._lock:
+            now = self.clock.now()
             self._accepted += accepted
+            self._cycle_accepted += accepted
             self._answers += 1
             if rate_limited:
-                self._empty_at = self.clock.now()
+                self._empty_at = now
                 if self._answers >= self._reserved:
                     # Nothing else in flight: refused parts took no writes from Drive's
                     # bucket, so their spacing is given back (the next call waits for
@@ -538,17 +542,24 @@ class Pacer:
                     self.concurrency = max(1, self.concurrency // 2)
                     self._stale_until = self._reserved
                 elif not too_big and not stale:
-                    attack = s.attack
                     if self._was_limited:
                         # Sent after Drive's bucket was found empty, at the current
                         # spacing: what got through is the rate Drive sustains.
                         overshoot = size / max(accepted, 0.5)
-                        attack = min(s.max_attack, max(s.attack, overshoot))
+                        grown = self.interval * min(s.max_attack, max(s.attack, overshoot))
+                    elif self._cycle_from is not None and self._cycle_accepted:
+                        # The bucket was empty at the last refusal and is again: what got
+                        # through in between is the rate Drive sustains (up to a write).
+                        # Never slower than `attack` allows: tokens lost while we were
+                        # slow would make it look lower.
+                        rate = self._cycle_accepted / max(now - self._cycle_from, 1e-9)
+                        grown = min(self.interval * s.attack, max(self.interval, 1.0 / rate))
+                    else:
+                        grown = self.interval * s.attack
                     self._stale_until = self._reserved
-                    self.interval = min(
-                        s.max_interval, max(self.interval * attack, s.floor_interval)
-                    )
+                    self.interval = min(s.max_interval, max(grown, s.floor_interval))
                     self.concurrency = max(1, self.concurrency // 2)
+                self._cycle_from, self._cycle_accepted = now, 0
                 shrunk = max(1, accepted if accepted else self.batch // 2)
                 self.batch_cap = max(1, min(self.batch_cap, shrunk if too_big else size))
                 self.batch = min(self.batch_cap, shrunk)
