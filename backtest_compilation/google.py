@@ -357,10 +357,12 @@ class PacerSettings:
     # The interval a first rate-limit answer raises a zero interval to.
     floor_interval: float = 0.0
     max_interval: float = 10.0
-    attack: float = 2.0  # interval × at least this on a rate-limit answer
-    # A batch with refused parts scales the interval by its parts sent ÷ parts accepted
-    # (the overshoot it measured; half a part counted when none got through), at most
-    # by this.
+    # On a rate-limit answer the interval grows: × the batch's parts sent ÷ parts
+    # accepted (the overshoot it measured) up to `max_attack` when the bucket was known
+    # empty when it went; else × `attack`, or less, down to `min_attack`, when the rate
+    # that got through since the last refusal says so.
+    attack: float = 2.0
+    min_attack: float = 2.0
     max_attack: float = 2.0
     # The first rate limit reads the rate that got through over at least this long
     # (Google counts writes per second: a shorter window only measures the burst).
@@ -378,15 +380,17 @@ class PacerSettings:
 
 
 # Drive writes: no spacing until Drive first says "slow down" (batches and concurrency
-# start small and grow meanwhile); from then on spacing starts at 10 ms a write, grows
-# ×1.25 per rate-limited batch and shrinks 2 % per accepted write, so it settles just
-# under the rate Drive sustains.
+# start small and grow meanwhile). That first refusal sets the spacing from the writes
+# that got through over at least a second (Google's 3 a second: 10 renames in about 4
+# batches); later refusals grow it by the overshoot they measured (×1.1 to ×4) and
+# accepted writes shrink it 2 % each, so it settles at the rate Drive sustains.
 DRIVE_WRITES = PacerSettings(
     min_interval=0.0,
     start_interval=0.0,
     floor_interval=0.01,
     max_interval=2.0,  # never slower than a write every 2 s: Drive sustains more
     attack=1.25,
+    min_attack=1.1,
     max_attack=4.0,
     first_window=1.0,
     decay=0.98,
@@ -550,10 +554,11 @@ class Pacer:
                     elif self._cycle_from is not None and self._cycle_accepted:
                         # The bucket was empty at the last refusal and is again: what got
                         # through in between is the rate Drive sustains (up to a write).
-                        # Never slower than `attack` allows: tokens lost while we were
-                        # slow would make it look lower.
-                        rate = self._cycle_accepted / max(now - self._cycle_from, 1e-9)
-                        grown = min(self.interval * s.attack, max(self.interval, 1.0 / rate))
+                        # No slower than `attack` allows: tokens lost while we were slow
+                        # would make it look lower.
+                        measured = max(now - self._cycle_from, 1e-9) / self._cycle_accepted
+                        grown = self.interval * s.min_attack
+                        grown = min(self.interval * s.attack, max(grown, measured))
                     else:
                         grown = self.interval * s.attack
                     self._stale_until = self._reserved
