@@ -199,6 +199,18 @@ def test_the_pacer_converges_to_the_rate_drive_sustains(rate: float) -> None:
     assert attempts <= 1.3 * 40 * rate
 
 
+def test_the_pacer_settles_at_googles_rate_from_its_first_refusal() -> None:
+    """Google's 3 writes a second, burst 3: the first refusal sets about the right
+    spacing, so 10 writes cost a few refused parts, not a climb from 10 ms a write."""
+    fake = FakeTime()
+    pacer = Pacer(DRIVE_WRITES, clock=Clock(fake.sleep, fake.monotonic))
+    bucket = Bucket(3, burst=3, tokens=3, at=fake.t)
+    attempts, seconds = drive_writes(pacer, fake, bucket, 10)
+    assert attempts <= 15
+    assert seconds <= (10 - 3) / 3 + 1.5  # the burst, then Google's rate
+    assert 0.25 <= pacer.interval <= 0.45  # about a third of a second a write
+
+
 def test_the_pacer_backoff_is_bounded() -> None:
     fake = FakeTime()
     pacer = Pacer(DRIVE_WRITES, clock=Clock(fake.sleep, fake.monotonic))
