@@ -447,6 +447,7 @@ class Pacer:
         self._hold = self._next  # no call before this (a backoff or a Retry-After)
         self._cycle_from: float | None = None  # the last refusal (the bucket was empty) …
         self._cycle_accepted = 0  # … and the writes accepted since
+        self._burst_cap = settings.max_batch
         self.waited = 0.0
         self.rate_limited = 0
 
@@ -534,7 +535,8 @@ class Pacer:
                 # An answer to a call sent before the interval last grew measured the
                 # old spacing: it says nothing new about the rate.
                 stale = self._answers <= self._stale_until
-                if s.floor_interval and not self._limited_before:
+                first_refusal = not self._limited_before
+                if s.floor_interval and first_refusal:
                     # The first refusal, whatever the batch's size: start from the rate
                     # that got through, over at least `first_window` (a shorter window
                     # measures Drive's initial burst, not its rate).
@@ -567,6 +569,12 @@ class Pacer:
                 self._cycle_from, self._cycle_accepted = now, 0
                 shrunk = max(1, accepted if accepted else self.batch // 2)
                 self.batch_cap = max(1, min(self.batch_cap, shrunk if too_big else size))
+                if first_refusal and too_big and self._answers >= self._reserved:
+                    # What got through is what Drive's bucket held (its burst): a batch
+                    # that size goes whole only when the bucket is full, and a full
+                    # bucket wastes what it cannot hold. Batches stay one smaller.
+                    self._burst_cap = max(1, accepted - 1)
+                    self.batch_cap = min(self.batch_cap, self._burst_cap)
                 self.batch = min(self.batch_cap, shrunk)
                 self._at_cap = 0
             elif accepted:
@@ -583,7 +591,11 @@ class Pacer:
                         # Probe one bigger now and then: Drive's allowance may have grown.
                         self._at_cap += 1
                         if self._at_cap >= PROBE_AFTER:
-                            self.batch_cap = min(s.max_batch, self.batch_cap + 1)
+                            # Past the burst seen only once Drive's rate proves it
+                            # refills more than that in half a second.
+                            full = self.interval * (self._burst_cap + 1) >= s.first_window / 2
+                            most = self._burst_cap if full else s.max_batch
+                            self.batch_cap = min(most, self.batch_cap + 1)
                             self._at_cap = 0
                     self.batch = min(self.batch_cap, self.batch * 2)
             self._was_limited = bool(rate_limited)
