@@ -437,8 +437,8 @@ class Pacer:
         self._limited_before = False
         self._at_cap = 0
         # Calls reserved and answers fed back so far, and the calls reserved when the
-        # interval last grew by a measured overshoot: answers up to that count were sent
-        # before it, at the old spacing, and say nothing new.
+        # interval last grew by a measure: answers up to that count were sent before
+        # it, at the old spacing.
         self._reserved = 0
         self._answers = 0
         self._stale_until = 0
@@ -532,8 +532,8 @@ class Pacer:
                 # what its bucket held. A batch bigger than any that got through whole
                 # was too big, not too fast: only the batch size shrinks then.
                 too_big = accepted > 0 and size > self._batch_ok
-                # An answer to a call sent before the interval last grew measured the
-                # old spacing: it says nothing new about the rate.
+                # An answer to a call sent before the interval last grew by a measure
+                # measured the old spacing: it is no measure of the new one.
                 stale = self._answers <= self._stale_until
                 first_refusal = not self._limited_before
                 if s.floor_interval and first_refusal:
@@ -547,8 +547,13 @@ class Pacer:
                     self.interval = min(s.max_interval, max(self.interval, s.floor_interval, first))
                     self.concurrency = max(1, self.concurrency // 2)
                     self._stale_until = self._reserved
-                elif not too_big and not stale:
-                    if self._was_limited:
+                elif not too_big:
+                    if stale:
+                        # Sent at the old spacing, which the last growth measured
+                        # already: `attack` only (with many batches in flight, as
+                        # many nudges hold the rate back while the decay runs).
+                        grown = self.interval * s.attack
+                    elif self._was_limited:
                         # Sent after Drive's bucket was found empty, at the current
                         # spacing: what got through is the rate Drive sustains.
                         overshoot = size / max(accepted, 0.5)
@@ -563,7 +568,8 @@ class Pacer:
                         grown = min(self.interval * s.attack, max(grown, measured))
                     else:
                         grown = self.interval * s.attack
-                    self._stale_until = self._reserved
+                    if not stale:
+                        self._stale_until = self._reserved
                     self.interval = min(s.max_interval, max(grown, s.floor_interval))
                     self.concurrency = max(1, self.concurrency // 2)
                 self._cycle_from, self._cycle_accepted = now, 0
