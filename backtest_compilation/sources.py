@@ -121,7 +121,8 @@ class DriveTree:
         if got.tree is None:  # a snapshot from before fingerprints were saved
             got = replace(got, snapshot=replace(got.snapshot, items=load_items()))
             got = replace(got, tree=got.snapshot.tree())
-        return _reading(got.tree, got.snapshot, got.changed, got.full)
+        tree = got.tree
+        return _reading(lambda: tree, got.snapshot, got.changed, got.full)
 
     def rename(self, renames: Sequence[Rename]) -> RenameResult:
         return self.drive.rename(renames)
@@ -136,8 +137,9 @@ class DriveTree:
             replace(i, name=new_names[i.id]) if i.id in new_names else i for i in snapshot.items
         )
         snapshot = replace(snapshot, items=items)
+        # The tree is built only if someone asks (the catalog is not rebuilt after renames).
         return replace(
-            _reading(snapshot.tree(), snapshot, True, reading.full), changed=reading.changed
+            _reading(snapshot.tree, snapshot, True, reading.full), changed=reading.changed
         )
 
     @property
@@ -145,10 +147,12 @@ class DriveTree:
         return self.drive.calls.requests
 
 
-def _reading(tree: Node, snapshot: DriveSnapshot, changed: bool, full: bool) -> Reading:
+def _reading(
+    make_tree: Callable[[], Node], snapshot: DriveSnapshot, changed: bool, full: bool
+) -> Reading:
     """A Drive reading: the snapshot as the state module keeps it, with its fingerprint."""
     print_ = fingerprint(snapshot.items)
-    return Reading.of(tree, state.snapshot_to_json(snapshot, print_), changed, full, print_)
+    return Reading(state.snapshot_to_json(snapshot, print_), changed, full, print_, make_tree)
 
 
 def _tree_of(saved: Mapping[str, Any]) -> Node:

@@ -110,12 +110,15 @@ def main() -> None:
         shared.latency = mydrive.latency = args.latency
 
         src = source(shared, drive_id)
+        # Issue 3 asked ≤ 25 requests (20 pages in one stream); since issue 13 a drive past
+        # 3 pages is read breadth-first, 8 queries at a time: the ordinary folder's request
+        # budget, twice as fast (docs/benchmarks.md).
         cold_wall, cold_req, cold = timed(
             "shared drive, cold",
-            "<= 25 requests, < 5 s",
+            "<= 80 requests, < 5 s",
             shared,
             lambda: src.read(None, now=now),
-            lambda r, w: r <= 25 and w < 5,
+            lambda r, w: r <= 80 and w < 5,
         )
         assert tree.count(cold.tree) == (args.folders, args.files), tree.count(cold.tree)
 

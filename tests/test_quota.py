@@ -350,29 +350,7 @@ def test_the_write_limit_answers_each_part_over_it() -> None:
         _, renames = misnamed(emu, 12)
         emu.limit_writes(1.0, burst=4, retry_after="seconds")
         emu.reset_stats()
-        # One batch of 12 through googleapiclient itself: the answer to each part.
-        files = build(
-            "drive",
-            "v3",
-            http=httplib2.Http(),
-            static_discovery=True,
-            cache_discovery=False,
-            client_options={"api_endpoint": f"{emu.url}/drive/v3/"},
-        ).files()
-        answers: dict[str, google.Answer] = {}
-
-        def done(request_id: str, response: Any, exc: Exception | None) -> None:
-            answers[request_id] = (
-                google.answer_of(exc) if exc else google.Answer(google.Kind.OK, 200)
-            )
-
-        batch = BatchHttpRequest(callback=done, batch_uri=f"{emu.url}/batch/drive/v3")
-        for r in renames:
-            batch.add(
-                files.update(fileId=r.id, body={"name": r.new}, supportsAllDrives=True),
-                request_id=r.id,
-            )
-        batch.execute()
+        answers = send_batch(emu, renames)  # one batch of 12
     kinds = [answers[r.id].kind.value for r in renames]
     assert kinds[:4] == ["ok"] * 4 and kinds[4:] == ["rate-limit"] * 8
     limited = answers[renames[-1].id]
