@@ -4,7 +4,6 @@ and Sentry Crons check-ins from `schedule` against a local Sentry endpoint."""
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +19,7 @@ import pytest
 from backtest_compilation import alerts, cli, sample, telemetry
 from backtest_compilation.settings import Settings
 from emulators.drive import DriveEmulator
+from tests.support.scheduler import scheduler, stop, wait_for
 from tests.support.sentry_ingest import Endpoint
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -198,23 +198,10 @@ def test_schedule_reports_to_sentry_crons_from_the_command_line(
         "SENTRY_TRACE_RATE": "0",
         "SENTRY_MONITOR_SLUG": "chapter-backtests",
     }
-    child = subprocess.Popen(
-        [sys.executable, MAIN, "schedule"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while not (cache / "last-run.json").exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
+    with scheduler(env, tmp_path) as child:
+        wait_for(cache / "last-run.json", 60)
         assert (cache / "last-run.json").exists(), "the first scheduled run did not happen"
-        child.send_signal(signal.SIGTERM)
-        _, stderr = child.communicate(timeout=30)
-    finally:
-        child.kill()
+        stderr = stop(child, 30)
     assert child.returncode == 0, stderr
     got = [c for r in endpoint.all() for c in r.of_type("check_in")]
     assert [c["status"] for c in got] == ["in_progress", "ok"]

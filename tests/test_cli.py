@@ -6,16 +6,15 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
-import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from backtest_compilation import lock, sample
 from emulators.drive import DriveEmulator
+from tests.support.scheduler import scheduler, stop, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 MAIN = str(ROOT / "main.py")
@@ -115,24 +114,11 @@ def test_schedule_runs_at_once_beats_and_stops_on_sigterm(
         "MONGO_URI": "mongomock://schedule",
         "CACHE_DIR": str(cache),
     }
-    child = subprocess.Popen(
-        [sys.executable, MAIN, "schedule"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while not (cache / "state.json").exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
+    with scheduler(env, tmp_path) as child:
+        wait_for(cache / "state.json", 30)
         assert (cache / "state.json").exists(), "the missed slot was not run at once"
         assert (cache / "heartbeat.json").exists()
-        child.send_signal(signal.SIGTERM)
-        _, stderr = child.communicate(timeout=20)
-    finally:
-        child.kill()
+        stderr = stop(child, 20)
     assert child.returncode == 0, stderr
     assert "summary: sync exit 0" in stderr
     assert [f.name for f in drive_emulator.files.values() if f.parent == course] == [
