@@ -46,19 +46,7 @@ exit codes: 0 success (drive problems are data), 1 runtime failure, 2 configurat
 3 mass-delete guard refused, 4 another run holds the lock; check: 0 in sync, 1 out of
 sync, 5 could not check (a service unreachable or failing)"""
 
-ENVIRONMENT = """\
-settings (environment or .env; README.md "Configuration" has them all):
-  FOLDER_ID              shared drive or folder id of the backtest drive
-  DELEGATE_EMAIL         user the service account acts as
-  SHEET_URL              the tracking spreadsheet (unset: sheet step skipped)
-  GOOGLE_CREDENTIALS_FILE  service-account key (config/service-credentials.json)
-  MONGO_URI / MONGO_DB   the website's database (mongodb://localhost:27017 / apo_main)
-  CACHE_DIR              state, lock, last-run.json, report.html (cache)
-  SCHEDULE / TZ          cron expression and time zone of `schedule`
-  RENAME_FILES           normalise file names in Drive (true)
-  HEALTHCHECK_URL        dead-man's-switch monitor pinged by every sync
-  SENTRY_DSN             error reporting and, under `schedule`, Sentry Crons
-  LOG_LEVEL              DEBUG, INFO, WARNING, ERROR (INFO; -v/-q change it)"""
+ENVIRONMENT = settings.help_text()
 
 STATUS_EPILOG = """\
 exit codes: 0 the last run succeeded (and, under `schedule`, the heartbeat is fresh),
@@ -244,7 +232,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     command = args.command or "sync"
     verbose, quiet = getattr(args, "verbose", 0), getattr(args, "quiet", 0)
-    env = settings.read_env()
+    env = settings.read_env(Path(".env"))  # the working directory's; tests give their own
     if command == "doctor":
         from . import doctor
 

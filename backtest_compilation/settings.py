@@ -1,19 +1,31 @@
-"""Configuration (contract §6): one frozen dataclass, built once from the environment and `.env`.
+"""Configuration (contract §6): one table of settings, read once from the environment and `.env`.
 
+Each setting is one field of `Settings`, declared once with `setting(default, help, parser)`:
+its environment name is the field's, upper-cased. Loading, `--help` (`help_text`), the
+README's table (`markdown_table`), `.env.example` (`env_example`) and `doctor` read it.
 `load` reports every problem at once (`ConfigError.problems`, one line each); the CLI
 prints them and exits 2. Secrets never appear in `repr` or `redacted()`.
+
+A plain dataclass, not pydantic-settings: the messages are ours (one line, the fix, never
+a secret), unknown `.env` names must be told apart from the process environment, and the
+rest of the program keeps its frozen `Settings` without a new dependency.
 """
 
 from __future__ import annotations
 
+import difflib
+import logging
+import math
 import os
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, fields
+import textwrap
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from croniter import croniter
 from dotenv import dotenv_values
@@ -21,56 +33,287 @@ from dotenv import dotenv_values
 from .errors import ConfigError
 from .sheet_layout import Layout
 
+log = logging.getLogger(__name__)
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 MONGO_SCHEMES = ("mongodb", "mongodb+srv", "mongomock")
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
+CRON_FIELDS = "minute hour day-of-month month day-of-week"
+REDACTED = "***"
 _SHEET_KEY = re.compile(r"/spreadsheets/d/([A-Za-z0-9_-]+)")
 # A folder's or shared drive's address as the browser shows it, `/u/0/` and `?usp=…` included.
 _FOLDER_URL = re.compile(
     r"^https?://drive\.google\.com/(?:drive/(?:u/\d+/)?folders/|open\?id=)([A-Za-z0-9_-]+)"
 )
+_KEY_FILE, _CACHE = Path("config/service-credentials.json"), Path("cache")
 _FILE_URL = re.compile(r"^https?://(?:drive|docs)\.google\.com/(?:file/d/|\w+/d/)")
-CRON_FIELDS = "minute hour day-of-month month day-of-week"
-_DB_NAME_FORBIDDEN = set('/\\. "$*<>:|?')
-REDACTED = "***"
+
+
+def _matching(pattern: str, what: str) -> Callable[[str], str]:
+    """A parser accepting a value that matches `pattern` whole; else "must be WHAT"."""
+
+    def parse(raw: str) -> str:
+        if not re.fullmatch(pattern, raw):
+            raise ValueError(f"must be {what}, not {raw!r}")
+        return raw
+
+    return parse
+
+
+def _number(low: float, high: float) -> Callable[[str], float]:
+    """A parser for a finite number in [low, high] (`inf` and `nan` are refused)."""
+
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError(f"must be a number, not {raw!r}") from None
+        if not (math.isfinite(value) and low <= value <= high):
+            raise ValueError(f"must be between {low:g} and {high:g}, not {raw!r}")
+        return value
+
+    return parse
+
+
+def _bool(raw: str) -> bool:
+    if raw.lower() not in ("true", "false", "yes", "no", "on", "off", "1", "0"):
+        raise ValueError(f"must be true or false, not {raw!r}")
+    return raw.lower() in ("true", "yes", "on", "1")
+
+
+def _url(example: str, *, secret: bool = False) -> Callable[[str], str]:
+    """A parser for an http(s) URL (trailing `/` removed); a secret one is never echoed."""
+
+    def parse(raw: str) -> str:
+        parts = urlsplit(raw)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(
+                f"must be an http(s) URL like {example}" + ("" if secret else f", not {raw!r}")
+            )
+        return raw.rstrip("/")
+
+    return parse
+
+
+def _folder_id(raw: str) -> str:
+    """A bare id, or the id in a folder's Drive URL."""
+    if not raw.lower().startswith(("http://", "https://")):
+        return raw
+    if m := _FOLDER_URL.match(raw):
+        return m.group(1)
+    if _FILE_URL.match(raw):
+        raise ValueError(
+            "is the address of a file; it must be the shared drive or the top folder "
+            "of the backtests (https://drive.google.com/drive/folders/<id>)"
+        )
+    raise ValueError(
+        "is not a Drive folder URL (https://drive.google.com/drive/folders/<id>) "
+        f"nor an id: {raw!r}"
+    )
+
+
+def _sheet_url(raw: str) -> str:
+    if raw.startswith("http") and not _SHEET_KEY.search(raw):
+        raise ValueError(
+            "is not a spreadsheet URL (https://docs.google.com/spreadsheets/d/<id>/edit)"
+        )
+    return raw
+
+
+def _mongo_uri(raw: str) -> str:
+    if "://" not in raw or raw.split("://", 1)[0] not in ("mongodb", "mongodb+srv", "mongomock"):
+        shown = redact_uri(raw)
+        raise ValueError(
+            f"must start with mongodb://, mongodb+srv:// or mongomock:// (got {shown!r})"
+        )
+    return raw
+
+
+def _log_level(raw: str) -> str:
+    if raw.upper() not in LOG_LEVELS:
+        raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}, not {raw.upper()!r}")
+    return raw.upper()
+
+
+def _schedule(raw: str) -> str:
+    """Five cron fields (croniter would read a sixth as seconds) that fire within a year."""
+    if not croniter.is_valid(raw):
+        raise ValueError(
+            f"is not a valid cron expression: {raw!r} (it needs 5 fields: {CRON_FIELDS})"
+        )
+    if len(raw.split()) != 5:
+        raise ValueError(f"needs 5 fields: {CRON_FIELDS} (got {len(raw.split())}: {raw!r})")
+    now = datetime.now(UTC)
+    try:
+        fires = croniter(raw, now).get_next(datetime) - now <= timedelta(days=366)
+    except ValueError:  # croniter's "no such date" (`0 0 30 2 *`) is one
+        fires = False
+    if not fires:
+        raise ValueError(f"never fires within a year: {raw!r}")
+    return raw
+
+
+def _zone(raw: str) -> str:
+    """A known IANA zone. A fixed offset (`EST`, `Etc/GMT+5`) other than UTC is refused:
+    it is almost always meant as a place's time, and would run an hour off all summer."""
+    try:
+        zone = ZoneInfo(raw)
+    except (KeyError, ValueError, OSError):  # ZoneInfoNotFoundError is a KeyError
+        raise ValueError(f"is not a known time zone: {raw!r} (e.g. America/New_York)") from None
+    year = datetime.now(UTC).year
+    offsets = {datetime(year, month, 1, tzinfo=zone).utcoffset() for month in (1, 7)}
+    if (
+        ("/" not in raw or raw.startswith("Etc/"))
+        and len(offsets) == 1
+        and offsets != {timedelta(0)}
+    ):
+        raise ValueError(
+            f"{raw!r} is a fixed offset, without daylight saving: name the place instead "
+            "(America/New_York; America/Phoenix where clocks never change) or use UTC"
+        )
+    return raw
+
+
+def _codes(raw: str) -> frozenset[str]:
+    codes = frozenset(code.strip() for code in raw.split(",") if code.strip())
+    if bad := sorted(code for code in codes if not re.fullmatch(r"[A-Z]{4}", code)):
+        raise ValueError(
+            f"must be department codes (four capitals) separated by commas, not {', '.join(bad)}"
+        )
+    return codes
+
+
+def setting(default: Any, parse: Callable[[str], Any], help: str, **extra: str) -> Any:
+    """One row of the settings table: a `Settings` field with its default, its one line of
+    help and its parser (`parse(raw)` returns the value or raises `ValueError` saying
+    what is wrong, after the name). `example=` is what `.env.example` suggests instead."""
+    return field(default=default, metadata={"help": help, "parse": parse, **extra})
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Every setting of contract §6, with its default."""
+    """The settings table (contract §6): each field is one setting, `NAME` upper-cased:
+    `setting(default, parser, help)`; `example=` is what `.env.example` suggests instead."""
 
-    folder_id: str = ""
-    delegate_email: str = ""
-    sheet_url: str = ""
-    google_credentials_file: Path = Path("config/service-credentials.json")
-    mongo_uri: str = "mongodb://localhost:27017"
-    mongo_db: str = "apo_main"
-    cache_dir: Path = Path("cache")
-    log_level: str = "INFO"
-    sentry_dsn: str = ""
-    sentry_trace_rate: float = 1.0
-    schedule: str = "2 9-19/2 * * *"
-    tz: str = "America/New_York"
-    rename_files: bool = True
-    full_rescan_hours: float = 24.0
-    rename_stall_s: float = 300.0
-    rename_budget_s: float = 600.0
-    run_timeout_s: float = 2700.0
-    max_delete_fraction: float = 0.25
-    future_year_exempt: frozenset[str] = frozenset({"BEAR"})
-    drive_api_endpoint: str = ""
-    sheets_api_endpoint: str = ""
-    # contract §4: every tab and cell of the sheet is configurable; defaults are today's sheet.
-    # The defaults are the layout's own, so today's sheet is named in one place.
-    sheet_errors_tab: str = Layout.errors_tab
-    sheet_copies_tab: str = Layout.copies_tab
-    sheet_not_found_tab: str = Layout.not_found_tab
-    sheet_count_column: str = Layout.count_column
-    sheet_stamp_cell: str = Layout.stamp_cell
-    # contract §6 alerts: a dead-man's-switch monitor, and the Sentry Crons monitor's slug.
-    healthcheck_url: str = ""
-    sentry_monitor_slug: str = "backtest-compilation"
+    folder_id: str = setting(
+        "",
+        _folder_id,
+        "the backtest shared drive's (or top folder's) id or Drive address; "
+        "required unless `--source`",
+        example="",
+    )
+    delegate_email: str = setting(
+        "",
+        _matching(r"[^@\s]+@[^@\s]+", "an e-mail address"),
+        "user the service account acts as (domain-wide delegation)",
+        example="",
+    )
+    sheet_url: str = setting(
+        "",
+        _sheet_url,
+        "spreadsheet URL; when unset the sheet step is skipped (a warning)",
+        example="",
+    )
+    google_credentials_file: Path = setting(  # noqa: RUF009 (setting() is a dataclass field)
+        _KEY_FILE, Path, "the service account's JSON key (git-ignored)", example=str(_KEY_FILE)
+    )
+    mongo_uri: str = setting(
+        "mongodb://localhost:27017",
+        _mongo_uri,
+        "the website's MongoDB; `mongomock://` is an in-process store for trying things out",
+        example="mongodb://mongo:27017",  # the database compose.yaml starts
+    )
+    mongo_db: str = setting(
+        "apo_main",
+        _matching(r'[^/\\. "$*<>:|?]{1,63}', "a database name"),
+        "database holding the three backtest collections",
+    )
+    cache_dir: Path = setting(  # noqa: RUF009
+        _CACHE, Path, "state file, lock, heartbeat, `last-run.json`, `report.html`"
+    )
+    log_level: str = setting("INFO", _log_level, f"{', '.join(LOG_LEVELS)} (`-v`/`-q` change it)")
+    sentry_dsn: str = setting(
+        "",
+        _url("https://<key>@<host>/<project>", secret=True),
+        "Sentry error reporting (off when unset); under `schedule` also Sentry Crons",
+        example="",
+    )
+    sentry_trace_rate: float = setting(1.0, _number(0, 1), "share of runs traced for Sentry")
+    schedule: str = setting(
+        "*/10 * * * *", _schedule, "cron expression of `schedule`'s runs, in `TZ`"
+    )
+    tz: str = setting(
+        "America/New_York", _zone, "time zone of `SCHEDULE`, the logs and the sheet's time stamp"
+    )
+    rename_files: bool = setting(True, _bool, "normalise badly named test files in Drive")
+    full_rescan_hours: float = setting(
+        24.0,
+        _number(0, 8760),
+        "at least this often, list the whole drive instead of following the changes feed",
+    )
+    max_delete_fraction: float = setting(
+        0.25,
+        _number(0, 1),
+        "mass-delete guard: refuse to delete more than this share of the "
+        "courses (and more than 10)",
+    )
+    future_year_exempt: frozenset[str] = setting(
+        frozenset({"BEAR"}), _codes, "departments allowed future years (comma-separated)"
+    )
+    drive_writes_per_s: float = setting(
+        3.0,
+        _number(0.1, 100),
+        "the sustained Drive write rate renames start from (Google's "
+        "figure per user); the pacer slows down on refusals and never goes above it",
+    )
+    rename_stall_s: float = setting(
+        300.0,
+        _number(1, 86400),
+        "renames give up (as `rename_failed`) only after this long without a single success",
+    )
+    rename_budget_s: float = setting(
+        600.0,
+        _number(0, 86400),
+        "at most this long renaming per run; the rest is pending for the next run",
+    )
+    run_timeout_s: float = setting(
+        2700.0,
+        _number(1, 86400),
+        "a run that takes longer stops cleanly (exit 1), keeping what its completed sinks did",
+    )
+    healthcheck_url: str = setting(
+        "",
+        _url("https://hc-ping.com/<uuid>", secret=True),  # the URL is the credential
+        "a dead-man's-switch monitor pinged at `/start`, on success and at `/fail` of every "
+        "sync; one that is down never fails a run",
+        example="",
+    )
+    sentry_monitor_slug: str = setting(
+        "backtest-compilation",
+        _matching(r"[a-z0-9_-]{1,50}", "lower-case letters, digits, - and _ (at most 50)"),
+        "the Sentry Crons monitor `schedule` reports to (with the DSN)",
+    )
+    drive_api_endpoint: str = setting(
+        "",
+        _url("http://127.0.0.1:8080"),
+        "root URL of a server answering like Google Drive (tests, demos): no key needed",
+    )
+    sheets_api_endpoint: str = setting("", _url("http://127.0.0.1:8080"), "the same for Sheets")
+    # contract §4: every tab and cell of the sheet is configurable; the defaults are the
+    # layout's own, so today's sheet is named in one place.
+    sheet_errors_tab: str = setting(Layout.errors_tab, str, "the tool's problems tab")
+    sheet_copies_tab: str = setting(Layout.copies_tab, str, "the people's tab, a row per course")
+    sheet_not_found_tab: str = setting(
+        Layout.not_found_tab, str, "the tool's tab of courses without a row"
+    )
+    sheet_count_column: str = setting(
+        Layout.count_column,
+        _matching(r"[A-Z]{1,3}", "column letters like F"),
+        "column of the people's tab that receives the digital counts",
+    )
+    sheet_stamp_cell: str = setting(
+        Layout.stamp_cell,
+        _matching(r"[A-Z]{1,3}[1-9][0-9]{0,6}", "a cell like P24"),
+        "cell of the people's tab receiving the time of the last change written to the sheet",
+    )
 
     def __repr__(self) -> str:
         inner = ", ".join(f"{k}={v!r}" for k, v in self.redacted().items())
@@ -109,338 +352,160 @@ class Settings:
         return self.mongo_uri.startswith("mongomock:")
 
 
+TABLE = {f.name.upper(): f for f in fields(Settings)}
+
+
 def redact_uri(uri: str) -> str:
     """`mongodb://user:secret@host/db` → `mongodb://user:***@host/db`."""
     try:
         parts = urlsplit(uri)
     except ValueError:
         return REDACTED
-    if "@" not in parts.netloc:
-        # Options like tlsCertificateKeyFilePassword may carry secrets too.
-        return (
-            uri
-            if "password" not in parts.query.lower()
-            else urlunsplit(parts._replace(query=REDACTED))
-        )
-    userinfo, host = parts.netloc.rsplit("@", 1)
-    user = userinfo.split(":", 1)[0]
-    netloc = f"{user}:{REDACTED}@{host}" if ":" in userinfo else f"{user}@{host}"
+    # Options like tlsCertificateKeyFilePassword may carry secrets too.
     query = REDACTED if "password" in parts.query.lower() else parts.query
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        user = userinfo.split(":", 1)[0]
+        netloc = f"{user}:{REDACTED}@{host}" if ":" in userinfo else f"{user}@{host}"
     return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
-def _quoted(value: str) -> bool:
-    """`"abc"` or `'abc'`: a value wrapped in one pair of matching quotes."""
-    return len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'"
+class Environment(dict[str, str]):
+    """The process environment merged over `.env`, remembering the `.env` names that are
+    no setting (`load` refuses them)."""
+
+    def __init__(self, values: Mapping[str, str], unknown: Iterable[str] = ()) -> None:
+        super().__init__(values)
+        self.unknown = tuple(unknown)
 
 
-def _folder_id(raw: str, problems: list[str]) -> str:
-    """The id in `FOLDER_ID`: a bare id, or taken from a folder's Drive URL."""
-    if not raw.lower().startswith(("http://", "https://")):
-        return raw
-    m = _FOLDER_URL.match(raw)
-    if m:
-        return m.group(1)
-    if _FILE_URL.match(raw):
-        problems.append(
-            "FOLDER_ID is the address of a file; it must be the shared drive or the top folder "
-            "of the backtests (https://drive.google.com/drive/folders/<id>)"
-        )
-    else:
-        problems.append(
-            "FOLDER_ID is not a Drive folder URL (https://drive.google.com/drive/folders/<id>) "
-            f"nor an id: {raw!r}"
-        )
-    return ""
+def closest(name: str, cutoff: float = 0.6) -> str | None:
+    """The setting `name` most resembles (a misspelling), if any."""
+    found = difflib.get_close_matches(name, TABLE, n=1, cutoff=cutoff)
+    return found[0] if found else None
 
 
-def _bool(name: str, raw: str, problems: list[str]) -> bool:
-    value = raw.strip().lower()
-    if value in _TRUE:
-        return True
-    if value not in _FALSE:
-        problems.append(f"{name} must be true or false, not {raw!r}")
-    return False
+def _not_a_setting(name: str, cutoff: float = 0.6) -> str:
+    near = closest(name, cutoff)
+    hint = f"did you mean {near}?" if near else 'README.md "Configuration" lists them'
+    return f"{name} is not a setting; {hint}"
 
 
-def _number(name: str, raw: str, problems: list[str], *, low: float, high: float | None) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        problems.append(f"{name} must be a number, not {raw!r}")
-        return low
-    if value != value or value < low or (high is not None and value > high):  # NaN too
-        bounds = f"between {low:g} and {high:g}" if high is not None else f"at least {low:g}"
-        problems.append(f"{name} must be {bounds}, not {raw!r}")
-        return low
-    return value
+def read_env(dotenv_path: Path | None) -> Environment:
+    """The process environment merged over the `.env` file at `dotenv_path` (the caller
+    names it: tests must never read the repository's). Names in the file that are no
+    setting are kept for `load` to refuse; environment variables that look like a
+    misspelled setting (`MONGO_URL`) are warned about."""
+    from_file: dict[str, str] = {}
+    if dotenv_path is not None and dotenv_path.is_file():
+        from_file = {k: v for k, v in dotenv_values(dotenv_path).items() if v is not None}
+    for name in sorted(os.environ):
+        if name not in TABLE and closest(name, cutoff=0.85):
+            log.warning("%s (in the environment)", _not_a_setting(name, 0.85))
+    unknown = [name for name in from_file if name not in TABLE]
+    return Environment({**from_file, **os.environ}, unknown)
 
 
-def _endpoint(name: str, raw: str, problems: list[str]) -> str:
-    value = raw.strip().rstrip("/")
-    if value and urlsplit(value).scheme not in ("http", "https"):
-        problems.append(f"{name} must be an http(s) URL like http://127.0.0.1:8080, not {raw!r}")
-    return value
-
-
-class _Group:
-    """Reads one group of settings from the environment and collects that group's
-    problems; each group's phase returns them with its values."""
-
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self.env = env
-        self.problems: list[str] = []
-
-    def get(self, name: str, default: str = "") -> str:
-        """`name`'s value, stripped; `default` when unset or blank; quotes refused."""
-        value = self.env.get(name)
-        if value is None or value.strip() == "":
-            return default
-        value = value.strip()
-        if _quoted(value):
-            # `docker run --env-file` keeps quotes that `.env` parsing would remove; the
-            # value is not echoed, since it may be a password or a DSN.
-            self.problems.append(
-                f"{name} is wrapped in quotes: remove the quotes (docker --env-file keeps them)"
-            )
-            value = value[1:-1].strip() or default
-        return value
-
-
-Fields = dict[str, Any]
-_DEFAULTS = Settings()
-
-
-def load(
-    env: Mapping[str, str],
-    *,
-    needs_drive: bool = True,
-) -> Settings:
-    """Build `Settings` from `env` (the environment merged over `.env`).
+def load(env: Mapping[str, str], *, needs_drive: bool = True) -> Settings:
+    """Build `Settings` from `env` (`read_env`'s, or any mapping in tests).
 
     `needs_drive` is False when the tree comes from a local folder (`--source`, `demo`):
     then `FOLDER_ID` and Drive credentials are not required. Raises `ConfigError`
-    listing every problem found, in the order the settings are read.
-    """
-    fields_: Fields = {}
-    problems: list[str] = []
-    for phase in (
-        lambda: _drive(env, needs_drive),
-        lambda: _mongo(env),
-        lambda: _logging_and_schedule(env),
-        lambda: _numbers(env),
-        lambda: _people_and_sheet(env),
-        lambda: _monitoring(env),
-        lambda: _endpoints(env),
-        lambda: _sheet_layout(env),
-        lambda: _credentials(env, needs_drive, fields_),
-    ):
-        values, found = phase()
-        fields_.update(values)
-        problems += found
+    listing every problem found, in the order of the table."""
+    problems = [_not_a_setting(name) for name in getattr(env, "unknown", ())]
+    values: dict[str, Any] = {}
+    for name, f in TABLE.items():
+        raw = env.get(name, "").strip()
+        if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "\"'":
+            # `docker run --env-file` keeps quotes that `.env` parsing would remove; the
+            # value is not echoed, since it may be a password or a DSN.
+            problems.append(
+                f"{name} is wrapped in quotes: remove the quotes (docker --env-file keeps them)"
+            )
+            raw = raw[1:-1].strip()
+        if raw:
+            try:
+                values[f.name] = f.metadata["parse"](raw)
+            except ValueError as exc:
+                problems.append(f"{name} {exc}")
+    config = Settings(**values)
+    problems += _needed(config, needs_drive, folder_given=bool(env.get("FOLDER_ID", "").strip()))
     if problems:
         raise ConfigError(problems)
-    # Read last, as before: a quoted CACHE_DIR loses its quotes without a problem.
-    fields_["cache_dir"] = Path(_Group(env).get("CACHE_DIR", str(_DEFAULTS.cache_dir)))
-    return Settings(**fields_)
+    return config
 
 
-def _drive(env: Mapping[str, str], needs_drive: bool) -> tuple[Fields, list[str]]:
-    """`FOLDER_ID`: a bare id or a folder's URL; required unless the tree is local."""
-    group = _Group(env)
-    folder_raw = group.get("FOLDER_ID")
-    folder_id = _folder_id(folder_raw, group.problems)
-    if needs_drive and not folder_raw:
-        group.problems.append("FOLDER_ID is not set: the id of the backtest shared drive or folder")
-    return {"folder_id": folder_id}, group.problems
-
-
-def _mongo(env: Mapping[str, str]) -> tuple[Fields, list[str]]:
-    """`MONGO_URI` (its scheme) and `MONGO_DB` (a valid database name)."""
-    group = _Group(env)
-    mongo_uri = group.get("MONGO_URI", _DEFAULTS.mongo_uri)
-    scheme = mongo_uri.split("://", 1)[0] if "://" in mongo_uri else ""
-    if scheme not in MONGO_SCHEMES:
-        group.problems.append(
-            "MONGO_URI must start with mongodb://, mongodb+srv:// or mongomock:// "
-            f"(got {redact_uri(mongo_uri)!r})"
-        )
-    mongo_db = group.get("MONGO_DB", _DEFAULTS.mongo_db)
-    if set(mongo_db) & _DB_NAME_FORBIDDEN or len(mongo_db.encode()) > 63:
-        group.problems.append(f"MONGO_DB is not a valid database name: {mongo_db!r}")
-    return {"mongo_uri": mongo_uri, "mongo_db": mongo_db}, group.problems
-
-
-def _logging_and_schedule(env: Mapping[str, str]) -> tuple[Fields, list[str]]:
-    """`LOG_LEVEL`, `SCHEDULE` (five cron fields) and `TZ` (a known zone)."""
-    group = _Group(env)
-    problems = group.problems
-    log_level = group.get("LOG_LEVEL", _DEFAULTS.log_level).upper()
-    if log_level not in LOG_LEVELS:
-        problems.append(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {log_level!r}")
-    schedule = group.get("SCHEDULE", _DEFAULTS.schedule)
-    if not croniter.is_valid(schedule):
-        problems.append(
-            f"SCHEDULE is not a valid cron expression: {schedule!r} (it needs 5 fields: "
-            f"{CRON_FIELDS})"
-        )
-    elif len(schedule.split()) != 5:
-        # croniter also takes a sixth field, as seconds: "2 9-19/2 * * * *" would run 60
-        # times a minute at 9:02. Only the classic five fields mean what people expect.
-        problems.append(
-            f"SCHEDULE needs 5 fields: {CRON_FIELDS} (got {len(schedule.split())}: {schedule!r})"
-        )
-    tz = group.get("TZ", _DEFAULTS.tz)
-    try:
-        ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError):
-        problems.append(f"TZ is not a known time zone: {tz!r} (e.g. America/New_York)")
-    return {"log_level": log_level, "schedule": schedule, "tz": tz}, problems
-
-
-def _numbers(env: Mapping[str, str]) -> tuple[Fields, list[str]]:
-    """Rates, fractions, durations and `RENAME_FILES`, each within its bounds."""
-    group = _Group(env)
-    p, get = group.problems, group.get
-    values = {
-        "sentry_trace_rate": _number(
-            "SENTRY_TRACE_RATE", get("SENTRY_TRACE_RATE", "1.0"), p, low=0.0, high=1.0
-        ),
-        "max_delete_fraction": _number(
-            "MAX_DELETE_FRACTION", get("MAX_DELETE_FRACTION", "0.25"), p, low=0.0, high=1.0
-        ),
-        "full_rescan_hours": _number(
-            "FULL_RESCAN_HOURS", get("FULL_RESCAN_HOURS", "24"), p, low=0.0, high=None
-        ),
-        "rename_files": _bool("RENAME_FILES", get("RENAME_FILES", "true"), p),
-        "rename_stall_s": _number(
-            "RENAME_STALL_S", get("RENAME_STALL_S", "300"), p, low=1.0, high=None
-        ),
-        "rename_budget_s": _number(
-            "RENAME_BUDGET_S", get("RENAME_BUDGET_S", "600"), p, low=0.0, high=None
-        ),
-        "run_timeout_s": _number(
-            "RUN_TIMEOUT_S", get("RUN_TIMEOUT_S", "2700"), p, low=1.0, high=None
-        ),
-    }
-    return values, p
-
-
-def _people_and_sheet(env: Mapping[str, str]) -> tuple[Fields, list[str]]:
-    """`FUTURE_YEAR_EXEMPT` (department codes), `DELEGATE_EMAIL` and `SHEET_URL`."""
-    group = _Group(env)
-    problems = group.problems
-    exempt_raw = group.get("FUTURE_YEAR_EXEMPT", "BEAR")
-    exempt = frozenset(code.strip() for code in exempt_raw.split(",") if code.strip())
-    bad_codes = sorted(code for code in exempt if not re.fullmatch(r"[A-Z]{4}", code))
-    if bad_codes:
-        problems.append(
-            "FUTURE_YEAR_EXEMPT must be department codes (four capitals) separated by commas, "
-            f"not {', '.join(bad_codes)}"
-        )
-    delegate_email = group.get("DELEGATE_EMAIL")
-    if delegate_email and "@" not in delegate_email:
-        problems.append(f"DELEGATE_EMAIL is not an e-mail address: {delegate_email!r}")
-    sheet_url = group.get("SHEET_URL")
-    if sheet_url and sheet_url.startswith("http") and not _SHEET_KEY.search(sheet_url):
-        problems.append(
-            "SHEET_URL is not a spreadsheet URL (https://docs.google.com/spreadsheets/d/<id>/edit)"
-        )
-    values = {
-        "future_year_exempt": exempt,
-        "delegate_email": delegate_email,
-        "sheet_url": sheet_url,
-    }
-    return values, problems
-
-
-def _monitoring(env: Mapping[str, str]) -> tuple[Fields, list[str]]:
-    """`SENTRY_DSN`, `HEALTHCHECK_URL` and `SENTRY_MONITOR_SLUG` (never echoed if secret)."""
-    group = _Group(env)
-    problems = group.problems
-    sentry_dsn = group.get("SENTRY_DSN")
-    if sentry_dsn and urlsplit(sentry_dsn).scheme not in ("http", "https"):
-        problems.append("SENTRY_DSN is not a DSN URL (https://<key>@<host>/<project>)")
-    healthcheck_url = group.get("HEALTHCHECK_URL").rstrip("/")
-    if healthcheck_url and (
-        urlsplit(healthcheck_url).scheme not in ("http", "https")
-        or not urlsplit(healthcheck_url).netloc
-    ):
-        # The value is not echoed: a ping URL is the monitor's only credential.
-        problems.append("HEALTHCHECK_URL must be an http(s) URL like https://hc-ping.com/<uuid>")
-    monitor_slug = group.get("SENTRY_MONITOR_SLUG", _DEFAULTS.sentry_monitor_slug)
-    if not re.fullmatch(r"[a-z0-9_-]{1,50}", monitor_slug):
-        problems.append(
-            "SENTRY_MONITOR_SLUG must be lower-case letters, digits, - and _ "
-            f"(at most 50), not {monitor_slug!r}"
-        )
-    values = {
-        "sentry_dsn": sentry_dsn,
-        "healthcheck_url": healthcheck_url,
-        "sentry_monitor_slug": monitor_slug,
-    }
-    return values, problems
-
-
-def _endpoints(env: Mapping[str, str]) -> tuple[Fields, list[str]]:
-    """`DRIVE_API_ENDPOINT` and `SHEETS_API_ENDPOINT` (emulators; http(s) URLs)."""
-    group = _Group(env)
-    p = group.problems
-    drive = _endpoint("DRIVE_API_ENDPOINT", group.get("DRIVE_API_ENDPOINT"), p)
-    sheets = _endpoint("SHEETS_API_ENDPOINT", group.get("SHEETS_API_ENDPOINT"), p)
-    return {"drive_api_endpoint": drive, "sheets_api_endpoint": sheets}, p
-
-
-def _sheet_layout(env: Mapping[str, str]) -> tuple[Fields, list[str]]:
-    """The `SHEET_*` tab names, count column and time-stamp cell."""
-    group = _Group(env)
-    names = {
-        name: group.get(name, getattr(_DEFAULTS, name.lower()))
-        for name in (
-            "SHEET_ERRORS_TAB",
-            "SHEET_COPIES_TAB",
-            "SHEET_NOT_FOUND_TAB",
-            "SHEET_COUNT_COLUMN",
-            "SHEET_STAMP_CELL",
-        )
-    }
-    if not re.fullmatch(r"[A-Z]{1,3}", names["SHEET_COUNT_COLUMN"]):
-        group.problems.append(
-            f"SHEET_COUNT_COLUMN must be column letters like F, not {names['SHEET_COUNT_COLUMN']!r}"
-        )
-    if not re.fullmatch(r"[A-Z]{1,3}[1-9][0-9]{0,6}", names["SHEET_STAMP_CELL"]):
-        group.problems.append(
-            f"SHEET_STAMP_CELL must be a cell like P24, not {names['SHEET_STAMP_CELL']!r}"
-        )
-    return {name.lower(): value for name, value in names.items()}, group.problems
-
-
-def _credentials(
-    env: Mapping[str, str], needs_drive: bool, read: Fields
-) -> tuple[Fields, list[str]]:
-    """`GOOGLE_CREDENTIALS_FILE` must exist when Drive or Sheets is used without an emulator."""
-    group = _Group(env)
-    credentials = Path(group.get("GOOGLE_CREDENTIALS_FILE", str(_DEFAULTS.google_credentials_file)))
+def _needed(config: Settings, needs_drive: bool, *, folder_given: bool) -> list[str]:
+    """`FOLDER_ID` for a Drive sync; the key file where Google is used without an emulator."""
+    problems = []
+    if needs_drive and not folder_given:
+        problems.append("FOLDER_ID is not set: the id of the backtest shared drive or folder")
     wants_key = [
         api
         for api, used, endpoint in (
-            ("Drive", needs_drive, read["drive_api_endpoint"]),
-            ("Sheets", bool(read["sheet_url"]), read["sheets_api_endpoint"]),
+            ("Drive", needs_drive, config.drive_api_endpoint),
+            ("Sheets", bool(config.sheet_url), config.sheets_api_endpoint),
         )
         if used and not endpoint
     ]
-    if wants_key and not credentials.is_file():
-        group.problems.append(
-            f"GOOGLE_CREDENTIALS_FILE {str(credentials)!r} does not exist: the service-account "
-            f"key is needed for {' and '.join(wants_key)} (see config/README.md)"
+    key = config.google_credentials_file
+    if wants_key and not key.is_file():
+        state = "is a directory" if key.is_dir() else "does not exist"
+        problems.append(
+            f"GOOGLE_CREDENTIALS_FILE {str(key)!r} {state}: the service-account key file is "
+            f"needed for {' and '.join(wants_key)} (see config/README.md)"
         )
-    return {"google_credentials_file": credentials}, group.problems
+    return problems
 
 
-def read_env(dotenv_path: Path | None = Path(".env")) -> dict[str, str]:
-    """The process environment merged over `.env` (the environment wins)."""
-    merged: dict[str, str] = {}
-    if dotenv_path is not None and dotenv_path.is_file():
-        merged.update({k: v for k, v in dotenv_values(dotenv_path).items() if v is not None})
-    merged.update(os.environ)
-    return merged
+def shown(value: object) -> str:
+    """A default as a person writes it in `.env`."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, frozenset):
+        return ",".join(sorted(value))
+    return str(value)
+
+
+def markdown_table() -> str:
+    """The README's configuration table (a test keeps the two equal)."""
+    rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    for name, f in TABLE.items():
+        default = f"`{shown(f.default)}`" if shown(f.default) else "—"
+        rows.append(f"| `{name}` | {default} | {f.metadata['help']} |")
+    return "\n".join(rows) + "\n"
+
+
+def help_text() -> str:
+    """The settings part of `--help`: each name, its help and its default."""
+    lines = ['settings (environment or .env; README.md "Configuration"):']
+    for name, f in TABLE.items():
+        default = f" (default {shown(f.default)})" if shown(f.default) else ""
+        text = f"{name}: {f.metadata['help'].replace('`', '')}{default}"
+        lines += textwrap.wrap(text, 88, initial_indent="  ", subsequent_indent="      ")
+    return "\n".join(lines)
+
+
+def env_example() -> str:
+    """`.env.example`: every setting with its help; the ones to fill in are set, the others
+    commented out at their default (so a later default still applies)."""
+    out = [
+        "# backtest-compilation settings (generated from backtest_compilation/settings.py:",
+        "# uv run python -c 'from backtest_compilation import settings as s; "
+        'print(s.env_example(), end="")\' > .env.example).',
+        "# Copy to .env (git-ignored) and fill in; the environment wins over this file.",
+        "# `uv run main.py doctor` checks them all against the real services.",
+    ]
+    for name, f in TABLE.items():
+        out += [
+            "",
+            *textwrap.wrap(
+                f.metadata["help"].replace("`", ""), 86, initial_indent="# ", subsequent_indent="# "
+            ),
+        ]
+        example = f.metadata.get("example")
+        out.append(f"{name}={example}" if example is not None else f"# {name}={shown(f.default)}")
+    return "\n".join(out) + "\n"

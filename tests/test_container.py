@@ -228,25 +228,3 @@ def test_compose_runs_the_job_with_mongodb() -> None:
     assert "depends_on:" in job and "- mongo" in job
     assert "image: mongo:" in COMPOSE and "mongo-data:/data/db" in COMPOSE
     assert "MONGO_URI=mongodb://mongo:27017" in (ROOT / ".env.example").read_text()
-
-
-def test_env_example_lists_every_setting_with_a_comment() -> None:
-    lines = (ROOT / ".env.example").read_text().splitlines()
-    names = {}
-    for n, line in enumerate(lines):
-        m = re.match(r"([A-Z_]+)=", line)
-        if m:
-            names[m.group(1)] = n
-    source = (ROOT / "backtest_compilation" / "settings.py").read_text()
-    read = set(re.findall(r'get\("([A-Z_]+)"', source)) | set(
-        re.findall(r'"(SHEET_[A-Z_]+)"', source)
-    )
-    spec_only = {"RENAME_STALL_S", "RENAME_BUDGET_S", "RUN_TIMEOUT_S"}  # contract §6
-    assert read | spec_only <= set(names), sorted((read | spec_only) - set(names))
-    for name, n in names.items():
-        # Each setting has a comment right above it, or above the group of settings it
-        # is in (the lines right above it are settings up to that comment).
-        first = n
-        while first > 0 and re.match(r"[A-Z_]+=", lines[first - 1]):
-            first -= 1
-        assert first > 0 and lines[first - 1].startswith("#"), name

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
+from subprocess import CompletedProcess
 
 import pytest
 
@@ -20,7 +24,7 @@ def test_defaults_match_the_spec() -> None:
     assert s.google_credentials_file == Path("config/service-credentials.json")
     assert s.log_level == "INFO"
     assert s.sentry_dsn == "" and s.sentry_trace_rate == 1.0
-    assert (s.schedule, s.tz) == ("2 9-19/2 * * *", "America/New_York")
+    assert (s.schedule, s.tz) == ("*/10 * * * *", "America/New_York")  # SPEC §6
     assert s.rename_files is True
     assert s.full_rescan_hours == 24.0
     assert s.max_delete_fraction == 0.25
@@ -77,7 +81,7 @@ PROBLEMS = [
     ),
     pytest.param(
         {"FULL_RESCAN_HOURS": "-1"},
-        "FULL_RESCAN_HOURS must be at least 0",
+        "FULL_RESCAN_HOURS must be between 0 and 8760",
         id="negative rescan hours are refused",
     ),
     pytest.param(
@@ -103,7 +107,7 @@ PROBLEMS = [
     ),
     pytest.param(
         {"DELEGATE_EMAIL": "admin"},
-        "DELEGATE_EMAIL is not an e-mail address",
+        "DELEGATE_EMAIL must be an e-mail address",
         id="a delegate without @ is refused",
     ),
     pytest.param(
@@ -118,11 +122,13 @@ PROBLEMS = [
     ),
     pytest.param(
         {"MONGO_DB": "apo.main"},
-        "MONGO_DB is not a valid database name",
+        "MONGO_DB must be a database name",
         id="a dotted database name is refused",
     ),
     pytest.param(
-        {"SENTRY_DSN": "not a dsn"}, "SENTRY_DSN is not a DSN URL", id="a malformed DSN is refused"
+        {"SENTRY_DSN": "not a dsn"},
+        "SENTRY_DSN must be an http(s) URL like https://<key>@<host>/<project>",
+        id="a malformed DSN is refused",
     ),
     pytest.param(
         {"FOLDER_ID": "x"},
@@ -331,3 +337,142 @@ def test_folder_id_url_that_names_no_folder(value: str, message: str) -> None:
     with pytest.raises(ConfigError) as caught:
         settings.load({"FOLDER_ID": value, "DRIVE_API_ENDPOINT": "http://127.0.0.1:1"})
     assert len(caught.value.problems) == 1 and caught.value.problems[0].startswith(message)
+
+
+# Issue 20 item 1: one settings table, read by loading, --help, the README and .env.example;
+# unknown names and values that used to crash later are refused when loaded.
+
+ROOT = Path(__file__).resolve().parent.parent
+MAIN = str(ROOT / "main.py")
+
+
+def run_cli(tmp_path: Path, *args: str, dotenv: str = "", **env: str) -> CompletedProcess[str]:
+    """main.py in `tmp_path` (with `dotenv` as its .env) and only the environment given."""
+    (tmp_path / ".env").write_text(dotenv)
+    return subprocess.run(
+        [sys.executable, MAIN, *args],
+        cwd=tmp_path,
+        env={"PATH": os.environ["PATH"], "MONGO_URI": "mongomock://settings", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_the_readme_table_is_the_settings_table() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert settings.markdown_table() in readme, "README.md: paste settings.markdown_table()"
+
+
+def test_env_example_is_generated_from_the_settings_table() -> None:
+    assert (ROOT / ".env.example").read_text() == settings.env_example(), (
+        "regenerate .env.example with the command in its first lines"
+    )
+
+
+def test_help_lists_every_setting_with_its_default(tmp_path: Path) -> None:
+    out = run_cli(tmp_path, "--help")
+    assert out.returncode == 0, out.stderr
+    flat = " ".join(out.stdout.split())
+    for name, f in settings.TABLE.items():
+        assert f"{name}:" in flat
+        if settings.shown(f.default):
+            assert f"(default {settings.shown(f.default)})" in flat, name
+
+
+@pytest.mark.parametrize(
+    ("line", "hint"),
+    [
+        pytest.param("SHEETS_URL=https://x", "did you mean SHEET_URL?", id="SHEETS_URL"),
+        pytest.param("RENAME_FILE=false", "did you mean RENAME_FILES?", id="RENAME_FILE"),
+        pytest.param("MONGO_URL=mongodb://db", "did you mean MONGO_URI?", id="MONGO_URL"),
+        pytest.param("COLOUR=blue", 'README.md "Configuration" lists them', id="no look-alike"),
+    ],
+)
+def test_a_name_in_dotenv_that_is_no_setting_exits_2_naming_the_closest(
+    tmp_path: Path, line: str, hint: str
+) -> None:
+    out = run_cli(tmp_path, "sync", "--source", str(tmp_path), dotenv=line + "\n")
+    assert out.returncode == 2, out.stderr
+    name = line.split("=")[0]
+    assert f"configuration: {name} is not a setting; {hint}" in out.stderr.splitlines()
+
+
+def test_a_look_alike_in_the_environment_is_a_warning(tmp_path: Path) -> None:
+    (tmp_path / "drive").mkdir()
+    out = run_cli(
+        tmp_path, "sync", "--source", str(tmp_path / "drive"), "--dry-run", SHEETS_URL="x"
+    )
+    assert out.returncode == 0, out.stderr
+    assert "SHEETS_URL is not a setting; did you mean SHEET_URL? (in the environment)" in (
+        out.stderr
+    )
+    # Other variables (PATH, MONGO_URI) get no warning.
+    assert out.stderr.count("is not a setting") == 1
+
+
+@pytest.mark.parametrize(
+    ("env", "line"),
+    [
+        pytest.param(
+            {"FULL_RESCAN_HOURS": "inf"},
+            "FULL_RESCAN_HOURS must be between 0 and 8760, not 'inf'",
+            id="infinite rescan hours",
+        ),
+        pytest.param(
+            {"RUN_TIMEOUT_S": "inf"},
+            "RUN_TIMEOUT_S must be between 1 and 86400, not 'inf'",
+            id="an infinite run timeout",
+        ),
+        pytest.param(
+            {"RENAME_BUDGET_S": "nan"},
+            "RENAME_BUDGET_S must be between 0 and 86400, not 'nan'",
+            id="a NaN budget",
+        ),
+        pytest.param(
+            {"SCHEDULE": "0 0 30 2 *"},
+            "SCHEDULE never fires within a year: '0 0 30 2 *'",
+            id="30 February never comes",
+        ),
+        pytest.param(
+            {"DRIVE_WRITES_PER_S": "0"},
+            "DRIVE_WRITES_PER_S must be between 0.1 and 100, not '0'",
+            id="no Drive writes at all",
+        ),
+    ],
+)
+def test_values_that_crashed_later_are_refused_with_one_line(
+    tmp_path: Path, env: dict[str, str], line: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        settings.load(env, needs_drive=False)
+    assert caught.value.problems == [line]
+    out = run_cli(tmp_path, "sync", "--source", str(tmp_path), **env)
+    assert (out.returncode, out.stderr) == (2, f"configuration: {line}\n")
+
+
+@pytest.mark.parametrize("tz", ["EST", "MST", "Etc/GMT+5"])
+def test_a_fixed_offset_zone_is_refused(tz: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        settings.load({"TZ": tz}, needs_drive=False)
+    (line,) = caught.value.problems
+    assert line.startswith(f"TZ {tz!r} is a fixed offset, without daylight saving")
+    assert "America/New_York" in line
+
+
+@pytest.mark.parametrize("tz", ["UTC", "America/Phoenix", "Asia/Kolkata", "EST5EDT"])
+def test_utc_and_places_are_accepted(tz: str) -> None:
+    assert settings.load({"TZ": tz}, needs_drive=False).tz == tz
+
+
+def test_a_key_file_that_is_a_directory_says_so(tmp_path: Path) -> None:
+    env = {"FOLDER_ID": "x", "GOOGLE_CREDENTIALS_FILE": str(tmp_path)}
+    with pytest.raises(ConfigError) as caught:
+        settings.load(env)
+    (line,) = caught.value.problems
+    assert line.startswith(f"GOOGLE_CREDENTIALS_FILE {str(tmp_path)!r} is a directory:")
+
+
+def test_drive_writes_per_s_is_read() -> None:
+    assert settings.Settings().drive_writes_per_s == 3.0
+    assert settings.load({"DRIVE_WRITES_PER_S": "1.5"}, needs_drive=False).drive_writes_per_s == 1.5
