@@ -380,14 +380,23 @@ class Environment(dict[str, str]):
         self.unknown = tuple(unknown)
 
 
-def closest(name: str, cutoff: float = 0.6) -> str | None:
-    """The setting `name` most resembles (a misspelling), if any."""
-    found = difflib.get_close_matches(name, TABLE, n=1, cutoff=cutoff)
+def closest(name: str) -> str | None:
+    """The setting `name` most resembles (a misspelling in `.env`), if any."""
+    found = difflib.get_close_matches(name, TABLE, n=1, cutoff=0.6)
     return found[0] if found else None
 
 
-def _not_a_setting(name: str, cutoff: float = 0.6) -> str:
-    near = closest(name, cutoff)
+def looks_like_a_setting(name: str) -> str | None:
+    """The setting an environment variable that is none is a misspelling of (`MONGO_URL`):
+    stricter than `closest`, since the environment holds many other programs' names
+    (`UV_CACHE_DIR` is not `CACHE_DIR`)."""
+    found = difflib.get_close_matches(name, TABLE, n=1, cutoff=0.85)
+    if name in TABLE or not found or abs(len(found[0]) - len(name)) > 2:
+        return None
+    return found[0]
+
+
+def _not_a_setting(name: str, near: str | None) -> str:
     hint = f"did you mean {near}?" if near else 'README.md "Configuration" lists them'
     return f"{name} is not a setting; {hint}"
 
@@ -401,8 +410,8 @@ def read_env(dotenv_path: Path | None) -> Environment:
     if dotenv_path is not None and dotenv_path.is_file():
         from_file = {k: v for k, v in dotenv_values(dotenv_path).items() if v is not None}
     for name in sorted(os.environ):
-        if name not in TABLE and closest(name, cutoff=0.85):
-            log.warning("%s (in the environment)", _not_a_setting(name, 0.85))
+        if near := looks_like_a_setting(name):
+            log.warning("%s (in the environment)", _not_a_setting(name, near))
     unknown = [name for name in from_file if name not in TABLE]
     return Environment({**from_file, **os.environ}, unknown)
 
@@ -413,7 +422,7 @@ def load(env: Mapping[str, str], *, needs_drive: bool = True) -> Settings:
     `needs_drive` is False when the tree comes from a local folder (`--source`, `demo`):
     then `FOLDER_ID` and Drive credentials are not required. Raises `ConfigError`
     listing every problem found, in the order of the table."""
-    problems = [_not_a_setting(name) for name in getattr(env, "unknown", ())]
+    problems = [_not_a_setting(name, closest(name)) for name in getattr(env, "unknown", ())]
     values: dict[str, Any] = {}
     for name, f in TABLE.items():
         raw = env.get(name, "").strip()

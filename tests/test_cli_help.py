@@ -14,6 +14,7 @@ import pytest
 
 import backtest_compilation
 from backtest_compilation import cli
+from tests.support.isolation import environment
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -92,12 +93,16 @@ def test_the_top_level_help_summarises_the_settings() -> None:
         assert re.search(rf"^    {command} ", text, re.MULTILINE), command
 
 
-def test_version_matches_the_project() -> None:
+def test_version_matches_the_project(tmp_path: Path) -> None:
     pyproject = (ROOT / "pyproject.toml").read_text()
     version = re.search(r'^version = "([^"]+)"', pyproject, re.MULTILINE)
     assert version and backtest_compilation.__version__ == version.group(1)
     out = subprocess.run(
-        [sys.executable, str(ROOT / "main.py"), "--version"], capture_output=True, text=True
+        [sys.executable, str(ROOT / "main.py"), "--version"],
+        cwd=tmp_path,
+        env=environment(),
+        capture_output=True,
+        text=True,
     )
     assert out.returncode == 0 and out.stdout.strip() == f"main.py {version.group(1)}"
 
@@ -150,7 +155,7 @@ def test_declared_dependencies_cover_what_the_code_imports() -> None:
     assert "tzdata" in declared  # zoneinfo on slim images without system time zones
 
 
-def test_mongomock_is_imported_only_for_mongomock_uris() -> None:
+def test_mongomock_is_imported_only_for_mongomock_uris(tmp_path: Path) -> None:
     code = (
         "import sys; from backtest_compilation import cli, pipeline, store, doctor, status; "
         "from backtest_compilation.store import Store; "
@@ -158,5 +163,11 @@ def test_mongomock_is_imported_only_for_mongomock_uris() -> None:
         "Store.connect('mongomock://x', 'db').close(); "
         "assert 'mongomock' in sys.modules"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=environment(),
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 0, out.stderr

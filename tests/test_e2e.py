@@ -9,7 +9,6 @@ dry-run and check (nothing changes anywhere), and the CLI's exit codes and JSON.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from collections.abc import Iterator
 from dataclasses import replace
@@ -30,11 +29,11 @@ from emulators.drive import DriveEmulator
 from emulators.sheets import SheetsEmulator
 from tests.support.fixtures_mongo import MongoServer
 from tests.support.forkserver import command
+from tests.support.isolation import environment
 from tests.support.website import expected_view, visit, without_ids
 
 pytestmark = pytest.mark.mongo_server
 
-ROOT = Path(__file__).resolve().parent.parent
 KEY = "1EndToEndSheet"
 COPIES = "Physical Copies of Backtests"
 NOW = datetime(2026, 11, 21, 15, 2, tzinfo=UTC)
@@ -231,20 +230,18 @@ def cli(world: dict[str, Any], *args: str) -> subprocess.CompletedProcess[str]:
     s: Settings = world["settings"]
     clock = world["drive"].clock
     clock.between_runs()
-    env = {
-        "PATH": os.environ["PATH"],
-        "FOLDER_ID": s.folder_id,
-        "DRIVE_API_ENDPOINT": s.drive_api_endpoint,
-        "SHEETS_API_ENDPOINT": s.sheets_api_endpoint,
-        "SHEET_URL": s.sheet_url,
-        "MONGO_URI": s.mongo_uri,
-        "MONGO_DB": s.mongo_db,
-        "CACHE_DIR": str(s.cache_dir),
-        "PYTHONPATH": str(ROOT),
-    }
+    env = environment(
+        FOLDER_ID=s.folder_id,
+        DRIVE_API_ENDPOINT=s.drive_api_endpoint,
+        SHEETS_API_ENDPOINT=s.sheets_api_endpoint,
+        SHEET_URL=s.sheet_url,
+        MONGO_URI=s.mongo_uri,
+        MONGO_DB=s.mongo_db,
+        CACHE_DIR=str(s.cache_dir),
+    )
     return subprocess.run(
         command(clock.path, list(args)),
-        cwd=ROOT,
+        cwd=s.cache_dir.parent,  # the test's tmp_path: no .env there
         env=env,
         capture_output=True,
         text=True,

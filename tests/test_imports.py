@@ -4,7 +4,6 @@ process counts its waits on the emulators' quota clock: `forkserver.command`).""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,8 +17,8 @@ from emulators.drive import DriveEmulator
 from emulators.google import QuotaClock
 from emulators.sheets import SheetsEmulator
 from tests.support.forkserver import command
+from tests.support.isolation import environment
 
-ROOT = Path(__file__).resolve().parent.parent
 # Modules a run loads only when the setting that needs them is set.
 OPTIONAL = ("gspread", "requests", "mongomock", "sentry_sdk")
 KEY = "1ImportsSheet"
@@ -49,15 +48,13 @@ def test_an_unchanged_run_imports_no_optional_module(
     tree = LocalFolderSource(sample.SAMPLE_DRIVE).read()
     drive_id = drive_emulator.add_drive("Backtests")
     drive_emulator.seed_tree(drive_id, tree)
-    env = {
-        "PATH": os.environ["PATH"],
-        "FOLDER_ID": drive_id,
-        "DRIVE_API_ENDPOINT": drive_emulator.url,
-        "MONGO_URI": mongo_server.uri,
-        "MONGO_DB": mongo_db_name,
-        "CACHE_DIR": str(tmp_path / "cache"),
-        "PYTHONPATH": str(ROOT),
-    }
+    env = environment(
+        FOLDER_ID=drive_id,
+        DRIVE_API_ENDPOINT=drive_emulator.url,
+        MONGO_URI=mongo_server.uri,
+        MONGO_DB=mongo_db_name,
+        CACHE_DIR=str(tmp_path / "cache"),
+    )
     if with_sheet:
         sheets_emulator.add_spreadsheet(KEY)
         sheets_emulator.add_tab(KEY, COPIES)
@@ -71,7 +68,7 @@ def test_an_unchanged_run_imports_no_optional_module(
         assert quota_clock.path is not None
         return subprocess.run(
             [sys.executable, "-X", "importtime", *command(quota_clock.path, ["sync"])[1:]],
-            cwd=ROOT,
+            cwd=tmp_path,  # issue 17: the repository's .env once sent this run to a real sheet
             env=env,
             capture_output=True,
             text=True,

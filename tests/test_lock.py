@@ -15,14 +15,14 @@ import pytest
 
 from backtest_compilation import lock
 from backtest_compilation.errors import Locked, RunError
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.isolation import environment
 
 # Holds the lock, says so on stdout, then waits for stdin to close (or to be killed).
 HOLDER = """
 import sys
 from pathlib import Path
 from backtest_compilation import lock
+from tests.support.isolation import environment
 with lock.hold(Path(sys.argv[1])) as me:
     print(me.pid, flush=True)
     sys.stdin.read()
@@ -32,7 +32,8 @@ with lock.hold(Path(sys.argv[1])) as me:
 def start_holder(cache: Path) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
         [sys.executable, "-c", HOLDER, str(cache)],
-        cwd=ROOT,
+        cwd=cache,
+        env=environment(),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -88,7 +89,8 @@ def test_a_second_holder_in_a_subprocess_exits_while_we_hold_it(tmp_path: Path) 
                 "    print(e); sys.exit(e.exit_code)\n",
                 str(tmp_path),
             ],
-            cwd=ROOT,
+            cwd=tmp_path,
+            env=environment(),
             capture_output=True,
             text=True,
             timeout=30,

@@ -19,8 +19,8 @@ import pytest
 
 from backtest_compilation import schedule
 from backtest_compilation.schedule import Heartbeat
+from tests.support.isolation import environment
 
-ROOT = Path(__file__).resolve().parent.parent
 NY = ZoneInfo("America/New_York")
 DEFAULT = schedule.DEFAULT_SCHEDULE
 
@@ -282,6 +282,7 @@ SERVE = """
 import sys
 from pathlib import Path
 from backtest_compilation import schedule
+from tests.support.isolation import environment
 out = Path(sys.argv[1])
 def job():
     with (out / "runs.txt").open("a") as f:
@@ -295,7 +296,8 @@ sys.exit(schedule.serve(job, schedule="0 0 1 1 *", tz="America/New_York", cache_
 def test_the_real_scheduler_stops_cleanly_on_a_signal(tmp_path: Path, sig: signal.Signals) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-c", SERVE, str(tmp_path)],
-        cwd=ROOT,
+        cwd=tmp_path,
+        env=environment(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import secrets
 import signal
 import subprocess
@@ -45,6 +44,7 @@ from emulators.drive import DriveEmulator
 from emulators.secantus import free_port
 from emulators.sheets import SheetsEmulator
 from tests.support.fixtures_mongo import MongoServer
+from tests.support.isolation import environment
 from tests.support.sentry_ingest import Endpoint
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -156,11 +156,7 @@ def setup(
         dsn_key=dsn_key,
         key_file=_new_key(tmp_path / "service-credentials.json", drive_emulator.url + "/token"),
     )
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.upper().endswith("_PROXY") and k not in ("MONGO_URI", "SENTRY_DSN")
-    }
+    env = environment()  # issue 17: nothing from the developer's environment
     env.update(
         FOLDER_ID=drive,
         DELEGATE_EMAIL=DELEGATE,

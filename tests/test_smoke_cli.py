@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.isolation import MAIN, environment
 
 
 def test_sync_source_json_prints_catalog_problems_and_renames(tmp_path: Path) -> None:
@@ -13,13 +13,15 @@ def test_sync_source_json_prints_catalog_problems_and_renames(tmp_path: Path) ->
     course.mkdir(parents=True)
     (course / "csci-1200 e1 f22.pdf").write_bytes(b"%PDF")
     (course / "notes.docx").write_bytes(b"x")
+    work = tmp_path.parent / f"{tmp_path.name}-work"  # not inside the drive it reads
+    work.mkdir()
     out = subprocess.run(
-        [sys.executable, "main.py", "sync", "--source", str(tmp_path), "--dry-run", "--json"],
-        cwd=ROOT,
+        [sys.executable, MAIN, "sync", "--source", str(tmp_path), "--dry-run", "--json"],
+        cwd=work,
         capture_output=True,
         text=True,
         check=True,
-        env={"PATH": "/usr/bin:/bin", "MONGO_URI": "mongomock://localhost"},
+        env=environment(MONGO_URI="mongomock://localhost"),
     )
     result = json.loads(out.stdout)
     assert result["catalog"]["course_codes"] == ["CSCI"]

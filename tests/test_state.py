@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from backtest_compilation import state
 from backtest_compilation.errors import RunError
 from backtest_compilation.state import Part, State
+from tests.support.isolation import environment
 
 T0 = datetime(2026, 3, 8, 14, 2, tzinfo=UTC)
 ODD_NAMES = [
@@ -232,9 +233,12 @@ def test_a_process_killed_while_saving_leaves_a_whole_state(tmp_path: Path) -> N
     import time
 
     path = tmp_path / "state.json"
-    root = Path(__file__).resolve().parent.parent
     proc = subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(path)], cwd=root, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", WRITER, str(path)],
+        cwd=tmp_path,
+        env=environment(),
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
     deadline = time.monotonic() + 20

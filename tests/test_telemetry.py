@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from backtest_compilation import cli, telemetry
 from backtest_compilation.errors import ServiceError
 from backtest_compilation.settings import Settings
+from tests.support.isolation import environment
 from tests.support.sentry_ingest import Endpoint
 
 MONGO_PASSWORD = "hunter2-Sup3rSecret"
@@ -241,7 +242,7 @@ def test_secrets_of_ignores_short_or_missing_passwords() -> None:
     assert telemetry.secrets_of(mongo_uri="mongodb://u:ab@h") == ("mongodb://u:ab@h",)
 
 
-def test_the_sdk_is_not_imported_unless_sentry_is_on() -> None:
+def test_the_sdk_is_not_imported_unless_sentry_is_on(tmp_path: Path) -> None:
     # Importing sentry_sdk costs ~0.2 s of the warm run's 2 s budget.
     import subprocess
     import sys
@@ -253,9 +254,13 @@ def test_the_sdk_is_not_imported_unless_sentry_is_on() -> None:
         "cli.start_telemetry(Settings()).report_failure(RuntimeError('x'))\n"
         "print('sentry_sdk' in sys.modules)\n"
     )
-    root = Path(__file__).resolve().parent.parent
     out = subprocess.run(
-        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=environment(),
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert out.stdout.strip() == "False"
 

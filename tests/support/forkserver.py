@@ -25,11 +25,14 @@ import os
 import selectors
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from tests.support.isolation import environment
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -96,11 +99,11 @@ class ForkServer:
 
     def __init__(self, timeout: float = 60.0) -> None:
         self.timeout = timeout
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        # Each child gets its own environment and directory; the server none of ours.
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tests.support.forkserver"],
-            cwd=ROOT,
-            env=env,
+            cwd=tempfile.gettempdir(),
+            env=environment(),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
