@@ -1,12 +1,13 @@
 # backtest-compilation: the scheduled sync (`run.sh` → `main.py schedule`).
 #   docker build -t backtest-compilation .
-#   docker run -d --env-file .env --stop-timeout 120 \
+#   docker run -d --env-file .env --stop-timeout 2760 \
 #     -v "$PWD/config:/app/config:ro" -v backtest-cache:/app/cache backtest-compilation
 # Any other command runs instead of the scheduler (`docker run … IMAGE doctor`), and
 # compose.yaml runs it with MongoDB (README "Operating it").
-# On SIGTERM the scheduler lets a running sync finish; --stop-timeout gives it the time
-# (docker's default is 10 s, after which a SIGKILL is still safe: the state file is
-# written atomically and the next run converges).
+# On SIGTERM the scheduler lets a running sync finish; --stop-timeout gives it the time:
+# RUN_TIMEOUT_S (2700 s, renames included) plus a minute. Docker's default is 10 s, after
+# which a SIGKILL is still safe (the state file is written atomically and the next run
+# converges) but a first run's renames would stop midway.
 FROM python:3.11-slim
 
 COPY --from=ghcr.io/astral-sh/uv:0.13.9 /uv /uvx /bin/
@@ -34,8 +35,9 @@ USER app
 VOLUME ["/app/config", "/app/cache"]
 
 # Healthy while the last run succeeded and the scheduler's heartbeat file (rewritten
-# every minute while it waits, and after every run) is younger than 15 minutes:
-# `main.py status` (exit 0 or 1). The start period leaves the first run time to finish.
+# every minute while it waits or runs, whatever SCHEDULE says; default every 10 minutes)
+# is younger than 15 minutes: `main.py status` (exit 0 or 1). The start period leaves a
+# first run RUN_TIMEOUT_S (45 min) to finish.
 HEALTHCHECK --interval=60s --timeout=20s --start-period=50m --retries=3 \
     CMD ["/app/.venv/bin/python", "/app/main.py", "status", "-q"]
 

@@ -15,14 +15,16 @@ from pathlib import Path
 import pytest
 
 from backtest_compilation import lastrun, schedule
+from backtest_compilation.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
 
-# Records how it was started, then waits (bounded) for SIGTERM, which it reports.
+# Records how it was started, then waits (bounded) for SIGTERM, which it reports. The
+# trap comes first: the test signals as soon as the record appears (issue 17 item 7).
 STAND_IN = """#!/bin/sh
-printf '%s\\n' "$$" "$(pwd)" "$*" > "$RECORD.tmp" && mv "$RECORD.tmp" "$RECORD"
 trap 'echo TERM >> "$RECORD"; exit 0' TERM
+printf '%s\\n' "$$" "$(pwd)" "$*" > "$RECORD.tmp" && mv "$RECORD.tmp" "$RECORD"
 i=0
 while [ $i -lt 400 ]; do sleep 0.05; i=$((i + 1)); done
 exit 9
@@ -228,3 +230,15 @@ def test_compose_runs_the_job_with_mongodb() -> None:
     assert "depends_on:" in job and "- mongo" in job
     assert "image: mongo:" in COMPOSE and "mongo-data:/data/db" in COMPOSE
     assert "MONGO_URI=mongodb://mongo:27017" in (ROOT / ".env.example").read_text()
+
+
+def test_the_stop_timeout_lets_a_whole_run_finish() -> None:
+    """Issue 20: the Dockerfile's example said --stop-timeout 120, which kills a rename phase;
+    the Dockerfile, the README and compose.yaml now give the same time, a minute more than
+    the longest run (RUN_TIMEOUT_S)."""
+    readme = (ROOT / "README.md").read_text()
+    timeouts = {int(t) for t in re.findall(r"--stop-timeout (\d+)", DOCKERFILE + readme)}
+    grace = re.search(r"stop_grace_period: (\d+)m", COMPOSE)
+    assert grace
+    assert timeouts == {int(grace.group(1)) * 60}
+    assert timeouts.pop() >= Settings().run_timeout_s + 60
