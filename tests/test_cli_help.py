@@ -171,3 +171,12 @@ def test_mongomock_is_imported_only_for_mongomock_uris(tmp_path: Path) -> None:
         text=True,
     )
     assert out.returncode == 0, out.stderr
+
+
+def test_the_readme_lists_every_module_once() -> None:
+    """Issue 20 item 4: the README's layout names each module of the package, one line each
+    (whoever adds or removes a module updates the list)."""
+    listed = re.findall(r"^- `(\w+)`: ", README.split("\nLayout: ")[1].split("\n\n")[1], re.M)
+    present = {p.stem for p in (ROOT / "backtest_compilation").glob("*.py")}
+    assert len(listed) == len(set(listed))
+    assert sorted(listed) == sorted(present - {"__init__", "__main__"})
