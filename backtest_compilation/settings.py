@@ -35,7 +35,6 @@ from .sheet_layout import Layout
 
 log = logging.getLogger(__name__)
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-MONGO_SCHEMES = ("mongodb", "mongodb+srv", "mongomock")
 CRON_FIELDS = "minute hour day-of-month month day-of-week"
 REDACTED = "***"
 _SHEET_KEY = re.compile(r"/spreadsheets/d/([A-Za-z0-9_-]+)")
@@ -193,127 +192,69 @@ class Settings:
     """The settings table (contract §6): each field is one setting, `NAME` upper-cased:
     `setting(default, parser, help)`; `example=` is what `.env.example` suggests instead."""
 
-    folder_id: str = setting(
-        "",
-        _folder_id,
-        "the backtest shared drive's (or top folder's) id or Drive address; "
-        "required unless `--source`",
-        example="",
-    )
-    delegate_email: str = setting(
-        "",
-        _matching(r"[^@\s]+@[^@\s]+", "an e-mail address"),
-        "user the service account acts as (domain-wide delegation)",
-        example="",
-    )
-    sheet_url: str = setting(
-        "",
-        _sheet_url,
-        "spreadsheet URL; when unset the sheet step is skipped (a warning)",
-        example="",
-    )
-    google_credentials_file: Path = setting(  # noqa: RUF009 (setting() is a dataclass field)
-        _KEY_FILE, Path, "the service account's JSON key (git-ignored)", example=str(_KEY_FILE)
-    )
-    mongo_uri: str = setting(
-        "mongodb://localhost:27017",
-        _mongo_uri,
-        "the website's MongoDB; `mongomock://` is an in-process store for trying things out",
-        example="mongodb://mongo:27017",  # the database compose.yaml starts
-    )
-    mongo_db: str = setting(
-        "apo_main",
-        _matching(r'[^/\\. "$*<>:|?]{1,63}', "a database name"),
-        "database holding the three backtest collections",
-    )
-    cache_dir: Path = setting(  # noqa: RUF009
-        _CACHE, Path, "state file, lock, heartbeat, `last-run.json`, `report.html`"
-    )
-    log_level: str = setting("INFO", _log_level, f"{', '.join(LOG_LEVELS)} (`-v`/`-q` change it)")
-    sentry_dsn: str = setting(
-        "",
-        _url("https://<key>@<host>/<project>", secret=True),
-        "Sentry error reporting (off when unset); under `schedule` also Sentry Crons",
-        example="",
-    )
+    # A table, one setting per entry: kept as written.
+    # fmt: off
+    folder_id: str = setting("", _folder_id, "the backtest shared drive's (or top folder's) id "
+        "or Drive address; required unless `--source`", example="")
+    delegate_email: str = setting("", _matching(r"[^@\s]+@[^@\s]+", "an e-mail address"),
+        "user the service account acts as (domain-wide delegation)", example="")
+    sheet_url: str = setting("", _sheet_url,
+        "spreadsheet URL; when unset the sheet step is skipped (a warning)", example="")
+    google_credentials_file: Path = setting(_KEY_FILE, Path,  # noqa: RUF009 (a field)
+        "the service account's JSON key (git-ignored)", example=str(_KEY_FILE))
+    mongo_uri: str = setting("mongodb://localhost:27017", _mongo_uri, "the website's MongoDB; "
+        "`mongomock://` is an in-process store for trying things out",
+        example="mongodb://mongo:27017")  # the database compose.yaml starts
+    mongo_db: str = setting("apo_main", _matching(r'[^/\\. "$*<>:|?]{1,63}', "a database name"),
+        "database holding the three backtest collections")
+    cache_dir: Path = setting(_CACHE, Path,  # noqa: RUF009
+        "state file, lock, heartbeat, `last-run.json`, `report.html`")
+    log_level: str = setting("INFO", _log_level,
+        f"{', '.join(LOG_LEVELS)} (`-v`/`-q` change it)")
+    sentry_dsn: str = setting("", _url("https://<key>@<host>/<project>", secret=True),
+        "Sentry error reporting (off when unset); under `schedule` also Sentry Crons", example="")
     sentry_trace_rate: float = setting(1.0, _number(0, 1), "share of runs traced for Sentry")
-    schedule: str = setting(
-        "*/10 * * * *", _schedule, "cron expression of `schedule`'s runs, in `TZ`"
-    )
-    tz: str = setting(
-        "America/New_York", _zone, "time zone of `SCHEDULE`, the logs and the sheet's time stamp"
-    )
+    schedule: str = setting("*/10 * * * *", _schedule,
+        "cron expression of `schedule`'s runs, in `TZ`")
+    tz: str = setting("America/New_York", _zone,
+        "time zone of `SCHEDULE`, the logs and the sheet's time stamp")
     rename_files: bool = setting(True, _bool, "normalise badly named test files in Drive")
-    full_rescan_hours: float = setting(
-        24.0,
-        _number(0, 8760),
-        "at least this often, list the whole drive instead of following the changes feed",
-    )
-    max_delete_fraction: float = setting(
-        0.25,
-        _number(0, 1),
-        "mass-delete guard: refuse to delete more than this share of the "
-        "courses (and more than 10)",
-    )
-    future_year_exempt: frozenset[str] = setting(
-        frozenset({"BEAR"}), _codes, "departments allowed future years (comma-separated)"
-    )
-    drive_writes_per_s: float = setting(
-        3.0,
-        _number(0.1, 100),
-        "the sustained Drive write rate renames start from (Google's "
-        "figure per user); the pacer slows down on refusals and never goes above it",
-    )
-    rename_stall_s: float = setting(
-        300.0,
-        _number(1, 86400),
-        "renames give up (as `rename_failed`) only after this long without a single success",
-    )
-    rename_budget_s: float = setting(
-        600.0,
-        _number(0, 86400),
-        "at most this long renaming per run; the rest is pending for the next run",
-    )
-    run_timeout_s: float = setting(
-        2700.0,
-        _number(1, 86400),
-        "a run that takes longer stops cleanly (exit 1), keeping what its completed sinks did",
-    )
-    healthcheck_url: str = setting(
-        "",
-        _url("https://hc-ping.com/<uuid>", secret=True),  # the URL is the credential
+    full_rescan_hours: float = setting(24.0, _number(0, 8760),
+        "at least this often, list the whole drive instead of following the changes feed")
+    max_delete_fraction: float = setting(0.25, _number(0, 1), "mass-delete guard: refuse to "
+        "delete more than this share of the courses (and more than 10)")
+    future_year_exempt: frozenset[str] = setting(frozenset({"BEAR"}), _codes,
+        "departments allowed future years (comma-separated)")
+    drive_writes_per_s: float = setting(3.0, _number(0.1, 100), "the sustained Drive write "
+        "rate renames start from (Google's figure per user); the pacer slows down on "
+        "refusals and never goes above it")
+    rename_stall_s: float = setting(300.0, _number(1, 86400), "renames give up (as "
+        "`rename_failed`) only after this long without a single success")
+    rename_budget_s: float = setting(600.0, _number(0, 86400),
+        "at most this long renaming per run; the rest is pending for the next run")
+    run_timeout_s: float = setting(2700.0, _number(1, 86400), "a run that takes longer "
+        "stops cleanly (exit 1), keeping what its completed sinks did")
+    healthcheck_url: str = setting("", _url("https://hc-ping.com/<uuid>", secret=True),
         "a dead-man's-switch monitor pinged at `/start`, on success and at `/fail` of every "
-        "sync; one that is down never fails a run",
-        example="",
-    )
-    sentry_monitor_slug: str = setting(
-        "backtest-compilation",
-        _matching(r"[a-z0-9_-]{1,50}", "lower-case letters, digits, - and _ (at most 50)"),
-        "the Sentry Crons monitor `schedule` reports to (with the DSN)",
-    )
-    drive_api_endpoint: str = setting(
-        "",
-        _url("http://127.0.0.1:8080"),
-        "root URL of a server answering like Google Drive (tests, demos): no key needed",
-    )
+        "sync; one that is down never fails a run", example="")  # the URL is the credential
+    sentry_monitor_slug: str = setting("backtest-compilation", _matching(r"[a-z0-9_-]{1,50}",
+        "lower-case letters, digits, - and _ (at most 50)"),
+        "the Sentry Crons monitor `schedule` reports to (with the DSN)")
+    drive_api_endpoint: str = setting("", _url("http://127.0.0.1:8080"), "root URL of a "
+        "server answering like Google Drive (tests, demos): no key needed")
     sheets_api_endpoint: str = setting("", _url("http://127.0.0.1:8080"), "the same for Sheets")
     # contract §4: every tab and cell of the sheet is configurable; the defaults are the
     # layout's own, so today's sheet is named in one place.
     sheet_errors_tab: str = setting(Layout.errors_tab, str, "the tool's problems tab")
     sheet_copies_tab: str = setting(Layout.copies_tab, str, "the people's tab, a row per course")
-    sheet_not_found_tab: str = setting(
-        Layout.not_found_tab, str, "the tool's tab of courses without a row"
-    )
-    sheet_count_column: str = setting(
-        Layout.count_column,
-        _matching(r"[A-Z]{1,3}", "column letters like F"),
-        "column of the people's tab that receives the digital counts",
-    )
-    sheet_stamp_cell: str = setting(
-        Layout.stamp_cell,
-        _matching(r"[A-Z]{1,3}[1-9][0-9]{0,6}", "a cell like P24"),
-        "cell of the people's tab receiving the time of the last change written to the sheet",
-    )
+    sheet_not_found_tab: str = setting(Layout.not_found_tab, str,
+        "the tool's tab of courses without a row")
+    sheet_count_column: str = setting(Layout.count_column, _matching(r"[A-Z]{1,3}",
+        "column letters like F"), "column of the people's tab that receives the digital counts")
+    sheet_stamp_cell: str = setting(Layout.stamp_cell, _matching(r"[A-Z]{1,3}[1-9][0-9]{0,6}",
+        "a cell like P24"), "cell of the people's tab receiving the time of the last change "
+        "written to the sheet")
+    # fmt: on
 
     def __repr__(self) -> str:
         inner = ", ".join(f"{k}={v!r}" for k, v in self.redacted().items())
@@ -380,18 +321,11 @@ class Environment(dict[str, str]):
         self.unknown = tuple(unknown)
 
 
-def closest(name: str) -> str | None:
-    """The setting `name` most resembles (a misspelling in `.env`), if any."""
-    found = difflib.get_close_matches(name, TABLE, n=1, cutoff=0.6)
-    return found[0] if found else None
-
-
-def looks_like_a_setting(name: str) -> str | None:
-    """The setting an environment variable that is none is a misspelling of (`MONGO_URL`):
-    stricter than `closest`, since the environment holds many other programs' names
-    (`UV_CACHE_DIR` is not `CACHE_DIR`)."""
-    found = difflib.get_close_matches(name, TABLE, n=1, cutoff=0.85)
-    if name in TABLE or not found or abs(len(found[0]) - len(name)) > 2:
+def closest(name: str, *, strict: bool = False) -> str | None:
+    """The setting `name` (no setting) most resembles, if any. `strict` for the process
+    environment, which holds other programs' names (`UV_CACHE_DIR` is not `CACHE_DIR`)."""
+    found = difflib.get_close_matches(name, TABLE, n=1, cutoff=0.85 if strict else 0.6)
+    if name in TABLE or not found or (strict and abs(len(found[0]) - len(name)) > 2):
         return None
     return found[0]
 
@@ -410,7 +344,7 @@ def read_env(dotenv_path: Path | None) -> Environment:
     if dotenv_path is not None and dotenv_path.is_file():
         from_file = {k: v for k, v in dotenv_values(dotenv_path).items() if v is not None}
     for name in sorted(os.environ):
-        if near := looks_like_a_setting(name):
+        if near := closest(name, strict=True):
             log.warning("%s (in the environment)", _not_a_setting(name, near))
     unknown = [name for name in from_file if name not in TABLE]
     return Environment({**from_file, **os.environ}, unknown)
@@ -450,14 +384,9 @@ def _needed(config: Settings, needs_drive: bool, *, folder_given: bool) -> list[
     problems = []
     if needs_drive and not folder_given:
         problems.append("FOLDER_ID is not set: the id of the backtest shared drive or folder")
-    wants_key = [
-        api
-        for api, used, endpoint in (
-            ("Drive", needs_drive, config.drive_api_endpoint),
-            ("Sheets", bool(config.sheet_url), config.sheets_api_endpoint),
-        )
-        if used and not endpoint
-    ]
+    uses = {"Drive": needs_drive, "Sheets": bool(config.sheet_url)}
+    endpoints = {"Drive": config.drive_api_endpoint, "Sheets": config.sheets_api_endpoint}
+    wants_key = [api for api, used in uses.items() if used and not endpoints[api]]
     key = config.google_credentials_file
     if wants_key and not key.is_file():
         state = "is a directory" if key.is_dir() else "does not exist"
@@ -509,12 +438,8 @@ def env_example() -> str:
         "# `uv run main.py doctor` checks them all against the real services.",
     ]
     for name, f in TABLE.items():
-        out += [
-            "",
-            *textwrap.wrap(
-                f.metadata["help"].replace("`", ""), 86, initial_indent="# ", subsequent_indent="# "
-            ),
-        ]
+        wrapped = textwrap.wrap(f.metadata["help"].replace("`", ""), 84)
+        out += ["", *(f"# {line}" for line in wrapped)]
         example = f.metadata.get("example")
         out.append(f"{name}={example}" if example is not None else f"# {name}={shown(f.default)}")
     return "\n".join(out) + "\n"

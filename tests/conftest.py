@@ -26,7 +26,7 @@ def pytest_configure(config: pytest.Config) -> None:
     the processes tests start would inherit), and the tests run in an empty directory,
     so no `.env` is found there. Processes get `tests.support.isolation.environment`."""
     for name in list(os.environ):
-        if name in settings.TABLE or settings.looks_like_a_setting(name):
+        if name in settings.TABLE or settings.closest(name, strict=True):
             del os.environ[name]
     _WORKDIR.append(tempfile.mkdtemp(prefix="backtest-tests-"))
     os.chdir(_WORKDIR[0])
