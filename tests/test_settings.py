@@ -476,3 +476,10 @@ def test_a_key_file_that_is_a_directory_says_so(tmp_path: Path) -> None:
 def test_drive_writes_per_s_is_read() -> None:
     assert settings.Settings().drive_writes_per_s == 3.0
     assert settings.load({"DRIVE_WRITES_PER_S": "1.5"}, needs_drive=False).drive_writes_per_s == 1.5
+
+
+def test_doctor_names_a_misspelled_setting(tmp_path: Path) -> None:
+    """The example of issue 20: `SHEETS_URL=` in `.env` once passed doctor's settings check."""
+    out = run_cli(tmp_path, "doctor", dotenv="FOLDER_ID=x\nSHEETS_URL=https://x\n")
+    assert out.returncode == 2
+    assert "✗ settings: SHEETS_URL is not a setting; did you mean SHEET_URL?" in out.stdout
