@@ -1,6 +1,6 @@
 """Configuration (contract §6): one table of settings, read once from the environment and `.env`.
 
-Each setting is one field of `Settings`, declared once with `setting(default, help, parser)`:
+Each setting is one field of `Settings`, declared once with `setting(default, parser, help)`:
 its environment name is the field's, upper-cased. Loading, `--help` (`help_text`), the
 README's table (`markdown_table`), `.env.example` (`env_example`) and `doctor` read it.
 `load` reports every problem at once (`ConfigError.problems`, one line each); the CLI
