@@ -159,11 +159,9 @@ def _zone(raw: str) -> str:
         raise ValueError(f"is not a known time zone: {raw!r} (e.g. America/New_York)") from None
     year = datetime.now(UTC).year
     offsets = {datetime(year, month, 1, tzinfo=zone).utcoffset() for month in (1, 7)}
-    if (
-        ("/" not in raw or raw.startswith("Etc/"))
-        and len(offsets) == 1
-        and offsets != {timedelta(0)}
-    ):
+    # The zones that are offsets, not places (`Japan`, without daylight saving, is a place).
+    fixed = raw in ("EST", "MST", "HST") or raw.startswith("Etc/")
+    if fixed and len(offsets) == 1 and offsets != {timedelta(0)}:
         raise ValueError(
             f"{raw!r} is a fixed offset, without daylight saving: name the place instead "
             "(America/New_York; America/Phoenix where clocks never change) or use UTC"

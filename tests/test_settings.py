@@ -460,7 +460,9 @@ def test_a_fixed_offset_zone_is_refused(tz: str) -> None:
     assert "America/New_York" in line
 
 
-@pytest.mark.parametrize("tz", ["UTC", "America/Phoenix", "Asia/Kolkata", "EST5EDT"])
+@pytest.mark.parametrize(
+    "tz", ["UTC", "Etc/UTC", "America/Phoenix", "Asia/Kolkata", "EST5EDT", "Japan"]
+)
 def test_utc_and_places_are_accepted(tz: str) -> None:
     assert settings.load({"TZ": tz}, needs_drive=False).tz == tz
 
