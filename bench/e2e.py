@@ -46,8 +46,8 @@ def run_cli(env: dict[str, str], profile: Path | None = None) -> tuple[float, fl
     started = time.perf_counter()
     under = [] if profile is None else ["-m", "cProfile", "-o", str(profile)]
     child = subprocess.Popen(
-        [sys.executable, *under, "main.py", "sync", "--json"],
-        cwd=ROOT,
+        [sys.executable, *under, str(ROOT / "main.py"), "sync", "--json"],
+        cwd=Path(env["CACHE_DIR"]).parent,  # not the repository: its .env names real services
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
