@@ -3,8 +3,8 @@
 `DriveSnapshot` is the one in-memory shape of "what the drive looked like": the items
 of a listing (`tree.Item`) under a root, with the changes-feed token. The Drive adapter
 (`drive.DriveSource`) fills it from Google's answers; here it is updated from a page of
-changes, pruned to what lies under the root, and turned into the tree. Saved, an item is
-the Drive file resource it came from (`to_resource`, `to_item`).
+changes, pruned to what lies under the root, and turned into the tree. Saved, the items
+are a column per field (`items_to_json`).
 """
 
 from __future__ import annotations
@@ -52,8 +52,8 @@ class DriveSnapshot:
         }
 
     def to_json(self) -> dict[str, Any]:
-        """Plain JSON, the items as Drive's file resources (`from_json` reads it back)."""
-        return {**self.header(), "items": [to_resource(i) for i in self.items]}
+        """Plain JSON (`from_json` reads it back)."""
+        return {**self.header(), "items": items_to_json(self.items)}
 
     @classmethod
     def from_json(cls, data: Any) -> DriveSnapshot:
@@ -85,26 +85,27 @@ class DriveSnapshot:
 _OPTIONAL = ("drive_id", "page_token")
 
 
-def to_resource(item: Item) -> dict[str, Any]:
-    """An `Item` as the Drive file resource it came from (`to_item` reads it back)."""
-    return {"id": item.id, "name": item.name, "mimeType": item.mime_type, "parents": [item.parent]}
+def items_to_json(items: Sequence[Item]) -> dict[str, list[str]]:
+    """Items as saved: a column per field (`items_from_json` reads them back)."""
+    return {
+        "id": [i.id for i in items],
+        "name": [i.name for i in items],
+        "mime_type": [i.mime_type for i in items],
+        "parent": [i.parent for i in items],
+    }
 
 
-def items_from_json(raw_items: Any) -> tuple[Item, ...]:
-    """Saved items (Drive file resources, `to_resource`); ValueError naming what is wrong."""
-    if not isinstance(raw_items, list):
-        raise ValueError("drive snapshot field 'items' must be a list")
-    items = []
-    for n, raw in enumerate(raw_items):
-        try:
-            item = to_item(raw)
-        except (TypeError, KeyError, AttributeError):
-            item = None
-        fields = () if item is None else (item.id, item.name, item.mime_type, item.parent)
-        if not fields or not all(isinstance(v, str) for v in fields):
-            raise ValueError(f"drive snapshot item {n} is not a Drive file resource")
-        items.append(item)
-    return tuple(items)
+def items_from_json(raw: Any) -> tuple[Item, ...]:
+    """Items as `items_to_json` saved them; ValueError naming what is wrong otherwise."""
+    try:
+        columns = [raw[k] for k in ("id", "name", "mime_type", "parent")]
+    except (TypeError, KeyError, IndexError):
+        raise ValueError("drive snapshot field 'items' is not a column per field") from None
+    if not all(type(c) is list and len(c) == len(columns[0]) for c in columns) or not all(
+        type(v) is str for c in columns for v in c
+    ):
+        raise ValueError("drive snapshot field 'items' has a column that is not text")
+    return tuple(map(Item, *columns))
 
 
 def to_item(resource: Mapping[str, Any]) -> Item | None:

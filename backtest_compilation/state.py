@@ -32,7 +32,7 @@ from typing import Any, Final, Literal
 
 from .errors import cache_dir_error
 from .files import write_atomic
-from .snapshot import items_from_json, to_resource
+from .snapshot import items_from_json, items_to_json
 
 log = logging.getLogger(__name__)
 
@@ -259,7 +259,7 @@ def _stamp(path: Path) -> list[int]:
 
 
 def _encoded(key: str, value: Any) -> Any:
-    return [to_resource(i) for i in value] if key == "drive.items" else value
+    return items_to_json(value) if key == "drive.items" else value
 
 
 def _decoded(doc: dict[str, Any]) -> dict[str, Any]:
