@@ -118,10 +118,6 @@ class State:
         entry = self.retired_ids.get(folder_id)
         return entry.get("id") if isinstance(entry, Mapping) else None
 
-    @property
-    def is_empty(self) -> bool:
-        return self == State(source=self.source)
-
 
 def _when(entry: Any) -> datetime:
     """When a retired id was recorded; long ago when that cannot be told."""
@@ -192,7 +188,7 @@ class _Snapshot:
             try:
                 if _stamp(self.path) != self.stamp:
                     raise ValueError("it was replaced")
-                self.values = _decoded(json.loads(self.path.read_bytes()))
+                self.values = json.loads(self.path.read_bytes())
             except (OSError, ValueError, RecursionError, TypeError, KeyError) as exc:
                 raise ValueError(f"{self.path} cannot be read ({exc})") from None
         return self.values
@@ -205,14 +201,6 @@ class _Snapshot:
             # Made `Item`s only when asked for: a run that needs the catalog alone skips it.
             values[key] = items_from_json(values[key])
         return values[key]
-
-
-@dataclass(frozen=True, slots=True)
-class _Unread:
-    """A value of `snap` not read yet (what a save carries over)."""
-
-    snap: _Snapshot
-    key: str
 
 
 class _Lazy(Mapping[str, Any]):
@@ -261,14 +249,6 @@ def _stamp(path: Path) -> list[int]:
     return [st.st_ino, st.st_size, st.st_mtime_ns]
 
 
-def _encoded(key: str, value: Any) -> Any:
-    return items_to_json(value) if key == "drive.items" else value
-
-
-def _decoded(doc: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in doc.items() if k != "state"}
-
-
 def load(path: Path, source: str | None = None) -> tuple[State, str | None]:
     """`source`'s state (`path`: `CACHE_DIR` or a `state.json` in it; without `source`,
     the state saved last): `(state, warning)`. Nothing saved: an empty state, no warning.
@@ -305,7 +285,7 @@ def _read(file: Path) -> tuple[dict[str, Any], _Snapshot | None]:
     named = None if doc is None else _ours(doc).get("snapshot")
     if stamp is not None and named != stamp:
         whole = json.loads(snap_file.read_bytes())
-        return _ours(whole["state"]), _Snapshot(snap_file, stamp, _decoded(whole))
+        return _ours(whole["state"]), _Snapshot(snap_file, stamp, whole)
     if doc is None:
         raise FileNotFoundError(file)
     if named is not None and stamp is None:
@@ -358,13 +338,13 @@ def save(path: Path, state: State, *, now: datetime | None = None) -> None:
         "retired_course_ids": dict(state.retired_ids),
         "problems": None if state.problems is None else "apart",
     }
-    apart: dict[str, Any] = {}  # snapshot.json's values (or `_Unread`)
+    apart: dict[str, Any] = {}  # snapshot.json's values (a `_Snapshot`: its, unread)
     for name in PARTS:
         part = getattr(state, name)
         doc[name] = None if part is None else _split(name, part, apart)
     if state.problems is not None:
         keys = state.problems
-        apart["problems"] = _Unread(keys.snap, "problems") if isinstance(keys, _Keys) else keys
+        apart["problems"] = keys.snap if isinstance(keys, _Keys) else keys
     snap_file, file = where / SNAPSHOT_NAME, where / FILE_NAME
     try:
         doc["snapshot"] = _save_apart(snap_file, doc, apart) if apart else None
@@ -383,7 +363,7 @@ def _split(name: str, part: Part, apart: dict[str, Any]) -> dict[str, Any]:
     """The part as state.json keeps it; its values that grow with the drive go to `apart`."""
     data, keys = part.data, APART.get(name, ())
     if isinstance(data, _Lazy):
-        apart.update({f"{name}.{k}": _Unread(data.snap, f"{name}.{k}") for k in data.apart})
+        apart.update({f"{name}.{k}": data.snap for k in data.apart})
         small, kept = data.small, data.apart
     else:
         small = {k: v for k, v in data.items() if k not in keys}
@@ -394,33 +374,31 @@ def _split(name: str, part: Part, apart: dict[str, Any]) -> dict[str, Any]:
 
 def _save_apart(file: Path, doc: dict[str, Any], apart: dict[str, Any]) -> list[int]:
     """snapshot.json's stamp; the file is rewritten when a value is not the one there."""
+    last = _LAST.get(file)
     stamp = _stamp_or_none(file)
-    there = [s for s in _LIVE.get(file, ()) if s.stamp == stamp]
-    if there and all(_there(there, k, v) for k, v in apart.items()):
-        return there[0].stamp
+    if last and last.stamp == stamp and all(_same(last, k, v) for k, v in apart.items()):
+        return last.stamp
     for snap in list(_LIVE.get(file, ())):  # read what is there before it is replaced
         with contextlib.suppress(ValueError):
             snap.load()
     values = {}
     for key, value in apart.items():
         try:
-            values[key] = value.snap.get(key) if isinstance(value, _Unread) else value
+            values[key] = value.get(key) if isinstance(value, _Snapshot) else value
         except ValueError as exc:  # the next read says so, and rescans
             log.warning("state: %s; it is not saved again", exc)
-    body = {k: _encoded(k, v) for k, v in values.items()}
+    body = {k: items_to_json(v) if k == "drive.items" else v for k, v in values.items()}
     write_atomic(file, _dumps({"state": doc, **body}))
     return _Snapshot(file, _stamp(file), values).stamp
 
 
-def _there(there: list[_Snapshot], key: str, value: Any) -> bool:
-    """Whether `value` (or the unread value it names) is `key`'s in snapshot.json now."""
-    if isinstance(value, _Unread):
-        if value.snap.stamp == there[0].stamp:
+def _same(last: _Snapshot, key: str, value: Any) -> bool:
+    """Whether `value` (a `_Snapshot`: its unread value) is `key`'s in `last`."""
+    if isinstance(value, _Snapshot):
+        if value.stamp == last.stamp:
             return True
-        if value.snap.values is None:
-            return False
-        value = value.snap.values.get(key)
-    return any(s.values is not None and s.values.get(key) is value for s in there)
+        value = None if value.values is None else value.values.get(key, last)
+    return last.values is not None and last.values.get(key) is value
 
 
 def _stamp_or_none(path: Path) -> list[int] | None:
