@@ -22,6 +22,7 @@ from backtest_compilation import files, state
 from backtest_compilation.errors import RunError
 from backtest_compilation.state import Part, State
 from backtest_compilation.tree import FOLDER_MIME, PDF_MIME, Item
+from tests.support.fixtures_faults import FaultWorld
 
 T0 = datetime(2026, 3, 8, 14, 2, tzinfo=UTC)
 KEY = state.source_key("drive", "0ABacktests")
@@ -407,3 +408,24 @@ def test_any_json_data_round_trips(tmp_path_factory, drive, sheet, names, second
         s = s.with_sink("sheet", sheet, at)
     state.save(cache, s)
     assert state.load(cache, KEY) == (s, None)
+
+
+@pytest.mark.mongo_server
+def test_an_unchanged_run_rewrites_only_the_small_file(fault_world: FaultWorld) -> None:
+    """Through `pipeline.run` on the Drive emulator: the unchanged run after a changed
+    one replaces state.json (the new changes token) and leaves snapshot.json as it was;
+    a run with changes rewrites it."""
+    world = fault_world
+    world.run()
+    world.run()  # the changes feed reports the first run's renames
+    where = state.path_in(world.cache_dir).parent
+    before = {p.name: p.stat() for p in where.iterdir()}
+    assert sorted(before) == ["snapshot.json", "state.json"]
+    assert world.run().summary.get("unchanged") is True
+    after = {p.name: p.stat() for p in where.iterdir()}
+    stamp = lambda s: (s.st_ino, s.st_size, s.st_mtime_ns)  # noqa: E731
+    assert stamp(after["snapshot.json"]) == stamp(before["snapshot.json"])
+    assert stamp(after["state.json"]) != stamp(before["state.json"])
+    world.drive.trash(next(i for i, f in world.drive.files.items() if f.name.endswith(".pdf")))
+    assert "unchanged" not in world.run().summary
+    assert stamp((where / "snapshot.json").stat()) != stamp(after["snapshot.json"])
