@@ -1,18 +1,14 @@
 """The run's memory (contract §5.7, §5.10): a folder per source in `CACHE_DIR`.
 
-`folder(cache_dir, source)/state.json` holds what stays small: tokens, fingerprints,
-digests, the sinks' small facts, the retired course ids. `snapshot.json` beside it holds
-what grows with the drive (`APART`: the drive's items, the catalog MongoDB was made to
-show, the problem keys) and a copy of the `state.json` it was saved with. Both are
-replaced with `files.write_atomic`. Values in `snapshot.json` are read on first use: an
-unchanged run reads and rewrites `state.json` only; a save rewrites `snapshot.json` only
-when one of its values is not the one already there.
-
-A save writes `snapshot.json` first, then `state.json` naming it (inode, size, mtime). A
-crash between the two leaves a `snapshot.json` that `state.json` does not name: its copy
-of the state is then the state (the new one). A state that is corrupt, of another layout
-or version, or that names a missing `snapshot.json` is a warning and a fresh start (the
-next run rescans the whole drive and converges).
+`state.json` holds what stays small (tokens, fingerprints, digests, the sinks' small
+facts, retired course ids); `snapshot.json` what grows with the drive (`APART`: items,
+remembered catalog, problem keys) and a copy of the `state.json` it was saved with. Both
+are replaced with `files.write_atomic`: `snapshot.json` first, and only when one of its
+values is not the one there; then `state.json`, naming it (inode, size, mtime). Values in
+`snapshot.json` are read on first use, so an unchanged run reads and writes `state.json`
+only. A `snapshot.json` that `state.json` does not name is a save stopped between the
+two: its copy of the state is the state. A state that is corrupt, of another layout or
+version, or names a missing `snapshot.json` is a warning and a fresh start (full rescan).
 """
 
 from __future__ import annotations
@@ -241,11 +237,13 @@ class _Keys(Sequence[str]):
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Sequence) and tuple(self) == tuple(other)
 
-    __hash__ = None  # type: ignore[assignment]
 
-
-def _stamp(path: Path) -> list[int]:
-    st = os.stat(path)
+def _stamp(path: Path) -> list[int] | None:
+    """Which file `path` is now: inode, size, mtime (None: there is none)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
     return [st.st_ino, st.st_size, st.st_mtime_ns]
 
 
@@ -271,26 +269,21 @@ def load(path: Path, source: str | None = None) -> tuple[State, str | None]:
 
 
 def _read(file: Path) -> tuple[dict[str, Any], _Snapshot | None]:
-    """state.json, and its snapshot.json (when state.json does not name the one there,
-    a save stopped between the two: snapshot.json's copy of the state is the state)."""
+    """state.json and its snapshot.json (or snapshot.json's copy of the state)."""
     try:
-        doc = json.loads(file.read_bytes())
+        doc = _ours(json.loads(file.read_bytes()))
     except FileNotFoundError:
         doc = None
     snap_file = file.with_name(SNAPSHOT_NAME)
-    try:
-        stamp = _stamp(snap_file)
-    except FileNotFoundError:
-        stamp = None
-    named = None if doc is None else _ours(doc).get("snapshot")
+    stamp, named = _stamp(snap_file), doc and doc.get("snapshot")
     if stamp is not None and named != stamp:
         whole = json.loads(snap_file.read_bytes())
         return _ours(whole["state"]), _Snapshot(snap_file, stamp, whole)
     if doc is None:
         raise FileNotFoundError(file)
-    if named is not None and stamp is None:
+    if named and stamp is None:
         raise ValueError(f"the {SNAPSHOT_NAME} it names is missing")
-    return doc, None if named is None else _Snapshot(snap_file, stamp)  # type: ignore[arg-type]
+    return doc, _Snapshot(snap_file, named) if named else None
 
 
 def _ours(doc: dict[str, Any]) -> dict[str, Any]:
@@ -300,25 +293,23 @@ def _ours(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def _from_doc(doc: dict[str, Any], snap: _Snapshot | None) -> State:
-    parts: dict[str, Part | None] = {}
+    parts: dict[str, Any] = {}
     for name in PARTS:
-        raw = doc[name]
-        if raw is not None:
-            data, apart = dict(raw["data"]), tuple(raw.get("apart", ()))
-            if apart and (snap is None or not set(apart) <= set(APART[name])):
-                raise ValueError(f"its '{name}' part is malformed")
-            parts[name] = Part(_Lazy(data, snap, name, apart) if apart else data, _time(raw["at"]))  # type: ignore[arg-type]
-        else:
+        if (raw := doc[name]) is None:
             parts[name] = None
-    problems = doc["problems"]
-    if problems is not None and snap is None:
+            continue
+        data, apart = dict(raw["data"]), tuple(raw.get("apart", ()))
+        if apart and (snap is None or not set(apart) <= set(APART[name])):
+            raise ValueError(f"its '{name}' part is malformed")
+        parts[name] = Part(_Lazy(data, snap, name, apart) if apart else data, _time(raw["at"]))
+    if doc["problems"] is not None and snap is None:
         raise ValueError("its problems are missing")
     last = doc["last_success"]
     return State(
-        **parts,  # type: ignore[arg-type]
+        **parts,
         last_success=None if last is None else _time(last),
         source=str(doc["source"]),
-        problems=None if problems is None else _Keys(snap),  # type: ignore[arg-type]
+        problems=None if doc["problems"] is None else _Keys(snap),  # type: ignore[arg-type]
         retired_ids=dict(doc["retired_course_ids"]),
     )
 
@@ -352,7 +343,8 @@ def save(path: Path, state: State, *, now: datetime | None = None) -> None:
         if not apart:
             snap_file.unlink(missing_ok=True)
         # A killed save's temp files; an earlier layout's files.
-        for stale in (*where.glob(".s*.json.*.tmp"), *where.parent.glob("state*")):
+        leftovers = [p for n in (FILE_NAME, SNAPSHOT_NAME) for p in where.glob(f".{n}.*.tmp")]
+        for stale in (*leftovers, *where.parent.glob("state*")):
             with contextlib.suppress(OSError):
                 stale.unlink()
     except OSError as exc:
@@ -375,7 +367,7 @@ def _split(name: str, part: Part, apart: dict[str, Any]) -> dict[str, Any]:
 def _save_apart(file: Path, doc: dict[str, Any], apart: dict[str, Any]) -> list[int]:
     """snapshot.json's stamp; the file is rewritten when a value is not the one there."""
     last = _LAST.get(file)
-    stamp = _stamp_or_none(file)
+    stamp = _stamp(file)
     if last and last.stamp == stamp and all(_same(last, k, v) for k, v in apart.items()):
         return last.stamp
     for snap in list(_LIVE.get(file, ())):  # read what is there before it is replaced
@@ -389,7 +381,7 @@ def _save_apart(file: Path, doc: dict[str, Any], apart: dict[str, Any]) -> list[
             log.warning("state: %s; it is not saved again", exc)
     body = {k: items_to_json(v) if k == "drive.items" else v for k, v in values.items()}
     write_atomic(file, _dumps({"state": doc, **body}))
-    return _Snapshot(file, _stamp(file), values).stamp
+    return _Snapshot(file, _stamp(file), values).stamp  # type: ignore[arg-type]
 
 
 def _same(last: _Snapshot, key: str, value: Any) -> bool:
@@ -399,13 +391,6 @@ def _same(last: _Snapshot, key: str, value: Any) -> bool:
             return True
         value = None if value.values is None else value.values.get(key, last)
     return last.values is not None and last.values.get(key) is value
-
-
-def _stamp_or_none(path: Path) -> list[int] | None:
-    try:
-        return _stamp(path)
-    except OSError:
-        return None
 
 
 def _dumps(data: Any) -> bytes:
