@@ -2,13 +2,14 @@
 
 `state.json` holds what stays small (tokens, fingerprints, digests, the sinks' small
 facts, retired course ids); `snapshot.json` what grows with the drive (`APART`: items,
-remembered catalog, problem keys) and a copy of the `state.json` it was saved with. Both
-are replaced with `files.write_atomic`: `snapshot.json` first, and only when one of its
-values is not the one there; then `state.json`, naming it (inode, size, mtime). Values in
-`snapshot.json` are read on first use, so an unchanged run reads and writes `state.json`
-only. A `snapshot.json` that `state.json` does not name is a save stopped between the
-two: its copy of the state is the state. A state that is corrupt, of another layout or
-version, or names a missing `snapshot.json` is a warning and a fresh start (full rescan).
+remembered catalog, problem keys), a line per value, and a copy of the `state.json` it
+was saved with. Both are replaced with `files.write_atomic`: `snapshot.json` first, and
+only when one of its values is not the one there; then `state.json`, naming it (inode,
+size, mtime). Values in `snapshot.json` are read on first use, so an unchanged run reads
+and writes `state.json` only. A `snapshot.json` that `state.json` does not name is a save
+stopped between the two: its copy of the state is the state. A state that is corrupt, of
+another layout or version, or names a missing `snapshot.json` is a warning and a fresh
+start (full rescan).
 """
 
 from __future__ import annotations
@@ -171,8 +172,10 @@ def replaced(data: Mapping[str, Any], **changes: Any) -> Mapping[str, Any]:
 
 
 class _Snapshot:
-    """One `snapshot.json` as saved (`stamp`: its inode, size, mtime): values read on
-    first use, raising ValueError when the file is not that one any more."""
+    """One `snapshot.json` as saved (`stamp`: its inode, size, mtime). A line per value,
+    `{"<key>": <value>}` (JSON Lines): read on first use, each value parsed only when
+    asked for (a run that needs the catalog alone skips the items); ValueError when the
+    file is not that one any more."""
 
     def __init__(self, path: Path, stamp: list[int], values: dict[str, Any] | None = None):
         self.path, self.stamp, self.values = path, stamp, values
@@ -184,18 +187,23 @@ class _Snapshot:
             try:
                 if _stamp(self.path) != self.stamp:
                     raise ValueError("it was replaced")
-                self.values = json.loads(self.path.read_bytes())
-            except (OSError, ValueError, RecursionError, TypeError, KeyError) as exc:
+                lines = self.path.read_bytes().splitlines()
+                self.values = {line[2 : line.index(b'"', 2)].decode(): line for line in lines}
+            except (OSError, ValueError) as exc:
                 raise ValueError(f"{self.path} cannot be read ({exc})") from None
         return self.values
 
     def get(self, key: str) -> Any:
         values = self.load()
+        if type(values.get(key)) is bytes:  # not parsed yet
+            try:
+                values[key] = json.loads(values[key])[key]
+                if key == "drive.items":
+                    values[key] = items_from_json(values[key])
+            except (ValueError, RecursionError, TypeError, KeyError) as exc:
+                raise ValueError(f"{self.path} cannot be read ({exc})") from None
         if key not in values:
             raise ValueError(f"{self.path} holds no {key!r}")
-        if key == "drive.items" and type(values[key]) is not tuple:
-            # Made `Item`s only when asked for: a run that needs the catalog alone skips it.
-            values[key] = items_from_json(values[key])
         return values[key]
 
 
@@ -277,8 +285,8 @@ def _read(file: Path) -> tuple[dict[str, Any], _Snapshot | None]:
     snap_file = file.with_name(SNAPSHOT_NAME)
     stamp, named = _stamp(snap_file), doc and doc.get("snapshot")
     if stamp is not None and named != stamp:
-        whole = json.loads(snap_file.read_bytes())
-        return _ours(whole["state"]), _Snapshot(snap_file, stamp, whole)
+        snap = _Snapshot(snap_file, stamp)
+        return _ours(snap.get("state")), snap
     if doc is None:
         raise FileNotFoundError(file)
     if named and stamp is None:
@@ -380,7 +388,7 @@ def _save_apart(file: Path, doc: dict[str, Any], apart: dict[str, Any]) -> list[
         except ValueError as exc:  # the next read says so, and rescans
             log.warning("state: %s; it is not saved again", exc)
     body = {k: items_to_json(v) if k == "drive.items" else v for k, v in values.items()}
-    write_atomic(file, _dumps({"state": doc, **body}))
+    write_atomic(file, b"\n".join(_dumps({k: v}) for k, v in {"state": doc, **body}.items()))
     return _Snapshot(file, _stamp(file), values).stamp  # type: ignore[arg-type]
 
 
