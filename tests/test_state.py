@@ -378,6 +378,7 @@ def test_a_changed_run_writes_the_snapshot_once(tmp_path: Path) -> None:
     state.save(tmp_path, changed)
     stamp = snapshot.stat()
     state.save(tmp_path, changed.with_sink("sheet", {"digest": "new"}, T0))
+    state.save(tmp_path, changed.with_problems(["a", "b"]))  # equal, not the same object
     state.save(tmp_path, changed.succeeded(T0 + timedelta(days=1)))
     after = snapshot.stat()
     assert (after.st_ino, after.st_mtime_ns) == (stamp.st_ino, stamp.st_mtime_ns)
