@@ -430,3 +430,21 @@ def test_an_unchanged_run_rewrites_only_the_small_file(fault_world: FaultWorld) 
     world.drive.trash(next(i for i, f in world.drive.files.items() if f.name.endswith(".pdf")))
     assert "unchanged" not in world.run().summary
     assert stamp((where / "snapshot.json").stat()) != stamp(after["snapshot.json"])
+
+
+@pytest.mark.mongo_server
+def test_a_state_of_an_earlier_layout_is_a_warning_and_a_full_run(
+    fault_world: FaultWorld, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Through `pipeline.run`: the earlier layout's `CACHE_DIR/state.json` is not read;
+    the run warns, lists the whole drive, and the next run is an unchanged one."""
+    world = fault_world
+    world.cache_dir.mkdir(parents=True)
+    (world.cache_dir / "state.json").write_text('{"format": "backtest-compilation-state"}')
+    (world.cache_dir / "state-drive-1.json").write_text("[]")
+    outcome = world.run()
+    assert outcome.exit_code == 0 and outcome.summary["drive"]["full"] is True
+    assert any("earlier layout" in r.getMessage() for r in caplog.records)
+    assert not list(world.cache_dir.glob("state*"))
+    world.run()  # the changes feed reports the first run's renames
+    assert world.run().summary.get("unchanged") is True
