@@ -397,8 +397,12 @@ def _same(last: _Snapshot, key: str, value: Any) -> bool:
     if isinstance(value, _Snapshot):
         if value.stamp == last.stamp:
             return True
-        value = None if value.values is None else value.values.get(key, last)
-    there = None if last.values is None else last.values.get(key, last)
+        if value.values is None or key not in value.values:
+            return False
+        value = value.values[key]
+    if last.values is None or key not in last.values:
+        return False
+    there = last.values[key]
     # Equal is enough (the problem keys are rebuilt after each step); comparing costs
     # less than rewriting.
     return there is value or (type(there) is type(value) and there == value)
