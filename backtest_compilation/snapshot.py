@@ -3,14 +3,14 @@
 `DriveSnapshot` is the one in-memory shape of "what the drive looked like": the items
 of a listing (`tree.Item`) under a root, with the changes-feed token. The Drive adapter
 (`drive.DriveSource`) fills it from Google's answers; here it is updated from a page of
-changes, pruned to what lies under the root, turned into the tree, and written to and
-read from the JSON the state module keeps.
+changes, pruned to what lies under the root, and turned into the tree. Saved, the items
+are a column per field (`items_to_json`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -39,32 +39,73 @@ class DriveSnapshot:
         """The tree these items make (`tree.assemble`)."""
         return assemble(self.root_id, self.root_name, self.items)
 
-    def to_json(self) -> dict[str, Any]:
-        """A plain JSON-able dict (`state.snapshot_to_json`; `from_json` reads it back)."""
-        from . import state
+    def header(self) -> dict[str, Any]:
+        """Everything but the items, as plain JSON (`from_header` reads it back)."""
+        return {
+            "version": SNAPSHOT_VERSION,
+            "root_id": self.root_id,
+            "root_name": self.root_name,
+            "drive_id": self.drive_id,
+            "is_shared_drive": self.is_shared_drive,
+            "page_token": self.page_token,
+            "listed_at": self.listed_at.isoformat(),
+        }
 
-        return state.snapshot_to_json(self)
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON (`from_json` reads it back)."""
+        return {**self.header(), "items": items_to_json(self.items)}
 
     @classmethod
     def from_json(cls, data: Any) -> DriveSnapshot:
         """The snapshot `to_json` wrote; ValueError naming what is wrong otherwise."""
-        from . import state
-
-        return state.snapshot_from_json(data)
+        return replace(cls.from_header(data), items=items_from_json(data.get("items")))
 
     @classmethod
-    def header_from_json(cls, data: Any) -> DriveSnapshot:
-        """The snapshot without its items (`state.snapshot_header`)."""
-        from . import state
+    def from_header(cls, data: Any) -> DriveSnapshot:
+        """The snapshot `header` wrote, without items; ValueError naming what is wrong."""
+        if not isinstance(data, Mapping):
+            raise ValueError("drive snapshot is not a JSON object")
+        if data.get("version") != SNAPSHOT_VERSION:
+            raise ValueError(f"drive snapshot version {data.get('version')!r} is not supported")
+        fields = {k: data.get(k) for k in ("root_id", "root_name", "drive_id", "page_token")}
+        for key, value in fields.items():
+            if not (isinstance(value, str) or (value is None and key in _OPTIONAL)):
+                raise ValueError(f"drive snapshot field {key!r} must be a string")
+        if not isinstance(data.get("is_shared_drive"), bool):
+            raise ValueError("drive snapshot field 'is_shared_drive' must be true or false")
+        try:
+            listed_at = datetime.fromisoformat(data["listed_at"])
+        except (TypeError, ValueError):
+            raise ValueError("drive snapshot field 'listed_at' is not an ISO time") from None
+        if listed_at.tzinfo is None:
+            raise ValueError("drive snapshot field 'listed_at' has no time zone")
+        return cls(**fields, is_shared_drive=data["is_shared_drive"], items=(), listed_at=listed_at)
 
-        return state.snapshot_header(data)
+
+_OPTIONAL = ("drive_id", "page_token")
 
 
-def items_from_json(raw_items: Any) -> tuple[Item, ...]:
-    """A snapshot's `items` as saved (`state.snapshot_items`)."""
-    from . import state
+def items_to_json(items: Sequence[Item]) -> dict[str, list[str]]:
+    """Items as saved: a column per field (`items_from_json` reads them back)."""
+    return {
+        "id": [i.id for i in items],
+        "name": [i.name for i in items],
+        "mime_type": [i.mime_type for i in items],
+        "parent": [i.parent for i in items],
+    }
 
-    return state.snapshot_items(raw_items)
+
+def items_from_json(raw: Any) -> tuple[Item, ...]:
+    """Items as `items_to_json` saved them; ValueError naming what is wrong otherwise."""
+    try:
+        columns = [raw[k] for k in ("id", "name", "mime_type", "parent")]
+    except (TypeError, KeyError, IndexError):
+        raise ValueError("drive snapshot field 'items' is not a column per field") from None
+    if not all(type(c) is list and len(c) == len(columns[0]) for c in columns) or not all(
+        type(v) is str for c in columns for v in c
+    ):
+        raise ValueError("drive snapshot field 'items' has a column that is not text")
+    return tuple(map(Item, *columns))
 
 
 def to_item(resource: Mapping[str, Any]) -> Item | None:

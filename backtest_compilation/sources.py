@@ -1,16 +1,17 @@
 """Where the tree comes from, behind one small interface the pipeline uses.
 
 Google Drive (`drive.DriveSource`) and a folder on disk (`local.LocalFolderSource`) are
-wrapped so the pipeline sees the same thing from both: a `Reading` (the tree, a
-JSON-able snapshot for the state file, and whether anything changed since the last
+wrapped so the pipeline sees the same thing from both: a `Reading` (the tree, the
+snapshot the state keeps, and whether anything changed since the last
 one) and `rename`, whose failures come back as `rename_failed` problems.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import cached_property
@@ -19,10 +20,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 from . import state
 from .catalog import Category, Problem, Rename, RenameResult
 from .local import LocalFolderSource
-from .tree import Item, Node, flatten
+from .snapshot import DriveSnapshot
+from .tree import Item, Node, assemble, flatten
 
 if TYPE_CHECKING:
-    from .drive import DriveSnapshot, DriveSource
+    from .drive import DriveRead, DriveSource
 
 log = logging.getLogger(__name__)
 
@@ -75,13 +77,18 @@ class Source(Protocol):
     def calls(self) -> int: ...
 
 
-def fingerprint(items: Sequence[Item]) -> str:
+def fingerprint(items: Iterable[Item]) -> str:
     """A digest of the tree's contents, independent of listing order."""
-    return state.digest(sorted([i.id, i.name, i.mime_type, i.parent] for i in items))
+    h = hashlib.sha256()
+    for item in sorted(items, key=lambda i: i.id):
+        h.update(repr((item.id, item.name, item.mime_type, item.parent)).encode("utf-8", "replace"))
+    return h.hexdigest()
 
 
 class DriveTree:
-    """Google Drive: full listings and the changes feed (see `drive.DriveSource`)."""
+    """Google Drive: full listings and the changes feed (see `drive.DriveSource`). Its
+    snapshot in the state is the `DriveSnapshot`'s header with `fingerprint` and `items`
+    (a tuple of `Item`s)."""
 
     name = "drive"
 
@@ -100,29 +107,29 @@ class DriveTree:
         snapshot = None
         if previous is not None:
             try:
-                snapshot = state.snapshot_header(previous)
+                snapshot = DriveSnapshot.from_header(previous)
+                if not isinstance(previous.get("fingerprint"), str):
+                    raise ValueError("it has no fingerprint")
             except ValueError as exc:
                 log.warning("drive: saved snapshot unusable (%s); listing the whole drive", exc)
+                snapshot = None
         saved = previous
 
         def load_items() -> tuple[Item, ...]:
             assert saved is not None
-            return state.snapshot_items(saved.get("items"))
+            items = saved.get("items")  # read from the state's snapshot.json now
+            if not isinstance(items, tuple):
+                raise ValueError("the saved drive items are missing")
+            return items
 
         got = self.drive.read(snapshot, full_rescan=full_rescan, now=now, load_items=load_items)
-        if got.tree is None and saved is not None and isinstance(saved.get("fingerprint"), str):
+        if got.tree is None:
             # Nothing changed: the saved items stay where they are, unread.
-            token = got.snapshot.page_token
-            if isinstance(saved, state.LazyItems):
-                header: Mapping[str, Any] = saved.updated(page_token=token)
-            else:
-                header = {**saved, "page_token": token}
+            assert saved is not None
+            header = state.replaced(saved, page_token=got.snapshot.page_token)
             return Reading(header, False, False, saved["fingerprint"], lambda: _tree_of(header))
-        if got.tree is None:  # a snapshot from before fingerprints were saved
-            got = replace(got, snapshot=replace(got.snapshot, items=load_items()))
-            got = replace(got, tree=got.snapshot.tree())
         tree = got.tree
-        return _reading(lambda: tree, got.snapshot, got.changed, got.full)
+        return _reading(lambda: tree, got.snapshot.header(), got.snapshot.items, got)
 
     def rename(self, renames: Sequence[Rename]) -> RenameResult:
         return self.drive.rename(renames)
@@ -132,15 +139,13 @@ class DriveTree:
         if not renames:
             return reading
         new_names = {r.id: r.new for r in renames}
-        snapshot = state.snapshot_from_json(reading.snapshot)
         items = tuple(
-            replace(i, name=new_names[i.id]) if i.id in new_names else i for i in snapshot.items
+            replace(i, name=new_names[i.id]) if i.id in new_names else i
+            for i in reading.snapshot["items"]
         )
-        snapshot = replace(snapshot, items=items)
+        header = {k: v for k, v in reading.snapshot.items() if k != "items"}
         # The tree is built only if someone asks (the catalog is not rebuilt after renames).
-        return replace(
-            _reading(snapshot.tree, snapshot, True, reading.full), changed=reading.changed
-        )
+        return _reading(lambda: _tree_of({**header, "items": items}), header, items, reading)
 
     @property
     def calls(self) -> int:
@@ -148,15 +153,19 @@ class DriveTree:
 
 
 def _reading(
-    make_tree: Callable[[], Node], snapshot: DriveSnapshot, changed: bool, full: bool
+    make_tree: Callable[[], Node],
+    header: Mapping[str, Any],
+    items: tuple[Item, ...],
+    was: DriveRead | Reading,
 ) -> Reading:
-    """A Drive reading: the snapshot as the state module keeps it, with its fingerprint."""
-    print_ = fingerprint(snapshot.items)
-    return Reading(state.snapshot_to_json(snapshot, print_), changed, full, print_, make_tree)
+    """A Drive reading: the snapshot as the state keeps it, with its fingerprint."""
+    print_ = fingerprint(items)
+    snapshot = {**header, "fingerprint": print_, "items": items}
+    return Reading(snapshot, was.changed, was.full, print_, make_tree)
 
 
 def _tree_of(saved: Mapping[str, Any]) -> Node:
-    return state.snapshot_from_json(saved).tree()
+    return assemble(saved["root_id"], saved["root_name"], saved["items"])
 
 
 class LocalTree:

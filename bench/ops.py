@@ -3,8 +3,8 @@
 The warm run's budget (issues #5, #13) pays for loading and saving the state with a
 20,000- or 100,000-file drive snapshot, taking the lock, and importing these modules;
 this prints what each costs. Contract §5.10: an unchanged run's load and save must not
-grow with the drive (only the header is read and written), and a save with 100 changes
-appends about 100 items' worth to the journal.
+grow with the drive (only state.json is read and written); a save with changes rewrites
+snapshot.json once.
 
     uv run python bench/ops.py [--files 20000 100000]
 """
@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -25,24 +26,18 @@ from zoneinfo import ZoneInfo
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from backtest_compilation import lock, schedule, state, telemetry
+from backtest_compilation.tree import Item
 
 
 def snapshot(files: int) -> dict:
-    """A drive snapshot shaped like the Drive source's (`state.snapshot_to_json`): every
-    item as [id, name, mimeType, parent], in id order."""
+    """A drive snapshot shaped like the Drive source's: its header and `Item`s in id order."""
     items = []
     per_course = 20
     for i in range(files):
         course = i // per_course
-        items.append(
-            [
-                f"1{i:032x}",
-                f"CSCI-{1000 + course % 9000:04d} E{i % 9 + 1}F{i % 30:02d}.pdf",
-                "application/pdf",
-                f"0{course:032x}",
-            ]
-        )
-    return {"page_token": "1234567", "root_id": "0AbCdEfGhIjK", "items": items}
+        name = f"CSCI-{1000 + course % 9000:04d} E{i % 9 + 1}F{i % 30:02d}.pdf"
+        items.append(Item(f"1{i:032x}", name, "application/pdf", f"0{course:032x}"))
+    return {"page_token": "1234567", "root_id": "0AbCdEfGhIjK", "items": tuple(items)}
 
 
 def timed(fn, repeat: int) -> float:
@@ -58,8 +53,9 @@ def timed(fn, repeat: int) -> float:
 def state_costs(files: int, now: datetime) -> list[str]:
     """The state's costs with a `files`-item drive snapshot, as lines to print."""
     data = snapshot(files)
+    key = state.source_key("drive", "0AbCdEfGhIjK")
     full = (
-        state.State()
+        state.State(source=key)
         .with_drive(data, now)
         .with_sink("renames", {"digest": state.digest([])}, now)
         .with_sink("mongo", {"digest": "x" * 64}, now)
@@ -67,53 +63,51 @@ def state_costs(files: int, now: datetime) -> list[str]:
         .succeeded(now)
     )
     with tempfile.TemporaryDirectory() as tmp:
-        path = state.path_in(Path(tmp))
-        first_ms = timed(lambda: state.save(path, full), 5)  # no state loaded: a new base
-        base_mb = sum(p.stat().st_size for p in Path(tmp).glob("state-drive-*")) / 1e6
-        header_b = path.stat().st_size
-        load_ms = timed(lambda: state.load(path), 5)
+        cache = Path(tmp)
+        where = state.folder(cache, key)
+        first_ms = timed(lambda: state.save(cache, replace(full, source=key)), 1)
+        snapshot_mb = (where / "snapshot.json").stat().st_size / 1e6
+        header_b = (where / "state.json").stat().st_size
+        load_ms = timed(lambda: state.load(cache, key), 5)
         tracemalloc.start()
-        loaded, warning = state.load(path)
+        loaded, warning = state.load(cache, key)
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
         assert warning is None and loaded == full
 
         def unchanged_run() -> None:
             """What an unchanged run does with the state: load, a new token, save."""
-            got, _ = state.load(path)
+            got, _ = state.load(cache, key)
             assert got.drive is not None
-            state.save(path, got.with_drive(got.drive.data.updated(page_token="2"), now))  # type: ignore[attr-defined]
+            state.save(cache, got.with_drive(state.replaced(got.drive.data, page_token="2"), now))
 
         unchanged_ms = timed(unchanged_run, 5)
-        items_ms = timed(lambda: state.load(path)[0].drive.data["items"], 5)  # type: ignore[union-attr]
+        items_ms = timed(lambda: state.load(cache, key)[0].drive.data["items"], 5)  # type: ignore[union-attr]
 
-        saves, appended = [], []
+        saves = []
         for round_ in range(5):
-            got, _ = state.load(path)
+            got, _ = state.load(cache, key)
             assert got.drive is not None
             items = list(got.drive.data["items"])
             for k in range(100):  # 100 renames spread over the drive
                 i = (k * files) // 100
-                items[i] = [items[i][0], f"r{round_} {items[i][1]}", *items[i][2:]]
-            journal = Path(tmp) / f"state-drive-{state.load(path)[0].disk.ref.gen}.changes"  # type: ignore[union-attr]
-            before = journal.stat().st_size if journal.exists() else 0
-            changed = got.with_drive({**data, "items": items}, now)
+                items[i] = replace(items[i], name=f"r{round_} {items[i].name}")
+            changed = got.with_drive({**data, "items": tuple(items)}, now)
             started = time.perf_counter()
-            state.save(path, changed)
+            state.save(cache, changed)
             saves.append((time.perf_counter() - started) * 1000)
-            appended.append(journal.stat().st_size - before)
-        again, _ = state.load(path)
-        assert again.drive is not None and again.drive.data["items"] == items
+        again, _ = state.load(cache, key)
+        assert again.drive is not None and list(again.drive.data["items"]) == items
     return [
-        f"state, {files:,} files in the drive snapshot: base file {base_mb:.1f} MB, "
-        f"header {header_b} bytes",
-        f"  first save (new base: serialise + fsync + rename): {first_ms:.0f} ms (median of 5)",
-        f"  load (header only):                  {load_ms:.1f} ms (median of 5)",
+        f"state, {files:,} files in the drive snapshot: snapshot.json {snapshot_mb:.1f} MB, "
+        f"state.json {header_b} bytes",
+        f"  first save (serialise + fsync + rename): {first_ms:.0f} ms",
+        f"  load (state.json only):              {load_ms:.1f} ms (median of 5)",
         f"  peak memory while loading:           {peak / 1e6:.2f} MB",
-        f"  unchanged run (load + header save):  {unchanged_ms:.1f} ms (median of 5)",
+        f"  unchanged run (load + state.json):   {unchanged_ms:.1f} ms (median of 5)",
         f"  read the items (a run with changes): {items_ms:.0f} ms (median of 5)",
-        f"  save with 100 changes:               {statistics.median(saves):.0f} ms "
-        f"(median of 5), {statistics.median(appended):,.0f} bytes appended",
+        f"  save with 100 changes (snapshot.json rewritten): "
+        f"{statistics.median(saves):.0f} ms (median of 5)",
     ]
 
 

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from backtest_compilation import lock, sample
+from backtest_compilation import lock, sample, state
 from emulators.drive import DriveEmulator
 from tests.support.scheduler import scheduler, stop, wait_for
 
@@ -67,7 +67,7 @@ def test_a_second_run_exits_4_while_the_lock_is_held(tmp_path: Path) -> None:
         out = cli("sync", "--source", str(drive), env={"CACHE_DIR": str(cache)}, cwd=tmp_path)
     assert out.returncode == 4, out.stderr
     assert str(os.getpid()) in out.stderr
-    assert not (cache / "state.json").exists()
+    assert not list(cache.glob("*/state.json"))
     assert sorted(p.name for p in drive.rglob("*")) == sorted(
         p.name for p in sample.SAMPLE_DRIVE.rglob("*")
     )
@@ -115,8 +115,9 @@ def test_schedule_runs_at_once_beats_and_stops_on_sigterm(
         "CACHE_DIR": str(cache),
     }
     with scheduler(env, tmp_path) as child:
-        wait_for(cache / "state.json", 30)
-        assert (cache / "state.json").exists(), "the missed slot was not run at once"
+        saved = state.path_in(cache, state.source_key("drive", drive_id))
+        wait_for(saved, 30)
+        assert saved.exists(), "the missed slot was not run at once"
         assert (cache / "heartbeat.json").exists()
         stderr = stop(child, 20)
     assert child.returncode == 0, stderr

@@ -373,7 +373,7 @@ def test_an_unwritable_state_file_exits_1_and_writes_nothing(fault_world: FaultW
     """The state file's place is taken by a directory (a file that cannot be replaced):
     the run cannot remember what it does, so it must not do it."""
     world = fault_world
-    state.path_in(world.cache_dir).mkdir(parents=True)
+    state.path_in(world.cache_dir, state.source_key("drive", world.root)).mkdir(parents=True)
     before = world.everything()
     got = world.cli("--json")
     assert got.returncode == 1, got.stderr
@@ -737,6 +737,7 @@ def test_a_full_cache_dir_is_said_as_such_and_keeps_the_state(
 ) -> None:
     """ENOSPC while writing the lock or the state file: one clear message naming
     CACHE_DIR and its path; the state file is the previous one; nothing else written."""
+    from backtest_compilation import files
     from backtest_compilation import lock as lock_mod
 
     world = fault_world
@@ -750,7 +751,7 @@ def test_a_full_cache_dir_is_said_as_such_and_keeps_the_state(
     if where == "lock":
         monkeypatch.setattr(lock_mod.os, "pwrite", full)
     else:
-        monkeypatch.setattr(state.tempfile, "mkstemp", full)
+        monkeypatch.setattr(files.tempfile, "mkstemp", full)
     with pytest.raises(RunError) as info:
         world.run()
     monkeypatch.undo()

@@ -10,7 +10,6 @@ from a seeded RNG, so a failure can be replayed."""
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import random
 import signal
@@ -147,28 +146,10 @@ def test_sigkill_at_random_points_then_a_clean_run_equals_an_uninterrupted_run(
         saved, warning = state.load(state.path_in(world.cache_dir))
         assert warning is None and saved.last_success is not None
         # Kills during a save leave no litter behind once a run has saved again (the run
-        # record every sync leaves, contract §7, is not litter). Since contract §5.10
-        # changed (issue 13), the drive items live apart from `state.json`: the base of
-        # the generation the header names, and its journal when it has committed records
-        header = json.loads(state.path_in(world.cache_dir).read_bytes())
-        ref = header["drive"]["items"]
-        snapshot = [f"state-drive-{ref['gen']}.json"]
-        if ref["journal"]:
-            snapshot.append(f"state-drive-{ref['gen']}.changes")
-        # ... and a sink part or problem list too big for the header in a file named by
-        # its content.
-        snapshot += [
-            f"state-{part}-{header[part]['file']['sha256'][:16]}.json"
-            for part in (*state.SINKS, "problems")
-            if isinstance(header[part], dict) and "file" in header[part]
-        ]
+        # record every sync leaves, contract §7, is not litter): the source's folder holds
+        # its state and its snapshot, nothing else (contract §5.10).
+        where = state.path_in(world.cache_dir).parent
+        assert sorted(p.name for p in where.iterdir()) == ["snapshot.json", "state.json"]
         assert sorted(p.name for p in world.cache_dir.iterdir()) == sorted(
-            [
-                "last-run.json",
-                "last-success.json",
-                "report.html",
-                "run.lock",
-                "state.json",
-                *snapshot,
-            ]
+            ["last-run.json", "last-success.json", "report.html", "run.lock", where.name]
         )

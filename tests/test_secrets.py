@@ -358,9 +358,9 @@ def test_an_in_process_run_with_real_token_exchanges_logs_no_secret(
     secret.collect("logs", "\n".join(r.getMessage() for r in caplog.records))
     secret.collect("summary", json.dumps(outcome.summary, ensure_ascii=False))
     secret.collect("text", outcome.text)
-    cached = sorted((tmp_path / "cache").iterdir())
-    # The header and every file beside it (snapshot, journal, catalog, problem keys).
-    assert len([p for p in cached if p.name.startswith("state")]) >= 2, cached
+    cached = sorted(p for p in (tmp_path / "cache").rglob("*") if p.is_file())
+    # The source's state and the snapshot beside it (items, catalog, problem keys).
+    assert {"state.json", "snapshot.json"} <= {p.name for p in cached}, cached
     for path in cached:
         secret.collect(f"cache/{path.name}", path.read_text(errors="replace"))
     sheet_key_material = Secrets("", "", "", sheets_key).key_material

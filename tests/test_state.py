@@ -1,23 +1,32 @@
-"""The state file: round trip, atomic replace, and bad files treated as absent (contract §5.7)."""
+"""The state: one folder per source with `state.json` and `snapshot.json`, round trip,
+crashes at any point, bad files treated as absent, and cost following the changes
+(contract §5.7, §5.10)."""
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import replace
+import signal
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backtest_compilation import state
+from backtest_compilation import files, state
 from backtest_compilation.errors import RunError
 from backtest_compilation.state import Part, State
+from backtest_compilation.tree import FOLDER_MIME, PDF_MIME, Item
+from tests.support.fixtures_faults import FaultWorld
 from tests.support.isolation import environment
 
 T0 = datetime(2026, 3, 8, 14, 2, tzinfo=UTC)
+KEY = state.source_key("drive", "0ABacktests")
 ODD_NAMES = [
     'Bob\'s "final" exam\\v2.pdf',
     "CSCI-1200 E1F22 🎓.pdf",
@@ -28,43 +37,69 @@ ODD_NAMES = [
 ]
 
 
-def full_state() -> State:
-    snapshot = {
-        "token": "12345",
-        "items": [
-            {"id": f"id{i}", "name": name, "parent": "root"} for i, name in enumerate(ODD_NAMES)
-        ],
-    }
+def items(n: int, name: str = "CSCI-1200 E1F22.pdf") -> tuple[Item, ...]:
+    folder = Item("f0", "CSCI", FOLDER_MIME, "0ABacktests")
+    return (folder, *(Item(f"id{i:06}", name, PDF_MIME, "f0") for i in range(n)))
+
+
+def full_state(things: tuple[Item, ...] | None = None, token: str = "12345") -> State:
+    if things is None:
+        things = tuple(Item(f"id{i}", n, PDF_MIME, "root") for i, n in enumerate(ODD_NAMES))
+    drive = {"page_token": token, "fingerprint": "fp", "items": things}
+    mongo = {"fingerprint": "fp", "catalog": [{"code": "CSCI"}], "problems": [{"p": 1}]}
     return (
-        State()
-        .with_drive(snapshot, T0)
-        .with_sink("renames", {"done": ["id1"]}, T0 + timedelta(seconds=1))
-        .with_sink("mongo", {"digest": state.digest({"a": 1})}, T0 + timedelta(seconds=2))
+        State(source=KEY)
+        .with_drive(drive, T0)
+        .with_sink("renames", {"fingerprint": "fp"}, T0 + timedelta(seconds=1))
+        .with_sink("mongo", mongo, T0 + timedelta(seconds=2))
         .with_sink("sheet", {"digest": "abc"}, T0 + timedelta(seconds=3))
+        .with_problems(["b", "a"])
+        .with_retired({"folder-a": "64b000000000000000000001"}, T0, days=30)
         .succeeded(T0 + timedelta(seconds=4))
     )
 
 
-def test_missing_file_is_an_empty_state_without_warning(tmp_path: Path) -> None:
-    assert state.load(tmp_path / "state.json") == (State(), None)
+def test_missing_state_is_an_empty_state_without_warning(tmp_path: Path) -> None:
+    assert state.load(tmp_path, KEY) == (State(source=KEY), None)
 
 
 def test_round_trip_keeps_every_part_and_odd_names(tmp_path: Path) -> None:
-    path = state.path_in(tmp_path / "cache")
     original = full_state()
-    state.save(path, original, now=T0)
-    loaded, warning = state.load(path)
+    state.save(tmp_path / "cache", original, now=T0)
+    loaded, warning = state.load(tmp_path / "cache", KEY)
     assert warning is None
     assert loaded == original
-    assert [i["name"] for i in loaded.drive.data["items"]] == ODD_NAMES  # type: ignore[union-attr]
+    assert [i.name for i in loaded.drive.data["items"]] == ODD_NAMES  # type: ignore[union-attr]
+    assert list(loaded.problems or ()) == ["a", "b"]
+
+
+def test_each_source_has_a_folder_of_its_own(tmp_path: Path) -> None:
+    """Saving one source's state leaves the others' as they were; a local path (any
+    characters) gets a folder name that is safe on every file system."""
+    local = state.source_key("local", "/tmp/a folder/with: odd ¿chars?")
+    state.save(tmp_path, full_state())
+    before = state.path_in(tmp_path, KEY).read_bytes()
+    state.save(tmp_path, State(source=local).with_sink("sheet", {"skipped": True}, T0))
+    assert state.path_in(tmp_path, KEY).read_bytes() == before
+    assert state.load(tmp_path, KEY) == (full_state(), None)
+    other, _ = state.load(tmp_path, local)
+    assert other.sheet is not None and other.sheet.data == {"skipped": True}
+    assert other.drive is None and other.retired_ids == {}
+    assert state.folder(tmp_path, KEY).name == "drive-0ABacktests"
+    assert state.folder(tmp_path, local).name.startswith("local-")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [state.folder(tmp_path, KEY).name, state.folder(tmp_path, local).name]
+    )
 
 
 def test_save_creates_the_cache_dir_and_leaves_no_temp_files(tmp_path: Path) -> None:
-    path = tmp_path / "deep" / "cache" / "state.json"
-    state.save(path, full_state())
-    state.save(path, State())
-    assert sorted(p.name for p in path.parent.iterdir()) == ["state.json"]
-    assert state.load(path) == (State(), None)
+    cache = tmp_path / "deep" / "cache"
+    state.save(cache, full_state())
+    where = state.folder(cache, KEY)
+    assert sorted(p.name for p in where.iterdir()) == ["snapshot.json", "state.json"]
+    state.save(cache, State(source=KEY))  # nothing that grows with the drive: no snapshot
+    assert sorted(p.name for p in where.iterdir()) == ["state.json"]
+    assert state.load(cache, KEY) == (State(source=KEY), None)
 
 
 def test_times_are_stored_in_utc_whatever_zone_they_came_in() -> None:
@@ -93,10 +128,21 @@ def test_digest_ignores_key_order_and_sees_every_change() -> None:
     assert state.digest({"a": 1, "b": [1, 2]}) != state.digest({"a": 1, "b": [2, 1]})
 
 
-def _good_doc(tmp_path: Path) -> dict:
-    path = tmp_path / "good.json"
-    state.save(path, full_state())
-    return json.loads(path.read_text())
+def test_retired_ids_are_forgotten_after_their_time() -> None:
+    s = State().with_retired({"folder-a": "64b000000000000000000001"}, T0, days=30)
+    assert s.retired_id("folder-a") == "64b000000000000000000001"
+    later = s.with_retired({}, T0 + timedelta(days=29), days=30)
+    assert later.retired_id("folder-a") == "64b000000000000000000001"
+    gone = s.with_retired({}, T0 + timedelta(days=31), days=30)
+    assert gone.retired_id("folder-a") is None
+
+
+# ---------------------------------------------------------------- bad and foreign states
+
+
+def _doc(tmp_path: Path) -> dict[str, Any]:
+    state.save(tmp_path, full_state())
+    return json.loads(state.path_in(tmp_path, KEY).read_text())
 
 
 BAD_FILES = {
@@ -106,86 +152,242 @@ BAD_FILES = {
     "not UTF-8": lambda doc, text: "\udcff",
     "a JSON list": lambda doc, text: "[1, 2, 3]",
     "another program's JSON": lambda doc, text: '{"hello": "world"}',
-    "an older version": lambda doc, text: json.dumps({**doc, "version": 0}),
-    "a newer version": lambda doc, text: json.dumps({**doc, "version": 2}),
-    "a version that is a string": lambda doc, text: json.dumps({**doc, "version": "1"}),
+    "an older version": lambda doc, text: json.dumps({**doc, "version": 1}),
+    "a newer version": lambda doc, text: json.dumps({**doc, "version": 3}),
+    "a version that is a string": lambda doc, text: json.dumps({**doc, "version": "2"}),
     "a part that is a list": lambda doc, text: json.dumps({**doc, "mongo": []}),
     "a part without data": lambda doc, text: json.dumps({**doc, "sheet": {"at": doc["saved_at"]}}),
     "a part with a bad time": lambda doc, text: json.dumps(
         {**doc, "drive": {**doc["drive"], "at": "yesterday"}}
     ),
     "a naive time": lambda doc, text: json.dumps({**doc, "last_success": "2026-01-01T00:00:00"}),
+    "a part apart that is not": lambda doc, text: json.dumps(
+        {**doc, "sheet": {**doc["sheet"], "apart": ["digest"]}}
+    ),
     "deeply nested": lambda doc, text: "[" * 100_000 + "]" * 100_000,
 }
 
 
 @pytest.mark.parametrize("case", sorted(BAD_FILES))
-def test_a_bad_file_is_reported_and_treated_as_absent(tmp_path: Path, case: str) -> None:
-    doc = _good_doc(tmp_path)
-    text = json.dumps(doc)
-    path = tmp_path / "state.json"
-    content = BAD_FILES[case](doc, text)
-    path.write_bytes(content.encode("utf-8", "surrogateescape"))
-    loaded, warning = state.load(path)
-    assert loaded == State()
+def test_a_bad_state_is_a_warning_and_a_fresh_start(tmp_path: Path, case: str) -> None:
+    doc = _doc(tmp_path)
+    path = state.path_in(tmp_path, KEY)
+    path.write_bytes(BAD_FILES[case](doc, json.dumps(doc)).encode("utf-8", "surrogateescape"))
+    loaded, warning = state.load(tmp_path, KEY)
+    assert loaded == State(source=KEY)
     assert warning is not None and str(path) in warning and "rescans" in warning
 
 
-def test_an_unreadable_path_is_a_warning_not_a_crash(tmp_path: Path) -> None:
-    (tmp_path / "state.json").mkdir()
-    loaded, warning = state.load(tmp_path / "state.json")
-    assert loaded == State()
+@pytest.mark.parametrize("damage", ["missing", "garbage", "another drive's"])
+def test_a_bad_snapshot_is_a_warning_and_a_fresh_start(tmp_path: Path, damage: str) -> None:
+    state.save(tmp_path, full_state())
+    snapshot = state.folder(tmp_path, KEY) / "snapshot.json"
+    if damage == "missing":
+        snapshot.unlink()
+    elif damage == "garbage":
+        snapshot.write_bytes(b'{"state": trunc')
+    else:
+        state.save(tmp_path / "other", full_state(items(3)))
+        os.replace(state.folder(tmp_path / "other", KEY) / "snapshot.json", snapshot)
+    loaded, warning = state.load(tmp_path, KEY)
+    if damage == "another drive's":  # a whole state of its own, never a mix of two
+        assert warning is None and loaded == full_state(items(3))
+    else:
+        assert loaded == State(source=KEY)
+        assert warning is not None and "rescans" in warning
+
+
+def test_a_state_of_an_earlier_layout_is_a_warning_and_is_removed(tmp_path: Path) -> None:
+    (tmp_path / "state.json").write_text('{"format": "backtest-compilation-state", "version": 1}')
+    (tmp_path / "state-drive-3.json").write_text("[]")
+    loaded, warning = state.load(tmp_path, KEY)
+    assert loaded == State(source=KEY)
+    assert warning is not None and "earlier layout" in warning and "rescans" in warning
+    state.save(tmp_path, full_state())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["drive-0ABacktests"]
+
+
+def test_an_unreadable_state_is_a_warning_not_a_crash(tmp_path: Path) -> None:
+    state.path_in(tmp_path, KEY).mkdir(parents=True)
+    loaded, warning = state.load(tmp_path, KEY)
+    assert loaded == State(source=KEY)
     assert warning is not None and "cannot be read" in warning
 
 
-def test_an_unwritable_cache_dir_is_a_run_error_and_keeps_the_old_file(tmp_path: Path) -> None:
-    path = tmp_path / "cache" / "state.json"
-    state.save(path, full_state())
-    before = path.read_bytes()
-    # A directory where the temp file would go is replaced by a file: writing must fail.
+def test_an_unwritable_cache_dir_is_a_run_error_and_keeps_the_old_state(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    state.save(cache, full_state())
     blocked = tmp_path / "blocked"
     blocked.write_text("not a directory")
     with pytest.raises(RunError, match="cannot write the state file") as info:
-        state.save(blocked / "state.json", full_state())
+        state.save(blocked, full_state())
     assert info.value.exit_code == 1
     if os.geteuid() != 0:  # root ignores permission bits
-        path.parent.chmod(0o500)
+        state.folder(cache, KEY).chmod(0o500)
         try:
             with pytest.raises(RunError, match="CACHE_DIR"):
-                state.save(path, State())
+                state.save(cache, full_state(items(2)))
         finally:
-            path.parent.chmod(0o700)
-    assert path.read_bytes() == before
+            state.folder(cache, KEY).chmod(0o700)
+    assert state.load(cache, KEY) == (full_state(), None)
 
 
-def test_data_that_is_not_json_fails_before_touching_the_file(tmp_path: Path) -> None:
-    path = tmp_path / "state.json"
-    state.save(path, full_state())
-    before = path.read_bytes()
+def test_data_that_is_not_json_fails_before_touching_the_files(tmp_path: Path) -> None:
+    state.save(tmp_path, full_state())
+    where = state.folder(tmp_path, KEY)
+    before = {p.name: p.read_bytes() for p in where.iterdir()}
     with pytest.raises(TypeError):
-        state.save(path, State().with_drive({"when": object()}, T0))
+        state.save(tmp_path, full_state().with_sink("sheet", {"when": object()}, T0))
     with pytest.raises(ValueError):
-        state.save(path, State().with_drive({"x": float("nan")}, T0))
-    assert path.read_bytes() == before
-    # The drive items live in a file of their own (contract §5.10), named by the header.
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["state-drive-1.json", "state.json"]
+        state.save(tmp_path, full_state(items(2)).with_sink("sheet", {"x": float("nan")}, T0))
+    assert {p.name: p.read_bytes() for p in where.iterdir()} == before
 
 
-def test_a_crash_during_the_write_leaves_the_previous_state(
+# ---------------------------------------------------------------- crashes
+
+
+class _Crash(BaseException):
+    """The process dies here."""
+
+
+def _dying(real: Any, step: Any) -> Any:
+    return lambda *args, **kwargs: step(lambda: real(*args, **kwargs))
+
+
+def test_a_crash_at_every_point_of_a_save_leaves_the_old_or_the_new_state(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = tmp_path / "state.json"
-    state.save(path, full_state())
+    """Every file system step of a save that changes both files (temp file, write,
+    fsync, rename, directory fsync; snapshot.json, then state.json) is a place to die."""
+    old, new = full_state(items(50), "old"), full_state(items(60, "renamed.pdf"), "new")
+    seen = []
+    for at in range(100):
+        cache = tmp_path / str(at)
+        state.save(cache, old)
+        steps = [0]
 
-    def crash(src: str, dst: str) -> None:
-        raise OSError(28, "No space left on device")
+        def step(real: Any, at: int = at, steps: list[int] = steps) -> Any:
+            steps[0] += 1
+            if steps[0] > at:
+                raise _Crash
+            return real()
 
-    monkeypatch.setattr(state.os, "replace", crash)
-    with pytest.raises(RunError, match="No space left"):
-        state.save(path, State())
-    monkeypatch.undo()
-    assert state.load(path) == (full_state(), None)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["state-drive-1.json", "state.json"]
+        for module, name in [
+            (files.tempfile, "mkstemp"),
+            (files.os, "fsync"),
+            (files.os, "replace"),
+        ]:
+            monkeypatch.setattr(module, name, _dying(getattr(module, name), step))
+        crashed = True
+        try:
+            state.save(cache, new)
+            crashed = False
+        except _Crash:
+            pass
+        monkeypatch.undo()
+        loaded, warning = state.load(cache, KEY)
+        assert warning is None
+        assert loaded in (old, new), at
+        seen.append(loaded == new)
+        if not crashed:
+            break
+    assert seen[0] is False and seen[-1] is True and len(seen) > 8
+
+
+WRITER = """
+import sys
+from datetime import UTC, datetime
+from backtest_compilation import state
+from backtest_compilation.tree import Item
+at = datetime(2026, 1, 1, tzinfo=UTC)
+def of(token):
+    items = tuple(Item(str(i), token * 40, "application/pdf", "root") for i in range(20_000))
+    drive = {"page_token": token, "items": items}
+    mongo = {"page_token": token, "catalog": [token] * 20_000}
+    return state.State(source="drive:x").with_drive(drive, at).with_sink("mongo", mongo, at)
+states = [of("A"), of("B")]
+print("ready", flush=True)
+for i in range(100_000):
+    state.save(sys.argv[1], states[i % 2])
+"""
+
+
+def test_a_process_killed_while_saving_leaves_a_whole_state(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(tmp_path)],
+        cwd=tmp_path,
+        env=environment(),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    path = state.path_in(tmp_path, "drive:x")
+    deadline = time.monotonic() + 20
+    while not path.exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    time.sleep(0.3)  # somewhere in the middle of a save
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    loaded, warning = state.load(tmp_path, "drive:x")
+    assert warning is None and loaded.drive is not None and loaded.mongo is not None
+    token = loaded.drive.data["page_token"]
+    assert token in ("A", "B") and loaded.mongo.data["page_token"] == token
+    assert {i.name for i in loaded.drive.data["items"]} == {token * 40}  # never a mix
+    assert len(loaded.drive.data["items"]) == 20_000
+
+
+# ---------------------------------------------------------------- cost follows the changes
+
+
+def _io() -> tuple[int, int]:
+    """Bytes this process read and wrote through the file system so far (Linux)."""
+    fields = dict(line.split(": ") for line in Path("/proc/self/io").read_text().splitlines())
+    return int(fields["rchar"]), int(fields["wchar"])
+
+
+@pytest.mark.skipif(not Path("/proc/self/io").exists(), reason="Linux only")
+def test_an_unchanged_run_reads_and_writes_only_the_small_file(tmp_path: Path) -> None:
+    """Load, note the new changes token, save: the bytes read and written through the
+    file system are state.json's, whatever the size of snapshot.json."""
+    state.save(tmp_path, full_state(items(20_000)))
+    where = state.folder(tmp_path, KEY)
+    big = (where / "snapshot.json").stat()
+    small = (where / "state.json").stat().st_size
+    assert big.st_size > 100 * small
+    read0, written0 = _io()
+    loaded, _ = state.load(tmp_path, KEY)
+    assert loaded.drive is not None
+    drive = state.replaced(loaded.drive.data, page_token="67890")
+    state.save(tmp_path, loaded.with_drive(drive, T0 + timedelta(hours=1)))
+    read, written = _io()
+    assert read - read0 < 2 * small + 4096, "snapshot.json was read"
+    assert written - written0 < 2 * small + 4096, "snapshot.json was written"
+    after = (where / "snapshot.json").stat()
+    assert (after.st_ino, after.st_mtime_ns) == (big.st_ino, big.st_mtime_ns)
+    again, _ = state.load(tmp_path, KEY)
+    assert again.drive is not None and again.drive.data["page_token"] == "67890"
+    assert again == full_state(items(20_000)).with_drive(
+        {**again.drive.data}, T0 + timedelta(hours=1)
+    )
+
+
+def test_a_changed_run_writes_the_snapshot_once(tmp_path: Path) -> None:
+    """The same values saved again (the saves after each step of one run) do not
+    rewrite snapshot.json; an earlier state read from the replaced file keeps its values."""
+    state.save(tmp_path, full_state(items(100)))
+    before, _ = state.load(tmp_path, KEY)  # its values not read yet
+    snapshot = state.folder(tmp_path, KEY) / "snapshot.json"
+    changed = full_state(items(200))
+    state.save(tmp_path, changed)
+    stamp = snapshot.stat()
+    state.save(tmp_path, changed.with_sink("sheet", {"digest": "new"}, T0))
+    state.save(tmp_path, changed.with_problems(["a", "b"]))  # equal, not the same object
+    state.save(tmp_path, changed.succeeded(T0 + timedelta(days=1)))
+    after = snapshot.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (stamp.st_ino, stamp.st_mtime_ns)
+    assert before == full_state(items(100))
+    assert state.load(tmp_path, KEY)[0] == changed.succeeded(T0 + timedelta(days=1))
 
 
 json_values = st.recursive(
@@ -199,103 +401,54 @@ json_values = st.recursive(
 @given(
     drive=st.dictionaries(st.text(), json_values, max_size=5),
     sheet=st.none() | st.dictionaries(st.text(), json_values, max_size=5),
+    names=st.lists(st.text(), max_size=5),
     seconds=st.integers(min_value=0, max_value=10**9),
 )
-def test_any_json_data_round_trips(tmp_path_factory, drive, sheet, seconds) -> None:
-    path = tmp_path_factory.mktemp("prop") / "state.json"
+def test_any_json_data_round_trips(tmp_path_factory, drive, sheet, names, seconds) -> None:
+    cache = tmp_path_factory.mktemp("prop")
     at = datetime(2000, 1, 1, tzinfo=UTC) + timedelta(seconds=seconds)
-    s = State().with_drive(drive, at)
+    things = tuple(Item(f"i{n}", name, PDF_MIME, "root") for n, name in enumerate(names))
+    s = State(source=KEY).with_drive({**drive, "items": things}, at)
     if sheet is not None:
         s = s.with_sink("sheet", sheet, at)
-    state.save(path, s)
-    assert state.load(path) == (s, None)
+    state.save(cache, s)
+    assert state.load(cache, KEY) == (s, None)
 
 
-WRITER = """
-import sys
-from datetime import UTC, datetime
-from pathlib import Path
-from backtest_compilation import state
-path = Path(sys.argv[1])
-at = datetime(2026, 1, 1, tzinfo=UTC)
-big = {"items": [{"id": str(i), "name": "x" * 40} for i in range(20_000)]}
-states = [state.State().with_drive({**big, "token": t}, at) for t in ("A", "B")]
-print("ready", flush=True)
-for i in range(100_000):
-    state.save(path, states[i % 2])
-"""
+@pytest.mark.mongo_server
+def test_an_unchanged_run_rewrites_only_the_small_file(fault_world: FaultWorld) -> None:
+    """Through `pipeline.run` on the Drive emulator: the unchanged run after a changed
+    one replaces state.json (the new changes token) and leaves snapshot.json as it was;
+    a run with changes rewrites it."""
+    world = fault_world
+    world.run()
+    world.run()  # the changes feed reports the first run's renames
+    where = state.path_in(world.cache_dir).parent
+    before = {p.name: p.stat() for p in where.iterdir()}
+    assert sorted(before) == ["snapshot.json", "state.json"]
+    assert world.run().summary.get("unchanged") is True
+    after = {p.name: p.stat() for p in where.iterdir()}
+    stamp = lambda s: (s.st_ino, s.st_size, s.st_mtime_ns)  # noqa: E731
+    assert stamp(after["snapshot.json"]) == stamp(before["snapshot.json"])
+    assert stamp(after["state.json"]) != stamp(before["state.json"])
+    world.drive.trash(next(i for i, f in world.drive.files.items() if f.name.endswith(".pdf")))
+    assert "unchanged" not in world.run().summary
+    assert stamp((where / "snapshot.json").stat()) != stamp(after["snapshot.json"])
 
 
-def test_a_process_killed_while_saving_leaves_a_whole_state(tmp_path: Path) -> None:
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    path = tmp_path / "state.json"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(path)],
-        cwd=tmp_path,
-        env=environment(),
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-    deadline = time.monotonic() + 20
-    while not path.exists():
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-    time.sleep(0.3)  # somewhere in the middle of a save
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=10)
-    loaded, warning = state.load(path)
-    assert warning is None
-    assert loaded.drive is not None and loaded.drive.data["token"] in ("A", "B")
-    assert len(loaded.drive.data["items"]) == 20_000
-
-
-# ---------------------------------------------------------------- one record per source
-
-
-def test_each_source_has_its_own_record_and_saving_one_keeps_the_others(tmp_path: Path) -> None:
-    path = tmp_path / "state.json"
-    drive_key = state.source_key("drive", "0ABacktests")
-    local_key = state.source_key("local", "/tmp/try")
-    drive = replace(full_state(), source=drive_key)
-    state.save(path, drive)
-    local, warning = state.load(path, local_key)
-    assert warning is None and local.drive is None and local.mongo is None  # nothing known
-    state.save(path, local.with_sink("sheet", {"skipped": True}, T0))
-    again, _ = state.load(path, drive_key)
-    assert replace(again, others={}) == drive  # the Drive source's memory is intact
-    other, _ = state.load(path, local_key)
-    assert other.sheet is not None and other.sheet.data == {"skipped": True}
-
-
-def test_a_file_from_before_sources_loads_as_the_record_of_its_drive(tmp_path: Path) -> None:
-    """State files written before sources were told apart still load (migrated)."""
-    path = tmp_path / "state.json"
-    doc = {
-        "format": state.FORMAT,
-        "version": 1,
-        "saved_at": T0.isoformat(),
-        "last_success": T0.isoformat(),
-        "drive": {"at": T0.isoformat(), "data": {"root_id": "0ABacktests", "items": []}},
-        "renames": None,
-        "mongo": {"at": T0.isoformat(), "data": {"fingerprint": "x"}},
-        "sheet": None,
-    }
-    path.write_text(json.dumps(doc))
-    mine, warning = state.load(path, state.source_key("drive", "0ABacktests"))
-    assert warning is None and mine.mongo is not None and mine.last_success == T0
-    theirs, _ = state.load(path, state.source_key("drive", "1SomeOtherFolder"))
-    assert theirs.mongo is None and theirs.last_success is None
-
-
-def test_retired_ids_are_forgotten_after_their_time() -> None:
-    s = State().with_retired({"folder-a": "64b000000000000000000001"}, T0, days=30)
-    assert s.retired_id("folder-a") == "64b000000000000000000001"
-    later = s.with_retired({}, T0 + timedelta(days=29), days=30)
-    assert later.retired_id("folder-a") == "64b000000000000000000001"
-    gone = s.with_retired({}, T0 + timedelta(days=31), days=30)
-    assert gone.retired_id("folder-a") is None
+@pytest.mark.mongo_server
+def test_a_state_of_an_earlier_layout_is_a_warning_and_a_full_run(
+    fault_world: FaultWorld, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Through `pipeline.run`: the earlier layout's `CACHE_DIR/state.json` is not read;
+    the run warns, lists the whole drive, and the next run is an unchanged one."""
+    world = fault_world
+    world.cache_dir.mkdir(parents=True)
+    (world.cache_dir / "state.json").write_text('{"format": "backtest-compilation-state"}')
+    (world.cache_dir / "state-drive-1.json").write_text("[]")
+    outcome = world.run()
+    assert outcome.exit_code == 0 and outcome.summary["drive"]["full"] is True
+    assert any("earlier layout" in r.getMessage() for r in caplog.records)
+    assert not list(world.cache_dir.glob("state*"))
+    world.run()  # the changes feed reports the first run's renames
+    assert world.run().summary.get("unchanged") is True
