@@ -56,6 +56,7 @@ class Settings:
     full_rescan_hours: float = 24.0
     rename_stall_s: float = 300.0
     rename_budget_s: float = 600.0
+    drive_writes_per_s: float = 3.0
     run_timeout_s: float = 2700.0
     max_delete_fraction: float = 0.25
     future_year_exempt: frozenset[str] = frozenset({"BEAR"})
@@ -318,6 +319,9 @@ def _numbers(env: Mapping[str, str]) -> tuple[Fields, list[str]]:
         ),
         "rename_budget_s": _number(
             "RENAME_BUDGET_S", get("RENAME_BUDGET_S", "600"), p, low=0.0, high=None
+        ),
+        "drive_writes_per_s": _number(
+            "DRIVE_WRITES_PER_S", get("DRIVE_WRITES_PER_S", "3"), p, low=0.1, high=None
         ),
         "run_timeout_s": _number(
             "RUN_TIMEOUT_S", get("RUN_TIMEOUT_S", "2700"), p, low=1.0, high=None

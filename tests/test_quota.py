@@ -73,7 +73,8 @@ def test_every_rename_is_applied_in_one_run_under_a_write_limit(
     with DriveEmulator() as emu:
         root, renames = misnamed(emu, 400)
         emu.reset_stats()
-        source = source_for(emu, root)
+        # DRIVE_WRITES_PER_S set above Drive's limit: the pacer finds the limit.
+        source = source_for(emu, root, writes_per_s=2 * per_second)
         emu.limit_writes(per_second, answer=answer)
         result = source.rename(renames)
         assert result.applied == {r.id for r in renames}
@@ -116,29 +117,30 @@ def test_renames_settle_at_googles_rate_at_once(
 def test_renames_honour_retry_after_in_both_forms(form: str) -> None:
     with DriveEmulator() as emu:
         root, renames = misnamed(emu, 60)
-        source = source_for(emu, root)
-        pacer = source.write_pacer
-        seen: list[tuple[float | None, float, float]] = []
-        answered = pacer.answered
+        source = source_for(emu, root, writes_per_s=20)  # above Drive's limit
+        clock = source.clock
+        events: list[tuple[str, float, float | None]] = []  # what, when, Retry-After
+        send = source._rename_batch
 
-        def spy(**kwargs: Any) -> float:
-            before = pacer.clock.now()
-            pause = answered(**kwargs)
-            if kwargs.get("rate_limited"):
-                now = pacer.clock.now()
-                slot = now + (pacer.reserve(0.0) or 0.0)  # the next free slot, nothing taken
-                seen.append((kwargs.get("retry_after"), pause, slot - before))
-            return pause
+        def batch(chunk: Any) -> dict[str, google.Answer]:
+            events.append(("sent", clock.now(), None))
+            answers = send(chunk)
+            waits = [a.retry_after for a in answers.values() if a.retry_after is not None]
+            if waits:
+                events.append(("refused", clock.now(), max(waits)))
+            return answers
 
-        pacer.answered = spy  # type: ignore[method-assign]
+        source._rename_batch = batch  # type: ignore[method-assign]
         emu.limit_writes(10, retry_after=form)
         result = source.rename(renames)
         assert result.applied == {r.id for r in renames} and not result.problems
-        assert seen  # Drive refused some parts, each time with a Retry-After …
-        for retry_after, pause, held in seen:
-            assert retry_after is not None and retry_after >= 0.9  # whole seconds / a date
-            # … which held every batch back at least that long.
-            assert pause >= retry_after and held >= retry_after - 0.01
+        refusals = [(n, at, wait) for n, (what, at, wait) in enumerate(events) if what == "refused"]
+        assert refusals  # Drive refused some parts, each time with a Retry-After …
+        for n, at, wait in refusals:
+            assert wait is not None and wait >= 0.9  # whole seconds / a date
+            later = [t for what, t, _ in events[n + 1 :] if what == "sent"]
+            # … which held the next batch back at least that long.
+            assert not later or later[0] - at >= wait - 0.01
 
 
 def test_a_permanent_answer_among_rate_limits_is_exactly_one_problem() -> None:
@@ -309,7 +311,7 @@ def test_a_long_rename_phase_logs_progress_and_summarises_rate_limits(
     caplog.set_level(logging.INFO)
     with DriveEmulator() as emu:
         root, renames = misnamed(emu, 300)
-        source = source_for(emu, root)
+        source = source_for(emu, root, writes_per_s=10)  # above Drive's limit
         emu.limit_writes(5)
         source.rename(renames)
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("renames: ")]
