@@ -707,6 +707,7 @@ class _Renames:
         self.applied: set[str] = set()
         self.failed: dict[str, str] = {}
         self.dropped: set[str] = set()
+        self.changed: set[str] = set()  # files someone else changed since the listing
         self.refused = ""
         self.sent_parts = self.limited = self.failing = 0
         self.last_limit = ""
@@ -743,7 +744,9 @@ class _Renames:
     def _unchanged(self, chunk: list[str]) -> list[str]:
         """`chunk` without the files someone else renamed, moved or trashed since the
         listing: renaming them would overwrite what a person did."""
-        changed = self.source._changed_since_listing() - self.applied
+        # Our own renames come back through the feed too: only others' changes count.
+        self.changed |= self.source._changed_since_listing() - self.applied
+        changed = self.changed
         dropped = [i for i in chunk if i in changed]
         if dropped:
             log.info(
@@ -833,7 +836,9 @@ class _Renames:
             len(by_id),
             len(problems),
             len(pending),
-            f": RENAME_BUDGET_S or the run's time ({budget:.0f} s) ran out" if pending else "",
+            f": RENAME_BUDGET_S or the run's time ({budget:.0f} s) ran out"
+            if pending - self.dropped
+            else "",
             self.sent_parts,
             self.limited,
             elapsed,

@@ -24,7 +24,7 @@ from backtest_compilation.catalog import Category, Rename
 from backtest_compilation.drive import DriveCallError, DriveSource
 from backtest_compilation.errors import ServiceError
 from emulators.drive import WRITES_PER_SECOND, DriveEmulator
-from emulators.google import QuotaClock
+from emulators.google import BETWEEN_RUNS_S, QuotaClock
 from emulators.sheets import SheetsEmulator
 from tests.support.fixtures_faults import SHEET_KEY, FaultWorld
 
@@ -53,7 +53,12 @@ def misnamed(emu: DriveEmulator, count: int) -> tuple[str, list[Rename]]:
     for n in range(count):
         fid = emu.add_file(course, f"csci-1200 e1 f22 {n}.pdf")
         renames.append(
-            Rename(fid, f"CSCI / CSCI-1200 Data Structures / {n}", "x", f"CSCI-1200 E1F{n}.pdf")
+            Rename(
+                fid,
+                f"CSCI / CSCI-1200 Data Structures / {n}",
+                f"csci-1200 e1 f22 {n}.pdf",
+                f"CSCI-1200 E1F{n}.pdf",
+            )
         )
     return root, renames
 
@@ -457,3 +462,55 @@ def test_a_hung_drive_request_ends_at_the_runs_deadline() -> None:
         with pytest.raises(RunTimedOut, match="RUN_TIMEOUT_S"):
             source.read(None, now=NOW)
         assert time.monotonic() - started <= 1.5 + 2 * 1.5
+
+
+def test_300_renames_at_googles_rate_in_a_run_keep_to_it_and_none_fails(
+    fault_world: FaultWorld,
+) -> None:
+    """Issue 18's acceptance: at Google's 3 writes a second, 300 renames finish within
+    300 / 3 / 0.9 s of quota-clock time, and no sheet row says "Rename failed"."""
+    world = fault_world
+    course = next(f.id for f in world.drive.files.values() if f.name.startswith("CSCI-1200"))
+    planned = len(world.run().summary["renames"])  # the sample drive's own first
+    for n in range(300):
+        world.drive.add_file(course, f"csci-1200 q{n % 100} f{10 + n // 100}.pdf")
+    started = world.clock()
+    got = world.run()
+    took = world.clock() - started - BETWEEN_RUNS_S  # the run starts a quota window later
+    renames = got.summary["renames"]
+    assert planned and len(renames) == 300 and all(r["applied"] for r in renames)
+    assert got.exit_code == 0 and got.summary["renames_pending"] == 0
+    assert took <= 300 / WRITES_PER_SECOND / 0.9
+    assert "Rename failed" not in json.dumps(world.sheets.values(SHEET_KEY, "Errors in Drive"))
+
+
+def test_renames_never_overwrite_what_a_person_did_during_the_run() -> None:
+    """8 s into a paced run (Google's 3 a second) a person renames one pending file,
+    moves another into another course and trashes a third: the changes feed, read before
+    each batch, drops those three renames (the next run plans them afresh)."""
+    with DriveEmulator() as emu:
+        root, renames = misnamed(emu, 60)
+        other = emu.add_folder(root, "CSCI-2300 Algorithms")
+        source = source_for(emu, root)
+        source.read(None, now=NOW)  # the listing the renames were planned from
+        renamed, moved, trashed = (r.id for r in renames[-3:])
+        started = source.clock.now()
+        send = source._rename_batch
+        done: list[bool] = []
+
+        def batch(chunk: Any) -> dict[str, google.Answer]:
+            if not done and source.clock.now() - started >= 8.0:
+                done.append(True)
+                emu.rename(renamed, "CSCI-1200 E9S05.pdf")
+                emu.move(moved, other)
+                emu.trash(trashed)
+            return send(chunk)
+
+        source._rename_batch = batch  # type: ignore[method-assign]
+        result = source.rename(renames)
+        assert done  # the person acted while renames were still going
+        assert result.pending == {renamed, moved, trashed} and not result.problems
+        assert result.applied == {r.id for r in renames[:-3]}
+        assert emu.files[renamed].name == "CSCI-1200 E9S05.pdf"
+        assert emu.files[moved].name == renames[-2].old and emu.files[moved].parent == other
+        assert emu.files[trashed].trashed and emu.files[trashed].name == renames[-1].old
