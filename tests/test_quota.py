@@ -514,3 +514,26 @@ def test_renames_never_overwrite_what_a_person_did_during_the_run() -> None:
         assert emu.files[renamed].name == "CSCI-1200 E9S05.pdf"
         assert emu.files[moved].name == renames[-2].old and emu.files[moved].parent == other
         assert emu.files[trashed].trashed and emu.files[trashed].name == renames[-1].old
+
+
+def test_sheets_rate_limits_are_waited_out_until_the_runs_deadline() -> None:
+    """Issue 18: eight Sheets 429s in a row ended a run (exit 1). Sheets' quota is per
+    minute: within a run (a deadline), rate limits are waited out, not failed."""
+    from backtest_compilation.catalog import Catalog
+
+    with SheetsEmulator() as emu:
+        emu.add_spreadsheet(SHEET_KEY, tabs={COPIES: [["Course"]]})
+        waits: list[float] = []
+        report = sheet.open_report(
+            SHEET_KEY, endpoint=emu.url, sleep=waits.append, deadline=google.Deadline(2700)
+        )
+        emu.fail_next(*["429"] * 8)
+        assert report.publish(Catalog(), None, NOW).digest
+        assert len(waits) == 8 and emu.writes() == 1
+        # Near the run's end, a wait that would pass it stops the run instead (exit 1).
+        late = sheet.open_report(
+            SHEET_KEY, endpoint=emu.url, sleep=waits.append, deadline=google.Deadline(5)
+        )
+        emu.fail_next(*["429"] * 8)
+        with pytest.raises(google.RunTimedOut, match="RUN_TIMEOUT_S"):
+            late.publish(Catalog(), "x", NOW)
