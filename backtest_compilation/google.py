@@ -52,7 +52,8 @@ BACKOFF_CAP_S = 32.0
 JITTER = 0.2  # waits are drawn from [1 - JITTER, 1] × the computed wait
 BATCH_LIMIT = 100  # parts in one Drive batch (Google's limit)
 MIN_RATE = 0.5  # writes a second: refusals never slow renames below this
-RESERVE = 0.5  # of a write, kept in the bucket (see `Pacer.take`)
+RESERVE = 0.5  # of a write, kept in the bucket at least (see `Pacer.take`) …
+RESERVE_SHARE = 0.05  # … or this share of the bucket
 
 
 # ---------------------------------------------------------------- classification
@@ -406,9 +407,11 @@ class Pacer:
         """Wait until the bucket holds a batch of up to `most` writes and take it: its
         size, or None (without waiting) when it would go after clock time `latest`."""
         with self._lock:
-            want = max(1, min(most, int(self.burst - RESERVE)))
-            # Half a write kept back: Google's bucket fills by its own clock, not ours.
-            keep = min(RESERVE, self.burst - want)
+            # Some writes kept back (5 % of the bucket, half a write at least): Google's
+            # bucket fills by its own clock, and a request may arrive early or late.
+            keep = max(RESERVE, RESERVE_SHARE * self.burst)
+            want = max(1, min(most, int(self.burst - keep)))
+            keep = min(keep, self.burst - want)
             now = self.clock.now()
             start = max(now, self._hold)
             have = min(self.burst, self._tokens + (start - self._at) * self.rate)
@@ -529,10 +532,11 @@ class Transport:
             self.calls.retry()
             self.log.log(
                 self.rate_limit_level if limited else logging.INFO,
-                "%s: %s, retry %d in %.1f s (%s)",
+                "%s: %s, retry %d/%s in %.1f s (%s)",
                 self.name,
                 f"HTTP {answer.status}" if answer.status else answer.message,
                 attempt,
+                "until the run's end" if patient else self.retries,
                 wait,
                 what,
             )
