@@ -6,12 +6,12 @@
 - Later runs: the changes feed from the saved page token, applied to the saved
   snapshot; a full listing when the token is missing or rejected, when asked, and
   every `FULL_RESCAN_HOURS`.
-- Renames in batches of at most 100 (`BatchHttpRequest`), sized and paced adaptively.
+- Renames: googleapiclient's `BatchHttpRequest`, one batch at a time, as big as the
+  write pacer's bucket allows (contract §5.9); before each, the changes feed says which
+  files someone else changed meanwhile, and those are left for the next run.
 
 Every HTTP call goes through `google.Transport` (one classification of Google's answers,
-one pacer, bounded retries and time); renames go through an adaptive write pacer that
-finds the rate Drive sustains, re-queues rate-limited parts and reports what it could
-not reach in time as pending (contract §5.9).
+bounded retries and time); renames through the write pacer (`google.Pacer`).
 """
 
 from __future__ import annotations
@@ -306,7 +306,6 @@ class DriveSource:
         request = resource.list(**params)
         tokens: set[str] = set()
         while request is not None:
-            self.calls.count(what)
             page = self._execute(request, what, http=http)
             if page.get("incompleteSearch"):
                 # Only `corpora=allDrives` should do this, and it is never used here.
@@ -339,14 +338,12 @@ class DriveSource:
 
     def _resolve_root(self) -> _Root:
         """Shared drive or ordinary folder? Stops the run if neither is reachable."""
-        self.calls.count("drives.get")
         request = self._service.drives().get(driveId=self.folder_id, fields="id,name")
         try:
             drive = self._execute(request, "drives.get", passthrough=(400, 403, 404))
             return _Root(drive["id"], drive["name"], drive["id"], True)
         except HttpError:
             pass  # not a shared drive (or not one we can see): try it as a folder
-        self.calls.count("files.get")
         request = self._service.files().get(
             fileId=self.folder_id, fields="id,name,mimeType,driveId,trashed", supportsAllDrives=True
         )
@@ -375,7 +372,6 @@ class DriveSource:
         return {"supportsAllDrives": True}
 
     def _start_token(self, root: _Root) -> str:
-        self.calls.count("changes.getStartPageToken")
         params: dict[str, Any] = {"supportsAllDrives": True}
         if root.drive_id:
             params["driveId"] = root.drive_id
@@ -612,7 +608,6 @@ class DriveSource:
         """The Drive `version` of `file_id` (e.g. the report spreadsheet), in one
         `files.get`: it grows on every write to the file, whoever made it. None when the
         file cannot be seen (not found, not shared): the caller then cannot tell."""
-        self.calls.count("files.get")
         request = self._service.files().get(
             fileId=file_id, fields="version,modifiedTime", supportsAllDrives=True
         )
@@ -657,7 +652,6 @@ class DriveSource:
         for r in chunk:
             body = {"name": r.new}
             batch.add(files.update(fileId=r.id, body=body, supportsAllDrives=True), request_id=r.id)
-        self.calls.count("batch")
         try:
             batch.execute(http=self._http)
         except Exception as exc:

@@ -331,12 +331,7 @@ class ApiCalls:
     requests: int = 0
     retries: int = 0
     rate_limited: int = 0
-    by_kind: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
-
-    def count(self, kind: str) -> None:
-        with self._lock:
-            self.by_kind[kind] = self.by_kind.get(kind, 0) + 1
 
     def request(self) -> None:
         with self._lock:
