@@ -56,9 +56,10 @@ class Check:
     ok: bool
     detail: str
     fix: str = ""
+    skipped: bool = False  # not run because of another line's ✗: not a failure of its own
 
     def line(self) -> str:
-        mark = "✓" if self.ok else "✗"
+        mark = "–" if self.skipped else "✓" if self.ok else "✗"
         text = f"{mark} {self.name}: {self.detail}"
         if not self.ok and self.fix:
             text += f"\n    fix: {self.fix}"
@@ -78,6 +79,10 @@ def _ok(name: str, detail: str) -> Check:
 
 def _bad(name: str, detail: str, fix: str) -> Check:
     return Check(name, False, detail, fix)
+
+
+def _skipped(name: str, detail: str) -> Check:
+    return Check(name, False, detail, skipped=True)
 
 
 # ---------------------------------------------------------------- local checks
@@ -393,7 +398,21 @@ def check_folder(config: settings.Settings, service: Any, dead: _Unanswered) -> 
             )
             return
         kind, title, caps = "folder", meta.get("name", ""), meta.get("capabilities", {})
-    yield _ok("FOLDER_ID", f"{kind} {title!r}, readable by {who}")
+    try:
+        deep = _one_level_too_deep(service, config.folder_id, kind == "shared drive")
+    except Exception:  # a listing refused: the rights lines below say why
+        deep = None
+    if deep is None:
+        yield _ok("FOLDER_ID", f"{kind} {title!r}, readable by {who}")
+    else:
+        courses, parent = deep
+        use = f"set FOLDER_ID to {parent}" if parent else "set FOLDER_ID to the folder above it"
+        yield _bad(
+            "FOLDER_ID",
+            f"{kind} {title!r} holds course folders ({courses}), not departments: "
+            "it is one level too deep",
+            f"{use}, the one that holds the department folders; see {README_CONFIG}",
+        )
     if not config.rename_files:
         yield _ok("rename rights", "renames are off (RENAME_FILES=false): reading is enough")
     elif caps.get("canEdit"):
@@ -405,6 +424,43 @@ def check_folder(config: settings.Settings, service: Any, dead: _Unanswered) -> 
             f"give {who} the Content manager role on the shared drive (Editor on a folder), "
             f"or set RENAME_FILES=false; see {README_GOOGLE}",
         )
+
+
+def _one_level_too_deep(service: Any, folder_id: str, shared: bool) -> tuple[str, str] | None:
+    """When `folder_id`'s child folders look like course folders (`DEPT-NNNN Title`) and
+    none like a department: (a few of their names, its parent `'name' (id)` when the
+    account can see it, else ""). None when the root looks right."""
+    from .drive import quote
+    from .naming import department_code, parse_course
+
+    files = service.files()
+    meta = {"driveId": folder_id, "parents": []}
+    if not shared:  # a shared drive has nothing above it
+        got = files.get(fileId=folder_id, fields="driveId,parents", supportsAllDrives=True)
+        meta = got.execute(num_retries=0)
+    drive = meta.get("driveId")
+    listed = files.list(
+        q=f"{quote(folder_id)} in parents and trashed = false and mimeType = '{FOLDER_MIME}'",
+        fields="files(name)",
+        pageSize=100,
+        supportsAllDrives=True,
+        includeItemsFromAllDrives=True,
+        **({"corpora": "drive", "driveId": drive} if drive else {}),
+    ).execute(num_retries=0)
+    names = [f.get("name", "") for f in listed.get("files", [])]
+    courses = sorted(n for n in names if parse_course(n))
+    if not courses or any(department_code(n) for n in names):
+        return None
+    shown = ", ".join(map(repr, courses[:2])) + (", …" if len(courses) > 2 else "")
+    parent = (meta.get("parents") or [""])[0]
+    try:
+        if parent == drive:  # a folder at the top of a shared drive
+            above = service.drives().get(driveId=parent, fields="name").execute(num_retries=0)
+        else:
+            above = _file_meta(service, parent, "canEdit")
+    except Exception:  # the parent is not visible to the account: no name to give
+        return shown, ""
+    return shown, f"{above.get('name', '')!r} ({parent})"
 
 
 def check_spreadsheet(
@@ -428,11 +484,7 @@ def check_spreadsheet(
     key = config.sheet_key
     editable = False
     if "drive" in dead.services:
-        yield _bad(
-            "spreadsheet",
-            "not checked: Drive did not answer",
-            f"fix the FOLDER_ID line first; see {README_TROUBLE}",
-        )
+        yield _skipped("spreadsheet", "not checked: Drive did not answer")
         return
     try:
         meta = _file_meta(drive_service, key, "canEdit")
@@ -651,7 +703,7 @@ def run_checks(
     for c in checks:
         add(c)
     if config is None:
-        add(_bad("other checks", "skipped until the settings are fixed", f"see {README_CONFIG}"))
+        add(_skipped("other checks", "skipped until the settings are fixed"))
         return out
     key = check_key_file(config)
     add(key)
@@ -682,13 +734,7 @@ def run_checks(
         add(_ok("tokens", "not asked for the APIs with an endpoint set (no credentials used)"))
 
     if not tokens_ok:
-        add(
-            _bad(
-                "Drive and the spreadsheet",
-                "not checked without a key and tokens",
-                f"fix the lines above first; see {README_GOOGLE}",
-            )
-        )
+        add(_skipped("Drive and the spreadsheet", "not checked without a key and tokens"))
     else:
         from google.auth.credentials import AnonymousCredentials
 
@@ -716,12 +762,14 @@ def main(env: Mapping[str, str], *, out: TextIO) -> int:
         print(check.line(), file=out, flush=True)
 
     checks = run_checks(env, emit=emit)
-    failed = [c for c in checks if not c.ok]
+    failed = [c for c in checks if not c.ok and not c.skipped]
+    skipped = sum(c.skipped for c in checks)
     elapsed = time.monotonic() - started
-    if failed:
+    if failed or skipped:
         print(
-            f"{len(failed)} of {len(checks)} checks failed ({elapsed:.1f} s): fix the ✗ lines, "
-            "then run doctor again.",
+            f"{len(failed)} of {len(checks) - skipped} checks failed"
+            f"{f', {skipped} skipped' if skipped else ''} ({elapsed:.1f} s): fix the ✗ "
+            "lines, then run doctor again.",
             file=out,
         )
         return 2
