@@ -24,20 +24,21 @@ from typing import Any, Final, TextIO
 from zoneinfo import ZoneInfo
 
 from . import schedule, settings
+from .drive import SCOPE_READ, SCOPE_RENAME, DriveCallError, DriveSource
 from .errors import ConfigError, RunError
+from .naming import department_code, parse_course
+from .sheet import SCOPE, open_report
+from .sheet_layout import layout_of
+from .store import BACKTESTS, CODES, COURSES
+from .tree import FOLDER_MIME
 
 CALL_TIMEOUT_S: Final = 8.0
 MONGO_TIMEOUT_MS: Final = 5000
-FOLDER_MIME: Final = "application/vnd.google-apps.folder"
 SHEET_MIME: Final = "application/vnd.google-apps.spreadsheet"
 # Built-in MongoDB roles that may insert, update and delete in a database's collections.
 _WRITE_ROLES: Final = {"readWrite", "dbOwner", "root", "readWriteAnyDatabase", "__system"}
 _ANY_DB_ROLES: Final = {"root", "readWriteAnyDatabase", "__system"}
-COLLECTIONS: Final = (
-    "backtest_course_code_collection",
-    "backtest_courses_collection",
-    "backtest_collection",
-)
+COLLECTIONS: Final = (CODES, COURSES, BACKTESTS)
 
 # README sections a fix points to.
 README_CONFIG = 'README "Configuration"'
@@ -232,8 +233,6 @@ class _TimeoutRequest:
 
 def drive_scopes(config: settings.Settings) -> tuple[str, ...]:
     """The Drive scopes a sync asks for (renames on: read + metadata)."""
-    from .drive import SCOPE_READ, SCOPE_RENAME
-
     return (SCOPE_READ, SCOPE_RENAME) if config.rename_files else (SCOPE_READ,)
 
 
@@ -264,55 +263,6 @@ def check_token(
     return _ok(name, f"granted for {listed} as {delegate or 'the service account'}")
 
 
-def _drive_service(config: settings.Settings, credentials: Any, timeout_s: float) -> Any:
-    import httplib2
-    from google_auth_httplib2 import AuthorizedHttp
-    from googleapiclient.discovery import build
-
-    from .google import direct
-
-    endpoint = config.drive_api_endpoint
-    proxy = None if direct(endpoint) else httplib2.proxy_info_from_environment
-    http = httplib2.Http(timeout=timeout_s, proxy_info=proxy)
-    return build(
-        "drive",
-        "v3",
-        http=AuthorizedHttp(credentials, http=http),
-        static_discovery=True,
-        cache_discovery=False,
-        client_options={"api_endpoint": f"{endpoint}/drive/v3/"} if endpoint else None,
-    )
-
-
-def _google_error(exc: Exception) -> tuple[int, str]:
-    """(HTTP status, `reason: message`) of a googleapiclient error; (0, type) otherwise."""
-    from googleapiclient.errors import HttpError
-
-    if not isinstance(exc, HttpError):
-        return 0, type(exc).__name__
-    try:
-        error = json.loads(exc.content.decode("utf-8"))["error"]
-        reasons = ", ".join(e.get("reason", "") for e in error.get("errors", []))
-        return exc.status_code, f"{reasons}: {error.get('message', '')}".strip(": ")
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return exc.status_code, str(exc.reason or "")
-
-
-def _file_meta(service: Any, file_id: str, capabilities: str) -> dict[str, Any]:
-    """One read of a Drive item: what it is, whether it is trashed, and what the delegate
-    may do with it (Drive's `capabilities`). Not retried: doctor must finish quickly."""
-    meta: dict[str, Any] = (
-        service.files()
-        .get(
-            fileId=file_id,
-            fields=f"id,name,mimeType,trashed,capabilities({capabilities})",
-            supportsAllDrives=True,
-        )
-        .execute(num_retries=0)
-    )
-    return meta
-
-
 def _drive_silent(reason: str) -> Check:
     """The FOLDER_ID line when Drive gave no HTTP answer at all."""
     return _bad(
@@ -336,71 +286,49 @@ def _who(config: settings.Settings) -> str:
     return f"the service account {email} (DELEGATE_EMAIL is not set)"
 
 
-def check_folder(config: settings.Settings, service: Any, dead: _Unanswered) -> Iterator[Check]:
-    """`FOLDER_ID` exists, is a shared drive or a folder, and (renames on) the delegate may
-    rename in it: Drive's `capabilities.canEdit`."""
+def check_folder(
+    config: settings.Settings, drive: DriveSource, dead: _Unanswered
+) -> Iterator[Check]:
+    """`FOLDER_ID` exists, is a shared drive or a folder that holds departments, and
+    (renames on) the delegate may rename in it: Drive's `capabilities.canEdit`."""
     who = _who(config)
-    share_fix = (
-        f"share the drive or folder with {who} (renames need Content manager / Editor), "
-        f"or fix FOLDER_ID; see {README_GOOGLE}"
-    )
-    kind = ""
-    caps: dict[str, Any] = {}
-    title = ""
+    caps = "capabilities(canEdit)"
     try:
-        drive = (
-            service.drives()
-            .get(driveId=config.folder_id, fields="id,name,capabilities(canEdit,canListChildren)")
-            .execute(num_retries=0)
-        )
-        kind, title, caps = "shared drive", drive.get("name", ""), drive.get("capabilities", {})
-    except Exception as exc:
-        status, _ = _google_error(exc)
-        if status == 0:
+        meta = drive.shared_drive(config.folder_id, f"id,name,{caps}")
+        kind = "shared drive" if meta is not None else "folder"
+        if meta is None:
+            meta = drive.item(config.folder_id, f"id,name,mimeType,trashed,driveId,parents,{caps}")
+    except DriveCallError as exc:
+        if exc.status == 0:
             dead.services.add("drive")
-            yield _drive_silent(_google_error(exc)[1])
+            yield _drive_silent(exc.detail)
             return
-        if status not in (403, 404):  # a folder id gives 404 here (403 when it is hidden)
-            yield _bad(
-                "FOLDER_ID",
-                f"Drive refused drives.get: HTTP {status} {_google_error(exc)[1]}",
-                f"see {README_GOOGLE}",
-            )
-            return
-    if not kind:
-        try:
-            meta = _file_meta(service, config.folder_id, "canEdit,canListChildren")
-        except Exception as exc:
-            status, reason = _google_error(exc)
-            if status == 0:
-                dead.services.add("drive")
-                yield _drive_silent(reason)
-                return
-            yield _bad(
-                "FOLDER_ID",
-                f"{config.folder_id!r} was not found by {who} (HTTP {status} {reason})",
-                share_fix,
-            )
-            return
-        if meta.get("mimeType") != FOLDER_MIME:
-            yield _bad(
-                "FOLDER_ID",
-                f"{config.folder_id!r} is a file ({meta.get('mimeType')}), "
-                "not a shared drive or folder",
-                f"use the id of the backtest drive or its folder; see {README_CONFIG}",
-            )
-            return
-        if meta.get("trashed"):
-            yield _bad(
-                "FOLDER_ID",
-                f"folder {meta.get('name')!r} is in the trash",
-                f"restore it from the trash in Drive, or fix FOLDER_ID; see {README_CONFIG}",
-            )
-            return
-        kind, title, caps = "folder", meta.get("name", ""), meta.get("capabilities", {})
+        yield _bad(
+            "FOLDER_ID",
+            f"{config.folder_id!r} was not found by {who} (HTTP {exc.detail})",
+            f"share the drive or folder with {who} (renames need Content manager / Editor), "
+            f"or fix FOLDER_ID; see {README_GOOGLE}",
+        )
+        return
+    if meta.get("mimeType", FOLDER_MIME) != FOLDER_MIME:
+        yield _bad(
+            "FOLDER_ID",
+            f"{config.folder_id!r} is a file ({meta.get('mimeType')}), "
+            "not a shared drive or folder",
+            f"use the id of the backtest drive or its folder; see {README_CONFIG}",
+        )
+        return
+    if meta.get("trashed"):
+        yield _bad(
+            "FOLDER_ID",
+            f"folder {meta.get('name')!r} is in the trash",
+            f"restore it from the trash in Drive, or fix FOLDER_ID; see {README_CONFIG}",
+        )
+        return
+    title = meta.get("name", "")
     try:
-        deep = _one_level_too_deep(service, config.folder_id, kind == "shared drive")
-    except Exception:  # a listing refused: the rights lines below say why
+        deep = _one_level_too_deep(drive, meta, kind == "shared drive")
+    except RunError:  # a listing refused: the rights lines below say why
         deep = None
     if deep is None:
         yield _ok("FOLDER_ID", f"{kind} {title!r}, readable by {who}")
@@ -415,7 +343,7 @@ def check_folder(config: settings.Settings, service: Any, dead: _Unanswered) -> 
         )
     if not config.rename_files:
         yield _ok("rename rights", "renames are off (RENAME_FILES=false): reading is enough")
-    elif caps.get("canEdit"):
+    elif meta.get("capabilities", {}).get("canEdit"):
         yield _ok("rename rights", f"{who} may rename files in the {kind}")
     else:
         yield _bad(
@@ -426,46 +354,31 @@ def check_folder(config: settings.Settings, service: Any, dead: _Unanswered) -> 
         )
 
 
-def _one_level_too_deep(service: Any, folder_id: str, shared: bool) -> tuple[str, str] | None:
-    """When `folder_id`'s child folders look like course folders (`DEPT-NNNN Title`) and
+def _one_level_too_deep(
+    drive: DriveSource, meta: Mapping[str, Any], shared: bool
+) -> tuple[str, str] | None:
+    """When the root's child folders look like course folders (`DEPT-NNNN Title`) and
     none like a department: (a few of their names, its parent `'name' (id)` when the
     account can see it, else ""). None when the root looks right."""
-    from .drive import quote
-    from .naming import department_code, parse_course
-
-    files = service.files()
-    meta = {"driveId": folder_id, "parents": []}
-    if not shared:  # a shared drive has nothing above it
-        got = files.get(fileId=folder_id, fields="driveId,parents", supportsAllDrives=True)
-        meta = got.execute(num_retries=0)
-    drive = meta.get("driveId")
-    listed = files.list(
-        q=f"{quote(folder_id)} in parents and trashed = false and mimeType = '{FOLDER_MIME}'",
-        fields="files(name)",
-        pageSize=100,
-        supportsAllDrives=True,
-        includeItemsFromAllDrives=True,
-        **({"corpora": "drive", "driveId": drive} if drive else {}),
-    ).execute(num_retries=0)
-    names = [f.get("name", "") for f in listed.get("files", [])]
+    drive_id = meta["id"] if shared else meta.get("driveId")
+    names = drive.child_folders(meta["id"], drive_id)
     courses = sorted(n for n in names if parse_course(n))
     if not courses or any(department_code(n) for n in names):
         return None
     shown = ", ".join(map(repr, courses[:2])) + (", …" if len(courses) > 2 else "")
     parent = (meta.get("parents") or [""])[0]
-    try:
-        if parent == drive:  # a folder at the top of a shared drive
-            above = service.drives().get(driveId=parent, fields="name").execute(num_retries=0)
-        else:
-            above = _file_meta(service, parent, "canEdit")
-    except Exception:  # the parent is not visible to the account: no name to give
+    try:  # a folder at the top of a shared drive has the drive as its parent
+        above = drive.shared_drive(parent) if parent == drive_id else drive.item(parent, "name")
+    except RunError:
+        above = None
+    if not parent or above is None:  # a shared drive, or a parent the account cannot see
         return shown, ""
     return shown, f"{above.get('name', '')!r} ({parent})"
 
 
 def check_spreadsheet(
     config: settings.Settings,
-    drive_service: Any,
+    drive: DriveSource,
     sheets_credentials: Any,
     dead: _Unanswered,
     timeout_s: float,
@@ -473,30 +386,20 @@ def check_spreadsheet(
     """The spreadsheet is reachable, editable by the delegate (Drive's
     `capabilities.canEdit` for its id), has the people's tab, and the tool's tabs exist or
     can be created."""
-    from .cli import sheet_layout
-    from .sheet import open_report
-
     who = _who(config)
     if not config.sheet_url:
         yield _ok("spreadsheet", "SHEET_URL is not set: syncs skip the sheet (with a warning)")
         return
     share_fix = f"share the spreadsheet with {who} as Editor, or fix SHEET_URL; see {README_SHEET}"
     key = config.sheet_key
-    editable = False
     if "drive" in dead.services:
         yield _skipped("spreadsheet", "not checked: Drive did not answer")
         return
     try:
-        meta = _file_meta(drive_service, key, "canEdit")
-    except Exception as exc:
-        status, reason = _google_error(exc)
-        if status == 0:
-            dead.services.add("drive")
-        yield _bad(
-            "spreadsheet",
-            f"{key} is not visible to {who} in Drive (HTTP {status} {reason})",
-            share_fix,
-        )
+        meta = drive.item(key, "id,name,mimeType,capabilities(canEdit)")
+    except DriveCallError as exc:
+        detail = f"HTTP {exc.detail}" if exc.status else exc.detail
+        yield _bad("spreadsheet", f"{key} is not visible to {who} in Drive ({detail})", share_fix)
         return
     if meta.get("mimeType") != SHEET_MIME:
         yield _bad(
@@ -515,8 +418,7 @@ def check_spreadsheet(
             "it (Drive capabilities.canEdit is false)",
             share_fix,
         )
-
-    layout = sheet_layout(config)
+    layout = layout_of(config)
     report = open_report(
         key,
         endpoint=config.sheets_api_endpoint,
@@ -524,19 +426,13 @@ def check_spreadsheet(
         layout=layout,
         retries=0,
         who=who,
+        timeout=timeout_s,
     )
-    report.client.timeout = timeout_s
     try:
-        meta = report._call(
-            "read the spreadsheet",
-            lambda: report.client.fetch_sheet_metadata(
-                key, params={"fields": "sheets.properties.title"}
-            ),
-        )
+        titles = [tab.title for tab in report.read().tabs]
     except RunError as exc:
         yield _bad("sheet tabs", f"Sheets could not read the tabs: {exc}", share_fix)
         return
-    titles = [s.get("properties", {}).get("title", "") for s in meta.get("sheets", [])]
     folded = {t.casefold() for t in titles}
     if layout.copies_tab.casefold() in folded:
         yield _ok("people's tab", f"{layout.copies_tab!r} present")
@@ -722,7 +618,6 @@ def run_checks(
         add(check)
     if key.ok and config.sheet_url and not config.sheets_api_endpoint:
         from .google import credentials
-        from .sheet import SCOPE
 
         sheets_creds = credentials(config.google_credentials_file, config.delegate_email, (SCOPE,))
         check = check_token(
@@ -738,10 +633,18 @@ def run_checks(
     else:
         from google.auth.credentials import AnonymousCredentials
 
-        service = _drive_service(config, drive_creds or AnonymousCredentials(), timeout_s)
-        for check in check_folder(config, service, dead):
+        drive = DriveSource(
+            config.folder_id,
+            credentials=drive_creds or AnonymousCredentials(),
+            endpoint=config.drive_api_endpoint,
+            delegate=config.delegate_email,
+            num_retries=0,  # doctor must finish quickly: one attempt per call
+            timeout=timeout_s,
+            call_budget_s=timeout_s,
+        )
+        for check in check_folder(config, drive, dead):
             add(check)
-        for check in check_spreadsheet(config, service, sheets_creds, dead, timeout_s):
+        for check in check_spreadsheet(config, drive, sheets_creds, dead, timeout_s):
             add(check)
 
     for check in check_mongo(config, timeout_ms=mongo_timeout_ms):

@@ -97,9 +97,10 @@ class DriveRead:
 class DriveCallError(ServiceError):
     """A Drive call failed after retries; `status` is the HTTP status (0: no answer)."""
 
-    def __init__(self, message: str, status: int) -> None:
+    def __init__(self, message: str, status: int, detail: str = "") -> None:
         super().__init__(message)
         self.status = status
+        self.detail = detail or message  # Google's answer: `404 notFound: File not found: …`
 
 
 @dataclass(frozen=True)
@@ -293,7 +294,9 @@ class DriveSource:
                 and isinstance(exc.cause, HttpError)
             ):
                 raise exc.cause from None
-            raise DriveCallError(f"Drive {what} failed: {answer.message}", answer.status) from None
+            raise DriveCallError(
+                f"Drive {what} failed: {answer.message}", answer.status, answer.message
+            ) from None
 
     def _rejected(self, exc: BaseException) -> ConfigError:
         return google.credentials_rejected(exc, "Drive", self._who(), self.scopes)
@@ -338,12 +341,9 @@ class DriveSource:
 
     def _resolve_root(self) -> _Root:
         """Shared drive or ordinary folder? Stops the run if neither is reachable."""
-        request = self._service.drives().get(driveId=self.folder_id, fields="id,name")
-        try:
-            drive = self._execute(request, "drives.get", passthrough=(400, 403, 404))
+        drive = self.shared_drive(self.folder_id)
+        if drive is not None:
             return _Root(drive["id"], drive["name"], drive["id"], True)
-        except HttpError:
-            pass  # not a shared drive (or not one we can see): try it as a folder
         request = self._service.files().get(
             fileId=self.folder_id, fields="id,name,mimeType,driveId,trashed", supportsAllDrives=True
         )
@@ -603,6 +603,26 @@ class DriveSource:
             except ValueError:
                 previous = None
         return self._full(previous, now)
+
+    def shared_drive(self, drive_id: str, fields: str = "id,name") -> dict[str, Any] | None:
+        """`drives.get` of `drive_id`; None when it is no shared drive this account sees."""
+        request = self._service.drives().get(driveId=drive_id, fields=fields)
+        try:
+            return self._execute(request, "drives.get", passthrough=(400, 403, 404))
+        except HttpError:
+            return None
+
+    def item(self, file_id: str, fields: str) -> dict[str, Any]:
+        """`files.get` of `file_id` with `fields`; a failure raises `DriveCallError`."""
+        request = self._service.files().get(fileId=file_id, fields=fields, supportsAllDrives=True)
+        return self._execute(request, "files.get")
+
+    def child_folders(self, folder_id: str, drive_id: str | None) -> list[str]:
+        """Names of the folders in `folder_id` (one page of 100: enough to judge a root)."""
+        q = f"{quote(folder_id)} in parents and trashed = false and mimeType = '{FOLDER_MIME}'"
+        where = self._drive_params(_Root(folder_id, "", drive_id, False))
+        request = self._service.files().list(q=q, pageSize=100, fields="files(name)", **where)
+        return [f.get("name", "") for f in self._execute(request, "files.list").get("files", [])]
 
     def file_version(self, file_id: str) -> str | None:
         """The Drive `version` of `file_id` (e.g. the report spreadsheet), in one
