@@ -206,31 +206,6 @@ def check_healthcheck(config: settings.Settings) -> Check:
 # ---------------------------------------------------------------- Google
 
 
-class _TimeoutRequest:
-    """google-auth's transport with a bounded timeout (its default is 120 s)."""
-
-    def __init__(self, timeout_s: float) -> None:
-        import requests
-        from google.auth.transport.requests import Request
-
-        session = requests.Session()
-        self._inner = Request(session)
-        self._timeout = timeout_s
-
-    def __call__(
-        self,
-        url: str,
-        method: str = "GET",
-        body: Any = None,
-        headers: Any = None,
-        timeout: Any = None,
-        **kwargs: Any,
-    ) -> Any:
-        return self._inner(
-            url, method=method, body=body, headers=headers, timeout=self._timeout, **kwargs
-        )
-
-
 def drive_scopes(config: settings.Settings) -> tuple[str, ...]:
     """The Drive scopes a sync asks for (renames on: read + metadata)."""
     return (SCOPE_READ, SCOPE_RENAME) if config.rename_files else (SCOPE_READ,)
@@ -241,6 +216,8 @@ def check_token(
 ) -> Check:
     """Ask Google for a token of exactly `scopes` for `delegate` (a read: nothing changes)."""
     import google.auth.exceptions
+    import httplib2
+    from google_auth_httplib2 import Request
 
     listed = ", ".join(s.rsplit("/", 1)[-1] for s in scopes)
     fix = (
@@ -249,7 +226,8 @@ def check_token(
         f"see {README_GOOGLE}"
     )
     try:
-        credentials.refresh(_TimeoutRequest(timeout_s))
+        # google-auth's own transport waits up to 120 s; doctor must finish quickly.
+        credentials.refresh(Request(httplib2.Http(timeout=timeout_s)))
     except google.auth.exceptions.RefreshError as exc:
         first = str(exc.args[0]) if exc.args else "refused"
         code = first.split(":", 1)[0].strip() or "refused"
