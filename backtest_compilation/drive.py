@@ -44,7 +44,6 @@ from .snapshot import (
     apply_changes,
     differs,
     full_reason,
-    items_from_json,
     reachable,
     sorted_items,
     to_item,
@@ -904,18 +903,3 @@ def _duration(seconds: float) -> str:
     if seconds < 5400:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
-
-
-__all__ = [
-    "ApiCalls",
-    "DriveCallError",
-    "DriveRead",
-    "DriveSnapshot",
-    "DriveSource",
-    "RenameResult",
-    "apply_changes",
-    "items_from_json",
-    "parent_queries",
-    "quote",
-    "reachable",
-]

@@ -71,39 +71,22 @@ class Kind(Enum):
 # Google's reason strings: Drive v3 (`error.errors[].reason`) and Sheets v4
 # (`error.status`, `error.details[].reason`). A reason decides before the status does:
 # Drive answers a rate limit as 403, and a 403 is otherwise permanent.
+# fmt: off
+_RATE_LIMITS = ("userRateLimitExceeded", "rateLimitExceeded", "sharingRateLimitExceeded",
+                "RATE_LIMIT_EXCEEDED", "RESOURCE_EXHAUSTED")
+_TRANSIENT = ("backendError", "internalError", "transientError",
+              "UNAVAILABLE", "INTERNAL", "DEADLINE_EXCEEDED")
+# `dailyLimitExceeded` is a daily quota: waiting minutes will not help.
+_PERMANENT = ("insufficientFilePermissions", "insufficientPermissions", "forbidden",
+              "domainPolicy", "notFound", "fileNotFound", "invalid", "badRequest",
+              "parseError", "required", "authError", "dailyLimitExceeded",
+              "storageQuotaExceeded", "PERMISSION_DENIED", "NOT_FOUND", "INVALID_ARGUMENT",
+              "FAILED_PRECONDITION", "UNAUTHENTICATED")
+# fmt: on
 REASONS: Mapping[str, Kind] = {
-    # rate limits
-    "userRateLimitExceeded": Kind.RATE_LIMIT,
-    "rateLimitExceeded": Kind.RATE_LIMIT,
-    "sharingRateLimitExceeded": Kind.RATE_LIMIT,
-    "RATE_LIMIT_EXCEEDED": Kind.RATE_LIMIT,
-    "RESOURCE_EXHAUSTED": Kind.RATE_LIMIT,
-    # transient
-    "backendError": Kind.TRANSIENT,
-    "internalError": Kind.TRANSIENT,
-    "transientError": Kind.TRANSIENT,
-    "UNAVAILABLE": Kind.TRANSIENT,
-    "INTERNAL": Kind.TRANSIENT,
-    "DEADLINE_EXCEEDED": Kind.TRANSIENT,
-    # permanent
-    "insufficientFilePermissions": Kind.PERMANENT,
-    "insufficientPermissions": Kind.PERMANENT,
-    "forbidden": Kind.PERMANENT,
-    "domainPolicy": Kind.PERMANENT,
-    "notFound": Kind.PERMANENT,
-    "fileNotFound": Kind.PERMANENT,
-    "invalid": Kind.PERMANENT,
-    "badRequest": Kind.PERMANENT,
-    "parseError": Kind.PERMANENT,
-    "required": Kind.PERMANENT,
-    "authError": Kind.PERMANENT,
-    "dailyLimitExceeded": Kind.PERMANENT,  # a daily quota: waiting minutes will not help
-    "storageQuotaExceeded": Kind.PERMANENT,
-    "PERMISSION_DENIED": Kind.PERMANENT,
-    "NOT_FOUND": Kind.PERMANENT,
-    "INVALID_ARGUMENT": Kind.PERMANENT,
-    "FAILED_PRECONDITION": Kind.PERMANENT,
-    "UNAUTHENTICATED": Kind.PERMANENT,
+    **dict.fromkeys(_RATE_LIMITS, Kind.RATE_LIMIT),
+    **dict.fromkeys(_TRANSIENT, Kind.TRANSIENT),
+    **dict.fromkeys(_PERMANENT, Kind.PERMANENT),
 }
 _BY_STATUS = {429: Kind.RATE_LIMIT, 408: Kind.TRANSIENT}
 # A reason of each kind in one answer: the most hopeful wins (Google lists the cause first,
@@ -211,25 +194,17 @@ def answer_of(exc: BaseException, now: datetime | None = None) -> Answer | None:
     api_error = getattr(gspread_errors, "APIError", None)
 
     if isinstance(exc, HttpError):
-        status = int(exc.resp.status)
-        header = exc.resp.get("retry-after")
-        return Answer(
-            classify(status, exc.content),
-            status,
-            message_of(status, exc.content),
-            retry_after(header, now),
-            reasons(exc.content),
-        )
-    if api_error is not None and isinstance(exc, api_error):
+        status, body, header = int(exc.resp.status), exc.content, exc.resp.get("retry-after")
+    elif api_error is not None and isinstance(exc, api_error):
         response = exc.response
-        status = int(response.status_code)
-        return Answer(
-            classify(status, response.content),
-            status,
-            message_of(status, response.content),
-            retry_after(response.headers.get("Retry-After"), now),
-            reasons(response.content),
-        )
+        status, body = int(response.status_code), response.content
+        header = response.headers.get("Retry-After")
+    else:
+        status = 0
+    if status:
+        found = reasons(body)
+        kind = classify(status, body)
+        return Answer(kind, status, message_of(status, body), retry_after(header, now), found)
     if isinstance(exc, google.auth.exceptions.RefreshError):
         return Answer(Kind.PERMANENT, 401, "credentials refused")
     if _is_connection_error(exc):
@@ -585,28 +560,3 @@ def credentials_rejected(
         f"(acting as {who}): {code}. Check the key, and that domain-wide delegation grants "
         f"the scopes {', '.join(scopes)}."
     )
-
-
-__all__ = [
-    "BATCH_LIMIT",
-    "CALL_BUDGET_S",
-    "REASONS",
-    "REQUEST_TIMEOUT_S",
-    "Answer",
-    "ApiCalls",
-    "CallFailed",
-    "Clock",
-    "Deadline",
-    "Kind",
-    "Pacer",
-    "RunTimedOut",
-    "Transport",
-    "answer_of",
-    "classify",
-    "credentials",
-    "credentials_rejected",
-    "direct",
-    "message_of",
-    "reasons",
-    "retry_after",
-]
