@@ -866,40 +866,21 @@ class Progress:
     def __init__(
         self, what: str, total: int, clock: google.Clock, every: float = PROGRESS_EVERY_S
     ) -> None:
-        self.what = what
-        self.total = total
-        self.clock = clock
-        self.every = every
+        self.what, self.total, self.clock, self.every = what, total, clock, every
         self.started = clock.now()
         self.next = self.started + every
 
     def tick(self, done: int, note: str = "", verb: str = "applied") -> None:
+        """Log the line if it is time to."""
         now = self.clock.now()
         if now < self.next:
             return
         self.next = now + self.every
         rate = done / max(now - self.started, 1e-9)
+        line = f"{self.what}: {done:,}" + (f" of {self.total:,}" if self.total else "")
+        line += f" {verb}, {rate:.1f}/s"
         if self.total and rate > 0:
             left = (self.total - done) / rate
-            eta = f", about {_duration(left)} left"
-        else:
-            eta = ""
-        of = f" of {self.total:,}" if self.total else ""
-        log.info(
-            "%s: %s%s %s, %.1f/s%s%s",  # e.g. "renames: 1,200 of 6,700 applied, 3.1/s, …"
-            self.what,
-            f"{done:,}",
-            of,
-            verb,
-            rate,
-            eta,
-            f" ({note})" if note else "",
-        )
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
+            when = f"{left:.0f} s" if left < 90 else f"{left / 60:.0f} min"
+            line += f", about {when if left < 5400 else f'{left / 3600:.1f} h'} left"
+        log.info("%s%s", line, f" ({note})" if note else "")
