@@ -757,8 +757,14 @@ class _Renames:
     def _unchanged(self, chunk: list[str]) -> list[str]:
         """`chunk` without the files someone else renamed, moved or trashed since the
         listing: renaming them would overwrite what a person did."""
-        # Our own renames come back through the feed too: only others' changes count.
-        self.changed |= self.source._changed_since_listing() - self.applied
+        try:
+            # Our own renames come back through the feed too: only others' changes count.
+            self.changed |= self.source._changed_since_listing() - self.applied
+        except DriveCallError as exc:  # e.g. the token expired: what changed is unknown
+            log.warning("drive: renames stopped, the rest next run: %s", exc)
+            self.dropped.update(chunk, self.queue)
+            self.queue.clear()
+            return []
         changed = self.changed
         dropped = [i for i in chunk if i in changed]
         if dropped:

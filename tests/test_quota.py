@@ -537,3 +537,22 @@ def test_sheets_rate_limits_are_waited_out_until_the_runs_deadline() -> None:
         emu.fail_next(*["429"] * 8)
         with pytest.raises(google.RunTimedOut, match="RUN_TIMEOUT_S"):
             late.publish(Catalog(), "x", NOW)
+
+
+def test_renames_stop_without_failing_when_the_changes_feed_cannot_be_read() -> None:
+    """What changed since the listing is unknown: the rest is pending, nothing fails."""
+    with DriveEmulator() as emu:
+        root, renames = misnamed(emu, 20)
+        source = source_for(emu, root)
+        source.read(None, now=NOW)
+        send = source._rename_batch
+
+        def batch(chunk: Any) -> dict[str, google.Answer]:
+            answers = send(chunk)
+            emu.expire_change_tokens()  # the next check is refused
+            return answers
+
+        source._rename_batch = batch  # type: ignore[method-assign]
+        result = source.rename(renames)
+        assert result.applied and not result.problems
+        assert result.pending == {r.id for r in renames} - result.applied
