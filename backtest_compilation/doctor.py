@@ -28,7 +28,7 @@ from .drive import SCOPE_READ, SCOPE_RENAME, DriveCallError, DriveSource
 from .errors import ConfigError, RunError
 from .naming import department_code, parse_course
 from .sheet import SCOPE, open_report
-from .sheet_layout import layout_of
+from .sheet_layout import Layout, layout_of
 from .store import BACKTESTS, CODES, COURSES
 from .tree import FOLDER_MIME
 
@@ -319,17 +319,20 @@ def check_folder(
             "it is one level too deep",
             f"{use}, the one that holds the department folders; see {README_CONFIG}",
         )
+    yield _rename_rights(config, bool(meta.get("capabilities", {}).get("canEdit")), kind, who)
+
+
+def _rename_rights(config: settings.Settings, can_edit: bool, kind: str, who: str) -> Check:
     if not config.rename_files:
-        yield _ok("rename rights", "renames are off (RENAME_FILES=false): reading is enough")
-    elif meta.get("capabilities", {}).get("canEdit"):
-        yield _ok("rename rights", f"{who} may rename files in the {kind}")
-    else:
-        yield _bad(
-            "rename rights",
-            f"{who} may only read the {kind} (Drive capabilities.canEdit is false)",
-            f"give {who} the Content manager role on the shared drive (Editor on a folder), "
-            f"or set RENAME_FILES=false; see {README_GOOGLE}",
-        )
+        return _ok("rename rights", "renames are off (RENAME_FILES=false): reading is enough")
+    if can_edit:
+        return _ok("rename rights", f"{who} may rename files in the {kind}")
+    return _bad(
+        "rename rights",
+        f"{who} may only read the {kind} (Drive capabilities.canEdit is false)",
+        f"give {who} the Content manager role on the shared drive (Editor on a folder), "
+        f"or set RENAME_FILES=false; see {README_GOOGLE}",
+    )
 
 
 def _one_level_too_deep(
@@ -411,6 +414,13 @@ def check_spreadsheet(
     except RunError as exc:
         yield _bad("sheet tabs", f"Sheets could not read the tabs: {exc}", share_fix)
         return
+    yield from _tabs(layout, titles, editable, who, share_fix)
+
+
+def _tabs(
+    layout: Layout, titles: list[str], editable: bool, who: str, share_fix: str
+) -> Iterator[Check]:
+    """The people's tab is there; the tool's tabs are, or can be created."""
     folded = {t.casefold() for t in titles}
     if layout.copies_tab.casefold() in folded:
         yield _ok("people's tab", f"{layout.copies_tab!r} present")
@@ -517,46 +527,77 @@ def check_mongo(config: settings.Settings, *, timeout_ms: int = MONGO_TIMEOUT_MS
                     fix_reach,
                 )
             ]
-        checks = [_ok("MongoDB", f"{where} reachable")]
-        status = client.admin.command("connectionStatus", showPrivileges=True)
-        users = status.get("authInfo", {}).get("authenticatedUsers") or []
-        rights_fix = (
-            f"grant the user readWrite on {config.mongo_db} (db.grantRolesToUser); "
-            f"see {README_MONGO}"
-        )
-        if not users:
-            try:
-                client[config.mongo_db].list_collection_names()
-            except OperationFailure as exc:
-                checks.append(
-                    _bad(
-                        "MongoDB rights",
-                        f"not authenticated and the server requires it (code {exc.code})",
-                        f"put the user and password into MONGO_URI; see {README_MONGO}",
-                    )
-                )
-                return checks
-            checks.append(
-                _ok(
-                    "MongoDB rights",
-                    f"no authentication required: any client may write {config.mongo_db}",
-                )
-            )
-            return checks
-        allowed, why = can_write_collections(status, config.mongo_db)
-        user = users[0].get("user", "?")
-        if allowed:
-            checks.append(_ok("MongoDB rights", f"user {user!r}: {why}"))
-        else:
-            checks.append(_bad("MongoDB rights", f"user {user!r}: {why}", rights_fix))
-        return checks
+        return [_ok("MongoDB", f"{where} reachable"), _mongo_rights(client, config.mongo_db)]
     except PyMongoError as exc:
         return [_bad("MongoDB", f"{where}: {type(exc).__name__}", fix_reach)]
     finally:
         client.close()
 
 
+def _mongo_rights(client: Any, db: str) -> Check:
+    """Whether the user MONGO_URI names may write the three collections of `db`."""
+    from pymongo.errors import OperationFailure
+
+    name = "MongoDB rights"
+    status = client.admin.command("connectionStatus", showPrivileges=True)
+    users = status.get("authInfo", {}).get("authenticatedUsers") or []
+    if not users:
+        try:
+            client[db].list_collection_names()
+        except OperationFailure as exc:
+            return _bad(
+                name,
+                f"not authenticated and the server requires it (code {exc.code})",
+                f"put the user and password into MONGO_URI; see {README_MONGO}",
+            )
+        return _ok(name, f"no authentication required: any client may write {db}")
+    allowed, why = can_write_collections(status, db)
+    user = users[0].get("user", "?")
+    if allowed:
+        return _ok(name, f"user {user!r}: {why}")
+    fix = f"grant the user readWrite on {db} (db.grantRolesToUser); see {README_MONGO}"
+    return _bad(name, f"user {user!r}: {why}", fix)
+
+
 # ---------------------------------------------------------------- all of it
+
+
+def _google_checks(config: settings.Settings, key_ok: bool, timeout_s: float) -> Iterator[Check]:
+    """Tokens of exactly the scopes a sync asks for, then Drive and the spreadsheet
+    through the adapters a sync uses (one attempt per call: doctor must be quick)."""
+    from google.auth.credentials import AnonymousCredentials
+
+    from .google import credentials
+
+    creds: dict[str, Any] = {}
+    tokens_ok = key_ok
+    for api, scopes, needed in (
+        ("Drive", drive_scopes(config), not config.drive_api_endpoint),
+        ("Sheets", (SCOPE,), bool(config.sheet_url) and not config.sheets_api_endpoint),
+    ):
+        if key_ok and needed:
+            who = config.delegate_email
+            creds[api] = credentials(config.google_credentials_file, who, scopes)
+            check = check_token(f"{api} token", creds[api], scopes, who, timeout_s)
+            tokens_ok = tokens_ok and check.ok
+            yield check
+    if config.drive_api_endpoint or config.sheets_api_endpoint:
+        yield _ok("tokens", "not asked for the APIs with an endpoint set (no credentials used)")
+    if not tokens_ok:
+        yield _skipped("Drive and the spreadsheet", "not checked without a key and tokens")
+        return
+    drive = DriveSource(
+        config.folder_id,
+        credentials=creds.get("Drive") or AnonymousCredentials(),
+        endpoint=config.drive_api_endpoint,
+        delegate=config.delegate_email,
+        num_retries=0,
+        timeout=timeout_s,
+        call_budget_s=timeout_s,
+    )
+    dead = _Unanswered()
+    yield from check_folder(config, drive, dead)
+    yield from check_spreadsheet(config, drive, creds.get("Sheets"), dead, timeout_s)
 
 
 def run_checks(
@@ -582,49 +623,8 @@ def run_checks(
     key = check_key_file(config)
     add(key)
 
-    dead = _Unanswered()
-    drive_creds: Any = None
-    sheets_creds: Any = None
-    tokens_ok = key.ok
-    if key.ok and not config.drive_api_endpoint:
-        from .google import credentials
-
-        scopes = drive_scopes(config)
-        drive_creds = credentials(config.google_credentials_file, config.delegate_email, scopes)
-        check = check_token("Drive token", drive_creds, scopes, config.delegate_email, timeout_s)
-        tokens_ok = tokens_ok and check.ok
+    for check in _google_checks(config, key.ok, timeout_s):
         add(check)
-    if key.ok and config.sheet_url and not config.sheets_api_endpoint:
-        from .google import credentials
-
-        sheets_creds = credentials(config.google_credentials_file, config.delegate_email, (SCOPE,))
-        check = check_token(
-            "Sheets token", sheets_creds, (SCOPE,), config.delegate_email, timeout_s
-        )
-        tokens_ok = tokens_ok and check.ok
-        add(check)
-    if config.drive_api_endpoint or config.sheets_api_endpoint:
-        add(_ok("tokens", "not asked for the APIs with an endpoint set (no credentials used)"))
-
-    if not tokens_ok:
-        add(_skipped("Drive and the spreadsheet", "not checked without a key and tokens"))
-    else:
-        from google.auth.credentials import AnonymousCredentials
-
-        drive = DriveSource(
-            config.folder_id,
-            credentials=drive_creds or AnonymousCredentials(),
-            endpoint=config.drive_api_endpoint,
-            delegate=config.delegate_email,
-            num_retries=0,  # doctor must finish quickly: one attempt per call
-            timeout=timeout_s,
-            call_budget_s=timeout_s,
-        )
-        for check in check_folder(config, drive, dead):
-            add(check)
-        for check in check_spreadsheet(config, drive, sheets_creds, dead, timeout_s):
-            add(check)
-
     for check in check_mongo(config, timeout_ms=mongo_timeout_ms):
         add(check)
     add(check_cache_dir(config))
