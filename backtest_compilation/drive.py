@@ -501,20 +501,8 @@ class DriveSource:
         root = _Root(
             previous.root_id, previous.root_name, previous.drive_id, previous.is_shared_drive
         )
-        params: dict[str, Any] = {
-            "pageToken": previous.page_token,
-            "pageSize": PAGE_SIZE,
-            "fields": CHANGE_FIELDS,
-            "supportsAllDrives": True,
-        }
-        if root.drive_id:
-            params.update(driveId=root.drive_id, includeItemsFromAllDrives=True)
-        changes: list[dict[str, Any]] = []
-        token = previous.page_token
         try:
-            for page in self._pages("changes.list", **params):
-                changes.extend(page.get("changes", []))
-                token = page.get("newStartPageToken") or token
+            changes, token = self._changes(previous.page_token, root.drive_id)
         except DriveCallError as exc:
             if exc.status not in (400, 404, 410):
                 raise
@@ -684,26 +672,29 @@ class DriveSource:
             results.setdefault(r.id, Answer(Kind.TRANSIENT, 0, "no answer in the batch response"))
         return results
 
+    def _changes(
+        self, token: str, drive_id: str | None, fields: str = CHANGE_FIELDS
+    ) -> tuple[list[dict[str, Any]], str]:
+        """Every change since `token`, and the token to follow the feed from next time."""
+        params: dict[str, Any] = {"pageToken": token, "pageSize": PAGE_SIZE, "fields": fields}
+        if drive_id:
+            params.update(driveId=drive_id, includeItemsFromAllDrives=True)
+        changes: list[dict[str, Any]] = []
+        for page in self._pages("changes.list", supportsAllDrives=True, **params):
+            changes.extend(page.get("changes", []))
+            token = page.get("newStartPageToken") or token
+        return changes, token
+
     def _changed_since_listing(self) -> set[str]:
         """Ids of the files the changes feed reports changed since the listing (one
         cheap read; the feed's position moves on). Empty before any `read`."""
         if self._feed is None:
             return set()
         token, drive_id = self._feed
-        params: dict[str, Any] = {
-            "pageToken": token,
-            "pageSize": PAGE_SIZE,
-            "fields": "nextPageToken,newStartPageToken,changes(fileId)",
-            "supportsAllDrives": True,
-        }
-        if drive_id:
-            params.update(driveId=drive_id, includeItemsFromAllDrives=True)
-        changed: set[str] = set()
-        for page in self._pages("changes.list", **params):
-            changed.update(c.get("fileId", "") for c in page.get("changes", []))
-            token = page.get("newStartPageToken") or token
+        ids_only = "nextPageToken,newStartPageToken,changes(fileId)"
+        changes, token = self._changes(token, drive_id, ids_only)
         self._feed = (token, drive_id)
-        return changed
+        return {c.get("fileId", "") for c in changes}
 
 
 READ_ONLY = "insufficientFilePermissions"  # Drive's reason when the account may only read
