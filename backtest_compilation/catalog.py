@@ -139,6 +139,7 @@ class RenameResult:
     applied: frozenset[str] = frozenset()
     problems: tuple[Problem, ...] = ()
     pending: frozenset[str] = frozenset()  # not reached this run (time or quota): next run
+    refused: str = ""  # why Drive refuses every rename (read-only access): the fix, one line
 
 
 @dataclass(frozen=True, slots=True)

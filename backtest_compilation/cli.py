@@ -527,6 +527,7 @@ def drive_source(
         sleep=sleep,
         rename_stall_s=config.rename_stall_s,
         rename_budget_s=config.rename_budget_s,
+        writes_per_s=config.drive_writes_per_s,
         deadline=deadline or google.NO_DEADLINE,
     )
 

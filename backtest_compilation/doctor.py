@@ -24,20 +24,21 @@ from typing import Any, Final, TextIO
 from zoneinfo import ZoneInfo
 
 from . import schedule, settings
+from .drive import SCOPE_READ, SCOPE_RENAME, DriveCallError, DriveSource
 from .errors import ConfigError, RunError
+from .naming import department_code, parse_course
+from .sheet import SCOPE, open_report
+from .sheet_layout import Layout, layout_of
+from .store import BACKTESTS, CODES, COURSES
+from .tree import FOLDER_MIME
 
 CALL_TIMEOUT_S: Final = 8.0
 MONGO_TIMEOUT_MS: Final = 5000
-FOLDER_MIME: Final = "application/vnd.google-apps.folder"
 SHEET_MIME: Final = "application/vnd.google-apps.spreadsheet"
 # Built-in MongoDB roles that may insert, update and delete in a database's collections.
 _WRITE_ROLES: Final = {"readWrite", "dbOwner", "root", "readWriteAnyDatabase", "__system"}
 _ANY_DB_ROLES: Final = {"root", "readWriteAnyDatabase", "__system"}
-COLLECTIONS: Final = (
-    "backtest_course_code_collection",
-    "backtest_courses_collection",
-    "backtest_collection",
-)
+COLLECTIONS: Final = (CODES, COURSES, BACKTESTS)
 
 # README sections a fix points to.
 README_CONFIG = 'README "Configuration"'
@@ -56,9 +57,10 @@ class Check:
     ok: bool
     detail: str
     fix: str = ""
+    skipped: bool = False  # not run because of another line's ✗: not a failure of its own
 
     def line(self) -> str:
-        mark = "✓" if self.ok else "✗"
+        mark = "–" if self.skipped else "✓" if self.ok else "✗"
         text = f"{mark} {self.name}: {self.detail}"
         if not self.ok and self.fix:
             text += f"\n    fix: {self.fix}"
@@ -78,6 +80,10 @@ def _ok(name: str, detail: str) -> Check:
 
 def _bad(name: str, detail: str, fix: str) -> Check:
     return Check(name, False, detail, fix)
+
+
+def _skipped(name: str, detail: str) -> Check:
+    return Check(name, False, detail, skipped=True)
 
 
 # ---------------------------------------------------------------- local checks
@@ -200,35 +206,8 @@ def check_healthcheck(config: settings.Settings) -> Check:
 # ---------------------------------------------------------------- Google
 
 
-class _TimeoutRequest:
-    """google-auth's transport with a bounded timeout (its default is 120 s)."""
-
-    def __init__(self, timeout_s: float) -> None:
-        import requests
-        from google.auth.transport.requests import Request
-
-        session = requests.Session()
-        self._inner = Request(session)
-        self._timeout = timeout_s
-
-    def __call__(
-        self,
-        url: str,
-        method: str = "GET",
-        body: Any = None,
-        headers: Any = None,
-        timeout: Any = None,
-        **kwargs: Any,
-    ) -> Any:
-        return self._inner(
-            url, method=method, body=body, headers=headers, timeout=self._timeout, **kwargs
-        )
-
-
 def drive_scopes(config: settings.Settings) -> tuple[str, ...]:
     """The Drive scopes a sync asks for (renames on: read + metadata)."""
-    from .drive import SCOPE_READ, SCOPE_RENAME
-
     return (SCOPE_READ, SCOPE_RENAME) if config.rename_files else (SCOPE_READ,)
 
 
@@ -237,6 +216,8 @@ def check_token(
 ) -> Check:
     """Ask Google for a token of exactly `scopes` for `delegate` (a read: nothing changes)."""
     import google.auth.exceptions
+    import httplib2
+    from google_auth_httplib2 import Request
 
     listed = ", ".join(s.rsplit("/", 1)[-1] for s in scopes)
     fix = (
@@ -245,7 +226,8 @@ def check_token(
         f"see {README_GOOGLE}"
     )
     try:
-        credentials.refresh(_TimeoutRequest(timeout_s))
+        # google-auth's own transport waits up to 120 s; doctor must finish quickly.
+        credentials.refresh(Request(httplib2.Http(timeout=timeout_s)))
     except google.auth.exceptions.RefreshError as exc:
         first = str(exc.args[0]) if exc.args else "refused"
         code = first.split(":", 1)[0].strip() or "refused"
@@ -257,55 +239,6 @@ def check_token(
             f"check the network connection to oauth2.googleapis.com; see {README_TROUBLE}",
         )
     return _ok(name, f"granted for {listed} as {delegate or 'the service account'}")
-
-
-def _drive_service(config: settings.Settings, credentials: Any, timeout_s: float) -> Any:
-    import httplib2
-    from google_auth_httplib2 import AuthorizedHttp
-    from googleapiclient.discovery import build
-
-    from .google import direct
-
-    endpoint = config.drive_api_endpoint
-    proxy = None if direct(endpoint) else httplib2.proxy_info_from_environment
-    http = httplib2.Http(timeout=timeout_s, proxy_info=proxy)
-    return build(
-        "drive",
-        "v3",
-        http=AuthorizedHttp(credentials, http=http),
-        static_discovery=True,
-        cache_discovery=False,
-        client_options={"api_endpoint": f"{endpoint}/drive/v3/"} if endpoint else None,
-    )
-
-
-def _google_error(exc: Exception) -> tuple[int, str]:
-    """(HTTP status, `reason: message`) of a googleapiclient error; (0, type) otherwise."""
-    from googleapiclient.errors import HttpError
-
-    if not isinstance(exc, HttpError):
-        return 0, type(exc).__name__
-    try:
-        error = json.loads(exc.content.decode("utf-8"))["error"]
-        reasons = ", ".join(e.get("reason", "") for e in error.get("errors", []))
-        return exc.status_code, f"{reasons}: {error.get('message', '')}".strip(": ")
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return exc.status_code, str(exc.reason or "")
-
-
-def _file_meta(service: Any, file_id: str, capabilities: str) -> dict[str, Any]:
-    """One read of a Drive item: what it is, whether it is trashed, and what the delegate
-    may do with it (Drive's `capabilities`). Not retried: doctor must finish quickly."""
-    meta: dict[str, Any] = (
-        service.files()
-        .get(
-            fileId=file_id,
-            fields=f"id,name,mimeType,trashed,capabilities({capabilities})",
-            supportsAllDrives=True,
-        )
-        .execute(num_retries=0)
-    )
-    return meta
 
 
 def _drive_silent(reason: str) -> Check:
@@ -331,85 +264,102 @@ def _who(config: settings.Settings) -> str:
     return f"the service account {email} (DELEGATE_EMAIL is not set)"
 
 
-def check_folder(config: settings.Settings, service: Any, dead: _Unanswered) -> Iterator[Check]:
-    """`FOLDER_ID` exists, is a shared drive or a folder, and (renames on) the delegate may
-    rename in it: Drive's `capabilities.canEdit`."""
+def check_folder(
+    config: settings.Settings, drive: DriveSource, dead: _Unanswered
+) -> Iterator[Check]:
+    """`FOLDER_ID` exists, is a shared drive or a folder that holds departments, and
+    (renames on) the delegate may rename in it: Drive's `capabilities.canEdit`."""
     who = _who(config)
-    share_fix = (
-        f"share the drive or folder with {who} (renames need Content manager / Editor), "
-        f"or fix FOLDER_ID; see {README_GOOGLE}"
-    )
-    kind = ""
-    caps: dict[str, Any] = {}
-    title = ""
+    caps = "capabilities(canEdit)"
     try:
-        drive = (
-            service.drives()
-            .get(driveId=config.folder_id, fields="id,name,capabilities(canEdit,canListChildren)")
-            .execute(num_retries=0)
-        )
-        kind, title, caps = "shared drive", drive.get("name", ""), drive.get("capabilities", {})
-    except Exception as exc:
-        status, _ = _google_error(exc)
-        if status == 0:
+        meta = drive.shared_drive(config.folder_id, f"id,name,{caps}")
+        kind = "shared drive" if meta is not None else "folder"
+        if meta is None:
+            meta = drive.item(config.folder_id, f"id,name,mimeType,trashed,driveId,parents,{caps}")
+    except DriveCallError as exc:
+        if exc.status == 0:
             dead.services.add("drive")
-            yield _drive_silent(_google_error(exc)[1])
+            yield _drive_silent(exc.detail)
             return
-        if status not in (403, 404):  # a folder id gives 404 here (403 when it is hidden)
-            yield _bad(
-                "FOLDER_ID",
-                f"Drive refused drives.get: HTTP {status} {_google_error(exc)[1]}",
-                f"see {README_GOOGLE}",
-            )
-            return
-    if not kind:
-        try:
-            meta = _file_meta(service, config.folder_id, "canEdit,canListChildren")
-        except Exception as exc:
-            status, reason = _google_error(exc)
-            if status == 0:
-                dead.services.add("drive")
-                yield _drive_silent(reason)
-                return
-            yield _bad(
-                "FOLDER_ID",
-                f"{config.folder_id!r} was not found by {who} (HTTP {status} {reason})",
-                share_fix,
-            )
-            return
-        if meta.get("mimeType") != FOLDER_MIME:
-            yield _bad(
-                "FOLDER_ID",
-                f"{config.folder_id!r} is a file ({meta.get('mimeType')}), "
-                "not a shared drive or folder",
-                f"use the id of the backtest drive or its folder; see {README_CONFIG}",
-            )
-            return
-        if meta.get("trashed"):
-            yield _bad(
-                "FOLDER_ID",
-                f"folder {meta.get('name')!r} is in the trash",
-                f"restore it from the trash in Drive, or fix FOLDER_ID; see {README_CONFIG}",
-            )
-            return
-        kind, title, caps = "folder", meta.get("name", ""), meta.get("capabilities", {})
-    yield _ok("FOLDER_ID", f"{kind} {title!r}, readable by {who}")
-    if not config.rename_files:
-        yield _ok("rename rights", "renames are off (RENAME_FILES=false): reading is enough")
-    elif caps.get("canEdit"):
-        yield _ok("rename rights", f"{who} may rename files in the {kind}")
-    else:
         yield _bad(
-            "rename rights",
-            f"{who} may only read the {kind} (Drive capabilities.canEdit is false)",
-            f"give {who} the Content manager role on the shared drive (Editor on a folder), "
-            f"or set RENAME_FILES=false; see {README_GOOGLE}",
+            "FOLDER_ID",
+            f"{config.folder_id!r} was not found by {who} (HTTP {exc.detail})",
+            f"share the drive or folder with {who} (renames need Content manager / Editor), "
+            f"or fix FOLDER_ID; see {README_GOOGLE}",
         )
+        return
+    if meta.get("mimeType", FOLDER_MIME) != FOLDER_MIME:
+        yield _bad(
+            "FOLDER_ID",
+            f"{config.folder_id!r} is a file ({meta.get('mimeType')}), "
+            "not a shared drive or folder",
+            f"use the id of the backtest drive or its folder; see {README_CONFIG}",
+        )
+        return
+    if meta.get("trashed"):
+        yield _bad(
+            "FOLDER_ID",
+            f"folder {meta.get('name')!r} is in the trash",
+            f"restore it from the trash in Drive, or fix FOLDER_ID; see {README_CONFIG}",
+        )
+        return
+    title = meta.get("name", "")
+    try:
+        deep = _one_level_too_deep(drive, meta, kind == "shared drive")
+    except RunError:  # a listing refused: the rights lines below say why
+        deep = None
+    if deep is None:
+        yield _ok("FOLDER_ID", f"{kind} {title!r}, readable by {who}")
+    else:
+        courses, parent = deep
+        use = f"set FOLDER_ID to {parent}" if parent else "set FOLDER_ID to the folder above it"
+        yield _bad(
+            "FOLDER_ID",
+            f"{kind} {title!r} holds course folders ({courses}), not departments: "
+            "it is one level too deep",
+            f"{use}, the one that holds the department folders; see {README_CONFIG}",
+        )
+    yield _rename_rights(config, bool(meta.get("capabilities", {}).get("canEdit")), kind, who)
+
+
+def _rename_rights(config: settings.Settings, can_edit: bool, kind: str, who: str) -> Check:
+    if not config.rename_files:
+        return _ok("rename rights", "renames are off (RENAME_FILES=false): reading is enough")
+    if can_edit:
+        return _ok("rename rights", f"{who} may rename files in the {kind}")
+    return _bad(
+        "rename rights",
+        f"{who} may only read the {kind} (Drive capabilities.canEdit is false)",
+        f"give {who} the Content manager role on the shared drive (Editor on a folder), "
+        f"or set RENAME_FILES=false; see {README_GOOGLE}",
+    )
+
+
+def _one_level_too_deep(
+    drive: DriveSource, meta: Mapping[str, Any], shared: bool
+) -> tuple[str, str] | None:
+    """When the root's child folders look like course folders (`DEPT-NNNN Title`) and
+    none like a department: (a few of their names, its parent `'name' (id)` when the
+    account can see it, else ""). None when the root looks right."""
+    drive_id = meta["id"] if shared else meta.get("driveId")
+    names = drive.child_folders(meta["id"], drive_id)
+    courses = sorted(n for n in names if parse_course(n))
+    if not courses or any(department_code(n) for n in names):
+        return None
+    shown = ", ".join(map(repr, courses[:2])) + (", …" if len(courses) > 2 else "")
+    parent = (meta.get("parents") or [""])[0]
+    try:  # a folder at the top of a shared drive has the drive as its parent
+        above = drive.shared_drive(parent) if parent == drive_id else drive.item(parent, "name")
+    except RunError:
+        above = None
+    if not parent or above is None:  # a shared drive, or a parent the account cannot see
+        return shown, ""
+    return shown, f"{above.get('name', '')!r} ({parent})"
 
 
 def check_spreadsheet(
     config: settings.Settings,
-    drive_service: Any,
+    drive: DriveSource,
     sheets_credentials: Any,
     dead: _Unanswered,
     timeout_s: float,
@@ -417,34 +367,20 @@ def check_spreadsheet(
     """The spreadsheet is reachable, editable by the delegate (Drive's
     `capabilities.canEdit` for its id), has the people's tab, and the tool's tabs exist or
     can be created."""
-    from .cli import sheet_layout
-    from .sheet import open_report
-
     who = _who(config)
     if not config.sheet_url:
         yield _ok("spreadsheet", "SHEET_URL is not set: syncs skip the sheet (with a warning)")
         return
     share_fix = f"share the spreadsheet with {who} as Editor, or fix SHEET_URL; see {README_SHEET}"
     key = config.sheet_key
-    editable = False
     if "drive" in dead.services:
-        yield _bad(
-            "spreadsheet",
-            "not checked: Drive did not answer",
-            f"fix the FOLDER_ID line first; see {README_TROUBLE}",
-        )
+        yield _skipped("spreadsheet", "not checked: Drive did not answer")
         return
     try:
-        meta = _file_meta(drive_service, key, "canEdit")
-    except Exception as exc:
-        status, reason = _google_error(exc)
-        if status == 0:
-            dead.services.add("drive")
-        yield _bad(
-            "spreadsheet",
-            f"{key} is not visible to {who} in Drive (HTTP {status} {reason})",
-            share_fix,
-        )
+        meta = drive.item(key, "id,name,mimeType,capabilities(canEdit)")
+    except DriveCallError as exc:
+        detail = f"HTTP {exc.detail}" if exc.status else exc.detail
+        yield _bad("spreadsheet", f"{key} is not visible to {who} in Drive ({detail})", share_fix)
         return
     if meta.get("mimeType") != SHEET_MIME:
         yield _bad(
@@ -463,8 +399,7 @@ def check_spreadsheet(
             "it (Drive capabilities.canEdit is false)",
             share_fix,
         )
-
-    layout = sheet_layout(config)
+    layout = layout_of(config)
     report = open_report(
         key,
         endpoint=config.sheets_api_endpoint,
@@ -472,19 +407,20 @@ def check_spreadsheet(
         layout=layout,
         retries=0,
         who=who,
+        timeout=timeout_s,
     )
-    report.client.timeout = timeout_s
     try:
-        meta = report._call(
-            "read the spreadsheet",
-            lambda: report.client.fetch_sheet_metadata(
-                key, params={"fields": "sheets.properties.title"}
-            ),
-        )
+        titles = [tab.title for tab in report.read().tabs]
     except RunError as exc:
         yield _bad("sheet tabs", f"Sheets could not read the tabs: {exc}", share_fix)
         return
-    titles = [s.get("properties", {}).get("title", "") for s in meta.get("sheets", [])]
+    yield from _tabs(layout, titles, editable, who, share_fix)
+
+
+def _tabs(
+    layout: Layout, titles: list[str], editable: bool, who: str, share_fix: str
+) -> Iterator[Check]:
+    """The people's tab is there; the tool's tabs are, or can be created."""
     folded = {t.casefold() for t in titles}
     if layout.copies_tab.casefold() in folded:
         yield _ok("people's tab", f"{layout.copies_tab!r} present")
@@ -591,46 +527,77 @@ def check_mongo(config: settings.Settings, *, timeout_ms: int = MONGO_TIMEOUT_MS
                     fix_reach,
                 )
             ]
-        checks = [_ok("MongoDB", f"{where} reachable")]
-        status = client.admin.command("connectionStatus", showPrivileges=True)
-        users = status.get("authInfo", {}).get("authenticatedUsers") or []
-        rights_fix = (
-            f"grant the user readWrite on {config.mongo_db} (db.grantRolesToUser); "
-            f"see {README_MONGO}"
-        )
-        if not users:
-            try:
-                client[config.mongo_db].list_collection_names()
-            except OperationFailure as exc:
-                checks.append(
-                    _bad(
-                        "MongoDB rights",
-                        f"not authenticated and the server requires it (code {exc.code})",
-                        f"put the user and password into MONGO_URI; see {README_MONGO}",
-                    )
-                )
-                return checks
-            checks.append(
-                _ok(
-                    "MongoDB rights",
-                    f"no authentication required: any client may write {config.mongo_db}",
-                )
-            )
-            return checks
-        allowed, why = can_write_collections(status, config.mongo_db)
-        user = users[0].get("user", "?")
-        if allowed:
-            checks.append(_ok("MongoDB rights", f"user {user!r}: {why}"))
-        else:
-            checks.append(_bad("MongoDB rights", f"user {user!r}: {why}", rights_fix))
-        return checks
+        return [_ok("MongoDB", f"{where} reachable"), _mongo_rights(client, config.mongo_db)]
     except PyMongoError as exc:
         return [_bad("MongoDB", f"{where}: {type(exc).__name__}", fix_reach)]
     finally:
         client.close()
 
 
+def _mongo_rights(client: Any, db: str) -> Check:
+    """Whether the user MONGO_URI names may write the three collections of `db`."""
+    from pymongo.errors import OperationFailure
+
+    name = "MongoDB rights"
+    status = client.admin.command("connectionStatus", showPrivileges=True)
+    users = status.get("authInfo", {}).get("authenticatedUsers") or []
+    if not users:
+        try:
+            client[db].list_collection_names()
+        except OperationFailure as exc:
+            return _bad(
+                name,
+                f"not authenticated and the server requires it (code {exc.code})",
+                f"put the user and password into MONGO_URI; see {README_MONGO}",
+            )
+        return _ok(name, f"no authentication required: any client may write {db}")
+    allowed, why = can_write_collections(status, db)
+    user = users[0].get("user", "?")
+    if allowed:
+        return _ok(name, f"user {user!r}: {why}")
+    fix = f"grant the user readWrite on {db} (db.grantRolesToUser); see {README_MONGO}"
+    return _bad(name, f"user {user!r}: {why}", fix)
+
+
 # ---------------------------------------------------------------- all of it
+
+
+def _google_checks(config: settings.Settings, key_ok: bool, timeout_s: float) -> Iterator[Check]:
+    """Tokens of exactly the scopes a sync asks for, then Drive and the spreadsheet
+    through the adapters a sync uses (one attempt per call: doctor must be quick)."""
+    from google.auth.credentials import AnonymousCredentials
+
+    from .google import credentials
+
+    creds: dict[str, Any] = {}
+    tokens_ok = key_ok
+    for api, scopes, needed in (
+        ("Drive", drive_scopes(config), not config.drive_api_endpoint),
+        ("Sheets", (SCOPE,), bool(config.sheet_url) and not config.sheets_api_endpoint),
+    ):
+        if key_ok and needed:
+            who = config.delegate_email
+            creds[api] = credentials(config.google_credentials_file, who, scopes)
+            check = check_token(f"{api} token", creds[api], scopes, who, timeout_s)
+            tokens_ok = tokens_ok and check.ok
+            yield check
+    if config.drive_api_endpoint or config.sheets_api_endpoint:
+        yield _ok("tokens", "not asked for the APIs with an endpoint set (no credentials used)")
+    if not tokens_ok:
+        yield _skipped("Drive and the spreadsheet", "not checked without a key and tokens")
+        return
+    drive = DriveSource(
+        config.folder_id,
+        credentials=creds.get("Drive") or AnonymousCredentials(),
+        endpoint=config.drive_api_endpoint,
+        delegate=config.delegate_email,
+        num_retries=0,
+        timeout=timeout_s,
+        call_budget_s=timeout_s,
+    )
+    dead = _Unanswered()
+    yield from check_folder(config, drive, dead)
+    yield from check_spreadsheet(config, drive, creds.get("Sheets"), dead, timeout_s)
 
 
 def run_checks(
@@ -651,53 +618,13 @@ def run_checks(
     for c in checks:
         add(c)
     if config is None:
-        add(_bad("other checks", "skipped until the settings are fixed", f"see {README_CONFIG}"))
+        add(_skipped("other checks", "skipped until the settings are fixed"))
         return out
     key = check_key_file(config)
     add(key)
 
-    dead = _Unanswered()
-    drive_creds: Any = None
-    sheets_creds: Any = None
-    tokens_ok = key.ok
-    if key.ok and not config.drive_api_endpoint:
-        from .google import credentials
-
-        scopes = drive_scopes(config)
-        drive_creds = credentials(config.google_credentials_file, config.delegate_email, scopes)
-        check = check_token("Drive token", drive_creds, scopes, config.delegate_email, timeout_s)
-        tokens_ok = tokens_ok and check.ok
+    for check in _google_checks(config, key.ok, timeout_s):
         add(check)
-    if key.ok and config.sheet_url and not config.sheets_api_endpoint:
-        from .google import credentials
-        from .sheet import SCOPE
-
-        sheets_creds = credentials(config.google_credentials_file, config.delegate_email, (SCOPE,))
-        check = check_token(
-            "Sheets token", sheets_creds, (SCOPE,), config.delegate_email, timeout_s
-        )
-        tokens_ok = tokens_ok and check.ok
-        add(check)
-    if config.drive_api_endpoint or config.sheets_api_endpoint:
-        add(_ok("tokens", "not asked for the APIs with an endpoint set (no credentials used)"))
-
-    if not tokens_ok:
-        add(
-            _bad(
-                "Drive and the spreadsheet",
-                "not checked without a key and tokens",
-                f"fix the lines above first; see {README_GOOGLE}",
-            )
-        )
-    else:
-        from google.auth.credentials import AnonymousCredentials
-
-        service = _drive_service(config, drive_creds or AnonymousCredentials(), timeout_s)
-        for check in check_folder(config, service, dead):
-            add(check)
-        for check in check_spreadsheet(config, service, sheets_creds, dead, timeout_s):
-            add(check)
-
     for check in check_mongo(config, timeout_ms=mongo_timeout_ms):
         add(check)
     add(check_cache_dir(config))
@@ -716,12 +643,14 @@ def main(env: Mapping[str, str], *, out: TextIO) -> int:
         print(check.line(), file=out, flush=True)
 
     checks = run_checks(env, emit=emit)
-    failed = [c for c in checks if not c.ok]
+    failed = [c for c in checks if not c.ok and not c.skipped]
+    skipped = sum(c.skipped for c in checks)
     elapsed = time.monotonic() - started
-    if failed:
+    if failed or skipped:
         print(
-            f"{len(failed)} of {len(checks)} checks failed ({elapsed:.1f} s): fix the ✗ lines, "
-            "then run doctor again.",
+            f"{len(failed)} of {len(checks) - skipped} checks failed"
+            f"{f', {skipped} skipped' if skipped else ''} ({elapsed:.1f} s): fix the ✗ "
+            "lines, then run doctor again.",
             file=out,
         )
         return 2

@@ -6,24 +6,22 @@
 - Later runs: the changes feed from the saved page token, applied to the saved
   snapshot; a full listing when the token is missing or rejected, when asked, and
   every `FULL_RESCAN_HOURS`.
-- Renames in batches of at most 100 (`BatchHttpRequest`), sized and paced adaptively.
+- Renames: googleapiclient's `BatchHttpRequest`, one batch at a time, as big as the
+  write pacer's bucket allows (contract §5.9); before each, the changes feed says which
+  files someone else changed meanwhile, and those are left for the next run.
 
 Every HTTP call goes through `google.Transport` (one classification of Google's answers,
-one pacer, bounded retries and time); renames go through an adaptive write pacer that
-finds the rate Drive sustains, re-queues rate-limited parts and reports what it could
-not reach in time as pending (contract §5.9).
+bounded retries and time); renames through the write pacer (`google.Pacer`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
-import urllib.parse
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import partial
@@ -33,7 +31,6 @@ import httplib2
 from google.auth import exceptions as google_auth_exceptions
 from google.auth.credentials import Credentials
 from google_auth_httplib2 import AuthorizedHttp
-from googleapiclient import _auth as googleapiclient_auth
 from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 from googleapiclient.http import BatchHttpRequest, HttpRequest
@@ -47,7 +44,6 @@ from .snapshot import (
     apply_changes,
     differs,
     full_reason,
-    items_from_json,
     reachable,
     sorted_items,
     to_item,
@@ -62,7 +58,7 @@ GOOGLE_ROOT = "https://www.googleapis.com"
 SCOPE_READ = "https://www.googleapis.com/auth/drive.readonly"
 SCOPE_RENAME = "https://www.googleapis.com/auth/drive.metadata"
 PAGE_SIZE = 1000
-BATCH_LIMIT = 100
+BATCH_LIMIT = google.BATCH_LIMIT
 PROGRESS_EVERY_S = 10.0
 # Google documents no limit on `q`; field reports show failures past ~120 OR-ed parents
 # ("The query is too complex", 413). rclone groups 50; so do we, and cap the length.
@@ -84,9 +80,6 @@ CHANGE_FIELDS = (
 )
 
 
-# The file id `RenameRequests` has googleapiclient build its template request for.
-_TEMPLATE_ID = "TEMPLATE"
-
 # ---------------------------------------------------------------- plain data
 
 
@@ -103,9 +96,10 @@ class DriveRead:
 class DriveCallError(ServiceError):
     """A Drive call failed after retries; `status` is the HTTP status (0: no answer)."""
 
-    def __init__(self, message: str, status: int) -> None:
+    def __init__(self, message: str, status: int, detail: str = "") -> None:
         super().__init__(message)
         self.status = status
+        self.detail = detail or message  # Google's answer: `404 notFound: File not found: …`
 
 
 @dataclass(frozen=True)
@@ -190,73 +184,6 @@ class _CountingHttp:
         return getattr(self._inner, name)
 
 
-class RenameRequests:
-    """`files.update` requests that rename a file, built fast.
-
-    googleapiclient builds a request from discovery (parameter checks, URI template, JSON
-    model): 20–50 µs of CPU each, about a second of a cold run at 36,000 renames (GIL
-    held, while the batches wait on the network). This lets it build one,
-    for a placeholder id, and makes every other as the same request with the id and the
-    body put in — `tests/test_drive.py` checks the result is exactly what the library
-    builds, for any id and name."""
-
-    def __init__(self, files: Any) -> None:
-        self._template = t = files.update(
-            fileId=_TEMPLATE_ID, body={"name": ""}, fields="id,name", supportsAllDrives=True
-        )
-        head, sep, query = t.uri.partition("?")
-        if not head.endswith(f"/files/{_TEMPLATE_ID}"):
-            raise ValueError(f"unexpected files.update URI: {t.uri}")
-        self._before_id = head.removesuffix(_TEMPLATE_ID)
-        self._after_id = sep + query
-
-    def __call__(self, file_id: str, name: str) -> HttpRequest:
-        t = self._template
-        return HttpRequest(
-            t.http,
-            t.postproc,
-            self._before_id + urllib.parse.quote(file_id, safe="") + self._after_id,
-            method=t.method,
-            body=json.dumps({"name": name}),
-            headers=dict(t.headers),
-            methodId=t.methodId,
-        )
-
-
-class Batch(BatchHttpRequest):
-    """googleapiclient's batch, with each part written without the `email` package.
-
-    The library writes every part through `email.generator` (a header-folding pass per
-    header, ~60 µs a part): for tens of thousands of renames that was the largest CPU
-    cost of a cold run. This writes the same text directly — `tests/test_drive.py`
-    checks it is identical to the library's for every kind of request and name — and
-    leaves the rest of the batch (Content-IDs, sending, answers, callbacks) to the
-    library."""
-
-    def _serialize_request(self, request: HttpRequest) -> str:
-        if not isinstance(request.body, str | None):  # uploads: the library's way
-            return super()._serialize_request(request)
-        parsed = urllib.parse.urlparse(request.uri)
-        target = urllib.parse.urlunparse(("", "", parsed.path, parsed.params, parsed.query, ""))
-        headers = dict(request.headers)
-        if request.http is not None:
-            creds = googleapiclient_auth.get_credentials_from_http(request.http)
-            if creds is not None:
-                googleapiclient_auth.apply_credentials(creds, headers)
-        content_type = headers.pop("content-type", "application/json")
-        lines = [
-            f"{request.method} {target} HTTP/1.1",
-            f"Content-Type: {content_type}",
-            "MIME-Version: 1.0",
-            *(f"{k}: {v}" for k, v in headers.items()),
-            f"Host: {parsed.netloc}",
-        ]
-        body = request.body
-        if body is not None:
-            lines.append(f"content-length: {len(body)}")
-        return "\n".join(lines) + "\n\n" + (body if body is not None else "")
-
-
 # ---------------------------------------------------------------- the source
 
 
@@ -283,6 +210,7 @@ class DriveSource:
         call_budget_s: float = google.CALL_BUDGET_S,
         rename_stall_s: float = 300.0,
         rename_budget_s: float = 600.0,
+        writes_per_s: float = 3.0,
         deadline: google.Deadline = google.NO_DEADLINE,
         clock: google.Clock | None = None,
     ) -> None:
@@ -297,9 +225,9 @@ class DriveSource:
         self.deadline = deadline
         self.calls = ApiCalls()
         self.clock = clock or google.Clock(sleep)
-        # Reads and writes have separate quotas at Google: one pacer each, same kind.
-        self.pacer = google.Pacer(google.SINGLE_CALLS, clock=self.clock)
-        self.write_pacer = google.Pacer(google.DRIVE_WRITES, clock=self.clock)
+        # Reads and writes have separate quotas at Google: reads are never slowed by writes.
+        self.pacer = google.Pacer(clock=self.clock)
+        self.write_pacer = google.Pacer(writes_per_s, clock=self.clock)
         self.transport = google.Transport(
             "drive",
             pacer=self.pacer,
@@ -324,7 +252,8 @@ class DriveSource:
             cache_discovery=False,
             client_options={"api_endpoint": f"{root}/drive/v3/"} if endpoint else None,
         )
-        self._renaming = RenameRequests(self._service.files())
+        # Where the changes feed stood at the listing: renames check it (`_Renames`).
+        self._feed: tuple[str, str | None] | None = None
 
     def _new_http(self) -> _CountingHttp:
         """An authorised, counting httplib2 client (one per thread: httplib2 is not
@@ -364,7 +293,9 @@ class DriveSource:
                 and isinstance(exc.cause, HttpError)
             ):
                 raise exc.cause from None
-            raise DriveCallError(f"Drive {what} failed: {answer.message}", answer.status) from None
+            raise DriveCallError(
+                f"Drive {what} failed: {answer.message}", answer.status, answer.message
+            ) from None
 
     def _rejected(self, exc: BaseException) -> ConfigError:
         return google.credentials_rejected(exc, "Drive", self._who(), self.scopes)
@@ -377,7 +308,6 @@ class DriveSource:
         request = resource.list(**params)
         tokens: set[str] = set()
         while request is not None:
-            self.calls.count(what)
             page = self._execute(request, what, http=http)
             if page.get("incompleteSearch"):
                 # Only `corpora=allDrives` should do this, and it is never used here.
@@ -410,14 +340,9 @@ class DriveSource:
 
     def _resolve_root(self) -> _Root:
         """Shared drive or ordinary folder? Stops the run if neither is reachable."""
-        self.calls.count("drives.get")
-        request = self._service.drives().get(driveId=self.folder_id, fields="id,name")
-        try:
-            drive = self._execute(request, "drives.get", passthrough=(400, 403, 404))
+        drive = self.shared_drive(self.folder_id)
+        if drive is not None:
             return _Root(drive["id"], drive["name"], drive["id"], True)
-        except HttpError:
-            pass  # not a shared drive (or not one we can see): try it as a folder
-        self.calls.count("files.get")
         request = self._service.files().get(
             fileId=self.folder_id, fields="id,name,mimeType,driveId,trashed", supportsAllDrives=True
         )
@@ -446,7 +371,6 @@ class DriveSource:
         return {"supportsAllDrives": True}
 
     def _start_token(self, root: _Root) -> str:
-        self.calls.count("changes.getStartPageToken")
         params: dict[str, Any] = {"supportsAllDrives": True}
         if root.drive_id:
             params["driveId"] = root.drive_id
@@ -577,20 +501,8 @@ class DriveSource:
         root = _Root(
             previous.root_id, previous.root_name, previous.drive_id, previous.is_shared_drive
         )
-        params: dict[str, Any] = {
-            "pageToken": previous.page_token,
-            "pageSize": PAGE_SIZE,
-            "fields": CHANGE_FIELDS,
-            "supportsAllDrives": True,
-        }
-        if root.drive_id:
-            params.update(driveId=root.drive_id, includeItemsFromAllDrives=True)
-        changes: list[dict[str, Any]] = []
-        token = previous.page_token
         try:
-            for page in self._pages("changes.list", **params):
-                changes.extend(page.get("changes", []))
-                token = page.get("newStartPageToken") or token
+            changes, token = self._changes(previous.page_token, root.drive_id)
         except DriveCallError as exc:
             if exc.status not in (400, 404, 410):
                 raise
@@ -653,6 +565,18 @@ class DriveSource:
         loads its items, only if the feed reports changes (then `tree` may be None)."""
         if now.tzinfo is None:
             raise ValueError("now must be time-zone aware")
+        got = self._read(previous, full_rescan=full_rescan, now=now, load_items=load_items)
+        self._feed = (got.snapshot.page_token, got.snapshot.drive_id)
+        return got
+
+    def _read(
+        self,
+        previous: DriveSnapshot | None,
+        *,
+        full_rescan: bool,
+        now: datetime,
+        load_items: Callable[[], tuple[Item, ...]] | None,
+    ) -> DriveRead:
         reason = full_reason(previous, self.folder_id, full_rescan, now, self.full_rescan_hours)
         if reason is None and previous is not None:
             got = self._incremental(previous, now, load_items)
@@ -667,11 +591,30 @@ class DriveSource:
                 previous = None
         return self._full(previous, now)
 
+    def shared_drive(self, drive_id: str, fields: str = "id,name") -> dict[str, Any] | None:
+        """`drives.get` of `drive_id`; None when it is no shared drive this account sees."""
+        request = self._service.drives().get(driveId=drive_id, fields=fields)
+        try:
+            return self._execute(request, "drives.get", passthrough=(400, 403, 404))
+        except HttpError:
+            return None
+
+    def item(self, file_id: str, fields: str) -> dict[str, Any]:
+        """`files.get` of `file_id` with `fields`; a failure raises `DriveCallError`."""
+        request = self._service.files().get(fileId=file_id, fields=fields, supportsAllDrives=True)
+        return self._execute(request, "files.get")
+
+    def child_folders(self, folder_id: str, drive_id: str | None) -> list[str]:
+        """Names of the folders in `folder_id` (one page of 100: enough to judge a root)."""
+        q = f"{quote(folder_id)} in parents and trashed = false and mimeType = '{FOLDER_MIME}'"
+        where = self._drive_params(_Root(folder_id, "", drive_id, False))
+        request = self._service.files().list(q=q, pageSize=100, fields="files(name)", **where)
+        return [f.get("name", "") for f in self._execute(request, "files.list").get("files", [])]
+
     def file_version(self, file_id: str) -> str | None:
         """The Drive `version` of `file_id` (e.g. the report spreadsheet), in one
         `files.get`: it grows on every write to the file, whoever made it. None when the
         file cannot be seen (not found, not shared): the caller then cannot tell."""
-        self.calls.count("files.get")
         request = self._service.files().get(
             fileId=file_id, fields="version,modifiedTime", supportsAllDrives=True
         )
@@ -685,38 +628,39 @@ class DriveSource:
     # ------------------------------------------------------------ renames
 
     def rename(self, renames: Sequence[Rename]) -> RenameResult:
-        """Apply `renames` in adaptive batches (contract §5.9). Does nothing, and sends
-        nothing, when renames are off.
+        """Apply `renames`, one batch at a time at the write pacer's rate (contract §5.9).
+        Does nothing, and sends nothing, when renames are off.
 
         A part Drive rate-limits is sent again later, never a failure; a permanent
-        answer (not found, no permission, invalid) is a `rename_failed` problem, and so
-        is every rename left when nothing succeeded for `rename_stall_s`. Renames not
-        reached within `rename_budget_s` (or before the run's deadline) are `pending`:
-        the next run does them."""
+        answer (not found, invalid) is a `rename_failed` problem, and so is every rename
+        left when nothing succeeded for `rename_stall_s`. A refusal for lack of
+        permission stops the renames (`RenameResult.refused`). Renames not reached within
+        `rename_budget_s` (or before the run's deadline), and those of files someone
+        else changed since the listing, are `pending`: the next run plans them afresh."""
         if not renames:
             return RenameResult()
         if not self.allow_renames:
             log.info("drive: %d renames not applied (renames are off)", len(renames))
             return RenameResult()
-        phase = _RenamePhase(self, renames)
-        return phase.run()
+        return _Renames(self, renames).run()
 
-    def _rename_batch(self, chunk: Sequence[Rename], http: _CountingHttp) -> dict[str, Answer]:
+    def _rename_batch(self, chunk: Sequence[Rename]) -> dict[str, Answer]:
         """One batch: id → Google's answer to that part."""
         results: dict[str, Answer] = {}
 
         def done(request_id: str, response: Any, exc: HttpError | None) -> None:
-            if exc is None:
-                results[request_id] = Answer(Kind.OK, 200)
-            else:
-                results[request_id] = google.answer_of(exc) or Answer(Kind.PERMANENT)
+            ok = Answer(Kind.OK, 200)
+            results[request_id] = (
+                ok if exc is None else google.answer_of(exc) or Answer(Kind.PERMANENT)
+            )
 
-        batch = Batch(callback=done, batch_uri=self._batch_uri)
+        batch = BatchHttpRequest(callback=done, batch_uri=self._batch_uri)
+        files = self._service.files()
         for r in chunk:
-            batch.add(self._renaming(r.id, r.new), request_id=r.id)
-        self.calls.count("batch")
+            body = {"name": r.new}
+            batch.add(files.update(fileId=r.id, body=body, supportsAllDrives=True), request_id=r.id)
         try:
-            batch.execute(http=http)
+            batch.execute(http=self._http)
         except Exception as exc:
             answer = google.answer_of(exc)
             if answer is None:
@@ -728,10 +672,37 @@ class DriveSource:
             results.setdefault(r.id, Answer(Kind.TRANSIENT, 0, "no answer in the batch response"))
         return results
 
+    def _changes(
+        self, token: str, drive_id: str | None, fields: str = CHANGE_FIELDS
+    ) -> tuple[list[dict[str, Any]], str]:
+        """Every change since `token`, and the token to follow the feed from next time."""
+        params: dict[str, Any] = {"pageToken": token, "pageSize": PAGE_SIZE, "fields": fields}
+        if drive_id:
+            params.update(driveId=drive_id, includeItemsFromAllDrives=True)
+        changes: list[dict[str, Any]] = []
+        for page in self._pages("changes.list", supportsAllDrives=True, **params):
+            changes.extend(page.get("changes", []))
+            token = page.get("newStartPageToken") or token
+        return changes, token
 
-class _RenamePhase:
-    """One run's renames: a queue fed to a few batches in flight, paced by the source's
-    write pacer, with the stall rule, the time budget and progress lines."""
+    def _changed_since_listing(self) -> set[str]:
+        """Ids of the files the changes feed reports changed since the listing (one
+        cheap read; the feed's position moves on). Empty before any `read`."""
+        if self._feed is None:
+            return set()
+        token, drive_id = self._feed
+        ids_only = "nextPageToken,newStartPageToken,changes(fileId)"
+        changes, token = self._changes(token, drive_id, ids_only)
+        self._feed = (token, drive_id)
+        return {c.get("fileId", "") for c in changes}
+
+
+READ_ONLY = "insufficientFilePermissions"  # Drive's reason when the account may only read
+
+
+class _Renames:
+    """One run's renames: a queue sent one batch at a time as the write pacer allows,
+    with the stall rule, the time budget, the changes-feed check and progress lines."""
 
     def __init__(self, source: DriveSource, renames: Sequence[Rename]) -> None:
         self.source = source
@@ -739,76 +710,64 @@ class _RenamePhase:
         self.queue: deque[str] = deque(self.by_id)
         self.applied: set[str] = set()
         self.failed: dict[str, str] = {}
-        self.pacer = source.write_pacer
-        self.clock = source.clock
-        self.local = threading.local()
-        self.sent_parts = 0
-        self.limited = 0
-        self.failing = 0
+        self.dropped: set[str] = set()
+        self.changed: set[str] = set()  # files someone else changed since the listing
+        self.refused = ""
+        self.sent_parts = self.limited = self.failing = 0
         self.last_limit = ""
 
-    def send(self, chunk: list[str], latest: float) -> tuple[dict[str, Answer], float] | None:
-        """Wait for the pacer, send one batch; None when the budget ends first."""
-        waited = self.pacer.turn(len(chunk), latest=latest)
-        if waited is None:
-            return None
-        if not hasattr(self.local, "http"):
-            self.local.http = self.source._new_http()
-        got = self.source._rename_batch([self.by_id[i] for i in chunk], self.local.http)
-        return got, waited
-
     def run(self) -> RenameResult:
-        source, clock, pacer = self.source, self.clock, self.pacer
-        total = len(self.by_id)
-        started = clock.now()
+        source, clock = self.source, self.source.clock
+        started = last_success = clock.now()
         # Renames never hold back MongoDB and the sheet: they stop at their own budget,
         # and well before the run's deadline.
         budget = min(source.rename_budget_s, source.deadline.left() * 0.5)
-        latest = started + budget
-        last_success = started
-        stalled = out_of_time = False
-        progress = Progress("renames", total, clock)
-        in_flight: dict[Future[Any], list[str]] = {}
-        with ThreadPoolExecutor(max_workers=google.DRIVE_WRITES.max_concurrency) as pool:
-            while self.queue or in_flight:
-                stopping = stalled or out_of_time
-                while self.queue and not stopping and len(in_flight) < pacer.concurrency:
-                    n = min(pacer.batch, BATCH_LIMIT, len(self.queue))
-                    chunk = [self.queue.popleft() for _ in range(n)]
-                    in_flight[pool.submit(self.send, chunk, latest)] = chunk
-                if not in_flight:
-                    break
-                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-                for future in done:
-                    chunk = in_flight.pop(future)
-                    got = future.result()
-                    if got is None:
-                        out_of_time = True
-                        self.queue.extendleft(reversed(chunk))
-                        continue
-                    if self._take(chunk, *got):
-                        last_success = clock.now()
-                now = clock.now()
-                if now - last_success >= source.rename_stall_s:
-                    stalled = True
-                if now >= latest:
-                    out_of_time = True
-                progress.tick(len(self.applied), f"{self.limited:,} rate-limit answers")
+        progress = Progress("renames", len(self.by_id), clock)
+        stalled = False
+        while self.queue and not self.refused:
+            n = source.write_pacer.take(min(len(self.queue), BATCH_LIMIT), latest=started + budget)
+            if n is None:
+                break  # out of time: the rest is pending
+            chunk = self._unchanged([self.queue.popleft() for _ in range(n)])
+            if chunk and self._take(chunk, source._rename_batch([self.by_id[i] for i in chunk])):
+                last_success = clock.now()
+            progress.tick(len(self.applied), f"{self.limited:,} rate-limit answers")
+            if clock.now() - last_success >= source.rename_stall_s:
+                stalled = True
+                break
         left = list(self.queue)
-        pending: frozenset[str] = frozenset()
         if stalled and left:
             why = (
                 f"no rename succeeded for {source.rename_stall_s:g} s (RENAME_STALL_S); "
                 f"Drive kept answering {self.last_limit or 'errors'}"
             )
             self.failed.update(dict.fromkeys(left, why))
-        elif left:
-            pending = frozenset(left)
-        return self._result(pending, clock.now() - started, budget)
+            left = []
+        return self._result(frozenset(left) | self.dropped, clock.now() - started, budget)
 
-    def _take(self, chunk: list[str], answers: dict[str, Answer], waited: float) -> bool:
+    def _unchanged(self, chunk: list[str]) -> list[str]:
+        """`chunk` without the files someone else renamed, moved or trashed since the
+        listing: renaming them would overwrite what a person did."""
+        try:
+            # Our own renames come back through the feed too: only others' changes count.
+            self.changed |= self.source._changed_since_listing() - self.applied
+        except DriveCallError as exc:  # e.g. the token expired: what changed is unknown
+            log.warning("drive: renames stopped, the rest next run: %s", exc)
+            self.dropped.update(chunk, self.queue)
+            self.queue.clear()
+            return []
+        changed = self.changed
+        dropped = [i for i in chunk if i in changed]
+        if dropped:
+            log.info(
+                "drive: %d files changed in Drive during the run, renamed next run", len(dropped)
+            )
+            self.dropped.update(dropped)
+        return [i for i in chunk if i not in changed]
+
+    def _take(self, chunk: list[str], answers: dict[str, Answer]) -> bool:
         """Fold one batch's answers in; True when at least one part was renamed."""
-        accepted = limited = transient = 0
+        accepted = transient = limited = 0
         retry_after: float | None = None
         again: list[str] = []
         for rid in chunk:
@@ -816,19 +775,17 @@ class _RenamePhase:
             if answer.kind is Kind.OK:
                 accepted += 1
                 self.applied.add(rid)
-                continue
-            if answer.kind is Kind.PERMANENT:
+            elif READ_ONLY in answer.reasons:
+                self.failed[rid] = self._read_only()
+            elif answer.kind is Kind.PERMANENT:
                 self.failed[rid] = answer.message or f"HTTP {answer.status}"
-                continue
-            if answer.kind is Kind.RATE_LIMIT:
-                limited += 1
-                self.last_limit = answer.message
             else:
-                transient += 1
-                self.last_limit = self.last_limit or answer.message
-            if answer.retry_after is not None:
-                retry_after = max(retry_after or 0.0, answer.retry_after)
-            again.append(rid)
+                limited += answer.kind is Kind.RATE_LIMIT
+                transient += answer.kind is Kind.TRANSIENT
+                self.last_limit = answer.message if limited else self.last_limit or answer.message
+                if answer.retry_after is not None:
+                    retry_after = max(retry_after or 0.0, answer.retry_after)
+                again.append(rid)
         self.sent_parts += len(chunk)
         self.limited += limited
         self.source.calls.limited(limited)
@@ -836,30 +793,35 @@ class _RenamePhase:
             self.source.calls.retry()
             # Back at the front: the oldest work goes first, and the order stays stable.
             self.queue.extendleft(reversed(again))
+        pacer = self.source.write_pacer
         # Backoff after errors grows with consecutive failing batches, not with the total.
         self.failing = 0 if accepted or not transient else self.failing + 1
-        self.pacer.answered(
-            accepted=accepted,
-            rate_limited=limited,
-            transient=transient,
-            retry_after=retry_after,
-            attempt=max(1, self.failing),
-        )
+        if limited:
+            pacer.refused(retry_after)
+        elif self.failing:
+            pacer.hold(retry_after if retry_after is not None else pacer.backoff(self.failing))
+        else:
+            pacer.accepted()
         log.debug(
-            "drive: batch of %d: %d renamed, %d rate-limited, %d errors; next: %.3f s a "
-            "write, batches of %d, %d in flight",
+            "drive: batch of %d: %d renamed, %d rate-limited, %d errors; now %.2f writes/s",
             len(chunk),
             accepted,
             limited,
             transient,
-            self.pacer.interval,
-            self.pacer.batch,
-            self.pacer.concurrency,
+            pacer.rate,
         )
-        if accepted == len(chunk) and waited <= 0.0:
-            # The pacer let this batch go at once: round trips, not spacing, bound the rate.
-            self.pacer.grow_concurrency()
         return accepted > 0
+
+    def _read_only(self) -> str:
+        """Why a refused rename failed, and the fix; the first such answer stops renames."""
+        who = self.source._who()
+        fix = (
+            f"give {who} the Content manager role on the shared drive (or edit access to "
+            "the folder), or set RENAME_FILES=false"
+        )
+        if not self.refused:
+            self.refused = f"renames stopped: {who} may only read the drive; {fix}"
+        return f"{who} may only read the drive: {fix}"
 
     def _result(self, pending: frozenset[str], elapsed: float, budget: float) -> RenameResult:
         by_id = self.by_id
@@ -884,12 +846,14 @@ class _RenamePhase:
             len(by_id),
             len(problems),
             len(pending),
-            f": RENAME_BUDGET_S or the run's time ({budget:.0f} s) ran out" if pending else "",
+            f": RENAME_BUDGET_S or the run's time ({budget:.0f} s) ran out"
+            if pending - self.dropped
+            else "",
             self.sent_parts,
             self.limited,
             elapsed,
         )
-        return RenameResult(frozenset(self.applied), problems, pending)
+        return RenameResult(frozenset(self.applied), problems, pending, self.refused)
 
 
 class Progress:
@@ -899,55 +863,21 @@ class Progress:
     def __init__(
         self, what: str, total: int, clock: google.Clock, every: float = PROGRESS_EVERY_S
     ) -> None:
-        self.what = what
-        self.total = total
-        self.clock = clock
-        self.every = every
+        self.what, self.total, self.clock, self.every = what, total, clock, every
         self.started = clock.now()
         self.next = self.started + every
 
     def tick(self, done: int, note: str = "", verb: str = "applied") -> None:
+        """Log the line if it is time to."""
         now = self.clock.now()
         if now < self.next:
             return
         self.next = now + self.every
         rate = done / max(now - self.started, 1e-9)
+        line = f"{self.what}: {done:,}" + (f" of {self.total:,}" if self.total else "")
+        line += f" {verb}, {rate:.1f}/s"
         if self.total and rate > 0:
             left = (self.total - done) / rate
-            eta = f", about {_duration(left)} left"
-        else:
-            eta = ""
-        of = f" of {self.total:,}" if self.total else ""
-        log.info(
-            "%s: %s%s %s, %.1f/s%s%s",  # e.g. "renames: 1,200 of 6,700 applied, 3.1/s, …"
-            self.what,
-            f"{done:,}",
-            of,
-            verb,
-            rate,
-            eta,
-            f" ({note})" if note else "",
-        )
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
-__all__ = [
-    "ApiCalls",
-    "DriveCallError",
-    "DriveRead",
-    "DriveSnapshot",
-    "DriveSource",
-    "RenameResult",
-    "apply_changes",
-    "items_from_json",
-    "parent_queries",
-    "quote",
-    "reachable",
-]
+            when = f"{left:.0f} s" if left < 90 else f"{left / 60:.0f} min"
+            line += f", about {when if left < 5400 else f'{left / 3600:.1f} h'} left"
+        log.info("%s%s", line, f" ({note})" if note else "")

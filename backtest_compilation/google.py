@@ -9,10 +9,9 @@ It owns what both APIs share:
   Google's reason strings first and the HTTP status second (`REASONS`, `classify`,
   `answer_of`), and `Retry-After` in seconds or as an HTTP date (`retry_after`);
 - call counting (`ApiCalls`);
-- one pacer (`Pacer`) in the manner of rclone's `lib/pacer`: a minimum spacing between
-  calls, multiplicative slow-down on rate-limit answers, gradual speed-up on success,
-  `Retry-After` honoured, jittered waits, and for batched writes an adaptive batch size
-  and number of batches in flight;
+- the pacer (`Pacer`), after rclone's `lib/pacer`: a token bucket for writes that halves
+  its rate on a refusal and climbs back additively, `Retry-After` honoured, jittered
+  backoff for retries;
 - time: a per-request timeout, a bounded retry time per call (`Transport.call`), and the
   run's `Deadline`.
 
@@ -50,7 +49,11 @@ CALL_BUDGET_S = 120.0  # all attempts of one call, waits included
 MAX_RETRIES = 6
 BACKOFF_BASE_S = 2.0
 BACKOFF_CAP_S = 32.0
-PROBE_AFTER = 4  # whole batches at the size cap before trying one part more
+JITTER = 0.2  # waits are drawn from [1 - JITTER, 1] × the computed wait
+BATCH_LIMIT = 100  # parts in one Drive batch (Google's limit)
+MIN_RATE = 0.5  # writes a second: refusals never slow renames below this
+RESERVE = 0.5  # of a write, kept in the bucket at least (see `Pacer.take`) …
+RESERVE_SHARE = 0.05  # … or this share of the bucket
 
 
 # ---------------------------------------------------------------- classification
@@ -68,39 +71,22 @@ class Kind(Enum):
 # Google's reason strings: Drive v3 (`error.errors[].reason`) and Sheets v4
 # (`error.status`, `error.details[].reason`). A reason decides before the status does:
 # Drive answers a rate limit as 403, and a 403 is otherwise permanent.
+# fmt: off
+_RATE_LIMITS = ("userRateLimitExceeded", "rateLimitExceeded", "sharingRateLimitExceeded",
+                "RATE_LIMIT_EXCEEDED", "RESOURCE_EXHAUSTED")
+_TRANSIENT = ("backendError", "internalError", "transientError",
+              "UNAVAILABLE", "INTERNAL", "DEADLINE_EXCEEDED")
+# `dailyLimitExceeded` is a daily quota: waiting minutes will not help.
+_PERMANENT = ("insufficientFilePermissions", "insufficientPermissions", "forbidden",
+              "domainPolicy", "notFound", "fileNotFound", "invalid", "badRequest",
+              "parseError", "required", "authError", "dailyLimitExceeded",
+              "storageQuotaExceeded", "PERMISSION_DENIED", "NOT_FOUND", "INVALID_ARGUMENT",
+              "FAILED_PRECONDITION", "UNAUTHENTICATED")
+# fmt: on
 REASONS: Mapping[str, Kind] = {
-    # rate limits
-    "userRateLimitExceeded": Kind.RATE_LIMIT,
-    "rateLimitExceeded": Kind.RATE_LIMIT,
-    "sharingRateLimitExceeded": Kind.RATE_LIMIT,
-    "RATE_LIMIT_EXCEEDED": Kind.RATE_LIMIT,
-    "RESOURCE_EXHAUSTED": Kind.RATE_LIMIT,
-    # transient
-    "backendError": Kind.TRANSIENT,
-    "internalError": Kind.TRANSIENT,
-    "transientError": Kind.TRANSIENT,
-    "UNAVAILABLE": Kind.TRANSIENT,
-    "INTERNAL": Kind.TRANSIENT,
-    "DEADLINE_EXCEEDED": Kind.TRANSIENT,
-    # permanent
-    "insufficientFilePermissions": Kind.PERMANENT,
-    "insufficientPermissions": Kind.PERMANENT,
-    "forbidden": Kind.PERMANENT,
-    "domainPolicy": Kind.PERMANENT,
-    "notFound": Kind.PERMANENT,
-    "fileNotFound": Kind.PERMANENT,
-    "invalid": Kind.PERMANENT,
-    "badRequest": Kind.PERMANENT,
-    "parseError": Kind.PERMANENT,
-    "required": Kind.PERMANENT,
-    "authError": Kind.PERMANENT,
-    "dailyLimitExceeded": Kind.PERMANENT,  # a daily quota: waiting minutes will not help
-    "storageQuotaExceeded": Kind.PERMANENT,
-    "PERMISSION_DENIED": Kind.PERMANENT,
-    "NOT_FOUND": Kind.PERMANENT,
-    "INVALID_ARGUMENT": Kind.PERMANENT,
-    "FAILED_PRECONDITION": Kind.PERMANENT,
-    "UNAUTHENTICATED": Kind.PERMANENT,
+    **dict.fromkeys(_RATE_LIMITS, Kind.RATE_LIMIT),
+    **dict.fromkeys(_TRANSIENT, Kind.TRANSIENT),
+    **dict.fromkeys(_PERMANENT, Kind.PERMANENT),
 }
 _BY_STATUS = {429: Kind.RATE_LIMIT, 408: Kind.TRANSIENT}
 # A reason of each kind in one answer: the most hopeful wins (Google lists the cause first,
@@ -194,6 +180,7 @@ class Answer:
     status: int = 0  # 0: no HTTP answer (connection failed, timed out)
     message: str = ""
     retry_after: float | None = None
+    reasons: tuple[str, ...] = ()  # Google's reason strings
 
 
 def answer_of(exc: BaseException, now: datetime | None = None) -> Answer | None:
@@ -207,23 +194,17 @@ def answer_of(exc: BaseException, now: datetime | None = None) -> Answer | None:
     api_error = getattr(gspread_errors, "APIError", None)
 
     if isinstance(exc, HttpError):
-        status = int(exc.resp.status)
-        header = exc.resp.get("retry-after")
-        return Answer(
-            classify(status, exc.content),
-            status,
-            message_of(status, exc.content),
-            retry_after(header, now),
-        )
-    if api_error is not None and isinstance(exc, api_error):
+        status, body, header = int(exc.resp.status), exc.content, exc.resp.get("retry-after")
+    elif api_error is not None and isinstance(exc, api_error):
         response = exc.response
-        status = int(response.status_code)
-        return Answer(
-            classify(status, response.content),
-            status,
-            message_of(status, response.content),
-            retry_after(response.headers.get("Retry-After"), now),
-        )
+        status, body = int(response.status_code), response.content
+        header = response.headers.get("Retry-After")
+    else:
+        status = 0
+    if status:
+        found = reasons(body)
+        kind = classify(status, body)
+        return Answer(kind, status, message_of(status, body), retry_after(header, now), found)
     if isinstance(exc, google.auth.exceptions.RefreshError):
         return Answer(Kind.PERMANENT, 401, "credentials refused")
     if _is_connection_error(exc):
@@ -325,12 +306,7 @@ class ApiCalls:
     requests: int = 0
     retries: int = 0
     rate_limited: int = 0
-    by_kind: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
-
-    def count(self, kind: str) -> None:
-        with self._lock:
-            self.by_kind[kind] = self.by_kind.get(kind, 0) + 1
 
     def request(self) -> None:
         with self._lock:
@@ -348,280 +324,96 @@ class ApiCalls:
 # ---------------------------------------------------------------- the pacer
 
 
-@dataclass(frozen=True)
-class PacerSettings:
-    """How one pacer behaves. Spacing is per unit of cost (a batch of n parts costs n)."""
-
-    min_interval: float = 0.0  # seconds per unit at full speed
-    start_interval: float = 0.0
-    # The interval a first rate-limit answer raises a zero interval to.
-    floor_interval: float = 0.0
-    max_interval: float = 10.0
-    # On a rate-limit answer the interval grows: × the batch's parts sent ÷ parts
-    # accepted (the overshoot it measured) up to `max_attack` when the bucket was known
-    # empty when it went; else × `attack`, or less, down to `min_attack`, when the rate
-    # that got through since the last refusal says so.
-    attack: float = 2.0
-    min_attack: float = 2.0
-    max_attack: float = 2.0
-    # The first rate limit reads the rate that got through over at least this long
-    # (Google counts writes per second: a shorter window only measures the burst).
-    first_window: float = 0.0
-    decay: float = 0.9  # interval × this per accepted unit, once a rate limit was seen
-    start_decay: float = 0.9  # the same before any rate limit (a faster start)
-    backoff_base: float = BACKOFF_BASE_S
-    backoff_cap: float = BACKOFF_CAP_S
-    jitter: float = 0.2  # waits are drawn from [1 - jitter, 1] × the computed wait
-    # Batched writes: batch size and batches in flight start small and adapt.
-    start_batch: int = 1
-    max_batch: int = 1
-    start_concurrency: int = 1
-    max_concurrency: int = 1
-
-
-# Drive writes: no spacing until Drive first says "slow down" (batches and concurrency
-# start small and grow meanwhile). That first refusal sets the spacing from the writes
-# that got through over at least a second (Google's 3 a second: 10 renames in about 4
-# batches); later refusals grow it by the overshoot they measured (×1.1 to ×4) and
-# accepted writes shrink it 2 % each, so it settles at the rate Drive sustains.
-DRIVE_WRITES = PacerSettings(
-    min_interval=0.0,
-    start_interval=0.0,
-    floor_interval=0.01,
-    max_interval=2.0,  # never slower than a write every 2 s: Drive sustains more
-    attack=1.25,
-    min_attack=1.1,
-    max_attack=4.0,
-    first_window=1.0,
-    decay=0.98,
-    start_decay=0.9,
-    start_batch=5,
-    max_batch=100,
-    start_concurrency=1,
-    max_concurrency=8,
-)
-# Reads and Sheets: a handful of calls per run, far below the quotas; rate-limit answers
-# are met with backoff and Retry-After, and the pause holds every caller of the pacer.
-SINGLE_CALLS = PacerSettings()
-
-
 class Pacer:
-    """Decides when the next call may go, and how long to wait before a retry.
+    """When the next call may go, after rclone's `lib/pacer` for Google Drive.
 
-    `wait_turn(cost)` blocks until the caller may send (calls are spaced by
-    `interval × cost`, and nobody sends before a pause ordered by `Retry-After` or a
-    backoff ends). `answered(...)` feeds each answer back: rate limits slow the pacer
-    down multiplicatively (and shrink batches and concurrency), successes speed it up
-    again gradually (and grow them). Thread-safe; all time comes from `clock`."""
+    Writes (a `rate`) take tokens from a bucket that refills at the rate and holds one
+    second of writes, as Google's does: `take` waits until it holds a batch. Each
+    refusal halves the rate, or waits out Drive's `Retry-After` when it sends one; each
+    batch taken whole climbs back by a step, up to the configured rate. Reads and
+    Sheets (no `rate`) are not spaced. Retries wait 2, 4, 8 … 32 s (or `Retry-After`),
+    jittered; a wait holds every caller of the pacer. Thread-safe; time comes from
+    `clock`."""
 
     def __init__(
         self,
-        settings: PacerSettings = SINGLE_CALLS,
+        rate: float | None = None,
         *,
         clock: Clock | None = None,
         rand: Callable[[], float] = random.random,
     ) -> None:
-        self.settings = settings
         self.clock = clock or Clock()
+        self.max_rate = rate or 0.0
+        self.rate = self.max_rate
+        self._step = self.max_rate / 10
+        self._tokens = self.burst  # Google's bucket starts full as well
+        self._at = self._hold = self.clock.now()
         self._rand = rand
         self._lock = threading.Lock()
-        self.interval = settings.start_interval
-        self.batch = settings.start_batch
-        self.concurrency = settings.start_concurrency
-        self._next = self.clock.now()
-        self._limited_seen = False
-        self.batch_cap = settings.max_batch
-        self._batch_ok = 0  # the biggest batch Drive took whole
-        self._first: float | None = None  # when the first call went
-        self._accepted = 0
-        self._limited_before = False
-        self._at_cap = 0
-        # Calls reserved and answers fed back so far, and the calls reserved when the
-        # interval last grew by a measure: answers up to that count were sent before
-        # it, at the old spacing.
-        self._reserved = 0
-        self._answers = 0
-        self._stale_until = 0
-        self._empty_at: float | None = None  # when a refusal last found the bucket empty
-        self._was_limited = False  # the last answer had refused parts: the bucket was empty
-        self._hold = self._next  # no call before this (a backoff or a Retry-After)
-        self._cycle_from: float | None = None  # the last refusal (the bucket was empty) …
-        self._cycle_accepted = 0  # … and the writes accepted since
-        self._burst_cap = settings.max_batch
-        self.waited = 0.0
-        self.rate_limited = 0
+
+    @property
+    def burst(self) -> float:
+        """What the bucket holds: one second of writes at the current rate."""
+        return min(float(BATCH_LIMIT), max(1.0, self.rate))
 
     def jittered(self, seconds: float) -> float:
-        """`seconds` scaled into [1 - jitter, 1]: retries of many clients spread out."""
-        return seconds * (1.0 - self.settings.jitter * self._rand())
+        """`seconds` scaled into [1 - JITTER, 1]: retries of many clients spread out."""
+        return seconds * (1.0 - JITTER * self._rand())
 
     def backoff(self, attempt: int) -> float:
         """The wait before retry `attempt` (1, 2, …): exponential, capped, jittered."""
-        s = self.settings
-        return self.jittered(min(s.backoff_cap, s.backoff_base * 2 ** (attempt - 1)))
+        return self.jittered(min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempt - 1)))
 
-    def reserve(self, cost: float = 1.0, *, latest: float | None = None) -> float | None:
-        """Take the next slot for a call of `cost`; the seconds to wait for it, or None
-        (nothing reserved) when the slot would start after clock time `latest`."""
-        with self._lock:
-            now = self.clock.now()
-            slot = max(now, self._next)
-            if self._empty_at is not None:
-                # Drive's bucket was empty then: n writes need n intervals' refill.
-                slot = max(slot, self._empty_at + cost * self.interval)
-            if latest is not None and slot > latest:
-                return None
-            if self._first is None:
-                self._first = slot
-            self._empty_at = None
-            self._reserved += 1
-            self._next = slot + cost * self.interval
-            return slot - now
-
-    def turn(self, cost: float = 1.0, *, latest: float | None = None) -> float | None:
-        """Wait for the next slot; the seconds waited (0.0: the slot was free), or None
-        (without waiting) if the slot starts after `latest`."""
-        wait = self.reserve(cost, latest=latest)
-        if wait is None:
-            return None
-        if wait > 0:
-            with self._lock:
-                self.waited += wait
-            self.clock.sleep(wait)
-        return wait
-
-    def wait_turn(self, cost: float = 1.0, *, latest: float | None = None) -> bool:
-        """Wait for the next slot; False (without waiting) if it starts after `latest`."""
-        return self.turn(cost, latest=latest) is not None
-
-    def pause(self, seconds: float) -> None:
+    def hold(self, seconds: float) -> None:
         """Nobody sends for `seconds` from now (a backoff or a `Retry-After`)."""
         with self._lock:
             self._hold = max(self._hold, self.clock.now() + seconds)
-            self._next = max(self._next, self._hold)
 
-    def answered(
-        self,
-        *,
-        accepted: int = 0,
-        rate_limited: int = 0,
-        transient: int = 0,
-        retry_after: float | None = None,
-        attempt: int = 1,
-    ) -> float:
-        """Feed back one call's answer (a batch: its parts); returns the pause ordered
-        (0 when the next call may follow at the normal spacing)."""
-        s = self.settings
-        pause = 0.0
+    def wait(self) -> None:
+        """Wait until a hold ends (reads and Sheets)."""
+        self.clock.sleep(self._hold - self.clock.now())
+
+    def take(self, most: int, *, latest: float | None = None) -> int | None:
+        """Wait until the bucket holds a batch of up to `most` writes and take it: its
+        size, or None (without waiting) when it would go after clock time `latest`."""
+        with self._lock:
+            # Some writes kept back (5 % of the bucket, half a write at least): Google's
+            # bucket fills by its own clock, and a request may arrive early or late.
+            keep = max(RESERVE, RESERVE_SHARE * self.burst)
+            want = max(1, min(most, int(self.burst - keep)))
+            keep = min(keep, self.burst - want)
+            now = self.clock.now()
+            start = max(now, self._hold)
+            have = min(self.burst, self._tokens + (start - self._at) * self.rate)
+            start += max(0.0, want + keep - have) / self.rate
+            if latest is not None and start > latest:
+                return None
+            self._tokens = max(have, want + keep) - want
+            self._at = start
+        self.clock.sleep(start - now)
+        return want
+
+    def accepted(self) -> None:
+        """A batch went through whole: climb back towards the configured rate."""
+        with self._lock:
+            self.rate = min(self.max_rate, self.rate + self._step)
+
+    def refused(self, retry_after: float | None = None) -> float:
+        """Drive refused writes for its rate, so its bucket is empty: halve the rate, or
+        wait out its `Retry-After`. Returns the pause ordered."""
         with self._lock:
             now = self.clock.now()
-            self._accepted += accepted
-            self._cycle_accepted += accepted
-            self._answers += 1
-            if rate_limited:
-                self._empty_at = now
-                if self._answers >= self._reserved:
-                    # Nothing else in flight: refused parts took no writes from Drive's
-                    # bucket, so their spacing is given back (the next call waits for
-                    # the bucket to refill from now, above).
-                    self._next = max(min(self._next, self._empty_at), self._hold)
-                self.rate_limited += rate_limited
-                self._limited_seen = True
-                size = accepted + rate_limited + transient
-                # Drive answers a batch's parts in order, so what got through is about
-                # what its bucket held. A batch bigger than any that got through whole
-                # was too big, not too fast: only the batch size shrinks then.
-                too_big = accepted > 0 and size > self._batch_ok
-                # An answer to a call sent before the interval last grew by a measure
-                # measured the old spacing: it is no measure of the new one.
-                stale = self._answers <= self._stale_until
-                first_refusal = not self._limited_before
-                if s.floor_interval and first_refusal:
-                    # The first refusal, whatever the batch's size: start from the rate
-                    # that got through, over at least `first_window` (a shorter window
-                    # measures Drive's initial burst, not its rate).
-                    self._limited_before = True
-                    began = self._first if self._first is not None else self._empty_at
-                    window = max(s.first_window, self._empty_at - began)
-                    first = window / self._accepted if self._accepted else s.floor_interval
-                    self.interval = min(s.max_interval, max(self.interval, s.floor_interval, first))
-                    self.concurrency = max(1, self.concurrency // 2)
-                    self._stale_until = self._reserved
-                elif not too_big:
-                    if stale:
-                        # Sent at the old spacing, which the last growth measured
-                        # already: `attack` only (with many batches in flight, as
-                        # many nudges hold the rate back while the decay runs).
-                        grown = self.interval * s.attack
-                    elif self._was_limited:
-                        # Sent after Drive's bucket was found empty, at the current
-                        # spacing: what got through is the rate Drive sustains.
-                        overshoot = size / max(accepted, 0.5)
-                        grown = self.interval * min(s.max_attack, max(s.attack, overshoot))
-                    elif self._cycle_from is not None and self._cycle_accepted:
-                        # The bucket was empty at the last refusal and is again: what got
-                        # through in between is the rate Drive sustains (up to a write).
-                        # No slower than `attack` allows: tokens lost while we were slow
-                        # would make it look lower.
-                        measured = max(now - self._cycle_from, 1e-9) / self._cycle_accepted
-                        grown = self.interval * s.min_attack
-                        grown = min(self.interval * s.attack, max(grown, measured))
-                    else:
-                        grown = self.interval * s.attack
-                    if not stale:
-                        self._stale_until = self._reserved
-                    self.interval = min(s.max_interval, max(grown, s.floor_interval))
-                    self.concurrency = max(1, self.concurrency // 2)
-                self._cycle_from, self._cycle_accepted = now, 0
-                shrunk = max(1, accepted if accepted else self.batch // 2)
-                self.batch_cap = max(1, min(self.batch_cap, shrunk if too_big else size))
-                if first_refusal and too_big and self._answers >= self._reserved:
-                    # What got through is what Drive's bucket held (its burst): a batch
-                    # that size goes whole only when the bucket is full, and a full
-                    # bucket wastes what it cannot hold. Batches stay one smaller.
-                    self._burst_cap = max(1, accepted - 1)
-                    self.batch_cap = min(self.batch_cap, self._burst_cap)
-                self.batch = min(self.batch_cap, shrunk)
-                self._at_cap = 0
-            elif accepted:
-                # Until the first rate limit, speed up fast (a slow start that doubles);
-                # after it, gently, per accepted unit, so the rate hovers just under the
-                # limit instead of sawing between it and half of it.
-                decay = s.decay if self._limited_seen else s.start_decay
-                self.interval = max(s.min_interval, self.interval * decay**accepted)
-                if self.interval < 1e-4:
-                    self.interval = s.min_interval
-                if not transient:
-                    self._batch_ok = max(self._batch_ok, accepted)
-                    if self.batch >= self.batch_cap:
-                        # Probe one bigger now and then: Drive's allowance may have grown.
-                        self._at_cap += 1
-                        if self._at_cap >= PROBE_AFTER:
-                            # Past the burst seen only once Drive's rate proves it
-                            # refills more than that in half a second.
-                            full = self.interval * (self._burst_cap + 1) >= s.first_window / 2
-                            most = self._burst_cap if full else s.max_batch
-                            self.batch_cap = min(most, self.batch_cap + 1)
-                            self._at_cap = 0
-                    self.batch = min(self.batch_cap, self.batch * 2)
-            self._was_limited = bool(rate_limited)
-            if rate_limited or transient:
-                if retry_after is not None:
-                    pause = retry_after + self.jittered(min(1.0, 0.1 * retry_after + 0.05))
-                    pause = max(pause, retry_after)
-                elif rate_limited and s.floor_interval:
-                    # Adaptive spacing already slowed us down; no extra pause needed.
-                    pause = 0.0
-                else:
-                    pause = self.backoff(attempt)
-                self._hold = max(self._hold, self.clock.now() + pause)
-                self._next = max(self._next, self._hold)
-        return pause
-
-    def grow_concurrency(self) -> None:
-        """One more batch in flight: the pacer is waiting on round trips, not on spacing."""
-        with self._lock:
-            self.concurrency = min(self.settings.max_concurrency, self.concurrency + 1)
+            self._tokens, self._at = 0.0, now
+            if retry_after is None:
+                # Climbing back, per batch: a tenth of the rate refused (a twentieth of
+                # the configured one at least, so a lifted limit is found again soon).
+                self._step = max(self.rate / 10, self.max_rate / 20)
+                self.rate = max(min(MIN_RATE, self.max_rate), self.rate / 2)
+                return 0.0
+            pause = retry_after + self.jittered(min(1.0, 0.1 * retry_after + 0.05))
+            pause = max(pause, retry_after)
+            self._hold = max(self._hold, now + pause)
+            return pause
 
 
 # ---------------------------------------------------------------- one call
@@ -640,9 +432,11 @@ class Transport:
     """Sends calls of one API through one pacer, with bounded retries.
 
     `call(what, fn)` runs `fn` (one HTTP request, already built), retrying rate-limit and
-    transient answers until it succeeds, `retries` are spent, the next wait would pass
-    `call_budget_s` for this call, or the run's `deadline` is near. Permanent answers and
-    spent budgets raise `CallFailed`; exceptions that are not about Google pass through."""
+    transient answers. Rate limits are waited out until the run's `deadline` (a quota per
+    minute is no failure); other answers until `retries` are spent or the next wait would
+    pass `call_budget_s` for this call (also rate limits, without a deadline). Permanent
+    answers and spent budgets raise `CallFailed`; exceptions that are not about Google
+    pass through."""
 
     def __init__(
         self,
@@ -672,48 +466,47 @@ class Transport:
         return self.pacer.clock
 
     def call(self, what: str, fn: Callable[[], T]) -> T:
+        """`fn()`, retried as the class says."""
         started = self.clock.now()
         attempt = 0
         while True:
             if self.deadline.expired:
                 raise self.deadline.error(f"calling {self.name} ({what})")
-            self.pacer.wait_turn()
+            self.pacer.wait()
             try:
-                result = fn()
+                return fn()
             except Exception as exc:
-                error: Exception = exc
                 answer = answer_of(exc)
                 if answer is None:
                     raise
-                if answer.kind is not Kind.PERMANENT and self.deadline.expired:
+                if answer.kind is Kind.PERMANENT:
+                    raise CallFailed(answer, exc) from exc
+                if self.deadline.expired:
                     raise self.deadline.error(f"calling {self.name} ({what})") from None
-            else:
-                self.pacer.answered(accepted=1)
-                return result
-            if answer.kind is Kind.PERMANENT:
-                raise CallFailed(answer, error) from error
+                error: Exception = exc
             attempt += 1
-            if answer.kind is Kind.RATE_LIMIT:
+            limited = answer.kind is Kind.RATE_LIMIT
+            if limited:
                 self.calls.limited()
-            wait = self.pacer.answered(
-                rate_limited=int(answer.kind is Kind.RATE_LIMIT),
-                transient=int(answer.kind is Kind.TRANSIENT),
-                retry_after=answer.retry_after,
-                attempt=attempt,
-            )
-            spent = self.clock.now() - started
+            wait = self.pacer.backoff(attempt)
+            if answer.retry_after is not None:
+                wait = max(answer.retry_after, self.pacer.jittered(answer.retry_after + 1))
             if wait >= self.deadline.left():
                 raise self.deadline.error(f"waiting to call {self.name} again ({what})") from None
-            if attempt > self.retries or spent + wait > self.call_budget_s:
+            patient = limited and self.deadline.seconds is not None
+            spent = self.clock.now() - started
+            if not patient and (attempt > self.retries or spent + wait > self.call_budget_s):
                 raise CallFailed(answer, error) from error
+            self.pacer.hold(wait)  # every caller waits, not only this one
+            self.clock.sleep(wait)
             self.calls.retry()
             self.log.log(
-                self.rate_limit_level if answer.kind is Kind.RATE_LIMIT else logging.INFO,
-                "%s: %s, retry %d/%d in %.1f s (%s)",
+                self.rate_limit_level if limited else logging.INFO,
+                "%s: %s, retry %d/%s in %.1f s (%s)",
                 self.name,
                 f"HTTP {answer.status}" if answer.status else answer.message,
                 attempt,
-                self.retries,
+                "until the run's end" if patient else self.retries,
                 wait,
                 what,
             )
@@ -767,30 +560,3 @@ def credentials_rejected(
         f"(acting as {who}): {code}. Check the key, and that domain-wide delegation grants "
         f"the scopes {', '.join(scopes)}."
     )
-
-
-__all__ = [
-    "CALL_BUDGET_S",
-    "DRIVE_WRITES",
-    "REASONS",
-    "REQUEST_TIMEOUT_S",
-    "SINGLE_CALLS",
-    "Answer",
-    "ApiCalls",
-    "CallFailed",
-    "Clock",
-    "Deadline",
-    "Kind",
-    "Pacer",
-    "PacerSettings",
-    "RunTimedOut",
-    "Transport",
-    "answer_of",
-    "classify",
-    "credentials",
-    "credentials_rejected",
-    "direct",
-    "message_of",
-    "reasons",
-    "retry_after",
-]

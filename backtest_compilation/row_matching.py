@@ -1,8 +1,10 @@
 """Which row of the physical-copies tab belongs to which course (contract §4).
 
-Tiers in order: a cell equal to the full name, to the code, to the title, then a cell
-containing the title. Titles are text: matching is literal (`str` comparisons on
-case-folded, whitespace-collapsed cells), never a regular expression."""
+Tiers in order: a cell equal to the full name, to the code, then a row with a cell equal
+to the department code, one equal to the number and one containing the title, then a
+cell equal to the title, then a cell containing the title. Titles are text: matching is
+literal (`str` comparisons on case-folded, whitespace-collapsed cells), never a regular
+expression."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from typing import Any
 from .catalog import Course, normalise_title
 
 Grid = Sequence[Sequence[Any]]
-TIERS = ("full name", "code", "title", "contained title")
+TIERS = ("full name", "code", "department and number", "title", "contained title")
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,8 +99,10 @@ def place(
 ) -> tuple[Placement, ...]:
     """Find each course's row in `grid` (rows of cell values from A1), contract §4.
 
-    Tiers in order: a cell equal to the full name, to the code (`CSCI-1200`), to the
-    title, then a cell containing the title; the first tier that matches anything
+    Tiers in order: a cell equal to the full name, to the code (`CSCI-1200`), a row
+    with cells equal to the department code (`CSCI`) and to the number (`1200`) and a
+    cell containing the title, a cell equal to the title, then a cell containing the
+    title; the first tier that matches anything
     decides. Comparisons are case-insensitive, whitespace-normalised and literal.
     Rows above `first_row` (0-based; the header) and the cells in `skip` (the report's
     own count and stamp cells) are not searched."""
@@ -120,6 +124,10 @@ def _lookup(index: _Index, course: Course, tier: str) -> set[int]:
         return index.exact.get(normalise_title(course.name), set())
     if tier == "code":
         return index.exact.get(normalise_title(course.key), set())
+    if tier == "department and number":
+        rows = index.exact.get(normalise_title(course.code), set())
+        rows = rows & index.exact.get(normalise_title(course.number), set())
+        return rows & index.containing(normalise_title(course.title)) if rows else rows
     if tier == "title":
         return index.exact.get(normalise_title(course.title), set())
     return index.containing(normalise_title(course.title))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from .errors import ConfigError
 
@@ -95,3 +96,14 @@ def _column_index(letters: str) -> int:
 def quote_tab(title: str) -> str:
     """A tab name as an A1 range of the whole tab: `'It''s'` (always quoted, quotes doubled)."""
     return "'" + title.replace("'", "''") + "'"
+
+
+def layout_of(config: Any) -> Layout:
+    """The layout named by the `SHEET_*` settings of `config` (today's sheet by default)."""
+    return Layout(
+        errors_tab=config.sheet_errors_tab,
+        copies_tab=config.sheet_copies_tab,
+        not_found_tab=config.sheet_not_found_tab,
+        count_column=config.sheet_count_column,
+        stamp_cell=config.sheet_stamp_cell,
+    )

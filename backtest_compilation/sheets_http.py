@@ -49,7 +49,7 @@ class SheetsClient(HTTPClient):
         self.counter = google.ApiCalls()
         self.transport = google.Transport(
             "sheets",
-            pacer=google.Pacer(google.SINGLE_CALLS, clock=google.Clock(sleep)),
+            pacer=google.Pacer(clock=google.Clock(sleep)),
             calls=self.counter,
             retries=retries,
             call_budget_s=call_budget_s,

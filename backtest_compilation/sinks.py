@@ -19,7 +19,7 @@ from bson import ObjectId
 from . import outcome, report, state, website
 from .background import Background
 from .catalog import Catalog, Rename, RenameResult, problems_after_renames
-from .errors import RunError
+from .errors import RunError, ServiceError
 from .sources import Reading, Source
 
 if TYPE_CHECKING:
@@ -87,7 +87,13 @@ class Renames:
         return ctx.built.renames if ctx.renames_on and not ctx.unchanged else ()
 
     def apply(self, plan: tuple[Rename, ...], ctx: Context) -> RenameResult:
-        return self.source.rename(plan)
+        result = self.source.rename(plan)
+        if result.refused:
+            # The account may only read: the run fails (exit 1), said once, while
+            # MongoDB and the sheet are still written with what renames did.
+            ctx.failures[self.name] = ServiceError(result.refused)
+            log.error("renames: %s", result.refused)
+        return result
 
     def remember(
         self,

@@ -444,7 +444,7 @@ def test_servers_that_never_answer_cannot_hold_it_for_a_minute(
     assert code == 2
     assert elapsed < 60, text
     assert "✗ FOLDER_ID: Drive did not answer" in text
-    assert "✗ spreadsheet: not checked: Drive did not answer" in text
+    assert "– spreadsheet: not checked: Drive did not answer" in text  # skipped, not failed
     assert "✗ MongoDB:" in text and "did not answer within 5 s" in text
 
 
@@ -512,3 +512,37 @@ def test_without_a_delegate_the_service_account_is_named(setup: SetUp, tmp_path:
         "sync@chapter-project.iam.example (DELEGATE_EMAIL is not set)"
     )
     assert "the account in use" not in text
+
+
+def test_a_skipped_check_is_not_counted_as_failed(setup: SetUp, silent_server: str) -> None:
+    """Issue 20: only Drive is down; the spreadsheet check is skipped for it, and the
+    summary counts one failure and one skipped check, not two failures."""
+    code, text = setup.run(DRIVE_API_ENDPOINT=f"http://{silent_server}")
+    assert code == 2
+    assert [line.split(" (")[0] for line in failed(text)] == ["✗ FOLDER_ID: Drive did not answer"]
+    assert "– spreadsheet: not checked: Drive did not answer" in text
+    summary = text.splitlines()[-1]
+    assert summary.startswith("1 of ") and " checks failed, 1 skipped (" in summary
+
+
+def test_a_root_one_level_too_deep_names_the_parent(setup: SetUp) -> None:
+    """Issue 17 item 2: FOLDER_ID set to a department (its children are course folders)."""
+    dept = next(f.id for f in setup.drive.files.values() if f.name == "CSCI")
+    code, text = setup.run(FOLDER_ID=dept)
+    assert code == 2
+    assert failed(text) == [
+        "✗ FOLDER_ID: folder 'CSCI' holds course folders ('CSCI-1200 Data Structures'), "
+        "not departments: it is one level too deep"
+    ]
+    assert f"fix: set FOLDER_ID to 'Backtests' ({setup.root}), the one that holds" in text
+    # In an ordinary folder, the parent folder is named the same way.
+    top = setup.drive.add_folder("root", "Backtests (folder)")
+    math = setup.drive.add_folder(setup.drive.add_folder(top, "MATH"), "MATH-1010 Calculus I")
+    setup.drive.add_folder(setup.drive.files[math].parent, "MATH-1020 Calculus II")
+    code, text = setup.run(FOLDER_ID=setup.drive.files[math].parent)
+    assert code == 2
+    assert "'MATH-1010 Calculus I', 'MATH-1020 Calculus II'" in text
+    assert f"fix: set FOLDER_ID to 'Backtests (folder)' ({top})" in text
+    # The right root passes.
+    code, text = setup.run(FOLDER_ID=top)
+    assert "✓ FOLDER_ID: folder 'Backtests (folder)'" in text

@@ -15,14 +15,8 @@ from googleapiclient.http import BatchHttpRequest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backtest_compilation.drive import (
-    MAX_PARENTS_PER_QUERY,
-    DriveSnapshot,
-    apply_changes,
-    parent_queries,
-    quote,
-    reachable,
-)
+from backtest_compilation.drive import MAX_PARENTS_PER_QUERY, parent_queries, quote
+from backtest_compilation.snapshot import DriveSnapshot, apply_changes, reachable
 from backtest_compilation.tree import FOLDER_MIME, PDF_MIME, Item
 from emulators.drive import DriveEmulator, DriveFile, parse_query
 

@@ -10,7 +10,7 @@ from email.utils import format_datetime
 import pytest
 
 from backtest_compilation import google
-from backtest_compilation.google import DRIVE_WRITES, Clock, Kind, Pacer, PacerSettings
+from backtest_compilation.google import Clock, Kind, Pacer
 
 NOW = datetime(2026, 11, 30, 12, 0, 0, tzinfo=UTC)
 
@@ -173,65 +173,80 @@ class Bucket:
 def drive_writes(
     pacer: Pacer, fake: FakeTime, bucket: Bucket, parts: int, latency: float = 0.1
 ) -> tuple[int, float]:
-    """Send `parts` writes in the pacer's batches, one batch in flight, re-sending the
+    """Send `parts` writes in the pacer's batches, one batch at a time, re-sending the
     rate-limited ones; (attempts, seconds taken)."""
     started, attempts, left = fake.t, 0, parts
     while left:
-        n = min(pacer.batch, left)
-        assert pacer.wait_turn(n)
+        n = pacer.take(left)
+        assert n is not None
         fake.sleep(latency)
         accepted = sum(bucket.take(fake.t) for _ in range(n))
         attempts += n
         left -= accepted
-        pacer.answered(accepted=accepted, rate_limited=n - accepted)
+        if accepted < n:
+            pacer.refused()
+        else:
+            pacer.accepted()
     return attempts, fake.t - started
 
 
-@pytest.mark.parametrize("rate", [5, 10, 20, 50])
-def test_the_pacer_converges_to_the_rate_drive_sustains(rate: float) -> None:
+def pacer_at(rate: float, fake: FakeTime) -> Pacer:
+    return Pacer(rate, clock=Clock(fake.sleep, fake.monotonic))
+
+
+@pytest.mark.parametrize("rate", [3, 10, 50])
+def test_the_pacer_keeps_to_the_configured_rate(rate: float) -> None:
+    """DRIVE_WRITES_PER_S as Drive allows (Google's 3, or a workspace's higher quota):
+    the rate, all but no refused parts."""
     fake = FakeTime()
-    pacer = Pacer(DRIVE_WRITES, clock=Clock(fake.sleep, fake.monotonic))
     bucket = Bucket(rate, burst=rate, tokens=rate, at=fake.t)
-    drive_writes(pacer, fake, bucket, 20 * rate)  # find the limit
-    attempts, seconds = drive_writes(pacer, fake, bucket, 40 * rate)  # then track it
-    achieved = 40 * rate / seconds
-    assert 0.85 * rate <= achieved <= 1.05 * rate
+    attempts, seconds = drive_writes(pacer_at(rate, fake), fake, bucket, 60 * rate)
+    assert 60 * rate / seconds >= 0.9 * rate
+    assert attempts <= 1.05 * 60 * rate
+
+
+@pytest.mark.parametrize("rate", [5, 10, 20, 50])
+def test_the_pacer_finds_a_lower_limit_than_configured(rate: float) -> None:
+    fake = FakeTime()
+    pacer = pacer_at(2 * rate, fake)  # DRIVE_WRITES_PER_S set too high
+    bucket = Bucket(rate, burst=rate, tokens=rate, at=fake.t)
+    attempts, seconds = drive_writes(pacer, fake, bucket, 40 * rate)
+    assert 40 * rate / seconds >= 0.6 * rate  # halving on refusals, climbing back
     assert attempts <= 1.3 * 40 * rate
 
 
-def test_the_pacer_settles_at_googles_rate_from_its_first_refusal() -> None:
-    """Google's 3 writes a second, burst 3: the first refusal sets about the right
-    spacing, so 10 writes cost a few refused parts, not a climb from 10 ms a write."""
+def test_the_pacer_keeps_googles_rate_from_the_start() -> None:
+    """Google's 3 writes a second, burst 3: the burst, then 3 a second, no refusal."""
     fake = FakeTime()
-    pacer = Pacer(DRIVE_WRITES, clock=Clock(fake.sleep, fake.monotonic))
+    pacer = pacer_at(3, fake)
     bucket = Bucket(3, burst=3, tokens=3, at=fake.t)
     attempts, seconds = drive_writes(pacer, fake, bucket, 10)
     assert attempts <= 15
     assert seconds <= (10 - 3) / 3 + 1.5  # the burst, then Google's rate
-    assert 0.25 <= pacer.interval <= 0.45  # about a third of a second a write
+    assert pacer.rate == 3
 
 
-def test_the_pacer_backoff_is_bounded() -> None:
+def test_the_pacer_slowdown_is_bounded() -> None:
     fake = FakeTime()
-    pacer = Pacer(DRIVE_WRITES, clock=Clock(fake.sleep, fake.monotonic))
+    pacer = pacer_at(50, fake)
     for _ in range(200):  # Drive refuses everything, for a long time
-        assert pacer.wait_turn(pacer.batch)
-        pacer.answered(rate_limited=pacer.batch)
-    assert pacer.interval == DRIVE_WRITES.max_interval
+        assert pacer.take(100)
+        pacer.refused()
+    assert pacer.rate == google.MIN_RATE
     before = fake.t
-    pacer.wait_turn(pacer.batch)
-    assert fake.t - before <= DRIVE_WRITES.max_interval * DRIVE_WRITES.max_batch
-    single = Pacer(PacerSettings(), clock=Clock(fake.sleep, fake.monotonic), rand=lambda: 0.0)
-    waits = [single.answered(transient=1, attempt=n) for n in range(1, 12)]
+    pacer.take(100)
+    assert fake.t - before <= (1 + google.RESERVE) / google.MIN_RATE
+    single = Pacer(clock=Clock(fake.sleep, fake.monotonic), rand=lambda: 0.0)
+    waits = [single.backoff(n) for n in range(1, 12)]
     assert waits == sorted(waits) and max(waits) == google.BACKOFF_CAP_S
 
 
 def test_the_pacer_recovers_when_the_limit_lifts() -> None:
     fake = FakeTime()
-    pacer = Pacer(DRIVE_WRITES, clock=Clock(fake.sleep, fake.monotonic))
+    pacer = pacer_at(50, fake)
     slow = Bucket(2, burst=2, tokens=2, at=fake.t)
-    drive_writes(pacer, fake, slow, 60)
-    assert pacer.interval >= 0.3  # tracking 2 writes a second
+    attempts, seconds = drive_writes(pacer, fake, slow, 60)
+    assert 60 / seconds >= 0.6 * 2  # tracking 2 writes a second
     fast = Bucket(50, burst=50, tokens=50, at=fake.t)
     drive_writes(pacer, fake, fast, 500)  # the limit lifts to 50/s
     attempts, seconds = drive_writes(pacer, fake, fast, 1000)
@@ -241,23 +256,23 @@ def test_the_pacer_recovers_when_the_limit_lifts() -> None:
 
 def test_retry_after_holds_every_caller_then_lets_them_go() -> None:
     fake = FakeTime()
-    pacer = Pacer(PacerSettings(), clock=Clock(fake.sleep, fake.monotonic), rand=lambda: 0.0)
-    wait = pacer.answered(rate_limited=1, retry_after=12.0)
+    pacer = Pacer(3, clock=Clock(fake.sleep, fake.monotonic), rand=lambda: 0.0)
+    wait = pacer.refused(retry_after=12.0)
     assert 12.0 <= wait <= 13.0
+    assert pacer.rate == 3  # waited out, not halved
     before = fake.t
-    assert pacer.wait_turn()
+    pacer.wait()  # a read
     assert fake.t - before == pytest.approx(wait)
-    pacer.answered(accepted=1)
-    before = fake.t
-    assert pacer.wait_turn()
-    assert fake.t == before  # no spacing for single calls once they succeed
+    pacer.wait()
+    assert fake.t - before == pytest.approx(wait)  # reads are not spaced
+    assert pacer.take(10) == 2  # what the bucket refilled during the wait, half a write kept
 
 
 def test_jitter_spreads_waits_below_the_computed_backoff() -> None:
     fake = FakeTime()
     clock = Clock(fake.sleep, fake.monotonic)
-    low = Pacer(PacerSettings(), clock=clock, rand=lambda: 1.0).backoff(3)
-    high = Pacer(PacerSettings(), clock=clock, rand=lambda: 0.0).backoff(3)
+    low = Pacer(clock=clock, rand=lambda: 1.0).backoff(3)
+    high = Pacer(clock=clock, rand=lambda: 0.0).backoff(3)
     assert high == 8.0 and low == pytest.approx(8.0 * 0.8)
 
 

@@ -4,6 +4,7 @@ PERMISSION_DENIED. Real clients over HTTP, the sample drive, an in-process Mongo
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -21,6 +22,7 @@ from backtest_compilation.report import drive_link
 from backtest_compilation.settings import Settings
 from emulators.drive import DriveEmulator
 from emulators.sheets import SheetsEmulator
+from tests.support.fixtures_faults import FaultWorld
 
 KEY = "1LinksSheet_0123456789"
 COPIES = "Physical Copies of Backtests"
@@ -105,15 +107,42 @@ def test_links_only_for_drive_ids() -> None:
 
 
 def test_a_reader_may_not_rename(world: dict[str, Any]) -> None:
+    """Renames stop at Drive's first permission refusal; its rows say the fix, not a raw
+    403; the rest are pending; MongoDB and the sheet are still written; exit 1."""
     drive: DriveEmulator = world["drive"]
     drive.set_role("reader")
     names = {f.id: f.name for f in drive.files.values()}
     outcome = run(world)
+    assert outcome.exit_code == 1 and list(outcome.summary["failed"]) == ["renames"]
     failed = [p for p in outcome.summary["problems"] if p["category"] == "rename_failed"]
-    assert len(failed) == 10
-    assert all("insufficientFilePermissions" in p["message"] for p in failed), failed[0]
+    assert 1 <= len(failed) <= 3  # the first batch's parts, no more
+    for p in failed:
+        assert "Content manager" in p["message"] and "RENAME_FILES=false" in p["message"]
+        assert "403" not in p["message"]
+    assert outcome.summary["renames_pending"] == 10 - len(failed)
     assert {f.id: f.name for f in drive.files.values()} == names
     assert drive.stats.renames == 0
+    assert outcome.summary["mongo"]["inserted"] > 0
+    sheets: SheetsEmulator = world["sheets"]
+    assert "Content manager" in str(sheets.values(KEY, ERRORS))
+
+
+def test_a_reader_through_the_cli_is_one_line_exit_1_and_status_not_ok(
+    fault_world: FaultWorld,
+) -> None:
+    world = fault_world
+    world.drive.set_role("reader")
+    got = world.cli("--json")
+    assert got.returncode == 1, got.stderr
+    errors = [line for line in got.stderr.splitlines() if " ERROR " in line]
+    assert len(errors) == 1, got.stderr
+    assert "may only read" in errors[0] and "Content manager" in errors[0]
+    assert "RENAME_FILES=false" in errors[0]
+    summary = json.loads(got.stdout)
+    assert summary["exit_code"] == 1 and list(summary["failed"]) == ["renames"]
+    assert summary["mongo"]["inserted"] > 0 and summary["sheet"]["written"]
+    status = world.cli("status")
+    assert status.returncode == 1, status.stdout
 
 
 def test_a_reader_may_not_write_the_sheet(world: dict[str, Any]) -> None:

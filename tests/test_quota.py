@@ -24,7 +24,7 @@ from backtest_compilation.catalog import Category, Rename
 from backtest_compilation.drive import DriveCallError, DriveSource
 from backtest_compilation.errors import ServiceError
 from emulators.drive import WRITES_PER_SECOND, DriveEmulator
-from emulators.google import QuotaClock
+from emulators.google import BETWEEN_RUNS_S, QuotaClock
 from emulators.sheets import SheetsEmulator
 from tests.support.fixtures_faults import SHEET_KEY, FaultWorld
 
@@ -53,7 +53,12 @@ def misnamed(emu: DriveEmulator, count: int) -> tuple[str, list[Rename]]:
     for n in range(count):
         fid = emu.add_file(course, f"csci-1200 e1 f22 {n}.pdf")
         renames.append(
-            Rename(fid, f"CSCI / CSCI-1200 Data Structures / {n}", "x", f"CSCI-1200 E1F{n}.pdf")
+            Rename(
+                fid,
+                f"CSCI / CSCI-1200 Data Structures / {n}",
+                f"csci-1200 e1 f22 {n}.pdf",
+                f"CSCI-1200 E1F{n}.pdf",
+            )
         )
     return root, renames
 
@@ -73,7 +78,8 @@ def test_every_rename_is_applied_in_one_run_under_a_write_limit(
     with DriveEmulator() as emu:
         root, renames = misnamed(emu, 400)
         emu.reset_stats()
-        source = source_for(emu, root)
+        # DRIVE_WRITES_PER_S set above Drive's limit: the pacer finds the limit.
+        source = source_for(emu, root, writes_per_s=2 * per_second)
         emu.limit_writes(per_second, answer=answer)
         result = source.rename(renames)
         assert result.applied == {r.id for r in renames}
@@ -116,29 +122,30 @@ def test_renames_settle_at_googles_rate_at_once(
 def test_renames_honour_retry_after_in_both_forms(form: str) -> None:
     with DriveEmulator() as emu:
         root, renames = misnamed(emu, 60)
-        source = source_for(emu, root)
-        pacer = source.write_pacer
-        seen: list[tuple[float | None, float, float]] = []
-        answered = pacer.answered
+        source = source_for(emu, root, writes_per_s=20)  # above Drive's limit
+        clock = source.clock
+        events: list[tuple[str, float, float | None]] = []  # what, when, Retry-After
+        send = source._rename_batch
 
-        def spy(**kwargs: Any) -> float:
-            before = pacer.clock.now()
-            pause = answered(**kwargs)
-            if kwargs.get("rate_limited"):
-                now = pacer.clock.now()
-                slot = now + (pacer.reserve(0.0) or 0.0)  # the next free slot, nothing taken
-                seen.append((kwargs.get("retry_after"), pause, slot - before))
-            return pause
+        def batch(chunk: Any) -> dict[str, google.Answer]:
+            events.append(("sent", clock.now(), None))
+            answers = send(chunk)
+            waits = [a.retry_after for a in answers.values() if a.retry_after is not None]
+            if waits:
+                events.append(("refused", clock.now(), max(waits)))
+            return answers
 
-        pacer.answered = spy  # type: ignore[method-assign]
+        source._rename_batch = batch  # type: ignore[method-assign]
         emu.limit_writes(10, retry_after=form)
         result = source.rename(renames)
         assert result.applied == {r.id for r in renames} and not result.problems
-        assert seen  # Drive refused some parts, each time with a Retry-After …
-        for retry_after, pause, held in seen:
-            assert retry_after is not None and retry_after >= 0.9  # whole seconds / a date
-            # … which held every batch back at least that long.
-            assert pause >= retry_after and held >= retry_after - 0.01
+        refusals = [(n, at, wait) for n, (what, at, wait) in enumerate(events) if what == "refused"]
+        assert refusals  # Drive refused some parts, each time with a Retry-After …
+        for n, at, wait in refusals:
+            assert wait is not None and wait >= 0.9  # whole seconds / a date
+            later = [t for what, t, _ in events[n + 1 :] if what == "sent"]
+            # … which held the next batch back at least that long.
+            assert not later or later[0] - at >= wait - 0.01
 
 
 def test_a_permanent_answer_among_rate_limits_is_exactly_one_problem() -> None:
@@ -309,7 +316,7 @@ def test_a_long_rename_phase_logs_progress_and_summarises_rate_limits(
     caplog.set_level(logging.INFO)
     with DriveEmulator() as emu:
         root, renames = misnamed(emu, 300)
-        source = source_for(emu, root)
+        source = source_for(emu, root, writes_per_s=10)  # above Drive's limit
         emu.limit_writes(5)
         source.rename(renames)
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("renames: ")]
@@ -455,3 +462,97 @@ def test_a_hung_drive_request_ends_at_the_runs_deadline() -> None:
         with pytest.raises(RunTimedOut, match="RUN_TIMEOUT_S"):
             source.read(None, now=NOW)
         assert time.monotonic() - started <= 1.5 + 2 * 1.5
+
+
+def test_300_renames_at_googles_rate_in_a_run_keep_to_it_and_none_fails(
+    fault_world: FaultWorld,
+) -> None:
+    """Issue 18's acceptance: at Google's 3 writes a second, 300 renames finish within
+    300 / 3 / 0.9 s of quota-clock time, and no sheet row says "Rename failed"."""
+    world = fault_world
+    course = next(f.id for f in world.drive.files.values() if f.name.startswith("CSCI-1200"))
+    planned = len(world.run().summary["renames"])  # the sample drive's own first
+    for n in range(300):
+        world.drive.add_file(course, f"csci-1200 q{n % 100} f{10 + n // 100}.pdf")
+    started = world.clock()
+    got = world.run()
+    took = world.clock() - started - BETWEEN_RUNS_S  # the run starts a quota window later
+    renames = got.summary["renames"]
+    assert planned and len(renames) == 300 and all(r["applied"] for r in renames)
+    assert got.exit_code == 0 and got.summary["renames_pending"] == 0
+    assert took <= 300 / WRITES_PER_SECOND / 0.9
+    assert "Rename failed" not in json.dumps(world.sheets.values(SHEET_KEY, "Errors in Drive"))
+
+
+def test_renames_never_overwrite_what_a_person_did_during_the_run() -> None:
+    """8 s into a paced run (Google's 3 a second) a person renames one pending file,
+    moves another into another course and trashes a third: the changes feed, read before
+    each batch, drops those three renames (the next run plans them afresh)."""
+    with DriveEmulator() as emu:
+        root, renames = misnamed(emu, 60)
+        other = emu.add_folder(root, "CSCI-2300 Algorithms")
+        source = source_for(emu, root)
+        source.read(None, now=NOW)  # the listing the renames were planned from
+        renamed, moved, trashed = (r.id for r in renames[-3:])
+        started = source.clock.now()
+        send = source._rename_batch
+        done: list[bool] = []
+
+        def batch(chunk: Any) -> dict[str, google.Answer]:
+            if not done and source.clock.now() - started >= 8.0:
+                done.append(True)
+                emu.rename(renamed, "CSCI-1200 E9S05.pdf")
+                emu.move(moved, other)
+                emu.trash(trashed)
+            return send(chunk)
+
+        source._rename_batch = batch  # type: ignore[method-assign]
+        result = source.rename(renames)
+        assert done  # the person acted while renames were still going
+        assert result.pending == {renamed, moved, trashed} and not result.problems
+        assert result.applied == {r.id for r in renames[:-3]}
+        assert emu.files[renamed].name == "CSCI-1200 E9S05.pdf"
+        assert emu.files[moved].name == renames[-2].old and emu.files[moved].parent == other
+        assert emu.files[trashed].trashed and emu.files[trashed].name == renames[-1].old
+
+
+def test_sheets_rate_limits_are_waited_out_until_the_runs_deadline() -> None:
+    """Issue 18: eight Sheets 429s in a row ended a run (exit 1). Sheets' quota is per
+    minute: within a run (a deadline), rate limits are waited out, not failed."""
+    from backtest_compilation.catalog import Catalog
+
+    with SheetsEmulator() as emu:
+        emu.add_spreadsheet(SHEET_KEY, tabs={COPIES: [["Course"]]})
+        waits: list[float] = []
+        report = sheet.open_report(
+            SHEET_KEY, endpoint=emu.url, sleep=waits.append, deadline=google.Deadline(2700)
+        )
+        emu.fail_next(*["429"] * 8)
+        assert report.publish(Catalog(), None, NOW).digest
+        assert len(waits) == 8 and emu.writes() == 1
+        # Near the run's end, a wait that would pass it stops the run instead (exit 1).
+        late = sheet.open_report(
+            SHEET_KEY, endpoint=emu.url, sleep=waits.append, deadline=google.Deadline(5)
+        )
+        emu.fail_next(*["429"] * 8)
+        with pytest.raises(google.RunTimedOut, match="RUN_TIMEOUT_S"):
+            late.publish(Catalog(), "x", NOW)
+
+
+def test_renames_stop_without_failing_when_the_changes_feed_cannot_be_read() -> None:
+    """What changed since the listing is unknown: the rest is pending, nothing fails."""
+    with DriveEmulator() as emu:
+        root, renames = misnamed(emu, 20)
+        source = source_for(emu, root)
+        source.read(None, now=NOW)
+        send = source._rename_batch
+
+        def batch(chunk: Any) -> dict[str, google.Answer]:
+            answers = send(chunk)
+            emu.expire_change_tokens()  # the next check is refused
+            return answers
+
+        source._rename_batch = batch  # type: ignore[method-assign]
+        result = source.rename(renames)
+        assert result.applied and not result.problems
+        assert result.pending == {r.id for r in renames} - result.applied

@@ -41,6 +41,37 @@ MATCHING = [
         id="the course code beats an exact title",
     ),
     pytest.param(
+        "BEAR-1681 Process Control and Society",
+        [
+            ["ECSE", "1681", "Process Control and Society"],
+            ["BEAR", "1681", "Process Control and Society"],
+        ],
+        (3,),
+        "department and number",
+        id="crosslisted titles: the row with the department and number cells decides",
+    ),
+    pytest.param(
+        "BEAR-1681 Process Control and Society",
+        ["Process Control and Society", ["bear", 1681.0, "Process Control and Society (S)"]],
+        (3,),
+        "department and number",
+        id="the number as a number cell, the title contained, beats an exact title",
+    ),
+    pytest.param(
+        "BEAR-1681 Process Control and Society",
+        [["BEAR", "1681", "Other Title"], "Process Control and Society"],
+        (3,),
+        "title",
+        id="department and number cells without the title are not that course's row",
+    ),
+    pytest.param(
+        "BEAR-1681 Process Control and Society",
+        [["BEAR", "1681", "Process Control and Society"], ["BEAR-1681"]],
+        (3,),
+        "code",
+        id="the course code beats department and number cells",
+    ),
+    pytest.param(
         "CSCI-1200 Data Structures",
         ["Advanced Data Structures", "data   STRUCTURES"],
         (3,),
@@ -197,6 +228,7 @@ def test_matching_is_literal() -> None:
         literal = {
             "full name": lambda text: text == row_matching.normalise_title(c.name),
             "code": lambda text: text == row_matching.normalise_title(c.key),
+            "department and number": lambda text: wanted in text,
             "title": lambda text: text == wanted,
             "contained title": lambda text: wanted != "" and wanted in text,
         }
