@@ -552,17 +552,17 @@ def build_services(
 ) -> pipeline.Services:
     """The real adapters for `config`: Drive (or a local folder), MongoDB, the sheet.
 
-    A local `source` is for trying things: unless `publish`, a sync from it writes no
-    Google sheet and uses an in-process MongoDB instead of a real one, so a try-out never
-    overwrites what the website and the tracking sheet show. (`--dry-run` and `check`
-    write nothing anywhere, so they compare with the real ones.)"""
+    A local `source` is for trying things: unless `publish`, it writes no Google sheet
+    and uses an in-process MongoDB instead of a real one, so a try-out never overwrites
+    what the website and the tracking sheet show; its `--dry-run` and `check` compare
+    with that same in-process database (what the run without `--dry-run` would do)."""
     from .google import Deadline
     from .store import Store
 
     deadline = Deadline(config.run_timeout_s)
     renames = options.renames_applied(config.rename_files)
     tree_source: sources.Source
-    trying = source is not None and not publish and options.mode == "sync"
+    trying = source is not None and not publish
     if source is not None:
         tree_source = sources.LocalTree(LocalFolderSource(source), allow_renames=renames)
     else:

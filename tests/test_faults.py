@@ -903,6 +903,26 @@ def test_a_local_source_writes_no_sheet_and_no_real_database(
     assert again["unchanged"] is True and again["mongo"]["in_sync"] is True
 
 
+def test_a_local_dry_run_compares_with_the_database_the_real_run_would_use(
+    fault_world: FaultWorld, tmp_path: Path
+) -> None:
+    """Issue 17 item 3: `--source DIR --dry-run` without `--publish` shows what the same
+    command without `--dry-run` does: inserts into an empty in-process database, never
+    "would delete" what MONGO_URI's website holds."""
+    world = fault_world
+    assert world.cli("--json").returncode == 0
+    before = {k: v for k, v in world.everything().items() if k != "state"}
+    drive = _local_drive(tmp_path)
+    got = world.cli("--json", "--dry-run", "--source", str(drive))
+    assert got.returncode == 0, got.stderr
+    mongo = json.loads(got.stdout)["mongo"]
+    assert mongo["inserted"] > 0 and mongo["deleted"] == 0 and mongo["updated"] == 0
+    assert "would delete" not in got.stderr and "course removed" not in got.stderr
+    real = json.loads(world.cli("--json", "--source", str(drive)).stdout)["mongo"]
+    assert real["inserted"] == mongo["inserted"] and real["deleted"] == 0
+    assert {k: v for k, v in world.everything().items() if k != "state"} == before
+
+
 def test_a_published_local_run_never_short_cuts_the_next_drive_run(
     fault_world: FaultWorld, tmp_path: Path
 ) -> None:
