@@ -6,23 +6,28 @@ Everything here is thin; the work is done by functions that can be called from P
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
+import os
+import signal
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from . import __version__, alerts, lastrun, pipeline, schedule, settings, sources, telemetry
-from . import outcome as outcome_mod
-from .errors import CHECK_FAILED, ConfigError, Locked, RunError
+from .errors import ConfigError, Locked, RunError
 from .local import LocalFolderSource
+from .outcome import Interrupted, RunSummary, exit_code_of
 
 if TYPE_CHECKING:
     from google.auth.credentials import Credentials
@@ -191,6 +196,12 @@ def build_parser() -> argparse.ArgumentParser:
     status_cmd.add_argument(
         "--json", action="store_true", help="print the status as one JSON object on stdout"
     )
+    status_cmd.add_argument(
+        "--source",
+        type=Path,
+        metavar="PATH",
+        help="the runs of a local --source PATH (they keep their own record)",
+    )
     return parser
 
 
@@ -239,62 +250,144 @@ def configure_logging(level: str, tz: str = settings.Settings.tz) -> None:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
+@dataclass(frozen=True)
+class Request:
+    """What the command line asked for, read once from the parsed arguments."""
+
+    command: str = "sync"
+    verbose: int = 0
+    quiet: int = 0
+    json: bool = False
+    dry_run: bool = False
+    rename: bool = True
+    allow_mass_delete: bool = False
+    full_rescan: bool = False
+    source: Path | None = None
+    publish: bool = False
+
+    @classmethod
+    def of(cls, args: argparse.Namespace) -> Request:
+        given = vars(args)
+        return cls(
+            command=given.get("command") or "sync",
+            verbose=given.get("verbose", 0),
+            quiet=given.get("quiet", 0),
+            json=given.get("json", False),
+            dry_run=given.get("dry_run", False),
+            rename=not given.get("no_rename", False),
+            allow_mass_delete=given.get("allow_mass_delete", False),
+            full_rescan=given.get("full_rescan", False),
+            source=given.get("source"),
+            publish=given.get("publish", False),
+        )
+
+    @property
+    def mode(self) -> pipeline.Mode:
+        return "check" if self.command == "check" else "dry-run" if self.dry_run else "sync"
+
+    @property
+    def options(self) -> pipeline.Options:
+        # In a dry run or check, renames are planned (and pending ones make check fail)
+        # but never applied: the source is built without rename rights.
+        return pipeline.Options(
+            mode=self.mode,
+            rename=self.rename,
+            allow_mass_delete=self.allow_mass_delete,
+            full_rescan=self.full_rescan,
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: returns the process exit code."""
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    command = args.command or "sync"
-    verbose, quiet = getattr(args, "verbose", 0), getattr(args, "quiet", 0)
+    """Entry point: returns the process exit code. The one place where a command's
+    failure becomes an exit code (and, with `--json`, its one JSON object)."""
+    request = Request.of(parse_args(sys.argv[1:] if argv is None else argv))
     env = settings.read_env()
-    if command == "doctor":
+    if request.command == "doctor":
         from . import doctor
 
-        configure_logging(log_level("WARNING", verbose, quiet))
+        configure_logging(log_level("WARNING", request.verbose, request.quiet))
         return doctor.main(env, out=sys.stdout)
-    if command == "status":
-        return _status(args, env)
+    if request.command == "status":
+        return _status(request, env)
     try:
-        source = getattr(args, "source", None)
-        needs_drive = source is None and command != "demo"
+        needs_drive = request.source is None and request.command != "demo"
         config = settings.load(env, needs_drive=needs_drive)
     except ConfigError as exc:
         for line in exc.problems:
             print(f"configuration: {line}", file=sys.stderr)
-        if getattr(args, "json", False):
-            _print_json(_failure(command, args, exc.exit_code, {"settings": str(exc)}))
+        if request.json:
+            _print_json(RunSummary(request.mode).failed("settings", exc).summary)
         return exc.exit_code
-    if command == "demo":
+    if request.command == "demo":
         base = env.get("LOG_LEVEL", "").upper() or "ERROR"
-        configure_logging(log_level(base, verbose, quiet), config.tz)
+        configure_logging(log_level(base, request.verbose, request.quiet), config.tz)
         from .demo import run_demo
 
-        return _guarded(lambda: run_demo(partial(demo_config, config), config.mongo_db), None)
-    configure_logging(log_level(config.log_level, verbose, quiet), config.tz)
+        try:
+            return run_demo(partial(demo_config, config), config.mongo_db)
+        except Exception as exc:
+            return _logged(exc)
+    configure_logging(log_level(config.log_level, request.verbose, request.quiet), config.tz)
     tel = start_telemetry(config)
     try:
-        if command == "schedule":
-            monitor = telemetry.monitor_config(
-                config.schedule,
-                config.tz,
-                max_runtime_min=int(getattr(config, "run_timeout_s", 2700) // 60) + 15,
-            )
-            return schedule.serve(
-                lambda: tel.checked_in(
-                    lambda: _guarded(lambda: _run_once(args, config, tel, "sync"), tel), monitor
-                ),
-                schedule=config.schedule,
-                tz=config.tz,
-                cache_dir=config.cache_dir,
-                on_failure=tel.report_exit,
-                run_timeout_s=config.run_timeout_s,
-            )
-        return _guarded(lambda: _run_once(args, config, tel, command), tel)
-    except KeyboardInterrupt:
-        return 130
+        if request.command == "schedule":
+            return _schedule(config, tel)
+        with _interrupts_raise():
+            return _one_run(request, config, tel)
     finally:
         tel.close()
 
 
-def _status(args: argparse.Namespace, env: dict[str, str]) -> int:
+def _logged(exc: BaseException) -> int:
+    """Log a failure the run did not log itself; its exit code."""
+    if getattr(exc, "summary", None) is None:
+        if isinstance(exc, ConfigError):
+            for line in exc.problems:
+                log.error("configuration: %s", line)
+        elif isinstance(exc, RunError):
+            log.error("%s", exc)
+        elif isinstance(exc, Exception):  # a bug: logged with its traceback
+            log.error("unexpected failure: %s: %s", type(exc).__name__, exc, exc_info=True)
+    return exit_code_of(exc)
+
+
+@contextlib.contextmanager
+def _interrupts_raise() -> Iterator[None]:
+    """A one-off run: SIGINT and SIGTERM end it like an error (recorded, reported, its
+    JSON printed, exit 130 / 143); a second signal while it is being recorded waits."""
+    interrupted = False
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        nonlocal interrupted
+        if interrupted:
+            return
+        interrupted = True
+        raise KeyboardInterrupt if signum == signal.SIGINT else Interrupted(signum)
+
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _schedule(config: settings.Settings, tel: telemetry.Telemetry) -> int:
+    """`schedule`: a sync at every time of `SCHEDULE` (each recorded and reported as a
+    one-off sync is); exits 130 / 143 when a second stop request aborted a run, else 0."""
+    monitor = telemetry.monitor_config(
+        config.schedule, config.tz, max_runtime_min=int(config.run_timeout_s // 60) + 15
+    )
+    return schedule.serve(
+        lambda: tel.checked_in(lambda: _one_run(Request(), config, tel), monitor),
+        schedule=config.schedule,
+        tz=config.tz,
+        cache_dir=config.cache_dir,
+        run_timeout_s=config.run_timeout_s,
+    )
+
+
+def _status(request: Request, env: dict[str, str]) -> int:
     """`status` (`--json`): exit 0 when the last run succeeded and the scheduler is alive.
 
     It needs only CACHE_DIR, SCHEDULE and TZ: another broken setting is mentioned on
@@ -307,172 +400,78 @@ def _status(args: argparse.Namespace, env: dict[str, str]) -> int:
         for line in exc.problems:
             print(f"configuration: {line}", file=sys.stderr)
         config = settings.Settings(cache_dir=Path(env.get("CACHE_DIR") or "cache"))
-    info = status.gather(config.cache_dir, schedule_expr=config.schedule, tz=config.tz)
-    if getattr(args, "json", False):
-        json.dump(info, sys.stdout, ensure_ascii=False, indent=2)
-        sys.stdout.write("\n")
+    where = lastrun.folder(config.cache_dir, request.source)
+    info = status.gather(where, schedule_expr=config.schedule, tz=config.tz)
+    if request.json:
+        _print_json(info)
     else:
-        print(status.text(info, tz=config.tz))
+        _print(status.text(info, tz=config.tz))
     return 0 if info["ok"] else 1
 
 
-def _guarded(job: Callable[[], int], tel: telemetry.Telemetry | None) -> int:
-    """Run `job`, mapping the run's errors to exit codes (contract §5.11)."""
+def _one_run(request: Request, config: settings.Settings, tel: telemetry.Telemetry) -> int:
+    """One sync, dry run or check with the real adapters, whatever its end: a sync is
+    recorded (`lastrun`) and pinged (`HEALTHCHECK_URL`), a failure goes to Sentry, and
+    `--json` prints the one JSON object (contract §8)."""
+    mode = request.mode
+    ping = alerts.Healthcheck(config.healthcheck_url if mode == "sync" else "")
+    ping.start()
+    started = datetime.now(UTC)
+    run: RunSummary | None = None
     try:
-        return job()
-    except ConfigError as exc:
-        for line in exc.problems:
-            log.error("configuration: %s", line)
-        return exc.exit_code
-    except RunError as exc:
-        log.error("%s", exc)
-        if tel is not None and not isinstance(exc, Locked):
-            tel.report_failure(exc, exit_code=exc.exit_code)
-        return exc.exit_code
-    except Exception as exc:  # a bug: logged with its traceback, for the bug report
-        log.error("unexpected failure: %s: %s", type(exc).__name__, exc, exc_info=True)
-        if tel is not None:
-            tel.report_failure(exc, exit_code=1)
-        return 1
-
-
-def _run_once(
-    args: argparse.Namespace, config: settings.Settings, tel: telemetry.Telemetry, command: str
-) -> int:
-    """One sync, dry run or check with the real adapters."""
-    dry_run = getattr(args, "dry_run", False)
-    mode: pipeline.Mode = "check" if command == "check" else "dry-run" if dry_run else "sync"
-    options = pipeline.Options(
-        mode=mode,
-        # In a dry run or check, renames are planned (and pending ones make check fail)
-        # but never applied: the source is built without rename rights below.
-        rename=not getattr(args, "no_rename", False),
-        allow_mass_delete=getattr(args, "allow_mass_delete", False),
-        full_rescan=getattr(args, "full_rescan", False),
-    )
-    as_json = getattr(args, "json", False)
-
-    def execute() -> pipeline.Outcome:
         services = build_services(
-            config,
-            source=getattr(args, "source", None),
-            options=options,
-            publish=getattr(args, "publish", False),
+            config, source=request.source, options=request.options, publish=request.publish
         )
         services.report_error = lambda exc: tel.report_failure(exc, exit_code=1)
         try:
-            return pipeline.run(run_config(config), options, services)
+            run = pipeline.run(run_config(config), request.options, services)
         finally:
             services.store.close()
-
-    try:
-        # A sync is recorded (last-run.json, report.html) and pinged whatever its end.
-        outcome = _recorded_sync(config, execute) if mode == "sync" else execute()
     except BaseException as exc:
-        # Every exit path prints its one JSON object (contract §8), and `check` says
-        # "could not check" (5) rather than "out of sync" (1).
-        code = outcome_mod.failure_exit_code(
-            mode, exc.exit_code if isinstance(exc, RunError) else RunError.exit_code
-        )
-        if as_json and isinstance(exc, Exception):
-            summary = getattr(exc, "summary", None)
-            if not isinstance(summary, dict):
-                stage = "lock" if isinstance(exc, Locked) else "setup"
-                why = str(exc) if isinstance(exc, RunError) else f"{type(exc).__name__}: {exc}"
-                summary = _failure(mode, args, code, {stage: why})
-            _print_json({**summary, "ok": False, "exit_code": code})
-        if mode == "check" and code == CHECK_FAILED and isinstance(exc, Exception):
-            if isinstance(exc, RunError):
-                log.error("%s", exc)
-            else:  # a bug: with its traceback, for the bug report
-                log.error("unexpected failure: %s: %s", type(exc).__name__, exc, exc_info=True)
-            log.error("check: could not check (exit %d)", CHECK_FAILED)
-            tel.report_failure(exc, exit_code=code)
-            return code
-        raise
-    tel.report_summary(outcome.summary)
-    if as_json:
-        _print_json(outcome.summary)
-    elif mode != "sync":
-        print(outcome.text)
-    return outcome.exit_code
-
-
-def _recorded_sync(
-    config: settings.Settings, execute: Callable[[], pipeline.Outcome]
-) -> pipeline.Outcome:
-    """`execute` (a sync) between healthcheck pings, leaving `last-run.json` and
-    `report.html` in CACHE_DIR whatever its end (contract §7); a run that raised is
-    recorded, then re-raised."""
-    ping = alerts.Healthcheck(config.healthcheck_url)
-    ping.start()
-    started = datetime.now(UTC)
-    try:
-        outcome = execute()
-    except Locked:
-        raise  # the run holding the lock records itself; this one changed nothing
-    except Exception as exc:
-        code = exc.exit_code if isinstance(exc, RunError) else 1
-        why = str(exc) if isinstance(exc, RunError) else f"unexpected failure: {type(exc).__name__}"
-        summary = getattr(exc, "summary", None)
-        if not isinstance(summary, dict):
-            summary = lastrun.failure_summary("sync", code, why)
-        summary = {**summary, "ok": False, "exit_code": code}
+        if not isinstance(exc, Exception | KeyboardInterrupt | Interrupted):
+            raise  # SystemExit and the like
+        run = getattr(exc, "run", None)
+        if run is None:  # before the run began (building the adapters)
+            _logged(exc)
+            run = RunSummary(mode).failed("setup", exc)
+            log.info("%s", run.line())
+    line = run.line()
+    if mode == "sync" and run.exit_code != Locked.exit_code:
+        # The run holding the lock records itself; one that gave up changed nothing.
         lastrun.save(
-            config.cache_dir,
-            summary,
+            lastrun.folder(config.cache_dir, request.source),
+            run.summary,
             started=started,
             finished=datetime.now(UTC),
-            headline=f"sync failed with exit code {code}: {why}",
-            error=why,
+            headline=line,
+            mongo_lines=run.mongo_lines,
+            zone=config.zone,
         )
-        ping.fail(f"exit {code}: {why}")
+        why = "; ".join(f"{k}: {v}" for k, v in run.summary["failed"].items())
+        ping.finish(run.exit_code, line if run.ok else f"exit {run.exit_code}: {why}\n{line}")
         ping.wait()
-        raise
-    line = outcome_mod.summary_line(outcome.summary)
-    lastrun.save(
-        config.cache_dir,
-        outcome.summary,
-        started=started,
-        finished=datetime.now(UTC),
-        headline=line,
-        mongo_lines=outcome.mongo_lines,
-    )
-    ping.finish(outcome.exit_code, line)
-    ping.wait()
-    return outcome
+    tel.report_summary(run.summary)
+    if run.exit_code not in (0, Locked.exit_code) and not (mode == "check" and run.exit_code == 1):
+        tel.report_failure(message=line, exit_code=run.exit_code)
+    if request.json:
+        _print_json(run.summary)
+    elif mode != "sync":
+        _print(run.text_for(verbose=mode != "check" or request.verbose > 0))
+    return run.exit_code
+
+
+def _print(text: str) -> None:
+    """`text` on stdout; a reader that went away (`| head`) ends the output quietly."""
+    try:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Later writes (and the interpreter's last flush) go nowhere instead of failing.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _print_json(summary: dict[str, object]) -> None:
-    json.dump(summary, sys.stdout, ensure_ascii=False, indent=2)
-    sys.stdout.write("\n")
-    sys.stdout.flush()
-
-
-def _failure(
-    command: str, args: argparse.Namespace, exit_code: int, failed: dict[str, str]
-) -> dict[str, object]:
-    """contract §8's object for a run that stopped before it knew anything else."""
-    mode = (
-        command
-        if command in ("check", "dry-run")
-        else "dry-run"
-        if getattr(args, "dry_run", False)
-        else "sync"
-    )
-    return {
-        "mode": mode,
-        "ok": False,
-        "exit_code": exit_code,
-        "failed": failed,
-        "catalog": None,
-        "problems": None,
-        "renames": None,
-        "mongo": None,
-        "sheet": None,
-        "api_calls": {"drive": 0, "sheets": 0, "mongo": 0},
-        "timings_s": {},
-    }
+    _print(json.dumps(summary, ensure_ascii=False, indent=2))
 
 
 def run_config(config: settings.Settings) -> pipeline.RunConfig:

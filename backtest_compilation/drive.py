@@ -927,6 +927,15 @@ class Progress:
             rate,
             eta,
             f" ({note})" if note else "",
+            # For `status` while the run goes on (pipeline notes it in the lock file).
+            extra={
+                "progress": {
+                    "what": self.what,
+                    "done": done,
+                    "total": self.total,
+                    "rate": round(rate, 2),
+                }
+            },
         )
 
 

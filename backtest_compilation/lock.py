@@ -15,10 +15,10 @@ import json
 import logging
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from .errors import Locked, cache_dir_error
 
@@ -27,12 +27,24 @@ log = logging.getLogger(__name__)
 FILE_NAME: Final = "run.lock"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Holder:
     """Who holds (or last held) the lock, as written in the lock file."""
 
     pid: int | None
     started: str | None
+    notes: dict[str, Any] = field(default_factory=dict)
+    fd: int = -1  # the open lock file, while held
+
+    def note(self, **fields: Any) -> None:
+        """Say what the run is doing (its mode, phase, progress), for `status`; a file
+        that cannot be written loses the note, never the run."""
+        self.notes.update(fields)
+        if self.fd >= 0:
+            with contextlib.suppress(OSError):
+                _write(
+                    self.fd, json.dumps({"pid": self.pid, "started": self.started, **self.notes})
+                )
 
 
 def path_in(cache_dir: Path) -> Path:
@@ -73,7 +85,7 @@ def hold(cache_dir: Path, *, now: datetime | None = None) -> Iterator[Holder]:
                 previous.pid,
                 previous.started,
             )
-        me = Holder(os.getpid(), (now or datetime.now(UTC)).isoformat(timespec="seconds"))
+        me = Holder(os.getpid(), (now or datetime.now(UTC)).isoformat(timespec="seconds"), fd=fd)
         try:
             _write(fd, json.dumps({"pid": me.pid, "started": me.started}))
         except OSError as exc:
@@ -84,8 +96,10 @@ def hold(cache_dir: Path, *, now: datetime | None = None) -> Iterator[Holder]:
         try:
             yield me
         finally:
+            me.fd = -1
+            # No pid: a clean end (the next holder does not warn); the start and mode stay.
             with contextlib.suppress(OSError):
-                _write(fd, "")
+                _write(fd, json.dumps({"started": me.started, **me.notes}))
     finally:
         os.close(fd)  # closing the descriptor releases the flock
 
@@ -105,7 +119,20 @@ def _read(fd: int) -> Holder:
     )
 
 
+def last_start(cache_dir: Path) -> dict[str, Any]:
+    """What the lock file says of the latest run (`started`, `mode`, `source`, and `pid`
+    while one holds it or when it died holding it); {} when there is none."""
+    try:
+        doc = json.loads(path_in(cache_dir).read_bytes() or b"{}")
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
 def _write(fd: int, text: str) -> None:
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, text.encode(), 0)
+    # Overwritten in place, then cut: the file's block is already there, so a full disk
+    # still takes the few bytes.
+    data = text.encode()
+    os.pwrite(fd, data, 0)
+    os.ftruncate(fd, len(data))
     os.fsync(fd)

@@ -31,6 +31,8 @@ from zoneinfo import ZoneInfo
 
 from croniter import croniter
 
+from .outcome import Interrupted, exit_code_of
+
 log = logging.getLogger(__name__)
 
 DEFAULT_SCHEDULE: Final = "2 9-19/2 * * *"
@@ -40,6 +42,9 @@ HEARTBEAT_EVERY_S: Final = 60.0
 # The container health check calls the scheduler unhealthy when the heartbeat file is
 # older than this; a run longer than it (a hung service) shows up as unhealthy.
 HEALTHY_WITHIN_S: Final = 900
+
+# Exit codes of a run aborted by a signal (SIGINT, SIGTERM).
+ABORTED: Final = (130, 143)
 
 Job = Callable[[], int]
 # Told about every run that failed: its exit code, and the exception if it raised one.
@@ -189,7 +194,8 @@ def run_forever(
     beat_every_s: float = HEARTBEAT_EVERY_S,
     run_timeout_s: float | None = None,
 ) -> int:
-    """Run `job` at every slot of `schedule` until `stop` is set; returns 0.
+    """Run `job` at every slot of `schedule` until `stop` is set; returns 0, or the
+    interrupted run's 130 / 143 when a second stop request aborted it.
 
     On start, runs at once if a slot was missed since `last_run` (default: the last
     run recorded in the `heartbeat` file; none recorded counts as missed). A job that
@@ -225,6 +231,9 @@ def run_forever(
         beater.start()
         try:
             code = job()
+        except (KeyboardInterrupt, Interrupted) as exc:  # a second stop request
+            code, error = exit_code_of(exc), exc
+            stop.set()
         except Exception as exc:  # a failing run must not end the scheduler
             log.exception("scheduled run failed: %s", type(exc).__name__)
             code, error = 1, exc
@@ -268,7 +277,7 @@ def run_forever(
         run_once(f"slot {_local(due, zone)}")
     beat(None)
     log.info("scheduler stopped")
-    return 0
+    return last_code if last_code in ABORTED else 0
 
 
 def beat_while_running(
@@ -304,19 +313,31 @@ def _local(at: datetime, zone: ZoneInfo) -> str:
 # --- the real thing ---------------------------------------------------------------
 
 
+# The same signal again within this many seconds is the same request: `uv run` forwards
+# the SIGTERM systemd sends to the whole process group, so the scheduler gets it twice.
+SAME_REQUEST_S: Final = 1.0
+
+
 @contextlib.contextmanager
 def stop_on_signals(stop: threading.Event) -> Iterator[threading.Event]:
     """Within the block, SIGTERM and SIGINT set `stop` (the current run finishes, then the
-    loop ends); a second signal takes the default action and ends the process at once."""
+    loop ends). A second request aborts the current run: it is interrupted (recorded,
+    exit 130 / 143); the same signal again within `SAME_REQUEST_S` is not a second one."""
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    first: dict[int, float] = {}
 
     def handle(signum: int, frame: FrameType | None) -> None:
-        log.info("%s received: stopping after the current run", signal.Signals(signum).name)
-        stop.set()
-        for sig in previous:
-            signal.signal(
-                sig, signal.SIG_DFL if sig == signal.SIGTERM else signal.default_int_handler
-            )
+        name = signal.Signals(signum).name
+        if not stop.is_set():
+            log.info("%s received: stopping after the current run", name)
+            first[signum] = time.monotonic()
+            stop.set()
+            return
+        if signum in first and time.monotonic() - first[signum] < SAME_REQUEST_S:
+            log.debug("%s again within a second: the same request to stop", name)
+            return
+        log.warning("%s received again: aborting the current run", name)
+        raise KeyboardInterrupt if signum == signal.SIGINT else Interrupted(signum)
 
     for sig in previous:
         signal.signal(sig, handle)
@@ -337,7 +358,8 @@ def serve(
     last_run: datetime | None = None,
     run_timeout_s: float | None = None,
 ) -> int:
-    """`main.py schedule`: run `job` on `schedule` in `tz` until SIGTERM/SIGINT; returns 0.
+    """`main.py schedule`: run `job` on `schedule` in `tz` until SIGTERM/SIGINT; returns 0
+    (130 / 143 when a second request aborted a run).
 
     Must be called from the main thread (signal handlers). The heartbeat goes to
     `CACHE_DIR/heartbeat.json`."""
