@@ -119,6 +119,7 @@ class Heartbeat:
     last_run: datetime | None = None
     last_exit_code: int | None = None
     next_run: datetime | None = None
+    running: bool = False  # a run is going on (`next_run` is then None, and not "stopped")
 
 
 def heartbeat_path(cache_dir: Path) -> Path:
@@ -138,6 +139,7 @@ def write_heartbeat(path: Path, beat: Heartbeat) -> None:
             "last_run": iso(beat.last_run),
             "last_exit_code": beat.last_exit_code,
             "next_run": iso(beat.next_run),
+            "running": beat.running,
             "pid": os.getpid(),
         }
     )
@@ -172,6 +174,7 @@ def read_heartbeat(path: Path) -> Heartbeat | None:
             last_run=when("last_run"),
             last_exit_code=code if isinstance(code, int) else None,
             next_run=when("next_run"),
+            running=doc.get("running") is True,
         )
     except (OSError, ValueError, TypeError, AttributeError):
         return None
@@ -212,45 +215,35 @@ def run_forever(
         last_run = previous.last_run if previous else None
     last_code: int | None = None
 
-    def beat(upcoming: datetime | None) -> None:
-        write_heartbeat(heartbeat, Heartbeat(clock(), last_run, last_code, upcoming))
+    def beat(upcoming: datetime | None, running: bool = False) -> None:
+        write_heartbeat(heartbeat, Heartbeat(clock(), last_run, last_code, upcoming, running))
 
     def run_once(why: str) -> None:
         nonlocal last_run, last_code
         started = clock()
         log.info("scheduled run starting (%s)", why)
-        error: BaseException | None = None
         running = threading.Event()
         running.set()
         beater = threading.Thread(
             target=beat_while_running,
-            args=(running, lambda: beat(None), beat_every_s, run_timeout_s),
+            args=(running, lambda: beat(None, True), beat_every_s, run_timeout_s),
             name="heartbeat",
             daemon=True,
         )
         beater.start()
         try:
-            code = job()
-        except (KeyboardInterrupt, Interrupted) as exc:  # a second stop request
-            code, error = exit_code_of(exc), exc
-            stop.set()
-        except Exception as exc:  # a failing run must not end the scheduler
-            log.exception("scheduled run failed: %s", type(exc).__name__)
-            code, error = 1, exc
+            code = _attempt(job, stop, on_failure)
         finally:
             running.clear()
             beater.join(timeout=5)
         last_run, last_code = started, code
         elapsed = (clock() - started).total_seconds()
-        if code == 0:
-            log.info("scheduled run finished: exit 0 in %.1f s", elapsed)
-        else:
-            log.error("scheduled run finished: exit %d in %.1f s", code, elapsed)
-            if on_failure is not None:
-                try:
-                    on_failure(code, error)
-                except Exception:
-                    log.exception("reporting the failed run failed too")
+        log.log(
+            logging.INFO if code == 0 else logging.ERROR,
+            "scheduled run finished: exit %d in %.1f s",
+            code,
+            elapsed,
+        )
 
     now = clock()
     log.info(
@@ -278,6 +271,26 @@ def run_forever(
     beat(None)
     log.info("scheduler stopped")
     return last_code if last_code in ABORTED else 0
+
+
+def _attempt(job: Job, stop: threading.Event, on_failure: FailureReport | None) -> int:
+    """Run `job` once: its exit code; a failure is passed to `on_failure` and never ends
+    the scheduler, but a second stop request (an interrupt) ends it after this run."""
+    error: BaseException | None = None
+    try:
+        code = job()
+    except (KeyboardInterrupt, Interrupted) as exc:
+        code, error = exit_code_of(exc), exc
+        stop.set()
+    except Exception as exc:
+        log.exception("scheduled run failed: %s", type(exc).__name__)
+        code, error = 1, exc
+    if code != 0 and on_failure is not None:
+        try:
+            on_failure(code, error)
+        except Exception:
+            log.exception("reporting the failed run failed too")
+    return code
 
 
 def beat_while_running(

@@ -160,7 +160,7 @@ def _scheduler(
         age = float("inf")
     fresh = age <= healthy_within_s
     upcoming = beat.next_run
-    if beat.next_run is None and not holder["held"]:
+    if beat.next_run is None and not beat.running and not holder["held"]:
         reasons.append("the scheduler has stopped (its heartbeat names no next run)")
     elif upcoming is None or upcoming < now:
         with contextlib.suppress(ValueError, KeyError):

@@ -124,6 +124,10 @@ def test_schedule_runs_at_once_beats_and_stops_on_sigterm(
     assert [f.name for f in drive_emulator.files.values() if f.parent == course] == [
         "CSCI-1200 E1F22.pdf"
     ]
+    # Issue 19: once the scheduler stopped, status says so at once (not 15 min later).
+    after = cli("status", env=env, cwd=tmp_path)
+    assert after.returncode == 1, after.stdout
+    assert "the scheduler has stopped" in after.stdout
 
 
 def test_log_time_stamps_are_in_tz_with_the_offset(tmp_path: Path) -> None:

@@ -247,3 +247,7 @@ def test_a_heartbeat_naming_no_next_run_is_a_stopped_scheduler(tmp_path: Path) -
     info = status.gather(tmp_path, schedule_expr="2 9-19/2 * * *", tz="UTC", now=now)
     assert info["ok"] is False
     assert info["reasons"] == ["the scheduler has stopped (its heartbeat names no next run)"]
+    # During a run the heartbeat names no next run either: that is not a stop.
+    beat = schedule.Heartbeat(at=NOW, running=True)
+    schedule.write_heartbeat(schedule.heartbeat_path(tmp_path), beat)
+    assert status.gather(tmp_path, schedule_expr="2 9-19/2 * * *", tz="UTC", now=now)["ok"]
