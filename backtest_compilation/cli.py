@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 import textwrap
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -346,8 +346,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if request.command == "schedule":
             return _schedule(config, tel)
-        with _interrupts_raise():
-            return _one_run(request, config, tel)
+        with _interrupts_raise() as settled:
+            return _one_run(request, config, tel, settled)
     finally:
         tel.close()
 
@@ -366,21 +366,25 @@ def _logged(exc: BaseException) -> int:
 
 
 @contextlib.contextmanager
-def _interrupts_raise() -> Iterator[None]:
+def _interrupts_raise() -> Iterator[Callable[[], None]]:
     """A one-off run: SIGINT and SIGTERM end it like an error (recorded, reported, its
-    JSON printed, exit 130 / 143); a second signal while it is being recorded waits."""
-    interrupted = False
+    JSON printed, exit 130 / 143). Once the run has ended (the function yielded is
+    called) or a signal has been taken, further signals wait for the record."""
+    armed = True
+
+    def settled() -> None:
+        nonlocal armed
+        armed = False
 
     def handle(signum: int, frame: FrameType | None) -> None:
-        nonlocal interrupted
-        if interrupted:
-            return
-        interrupted = True
-        raise KeyboardInterrupt if signum == signal.SIGINT else Interrupted(signum)
+        if armed:
+            settled()
+            raise KeyboardInterrupt if signum == signal.SIGINT else Interrupted(signum)
+        log.info("%s received: the run is being recorded", signal.Signals(signum).name)
 
     previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield
+        yield settled
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -393,7 +397,7 @@ def _schedule(config: settings.Settings, tel: telemetry.Telemetry) -> int:
         config.schedule, config.tz, max_runtime_min=int(config.run_timeout_s // 60) + 15
     )
     return schedule.serve(
-        lambda: tel.checked_in(lambda: _one_run(Request(), config, tel), monitor),
+        lambda: tel.checked_in(lambda: _one_run(Request(), config, tel, lambda: None), monitor),
         schedule=config.schedule,
         tz=config.tz,
         cache_dir=config.cache_dir,
@@ -423,7 +427,12 @@ def _status(request: Request, env: dict[str, str]) -> int:
     return 0 if info["ok"] else 1
 
 
-def _one_run(request: Request, config: settings.Settings, tel: telemetry.Telemetry) -> int:
+def _one_run(
+    request: Request,
+    config: settings.Settings,
+    tel: telemetry.Telemetry,
+    settled: Callable[[], None],
+) -> int:
     """One sync, dry run or check with the real adapters, whatever its end: a sync is
     recorded (`lastrun`) and pinged (`HEALTHCHECK_URL`), a failure goes to Sentry, and
     `--json` prints the one JSON object (contract §8)."""
@@ -439,9 +448,11 @@ def _one_run(request: Request, config: settings.Settings, tel: telemetry.Telemet
         services.report_error = lambda exc: tel.report_failure(exc, exit_code=1)
         try:
             run = pipeline.run(run_config(config), request.options, services)
+            settled()  # a signal from here on waits for the record
         finally:
             services.store.close()
     except BaseException as exc:
+        settled()
         if not isinstance(exc, Exception | KeyboardInterrupt | Interrupted):
             raise  # SystemExit and the like
         run = getattr(exc, "run", None)
