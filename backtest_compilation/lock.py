@@ -41,10 +41,9 @@ class Holder:
         that cannot be written loses the note, never the run."""
         self.notes.update(fields)
         if self.fd >= 0:
+            doc = {"pid": self.pid, "started": self.started, **self.notes}
             with contextlib.suppress(OSError):
-                _write(
-                    self.fd, json.dumps({"pid": self.pid, "started": self.started, **self.notes})
-                )
+                _write(self.fd, json.dumps(doc), sync=False)
 
 
 def path_in(cache_dir: Path) -> Path:
@@ -99,7 +98,7 @@ def hold(cache_dir: Path, *, now: datetime | None = None) -> Iterator[Holder]:
             me.fd = -1
             # No pid: a clean end (the next holder does not warn); the start and mode stay.
             with contextlib.suppress(OSError):
-                _write(fd, json.dumps({"started": me.started, **me.notes}))
+                _write(fd, json.dumps({"started": me.started, **me.notes}), sync=False)
     finally:
         os.close(fd)  # closing the descriptor releases the flock
 
@@ -129,10 +128,11 @@ def last_start(cache_dir: Path) -> dict[str, Any]:
     return doc if isinstance(doc, dict) else {}
 
 
-def _write(fd: int, text: str) -> None:
+def _write(fd: int, text: str, *, sync: bool = True) -> None:
     # Overwritten in place, then cut: the file's block is already there, so a full disk
     # still takes the few bytes.
     data = text.encode()
     os.pwrite(fd, data, 0)
     os.ftruncate(fd, len(data))
-    os.fsync(fd)
+    if sync:  # notes are advice for `status`: not worth a disk flush each
+        os.fsync(fd)
