@@ -15,13 +15,14 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from . import catalog as catalog_mod
-from . import google, lock, report, sinks, state
+from . import google, lock, report, sinks, state, website
 from .catalog import Catalog, RenameResult
 from .errors import CHECK_FAILED, ConfigError, GuardRefused, RunError
 from .outcome import NO_CHANGES, NOT_WRITTEN, RunSummary, Timer, log_problems, problem_key
@@ -251,9 +252,15 @@ def _run(it: _Run) -> RunSummary:
         log.warning("%s", warning)
     it.now = it.services.clock()
     previous = remembered.problems
-    reading = _read(it, remembered)
-    built, unchanged = _catalog(it, reading, remembered)
-    planned = _plan_mongo(it, built, remembered, unchanged)
+    # MongoDB is read while the drive is: neither waits for the other.
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mongo-read")
+    try:
+        current = pool.submit(it.services.store.read_current)
+        reading = _read(it, remembered)
+        built, unchanged = _catalog(it, reading, remembered)
+        planned = _plan_mongo(it, built, remembered, unchanged, current.result)
+    finally:
+        pool.shutdown(wait=False)
     if it.options.mode != "sync":
         return _preview(it, built, planned)
     if planned.refusal is not None:
@@ -324,13 +331,17 @@ def _catalog(it: _Run, reading: Reading, remembered: state.State) -> tuple[Catal
 
 
 def _plan_mongo(
-    it: _Run, built: Catalog, remembered: state.State, unchanged: bool
+    it: _Run,
+    built: Catalog,
+    remembered: state.State,
+    unchanged: bool,
+    current: Callable[[], website.Current],
 ) -> sinks.MongoPlan:
     """3. MongoDB's plan and the guard's answer (an unreachable server stops the run
     here, before any write)."""
     it.step("mongo")
     planned = sinks.plan_mongo(
-        it.services.store,
+        current(),
         built,
         remembered,
         it.now,

@@ -40,7 +40,7 @@ class MongoPlan:
 
 
 def plan_mongo(
-    store: Store,
+    current: website.Current,
     built: Catalog,
     remembered: state.State,
     now: datetime,
@@ -48,9 +48,8 @@ def plan_mongo(
     max_delete_fraction: float,
     allow_mass_delete: bool,
 ) -> MongoPlan:
-    """Read MongoDB (an unreachable server stops the run here, before any write) and
-    plan the writes; the mass-delete guard is decided here, once."""
-    current = store.read_current()
+    """Plan the writes that make MongoDB (`current`) show `built`; the mass-delete
+    guard is decided here, once."""
     plan = website.plan(built, current, reuse=reusable_ids(remembered, now))
     refusal = None
     if not allow_mass_delete:
