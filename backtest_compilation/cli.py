@@ -476,8 +476,8 @@ def _one_run(
         ping.finish(run.exit_code, line if run.ok else f"exit {run.exit_code}: {why}\n{line}")
         ping.wait()
     tel.report_summary(run.summary)
-    if run.exit_code not in (0, Locked.exit_code) and not (mode == "check" and run.exit_code == 1):
-        tel.report_failure(message=line, exit_code=run.exit_code)
+    if run.exit_code and not (mode == "check" and run.exit_code == 1):  # 1: out of sync
+        tel.report_exit(run.exit_code, message=line)
     if request.json:
         _print_json(run.summary)
     elif mode != "sync":
