@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from . import report
+from .errors import RunError
+from .outcome import RunSummary
 
 log = logging.getLogger(__name__)
 
@@ -171,21 +173,11 @@ def save(
 
 
 def failure_summary(mode: str, exit_code: int, error: str) -> dict[str, Any]:
-    """A §8-shaped object for a run that ended before it knew anything (tests build
-    records with it)."""
-    return {
-        "mode": mode,
-        "ok": False,
-        "exit_code": exit_code,
-        "catalog": None,
-        "problems": None,
-        "renames": None,
-        "mongo": None,
-        "sheet": None,
-        "api_calls": {},
-        "timings_s": {},
-        "failed": {"run": error},
-    }
+    """Contract §8's object of a run that ended with `exit_code` before it knew
+    anything (`RunSummary.failed`, the one way a failure is recorded)."""
+    exc = RunError(error)
+    exc.exit_code = exit_code
+    return RunSummary(mode).failed("run", exc).summary
 
 
 def _dumps(doc: dict[str, Any]) -> str:
