@@ -118,14 +118,28 @@ def _read(fd: int) -> Holder:
     )
 
 
-def last_start(cache_dir: Path) -> dict[str, Any]:
-    """What the lock file says of the latest run (`started`, `mode`, `source`, and `pid`
-    while one holds it or when it died holding it); {} when there is none."""
+def peek(cache_dir: Path) -> dict[str, Any]:
+    """What the lock file says — the latest run's `started`, `mode`, `source` and, while
+    it runs (or when it died holding the lock), its `pid`, `phase` and `progress` — and
+    `held`: whether a run holds it now. A shared, non-blocking probe: never takes it."""
     try:
-        doc = json.loads(path_in(cache_dir).read_bytes() or b"{}")
-    except (OSError, ValueError):
-        return {}
-    return doc if isinstance(doc, dict) else {}
+        fd = os.open(path_in(cache_dir), os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return {"held": False}
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            held = False
+        except BlockingIOError:
+            held = True
+        try:
+            doc = json.loads(os.pread(fd, 4096, 0) or b"{}")
+        except (OSError, ValueError):
+            doc = {}
+    finally:
+        os.close(fd)
+    return {**(doc if isinstance(doc, dict) else {}), "held": held}
 
 
 def _write(fd: int, text: str, *, sync: bool = True) -> None:

@@ -9,8 +9,6 @@ run succeeded (and, when a scheduler has been running here, its heartbeat is fre
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,31 +29,12 @@ def _doing(held: dict[str, Any]) -> str:
     return out
 
 
-def _lock_holder(cache_dir: Path) -> dict[str, Any]:
-    """Who holds the run lock; a shared, non-blocking probe that never takes it over."""
-    path = lock.path_in(cache_dir)
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
+def _holder(peeked: dict[str, Any]) -> dict[str, Any]:
+    """Who holds the run lock now, and what the run is doing."""
+    if not peeked["held"]:
         return {"held": False}
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            held = True
-        else:
-            held = False
-            fcntl.flock(fd, fcntl.LOCK_UN)
-        if not held:
-            return {"held": False}
-        try:
-            doc = json.loads(os.pread(fd, 4096, 0) or b"{}")
-        except (OSError, ValueError):
-            doc = {}
-        extra = {k: doc[k] for k in ("phase", "progress") if k in doc}
-        return {"held": True, "pid": doc.get("pid"), "started": doc.get("started"), **extra}
-    finally:
-        os.close(fd)
+    doing = {k: peeked[k] for k in ("phase", "progress") if k in peeked}
+    return {"held": True, "pid": peeked.get("pid"), "started": peeked.get("started"), **doing}
 
 
 def _run_view(doc: dict[str, Any]) -> dict[str, Any]:
@@ -81,11 +60,14 @@ def _at(doc: dict[str, Any], key: str) -> datetime:
     return lastrun.when(doc, key) or datetime.min.replace(tzinfo=UTC)
 
 
-def _unrecorded(cache_dir: Path, latest: dict[str, Any] | None) -> str | None:
+def _unrecorded(start: dict[str, Any], latest: dict[str, Any] | None) -> str | None:
     """Why the last start has no record: a sync of the drive that started (the lock file
     keeps its start) after the last record ended — killed, or unable to write it."""
-    start = lock.last_start(cache_dir)
-    if start.get("mode") != "sync" or str(start.get("source", "")).startswith("local:"):
+    if (
+        start["held"]
+        or start.get("mode") != "sync"
+        or str(start.get("source", "")).startswith("local:")
+    ):
         return None
     begun = lastrun.when(start, "started")
     ended = lastrun.when(latest, "finished_at") if latest is not None else None
@@ -117,13 +99,14 @@ def gather(
         key=lambda d: _at(d, "finished_at"),
         default=None,
     )
-    holder = _lock_holder(cache_dir)
+    peeked = lock.peek(cache_dir)
+    holder = _holder(peeked)
     reasons: list[str] = []
     if latest is None:
         reasons.append(f"no run recorded in {cache_dir / lastrun.LAST_RUN}")
     elif not latest.get("ok"):
         reasons.append(f"the last run failed with exit code {latest.get('exit_code')}")
-    if not holder["held"] and (why := _unrecorded(cache_dir, latest)):
+    if why := _unrecorded(peeked, latest):
         reasons.append(why)
     scheduler = _scheduler(cache_dir, schedule_expr, tz, now, healthy_within_s, holder, reasons)
     return {

@@ -274,7 +274,7 @@ def test_an_interrupted_sync_prints_its_json_records_itself_and_pings_fail(
             text=True,
         )
         deadline = time.monotonic() + 30
-        while "pid" not in lock.last_start(cache):  # the run holds the lock: it is going
+        while not lock.peek(cache)["held"]:  # the run holds the lock: it is going
             assert child.poll() is None and time.monotonic() < deadline
             time.sleep(0.02)
         child.send_signal(sig)
