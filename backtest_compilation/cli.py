@@ -32,8 +32,8 @@ from .adapters import (
     sheet_layout,
     start_telemetry,
 )
-from .errors import ConfigError, Locked, RunError
-from .outcome import Interrupted, RunSummary, exit_code_of
+from .errors import ConfigError, Locked
+from .outcome import Interrupted, RunSummary, exit_code_of, log_failure
 
 log = logging.getLogger("backtest_compilation")
 
@@ -353,15 +353,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _logged(exc: BaseException) -> int:
-    """Log a failure the run did not log itself; its exit code."""
+    """Log a failure the run did not log itself (it has no record); its exit code."""
     if getattr(exc, "summary", None) is None:
-        if isinstance(exc, ConfigError):
-            for line in exc.problems:
-                log.error("configuration: %s", line)
-        elif isinstance(exc, RunError):
-            log.error("%s", exc)
-        elif isinstance(exc, Exception):  # a bug: logged with its traceback
-            log.error("unexpected failure: %s: %s", type(exc).__name__, exc, exc_info=True)
+        log_failure(exc)
     return exit_code_of(exc)
 
 

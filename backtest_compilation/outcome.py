@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from . import report, website
 from .catalog import Catalog, Category, Problem
-from .errors import CHECK_FAILED, GuardRefused, RunError
+from .errors import CHECK_FAILED, ConfigError, GuardRefused, RunError
 
 log = logging.getLogger("backtest_compilation.pipeline")
 
@@ -199,6 +199,18 @@ class RunSummary:
     @property
     def renames_applied(self) -> frozenset[str]:
         return self.applied
+
+
+def log_failure(exc: BaseException) -> None:
+    """A failure that stopped a run, logged once: one line per configuration problem,
+    one line for an expected failure, a bug with its traceback (for the bug report)."""
+    if isinstance(exc, ConfigError):
+        for line in exc.problems:
+            log.error("configuration: %s", line)
+    elif isinstance(exc, RunError):
+        log.error("%s", exc)
+    elif isinstance(exc, Exception):
+        log.error("unexpected failure: %s: %s", type(exc).__name__, exc, exc_info=True)
 
 
 def failure_text(exc: BaseException) -> str:

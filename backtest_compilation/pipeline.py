@@ -24,8 +24,16 @@ from typing import TYPE_CHECKING, Any, Literal
 from . import catalog as catalog_mod
 from . import google, lock, report, sinks, state, website
 from .catalog import Catalog, RenameResult
-from .errors import CHECK_FAILED, ConfigError, GuardRefused, RunError
-from .outcome import NO_CHANGES, NOT_WRITTEN, RunSummary, Timer, log_problems, problem_key
+from .errors import CHECK_FAILED, GuardRefused, RunError
+from .outcome import (
+    NO_CHANGES,
+    NOT_WRITTEN,
+    RunSummary,
+    Timer,
+    log_failure,
+    log_problems,
+    problem_key,
+)
 from .outcome import summary_line as summary_line
 from .sources import Reading, Source
 
@@ -221,13 +229,8 @@ def _progress_noted(held: lock.Holder) -> Iterator[None]:
 
 def _stopped(it: _Run, exc: BaseException) -> RunSummary:
     """The record of a run stopped by `exc` (logged once, here), ended by its line."""
-    if isinstance(exc, ConfigError):
-        for line in exc.problems:
-            log.error("configuration: %s", line)
-    elif isinstance(exc, RunError):
-        log.error("%s", exc)
-    elif isinstance(exc, Exception):  # a bug: with its traceback, for the bug report
-        log.error("unexpected failure: %s: %s", type(exc).__name__, exc, exc_info=True)
+    log_failure(exc)
+    if isinstance(exc, Exception) and not isinstance(exc, RunError):  # a bug: to Sentry
         with contextlib.suppress(Exception):
             it.services.report_error(exc)
     summary = it.finished().failed(it.stage, exc)
