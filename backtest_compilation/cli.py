@@ -143,8 +143,44 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def _run_options(p: argparse.ArgumentParser, *, check: bool, hidden: bool = False) -> None:
+    """The options of `sync` (`check`: those that make sense there). Without a value of
+    their own (SUPPRESS), so one given before the command is not reset by it."""
+
+    def add(*flags: str, help: str, **kwargs: object) -> None:
+        kwargs.setdefault("action", "store_true")
+        shown = argparse.SUPPRESS if hidden else help
+        p.add_argument(*flags, help=shown, default=argparse.SUPPRESS, **kwargs)  # type: ignore[arg-type]
+
+    add("--json", help="print one JSON summary on stdout")
+    add(
+        "--source",
+        action="store",
+        type=Path,
+        metavar="PATH",
+        help="read a local folder laid out like the drive instead of Google Drive "
+        "(for trying things: writes no Google sheet and uses an in-process MongoDB "
+        "unless --publish; without --dry-run it renames files in PATH)",
+    )
+    add(
+        "--publish",
+        help="with --source: also write the sheet at SHEET_URL and the database at "
+        "MONGO_URI, as a Drive run would",
+    )
+    add("--full-rescan", help="list the whole drive instead of following the changes feed")
+    if check:
+        return
+    add("--dry-run", help="print the plan; change nothing anywhere")
+    add("--no-rename", help="do not rename files in Drive")
+    add(
+        "--allow-mass-delete",
+        help="apply even when the plan deletes many courses (see MAX_DELETE_FRACTION)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser; `sync` is the default command."""
+    """The argument parser; `sync` is the default command: its options are also taken
+    before any command (not shown there)."""
     parser = argparse.ArgumentParser(
         prog="main.py",
         description=DESCRIPTION,
@@ -153,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     _verbosity(parser)
+    _run_options(parser, check=False, hidden=True)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def add(name: str, epilog: str | None = EPILOG) -> argparse.ArgumentParser:
@@ -168,41 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
         _verbosity(sub, default=argparse.SUPPRESS)
         return sub
 
-    def run_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
-        p.add_argument(
-            "--source",
-            type=Path,
-            metavar="PATH",
-            help="read a local folder laid out like the drive instead of Google Drive "
-            "(for trying things: writes no Google sheet and uses an in-process MongoDB "
-            "unless --publish; without --dry-run it renames files in PATH)",
-        )
-        p.add_argument(
-            "--publish",
-            action="store_true",
-            help="with --source: also write the sheet at SHEET_URL and the database at "
-            "MONGO_URI, as a Drive run would",
-        )
-        p.add_argument(
-            "--full-rescan",
-            action="store_true",
-            help="list the whole drive instead of following the changes feed",
-        )
-
-    sync = add("sync")
-    run_options(sync)
-    sync.add_argument(
-        "--dry-run", action="store_true", help="print the plan; change nothing anywhere"
-    )
-    sync.add_argument("--no-rename", action="store_true", help="do not rename files in Drive")
-    sync.add_argument(
-        "--allow-mass-delete",
-        action="store_true",
-        help="apply even when the plan deletes many courses (see MAX_DELETE_FRACTION)",
-    )
-    check = add("check")
-    run_options(check)
+    _run_options(add("sync"), check=False)
+    _run_options(add("check"), check=True)
     add("schedule", None)
     add("demo", None)
     add("doctor", DOCTOR_EPILOG)
@@ -220,17 +224,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    """Parse `argv`; with no command (or only options), `sync` is meant."""
-    parser = build_parser()
-    argv = list(argv)
-    # Leading -v/-q may come before the command; anything else that is an option means sync.
-    lead = 0
-    while lead < len(argv) and argv[lead] in ("-v", "-vv", "-q", "-qq", "--verbose", "--quiet"):
-        lead += 1
-    rest = argv[lead:]
-    if not rest or (rest[0].startswith("-") and rest[0] not in ("-h", "--help", "--version")):
-        argv = [*argv[:lead], "sync", *rest]
-    return parser.parse_args(argv)
+    """Parse `argv`; with no command, `sync` is meant (`Request.of` reads it so)."""
+    args = build_parser().parse_args(argv)
+    args.command = args.command or "sync"
+    return args
 
 
 def log_level(base: str, verbose: int, quiet: int) -> str:

@@ -42,7 +42,8 @@ def subparsers() -> dict[str, argparse.ArgumentParser]:
 
 
 def options(parser: argparse.ArgumentParser) -> set[str]:
-    return {s for a in parser._actions for s in a.option_strings if s not in ("-h", "--help")}
+    shown = [a for a in parser._actions if a.help != argparse.SUPPRESS]  # as --help shows
+    return {s for a in shown for s in a.option_strings if s not in ("-h", "--help")}
 
 
 def test_the_commands_table_lists_exactly_the_subcommands() -> None:
