@@ -103,6 +103,26 @@ def hold(cache_dir: Path, *, now: datetime | None = None) -> Iterator[Holder]:
         os.close(fd)  # closing the descriptor releases the flock
 
 
+@contextlib.contextmanager
+def noting_progress(held: Holder) -> Iterator[None]:
+    """The progress lines of a long phase (renames: done of total, rate) also go to the
+    lock file's notes, so `status` shows them while the run goes on."""
+
+    class Noting(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            progress = getattr(record, "progress", None)
+            if isinstance(progress, dict):
+                held.note(progress=progress)
+
+    handler = Noting()
+    top = logging.getLogger("backtest_compilation")
+    top.addHandler(handler)
+    try:
+        yield
+    finally:
+        top.removeHandler(handler)
+
+
 def _read(fd: int) -> Holder:
     try:
         raw = os.pread(fd, 4096, 0)

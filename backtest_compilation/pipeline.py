@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, tzinfo
@@ -38,7 +38,7 @@ from .outcome import summary_line as summary_line
 from .sources import Reading, Source
 
 if TYPE_CHECKING:
-    from .sheet import SheetPlan, SheetReport
+    from .sheet import SheetReport
     from .store import Store
 
 log = logging.getLogger(__name__)
@@ -193,7 +193,7 @@ def run(config: RunConfig, options: Options, services: Services) -> RunSummary:
     (contract §8's object of what was done)."""
     it = _Run(config, options, services, Timer(services), RunSummary(options.mode))
     try:
-        with lock.hold(config.cache_dir) as held, _progress_noted(held):
+        with lock.hold(config.cache_dir) as held, lock.noting_progress(held):
             it.held = held
             held.note(mode=options.mode, source=services.source.key)
             it.summary = _run(it)
@@ -205,26 +205,6 @@ def run(config: RunConfig, options: Options, services: Services) -> RunSummary:
         raise
     _end(it.summary)
     return it.summary
-
-
-@contextlib.contextmanager
-def _progress_noted(held: lock.Holder) -> Iterator[None]:
-    """The progress lines of a long phase (renames: done of total, rate) also go to the
-    lock file's notes, so `status` shows them while the run goes on."""
-
-    class Noting(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            progress = getattr(record, "progress", None)
-            if isinstance(progress, dict):
-                held.note(progress=progress)
-
-    handler = Noting()
-    top = logging.getLogger("backtest_compilation")
-    top.addHandler(handler)
-    try:
-        yield
-    finally:
-        top.removeHandler(handler)
 
 
 def _stopped(it: _Run, exc: BaseException) -> RunSummary:
@@ -309,7 +289,7 @@ def _catalog(it: _Run, reading: Reading, remembered: state.State) -> tuple[Catal
     """2. The catalog, and whether the drive is as the last fully successful run left
     it (then the catalog is the one remembered, not rebuilt)."""
     if it.options.mode == "sync" and not reading.changed and not reading.full:
-        known = _known_catalog(remembered, it.fingerprint(reading))
+        known = sinks.known_catalog(remembered, it.fingerprint(reading))
         if known is not None:
             it.done(catalog=known, unchanged=True)
             return known, True
@@ -368,7 +348,7 @@ def _preview(it: _Run, built: Catalog, planned: sinks.MongoPlan) -> RunSummary:
     _, sheet_plan = it.isolated("sheet", lambda: sheet.plan(built) if sheet else None)
     it.done(
         mongo=report.mongo_block(planned.plan),
-        sheet=_compared(sheet_plan) if sheet_plan is not None else dict(NOT_WRITTEN),
+        sheet=sinks.sheet_compared(sheet_plan) if sheet_plan is not None else dict(NOT_WRITTEN),
         sheet_in_sync=sheet_plan.in_sync if sheet_plan is not None else None,
     )
     it.timer.lap("plan")
@@ -491,28 +471,3 @@ def _write_sheet(
         return remembered
     part = wrote.part if unchanged else {"fingerprint": it.fingerprint(reading), **wrote.part}
     return remembered.with_sink("sheet", part, it.now)
-
-
-def _compared(sheet_plan: SheetPlan) -> dict[str, Any]:
-    """A preview's `sheet` block: nothing written, and whether the sheet is up to date."""
-    return {
-        "written": False,
-        "in_sync": sheet_plan.in_sync,
-        "not_found": list(sheet_plan.report.not_found),
-        "ambiguous": list(sheet_plan.report.ambiguous),
-    }
-
-
-def _known_catalog(remembered: state.State, fingerprint: str) -> Catalog | None:
-    """The catalog the last run published, if every sink succeeded for this very tree."""
-    parts = (remembered.renames, remembered.mongo, remembered.sheet)
-    if any(p is None or p.data.get("fingerprint") != fingerprint for p in parts):
-        return None
-    assert remembered.mongo is not None
-    try:
-        return report.catalog_from_blocks(
-            remembered.mongo.data["catalog"], remembered.mongo.data.get("problems", [])
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        log.warning("state: remembered catalog unusable (%s); rebuilding it", exc)
-        return None

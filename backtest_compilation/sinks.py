@@ -18,7 +18,7 @@ from .errors import RunError
 from .sources import Reading, Source
 
 if TYPE_CHECKING:
-    from .sheet import SheetReport
+    from .sheet import SheetPlan, SheetReport
     from .store import Store
 
 log = logging.getLogger("backtest_compilation.pipeline")
@@ -144,6 +144,21 @@ def mongo_part(built: Catalog, fingerprint: str) -> dict[str, Any]:
     }
 
 
+def known_catalog(remembered: state.State, fingerprint: str) -> Catalog | None:
+    """The catalog the last run published, if every sink succeeded for this very tree."""
+    parts = (remembered.renames, remembered.mongo, remembered.sheet)
+    if any(p is None or p.data.get("fingerprint") != fingerprint for p in parts):
+        return None
+    assert remembered.mongo is not None
+    try:
+        return report.catalog_from_blocks(
+            remembered.mongo.data["catalog"], remembered.mongo.data.get("problems", [])
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        log.warning("state: remembered catalog unusable (%s); rebuilding it", exc)
+        return None
+
+
 # ---------------------------------------------------------------- renames
 
 
@@ -237,6 +252,16 @@ def write_sheet(
     published = sheet.publish(built, last.get("digest"), now, stamp_unchanged=False)
     after = sheet_version(sheet, source) if published.written else version
     return SheetDone(published.block(), {**last, "digest": published.digest, "version": after})
+
+
+def sheet_compared(sheet_plan: SheetPlan) -> dict[str, Any]:
+    """A preview's `sheet` block: nothing written, and whether the sheet is up to date."""
+    return {
+        "written": False,
+        "in_sync": sheet_plan.in_sync,
+        "not_found": list(sheet_plan.report.not_found),
+        "ambiguous": list(sheet_plan.report.ambiguous),
+    }
 
 
 def sheet_version(sheet: SheetReport, source: Source) -> str | None:
