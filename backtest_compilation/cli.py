@@ -6,34 +6,53 @@ Everything here is thin; the work is done by functions that can be called from P
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import contextlib
 import json
 import logging
+import os
+import signal
 import sys
 import textwrap
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from types import FrameType
 from zoneinfo import ZoneInfo
 
-from . import __version__, alerts, lastrun, pipeline, schedule, settings, sources, telemetry
-from . import outcome as outcome_mod
-from .errors import CHECK_FAILED, ConfigError, Locked, RunError
-from .local import LocalFolderSource
-
-if TYPE_CHECKING:
-    from google.auth.credentials import Credentials
-
-    from .drive import DriveSource
-    from .google import Deadline
-    from .sheet import SheetReport
-    from .sheet_layout import Layout as SheetLayout
-    from .store import Store
+from . import __version__, alerts, lastrun, pipeline, schedule, settings, telemetry
+from .adapters import (
+    build_services,
+    connect_sheet,
+    connect_store,
+    demo_config,
+    drive_source,
+    run_config,
+    sheet_layout,
+    start_telemetry,
+)
+from .errors import ConfigError, Locked
+from .outcome import Interrupted, RunSummary, exit_code_of, log_failure
 
 log = logging.getLogger("backtest_compilation")
+
+# The adapters' builders live in `adapters`; their names stay importable from here
+# for the code and tests that take them from the command line's module.
+__all__ = [
+    "COMMANDS",
+    "build_parser",
+    "build_services",
+    "connect_sheet",
+    "connect_store",
+    "drive_source",
+    "log_level",
+    "main",
+    "parse_args",
+    "run_config",
+    "sheet_layout",
+    "start_telemetry",
+]
 
 DESCRIPTION = """\
 Keep the backtest drive, the website's MongoDB collections and the tracking sheet in
@@ -112,8 +131,44 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def _run_options(p: argparse.ArgumentParser, *, check: bool, hidden: bool = False) -> None:
+    """The options of `sync` (`check`: those that make sense there). Without a value of
+    their own (SUPPRESS), so one given before the command is not reset by it."""
+
+    def add(*flags: str, help: str, **kwargs: object) -> None:
+        kwargs.setdefault("action", "store_true")
+        shown = argparse.SUPPRESS if hidden else help
+        p.add_argument(*flags, help=shown, default=argparse.SUPPRESS, **kwargs)  # type: ignore[arg-type]
+
+    add("--json", help="print one JSON summary on stdout")
+    add(
+        "--source",
+        action="store",
+        type=Path,
+        metavar="PATH",
+        help="read a local folder laid out like the drive instead of Google Drive "
+        "(for trying things: writes no Google sheet and uses an in-process MongoDB "
+        "unless --publish; without --dry-run it renames files in PATH)",
+    )
+    add(
+        "--publish",
+        help="with --source: also write the sheet at SHEET_URL and the database at "
+        "MONGO_URI, as a Drive run would",
+    )
+    add("--full-rescan", help="list the whole drive instead of following the changes feed")
+    if check:
+        return
+    add("--dry-run", help="print the plan; change nothing anywhere")
+    add("--no-rename", help="do not rename files in Drive")
+    add(
+        "--allow-mass-delete",
+        help="apply even when the plan deletes many courses (see MAX_DELETE_FRACTION)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser; `sync` is the default command."""
+    """The argument parser; `sync` is the default command: its options are also taken
+    before any command (not shown there)."""
     parser = argparse.ArgumentParser(
         prog="main.py",
         description=DESCRIPTION,
@@ -122,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     _verbosity(parser)
+    _run_options(parser, check=False, hidden=True)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def add(name: str, epilog: str | None = EPILOG) -> argparse.ArgumentParser:
@@ -137,41 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
         _verbosity(sub, default=argparse.SUPPRESS)
         return sub
 
-    def run_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
-        p.add_argument(
-            "--source",
-            type=Path,
-            metavar="PATH",
-            help="read a local folder laid out like the drive instead of Google Drive "
-            "(for trying things: writes no Google sheet and uses an in-process MongoDB "
-            "unless --publish; without --dry-run it renames files in PATH)",
-        )
-        p.add_argument(
-            "--publish",
-            action="store_true",
-            help="with --source: also write the sheet at SHEET_URL and the database at "
-            "MONGO_URI, as a Drive run would",
-        )
-        p.add_argument(
-            "--full-rescan",
-            action="store_true",
-            help="list the whole drive instead of following the changes feed",
-        )
-
-    sync = add("sync")
-    run_options(sync)
-    sync.add_argument(
-        "--dry-run", action="store_true", help="print the plan; change nothing anywhere"
-    )
-    sync.add_argument("--no-rename", action="store_true", help="do not rename files in Drive")
-    sync.add_argument(
-        "--allow-mass-delete",
-        action="store_true",
-        help="apply even when the plan deletes many courses (see MAX_DELETE_FRACTION)",
-    )
-    check = add("check")
-    run_options(check)
+    _run_options(add("sync"), check=False)
+    _run_options(add("check"), check=True)
     add("schedule", None)
     add("demo", None)
     add("doctor", DOCTOR_EPILOG)
@@ -179,21 +202,20 @@ def build_parser() -> argparse.ArgumentParser:
     status_cmd.add_argument(
         "--json", action="store_true", help="print the status as one JSON object on stdout"
     )
+    status_cmd.add_argument(
+        "--source",
+        type=Path,
+        metavar="PATH",
+        help="the runs of a local --source PATH (they keep their own record)",
+    )
     return parser
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    """Parse `argv`; with no command (or only options), `sync` is meant."""
-    parser = build_parser()
-    argv = list(argv)
-    # Leading -v/-q may come before the command; anything else that is an option means sync.
-    lead = 0
-    while lead < len(argv) and argv[lead] in ("-v", "-vv", "-q", "-qq", "--verbose", "--quiet"):
-        lead += 1
-    rest = argv[lead:]
-    if not rest or (rest[0].startswith("-") and rest[0] not in ("-h", "--help", "--version")):
-        argv = [*argv[:lead], "sync", *rest]
-    return parser.parse_args(argv)
+    """Parse `argv`; with no command, `sync` is meant (`Request.of` reads it so)."""
+    args = build_parser().parse_args(argv)
+    args.command = args.command or "sync"
+    return args
 
 
 def log_level(base: str, verbose: int, quiet: int) -> str:
@@ -227,62 +249,142 @@ def configure_logging(level: str, tz: str = settings.Settings.tz) -> None:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
+@dataclass(frozen=True)
+class Request:
+    """What the command line asked for, read once from the parsed arguments."""
+
+    command: str = "sync"
+    verbose: int = 0
+    quiet: int = 0
+    json: bool = False
+    dry_run: bool = False
+    rename: bool = True
+    allow_mass_delete: bool = False
+    full_rescan: bool = False
+    source: Path | None = None
+    publish: bool = False
+
+    @classmethod
+    def of(cls, args: argparse.Namespace) -> Request:
+        given = vars(args)
+        return cls(
+            command=given.get("command") or "sync",
+            verbose=given.get("verbose", 0),
+            quiet=given.get("quiet", 0),
+            json=given.get("json", False),
+            dry_run=given.get("dry_run", False),
+            rename=not given.get("no_rename", False),
+            allow_mass_delete=given.get("allow_mass_delete", False),
+            full_rescan=given.get("full_rescan", False),
+            source=given.get("source"),
+            publish=given.get("publish", False),
+        )
+
+    @property
+    def mode(self) -> pipeline.Mode:
+        return "check" if self.command == "check" else "dry-run" if self.dry_run else "sync"
+
+    @property
+    def options(self) -> pipeline.Options:
+        # In a dry run or check, renames are planned (and pending ones make check fail)
+        # but never applied: the source is built without rename rights.
+        return pipeline.Options(
+            mode=self.mode,
+            rename=self.rename,
+            allow_mass_delete=self.allow_mass_delete,
+            full_rescan=self.full_rescan,
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: returns the process exit code."""
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    command = args.command or "sync"
-    verbose, quiet = getattr(args, "verbose", 0), getattr(args, "quiet", 0)
+    """Entry point: returns the process exit code. The one place where a command's
+    failure becomes an exit code (and, with `--json`, its one JSON object)."""
+    request = Request.of(parse_args(sys.argv[1:] if argv is None else argv))
     env = settings.read_env(Path(".env"))  # the working directory's; tests give their own
-    if command == "doctor":
+    if request.command == "doctor":
         from . import doctor
 
-        configure_logging(log_level("WARNING", verbose, quiet))
+        configure_logging(log_level("WARNING", request.verbose, request.quiet))
         return doctor.main(env, out=sys.stdout)
-    if command == "status":
-        return _status(args, env)
+    if request.command == "status":
+        return _status(request, env)
     try:
-        source = getattr(args, "source", None)
-        needs_drive = source is None and command != "demo"
+        needs_drive = request.source is None and request.command != "demo"
         config = settings.load(env, needs_drive=needs_drive)
     except ConfigError as exc:
         for line in exc.problems:
             print(f"configuration: {line}", file=sys.stderr)
-        if getattr(args, "json", False):
-            _print_json(_failure(command, args, exc.exit_code, {"settings": str(exc)}))
+        if request.json:
+            _print_json(RunSummary(request.mode).failed("settings", exc).summary)
         return exc.exit_code
-    if command == "demo":
+    if request.command == "demo":
         base = env.get("LOG_LEVEL", "").upper() or "ERROR"
-        configure_logging(log_level(base, verbose, quiet), config.tz)
+        configure_logging(log_level(base, request.verbose, request.quiet), config.tz)
         from .demo import run_demo
 
-        return _guarded(lambda: run_demo(partial(demo_config, config), config.mongo_db), None)
-    configure_logging(log_level(config.log_level, verbose, quiet), config.tz)
+        try:
+            return run_demo(partial(demo_config, config), config.mongo_db)
+        except Exception as exc:
+            return _logged(exc)
+    configure_logging(log_level(config.log_level, request.verbose, request.quiet), config.tz)
     tel = start_telemetry(config)
     try:
-        if command == "schedule":
-            monitor = telemetry.monitor_config(
-                config.schedule,
-                config.tz,
-                max_runtime_min=int(getattr(config, "run_timeout_s", 2700) // 60) + 15,
-            )
-            return schedule.serve(
-                lambda: tel.checked_in(
-                    lambda: _guarded(lambda: _run_once(args, config, tel, "sync"), tel), monitor
-                ),
-                schedule=config.schedule,
-                tz=config.tz,
-                cache_dir=config.cache_dir,
-                on_failure=tel.report_exit,
-                run_timeout_s=config.run_timeout_s,
-            )
-        return _guarded(lambda: _run_once(args, config, tel, command), tel)
-    except KeyboardInterrupt:
-        return 130
+        if request.command == "schedule":
+            return _schedule(config, tel)
+        with _interrupts_raise() as settled:
+            return _one_run(request, config, tel, settled)
     finally:
         tel.close()
 
 
-def _status(args: argparse.Namespace, env: dict[str, str]) -> int:
+def _logged(exc: BaseException) -> int:
+    """Log a failure the run did not log itself (it has no record); its exit code."""
+    if getattr(exc, "summary", None) is None:
+        log_failure(exc)
+    return exit_code_of(exc)
+
+
+@contextlib.contextmanager
+def _interrupts_raise() -> Iterator[Callable[[], None]]:
+    """A one-off run: SIGINT and SIGTERM end it like an error (recorded, reported, its
+    JSON printed, exit 130 / 143). Once the run has ended (the function yielded is
+    called) or a signal has been taken, further signals wait for the record."""
+    armed = True
+
+    def settled() -> None:
+        nonlocal armed
+        armed = False
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        if armed:
+            settled()
+            raise KeyboardInterrupt if signum == signal.SIGINT else Interrupted(signum)
+        log.info("%s received: the run is being recorded", signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield settled
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _schedule(config: settings.Settings, tel: telemetry.Telemetry) -> int:
+    """`schedule`: a sync at every time of `SCHEDULE` (each recorded and reported as a
+    one-off sync is); exits 130 / 143 when a second stop request aborted a run, else 0."""
+    monitor = telemetry.monitor_config(
+        config.schedule, config.tz, max_runtime_min=int(config.run_timeout_s // 60) + 15
+    )
+    return schedule.serve(
+        lambda: tel.checked_in(lambda: _one_run(Request(), config, tel, lambda: None), monitor),
+        schedule=config.schedule,
+        tz=config.tz,
+        cache_dir=config.cache_dir,
+        run_timeout_s=config.run_timeout_s,
+    )
+
+
+def _status(request: Request, env: dict[str, str]) -> int:
     """`status` (`--json`): exit 0 when the last run succeeded and the scheduler is alive.
 
     It needs only CACHE_DIR, SCHEDULE and TZ: another broken setting is mentioned on
@@ -295,355 +397,82 @@ def _status(args: argparse.Namespace, env: dict[str, str]) -> int:
         for line in exc.problems:
             print(f"configuration: {line}", file=sys.stderr)
         config = settings.Settings(cache_dir=Path(env.get("CACHE_DIR") or "cache"))
-    info = status.gather(config.cache_dir, schedule_expr=config.schedule, tz=config.tz)
-    if getattr(args, "json", False):
-        json.dump(info, sys.stdout, ensure_ascii=False, indent=2)
-        sys.stdout.write("\n")
+    where = lastrun.folder(config.cache_dir, request.source)
+    info = status.gather(where, schedule_expr=config.schedule, tz=config.tz)
+    if request.json:
+        _print_json(info)
     else:
-        print(status.text(info, tz=config.tz))
+        _print(status.text(info, tz=config.tz))
     return 0 if info["ok"] else 1
 
 
-def _guarded(job: Callable[[], int], tel: telemetry.Telemetry | None) -> int:
-    """Run `job`, mapping the run's errors to exit codes (contract §5.11)."""
-    try:
-        return job()
-    except ConfigError as exc:
-        for line in exc.problems:
-            log.error("configuration: %s", line)
-        return exc.exit_code
-    except RunError as exc:
-        log.error("%s", exc)
-        if tel is not None and not isinstance(exc, Locked):
-            tel.report_failure(exc, exit_code=exc.exit_code)
-        return exc.exit_code
-    except Exception as exc:  # a bug: logged with its traceback, for the bug report
-        log.error("unexpected failure: %s: %s", type(exc).__name__, exc, exc_info=True)
-        if tel is not None:
-            tel.report_failure(exc, exit_code=1)
-        return 1
-
-
-def _run_once(
-    args: argparse.Namespace, config: settings.Settings, tel: telemetry.Telemetry, command: str
+def _one_run(
+    request: Request,
+    config: settings.Settings,
+    tel: telemetry.Telemetry,
+    settled: Callable[[], None],
 ) -> int:
-    """One sync, dry run or check with the real adapters."""
-    dry_run = getattr(args, "dry_run", False)
-    mode: pipeline.Mode = "check" if command == "check" else "dry-run" if dry_run else "sync"
-    options = pipeline.Options(
-        mode=mode,
-        # In a dry run or check, renames are planned (and pending ones make check fail)
-        # but never applied: the source is built without rename rights below.
-        rename=not getattr(args, "no_rename", False),
-        allow_mass_delete=getattr(args, "allow_mass_delete", False),
-        full_rescan=getattr(args, "full_rescan", False),
-    )
-    as_json = getattr(args, "json", False)
-
-    def execute() -> pipeline.Outcome:
+    """One sync, dry run or check with the real adapters, whatever its end: a sync is
+    recorded (`lastrun`) and pinged (`HEALTHCHECK_URL`), a failure goes to Sentry, and
+    `--json` prints the one JSON object (contract §8)."""
+    mode = request.mode
+    ping = alerts.Healthcheck(config.healthcheck_url if mode == "sync" else "")
+    ping.start()
+    started = datetime.now(UTC)
+    run: RunSummary | None = None
+    try:
         services = build_services(
-            config,
-            source=getattr(args, "source", None),
-            options=options,
-            publish=getattr(args, "publish", False),
+            config, source=request.source, options=request.options, publish=request.publish
         )
         services.report_error = lambda exc: tel.report_failure(exc, exit_code=1)
         try:
-            return pipeline.run(run_config(config), options, services)
+            run = pipeline.run(run_config(config), request.options, services)
+            settled()  # a signal from here on waits for the record
         finally:
             services.store.close()
-
-    try:
-        # A sync is recorded (last-run.json, report.html) and pinged whatever its end.
-        outcome = _recorded_sync(config, execute) if mode == "sync" else execute()
     except BaseException as exc:
-        # Every exit path prints its one JSON object (contract §8), and `check` says
-        # "could not check" (5) rather than "out of sync" (1).
-        code = outcome_mod.failure_exit_code(
-            mode, exc.exit_code if isinstance(exc, RunError) else RunError.exit_code
-        )
-        if as_json and isinstance(exc, Exception):
-            summary = getattr(exc, "summary", None)
-            if not isinstance(summary, dict):
-                stage = "lock" if isinstance(exc, Locked) else "setup"
-                why = str(exc) if isinstance(exc, RunError) else f"{type(exc).__name__}: {exc}"
-                summary = _failure(mode, args, code, {stage: why})
-            _print_json({**summary, "ok": False, "exit_code": code})
-        if mode == "check" and code == CHECK_FAILED and isinstance(exc, Exception):
-            if isinstance(exc, RunError):
-                log.error("%s", exc)
-            else:  # a bug: with its traceback, for the bug report
-                log.error("unexpected failure: %s: %s", type(exc).__name__, exc, exc_info=True)
-            log.error("check: could not check (exit %d)", CHECK_FAILED)
-            tel.report_failure(exc, exit_code=code)
-            return code
-        raise
-    tel.report_summary(outcome.summary)
-    if as_json:
-        _print_json(outcome.summary)
-    elif mode != "sync":
-        print(outcome.text)
-    return outcome.exit_code
-
-
-def _recorded_sync(
-    config: settings.Settings, execute: Callable[[], pipeline.Outcome]
-) -> pipeline.Outcome:
-    """`execute` (a sync) between healthcheck pings, leaving `last-run.json` and
-    `report.html` in CACHE_DIR whatever its end (contract §7); a run that raised is
-    recorded, then re-raised."""
-    ping = alerts.Healthcheck(config.healthcheck_url)
-    ping.start()
-    started = datetime.now(UTC)
-    try:
-        outcome = execute()
-    except Locked:
-        raise  # the run holding the lock records itself; this one changed nothing
-    except Exception as exc:
-        code = exc.exit_code if isinstance(exc, RunError) else 1
-        why = str(exc) if isinstance(exc, RunError) else f"unexpected failure: {type(exc).__name__}"
-        summary = getattr(exc, "summary", None)
-        if not isinstance(summary, dict):
-            summary = lastrun.failure_summary("sync", code, why)
-        summary = {**summary, "ok": False, "exit_code": code}
+        settled()
+        if not isinstance(exc, Exception | KeyboardInterrupt | Interrupted):
+            raise  # SystemExit and the like
+        run = getattr(exc, "run", None)
+        if run is None:  # before the run began (building the adapters)
+            _logged(exc)
+            run = RunSummary(mode).failed("setup", exc)
+            log.info("%s", run.line())
+    line = run.line()
+    if mode == "sync" and run.exit_code != Locked.exit_code:
+        # The run holding the lock records itself; one that gave up changed nothing.
         lastrun.save(
-            config.cache_dir,
-            summary,
+            lastrun.folder(config.cache_dir, request.source),
+            run.summary,
             started=started,
             finished=datetime.now(UTC),
-            headline=f"sync failed with exit code {code}: {why}",
-            error=why,
+            headline=line,
+            mongo_lines=run.mongo_lines,
+            zone=config.zone,
         )
-        ping.fail(f"exit {code}: {why}")
+        why = "; ".join(f"{k}: {v}" for k, v in run.summary["failed"].items())
+        ping.finish(run.exit_code, line if run.ok else f"exit {run.exit_code}: {why}\n{line}")
         ping.wait()
-        raise
-    line = outcome_mod.summary_line(outcome.summary)
-    lastrun.save(
-        config.cache_dir,
-        outcome.summary,
-        started=started,
-        finished=datetime.now(UTC),
-        headline=line,
-        mongo_lines=outcome.mongo_lines,
-    )
-    ping.finish(outcome.exit_code, line)
-    ping.wait()
-    return outcome
+    tel.report_summary(run.summary)
+    if run.exit_code and not (mode == "check" and run.exit_code == 1):  # 1: out of sync
+        tel.report_exit(run.exit_code, message=line)
+    if request.json:
+        _print_json(run.summary)
+    elif mode != "sync":
+        _print(run.text_for(verbose=mode != "check" or request.verbose > 0))
+    return run.exit_code
+
+
+def _print(text: str) -> None:
+    """`text` on stdout; a reader that went away (`| head`) ends the output quietly."""
+    try:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Later writes (and the interpreter's last flush) go nowhere instead of failing.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _print_json(summary: dict[str, object]) -> None:
-    json.dump(summary, sys.stdout, ensure_ascii=False, indent=2)
-    sys.stdout.write("\n")
-    sys.stdout.flush()
-
-
-def _failure(
-    command: str, args: argparse.Namespace, exit_code: int, failed: dict[str, str]
-) -> dict[str, object]:
-    """contract §8's object for a run that stopped before it knew anything else."""
-    mode = (
-        command
-        if command in ("check", "dry-run")
-        else "dry-run"
-        if getattr(args, "dry_run", False)
-        else "sync"
-    )
-    return {
-        "mode": mode,
-        "ok": False,
-        "exit_code": exit_code,
-        "failed": failed,
-        "catalog": None,
-        "problems": None,
-        "renames": None,
-        "mongo": None,
-        "sheet": None,
-        "api_calls": {"drive": 0, "sheets": 0, "mongo": 0},
-        "timings_s": {},
-    }
-
-
-def run_config(config: settings.Settings) -> pipeline.RunConfig:
-    """The values a run uses from `config` (the pipeline never reads `Settings`)."""
-    return pipeline.RunConfig(
-        cache_dir=config.cache_dir,
-        zone=config.zone,
-        future_year_exempt=frozenset(config.future_year_exempt),
-        rename_files=config.rename_files,
-        max_delete_fraction=config.max_delete_fraction,
-        run_timeout_s=config.run_timeout_s,
-        sheet_identity=(
-            config.sheet_key,
-            config.sheet_errors_tab,
-            config.sheet_copies_tab,
-            config.sheet_not_found_tab,
-            config.sheet_count_column,
-            config.sheet_stamp_cell,
-        ),
-    )
-
-
-def demo_config(config: settings.Settings, cache_dir: Path) -> pipeline.RunConfig:
-    """The demo's run: only harmless settings are taken from the environment (time zone,
-    exempt departments), so it never talks to a real database, drive or sheet,
-    whatever .env says."""
-    demo = dataclasses.replace(
-        settings.Settings(),
-        cache_dir=cache_dir,
-        tz=config.tz,
-        future_year_exempt=config.future_year_exempt,
-    )
-    return run_config(demo)
-
-
-def drive_source(
-    config: settings.Settings,
-    *,
-    renames: bool = True,
-    sleep: Callable[[float], None] = time.sleep,
-    deadline: Deadline | None = None,
-) -> DriveSource:
-    """The Drive adapter for `config`. `renames=False` for `--no-rename`/`--dry-run`/`check`:
-    with renames off (here or `RENAME_FILES=false`) only the read-only scope is asked."""
-    from . import google
-    from .drive import SCOPE_READ, SCOPE_RENAME, DriveSource
-
-    allow = pipeline.Options(rename=renames).renames_planned(config.rename_files)
-    scopes = (SCOPE_READ, SCOPE_RENAME) if allow else (SCOPE_READ,)
-    if config.drive_api_endpoint:
-        from google.auth.credentials import AnonymousCredentials
-
-        creds: Credentials = AnonymousCredentials()
-    else:
-        creds = google.credentials(config.google_credentials_file, config.delegate_email, scopes)
-    return DriveSource(
-        config.folder_id,
-        credentials=creds,
-        endpoint=config.drive_api_endpoint,
-        delegate=config.delegate_email,
-        scopes=scopes,
-        allow_renames=allow,
-        full_rescan_hours=config.full_rescan_hours,
-        sleep=sleep,
-        rename_stall_s=config.rename_stall_s,
-        rename_budget_s=config.rename_budget_s,
-        writes_per_s=config.drive_writes_per_s,
-        deadline=deadline or google.NO_DEADLINE,
-    )
-
-
-def build_services(
-    config: settings.Settings,
-    *,
-    source: Path | None,
-    options: pipeline.Options,
-    publish: bool = False,
-) -> pipeline.Services:
-    """The real adapters for `config`: Drive (or a local folder), MongoDB, the sheet.
-
-    A local `source` is for trying things: unless `publish`, a sync from it writes no
-    Google sheet and uses an in-process MongoDB instead of a real one, so a try-out never
-    overwrites what the website and the tracking sheet show. (`--dry-run` and `check`
-    write nothing anywhere, so they compare with the real ones.)"""
-    from .google import Deadline
-    from .store import Store
-
-    deadline = Deadline(config.run_timeout_s)
-    renames = options.renames_applied(config.rename_files)
-    tree_source: sources.Source
-    trying = source is not None and not publish and options.mode == "sync"
-    if source is not None:
-        tree_source = sources.LocalTree(LocalFolderSource(source), allow_renames=renames)
-    else:
-        tree_source = sources.DriveTree(drive_source(config, renames=renames, deadline=deadline))
-    sheet_report = None
-    skipped = "SHEET_URL is not set"
-    if config.sheet_url and trying:
-        skipped = "a local --source writes no sheet (add --publish to write SHEET_URL's)"
-    elif config.sheet_url:
-        sheet_report = connect_sheet(config, deadline=deadline)
-    if trying and not config.mongo_uri.startswith("mongomock:"):
-        log.warning(
-            "a local --source uses an in-process MongoDB, not MONGO_URI "
-            "(add --publish to write MONGO_URI's database)"
-        )
-        store = Store.connect("mongomock://", config.mongo_db)
-    else:
-        store = connect_store(config)
-    return pipeline.Services(
-        tree_source, store, sheet_report, sheet_skipped=skipped, deadline=deadline
-    )
-
-
-# ---------------------------------------------------------------- adapters from settings
-# The one place that turns `Settings` into adapter arguments: the adapters themselves
-# take explicit values, and their modules are imported only when configured.
-
-
-def sheet_layout(config: settings.Settings) -> SheetLayout:
-    """The layout named by the `SHEET_*` settings (today's sheet by default)."""
-    from .sheet_layout import Layout
-
-    return Layout(
-        errors_tab=config.sheet_errors_tab,
-        copies_tab=config.sheet_copies_tab,
-        not_found_tab=config.sheet_not_found_tab,
-        count_column=config.sheet_count_column,
-        stamp_cell=config.sheet_stamp_cell,
-    )
-
-
-def connect_sheet(
-    config: settings.Settings,
-    layout: SheetLayout | None = None,
-    *,
-    sleep: Callable[[float], None] = time.sleep,
-    deadline: Deadline | None = None,
-) -> SheetReport:
-    """The report for `SHEET_URL`: anonymous when `SHEETS_API_ENDPOINT` is set, else the
-    service-account key with delegation to `DELEGATE_EMAIL`. Makes no call yet.
-    `layout` defaults to the one the `SHEET_*` settings name."""
-    from . import google
-    from .sheet import SCOPE, open_report
-
-    layout = sheet_layout(config) if layout is None else layout
-    if not config.sheet_key:
-        raise ConfigError("SHEET_URL is not set: the sheet report needs the spreadsheet URL")
-    credentials = None
-    if not config.sheets_api_endpoint:
-        credentials = google.credentials(
-            config.google_credentials_file, config.delegate_email, (SCOPE,)
-        )
-    return open_report(
-        config.sheet_key,
-        endpoint=config.sheets_api_endpoint,
-        credentials=credentials,
-        layout=layout,
-        tz=config.tz,
-        sleep=sleep,
-        who=config.delegate_email,
-        deadline=google.NO_DEADLINE if deadline is None else deadline,
-    )
-
-
-def start_telemetry(config: settings.Settings) -> telemetry.Telemetry:
-    """Sentry for `SENTRY_DSN` (a disabled handle without one), masking the DSN and the
-    MongoDB password in everything it sends."""
-    return telemetry.init(
-        config.sentry_dsn,
-        trace_rate=config.sentry_trace_rate,
-        monitor_slug=config.sentry_monitor_slug,
-        secrets=telemetry.secrets_of(sentry_dsn=config.sentry_dsn, mongo_uri=config.mongo_uri),
-        release=__version__,
-    )
-
-
-def connect_store(config: settings.Settings, *, timeout_ms: int | None = None) -> Store:
-    """The MongoDB store at `MONGO_URI`, database `MONGO_DB`."""
-    from .store import DEFAULT_TIMEOUT_MS, Store
-
-    return Store.connect(
-        config.mongo_uri,
-        config.mongo_db,
-        timeout_ms=DEFAULT_TIMEOUT_MS if timeout_ms is None else timeout_ms,
-    )
+    _print(json.dumps(summary, ensure_ascii=False, indent=2))

@@ -880,4 +880,6 @@ class Progress:
             left = (self.total - done) / rate
             when = f"{left:.0f} s" if left < 90 else f"{left / 60:.0f} min"
             line += f", about {when if left < 5400 else f'{left / 3600:.1f} h'} left"
-        log.info("%s%s", line, f" ({note})" if note else "")
+        # `extra`: for `status` while the run goes on (pipeline notes it in the lock file).
+        progress = {"what": self.what, "done": done, "total": self.total, "rate": round(rate, 2)}
+        log.info("%s%s", line, f" ({note})" if note else "", extra={"progress": progress})

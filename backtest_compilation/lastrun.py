@@ -1,32 +1,51 @@
-"""What the last sync did, kept in `CACHE_DIR` for people and monitors (contract §7).
+"""What the last syncs did, kept for people and monitors (contract §7), each file
+replaced atomically, in the Drive source's `CACHE_DIR` (a local `--source` run keeps
+its own, in `folder`):
 
-- `last-run.json`: the run's §8 object plus when it started and ended;
-- `last-success.json`: the same for the last run that succeeded completely;
-- `report.html`: the run as a page (problems link to Drive), readable on a phone.
+- `last-run.json`: contract §8's object of the last run that changed or failed
+  something — the current state (problems, classes not found, pending renames) and
+  what that run changed — plus when it started and ended (in `TZ`, with the offset);
+- `report.html`: the same as a page (problems link to Drive), readable on a phone;
+- `last-success.json`: a few hundred bytes of run facts (when, exit code, counts) of
+  the last run that succeeded.
 
-Each file is replaced atomically (temporary file + rename), so a reader never sees
-half a file. Writing them never fails a run: a cache that cannot be written is
-logged, and the run's exit code stands.
+A run that finds the drive unchanged and writes nothing anywhere rewrites only
+`last-success.json`: the other two still show the current state, and say when it last
+changed. Writing them never fails a run: a cache that cannot be written is logged.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
 import tempfile
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any, Final
 
 from . import report
+from .errors import RunError
+from .outcome import RunSummary
 
 log = logging.getLogger(__name__)
 
 LAST_RUN: Final = "last-run.json"
 LAST_SUCCESS: Final = "last-success.json"
 REPORT: Final = "report.html"
+
+
+def folder(cache_dir: Path, source: Path | None = None) -> Path:
+    """Where a run's record goes: `CACHE_DIR` for the Drive source, a folder of its own
+    under `CACHE_DIR/local/` for a local `--source` (a try-out never overwrites what
+    `status` and the container's health check say about the Drive runs)."""
+    if source is None:
+        return Path(cache_dir)
+    where = os.path.abspath(source)
+    tag = hashlib.sha256(where.encode()).hexdigest()[:8]
+    return Path(cache_dir) / "local" / f"{Path(where).name or 'root'}-{tag}"
 
 
 def _remove_stale_temps(path: Path) -> None:
@@ -73,39 +92,49 @@ def pending_renames(summary: dict[str, Any]) -> int:
     return sum(1 for r in renames if not r.get("applied") and r.get("id") not in failed)
 
 
-def record(
-    summary: dict[str, Any], *, started: datetime, finished: datetime, error: str = ""
+def facts(
+    summary: dict[str, Any], *, started: datetime, finished: datetime, zone: tzinfo = UTC
 ) -> dict[str, Any]:
-    """The `last-run.json` object: contract §8's `summary` plus times and, for a run that
-    stopped before it had a summary, the error that stopped it."""
-    out = dict(summary)
-    out["started_at"] = started.astimezone(UTC).isoformat(timespec="seconds")
-    out["finished_at"] = finished.astimezone(UTC).isoformat(timespec="seconds")
-    out["pending_renames"] = pending_renames(summary)
-    if error:
-        out["error"] = error
-    return out
-
-
-def failure_summary(mode: str, exit_code: int, error: str) -> dict[str, Any]:
-    """A §8-shaped object for a run that ended before the pipeline returned one."""
+    """The run facts of contract §8's `summary`: times, exit code, failures, counts."""
+    catalog = summary.get("catalog") or {}
+    mongo = summary.get("mongo") or {}
+    renames = summary.get("renames") or []
     return {
-        "mode": mode,
-        "ok": False,
-        "exit_code": exit_code,
-        "catalog": {"course_codes": [], "courses": [], "crosslisted": []},
-        "problems": [],
-        "renames": [],
-        "mongo": {"inserted": 0, "updated": 0, "deleted": 0, "in_sync": False},
-        "sheet": {"written": False, "not_found": [], "ambiguous": []},
-        "api_calls": {},
-        "timings_s": {},
-        "failed": {"run": error},
+        "mode": summary.get("mode"),
+        "ok": bool(summary.get("ok")),
+        "exit_code": summary.get("exit_code"),
+        "started_at": started.astimezone(zone).isoformat(timespec="seconds"),
+        "finished_at": finished.astimezone(zone).isoformat(timespec="seconds"),
+        "unchanged": bool(summary.get("unchanged")),
+        "failed": summary.get("failed") or {},
+        "counts": {
+            "departments": len(catalog.get("course_codes") or []),
+            "courses": len(catalog.get("courses") or []),
+            "problems": len(summary.get("problems") or []),
+            "renames_applied": sum(1 for r in renames if r.get("applied")),
+            "mongo_inserted": mongo.get("inserted", 0),
+            "mongo_updated": mongo.get("updated", 0),
+            "mongo_deleted": mongo.get("deleted", 0),
+            "sheet_written": bool((summary.get("sheet") or {}).get("written")),
+        },
+        "pending_renames": pending_renames(summary),
+        "api_calls": summary.get("api_calls") or {},
     }
 
 
+def wrote_nothing(summary: dict[str, Any]) -> bool:
+    """A successful sync that found the drive unchanged and wrote nothing anywhere."""
+    mongo = summary.get("mongo") or {}
+    return (
+        bool(summary.get("unchanged"))
+        and bool(summary.get("ok"))
+        and not (summary.get("sheet") or {}).get("written")
+        and not any(mongo.get(k) for k in ("inserted", "updated", "deleted"))
+    )
+
+
 def save(
-    cache_dir: Path,
+    directory: Path,
     summary: dict[str, Any],
     *,
     started: datetime,
@@ -113,30 +142,42 @@ def save(
     headline: str,
     mongo_lines: tuple[str, ...] | list[str] = (),
     error: str = "",
+    zone: tzinfo = UTC,
 ) -> bool:
-    """Write `last-run.json`, `report.html` and, for a complete success,
-    `last-success.json`. Returns False (after a warning) when they could not be written."""
-    doc = record(summary, started=started, finished=finished, error=error)
-    text = _dumps(doc)
-    when = finished.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
-    page = report.html_page(
-        doc,
-        title=f"backtest-compilation: {doc.get('mode', 'sync')} of {when} UTC",
-        headline=headline,
-        mongo_lines=list(mongo_lines),
-        error=error,
-    )
-    directory = Path(cache_dir)
+    """Record a sync (see the module docstring). Returns False (after a warning) when
+    the files could not be written."""
+    small = facts(summary, started=started, finished=finished, zone=zone)
+    directory = Path(directory)
     try:
-        write_atomically(directory / LAST_RUN, text)
-        if doc.get("ok") and doc.get("mode") == "sync":
-            write_atomically(directory / LAST_SUCCESS, text)
-        write_atomically(directory / REPORT, page)
+        if not wrote_nothing(summary):
+            doc = {**summary, **{k: small[k] for k in ("started_at", "finished_at")}}
+            doc["pending_renames"] = small["pending_renames"]
+            if error:
+                doc["error"] = error
+            when = finished.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
+            page = report.html_page(
+                doc,
+                title=f"backtest-compilation: {doc.get('mode', 'sync')} of {when}",
+                headline=headline,
+                mongo_lines=list(mongo_lines),
+                error=error,
+            )
+            write_atomically(directory / LAST_RUN, _dumps(doc))
+            write_atomically(directory / REPORT, page)
+        if small["ok"] and small["mode"] == "sync":
+            write_atomically(directory / LAST_SUCCESS, json.dumps(small, ensure_ascii=False))
     except OSError as exc:
         log.warning("cannot write the run record in %s: %s", directory, exc.strerror or exc)
         return False
-    log.info("run record: %s and %s written in CACHE_DIR", LAST_RUN, REPORT)
     return True
+
+
+def failure_summary(mode: str, exit_code: int, error: str) -> dict[str, Any]:
+    """Contract §8's object of a run that ended with `exit_code` before it knew
+    anything (`RunSummary.failed`, the one way a failure is recorded)."""
+    exc = RunError(error)
+    exc.exit_code = exit_code
+    return RunSummary(mode).failed("run", exc).summary
 
 
 def _dumps(doc: dict[str, Any]) -> str:
@@ -158,9 +199,9 @@ def load(path: Path) -> dict[str, Any] | None:
     return doc if isinstance(doc, dict) else None
 
 
-def when(doc: dict[str, Any], key: str = "finished_at") -> datetime | None:
+def when(doc: dict[str, Any] | None, key: str = "finished_at") -> datetime | None:
     """A time field of a record, or None."""
     try:
-        return datetime.fromisoformat(str(doc[key])).astimezone(UTC)
+        return datetime.fromisoformat(str((doc or {})[key])).astimezone(UTC)
     except (KeyError, ValueError, TypeError):
         return None

@@ -15,10 +15,10 @@ import json
 import logging
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from .errors import Locked, cache_dir_error
 
@@ -27,12 +27,23 @@ log = logging.getLogger(__name__)
 FILE_NAME: Final = "run.lock"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Holder:
     """Who holds (or last held) the lock, as written in the lock file."""
 
     pid: int | None
     started: str | None
+    notes: dict[str, Any] = field(default_factory=dict)
+    fd: int = -1  # the open lock file, while held
+
+    def note(self, **fields: Any) -> None:
+        """Say what the run is doing (its mode, phase, progress), for `status`; a file
+        that cannot be written loses the note, never the run."""
+        self.notes.update(fields)
+        if self.fd >= 0:
+            doc = {"pid": self.pid, "started": self.started, **self.notes}
+            with contextlib.suppress(OSError):
+                _write(self.fd, json.dumps(doc), sync=False)
 
 
 def path_in(cache_dir: Path) -> Path:
@@ -73,7 +84,7 @@ def hold(cache_dir: Path, *, now: datetime | None = None) -> Iterator[Holder]:
                 previous.pid,
                 previous.started,
             )
-        me = Holder(os.getpid(), (now or datetime.now(UTC)).isoformat(timespec="seconds"))
+        me = Holder(os.getpid(), (now or datetime.now(UTC)).isoformat(timespec="seconds"), fd=fd)
         try:
             _write(fd, json.dumps({"pid": me.pid, "started": me.started}))
         except OSError as exc:
@@ -84,10 +95,32 @@ def hold(cache_dir: Path, *, now: datetime | None = None) -> Iterator[Holder]:
         try:
             yield me
         finally:
+            me.fd = -1
+            # No pid: a clean end (the next holder does not warn); the start and mode stay.
             with contextlib.suppress(OSError):
-                _write(fd, "")
+                _write(fd, json.dumps({"started": me.started, **me.notes}), sync=False)
     finally:
         os.close(fd)  # closing the descriptor releases the flock
+
+
+@contextlib.contextmanager
+def noting_progress(held: Holder) -> Iterator[None]:
+    """The progress lines of a long phase (renames: done of total, rate) also go to the
+    lock file's notes, so `status` shows them while the run goes on."""
+
+    class Noting(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            progress = getattr(record, "progress", None)
+            if isinstance(progress, dict):
+                held.note(progress=progress)
+
+    handler = Noting()
+    top = logging.getLogger("backtest_compilation")
+    top.addHandler(handler)
+    try:
+        yield
+    finally:
+        top.removeHandler(handler)
 
 
 def _read(fd: int) -> Holder:
@@ -105,7 +138,35 @@ def _read(fd: int) -> Holder:
     )
 
 
-def _write(fd: int, text: str) -> None:
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, text.encode(), 0)
-    os.fsync(fd)
+def peek(cache_dir: Path) -> dict[str, Any]:
+    """What the lock file says — the latest run's `started`, `mode`, `source` and, while
+    it runs (or when it died holding the lock), its `pid`, `phase` and `progress` — and
+    `held`: whether a run holds it now. A shared, non-blocking probe: never takes it."""
+    try:
+        fd = os.open(path_in(cache_dir), os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return {"held": False}
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            held = False
+        except BlockingIOError:
+            held = True
+        try:
+            doc = json.loads(os.pread(fd, 4096, 0) or b"{}")
+        except (OSError, ValueError):
+            doc = {}
+    finally:
+        os.close(fd)
+    return {**(doc if isinstance(doc, dict) else {}), "held": held}
+
+
+def _write(fd: int, text: str, *, sync: bool = True) -> None:
+    # Overwritten in place, then cut: the file's block is already there, so a full disk
+    # still takes the few bytes.
+    data = text.encode()
+    os.pwrite(fd, data, 0)
+    os.ftruncate(fd, len(data))
+    if sync:  # notes are advice for `status`: not worth a disk flush each
+        os.fsync(fd)

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import logging
 import re
+import signal
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any, Protocol
 
 from . import report, website
@@ -24,26 +26,46 @@ RENAME_FAILED = Category.RENAME_FAILED.value
 # Longest list of changes or problems logged line by line; the rest is in `--json`.
 LOG_LIST_LIMIT = 50
 NOT_WRITTEN: Mapping[str, Any] = {"written": False, "not_found": [], "ambiguous": []}
+NO_CHANGES: Mapping[str, int] = {"new": 0, "resolved": 0}
+
+
+class Interrupted(BaseException):
+    """SIGTERM (or a second stop request) during a run: like `KeyboardInterrupt` for
+    SIGINT, it unwinds the run, which is recorded and exits 128 + the signal."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.exit_code = 128 + signum
+
+
+def exit_code_of(exc: BaseException) -> int:
+    """The exit code a failure means: the error's own (1-4), 130/143 for an interrupt."""
+    if isinstance(exc, KeyboardInterrupt):
+        return 130
+    code = getattr(exc, "exit_code", RunError.exit_code)
+    return code if isinstance(code, int) else RunError.exit_code
 
 
 @dataclass(frozen=True)
 class RunSummary:
-    """Everything contract §8's object says about one sync, dry run or check, as values.
+    """Everything contract §8's object says about one sync, dry run or check, as values:
+    the one record of a run, failed runs included (see `failed`).
 
-    The one source of what a run tells: its exit code, the JSON object, the summary
-    line and the text for people are all rendered from it."""
+    Its exit code, the JSON object, the summary line, the text for people, the run
+    record (`lastrun`), Sentry and the healthcheck ping are all rendered from it. A
+    block is None until its step ran: a failed run says what it did and no more."""
 
     mode: str
-    catalog: Catalog
-    plan: website.Plan  # the MongoDB operations planned
-    mongo: Mapping[str, Any]
-    sheet: Mapping[str, Any]
-    api_calls: Mapping[str, int]
-    timings_s: Mapping[str, float]
-    drive: Mapping[str, bool]
-    problem_changes: Mapping[str, int]
+    catalog: Catalog | None = None
+    plan: website.Plan | None = None  # the MongoDB operations planned
+    mongo: Mapping[str, Any] | None = None
+    sheet: Mapping[str, Any] | None = None
+    api_calls: Mapping[str, int] = field(default_factory=dict)
+    timings_s: Mapping[str, float] = field(default_factory=dict)
+    drive: Mapping[str, bool] | None = None
+    problem_changes: Mapping[str, int] = field(default_factory=lambda: dict(NO_CHANGES))
     failures: Mapping[str, BaseException] = field(default_factory=dict)
-    refusal: str | None = None  # the mass-delete guard's answer (a preview reports it)
+    refusal: str | None = None  # the mass-delete guard's answer
     renames_planned: bool = False
     sheet_in_sync: bool | None = None  # None: not compared
     sheet_skipped: str | None = None  # why there is no sheet step
@@ -52,50 +74,71 @@ class RunSummary:
     applied: frozenset[str] = frozenset()
     pending: frozenset[str] | None = None  # None: renames did not run (no count shown)
 
+    def failed(self, stage: str, exc: BaseException) -> RunSummary:
+        """The one way a failure enters a run's record: `stage` (a step, `lock`,
+        `state`…) failed with `exc`; an interrupt is recorded as `interrupted`."""
+        if isinstance(exc, KeyboardInterrupt | Interrupted):
+            code = exit_code_of(exc)
+            exc = RunError(f"{signal.Signals(code - 128).name} received during {stage}")
+            exc.exit_code = code
+            stage = "interrupted"
+        return replace(self, failures={**self.failures, stage: exc})
+
     @property
     def exit_code(self) -> int:
-        """Failed sinks: 2 if one was configuration, else 1 (`check`: 5, could not
-        check); `check`: 1 when out of sync; a dry run: 3 when the guard would refuse (a
-        sync raises `GuardRefused` before any sink instead)."""
+        """Failures: the gravest one's code (interrupt > lock > guard > configuration >
+        runtime; `check` says 5, could not check, for a runtime failure); else `check`:
+        1 when out of sync; the guard's 3 when it would refuse."""
         if self.failures:
-            config = any(isinstance(e, ConfigError) for e in self.failures.values())
-            return failure_exit_code(
-                self.mode, ConfigError.exit_code if config else RunError.exit_code
-            )
+            code = max(exit_code_of(e) for e in self.failures.values())
+            return CHECK_FAILED if self.mode == "check" and code == RunError.exit_code else code
+        if self.refusal:
+            return GuardRefused.exit_code
         if self.mode == "check":
             in_sync = (
-                self.plan.is_empty and self.sheet_in_sync is not False and not self.renames_planned
+                self.plan is not None
+                and self.plan.is_empty
+                and self.sheet_in_sync is not False
+                and not self.renames_planned
             )
             return 0 if in_sync else 1
-        return GuardRefused.exit_code if self.refusal else 0
+        return 0
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+    @cached_property
+    def summary(self) -> dict[str, Any]:
+        """Contract §8's JSON object (rendered once: at 6,000 courses it takes ~0.1 s)."""
+        return self.to_json()
 
     def to_json(self) -> dict[str, Any]:
         """Contract §8's JSON object (plus a few added fields)."""
         exit_code = self.exit_code
-        failed = {s: failure_text(e) for s, e in self.failures.items()}
+        built = self.catalog
         out: dict[str, Any] = {
             "mode": self.mode,
             "ok": exit_code == 0,
             "exit_code": exit_code,
-            "catalog": report.catalog_block(self.catalog),
-            "problems": report.problems_block(self.catalog),
-            "renames": report.renames_block(self.catalog, self.applied),
-            "mongo": dict(self.mongo),
-            "sheet": dict(self.sheet),
+            "catalog": report.catalog_block(built) if built is not None else None,
+            "problems": report.problems_block(built) if built is not None else None,
+            "renames": report.renames_block(built, self.applied) if built is not None else None,
+            "mongo": dict(self.mongo) if self.mongo is not None else None,
+            "sheet": dict(self.sheet) if self.sheet is not None else None,
             "api_calls": dict(self.api_calls),
             "timings_s": dict(self.timings_s),
-            "drive": dict(self.drive),
+            "drive": dict(self.drive) if self.drive is not None else None,
+            "failed": {s: failure_text(e) for s, e in self.failures.items()},
+            "problem_changes": dict(self.problem_changes),
         }
         if self.mode == "sync":
-            out["failed"] = failed
             if self.unchanged:
                 out["unchanged"] = True
-            out["website"] = self.website
-            out["problem_changes"] = dict(self.problem_changes)
+            out["website"] = dict(self.website)
         else:
-            out |= {"problem_changes": dict(self.problem_changes), "failed": failed}
             out["guard"] = self.refusal
-        if self.pending is not None:
+        if self.pending is not None and out["renames"] is not None:
             # Renames not reached this run (quota, RENAME_BUDGET_S): done next run; they
             # are not problems.
             for entry in out["renames"]:
@@ -105,24 +148,36 @@ class RunSummary:
         return out
 
     def line(self) -> str:
-        """The one summary line that ends the run (`summary_line` of the JSON object,
-        which is also what `last-run.json` records)."""
-        return summary_line(self.to_json())
+        """The one summary line that ends every run."""
+        return summary_line(self.summary)
 
+    @property
     def text(self) -> str:
-        """What the run prints for people (`sync` without `--json` prints nothing; the
-        demo and `last-run` use it)."""
+        """What a dry run or `check` prints for people: the plan and the verdict (the
+        catalog too with `verbose`, see `text_for`)."""
+        return self.text_for(verbose=True)
+
+    def text_for(self, *, verbose: bool) -> str:
+        """The text for people; the catalog only with `verbose` (or in a sync)."""
+        built = self.catalog if self.catalog is not None else Catalog()
         if self.mode == "sync":
             if self.unchanged:
                 return "The drive is unchanged since the last run."
-            return report.catalog_text(self.catalog)
-        lines = [report.catalog_text(self.catalog), "", report.plan_text(self.plan)]
+            return report.catalog_text(built)
+        lines = [report.catalog_text(built), ""] if verbose else []
+        if self.plan is not None:
+            lines.append(report.plan_text(self.plan))
+        if not verbose and self.renames_planned:
+            lines.append(f"Renames pending ({len(built.renames)}):")
+            lines.extend(f"  {r.path}  ->  {r.new}" for r in built.renames)
         if self.refusal:
             lines.append(f"Mass-delete guard: {self.refusal}")
         if self.sheet_skipped is not None:
             lines.append(f"Sheet: {self.sheet_skipped}; the sheet step would be skipped")
         elif self.sheet_in_sync is not None:
             lines.append("Sheet: up to date" if self.sheet_in_sync else "Sheet: would be rewritten")
+        for stage, why in self.summary["failed"].items():
+            lines.append(f"Failed: {stage}: {why}")
         if self.mode == "check":
             code = self.exit_code
             lines.append(
@@ -130,19 +185,32 @@ class RunSummary:
                 if code == 0
                 else "Check: out of sync"
                 if code == 1
-                else "Check: could not check"
+                else f"Check: could not check (exit {code})"
             )
         return "\n".join(lines)
 
+    @property
     def mongo_lines(self) -> tuple[str, ...]:
         """One line per planned MongoDB change (none on an unchanged sync)."""
-        return () if self.unchanged else tuple(report.plan_lines(self.plan))
+        if self.unchanged or self.plan is None:
+            return ()
+        return tuple(report.plan_lines(self.plan))
+
+    @property
+    def renames_applied(self) -> frozenset[str]:
+        return self.applied
 
 
-def failure_exit_code(mode: str, code: int) -> int:
-    """The exit code of a run that failed with `code`: `check` says "could not check"
-    (5) rather than "out of sync" (1)."""
-    return CHECK_FAILED if mode == "check" and code == RunError.exit_code else code
+def log_failure(exc: BaseException) -> None:
+    """A failure that stopped a run, logged once: one line per configuration problem,
+    one line for an expected failure, a bug with its traceback (for the bug report)."""
+    if isinstance(exc, ConfigError):
+        for line in exc.problems:
+            log.error("configuration: %s", line)
+    elif isinstance(exc, RunError):
+        log.error("%s", exc)
+    elif isinstance(exc, Exception):
+        log.error("unexpected failure: %s: %s", type(exc).__name__, exc, exc_info=True)
 
 
 def failure_text(exc: BaseException) -> str:
@@ -154,11 +222,11 @@ def failure_text(exc: BaseException) -> str:
 
 def summary_line(summary: Mapping[str, Any]) -> str:
     """The one cron-readable line that ends every run (from contract §8's object)."""
-    cat = summary["catalog"]
-    mongo = summary["mongo"]
-    calls = summary["api_calls"]
+    cat = summary["catalog"] or {"course_codes": [], "courses": []}
+    mongo = summary["mongo"] or {"inserted": 0, "updated": 0, "deleted": 0}
+    calls = {"drive": 0, "sheets": 0, "mongo": 0} | dict(summary["api_calls"])
     timings = summary["timings_s"]
-    renames = summary["renames"]
+    renames = summary["renames"] or []
     failed = summary.get("failed") or {}
     phases = " ".join(f"{k} {v:.2f}s" for k, v in timings.items())
     pending = summary.get("renames_pending")
@@ -167,12 +235,12 @@ def summary_line(summary: Mapping[str, Any]) -> str:
         f"{' (failed: ' + ', '.join(sorted(failed)) + ')' if failed else ''}; "
         f"{report.plural(len(cat['course_codes']), 'department')}, "
         f"{report.plural(len(cat['courses']), 'course')}, "
-        f"{report.plural(len(summary['problems']), 'problem')}{_problem_changes(summary)}; "
+        f"{report.plural(len(summary['problems'] or ()), 'problem')}{_problem_changes(summary)}; "
         f"renames {sum(r['applied'] for r in renames)}/{len(renames)}"
         f"{f' ({pending} pending)' if pending else ''}; "
         f"mongo +{mongo['inserted']} ~{mongo['updated']} -{mongo['deleted']}"
         f"{_not_applied(mongo)}; "
-        f"sheet {'written' if summary['sheet'].get('written') else 'not written'}; "
+        f"sheet {'written' if (summary['sheet'] or {}).get('written') else 'not written'}; "
         f"api calls drive {calls['drive']} sheets {calls['sheets']} mongo {calls['mongo']}; "
         f"{phases}"
     )
@@ -229,36 +297,6 @@ class Timer:
         return {name: now[name] - self.calls_before[name] for name in now}
 
 
-@dataclass
-class Progress:
-    """What a run knows so far, so a run that stops early still reports it (contract §8)."""
-
-    mode: str
-    timer: Timer
-    stage: str = "lock"
-    built: Catalog | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def failure_summary(self, exc: BaseException, exit_code: int) -> dict[str, Any]:
-        """contract §8's object for a run that stopped at `self.stage` with `exc`."""
-        why = str(exc) if isinstance(exc, RunError) else f"{type(exc).__name__}: {exc}"
-        built = self.built
-        return {
-            "mode": self.mode,
-            "ok": False,
-            "exit_code": exit_code,
-            "failed": {self.stage: why},
-            "catalog": report.catalog_block(built) if built is not None else None,
-            "problems": report.problems_block(built) if built is not None else None,
-            "renames": report.renames_block(built) if built is not None else None,
-            "mongo": None,
-            "sheet": None,
-            "api_calls": self.timer.calls(),
-            "timings_s": self.timer.done(),
-            **self.extra,
-        }
-
-
 # ---------------------------------------------------------------- change log lines
 
 # Line breaks and other control characters a name may hold (newline, CR, NEL, U+2028).
@@ -272,8 +310,17 @@ def one_line(text: str) -> str:
 
 
 def problem_key(problem: Problem) -> str:
-    """One problem, as remembered between runs (its category and one-line message)."""
-    return f"{problem.category.value}: {one_line(problem.message)}"
+    """One problem, as remembered between runs: `kind<TAB>Drive id<TAB>message`. Its
+    identity is the kind and the id (`identity`): a renamed course or two same-named
+    files never make a problem "new" or merge two; the message is kept to say what was
+    resolved."""
+    return f"{problem.category.value}\t{one_line(problem.id)}\t{one_line(problem.message)}"
+
+
+def identity(key: str) -> tuple[str, str]:
+    """(kind, id) of a remembered `problem_key`."""
+    kind, _, rest = key.partition("\t")
+    return kind, rest.partition("\t")[0]
 
 
 def log_list(
@@ -286,44 +333,31 @@ def log_list(
         log.log(level, "%s: … and %d more (%s)", label, len(lines) - LOG_LIST_LIMIT, more)
 
 
-def log_problems(problems: Sequence[Problem], previous: Sequence[str] | None) -> dict[str, int]:
+def log_problems(
+    problems: Sequence[Problem], previous: Sequence[str] | None, *, kinds: str = "catalog"
+) -> dict[str, int]:
     """Log each problem once, not once per run: new ones since the last run at WARNING,
-    resolved ones at INFO (the full list is in the sheet and the summary)."""
-    keys = {problem_key(p): p for p in problems}
-    before = set(previous or ())
-    new = [one_line(p.message) for key, p in keys.items() if key not in before]
-    # rename_failed is known only after the renames: not "resolved" before they ran.
-    resolved = sorted(
-        k.split(": ", 1)[-1] for k in before - keys.keys() if not k.startswith(f"{RENAME_FAILED}: ")
-    )
+    resolved ones at INFO (the full list is in the sheet and the summary). `kinds`:
+    "catalog" compares every kind but `rename_failed` (known only after the renames),
+    "renames" only `rename_failed`."""
+
+    def mine(kind: str) -> bool:
+        return (kind == RENAME_FAILED) == (kinds == "renames")
+
+    now = {(p.category.value, one_line(p.id)): p for p in problems}
+    before = {identity(k): k.rpartition("\t")[2] for k in previous or () if mine(identity(k)[0])}
+    new = [one_line(p.message) for key, p in now.items() if key not in before]
+    resolved = sorted(message for key, message in before.items() if key not in now)
     log_list("problem", new, level=logging.WARNING, more="the full list is in the sheet")
     log_list("resolved", resolved)
-    if new or resolved:
+    if (new or resolved) and kinds == "catalog":
         log.info(
             "problems: %d in all, %d new since the last run, %d resolved",
-            len(keys),
+            len(problems),
             len(new),
             len(resolved),
         )
     return {"new": len(new), "resolved": len(resolved)}
-
-
-def log_rename_problems(
-    failed: Sequence[Problem], previous: Sequence[str] | None, *, renames_ran: bool
-) -> dict[str, int]:
-    """Rename failures are problems too: logged when new, and said when resolved."""
-    failed_before = {k for k in previous or () if k.startswith(f"{RENAME_FAILED}: ")}
-    failed_now = {problem_key(p): p for p in failed}
-    log_list(
-        "problem",
-        [one_line(p.message) for k, p in failed_now.items() if k not in failed_before],
-        level=logging.WARNING,
-        more="the full list is in the sheet",
-    )
-    resolved = failed_before - failed_now.keys() if renames_ran else set()
-    if renames_ran:
-        log_list("resolved", sorted(k.split(": ", 1)[-1] for k in resolved))
-    return {"new": len(failed_now.keys() - failed_before), "resolved": len(resolved)}
 
 
 def website_changes(plan: website.Plan, applied: website.Applied | None) -> dict[str, Any]:

@@ -1,13 +1,13 @@
-"""One run, top to bottom: source → catalog → plan → apply → remember (contract §5).
+"""One run, top to bottom (contract §5): lock → state → read the drive → catalog →
+MongoDB (plan, guard, apply) → renames → sheet → save.
 
 The outside world arrives as `Services` (a tree source, the MongoDB store, the sheet
-report, a clock), so tests hand in emulators and the demo hands in a local folder and
-an in-process database; the settings arrive as a `RunConfig` of plain values. The three
-sinks (`sinks.Renames`, `sinks.Mongo`, `sinks.Sheet`) have one shape, so `sync`,
-`--dry-run` and `check` are one loop whose mode decides, per sink, whether it is only
-planned (compared) or applied (a sync) — each on its own: one failing does not undo or
-stop the others — saving the state after each, so the next run retries exactly what
-failed. `outcome.RunSummary` says what happened and decides the exit code.
+report, a clock), so tests hand in emulators and the demo a local folder and an
+in-process database; the settings arrive as a `RunConfig` of plain values. Each step is
+a function over values (`sinks`); a step that fails is recorded and the others still
+run, and the state is saved after each step that succeeded, so the next run retries
+exactly what failed. A dry run and `check` stop after planning. Whatever happens, the
+run ends with one `outcome.RunSummary` and its `summary:` line.
 """
 
 from __future__ import annotations
@@ -15,28 +15,36 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from . import catalog as catalog_mod
-from . import google, lock, outcome, report, state
-from .background import Background
-from .catalog import Catalog
-from .errors import GuardRefused, RunError
-from .outcome import Progress, RunSummary, Timer, summary_line
-from .sinks import Context, Mongo, MongoPlan, Renames, Sheet
+from . import google, lock, report, sinks, state, website
+from .catalog import Catalog, RenameResult
+from .errors import CHECK_FAILED, GuardRefused, RunError, ServiceError
+from .outcome import (
+    NO_CHANGES,
+    NOT_WRITTEN,
+    RunSummary,
+    Timer,
+    log_failure,
+    log_problems,
+    problem_key,
+)
+from .outcome import summary_line as summary_line
 from .sources import Reading, Source
 
 if TYPE_CHECKING:
-    from .sheet import SheetPlan, SheetReport
+    from .sheet import SheetReport
     from .store import Store
 
 log = logging.getLogger(__name__)
 
 Mode = Literal["sync", "dry-run", "check"]
-__all__ = ["Options", "Outcome", "RunConfig", "Services", "run", "summary_line"]
+__all__ = ["Options", "Outcome", "RunConfig", "RunSummary", "Services", "run", "summary_line"]
 
 
 @dataclass(frozen=True)
@@ -96,314 +104,375 @@ class Services:
         }
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """What a run did: its typed summary, and contract §8's object rendered from it."""
-
-    run: RunSummary
-    summary: dict[str, Any] = field(init=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "summary", self.run.to_json())
-
-    @property
-    def exit_code(self) -> int:
-        return self.run.exit_code
-
-    @property
-    def text(self) -> str:
-        """What the run says to people (contract §8's text output)."""
-        return self.run.text()
-
-    @property
-    def catalog(self) -> Catalog:
-        return self.run.catalog
-
-    @property
-    def mongo_lines(self) -> tuple[str, ...]:
-        return self.run.mongo_lines()
-
-    @property
-    def renames_applied(self) -> frozenset[str]:
-        return self.run.applied
+# What callers and tests call a run's result: the run's one record.
+Outcome = RunSummary
 
 
-def run(config: RunConfig, options: Options, services: Services) -> Outcome:
-    """One sync, dry run or check, under the run lock. Raises `RunError` subclasses for
-    failures that stop the run before anything is written (exit 1, 2, 3 or 4); the
-    error's `summary` then holds what was known (contract §8, `ok: false`)."""
-    progress = Progress(options.mode, Timer(services))
+@dataclass
+class _Run:
+    """What every step of one run is given (settings, adapters, the run's time, the
+    state file), and its record so far: a run that stops early still reports it."""
+
+    config: RunConfig
+    options: Options
+    services: Services
+    timer: Timer
+    summary: RunSummary
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
+    stage: str = "lock"
+    held: lock.Holder | None = None
+
+    def step(self, stage: str) -> None:
+        self.stage = stage
+        if self.held is not None:
+            self.held.note(phase=stage)
+
+    def done(self, **blocks: Any) -> None:
+        self.summary = replace(self.summary, **blocks)
+
+    def fingerprint(self, reading: Reading) -> str:
+        """What a step's success was for: this tree, read with these settings.
+
+        Settings that change the catalog or a step's output are part of it, so that
+        turning renames on, pointing at another sheet or exempting a department is never
+        skipped as "unchanged". The year is too: on New Year's Day last year's future
+        files turn valid."""
+        config = self.config
+        return state.digest(
+            {
+                "tree": reading.fingerprint,
+                "year": self.now.astimezone(config.zone).year,
+                "future_year_exempt": sorted(config.future_year_exempt),
+                "renames": self.options.renames_planned(config.rename_files),
+                "sheet_on": self.services.sheet is not None,
+                "sheet": list(config.sheet_identity),
+            }
+        )
+
+    def finished(self) -> RunSummary:
+        return replace(self.summary, api_calls=self.timer.calls(), timings_s=self.timer.done())
+
+    def isolated(self, step: str, work: Callable[[], Any]) -> tuple[bool, Any]:
+        """Run one step; a failure is recorded and logged, and the run goes on to the
+        other steps. An expected failure (`RunError`) is logged as one line; anything
+        else is a bug: logged at ERROR with its traceback (something to paste into a bug
+        report) and sent to Sentry."""
+        self.step(step)
+        try:
+            return True, work()
+        except GuardRefused:
+            raise  # decided before any step; only a concurrent edit could make it refuse
+        except RunError as exc:
+            log.error("%s: %s", step, exc)
+            self.summary = self.summary.failed(step, exc)
+        except Exception as exc:
+            log.error(
+                "%s: unexpected failure: %s: %s", step, type(exc).__name__, exc, exc_info=True
+            )
+            self.summary = self.summary.failed(step, exc)
+            with contextlib.suppress(Exception):
+                self.services.report_error(exc)
+        return False, None
+
+    def save(self, remembered: state.State) -> state.State:
+        """Save the state after a step; a failure (a full disk) is the run's `state`
+        failure, and the steps after still run and are reported."""
+        try:
+            state.save(state.path_in(self.config.cache_dir), remembered)
+        except RunError as exc:
+            log.error("state: %s", exc)
+            self.summary = self.summary.failed("state", exc)
+        return remembered
+
+
+def run(config: RunConfig, options: Options, services: Services) -> RunSummary:
+    """One sync, dry run or check, under the run lock; returns its summary (failed
+    steps included). A failure that stops the run before anything is written (the
+    lock, the drive, MongoDB's read, the guard, the state file) or an interrupt is
+    raised, with the run's record attached: `run` (the `RunSummary`) and `summary`
+    (contract §8's object of what was done)."""
+    it = _Run(config, options, services, Timer(services), RunSummary(options.mode))
     try:
-        with lock.hold(config.cache_dir):
-            return _run(config, options, services, progress)
-    except RunError as exc:
-        if exc.summary is None:
-            exc.summary = progress.failure_summary(exc, exc.exit_code)
-        raise
-    except Exception as exc:
-        # A bug outside the sinks: the CLI logs it with its traceback; the summary
-        # still says how far the run got.
+        with lock.hold(config.cache_dir) as held, lock.noting_progress(held):
+            it.held = held
+            held.note(mode=options.mode, source=services.source.key)
+            it.summary = _run(it)
+    except BaseException as exc:
+        summary = _stopped(it, exc)
         with contextlib.suppress(Exception):
-            exc.summary = progress.failure_summary(exc, RunError.exit_code)  # type: ignore[attr-defined]
+            exc.summary = summary.summary  # type: ignore[attr-defined]
+            exc.run = summary  # type: ignore[attr-defined]
         raise
+    _end(it.summary)
+    return it.summary
 
 
-def _run(config: RunConfig, options: Options, services: Services, progress: Progress) -> Outcome:
-    timer = progress.timer
-    path = state.path_in(config.cache_dir)
-    progress.stage = "state"
-    remembered, warning = state.load(path, services.source.key)
+def _stopped(it: _Run, exc: BaseException) -> RunSummary:
+    """The record of a run stopped by `exc` (logged once, here), ended by its line."""
+    log_failure(exc)
+    if isinstance(exc, Exception) and not isinstance(exc, RunError):  # a bug: to Sentry
+        with contextlib.suppress(Exception):
+            it.services.report_error(exc)
+    summary = it.finished().failed(it.stage, exc)
+    if "interrupted" in summary.failures:
+        log.warning("%s: the run stops here", summary.failures["interrupted"])
+    _end(summary)
+    return summary
+
+
+def _end(summary: RunSummary) -> None:
+    """Every run ends with its `summary:` line."""
+    if summary.mode == "check" and summary.exit_code == CHECK_FAILED:
+        log.error("check: could not check (exit %d)", CHECK_FAILED)
+    log.info("%s", summary.line())
+
+
+def _run(it: _Run) -> RunSummary:
+    """read the drive → catalog → MongoDB (plan, guard, apply) → renames → sheet → save."""
+    it.step("state")
+    remembered, warning = state.load(state.path_in(it.config.cache_dir), it.services.source.key)
     if warning:
         log.warning("%s", warning)
-    now = services.clock()
-    mongo = Mongo(
-        services.store,
-        max_delete_fraction=config.max_delete_fraction,
-        allow_mass_delete=options.allow_mass_delete,
-    )
-    # MongoDB is read while the drive is: neither waits for the other (it is planned in 3).
-    mongo.start_reading()
+    it.now = it.services.clock()
+    previous = remembered.problems
+    # MongoDB is read while the drive is: neither waits for the other.
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mongo-read")
+    try:
+        current = pool.submit(it.services.store.read_current)
+        reading = _read(it, remembered)
+        built, unchanged = _catalog(it, reading, remembered)
+        planned = _plan_mongo(it, built, remembered, unchanged, current.result)
+    finally:
+        pool.shutdown(wait=False)
+    if it.options.mode != "sync":
+        return _preview(it, built, planned)
+    if planned.refusal is not None:
+        it.step("guard")
+        raise GuardRefused(f"mass-delete guard: {planned.refusal}")
+    remembered = _before_writes(it, remembered, planned, built, unchanged)
+    deadline = it.services.deadline or google.Deadline(it.config.run_timeout_s)
+    mongo_ok = _write_mongo(it, planned, deadline, unchanged)
+    if not unchanged:
+        reading, built, remembered = _rename(it, reading, built, remembered, previous, mongo_ok)
+    remembered = _write_sheet(it, reading, built, remembered, deadline, unchanged)
+    remembered = remembered.with_drive(reading.snapshot, it.now)
+    if not it.summary.failures:
+        remembered = remembered.succeeded(it.now)
+    it.step("state")
+    it.save(remembered)
+    it.timer.lap("apply")
+    return it.finished()
 
-    # 1. source
-    progress.stage = services.source.name
-    reading = services.source.read(
+
+def _read(it: _Run, remembered: state.State) -> Reading:
+    """1. The drive: its changes feed from the remembered token, or a full listing."""
+    source = it.services.source
+    it.step(source.name)
+    reading = source.read(
         remembered.drive.data if remembered.drive else None,
-        full_rescan=options.full_rescan,
-        now=now,
+        full_rescan=it.options.full_rescan,
+        now=it.now,
     )
     log.info(
         "read: %s, %s, %.2f s (%d %s calls)",
         "full listing" if reading.full else "changes feed",
         "changed" if reading.changed else "unchanged",
-        timer.lap("read"),
-        services.source.calls,
-        services.source.name,
+        it.timer.lap("read"),
+        source.calls,
+        source.name,
     )
-    progress.extra["drive"] = {"changed": reading.changed, "full": reading.full}
-    sheet_on = services.sheet is not None
-    today = now.astimezone(config.zone).date()
+    it.done(drive={"changed": reading.changed, "full": reading.full})
+    return reading
 
-    def build(got: Reading) -> Catalog:
-        return catalog_mod.build(
-            got.tree, today=today, future_year_exempt=config.future_year_exempt
-        )
 
-    ctx = Context(
-        built=Catalog(),
-        reading=reading,
-        remembered=remembered,
-        now=now,
-        fingerprint=lambda got: _fingerprint(config, options, got, now, sheet_on=sheet_on),
-        renames_on=options.renames_planned(config.rename_files),
+def _catalog(it: _Run, reading: Reading, remembered: state.State) -> tuple[Catalog, bool]:
+    """2. The catalog, and whether the drive is as the last fully successful run left
+    it (then the catalog is the one remembered, not rebuilt)."""
+    if it.options.mode == "sync" and not reading.changed and not reading.full:
+        known = sinks.known_catalog(remembered, it.fingerprint(reading))
+        if known is not None:
+            it.done(catalog=known, unchanged=True)
+            return known, True
+    it.step("catalog")
+    built = catalog_mod.build(
+        reading.tree,
+        today=it.now.astimezone(it.config.zone).date(),
+        future_year_exempt=it.config.future_year_exempt,
     )
+    for ignored in built.ignored:
+        log.debug("ignored: %s (%s)", ignored.path, ignored.reason)
+    log.info(
+        "catalog: %d departments, %d courses, %d problems, %d renames, %.2f s",
+        len(built.course_codes),
+        len(built.courses),
+        len(built.problems),
+        len(built.renames),
+        it.timer.lap("catalog"),
+    )
+    it.done(catalog=built, problem_changes=log_problems(built.problems, remembered.problems))
+    return built, False
 
-    # 2. catalog: remembered when the drive is as the last successful run left it
-    known = None
-    if options.mode == "sync" and not reading.changed and not reading.full:
-        known = _known_catalog(remembered, ctx.fingerprint(reading))
-    if known is not None:
-        ctx.built, ctx.unchanged = known, True
-        ctx.notes["problem_changes"] = {"new": 0, "resolved": 0}
-    else:
-        progress.stage = "catalog"
-        ctx.built = build(reading)
-        progress.built = ctx.built
-        ctx.notes["problem_changes"] = outcome.log_problems(ctx.built.problems, remembered.problems)
-        progress.extra["problem_changes"] = ctx.notes["problem_changes"]
-        for ignored in ctx.built.ignored:
-            log.debug("ignored: %s (%s)", ignored.path, ignored.reason)
-        log.info(
-            "catalog: %d departments, %d courses, %d problems, %d renames, %.2f s",
-            len(ctx.built.course_codes),
-            len(ctx.built.courses),
-            len(ctx.built.problems),
-            len(ctx.built.renames),
-            timer.lap("catalog"),
-        )
-    progress.built = ctx.built
 
-    # 3. plan every sink (MongoDB is read: an unreachable server stops the run here)
-    renames = Renames(services.source)
-    sheet = Sheet(services.sheet, services.source, services.sheet_skipped)
-    progress.stage = "mongo"
-    # The sheet is planned in the loop: a sync plans it in `apply`, after the renames.
-    plans: dict[str, Any] = {"renames": renames.plan(ctx), "mongo": mongo.plan(ctx)}
-    timer.lap("plan")
-    refusal = plans["mongo"].refusal
-    applying = options.mode == "sync"
-    if applying and refusal is not None:
-        # Logged once, by whoever catches it (the CLI), not here as well.
-        progress.stage = "guard"
-        raise GuardRefused(f"mass-delete guard: {refusal}")
-    remembered = ctx.remembered
-    if applying:
-        remembered = _before_writes(ctx, plans["mongo"], mongo, path, progress)
-    deadline = services.deadline or google.Deadline(config.run_timeout_s)
+def _plan_mongo(
+    it: _Run,
+    built: Catalog,
+    remembered: state.State,
+    unchanged: bool,
+    current: Callable[[], website.Current],
+) -> sinks.MongoPlan:
+    """3. MongoDB's plan and the guard's answer (an unreachable server stops the run
+    here, before any write)."""
+    it.step("mongo")
+    planned = sinks.plan_mongo(
+        current(),
+        built,
+        remembered,
+        it.now,
+        max_delete_fraction=it.config.max_delete_fraction,
+        allow_mass_delete=it.options.allow_mass_delete,
+    )
+    renames_on = it.options.renames_planned(it.config.rename_files)
+    it.done(
+        plan=planned.plan,
+        refusal=planned.refusal,
+        renames_planned=bool(renames_on and not unchanged and built.renames),
+        sheet_skipped=it.services.sheet_skipped if it.services.sheet is None else None,
+    )
+    it.timer.lap("plan")
+    return planned
 
-    # 4. each sink on its own: a sync applies it and remembers what it did (saving the
-    # state after each); a dry run and `check` only plan (compare) what is left.
-    results: dict[str, Any] = {}
 
-    def work(sink: Any) -> Callable[[], tuple[bool, Any]]:
-        def apply() -> Any:
-            if sink.name in _AFTER and not ctx.unchanged and deadline.expired:
-                raise deadline.error(_AFTER[sink.name])  # RUN_TIMEOUT_S: no sink starts
-            return sink.apply(plans.get(sink.name), ctx)
-
-        return lambda: _isolated(sink.name, apply, ctx.failures, services)
-
-    # MongoDB's plan does not depend on the renames (the sheet's does): it is written
-    # while they run, in a thread of its own, and remembered after them in the usual order.
-    early = Background(work(mongo), "mongo-write") if applying and plans["renames"] else None
-    for sink in (renames, mongo, sheet):
-        plan = plans.get(sink.name)
-        if not applying:
-            progress.stage = sink.name
-            if sink.name not in plans:
-                _, plans[sink.name] = _isolated(
-                    sink.name, lambda s=sink: s.plan(ctx), ctx.failures, services
-                )
-            continue
-        ok, results[sink.name] = early.result() if sink is mongo and early else work(sink)()
-        remembered = sink.remember(remembered, plan, results[sink.name] if ok else None, ctx)
-        # The sheet's part is saved with the run's end, just below.
-        if not ctx.unchanged and sink is not sheet and (ok or sink is renames):
-            progress.stage = "state"
-            state.save(path, remembered)
-    timer.lap("apply" if applying else "plan")
-
-    # 5. remember the run (a sync), and say what happened
-    if applying:
-        remembered = remembered.with_drive(ctx.reading.snapshot, now)
-        if not ctx.failures:
-            remembered = remembered.succeeded(now)
-        progress.stage = "state"
-        state.save(path, remembered)
-    sheet_plan = plans.get("sheet")
-    sheet_result = results.get("sheet")
-    summary = RunSummary(
-        options.mode,
-        ctx.built,
-        plans["mongo"].plan,
-        mongo=ctx.notes["mongo"] if applying else report.mongo_block(plans["mongo"].plan),
-        sheet=sheet_result.block
-        if sheet_result is not None
-        else _compared(sheet_plan)
-        if sheet_plan is not None
-        else dict(outcome.NOT_WRITTEN),
-        api_calls=timer.calls(),
-        timings_s=timer.done(),
-        drive={"changed": ctx.reading.changed, "full": ctx.reading.full},
-        problem_changes=ctx.notes["problem_changes"],
-        failures=ctx.failures,
-        refusal=refusal,
-        renames_planned=bool(plans["renames"]),
+def _preview(it: _Run, built: Catalog, planned: sinks.MongoPlan) -> RunSummary:
+    """A dry run or `check`: compare the sheet too, write nothing anywhere."""
+    sheet = it.services.sheet
+    _, sheet_plan = it.isolated("sheet", lambda: sheet.plan(built) if sheet else None)
+    it.done(
+        mongo=report.mongo_block(planned.plan),
+        sheet=sinks.sheet_compared(sheet_plan) if sheet_plan is not None else dict(NOT_WRITTEN),
         sheet_in_sync=sheet_plan.in_sync if sheet_plan is not None else None,
-        sheet_skipped=services.sheet_skipped if services.sheet is None else None,
-        unchanged=ctx.unchanged,
-        website=ctx.notes.get("website", {}),
-        applied=ctx.notes.get("renames_applied", frozenset()),
-        pending=ctx.notes.get("renames_pending", frozenset())
-        if applying and not ctx.unchanged
-        else None,
     )
-    done = Outcome(summary)
-    # From the object already rendered: at 6,000 courses each rendering is ~0.1 s.
-    log.info("%s", summary_line(done.summary))
-    return done
+    it.timer.lap("plan")
+    return it.finished()
 
 
-# What a sink that the run's deadline stops says was not done.
+def _before_writes(
+    it: _Run,
+    remembered: state.State,
+    planned: sinks.MongoPlan,
+    built: Catalog,
+    unchanged: bool,
+) -> state.State:
+    """The state saved before any write: a state file that cannot be written stops the
+    run here (exit 1), before it changes anything the next run would not know about."""
+    if unchanged and planned.plan.is_empty:
+        return remembered
+    if unchanged:
+        log.warning("mongo: drifted from the drive since the last run; repairing")
+    else:
+        remembered = remembered.with_problems(problem_key(p) for p in built.problems)
+    remembered = sinks.retire(remembered, planned, it.now)
+    it.step("state")
+    state.save(state.path_in(it.config.cache_dir), remembered)
+    return remembered
+
+
+# What a step that the run's deadline stops says was not done.
 _AFTER = {
     "mongo": "reading the drive; MongoDB was not updated",
     "sheet": "updating MongoDB; the sheet was not written",
 }
 
 
-def _before_writes(
-    ctx: Context, planned: MongoPlan, mongo: Mongo, path: Path, progress: Progress
-) -> state.State:
-    """The state saved before any sink writes: a state file that cannot be written stops
-    the run here (exit 1), before it changes anything the next run would not know about."""
-    remembered = ctx.remembered
-    if ctx.unchanged and not planned.plan.is_empty:
-        log.warning("mongo: drifted from the drive since the last run; repairing")
-    if not ctx.unchanged or not planned.plan.is_empty:
-        if not ctx.unchanged:
-            remembered = remembered.with_drive(ctx.reading.snapshot, ctx.now).with_problems(
-                outcome.problem_key(p) for p in ctx.built.problems
-            )
-        remembered = mongo.retire(remembered, planned, ctx.now)
-        progress.stage = "state"
-        state.save(path, remembered)
-    return remembered
+def _in_time(deadline: google.Deadline, step: str, unchanged: bool) -> None:
+    """`RUN_TIMEOUT_S`: no step starts once it passed (an unchanged run has no budget)."""
+    if not unchanged and deadline.expired:
+        raise deadline.error(_AFTER[step])
 
 
-def _compared(sheet_plan: SheetPlan) -> dict[str, Any]:
-    """A preview's `sheet` block: nothing written, and whether the sheet is up to date."""
-    return {
-        "written": False,
-        "in_sync": sheet_plan.in_sync,
-        "not_found": list(sheet_plan.report.not_found),
-        "ambiguous": list(sheet_plan.report.ambiguous),
-    }
-
-
-def _isolated(
-    sink: str,
-    work: Callable[[], Any],
-    failures: dict[str, BaseException],
-    services: Services,
-) -> tuple[bool, Any]:
-    """Run one sink; a failure is recorded in `failures` and logged, and the run goes on
-    to the other sinks. An expected failure (`RunError`) is logged as one line; anything
-    else is a bug: logged at ERROR with its traceback (something to paste into a bug
-    report) and sent to Sentry."""
-    try:
-        return True, work()
-    except GuardRefused:
-        raise  # checked before any sink; only a concurrent edit could make it refuse now
-    except RunError as exc:
-        failures[sink] = exc
-        log.error("%s: %s", sink, exc)
-    except Exception as exc:
-        failures[sink] = exc
-        log.error("%s: unexpected failure: %s: %s", sink, type(exc).__name__, exc, exc_info=True)
-        with contextlib.suppress(Exception):
-            services.report_error(exc)
-    return False, None
-
-
-def _fingerprint(
-    config: RunConfig, options: Options, reading: Reading, now: datetime, *, sheet_on: bool
-) -> str:
-    """What a sink's success was for: this tree, read with these settings.
-
-    Settings that change the catalog or a sink's output are part of it, so that turning
-    renames on, pointing at another sheet or exempting a department is never skipped as
-    "unchanged". The year is too: on New Year's Day last year's future files turn valid."""
-    return state.digest(
-        {
-            "tree": reading.fingerprint,
-            "year": now.astimezone(config.zone).year,
-            "future_year_exempt": sorted(config.future_year_exempt),
-            "renames": options.renames_planned(config.rename_files),
-            "sheet_on": sheet_on,
-            "sheet": list(config.sheet_identity),
-        }
+def _write_mongo(
+    it: _Run, planned: sinks.MongoPlan, deadline: google.Deadline, unchanged: bool
+) -> bool:
+    """4. MongoDB: apply the plan; the `mongo` and `website` blocks say what it did."""
+    store, fraction = it.services.store, it.config.max_delete_fraction
+    ok, applied = it.isolated(
+        "mongo",
+        lambda: (
+            _in_time(deadline, "mongo", unchanged) or sinks.apply_mongo(store, planned, fraction)
+        ),
     )
+    failure = it.summary.failures.get("mongo")
+    website, block = sinks.mongo_told(planned, applied, failure, unchanged=unchanged)
+    it.done(website=website, mongo=block)
+    return ok
 
 
-def _known_catalog(remembered: state.State, fingerprint: str) -> Catalog | None:
-    """The catalog the last run published, if every sink succeeded for this very tree."""
-    parts = (remembered.renames, remembered.mongo, remembered.sheet)
-    if any(p is None or p.data.get("fingerprint") != fingerprint for p in parts):
-        return None
-    assert remembered.mongo is not None
-    try:
-        return report.catalog_from_blocks(
-            remembered.mongo.data["catalog"], remembered.mongo.data.get("problems", [])
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        log.warning("state: remembered catalog unusable (%s); rebuilding it", exc)
-        return None
+def _rename(
+    it: _Run,
+    reading: Reading,
+    built: Catalog,
+    remembered: state.State,
+    previous: tuple[str, ...] | None,
+    mongo_ok: bool,
+) -> tuple[Reading, Catalog, state.State]:
+    """5. Renames, then what they changed: the drive's names and the problems' messages
+    (the sheet shows the names the drive has now); MongoDB's part is remembered with
+    them (its plan did not depend on them)."""
+    plan = built.renames if it.summary.renames_planned else ()
+    done, got = it.isolated("renames", lambda: it.services.source.rename(plan))
+    got = got or RenameResult()
+    if got.refused:
+        # The account may only read: the run fails (exit 1), said once, while MongoDB
+        # and the sheet are still written with what the renames did.
+        log.error("renames: %s", got.refused)
+        it.summary = it.summary.failed("renames", ServiceError(got.refused))
+    after = sinks.after_renames(it.services.source, reading, built, plan, got)
+    reading, built = after.reading, after.built
+    failed = log_problems(got.problems, previous, kinds="renames") if plan else NO_CHANGES
+    changes = it.summary.problem_changes
+    it.done(
+        catalog=built,
+        applied=frozenset(r.id for r in after.applied),
+        pending=got.pending,
+        problem_changes={k: changes[k] + failed[k] for k in NO_CHANGES},
+    )
+    key = it.fingerprint(reading)
+    remembered = remembered.with_drive(reading.snapshot, it.now).with_problems(
+        problem_key(p) for p in built.problems
+    )
+    if done and not got.problems and not got.pending:
+        remembered = remembered.with_sink("renames", {"fingerprint": key}, it.now)
+    if mongo_ok:
+        remembered = remembered.with_sink("mongo", sinks.mongo_part(built, key), it.now)
+    return reading, built, it.save(remembered)
+
+
+def _write_sheet(
+    it: _Run,
+    reading: Reading,
+    built: Catalog,
+    remembered: state.State,
+    deadline: google.Deadline,
+    unchanged: bool,
+) -> state.State:
+    """6. The sheet (on an unchanged drive, only when someone else wrote to it)."""
+    services = it.services
+    ok, wrote = it.isolated(
+        "sheet",
+        lambda: (
+            _in_time(deadline, "sheet", unchanged)
+            or sinks.write_sheet(
+                services.sheet,
+                services.source,
+                built,
+                remembered.sheet,
+                it.now,
+                unchanged=unchanged,
+                skipped=services.sheet_skipped,
+            )
+        ),
+    )
+    it.done(sheet=wrote.block if ok else dict(NOT_WRITTEN))
+    if not ok or wrote.part is None:
+        return remembered
+    part = wrote.part if unchanged else {"fingerprint": it.fingerprint(reading), **wrote.part}
+    return remembered.with_sink("sheet", part, it.now)

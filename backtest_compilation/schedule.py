@@ -31,6 +31,8 @@ from zoneinfo import ZoneInfo
 
 from croniter import croniter
 
+from .outcome import Interrupted, exit_code_of
+
 log = logging.getLogger(__name__)
 
 DEFAULT_SCHEDULE: Final = "2 9-19/2 * * *"
@@ -40,6 +42,9 @@ HEARTBEAT_EVERY_S: Final = 60.0
 # The container health check calls the scheduler unhealthy when the heartbeat file is
 # older than this; a run longer than it (a hung service) shows up as unhealthy.
 HEALTHY_WITHIN_S: Final = 900
+
+# Exit codes of a run aborted by a signal (SIGINT, SIGTERM).
+ABORTED: Final = (130, 143)
 
 Job = Callable[[], int]
 # Told about every run that failed: its exit code, and the exception if it raised one.
@@ -114,6 +119,7 @@ class Heartbeat:
     last_run: datetime | None = None
     last_exit_code: int | None = None
     next_run: datetime | None = None
+    running: bool = False  # a run is going on (`next_run` is then None, and not "stopped")
 
 
 def heartbeat_path(cache_dir: Path) -> Path:
@@ -133,6 +139,7 @@ def write_heartbeat(path: Path, beat: Heartbeat) -> None:
             "last_run": iso(beat.last_run),
             "last_exit_code": beat.last_exit_code,
             "next_run": iso(beat.next_run),
+            "running": beat.running,
             "pid": os.getpid(),
         }
     )
@@ -167,6 +174,7 @@ def read_heartbeat(path: Path) -> Heartbeat | None:
             last_run=when("last_run"),
             last_exit_code=code if isinstance(code, int) else None,
             next_run=when("next_run"),
+            running=doc.get("running") is True,
         )
     except (OSError, ValueError, TypeError, AttributeError):
         return None
@@ -189,7 +197,8 @@ def run_forever(
     beat_every_s: float = HEARTBEAT_EVERY_S,
     run_timeout_s: float | None = None,
 ) -> int:
-    """Run `job` at every slot of `schedule` until `stop` is set; returns 0.
+    """Run `job` at every slot of `schedule` until `stop` is set; returns 0, or the
+    interrupted run's 130 / 143 when a second stop request aborted it.
 
     On start, runs at once if a slot was missed since `last_run` (default: the last
     run recorded in the `heartbeat` file; none recorded counts as missed). A job that
@@ -206,42 +215,35 @@ def run_forever(
         last_run = previous.last_run if previous else None
     last_code: int | None = None
 
-    def beat(upcoming: datetime | None) -> None:
-        write_heartbeat(heartbeat, Heartbeat(clock(), last_run, last_code, upcoming))
+    def beat(upcoming: datetime | None, running: bool = False) -> None:
+        write_heartbeat(heartbeat, Heartbeat(clock(), last_run, last_code, upcoming, running))
 
     def run_once(why: str) -> None:
         nonlocal last_run, last_code
         started = clock()
         log.info("scheduled run starting (%s)", why)
-        error: BaseException | None = None
         running = threading.Event()
         running.set()
         beater = threading.Thread(
             target=beat_while_running,
-            args=(running, lambda: beat(None), beat_every_s, run_timeout_s),
+            args=(running, lambda: beat(None, True), beat_every_s, run_timeout_s),
             name="heartbeat",
             daemon=True,
         )
         beater.start()
         try:
-            code = job()
-        except Exception as exc:  # a failing run must not end the scheduler
-            log.exception("scheduled run failed: %s", type(exc).__name__)
-            code, error = 1, exc
+            code = _attempt(job, stop, on_failure)
         finally:
             running.clear()
             beater.join(timeout=5)
         last_run, last_code = started, code
         elapsed = (clock() - started).total_seconds()
-        if code == 0:
-            log.info("scheduled run finished: exit 0 in %.1f s", elapsed)
-        else:
-            log.error("scheduled run finished: exit %d in %.1f s", code, elapsed)
-            if on_failure is not None:
-                try:
-                    on_failure(code, error)
-                except Exception:
-                    log.exception("reporting the failed run failed too")
+        log.log(
+            logging.INFO if code == 0 else logging.ERROR,
+            "scheduled run finished: exit %d in %.1f s",
+            code,
+            elapsed,
+        )
 
     now = clock()
     log.info(
@@ -268,7 +270,27 @@ def run_forever(
         run_once(f"slot {_local(due, zone)}")
     beat(None)
     log.info("scheduler stopped")
-    return 0
+    return last_code if last_code in ABORTED else 0
+
+
+def _attempt(job: Job, stop: threading.Event, on_failure: FailureReport | None) -> int:
+    """Run `job` once: its exit code; a failure is passed to `on_failure` and never ends
+    the scheduler, but a second stop request (an interrupt) ends it after this run."""
+    error: BaseException | None = None
+    try:
+        code = job()
+    except (KeyboardInterrupt, Interrupted) as exc:
+        code, error = exit_code_of(exc), exc
+        stop.set()
+    except Exception as exc:
+        log.exception("scheduled run failed: %s", type(exc).__name__)
+        code, error = 1, exc
+    if code != 0 and on_failure is not None:
+        try:
+            on_failure(code, error)
+        except Exception:
+            log.exception("reporting the failed run failed too")
+    return code
 
 
 def beat_while_running(
@@ -304,19 +326,31 @@ def _local(at: datetime, zone: ZoneInfo) -> str:
 # --- the real thing ---------------------------------------------------------------
 
 
+# The same signal again within this many seconds is the same request: `uv run` forwards
+# the SIGTERM systemd sends to the whole process group, so the scheduler gets it twice.
+SAME_REQUEST_S: Final = 1.0
+
+
 @contextlib.contextmanager
 def stop_on_signals(stop: threading.Event) -> Iterator[threading.Event]:
     """Within the block, SIGTERM and SIGINT set `stop` (the current run finishes, then the
-    loop ends); a second signal takes the default action and ends the process at once."""
+    loop ends). A second request aborts the current run: it is interrupted (recorded,
+    exit 130 / 143); the same signal again within `SAME_REQUEST_S` is not a second one."""
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    first: dict[int, float] = {}
 
     def handle(signum: int, frame: FrameType | None) -> None:
-        log.info("%s received: stopping after the current run", signal.Signals(signum).name)
-        stop.set()
-        for sig in previous:
-            signal.signal(
-                sig, signal.SIG_DFL if sig == signal.SIGTERM else signal.default_int_handler
-            )
+        name = signal.Signals(signum).name
+        if not stop.is_set():
+            log.info("%s received: stopping after the current run", name)
+            first[signum] = time.monotonic()
+            stop.set()
+            return
+        if signum in first and time.monotonic() - first[signum] < SAME_REQUEST_S:
+            log.debug("%s again within a second: the same request to stop", name)
+            return
+        log.warning("%s received again: aborting the current run", name)
+        raise KeyboardInterrupt if signum == signal.SIGINT else Interrupted(signum)
 
     for sig in previous:
         signal.signal(sig, handle)
@@ -337,7 +371,8 @@ def serve(
     last_run: datetime | None = None,
     run_timeout_s: float | None = None,
 ) -> int:
-    """`main.py schedule`: run `job` on `schedule` in `tz` until SIGTERM/SIGINT; returns 0.
+    """`main.py schedule`: run `job` on `schedule` in `tz` until SIGTERM/SIGINT; returns 0
+    (130 / 143 when a second request aborted a run).
 
     Must be called from the main thread (signal handlers). The heartbeat goes to
     `CACHE_DIR/heartbeat.json`."""

@@ -9,8 +9,6 @@ run succeeded (and, when a scheduler has been running here, its heartbeat is fre
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,57 +18,65 @@ from zoneinfo import ZoneInfo
 from . import lastrun, lock, schedule
 
 
-def _lock_holder(cache_dir: Path) -> dict[str, Any]:
-    """Who holds the run lock; a shared, non-blocking probe that never takes it over."""
-    path = lock.path_in(cache_dir)
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
+def _doing(held: dict[str, Any]) -> str:
+    """`, phase renames: 1,200 of 6,700 done, 3.1/s` from the running run's notes."""
+    out = f", phase {held['phase']}" if held.get("phase") else ""
+    progress = held.get("progress")
+    if isinstance(progress, dict) and str(progress.get("what")).startswith(held.get("phase", "")):
+        total = progress.get("total") or 0
+        out += f": {progress.get('done', 0):,}{f' of {total:,}' if total else ''} done"
+        out += f", {progress.get('rate', 0):.1f}/s"
+    return out
+
+
+def _holder(peeked: dict[str, Any]) -> dict[str, Any]:
+    """Who holds the run lock now, and what the run is doing."""
+    if not peeked["held"]:
         return {"held": False}
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            held = True
-        else:
-            held = False
-            fcntl.flock(fd, fcntl.LOCK_UN)
-        if not held:
-            return {"held": False}
-        try:
-            doc = json.loads(os.pread(fd, 4096, 0) or b"{}")
-        except (OSError, ValueError):
-            doc = {}
-        return {"held": True, "pid": doc.get("pid"), "started": doc.get("started")}
-    finally:
-        os.close(fd)
+    doing = {k: peeked[k] for k in ("phase", "progress") if k in peeked}
+    return {"held": True, "pid": peeked.get("pid"), "started": peeked.get("started"), **doing}
 
 
 def _run_view(doc: dict[str, Any]) -> dict[str, Any]:
-    catalog = doc.get("catalog") or {}
-    mongo = doc.get("mongo") or {}
-    renames = doc.get("renames") or []
+    """A run record (`last-run.json` or the facts of `last-success.json`) as `status`
+    shows it."""
+    small = lastrun.facts(doc, started=_at(doc, "started_at"), finished=_at(doc, "finished_at"))
+    counts = doc.get("counts") if isinstance(doc.get("counts"), dict) else small["counts"]
     return {
         "started_at": doc.get("started_at"),
         "finished_at": doc.get("finished_at"),
         "mode": doc.get("mode"),
         "ok": bool(doc.get("ok")),
         "exit_code": doc.get("exit_code"),
-        "counts": {
-            "departments": len(catalog.get("course_codes") or []),
-            "courses": len(catalog.get("courses") or []),
-            "problems": len(doc.get("problems") or []),
-            "renames_applied": sum(1 for r in renames if r.get("applied")),
-            "mongo_inserted": mongo.get("inserted", 0),
-            "mongo_updated": mongo.get("updated", 0),
-            "mongo_deleted": mongo.get("deleted", 0),
-            "sheet_written": bool((doc.get("sheet") or {}).get("written")),
-        },
+        "counts": counts,
         "failed_sinks": sorted((doc.get("failed") or {}).keys()),
         "failures": doc.get("failed") or {},
-        "pending_renames": doc.get("pending_renames", lastrun.pending_renames(doc)),
+        "pending_renames": doc.get("pending_renames", small["pending_renames"]),
         "error": doc.get("error", ""),
     }
+
+
+def _at(doc: dict[str, Any], key: str) -> datetime:
+    return lastrun.when(doc, key) or datetime.min.replace(tzinfo=UTC)
+
+
+def _unrecorded(start: dict[str, Any], latest: dict[str, Any] | None) -> str | None:
+    """Why the last start has no record: a sync of the drive that started (the lock file
+    keeps its start) after the last record ended — killed, or unable to write it."""
+    if (
+        start["held"]
+        or start.get("mode") != "sync"
+        or str(start.get("source", "")).startswith("local:")
+    ):
+        return None
+    begun = lastrun.when(start, "started")
+    ended = lastrun.when(latest, "finished_at") if latest is not None else None
+    if begun is None or (ended is not None and begun <= ended):
+        return None
+    return (
+        f"the run started at {start['started']} left no record "
+        "(it was killed, or could not write CACHE_DIR)"
+    )
 
 
 def gather(
@@ -86,57 +92,82 @@ def gather(
     cache_dir = Path(cache_dir)
     last = lastrun.load(cache_dir / lastrun.LAST_RUN)
     success = lastrun.load(cache_dir / lastrun.LAST_SUCCESS)
+    # An unchanged run records only its facts (last-success.json): the later one is the
+    # last run.
+    latest = max(
+        (d for d in (last, success) if d is not None),
+        key=lambda d: _at(d, "finished_at"),
+        default=None,
+    )
+    peeked = lock.peek(cache_dir)
+    holder = _holder(peeked)
     reasons: list[str] = []
-    if last is None:
+    if latest is None:
         reasons.append(f"no run recorded in {cache_dir / lastrun.LAST_RUN}")
-    elif not last.get("ok"):
-        reasons.append(f"the last run failed with exit code {last.get('exit_code')}")
-
-    beat_path = schedule.heartbeat_path(cache_dir)
-    beat = schedule.read_heartbeat(beat_path)
-    scheduler: dict[str, Any] | None = None
-    if beat is not None:
-        try:
-            age = max(0.0, now.timestamp() - os.stat(beat_path).st_mtime)
-        except OSError:
-            age = float("inf")
-        fresh = age <= healthy_within_s
-        upcoming = beat.next_run
-        if upcoming is None or upcoming < now:
-            with contextlib.suppress(ValueError, KeyError):
-                upcoming = schedule.next_run(schedule_expr, ZoneInfo(tz), now)
-        scheduler = {
-            "heartbeat_age_s": round(age, 1) if age != float("inf") else None,
-            "fresh": fresh,
-            "next_run": upcoming.astimezone(UTC).isoformat(timespec="seconds")
-            if upcoming
-            else None,
-        }
-        if not fresh:
-            reasons.append(
-                f"the scheduler's heartbeat is {age / 60:.0f} min old "
-                f"(more than {healthy_within_s / 60:.0f}): it has stopped or hangs"
-            )
+    elif not latest.get("ok"):
+        reasons.append(f"the last run failed with exit code {latest.get('exit_code')}")
+    if why := _unrecorded(peeked, latest):
+        reasons.append(why)
+    scheduler = _scheduler(cache_dir, schedule_expr, tz, now, healthy_within_s, holder, reasons)
     return {
         "ok": not reasons,
         "reasons": reasons,
-        "last_run": _run_view(last) if last is not None else None,
+        "last_run": _run_view(latest) if latest is not None else None,
         "last_success": _run_view(success) if success is not None else None,
         "scheduler": scheduler,
-        "lock": _lock_holder(cache_dir),
+        "lock": holder,
         "report": str(cache_dir / lastrun.REPORT)
         if (cache_dir / lastrun.REPORT).exists()
         else None,
     }
 
 
-def _ago(iso: str | None, now: datetime) -> str:
+def _scheduler(
+    cache_dir: Path,
+    schedule_expr: str,
+    tz: str,
+    now: datetime,
+    healthy_within_s: float,
+    holder: dict[str, Any],
+    reasons: list[str],
+) -> dict[str, Any] | None:
+    """The heartbeat's age and the next run; a stale heartbeat, or one that names no
+    next run while no run is going (the scheduler stopped), is a reason for NOT OK."""
+    beat_path = schedule.heartbeat_path(cache_dir)
+    beat = schedule.read_heartbeat(beat_path)
+    if beat is None:
+        return None
+    try:
+        age = max(0.0, now.timestamp() - os.stat(beat_path).st_mtime)
+    except OSError:
+        age = float("inf")
+    fresh = age <= healthy_within_s
+    upcoming = beat.next_run
+    if beat.next_run is None and not beat.running and not holder["held"]:
+        reasons.append("the scheduler has stopped (its heartbeat names no next run)")
+    elif upcoming is None or upcoming < now:
+        with contextlib.suppress(ValueError, KeyError):
+            upcoming = schedule.next_run(schedule_expr, ZoneInfo(tz), now)
+    if not fresh:
+        reasons.append(
+            f"the scheduler's heartbeat is {age / 60:.0f} min old "
+            f"(more than {healthy_within_s / 60:.0f}): it has stopped or hangs"
+        )
+    return {
+        "heartbeat_age_s": round(age, 1) if age != float("inf") else None,
+        "fresh": fresh,
+        "next_run": upcoming.astimezone(UTC).isoformat(timespec="seconds") if upcoming else None,
+    }
+
+
+def _ago(iso: str | None, now: datetime, zone: ZoneInfo) -> str:
     if not iso:
         return "never"
     try:
         then = datetime.fromisoformat(iso)
     except ValueError:
         return iso
+    iso = then.astimezone(zone).isoformat(sep=" ", timespec="seconds")
     minutes = (now - then).total_seconds() / 60
     if minutes < 90:
         ago = f"{minutes:.0f} min ago"
@@ -144,21 +175,21 @@ def _ago(iso: str | None, now: datetime) -> str:
         ago = f"{minutes / 60:.1f} h ago"
     else:
         ago = f"{minutes / 1440:.0f} days ago"
-    return f"{iso.replace('T', ' ')} ({ago})"
+    return f"{iso} ({ago})"
 
 
 def text(info: dict[str, Any], *, tz: str, now: datetime | None = None) -> str:
     """`status` for people: a few lines, the verdict first."""
     now = now or datetime.now(UTC)
+    zone = ZoneInfo(tz)
     lines = ["status: OK" if info["ok"] else "status: NOT OK — " + "; ".join(info["reasons"])]
     last = info["last_run"]
     if last is None:
         lines.append("last run: none recorded yet")
     else:
         c = last["counts"]
-        lines.append(
-            f"last run: {_ago(last['finished_at'], now)}, {last['mode']}, exit {last['exit_code']}"
-        )
+        when = _ago(last["finished_at"], now, zone)
+        lines.append(f"last run: {when}, {last['mode']}, exit {last['exit_code']}")
         lines.append(
             f"  {c['departments']} departments, {c['courses']} courses, {c['problems']} problems; "
             f"renames {c['renames_applied']} done, {last['pending_renames']} pending; "
@@ -171,7 +202,7 @@ def text(info: dict[str, Any], *, tz: str, now: datetime | None = None) -> str:
             lines.append(f"  error: {last['error']}")
     success = info["last_success"]
     lines.append(
-        f"last fully successful run: {_ago(success['finished_at'] if success else None, now)}"
+        f"last fully successful run: {_ago(success['finished_at'] if success else None, now, zone)}"
     )
     sched = info["scheduler"]
     if sched is None:
@@ -190,7 +221,10 @@ def text(info: dict[str, Any], *, tz: str, now: datetime | None = None) -> str:
         )
     held = info["lock"]
     if held.get("held"):
-        lines.append(f"running now: pid {held.get('pid')}, started {held.get('started')}")
+        lines.append(
+            f"running now: pid {held.get('pid')}, started {_ago(held.get('started'), now, zone)}"
+            f"{_doing(held)}"
+        )
     else:
         lines.append("running now: no (the run lock is free)")
     if info["report"]:

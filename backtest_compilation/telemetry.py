@@ -184,11 +184,14 @@ class Telemetry:
                     message or f"run failed with exit code {exit_code}", level="error"
                 )
 
-    def report_exit(self, exit_code: int, error: BaseException | None) -> None:
-        """Fits `schedule.run_forever(on_failure=...)`: a run ended with `exit_code`."""
+    def report_exit(
+        self, exit_code: int, error: BaseException | None = None, *, message: str = ""
+    ) -> None:
+        """A run (one-off or scheduled) failed with `exit_code`; `message` (its summary
+        line) says how when there is no exception to send."""
         if exit_code == 4:  # another run holds the lock: expected now and then, not a fault
             return
-        self.report_failure(error, exit_code=exit_code)
+        self.report_failure(error, exit_code=exit_code, message=message)
 
     def report_summary(self, summary: Mapping[str, Any], *, as_message: bool = False) -> None:
         """Record a run summary: a breadcrumb (sent with any later event) and the `run`

@@ -3,7 +3,9 @@ and Sentry Crons check-ins from `schedule` against a local Sentry endpoint."""
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -16,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from backtest_compilation import alerts, cli, sample, telemetry
+from backtest_compilation import alerts, cli, lock, sample, telemetry
 from backtest_compilation.settings import Settings
 from emulators.drive import DriveEmulator
 from tests.support.scheduler import scheduler, stop, wait_for
@@ -237,3 +239,72 @@ def test_alert_settings_are_checked(name: str, value: str, message: str) -> None
 def test_the_ping_url_never_appears_in_settings_output() -> None:
     config = Settings(healthcheck_url="https://hc-ping.com/0f1e-secret-uuid")
     assert "secret" not in repr(config)
+
+
+# ------------------------------------------------------------------ issue 17 item 6
+
+
+def _slow_drive_env(drive: DriveEmulator, tmp_path: Path, **extra: str) -> dict[str, str]:
+    root = drive.add_drive("Backtests")
+    course = drive.add_folder(drive.add_folder(root, "CSCI"), "CSCI-1200 Data Structures")
+    drive.add_file(course, "csci-1200 e1 f22.pdf")
+    return {
+        "PATH": os.environ["PATH"],
+        "FOLDER_ID": root,
+        "DRIVE_API_ENDPOINT": drive.url,
+        "MONGO_URI": "mongomock://interrupted",
+        "CACHE_DIR": str(tmp_path / "cache"),
+        **extra,
+    }
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_an_interrupted_sync_prints_its_json_records_itself_and_pings_fail(
+    tmp_path: Path, monitor: Monitor, sig: signal.Signals, code: int
+) -> None:
+    cache = tmp_path / "cache"
+    with DriveEmulator(latency=0.4) as drive:
+        env = _slow_drive_env(drive, tmp_path, HEALTHCHECK_URL=monitor.url)
+        child = subprocess.Popen(
+            [sys.executable, MAIN, "sync", "--json"],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 30
+        while not lock.peek(cache)["held"]:  # the run holds the lock: it is going
+            assert child.poll() is None and time.monotonic() < deadline
+            time.sleep(0.02)
+        child.send_signal(sig)
+        out, err = child.communicate(timeout=30)
+    assert child.returncode == code, err
+    summary = json.loads(out)
+    assert (summary["ok"], summary["exit_code"]) == (False, code)
+    assert "interrupted" in summary["failed"], summary["failed"]
+    assert f"summary: sync exit {code}" in err
+    record = json.loads((cache / "last-run.json").read_text())
+    assert "interrupted" in record["failed"]
+    assert monitor.paths()[-1] == "/ping/abc-123/fail"
+
+
+def test_a_failed_one_off_sync_reports_to_sentry(tmp_path: Path, endpoint: Endpoint) -> None:
+    env = {
+        "PATH": os.environ["PATH"],
+        "MONGO_URI": "mongomock://sentry",
+        "CACHE_DIR": str(tmp_path / "cache"),
+        "SENTRY_DSN": endpoint.dsn,
+        "SENTRY_TRACE_RATE": "0",
+    }
+    out = subprocess.run(
+        [sys.executable, MAIN, "sync", "--source", str(tmp_path / "gone")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 1, out.stderr
+    events = [e for r in endpoint.all() for e in r.of_type("event")]
+    assert events and any(e.get("level") == "error" for e in events)

@@ -125,6 +125,10 @@ def test_schedule_runs_at_once_beats_and_stops_on_sigterm(
     assert [f.name for f in drive_emulator.files.values() if f.parent == course] == [
         "CSCI-1200 E1F22.pdf"
     ]
+    # Issue 19: once the scheduler stopped, status says so at once (not 15 min later).
+    after = cli("status", env=env, cwd=tmp_path)
+    assert after.returncode == 1, after.stdout
+    assert "the scheduler has stopped" in after.stdout
 
 
 def test_log_time_stamps_are_in_tz_with_the_offset(tmp_path: Path) -> None:
@@ -185,3 +189,32 @@ def test_json_is_printed_on_a_configuration_error_and_on_a_held_lock(tmp_path: P
         held = cli("check", "--json", "--source", str(drive), env={"CACHE_DIR": str(cache)})
     assert held.returncode == 4
     assert json.loads(held.stdout)["failed"]["lock"].startswith("another run")
+
+
+def test_status_json_into_a_closed_pipe_ends_quietly_with_its_exit_code(tmp_path: Path) -> None:
+    """Issue 20 item 2: `status --json | head` — the reader is gone before the write."""
+    command = f'"{sys.executable}" "{MAIN}" status --json | true; exit "${{PIPESTATUS[0]}}"'
+    out = subprocess.run(
+        ["bash", "-c", command],
+        cwd=tmp_path,
+        env={"PATH": os.environ["PATH"], "CACHE_DIR": str(tmp_path / "cache")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 1  # no run recorded: NOT OK, said by the exit code alone
+    assert "Traceback" not in out.stderr and "BrokenPipe" not in out.stderr, out.stderr
+
+
+def test_check_prints_its_verdict_and_the_differences_the_catalog_only_with_v(
+    tmp_path: Path,
+) -> None:
+    drive = sample.copy_sample_drive(tmp_path)
+    env = {"CACHE_DIR": str(tmp_path / "cache")}
+    plain = cli("check", "--source", str(drive), env=env, cwd=tmp_path)
+    assert plain.returncode == 1, plain.stderr  # nothing published yet: out of sync
+    assert plain.stdout.strip().endswith("Check: out of sync")
+    assert "Catalog:" not in plain.stdout and "+ course CSCI-1200" in plain.stdout
+    assert "Renames pending" in plain.stdout
+    verbose = cli("check", "-v", "--source", str(drive), env=env, cwd=tmp_path)
+    assert verbose.returncode == 1 and "Catalog:" in verbose.stdout

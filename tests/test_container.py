@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -160,7 +161,8 @@ def test_the_health_check_reads_the_heartbeat_age(
     good_run(cache)
     if age_s is not None:
         beat = schedule.heartbeat_path(cache)
-        schedule.write_heartbeat(beat, schedule.Heartbeat(at=schedule.system_clock()))
+        at = schedule.system_clock()  # a scheduler alive names its next run
+        schedule.write_heartbeat(beat, schedule.Heartbeat(at=at, next_run=at + timedelta(hours=1)))
         then = time.time() - age_s
         os.utime(beat, (then, then))
     env = {"PATH": "/usr/bin:/bin", "CACHE_DIR": str(cache)}
@@ -182,9 +184,9 @@ def test_the_health_check_fails_after_a_failed_run_or_none(tmp_path: Path) -> No
 
 def test_the_health_check_defaults_to_cache_in_the_workdir(tmp_path: Path) -> None:
     good_run(tmp_path / "cache")
-    schedule.write_heartbeat(
-        schedule.heartbeat_path(tmp_path / "cache"), schedule.Heartbeat(at=schedule.system_clock())
-    )
+    at = schedule.system_clock()  # a scheduler alive names its next run
+    beat = schedule.Heartbeat(at=at, next_run=at + timedelta(hours=1))
+    schedule.write_heartbeat(schedule.heartbeat_path(tmp_path / "cache"), beat)
     env = {"PATH": "/usr/bin:/bin"}
     assert subprocess.run(healthcheck_command(), cwd=tmp_path, env=env).returncode == 0
     assert schedule.HEARTBEAT_FILE == "heartbeat.json"

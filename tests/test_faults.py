@@ -875,6 +875,64 @@ def test_problems_are_logged_once_when_new_and_once_when_resolved(
     assert f"{total} problems (1 new, 1 resolved)" in line
 
 
+def test_problems_are_counted_by_kind_and_drive_id(
+    fault_world: FaultWorld, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 17 item 7: two same-named files are two problems, everywhere; retitling a
+    course changes its problems' messages, not which problems there are."""
+    world = fault_world
+    world.drive.add_file("c10", "notes.txt", "text/plain", file_id="n-a")
+    world.drive.add_file("c10", "notes.txt", "text/plain", file_id="n-b")
+    with caplog.at_level(logging.INFO):
+        first = world.run()
+    total = len(first.summary["problems"])
+    said = [m for m in _messages(caplog, logging.INFO) if m.startswith("problems: ")]
+    assert said == [f"problems: {total} in all, {total} new since the last run, 0 resolved"]
+    assert first.summary["problem_changes"] == {"new": total, "resolved": 0}
+    world.drive.rename("c10", "MATH-1010 Calculus One")
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        second = world.run()
+    assert second.summary["problem_changes"] == {"new": 0, "resolved": 0}
+    assert not [m for m in _messages(caplog, logging.INFO) if m.startswith(("problem", "resolved"))]
+    assert any("Calculus One / notes.txt" in p["message"] for p in second.summary["problems"])
+
+
+def test_a_full_disk_after_the_writes_still_reports_what_was_done(
+    fault_world: FaultWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 17 item 6: the state cannot be saved after MongoDB and the renames wrote:
+    the run fails (exit 1, `failed.state`) and every block says what was done."""
+    from backtest_compilation.errors import cache_dir_error
+
+    world = fault_world
+    world.run()
+    edit(world)
+    saves = {"n": 0}
+    real = pipeline.state.save
+
+    def full_after_the_first(path: Path, *args: Any, **kwargs: Any) -> None:
+        saves["n"] += 1
+        if saves["n"] > 1:  # the save before any write works; the ones after do not
+            raise cache_dir_error(OSError(errno.ENOSPC, "No space left on device"), path, "x")
+        real(path, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline.state, "save", full_after_the_first)
+    got = world.run()
+    summary = got.summary
+    assert (got.exit_code, list(summary["failed"])) == (1, ["state"])
+    assert "is full" in summary["failed"]["state"]
+    assert summary["mongo"]["inserted"] + summary["mongo"]["updated"] >= 2
+    assert summary["website"]["renamed"] == [
+        {"from": "CSCI-2300 Intro to Algorithms", "to": "CSCI-2300 Algorithms"}
+    ]
+    renamed = {r["id"]: r["applied"] for r in summary["renames"]}
+    assert renamed["n-rename"] is True and world.drive_names()["n-rename"] == "MATH-2010 QF21.pdf"
+    assert summary["sheet"]["written"] is True
+    monkeypatch.undo()
+    assert world.run().exit_code == 0  # space again: the run converges
+
+
 # ---------------------------------------------------------------- issue 11: a local --source
 
 
@@ -904,6 +962,26 @@ def test_a_local_source_writes_no_sheet_and_no_real_database(
     assert again["unchanged"] is True and again["mongo"]["in_sync"] is True
 
 
+def test_a_local_dry_run_compares_with_the_database_the_real_run_would_use(
+    fault_world: FaultWorld, tmp_path: Path
+) -> None:
+    """Issue 17 item 3: `--source DIR --dry-run` without `--publish` shows what the same
+    command without `--dry-run` does: inserts into an empty in-process database, never
+    "would delete" what MONGO_URI's website holds."""
+    world = fault_world
+    assert world.cli("--json").returncode == 0
+    before = {k: v for k, v in world.everything().items() if k != "state"}
+    drive = _local_drive(tmp_path)
+    got = world.cli("--json", "--dry-run", "--source", str(drive))
+    assert got.returncode == 0, got.stderr
+    mongo = json.loads(got.stdout)["mongo"]
+    assert mongo["inserted"] > 0 and mongo["deleted"] == 0 and mongo["updated"] == 0
+    assert "would delete" not in got.stderr and "course removed" not in got.stderr
+    real = json.loads(world.cli("--json", "--source", str(drive)).stdout)["mongo"]
+    assert real["inserted"] == mongo["inserted"] and real["deleted"] == 0
+    assert {k: v for k, v in world.everything().items() if k != "state"} == before
+
+
 def test_a_published_local_run_never_short_cuts_the_next_drive_run(
     fault_world: FaultWorld, tmp_path: Path
 ) -> None:
@@ -922,3 +1000,60 @@ def test_a_published_local_run_never_short_cuts_the_next_drive_run(
     assert summary["sheet"]["written"] is True
     assert world.published()[:2] == published[:2]  # website and sheet as the drive says
     assert world.cli("check").returncode == 0
+
+
+# ---------------------------------------------------------------- issue 19: one run record
+
+
+def test_after_an_unchanged_run_the_record_and_the_report_show_the_current_state(
+    fault_world: FaultWorld,
+) -> None:
+    """An unchanged run rewrites only a few hundred bytes of run facts: `last-run.json`
+    and `report.html` still show the problems, classes not found and renames of the
+    state the drive is in, and `status` names the unchanged run as the last one."""
+    world = fault_world
+    cache = world.cache_dir
+    first = world.cli("--json")
+    assert first.returncode == 0, first.stderr
+    not_found = json.loads(first.stdout)["sheet"]["not_found"]
+    assert not_found
+    record, page = (cache / "last-run.json").read_text(), (cache / "report.html").read_text()
+    second = world.cli("--json")
+    assert second.returncode == 0 and json.loads(second.stdout)["unchanged"] is True
+    assert (cache / "last-run.json").read_text() == record
+    assert (cache / "report.html").read_text() == page
+    assert f"Classes not found in the sheet ({len(not_found)})" in page
+    assert "MATH-2010 QF21.pdf" not in page or "Renames" in page
+    facts = (cache / "last-success.json").read_bytes()
+    assert len(facts) < 1000
+    status = json.loads(world.cli("status", "--json").stdout)
+    assert status["ok"] is True
+    assert status["last_run"]["finished_at"] == json.loads(facts)["finished_at"]
+    assert status["last_run"]["finished_at"] >= json.loads(record)["finished_at"]
+
+
+def test_a_local_source_leaves_the_drive_runs_record_untouched(
+    fault_world: FaultWorld, tmp_path: Path
+) -> None:
+    world = fault_world
+    assert world.cli("--json").returncode == 0
+    files = ("last-run.json", "last-success.json", "report.html")
+    before = {name: (world.cache_dir / name).read_bytes() for name in files}
+    local = world.cli("--json", "--source", str(_local_drive(tmp_path)))
+    assert local.returncode == 0, local.stderr
+    assert {name: (world.cache_dir / name).read_bytes() for name in files} == before
+    assert json.loads(world.cli("status", "--json").stdout)["last_run"]["counts"]["courses"] == 10
+
+
+def test_every_run_ends_with_its_summary_line_failed_ones_too(fault_world: FaultWorld) -> None:
+    world = fault_world
+    dead = f"mongodb://127.0.0.1:{free_port()}/?directConnection=true"
+    for args, env in (
+        (("--json",), world.env(MONGO_URI=dead)),  # MongoDB unreachable: exit 1
+        (("check",), world.env(MONGO_URI=dead)),  # could not check: exit 5
+        (("--json",), world.env(SHEETS_API_ENDPOINT="http://127.0.0.1:9")),  # a sink fails
+    ):
+        got = world.cli(*args, env=env)
+        assert got.returncode != 0
+        last = got.stderr.strip().splitlines()[-1]
+        assert " summary: " in last and f"exit {got.returncode}" in last, got.stderr

@@ -203,6 +203,9 @@ def test_the_guard_refuses_an_emptied_drive(world: dict[str, Any], drive: Path) 
     with pytest.raises(GuardRefused, match="--allow-mass-delete"):
         run(world)
     assert db["backtest_courses_collection"].count_documents({}) == count
+    # `check` (and a dry run) exit 3 where the sync would be refused (issue 17 item 6).
+    assert run(world, mode="check").exit_code == 3
+    assert run(world, mode="dry-run").exit_code == 3
     outcome = run(world, allow_mass_delete=True)
     assert outcome.exit_code == 0
     assert db["backtest_courses_collection"].count_documents({}) == 0

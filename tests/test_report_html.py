@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from backtest_compilation import report, sample
+from backtest_compilation import lastrun, report, sample
 
 ROOT = Path(__file__).resolve().parent.parent
 MAIN = str(ROOT / "main.py")
@@ -41,7 +41,8 @@ def sync_summary(tmp_path: Path) -> dict[str, Any]:
         timeout=120,
     )
     assert out.returncode == 0, out.stderr
-    return json.loads((tmp_path / "cache" / "last-run.json").read_text())
+    # A local --source run keeps its own record (lastrun.folder), never the Drive source's.
+    return json.loads((lastrun.folder(tmp_path / "cache", drive) / "last-run.json").read_text())
 
 
 def drive_ids(summary: dict[str, Any]) -> dict[str, Any]:

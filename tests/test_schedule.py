@@ -370,3 +370,46 @@ def test_a_run_past_its_timeout_stops_refreshing_the_heartbeat(tmp_path: Path) -
     running.clear()
     assert not thread.is_alive()  # it gave up by itself, the run still "going"
     assert beats and 0.1 <= beats[-1] - beats[0] <= 0.5
+
+
+SLOW_JOB = """
+import sys, time
+from pathlib import Path
+from backtest_compilation import schedule
+out = Path(sys.argv[1])
+def job():
+    (out / "started").write_text("")
+    time.sleep(4)
+    (out / "finished").write_text("")
+    return 0
+sys.exit(schedule.serve(job, schedule="0 0 1 1 *", tz="America/New_York", cache_dir=out))
+"""
+
+
+@pytest.mark.parametrize(("gap", "code"), [(0.02, 0), (1.5, 143)], ids=["same-request", "abort"])
+def test_the_same_signal_twice_within_a_second_is_one_stop_request(
+    tmp_path: Path, gap: float, code: int
+) -> None:
+    """Issue 17 item 6: systemd's SIGTERM to the process group reaches the scheduler
+    twice (`uv` forwards it): the run still finishes. A second request later aborts it."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SLOW_JOB, str(tmp_path)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not (tmp_path / "started").exists():
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(gap)
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == code, err
+    assert (tmp_path / "finished").exists() is (code == 0)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from backtest_compilation import lastrun, sample, schedule, status
+from backtest_compilation import lastrun, lock, sample, schedule, status
 
 ROOT = Path(__file__).resolve().parent.parent
 MAIN = str(ROOT / "main.py")
@@ -74,7 +75,7 @@ def test_after_a_good_run(tmp_path: Path) -> None:
     assert info["last_success"]["finished_at"] == last["finished_at"]
     text = status.text(info, tz="America/New_York", now=NOW)
     assert text.splitlines()[0] == "status: OK"
-    assert "last run: 2026-03-02 14:58:00+00:00 (2 min ago), sync, exit 0" in text
+    assert "last run: 2026-03-02 09:58:00-05:00 (2 min ago), sync, exit 0" in text  # in TZ
     assert "renames 1 done, 1 pending" in text
 
 
@@ -135,25 +136,29 @@ def test_status_on_the_command_line_good_failed_none(tmp_path: Path) -> None:
     assert none.returncode == 1
     assert "last run: none recorded yet" in none.stdout
 
+    # A local try-out keeps its own record (`status --source` shows it), never the
+    # Drive source's.
     drive = sample.copy_sample_drive(tmp_path)
     run = cli("sync", "--source", str(drive), cwd=tmp_path, env=env)
     assert run.returncode == 0, run.stderr
-    good = cli("status", "--json", cwd=tmp_path, env=env)
+    assert not (tmp_path / "cache" / "last-run.json").exists()
+    assert cli("status", cwd=tmp_path, env=env).returncode == 1
+    good = cli("status", "--json", "--source", str(drive), cwd=tmp_path, env=env)
     assert good.returncode == 0, good.stdout
     info = json.loads(good.stdout)
     assert info["last_run"]["counts"]["courses"] == 16
     assert info["last_run"]["counts"]["mongo_inserted"] == 37
 
     # A sync that fails (the local source is gone) is recorded too, and status says so.
-    missing = tmp_path / "gone"
-    bad_run = cli("sync", "--source", str(missing), cwd=tmp_path, env=env)
+    shutil.rmtree(drive)
+    bad_run = cli("sync", "--source", str(drive), cwd=tmp_path, env=env)
     assert bad_run.returncode != 0
-    bad = cli("status", cwd=tmp_path, env=env)
+    bad = cli("status", "--source", str(drive), cwd=tmp_path, env=env)
     assert bad.returncode == 1
     assert f"the last run failed with exit code {bad_run.returncode}" in bad.stdout
     assert "last fully successful run: 20" in bad.stdout
-    record = json.loads((tmp_path / "cache" / "last-run.json").read_text())
-    assert record["ok"] is False and record["error"]
+    record = json.loads((lastrun.folder(tmp_path / "cache", drive) / "last-run.json").read_text())
+    assert record["ok"] is False and record["failed"]
 
 
 def test_every_sync_leaves_the_record_and_the_report(tmp_path: Path) -> None:
@@ -162,23 +167,24 @@ def test_every_sync_leaves_the_record_and_the_report(tmp_path: Path) -> None:
     out = cli("sync", "--source", str(drive), "--json", cwd=tmp_path, env=env)
     assert out.returncode == 0, out.stderr
     printed = json.loads(out.stdout)
-    record = json.loads((tmp_path / "cache" / "last-run.json").read_text())
+    cache = lastrun.folder(tmp_path / "cache", drive)  # a local source's own record
+    record = json.loads((cache / "last-run.json").read_text())
     # The §8 object, plus when the run started and ended.
     assert {k: record[k] for k in printed if k != "timings_s"} == {
         k: v for k, v in printed.items() if k != "timings_s"
     }
     assert record["started_at"] <= record["finished_at"]
-    page = (tmp_path / "cache" / "report.html").read_text()
+    page = (cache / "report.html").read_text()
     assert page.startswith("<!doctype html>")
     assert "MongoDB changes (37 added, 0 changed, 0 removed)" in page
     assert "+ course CSCI-1200 Data Structures" in page
     # No leftovers of the atomic replacement.
-    assert not [p for p in (tmp_path / "cache").iterdir() if p.name.endswith(".tmp")]
+    assert not [p for p in cache.iterdir() if p.name.endswith(".tmp")]
     # A dry run and a check leave no record: they change nothing anywhere.
-    before = (tmp_path / "cache" / "last-run.json").stat().st_mtime_ns
+    before = (cache / "last-run.json").stat().st_mtime_ns
     time.sleep(0.01)
     assert cli("sync", "--source", str(drive), "--dry-run", cwd=tmp_path, env=env).returncode == 0
-    assert (tmp_path / "cache" / "last-run.json").stat().st_mtime_ns == before
+    assert (cache / "last-run.json").stat().st_mtime_ns == before
 
 
 def test_a_locked_sync_does_not_overwrite_the_record(tmp_path: Path) -> None:
@@ -203,3 +209,45 @@ def test_status_survives_unrelated_broken_settings(tmp_path: Path, broken: str) 
     out = cli("status", cwd=tmp_path, env={"CACHE_DIR": str(tmp_path / "cache"), name: value})
     assert out.returncode == 0, out.stdout + out.stderr
     assert "configuration:" in out.stderr
+
+
+def test_a_sync_that_started_and_left_no_record_is_not_ok(tmp_path: Path) -> None:
+    """Issue 17 item 6: a full disk (or SIGKILL) after the start: the record is the run
+    before; the lock file's last start says a later run began, so status is NOT OK."""
+    lastrun.save(tmp_path, summary(), started=NOW, finished=NOW, headline="good")
+    with lock.hold(tmp_path) as held:
+        held.note(mode="dry-run", source="drive:x")
+    assert gather(tmp_path)["ok"] is True  # a dry run leaves no record, by design
+    with lock.hold(tmp_path) as held:
+        held.note(mode="sync", source="drive:x")
+    info = gather(tmp_path)
+    assert info["ok"] is False
+    assert "left no record" in info["reasons"][0]
+    lastrun.save(tmp_path, summary(), started=NOW, finished=datetime.now(UTC), headline="ok")
+    assert gather(tmp_path)["ok"] is True
+
+
+def test_a_running_sync_shows_its_phase_and_rename_progress(tmp_path: Path) -> None:
+    """Issue 17 item 7: while a run goes on, status says what it does, from its notes."""
+    with lock.hold(tmp_path) as held:
+        held.note(mode="sync", phase="renames")
+        held.note(progress={"what": "renames", "done": 1200, "total": 6700, "rate": 3.1})
+        info = gather(tmp_path)
+        assert info["lock"]["phase"] == "renames"
+        text = status.text(info, tz="America/New_York", now=NOW)
+        assert "phase renames: 1,200 of 6,700 done, 3.1/s" in text
+
+
+def test_a_heartbeat_naming_no_next_run_is_a_stopped_scheduler(tmp_path: Path) -> None:
+    """Issue 19: after SIGTERM the scheduler's last heartbeat says `next_run: null`;
+    status says it stopped at once, not when the heartbeat turns stale."""
+    lastrun.save(tmp_path, summary(), started=NOW, finished=NOW, headline="good")
+    schedule.write_heartbeat(schedule.heartbeat_path(tmp_path), schedule.Heartbeat(at=NOW))
+    now = datetime.now(UTC)
+    info = status.gather(tmp_path, schedule_expr="2 9-19/2 * * *", tz="UTC", now=now)
+    assert info["ok"] is False
+    assert info["reasons"] == ["the scheduler has stopped (its heartbeat names no next run)"]
+    # During a run the heartbeat names no next run either: that is not a stop.
+    beat = schedule.Heartbeat(at=NOW, running=True)
+    schedule.write_heartbeat(schedule.heartbeat_path(tmp_path), beat)
+    assert status.gather(tmp_path, schedule_expr="2 9-19/2 * * *", tz="UTC", now=now)["ok"]
