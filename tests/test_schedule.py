@@ -394,7 +394,8 @@ def test_the_same_signal_twice_within_a_second_is_one_stop_request(
     twice (`uv` forwards it): the run still finishes. A second request later aborts it."""
     proc = subprocess.Popen(
         [sys.executable, "-c", SLOW_JOB, str(tmp_path)],
-        cwd=ROOT,
+        cwd=tmp_path,
+        env=environment(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
