@@ -190,6 +190,7 @@ class _Found:
     node: Node
     path: str
     course: CourseName
+    department: str  # the name of the department folder it is in
 
 
 class _Valid(NamedTuple):
@@ -341,7 +342,7 @@ def find_course_folders(
         problems += duplicates
         for dept in folders:
             for child in _by_name(dept.children):
-                course, more = course_folder(code, dept.name + PATH_SEPARATOR + child.name, child)
+                course, more = course_folder(code, dept.name, child)
                 problems += more.problems
                 ignored += more.ignored
                 if course is not None:
@@ -349,8 +350,10 @@ def find_course_folders(
     return found, Findings(tuple(problems), tuple(ignored))
 
 
-def course_folder(code: str, path: str, child: Node) -> tuple[_Found | None, Findings]:
-    """Contract §2.2: one child of department `code` as a course folder, or why it is not."""
+def course_folder(code: str, department: str, child: Node) -> tuple[_Found | None, Findings]:
+    """Contract §2.2: one child of the department folder named `department` (of `code`)
+    as a course folder, or why it is not."""
+    path = department + PATH_SEPARATOR + child.name
 
     def bad(category: Category, label: str, why: str, ignored: str = "") -> Findings:
         below = tuple(_children_ignored(child, path, ignored)) if ignored else ()
@@ -370,7 +373,7 @@ def course_folder(code: str, path: str, child: Node) -> tuple[_Found | None, Fin
         why = f"{course.code} course inside the {code} department; not published"
         ignored = "inside a mismatched course"
         return None, bad(Category.DEPARTMENT_MISMATCH, "Department mismatch", why, ignored)
-    return _Found(child, path, course), Findings()
+    return _Found(child, path, course, department), Findings()
 
 
 def group_courses(
@@ -380,11 +383,10 @@ def group_courses(
     folders are grouped by full name (distinct names published, equal ones merged)."""
     groups: dict[str, list[_Found]] = {}
     problems: list[Problem] = []
-    for _key, unordered in sorted(found.items()):
-        # An unstarred folder is the original; a `*` copy is the extra.
-        entries = sorted(
-            unordered, key=lambda f: (f.node.name.startswith("*"), f.node.name, f.node.id)
-        )
+    for (code, _number), unordered in sorted(found.items()):
+        # The problem is about the copy a person should look at: one in a department
+        # folder not named exactly as its code (`*CSCI`, `1 CSCI`), else the later one.
+        entries = sorted(unordered, key=lambda f: (f.department != code, f.node.name, f.node.id))
         first = entries[0]
         problems.extend(
             Problem(

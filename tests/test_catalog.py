@@ -67,11 +67,28 @@ PROBLEM_CASES = [
     ),
     pytest.param(
         drive(
+            folder("d1", "1 CSCI", cs(id="c1", name="CSCI-1200 Data Structs")),
+            folder("d2", "CSCI", cs(id="c2")),
+        ),
+        [("duplicate_department", "d1"), ("duplicate_course", "c1")],
+        id="the copy in a department named otherwise than its code is the extra one, "
+        "even when its name sorts first",
+    ),
+    pytest.param(
+        drive(
+            folder("d1", "*CSCI", cs(id="c1")),
+            folder("d2", "1 CSCI", cs(id="c2", name="CSCI-1200 Data Structs")),
+        ),
+        [("duplicate_department", "d2"), ("duplicate_course", "c1")],
+        id="when both departments are named otherwise, the later course name is the extra one",
+    ),
+    pytest.param(
+        drive(
             folder("d1", "CSCI", cs(id="c1")),
             folder("d2", "CSCI", cs(id="c2", name="*CSCI-1200 Data Structures")),
         ),
-        [("duplicate_department", "d2"), ("duplicate_course", "c2")],
-        id="the starred copy of a course is the extra one",
+        [("duplicate_department", "d2"), ("duplicate_course", "c1")],
+        id="when both departments are named as their code, the later course name is the extra one",
     ),
     pytest.param(
         drive(folder("d1", "CSCI"), folder("d2", "*CSCI"), folder("d3", "1 CSCI")),
@@ -178,6 +195,16 @@ def test_duplicate_department_message_names_both_folders() -> None:
     tree = drive(folder("d1", "CSCI"), folder("d2", "*CSCI"))
     (problem,) = build(tree).problems
     assert "'*CSCI'" in problem.message and "'CSCI'" in problem.message
+
+
+def test_duplicate_course_message_names_both_copies() -> None:
+    tree = drive(folder("d1", "CSCI", cs(id="c1")), folder("d2", "1 CSCI", cs(id="c2")))
+    (problem,) = [p for p in build(tree).problems if p.category is Category.DUPLICATE_COURSE]
+    assert (problem.id, problem.path) == ("c2", "1 CSCI / CSCI-1200 Data Structures")
+    assert problem.message == (
+        "Duplicate course: 1 CSCI / CSCI-1200 Data Structures "
+        "(same number as 'CSCI / CSCI-1200 Data Structures')"
+    )
 
 
 def test_the_courses_of_both_duplicate_departments_are_used() -> None:
