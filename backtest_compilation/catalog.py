@@ -170,11 +170,6 @@ class Catalog:
         return tuple(sorted({course.code for course in self.courses}))
 
 
-def join_path(*names: str) -> str:
-    """`CSCI / CSCI-1200 Data Structures / x.docx`."""
-    return PATH_SEPARATOR.join(names)
-
-
 def crosslisted_message(group: tuple[str, ...]) -> str:
     """`Data Structures: CSCI-1200 and ECSE-1200` (the sheet's Crosslisted Classes line)."""
     keys = [name.split(" ", 1)[0] for name in group]

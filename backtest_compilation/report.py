@@ -110,12 +110,6 @@ def catalog_text(catalog: Catalog) -> str:
     return "\n".join(lines)
 
 
-def problem_counts(catalog: Catalog) -> dict[str, int]:
-    """Problems per category (only the categories that occur), for the summary line."""
-    counts = Counter(p.category for p in catalog.problems)
-    return {c.value: counts[c] for c in Category if counts[c]}
-
-
 # Drive ids are 19+ characters of this alphabet. A local source's ids are relative paths:
 # below the root they hold a "/", and a root entry that can be a problem is a department
 # folder of at most 6 characters, so neither is taken for a Drive id.
