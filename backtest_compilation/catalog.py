@@ -161,7 +161,12 @@ class Catalog:
     crosslisted: tuple[tuple[str, ...], ...] = ()
     ignored: tuple[Ignored, ...] = ()
     valid_file_ids: frozenset[str] = field(default_factory=frozenset)
-    # Set when the root holds no department but looks like one (FOLDER_ID too deep).
+    # The codes of the department folders at the root, published or not.
+    departments: tuple[str, ...] = ()
+    # Set when the root holds course folders and no department: it is a department
+    # folder, a configuration error (contract §7; `too_deep_error` says it).
+    root_too_deep: str | None = None
+    # Set when the root holds no department but looks like a level below the right one.
     root_hint: str | None = None
 
     @property
@@ -255,6 +260,7 @@ def build(
         renames += course_renames
         valid_ids.update(v.node.id for v in kept)
         courses.append(_course(full_name, entries, valid))
+    too_deep = None if departments else _courses_at(root)
     return Catalog(
         courses=tuple(courses),
         problems=tuple(sorted(problems, key=problem_order)),
@@ -262,7 +268,9 @@ def build(
         crosslisted=_crosslisted(courses),
         ignored=tuple(sorted(ignored, key=lambda i: (i.path, i.id))),
         valid_file_ids=frozenset(valid_ids),
-        root_hint=None if departments else too_deep_hint(root),
+        departments=tuple(sorted(departments)),
+        root_too_deep=too_deep,
+        root_hint=None if departments or too_deep else too_deep_hint(root),
     )
 
 
@@ -526,23 +534,40 @@ def problems_after_renames(
     return tuple(sorted(out, key=problem_order))
 
 
-def too_deep_hint(root: Node) -> str | None:
-    """Why `root` (holding no department) looks like a level below the right one: its
-    folders are named like courses, its files like tests, or its own name is a
-    department's. None when it looks like nothing in particular."""
+def _courses_at(root: Node) -> str | None:
+    """Why `root` (holding no department) is itself a department folder: it holds folders
+    named like courses. None when it holds none."""
     courses = sorted(c.name for c in root.children if c.is_folder and naming.parse_course(c.name))
-    tests = [c.name for c in root.children if c.is_pdf and naming.parse_test(c.name)]
-    if courses or naming.department_code(root.name):
-        seen = (
-            f"it holds course folders like {courses[0]!r}"
-            if courses
-            else "it is named like a department"
-        )
+    if not courses:
+        return None
+    return f"{root.name!r} holds course folders like {courses[0]!r} and no department folders"
+
+
+def too_deep_error(catalog: Catalog, setting: str, parent: tuple[str, str] | None) -> str:
+    """The configuration error of a root that is a department folder (contract §7):
+    `setting` names the root (`FOLDER_ID`, `--source`); `parent` is the (id, name) of the
+    folder that holds it, when the account can see it."""
+    if parent is None:
+        fix = f"Set {setting} to the shared drive or folder that holds the department folders"
+    else:
+        where = repr(parent[1]) if parent[0] == parent[1] else f"{parent[0]} ({parent[1]!r})"
+        fix = f"Set {setting} to the folder that holds it: {where}"
+    return (
+        f"{setting} points one level too deep: {catalog.root_too_deep}. {fix}. Nothing was written."
+    )
+
+
+def too_deep_hint(root: Node) -> str | None:
+    """Why `root` (holding no department and no course folder) may be the wrong folder:
+    its own name is a department's, or its files are named like tests. None when it
+    looks like nothing in particular."""
+    if naming.department_code(root.name):
         return (
             f"FOLDER_ID seems to point one level too deep: {root.name!r} holds no department "
-            f"folders, and {seen}. Set FOLDER_ID to the shared drive or folder that holds the "
-            "department folders."
+            "folders, and it is named like a department. Set FOLDER_ID to the shared drive or "
+            "folder that holds the department folders."
         )
+    tests = [c.name for c in root.children if c.is_pdf and naming.parse_test(c.name)]
     if tests:
         return (
             f"FOLDER_ID seems to point two levels too deep: {root.name!r} holds no department "
@@ -550,6 +575,20 @@ def too_deep_hint(root: Node) -> str | None:
             "to the shared drive or folder that holds the department folders."
         )
     return None
+
+
+def guard_hint(catalog: Catalog, had: Iterable[str]) -> str | None:
+    """What the mass-delete guard (and a fresh database's warning) says may be wrong with
+    the root. `had`: the departments the root held at the last run; when it holds none
+    now, they are gone — FOLDER_ID is right, so no guess about it is made."""
+    gone = sorted(had)
+    if catalog.departments or catalog.courses or not gone:
+        return catalog.root_hint
+    listed = gone[0] if len(gone) == 1 else ", ".join(gone[:-1]) + " and " + gone[-1]
+    return (
+        f"The root held the departments {listed} at the last run and holds none now: they "
+        "were trashed, deleted, moved, or are no longer shared with the account."
+    )
 
 
 def _exam_entries(tests: Iterable[TestName]) -> tuple[ExamEntry, ...]:

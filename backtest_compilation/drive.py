@@ -667,6 +667,31 @@ class DriveSource:
                 previous = None
         return self._full(previous, now)
 
+    def root_parent(self) -> tuple[str, str] | None:
+        """The id and name of the folder (or shared drive) that holds FOLDER_ID, for the
+        message that FOLDER_ID is one level too deep; None when the account cannot see it."""
+        files = self._service.files()
+        try:
+            self.calls.count("files.get")
+            meta = self._execute(
+                files.get(fileId=self.folder_id, fields="parents,driveId", supportsAllDrives=True),
+                "files.get",
+                passthrough=(403, 404),
+            )
+            parent = (meta.get("parents") or [None])[0]
+            if parent is None:
+                return None
+            self.calls.count("drives.get" if parent == meta.get("driveId") else "files.get")
+            request = (
+                self._service.drives().get(driveId=parent, fields="id,name")
+                if parent == meta.get("driveId")
+                else files.get(fileId=parent, fields="id,name", supportsAllDrives=True)
+            )
+            got = self._execute(request, "get the parent", passthrough=(403, 404))
+        except (HttpError, ServiceError):
+            return None  # a message without the parent's name, not a failed run
+        return str(got["id"]), str(got["name"])
+
     def file_version(self, file_id: str) -> str | None:
         """The Drive `version` of `file_id` (e.g. the report spreadsheet), in one
         `files.get`: it grows on every write to the file, whoever made it. None when the

@@ -24,7 +24,7 @@ from . import catalog as catalog_mod
 from . import google, lock, outcome, report, state
 from .background import Background
 from .catalog import Catalog
-from .errors import GuardRefused, RunError
+from .errors import ConfigError, GuardRefused, RunError
 from .outcome import Progress, RunSummary, Timer, summary_line
 from .sinks import Context, Mongo, MongoPlan, Renames, Sheet
 from .sources import Reading, Source
@@ -207,6 +207,10 @@ def _run(config: RunConfig, options: Options, services: Services, progress: Prog
     else:
         progress.stage = "catalog"
         ctx.built = build(reading)
+        if ctx.built.root_too_deep:  # a configuration error whatever MongoDB holds (§7)
+            setting = "FOLDER_ID" if services.source.name == "drive" else "--source"
+            parent = services.source.root_parent()
+            raise ConfigError(catalog_mod.too_deep_error(ctx.built, setting, parent))
         progress.built = ctx.built
         ctx.notes["problem_changes"] = outcome.log_problems(ctx.built.problems, remembered.problems)
         progress.extra["problem_changes"] = ctx.notes["problem_changes"]

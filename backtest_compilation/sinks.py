@@ -18,7 +18,7 @@ from bson import ObjectId
 
 from . import outcome, report, state, website
 from .background import Background
-from .catalog import Catalog, Rename, RenameResult, problems_after_renames
+from .catalog import Catalog, Rename, RenameResult, guard_hint, problems_after_renames
 from .errors import RunError
 from .sources import Reading, Source
 
@@ -183,15 +183,16 @@ class Mongo:
         reading, self._reading = self._reading, None
         current = reading.result() if reading is not None else self.store.read_current()
         plan = website.plan(ctx.built, current, reuse=reusable_ids(ctx.remembered, ctx.now))
+        hint = guard_hint(ctx.built, _published_codes(ctx.remembered))
         refusal = (
             None
             if self.allow_mass_delete
             else website.guard_refusal(
-                plan, max_delete_fraction=self.max_delete_fraction, hint=ctx.built.root_hint
+                plan, max_delete_fraction=self.max_delete_fraction, hint=hint
             )
         )
-        if ctx.built.root_hint and refusal is None:
-            log.warning("%s", ctx.built.root_hint)
+        if hint and refusal is None:
+            log.warning("%s", hint)
         return MongoPlan(plan, current, refusal)
 
     def apply(self, plan: MongoPlan, ctx: Context) -> website.Applied:
@@ -238,6 +239,13 @@ class Mongo:
             "problems": report.problems_block(ctx.built),
         }
         return remembered.with_sink("mongo", data, ctx.now)
+
+
+def _published_codes(remembered: state.State) -> list[str]:
+    """The departments the website showed after the last run this source's state knows."""
+    catalog = remembered.mongo.data.get("catalog") if remembered.mongo is not None else None
+    codes = catalog.get("course_codes") if isinstance(catalog, dict) else None
+    return [c for c in codes if isinstance(c, str)] if isinstance(codes, list) else []
 
 
 def _nothing_applied(plan: website.Plan) -> dict[str, Any]:
