@@ -18,11 +18,12 @@ import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
-from typing import Any, NamedTuple, Self
+from typing import TYPE_CHECKING, Any, NamedTuple, Self
 from urllib.parse import unquote, urlsplit
 
+import pymongo
 from pymongo import DeleteMany, InsertOne, MongoClient, UpdateMany, monitoring
 from pymongo.database import Database
 from pymongo.errors import (
@@ -49,6 +50,9 @@ from .website import (
     check_guard,
     id_order,
 )
+
+if TYPE_CHECKING:
+    from .google import Deadline
 
 log = logging.getLogger(__name__)
 
@@ -195,8 +199,11 @@ class Store:
         round_trips: RoundTrips,
         monitored: bool,
         uri: str = "",
+        deadline: Deadline | None = None,
     ) -> None:
         self._client = client
+        # The run's end (RUN_TIMEOUT_S): no operation outlives it (pymongo's `timeout`).
+        self.deadline = deadline
         self._db: Database[Any] = client[db_name]
         self.round_trips = round_trips
         # False for mongomock: no command events, so calls are recorded by hand.
@@ -205,11 +212,18 @@ class Store:
         self._secret = _password(uri)
 
     @classmethod
-    def connect(cls, uri: str, db_name: str, *, timeout_ms: int = DEFAULT_TIMEOUT_MS) -> Self:
+    def connect(
+        cls,
+        uri: str,
+        db_name: str,
+        *,
+        timeout_ms: int = DEFAULT_TIMEOUT_MS,
+        deadline: Deadline | None = None,
+    ) -> Self:
         """A store for `uri` (`mongodb://`, `mongodb+srv://` or `mongomock://`).
 
         Connecting is lazy: an unreachable server shows at the first read, after
-        `timeout_ms`, as `ServiceError`."""
+        `timeout_ms`, as `ServiceError`. Every operation ends by `deadline` (the run's)."""
         counter = RoundTrips()
         if uri.startswith("mongomock:"):
             # Imported only here: a real deployment never loads the in-process store.
@@ -229,7 +243,7 @@ class Store:
             raise ConfigError(
                 f"MONGO_URI {redact_uri(uri)!r} is not usable: {_scrub(str(exc), _password(uri))}"
             ) from None
-        return cls(client, db_name, round_trips=counter, monitored=True, uri=uri)
+        return cls(client, db_name, round_trips=counter, monitored=True, uri=uri, deadline=deadline)
 
     def close(self) -> None:
         """Release the connection pool (nothing to do for mongomock)."""
@@ -255,33 +269,40 @@ class Store:
 
     @contextmanager
     def _talking(self, doing: str) -> Iterator[None]:
-        """Turn driver errors into the run's errors, without the password."""
+        """Within the run's remaining time, turn driver errors into the run's errors,
+        without the password."""
         try:
-            yield
-        except OperationFailure as exc:
-            if exc.code in AUTH_ERROR_CODES:
-                raise ConfigError(
-                    f"MongoDB at {self._where} rejected the credentials while {doing}: "
-                    "check the user, password and authSource in MONGO_URI"
-                ) from None
-            raise ServiceError(
-                f"MongoDB at {self._where} failed while {doing}: {self._scrub(_brief(exc))}"
-            ) from None
-        except ConnectionFailure as exc:
+            with self._within_deadline():
+                yield
+        except PyMongoError as exc:
+            # A server that stops answering is cut off at the run's end, not the socket's.
+            if exc.timeout and self.deadline is not None and self.deadline.left() < 1.0:
+                where = f"{doing} (MongoDB at {self._where} did not answer in time)"
+                raise self.deadline.error(where) from None
+            raise self._error(exc, doing) from None
+
+    def _within_deadline(self) -> AbstractContextManager[None]:
+        left = self.deadline.left() if self.deadline is not None else float("inf")
+        return nullcontext() if left == float("inf") else pymongo.timeout(max(left, 0.001))
+
+    def _error(self, exc: PyMongoError, doing: str) -> ServiceError | ConfigError:
+        if isinstance(exc, OperationFailure) and exc.code in AUTH_ERROR_CODES:
+            return ConfigError(
+                f"MongoDB at {self._where} rejected the credentials while {doing}: "
+                "check the user, password and authSource in MONGO_URI"
+            )
+        if isinstance(exc, ConnectionFailure):
             # ServerSelectionTimeoutError, AutoReconnect, NetworkTimeout …: one line naming
             # each host and port and what most likely went wrong, not pymongo's topology dump.
-            raise ServiceError(
+            return ServiceError(
                 f"MongoDB at {self._where} is unreachable while {doing}: "
                 f"{self._unreachable_cause(exc)}"
-            ) from None
-        except ConfigurationError as exc:
-            raise ConfigError(
-                f"MONGO_URI {self._where} is not usable: {self._scrub(str(exc))}"
-            ) from None
-        except PyMongoError as exc:
-            raise ServiceError(
-                f"MongoDB at {self._where} failed while {doing}: {self._scrub(_brief(exc))}"
-            ) from None
+            )
+        if isinstance(exc, ConfigurationError):
+            return ConfigError(f"MONGO_URI {self._where} is not usable: {self._scrub(str(exc))}")
+        return ServiceError(
+            f"MongoDB at {self._where} failed while {doing}: {self._scrub(_brief(exc))}"
+        )
 
     def _scrub(self, text: str) -> str:
         return _scrub(text, self._secret)
