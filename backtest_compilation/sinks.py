@@ -197,9 +197,7 @@ class Mongo:
 
     def apply(self, plan: MongoPlan, ctx: Context) -> website.Applied:
         # The guard was decided by `plan`; the run stopped before any sink if it refused.
-        return self.store.apply(
-            plan.plan, max_delete_fraction=self.max_delete_fraction, allow_mass_delete=True
-        )
+        return self.store.apply(plan.plan)
 
     def retire(self, remembered: state.State, plan: MongoPlan, now: datetime) -> state.State:
         """Courses about to leave the website: their `_id`s are kept for a while, before

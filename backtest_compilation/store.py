@@ -47,7 +47,6 @@ from .website import (
     CourseUpdate,
     Current,
     Plan,
-    check_guard,
     id_order,
 )
 
@@ -367,17 +366,14 @@ class Store:
                 self._db[collection].create_index(key)
                 self._by_hand("createIndexes")
 
-    def apply(self, plan: Plan, *, max_delete_fraction: float, allow_mass_delete: bool) -> Applied:
+    def apply(self, plan: Plan) -> Applied:
         """Write `plan`: inserts bottom-up, then updates, then deletes top-down (contract §3).
 
-        Checks the mass-delete guard first (`GuardRefused`, nothing written). A plan
-        with nothing to do sends nothing. Otherwise the indexes are ensured and each
-        non-empty phase is one ordered `bulk_write`. A failure stops at that phase
-        (`ApplyFailed`, a `ServiceError`, with what was written before it); the next run
-        reads the state again and converges."""
-        check_guard(
-            plan, max_delete_fraction=max_delete_fraction, allow_mass_delete=allow_mass_delete
-        )
+        The mass-delete guard was decided before (`website.guard_refusal`). A plan with
+        nothing to do sends nothing. Otherwise the indexes are ensured and each non-empty
+        phase is one ordered `bulk_write`. A failure stops at that phase (`ApplyFailed`, a
+        `ServiceError`, with what was written before it); the next run reads the state
+        again and converges."""
         if plan.is_empty:
             log.info("mongo apply: in sync, nothing written")
             return Applied()
