@@ -534,9 +534,12 @@ def problems_after_renames(
     return tuple(sorted(out, key=problem_order))
 
 
+_HOLDS_DEPARTMENTS = "the shared drive or folder that holds the department folders"
+
+
 def _courses_at(root: Node) -> str | None:
-    """Why `root` (holding no department) is itself a department folder: it holds folders
-    named like courses. None when it holds none."""
+    """Why `root`, holding no department, is itself a department folder (contract §7):
+    it holds folders named like courses. None when it holds none."""
     courses = sorted(c.name for c in root.children if c.is_folder and naming.parse_course(c.name))
     if not courses:
         return None
@@ -544,12 +547,11 @@ def _courses_at(root: Node) -> str | None:
 
 
 def too_deep_error(catalog: Catalog, setting: str, parent: tuple[str, str] | None) -> str:
-    """The configuration error of a root that is a department folder (contract §7):
-    `setting` names the root (`FOLDER_ID`, `--source`); `parent` is the (id, name) of the
-    folder that holds it, when the account can see it."""
-    if parent is None:
-        fix = f"Set {setting} to the shared drive or folder that holds the department folders"
-    else:
+    """The configuration error of a root that is a department folder: `setting` names the
+    root (`FOLDER_ID`, `--source`); `parent` is the (id, name) of the folder that holds
+    it, when the account can see it."""
+    fix = f"Set {setting} to {_HOLDS_DEPARTMENTS}"
+    if parent is not None:
         where = repr(parent[1]) if parent[0] == parent[1] else f"{parent[0]} ({parent[1]!r})"
         fix = f"Set {setting} to the folder that holds it: {where}"
     return (
@@ -559,28 +561,22 @@ def too_deep_error(catalog: Catalog, setting: str, parent: tuple[str, str] | Non
 
 def too_deep_hint(root: Node) -> str | None:
     """Why `root` (holding no department and no course folder) may be the wrong folder:
-    its own name is a department's, or its files are named like tests. None when it
-    looks like nothing in particular."""
+    its own name is a department's, or it holds files named like tests."""
+    tests = sorted(c.name for c in root.children if c.is_pdf and naming.parse_test(c.name))
+    none = f"{root.name!r} holds no department folders"
     if naming.department_code(root.name):
-        return (
-            f"FOLDER_ID seems to point one level too deep: {root.name!r} holds no department "
-            "folders, and it is named like a department. Set FOLDER_ID to the shared drive or "
-            "folder that holds the department folders."
-        )
-    tests = [c.name for c in root.children if c.is_pdf and naming.parse_test(c.name)]
-    if tests:
-        return (
-            f"FOLDER_ID seems to point two levels too deep: {root.name!r} holds no department "
-            f"folders but test files like {sorted(tests)[0]!r} (a course folder?). Set FOLDER_ID "
-            "to the shared drive or folder that holds the department folders."
-        )
-    return None
+        seen = f"one level too deep: {none}, and it is named like a department"
+    elif tests:
+        seen = f"two levels too deep: {none} but test files like {tests[0]!r} (a course folder?)"
+    else:
+        return None
+    return f"FOLDER_ID seems to point {seen}. Set FOLDER_ID to {_HOLDS_DEPARTMENTS}."
 
 
 def guard_hint(catalog: Catalog, had: Iterable[str]) -> str | None:
-    """What the mass-delete guard (and a fresh database's warning) says may be wrong with
-    the root. `had`: the departments the root held at the last run; when it holds none
-    now, they are gone — FOLDER_ID is right, so no guess about it is made."""
+    """What the mass-delete guard (or a fresh database's warning) says may be wrong with
+    the root. `had`: the departments it held at the last run; when it holds none now,
+    they are gone (FOLDER_ID is right: no guess about it)."""
     gone = sorted(had)
     if catalog.departments or catalog.courses or not gone:
         return catalog.root_hint
