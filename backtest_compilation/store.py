@@ -19,7 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, NamedTuple, Self
 from urllib.parse import unquote, urlsplit
 
@@ -383,18 +383,22 @@ class Store:
             for line in plan_lines(plan):
                 log.debug("mongo plan: %s", line)
         phases = [phase for phase in write_phases(plan) if phase.operations]
-        progress, error = self._write_phases(phases)
+        done, error = self._write_phases(phases)
+
+        def total(kind: str) -> int:
+            return sum(n for name, n in done.items() if name.startswith(kind))
+
         applied = Applied(
-            inserted=progress.inserted,
-            updated=progress.updated,
-            deleted=progress.deleted,
+            inserted=total("insert"),
+            updated=total("update"),
+            deleted=total("delete"),
             round_trips=self.round_trips.total - before,
             seconds=time.perf_counter() - started,
         )
         if error is not None:
             # What the server confirmed so far; every later phase is not applied.
             per_phase = tuple(
-                (phase.name, phase.documents, progress.done.get(phase.name, 0)) for phase in phases
+                (phase.name, phase.documents, done.get(phase.name, 0)) for phase in phases
             )
             raise ApplyFailed(
                 str(error), replace(applied, complete=False, phases=per_phase)
@@ -409,23 +413,22 @@ class Store:
         )
         return applied
 
-    def _write_phases(self, phases: list[WritePhase]) -> tuple[_Progress, ServiceError | None]:
-        """The indexes, then each phase in order, until one fails: what the server
-        confirmed, and the error that stopped the writes (None when all went through)."""
-        progress = _Progress()
+    def _write_phases(self, phases: list[WritePhase]) -> tuple[dict[str, int], ServiceError | None]:
+        """The indexes, then each phase in order, until one fails: the documents the server
+        confirmed per phase, and the error that stopped the writes (None when all went)."""
+        done: dict[str, int] = {}
         try:
             self.ensure_indexes()
         except ServiceError as exc:
-            return progress, exc
+            return done, exc
         for phase in phases:
-            written, error = self._write_phase(phase)
-            progress = progress.plus(written)
+            done[phase.name], error = self._write_phase(phase)
             if error is not None:
-                return progress, error
-        return progress, None
+                return done, error
+        return done, None
 
-    def _write_phase(self, write: WritePhase) -> tuple[_Progress, ServiceError | None]:
-        """One ordered `bulk_write`: what it confirmed, and the error if it stopped."""
+    def _write_phase(self, write: WritePhase) -> tuple[int, ServiceError | None]:
+        """One ordered `bulk_write`: the documents it confirmed, and the error if it stopped."""
         phase, kind = write.name, write.name.split()[0]
         try:
             with self._talking(f"writing ({phase})"):
@@ -439,46 +442,17 @@ class Store:
                         f"MongoDB at {self._where} refused a write while writing ({phase}): "
                         f"{self._scrub(first[:300])}"
                     )
-                    return _Progress.of(phase, kind, _confirmed(phase, exc.details)), refused
+                    return _confirmed(phase, exc.details), refused
         except ServiceError as exc:  # `_talking`'s: the driver failed, nothing confirmed
-            return _Progress(), exc
+            return 0, exc
         self._by_hand(kind)
         log.debug("mongo %s: %d operations", phase, len(write.operations))
-        written = _Progress(
-            done={phase: write.documents},
-            inserted=result.inserted_count,
-            updated=result.modified_count,
-            deleted=result.deleted_count,
-        )
-        return written, None
-
-
-@dataclass(frozen=True)
-class _Progress:
-    """Documents the server confirmed: per phase (for `Applied.phases`), and in total."""
-
-    done: Mapping[str, int] = field(default_factory=dict)
-    inserted: int = 0
-    updated: int = 0
-    deleted: int = 0
-
-    @classmethod
-    def of(cls, phase: str, kind: str, count: int) -> _Progress:
-        """`count` documents confirmed by a phase of `kind` (insert, update or delete)."""
-        return cls(
-            done={phase: count},
-            inserted=count if kind == "insert" else 0,
-            updated=count if kind == "update" else 0,
-            deleted=count if kind == "delete" else 0,
-        )
-
-    def plus(self, other: _Progress) -> _Progress:
-        return _Progress(
-            done={**self.done, **other.done},
-            inserted=self.inserted + other.inserted,
-            updated=self.updated + other.updated,
-            deleted=self.deleted + other.deleted,
-        )
+        counts = {
+            "insert": result.inserted_count,
+            "update": result.modified_count,
+            "delete": result.deleted_count,
+        }
+        return counts[kind], None
 
 
 class WritePhase(NamedTuple):
