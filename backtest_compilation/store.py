@@ -199,10 +199,14 @@ class Store:
         monitored: bool,
         uri: str = "",
         deadline: Deadline | None = None,
+        patience_s: float = float("inf"),
     ) -> None:
         self._client = client
-        # The run's end (RUN_TIMEOUT_S): no operation outlives it (pymongo's `timeout`).
+        # The run's end (RUN_TIMEOUT_S): no operation outlives it. `patience_s` is the
+        # longest the driver waits by itself (its socket timeout): a farther deadline
+        # leaves the driver's own, shorter limits in force.
         self.deadline = deadline
+        self._patience_s = patience_s
         self._db: Database[Any] = client[db_name]
         self.round_trips = round_trips
         # False for mongomock: no command events, so calls are recorded by hand.
@@ -229,12 +233,13 @@ class Store:
             import mongomock
 
             return cls(mongomock.MongoClient(), db_name, round_trips=counter, monitored=False)
+        socket_ms = max(timeout_ms * 12, 60_000)
         try:
             client: MongoClient[Any] = MongoClient(
                 uri,
                 serverSelectionTimeoutMS=timeout_ms,
                 connectTimeoutMS=timeout_ms,
-                socketTimeoutMS=max(timeout_ms * 12, 60_000),
+                socketTimeoutMS=socket_ms,
                 event_listeners=[counter],
                 appname="backtest-compilation",
             )
@@ -242,7 +247,15 @@ class Store:
             raise ConfigError(
                 f"MONGO_URI {redact_uri(uri)!r} is not usable: {_scrub(str(exc), _password(uri))}"
             ) from None
-        return cls(client, db_name, round_trips=counter, monitored=True, uri=uri, deadline=deadline)
+        return cls(
+            client,
+            db_name,
+            round_trips=counter,
+            monitored=True,
+            uri=uri,
+            deadline=deadline,
+            patience_s=socket_ms / 1000,
+        )
 
     def close(self) -> None:
         """Release the connection pool (nothing to do for mongomock)."""
@@ -281,8 +294,10 @@ class Store:
             raise self._error(exc, doing) from None
 
     def _within_deadline(self) -> AbstractContextManager[None]:
+        # Under `pymongo.timeout` the driver waits for a server as long as the limit allows
+        # (not serverSelectionTimeoutMS): it is set only once the deadline is the nearer.
         left = self.deadline.left() if self.deadline is not None else float("inf")
-        return nullcontext() if left == float("inf") else pymongo.timeout(max(left, 0.001))
+        return pymongo.timeout(max(left, 0.001)) if left < self._patience_s else nullcontext()
 
     def _error(self, exc: PyMongoError, doing: str) -> ServiceError | ConfigError:
         if isinstance(exc, OperationFailure) and exc.code in AUTH_ERROR_CODES:
