@@ -199,10 +199,6 @@ def html_page(
     mongo = summary.get("mongo") or {}
     errors = [p for p in problems if not _about_files(p)]
     files = [p for p in problems if _about_files(p)]
-    mongo_counts = (
-        f"{mongo.get('inserted', 0)} added, {mongo.get('updated', 0)} changed, "
-        f"{mongo.get('deleted', 0)} removed"
-    )
     values: dict[str, object] = {
         "title": title,
         "headline": headline,
@@ -220,7 +216,10 @@ def html_page(
         "not_found": _not_found(sheet),
         "renames_count": len(renames),
         "renames": _renames(renames),
-        "mongo_counts": mongo_counts,
+        "mongo_counts": ", ".join(
+            f"{mongo.get(key, 0)} {word}"
+            for key, word in (("inserted", "added"), ("updated", "changed"), ("deleted", "removed"))
+        ),
         "mongo": _mongo(mongo, mongo_lines),
         "website": _website(courses, website),
     }
