@@ -135,7 +135,7 @@ def build_services(
         )
         store = Store.connect("mongomock://", config.mongo_db)
     else:
-        store = connect_store(config)
+        store = connect_store(config, deadline=deadline)
     return pipeline.Services(
         tree_source, store, sheet_report, sheet_skipped=skipped, deadline=deadline
     )
@@ -199,12 +199,16 @@ def start_telemetry(config: settings.Settings) -> telemetry.Telemetry:
     )
 
 
-def connect_store(config: settings.Settings, *, timeout_ms: int | None = None) -> Store:
-    """The MongoDB store at `MONGO_URI`, database `MONGO_DB`."""
+def connect_store(
+    config: settings.Settings, *, timeout_ms: int | None = None, deadline: Deadline | None = None
+) -> Store:
+    """The MongoDB store at `MONGO_URI`, database `MONGO_DB`; no operation outlives
+    `deadline` (the run's)."""
     from .store import DEFAULT_TIMEOUT_MS, Store
 
     return Store.connect(
         config.mongo_uri,
         config.mongo_db,
         timeout_ms=DEFAULT_TIMEOUT_MS if timeout_ms is None else timeout_ms,
+        deadline=deadline,
     )

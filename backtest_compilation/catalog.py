@@ -162,18 +162,18 @@ class Catalog:
     crosslisted: tuple[tuple[str, ...], ...] = ()
     ignored: tuple[Ignored, ...] = ()
     valid_file_ids: frozenset[str] = field(default_factory=frozenset)
-    # Set when the root holds no department but looks like one (FOLDER_ID too deep).
+    # The codes of the department folders at the root, published or not.
+    departments: tuple[str, ...] = ()
+    # Set when the root holds course folders and no department: it is a department
+    # folder, a configuration error (contract §7; `too_deep_error` says it).
+    root_too_deep: str | None = None
+    # Set when the root holds no department but looks like a level below the right one.
     root_hint: str | None = None
 
     @property
     def course_codes(self) -> tuple[str, ...]:
         """Departments with at least one published course, sorted."""
         return tuple(sorted({course.code for course in self.courses}))
-
-
-def join_path(*names: str) -> str:
-    """`CSCI / CSCI-1200 Data Structures / x.docx`."""
-    return PATH_SEPARATOR.join(names)
 
 
 def crosslisted_message(group: tuple[str, ...]) -> str:
@@ -191,6 +191,7 @@ class _Found:
     node: Node
     path: str
     course: CourseName
+    department: str  # the name of the department folder it is in
 
 
 class _Valid(NamedTuple):
@@ -260,6 +261,7 @@ def build(
         renames += course_renames
         valid_ids.update(v.node.id for v in kept)
         courses.append(_course(full_name, entries, valid))
+    too_deep = None if departments else _courses_at(root)
     return Catalog(
         courses=tuple(courses),
         problems=tuple(sorted(problems, key=problem_order)),
@@ -267,7 +269,9 @@ def build(
         crosslisted=_crosslisted(courses),
         ignored=tuple(sorted(ignored, key=lambda i: (i.path, i.id))),
         valid_file_ids=frozenset(valid_ids),
-        root_hint=None if departments else too_deep_hint(root),
+        departments=tuple(sorted(departments)),
+        root_too_deep=too_deep,
+        root_hint=None if departments or too_deep else too_deep_hint(root),
     )
 
 
@@ -342,7 +346,7 @@ def find_course_folders(
         problems += duplicates
         for dept in folders:
             for child in _by_name(dept.children):
-                course, more = course_folder(code, dept.name + PATH_SEPARATOR + child.name, child)
+                course, more = course_folder(code, dept.name, child)
                 problems += more.problems
                 ignored += more.ignored
                 if course is not None:
@@ -350,8 +354,10 @@ def find_course_folders(
     return found, Findings(tuple(problems), tuple(ignored))
 
 
-def course_folder(code: str, path: str, child: Node) -> tuple[_Found | None, Findings]:
-    """Contract §2.2: one child of department `code` as a course folder, or why it is not."""
+def course_folder(code: str, department: str, child: Node) -> tuple[_Found | None, Findings]:
+    """Contract §2.2: one child of the department folder named `department` (of `code`)
+    as a course folder, or why it is not."""
+    path = department + PATH_SEPARATOR + child.name
 
     def bad(category: Category, label: str, why: str, ignored: str = "") -> Findings:
         below = tuple(_children_ignored(child, path, ignored)) if ignored else ()
@@ -371,7 +377,7 @@ def course_folder(code: str, path: str, child: Node) -> tuple[_Found | None, Fin
         why = f"{course.code} course inside the {code} department; not published"
         ignored = "inside a mismatched course"
         return None, bad(Category.DEPARTMENT_MISMATCH, "Department mismatch", why, ignored)
-    return _Found(child, path, course), Findings()
+    return _Found(child, path, course, department), Findings()
 
 
 def group_courses(
@@ -381,11 +387,10 @@ def group_courses(
     folders are grouped by full name (distinct names published, equal ones merged)."""
     groups: dict[str, list[_Found]] = {}
     problems: list[Problem] = []
-    for _key, unordered in sorted(found.items()):
-        # An unstarred folder is the original; a `*` copy is the extra.
-        entries = sorted(
-            unordered, key=lambda f: (f.node.name.startswith("*"), f.node.name, f.node.id)
-        )
+    for (code, _number), unordered in sorted(found.items()):
+        # The problem is about the copy a person should look at: one in a department
+        # folder not named exactly as its code (`*CSCI`, `1 CSCI`), else the later one.
+        entries = sorted(unordered, key=lambda f: (f.department != code, f.node.name, f.node.id))
         first = entries[0]
         problems.extend(
             Problem(
@@ -530,30 +535,57 @@ def problems_after_renames(
     return tuple(sorted(out, key=problem_order))
 
 
-def too_deep_hint(root: Node) -> str | None:
-    """Why `root` (holding no department) looks like a level below the right one: its
-    folders are named like courses, its files like tests, or its own name is a
-    department's. None when it looks like nothing in particular."""
+_HOLDS_DEPARTMENTS = "the shared drive or folder that holds the department folders"
+
+
+def _courses_at(root: Node) -> str | None:
+    """Why `root`, holding no department, is itself a department folder (contract §7):
+    it holds folders named like courses. None when it holds none."""
     courses = sorted(c.name for c in root.children if c.is_folder and naming.parse_course(c.name))
-    tests = [c.name for c in root.children if c.is_pdf and naming.parse_test(c.name)]
-    if courses or naming.department_code(root.name):
-        seen = (
-            f"it holds course folders like {courses[0]!r}"
-            if courses
-            else "it is named like a department"
-        )
-        return (
-            f"FOLDER_ID seems to point one level too deep: {root.name!r} holds no department "
-            f"folders, and {seen}. Set FOLDER_ID to the shared drive or folder that holds the "
-            "department folders."
-        )
-    if tests:
-        return (
-            f"FOLDER_ID seems to point two levels too deep: {root.name!r} holds no department "
-            f"folders but test files like {sorted(tests)[0]!r} (a course folder?). Set FOLDER_ID "
-            "to the shared drive or folder that holds the department folders."
-        )
-    return None
+    if not courses:
+        return None
+    return f"{root.name!r} holds course folders like {courses[0]!r} and no department folders"
+
+
+def too_deep_error(catalog: Catalog, setting: str, parent: tuple[str, str] | None) -> str:
+    """The configuration error of a root that is a department folder: `setting` names the
+    root (`FOLDER_ID`, `--source`); `parent` is the (id, name) of the folder that holds
+    it, when the account can see it."""
+    fix = f"Set {setting} to {_HOLDS_DEPARTMENTS}"
+    if parent is not None:
+        where = repr(parent[1]) if parent[0] == parent[1] else f"{parent[0]} ({parent[1]!r})"
+        fix = f"Set {setting} to the folder that holds it: {where}"
+    return (
+        f"{setting} points one level too deep: {catalog.root_too_deep}. {fix}. Nothing was written."
+    )
+
+
+def too_deep_hint(root: Node) -> str | None:
+    """Why `root` (holding no department and no course folder) may be the wrong folder:
+    its own name is a department's, or it holds files named like tests."""
+    tests = sorted(c.name for c in root.children if c.is_pdf and naming.parse_test(c.name))
+    none = f"{root.name!r} holds no department folders"
+    if naming.department_code(root.name):
+        seen = f"one level too deep: {none}, and it is named like a department"
+    elif tests:
+        seen = f"two levels too deep: {none} but test files like {tests[0]!r} (a course folder?)"
+    else:
+        return None
+    return f"FOLDER_ID seems to point {seen}. Set FOLDER_ID to {_HOLDS_DEPARTMENTS}."
+
+
+def guard_hint(catalog: Catalog, had: Iterable[str]) -> str | None:
+    """What the mass-delete guard (or a fresh database's warning) says may be wrong with
+    the root. `had`: the departments it held at the last run; when it holds none now,
+    they are gone (FOLDER_ID is right: no guess about it)."""
+    gone = sorted(had)
+    if catalog.departments or catalog.courses or not gone:
+        return catalog.root_hint
+    listed = gone[0] if len(gone) == 1 else ", ".join(gone[:-1]) + " and " + gone[-1]
+    return (
+        f"The root held the departments {listed} at the last run and holds none now: they "
+        "were trashed, deleted, moved, or are no longer shared with the account."
+    )
 
 
 def _exam_entries(tests: Iterable[TestName]) -> tuple[ExamEntry, ...]:

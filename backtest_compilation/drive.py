@@ -611,6 +611,20 @@ class DriveSource:
         request = self._service.files().list(q=q, pageSize=100, fields="files(name)", **where)
         return [f.get("name", "") for f in self._execute(request, "files.list").get("files", [])]
 
+    def root_parent(self) -> tuple[str, str] | None:
+        """The id and name of the folder (or shared drive) that holds FOLDER_ID, for the
+        message that FOLDER_ID is one level too deep; None when the account cannot see it."""
+        try:
+            meta = self.item(self.folder_id, "parents,driveId")
+            parent = (meta.get("parents") or [None])[0]
+            if parent is None:
+                return None
+            shared = parent == meta.get("driveId")
+            got = self.shared_drive(parent) if shared else self.item(parent, "id,name")
+        except (HttpError, ServiceError):
+            return None  # a message without the parent's name, not a failed run
+        return (str(got["id"]), str(got["name"])) if got else None
+
     def file_version(self, file_id: str) -> str | None:
         """The Drive `version` of `file_id` (e.g. the report spreadsheet), in one
         `files.get`: it grows on every write to the file, whoever made it. None when the

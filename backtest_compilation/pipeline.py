@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from . import catalog as catalog_mod
 from . import google, lock, report, sinks, state, website
 from .catalog import Catalog, RenameResult
-from .errors import CHECK_FAILED, GuardRefused, RunError, ServiceError
+from .errors import CHECK_FAILED, ConfigError, GuardRefused, RunError, ServiceError
 from .outcome import (
     NO_CHANGES,
     NOT_WRITTEN,
@@ -299,6 +299,10 @@ def _catalog(it: _Run, reading: Reading, remembered: state.State) -> tuple[Catal
         today=it.now.astimezone(it.config.zone).date(),
         future_year_exempt=it.config.future_year_exempt,
     )
+    if built.root_too_deep:  # a configuration error whatever MongoDB holds (contract §7)
+        setting = "FOLDER_ID" if it.services.source.name == "drive" else "--source"
+        parent = it.services.source.root_parent()
+        raise ConfigError(catalog_mod.too_deep_error(built, setting, parent))
     for ignored in built.ignored:
         log.debug("ignored: %s (%s)", ignored.path, ignored.reason)
     log.info(
@@ -393,12 +397,10 @@ def _write_mongo(
     it: _Run, planned: sinks.MongoPlan, deadline: google.Deadline, unchanged: bool
 ) -> bool:
     """4. MongoDB: apply the plan; the `mongo` and `website` blocks say what it did."""
-    store, fraction = it.services.store, it.config.max_delete_fraction
+    store = it.services.store
     ok, applied = it.isolated(
         "mongo",
-        lambda: (
-            _in_time(deadline, "mongo", unchanged) or sinks.apply_mongo(store, planned, fraction)
-        ),
+        lambda: _in_time(deadline, "mongo", unchanged) or sinks.apply_mongo(store, planned),
     )
     failure = it.summary.failures.get("mongo")
     website, block = sinks.mongo_told(planned, applied, failure, unchanged=unchanged)

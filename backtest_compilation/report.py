@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from html import escape
+from pathlib import Path
+from string import Template
 from typing import Any
 from urllib.parse import quote
 
@@ -110,12 +113,6 @@ def catalog_text(catalog: Catalog) -> str:
     return "\n".join(lines)
 
 
-def problem_counts(catalog: Catalog) -> dict[str, int]:
-    """Problems per category (only the categories that occur), for the summary line."""
-    counts = Counter(p.category for p in catalog.problems)
-    return {c.value: counts[c] for c in Category if counts[c]}
-
-
 # Drive ids are 19+ characters of this alphabet. A local source's ids are relative paths:
 # below the root they hold a "/", and a root entry that can be a problem is a department
 # folder of at most 6 characters, so neither is taken for a Drive id.
@@ -130,34 +127,51 @@ def drive_link(item_id: str) -> str | None:
     return f"https://drive.google.com/open?id={quote(item_id, safe='')}"
 
 
-# Wraps long names and lines instead of scrolling sideways (a 1,280 px window or a phone).
-_CSS = """
-*{box-sizing:border-box}
-body{font:15px/1.45 system-ui,sans-serif;margin:1.5rem auto;max-width:60rem;padding:0 1rem;
-color:#222;overflow-wrap:anywhere}
-h1{font-size:1.5rem}h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;width:100%;table-layout:fixed}
-td,th{padding:.25rem .5rem;border-bottom:1px solid #eee;text-align:left;vertical-align:top}
-th{background:#f6f6f6}.num{text-align:right;width:6.5rem}
-.cat{font-family:ui-monospace,monospace;font-size:.8em;color:#555;width:13rem;overflow-wrap:normal}
-.plus{color:#17692d}.minus{color:#a11}.tilde{color:#8a5a00}
-code,pre{font-family:ui-monospace,monospace}pre{white-space:pre-wrap}
-.summary{background:#f4f7fb;padding:.75rem 1rem;border-radius:6px}
-.failed{background:#fbeaea;padding:.75rem 1rem;border-radius:6px}
-ul.lines{list-style:none;padding-left:0}ul.lines li{padding:.15rem 0}
-a{color:#0b57d0}
-@media (max-width:40rem){body{margin:.75rem auto;font-size:14px}.cat{display:none}}
-"""
+# The page's markup and CSS (contract §7 `report.html`), filled by `html_page`.
+PAGE = Path(__file__).with_name("report_page.html")
 
 
-def _rows(cells: list[list[str]], classes: list[str] | None = None) -> str:
-    out = []
-    for row in cells:
-        tds = "".join(
-            f'<td class="{(classes or [""] * len(row))[i]}">{c}</td>' for i, c in enumerate(row)
-        )
-        out.append(f"<tr>{tds}</tr>")
-    return "\n".join(out)
+class Html(str):
+    """Markup built here from escaped text; any other string put on the page is escaped."""
+
+
+def _text(value: object) -> Html:
+    return value if isinstance(value, Html) else Html(escape(str(value)))
+
+
+def _linked(text: str, item_id: str) -> Html:
+    """`text` as a link to the item in Drive when `item_id` is a Drive id."""
+    url = drive_link(item_id)
+    if url is None:
+        return _text(text)
+    return Html(f'<a href="{_text(url)}" rel="noreferrer" target="_blank">{_text(text)}</a>')
+
+
+def _table(header: str, rows: Iterable[Sequence[object]], classes: Sequence[str]) -> Html:
+    """A table: `header` is markup of ours; each cell is text (escaped) or `Html`."""
+    lines = (
+        "<tr>"
+        + "".join(f'<td class="{c}">{_text(v)}</td>' for c, v in zip(classes, row, strict=True))
+        + "</tr>"
+        for row in rows
+    )
+    return Html(f"<table><tr>{header}</tr>\n" + "\n".join(lines) + "\n</table>")
+
+
+def _list(lines: Iterable[str], css: Callable[[str], str] = lambda _line: "") -> Html:
+    """A list of lines; `css` gives a line its class (none when empty)."""
+    items = (
+        f'<li class="{css(line)}">{_text(line)}</li>' if css(line) else f"<li>{_text(line)}</li>"
+        for line in lines
+    )
+    return Html(f'<ul class="lines">{"".join(items)}</ul>')
+
+
+NONE = Html("<p>None.</p>")
+
+
+def _para(text: str) -> Html:
+    return Html(f"<p>{_text(text)}</p>")
 
 
 def html_page(
@@ -173,184 +187,131 @@ def html_page(
     changed, problems grouped as in the sheet with links to Drive, classes not found.
 
     Built from the §8 `summary` alone (plus the MongoDB change lines and, in the demo,
-    what the website shows), so a failed run gets a page too. No scripts, readable on a
-    phone, long lines wrap."""
-    catalog = summary.get("catalog") or {"course_codes": [], "courses": [], "crosslisted": []}
+    what the website shows), so a failed run gets a page too. The markup and the CSS are
+    `report_page.html`; every value put into it is escaped (`_text`), so a file named
+    `<script>` is text on the page."""
+    catalog = summary.get("catalog") or {}
     courses = catalog.get("courses") or []
     problems = summary.get("problems") or []
     renames = summary.get("renames") or []
-    parts = [
-        *_html_head(title, headline),
-        *_html_failure(error, summary.get("failed") or {}),
-        _html_counts(courses, problems, renames),
-        # Problems first: they are what a person must act on.
-        *_html_problems(problems),
-        *_html_crosslisted(catalog.get("crosslisted") or []),
-        *_html_not_found(summary.get("sheet") or {}),
-        *_html_renames(renames),
-        *_html_mongo(summary.get("mongo") or {}, mongo_lines),
-        *_html_website(courses, website),
-        "</body></html>",
-    ]
-    return "\n".join(parts)
+    crosslisted = catalog.get("crosslisted") or []
+    sheet = summary.get("sheet") or {}
+    mongo = summary.get("mongo") or {}
+    errors = [p for p in problems if not _about_files(p)]
+    files = [p for p in problems if _about_files(p)]
+    values: dict[str, object] = {
+        "title": title,
+        "headline": headline,
+        "failure": _failure(error, summary.get("failed") or {}),
+        "counts": _counts(courses, problems, renames),
+        "errors_count": len(errors),
+        "errors": _problems(errors),
+        "files_count": len(files),
+        "files": _problems(files),
+        "crosslisted_count": len(crosslisted),
+        "crosslisted": _list(crosslisted_message(tuple(g)) for g in crosslisted)
+        if crosslisted
+        else NONE,
+        "not_found_count": len(sheet.get("not_found") or []) + len(sheet.get("ambiguous") or []),
+        "not_found": _not_found(sheet),
+        "renames_count": len(renames),
+        "renames": _renames(renames),
+        "mongo_counts": ", ".join(
+            f"{mongo.get(key, 0)} {word}"
+            for key, word in (("inserted", "added"), ("updated", "changed"), ("deleted", "removed"))
+        ),
+        "mongo": _mongo(mongo, mongo_lines),
+        "website": _website(courses, website),
+    }
+    page = Template(PAGE.read_text(encoding="utf-8"))
+    return page.substitute({name: _text(value) for name, value in values.items()})
 
 
-def _html_head(title: str, headline: str) -> list[str]:
-    return [
-        "<!doctype html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>",
-        f"<h1>{escape(title)}</h1>",
-        f'<p class="summary">{escape(headline)}</p>',
-    ]
-
-
-def _html_failure(error: str, failed: dict[str, str]) -> list[str]:
+def _failure(error: str, failed: dict[str, str]) -> Html:
     """The run's error and each sink's failure, or nothing for a run that did not fail."""
-    if not error and not failed:
-        return []
-    lines = [error] if error else []
-    lines += [f"{sink}: {why}" for sink, why in sorted(failed.items())]
-    return [
-        '<div class="failed"><strong>This run failed.</strong><ul>'
-        + "".join(f"<li>{escape(line)}</li>" for line in lines)
-        + "</ul></div>"
-    ]
+    lines = ([error] if error else []) + [f"{sink}: {why}" for sink, why in sorted(failed.items())]
+    if not lines:
+        return Html("")
+    items = "".join(f"<li>{_text(line)}</li>" for line in lines)
+    return Html(f'<div class="failed"><strong>This run failed.</strong><ul>{items}</ul></div>\n')
 
 
-def _html_counts(courses: list[Any], problems: list[Any], renames: list[Any]) -> str:
+def _counts(courses: list[Any], problems: list[Any], renames: list[Any]) -> str:
     departments = {course["course_code"] for course in courses}
     tests = sum(int(c.get("digital_count", 0)) for c in courses)
     return (
-        f"<p>{plural(len(departments), 'department')}, {plural(len(courses), 'course')}, "
+        f"{plural(len(departments), 'department')}, {plural(len(courses), 'course')}, "
         f"{plural(tests, 'digital test')}, {plural(len(problems), 'problem')}, "
-        f"{plural(len(renames), 'rename')}.</p>"
+        f"{plural(len(renames), 'rename')}"
     )
 
 
-def _html_problems(problems: list[dict[str, Any]]) -> list[str]:
-    """The sheet's two sections, `Errors` then `Invalid Filenames`, linked to Drive."""
-    parts: list[str] = []
-    for section, about_files in (("Errors", False), ("Invalid Filenames", True)):
-        chosen = [p for p in problems if _about_files(p) == about_files]
-        parts.append(f"<h2>{section} ({len(chosen)})</h2>")
-        if not chosen:
-            parts.append("<p>None.</p>")
-            continue
-        linked = any(drive_link(p.get("id", "")) for p in chosen)
-        opens = " (click to open it in Drive)" if linked else ""
-        parts.append(f"<table><tr><th>problem{opens}</th><th class=cat>category</th></tr>")
-        parts.append(
-            _rows(
-                [[_linked(p["message"], p.get("id", "")), escape(p["category"])] for p in chosen],
-                ["", "cat"],
-            )
-        )
-        parts.append("</table>")
-    return parts
+def _problems(problems: list[dict[str, Any]]) -> Html:
+    """One of the sheet's two sections, `Errors` or `Invalid Filenames`, linked to Drive."""
+    if not problems:
+        return NONE
+    opens = (
+        " (click to open it in Drive)" if any(drive_link(p.get("id", "")) for p in problems) else ""
+    )
+    rows = [(_linked(p["message"], p.get("id", "")), p["category"]) for p in problems]
+    return _table(f"<th>problem{opens}</th><th class=cat>category</th>", rows, ("", "cat"))
 
 
-def _html_crosslisted(crosslisted: list[list[str]]) -> list[str]:
-    heading = f"<h2>Crosslisted classes ({len(crosslisted)})</h2>"
-    if not crosslisted:
-        return [heading, "<p>None.</p>"]
-    items = "".join(f"<li>{escape(crosslisted_message(tuple(g)))}</li>" for g in crosslisted)
-    return [heading, f'<ul class="lines">{items}</ul>']
-
-
-def _html_not_found(sheet: dict[str, Any]) -> list[str]:
+def _not_found(sheet: dict[str, Any]) -> Html:
     """Courses without a row in the sheet (or with several), as the sheet run found them."""
     not_found = list(sheet.get("not_found") or [])
     ambiguous = list(sheet.get("ambiguous") or [])
-    heading = f"<h2>Classes not found in the sheet ({len(not_found) + len(ambiguous)})</h2>"
     if not sheet.get("written") and not not_found and not ambiguous:
-        return [heading, "<p>The sheet was not written in this run.</p>"]
+        return _para("The sheet was not written in this run.")
     if not not_found and not ambiguous:
-        return [heading, "<p>None: every course has its row.</p>"]
-    return [
-        heading,
-        '<ul class="lines">'
-        + "".join(f"<li>{escape(name)}</li>" for name in not_found)
-        + "".join(f"<li>{escape(name)} (matches more than one row)</li>" for name in ambiguous)
-        + "</ul>",
-    ]
+        return _para("None: every course has its row.")
+    return _list([*not_found, *(f"{name} (matches more than one row)" for name in ambiguous)])
 
 
-def _html_renames(renames: list[dict[str, Any]]) -> list[str]:
-    heading = f"<h2>Renames ({len(renames)})</h2>"
+def _renames(renames: list[dict[str, Any]]) -> Html:
     if not renames:
-        return [heading, "<p>None.</p>"]
+        return NONE
     rows = [
-        [_linked(r["from"], r.get("id", "")), escape(r["to"]), "yes" if r.get("applied") else "no"]
+        (_linked(r["from"], r.get("id", "")), r["to"], "yes" if r.get("applied") else "no")
         for r in renames
     ]
-    return [
-        heading,
-        "<table><tr><th>file</th><th>new name</th><th class=num>done</th></tr>",
-        _rows(rows, ["", "", "num"]),
-        "</table>",
-    ]
+    header = "<th>file</th><th>new name</th><th class=num>done</th>"
+    return _table(header, rows, ("", "", "num"))
 
 
-def _html_mongo(mongo: dict[str, Any], mongo_lines: list[str] | tuple[str, ...]) -> list[str]:
-    """The MongoDB counts, then each change line (coloured by its +, - or ~)."""
-    counts = (
-        f"{mongo.get('inserted', 0)} added, {mongo.get('updated', 0)} changed, "
-        f"{mongo.get('deleted', 0)} removed"
-    )
-    heading = f"<h2>MongoDB changes ({escape(counts)})</h2>"
+def _mongo(mongo: dict[str, Any], mongo_lines: Sequence[str]) -> Html:
+    """Each change line (coloured by its +, - or ~), or why there is none."""
     if mongo_lines:
         css = {"+": "plus", "-": "minus", "~": "tilde"}
-        return [
-            heading,
-            '<ul class="lines">',
-            *(f'<li class="{css.get(line[:1], "")}">{escape(line)}</li>' for line in mongo_lines),
-            "</ul>",
-        ]
+        return _list(mongo_lines, lambda line: css.get(line[:1], ""))
     if mongo.get("in_sync"):
-        return [
-            heading,
-            "<p>Nothing to change: the website already shows what the drive holds.</p>",
-        ]
-    return [heading, "<p>MongoDB was not updated in this run.</p>"]
+        return _para("Nothing to change: the website already shows what the drive holds.")
+    return _para("MongoDB was not updated in this run.")
 
 
-def _html_website(courses: list[dict[str, Any]], website: list[str] | tuple[str, ...]) -> list[str]:
+def _website(courses: list[dict[str, Any]], website: Sequence[str]) -> Html:
     """What a visitor sees: the demo's website lines, departments, then every course."""
     per_code: dict[str, list[int]] = {}
     for course in courses:
         entry = per_code.setdefault(course["course_code"], [0, 0])
         entry[0] += 1
         entry[1] += int(course.get("digital_count", 0))
-    parts = ["<h2>What the website shows</h2>"]
-    if website:
-        parts.append('<ul class="lines">' + "".join(f"<li>{escape(w)}</li>" for w in website))
-        parts.append("</ul>")
-    parts.append(
-        "<table><tr><th>department</th><th class=num>courses</th>"
-        "<th class=num>digital tests</th></tr>"
+    lines = f"{_list(website)}\n" if website else ""
+    departments = _table(
+        "<th>department</th><th class=num>courses</th><th class=num>digital tests</th>",
+        [(code, n, t) for code, (n, t) in sorted(per_code.items())],
+        ("", "num", "num"),
     )
-    parts.append(
-        _rows(
-            [[escape(code), str(n), str(t)] for code, (n, t) in sorted(per_code.items())],
-            ["", "num", "num"],
+    tests = [
+        (
+            _linked(c["name"], c.get("folder_id", "")),
+            "; ".join(f"{t['type']}: {', '.join(t['tests'])}" for t in c["tests"]) or "—",
+            c.get("digital_count", 0),
         )
-    )
-    parts.append("</table>")
-    parts.append("<table><tr><th>course</th><th>tests</th><th class=num>count</th></tr>")
-    parts.append(_rows([_course_cells(c) for c in courses], ["", "", "num"]))
-    parts.append("</table>")
-    return parts
-
-
-def _course_cells(course: dict[str, Any]) -> list[str]:
-    tests = "; ".join(f"{t['type']}: {', '.join(t['tests'])}" for t in course["tests"])
-    return [
-        _linked(course["name"], course.get("folder_id", "")),
-        escape(tests or "—"),
-        str(course.get("digital_count", 0)),
+        for c in courses
     ]
+    header = "<th>course</th><th>tests</th><th class=num>count</th>"
+    return Html(f"{lines}{departments}\n{_table(header, tests, ('', '', 'num'))}")
 
 
 def _about_files(problem: dict[str, Any]) -> bool:
@@ -358,14 +319,6 @@ def _about_files(problem: dict[str, Any]) -> bool:
         return Category(problem["category"]).is_about_files
     except ValueError:
         return False
-
-
-def _linked(text: str, item_id: str) -> str:
-    """`text` escaped, as a link to the item in Drive when `item_id` is a Drive id."""
-    url = drive_link(item_id)
-    if url is None:
-        return escape(text)
-    return f'<a href="{escape(url)}" rel="noreferrer" target="_blank">{escape(text)}</a>'
 
 
 # ---------------------------------------------------------------- MongoDB plan

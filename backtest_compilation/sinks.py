@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from bson import ObjectId
 
 from . import outcome, report, state, website
-from .catalog import Catalog, Rename, RenameResult, problems_after_renames
+from .catalog import Catalog, Rename, RenameResult, guard_hint, problems_after_renames
 from .errors import RunError
 from .sources import Reading, Source
 
@@ -51,21 +51,27 @@ def plan_mongo(
     """Plan the writes that make MongoDB (`current`) show `built`; the mass-delete
     guard is decided here, once."""
     plan = website.plan(built, current, reuse=reusable_ids(remembered, now))
+    # The departments of the last run matter only to an empty catalog (and are big).
+    had = () if built.departments or built.courses else _published_codes(remembered)
+    hint = guard_hint(built, had)
     refusal = None
     if not allow_mass_delete:
-        refusal = website.guard_refusal(
-            plan, max_delete_fraction=max_delete_fraction, hint=built.root_hint
-        )
-    if built.root_hint and refusal is None:
-        log.warning("%s", built.root_hint)
+        refusal = website.guard_refusal(plan, max_delete_fraction=max_delete_fraction, hint=hint)
+    if hint and refusal is None:
+        log.warning("%s", hint)
     return MongoPlan(plan, current, refusal)
 
 
-def apply_mongo(store: Store, planned: MongoPlan, max_delete_fraction: float) -> website.Applied:
+def _published_codes(remembered: state.State) -> list[str]:
+    """The departments the website showed after the last run this source's state knows."""
+    catalog = remembered.mongo.data.get("catalog") if remembered.mongo is not None else None
+    codes = catalog.get("course_codes") if isinstance(catalog, dict) else None
+    return [c for c in codes if isinstance(c, str)] if isinstance(codes, list) else []
+
+
+def apply_mongo(store: Store, planned: MongoPlan) -> website.Applied:
     """Write the plan (the guard was decided by `plan_mongo`)."""
-    return store.apply(
-        planned.plan, max_delete_fraction=max_delete_fraction, allow_mass_delete=True
-    )
+    return store.apply(planned.plan)
 
 
 def mongo_told(

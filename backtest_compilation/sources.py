@@ -73,6 +73,10 @@ class Source(Protocol):
 
     def sheet_version(self, spreadsheet_id: str) -> str | None: ...
 
+    def root_parent(self) -> tuple[str, str] | None:
+        """(id, name) of the folder that holds the root, if it can be seen."""
+        ...
+
     @property
     def calls(self) -> int: ...
 
@@ -134,6 +138,9 @@ class DriveTree:
     def rename(self, renames: Sequence[Rename]) -> RenameResult:
         return self.drive.rename(renames)
 
+    def root_parent(self) -> tuple[str, str] | None:
+        return self.drive.root_parent()
+
     def after_renames(self, reading: Reading, renames: Sequence[Rename]) -> Reading:
         """The reading with applied renames folded in, so the next run sees no change."""
         if not renames:
@@ -191,6 +198,11 @@ class LocalTree:
         snapshot = {"kind": "local", "root": str(self.source.root), "fingerprint": tree_print}
         changed = previous is None or dict(previous) != snapshot
         return Reading.of(tree, snapshot, changed, full_rescan, tree_print)
+
+    def root_parent(self) -> tuple[str, str] | None:
+        """The directory that holds the root, by its path."""
+        parent = str(self.source.root.resolve().parent)
+        return parent, parent
 
     def rename(self, renames: Sequence[Rename]) -> RenameResult:
         """Rename on disk; a failure becomes a `rename_failed` problem."""

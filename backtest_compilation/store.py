@@ -18,11 +18,12 @@ import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
-from typing import Any, NamedTuple, Self
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, NamedTuple, Self
 from urllib.parse import unquote, urlsplit
 
+import pymongo
 from pymongo import DeleteMany, InsertOne, MongoClient, UpdateMany, monitoring
 from pymongo.database import Database
 from pymongo.errors import (
@@ -46,9 +47,11 @@ from .website import (
     CourseUpdate,
     Current,
     Plan,
-    check_guard,
     id_order,
 )
+
+if TYPE_CHECKING:
+    from .google import Deadline
 
 log = logging.getLogger(__name__)
 
@@ -195,8 +198,15 @@ class Store:
         round_trips: RoundTrips,
         monitored: bool,
         uri: str = "",
+        deadline: Deadline | None = None,
+        patience_s: float = float("inf"),
     ) -> None:
         self._client = client
+        # The run's end (RUN_TIMEOUT_S): no operation outlives it. `patience_s` is the
+        # longest the driver waits by itself (its socket timeout): a farther deadline
+        # leaves the driver's own, shorter limits in force.
+        self.deadline = deadline
+        self._patience_s = patience_s
         self._db: Database[Any] = client[db_name]
         self.round_trips = round_trips
         # False for mongomock: no command events, so calls are recorded by hand.
@@ -205,23 +215,31 @@ class Store:
         self._secret = _password(uri)
 
     @classmethod
-    def connect(cls, uri: str, db_name: str, *, timeout_ms: int = DEFAULT_TIMEOUT_MS) -> Self:
+    def connect(
+        cls,
+        uri: str,
+        db_name: str,
+        *,
+        timeout_ms: int = DEFAULT_TIMEOUT_MS,
+        deadline: Deadline | None = None,
+    ) -> Self:
         """A store for `uri` (`mongodb://`, `mongodb+srv://` or `mongomock://`).
 
         Connecting is lazy: an unreachable server shows at the first read, after
-        `timeout_ms`, as `ServiceError`."""
+        `timeout_ms`, as `ServiceError`. Every operation ends by `deadline` (the run's)."""
         counter = RoundTrips()
         if uri.startswith("mongomock:"):
             # Imported only here: a real deployment never loads the in-process store.
             import mongomock
 
             return cls(mongomock.MongoClient(), db_name, round_trips=counter, monitored=False)
+        socket_ms = max(timeout_ms * 12, 60_000)
         try:
             client: MongoClient[Any] = MongoClient(
                 uri,
                 serverSelectionTimeoutMS=timeout_ms,
                 connectTimeoutMS=timeout_ms,
-                socketTimeoutMS=max(timeout_ms * 12, 60_000),
+                socketTimeoutMS=socket_ms,
                 event_listeners=[counter],
                 appname="backtest-compilation",
             )
@@ -229,7 +247,15 @@ class Store:
             raise ConfigError(
                 f"MONGO_URI {redact_uri(uri)!r} is not usable: {_scrub(str(exc), _password(uri))}"
             ) from None
-        return cls(client, db_name, round_trips=counter, monitored=True, uri=uri)
+        return cls(
+            client,
+            db_name,
+            round_trips=counter,
+            monitored=True,
+            uri=uri,
+            deadline=deadline,
+            patience_s=socket_ms / 1000,
+        )
 
     def close(self) -> None:
         """Release the connection pool (nothing to do for mongomock)."""
@@ -255,33 +281,42 @@ class Store:
 
     @contextmanager
     def _talking(self, doing: str) -> Iterator[None]:
-        """Turn driver errors into the run's errors, without the password."""
+        """Within the run's remaining time, turn driver errors into the run's errors,
+        without the password."""
         try:
-            yield
-        except OperationFailure as exc:
-            if exc.code in AUTH_ERROR_CODES:
-                raise ConfigError(
-                    f"MongoDB at {self._where} rejected the credentials while {doing}: "
-                    "check the user, password and authSource in MONGO_URI"
-                ) from None
-            raise ServiceError(
-                f"MongoDB at {self._where} failed while {doing}: {self._scrub(_brief(exc))}"
-            ) from None
-        except ConnectionFailure as exc:
+            with self._within_deadline():
+                yield
+        except PyMongoError as exc:
+            # A server that stops answering is cut off at the run's end, not the socket's.
+            if exc.timeout and self.deadline is not None and self.deadline.left() < 1.0:
+                where = f"{doing} (MongoDB at {self._where} did not answer in time)"
+                raise self.deadline.error(where) from None
+            raise self._error(exc, doing) from None
+
+    def _within_deadline(self) -> AbstractContextManager[None]:
+        # Under `pymongo.timeout` the driver waits for a server as long as the limit allows
+        # (not serverSelectionTimeoutMS): it is set only once the deadline is the nearer.
+        left = self.deadline.left() if self.deadline is not None else float("inf")
+        return pymongo.timeout(max(left, 0.001)) if left < self._patience_s else nullcontext()
+
+    def _error(self, exc: PyMongoError, doing: str) -> ServiceError | ConfigError:
+        if isinstance(exc, OperationFailure) and exc.code in AUTH_ERROR_CODES:
+            return ConfigError(
+                f"MongoDB at {self._where} rejected the credentials while {doing}: "
+                "check the user, password and authSource in MONGO_URI"
+            )
+        if isinstance(exc, ConnectionFailure):
             # ServerSelectionTimeoutError, AutoReconnect, NetworkTimeout …: one line naming
             # each host and port and what most likely went wrong, not pymongo's topology dump.
-            raise ServiceError(
+            return ServiceError(
                 f"MongoDB at {self._where} is unreachable while {doing}: "
                 f"{self._unreachable_cause(exc)}"
-            ) from None
-        except ConfigurationError as exc:
-            raise ConfigError(
-                f"MONGO_URI {self._where} is not usable: {self._scrub(str(exc))}"
-            ) from None
-        except PyMongoError as exc:
-            raise ServiceError(
-                f"MongoDB at {self._where} failed while {doing}: {self._scrub(_brief(exc))}"
-            ) from None
+            )
+        if isinstance(exc, ConfigurationError):
+            return ConfigError(f"MONGO_URI {self._where} is not usable: {self._scrub(str(exc))}")
+        return ServiceError(
+            f"MongoDB at {self._where} failed while {doing}: {self._scrub(_brief(exc))}"
+        )
 
     def _scrub(self, text: str) -> str:
         return _scrub(text, self._secret)
@@ -346,17 +381,14 @@ class Store:
                 self._db[collection].create_index(key)
                 self._by_hand("createIndexes")
 
-    def apply(self, plan: Plan, *, max_delete_fraction: float, allow_mass_delete: bool) -> Applied:
+    def apply(self, plan: Plan) -> Applied:
         """Write `plan`: inserts bottom-up, then updates, then deletes top-down (contract §3).
 
-        Checks the mass-delete guard first (`GuardRefused`, nothing written). A plan
-        with nothing to do sends nothing. Otherwise the indexes are ensured and each
-        non-empty phase is one ordered `bulk_write`. A failure stops at that phase
-        (`ApplyFailed`, a `ServiceError`, with what was written before it); the next run
-        reads the state again and converges."""
-        check_guard(
-            plan, max_delete_fraction=max_delete_fraction, allow_mass_delete=allow_mass_delete
-        )
+        The mass-delete guard was decided before (`website.guard_refusal`). A plan with
+        nothing to do sends nothing. Otherwise the indexes are ensured and each non-empty
+        phase is one ordered `bulk_write`. A failure stops at that phase (`ApplyFailed`, a
+        `ServiceError`, with what was written before it); the next run reads the state
+        again and converges."""
         if plan.is_empty:
             log.info("mongo apply: in sync, nothing written")
             return Applied()
@@ -366,18 +398,22 @@ class Store:
             for line in plan_lines(plan):
                 log.debug("mongo plan: %s", line)
         phases = [phase for phase in write_phases(plan) if phase.operations]
-        progress, error = self._write_phases(phases)
+        done, error = self._write_phases(phases)
+
+        def total(kind: str) -> int:
+            return sum(n for name, n in done.items() if name.startswith(kind))
+
         applied = Applied(
-            inserted=progress.inserted,
-            updated=progress.updated,
-            deleted=progress.deleted,
+            inserted=total("insert"),
+            updated=total("update"),
+            deleted=total("delete"),
             round_trips=self.round_trips.total - before,
             seconds=time.perf_counter() - started,
         )
         if error is not None:
             # What the server confirmed so far; every later phase is not applied.
             per_phase = tuple(
-                (phase.name, phase.documents, progress.done.get(phase.name, 0)) for phase in phases
+                (phase.name, phase.documents, done.get(phase.name, 0)) for phase in phases
             )
             raise ApplyFailed(
                 str(error), replace(applied, complete=False, phases=per_phase)
@@ -392,23 +428,22 @@ class Store:
         )
         return applied
 
-    def _write_phases(self, phases: list[WritePhase]) -> tuple[_Progress, ServiceError | None]:
-        """The indexes, then each phase in order, until one fails: what the server
-        confirmed, and the error that stopped the writes (None when all went through)."""
-        progress = _Progress()
+    def _write_phases(self, phases: list[WritePhase]) -> tuple[dict[str, int], ServiceError | None]:
+        """The indexes, then each phase in order, until one fails: the documents the server
+        confirmed per phase, and the error that stopped the writes (None when all went)."""
+        done: dict[str, int] = {}
         try:
             self.ensure_indexes()
         except ServiceError as exc:
-            return progress, exc
+            return done, exc
         for phase in phases:
-            written, error = self._write_phase(phase)
-            progress = progress.plus(written)
+            done[phase.name], error = self._write_phase(phase)
             if error is not None:
-                return progress, error
-        return progress, None
+                return done, error
+        return done, None
 
-    def _write_phase(self, write: WritePhase) -> tuple[_Progress, ServiceError | None]:
-        """One ordered `bulk_write`: what it confirmed, and the error if it stopped."""
+    def _write_phase(self, write: WritePhase) -> tuple[int, ServiceError | None]:
+        """One ordered `bulk_write`: the documents it confirmed, and the error if it stopped."""
         phase, kind = write.name, write.name.split()[0]
         try:
             with self._talking(f"writing ({phase})"):
@@ -422,46 +457,17 @@ class Store:
                         f"MongoDB at {self._where} refused a write while writing ({phase}): "
                         f"{self._scrub(first[:300])}"
                     )
-                    return _Progress.of(phase, kind, _confirmed(phase, exc.details)), refused
+                    return _confirmed(phase, exc.details), refused
         except ServiceError as exc:  # `_talking`'s: the driver failed, nothing confirmed
-            return _Progress(), exc
+            return 0, exc
         self._by_hand(kind)
         log.debug("mongo %s: %d operations", phase, len(write.operations))
-        written = _Progress(
-            done={phase: write.documents},
-            inserted=result.inserted_count,
-            updated=result.modified_count,
-            deleted=result.deleted_count,
-        )
-        return written, None
-
-
-@dataclass(frozen=True)
-class _Progress:
-    """Documents the server confirmed: per phase (for `Applied.phases`), and in total."""
-
-    done: Mapping[str, int] = field(default_factory=dict)
-    inserted: int = 0
-    updated: int = 0
-    deleted: int = 0
-
-    @classmethod
-    def of(cls, phase: str, kind: str, count: int) -> _Progress:
-        """`count` documents confirmed by a phase of `kind` (insert, update or delete)."""
-        return cls(
-            done={phase: count},
-            inserted=count if kind == "insert" else 0,
-            updated=count if kind == "update" else 0,
-            deleted=count if kind == "delete" else 0,
-        )
-
-    def plus(self, other: _Progress) -> _Progress:
-        return _Progress(
-            done={**self.done, **other.done},
-            inserted=self.inserted + other.inserted,
-            updated=self.updated + other.updated,
-            deleted=self.deleted + other.deleted,
-        )
+        counts = {
+            "insert": result.inserted_count,
+            "update": result.modified_count,
+            "delete": result.deleted_count,
+        }
+        return counts[kind], None
 
 
 class WritePhase(NamedTuple):

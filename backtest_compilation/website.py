@@ -3,7 +3,7 @@
 Named after its subject: the documents the website reads (contract §3). Pure code over
 frozen dataclasses: `Current` is what MongoDB holds (typed by `store.read_state`, which
 owns the wire format); `plan` diffs a `Catalog` against it, phase by phase (match
-courses, courses, backtests, codes); `guard_refusal` and `check_guard` implement the
+courses, courses, backtests, codes); `guard_refusal` is the
 mass-delete guard. No I/O here: `store` reads and applies, `report` says what a plan does.
 
 Identity rules. The website links to a course by its `_id`, so a course document is
@@ -24,7 +24,6 @@ from typing import Any
 from bson import ObjectId
 
 from .catalog import Catalog, Course, ExamEntry
-from .errors import GuardRefused
 
 # The guard never fires for a handful of deletions, whatever the fraction (contract §3).
 GUARD_MIN_DELETIONS = 10
@@ -441,15 +440,6 @@ def guard_refusal(plan: Plan, *, max_delete_fraction: float, hint: str | None = 
             f"({max_delete_fraction:.0%}) and more than {GUARD_MIN_DELETIONS}. {override}"
         )
     return None
-
-
-def check_guard(plan: Plan, *, max_delete_fraction: float, allow_mass_delete: bool) -> None:
-    """Raise `GuardRefused` (exit 3) when the guard refuses and no override was given."""
-    if allow_mass_delete:
-        return
-    reason = guard_refusal(plan, max_delete_fraction=max_delete_fraction)
-    if reason is not None:
-        raise GuardRefused(f"mass-delete guard: {reason}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -72,7 +72,7 @@ def run(store: Store, catalog: Catalog, label: str) -> tuple[Plan, dict[str, Any
     p = plan(catalog, current)
     plan_s = time.perf_counter() - t
     t = time.perf_counter()
-    applied = store.apply(p, max_delete_fraction=0.25, allow_mass_delete=False)
+    applied = store.apply(p)
     apply_s = time.perf_counter() - t
     total_s = time.perf_counter() - started
     spent = store.round_trips.by_command - before

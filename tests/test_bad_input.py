@@ -25,7 +25,7 @@ from backtest_compilation import cli, pipeline, sheet, sources
 from backtest_compilation.catalog import Category
 from backtest_compilation.cli import run_config
 from backtest_compilation.drive import DriveSource
-from backtest_compilation.errors import GuardRefused
+from backtest_compilation.errors import ConfigError, GuardRefused
 from backtest_compilation.local import LocalFolderSource
 from backtest_compilation.settings import Settings
 from backtest_compilation.store import Store
@@ -614,39 +614,44 @@ def test_shortcuts_are_reported_as_shortcuts(
     assert by_id[ids["course"]]["message"] in errors
 
 
-def test_folder_id_one_level_too_deep_warns_on_a_fresh_database(
+def test_folder_id_one_level_too_deep_is_a_configuration_error_on_a_fresh_database(
     drive_world: tuple[Settings, pipeline.Services, str],
     drive_emulator: DriveEmulator,
-    caplog: pytest.LogCaptureFixture,
+    sheets_emulator: SheetsEmulator,
 ) -> None:
-    """Nothing to protect, so no guard: the hint is a warning, logged once."""
+    """Issue 17 item 2: nothing to protect, yet nothing is written (exit 2), and the
+    message names the folder FOLDER_ID should be."""
     settings, services, root = drive_world
     dept = drive_emulator.add_folder(root, "CSCI")
     course = drive_emulator.add_folder(dept, "CSCI-1200 Data Structures")
     drive_emulator.add_file(course, "CSCI-1200 E1F22.pdf")
     services.source = _drive_source(drive_emulator, dept)
-    with caplog.at_level(logging.WARNING):
-        outcome = pipeline.run(run_config(settings), pipeline.Options(), services)
-    assert outcome.exit_code == 0 and outcome.summary["catalog"]["courses"] == []
-    hints = [
-        r for r in caplog.records if "FOLDER_ID seems to point one level too deep" in r.message
-    ]
-    assert len(hints) == 1 and hints[0].levelno == logging.WARNING
+    sheet_before = sheets_emulator.snapshot("1Big")
+    with pytest.raises(ConfigError) as refused:
+        pipeline.run(run_config(settings), pipeline.Options(), services)
+    assert refused.value.exit_code == 2
+    assert str(refused.value).startswith("FOLDER_ID points one level too deep: 'CSCI'")
+    assert f"Set FOLDER_ID to the folder that holds it: {root} ('Backtests')" in str(refused.value)
+    assert len(visit(services.store.database)) == 0
+    assert sheets_emulator.snapshot("1Big") == sheet_before
 
 
-def test_folder_id_one_level_too_deep_is_in_the_guard_message(
+def test_folder_id_named_like_a_department_is_in_the_guard_message(
     drive_world: tuple[Settings, pipeline.Services, str], drive_emulator: DriveEmulator
 ) -> None:
     settings, services, root = drive_world
     dept = drive_emulator.add_folder(root, "CSCI")
     drive_emulator.add_folder(dept, "CSCI-1200 Data Structures")
     assert pipeline.run(run_config(settings), pipeline.Options(), services).exit_code == 0
-    services.source = _drive_source(drive_emulator, dept)
+    # No course folder in it (a course folder would be a configuration error).
+    math = drive_emulator.add_folder(root, "MATH")
+    drive_emulator.add_folder(math, "Old stuff")
+    services.source = _drive_source(drive_emulator, math)
     with pytest.raises(GuardRefused) as refused:
         pipeline.run(run_config(settings), pipeline.Options(), services)
     message = str(refused.value)
     assert message.startswith("mass-delete guard: The drive listing yielded no courses")
-    assert "FOLDER_ID seems to point one level too deep: 'CSCI'" in message
+    assert "FOLDER_ID seems to point one level too deep: 'MATH'" in message
 
 
 # ---------------------------------------------------------------- issue 11: a sheet edited by hand

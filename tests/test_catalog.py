@@ -67,11 +67,28 @@ PROBLEM_CASES = [
     ),
     pytest.param(
         drive(
+            folder("d1", "1 CSCI", cs(id="c1", name="CSCI-1200 Data Structs")),
+            folder("d2", "CSCI", cs(id="c2")),
+        ),
+        [("duplicate_department", "d1"), ("duplicate_course", "c1")],
+        id="the copy in a department named otherwise than its code is the extra one, "
+        "even when its name sorts first",
+    ),
+    pytest.param(
+        drive(
+            folder("d1", "*CSCI", cs(id="c1")),
+            folder("d2", "1 CSCI", cs(id="c2", name="CSCI-1200 Data Structs")),
+        ),
+        [("duplicate_department", "d2"), ("duplicate_course", "c1")],
+        id="when both departments are named otherwise, the later course name is the extra one",
+    ),
+    pytest.param(
+        drive(
             folder("d1", "CSCI", cs(id="c1")),
             folder("d2", "CSCI", cs(id="c2", name="*CSCI-1200 Data Structures")),
         ),
-        [("duplicate_department", "d2"), ("duplicate_course", "c2")],
-        id="the starred copy of a course is the extra one",
+        [("duplicate_department", "d2"), ("duplicate_course", "c1")],
+        id="when both departments are named as their code, the later course name is the extra one",
     ),
     pytest.param(
         drive(folder("d1", "CSCI"), folder("d2", "*CSCI"), folder("d3", "1 CSCI")),
@@ -178,6 +195,16 @@ def test_duplicate_department_message_names_both_folders() -> None:
     tree = drive(folder("d1", "CSCI"), folder("d2", "*CSCI"))
     (problem,) = build(tree).problems
     assert "'*CSCI'" in problem.message and "'CSCI'" in problem.message
+
+
+def test_duplicate_course_message_names_both_copies() -> None:
+    tree = drive(folder("d1", "CSCI", cs(id="c1")), folder("d2", "1 CSCI", cs(id="c2")))
+    (problem,) = [p for p in build(tree).problems if p.category is Category.DUPLICATE_COURSE]
+    assert (problem.id, problem.path) == ("c2", "1 CSCI / CSCI-1200 Data Structures")
+    assert problem.message == (
+        "Duplicate course: 1 CSCI / CSCI-1200 Data Structures "
+        "(same number as 'CSCI / CSCI-1200 Data Structures')"
+    )
 
 
 def test_the_courses_of_both_duplicate_departments_are_used() -> None:
@@ -503,14 +530,54 @@ def test_a_long_named_shortcut_at_the_root_is_ignored_like_a_file() -> None:
     assert result.problems == () and [i.id for i in result.ignored] == ["s1"]
 
 
-# Issue 11 item 14: a root that is a department (or a course) folder says so.
-TOO_DEEP = [
+# Issue 17 item 2: a root that holds course folders and no department is a department
+# folder: a configuration error, whatever else it holds or MongoDB holds.
+ROOT_IS_A_DEPARTMENT = [
     pytest.param(
         folder("d1", "Computer Science", cs(file("f1", "E1F22.pdf"))),
-        "one level too deep: 'Computer Science' holds no department folders, and it holds "
-        "course folders like 'CSCI-1200 Data Structures'",
+        "'Computer Science' holds course folders like 'CSCI-1200 Data Structures'",
         id="course folders at the root",
     ),
+    pytest.param(
+        folder("d1", "CSCI", cs(id="c2", name="CSCI-2300 Algorithms"), cs(), folder("x", "Old")),
+        "'CSCI' holds course folders like 'CSCI-1200 Data Structures'",
+        id="a department folder as the root, with an odd folder in it",
+    ),
+]
+
+
+@pytest.mark.parametrize(("root", "reason"), ROOT_IS_A_DEPARTMENT)
+def test_a_root_holding_course_folders_is_too_deep(root: Node, reason: str) -> None:
+    built = build(root)
+    assert built.root_too_deep == f"{reason} and no department folders"
+    assert built.root_hint is None
+    error = catalog.too_deep_error(built, "FOLDER_ID", ("0ABacktests", "Backtests"))
+    assert error == (
+        f"FOLDER_ID points one level too deep: {reason} and no department folders. "
+        "Set FOLDER_ID to the folder that holds it: 0ABacktests ('Backtests'). "
+        "Nothing was written."
+    )
+    unseen = catalog.too_deep_error(built, "FOLDER_ID", None)
+    assert "Set FOLDER_ID to the shared drive or folder that holds the department" in unseen
+
+
+@pytest.mark.parametrize(
+    "root",
+    [
+        pytest.param(drive(folder("d1", "CSCI", cs())), id="a drive with departments"),
+        pytest.param(
+            drive(folder("d1", "CSCI"), cs(id="c2")),
+            id="a course folder next to a department",
+        ),
+        pytest.param(drive(), id="an empty drive"),
+    ],
+)
+def test_a_root_with_departments_or_no_course_folder_is_not_too_deep(root: Node) -> None:
+    assert build(root).root_too_deep is None
+
+
+# Issue 11 item 14: a root that may be a department (or a course) folder says so.
+TOO_DEEP = [
     pytest.param(
         folder("d1", "CSCI", folder("x", "Old stuff")),
         "one level too deep: 'CSCI' holds no department folders, and it is named like a department",
@@ -544,3 +611,39 @@ def test_a_root_one_level_too_deep_gets_a_hint(root: Node, hint: str) -> None:
 )
 def test_no_hint_when_the_root_looks_right_or_like_nothing(root: Node) -> None:
     assert build(root).root_hint is None
+
+
+# Issue 17 item 6: with every department gone, the hint says so instead of guessing.
+GONE = [
+    pytest.param(
+        drive(file("f1", "CSCI-1200 E1F22.pdf")),
+        ["CSCI", "MATH"],
+        "The root held the departments CSCI and MATH at the last run and holds none now",
+        id="a test file left at the root: the departments are gone, not FOLDER_ID wrong",
+    ),
+    pytest.param(drive(), ["CSCI"], "The root held the departments CSCI at", id="an empty root"),
+    pytest.param(
+        drive(file("f1", "CSCI-1200 E1F22.pdf")),
+        [],
+        "FOLDER_ID seems to point two levels too deep",
+        id="no department known from the last run: the guess about FOLDER_ID stays",
+    ),
+    pytest.param(
+        drive(folder("d1", "CSCI", folder("c1", "Junk"))),
+        ["CSCI", "MATH"],
+        None,
+        id="departments still there (without a course): no hint",
+    ),
+]
+
+
+@pytest.mark.parametrize(("root", "had", "hint"), GONE)
+def test_the_guard_hint_says_departments_are_gone(
+    root: Node, had: list[str], hint: str | None
+) -> None:
+    got = catalog.guard_hint(build(root), had)
+    if hint is None:
+        assert got is None
+    else:
+        assert got is not None and got.startswith(hint)
+        assert ("too deep" in got) == (not had)

@@ -116,19 +116,15 @@ def test_max_delete_fraction_is_honoured(fault_world: FaultWorld) -> None:
 
 
 def test_folder_id_one_level_too_deep_is_said_once_with_a_hint(fault_world: FaultWorld) -> None:
-    """Issue 11 item 14: FOLDER_ID names the CSCI department folder. The guard refuses,
-    its message appears once (not twice), and it says FOLDER_ID looks one level too deep."""
+    """Issue 11 item 14, then issue 17 item 2: FOLDER_ID names the CSCI department
+    folder. It is a configuration error before the guard (exit 2), said once, naming
+    the folder to use; nothing is written."""
     world = fault_world
     assert published_first(world) == 10
     before = world.everything()
     got = world.cli(env=world.env(FOLDER_ID="d0"))
-    assert got.returncode == 3, got.stderr
-    guard_lines = [line for line in got.stderr.splitlines() if "mass-delete guard" in line]
-    assert len(guard_lines) == 1, got.stderr
-    assert (
-        "FOLDER_ID seems to point one level too deep: 'CSCI' holds no department"
-        in (guard_lines[0])
-    )
-    assert "Nothing was applied" in guard_lines[0]
-    assert got.stderr.count("one level too deep") == 1
+    assert got.returncode == 2, got.stderr
+    assert "mass-delete guard" not in got.stderr
+    assert got.stderr.count("FOLDER_ID points one level too deep: 'CSCI' holds course") == 1
+    assert "Nothing was written" in got.stderr
     assert world.everything() == before

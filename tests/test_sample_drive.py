@@ -36,6 +36,12 @@ def test_the_sample_shows_what_its_readme_promises() -> None:
     )
     merged = next(c for c in built.courses if c.name == "CSCI-1100 Computer Science I")
     assert {e.type for e in merged.tests} >= {"Exam 3"}  # from the "1 CSCI" copy
+    # The problem is about the copy to delete: the one in "1 CSCI", not in "CSCI".
+    copies = [p for p in built.problems if p.category is Category.DUPLICATE_COURSE]
+    assert {p.path for p in copies} == {
+        "1 CSCI / CSCI-1100 Computer Science I",
+        "MATH / MATH-2010 Multivariable Calculus",
+    }
     bear = next(c for c in built.courses if c.name.startswith("BEAR-1010"))
     assert "Fall 2092" in bear.tests[0].semesters  # exempt from the future-year rule
     assert {(r.old, r.new) for r in built.renames} == {

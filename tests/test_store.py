@@ -22,7 +22,7 @@ from pymongo import DeleteMany, MongoClient, monitoring
 
 from backtest_compilation import cli
 from backtest_compilation.catalog import Catalog
-from backtest_compilation.errors import ConfigError, GuardRefused, ServiceError
+from backtest_compilation.errors import ConfigError, ServiceError
 from backtest_compilation.report import mongo_block
 from backtest_compilation.settings import Settings
 from backtest_compilation.store import (
@@ -60,11 +60,9 @@ def store(request: pytest.FixtureRequest, mongo_db_name: str) -> Iterator[Store]
         yield s
 
 
-def publish(
-    store: Store, cat: Catalog, *, allow: bool = False, fraction: float = 0.25
-) -> tuple[Plan, Applied]:
+def publish(store: Store, cat: Catalog) -> tuple[Plan, Applied]:
     p = plan(cat, store.read_current())
-    return p, store.apply(p, max_delete_fraction=fraction, allow_mass_delete=allow)
+    return p, store.apply(p)
 
 
 def visible(store: Store) -> dict[str, list[tuple[str, Any]]]:
@@ -180,36 +178,21 @@ def _seed_many(store: Store, n: int) -> Catalog:
     return cat
 
 
-def test_guard_refuses_a_mass_delete_and_writes_nothing(store: Store) -> None:
+# The mass-delete guard is decided before `apply` (`website.guard_refusal`, tested in
+# test_website.py and end to end in test_guard_e2e.py): `apply` writes what it is given.
+def test_a_mass_delete_given_to_apply_is_written(store: Store) -> None:
     cat = _seed_many(store, 40)
-    before_view, before_writes = visible(store), store.round_trips.writes
     survivors = catalog(*cat.courses[:20])
-    with pytest.raises(GuardRefused) as exc:
-        publish(store, survivors)
-    assert exc.value.exit_code == 3
-    assert "delete 20 of 40 courses" in str(exc.value)
-    assert "--allow-mass-delete" in str(exc.value)
-    assert store.round_trips.writes == before_writes
-    assert visible(store) == before_view
-    _, applied = publish(store, survivors, allow=True)
+    _, applied = publish(store, survivors)
     assert applied.deleted == 20 + 20  # courses and their backtests; CSCI stays
     assert_in_sync(store, survivors)
 
 
-def test_guard_refuses_an_empty_drive_listing(store: Store) -> None:
+def test_an_empty_catalog_given_to_apply_empties_the_website(store: Store) -> None:
     _seed_many(store, 3)
-    with pytest.raises(GuardRefused, match="no courses while MongoDB has 3"):
-        publish(store, Catalog())
-    assert len(ids_by_name(store)) == 3
-    publish(store, Catalog(), allow=True)
+    publish(store, Catalog())
     assert visible(store) == {}
     assert all(store.database[c].count_documents({}) == 0 for c in (CODES, COURSES, BACKTESTS))
-
-
-def test_guard_allows_a_few_deletions_even_when_they_are_many_percent(store: Store) -> None:
-    cat = _seed_many(store, 12)
-    _, applied = publish(store, catalog(*cat.courses[:2]))  # 10 of 12 go
-    assert applied.deleted == 20
 
 
 def test_hand_edited_drift_is_repaired_and_ids_are_kept(store: Store) -> None:
@@ -276,7 +259,7 @@ def test_every_diff_and_repair_case_through_the_store(store: Store, case: Case) 
     for name, key in ((CODES, "codes"), (COURSES, "courses"), (BACKTESTS, "backtests")):
         if case.docs.get(key):
             store.database[name].insert_many(copy.deepcopy(case.docs[key]))
-    p, _ = publish(store, case.catalog, allow=True)
+    p, _ = publish(store, case.catalog)
     case.expect(p)
     assert_in_sync(store, case.catalog)
 
@@ -506,7 +489,7 @@ def test_an_apply_stopped_part_way_reports_what_was_written(store: Store) -> Non
     p = plan(catalog(course(DS, tests=E1), course(CALC, tests=E1)), store.read_current())
     store.database[COURSES].insert_one({"_id": p.courses_to_add[0].id, "name": "squatter"})
     with pytest.raises(ApplyFailed) as info:
-        store.apply(p, max_delete_fraction=0.25, allow_mass_delete=False)
+        store.apply(p)
     applied = info.value.applied
     assert not applied.complete
     assert (applied.inserted, applied.updated, applied.deleted) == (1, 0, 0)

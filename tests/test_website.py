@@ -12,10 +12,9 @@ import pytest
 from bson import ObjectId
 
 from backtest_compilation.catalog import ExamEntry
-from backtest_compilation.errors import GuardRefused
 from backtest_compilation.report import exams_change_text, mongo_block, plan_lines, plan_text
 from backtest_compilation.store import parse_tests, read_state
-from backtest_compilation.website import Applied, Current, Plan, check_guard, guard_refusal, plan
+from backtest_compilation.website import Applied, Current, Plan, guard_refusal, plan
 from tests.support.plan_cases import CALC, CASES, DS, E1, E1_DOC, Case, oid, synced
 from tests.support.store_data import catalog, course, ids
 
@@ -152,10 +151,6 @@ def test_guard(existing: int, keep: int, fraction: float, refused: bool) -> None
     assert (reason is not None) == refused
     if refused:
         assert "--allow-mass-delete" in reason
-        with pytest.raises(GuardRefused) as exc:
-            check_guard(p, max_delete_fraction=fraction, allow_mass_delete=False)
-        assert exc.value.exit_code == 3
-    check_guard(p, max_delete_fraction=fraction, allow_mass_delete=True)
 
 
 def test_guard_message_says_how_many_courses_would_go() -> None:

@@ -83,7 +83,7 @@ def test_one_publish_converges_from_any_database() -> None:
                 if before[key]:
                     db[name].insert_many([dict(d) for d in before[key]])
             p = plan(cat, store.read_current())
-            store.apply(p, max_delete_fraction=0.25, allow_mass_delete=True)
+            store.apply(p)
 
             assert without_ids(visit(db)) == expected_view(cat)
             assert plan(cat, store.read_current()).is_empty
