@@ -42,7 +42,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_stat
 from backtest_compilation import pipeline, sheet, sources
 from backtest_compilation.cli import run_config
 from backtest_compilation.drive import DriveSource
-from backtest_compilation.errors import GuardRefused
+from backtest_compilation.errors import ConfigError, GuardRefused
 from backtest_compilation.settings import Settings
 from backtest_compilation.store import COURSES, Store
 from emulators.drive import FOLDER_MIME, PDF_MIME, DriveEmulator
@@ -295,6 +295,12 @@ class DriveEdits(RuleBasedStateMachine):
         self.world.clock.between_runs()
         try:
             outcome = pipeline.run(run_config(self.settings), options, self.services)
+        except ConfigError as exc:
+            # A root holding course folders and no department: FOLDER_ID one level too
+            # deep (contract §7), refused whatever the database holds; nothing written.
+            assert "one level too deep" in str(exc)
+            assert visit(self.store.database) == before_view
+            return
         except GuardRefused:
             # Refused: nothing written; the people who run it allow it and run again.
             assert visit(self.store.database) == before_view
