@@ -58,14 +58,10 @@ PROGRESS_EVERY_S = 10.0
 # ("The query is too complex", 413). rclone groups 50; so do we, and cap the length.
 MAX_PARENTS_PER_QUERY = 50
 MAX_QUERY_CHARS = 4000
-# A shared drive is read as one stream of pages while it fits in this many; a bigger one
-# is read breadth-first, LIST_WORKERS queries at a time: pages of one stream follow each
-# other's tokens, so at Google's ~0.1–1 s a page one stream cannot go faster.
+# A shared drive bigger than this many pages is read breadth-first, LIST_WORKERS queries
+# at a time: one stream of pages, each waiting for the last one's token, is slower.
 ONE_STREAM_PAGES = 3
-# Reads in flight at once. Drive allows 12,000 queries a minute per user (200/s); eight
-# streams of 1,000-item pages stay far below that, and rate-limit answers slow all of
-# them through the one read pacer.
-LIST_WORKERS = 8
+LIST_WORKERS = 8  # far below Drive's 12,000 reads a minute per user
 FILE_FIELDS = "id,name,mimeType,parents"
 LIST_FIELDS = f"nextPageToken,incompleteSearch,files({FILE_FIELDS})"
 CHANGE_FIELDS = (
@@ -303,9 +299,7 @@ class DriveSource:
                 # Only `corpora=allDrives` should do this, and it is never used here.
                 log.warning("drive: Google reports an incomplete search for %s", what)
             yield page
-            # A fresh request per page, not `list_next`: a query over 2,048 characters
-            # goes as a POST whose parameters are in the body, and `list_next` would put
-            # the page token in the URL beside them.
+            # Not `list_next`: it puts the token in the URL of a long query sent as a POST.
             token = page.get("nextPageToken")
             if token in tokens:  # the same page again would never end
                 raise DriveCallError(f"Drive {what} returned the same page token twice", 500)
@@ -639,8 +633,8 @@ class DriveSource:
         batch = BatchHttpRequest(callback=done, batch_uri=self._batch_uri)
         files = self._service.files()
         for r in chunk:
-            body = {"name": r.new}
-            batch.add(files.update(fileId=r.id, body=body, supportsAllDrives=True), request_id=r.id)
+            part = files.update(fileId=r.id, body={"name": r.new}, supportsAllDrives=True)
+            batch.add(part, request_id=r.id)
         try:
             batch.execute(http=self._http)
         except Exception as exc:
@@ -786,14 +780,6 @@ class _Renames:
             pacer.hold(retry_after if retry_after is not None else pacer.backoff(self.failing))
         else:
             pacer.accepted()
-        log.debug(
-            "drive: batch of %d: %d renamed, %d rate-limited, %d errors; now %.2f writes/s",
-            len(chunk),
-            accepted,
-            limited,
-            transient,
-            pacer.rate,
-        )
         return accepted > 0
 
     def _read_only(self) -> str:

@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
@@ -41,9 +41,6 @@ BATCH_LIMIT = 100  # parts in one Drive batch (Google's limit)
 MIN_RATE = 0.5  # writes a second: refusals never slow renames below this
 RESERVE = 0.5  # of a write, kept in the bucket at least (see `Pacer.take`) …
 RESERVE_SHARE = 0.05  # … or this share of the bucket
-
-
-# ---------------------------------------------------------------- classification
 
 
 class Kind(Enum):
@@ -189,9 +186,6 @@ def answer_of(exc: BaseException, now: datetime | None = None) -> Answer | None:
     return None
 
 
-# ---------------------------------------------------------------- time
-
-
 class Clock:
     """Monotonic seconds plus any time an injected `sleep` skipped, so that a test's
     instant sleep still moves time on: the pacer, the stall rule and the budgets then
@@ -256,9 +250,6 @@ class Deadline:
 NO_DEADLINE = Deadline(None)
 
 
-# ---------------------------------------------------------------- counting
-
-
 @dataclass
 class ApiCalls:
     """HTTP round trips to one API (a batch counts once; retries count), for contract §8,
@@ -280,9 +271,6 @@ class ApiCalls:
     def limited(self, n: int = 1) -> None:
         with self._lock:
             self.rate_limited += n
-
-
-# ---------------------------------------------------------------- the pacer
 
 
 class Pacer:
@@ -377,9 +365,6 @@ class Pacer:
             return pause
 
 
-# ---------------------------------------------------------------- one call
-
-
 class CallFailed(Exception):
     """A call that did not succeed: `answer` says why, `cause` is the last exception."""
 
@@ -389,6 +374,7 @@ class CallFailed(Exception):
         self.cause = cause
 
 
+@dataclass
 class Transport:
     """Sends calls of one API through one pacer, with bounded retries.
 
@@ -399,28 +385,16 @@ class Transport:
     answers and spent budgets raise `CallFailed`; exceptions that are not about Google
     pass through."""
 
-    def __init__(
-        self,
-        name: str,
-        *,
-        pacer: Pacer,
-        calls: ApiCalls,
-        retries: int = MAX_RETRIES,
-        call_budget_s: float = CALL_BUDGET_S,
-        deadline: Deadline = NO_DEADLINE,
-        logger: logging.Logger = log,
-        rate_limit_level: int = logging.INFO,
-    ) -> None:
-        self.name = name
-        # Where many calls run (Drive listings), rate-limit answers are counted in
-        # `calls.rate_limited` and summarised in progress lines instead.
-        self.rate_limit_level = rate_limit_level
-        self.pacer = pacer
-        self.calls = calls
-        self.retries = retries
-        self.call_budget_s = call_budget_s
-        self.deadline = deadline
-        self.log = logger
+    name: str
+    _: KW_ONLY
+    pacer: Pacer
+    calls: ApiCalls
+    retries: int = MAX_RETRIES
+    call_budget_s: float = CALL_BUDGET_S
+    deadline: Deadline = NO_DEADLINE
+    logger: logging.Logger = log
+    # Where many calls run (Drive listings), rate-limit answers are summarised instead.
+    rate_limit_level: int = logging.INFO
 
     @property
     def clock(self) -> Clock:
@@ -461,7 +435,7 @@ class Transport:
             self.pacer.hold(wait)  # every caller waits, not only this one
             self.clock.sleep(wait)
             self.calls.retry()
-            self.log.log(
+            self.logger.log(
                 self.rate_limit_level if limited else logging.INFO,
                 "%s: %s, retry %d/%s in %.1f s (%s)",
                 self.name,
@@ -471,9 +445,6 @@ class Transport:
                 wait,
                 what,
             )
-
-
-# ---------------------------------------------------------------- endpoints and keys
 
 
 def direct(endpoint: str) -> bool:
