@@ -70,17 +70,20 @@ def _bad(name: str, detail: str, fix: str) -> Check:
 # ---------------------------------------------------------------- local checks
 
 
+def _keyed(config: settings.Settings) -> dict[str, tuple[str, ...]]:
+    """The APIs a sync reaches with the key (those without an emulator endpoint), each
+    with exactly the scopes a sync asks for."""
+    from .sheet import SCOPE
+
+    drive = (SCOPE_READ, SCOPE_RENAME) if config.rename_files else (SCOPE_READ,)
+    keyed = {"Drive": not config.drive_api_endpoint, "Sheets": bool(config.sheet_url)}
+    keyed["Sheets"] &= not config.sheets_api_endpoint
+    return {api: scopes for api, scopes in (("Drive", drive), ("Sheets", (SCOPE,))) if keyed[api]}
+
+
 def check_key_file(config: settings.Settings) -> Check:
     """The key file parses and is a service-account key (without quoting any of it)."""
-    name, path = "key file", str(config.google_credentials_file)
-    needed = [
-        api
-        for api, used, endpoint in (
-            ("Drive", True, config.drive_api_endpoint),
-            ("Sheets", bool(config.sheet_url), config.sheets_api_endpoint),
-        )
-        if used and not endpoint
-    ]
+    name, path, needed = "key file", str(config.google_credentials_file), _keyed(config)
     if not needed:
         return _ok(name, "not needed (DRIVE_API_ENDPOINT/SHEETS_API_ENDPOINT answer without one)")
     fix = f"download a JSON key of the service account into {path!r}; see {README_GOOGLE}"
@@ -373,21 +376,14 @@ def _google_checks(config: settings.Settings, key_ok: bool, timeout_s: float) ->
     from google.auth.credentials import AnonymousCredentials
 
     from .google import credentials
-    from .sheet import SCOPE
 
     creds: dict[str, Any] = {}
-    tokens_ok = key_ok
-    drive_scopes = (SCOPE_READ, SCOPE_RENAME) if config.rename_files else (SCOPE_READ,)
-    for api, scopes, needed in (
-        ("Drive", drive_scopes, not config.drive_api_endpoint),
-        ("Sheets", (SCOPE,), bool(config.sheet_url) and not config.sheets_api_endpoint),
-    ):
-        if key_ok and needed:
-            who = config.delegate_email
-            creds[api] = credentials(config.google_credentials_file, who, scopes)
-            check = check_token(f"{api} token", creds[api], scopes, who, timeout_s)
-            tokens_ok = tokens_ok and check.ok
-            yield check
+    tokens_ok, who = key_ok, config.delegate_email
+    for api, scopes in _keyed(config).items() if key_ok else ():
+        creds[api] = credentials(config.google_credentials_file, who, scopes)
+        check = check_token(f"{api} token", creds[api], scopes, who, timeout_s)
+        tokens_ok = tokens_ok and check.ok
+        yield check
     if config.drive_api_endpoint or config.sheets_api_endpoint:
         yield _ok("tokens", "not asked for the APIs with an endpoint set (no credentials used)")
     if not tokens_ok:
