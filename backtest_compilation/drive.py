@@ -177,7 +177,7 @@ class _CountingHttp:
 class DriveSource:
     """Reads the backtest drive under `folder_id` and renames files in it.
 
-    `cli.drive_source` builds it from the settings; tests pass an emulator `endpoint`
+    `adapters.drive_source` builds it from the settings; tests pass an emulator `endpoint`
     and a `sleep`.
     """
 
