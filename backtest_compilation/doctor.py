@@ -444,7 +444,6 @@ def check_mongo(config: settings.Settings, *, timeout_ms: int = MONGO_TIMEOUT_MS
     """MongoDB reachable, authenticated, and allowed to write the three collections."""
     if config.uses_mongomock:
         return [_ok("MongoDB", "mongomock:// in-process store (nothing to check)")]
-    from pymongo import MongoClient
     from pymongo.errors import OperationFailure, PyMongoError
 
     where = redact_uri(config.mongo_uri)
@@ -453,13 +452,8 @@ def check_mongo(config: settings.Settings, *, timeout_ms: int = MONGO_TIMEOUT_MS
         f"start MongoDB or fix the host in MONGO_URI ({where}); in compose, the `mongo` "
         f"service must be up; see {README_MONGO}"
     )
-    client: Any = MongoClient(
-        config.mongo_uri,
-        serverSelectionTimeoutMS=timeout_ms,
-        connectTimeoutMS=timeout_ms,
-        socketTimeoutMS=timeout_ms,
-        appname="backtest-compilation doctor",
-    )
+    store = adapters.connect_store(config, timeout_ms=timeout_ms)  # the adapter a sync uses
+    client = store.database.client
     try:
         try:
             client.admin.command("ping")
@@ -478,7 +472,7 @@ def check_mongo(config: settings.Settings, *, timeout_ms: int = MONGO_TIMEOUT_MS
     except PyMongoError as exc:
         return [_bad("MongoDB", f"{where}: {type(exc).__name__}", fix_reach)]
     finally:
-        client.close()
+        store.close()
 
 
 def _mongo_rights(client: Any, db: str) -> Check:
