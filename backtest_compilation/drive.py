@@ -1,17 +1,12 @@
 """`DriveSource`: the backtest drive read from Google Drive v3, completely and in few calls.
 
-- Shared drive root: the whole drive in pages of 1,000 (`corpora=drive`), only the
-  fields needed, assembled into the tree locally.
-- Ordinary folder root: breadth-first, many parents OR-ed into one query.
-- Later runs: the changes feed from the saved page token, applied to the saved
-  snapshot; a full listing when the token is missing or rejected, when asked, and
-  every `FULL_RESCAN_HOURS`.
-- Renames: googleapiclient's `BatchHttpRequest`, one batch at a time, as big as the
-  write pacer's bucket allows (contract §5.9); before each, the changes feed says which
-  files someone else changed meanwhile, and those are left for the next run.
-
-Every HTTP call goes through `google.Transport` (one classification of Google's answers,
-bounded retries and time); renames through the write pacer (`google.Pacer`).
+A shared drive is listed whole in pages of 1,000, an ordinary folder breadth-first with
+many parents OR-ed into one query; later runs follow the changes feed from the saved
+token (a full listing when it is missing or rejected, when asked, and every
+`FULL_RESCAN_HOURS`). Renames go as googleapiclient's `BatchHttpRequest`, one batch at a
+time, as big as the write pacer's bucket allows (contract §5.9); files someone else
+changed since the listing are left for the next run. Every call goes through
+`google.Transport`.
 """
 
 from __future__ import annotations
@@ -58,20 +53,15 @@ GOOGLE_ROOT = "https://www.googleapis.com"
 SCOPE_READ = "https://www.googleapis.com/auth/drive.readonly"
 SCOPE_RENAME = "https://www.googleapis.com/auth/drive.metadata"
 PAGE_SIZE = 1000
-BATCH_LIMIT = google.BATCH_LIMIT
 PROGRESS_EVERY_S = 10.0
 # Google documents no limit on `q`; field reports show failures past ~120 OR-ed parents
 # ("The query is too complex", 413). rclone groups 50; so do we, and cap the length.
 MAX_PARENTS_PER_QUERY = 50
 MAX_QUERY_CHARS = 4000
-# A shared drive is read as one stream of pages while it fits in this many; a bigger one
-# is read breadth-first, LIST_WORKERS queries at a time: pages of one stream follow each
-# other's tokens, so at Google's ~0.1–1 s a page one stream cannot go faster.
+# A shared drive bigger than this many pages is read breadth-first, LIST_WORKERS queries
+# at a time: one stream of pages, each waiting for the last one's token, is slower.
 ONE_STREAM_PAGES = 3
-# Reads in flight at once. Drive allows 12,000 queries a minute per user (200/s); eight
-# streams of 1,000-item pages stay far below that, and rate-limit answers slow all of
-# them through the one read pacer.
-LIST_WORKERS = 8
+LIST_WORKERS = 8  # far below Drive's 12,000 reads a minute per user
 FILE_FIELDS = "id,name,mimeType,parents"
 LIST_FIELDS = f"nextPageToken,incompleteSearch,files({FILE_FIELDS})"
 CHANGE_FIELDS = (
@@ -170,13 +160,10 @@ class _CountingHttp:
 
     def _cap(self, seconds: float) -> None:
         """Shorten the timeout of this client's requests (new and kept-alive connections)."""
-        http = getattr(self._inner, "http", None)
-        if http is None:
-            return
-        http.timeout = seconds
-        for conn in list(getattr(http, "connections", {}).values()):
+        self._inner.http.timeout = seconds
+        for conn in list(self._inner.http.connections.values()):
             conn.timeout = seconds
-            if getattr(conn, "sock", None) is not None:
+            if conn.sock is not None:
                 conn.sock.settimeout(seconds)
 
     def __getattr__(self, name: str) -> Any:
@@ -190,7 +177,7 @@ class _CountingHttp:
 class DriveSource:
     """Reads the backtest drive under `folder_id` and renames files in it.
 
-    `cli.drive_source` builds it from the settings; tests pass an emulator `endpoint`
+    `adapters.drive_source` builds it from the settings; tests pass an emulator `endpoint`
     and a `sleep`.
     """
 
@@ -219,7 +206,6 @@ class DriveSource:
         self.scopes = tuple(scopes)
         self.allow_renames = allow_renames
         self.full_rescan_hours = full_rescan_hours
-        self.num_retries = num_retries
         self.rename_stall_s = rename_stall_s
         self.rename_budget_s = rename_budget_s
         self.deadline = deadline
@@ -313,9 +299,7 @@ class DriveSource:
                 # Only `corpora=allDrives` should do this, and it is never used here.
                 log.warning("drive: Google reports an incomplete search for %s", what)
             yield page
-            # A fresh request per page, not `list_next`: a query over 2,048 characters
-            # goes as a POST whose parameters are in the body, and `list_next` would put
-            # the page token in the URL beside them.
+            # Not `list_next`: it puts the token in the URL of a long query sent as a POST.
             token = page.get("nextPageToken")
             if token in tokens:  # the same page again would never end
                 raise DriveCallError(f"Drive {what} returned the same page token twice", 500)
@@ -360,24 +344,16 @@ class DriveSource:
             raise self._root_error("is in the trash")
         return _Root(meta["id"], meta["name"], meta.get("driveId"), False)
 
-    def _drive_params(self, root: _Root) -> dict[str, Any]:
-        if root.drive_id:
-            return {
-                "corpora": "drive",
-                "driveId": root.drive_id,
-                "includeItemsFromAllDrives": True,
-                "supportsAllDrives": True,
-            }
-        return {"supportsAllDrives": True}
+    @staticmethod
+    def _where(drive_id: str | None) -> dict[str, Any]:
+        """The `files.list` parameters that search one shared drive (or My Drive)."""
+        shared = {"corpora": "drive", "driveId": drive_id, "includeItemsFromAllDrives": True}
+        return {"supportsAllDrives": True, **(shared if drive_id else {})}
 
     def _start_token(self, root: _Root) -> str:
-        params: dict[str, Any] = {"supportsAllDrives": True}
-        if root.drive_id:
-            params["driveId"] = root.drive_id
-        got = self._execute(
-            self._service.changes().getStartPageToken(**params), "changes.getStartPageToken"
-        )
-        return got["startPageToken"]
+        where = {"driveId": root.drive_id} if root.drive_id else {}
+        request = self._service.changes().getStartPageToken(supportsAllDrives=True, **where)
+        return self._execute(request, "changes.getStartPageToken")["startPageToken"]
 
     # ------------------------------------------------------------ listing
 
@@ -391,7 +367,7 @@ class DriveSource:
             q="trashed = false",
             pageSize=PAGE_SIZE,
             fields=LIST_FIELDS,
-            **self._drive_params(root),
+            **self._where(root.drive_id),
         )
         for n, page in enumerate(pages, 1):
             items.extend(i for i in map(to_item, page.get("files", [])) if i is not None)
@@ -430,7 +406,7 @@ class DriveSource:
                 q=q,
                 pageSize=PAGE_SIZE,
                 fields=LIST_FIELDS,
-                **self._drive_params(root),
+                **self._where(root.drive_id),
             ):
                 got.extend(i for i in map(to_item, page.get("files", [])) if i is not None)
             return got
@@ -565,14 +541,13 @@ class DriveSource:
         loads its items, only if the feed reports changes (then `tree` may be None)."""
         if now.tzinfo is None:
             raise ValueError("now must be time-zone aware")
-        got = self._read(previous, full_rescan=full_rescan, now=now, load_items=load_items)
+        got = self._read(previous, full_rescan, now, load_items)
         self._feed = (got.snapshot.page_token, got.snapshot.drive_id)
         return got
 
     def _read(
         self,
         previous: DriveSnapshot | None,
-        *,
         full_rescan: bool,
         now: datetime,
         load_items: Callable[[], tuple[Item, ...]] | None,
@@ -607,8 +582,9 @@ class DriveSource:
     def child_folders(self, folder_id: str, drive_id: str | None) -> list[str]:
         """Names of the folders in `folder_id` (one page of 100: enough to judge a root)."""
         q = f"{quote(folder_id)} in parents and trashed = false and mimeType = '{FOLDER_MIME}'"
-        where = self._drive_params(_Root(folder_id, "", drive_id, False))
-        request = self._service.files().list(q=q, pageSize=100, fields="files(name)", **where)
+        request = self._service.files().list(
+            q=q, pageSize=100, fields="files(name)", **self._where(drive_id)
+        )
         return [f.get("name", "") for f in self._execute(request, "files.list").get("files", [])]
 
     def root_parent(self) -> tuple[str, str] | None:
@@ -671,8 +647,8 @@ class DriveSource:
         batch = BatchHttpRequest(callback=done, batch_uri=self._batch_uri)
         files = self._service.files()
         for r in chunk:
-            body = {"name": r.new}
-            batch.add(files.update(fileId=r.id, body=body, supportsAllDrives=True), request_id=r.id)
+            part = files.update(fileId=r.id, body={"name": r.new}, supportsAllDrives=True)
+            batch.add(part, request_id=r.id)
         try:
             batch.execute(http=self._http)
         except Exception as exc:
@@ -739,7 +715,9 @@ class _Renames:
         progress = Progress("renames", len(self.by_id), clock)
         stalled = False
         while self.queue and not self.refused:
-            n = source.write_pacer.take(min(len(self.queue), BATCH_LIMIT), latest=started + budget)
+            n = source.write_pacer.take(
+                min(len(self.queue), google.BATCH_LIMIT), latest=started + budget
+            )
             if n is None:
                 break  # out of time: the rest is pending
             chunk = self._unchanged([self.queue.popleft() for _ in range(n)])
@@ -816,14 +794,6 @@ class _Renames:
             pacer.hold(retry_after if retry_after is not None else pacer.backoff(self.failing))
         else:
             pacer.accepted()
-        log.debug(
-            "drive: batch of %d: %d renamed, %d rate-limited, %d errors; now %.2f writes/s",
-            len(chunk),
-            accepted,
-            limited,
-            transient,
-            pacer.rate,
-        )
         return accepted > 0
 
     def _read_only(self) -> str:
@@ -849,10 +819,6 @@ class _Renames:
             )
             for rid, why in sorted(self.failed.items(), key=lambda kv: (by_id[kv[0]].path, kv[0]))
         )
-        # The pipeline logs problems once, when they are new (issue 11 item 19); the
-        # detail of each failed part stays at DEBUG.
-        for p in problems:
-            log.debug("%s", p.message)
         log.info(
             "drive: renamed %d of %d files (%d failed, %d pending%s), %d write attempts, "
             "%d rate-limit answers, %.2f s",

@@ -1,20 +1,7 @@
-"""The one way this tool talks to Google (Drive and Sheets alike).
-
-It owns what both APIs share:
-
-- credentials and scopes (`credentials`, `credentials_rejected`);
-- the endpoint rule: an emulator endpoint on this machine is reached directly, every
-  other address through the environment's HTTP(S) proxy (`direct`);
-- the classification of every answer into *rate-limit*, *transient* or *permanent*, by
-  Google's reason strings first and the HTTP status second (`REASONS`, `classify`,
-  `answer_of`), and `Retry-After` in seconds or as an HTTP date (`retry_after`);
-- call counting (`ApiCalls`);
-- the pacer (`Pacer`), after rclone's `lib/pacer`: a token bucket for writes that halves
-  its rate on a refusal and climbs back additively, `Retry-After` honoured, jittered
-  backoff for retries;
-- time: a per-request timeout, a bounded retry time per call (`Transport.call`), and the
-  run's `Deadline`.
-
+"""The one way this tool talks to Google (Drive and Sheets alike): credentials, the
+endpoint rule (`direct`), the classification of every answer by Google's reason strings
+first and the HTTP status second (`REASONS`, `answer_of`), call counting, the pacer (after
+rclone's `lib/pacer`) and time (`Transport.call`'s bounded retries, the run's `Deadline`).
 No other module sleeps or decides whether to retry.
 """
 
@@ -28,7 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
@@ -54,9 +41,6 @@ BATCH_LIMIT = 100  # parts in one Drive batch (Google's limit)
 MIN_RATE = 0.5  # writes a second: refusals never slow renames below this
 RESERVE = 0.5  # of a write, kept in the bucket at least (see `Pacer.take`) …
 RESERVE_SHARE = 0.05  # … or this share of the bucket
-
-
-# ---------------------------------------------------------------- classification
 
 
 class Kind(Enum):
@@ -94,29 +78,29 @@ _BY_STATUS = {429: Kind.RATE_LIMIT, 408: Kind.TRANSIENT}
 _PRECEDENCE = (Kind.RATE_LIMIT, Kind.TRANSIENT, Kind.PERMANENT)
 
 
-def reasons(body: Any) -> tuple[str, ...]:
-    """The reason strings in Google's error JSON (`bytes`, `str` or parsed)."""
+def _error(body: Any) -> Mapping[str, Any]:
+    """The `error` object of Google's error JSON (`bytes`, `str` or parsed); {} if none."""
     if isinstance(body, bytes | bytearray):
         body = body.decode("utf-8", "replace")
     if isinstance(body, str):
         try:
             body = json.loads(body)
         except ValueError:
-            return ()
+            return {}
     error = body.get("error") if isinstance(body, Mapping) else None
-    if not isinstance(error, Mapping):
-        return ()
-    found: list[str] = []
-    for entry in (*_list(error.get("errors")), *_list(error.get("details"))):
-        if isinstance(entry, Mapping) and isinstance(entry.get("reason"), str):
-            found.append(entry["reason"])
+    return error if isinstance(error, Mapping) else {}
+
+
+def reasons(body: Any) -> tuple[str, ...]:
+    """The reason strings in Google's error JSON (`bytes`, `str` or parsed)."""
+    error = _error(body)
+    entries = [e for k in ("errors", "details") if isinstance(error.get(k), list) for e in error[k]]
+    found = [
+        e["reason"] for e in entries if isinstance(e, Mapping) and isinstance(e.get("reason"), str)
+    ]
     if isinstance(error.get("status"), str):
         found.append(error["status"])
     return tuple(found)
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
 
 
 def classify(status: int, body: Any = None) -> Kind:
@@ -127,11 +111,7 @@ def classify(status: int, body: Any = None) -> Kind:
     for kind in _PRECEDENCE:
         if kind in kinds:
             return kind
-    if status in _BY_STATUS:
-        return _BY_STATUS[status]
-    if status >= 500:
-        return Kind.TRANSIENT
-    return Kind.PERMANENT
+    return _BY_STATUS.get(status, Kind.TRANSIENT if status >= 500 else Kind.PERMANENT)
 
 
 def retry_after(value: str | None, now: datetime | None = None) -> float | None:
@@ -159,13 +139,7 @@ def retry_after(value: str | None, now: datetime | None = None) -> float | None:
 def message_of(status: int, body: Any) -> str:
     """`403 userRateLimitExceeded: User Rate Limit Exceeded`, from Google's error JSON."""
     found = reasons(body)
-    text = ""
-    try:
-        raw = body.decode("utf-8", "replace") if isinstance(body, bytes | bytearray) else body
-        error = (json.loads(raw) if isinstance(raw, str) else raw)["error"]
-        text = str(error.get("message", ""))[:300]
-    except (ValueError, KeyError, TypeError, AttributeError):
-        pass
+    text = str(_error(body).get("message", ""))[:300]
     names = ", ".join(dict.fromkeys(r for r in found if r and not r.isupper()) or found[:1])
     if names and text:
         return f"{status} {names}: {text}"
@@ -186,6 +160,7 @@ class Answer:
 def answer_of(exc: BaseException, now: datetime | None = None) -> Answer | None:
     """The answer an exception carries (googleapiclient, gspread, requests, httplib2,
     sockets, google-auth); None for an exception that is not about talking to Google."""
+    import httplib2
     from googleapiclient.errors import HttpError
 
     # Only a process that loaded gspread can hold its error: a run without a sheet
@@ -196,39 +171,19 @@ def answer_of(exc: BaseException, now: datetime | None = None) -> Answer | None:
     if isinstance(exc, HttpError):
         status, body, header = int(exc.resp.status), exc.content, exc.resp.get("retry-after")
     elif api_error is not None and isinstance(exc, api_error):
-        response = exc.response
-        status, body = int(response.status_code), response.content
-        header = response.headers.get("Retry-After")
+        status, body = int(exc.response.status_code), exc.response.content
+        header = exc.response.headers.get("Retry-After")
     else:
         status = 0
     if status:
-        found = reasons(body)
-        kind = classify(status, body)
-        return Answer(kind, status, message_of(status, body), retry_after(header, now), found)
+        message, wait = message_of(status, body), retry_after(header, now)
+        return Answer(classify(status, body), status, message, wait, reasons(body))
     if isinstance(exc, google.auth.exceptions.RefreshError):
         return Answer(Kind.PERMANENT, 401, "credentials refused")
-    if _is_connection_error(exc):
+    # requests' errors are OSErrors; httplib2's and google-auth's are not.
+    if isinstance(exc, OSError | httplib2.HttpLib2Error | google.auth.exceptions.TransportError):
         return Answer(Kind.TRANSIENT, 0, f"cannot reach Google ({type(exc).__name__})")
     return None
-
-
-def _is_connection_error(exc: BaseException) -> bool:
-    import httplib2
-
-    kinds: tuple[type[BaseException], ...] = (
-        OSError,
-        TimeoutError,
-        httplib2.HttpLib2Error,
-        google.auth.exceptions.TransportError,
-    )
-    # As for gspread above: requests' errors exist only where requests was loaded.
-    requests = sys.modules.get("requests")
-    if requests is not None:
-        kinds += (requests.ConnectionError, requests.Timeout)
-    return isinstance(exc, kinds)
-
-
-# ---------------------------------------------------------------- time
 
 
 class Clock:
@@ -295,9 +250,6 @@ class Deadline:
 NO_DEADLINE = Deadline(None)
 
 
-# ---------------------------------------------------------------- counting
-
-
 @dataclass
 class ApiCalls:
     """HTTP round trips to one API (a batch counts once; retries count), for contract §8,
@@ -319,9 +271,6 @@ class ApiCalls:
     def limited(self, n: int = 1) -> None:
         with self._lock:
             self.rate_limited += n
-
-
-# ---------------------------------------------------------------- the pacer
 
 
 class Pacer:
@@ -416,9 +365,6 @@ class Pacer:
             return pause
 
 
-# ---------------------------------------------------------------- one call
-
-
 class CallFailed(Exception):
     """A call that did not succeed: `answer` says why, `cause` is the last exception."""
 
@@ -428,6 +374,7 @@ class CallFailed(Exception):
         self.cause = cause
 
 
+@dataclass
 class Transport:
     """Sends calls of one API through one pacer, with bounded retries.
 
@@ -438,28 +385,16 @@ class Transport:
     answers and spent budgets raise `CallFailed`; exceptions that are not about Google
     pass through."""
 
-    def __init__(
-        self,
-        name: str,
-        *,
-        pacer: Pacer,
-        calls: ApiCalls,
-        retries: int = MAX_RETRIES,
-        call_budget_s: float = CALL_BUDGET_S,
-        deadline: Deadline = NO_DEADLINE,
-        logger: logging.Logger = log,
-        rate_limit_level: int = logging.INFO,
-    ) -> None:
-        self.name = name
-        # Where many calls run (Drive listings), rate-limit answers are counted in
-        # `calls.rate_limited` and summarised in progress lines instead.
-        self.rate_limit_level = rate_limit_level
-        self.pacer = pacer
-        self.calls = calls
-        self.retries = retries
-        self.call_budget_s = call_budget_s
-        self.deadline = deadline
-        self.log = logger
+    name: str
+    _: KW_ONLY
+    pacer: Pacer
+    calls: ApiCalls
+    retries: int = MAX_RETRIES
+    call_budget_s: float = CALL_BUDGET_S
+    deadline: Deadline = NO_DEADLINE
+    logger: logging.Logger = log
+    # Where many calls run (Drive listings), rate-limit answers are summarised instead.
+    rate_limit_level: int = logging.INFO
 
     @property
     def clock(self) -> Clock:
@@ -500,7 +435,7 @@ class Transport:
             self.pacer.hold(wait)  # every caller waits, not only this one
             self.clock.sleep(wait)
             self.calls.retry()
-            self.log.log(
+            self.logger.log(
                 self.rate_limit_level if limited else logging.INFO,
                 "%s: %s, retry %d/%s in %.1f s (%s)",
                 self.name,
@@ -510,9 +445,6 @@ class Transport:
                 wait,
                 what,
             )
-
-
-# ---------------------------------------------------------------- endpoints and keys
 
 
 def direct(endpoint: str) -> bool:

@@ -336,3 +336,37 @@ def test_a_call_stops_at_the_runs_deadline() -> None:
 )
 def test_only_an_endpoint_on_this_machine_bypasses_the_proxy(endpoint: str, direct: bool) -> None:
     assert google.direct(endpoint) is direct
+
+
+def _exceptions_without_an_http_answer() -> list[object]:
+
+    import google.auth.exceptions
+    import httplib2
+    import requests
+
+    return [
+        pytest.param(requests.ConnectionError("refused"), Kind.TRANSIENT, id="requests: refused"),
+        pytest.param(requests.ReadTimeout("slow"), Kind.TRANSIENT, id="requests: read timeout"),
+        pytest.param(httplib2.ServerNotFoundError("dns"), Kind.TRANSIENT, id="httplib2: no host"),
+        pytest.param(TimeoutError("slow"), Kind.TRANSIENT, id="a socket timed out"),
+        pytest.param(
+            google.auth.exceptions.TransportError("down"), Kind.TRANSIENT, id="token endpoint down"
+        ),
+        pytest.param(
+            google.auth.exceptions.RefreshError("invalid_grant: x"),
+            Kind.PERMANENT,
+            id="credentials refused",
+        ),
+        pytest.param(ValueError("a bug of ours"), None, id="not about Google: passes through"),
+    ]
+
+
+@pytest.mark.parametrize(("exc", "kind"), _exceptions_without_an_http_answer())
+def test_errors_without_an_http_answer_are_classified(
+    exc: BaseException, kind: Kind | None
+) -> None:
+    answer = google.answer_of(exc)
+    assert (answer and answer.kind) == kind
+    if kind is Kind.TRANSIENT:
+        assert answer is not None and answer.status == 0
+        assert answer.message == f"cannot reach Google ({type(exc).__name__})"
