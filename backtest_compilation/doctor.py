@@ -24,11 +24,12 @@ from typing import Any, Final, TextIO
 from zoneinfo import ZoneInfo
 
 from . import schedule, settings
+from .adapters import sheet_layout
 from .drive import SCOPE_READ, SCOPE_RENAME, DriveCallError, DriveSource
 from .errors import ConfigError, RunError
 from .naming import department_code, parse_course
 from .sheet import SCOPE, open_report
-from .sheet_layout import Layout, layout_of
+from .sheet_contents import Layout
 from .store import BACKTESTS, CODES, COURSES
 from .tree import FOLDER_MIME
 
@@ -399,7 +400,7 @@ def check_spreadsheet(
             "it (Drive capabilities.canEdit is false)",
             share_fix,
         )
-    layout = layout_of(config)
+    layout = sheet_layout(config)
     report = open_report(
         key,
         endpoint=config.sheets_api_endpoint,
