@@ -28,8 +28,8 @@ from .sheet_contents import (
     SheetState,
     TabInfo,
     build,
+    copies_tab,
     in_sync,
-    missing_copies_tab,
     quote_tab,
     stamp_requests,
     stamp_text,
@@ -60,20 +60,6 @@ class SheetPlan:
     def needs_write(self, last_digest: str | None) -> bool:
         """False only if the last successful run wrote this report and the sheet still shows it."""
         return not self.in_sync or last_digest != self.report.digest
-
-    def summary(self, layout: Layout, last_digest: str | None) -> dict[str, Any]:
-        """What a run would do to the sheet, as plain data (for `--dry-run`, `--json`, `check`)."""
-        return {
-            "would_write": self.needs_write(last_digest),
-            "missing_tabs": [
-                t for t in (getattr(layout, name) for name in _TABS) if self.state.tab(t) is None
-            ],
-            "counts": len(self.report.counts),
-            "stale": len(self.report.stale),
-            "error_rows": len(self.report.errors),
-            "not_found": list(self.report.not_found),
-            "ambiguous": list(self.report.ambiguous),
-        }
 
 
 @dataclass(frozen=True)
@@ -199,10 +185,7 @@ class SheetReport:
     def plan(self, catalog: Catalog) -> SheetPlan:
         """Read the sheet and compute the report; writes nothing (for `--dry-run` and `check`)."""
         state = self.read()
-        if state.tab(self.layout.copies_tab) is None:
-            raise ServiceError(
-                missing_copies_tab(state, self.layout, f"spreadsheet {self.key} (SHEET_URL)")
-            )
+        copies_tab(state, self.layout, f"spreadsheet {self.key} (SHEET_URL)")
         report = build(catalog, state.copies, self.layout)
         for p in report.placements:
             log.debug("sheet: %s → rows %s (%s)", p.course, list(p.rows), p.tier or "not found")
@@ -233,21 +216,21 @@ class SheetReport:
                 else stamp_requests(plan.state, self.layout, stamp)
             }
             self._call("write the report", lambda http: http.batch_update(self.key, body))
+        result = SheetResult(
+            written, report.digest, report.not_found, report.ambiguous, self.api_calls - calls
+        )
         log.info(
             "sheet: %s: %d counts, %d stale, %d error rows, %d not found, %d ambiguous "
             "in %.2f s (%d API calls)",
             "written" if written else "unchanged, nothing written",
-            len(report.counts),
-            len(report.stale),
-            len(report.errors),
-            len(report.not_found),
-            len(report.ambiguous),
+            *map(
+                len,
+                (report.counts, report.stale, report.errors, result.not_found, result.ambiguous),
+            ),
             time.monotonic() - started,
-            self.api_calls - calls,
+            result.api_calls,
         )
-        return SheetResult(
-            written, report.digest, report.not_found, report.ambiguous, self.api_calls - calls
-        )
+        return result
 
     def _call(self, what: str, fn: Callable[[HTTPClient], Any]) -> Any:
         """`fn(gspread's client)` through the transport; Google's answers become the tool's

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from .catalog import Catalog, Course, Problem, crosslisted_message, normalise_title
+from .catalog import Catalog, Course, crosslisted_message, normalise_title
 from .errors import ConfigError, ServiceError
 from .report import drive_link
 
@@ -36,15 +36,11 @@ _NUMERIC_TEXT = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)\s*")
 
 @dataclass(frozen=True, slots=True)
 class Colour:
-    """An RGB colour as the Sheets API writes it (components 0–1)."""
+    """An RGB colour as the Sheets API writes it (components 0–1; `asdict` is its `Color`)."""
 
     red: float = 0.0
     green: float = 0.0
     blue: float = 0.0
-
-    def api(self) -> dict[str, float]:
-        """The colour as the Sheets API's `Color` object."""
-        return {"red": self.red, "green": self.green, "blue": self.blue}
 
 
 @dataclass(frozen=True)
@@ -124,10 +120,6 @@ class Placement:
     course: str
     rows: tuple[int, ...] = ()
     tier: str | None = None
-
-    @property
-    def ambiguous(self) -> bool:
-        return len(self.rows) > 1
 
 
 def _cell_text(value: Any) -> str:
@@ -247,18 +239,16 @@ class Report:
 def error_lines(catalog: Catalog, layout: Layout = TODAYS_LAYOUT) -> tuple[Line, ...]:
     """The `Errors in Drive` tab: three sections, each a heading, its messages, a blank row."""
 
-    def problem(p: Problem) -> Line:
-        return Line(p.message, link=drive_link(p.id) or "")
+    def problems(about_files: bool) -> list[Line]:
+        return [
+            Line(p.message, link=drive_link(p.id) or "")
+            for p in catalog.problems
+            if p.category.is_about_files is about_files
+        ]
 
     sections = (
-        (
-            layout.errors_heading,
-            [problem(p) for p in catalog.problems if not p.category.is_about_files],
-        ),
-        (
-            layout.filenames_heading,
-            [problem(p) for p in catalog.problems if p.category.is_about_files],
-        ),
+        (layout.errors_heading, problems(False)),
+        (layout.filenames_heading, problems(True)),
         (layout.crosslisted_heading, [Line(crosslisted_message(g)) for g in catalog.crosslisted]),
     )
     return tuple(
@@ -298,7 +288,7 @@ def build(catalog: Catalog, copies: Grid, layout: Layout = TODAYS_LAYOUT) -> Rep
         if col < len(copies[r]) and _is_numeric(copies[r][col]) and r + 1 not in pairs
     )
     not_found = tuple(p.course for p in placements if not p.rows)
-    ambiguous = [p for p in placements if p.ambiguous]
+    ambiguous = [p for p in placements if len(p.rows) > 1]
     lines = (
         Line(layout.not_found_heading, heading=True),
         *(Line(name) for name in not_found),
@@ -307,14 +297,9 @@ def build(catalog: Catalog, copies: Grid, layout: Layout = TODAYS_LAYOUT) -> Rep
             for p in ambiguous
         ),
     )
+    names = tuple(p.course for p in ambiguous)
     report = Report(
-        errors=error_lines(catalog, layout),
-        not_found_lines=lines,
-        counts=counts,
-        stale=stale,
-        not_found=not_found,
-        ambiguous=tuple(p.course for p in ambiguous),
-        placements=placements,
+        error_lines(catalog, layout), lines, counts, stale, not_found, names, placements
     )
     return replace(report, digest=_digest(report, layout))
 
@@ -366,10 +351,8 @@ class SheetState:
     copies: Grid = ()
 
     def tab(self, title: str) -> TabInfo | None:
-        """The tab called `title`; Google compares tab names case-insensitively."""
-        exact = [t for t in self.tabs if t.title == title]
-        folded = [t for t in self.tabs if t.title.casefold() == title.casefold()]
-        return (exact or folded or [None])[0]
+        """The tab called `title`, whatever its case (as Google compares tab names)."""
+        return next((t for t in self.tabs if t.title.casefold() == title.casefold()), None)
 
 
 def _trimmed(grid: Iterable[Iterable[Any]]) -> list[list[Any]]:
@@ -403,15 +386,18 @@ def in_sync(report: Report, state: SheetState, layout: Layout = TODAYS_LAYOUT) -
     return True
 
 
-def missing_copies_tab(state: SheetState, layout: Layout, where: str = "the spreadsheet") -> str:
-    """Why the physical-copies tab cannot be used: it is not there. People own that tab
-    (contract §4), so the tool never creates an empty one in its place."""
-    tabs = ", ".join(repr(t.title) for t in state.tabs) or "none"
-    return (
-        f"Sheets: {where} has no tab {layout.copies_tab!r} (named by SHEET_COPIES_TAB); "
-        f"its tabs are: {tabs}. That tab is kept by people and never created by this tool: "
-        "rename the tab back, or set SHEET_COPIES_TAB to its name"
-    )
+def copies_tab(state: SheetState, layout: Layout, where: str = "the spreadsheet") -> TabInfo:
+    """The physical-copies tab. People own it (contract §4): when it is missing, the error
+    names the tabs there are, and the tool never creates an empty one in its place."""
+    found = state.tab(layout.copies_tab)
+    if found is None:
+        tabs = ", ".join(repr(t.title) for t in state.tabs) or "none"
+        raise ServiceError(
+            f"Sheets: {where} has no tab {layout.copies_tab!r} (named by SHEET_COPIES_TAB); "
+            f"its tabs are: {tabs}. That tab is kept by people and never created by this "
+            "tool: rename the tab back, or set SHEET_COPIES_TAB to its name"
+        )
+    return found
 
 
 def _limited(text: str) -> str:
@@ -450,7 +436,7 @@ def _sized(
 
 def _text_tab(tab: TabInfo, lines: Sequence[Line], layout: Layout) -> Request:
     """Clear the whole tab (values and formats) and write `lines` into column A."""
-    heading = {"backgroundColor": layout.heading_colour.api(), "textFormat": {"bold": True}}
+    heading = {"backgroundColor": asdict(layout.heading_colour), "textFormat": {"bold": True}}
     rows = []
     for line in lines:
         cell: dict[str, Any] = {}
@@ -474,13 +460,6 @@ def _cells(tab: TabInfo, row: int, col: int, cells: list[Any], fields: str) -> R
     return {"updateCells": {"start": start, "rows": rows, "fields": fields}}
 
 
-def _copies_tab(state: SheetState, layout: Layout) -> TabInfo:
-    found = state.tab(layout.copies_tab)
-    if found is None:
-        raise ServiceError(missing_copies_tab(state, layout))
-    return found
-
-
 def write_requests(
     report: Report, state: SheetState, layout: Layout = TODAYS_LAYOUT, stamp: str | None = None
 ) -> list[Request]:
@@ -489,7 +468,7 @@ def write_requests(
     Missing tabs are added; grids grow where needed; `Errors in Drive` and
     `Classes Not Found` are cleared and rewritten; in the physical-copies tab only the
     count column (value + background) and the stamp cell are touched."""
-    copies = _copies_tab(state, layout)
+    copies = copies_tab(state, layout)
     new_id = max((t.sheet_id for t in state.tabs), default=0)
     errors, out = _sized(state, layout.errors_tab, len(report.errors), 1, new_id + 1)
     lines = report.not_found_lines
@@ -499,7 +478,7 @@ def write_requests(
     out += added + _sized(state, copies.title, last_row, max(col, stamp_col) + 1, 0)[1]
     out += [_text_tab(errors, report.errors, layout), _text_tab(not_found, lines, layout)]
     counts = dict(report.counts)
-    written = {"backgroundColor": layout.written_colour.api()}
+    written = {"backgroundColor": asdict(layout.written_colour)}
     for run in _runs(counts):
         cells = [
             {"userEnteredValue": {"numberValue": counts[row]}, "userEnteredFormat": written}
@@ -508,7 +487,7 @@ def write_requests(
         # Only the background: people's fonts and borders in the column stay.
         fields = "userEnteredValue,userEnteredFormat.backgroundColor"
         out.append(_cells(copies, run[0] - 1, col, cells, fields))
-    stale = {"backgroundColor": layout.stale_colour.api()}
+    stale = {"backgroundColor": asdict(layout.stale_colour)}
     for first, *_, last in ([*run, run[-1]] for run in _runs(report.stale)):
         area = {"sheetId": copies.sheet_id, "startRowIndex": first - 1, "endRowIndex": last}
         area |= {"startColumnIndex": col, "endColumnIndex": col + 1}
@@ -523,7 +502,7 @@ def write_requests(
 
 def stamp_requests(state: SheetState, layout: Layout, stamp: str) -> list[Request]:
     """Only the time stamp (for an unchanged report, when the caller wants it refreshed)."""
-    copies = _copies_tab(state, layout)
+    copies = copies_tab(state, layout)
     row, col = layout.stamp_position
     _, out = _sized(state, copies.title, row + 1, col + 1, 0)
     value = {"userEnteredValue": {"stringValue": stamp}}

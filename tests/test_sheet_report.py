@@ -407,10 +407,13 @@ def test_plan_reads_but_never_writes(
     plan = report.plan(drive())
     assert plan.needs_write(None) and plan.needs_write(plan.report.digest)  # sheet not written yet
     assert sheets_emulator.writes() == 0 and report.api_calls == 2
-    summary = plan.summary(report.layout, None)
-    assert summary["would_write"] and summary["missing_tabs"] == [ERRORS, NOT_FOUND]
-    assert (summary["counts"], summary["stale"]) == (len(EXPECTED_COUNTS), len(EXPECTED_STALE))
-    assert summary["not_found"] == EXPECTED_NOT_FOUND
+    assert [t for t in (ERRORS, NOT_FOUND, COPIES) if plan.state.tab(t) is None] == [
+        ERRORS,
+        NOT_FOUND,
+    ]
+    assert dict(plan.report.counts) == EXPECTED_COUNTS
+    assert set(plan.report.stale) == EXPECTED_STALE
+    assert list(plan.report.not_found) == EXPECTED_NOT_FOUND
     written = report.publish(drive(), None, NOW)
     assert not report.plan(drive()).needs_write(written.digest)
     assert sheets_emulator.writes() == 1
