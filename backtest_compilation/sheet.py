@@ -19,22 +19,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from . import google
+from . import sheet_contents as contents
 from .catalog import Catalog
 from .errors import ConfigError, ServiceError
-from .sheet_contents import (
-    TODAYS_LAYOUT,
-    Layout,
-    Report,
-    SheetState,
-    TabInfo,
-    build,
-    copies_tab,
-    in_sync,
-    quote_tab,
-    stamp_requests,
-    stamp_text,
-    write_requests,
-)
+from .sheet_contents import TODAYS_LAYOUT, Layout, Report, SheetState
 
 if TYPE_CHECKING:
     import requests
@@ -158,7 +146,7 @@ class SheetReport:
         )
         state = SheetState(
             tabs=tuple(
-                TabInfo(
+                contents.TabInfo(
                     p.get("sheetId", 0),  # proto3 JSON may omit a 0
                     p.get("title", ""),
                     p.get("gridProperties", {}).get("rowCount", 0),
@@ -170,7 +158,7 @@ class SheetReport:
         present = {name: tab for name in _TABS if (tab := state.tab(getattr(self.layout, name)))}
         if not present:
             return state
-        ranges = [quote_tab(tab.title) for tab in present.values()]
+        ranges = [contents.quote_tab(tab.title) for tab in present.values()]
         params = {"valueRenderOption": "UNFORMATTED_VALUE", "majorDimension": "ROWS"}
         reply = self._call(
             "read the report tabs",
@@ -185,11 +173,11 @@ class SheetReport:
     def plan(self, catalog: Catalog) -> SheetPlan:
         """Read the sheet and compute the report; writes nothing (for `--dry-run` and `check`)."""
         state = self.read()
-        copies_tab(state, self.layout, f"spreadsheet {self.key} (SHEET_URL)")
-        report = build(catalog, state.copies, self.layout)
+        contents.copies_tab(state, self.layout, f"spreadsheet {self.key} (SHEET_URL)")
+        report = contents.build(catalog, state.copies, self.layout)
         for p in report.placements:
             log.debug("sheet: %s → rows %s (%s)", p.course, list(p.rows), p.tier or "not found")
-        return SheetPlan(report, state, in_sync(report, state, self.layout))
+        return SheetPlan(report, state, contents.in_sync(report, state, self.layout))
 
     def publish(
         self,
@@ -207,13 +195,13 @@ class SheetReport:
         the returned `digest` in the state file only after this returns."""
         started, calls = time.monotonic(), self.api_calls
         plan = self.plan(catalog)
-        report, stamp = plan.report, stamp_text(now, self.tz)
+        report, stamp = plan.report, contents.stamp_text(now, self.tz)
         written = plan.needs_write(last_digest)
         if written or stamp_unchanged:
             body = {
-                "requests": write_requests(report, plan.state, self.layout, stamp)
+                "requests": contents.write_requests(report, plan.state, self.layout, stamp)
                 if written
-                else stamp_requests(plan.state, self.layout, stamp)
+                else contents.stamp_requests(plan.state, self.layout, stamp)
             }
             self._call("write the report", lambda http: http.batch_update(self.key, body))
         result = SheetResult(

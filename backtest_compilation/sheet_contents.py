@@ -8,7 +8,9 @@ stable digest); `write_requests` turns a report and what the spreadsheet holds n
 from __future__ import annotations
 
 import bisect
+import functools
 import hashlib
+import itertools
 import json
 import re
 from collections.abc import Iterable, Sequence
@@ -98,10 +100,7 @@ TODAYS_LAYOUT = Layout()
 
 
 def _column_index(letters: str) -> int:
-    n = 0
-    for ch in letters:
-        n = n * 26 + ord(ch) - 64
-    return n - 1
+    return functools.reduce(lambda n, ch: n * 26 + ord(ch) - 64, letters, 0) - 1
 
 
 def quote_tab(title: str) -> str:
@@ -158,18 +157,15 @@ class _Index:
 
     def containing(self, text: str) -> set[int]:
         """Rows with a cell containing `text` as whole words (`Calculus I` ≠ `Calculus II`)."""
-        needle, hay, found = normalise_title(text), self.haystack, set()
-        pos = hay.find(needle) if needle else -1
-        while pos != -1:
-            before = hay[pos - 1] if pos > 0 else "\n"
-            after = hay[pos + len(needle)] if pos + len(needle) < len(hay) else "\n"
-            # A boundary is needed only where the title itself starts/ends with a word character.
-            if not (needle[0].isalnum() and before.isalnum()) and not (
-                needle[-1].isalnum() and after.isalnum()
-            ):
-                found.add(self.rows[bisect.bisect_right(self.starts, pos) - 1])
-            pos = hay.find(needle, pos + 1)
-        return found
+        needle = normalise_title(text)
+        if not needle:
+            return set()
+        # A boundary (no letter or digit next to it) only where the title itself starts or
+        # ends with one; the lookahead finds overlapping matches too.
+        before = r"(?<![^\W_])" if needle[0].isalnum() else ""
+        after = r"(?![^\W_])" if needle[-1].isalnum() else ""
+        found = re.finditer(f"(?={before}{re.escape(needle)}{after})", self.haystack)
+        return {self.rows[bisect.bisect_right(self.starts, m.start()) - 1] for m in found}
 
     def tier(self, course: Course, tier: str) -> set[int]:
         """The rows `tier` finds for `course`."""
@@ -357,15 +353,13 @@ class SheetState:
 
 def _trimmed(grid: Iterable[Iterable[Any]]) -> list[list[Any]]:
     """`grid` without trailing blank cells and rows (the API leaves them out)."""
-    rows = []
-    for row in grid:
-        cells = ["" if v is None else v for v in row]
-        while cells and cells[-1] == "":
-            cells.pop()
-        rows.append(cells)
-    while rows and not rows[-1]:
-        rows.pop()
-    return rows
+    return _rstrip([_rstrip(["" if v is None else v for v in row], "") for row in grid], [])
+
+
+def _rstrip(values: list[Any], blank: Any) -> list[Any]:
+    while values and values[-1] == blank:
+        values.pop()
+    return values
 
 
 def in_sync(report: Report, state: SheetState, layout: Layout = TODAYS_LAYOUT) -> bool:
@@ -406,13 +400,8 @@ def _limited(text: str) -> str:
 
 def _runs(rows: Iterable[int]) -> list[list[int]]:
     """Consecutive rows grouped: [1, 2, 3, 7] → [[1, 2, 3], [7]]."""
-    runs: list[list[int]] = []
-    for row in sorted(rows):
-        if runs and runs[-1][-1] == row - 1:
-            runs[-1].append(row)
-        else:
-            runs.append([row])
-    return runs
+    runs = itertools.groupby(enumerate(sorted(rows)), lambda i_row: i_row[1] - i_row[0])
+    return [[row for _, row in run] for _, run in runs]
 
 
 def _sized(
