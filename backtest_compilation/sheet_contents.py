@@ -157,15 +157,18 @@ class _Index:
 
     def containing(self, text: str) -> set[int]:
         """Rows with a cell containing `text` as whole words (`Calculus I` ≠ `Calculus II`)."""
-        needle = normalise_title(text)
-        if not needle:
-            return set()
-        # A boundary (no letter or digit next to it) only where the title itself starts or
-        # ends with one; the lookahead finds overlapping matches too.
-        before = r"(?<![^\W_])" if needle[0].isalnum() else ""
-        after = r"(?![^\W_])" if needle[-1].isalnum() else ""
-        found = re.finditer(f"(?={before}{re.escape(needle)}{after})", self.haystack)
-        return {self.rows[bisect.bisect_right(self.starts, m.start()) - 1] for m in found}
+        needle, hay, found = normalise_title(text), self.haystack, set()
+        pos = hay.find(needle) if needle else -1
+        while pos != -1:
+            end = pos + len(needle)
+            before, after = hay[pos - 1 : pos] or "\n", hay[end : end + 1] or "\n"
+            # A boundary is needed only where the title itself starts/ends with a word character.
+            if not (needle[0].isalnum() and before.isalnum()) and not (
+                needle[-1].isalnum() and after.isalnum()
+            ):
+                found.add(self.rows[bisect.bisect_right(self.starts, pos) - 1])
+            pos = hay.find(needle, pos + 1)
+        return found
 
     def tier(self, course: Course, tier: str) -> set[int]:
         """The rows `tier` finds for `course`."""
