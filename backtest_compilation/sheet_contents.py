@@ -480,8 +480,8 @@ def write_requests(
         fields = "userEnteredValue,userEnteredFormat.backgroundColor"
         out.append(_cells(copies, run[0] - 1, col, cells, fields))
     stale = {"backgroundColor": asdict(layout.stale_colour)}
-    for first, *_, last in ([*run, run[-1]] for run in _runs(report.stale)):
-        area = {"sheetId": copies.sheet_id, "startRowIndex": first - 1, "endRowIndex": last}
+    for run in _runs(report.stale):
+        area = {"sheetId": copies.sheet_id, "startRowIndex": run[0] - 1, "endRowIndex": run[-1]}
         area |= {"startColumnIndex": col, "endColumnIndex": col + 1}
         fields = "userEnteredFormat.backgroundColor"
         out.append(
