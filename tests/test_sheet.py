@@ -473,3 +473,53 @@ def test_in_sync_compares_the_sheet_with_the_report() -> None:
         tabs=tabs, errors=[["x"]], not_found=state.not_found, copies=written
     )
     assert not sheet_contents.in_sync(report, edited)
+
+
+def grid_requests(errors_rows: int | None, problems: int) -> list[tuple[str, str, int, int]]:
+    """(kind, tab, rows, columns) of the requests that add or grow tabs, for a report with
+    `problems` file problems; `errors_rows`: the size of `Errors in Drive` (None: missing)."""
+    tabs = [sheet_contents.TabInfo(0, "Physical Copies of Backtests", 30, 20)]
+    tabs.append(sheet_contents.TabInfo(1, "Classes Not Found", 100, 26))
+    if errors_rows is not None:
+        tabs.append(sheet_contents.TabInfo(2, "Errors in Drive", errors_rows, 1))
+    found = tuple(
+        Problem.from_text(Category.INVALID_FILENAME, f"Invalid filename: {i}", f"p{i}", str(i))
+        for i in range(problems)
+    )
+    report = sheet_contents.build(Catalog(problems=found), [])
+    titles = {0: "Physical Copies of Backtests", 1: "Classes Not Found", 2: "Errors in Drive"}
+    out = []
+    for r in sheet_contents.write_requests(report, sheet_contents.SheetState(tabs=tuple(tabs))):
+        kind, body = next(iter(r.items()))
+        if kind in ("addSheet", "updateSheetProperties"):
+            p = body["properties"]
+            size = p["gridProperties"]
+            out.append((kind, titles[p["sheetId"]], size["rowCount"], size["columnCount"]))
+    return out
+
+
+@pytest.mark.parametrize(
+    ("errors_rows", "problems", "expected"),
+    [
+        pytest.param(50, 3, [], id="tabs big enough are left as they are"),
+        pytest.param(
+            5,
+            12,
+            [("updateSheetProperties", "Errors in Drive", 18, 1)],
+            id="a tab too small grows to hold every line, no more",
+        ),
+        pytest.param(
+            None, 3, [("addSheet", "Errors in Drive", 1000, 26)], id="a missing tab is added"
+        ),
+        pytest.param(
+            None,
+            1200,
+            [("addSheet", "Errors in Drive", 1206, 26)],
+            id="a missing tab is added big enough for every line",
+        ),
+    ],
+)
+def test_tabs_are_added_or_grown_only_as_needed(
+    errors_rows: int | None, problems: int, expected: list[tuple[str, str, int, int]]
+) -> None:
+    assert grid_requests(errors_rows, problems) == expected
