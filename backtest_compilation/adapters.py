@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from .drive import DriveSource
     from .google import Deadline
     from .sheet import SheetReport
-    from .sheet_layout import Layout as SheetLayout
+    from .sheet_contents import Layout as SheetLayout
     from .store import Store
 
 log = logging.getLogger("backtest_compilation")
@@ -143,7 +143,7 @@ def build_services(
 
 def sheet_layout(config: settings.Settings) -> SheetLayout:
     """The layout named by the `SHEET_*` settings (today's sheet by default)."""
-    from .sheet_layout import Layout
+    from .sheet_contents import Layout
 
     return Layout(
         errors_tab=config.sheet_errors_tab,

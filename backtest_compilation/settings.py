@@ -31,7 +31,7 @@ from croniter import croniter
 from dotenv import dotenv_values
 
 from .errors import ConfigError
-from .sheet_layout import Layout
+from .sheet_contents import Layout
 
 log = logging.getLogger(__name__)
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")

@@ -8,8 +8,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backtest_compilation import row_matching, sheet_contents, sheet_layout, sheet_requests
-from backtest_compilation.catalog import Catalog, Category, Course, ExamEntry, Problem
+from backtest_compilation import sheet_contents
+from backtest_compilation.catalog import (
+    Catalog,
+    Category,
+    Course,
+    ExamEntry,
+    Problem,
+    normalise_title,
+)
 from backtest_compilation.errors import ConfigError
 
 
@@ -162,21 +169,21 @@ MATCHING = [
 def test_course_rows_are_found_by_the_first_matching_tier(
     name: str, rows: list[str | list[object]], expected: tuple[int, ...], tier: str | None
 ) -> None:
-    (placement,) = row_matching.place([course(name)], grid(*rows), first_row=1)
+    (placement,) = sheet_contents.place([course(name)], grid(*rows), first_row=1)
     assert placement.rows == expected
     assert placement.tier == tier
 
 
 def test_skipped_cells_are_not_searched() -> None:
     rows = grid(["x", "", "", "", "", "Data Structures"], "Data Structures")
-    (placement,) = row_matching.place(
+    (placement,) = sheet_contents.place(
         [course("CSCI-1200 Data Structures")], rows, skip=frozenset({(1, 5)})
     )
     assert placement.rows == (3,)
 
 
 def test_numbers_in_cells_compare_as_text() -> None:
-    (placement,) = row_matching.place([course("MATH-1000 2001")], grid(["x", 2001.0]))
+    (placement,) = sheet_contents.place([course("MATH-1000 2001")], grid(["x", 2001.0]))
     assert (placement.rows, placement.tier) == ((2,), "title")
 
 
@@ -191,10 +198,10 @@ def test_any_title_is_found_by_its_full_name_wherever_it_is(
 ) -> None:
     """Odd names never crash, and the full-name tier finds the one row that has it."""
     c = Course(f"CSCI-1200 {title.strip()}", "CSCI", "1200", title.strip(), "id")
-    full = row_matching.normalise_title(c.name)
-    rows = [[n] for n in noise if row_matching.normalise_title(n) != full]
+    full = normalise_title(c.name)
+    rows = [[n] for n in noise if normalise_title(n) != full]
     rows.insert(min(position, len(rows)), ["", c.name])
-    (placement,) = row_matching.place([c], [["header"], *rows])
+    (placement,) = sheet_contents.place([c], [["header"], *rows])
     assert placement.tier == "full name"
     assert placement.rows == (min(position, len(rows) - 1) + 2,)
 
@@ -222,18 +229,18 @@ def test_matching_is_literal() -> None:
         nonlocal rows_checked
         title, cells = title_cells
         c = Course(f"ABCD-1000 {title}", "ABCD", "1000", title, "id")
-        (placement,) = row_matching.place([c], [["h"]] + [[cell] for cell in cells])
-        wanted = row_matching.normalise_title(title)
+        (placement,) = sheet_contents.place([c], [["h"]] + [[cell] for cell in cells])
+        wanted = normalise_title(title)
         # Each tier's own literal rule (an empty title is contained in every text).
         literal = {
-            "full name": lambda text: text == row_matching.normalise_title(c.name),
-            "code": lambda text: text == row_matching.normalise_title(c.key),
+            "full name": lambda text: text == normalise_title(c.name),
+            "code": lambda text: text == normalise_title(c.key),
             "department and number": lambda text: wanted in text,
             "title": lambda text: text == wanted,
             "contained title": lambda text: wanted != "" and wanted in text,
         }
         for row in placement.rows:
-            text = row_matching.normalise_title(cells[row - 2])
+            text = normalise_title(cells[row - 2])
             assert literal[placement.tier](text), (placement.tier, text)
             rows_checked += 1
 
@@ -329,12 +336,12 @@ def test_digest_is_stable_and_follows_the_contents() -> None:
     assert sheet_contents.build(more, COPIES).digest != first.digest
     moved = [*COPIES[:2], COPIES[3], COPIES[2], *COPIES[4:]]
     assert sheet_contents.build(CATALOG, moved).digest != first.digest
-    renamed = sheet_layout.Layout(errors_heading="Folder errors")
+    renamed = sheet_contents.Layout(errors_heading="Folder errors")
     assert sheet_contents.build(CATALOG, COPIES, renamed).digest != first.digest
 
 
 def test_a_custom_layout_renames_everything() -> None:
-    layout = sheet_layout.Layout(
+    layout = sheet_contents.Layout(
         errors_heading="E",
         filenames_heading="F",
         crosslisted_heading="X",
@@ -364,7 +371,7 @@ def test_a_custom_layout_renames_everything() -> None:
 )
 def test_a_bad_layout_is_a_config_error(kwargs: dict[str, object], fragment: str) -> None:
     with pytest.raises(ConfigError, match=fragment):
-        sheet_layout.Layout(**kwargs)  # type: ignore[arg-type]
+        sheet_contents.Layout(**kwargs)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -393,11 +400,11 @@ def test_time_stamp_needs_an_aware_time() -> None:
 
 
 def test_write_requests_touch_only_the_count_column_and_the_stamp() -> None:
-    state = sheet_requests.SheetState(
-        tabs=(sheet_requests.TabInfo(0, "Physical Copies of Backtests", 10, 7),), copies=COPIES
+    state = sheet_contents.SheetState(
+        tabs=(sheet_contents.TabInfo(0, "Physical Copies of Backtests", 10, 7),), copies=COPIES
     )
     report = sheet_contents.build(CATALOG, COPIES)
-    requests = sheet_requests.write_requests(report, state, stamp="1/1/26 12:00:00 AM")
+    requests = sheet_contents.write_requests(report, state, stamp="1/1/26 12:00:00 AM")
     kinds = [next(iter(r)) for r in requests]
     # Two tabs added with fresh ids, the copies tab grown to hold P24, both text tabs rewritten.
     added = [r["addSheet"]["properties"] for r in requests if "addSheet" in r]
@@ -424,10 +431,10 @@ def test_write_requests_touch_only_the_count_column_and_the_stamp() -> None:
 def test_values_are_typed_so_text_never_becomes_a_formula() -> None:
     problems = (Problem.from_text(Category.INVALID_FILENAME, '=IMPORTXML("http://x")', "p", "1"),)
     report = sheet_contents.build(Catalog(problems=problems), [])
-    copies = sheet_requests.SheetState(
-        tabs=(sheet_requests.TabInfo(0, "Physical Copies of Backtests", 10, 7),)
+    copies = sheet_contents.SheetState(
+        tabs=(sheet_contents.TabInfo(0, "Physical Copies of Backtests", 10, 7),)
     )
-    requests = sheet_requests.write_requests(report, copies)
+    requests = sheet_contents.write_requests(report, copies)
     cells = [
         cell
         for r in requests
@@ -442,27 +449,77 @@ def test_values_are_typed_so_text_never_becomes_a_formula() -> None:
 def test_in_sync_compares_the_sheet_with_the_report() -> None:
     report = sheet_contents.build(CATALOG, COPIES)
     tabs = tuple(
-        sheet_requests.TabInfo(i, t, 100, 26)
+        sheet_contents.TabInfo(i, t, 100, 26)
         for i, t in enumerate(
             ("Errors in Drive", "Classes Not Found", "Physical Copies of Backtests")
         )
     )
     written = [list(r) for r in COPIES]
     written[1][5], written[2][5] = 3, 1
-    state = sheet_requests.SheetState(
+    state = sheet_contents.SheetState(
         tabs=tabs,
         errors=[[line.text] for line in report.errors],
         not_found=[[line.text] for line in report.not_found_lines],
         copies=written,
     )
-    assert sheet_requests.in_sync(report, state)
+    assert sheet_contents.in_sync(report, state)
     written[2][5] = 2
-    assert not sheet_requests.in_sync(report, state)
+    assert not sheet_contents.in_sync(report, state)
     written[2][5] = 1
-    assert not sheet_requests.in_sync(
-        report, sheet_requests.SheetState(tabs=tabs[1:], copies=written)
+    assert not sheet_contents.in_sync(
+        report, sheet_contents.SheetState(tabs=tabs[1:], copies=written)
     )
-    edited = sheet_requests.SheetState(
+    edited = sheet_contents.SheetState(
         tabs=tabs, errors=[["x"]], not_found=state.not_found, copies=written
     )
-    assert not sheet_requests.in_sync(report, edited)
+    assert not sheet_contents.in_sync(report, edited)
+
+
+def grid_requests(errors_rows: int | None, problems: int) -> list[tuple[str, str, int, int]]:
+    """(kind, tab, rows, columns) of the requests that add or grow tabs, for a report with
+    `problems` file problems; `errors_rows`: the size of `Errors in Drive` (None: missing)."""
+    tabs = [sheet_contents.TabInfo(0, "Physical Copies of Backtests", 30, 20)]
+    tabs.append(sheet_contents.TabInfo(1, "Classes Not Found", 100, 26))
+    if errors_rows is not None:
+        tabs.append(sheet_contents.TabInfo(2, "Errors in Drive", errors_rows, 1))
+    found = tuple(
+        Problem.from_text(Category.INVALID_FILENAME, f"Invalid filename: {i}", f"p{i}", str(i))
+        for i in range(problems)
+    )
+    report = sheet_contents.build(Catalog(problems=found), [])
+    titles = {0: "Physical Copies of Backtests", 1: "Classes Not Found", 2: "Errors in Drive"}
+    out = []
+    for r in sheet_contents.write_requests(report, sheet_contents.SheetState(tabs=tuple(tabs))):
+        kind, body = next(iter(r.items()))
+        if kind in ("addSheet", "updateSheetProperties"):
+            p = body["properties"]
+            size = p["gridProperties"]
+            out.append((kind, titles[p["sheetId"]], size["rowCount"], size["columnCount"]))
+    return out
+
+
+@pytest.mark.parametrize(
+    ("errors_rows", "problems", "expected"),
+    [
+        pytest.param(50, 3, [], id="tabs big enough are left as they are"),
+        pytest.param(
+            5,
+            12,
+            [("updateSheetProperties", "Errors in Drive", 18, 1)],
+            id="a tab too small grows to hold every line, no more",
+        ),
+        pytest.param(
+            None, 3, [("addSheet", "Errors in Drive", 1000, 26)], id="a missing tab is added"
+        ),
+        pytest.param(
+            None,
+            1200,
+            [("addSheet", "Errors in Drive", 1206, 26)],
+            id="a missing tab is added big enough for every line",
+        ),
+    ],
+)
+def test_tabs_are_added_or_grown_only_as_needed(
+    errors_rows: int | None, problems: int, expected: list[tuple[str, str, int, int]]
+) -> None:
+    assert grid_requests(errors_rows, problems) == expected

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from backtest_compilation import catalog as catalog_module
-from backtest_compilation import cli, google, sheet, sheet_layout, sheet_requests
+from backtest_compilation import cli, google, sheet, sheet_contents
 from backtest_compilation.catalog import Catalog, Category, Course, ExamEntry, Problem
 from backtest_compilation.errors import ConfigError, ServiceError
 from backtest_compilation.settings import Settings
@@ -320,7 +320,7 @@ def test_tabs_are_found_whatever_their_case_and_grids_grow(
 def test_every_name_and_cell_is_configurable(
     sheets_emulator: SheetsEmulator, make_report: MakeReport
 ) -> None:
-    layout = sheet_layout.Layout(
+    layout = sheet_contents.Layout(
         errors_tab="Problems",
         errors_heading="Folders",
         filenames_heading="Files",
@@ -331,7 +331,7 @@ def test_every_name_and_cell_is_configurable(
         stamp_cell="A1",
         not_found_tab="Missing",
         not_found_heading="No row",
-        written_colour=sheet_layout.Colour(0.5, 1, 0.5),
+        written_colour=sheet_contents.Colour(0.5, 1, 0.5),
     )
     sheets_emulator.add_spreadsheet(
         SHEET_KEY, tabs={"Binders": [["Updated:"], ["Course", "", "Count"], ["Calculus II", "", 7]]}
@@ -361,7 +361,7 @@ def test_odd_text_is_written_as_text(
 
     cells = [sheets_emulator.entered(SHEET_KEY, ERRORS, f"A{r}") for r in range(4, 8)]
     assert cells[:3] == [{"stringValue": m} for m in messages[:3]]
-    assert len(cells[3]["stringValue"]) == sheet_requests.CELL_LIMIT  # cut to what a cell holds
+    assert len(cells[3]["stringValue"]) == sheet_contents.CELL_LIMIT  # cut to what a cell holds
 
 
 def test_a_1500_course_report_never_exceeds_60_requests_a_minute(
@@ -407,10 +407,13 @@ def test_plan_reads_but_never_writes(
     plan = report.plan(drive())
     assert plan.needs_write(None) and plan.needs_write(plan.report.digest)  # sheet not written yet
     assert sheets_emulator.writes() == 0 and report.api_calls == 2
-    summary = plan.summary(report.layout, None)
-    assert summary["would_write"] and summary["missing_tabs"] == [ERRORS, NOT_FOUND]
-    assert (summary["counts"], summary["stale"]) == (len(EXPECTED_COUNTS), len(EXPECTED_STALE))
-    assert summary["not_found"] == EXPECTED_NOT_FOUND
+    assert [t for t in (ERRORS, NOT_FOUND, COPIES) if plan.state.tab(t) is None] == [
+        ERRORS,
+        NOT_FOUND,
+    ]
+    assert dict(plan.report.counts) == EXPECTED_COUNTS
+    assert set(plan.report.stale) == EXPECTED_STALE
+    assert list(plan.report.not_found) == EXPECTED_NOT_FOUND
     written = report.publish(drive(), None, NOW)
     assert not report.plan(drive()).needs_write(written.digest)
     assert sheets_emulator.writes() == 1
@@ -580,7 +583,7 @@ def test_connect_without_a_sheet_url_is_a_config_error() -> None:
 )
 def test_any_tab_name_round_trips_through_a1_ranges(title: str) -> None:
     """Quotes, `!`, `:`, emoji, spaces in a tab name are data: created, then read back."""
-    layout = sheet_layout.Layout(copies_tab=title)
+    layout = sheet_contents.Layout(copies_tab=title)
     cat = Catalog(courses=(Course("MATH-1010 Calculus I", "MATH", "1010", "Calculus I", "f"),))
     with SheetsEmulator() as emu:
         emu.add_spreadsheet(SHEET_KEY, tabs={title: []})

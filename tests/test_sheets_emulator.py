@@ -9,7 +9,7 @@ import gspread
 import pytest
 import requests
 
-from backtest_compilation.sheets_http import sheets_client
+from backtest_compilation.sheet import session as sheets_session
 from emulators.google import QuotaClock, parse_fields
 from emulators.sheets import SheetsEmulator
 
@@ -19,7 +19,7 @@ KEY = "EmuKey123"
 def client(emu: SheetsEmulator) -> gspread.Client:
     """gspread's own client over the product's anonymous session, which sends Google's
     URLs to the emulator (and straight to 127.0.0.1, whatever proxy CI sets)."""
-    session = sheets_client(emu.url, None).session
+    session = sheets_session(emu.url, None)
     assert session.trust_env is False
     return gspread.Client(auth=None, session=session)  # type: ignore[arg-type]
 
