@@ -287,14 +287,8 @@ def _one_level_too_deep(
     if not courses or any(department_code(n) for n in names):
         return None
     shown = ", ".join(map(repr, courses[:2])) + (", …" if len(courses) > 2 else "")
-    parent = (meta.get("parents") or [""])[0]
-    try:  # a folder at the top of a shared drive has the drive as its parent
-        above = drive.shared_drive(parent) if parent == drive_id else drive.item(parent, "name")
-    except RunError:
-        above = None
-    if not parent or above is None:  # a shared drive, or a parent the account cannot see
-        return shown, ""
-    return shown, f"{above.get('name', '')!r} ({parent})"
+    above = drive.root_parent()  # None: a shared drive, or a parent the account cannot see
+    return shown, f"{above[1]!r} ({above[0]})" if above else ""
 
 
 def check_spreadsheet(
