@@ -102,6 +102,26 @@ def test_save_creates_the_cache_dir_and_leaves_no_temp_files(tmp_path: Path) -> 
     assert state.load(cache, KEY) == (State(source=KEY), None)
 
 
+def test_write_atomic_removes_the_temp_files_of_killed_writers_only(tmp_path: Path) -> None:
+    """One helper replaces every file (state, last-run files, heartbeat): the temp file
+    a killed process left is removed by the next write, a live writer's is not."""
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    target = tmp_path / "heartbeat.json"
+    stale = tmp_path / f".heartbeat.json.{dead}.x1.tmp"
+    live = tmp_path / f".heartbeat.json.{os.getppid()}.x2.tmp"
+    stale.write_text("{")
+    live.write_text("{")
+    files.write_atomic(target, '{"at": 1}')
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([target.name, live.name])
+    assert json.loads(target.read_text()) == {"at": 1}
+    assert target.stat().st_mode & 0o777 == 0o644  # the health check reads it
+
+
 def test_times_are_stored_in_utc_whatever_zone_they_came_in() -> None:
     eastern = timezone(timedelta(hours=-5))
     s = State().succeeded(datetime(2026, 1, 1, 9, 2, tzinfo=eastern))
