@@ -368,8 +368,7 @@ def _before_writes(
         return remembered
     if unchanged:
         log.warning("mongo: drifted from the drive since the last run; repairing")
-    else:
-        remembered = remembered.with_problems(problem_key(p) for p in built.problems)
+    # Only small facts (retired ids): snapshot.json is written once, after the renames.
     remembered = sinks.retire(remembered, planned, it.now)
     it.step("state")
     state.save(state.path_in(it.config.cache_dir), remembered)
