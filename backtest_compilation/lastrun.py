@@ -26,7 +26,7 @@ from typing import Any, Final
 from . import report, state
 from .errors import RunError
 from .files import write_atomic
-from .outcome import RunSummary
+from .outcome import RunSummary, count
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +58,8 @@ def facts(
     summary: dict[str, Any], *, started: datetime, finished: datetime, zone: tzinfo = UTC
 ) -> dict[str, Any]:
     """The run facts of contract §8's `summary`: times, exit code, failures, counts."""
-    catalog = summary.get("catalog") or {}
     mongo = summary.get("mongo") or {}
-    renames = summary.get("renames") or []
+    counted = count(summary)
     return {
         "mode": summary.get("mode"),
         "ok": bool(summary.get("ok")),
@@ -70,10 +69,7 @@ def facts(
         "unchanged": bool(summary.get("unchanged")),
         "failed": summary.get("failed") or {},
         "counts": {
-            "departments": len(catalog.get("course_codes") or []),
-            "courses": len(catalog.get("courses") or []),
-            "problems": len(summary.get("problems") or []),
-            "renames_applied": sum(1 for r in renames if r.get("applied")),
+            **{k: counted[k] for k in ("departments", "courses", "problems", "renames_applied")},
             "mongo_inserted": mongo.get("inserted", 0),
             "mongo_updated": mongo.get("updated", 0),
             "mongo_deleted": mongo.get("deleted", 0),
@@ -97,7 +93,7 @@ def wrote_nothing(summary: dict[str, Any]) -> bool:
 
 def save(
     directory: Path,
-    summary: dict[str, Any],
+    run: RunSummary | dict[str, Any],
     *,
     started: datetime,
     finished: datetime,
@@ -107,11 +103,14 @@ def save(
     zone: tzinfo = UTC,
 ) -> bool:
     """Record a sync (see the module docstring). Returns False (after a warning) when
-    the files could not be written."""
+    the files could not be written. Given a `RunSummary`, an unchanged run's catalog is
+    not rendered (only `last-success.json` is written)."""
+    summary = run.small if isinstance(run, RunSummary) else run
     small = facts(summary, started=started, finished=finished, zone=zone)
     directory = Path(directory)
     try:
         if not wrote_nothing(summary):
+            summary = run.summary if isinstance(run, RunSummary) else run
             doc = {**summary, **{k: small[k] for k in ("started_at", "finished_at")}}
             doc["pending_renames"] = small["pending_renames"]
             if error:

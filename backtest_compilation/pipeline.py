@@ -240,7 +240,7 @@ def _run(it: _Run) -> RunSummary:
     try:
         current = pool.submit(it.services.store.read_current)
         reading = _read(it, remembered)
-        built, unchanged = _catalog(it, reading, remembered)
+        built, unchanged = _catalog(it, reading, remembered, current.result)
         planned = _plan_mongo(it, built, remembered, unchanged, current.result)
     finally:
         pool.shutdown(wait=False)
@@ -285,13 +285,21 @@ def _read(it: _Run, remembered: state.State) -> Reading:
     return reading
 
 
-def _catalog(it: _Run, reading: Reading, remembered: state.State) -> tuple[Catalog, bool]:
+def _catalog(
+    it: _Run,
+    reading: Reading,
+    remembered: state.State,
+    current: Callable[[], website.Current],
+) -> tuple[Catalog, bool]:
     """2. The catalog, and whether the drive is as the last fully successful run left
     it (then the catalog is the one remembered, not rebuilt)."""
     if it.options.mode == "sync" and not reading.changed and not reading.full:
-        known = sinks.known_catalog(remembered, it.fingerprint(reading))
+        it.step("mongo")
+        known = sinks.known_catalog(remembered, it.fingerprint(reading), current())
         if known is not None:
-            it.done(catalog=known, unchanged=True)
+            lazy = isinstance(known, sinks.Remembered) and remembered.mongo is not None
+            counts = remembered.mongo.data["counts"] if lazy else None  # type: ignore[union-attr]
+            it.done(catalog=known, unchanged=True, counts=counts)
             return known, True
     it.step("catalog")
     built = catalog_mod.build(
@@ -365,7 +373,9 @@ def _before_writes(
     """The state saved before any write: a state file that cannot be written stops the
     run here (exit 1), before it changes anything the next run would not know about."""
     if unchanged and planned.plan.is_empty:
-        return remembered
+        if isinstance(built, sinks.Remembered):
+            return remembered
+        return sinks.seen_in_sync(remembered, planned.current)
     if unchanged:
         log.warning("mongo: drifted from the drive since the last run; repairing")
     # Only small facts (retired ids): snapshot.json is written once, after the renames.

@@ -238,6 +238,27 @@ def test_hand_edited_mongo_is_repaired_on_an_unchanged_drive(world: dict[str, An
     assert without_ids(visit(db)) == expected_view(first.catalog)
 
 
+def test_an_unchanged_run_that_skips_the_catalog_still_repairs_and_counts(
+    world: dict[str, Any],
+) -> None:
+    """Once an unchanged run found MongoDB in step, later ones compare a digest of what
+    it holds instead of reading the remembered catalog: same summary, and a hand edit
+    is still noticed and repaired."""
+    first = run(world)
+    checked = run(world)  # reads the remembered catalog, finds MongoDB in step
+    skipped = run(world)  # MongoDB as the last run found it: the catalog is not read
+    assert skipped.summary["unchanged"] is True
+    assert skipped.summary["catalog"] == first.summary["catalog"]  # read when rendered
+    cut = lambda line: line.split("; api calls")[0]  # noqa: E731
+    assert cut(skipped.line()) == cut(checked.line())
+    db = world["store"].database
+    db["backtest_courses_collection"].delete_one({"name": "MATH-4100 Linear Algebra"})
+    repaired = run(world)
+    assert repaired.summary["unchanged"] is True
+    assert repaired.summary["mongo"]["inserted"] >= 1
+    assert without_ids(visit(db)) == expected_view(first.catalog)
+
+
 def test_the_summary_is_spec_json(world: dict[str, Any]) -> None:
     summary = run(world).summary
     text = json.dumps(summary)

@@ -470,9 +470,12 @@ def test_an_unchanged_run_rewrites_only_the_small_file(fault_world: FaultWorld) 
     where = state.path_in(world.cache_dir).parent
     before = {p.name: p.stat() for p in where.iterdir()}
     assert sorted(before) == ["snapshot.json", "state.json"]
-    outcome, _, written = _opened(world)
+    outcome, read, written = _opened(world)
     assert outcome.summary.get("unchanged") is True
-    assert written == ["state"], written
+    assert (read, written) == (["state.json"], ["state"])
+    outcome, read, written = _opened(world)
+    assert outcome.summary.get("unchanged") is True
+    assert (read, written) == (["state.json"], ["state"])
     after = {p.name: p.stat() for p in where.iterdir()}
     stamp = lambda s: (s.st_ino, s.st_size, s.st_mtime_ns)  # noqa: E731
     assert stamp(after["snapshot.json"]) == stamp(before["snapshot.json"])
