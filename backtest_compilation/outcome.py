@@ -166,12 +166,6 @@ class RunSummary:
         """The one summary line that ends every run."""
         return summary_line(self.small)
 
-    @property
-    def text(self) -> str:
-        """What a dry run or `check` prints for people: the plan and the verdict (the
-        catalog too with `verbose`, see `text_for`)."""
-        return self.text_for(verbose=True)
-
     def text_for(self, *, verbose: bool) -> str:
         """The text for people; the catalog only with `verbose` (or in a sync)."""
         built = self.catalog if self.catalog is not None else Catalog()
@@ -210,10 +204,6 @@ class RunSummary:
         if self.unchanged or self.plan is None:
             return ()
         return tuple(report.plan_lines(self.plan))
-
-    @property
-    def renames_applied(self) -> frozenset[str]:
-        return self.applied
 
 
 def log_failure(exc: BaseException) -> None:

@@ -34,7 +34,6 @@ from .outcome import (
     log_problems,
     problem_key,
 )
-from .outcome import summary_line as summary_line
 from .sources import Reading, Source
 
 if TYPE_CHECKING:
@@ -44,7 +43,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Mode = Literal["sync", "dry-run", "check"]
-__all__ = ["Options", "Outcome", "RunConfig", "RunSummary", "Services", "run", "summary_line"]
+__all__ = ["Options", "RunConfig", "RunSummary", "Services", "run"]
 
 
 @dataclass(frozen=True)
@@ -102,10 +101,6 @@ class Services:
             "sheets": self.sheet.api_calls if self.sheet is not None else 0,
             "mongo": self.store.api_calls,
         }
-
-
-# What callers and tests call a run's result: the run's one record.
-Outcome = RunSummary
 
 
 @dataclass

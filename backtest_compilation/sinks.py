@@ -318,18 +318,3 @@ def sheet_version(sheet: SheetReport, source: Source) -> str | None:
     except RunError as exc:
         log.warning("sheet: cannot read the spreadsheet's Drive version (%s)", exc)
         return None
-
-
-__all__ = [
-    "RETIRED_ID_DAYS",
-    "MongoPlan",
-    "Renamed",
-    "SheetDone",
-    "after_renames",
-    "apply_mongo",
-    "mongo_part",
-    "mongo_told",
-    "plan_mongo",
-    "retire",
-    "write_sheet",
-]

@@ -64,7 +64,7 @@ def world(tmp_path: Path, drive: Path, sheets_emulator: SheetsEmulator) -> Itera
     store.close()
 
 
-def run(world: dict[str, Any], **options: Any) -> pipeline.Outcome:
+def run(world: dict[str, Any], **options: Any) -> pipeline.RunSummary:
     return pipeline.run(
         run_config(world["settings"]), pipeline.Options(**options), world["services"]
     )
@@ -162,14 +162,14 @@ def test_dry_run_and_check_change_nothing_anywhere(
     assert names_on_disk(drive) == disk
     assert sheets.snapshot(KEY) == sheet_before
     assert not state.path_in(world["settings"].cache_dir).exists()
-    assert "+ course CSCI-1200 Data Structures" in outcome.text
+    assert "+ course CSCI-1200 Data Structures" in outcome.text_for(verbose=True)
 
 
 def test_check_passes_after_a_sync(world: dict[str, Any]) -> None:
     run(world)
     outcome = run(world, mode="check", rename=False)
-    assert outcome.exit_code == 0, outcome.text
-    assert "Check: in sync" in outcome.text
+    assert outcome.exit_code == 0, outcome.text_for(verbose=True)
+    assert "Check: in sync" in outcome.text_for(verbose=True)
 
 
 def test_check_fails_when_a_rename_is_pending(world: dict[str, Any]) -> None:
