@@ -112,7 +112,7 @@ def save(
         if not wrote_nothing(summary):
             summary = run.summary if isinstance(run, RunSummary) else run
             doc = {**summary, **{k: small[k] for k in ("started_at", "finished_at")}}
-            doc["pending_renames"] = small["pending_renames"]
+            doc.update(counts=small["counts"], pending_renames=small["pending_renames"])
             if error:
                 doc["error"] = error
             when = finished.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
