@@ -444,17 +444,18 @@ def _one_run(
         # The run holding the lock records itself; one that gave up changed nothing.
         lastrun.save(
             lastrun.folder(config.cache_dir, request.source),
-            run.summary,
+            run,
             started=started,
             finished=datetime.now(UTC),
             headline=line,
             mongo_lines=run.mongo_lines,
             zone=config.zone,
         )
-        why = "; ".join(f"{k}: {v}" for k, v in run.summary["failed"].items())
+        why = "; ".join(f"{k}: {v}" for k, v in run.small["failed"].items())
         ping.finish(run.exit_code, line if run.ok else f"exit {run.exit_code}: {why}\n{line}")
         ping.wait()
-    tel.report_summary(run.summary)
+    if tel.enabled:  # rendering an unchanged run's whole summary reads its catalog
+        tel.report_summary(run.summary)
     if run.exit_code and not (mode == "check" and run.exit_code == 1):  # 1: out of sync
         tel.report_exit(run.exit_code, message=line)
     if request.json:

@@ -41,7 +41,7 @@ def run_demo(
             website = _website_view(store)
 
     print("backtest-compilation demo: the bundled sample drive, an in-process MongoDB\n")
-    print(first.text)
+    print(first.text_for(verbose=True))
     print()
     print(f"MongoDB changes applied ({len(first.mongo_lines)}):")
     print("\n".join(f"  {line}" for line in first.mongo_lines) or "  none")
@@ -51,7 +51,7 @@ def run_demo(
     print()
     print(f"First run:  {summary_line(first.summary)}")
     print(f"Second run: {summary_line(second.summary)}")
-    renamed = len(first.renames_applied)
+    renamed = len(first.applied)
     print(
         f"({report.plural(renamed, 'test file')} {'was' if renamed == 1 else 'were'} renamed "
         "in the temporary copy)"

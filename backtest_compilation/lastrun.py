@@ -1,6 +1,6 @@
 """What the last syncs did, kept for people and monitors (contract §7), each file
 replaced atomically, in the Drive source's `CACHE_DIR` (a local `--source` run keeps
-its own, in `folder`):
+its own, beside its state, in `folder`):
 
 - `last-run.json`: contract §8's object of the last run that changed or failed
   something — the current state (problems, classes not found, pending renames) and
@@ -16,19 +16,17 @@ changed. Writing them never fails a run: a cache that cannot be written is logge
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
 import logging
 import os
-import tempfile
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any, Final
 
-from . import report
+from . import report, state
 from .errors import RunError
-from .outcome import RunSummary
+from .files import write_atomic
+from .outcome import RunSummary, count
 
 log = logging.getLogger(__name__)
 
@@ -38,48 +36,12 @@ REPORT: Final = "report.html"
 
 
 def folder(cache_dir: Path, source: Path | None = None) -> Path:
-    """Where a run's record goes: `CACHE_DIR` for the Drive source, a folder of its own
-    under `CACHE_DIR/local/` for a local `--source` (a try-out never overwrites what
-    `status` and the container's health check say about the Drive runs)."""
+    """Where a run's record goes: `CACHE_DIR` for the Drive source; a local `--source`
+    keeps its own beside its state (`state.folder`), so a try-out never overwrites what
+    `status` and the container's health check say about the Drive runs."""
     if source is None:
         return Path(cache_dir)
-    where = os.path.abspath(source)
-    tag = hashlib.sha256(where.encode()).hexdigest()[:8]
-    return Path(cache_dir) / "local" / f"{Path(where).name or 'root'}-{tag}"
-
-
-def _remove_stale_temps(path: Path) -> None:
-    """Temporary files of `path` left by a process killed while writing (its pid is in
-    the name); those of a live process are left alone."""
-    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
-        pid = tmp.name[len(path.name) + 2 :].split(".", 1)[0]
-        try:
-            os.kill(int(pid), 0)
-        except (ValueError, ProcessLookupError):
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-        except PermissionError:
-            pass  # alive, another user's
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Replace `path` with `text` in one step (temporary file in the same directory)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temps(path)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent
-    )
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    return state.folder(cache_dir, state.source_key("local", os.path.abspath(source)))
 
 
 def pending_renames(summary: dict[str, Any]) -> int:
@@ -96,9 +58,8 @@ def facts(
     summary: dict[str, Any], *, started: datetime, finished: datetime, zone: tzinfo = UTC
 ) -> dict[str, Any]:
     """The run facts of contract §8's `summary`: times, exit code, failures, counts."""
-    catalog = summary.get("catalog") or {}
     mongo = summary.get("mongo") or {}
-    renames = summary.get("renames") or []
+    counted = count(summary)
     return {
         "mode": summary.get("mode"),
         "ok": bool(summary.get("ok")),
@@ -108,10 +69,7 @@ def facts(
         "unchanged": bool(summary.get("unchanged")),
         "failed": summary.get("failed") or {},
         "counts": {
-            "departments": len(catalog.get("course_codes") or []),
-            "courses": len(catalog.get("courses") or []),
-            "problems": len(summary.get("problems") or []),
-            "renames_applied": sum(1 for r in renames if r.get("applied")),
+            **{k: counted[k] for k in ("departments", "courses", "problems", "renames_applied")},
             "mongo_inserted": mongo.get("inserted", 0),
             "mongo_updated": mongo.get("updated", 0),
             "mongo_deleted": mongo.get("deleted", 0),
@@ -135,7 +93,7 @@ def wrote_nothing(summary: dict[str, Any]) -> bool:
 
 def save(
     directory: Path,
-    summary: dict[str, Any],
+    run: RunSummary | dict[str, Any],
     *,
     started: datetime,
     finished: datetime,
@@ -145,13 +103,16 @@ def save(
     zone: tzinfo = UTC,
 ) -> bool:
     """Record a sync (see the module docstring). Returns False (after a warning) when
-    the files could not be written."""
+    the files could not be written. Given a `RunSummary`, an unchanged run's catalog is
+    not rendered (only `last-success.json` is written)."""
+    summary = run.small if isinstance(run, RunSummary) else run
     small = facts(summary, started=started, finished=finished, zone=zone)
     directory = Path(directory)
     try:
         if not wrote_nothing(summary):
+            summary = run.summary if isinstance(run, RunSummary) else run
             doc = {**summary, **{k: small[k] for k in ("started_at", "finished_at")}}
-            doc["pending_renames"] = small["pending_renames"]
+            doc.update(counts=small["counts"], pending_renames=small["pending_renames"])
             if error:
                 doc["error"] = error
             when = finished.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
@@ -162,10 +123,10 @@ def save(
                 mongo_lines=list(mongo_lines),
                 error=error,
             )
-            write_atomically(directory / LAST_RUN, _dumps(doc))
-            write_atomically(directory / REPORT, page)
+            write_atomic(directory / LAST_RUN, _dumps(doc))
+            write_atomic(directory / REPORT, page)
         if small["ok"] and small["mode"] == "sync":
-            write_atomically(directory / LAST_SUCCESS, json.dumps(small, ensure_ascii=False))
+            write_atomic(directory / LAST_SUCCESS, json.dumps(small, ensure_ascii=False))
     except OSError as exc:
         log.warning("cannot write the run record in %s: %s", directory, exc.strerror or exc)
         return False

@@ -73,6 +73,8 @@ class RunSummary:
     website: Mapping[str, Any] = field(default_factory=dict)  # a sync's course changes
     applied: frozenset[str] = frozenset()
     pending: frozenset[str] | None = None  # None: renames did not run (no count shown)
+    # An unchanged run's remembered counts: its catalog is read only to be rendered.
+    counts: Mapping[str, int] | None = None
 
     def failed(self, stage: str, exc: BaseException) -> RunSummary:
         """The one way a failure enters a run's record: `stage` (a step, `lock`,
@@ -113,10 +115,17 @@ class RunSummary:
         """Contract §8's JSON object (rendered once: at 6,000 courses it takes ~0.1 s)."""
         return self.to_json()
 
-    def to_json(self) -> dict[str, Any]:
+    @cached_property
+    def small(self) -> dict[str, Any]:
+        """The object without what grows with the drive when the run has `counts` (the
+        catalog, problems and renames are None, `counts` says how many): the summary
+        line and `last-success.json` of an unchanged run read no catalog."""
+        return self.summary if self.counts is None else self.to_json(light=True)
+
+    def to_json(self, *, light: bool = False) -> dict[str, Any]:
         """Contract §8's JSON object (plus a few added fields)."""
         exit_code = self.exit_code
-        built = self.catalog
+        built = None if light else self.catalog
         out: dict[str, Any] = {
             "mode": self.mode,
             "ok": exit_code == 0,
@@ -132,6 +141,12 @@ class RunSummary:
             "failed": {s: failure_text(e) for s, e in self.failures.items()},
             "problem_changes": dict(self.problem_changes),
         }
+        if light:
+            # A remembered catalog has no renames (they were done or are off).
+            out["counts"] = {**(self.counts or {}), "renames": 0, "renames_applied": 0}
+        if light:
+            # A remembered catalog has no renames (they were done or are off).
+            out["counts"] = {**(self.counts or {}), "renames": 0, "renames_applied": 0}
         if self.mode == "sync":
             if self.unchanged:
                 out["unchanged"] = True
@@ -149,13 +164,7 @@ class RunSummary:
 
     def line(self) -> str:
         """The one summary line that ends every run."""
-        return summary_line(self.summary)
-
-    @property
-    def text(self) -> str:
-        """What a dry run or `check` prints for people: the plan and the verdict (the
-        catalog too with `verbose`, see `text_for`)."""
-        return self.text_for(verbose=True)
+        return summary_line(self.small)
 
     def text_for(self, *, verbose: bool) -> str:
         """The text for people; the catalog only with `verbose` (or in a sync)."""
@@ -196,10 +205,6 @@ class RunSummary:
             return ()
         return tuple(report.plan_lines(self.plan))
 
-    @property
-    def renames_applied(self) -> frozenset[str]:
-        return self.applied
-
 
 def log_failure(exc: BaseException) -> None:
     """A failure that stopped a run, logged once: one line per configuration problem,
@@ -222,21 +227,20 @@ def failure_text(exc: BaseException) -> str:
 
 def summary_line(summary: Mapping[str, Any]) -> str:
     """The one cron-readable line that ends every run (from contract §8's object)."""
-    cat = summary["catalog"] or {"course_codes": [], "courses": []}
+    counts = summary.get("counts") or count(summary)
     mongo = summary["mongo"] or {"inserted": 0, "updated": 0, "deleted": 0}
     calls = {"drive": 0, "sheets": 0, "mongo": 0} | dict(summary["api_calls"])
     timings = summary["timings_s"]
-    renames = summary["renames"] or []
     failed = summary.get("failed") or {}
     phases = " ".join(f"{k} {v:.2f}s" for k, v in timings.items())
     pending = summary.get("renames_pending")
     return (
         f"summary: {summary['mode']} exit {summary['exit_code']}"
         f"{' (failed: ' + ', '.join(sorted(failed)) + ')' if failed else ''}; "
-        f"{report.plural(len(cat['course_codes']), 'department')}, "
-        f"{report.plural(len(cat['courses']), 'course')}, "
-        f"{report.plural(len(summary['problems'] or ()), 'problem')}{_problem_changes(summary)}; "
-        f"renames {sum(r['applied'] for r in renames)}/{len(renames)}"
+        f"{report.plural(counts['departments'], 'department')}, "
+        f"{report.plural(counts['courses'], 'course')}, "
+        f"{report.plural(counts['problems'], 'problem')}{_problem_changes(summary)}; "
+        f"renames {counts['renames_applied']}/{counts['renames']}"
         f"{f' ({pending} pending)' if pending else ''}; "
         f"mongo +{mongo['inserted']} ~{mongo['updated']} -{mongo['deleted']}"
         f"{_not_applied(mongo)}; "
@@ -244,6 +248,21 @@ def summary_line(summary: Mapping[str, Any]) -> str:
         f"api calls drive {calls['drive']} sheets {calls['sheets']} mongo {calls['mongo']}; "
         f"{phases}"
     )
+
+
+def count(summary: Mapping[str, Any]) -> dict[str, int]:
+    """What the summary's catalog, problems and renames hold (its `counts`, if given)."""
+    if summary.get("counts"):
+        return dict(summary["counts"])
+    cat = summary["catalog"] or {"course_codes": [], "courses": []}
+    renames = summary["renames"] or []
+    return {
+        "departments": len(cat["course_codes"]),
+        "courses": len(cat["courses"]),
+        "problems": len(summary["problems"] or ()),
+        "renames": len(renames),
+        "renames_applied": sum(1 for r in renames if r.get("applied")),
+    }
 
 
 def _problem_changes(summary: Mapping[str, Any]) -> str:

@@ -34,7 +34,6 @@ from .outcome import (
     log_problems,
     problem_key,
 )
-from .outcome import summary_line as summary_line
 from .sources import Reading, Source
 
 if TYPE_CHECKING:
@@ -44,7 +43,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Mode = Literal["sync", "dry-run", "check"]
-__all__ = ["Options", "Outcome", "RunConfig", "RunSummary", "Services", "run", "summary_line"]
+__all__ = ["Options", "RunConfig", "RunSummary", "Services", "run"]
 
 
 @dataclass(frozen=True)
@@ -102,10 +101,6 @@ class Services:
             "sheets": self.sheet.api_calls if self.sheet is not None else 0,
             "mongo": self.store.api_calls,
         }
-
-
-# What callers and tests call a run's result: the run's one record.
-Outcome = RunSummary
 
 
 @dataclass
@@ -240,7 +235,7 @@ def _run(it: _Run) -> RunSummary:
     try:
         current = pool.submit(it.services.store.read_current)
         reading = _read(it, remembered)
-        built, unchanged = _catalog(it, reading, remembered)
+        built, unchanged = _catalog(it, reading, remembered, current.result)
         planned = _plan_mongo(it, built, remembered, unchanged, current.result)
     finally:
         pool.shutdown(wait=False)
@@ -285,13 +280,21 @@ def _read(it: _Run, remembered: state.State) -> Reading:
     return reading
 
 
-def _catalog(it: _Run, reading: Reading, remembered: state.State) -> tuple[Catalog, bool]:
+def _catalog(
+    it: _Run,
+    reading: Reading,
+    remembered: state.State,
+    current: Callable[[], website.Current],
+) -> tuple[Catalog, bool]:
     """2. The catalog, and whether the drive is as the last fully successful run left
     it (then the catalog is the one remembered, not rebuilt)."""
     if it.options.mode == "sync" and not reading.changed and not reading.full:
-        known = sinks.known_catalog(remembered, it.fingerprint(reading))
+        it.step("mongo")
+        known = sinks.known_catalog(remembered, it.fingerprint(reading), current())
         if known is not None:
-            it.done(catalog=known, unchanged=True)
+            lazy = isinstance(known, sinks.Remembered) and remembered.mongo is not None
+            counts = remembered.mongo.data["counts"] if lazy else None  # type: ignore[union-attr]
+            it.done(catalog=known, unchanged=True, counts=counts)
             return known, True
     it.step("catalog")
     built = catalog_mod.build(
@@ -369,11 +372,12 @@ def _before_writes(
     """The state saved before any write: a state file that cannot be written stops the
     run here (exit 1), before it changes anything the next run would not know about."""
     if unchanged and planned.plan.is_empty:
-        return remembered
+        if isinstance(built, sinks.Remembered):
+            return remembered
+        return sinks.seen_in_sync(remembered, planned.current)
     if unchanged:
         log.warning("mongo: drifted from the drive since the last run; repairing")
-    else:
-        remembered = remembered.with_problems(problem_key(p) for p in built.problems)
+    # Only small facts (retired ids): snapshot.json is written once, after the renames.
     remembered = sinks.retire(remembered, planned, it.now)
     it.step("state")
     state.save(state.path_in(it.config.cache_dir), remembered)

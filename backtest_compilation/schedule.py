@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import signal
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -31,6 +30,7 @@ from zoneinfo import ZoneInfo
 
 from croniter import croniter
 
+from .files import write_atomic
 from .outcome import Interrupted, exit_code_of
 
 log = logging.getLogger(__name__)
@@ -143,20 +143,10 @@ def write_heartbeat(path: Path, beat: Heartbeat) -> None:
             "pid": os.getpid(),
         }
     )
-    tmp = ""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "w") as out:
-            out.write(text)
-        os.replace(tmp, path)
-        tmp = ""
+        write_atomic(path, text)
     except OSError as exc:
         log.warning("cannot write the heartbeat file %s: %s", path, exc.strerror or exc)
-    finally:
-        if tmp:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
 
 
 def read_heartbeat(path: Path) -> Heartbeat | None:

@@ -5,10 +5,12 @@ did; `pipeline.run` calls them in order and saves the state after each.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from bson import ObjectId
 
@@ -50,6 +52,8 @@ def plan_mongo(
 ) -> MongoPlan:
     """Plan the writes that make MongoDB (`current`) show `built`; the mass-delete
     guard is decided here, once."""
+    if isinstance(built, Remembered):  # MongoDB is as an earlier unchanged run found it
+        return MongoPlan(website.Plan(existing_courses=len(current.courses)), current, None)
     plan = website.plan(built, current, reuse=reusable_ids(remembered, now))
     # The departments of the last run matter only to an empty catalog (and are big).
     had = () if built.departments or built.courses else _published_codes(remembered)
@@ -142,27 +146,70 @@ def reusable_ids(remembered: state.State, now: datetime) -> dict[str, ObjectId]:
 
 
 def mongo_part(built: Catalog, fingerprint: str) -> dict[str, Any]:
-    """What MongoDB was made to show, kept so an unchanged drive needs no catalog."""
+    """What MongoDB was made to show, kept so an unchanged drive needs no catalog (its
+    counts are the summary line's, in state.json; the blocks go to snapshot.json)."""
     return {
         "fingerprint": fingerprint,
+        "counts": {
+            "departments": len(built.course_codes),
+            "courses": len(built.courses),
+            "problems": len(built.problems),
+        },
         "catalog": report.catalog_block(built),
         "problems": report.problems_block(built),
     }
 
 
-def known_catalog(remembered: state.State, fingerprint: str) -> Catalog | None:
-    """The catalog the last run published, if every sink succeeded for this very tree."""
+def website_digest(current: website.Current) -> str:
+    """A fingerprint of what MongoDB holds (documents are frozen dataclasses of plain
+    values and `ObjectId`s, listed in `_id` order: their text is stable)."""
+    return hashlib.sha256(repr(current).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class Remembered:
+    """The catalog the last run published, read from snapshot.json on first use: an
+    unchanged run that finds MongoDB as it left it needs only its counts."""
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        self.data, self.built = data, None
+
+    def load(self) -> Catalog:
+        if self.built is None:
+            self.built = report.catalog_from_blocks(self.data["catalog"], self.data["problems"])
+        return self.built
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.load(), name)
+
+
+def known_catalog(
+    remembered: state.State, fingerprint: str, current: website.Current
+) -> Catalog | None:
+    """The catalog the last run published, if every sink succeeded for this very tree.
+    While MongoDB holds what an earlier unchanged run found there, it is a `Remembered`
+    (not read: MongoDB needs no plan, the summary line its counts)."""
     parts = (remembered.renames, remembered.mongo, remembered.sheet)
     if any(p is None or p.data.get("fingerprint") != fingerprint for p in parts):
         return None
     assert remembered.mongo is not None
+    known = Remembered(remembered.mongo.data)
+    if "counts" in known.data and known.data.get("website") == website_digest(current):
+        return cast(Catalog, known)
     try:
-        return report.catalog_from_blocks(
-            remembered.mongo.data["catalog"], remembered.mongo.data.get("problems", [])
-        )
+        return known.load()
     except (KeyError, TypeError, ValueError) as exc:
         log.warning("state: remembered catalog unusable (%s); rebuilding it", exc)
         return None
+
+
+def seen_in_sync(remembered: state.State, current: website.Current) -> state.State:
+    """Remember that MongoDB (`current`) shows the remembered catalog: the next unchanged
+    run compares a digest instead of reading the catalog."""
+    part = remembered.mongo
+    if part is None or "counts" not in part.data:
+        return remembered
+    data = state.replaced(part.data, website=website_digest(current))
+    return remembered.with_sink("mongo", data, part.at)
 
 
 # ---------------------------------------------------------------- renames
@@ -277,18 +324,3 @@ def sheet_version(sheet: SheetReport, source: Source) -> str | None:
     except RunError as exc:
         log.warning("sheet: cannot read the spreadsheet's Drive version (%s)", exc)
         return None
-
-
-__all__ = [
-    "RETIRED_ID_DAYS",
-    "MongoPlan",
-    "Renamed",
-    "SheetDone",
-    "after_renames",
-    "apply_mongo",
-    "mongo_part",
-    "mongo_told",
-    "plan_mongo",
-    "retire",
-    "write_sheet",
-]

@@ -38,20 +38,18 @@ def _holder(peeked: dict[str, Any]) -> dict[str, Any]:
 
 
 def _run_view(doc: dict[str, Any]) -> dict[str, Any]:
-    """A run record (`last-run.json` or the facts of `last-success.json`) as `status`
-    shows it."""
-    small = lastrun.facts(doc, started=_at(doc, "started_at"), finished=_at(doc, "finished_at"))
-    counts = doc.get("counts") if isinstance(doc.get("counts"), dict) else small["counts"]
+    """A run record (`last-run.json` or `last-success.json`, both with their run's
+    counts) as `status` shows it."""
     return {
         "started_at": doc.get("started_at"),
         "finished_at": doc.get("finished_at"),
         "mode": doc.get("mode"),
         "ok": bool(doc.get("ok")),
         "exit_code": doc.get("exit_code"),
-        "counts": counts,
+        "counts": doc.get("counts") or {},
         "failed_sinks": sorted((doc.get("failed") or {}).keys()),
         "failures": doc.get("failed") or {},
-        "pending_renames": doc.get("pending_renames", small["pending_renames"]),
+        "pending_renames": doc.get("pending_renames", 0),
         "error": doc.get("error", ""),
     }
 

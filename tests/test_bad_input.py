@@ -224,7 +224,7 @@ def seed_local(root: Path) -> dict[str, str]:
 class Ran:
     """One run on the corpus: what it returned and where to look afterwards."""
 
-    outcome: pipeline.Outcome
+    outcome: pipeline.RunSummary
     ids: dict[str, str]
     names: dict[str, str]  # id → name in the drive after the run
     store: Store
@@ -397,7 +397,7 @@ def test_a_second_run_changes_nothing(ran: Ran, tmp_path: Path) -> None:
             lambda: NOW,
         ),
     )
-    assert check.exit_code == 0, check.text
+    assert check.exit_code == 0, check.text_for(verbose=True)
 
 
 # ---------------------------------------------------------------- empty and huge drives

@@ -116,7 +116,7 @@ def services(world: dict[str, Any], *, renames: bool = True) -> pipeline.Service
     )
 
 
-def run(world: dict[str, Any], **options: Any) -> pipeline.Outcome:
+def run(world: dict[str, Any], **options: Any) -> pipeline.RunSummary:
     world["drive"].clock.between_runs()  # runs are hours apart
     renames = options.get("rename", True) and options.get("mode", "sync") == "sync"
     return pipeline.run(

@@ -571,7 +571,7 @@ def test_a_library_error_in_the_mongo_sink_leaves_the_sheet_written(
     assert got.summary["sheet"]["written"] is True
     assert got.summary["mongo"]["applied"] is False and got.summary["mongo"]["in_sync"] is False
     assert [type(e) for e in reported] == [KeyError]
-    assert "failed: mongo" in pipeline.summary_line(got.summary)
+    assert "failed: mongo" in got.line()
 
 
 # ---------------------------------------------------------------- issue 11: --json, exit codes
@@ -656,7 +656,7 @@ def test_a_mongo_apply_cut_part_way_reports_what_was_applied(
         assert mongo["not_applied"] == {"inserted": 3, "updated": 2, "deleted": 7}
         phases = {p["phase"]: (p["planned"], p["applied"]) for p in mongo["phases"]}
         assert phases["insert backtests"] == (2, 2) and phases["insert courses"] == (2, 0)
-        line = pipeline.summary_line(broken.summary)
+        line = broken.line()
         assert "mongo +2 ~0 -0 (not applied: +3 ~2 -7)" in line
         # Nothing the website shows changed: the new backtests point at no course yet.
         assert broken.summary["website"] == {"added": [], "removed": [], "renamed": []}
@@ -775,7 +775,7 @@ def test_a_course_folder_that_comes_back_within_30_days_gets_its_id_back(
     config = world.settings()
     clock = [datetime(2026, 11, 20, 14, 2, tzinfo=UTC)]
 
-    def run() -> pipeline.Outcome:
+    def run() -> pipeline.RunSummary:
         services = world.services(config)
         services.clock = lambda: clock[0]
         return world.run(config, services=services)
@@ -871,7 +871,7 @@ def test_problems_are_logged_once_when_new_and_once_when_resolved(
     resolved = [m for m in _messages(caplog, logging.INFO) if m.startswith("resolved: ")]
     assert len(resolved) == 1 and "MATH-1010 Calculus I / scan 0042.pdf" in resolved[0]
     assert third.summary["problem_changes"] == {"new": 1, "resolved": 1}
-    line = pipeline.summary_line(third.summary)
+    line = third.line()
     assert f"{total} problems (1 new, 1 resolved)" in line
 
 

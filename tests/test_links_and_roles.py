@@ -56,7 +56,7 @@ def world(
         }
 
 
-def run(world: dict[str, Any]) -> pipeline.Outcome:
+def run(world: dict[str, Any]) -> pipeline.RunSummary:
     """One run a quota window after the last; waits pass on the emulators' quota clock."""
     config = world["settings"]
     clock = world["drive"].clock

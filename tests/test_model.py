@@ -325,7 +325,7 @@ class DriveEdits(RuleBasedStateMachine):
     def run_again(self) -> None:
         self.run(full_rescan=False)
 
-    def _check_converged(self, outcome: pipeline.Outcome) -> None:
+    def _check_converged(self, outcome: pipeline.RunSummary) -> None:
         """Compare with a fresh run: new database, new state, a copy of the sheet."""
         w = self.world
         fresh_key = f"{self.key}-fresh{self.runs}"

@@ -64,7 +64,7 @@ def world(tmp_path: Path, drive: Path, sheets_emulator: SheetsEmulator) -> Itera
     store.close()
 
 
-def run(world: dict[str, Any], **options: Any) -> pipeline.Outcome:
+def run(world: dict[str, Any], **options: Any) -> pipeline.RunSummary:
     return pipeline.run(
         run_config(world["settings"]), pipeline.Options(**options), world["services"]
     )
@@ -162,14 +162,14 @@ def test_dry_run_and_check_change_nothing_anywhere(
     assert names_on_disk(drive) == disk
     assert sheets.snapshot(KEY) == sheet_before
     assert not state.path_in(world["settings"].cache_dir).exists()
-    assert "+ course CSCI-1200 Data Structures" in outcome.text
+    assert "+ course CSCI-1200 Data Structures" in outcome.text_for(verbose=True)
 
 
 def test_check_passes_after_a_sync(world: dict[str, Any]) -> None:
     run(world)
     outcome = run(world, mode="check", rename=False)
-    assert outcome.exit_code == 0, outcome.text
-    assert "Check: in sync" in outcome.text
+    assert outcome.exit_code == 0, outcome.text_for(verbose=True)
+    assert "Check: in sync" in outcome.text_for(verbose=True)
 
 
 def test_check_fails_when_a_rename_is_pending(world: dict[str, Any]) -> None:
@@ -235,6 +235,27 @@ def test_hand_edited_mongo_is_repaired_on_an_unchanged_drive(world: dict[str, An
     second = run(world)
     assert second.summary["unchanged"] is True
     assert second.summary["mongo"]["inserted"] >= 1
+    assert without_ids(visit(db)) == expected_view(first.catalog)
+
+
+def test_an_unchanged_run_that_skips_the_catalog_still_repairs_and_counts(
+    world: dict[str, Any],
+) -> None:
+    """Once an unchanged run found MongoDB in step, later ones compare a digest of what
+    it holds instead of reading the remembered catalog: same summary, and a hand edit
+    is still noticed and repaired."""
+    first = run(world)
+    checked = run(world)  # reads the remembered catalog, finds MongoDB in step
+    skipped = run(world)  # MongoDB as the last run found it: the catalog is not read
+    assert skipped.summary["unchanged"] is True
+    assert skipped.summary["catalog"] == first.summary["catalog"]  # read when rendered
+    cut = lambda line: line.split("; api calls")[0]  # noqa: E731
+    assert cut(skipped.line()) == cut(checked.line())
+    db = world["store"].database
+    db["backtest_courses_collection"].delete_one({"name": "MATH-4100 Linear Algebra"})
+    repaired = run(world)
+    assert repaired.summary["unchanged"] is True
+    assert repaired.summary["mongo"]["inserted"] >= 1
     assert without_ids(visit(db)) == expected_view(first.catalog)
 
 

@@ -33,7 +33,7 @@ def test_rename_failures_are_logged_once_and_said_when_resolved(
     )
     caplog.set_level(logging.INFO, logger="backtest_compilation")
 
-    def run() -> tuple[pipeline.Outcome, list[str], list[str]]:
+    def run() -> tuple[pipeline.RunSummary, list[str], list[str]]:
         caplog.clear()
         drive_emulator.clock.between_runs()  # type: ignore[attr-defined]
         source = DriveSource(

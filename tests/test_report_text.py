@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import date
 
-from backtest_compilation import catalog, pipeline, report
+from backtest_compilation import catalog, outcome, report
 from backtest_compilation.tree import file, folder
 
 TODAY = date(2026, 11, 21)
@@ -55,6 +55,6 @@ def test_the_summary_line_is_singular_for_one() -> None:
         "api_calls": {"drive": 0, "sheets": 0, "mongo": 0},
         "timings_s": {"total": 0.1},
     }
-    line = pipeline.summary_line(summary)
+    line = outcome.summary_line(summary)
     assert "; 1 department, 1 course, 1 problem; " in line
     assert not WRONG_PLURAL.search(line)

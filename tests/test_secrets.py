@@ -357,7 +357,7 @@ def test_an_in_process_run_with_real_token_exchanges_logs_no_secret(
     assert tokens, "no access token was handed out"
     secret.collect("logs", "\n".join(r.getMessage() for r in caplog.records))
     secret.collect("summary", json.dumps(outcome.summary, ensure_ascii=False))
-    secret.collect("text", outcome.text)
+    secret.collect("text", outcome.text_for(verbose=True))
     cached = sorted(p for p in (tmp_path / "cache").rglob("*") if p.is_file())
     # The source's state and the snapshot beside it (items, catalog, problem keys).
     assert {"state.json", "snapshot.json"} <= {p.name for p in cached}, cached

@@ -102,6 +102,26 @@ def test_save_creates_the_cache_dir_and_leaves_no_temp_files(tmp_path: Path) -> 
     assert state.load(cache, KEY) == (State(source=KEY), None)
 
 
+def test_write_atomic_removes_the_temp_files_of_killed_writers_only(tmp_path: Path) -> None:
+    """One helper replaces every file (state, last-run files, heartbeat): the temp file
+    a killed process left is removed by the next write, a live writer's is not."""
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    target = tmp_path / "heartbeat.json"
+    stale = tmp_path / f".heartbeat.json.{dead}.x1.tmp"
+    live = tmp_path / f".heartbeat.json.{os.getppid()}.x2.tmp"
+    stale.write_text("{")
+    live.write_text("{")
+    files.write_atomic(target, '{"at": 1}')
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([target.name, live.name])
+    assert json.loads(target.read_text()) == {"at": 1}
+    assert target.stat().st_mode & 0o777 == 0o644  # the health check reads it
+
+
 def test_times_are_stored_in_utc_whatever_zone_they_came_in() -> None:
     eastern = timezone(timedelta(hours=-5))
     s = State().succeeded(datetime(2026, 1, 1, 9, 2, tzinfo=eastern))
@@ -415,24 +435,54 @@ def test_any_json_data_round_trips(tmp_path_factory, drive, sheet, names, second
     assert state.load(cache, KEY) == (s, None)
 
 
+_OPENED: list[tuple[str, int]] = []  # (path, flags) of the files this process opens
+
+
+def _note_open(event: str, args: tuple[Any, ...]) -> None:
+    if event == "open" and isinstance(args[0], str | Path):
+        _OPENED.append((str(args[0]), args[2] if isinstance(args[2], int) else 0))
+
+
+sys.addaudithook(_note_open)
+
+
+def _opened(world: FaultWorld, **options: Any) -> tuple[Any, list[str], list[str]]:
+    """A run, and the state files it opened to read and (as temp files) to write."""
+    del _OPENED[:]
+    outcome = world.run(**options)
+    where = str(state.path_in(world.cache_dir).parent)
+    mine = [(os.path.basename(p), f) for p, f in _OPENED if os.path.dirname(p) == where]
+    read = [n for n, f in mine if f & (os.O_WRONLY | os.O_RDWR) == 0 and n.endswith(".json")]
+    written = [n.split(".")[1] for n, f in mine if n.endswith(".tmp")]
+    return outcome, read, written
+
+
 @pytest.mark.mongo_server
 def test_an_unchanged_run_rewrites_only_the_small_file(fault_world: FaultWorld) -> None:
-    """Through `pipeline.run` on the Drive emulator: the unchanged run after a changed
-    one replaces state.json (the new changes token) and leaves snapshot.json as it was;
-    a run with changes rewrites it."""
+    """Through `pipeline.run` on the Drive emulator: a run with changes writes
+    snapshot.json once (after MongoDB and the renames); the unchanged run after it
+    replaces state.json (the new changes token) and leaves snapshot.json as it was."""
     world = fault_world
-    world.run()
-    world.run()  # the changes feed reports the first run's renames
+    _, _, written = _opened(world)
+    assert written.count("snapshot") == 1, written
+    _, _, written = _opened(world)  # the changes feed reports the first run's renames
+    assert written.count("snapshot") <= 1, written  # none: they were remembered
     where = state.path_in(world.cache_dir).parent
     before = {p.name: p.stat() for p in where.iterdir()}
     assert sorted(before) == ["snapshot.json", "state.json"]
-    assert world.run().summary.get("unchanged") is True
+    outcome, read, written = _opened(world)
+    assert outcome.summary.get("unchanged") is True
+    assert (read, written) == (["state.json"], ["state"])
+    outcome, read, written = _opened(world)
+    assert outcome.summary.get("unchanged") is True
+    assert (read, written) == (["state.json"], ["state"])
     after = {p.name: p.stat() for p in where.iterdir()}
     stamp = lambda s: (s.st_ino, s.st_size, s.st_mtime_ns)  # noqa: E731
     assert stamp(after["snapshot.json"]) == stamp(before["snapshot.json"])
     assert stamp(after["state.json"]) != stamp(before["state.json"])
     world.drive.trash(next(i for i, f in world.drive.files.items() if f.name.endswith(".pdf")))
-    assert "unchanged" not in world.run().summary
+    outcome, _, written = _opened(world)
+    assert "unchanged" not in outcome.summary and written.count("snapshot") == 1, written
     assert stamp((where / "snapshot.json").stat()) != stamp(after["snapshot.json"])
 
 

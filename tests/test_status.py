@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from backtest_compilation import lastrun, lock, sample, schedule, status
+from backtest_compilation import lastrun, lock, sample, schedule, state, status
 
 ROOT = Path(__file__).resolve().parent.parent
 MAIN = str(ROOT / "main.py")
@@ -178,8 +178,14 @@ def test_every_sync_leaves_the_record_and_the_report(tmp_path: Path) -> None:
     assert page.startswith("<!doctype html>")
     assert "MongoDB changes (37 added, 0 changed, 0 removed)" in page
     assert "+ course CSCI-1200 Data Structures" in page
-    # No leftovers of the atomic replacement.
+    # No leftovers of the atomic replacement; one folder per source: the record sits
+    # beside the source's state, and nothing of it lands in CACHE_DIR itself.
     assert not [p for p in cache.iterdir() if p.name.endswith(".tmp")]
+    key = state.source_key("local", os.path.abspath(drive))
+    assert state.path_in(tmp_path / "cache", key) == cache / "state.json"
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == sorted(
+        ["run.lock", cache.name]
+    )
     # A dry run and a check leave no record: they change nothing anywhere.
     before = (cache / "last-run.json").stat().st_mtime_ns
     time.sleep(0.01)

@@ -195,7 +195,7 @@ class FaultWorld:
         *,
         services: pipeline.Services | None = None,
         **options: Any,
-    ) -> pipeline.Outcome:
+    ) -> pipeline.RunSummary:
         """One `pipeline.run` in-process, a quota window after the last run (runs are
         hours apart in production); raises what the run raises."""
         self.clock.between_runs()
