@@ -24,12 +24,8 @@ from zoneinfo import ZoneInfo
 from . import __version__, alerts, lastrun, pipeline, schedule, settings, telemetry
 from .adapters import (
     build_services,
-    connect_sheet,
-    connect_store,
     demo_config,
-    drive_source,
     run_config,
-    sheet_layout,
     start_telemetry,
 )
 from .errors import ConfigError, Locked
@@ -37,22 +33,6 @@ from .outcome import Interrupted, RunSummary, exit_code_of, log_failure
 
 log = logging.getLogger("backtest_compilation")
 
-# The adapters' builders live in `adapters`; their names stay importable from here
-# for the code and tests that take them from the command line's module.
-__all__ = [
-    "COMMANDS",
-    "build_parser",
-    "build_services",
-    "connect_sheet",
-    "connect_store",
-    "drive_source",
-    "log_level",
-    "main",
-    "parse_args",
-    "run_config",
-    "sheet_layout",
-    "start_telemetry",
-]
 
 DESCRIPTION = """\
 Keep the backtest drive, the website's MongoDB collections and the tracking sheet in

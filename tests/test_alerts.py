@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from backtest_compilation import alerts, cli, lock, sample, telemetry
+from backtest_compilation import adapters, alerts, lock, sample, telemetry
 from backtest_compilation.settings import Settings
 from emulators.drive import DriveEmulator
 from tests.support.scheduler import scheduler, stop, wait_for
@@ -167,7 +167,7 @@ def test_a_scheduled_run_checks_in_around_the_job(
     config = Settings(
         sentry_dsn=endpoint.dsn, sentry_trace_rate=0.0, schedule="2 9-19/2 * * *", tz="Europe/Oslo"
     )
-    tel = cli.start_telemetry(config)
+    tel = adapters.start_telemetry(config)
     monitor = telemetry.monitor_config(config.schedule, config.tz, max_runtime_min=60)
     try:
         assert tel.checked_in(lambda: code, monitor) == code

@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 from google.auth.credentials import AnonymousCredentials
 
-from backtest_compilation import cli, pipeline, sheet, sources
+from backtest_compilation import adapters, pipeline, sheet, sources
+from backtest_compilation.adapters import run_config
 from backtest_compilation.catalog import Category
-from backtest_compilation.cli import run_config
 from backtest_compilation.drive import DriveSource
 from backtest_compilation.errors import ConfigError, GuardRefused
 from backtest_compilation.local import LocalFolderSource
@@ -283,7 +283,7 @@ def ran(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
             ids = seed_drive(emu, root, "s" if kind == "shared drive" else "o")
             source = _drive_source(emu, root)
         store = Store.connect("mongomock://bad", "apo_main")
-        report = cli.connect_sheet(settings, sleep=clock.sleep)
+        report = adapters.connect_sheet(settings, sleep=clock.sleep)
         outcome = pipeline.run(
             run_config(settings),
             pipeline.Options(),
@@ -418,7 +418,7 @@ def drive_world(
     services = pipeline.Services(
         _drive_source(drive_emulator, root),
         store,
-        cli.connect_sheet(settings, sleep=quota_clock.sleep),
+        adapters.connect_sheet(settings, sleep=quota_clock.sleep),
         lambda: NOW,
     )
     yield settings, services, root
@@ -590,7 +590,7 @@ def test_shortcuts_are_reported_as_shortcuts(
             pipeline.Services(
                 _drive_source(drive_emulator, root),
                 store,
-                cli.connect_sheet(settings, sleep=quota_clock.sleep),
+                adapters.connect_sheet(settings, sleep=quota_clock.sleep),
                 lambda: NOW,
             ),
         )

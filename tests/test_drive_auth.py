@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from backtest_compilation.cli import drive_source
+from backtest_compilation.adapters import drive_source
 from backtest_compilation.drive import SCOPE_READ, SCOPE_RENAME, DriveSource
 from backtest_compilation.errors import ConfigError
 from backtest_compilation.google import credentials as load_credentials

@@ -19,9 +19,8 @@ from typing import Any
 import pytest
 from google.auth.credentials import AnonymousCredentials
 
-from backtest_compilation import cli as cli_module
-from backtest_compilation import pipeline, sample, sources
-from backtest_compilation.cli import run_config
+from backtest_compilation import adapters, pipeline, sample, sources
+from backtest_compilation.adapters import run_config
 from backtest_compilation.drive import DriveSource
 from backtest_compilation.local import LocalFolderSource
 from backtest_compilation.settings import Settings
@@ -87,7 +86,7 @@ def world(
         sheets_api_endpoint=sheets_emulator.url,
     )
     sheets_emulator.link_drive(drive_emulator)  # the spreadsheet is a Drive file too
-    store = cli_module.connect_store(settings)
+    store = adapters.connect_store(settings)
     yield {
         "settings": settings,
         "store": store,
@@ -111,7 +110,7 @@ def services(world: dict[str, Any], *, renames: bool = True) -> pipeline.Service
     return pipeline.Services(
         sources.DriveTree(drive),
         world["store"],
-        cli_module.connect_sheet(world["settings"], sleep=clock.sleep),
+        adapters.connect_sheet(world["settings"], sleep=clock.sleep),
         clock=lambda: NOW,
     )
 

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from google.auth.credentials import AnonymousCredentials
 
-from backtest_compilation import cli, pipeline, sample, sources
-from backtest_compilation.cli import run_config
+from backtest_compilation import adapters, pipeline, sample, sources
+from backtest_compilation.adapters import run_config
 from backtest_compilation.drive import DriveSource
 from backtest_compilation.local import LocalFolderSource
 from backtest_compilation.report import drive_link
@@ -47,7 +47,7 @@ def world(
         drive_api_endpoint=drive_emulator.url,
         sheets_api_endpoint=sheets_emulator.url,
     )
-    with cli.connect_store(config) as store:
+    with adapters.connect_store(config) as store:
         yield {
             "settings": config,
             "store": store,
@@ -71,7 +71,7 @@ def run(world: dict[str, Any]) -> pipeline.RunSummary:
     services = pipeline.Services(
         sources.DriveTree(source),
         world["store"],
-        cli.connect_sheet(config, sleep=clock.sleep),
+        adapters.connect_sheet(config, sleep=clock.sleep),
         clock=lambda: NOW,
     )
     return pipeline.run(run_config(config), pipeline.Options(), services)

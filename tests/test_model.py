@@ -40,7 +40,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 from backtest_compilation import pipeline, sheet, sources
-from backtest_compilation.cli import run_config
+from backtest_compilation.adapters import run_config
 from backtest_compilation.drive import DriveSource
 from backtest_compilation.errors import ConfigError, GuardRefused
 from backtest_compilation.settings import Settings

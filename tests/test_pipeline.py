@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from backtest_compilation import cli, lock, pipeline, sample, sources, state
-from backtest_compilation.cli import run_config
+from backtest_compilation import adapters, lock, pipeline, sample, sources, state
+from backtest_compilation.adapters import run_config
 from backtest_compilation.errors import GuardRefused, Locked
 from backtest_compilation.local import LocalFolderSource
 from backtest_compilation.settings import Settings
@@ -56,7 +56,7 @@ def world(tmp_path: Path, drive: Path, sheets_emulator: SheetsEmulator) -> Itera
         sheets_api_endpoint=sheets_emulator.url,
     )
     store = Store.connect(settings.mongo_uri, settings.mongo_db)
-    report = cli.connect_sheet(settings, sleep=sheets_emulator.clock.sleep)  # type: ignore[attr-defined]
+    report = adapters.connect_sheet(settings, sleep=sheets_emulator.clock.sleep)  # type: ignore[attr-defined]
     services = pipeline.Services(
         sources.LocalTree(LocalFolderSource(drive)), store, report, clock=lambda: NOW
     )

@@ -12,7 +12,7 @@ import pytest
 from google.auth.credentials import AnonymousCredentials
 
 from backtest_compilation import pipeline, sample, sources
-from backtest_compilation.cli import run_config
+from backtest_compilation.adapters import run_config
 from backtest_compilation.drive import DriveSource
 from backtest_compilation.local import LocalFolderSource
 from backtest_compilation.settings import Settings

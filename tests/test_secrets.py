@@ -35,7 +35,7 @@ import pytest
 from pymongo import MongoClient
 
 from backtest_compilation import pipeline, schedule, sheet, sources
-from backtest_compilation.cli import run_config
+from backtest_compilation.adapters import run_config
 from backtest_compilation.drive import SCOPE_READ, SCOPE_RENAME, DriveSource
 from backtest_compilation.google import credentials as load_credentials
 from backtest_compilation.settings import Settings

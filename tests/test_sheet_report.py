@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from backtest_compilation import adapters, google, sheet, sheet_contents
 from backtest_compilation import catalog as catalog_module
-from backtest_compilation import cli, google, sheet, sheet_contents
 from backtest_compilation.catalog import Catalog, Category, Course, ExamEntry, Problem
 from backtest_compilation.errors import ConfigError, ServiceError
 from backtest_compilation.settings import Settings
@@ -536,7 +536,7 @@ def test_connect_is_anonymous_when_an_endpoint_is_set(sheets_emulator: SheetsEmu
         sheets_api_endpoint=sheets_emulator.url,
         tz="Europe/Paris",
     )
-    report = cli.connect_sheet(settings)
+    report = adapters.connect_sheet(settings)
     assert report.publish(drive(), None, NOW).written
     assert sheets_emulator.value(SHEET_KEY, COPIES, "P24") == "11/21/26 11:05:09 PM"
     assert {r.subject for r in sheets_emulator.log} == {None}
@@ -566,13 +566,13 @@ def test_connect_with_a_bad_key_file_is_a_config_error(
         path.write_text(content)
     settings = Settings(sheet_url=SHEET_KEY, google_credentials_file=path)
     with pytest.raises(ConfigError, match=message) as err:
-        cli.connect_sheet(settings)
+        adapters.connect_sheet(settings)
     assert "secret" not in str(err.value)
 
 
 def test_connect_without_a_sheet_url_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="SHEET_URL"):
-        cli.connect_sheet(Settings())
+        adapters.connect_sheet(Settings())
 
 
 @settings(max_examples=30, deadline=None)

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from backtest_compilation import cli, telemetry
+from backtest_compilation import adapters, telemetry
 from backtest_compilation.errors import ServiceError
 from backtest_compilation.settings import Settings
 from tests.support.isolation import environment
@@ -43,7 +43,7 @@ def sentry(endpoint: Endpoint) -> Iterator[telemetry.Telemetry]:
         sentry_trace_rate=0.0,
         mongo_uri=f"mongodb://backtest:{MONGO_PASSWORD}@db.example.org:27017/apo_main",
     )
-    handle = cli.start_telemetry(config)
+    handle = adapters.start_telemetry(config)
     yield handle
     handle.close()
 
@@ -249,9 +249,9 @@ def test_the_sdk_is_not_imported_unless_sentry_is_on(tmp_path: Path) -> None:
 
     code = (
         "import sys\n"
-        "from backtest_compilation import cli\n"
+        "from backtest_compilation import adapters\n"
         "from backtest_compilation.settings import Settings\n"
-        "cli.start_telemetry(Settings()).report_failure(RuntimeError('x'))\n"
+        "adapters.start_telemetry(Settings()).report_failure(RuntimeError('x'))\n"
         "print('sentry_sdk' in sys.modules)\n"
     )
     out = subprocess.run(

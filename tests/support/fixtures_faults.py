@@ -24,8 +24,8 @@ import pytest
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
-from backtest_compilation import cli, pipeline, settings, sources, state
-from backtest_compilation.cli import drive_source, run_config
+from backtest_compilation import adapters, pipeline, settings, sources, state
+from backtest_compilation.adapters import drive_source, run_config
 from backtest_compilation.store import Store
 from backtest_compilation.tree import Node, file, folder
 from emulators.drive import DriveEmulator
@@ -185,8 +185,8 @@ class FaultWorld:
         source = drive_source(config, renames=True, sleep=self.clock.sleep)
         return pipeline.Services(
             sources.DriveTree(source),
-            store or cli.connect_store(config, timeout_ms=2000),
-            cli.connect_sheet(config, sleep=sheet_wait),
+            store or adapters.connect_store(config, timeout_ms=2000),
+            adapters.connect_sheet(config, sleep=sheet_wait),
         )
 
     def run(
