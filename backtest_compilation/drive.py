@@ -70,9 +70,6 @@ CHANGE_FIELDS = (
 )
 
 
-# ---------------------------------------------------------------- plain data
-
-
 @dataclass(frozen=True)
 class DriveRead:
     """The result of `DriveSource.read`."""
@@ -98,9 +95,6 @@ class _Root:
     name: str
     drive_id: str | None
     is_shared_drive: bool
-
-
-# ---------------------------------------------------------------- pure helpers
 
 
 def quote(value: str) -> str:
@@ -129,9 +123,6 @@ def parent_queries(
         length += extra
     if group:
         yield "(" + " or ".join(group) + suffix
-
-
-# ---------------------------------------------------------------- transport
 
 
 class _CountingHttp:
@@ -169,9 +160,6 @@ class _CountingHttp:
     def __getattr__(self, name: str) -> Any:
         # googleapiclient reads `credentials`, `timeout`, … from the http object.
         return getattr(self._inner, name)
-
-
-# ---------------------------------------------------------------- the source
 
 
 class DriveSource:
@@ -252,8 +240,6 @@ class DriveSource:
             self._timeout,
             self.deadline,
         )
-
-    # ------------------------------------------------------------ calling Drive
 
     def _execute(
         self,
@@ -354,8 +340,6 @@ class DriveSource:
         where = {"driveId": root.drive_id} if root.drive_id else {}
         request = self._service.changes().getStartPageToken(supportsAllDrives=True, **where)
         return self._execute(request, "changes.getStartPageToken")["startPageToken"]
-
-    # ------------------------------------------------------------ listing
 
     def _list_drive(self, root: _Root) -> list[Item]:
         """Every item of the shared drive: one stream of 1,000-item pages while the drive
@@ -614,8 +598,6 @@ class DriveSource:
             return None
         version = meta.get("version") or meta.get("modifiedTime")
         return str(version) if version is not None else None
-
-    # ------------------------------------------------------------ renames
 
     def rename(self, renames: Sequence[Rename]) -> RenameResult:
         """Apply `renames`, one batch at a time at the write pacer's rate (contract §5.9).
