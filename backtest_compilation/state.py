@@ -2,14 +2,13 @@
 
 `state.json` holds what stays small (tokens, fingerprints, digests, the sinks' small
 facts, retired course ids); `snapshot.json` what grows with the drive (`APART`: items,
-remembered catalog, problem keys), a line per value, and a copy of the `state.json` it
+remembered catalog, problem keys), a JSON line per value after a copy of the state it
 was saved with. Both are replaced with `files.write_atomic`: `snapshot.json` first, and
-only when one of its values is not the one there; then `state.json`, naming it (inode,
-size, mtime). Values in `snapshot.json` are read on first use, so an unchanged run reads
-and writes `state.json` only. A `snapshot.json` that `state.json` does not name is a save
-stopped between the two: its copy of the state is the state. A state that is corrupt, of
-another layout or version, or names a missing `snapshot.json` is a warning and a fresh
-start (full rescan).
+only when one of its values changed; then `state.json`, naming it (inode, size, mtime).
+Its values are read on first use, so an unchanged run reads and writes `state.json`
+only. A `snapshot.json` that `state.json` does not name is from a save stopped between
+the two: its copy of the state is the state. A corrupt state, another layout or version,
+or a named `snapshot.json` that is missing, is a warning and a full rescan.
 """
 
 from __future__ import annotations
@@ -20,7 +19,6 @@ import json
 import logging
 import os
 import re
-import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -46,16 +44,13 @@ APART: Final[Mapping[str, tuple[str, ...]]] = {
     "mongo": ("catalog", "problems"),
 }
 _FOLDER: Final = re.compile(r"(drive|local|source)-[A-Za-z0-9_-]{1,100}")
-# Every snapshot.json object of this process by file: read before that file is replaced.
-_LIVE: dict[Path, weakref.WeakSet[_Snapshot]] = {}
-_LAST: dict[Path, _Snapshot] = {}  # the newest, kept: a later save compares with its values
+_UNREAD: Final = object()
 
 
 @dataclass(frozen=True, slots=True)
 class Part:
-    """One remembered part: JSON-able `data` (opaque here; the drive's `items` are
-    `tree.Item`s) and when it was recorded (UTC). Read-only: states are replaced, never
-    edited."""
+    """One remembered part: JSON-able `data` (the drive's `items` are `tree.Item`s) and
+    when it was recorded (UTC). Read-only: states are replaced, never edited."""
 
     data: Mapping[str, Any]
     at: datetime
@@ -119,9 +114,7 @@ class State:
 def _when(entry: Any) -> datetime:
     """When a retired id was recorded; long ago when that cannot be told."""
     with contextlib.suppress(TypeError, ValueError, AttributeError):
-        when = datetime.fromisoformat(entry["at"])
-        if when.tzinfo is not None:
-            return when.astimezone(UTC)
+        return _time(entry["at"])
     return datetime.min.replace(tzinfo=UTC)
 
 
@@ -172,22 +165,22 @@ def replaced(data: Mapping[str, Any], **changes: Any) -> Mapping[str, Any]:
 
 
 class _Snapshot:
-    """One `snapshot.json` as saved (`stamp`: its inode, size, mtime). A line per value,
-    `{"<key>": <value>}` (JSON Lines): read on first use, each value parsed only when
-    asked for (a run that needs the catalog alone skips the items); ValueError when the
-    file is not that one any more."""
+    """One version of a `snapshot.json` (`stamp`: inode, size, mtime), one object per
+    version in this process (`_LAST` holds the newest): its lines are read on first use
+    and each value parsed when asked for. ValueError when it cannot be read."""
 
     def __init__(self, path: Path, stamp: list[int], values: dict[str, Any] | None = None):
         self.path, self.stamp, self.values = path, stamp, values
-        _LIVE.setdefault(path, weakref.WeakSet()).add(self)
         _LAST[path] = self
 
     def load(self) -> dict[str, Any]:
+        """The lines by key, read now if not yet (so a replaced file's states keep them)."""
         if self.values is None:
             try:
-                if _stamp(self.path) != self.stamp:
-                    raise ValueError("it was replaced")
-                lines = self.path.read_bytes().splitlines()
+                with self.path.open("rb") as f:
+                    if _stamp(f.fileno()) != self.stamp:
+                        raise ValueError("it was replaced")
+                    lines = f.read().splitlines()
                 self.values = {line[2 : line.index(b'"', 2)].decode(): line for line in lines}
             except (OSError, ValueError) as exc:
                 raise ValueError(f"{self.path} cannot be read ({exc})") from None
@@ -195,16 +188,23 @@ class _Snapshot:
 
     def get(self, key: str) -> Any:
         values = self.load()
-        if type(values.get(key)) is bytes:  # not parsed yet
-            try:
-                values[key] = json.loads(values[key])[key]
-                if key == "drive.items":
-                    values[key] = items_from_json(values[key])
-            except (ValueError, RecursionError, TypeError, KeyError) as exc:
-                raise ValueError(f"{self.path} cannot be read ({exc})") from None
         if key not in values:
             raise ValueError(f"{self.path} holds no {key!r}")
+        if type(values[key]) is bytes:  # not parsed yet
+            try:
+                value = json.loads(values[key])[key]
+                values[key] = items_from_json(value) if key == "drive.items" else value
+            except (ValueError, RecursionError, TypeError, KeyError) as exc:
+                raise ValueError(f"{self.path} cannot be read ({exc})") from None
         return values[key]
+
+    def peek(self, key: str) -> Any:
+        """The parsed value of `key` if at hand, else `_UNREAD`."""
+        value = (self.values or {}).get(key, _UNREAD)
+        return _UNREAD if type(value) is bytes else value
+
+
+_LAST: dict[Path, _Snapshot] = {}
 
 
 class _Lazy(Mapping[str, Any]):
@@ -246,10 +246,10 @@ class _Keys(Sequence[str]):
         return isinstance(other, Sequence) and tuple(self) == tuple(other)
 
 
-def _stamp(path: Path) -> list[int] | None:
-    """Which file `path` is now: inode, size, mtime (None: there is none)."""
+def _stamp(file: Path | int) -> list[int] | None:
+    """Which file `file` (a path or an open descriptor) is: inode, size, mtime (None: none)."""
     try:
-        st = os.stat(path)
+        st = os.stat(file)
     except FileNotFoundError:
         return None
     return [st.st_ino, st.st_size, st.st_mtime_ns]
@@ -265,8 +265,7 @@ def load(path: Path, source: str | None = None) -> tuple[State, str | None]:
     file = path_in(cache, source)
     empty = State(source=source or "")
     try:
-        doc, snap = _read(file)
-        return _from_doc(doc, snap), None
+        return _from_doc(*_read(file)), None
     except FileNotFoundError:
         old = cache / FILE_NAME
         return empty, _warning(old, "has an earlier layout") if old.is_file() else None
@@ -284,14 +283,15 @@ def _read(file: Path) -> tuple[dict[str, Any], _Snapshot | None]:
         doc = None
     snap_file = file.with_name(SNAPSHOT_NAME)
     stamp, named = _stamp(snap_file), doc and doc.get("snapshot")
-    if stamp is not None and named != stamp:
-        snap = _Snapshot(snap_file, stamp)
+    if stamp is None and named:
+        raise ValueError(f"the {SNAPSHOT_NAME} it names is missing")
+    last = _LAST.get(snap_file)
+    snap = last if last and last.stamp == stamp else stamp and _Snapshot(snap_file, stamp)
+    if snap and named != stamp:  # a save stopped after snapshot.json, or a copied one
         return _ours(snap.get("state")), snap
     if doc is None:
         raise FileNotFoundError(file)
-    if named and stamp is None:
-        raise ValueError(f"the {SNAPSHOT_NAME} it names is missing")
-    return doc, _Snapshot(snap_file, named) if named else None
+    return doc, snap or None
 
 
 def _ours(doc: dict[str, Any]) -> dict[str, Any]:
@@ -307,9 +307,11 @@ def _from_doc(doc: dict[str, Any], snap: _Snapshot | None) -> State:
             parts[name] = None
             continue
         data, apart = dict(raw["data"]), tuple(raw.get("apart", ()))
-        if apart and (snap is None or not set(apart) <= set(APART[name])):
+        if apart and (snap is None or not set(apart) <= set(APART.get(name, ()))):
             raise ValueError(f"its '{name}' part is malformed")
-        parts[name] = Part(_Lazy(data, snap, name, apart) if apart else data, _time(raw["at"]))
+        parts[name] = Part(
+            _Lazy(data, snap, name, apart) if snap and apart else data, _time(raw["at"])
+        )
     if doc["problems"] is not None and snap is None:
         raise ValueError("its problems are missing")
     last = doc["last_success"]
@@ -337,12 +339,11 @@ def save(path: Path, state: State, *, now: datetime | None = None) -> None:
         "retired_course_ids": dict(state.retired_ids),
         "problems": None if state.problems is None else "apart",
     }
-    apart: dict[str, Any] = {}  # snapshot.json's values (a `_Snapshot`: its, unread)
+    apart: dict[str, Any] = {}  # snapshot.json's values (a `_Snapshot`: its, maybe unread)
     for name in PARTS:
         part = getattr(state, name)
         doc[name] = None if part is None else _split(name, part, apart)
-    if state.problems is not None:
-        keys = state.problems
+    if (keys := state.problems) is not None:
         apart["problems"] = keys.snap if isinstance(keys, _Keys) else keys
     snap_file, file = where / SNAPSHOT_NAME, where / FILE_NAME
     try:
@@ -361,13 +362,13 @@ def save(path: Path, state: State, *, now: datetime | None = None) -> None:
 
 def _split(name: str, part: Part, apart: dict[str, Any]) -> dict[str, Any]:
     """The part as state.json keeps it; its values that grow with the drive go to `apart`."""
-    data, keys = part.data, APART.get(name, ())
+    data = part.data
     if isinstance(data, _Lazy):
-        apart.update({f"{name}.{k}": data.snap for k in data.apart})
         small, kept = data.small, data.apart
+        apart.update({f"{name}.{k}": data.snap for k in kept})
     else:
-        small = {k: v for k, v in data.items() if k not in keys}
-        kept = tuple(k for k in keys if k in data)
+        kept = tuple(k for k in APART.get(name, ()) if k in data)
+        small = {k: v for k, v in data.items() if k not in kept}
         apart.update({f"{name}.{k}": data[k] for k in kept})
     return {"at": part.at.isoformat(), "data": small, **({"apart": kept} if kept else {})}
 
@@ -375,37 +376,30 @@ def _split(name: str, part: Part, apart: dict[str, Any]) -> dict[str, Any]:
 def _save_apart(file: Path, doc: dict[str, Any], apart: dict[str, Any]) -> list[int]:
     """snapshot.json's stamp; the file is rewritten when a value is not the one there."""
     last = _LAST.get(file)
-    stamp = _stamp(file)
-    if last and last.stamp == stamp and all(_same(last, k, v) for k, v in apart.items()):
-        return last.stamp
-    for snap in list(_LIVE.get(file, ())):  # read what is there before it is replaced
-        with contextlib.suppress(ValueError):
-            snap.load()
-    values = {}
+    if last and last.stamp == _stamp(file):
+        if all(_same(last, k, v) for k, v in apart.items()):
+            return last.stamp
+        with contextlib.suppress(ValueError):  # states read from it keep their values
+            last.load()
+    values = {"state": {**doc}}  # read back when state.json is not written after it
     for key, value in apart.items():
         try:
             values[key] = value.get(key) if isinstance(value, _Snapshot) else value
         except ValueError as exc:  # the next read says so, and rescans
             log.warning("state: %s; it is not saved again", exc)
     body = {k: items_to_json(v) if k == "drive.items" else v for k, v in values.items()}
-    write_atomic(file, b"\n".join(_dumps({k: v}) for k, v in {"state": doc, **body}.items()))
+    write_atomic(file, b"\n".join(_dumps({k: v}) for k, v in body.items()))
     return _Snapshot(file, _stamp(file), values).stamp  # type: ignore[arg-type]
 
 
 def _same(last: _Snapshot, key: str, value: Any) -> bool:
-    """Whether `value` (a `_Snapshot`: its unread value) is `key`'s in `last`."""
-    if isinstance(value, _Snapshot):
-        if value.stamp == last.stamp:
-            return True
-        if value.values is None or key not in value.values:
-            return False
-        value = value.values[key]
-    if last.values is None or key not in last.values:
-        return False
-    there = last.values[key]
-    # Equal is enough (the problem keys are rebuilt after each step); comparing costs
-    # less than rewriting.
-    return there is value or (type(there) is type(value) and there == value)
+    """Whether `value` (a `_Snapshot`: its value) is `key`'s in `last`, without reading.
+    Equal is enough (the problem keys are rebuilt after each step); comparing costs less
+    than rewriting."""
+    if value is last:
+        return True
+    there, value = last.peek(key), value.peek(key) if isinstance(value, _Snapshot) else value
+    return there is not _UNREAD and (there is value or there == value)
 
 
 def _dumps(data: Any) -> bytes:
