@@ -1,14 +1,13 @@
 """The run's memory (contract §5.7, §5.10): a folder per source in `CACHE_DIR`.
 
-`state.json` holds what stays small (tokens, fingerprints, digests, the sinks' small
-facts, retired course ids); `snapshot.json` what grows with the drive (`APART`: items,
-remembered catalog, problem keys), a JSON line per value after a copy of the state it
-was saved with. Both are replaced with `files.write_atomic`: `snapshot.json` first, and
-only when one of its values changed; then `state.json`, naming it (inode, size, mtime).
-Its values are read on first use, so an unchanged run reads and writes `state.json`
-only. A `snapshot.json` that `state.json` does not name is from a save stopped between
-the two: its copy of the state is the state. A corrupt state, another layout or version,
-or a named `snapshot.json` that is missing, is a warning and a full rescan.
+`state.json` holds what stays small; `snapshot.json` what grows with the drive (`APART`,
+and the problem keys), a JSON line per value after a copy of the state saved with it.
+A save replaces `snapshot.json` (only when a value changed), then `state.json`, which
+names it by inode, size and mtime; each through `files.write_atomic`. Its values are
+read on first use, so an unchanged run reads and writes `state.json` only. A
+`snapshot.json` that `state.json` does not name is a save stopped in between: its copy
+is the state. A corrupt state, another layout or version, or a missing `snapshot.json`
+is a warning and a full rescan.
 """
 
 from __future__ import annotations
@@ -38,7 +37,6 @@ SNAPSHOT_NAME: Final = "snapshot.json"
 Sink = Literal["renames", "mongo", "sheet"]
 SINKS: Final[tuple[Sink, ...]] = ("renames", "mongo", "sheet")
 PARTS: Final = ("drive", *SINKS)
-# What grows with the drive, by part: kept in snapshot.json (the problem keys too).
 APART: Final[Mapping[str, tuple[str, ...]]] = {
     "drive": ("items",),
     "mongo": ("catalog", "problems"),
@@ -111,21 +109,13 @@ class State:
         return entry.get("id") if isinstance(entry, Mapping) else None
 
 
-def _when(entry: Any) -> datetime:
-    """When a retired id was recorded; long ago when that cannot be told."""
-    with contextlib.suppress(TypeError, ValueError, AttributeError):
-        return _time(entry["at"])
-    return datetime.min.replace(tzinfo=UTC)
-
-
 def source_key(kind: str, where: str) -> str:
     """Whose state it is: `drive:<FOLDER_ID>` or `local:<absolute path>`."""
     return f"{kind}:{where}"
 
 
 def folder(cache_dir: Path, source: str) -> Path:
-    """The folder of `source`'s state (and its last-run files) in `CACHE_DIR`:
-    `drive-<FOLDER_ID>`, or a digest of a local path."""
+    """`source`'s folder in `CACHE_DIR`: `drive-<FOLDER_ID>`, or a digest of a local path."""
     kind, _, where = source.partition(":")
     kind = kind if kind in ("drive", "local") else "source"
     if not re.fullmatch(r"[A-Za-z0-9_-]{1,100}", where):
@@ -142,15 +132,6 @@ def path_in(cache_dir: Path, source: str | None = None) -> Path:
     return max(found, key=lambda p: p.stat().st_mtime_ns, default=Path(cache_dir) / FILE_NAME)
 
 
-def _cache_of(path: Path) -> Path:
-    """`CACHE_DIR` from what `load`/`save` are given: it, or a `state.json` in it or in
-    a source's folder."""
-    path = Path(path)
-    if path.name != FILE_NAME:
-        return path
-    return path.parent.parent if _FOLDER.fullmatch(path.parent.name) else path.parent
-
-
 def digest(data: Any) -> str:
     """A stable fingerprint of JSON-able data (key order does not matter)."""
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
@@ -165,43 +146,33 @@ def replaced(data: Mapping[str, Any], **changes: Any) -> Mapping[str, Any]:
 
 
 class _Snapshot:
-    """One version of a `snapshot.json` (`stamp`: inode, size, mtime), one object per
-    version in this process (`_LAST` holds the newest): its lines are read on first use
-    and each value parsed when asked for. ValueError when it cannot be read."""
+    """One version of `snapshot.json` (`stamp`), one object per version in this process
+    (`_LAST` holds the newest): read on first use, each value parsed when asked for."""
 
-    def __init__(self, path: Path, stamp: list[int], values: dict[str, Any] | None = None):
+    def __init__(self, path: Path, stamp: list[int] | None, values: dict[str, Any] | None = None):
         self.path, self.stamp, self.values = path, stamp, values
         _LAST[path] = self
 
     def load(self) -> dict[str, Any]:
-        """The lines by key, read now if not yet (so a replaced file's states keep them)."""
+        """The lines by key, read now if not yet (ValueError when the file is another)."""
         if self.values is None:
-            try:
-                with self.path.open("rb") as f:
-                    if _stamp(f.fileno()) != self.stamp:
-                        raise ValueError("it was replaced")
-                    lines = f.read().splitlines()
-                self.values = {line[2 : line.index(b'"', 2)].decode(): line for line in lines}
-            except (OSError, ValueError) as exc:
-                raise ValueError(f"{self.path} cannot be read ({exc})") from None
+            with self.path.open("rb") as f:
+                if _stamp(f.fileno()) != self.stamp:
+                    raise ValueError("it was replaced")
+                lines = f.read().splitlines()
+            self.values = {line[2 : line.index(b'"', 2)].decode(): line for line in lines}
         return self.values
 
     def get(self, key: str) -> Any:
-        values = self.load()
-        if key not in values:
-            raise ValueError(f"{self.path} holds no {key!r}")
-        if type(values[key]) is bytes:  # not parsed yet
-            try:
-                value = json.loads(values[key])[key]
-                values[key] = items_from_json(value) if key == "drive.items" else value
-            except (ValueError, RecursionError, TypeError, KeyError) as exc:
-                raise ValueError(f"{self.path} cannot be read ({exc})") from None
-        return values[key]
-
-    def peek(self, key: str) -> Any:
-        """The parsed value of `key` if at hand, else `_UNREAD`."""
-        value = (self.values or {}).get(key, _UNREAD)
-        return _UNREAD if type(value) is bytes else value
+        """The value of `key`; ValueError saying why when it cannot be read."""
+        try:
+            values = self.load()
+            if type(value := values[key]) is bytes:  # not parsed yet
+                value = json.loads(value)[key]
+                values[key] = value = items_from_json(value) if key == "drive.items" else value
+            return value
+        except (OSError, ValueError, RecursionError, TypeError, KeyError) as exc:
+            raise ValueError(f"{self.path} cannot be read ({exc})") from None
 
 
 _LAST: dict[Path, _Snapshot] = {}
@@ -246,21 +217,11 @@ class _Keys(Sequence[str]):
         return isinstance(other, Sequence) and tuple(self) == tuple(other)
 
 
-def _stamp(file: Path | int) -> list[int] | None:
-    """Which file `file` (a path or an open descriptor) is: inode, size, mtime (None: none)."""
-    try:
-        st = os.stat(file)
-    except FileNotFoundError:
-        return None
-    return [st.st_ino, st.st_size, st.st_mtime_ns]
-
-
 def load(path: Path, source: str | None = None) -> tuple[State, str | None]:
     """`source`'s state (`path`: `CACHE_DIR` or a `state.json` in it; without `source`,
-    the state saved last): `(state, warning)`. Nothing saved: an empty state, no warning.
-    Unreadable, corrupt, another layout or version: an empty state and a one-line warning
-    saying why (the caller logs it; the run then rescans everything). Never raises for
-    bad content."""
+    the one saved last) and a warning. Nothing saved: an empty state, no warning.
+    Unreadable, corrupt, another layout or version: an empty state and a one-line
+    warning saying why (the run then rescans everything). Never raises for bad content."""
     cache = _cache_of(path)
     file = path_in(cache, source)
     empty = State(source=source or "")
@@ -286,12 +247,12 @@ def _read(file: Path) -> tuple[dict[str, Any], _Snapshot | None]:
     if stamp is None and named:
         raise ValueError(f"the {SNAPSHOT_NAME} it names is missing")
     last = _LAST.get(snap_file)
-    snap = last if last and last.stamp == stamp else stamp and _Snapshot(snap_file, stamp)
+    snap = last if last and last.stamp == stamp else _Snapshot(snap_file, stamp) if stamp else None
     if snap and named != stamp:  # a save stopped after snapshot.json, or a copied one
         return _ours(snap.get("state")), snap
     if doc is None:
         raise FileNotFoundError(file)
-    return doc, snap or None
+    return doc, snap
 
 
 def _ours(doc: dict[str, Any]) -> dict[str, Any]:
@@ -309,15 +270,12 @@ def _from_doc(doc: dict[str, Any], snap: _Snapshot | None) -> State:
         data, apart = dict(raw["data"]), tuple(raw.get("apart", ()))
         if apart and (snap is None or not set(apart) <= set(APART.get(name, ()))):
             raise ValueError(f"its '{name}' part is malformed")
-        parts[name] = Part(
-            _Lazy(data, snap, name, apart) if snap and apart else data, _time(raw["at"])
-        )
+        parts[name] = Part(_Lazy(data, snap, name, apart) if apart else data, _time(raw["at"]))  # type: ignore[arg-type]
     if doc["problems"] is not None and snap is None:
         raise ValueError("its problems are missing")
-    last = doc["last_success"]
     return State(
         **parts,
-        last_success=None if last is None else _time(last),
+        last_success=None if doc["last_success"] is None else _time(doc["last_success"]),
         source=str(doc["source"]),
         problems=None if doc["problems"] is None else _Keys(snap),  # type: ignore[arg-type]
         retired_ids=dict(doc["retired_course_ids"]),
@@ -326,9 +284,8 @@ def _from_doc(doc: dict[str, Any], snap: _Snapshot | None) -> State:
 
 def save(path: Path, state: State, *, now: datetime | None = None) -> None:
     """Write `state` into its source's folder (`path`: `CACHE_DIR` or a `state.json` in
-    it): snapshot.json first when one of its values changed, then state.json. Raises
-    `RunError` (exit 1) naming the file when it cannot be written; the previous state
-    is then left as it was."""
+    it). Raises `RunError` (exit 1) naming the folder when it cannot be written; the
+    previous state is then left as it was."""
     where = folder(_cache_of(path), state.source)
     doc: dict[str, Any] = {
         "format": FORMAT,
@@ -351,9 +308,8 @@ def save(path: Path, state: State, *, now: datetime | None = None) -> None:
         write_atomic(file, _dumps(doc))
         if not apart:
             snap_file.unlink(missing_ok=True)
-        # A killed save's temp files; an earlier layout's files.
         leftovers = [p for n in (FILE_NAME, SNAPSHOT_NAME) for p in where.glob(f".{n}.*.tmp")]
-        for stale in (*leftovers, *where.parent.glob("state*")):
+        for stale in (*leftovers, *where.parent.glob("state*")):  # killed saves, old layouts
             with contextlib.suppress(OSError):
                 stale.unlink()
     except OSError as exc:
@@ -373,15 +329,15 @@ def _split(name: str, part: Part, apart: dict[str, Any]) -> dict[str, Any]:
     return {"at": part.at.isoformat(), "data": small, **({"apart": kept} if kept else {})}
 
 
-def _save_apart(file: Path, doc: dict[str, Any], apart: dict[str, Any]) -> list[int]:
+def _save_apart(file: Path, doc: dict[str, Any], apart: dict[str, Any]) -> list[int] | None:
     """snapshot.json's stamp; the file is rewritten when a value is not the one there."""
     last = _LAST.get(file)
     if last and last.stamp == _stamp(file):
         if all(_same(last, k, v) for k, v in apart.items()):
             return last.stamp
-        with contextlib.suppress(ValueError):  # states read from it keep their values
+        with contextlib.suppress(OSError, ValueError):  # states read from it keep its values
             last.load()
-    values = {"state": {**doc}}  # read back when state.json is not written after it
+    values = {"state": {**doc}}  # the state, should state.json not be written after it
     for key, value in apart.items():
         try:
             values[key] = value.get(key) if isinstance(value, _Snapshot) else value
@@ -389,17 +345,34 @@ def _save_apart(file: Path, doc: dict[str, Any], apart: dict[str, Any]) -> list[
             log.warning("state: %s; it is not saved again", exc)
     body = {k: items_to_json(v) if k == "drive.items" else v for k, v in values.items()}
     write_atomic(file, b"\n".join(_dumps({k: v}) for k, v in body.items()))
-    return _Snapshot(file, _stamp(file), values).stamp  # type: ignore[arg-type]
+    return _Snapshot(file, _stamp(file), values).stamp
 
 
 def _same(last: _Snapshot, key: str, value: Any) -> bool:
-    """Whether `value` (a `_Snapshot`: its value) is `key`'s in `last`, without reading.
-    Equal is enough (the problem keys are rebuilt after each step); comparing costs less
-    than rewriting."""
+    """Whether `value` (a `_Snapshot`: its value) is `key`'s in `last`, known without
+    reading; equal is enough, and costs less than rewriting."""
     if value is last:
         return True
-    there, value = last.peek(key), value.peek(key) if isinstance(value, _Snapshot) else value
-    return there is not _UNREAD and (there is value or there == value)
+    there = (last.values or {}).get(key, _UNREAD)
+    if isinstance(value, _Snapshot):
+        value = (value.values or {}).get(key, _UNREAD)
+    return type(there) is not bytes and there is not _UNREAD and (there is value or there == value)
+
+
+def _stamp(file: Path | int) -> list[int] | None:
+    """Which file `file` (a path or an open descriptor) is: inode, size, mtime (None: none)."""
+    with contextlib.suppress(FileNotFoundError):
+        st = os.stat(file)
+        return [st.st_ino, st.st_size, st.st_mtime_ns]
+    return None
+
+
+def _cache_of(path: Path) -> Path:
+    """`CACHE_DIR` from `path`: it, or a `state.json` in it or in a source's folder."""
+    path = Path(path)
+    if path.name != FILE_NAME:
+        return path
+    return path.parent.parent if _FOLDER.fullmatch(path.parent.name) else path.parent
 
 
 def _dumps(data: Any) -> bytes:
@@ -409,6 +382,13 @@ def _dumps(data: Any) -> bytes:
 
 def _warning(path: Path, why: str) -> str:
     return f"state file {str(path)!r} {why}; ignoring it (this run rescans the whole drive)"
+
+
+def _when(entry: Any) -> datetime:
+    """When a retired id was recorded; long ago when that cannot be told."""
+    with contextlib.suppress(TypeError, ValueError, AttributeError):
+        return _time(entry["at"])
+    return datetime.min.replace(tzinfo=UTC)
 
 
 def _utc(at: datetime) -> datetime:
