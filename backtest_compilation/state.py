@@ -1,13 +1,9 @@
-"""The run's memory (contract §5.7, §5.10): a folder per source in `CACHE_DIR`.
-
-`state.json` holds what stays small; `snapshot.json` what grows with the drive (`APART`,
-and the problem keys), a JSON line per value after a copy of the state saved with it.
-A save replaces `snapshot.json` (only when a value changed), then `state.json`, which
-names it by inode, size and mtime; each through `files.write_atomic`. Its values are
-read on first use, so an unchanged run reads and writes `state.json` only. A
-`snapshot.json` that `state.json` does not name is a save stopped in between: its copy
-is the state. A corrupt state, another layout or version, or a missing `snapshot.json`
-is a warning and a full rescan.
+"""The run's memory (contract §5.7, §5.10): a folder per source in `CACHE_DIR`, holding
+`state.json` (small) and `snapshot.json` (what grows with the drive, `APART`, and the
+problem keys: a JSON line per value, read on first use, after a copy of the state).
+A save writes `snapshot.json` when a value changed, then `state.json` naming it by
+inode, size and mtime; a `snapshot.json` it does not name is from a save stopped in
+between, and its copy is the state. Anything else unreadable is a warning and a rescan.
 """
 
 from __future__ import annotations
@@ -42,7 +38,6 @@ APART: Final[Mapping[str, tuple[str, ...]]] = {
     "mongo": ("catalog", "problems"),
 }
 _FOLDER: Final = re.compile(r"(drive|local|source)-[A-Za-z0-9_-]{1,100}")
-_UNREAD: Final = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -353,10 +348,9 @@ def _same(last: _Snapshot, key: str, value: Any) -> bool:
     reading; equal is enough, and costs less than rewriting."""
     if value is last:
         return True
-    there = (last.values or {}).get(key, _UNREAD)
-    if isinstance(value, _Snapshot):
-        value = (value.values or {}).get(key, _UNREAD)
-    return type(there) is not bytes and there is not _UNREAD and (there is value or there == value)
+    there = (last.values or {}).get(key, ...)  # bytes: not parsed yet
+    value = (value.values or {}).get(key) if isinstance(value, _Snapshot) else value
+    return there is not ... and type(there) is not bytes and (there is value or there == value)
 
 
 def _stamp(file: Path | int) -> list[int] | None:
