@@ -200,19 +200,21 @@ def _failure_text(exc: BaseException) -> str:
 
 def summary_line(summary: Mapping[str, Any]) -> str:
     """The one cron-readable line that ends every run (from contract §8's object)."""
-    counts = summary.get("counts") or count(summary)
+    counts = count(summary)
     mongo = summary["mongo"] or {"inserted": 0, "updated": 0, "deleted": 0}
     calls = {"drive": 0, "sheets": 0, "mongo": 0} | dict(summary["api_calls"])
-    timings = summary["timings_s"]
     failed = summary.get("failed") or {}
-    phases = " ".join(f"{k} {v:.2f}s" for k, v in timings.items())
+    phases = " ".join(f"{k} {v:.2f}s" for k, v in summary["timings_s"].items())
     pending = summary.get("renames_pending")
+    changes = summary.get("problem_changes") or {}
+    new, resolved = changes.get("new", 0), changes.get("resolved", 0)
     return (
         f"summary: {summary['mode']} exit {summary['exit_code']}"
         f"{' (failed: ' + ', '.join(sorted(failed)) + ')' if failed else ''}; "
         f"{report.plural(counts['departments'], 'department')}, "
         f"{report.plural(counts['courses'], 'course')}, "
-        f"{report.plural(counts['problems'], 'problem')}{_problem_changes(summary)}; "
+        f"{report.plural(counts['problems'], 'problem')}"
+        f"{f' ({new} new, {resolved} resolved)' if new or resolved else ''}; "
         f"renames {counts['renames_applied']}/{counts['renames']}"
         f"{f' ({pending} pending)' if pending else ''}; "
         f"mongo +{mongo['inserted']} ~{mongo['updated']} -{mongo['deleted']}"
@@ -236,12 +238,6 @@ def count(summary: Mapping[str, Any]) -> dict[str, int]:
         "renames": len(renames),
         "renames_applied": sum(1 for r in renames if r.get("applied")),
     }
-
-
-def _problem_changes(summary: Mapping[str, Any]) -> str:
-    changes = summary.get("problem_changes") or {}
-    new, resolved = changes.get("new", 0), changes.get("resolved", 0)
-    return f" ({new} new, {resolved} resolved)" if new or resolved else ""
 
 
 def _not_applied(mongo: Mapping[str, Any]) -> str:

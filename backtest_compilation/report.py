@@ -230,22 +230,20 @@ def _problems(problems: list[dict[str, Any]]) -> Html:
     """One of the sheet's two sections, `Errors` or `Invalid Filenames`, linked to Drive."""
     if not problems:
         return NONE
-    opens = (
-        " (click to open it in Drive)" if any(drive_link(p.get("id", "")) for p in problems) else ""
-    )
+    linked = any(drive_link(p.get("id", "")) for p in problems)
+    opens = " (click to open it in Drive)" if linked else ""
     rows = [(_linked(p["message"], p.get("id", "")), p["category"]) for p in problems]
     return _table(f"<th>problem{opens}</th><th class=cat>category</th>", rows, ("", "cat"))
 
 
 def _not_found(sheet: dict[str, Any]) -> Html:
     """Courses without a row in the sheet (or with several), as the sheet run found them."""
-    not_found = list(sheet.get("not_found") or [])
-    ambiguous = list(sheet.get("ambiguous") or [])
-    if not sheet.get("written") and not not_found and not ambiguous:
-        return _para("The sheet was not written in this run.")
-    if not not_found and not ambiguous:
+    ambiguous = (f"{name} (matches more than one row)" for name in sheet.get("ambiguous") or [])
+    if lines := [*(sheet.get("not_found") or []), *ambiguous]:
+        return _list(lines)
+    if sheet.get("written"):
         return _para("None: every course has its row.")
-    return _list([*not_found, *(f"{name} (matches more than one row)" for name in ambiguous)])
+    return _para("The sheet was not written in this run.")
 
 
 def _renames(renames: list[dict[str, Any]]) -> Html:
