@@ -179,10 +179,8 @@ def text(info: dict[str, Any], *, tz: str, now: datetime | None = None) -> str:
         lines += [f"  failed: {sink}: {why}" for sink, why in sorted(last["failures"].items())]
         if last["error"] and "run" not in last["failures"]:
             lines.append(f"  error: {last['error']}")
-    success = info["last_success"]
-    lines.append(
-        f"last fully successful run: {_ago(success['finished_at'] if success else None, now, zone)}"
-    )
+    success = (info["last_success"] or {}).get("finished_at")
+    lines.append(f"last fully successful run: {_ago(success, now, zone)}")
     sched = info["scheduler"]
     if sched is None:
         lines.append("scheduler: no heartbeat here (not running `schedule` with this CACHE_DIR)")
@@ -196,13 +194,9 @@ def text(info: dict[str, Any], *, tz: str, now: datetime | None = None) -> str:
             f"({'fresh' if sched['fresh'] else 'STALE'}), next run {local}"
         )
     held = info["lock"]
-    if held.get("held"):
-        lines.append(
-            f"running now: pid {held.get('pid')}, started {_ago(held.get('started'), now, zone)}"
-            f"{_doing(held)}"
-        )
-    else:
-        lines.append("running now: no (the run lock is free)")
+    started = _ago(held.get("started"), now, zone)
+    running = f"pid {held.get('pid')}, started {started}{_doing(held)}"
+    lines.append(f"running now: {running if held.get('held') else 'no (the run lock is free)'}")
     if info["report"]:
         lines.append(f"report: {info['report']}")
     return "\n".join(lines)
