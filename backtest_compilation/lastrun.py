@@ -1,17 +1,9 @@
-"""What the last syncs did, kept for people and monitors (contract §7), each file
-replaced atomically, in the Drive source's `CACHE_DIR` (a local `--source` run keeps
-its own, beside its state, in `folder`):
-
-- `last-run.json`: contract §8's object of the last run that changed or failed
-  something — the current state (problems, classes not found, pending renames) and
-  what that run changed — plus when it started and ended (in `TZ`, with the offset);
-- `report.html`: the same as a page (problems link to Drive), readable on a phone;
-- `last-success.json`: a few hundred bytes of run facts (when, exit code, counts) of
-  the last run that succeeded.
-
-A run that finds the drive unchanged and writes nothing anywhere rewrites only
-`last-success.json`: the other two still show the current state, and say when it last
-changed. Writing them never fails a run: a cache that cannot be written is logged.
+"""What the last syncs did, for people and monitors (contract §7), each file replaced
+atomically in the Drive source's `CACHE_DIR` (a `--source` run keeps its own, `folder`):
+`last-run.json` (contract §8's object of the last run that changed or failed something,
+with its start and end in `TZ`), `report.html` (the same as a page) and
+`last-success.json` (a few hundred bytes of facts of the last successful run). An
+unchanged run rewrites only `last-success.json`. Writing them never fails a run.
 """
 
 from __future__ import annotations
@@ -36,15 +28,14 @@ REPORT: Final = "report.html"
 
 
 def folder(cache_dir: Path, source: Path | None = None) -> Path:
-    """Where a run's record goes: `CACHE_DIR` for the Drive source; a local `--source`
-    keeps its own beside its state (`state.folder`), so a try-out never overwrites what
-    `status` and the container's health check say about the Drive runs."""
+    """Where a run's record goes: `CACHE_DIR`, or a local `--source`'s own state folder
+    (a try-out never overwrites what `status` says about the Drive runs)."""
     if source is None:
         return Path(cache_dir)
     return state.folder(cache_dir, state.source_key("local", os.path.abspath(source)))
 
 
-def pending_renames(summary: dict[str, Any]) -> int:
+def _pending_renames(summary: dict[str, Any]) -> int:
     """Renames planned but not done that are not failures (they are tried next run)."""
     if isinstance(summary.get("renames_pending"), int):
         return int(summary["renames_pending"])
@@ -60,35 +51,22 @@ def facts(
     """The run facts of contract §8's `summary`: times, exit code, failures, counts."""
     mongo = summary.get("mongo") or {}
     counted = count(summary)
+    at = {"started_at": started, "finished_at": finished}
     return {
         "mode": summary.get("mode"),
         "ok": bool(summary.get("ok")),
         "exit_code": summary.get("exit_code"),
-        "started_at": started.astimezone(zone).isoformat(timespec="seconds"),
-        "finished_at": finished.astimezone(zone).isoformat(timespec="seconds"),
+        **{k: t.astimezone(zone).isoformat(timespec="seconds") for k, t in at.items()},
         "unchanged": bool(summary.get("unchanged")),
         "failed": summary.get("failed") or {},
         "counts": {
             **{k: counted[k] for k in ("departments", "courses", "problems", "renames_applied")},
-            "mongo_inserted": mongo.get("inserted", 0),
-            "mongo_updated": mongo.get("updated", 0),
-            "mongo_deleted": mongo.get("deleted", 0),
+            **{f"mongo_{k}": mongo.get(k, 0) for k in ("inserted", "updated", "deleted")},
             "sheet_written": bool((summary.get("sheet") or {}).get("written")),
         },
-        "pending_renames": pending_renames(summary),
+        "pending_renames": _pending_renames(summary),
         "api_calls": summary.get("api_calls") or {},
     }
-
-
-def wrote_nothing(summary: dict[str, Any]) -> bool:
-    """A successful sync that found the drive unchanged and wrote nothing anywhere."""
-    mongo = summary.get("mongo") or {}
-    return (
-        bool(summary.get("unchanged"))
-        and bool(summary.get("ok"))
-        and not (summary.get("sheet") or {}).get("written")
-        and not any(mongo.get(k) for k in ("inserted", "updated", "deleted"))
-    )
 
 
 def save(
@@ -102,14 +80,15 @@ def save(
     error: str = "",
     zone: tzinfo = UTC,
 ) -> bool:
-    """Record a sync (see the module docstring). Returns False (after a warning) when
-    the files could not be written. Given a `RunSummary`, an unchanged run's catalog is
-    not rendered (only `last-success.json` is written)."""
+    """Record a sync (see the module docstring); False (after a warning) when the files
+    could not be written."""
     summary = run.small if isinstance(run, RunSummary) else run
     small = facts(summary, started=started, finished=finished, zone=zone)
+    c = small["counts"]
+    wrote = c["sheet_written"] or c["mongo_inserted"] or c["mongo_updated"] or c["mongo_deleted"]
     directory = Path(directory)
     try:
-        if not wrote_nothing(summary):
+        if not (small["unchanged"] and small["ok"]) or wrote:
             summary = run.summary if isinstance(run, RunSummary) else run
             doc = {**summary, **{k: small[k] for k in ("started_at", "finished_at")}}
             doc.update(counts=small["counts"], pending_renames=small["pending_renames"])
@@ -134,16 +113,14 @@ def save(
 
 
 def failure_summary(mode: str, exit_code: int, error: str) -> dict[str, Any]:
-    """Contract §8's object of a run that ended with `exit_code` before it knew
-    anything (`RunSummary.failed`, the one way a failure is recorded)."""
+    """Contract §8's object of a run that failed with `exit_code` before it knew anything."""
     exc = RunError(error)
     exc.exit_code = exit_code
     return RunSummary(mode).failed("run", exc).summary
 
 
 def _dumps(doc: dict[str, Any]) -> str:
-    """`doc` as JSON, one field a line with each value compact: `indent=` would run the
-    pure-Python encoder, several times slower on a large drive's record (issue 13)."""
+    """`doc` as JSON, one field a line (`indent=` runs the slow pure-Python encoder)."""
     fields = (
         f"  {json.dumps(key, ensure_ascii=False)}: {json.dumps(value, ensure_ascii=False)}"
         for key, value in doc.items()

@@ -1,9 +1,5 @@
-"""What a run did, and how it is told (contract §8): the typed run summary that renders
-the JSON object, the one summary line and the text for people, plus the log lines that
-name each change (problems, renames, website courses) once.
-
-Pure except for logging: the pipeline hands it values, nothing here talks to a service.
-"""
+"""What a run did, and how it is told (contract §8): the run summary, its JSON object,
+summary line and text, and the log lines naming each change once. Pure except for logging."""
 
 from __future__ import annotations
 
@@ -30,8 +26,7 @@ NO_CHANGES: Mapping[str, int] = {"new": 0, "resolved": 0}
 
 
 class Interrupted(BaseException):
-    """SIGTERM (or a second stop request) during a run: like `KeyboardInterrupt` for
-    SIGINT, it unwinds the run, which is recorded and exits 128 + the signal."""
+    """SIGTERM (or a second stop request): unwinds the run like `KeyboardInterrupt`."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(signal.Signals(signum).name)
@@ -48,12 +43,8 @@ def exit_code_of(exc: BaseException) -> int:
 
 @dataclass(frozen=True)
 class RunSummary:
-    """Everything contract §8's object says about one sync, dry run or check, as values:
-    the one record of a run, failed runs included (see `failed`).
-
-    Its exit code, the JSON object, the summary line, the text for people, the run
-    record (`lastrun`), Sentry and the healthcheck ping are all rendered from it. A
-    block is None until its step ran: a failed run says what it did and no more."""
+    """The one record of a sync, dry run or check, failed runs included; everything a
+    user sees of a run renders from it. A block is None until its step ran."""
 
     mode: str
     catalog: Catalog | None = None
@@ -77,8 +68,7 @@ class RunSummary:
     counts: Mapping[str, int] | None = None
 
     def failed(self, stage: str, exc: BaseException) -> RunSummary:
-        """The one way a failure enters a run's record: `stage` (a step, `lock`,
-        `state`…) failed with `exc`; an interrupt is recorded as `interrupted`."""
+        """This record with `stage` failed with `exc` (an interrupt as `interrupted`)."""
         if isinstance(exc, KeyboardInterrupt | Interrupted):
             code = exit_code_of(exc)
             exc = RunError(f"{signal.Signals(code - 128).name} received during {stage}")
@@ -96,15 +86,10 @@ class RunSummary:
             return CHECK_FAILED if self.mode == "check" and code == RunError.exit_code else code
         if self.refusal:
             return GuardRefused.exit_code
-        if self.mode == "check":
-            in_sync = (
-                self.plan is not None
-                and self.plan.is_empty
-                and self.sheet_in_sync is not False
-                and not self.renames_planned
-            )
-            return 0 if in_sync else 1
-        return 0
+        if self.mode != "check":
+            return 0
+        in_sync = self.plan is not None and self.plan.is_empty and not self.renames_planned
+        return 0 if in_sync and self.sheet_in_sync is not False else 1
 
     @property
     def ok(self) -> bool:
@@ -117,9 +102,8 @@ class RunSummary:
 
     @cached_property
     def small(self) -> dict[str, Any]:
-        """The object without what grows with the drive when the run has `counts` (the
-        catalog, problems and renames are None, `counts` says how many): the summary
-        line and `last-success.json` of an unchanged run read no catalog."""
+        """The object without the catalog's blocks when the run has `counts`: an
+        unchanged run's summary line and `last-success.json` read no catalog."""
         return self.summary if self.counts is None else self.to_json(light=True)
 
     def to_json(self, *, light: bool = False) -> dict[str, Any]:
@@ -138,12 +122,9 @@ class RunSummary:
             "api_calls": dict(self.api_calls),
             "timings_s": dict(self.timings_s),
             "drive": dict(self.drive) if self.drive is not None else None,
-            "failed": {s: failure_text(e) for s, e in self.failures.items()},
+            "failed": {s: _failure_text(e) for s, e in self.failures.items()},
             "problem_changes": dict(self.problem_changes),
         }
-        if light:
-            # A remembered catalog has no renames (they were done or are off).
-            out["counts"] = {**(self.counts or {}), "renames": 0, "renames_applied": 0}
         if light:
             # A remembered catalog has no renames (they were done or are off).
             out["counts"] = {**(self.counts or {}), "renames": 0, "renames_applied": 0}
@@ -154,8 +135,7 @@ class RunSummary:
         else:
             out["guard"] = self.refusal
         if self.pending is not None and out["renames"] is not None:
-            # Renames not reached this run (quota, RENAME_BUDGET_S): done next run; they
-            # are not problems.
+            # Renames not reached this run (quota, budget) are done next run: not problems.
             for entry in out["renames"]:
                 if entry["id"] in self.pending:
                     entry["pending"] = True
@@ -189,13 +169,8 @@ class RunSummary:
             lines.append(f"Failed: {stage}: {why}")
         if self.mode == "check":
             code = self.exit_code
-            lines.append(
-                "Check: in sync"
-                if code == 0
-                else "Check: out of sync"
-                if code == 1
-                else f"Check: could not check (exit {code})"
-            )
+            verdict = {0: "in sync", 1: "out of sync"}.get(code, f"could not check (exit {code})")
+            lines.append(f"Check: {verdict}")
         return "\n".join(lines)
 
     @property
@@ -207,8 +182,7 @@ class RunSummary:
 
 
 def log_failure(exc: BaseException) -> None:
-    """A failure that stopped a run, logged once: one line per configuration problem,
-    one line for an expected failure, a bug with its traceback (for the bug report)."""
+    """A failure that stopped a run, logged once (a bug with its traceback)."""
     if isinstance(exc, ConfigError):
         for line in exc.problems:
             log.error("configuration: %s", line)
@@ -218,8 +192,7 @@ def log_failure(exc: BaseException) -> None:
         log.error("unexpected failure: %s: %s", type(exc).__name__, exc, exc_info=True)
 
 
-def failure_text(exc: BaseException) -> str:
-    """A sink's failure for `failed`: the message, or the type of an unexpected error."""
+def _failure_text(exc: BaseException) -> str:
     if isinstance(exc, RunError):
         return str(exc)
     return f"unexpected failure: {type(exc).__name__}: {exc}"
@@ -227,19 +200,21 @@ def failure_text(exc: BaseException) -> str:
 
 def summary_line(summary: Mapping[str, Any]) -> str:
     """The one cron-readable line that ends every run (from contract §8's object)."""
-    counts = summary.get("counts") or count(summary)
+    counts = count(summary)
     mongo = summary["mongo"] or {"inserted": 0, "updated": 0, "deleted": 0}
     calls = {"drive": 0, "sheets": 0, "mongo": 0} | dict(summary["api_calls"])
-    timings = summary["timings_s"]
     failed = summary.get("failed") or {}
-    phases = " ".join(f"{k} {v:.2f}s" for k, v in timings.items())
+    phases = " ".join(f"{k} {v:.2f}s" for k, v in summary["timings_s"].items())
     pending = summary.get("renames_pending")
+    changes = summary.get("problem_changes") or {}
+    new, resolved = changes.get("new", 0), changes.get("resolved", 0)
     return (
         f"summary: {summary['mode']} exit {summary['exit_code']}"
         f"{' (failed: ' + ', '.join(sorted(failed)) + ')' if failed else ''}; "
         f"{report.plural(counts['departments'], 'department')}, "
         f"{report.plural(counts['courses'], 'course')}, "
-        f"{report.plural(counts['problems'], 'problem')}{_problem_changes(summary)}; "
+        f"{report.plural(counts['problems'], 'problem')}"
+        f"{f' ({new} new, {resolved} resolved)' if new or resolved else ''}; "
         f"renames {counts['renames_applied']}/{counts['renames']}"
         f"{f' ({pending} pending)' if pending else ''}; "
         f"mongo +{mongo['inserted']} ~{mongo['updated']} -{mongo['deleted']}"
@@ -265,22 +240,11 @@ def count(summary: Mapping[str, Any]) -> dict[str, int]:
     }
 
 
-def _problem_changes(summary: Mapping[str, Any]) -> str:
-    changes = summary.get("problem_changes") or {}
-    new, resolved = changes.get("new", 0), changes.get("resolved", 0)
-    return f" ({new} new, {resolved} resolved)" if new or resolved else ""
-
-
 def _not_applied(mongo: Mapping[str, Any]) -> str:
     """`(not applied: +126)`: what a failed MongoDB apply left undone."""
-    rest = mongo.get("not_applied")
-    if not rest:
-        return ""
-    parts = [
-        f"{sign}{rest[key]}"
-        for sign, key in (("+", "inserted"), ("~", "updated"), ("-", "deleted"))
-        if rest.get(key)
-    ]
+    rest = mongo.get("not_applied") or {}
+    signs = (("+", "inserted"), ("~", "updated"), ("-", "deleted"))
+    parts = [f"{sign}{rest[key]}" for sign, key in signs if rest.get(key)]
     return f" (not applied: {' '.join(parts)})" if parts else ""
 
 
@@ -323,23 +287,15 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def one_line(text: str) -> str:
-    """`text` as one log line: control characters shown escaped (`\\n`), so a file name
-    cannot break a problem over lines or forge a line of its own."""
+    """`text` with control characters escaped (`\\n`): a file name cannot forge a log line."""
     return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 def problem_key(problem: Problem) -> str:
-    """One problem, as remembered between runs: `kind<TAB>Drive id<TAB>message`. Its
-    identity is the kind and the id (`identity`): a renamed course or two same-named
-    files never make a problem "new" or merge two; the message is kept to say what was
-    resolved."""
+    """A problem as remembered between runs: `kind<TAB>Drive id<TAB>message`. It is
+    known by kind and id (a renamed course is not a new problem); the message says what
+    was resolved."""
     return f"{problem.category.value}\t{one_line(problem.id)}\t{one_line(problem.message)}"
-
-
-def identity(key: str) -> tuple[str, str]:
-    """(kind, id) of a remembered `problem_key`."""
-    kind, _, rest = key.partition("\t")
-    return kind, rest.partition("\t")[0]
 
 
 def log_list(
@@ -355,34 +311,28 @@ def log_list(
 def log_problems(
     problems: Sequence[Problem], previous: Sequence[str] | None, *, kinds: str = "catalog"
 ) -> dict[str, int]:
-    """Log each problem once, not once per run: new ones since the last run at WARNING,
-    resolved ones at INFO (the full list is in the sheet and the summary). `kinds`:
-    "catalog" compares every kind but `rename_failed` (known only after the renames),
-    "renames" only `rename_failed`."""
-
-    def mine(kind: str) -> bool:
-        return (kind == RENAME_FAILED) == (kinds == "renames")
-
+    """Log each problem once, not once per run: new ones at WARNING, resolved ones at
+    INFO. `kinds`: "catalog" compares every kind but `rename_failed` (known only after
+    the renames), "renames" only `rename_failed`."""
+    before: dict[tuple[str, str], str] = {}
+    for key in previous or ():
+        kind, _, rest = key.partition("\t")
+        ident, _, message = rest.partition("\t")
+        if (kind == RENAME_FAILED) == (kinds == "renames"):
+            before[kind, ident] = message
     now = {(p.category.value, one_line(p.id)): p for p in problems}
-    before = {identity(k): k.rpartition("\t")[2] for k in previous or () if mine(identity(k)[0])}
     new = [one_line(p.message) for key, p in now.items() if key not in before]
     resolved = sorted(message for key, message in before.items() if key not in now)
     log_list("problem", new, level=logging.WARNING, more="the full list is in the sheet")
     log_list("resolved", resolved)
     if (new or resolved) and kinds == "catalog":
-        log.info(
-            "problems: %d in all, %d new since the last run, %d resolved",
-            len(problems),
-            len(new),
-            len(resolved),
-        )
+        counts = (len(problems), len(new), len(resolved))
+        log.info("problems: %d in all, %d new since the last run, %d resolved", *counts)
     return {"new": len(new), "resolved": len(resolved)}
 
 
 def website_changes(plan: website.Plan, applied: website.Applied | None) -> dict[str, Any]:
-    """Courses added to, removed from and renamed on the website by this run, by name.
-
-    Only what was applied: a phase that did not run changed nothing a visitor sees."""
+    """Courses added, removed and renamed on the website by this run (only phases applied)."""
     done = dict.fromkeys(
         ("insert courses", "update courses", "delete courses"), applied is not None
     )
@@ -394,27 +344,21 @@ def website_changes(plan: website.Plan, applied: website.Applied | None) -> dict
         for u in plan.courses_to_update
         if u.old_name is not None and u.old_name != u.name
     ]
+    removed = [c.name if c.name is not None else str(c.id) for c in plan.courses_to_remove]
     return {
         "added": [c.name for c in plan.courses_to_add] if done["insert courses"] else [],
-        "removed": [c.name if c.name is not None else str(c.id) for c in plan.courses_to_remove]
-        if done["delete courses"]
-        else [],
+        "removed": removed if done["delete courses"] else [],
         "renamed": renamed if done["update courses"] else [],
     }
 
 
 def log_website(website: Mapping[str, Any]) -> None:
     """Each course added, removed and renamed at INFO, then the counts."""
-    log_list("website: added course", [one_line(n) for n in website["added"]])
-    log_list("website: removed course", [one_line(n) for n in website["removed"]])
-    log_list(
-        "website: renamed course",
-        [f"{one_line(r['from'])} → {one_line(r['to'])}" for r in website["renamed"]],
-    )
-    if website["added"] or website["removed"] or website["renamed"]:
-        log.info(
-            "website: %d courses added, %d removed, %d renamed",
-            len(website["added"]),
-            len(website["removed"]),
-            len(website["renamed"]),
-        )
+    added, removed, renamed = website["added"], website["removed"], website["renamed"]
+    log_list("website: added course", [one_line(n) for n in added])
+    log_list("website: removed course", [one_line(n) for n in removed])
+    renames = [f"{one_line(r['from'])} → {one_line(r['to'])}" for r in renamed]
+    log_list("website: renamed course", renames)
+    if added or removed or renamed:
+        counts = (len(added), len(removed), len(renamed))
+        log.info("website: %d courses added, %d removed, %d renamed", *counts)

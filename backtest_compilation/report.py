@@ -1,13 +1,10 @@
-"""What a run says to people and machines: the JSON blocks of contract §8 and the terminal text.
-
-Pure functions from catalog (and, later, plan and results) to plain data or text.
-"""
+"""What a run says to people and machines: contract §8's JSON blocks, the terminal text,
+the MongoDB plan's lines and the HTML page. Pure functions to plain data or text."""
 
 from __future__ import annotations
 
 import re
-from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from html import escape
 from pathlib import Path
 from string import Template
@@ -43,9 +40,8 @@ def catalog_block(catalog: Catalog) -> dict[str, Any]:
 
 
 def catalog_from_blocks(block: dict[str, Any], problems: list[dict[str, str]]) -> Catalog:
-    """The inverse of `catalog_block` and `problems_block` (for a remembered catalog).
-
-    Raises KeyError, TypeError or ValueError on a block that was not written by them."""
+    """The inverse of `catalog_block` and `problems_block` (for a remembered catalog);
+    KeyError, TypeError or ValueError on a block they did not write."""
     courses = []
     for c in block["courses"]:
         name = naming.parse_course(c["name"])
@@ -81,47 +77,36 @@ def renames_block(catalog: Catalog, applied: frozenset[str] = frozenset()) -> li
 
 def catalog_text(catalog: Catalog) -> str:
     """A readable summary: courses per department, problems, renames, crosslisted classes."""
-    lines: list[str] = []
-    per_code = Counter(c.code for c in catalog.courses)
     tests = sum(c.digital_count for c in catalog.courses)
-    lines.append(
+    lines = [
         f"Catalog: {plural(len(catalog.course_codes), 'department')}, "
         f"{plural(len(catalog.courses), 'course')}, {plural(tests, 'digital test')}, "
         f"{plural(len(catalog.problems), 'problem')}, {plural(len(catalog.renames), 'rename')}"
-    )
+    ]
     for code in catalog.course_codes:
         courses = [c for c in catalog.courses if c.code == code]
-        lines.append(f"  {code}: {plural(per_code[code], 'course')}")
-        for c in courses:
-            lines.append(f"    {c.name}  ({plural(c.digital_count, 'test')})")
+        lines.append(f"  {code}: {plural(len(courses), 'course')}")
+        lines += [f"    {c.name}  ({plural(c.digital_count, 'test')})" for c in courses]
     if catalog.problems:
-        lines.append("")
-        lines.append("Problems:")
+        lines += ["", "Problems:"]
         for section, about_files in (("Errors", False), ("Invalid Filenames", True)):
             chosen = [p for p in catalog.problems if p.category.is_about_files == about_files]
-            if chosen:
-                lines.append(f"  {section}:")
-                lines.extend(f"    {p.message}" for p in chosen)
+            lines += [f"  {section}:", *(f"    {p.message}" for p in chosen)] if chosen else []
     if catalog.crosslisted:
-        lines.append("")
-        lines.append("Crosslisted classes:")
-        lines.extend(f"  {crosslisted_message(group)}" for group in catalog.crosslisted)
+        lines += ["", "Crosslisted classes:"]
+        lines += [f"  {crosslisted_message(group)}" for group in catalog.crosslisted]
     if catalog.renames:
-        lines.append("")
-        lines.append("Renames:")
-        lines.extend(f"  {r.path}  ->  {r.new}" for r in catalog.renames)
+        lines += ["", "Renames:", *(f"  {r.path}  ->  {r.new}" for r in catalog.renames)]
     return "\n".join(lines)
 
 
-# Drive ids are 19+ characters of this alphabet. A local source's ids are relative paths:
-# below the root they hold a "/", and a root entry that can be a problem is a department
-# folder of at most 6 characters, so neither is taken for a Drive id.
+# Drive ids are 19+ characters of this alphabet; a local source's ids (relative paths,
+# or department folders of at most 6 characters) are never taken for one.
 _DRIVE_ID = re.compile(r"[A-Za-z0-9_-]{8,}")
 
 
 def drive_link(item_id: str) -> str | None:
-    """The Drive page of a file or folder id (contract §4), or None for an id that is not a
-    Drive id (a local source's relative path)."""
+    """The Drive page of a file or folder id (contract §4), or None for a local path."""
     if not _DRIVE_ID.fullmatch(item_id):
         return None
     return f"https://drive.google.com/open?id={quote(item_id, safe='')}"
@@ -158,11 +143,11 @@ def _table(header: str, rows: Iterable[Sequence[object]], classes: Sequence[str]
     return Html(f"<table><tr>{header}</tr>\n" + "\n".join(lines) + "\n</table>")
 
 
-def _list(lines: Iterable[str], css: Callable[[str], str] = lambda _line: "") -> Html:
-    """A list of lines; `css` gives a line its class (none when empty)."""
+def _list(lines: Iterable[str], css: Mapping[str, str] | None = None) -> Html:
+    """A list of lines; `css` gives a line its class by its first character."""
+    classes = ((line, (css or {}).get(line[:1])) for line in lines)
     items = (
-        f'<li class="{css(line)}">{_text(line)}</li>' if css(line) else f"<li>{_text(line)}</li>"
-        for line in lines
+        f'<li class="{c}">{_text(x)}</li>' if c else f"<li>{_text(x)}</li>" for x, c in classes
     )
     return Html(f'<ul class="lines">{"".join(items)}</ul>')
 
@@ -183,13 +168,8 @@ def html_page(
     website: list[str] | tuple[str, ...] = (),
     error: str = "",
 ) -> str:
-    """A self-contained HTML page of one run (contract §7 `report.html`): what it found and
-    changed, problems grouped as in the sheet with links to Drive, classes not found.
-
-    Built from the §8 `summary` alone (plus the MongoDB change lines and, in the demo,
-    what the website shows), so a failed run gets a page too. The markup and the CSS are
-    `report_page.html`; every value put into it is escaped (`_text`), so a file named
-    `<script>` is text on the page."""
+    """The HTML page of one run (contract §7 `report.html`), from the §8 `summary` alone
+    (a failed run gets one too) and `report_page.html`; every value is escaped (`_text`)."""
     catalog = summary.get("catalog") or {}
     courses = catalog.get("courses") or []
     problems = summary.get("problems") or []
@@ -250,22 +230,20 @@ def _problems(problems: list[dict[str, Any]]) -> Html:
     """One of the sheet's two sections, `Errors` or `Invalid Filenames`, linked to Drive."""
     if not problems:
         return NONE
-    opens = (
-        " (click to open it in Drive)" if any(drive_link(p.get("id", "")) for p in problems) else ""
-    )
+    linked = any(drive_link(p.get("id", "")) for p in problems)
+    opens = " (click to open it in Drive)" if linked else ""
     rows = [(_linked(p["message"], p.get("id", "")), p["category"]) for p in problems]
     return _table(f"<th>problem{opens}</th><th class=cat>category</th>", rows, ("", "cat"))
 
 
 def _not_found(sheet: dict[str, Any]) -> Html:
     """Courses without a row in the sheet (or with several), as the sheet run found them."""
-    not_found = list(sheet.get("not_found") or [])
-    ambiguous = list(sheet.get("ambiguous") or [])
-    if not sheet.get("written") and not not_found and not ambiguous:
-        return _para("The sheet was not written in this run.")
-    if not not_found and not ambiguous:
+    ambiguous = (f"{name} (matches more than one row)" for name in sheet.get("ambiguous") or [])
+    if lines := [*(sheet.get("not_found") or []), *ambiguous]:
+        return _list(lines)
+    if sheet.get("written"):
         return _para("None: every course has its row.")
-    return _list([*not_found, *(f"{name} (matches more than one row)" for name in ambiguous)])
+    return _para("The sheet was not written in this run.")
 
 
 def _renames(renames: list[dict[str, Any]]) -> Html:
@@ -282,8 +260,7 @@ def _renames(renames: list[dict[str, Any]]) -> Html:
 def _mongo(mongo: dict[str, Any], mongo_lines: Sequence[str]) -> Html:
     """Each change line (coloured by its +, - or ~), or why there is none."""
     if mongo_lines:
-        css = {"+": "plus", "-": "minus", "~": "tilde"}
-        return _list(mongo_lines, lambda line: css.get(line[:1], ""))
+        return _list(mongo_lines, {"+": "plus", "-": "minus", "~": "tilde"})
     if mongo.get("in_sync"):
         return _para("Nothing to change: the website already shows what the drive holds.")
     return _para("MongoDB was not updated in this run.")
@@ -315,10 +292,7 @@ def _website(courses: list[dict[str, Any]], website: Sequence[str]) -> Html:
 
 
 def _about_files(problem: dict[str, Any]) -> bool:
-    try:
-        return Category(problem["category"]).is_about_files
-    except ValueError:
-        return False
+    return any(c.value == problem["category"] and c.is_about_files for c in Category)
 
 
 # ---------------------------------------------------------------- MongoDB plan
@@ -368,59 +342,38 @@ def plan_lines(plan: Plan) -> list[str]:
         if b.fix_ids:
             changes.append("course_ids repaired")
         lines.append(f"~ backtest {b.course_name}: {'; '.join(changes)}")
-    lines += [
-        f"- code {c.code if c.code is not None else c.id} ({c.reason})"
-        for c in plan.codes_to_remove
-    ]
-    lines += [
-        f"- course {c.name if c.name is not None else c.id} ({c.reason})"
-        for c in plan.courses_to_remove
-    ]
-    lines += [
-        f"- backtest {b.course_name if b.course_name is not None else b.id} ({b.reason})"
-        for b in plan.backtests_to_remove
-    ]
+    lines += [f"- code {_or_id(c.code, c.id)} ({c.reason})" for c in plan.codes_to_remove]
+    lines += [f"- course {_or_id(c.name, c.id)} ({c.reason})" for c in plan.courses_to_remove]
+    removed = plan.backtests_to_remove
+    lines += [f"- backtest {_or_id(b.course_name, b.id)} ({b.reason})" for b in removed]
     return lines
+
+
+def _or_id(name: str | None, ident: object) -> str:
+    return name if name is not None else str(ident)
 
 
 def plan_text(plan: Plan) -> str:
     """`plan_lines` with a one-line header; says so when nothing is to be done."""
     if plan.is_empty:
         return "MongoDB: in sync, nothing to write"
-    header = (
-        f"MongoDB: {plan.inserts} to insert, {plan.updates} to update, {plan.deletes} to delete"
-    )
+    header = f"MongoDB: {plan.inserts} to insert, {plan.updates} to update, "
+    header += f"{plan.deletes} to delete"
     return "\n".join([header, *(f"  {line}" for line in plan_lines(plan))])
 
 
 def mongo_block(plan: Plan, applied: Applied | None = None) -> dict[str, Any]:
-    """The `mongo` block of contract §8.
-
-    Without `applied` (dry run, check) the counts are what the plan would do and
-    `in_sync` says whether MongoDB already matches the drive. With `applied` the counts
-    are the documents written and `in_sync` is true: MongoDB matches the drive now —
-    unless the apply stopped part-way: then `in_sync` is false, `applied` is false and
-    `not_applied` holds what the plan still had to do (`phases` per phase)."""
+    """The `mongo` block of contract §8: without `applied` (dry run, check) what the plan
+    would do and whether MongoDB is `in_sync`; with it the documents written, and for an
+    apply that stopped part-way `not_applied` (what the plan still had to do) per phase."""
+    planned = {"inserted": plan.inserts, "updated": plan.updates, "deleted": plan.deletes}
     if applied is None:
-        return {
-            "inserted": plan.inserts,
-            "updated": plan.updates,
-            "deleted": plan.deletes,
-            "in_sync": plan.is_empty,
-        }
-    block: dict[str, Any] = {
-        "inserted": applied.inserted,
-        "updated": applied.updated,
-        "deleted": applied.deleted,
-        "in_sync": applied.complete,
-    }
+        return {**planned, "in_sync": plan.is_empty}
+    done = {"inserted": applied.inserted, "updated": applied.updated, "deleted": applied.deleted}
+    block: dict[str, Any] = {**done, "in_sync": applied.complete}
     if not applied.complete:
         block["applied"] = False
-        block["not_applied"] = {
-            "inserted": max(plan.inserts - applied.inserted, 0),
-            "updated": max(plan.updates - applied.updated, 0),
-            "deleted": max(plan.deletes - applied.deleted, 0),
-        }
+        block["not_applied"] = {k: max(n - done[k], 0) for k, n in planned.items()}
         block["phases"] = [
             {"phase": name, "planned": planned, "applied": done}
             for name, planned, done in applied.phases

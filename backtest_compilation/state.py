@@ -1,15 +1,9 @@
-"""The run's memory (contract §5.7, §5.10): a folder per source in `CACHE_DIR`.
-
-`state.json` holds what stays small (tokens, fingerprints, digests, the sinks' small
-facts, retired course ids); `snapshot.json` what grows with the drive (`APART`: items,
-remembered catalog, problem keys), a line per value, and a copy of the `state.json` it
-was saved with. Both are replaced with `files.write_atomic`: `snapshot.json` first, and
-only when one of its values is not the one there; then `state.json`, naming it (inode,
-size, mtime). Values in `snapshot.json` are read on first use, so an unchanged run reads
-and writes `state.json` only. A `snapshot.json` that `state.json` does not name is a save
-stopped between the two: its copy of the state is the state. A state that is corrupt, of
-another layout or version, or names a missing `snapshot.json` is a warning and a fresh
-start (full rescan).
+"""The run's memory (contract §5.7, §5.10): a folder per source in `CACHE_DIR`, holding
+`state.json` (small) and `snapshot.json` (what grows with the drive, `APART`, and the
+problem keys: a JSON line per value, read on first use, after a copy of the state).
+A save writes `snapshot.json` when a value changed, then `state.json` naming it by
+inode, size and mtime; a `snapshot.json` it does not name is from a save stopped in
+between, and its copy is the state. Anything else unreadable is a warning and a rescan.
 """
 
 from __future__ import annotations
@@ -20,7 +14,6 @@ import json
 import logging
 import os
 import re
-import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -40,22 +33,17 @@ SNAPSHOT_NAME: Final = "snapshot.json"
 Sink = Literal["renames", "mongo", "sheet"]
 SINKS: Final[tuple[Sink, ...]] = ("renames", "mongo", "sheet")
 PARTS: Final = ("drive", *SINKS)
-# What grows with the drive, by part: kept in snapshot.json (the problem keys too).
 APART: Final[Mapping[str, tuple[str, ...]]] = {
     "drive": ("items",),
     "mongo": ("catalog", "problems"),
 }
 _FOLDER: Final = re.compile(r"(drive|local|source)-[A-Za-z0-9_-]{1,100}")
-# Every snapshot.json object of this process by file: read before that file is replaced.
-_LIVE: dict[Path, weakref.WeakSet[_Snapshot]] = {}
-_LAST: dict[Path, _Snapshot] = {}  # the newest, kept: a later save compares with its values
 
 
 @dataclass(frozen=True, slots=True)
 class Part:
-    """One remembered part: JSON-able `data` (opaque here; the drive's `items` are
-    `tree.Item`s) and when it was recorded (UTC). Read-only: states are replaced, never
-    edited."""
+    """One remembered part: JSON-able `data` (the drive's `items` are `tree.Item`s) and
+    when it was recorded (UTC). Read-only: states are replaced, never edited."""
 
     data: Mapping[str, Any]
     at: datetime
@@ -116,23 +104,13 @@ class State:
         return entry.get("id") if isinstance(entry, Mapping) else None
 
 
-def _when(entry: Any) -> datetime:
-    """When a retired id was recorded; long ago when that cannot be told."""
-    with contextlib.suppress(TypeError, ValueError, AttributeError):
-        when = datetime.fromisoformat(entry["at"])
-        if when.tzinfo is not None:
-            return when.astimezone(UTC)
-    return datetime.min.replace(tzinfo=UTC)
-
-
 def source_key(kind: str, where: str) -> str:
     """Whose state it is: `drive:<FOLDER_ID>` or `local:<absolute path>`."""
     return f"{kind}:{where}"
 
 
 def folder(cache_dir: Path, source: str) -> Path:
-    """The folder of `source`'s state (and its last-run files) in `CACHE_DIR`:
-    `drive-<FOLDER_ID>`, or a digest of a local path."""
+    """`source`'s folder in `CACHE_DIR`: `drive-<FOLDER_ID>`, or a digest of a local path."""
     kind, _, where = source.partition(":")
     kind = kind if kind in ("drive", "local") else "source"
     if not re.fullmatch(r"[A-Za-z0-9_-]{1,100}", where):
@@ -149,15 +127,6 @@ def path_in(cache_dir: Path, source: str | None = None) -> Path:
     return max(found, key=lambda p: p.stat().st_mtime_ns, default=Path(cache_dir) / FILE_NAME)
 
 
-def _cache_of(path: Path) -> Path:
-    """`CACHE_DIR` from what `load`/`save` are given: it, or a `state.json` in it or in
-    a source's folder."""
-    path = Path(path)
-    if path.name != FILE_NAME:
-        return path
-    return path.parent.parent if _FOLDER.fullmatch(path.parent.name) else path.parent
-
-
 def digest(data: Any) -> str:
     """A stable fingerprint of JSON-able data (key order does not matter)."""
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
@@ -172,39 +141,36 @@ def replaced(data: Mapping[str, Any], **changes: Any) -> Mapping[str, Any]:
 
 
 class _Snapshot:
-    """One `snapshot.json` as saved (`stamp`: its inode, size, mtime). A line per value,
-    `{"<key>": <value>}` (JSON Lines): read on first use, each value parsed only when
-    asked for (a run that needs the catalog alone skips the items); ValueError when the
-    file is not that one any more."""
+    """One version of `snapshot.json` (`stamp`), one object per version in this process
+    (`_LAST` holds the newest): read on first use, each value parsed when asked for."""
 
-    def __init__(self, path: Path, stamp: list[int], values: dict[str, Any] | None = None):
+    def __init__(self, path: Path, stamp: list[int] | None, values: dict[str, Any] | None = None):
         self.path, self.stamp, self.values = path, stamp, values
-        _LIVE.setdefault(path, weakref.WeakSet()).add(self)
         _LAST[path] = self
 
     def load(self) -> dict[str, Any]:
+        """The lines by key, read now if not yet (ValueError when the file is another)."""
         if self.values is None:
-            try:
-                if _stamp(self.path) != self.stamp:
+            with self.path.open("rb") as f:
+                if _stamp(f.fileno()) != self.stamp:
                     raise ValueError("it was replaced")
-                lines = self.path.read_bytes().splitlines()
-                self.values = {line[2 : line.index(b'"', 2)].decode(): line for line in lines}
-            except (OSError, ValueError) as exc:
-                raise ValueError(f"{self.path} cannot be read ({exc})") from None
+                lines = f.read().splitlines()
+            self.values = {line[2 : line.index(b'"', 2)].decode(): line for line in lines}
         return self.values
 
     def get(self, key: str) -> Any:
-        values = self.load()
-        if type(values.get(key)) is bytes:  # not parsed yet
-            try:
-                values[key] = json.loads(values[key])[key]
-                if key == "drive.items":
-                    values[key] = items_from_json(values[key])
-            except (ValueError, RecursionError, TypeError, KeyError) as exc:
-                raise ValueError(f"{self.path} cannot be read ({exc})") from None
-        if key not in values:
-            raise ValueError(f"{self.path} holds no {key!r}")
-        return values[key]
+        """The value of `key`; ValueError saying why when it cannot be read."""
+        try:
+            values = self.load()
+            if type(value := values[key]) is bytes:  # not parsed yet
+                value = json.loads(value)[key]
+                values[key] = value = items_from_json(value) if key == "drive.items" else value
+            return value
+        except (OSError, ValueError, RecursionError, TypeError, KeyError) as exc:
+            raise ValueError(f"{self.path} cannot be read ({exc})") from None
+
+
+_LAST: dict[Path, _Snapshot] = {}
 
 
 class _Lazy(Mapping[str, Any]):
@@ -246,27 +212,16 @@ class _Keys(Sequence[str]):
         return isinstance(other, Sequence) and tuple(self) == tuple(other)
 
 
-def _stamp(path: Path) -> list[int] | None:
-    """Which file `path` is now: inode, size, mtime (None: there is none)."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return [st.st_ino, st.st_size, st.st_mtime_ns]
-
-
 def load(path: Path, source: str | None = None) -> tuple[State, str | None]:
     """`source`'s state (`path`: `CACHE_DIR` or a `state.json` in it; without `source`,
-    the state saved last): `(state, warning)`. Nothing saved: an empty state, no warning.
-    Unreadable, corrupt, another layout or version: an empty state and a one-line warning
-    saying why (the caller logs it; the run then rescans everything). Never raises for
-    bad content."""
+    the one saved last) and a warning. Nothing saved: an empty state, no warning.
+    Unreadable, corrupt, another layout or version: an empty state and a one-line
+    warning saying why (the run then rescans everything). Never raises for bad content."""
     cache = _cache_of(path)
     file = path_in(cache, source)
     empty = State(source=source or "")
     try:
-        doc, snap = _read(file)
-        return _from_doc(doc, snap), None
+        return _from_doc(*_read(file)), None
     except FileNotFoundError:
         old = cache / FILE_NAME
         return empty, _warning(old, "has an earlier layout") if old.is_file() else None
@@ -284,14 +239,15 @@ def _read(file: Path) -> tuple[dict[str, Any], _Snapshot | None]:
         doc = None
     snap_file = file.with_name(SNAPSHOT_NAME)
     stamp, named = _stamp(snap_file), doc and doc.get("snapshot")
-    if stamp is not None and named != stamp:
-        snap = _Snapshot(snap_file, stamp)
+    if stamp is None and named:
+        raise ValueError(f"the {SNAPSHOT_NAME} it names is missing")
+    last = _LAST.get(snap_file)
+    snap = last if last and last.stamp == stamp else _Snapshot(snap_file, stamp) if stamp else None
+    if snap and named != stamp:  # a save stopped after snapshot.json, or a copied one
         return _ours(snap.get("state")), snap
     if doc is None:
         raise FileNotFoundError(file)
-    if named and stamp is None:
-        raise ValueError(f"the {SNAPSHOT_NAME} it names is missing")
-    return doc, _Snapshot(snap_file, named) if named else None
+    return doc, snap
 
 
 def _ours(doc: dict[str, Any]) -> dict[str, Any]:
@@ -307,15 +263,14 @@ def _from_doc(doc: dict[str, Any], snap: _Snapshot | None) -> State:
             parts[name] = None
             continue
         data, apart = dict(raw["data"]), tuple(raw.get("apart", ()))
-        if apart and (snap is None or not set(apart) <= set(APART[name])):
+        if apart and (snap is None or not set(apart) <= set(APART.get(name, ()))):
             raise ValueError(f"its '{name}' part is malformed")
-        parts[name] = Part(_Lazy(data, snap, name, apart) if apart else data, _time(raw["at"]))
+        parts[name] = Part(_Lazy(data, snap, name, apart) if apart else data, _time(raw["at"]))  # type: ignore[arg-type]
     if doc["problems"] is not None and snap is None:
         raise ValueError("its problems are missing")
-    last = doc["last_success"]
     return State(
         **parts,
-        last_success=None if last is None else _time(last),
+        last_success=None if doc["last_success"] is None else _time(doc["last_success"]),
         source=str(doc["source"]),
         problems=None if doc["problems"] is None else _Keys(snap),  # type: ignore[arg-type]
         retired_ids=dict(doc["retired_course_ids"]),
@@ -324,9 +279,8 @@ def _from_doc(doc: dict[str, Any], snap: _Snapshot | None) -> State:
 
 def save(path: Path, state: State, *, now: datetime | None = None) -> None:
     """Write `state` into its source's folder (`path`: `CACHE_DIR` or a `state.json` in
-    it): snapshot.json first when one of its values changed, then state.json. Raises
-    `RunError` (exit 1) naming the file when it cannot be written; the previous state
-    is then left as it was."""
+    it). Raises `RunError` (exit 1) naming the folder when it cannot be written; the
+    previous state is then left as it was."""
     where = folder(_cache_of(path), state.source)
     doc: dict[str, Any] = {
         "format": FORMAT,
@@ -337,12 +291,11 @@ def save(path: Path, state: State, *, now: datetime | None = None) -> None:
         "retired_course_ids": dict(state.retired_ids),
         "problems": None if state.problems is None else "apart",
     }
-    apart: dict[str, Any] = {}  # snapshot.json's values (a `_Snapshot`: its, unread)
+    apart: dict[str, Any] = {}  # snapshot.json's values (a `_Snapshot`: its, maybe unread)
     for name in PARTS:
         part = getattr(state, name)
         doc[name] = None if part is None else _split(name, part, apart)
-    if state.problems is not None:
-        keys = state.problems
+    if (keys := state.problems) is not None:
         apart["problems"] = keys.snap if isinstance(keys, _Keys) else keys
     snap_file, file = where / SNAPSHOT_NAME, where / FILE_NAME
     try:
@@ -350,9 +303,8 @@ def save(path: Path, state: State, *, now: datetime | None = None) -> None:
         write_atomic(file, _dumps(doc))
         if not apart:
             snap_file.unlink(missing_ok=True)
-        # A killed save's temp files; an earlier layout's files.
         leftovers = [p for n in (FILE_NAME, SNAPSHOT_NAME) for p in where.glob(f".{n}.*.tmp")]
-        for stale in (*leftovers, *where.parent.glob("state*")):
+        for stale in (*leftovers, *where.parent.glob("state*")):  # killed saves, old layouts
             with contextlib.suppress(OSError):
                 stale.unlink()
     except OSError as exc:
@@ -361,51 +313,60 @@ def save(path: Path, state: State, *, now: datetime | None = None) -> None:
 
 def _split(name: str, part: Part, apart: dict[str, Any]) -> dict[str, Any]:
     """The part as state.json keeps it; its values that grow with the drive go to `apart`."""
-    data, keys = part.data, APART.get(name, ())
+    data = part.data
     if isinstance(data, _Lazy):
-        apart.update({f"{name}.{k}": data.snap for k in data.apart})
         small, kept = data.small, data.apart
+        apart.update({f"{name}.{k}": data.snap for k in kept})
     else:
-        small = {k: v for k, v in data.items() if k not in keys}
-        kept = tuple(k for k in keys if k in data)
+        kept = tuple(k for k in APART.get(name, ()) if k in data)
+        small = {k: v for k, v in data.items() if k not in kept}
         apart.update({f"{name}.{k}": data[k] for k in kept})
     return {"at": part.at.isoformat(), "data": small, **({"apart": kept} if kept else {})}
 
 
-def _save_apart(file: Path, doc: dict[str, Any], apart: dict[str, Any]) -> list[int]:
+def _save_apart(file: Path, doc: dict[str, Any], apart: dict[str, Any]) -> list[int] | None:
     """snapshot.json's stamp; the file is rewritten when a value is not the one there."""
     last = _LAST.get(file)
-    stamp = _stamp(file)
-    if last and last.stamp == stamp and all(_same(last, k, v) for k, v in apart.items()):
-        return last.stamp
-    for snap in list(_LIVE.get(file, ())):  # read what is there before it is replaced
-        with contextlib.suppress(ValueError):
-            snap.load()
-    values = {}
+    if last and last.stamp == _stamp(file):
+        if all(_same(last, k, v) for k, v in apart.items()):
+            return last.stamp
+        with contextlib.suppress(OSError, ValueError):  # states read from it keep its values
+            last.load()
+    values = {"state": {**doc}}  # the state, should state.json not be written after it
     for key, value in apart.items():
         try:
             values[key] = value.get(key) if isinstance(value, _Snapshot) else value
         except ValueError as exc:  # the next read says so, and rescans
             log.warning("state: %s; it is not saved again", exc)
     body = {k: items_to_json(v) if k == "drive.items" else v for k, v in values.items()}
-    write_atomic(file, b"\n".join(_dumps({k: v}) for k, v in {"state": doc, **body}.items()))
-    return _Snapshot(file, _stamp(file), values).stamp  # type: ignore[arg-type]
+    write_atomic(file, b"\n".join(_dumps({k: v}) for k, v in body.items()))
+    return _Snapshot(file, _stamp(file), values).stamp
 
 
 def _same(last: _Snapshot, key: str, value: Any) -> bool:
-    """Whether `value` (a `_Snapshot`: its unread value) is `key`'s in `last`."""
-    if isinstance(value, _Snapshot):
-        if value.stamp == last.stamp:
-            return True
-        if value.values is None or key not in value.values:
-            return False
-        value = value.values[key]
-    if last.values is None or key not in last.values:
-        return False
-    there = last.values[key]
-    # Equal is enough (the problem keys are rebuilt after each step); comparing costs
-    # less than rewriting.
-    return there is value or (type(there) is type(value) and there == value)
+    """Whether `value` (a `_Snapshot`: its value) is `key`'s in `last`, known without
+    reading; equal is enough, and costs less than rewriting."""
+    if value is last:
+        return True
+    there = (last.values or {}).get(key, ...)  # bytes: not parsed yet
+    value = (value.values or {}).get(key) if isinstance(value, _Snapshot) else value
+    return there is not ... and type(there) is not bytes and (there is value or there == value)
+
+
+def _stamp(file: Path | int) -> list[int] | None:
+    """Which file `file` (a path or an open descriptor) is: inode, size, mtime (None: none)."""
+    with contextlib.suppress(FileNotFoundError):
+        st = os.stat(file)
+        return [st.st_ino, st.st_size, st.st_mtime_ns]
+    return None
+
+
+def _cache_of(path: Path) -> Path:
+    """`CACHE_DIR` from `path`: it, or a `state.json` in it or in a source's folder."""
+    path = Path(path)
+    if path.name != FILE_NAME:
+        return path
+    return path.parent.parent if _FOLDER.fullmatch(path.parent.name) else path.parent
 
 
 def _dumps(data: Any) -> bytes:
@@ -415,6 +376,13 @@ def _dumps(data: Any) -> bytes:
 
 def _warning(path: Path, why: str) -> str:
     return f"state file {str(path)!r} {why}; ignoring it (this run rescans the whole drive)"
+
+
+def _when(entry: Any) -> datetime:
+    """When a retired id was recorded; long ago when that cannot be told."""
+    with contextlib.suppress(TypeError, ValueError, AttributeError):
+        return _time(entry["at"])
+    return datetime.min.replace(tzinfo=UTC)
 
 
 def _utc(at: datetime) -> datetime:

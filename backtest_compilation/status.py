@@ -1,10 +1,7 @@
 """`status`: did the last run work, when is the next, is anyone running now (contract §7).
 
-Reads only files in `CACHE_DIR` (the run record, the heartbeat, the lock) and changes
-nothing, so it is cheap enough to be the container's health check: exit 0 when the last
-run succeeded (and, when a scheduler has been running here, its heartbeat is fresh),
-1 otherwise.
-"""
+Reads only files in `CACHE_DIR` and changes nothing: cheap enough to be the container's
+health check (exit 0 when the last run succeeded and a scheduler's heartbeat is fresh)."""
 
 from __future__ import annotations
 
@@ -38,37 +35,27 @@ def _holder(peeked: dict[str, Any]) -> dict[str, Any]:
 
 
 def _run_view(doc: dict[str, Any]) -> dict[str, Any]:
-    """A run record (`last-run.json` or `last-success.json`, both with their run's
-    counts) as `status` shows it."""
+    """A run record (`last-run.json` or `last-success.json`) as `status` shows it."""
+    failed = doc.get("failed") or {}
     return {
-        "started_at": doc.get("started_at"),
-        "finished_at": doc.get("finished_at"),
-        "mode": doc.get("mode"),
+        **{k: doc.get(k) for k in ("started_at", "finished_at", "mode")},
         "ok": bool(doc.get("ok")),
         "exit_code": doc.get("exit_code"),
         "counts": doc.get("counts") or {},
-        "failed_sinks": sorted((doc.get("failed") or {}).keys()),
-        "failures": doc.get("failed") or {},
+        "failed_sinks": sorted(failed),
+        "failures": failed,
         "pending_renames": doc.get("pending_renames", 0),
         "error": doc.get("error", ""),
     }
 
 
-def _at(doc: dict[str, Any], key: str) -> datetime:
-    return lastrun.when(doc, key) or datetime.min.replace(tzinfo=UTC)
-
-
 def _unrecorded(start: dict[str, Any], latest: dict[str, Any] | None) -> str | None:
     """Why the last start has no record: a sync of the drive that started (the lock file
     keeps its start) after the last record ended — killed, or unable to write it."""
-    if (
-        start["held"]
-        or start.get("mode") != "sync"
-        or str(start.get("source", "")).startswith("local:")
-    ):
+    local = str(start.get("source", "")).startswith("local:")
+    if start["held"] or start.get("mode") != "sync" or local:
         return None
-    begun = lastrun.when(start, "started")
-    ended = lastrun.when(latest, "finished_at") if latest is not None else None
+    begun, ended = lastrun.when(start, "started"), lastrun.when(latest)
     if begun is None or (ended is not None and begun <= ended):
         return None
     return (
@@ -92,11 +79,9 @@ def gather(
     success = lastrun.load(cache_dir / lastrun.LAST_SUCCESS)
     # An unchanged run records only its facts (last-success.json): the later one is the
     # last run.
-    latest = max(
-        (d for d in (last, success) if d is not None),
-        key=lambda d: _at(d, "finished_at"),
-        default=None,
-    )
+    never = datetime.min.replace(tzinfo=UTC)
+    recorded = (d for d in (last, success) if d is not None)
+    latest = max(recorded, key=lambda d: lastrun.when(d) or never, default=None)
     peeked = lock.peek(cache_dir)
     holder = _holder(peeked)
     reasons: list[str] = []
@@ -107,6 +92,7 @@ def gather(
     if why := _unrecorded(peeked, latest):
         reasons.append(why)
     scheduler = _scheduler(cache_dir, schedule_expr, tz, now, healthy_within_s, holder, reasons)
+    page = cache_dir / lastrun.REPORT
     return {
         "ok": not reasons,
         "reasons": reasons,
@@ -114,9 +100,7 @@ def gather(
         "last_success": _run_view(success) if success is not None else None,
         "scheduler": scheduler,
         "lock": holder,
-        "report": str(cache_dir / lastrun.REPORT)
-        if (cache_dir / lastrun.REPORT).exists()
-        else None,
+        "report": str(page) if page.exists() else None,
     }
 
 
@@ -129,8 +113,8 @@ def _scheduler(
     holder: dict[str, Any],
     reasons: list[str],
 ) -> dict[str, Any] | None:
-    """The heartbeat's age and the next run; a stale heartbeat, or one that names no
-    next run while no run is going (the scheduler stopped), is a reason for NOT OK."""
+    """The heartbeat's age and the next run; a stale heartbeat, or one naming no next run
+    while no run is going (the scheduler stopped), is a reason for NOT OK."""
     beat_path = schedule.heartbeat_path(cache_dir)
     beat = schedule.read_heartbeat(beat_path)
     if beat is None:
@@ -141,7 +125,7 @@ def _scheduler(
         age = float("inf")
     fresh = age <= healthy_within_s
     upcoming = beat.next_run
-    if beat.next_run is None and not beat.running and not holder["held"]:
+    if upcoming is None and not beat.running and not holder["held"]:
         reasons.append("the scheduler has stopped (its heartbeat names no next run)")
     elif upcoming is None or upcoming < now:
         with contextlib.suppress(ValueError, KeyError):
@@ -168,12 +152,10 @@ def _ago(iso: str | None, now: datetime, zone: ZoneInfo) -> str:
     iso = then.astimezone(zone).isoformat(sep=" ", timespec="seconds")
     minutes = (now - then).total_seconds() / 60
     if minutes < 90:
-        ago = f"{minutes:.0f} min ago"
-    elif minutes < 60 * 48:
-        ago = f"{minutes / 60:.1f} h ago"
-    else:
-        ago = f"{minutes / 1440:.0f} days ago"
-    return f"{iso} ({ago})"
+        return f"{iso} ({minutes:.0f} min ago)"
+    if minutes < 60 * 48:
+        return f"{iso} ({minutes / 60:.1f} h ago)"
+    return f"{iso} ({minutes / 1440:.0f} days ago)"
 
 
 def text(info: dict[str, Any], *, tz: str, now: datetime | None = None) -> str:
@@ -186,45 +168,35 @@ def text(info: dict[str, Any], *, tz: str, now: datetime | None = None) -> str:
         lines.append("last run: none recorded yet")
     else:
         c = last["counts"]
-        when = _ago(last["finished_at"], now, zone)
-        lines.append(f"last run: {when}, {last['mode']}, exit {last['exit_code']}")
+        ended = _ago(last["finished_at"], now, zone)
+        lines.append(f"last run: {ended}, {last['mode']}, exit {last['exit_code']}")
         lines.append(
             f"  {c['departments']} departments, {c['courses']} courses, {c['problems']} problems; "
             f"renames {c['renames_applied']} done, {last['pending_renames']} pending; "
             f"mongo +{c['mongo_inserted']} ~{c['mongo_updated']} -{c['mongo_deleted']}; "
             f"sheet {'written' if c['sheet_written'] else 'not written'}"
         )
-        for sink, why in sorted(last["failures"].items()):
-            lines.append(f"  failed: {sink}: {why}")
+        lines += [f"  failed: {sink}: {why}" for sink, why in sorted(last["failures"].items())]
         if last["error"] and "run" not in last["failures"]:
             lines.append(f"  error: {last['error']}")
-    success = info["last_success"]
-    lines.append(
-        f"last fully successful run: {_ago(success['finished_at'] if success else None, now, zone)}"
-    )
+    success = (info["last_success"] or {}).get("finished_at")
+    lines.append(f"last fully successful run: {_ago(success, now, zone)}")
     sched = info["scheduler"]
     if sched is None:
         lines.append("scheduler: no heartbeat here (not running `schedule` with this CACHE_DIR)")
     else:
         nxt = sched["next_run"]
-        local = (
-            datetime.fromisoformat(nxt).astimezone(ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M %Z")
-            if nxt
-            else "unknown"
-        )
+        at = datetime.fromisoformat(nxt).astimezone(zone) if nxt else None
+        local = f"{at:%Y-%m-%d %H:%M %Z}" if at else "unknown"
         age = sched["heartbeat_age_s"]
         lines.append(
             f"scheduler: heartbeat {'unknown' if age is None else f'{age:.0f} s'} old "
             f"({'fresh' if sched['fresh'] else 'STALE'}), next run {local}"
         )
     held = info["lock"]
-    if held.get("held"):
-        lines.append(
-            f"running now: pid {held.get('pid')}, started {_ago(held.get('started'), now, zone)}"
-            f"{_doing(held)}"
-        )
-    else:
-        lines.append("running now: no (the run lock is free)")
+    started = _ago(held.get("started"), now, zone)
+    running = f"pid {held.get('pid')}, started {started}{_doing(held)}"
+    lines.append(f"running now: {running if held.get('held') else 'no (the run lock is free)'}")
     if info["report"]:
         lines.append(f"report: {info['report']}")
     return "\n".join(lines)
