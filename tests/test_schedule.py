@@ -292,16 +292,21 @@ sys.exit(schedule.serve(job, schedule="0 0 1 1 *", tz="America/New_York", cache_
 """
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_the_real_scheduler_stops_cleanly_on_a_signal(tmp_path: Path, sig: signal.Signals) -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-c", SERVE, str(tmp_path)],
-        cwd=tmp_path,
+def python_in(where: Path, code: str) -> subprocess.Popen[str]:
+    """`python -c code where`, isolated: its own directory and environment (issue 17)."""
+    return subprocess.Popen(
+        [sys.executable, "-c", code, str(where)],
+        cwd=where,
         env=environment(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_the_real_scheduler_stops_cleanly_on_a_signal(tmp_path: Path, sig: signal.Signals) -> None:
+    proc = python_in(tmp_path, SERVE)
     try:
         runs = tmp_path / "runs.txt"
         deadline = time.monotonic() + 20
@@ -392,14 +397,7 @@ def test_the_same_signal_twice_within_a_second_is_one_stop_request(
 ) -> None:
     """Issue 17 item 6: systemd's SIGTERM to the process group reaches the scheduler
     twice (`uv` forwards it): the run still finishes. A second request later aborts it."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", SLOW_JOB, str(tmp_path)],
-        cwd=tmp_path,
-        env=environment(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = python_in(tmp_path, SLOW_JOB)
     try:
         deadline = time.monotonic() + 20
         while not (tmp_path / "started").exists():
