@@ -43,24 +43,23 @@ class Category(StrEnum):
 
 
 _FILE_CATEGORIES = frozenset(
-    {
-        Category.NOT_A_PDF,
-        Category.INVALID_FILENAME,
-        Category.INVALID_YEAR,
-        Category.DUPLICATE_TEST,
-        Category.RENAME_FAILED,
-    }
+    {"not_a_pdf", "invalid_filename", "invalid_year", "duplicate_test", "rename_failed"}
 )
 
 
 @dataclass(frozen=True, slots=True)
-class Problem:
-    """Something a human must fix in the drive, kept structured until it is printed.
+class Cited:
+    """The item a problem's explanation names: its id and full path."""
 
-    `message` renders it: `{label}: {path}`, then `({why})`, or `({why} '{cited path}')`
-    when it names another item (a duplicate names its original). Renames re-render it
-    through `problems_after_renames`, without rebuilding the catalog. `text` is set only
-    for a problem known by its printed message alone (`from_text`)."""
+    id: str
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """Something a human must fix in the drive, kept structured until it is printed, so
+    that renames re-render it (`problems_after_renames`) without a rebuild. `text` is set
+    only for a problem known by its printed message alone (`from_text`)."""
 
     category: Category
     label: str
@@ -72,25 +71,16 @@ class Problem:
 
     @property
     def message(self) -> str:
-        """The problem as one line of text (log, sheet, JSON `message`, HTML)."""
+        """`{label}: {path} ({why})`; `({why} '{cited path}')` when it names another item."""
         if self.text:
             return self.text
-        if self.cited is not None:
-            return f"{self.label}: {self.path} ({self.why} '{self.cited.path}')"
-        return f"{self.label}: {self.path}" + (f" ({self.why})" if self.why else "")
+        cited = f" '{self.cited.path}'" if self.cited else ""
+        return f"{self.label}: {self.path}" + (f" ({self.why}{cited})" if self.why else "")
 
     @classmethod
     def from_text(cls, category: Category, message: str, path: str, id: str) -> Problem:
         """A problem known only by its printed message (a remembered catalog)."""
         return cls(category, "", path, id, text=message)
-
-
-@dataclass(frozen=True, slots=True)
-class Cited:
-    """The item a problem's explanation names: its id and full path."""
-
-    id: str
-    path: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,12 +152,11 @@ class Catalog:
     crosslisted: tuple[tuple[str, ...], ...] = ()
     ignored: tuple[Ignored, ...] = ()
     valid_file_ids: frozenset[str] = field(default_factory=frozenset)
-    # The codes of the department folders at the root, published or not.
-    departments: tuple[str, ...] = ()
-    # Set when the root holds course folders and no department: it is a department
-    # folder, a configuration error (contract §7; `too_deep_error` says it).
+    departments: tuple[str, ...] = ()  # codes of the department folders, published or not
+    # Why the root, holding course folders and no department, is a department folder:
+    # a configuration error (contract §7; `too_deep_error` says it).
     root_too_deep: str | None = None
-    # Set when the root holds no department but looks like a level below the right one.
+    # Why the root, holding no department, may be a level below the right one.
     root_hint: str | None = None
 
     @property
@@ -176,16 +165,20 @@ class Catalog:
         return tuple(sorted({course.code for course in self.courses}))
 
 
+def _and(items: list[str]) -> str:
+    """`A`, `A and B`, `A, B and C`."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
 def crosslisted_message(group: tuple[str, ...]) -> str:
     """`Data Structures: CSCI-1200 and ECSE-1200` (the sheet's Crosslisted Classes line)."""
-    keys = [name.split(" ", 1)[0] for name in group]
-    title = group[0].split(" ", 1)[1]
-    listed = keys[0] if len(keys) == 1 else ", ".join(keys[:-1]) + " and " + keys[-1]
-    return f"{title}: {listed}"
+    return f"{group[0].split(' ', 1)[1]}: {_and([name.split(' ', 1)[0] for name in group])}"
 
 
-@dataclass(frozen=True, slots=True)
-class _Found:
+Finding = Problem | Ignored
+
+
+class _Found(NamedTuple):
     """A course folder that passed the department checks."""
 
     node: Node
@@ -196,21 +189,12 @@ class _Found:
 
 class _Valid(NamedTuple):
     node: Node
-    entry: _Found
+    folder: _Found
     test: TestName
-    canonical: str
 
 
-@dataclass(frozen=True)
-class Findings:
-    """What one phase of `build` found besides its result: problems and ignored nodes."""
-
-    problems: tuple[Problem, ...] = ()
-    ignored: tuple[Ignored, ...] = ()
-
-
-def _path(entry: _Found, child: Node) -> str:
-    return entry.path + PATH_SEPARATOR + child.name
+def _path(folder: _Found, child: Node) -> str:
+    return folder.path + PATH_SEPARATOR + child.name
 
 
 def _by_name(nodes: Iterable[Node]) -> list[Node]:
@@ -219,16 +203,13 @@ def _by_name(nodes: Iterable[Node]) -> list[Node]:
 
 
 def _below(node: Node, path: str, reason: str) -> Iterator[Ignored]:
-    """`node` and everything under it, as ignored."""
-    stack = [(node, path)]
-    while stack:
-        current, current_path = stack.pop()
-        yield Ignored(current.id, current_path, reason, current.is_folder)
-        for child in current.children:
-            stack.append((child, current_path + PATH_SEPARATOR + child.name))
+    """`node` and everything under it, as ignored (Drive nests at most 100 deep)."""
+    yield Ignored(node.id, path, reason, node.is_folder)
+    yield from _inside(node, path, reason)
 
 
-def _children_ignored(node: Node, path: str, reason: str) -> Iterator[Ignored]:
+def _inside(node: Node, path: str, reason: str) -> Iterator[Ignored]:
+    """Everything under `node`, as ignored."""
     for child in node.children:
         yield from _below(child, path + PATH_SEPARATOR + child.name, reason)
 
@@ -245,22 +226,24 @@ def build(
     departments, found = find_departments(root)
     folders, in_departments = find_course_folders(departments)
     groups, duplicates = group_courses(folders)
-    problems = [*found.problems, *in_departments.problems, *duplicates.problems]
-    ignored = [*found.ignored, *in_departments.ignored]
-    current_year = today.year % 100
+    found += in_departments + duplicates
     courses: list[Course] = []
     renames: list[Rename] = []
     valid_ids: set[str] = set()
-    for full_name in sorted(groups):
-        entries = groups[full_name]
-        exempt = entries[0].course.code in future_year_exempt
-        valid, in_course = examine_tests(entries, current_year, exempt)
-        kept, course_renames, duplicate_tests = deduplicate_tests(valid)
-        problems += (*in_course.problems, *duplicate_tests.problems)
-        ignored += in_course.ignored
+    for full_name, entries in sorted(groups.items()):
+        c = entries[0].course
+        exempt = c.code in future_year_exempt
+        valid, in_course = examine_tests(entries, today.year % 100, exempt)
+        kept, course_renames, duplicates = deduplicate_tests(valid)
+        found += in_course + duplicates
         renames += course_renames
         valid_ids.update(v.node.id for v in kept)
-        courses.append(_course(full_name, entries, valid))
+        # Merged folders publish the smallest folder id (contract §8).
+        folder_id = min(entry.node.id for entry in entries)
+        tests = _exam_entries(v.test for v in valid)
+        courses.append(Course(full_name, c.code, c.number, c.title, folder_id, tests))
+    problems = [f for f in found if isinstance(f, Problem)]
+    ignored = [f for f in found if isinstance(f, Ignored)]
     too_deep = None if departments else _courses_at(root)
     return Catalog(
         courses=tuple(courses),
@@ -280,239 +263,173 @@ def problem_order(p: Problem) -> tuple[str, str, str]:
     return (p.path, p.category.value, p.id)
 
 
-def find_departments(root: Node) -> tuple[dict[str, list[Node]], Findings]:
+def find_departments(root: Node) -> tuple[dict[str, list[Node]], list[Finding]]:
     """Contract §2.1: department folders of the root by code, and what is wrong or ignored."""
     departments: dict[str, list[Node]] = defaultdict(list)
-    problems: list[Problem] = []
-    ignored: list[Ignored] = []
+    found: list[Finding] = []
     for child in _by_name(root.children):
-        if child.mime_type == SHORTCUT_MIME and naming.is_department_sized(child.name):
-            problems.append(
-                Problem(
-                    Category.INVALID_DEPARTMENT,
-                    "Shortcut, not a department folder",
-                    child.name,
-                    child.id,
-                    "a shortcut to a folder or file; the real department folder belongs here",
-                )
-            )
+        name, sized = child.name, naming.is_department_sized(child.name)
+        if child.mime_type == SHORTCUT_MIME and sized:
+            why = "a shortcut to a folder or file; the real department folder belongs here"
+            label = "Shortcut, not a department folder"
+            found.append(Problem(Category.INVALID_DEPARTMENT, label, name, child.id, why))
         elif not child.is_folder:
-            ignored.append(Ignored(child.id, child.name, "file at the root", False))
-        elif not naming.is_department_sized(child.name):
-            ignored.extend(_below(child, child.name, "root folder is not a department"))
-        elif (code := naming.department_code(child.name)) is None:
-            problems.append(
-                Problem(
-                    Category.INVALID_DEPARTMENT,
-                    "Invalid department",
-                    child.name,
-                    child.id,
-                    "a department folder name ends in four capital letters, like CSCI",
-                )
+            found.append(Ignored(child.id, name, "file at the root", False))
+        elif not sized:
+            found += _below(child, name, "root folder is not a department")
+        elif (code := naming.department_code(name)) is None:
+            why = "a department folder name ends in four capital letters, like CSCI"
+            found.append(
+                Problem(Category.INVALID_DEPARTMENT, "Invalid department", name, child.id, why)
             )
-            ignored.extend(_children_ignored(child, child.name, "inside an invalid department"))
+            found += _inside(child, name, "inside an invalid department")
         else:
             departments[code].append(child)
-    return departments, Findings(tuple(problems), tuple(ignored))
-
-
-def duplicate_departments(code: str, folders: list[Node]) -> tuple[list[Node], list[Problem]]:
-    """Contract §2.1: the folders of one code, the original (named exactly like the code)
-    first, and a duplicate-department problem for each other one."""
-    folders = sorted(folders, key=lambda n: (n.name != code, n.name, n.id))
-    first = folders[0]
-    problems = [
-        Problem(
-            Category.DUPLICATE_DEPARTMENT,
-            "Duplicate department",
-            extra.name,
-            extra.id,
-            f"'{extra.name}' and '{first.name}' are both {code}",
-        )
-        for extra in folders[1:]
-    ]
-    return folders, problems
+    return departments, found
 
 
 def find_course_folders(
     departments: dict[str, list[Node]],
-) -> tuple[dict[tuple[str, str], list[_Found]], Findings]:
-    """Contract §2.1–2.2: course folders per (code, number), over all folders of a code."""
-    found: dict[tuple[str, str], list[_Found]] = defaultdict(list)
-    problems: list[Problem] = []
-    ignored: list[Ignored] = []
+) -> tuple[dict[tuple[str, str], list[_Found]], list[Finding]]:
+    """Contract §2.1–2.2: course folders per (code, number), over all folders of a code;
+    each folder of a code other than the original (named exactly like the code, else
+    the first by name) is a duplicate department."""
+    courses: dict[tuple[str, str], list[_Found]] = defaultdict(list)
+    found: list[Finding] = []
     for code, unordered in sorted(departments.items()):
-        folders, duplicates = duplicate_departments(code, unordered)
-        problems += duplicates
+        folders = sorted(unordered, key=lambda n: (n.name != code, n.name, n.id))
+        first = folders[0].name
+        for extra in folders[1:]:
+            why = f"'{extra.name}' and '{first}' are both {code}"
+            label = "Duplicate department"
+            found.append(Problem(Category.DUPLICATE_DEPARTMENT, label, extra.name, extra.id, why))
         for dept in folders:
             for child in _by_name(dept.children):
                 course, more = course_folder(code, dept.name, child)
-                problems += more.problems
-                ignored += more.ignored
+                found += more
                 if course is not None:
-                    found[(course.course.code, course.course.number)].append(course)
-    return found, Findings(tuple(problems), tuple(ignored))
+                    courses[(course.course.code, course.course.number)].append(course)
+    return courses, found
 
 
-def course_folder(code: str, department: str, child: Node) -> tuple[_Found | None, Findings]:
+def course_folder(code: str, department: str, child: Node) -> tuple[_Found | None, list[Finding]]:
     """Contract §2.2: one child of the department folder named `department` (of `code`)
     as a course folder, or why it is not."""
     path = department + PATH_SEPARATOR + child.name
-
-    def bad(category: Category, label: str, why: str, ignored: str = "") -> Findings:
-        below = tuple(_children_ignored(child, path, ignored)) if ignored else ()
-        return Findings((Problem(category, label, path, child.id, why),), below)
-
+    course = naming.parse_course(child.name) if child.is_folder else None
+    if course is not None and course.code == code:
+        return _Found(child, path, course, department), []
+    below = ""
     if child.mime_type == SHORTCUT_MIME:
         why = "a shortcut to a folder or file; the real course folder belongs here"
-        return None, bad(Category.NOT_A_COURSE_FOLDER, "Shortcut, not a course folder", why)
-    if not child.is_folder:
+        category, label = Category.NOT_A_COURSE_FOLDER, "Shortcut, not a course folder"
+    elif not child.is_folder:
         why = "files belong inside a course folder"
-        return None, bad(Category.NOT_A_COURSE_FOLDER, "Not a course folder", why)
-    course = naming.parse_course(child.name)
-    if course is None:
+        category, label = Category.NOT_A_COURSE_FOLDER, "Not a course folder"
+    elif course is None:
         why = "a course folder is named like 'CSCI-1200 Data Structures'"
-        return None, bad(Category.INVALID_COURSE, "Invalid course", why, "inside an invalid course")
-    if course.code != code:
+        category, label = Category.INVALID_COURSE, "Invalid course"
+        below = "inside an invalid course"
+    else:
         why = f"{course.code} course inside the {code} department; not published"
-        ignored = "inside a mismatched course"
-        return None, bad(Category.DEPARTMENT_MISMATCH, "Department mismatch", why, ignored)
-    return _Found(child, path, course, department), Findings()
+        category, label = Category.DEPARTMENT_MISMATCH, "Department mismatch"
+        below = "inside a mismatched course"
+    ignored = _inside(child, path, below) if below else ()
+    return None, [Problem(category, label, path, child.id, why), *ignored]
 
 
 def group_courses(
-    found: dict[tuple[str, str], list[_Found]],
-) -> tuple[dict[str, list[_Found]], Findings]:
+    courses: dict[tuple[str, str], list[_Found]],
+) -> tuple[dict[str, list[_Found]], list[Finding]]:
     """Contract §2.2 duplicates: one problem per extra folder with a number already used;
     folders are grouped by full name (distinct names published, equal ones merged)."""
-    groups: dict[str, list[_Found]] = {}
-    problems: list[Problem] = []
-    for (code, _number), unordered in sorted(found.items()):
+    groups: dict[str, list[_Found]] = defaultdict(list)
+    found: list[Finding] = []
+    for (code, _number), unordered in sorted(courses.items()):
         # The problem is about the copy a person should look at: one in a department
         # folder not named exactly as its code (`*CSCI`, `1 CSCI`), else the later one.
         entries = sorted(unordered, key=lambda f: (f.department != code, f.node.name, f.node.id))
-        first = entries[0]
-        problems.extend(
-            Problem(
-                Category.DUPLICATE_COURSE,
-                "Duplicate course",
-                extra.path,
-                extra.node.id,
-                "same number as",
-                Cited(first.node.id, first.path),
+        first = Cited(entries[0].node.id, entries[0].path)
+        for extra in entries[1:]:
+            why = "same number as"
+            label = "Duplicate course"
+            found.append(
+                Problem(Category.DUPLICATE_COURSE, label, extra.path, extra.node.id, why, first)
             )
-            for extra in entries[1:]
-        )
         for entry in entries:
-            groups.setdefault(entry.course.full_name, []).append(entry)
-    return groups, Findings(tuple(problems))
+            groups[entry.course.full_name].append(entry)
+    return groups, found
 
 
 def examine_tests(
     entries: list[_Found], current_year: int, exempt: bool
-) -> tuple[list[_Valid], Findings]:
+) -> tuple[list[_Valid], list[Finding]]:
     """Contract §2.3: the valid test PDFs of one course's folders, and what is wrong."""
     course = entries[0].course
     valid: list[_Valid] = []
-    problems: list[Problem] = []
-    ignored: list[Ignored] = []
+    found: list[Finding] = []
     for entry in entries:
         # Hot loop (100,000 files): paths are only built for problems and renames.
         for child in entry.node.children:
             if child.mime_type != PDF_MIME:
-                more = _not_a_test(entry, child)
-                problems += more.problems
-                ignored += more.ignored
+                found += _not_a_test(_path(entry, child), child)
                 continue
             test = naming.parse_test(child.name)
-            why = _test_problem(test, course, current_year, exempt)
-            if why is None and test is not None:
-                valid.append(_Valid(child, entry, test, test.canonical(course)))
-            elif why is not None:
-                category, label, text = why
-                problems.append(Problem(category, label, _path(entry, child), child.id, text))
-    return valid, Findings(tuple(problems), tuple(ignored))
+            if test is None:
+                why = f"expected a name like '{course.key} E1F22.pdf'"
+                category, label = Category.INVALID_FILENAME, "Invalid filename"
+            elif not naming.prefix_matches(test, course):
+                why = f"the name says {test.prefix}, the folder is {course.key}"
+                category, label = Category.INVALID_FILENAME, "Invalid filename"
+            elif test.year > current_year and not exempt:
+                why = f"20{test.year:02d} is in the future"
+                category, label = Category.INVALID_YEAR, "Invalid year"
+            else:
+                valid.append(_Valid(child, entry, test))
+                continue
+            found.append(Problem(category, label, _path(entry, child), child.id, why))
+    return valid, found
 
 
-def _test_problem(
-    test: TestName | None, course: CourseName, current_year: int, exempt: bool
-) -> tuple[Category, str, str] | None:
-    """Why a PDF's name is not a valid test name of `course` (category, label, why)."""
-    if test is None:
-        return (
-            Category.INVALID_FILENAME,
-            "Invalid filename",
-            f"expected a name like '{course.key} E1F22.pdf'",
-        )
-    if not naming.prefix_matches(test, course):
-        why = f"the name says {test.prefix_code}-{test.prefix_number}, the folder is {course.key}"
-        return Category.INVALID_FILENAME, "Invalid filename", why
-    if test.year > current_year and not exempt:
-        return Category.INVALID_YEAR, "Invalid year", f"20{test.year:02d} is in the future"
-    return None
-
-
-def _not_a_test(entry: _Found, child: Node) -> Findings:
+def _not_a_test(path: str, child: Node) -> list[Finding]:
     """Contract §2.3: a folder or a non-PDF inside a course."""
-    path = _path(entry, child)
     if child.mime_type == FOLDER_MIME:
         why = "a course folder holds only test PDFs"
         problem = Problem(
             Category.FOLDER_INSIDE_COURSE, "Folder inside course", path, child.id, why
         )
-        return Findings(
-            (problem,), tuple(_children_ignored(child, path, "inside a folder in a course"))
-        )
+        return [problem, *_inside(child, path, "inside a folder in a course")]
     if child.mime_type == SHORTCUT_MIME:
         why = "a shortcut to a file; the real PDF belongs here"
-        return Findings((Problem(Category.NOT_A_PDF, "Shortcut, not a PDF", path, child.id, why),))
-    return Findings((Problem(Category.NOT_A_PDF, "Not a PDF", path, child.id),))
+        return [Problem(Category.NOT_A_PDF, "Shortcut, not a PDF", path, child.id, why)]
+    return [Problem(Category.NOT_A_PDF, "Not a PDF", path, child.id)]
 
 
-def deduplicate_tests(valid: list[_Valid]) -> tuple[list[_Valid], list[Rename], Findings]:
+def deduplicate_tests(valid: list[_Valid]) -> tuple[list[_Valid], list[Rename], list[Finding]]:
     """Contract §2.3 duplicates and renames: per canonical name one file is kept (one that
     already has the name, else the first by (name, id)) and renamed if needed; every other
     file of the group is a duplicate-test problem."""
     by_canonical: dict[str, list[_Valid]] = defaultdict(list)
     for v in valid:
-        by_canonical[v.canonical].append(v)
+        by_canonical[v.test.canonical(v.folder.course)].append(v)
     kept: list[_Valid] = []
     renames: list[Rename] = []
-    problems: list[Problem] = []
+    found: list[Finding] = []
     for canonical, group in by_canonical.items():
-        same = group
         if len(group) > 1:
-            same = sorted(group, key=lambda v: (v.node.name != canonical, v.node.name, v.node.id))
-        keeper = same[0]
+            group.sort(key=lambda v: (v.node.name != canonical, v.node.name, v.node.id))
+        keeper = group[0]
         kept.append(keeper)
-        keeper_path = _path(keeper.entry, keeper.node)
+        cited = Cited(keeper.node.id, _path(keeper.folder, keeper.node))
         if keeper.node.name != canonical:
-            renames.append(Rename(keeper.node.id, keeper_path, keeper.node.name, canonical))
-        problems.extend(
-            Problem(
-                Category.DUPLICATE_TEST,
-                "Duplicate test",
-                _path(other.entry, other.node),
-                other.node.id,
-                "same test as",
-                Cited(keeper.node.id, keeper_path),
+            renames.append(Rename(cited.id, cited.path, keeper.node.name, canonical))
+        for other in group[1:]:
+            path = _path(other.folder, other.node)
+            why = "same test as"
+            found.append(
+                Problem(Category.DUPLICATE_TEST, "Duplicate test", path, other.node.id, why, cited)
             )
-            for other in same[1:]
-        )
-    return kept, renames, Findings(tuple(problems))
-
-
-def _course(full_name: str, entries: list[_Found], valid: list[_Valid]) -> Course:
-    """The published course: merged folders take the smallest folder id (contract §8)."""
-    course = entries[0].course
-    return Course(
-        name=full_name,
-        code=course.code,
-        number=course.number,
-        title=course.title,
-        folder_id=min(entry.node.id for entry in entries),
-        tests=_exam_entries(v.test for v in valid),
-    )
+    return kept, renames, found
 
 
 def problems_after_renames(
@@ -581,24 +498,20 @@ def guard_hint(catalog: Catalog, had: Iterable[str]) -> str | None:
     gone = sorted(had)
     if catalog.departments or catalog.courses or not gone:
         return catalog.root_hint
-    listed = gone[0] if len(gone) == 1 else ", ".join(gone[:-1]) + " and " + gone[-1]
     return (
-        f"The root held the departments {listed} at the last run and holds none now: they "
+        f"The root held the departments {_and(gone)} at the last run and holds none now: they "
         "were trashed, deleted, moved, or are no longer shared with the account."
     )
 
 
 def _exam_entries(tests: Iterable[TestName]) -> tuple[ExamEntry, ...]:
     """Website `tests` list: types in Quiz/Exam/Midterm order, semesters newest first.
-
     Two files for the same exam and semester count once."""
-    by_type: dict[tuple[tuple[int, int], str], set[tuple[tuple[int, int], str]]] = {}
-    for exam, semester, year in {(t.exam, t.semester, t.year) for t in tests}:
-        label, exam_key = naming.exam_facts(exam)
-        semester_label, semester_key = naming.semester_facts(semester, year)
-        by_type.setdefault((exam_key, label), set()).add((semester_key, semester_label))
+    by_type: dict[tuple[tuple[int, int], str], dict[tuple[int, int], str]] = defaultdict(dict)
+    for t in {(t.exam, t.semester, t.year): t for t in tests}.values():
+        by_type[(t.exam_sort_key, t.exam_label)][t.semester_sort_key] = t.semester_label
     return tuple(
-        ExamEntry(label, tuple(semester for _, semester in sorted(semesters)))
+        ExamEntry(label, tuple(semesters[key] for key in sorted(semesters)))
         for (_, label), semesters in sorted(by_type.items())
     )
 
