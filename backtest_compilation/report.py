@@ -75,14 +75,17 @@ def renames_block(catalog: Catalog, applied: frozenset[str] = frozenset()) -> li
     ]
 
 
+def _counts(departments: int, courses: int, tests: int, problems: int, renames: int) -> str:
+    """`2 departments, 3 courses, 4 digital tests, 1 problem, 0 renames`."""
+    words = ("department", "course", "digital test", "problem", "rename")
+    return ", ".join(map(plural, (departments, courses, tests, problems, renames), words))
+
+
 def catalog_text(catalog: Catalog) -> str:
     """A readable summary: courses per department, problems, renames, crosslisted classes."""
     tests = sum(c.digital_count for c in catalog.courses)
-    lines = [
-        f"Catalog: {plural(len(catalog.course_codes), 'department')}, "
-        f"{plural(len(catalog.courses), 'course')}, {plural(tests, 'digital test')}, "
-        f"{plural(len(catalog.problems), 'problem')}, {plural(len(catalog.renames), 'rename')}"
-    ]
+    counts = (len(catalog.course_codes), len(catalog.courses), tests)
+    lines = [f"Catalog: {_counts(*counts, len(catalog.problems), len(catalog.renames))}"]
     for code in catalog.course_codes:
         courses = [c for c in catalog.courses if c.code == code]
         lines.append(f"  {code}: {plural(len(courses), 'course')}")
@@ -132,31 +135,28 @@ def _linked(text: str, item_id: str) -> Html:
     return Html(f'<a href="{_text(url)}" rel="noreferrer" target="_blank">{_text(text)}</a>')
 
 
-def _table(header: str, rows: Iterable[Sequence[object]], classes: Sequence[str]) -> Html:
-    """A table: `header` is markup of ours; each cell is text (escaped) or `Html`."""
-    lines = (
+def _table(heads: Sequence[str], rows: Sequence[Sequence[object]], css: Sequence[str]) -> Html:
+    """A table of `rows` under `heads`, column i of class `css[i]`; `None.` without rows."""
+    if not rows:
+        return _list(())
+    classes = [f' class="{c}"' if c else "" for c in css]
+    head = "".join(f"<th{c}>{h}</th>" for h, c in zip(heads, classes, strict=True))
+    body = "".join(
         "<tr>"
-        + "".join(f'<td class="{c}">{_text(v)}</td>' for c, v in zip(classes, row, strict=True))
-        + "</tr>"
+        + "".join(f"<td{c}>{_text(v)}</td>" for v, c in zip(row, classes, strict=True))
+        + "</tr>\n"
         for row in rows
     )
-    return Html(f"<table><tr>{header}</tr>\n" + "\n".join(lines) + "\n</table>")
+    return Html(f"<table><tr>{head}</tr>\n{body}</table>")
 
 
-def _list(lines: Iterable[str], css: Mapping[str, str] | None = None) -> Html:
-    """A list of lines; `css` gives a line its class by its first character."""
-    classes = ((line, (css or {}).get(line[:1])) for line in lines)
-    items = (
-        f'<li class="{c}">{_text(x)}</li>' if c else f"<li>{_text(x)}</li>" for x, c in classes
-    )
-    return Html(f'<ul class="lines">{"".join(items)}</ul>')
-
-
-NONE = Html("<p>None.</p>")
-
-
-def _para(text: str) -> Html:
-    return Html(f"<p>{_text(text)}</p>")
+def _list(lines: Iterable[str], empty: str = "None.", css: Mapping[str, str] = {}) -> Html:
+    """A list of lines (`css` gives a line a class by its first character), or `empty`."""
+    items = [(line, css.get(line[:1])) for line in lines]
+    if not items:
+        return Html(f"<p>{_text(empty)}</p>")
+    li = (f'<li class="{c}">{_text(x)}</li>' if c else f"<li>{_text(x)}</li>" for x, c in items)
+    return Html(f'<ul class="lines">{"".join(li)}</ul>')
 
 
 def html_page(
@@ -164,138 +164,99 @@ def html_page(
     *,
     title: str,
     headline: str,
-    mongo_lines: list[str] | tuple[str, ...] = (),
-    website: list[str] | tuple[str, ...] = (),
+    mongo_lines: Sequence[str] = (),
+    website: Sequence[str] = (),
     error: str = "",
 ) -> str:
     """The HTML page of one run (contract §7 `report.html`), from the §8 `summary` alone
     (a failed run gets one too) and `report_page.html`; every value is escaped (`_text`)."""
     catalog = summary.get("catalog") or {}
-    courses = catalog.get("courses") or []
-    problems = summary.get("problems") or []
-    renames = summary.get("renames") or []
-    crosslisted = catalog.get("crosslisted") or []
-    sheet = summary.get("sheet") or {}
-    mongo = summary.get("mongo") or {}
-    errors = [p for p in problems if not _about_files(p)]
-    files = [p for p in problems if _about_files(p)]
+    courses, crosslisted = catalog.get("courses") or [], catalog.get("crosslisted") or []
+    problems, renames = summary.get("problems") or [], summary.get("renames") or []
+    sheet, mongo = summary.get("sheet") or {}, summary.get("mongo") or {}
+    failed = [error] if error else []
+    failed += [f"{sink}: {why}" for sink, why in sorted((summary.get("failed") or {}).items())]
+    about_files = {c.value for c in Category if c.is_about_files}
+    errors = [p for p in problems if p["category"] not in about_files]
+    files = [p for p in problems if p["category"] in about_files]
+    ambiguous = [f"{name} (matches more than one row)" for name in sheet.get("ambiguous") or []]
+    not_found = [*(sheet.get("not_found") or []), *ambiguous]
+    tests = sum(c["digital_count"] for c in courses)
+    counts = (len({c["course_code"] for c in courses}), len(courses), tests)
     values: dict[str, object] = {
         "title": title,
         "headline": headline,
-        "failure": _failure(error, summary.get("failed") or {}),
-        "counts": _counts(courses, problems, renames),
+        "failure": _failure(failed),
+        "counts": _counts(*counts, len(problems), len(renames)),
         "errors_count": len(errors),
         "errors": _problems(errors),
         "files_count": len(files),
         "files": _problems(files),
         "crosslisted_count": len(crosslisted),
-        "crosslisted": _list(crosslisted_message(tuple(g)) for g in crosslisted)
-        if crosslisted
-        else NONE,
-        "not_found_count": len(sheet.get("not_found") or []) + len(sheet.get("ambiguous") or []),
-        "not_found": _not_found(sheet),
+        "crosslisted": _list(crosslisted_message(tuple(g)) for g in crosslisted),
+        "not_found_count": len(not_found),
+        "not_found": _list(not_found, _NOT_FOUND[bool(sheet.get("written"))]),
         "renames_count": len(renames),
-        "renames": _renames(renames),
-        "mongo_counts": ", ".join(
-            f"{mongo.get(key, 0)} {word}"
-            for key, word in (("inserted", "added"), ("updated", "changed"), ("deleted", "removed"))
+        "renames": _table(
+            ["file", "new name", "done"],
+            [(_linked(r["from"], r["id"]), r["to"], ("no", "yes")[r["applied"]]) for r in renames],
+            ("", "", "num"),
         ),
-        "mongo": _mongo(mongo, mongo_lines),
+        "mongo_counts": "{} added, {} changed, {} removed".format(
+            *(mongo.get(k, 0) for k in ("inserted", "updated", "deleted"))
+        ),
+        "mongo": _list(mongo_lines, _MONGO[bool(mongo.get("in_sync"))], _SIGNS),
         "website": _website(courses, website),
     }
     page = Template(PAGE.read_text(encoding="utf-8"))
     return page.substitute({name: _text(value) for name, value in values.items()})
 
 
-def _failure(error: str, failed: dict[str, str]) -> Html:
-    """The run's error and each sink's failure, or nothing for a run that did not fail."""
-    lines = ([error] if error else []) + [f"{sink}: {why}" for sink, why in sorted(failed.items())]
-    if not lines:
+# What an empty section says, by whether the sheet was written, MongoDB in sync.
+_NOT_FOUND = ("The sheet was not written in this run.", "None: every course has its row.")
+_MONGO = (
+    "MongoDB was not updated in this run.",
+    "Nothing to change: the website already shows what the drive holds.",
+)
+_SIGNS = {"+": "plus", "-": "minus", "~": "tilde"}  # a MongoDB change line's class
+
+
+def _failure(failed: list[str]) -> Html:
+    """The run's error and each sink's failure; nothing for a run that did not fail."""
+    if not failed:
         return Html("")
-    items = "".join(f"<li>{_text(line)}</li>" for line in lines)
-    return Html(f'<div class="failed"><strong>This run failed.</strong><ul>{items}</ul></div>\n')
-
-
-def _counts(courses: list[Any], problems: list[Any], renames: list[Any]) -> str:
-    departments = {course["course_code"] for course in courses}
-    tests = sum(int(c.get("digital_count", 0)) for c in courses)
-    return (
-        f"{plural(len(departments), 'department')}, {plural(len(courses), 'course')}, "
-        f"{plural(tests, 'digital test')}, {plural(len(problems), 'problem')}, "
-        f"{plural(len(renames), 'rename')}"
-    )
+    return Html(f'<div class="failed"><strong>This run failed.</strong>{_list(failed)}</div>\n')
 
 
 def _problems(problems: list[dict[str, Any]]) -> Html:
     """One of the sheet's two sections, `Errors` or `Invalid Filenames`, linked to Drive."""
-    if not problems:
-        return NONE
-    linked = any(drive_link(p.get("id", "")) for p in problems)
-    opens = " (click to open it in Drive)" if linked else ""
-    rows = [(_linked(p["message"], p.get("id", "")), p["category"]) for p in problems]
-    return _table(f"<th>problem{opens}</th><th class=cat>category</th>", rows, ("", "cat"))
-
-
-def _not_found(sheet: dict[str, Any]) -> Html:
-    """Courses without a row in the sheet (or with several), as the sheet run found them."""
-    ambiguous = (f"{name} (matches more than one row)" for name in sheet.get("ambiguous") or [])
-    if lines := [*(sheet.get("not_found") or []), *ambiguous]:
-        return _list(lines)
-    if sheet.get("written"):
-        return _para("None: every course has its row.")
-    return _para("The sheet was not written in this run.")
-
-
-def _renames(renames: list[dict[str, Any]]) -> Html:
-    if not renames:
-        return NONE
-    rows = [
-        (_linked(r["from"], r.get("id", "")), r["to"], "yes" if r.get("applied") else "no")
-        for r in renames
-    ]
-    header = "<th>file</th><th>new name</th><th class=num>done</th>"
-    return _table(header, rows, ("", "", "num"))
-
-
-def _mongo(mongo: dict[str, Any], mongo_lines: Sequence[str]) -> Html:
-    """Each change line (coloured by its +, - or ~), or why there is none."""
-    if mongo_lines:
-        return _list(mongo_lines, {"+": "plus", "-": "minus", "~": "tilde"})
-    if mongo.get("in_sync"):
-        return _para("Nothing to change: the website already shows what the drive holds.")
-    return _para("MongoDB was not updated in this run.")
+    opens = " (click to open it in Drive)" if any(drive_link(p["id"]) for p in problems) else ""
+    rows = [(_linked(p["message"], p["id"]), p["category"]) for p in problems]
+    return _table([f"problem{opens}", "category"], rows, ("", "cat"))
 
 
 def _website(courses: list[dict[str, Any]], website: Sequence[str]) -> Html:
     """What a visitor sees: the demo's website lines, departments, then every course."""
+    if not courses:
+        return _list(website)
     per_code: dict[str, list[int]] = {}
-    for course in courses:
-        entry = per_code.setdefault(course["course_code"], [0, 0])
-        entry[0] += 1
-        entry[1] += int(course.get("digital_count", 0))
-    lines = f"{_list(website)}\n" if website else ""
-    departments = _table(
-        "<th>department</th><th class=num>courses</th><th class=num>digital tests</th>",
-        [(code, n, t) for code, (n, t) in sorted(per_code.items())],
-        ("", "num", "num"),
-    )
+    for c in courses:
+        per_code.setdefault(c["course_code"], []).append(c["digital_count"])
+    departments = [(code, len(counts), sum(counts)) for code, counts in sorted(per_code.items())]
     tests = [
         (
-            _linked(c["name"], c.get("folder_id", "")),
+            _linked(c["name"], c["folder_id"]),
             "; ".join(f"{t['type']}: {', '.join(t['tests'])}" for t in c["tests"]) or "—",
-            c.get("digital_count", 0),
+            c["digital_count"],
         )
         for c in courses
     ]
-    header = "<th>course</th><th>tests</th><th class=num>count</th>"
-    return Html(f"{lines}{departments}\n{_table(header, tests, ('', '', 'num'))}")
-
-
-def _about_files(problem: dict[str, Any]) -> bool:
-    return any(c.value == problem["category"] and c.is_about_files for c in Category)
-
-
-# ---------------------------------------------------------------- MongoDB plan
+    return Html(
+        (f"{_list(website)}\n" if website else "")
+        + _table(["department", "courses", "digital tests"], departments, ("", "num", "num"))
+        + "\n"
+        + _table(["course", "tests", "count"], tests, ("", "", "num"))
+    )
 
 
 def _tests_text(tests: tuple[ExamEntry, ...]) -> str:
@@ -322,8 +283,7 @@ def exams_change_text(old: tuple[ExamEntry, ...] | None, new: tuple[ExamEntry, .
 
 def plan_lines(plan: Plan) -> list[str]:
     """Human-readable lines for `--dry-run`, in the order they would be applied."""
-    lines: list[str] = []
-    lines += [f"+ backtest {b.course_name}: {_tests_text(b.tests)}" for b in plan.backtests_to_add]
+    lines = [f"+ backtest {b.course_name}: {_tests_text(b.tests)}" for b in plan.backtests_to_add]
     lines += [f"+ course {c.name}" for c in plan.courses_to_add]
     lines += [f"+ code {code}" for code in plan.codes_to_add]
     for u in plan.courses_to_update:
@@ -336,29 +296,27 @@ def plan_lines(plan: Plan) -> list[str]:
             changes.append("folder id recorded" if u.old_folder_id is None else "folder id changed")
         lines.append(f"~ course {u.name}: {', '.join(changes)}")
     for b in plan.backtests_to_update:
-        changes = []
-        if b.set_tests:
-            changes.append(exams_change_text(b.old_tests, b.tests))
-        if b.fix_ids:
-            changes.append("course_ids repaired")
+        changes = [exams_change_text(b.old_tests, b.tests)] if b.set_tests else []
+        changes += ["course_ids repaired"] if b.fix_ids else []
         lines.append(f"~ backtest {b.course_name}: {'; '.join(changes)}")
-    lines += [f"- code {_or_id(c.code, c.id)} ({c.reason})" for c in plan.codes_to_remove]
-    lines += [f"- course {_or_id(c.name, c.id)} ({c.reason})" for c in plan.courses_to_remove]
-    removed = plan.backtests_to_remove
-    lines += [f"- backtest {_or_id(b.course_name, b.id)} ({b.reason})" for b in removed]
+    for kind, removed in (
+        ("code", [(c.code, c) for c in plan.codes_to_remove]),
+        ("course", [(c.name, c) for c in plan.courses_to_remove]),
+        ("backtest", [(b.course_name, b) for b in plan.backtests_to_remove]),
+    ):
+        lines += [
+            f"- {kind} {name if name is not None else d.id} ({d.reason})" for name, d in removed
+        ]
     return lines
-
-
-def _or_id(name: str | None, ident: object) -> str:
-    return name if name is not None else str(ident)
 
 
 def plan_text(plan: Plan) -> str:
     """`plan_lines` with a one-line header; says so when nothing is to be done."""
     if plan.is_empty:
         return "MongoDB: in sync, nothing to write"
-    header = f"MongoDB: {plan.inserts} to insert, {plan.updates} to update, "
-    header += f"{plan.deletes} to delete"
+    header = (
+        f"MongoDB: {plan.inserts} to insert, {plan.updates} to update, {plan.deletes} to delete"
+    )
     return "\n".join([header, *(f"  {line}" for line in plan_lines(plan))])
 
 
