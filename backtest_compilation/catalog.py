@@ -153,11 +153,8 @@ class Catalog:
     ignored: tuple[Ignored, ...] = ()
     valid_file_ids: frozenset[str] = field(default_factory=frozenset)
     departments: tuple[str, ...] = ()  # codes of the department folders, published or not
-    # Why the root, holding course folders and no department, is a department folder:
-    # a configuration error (contract §7; `too_deep_error` says it).
-    root_too_deep: str | None = None
-    # Why the root, holding no department, may be a level below the right one.
-    root_hint: str | None = None
+    root_too_deep: str | None = None  # why the root is a department folder (`too_deep_error`)
+    root_hint: str | None = None  # why the root may be a level below the right one
 
     @property
     def course_codes(self) -> tuple[str, ...]:
@@ -244,7 +241,7 @@ def build(
         courses.append(Course(full_name, c.code, c.number, c.title, folder_id, tests))
     problems = [f for f in found if isinstance(f, Problem)]
     ignored = [f for f in found if isinstance(f, Ignored)]
-    too_deep = None if departments else _courses_at(root)
+    too_deep, hint = (None, None) if departments else _root_faults(root)
     return Catalog(
         courses=tuple(courses),
         problems=tuple(sorted(problems, key=problem_order)),
@@ -254,7 +251,7 @@ def build(
         valid_file_ids=frozenset(valid_ids),
         departments=tuple(sorted(departments)),
         root_too_deep=too_deep,
-        root_hint=None if departments or too_deep else too_deep_hint(root),
+        root_hint=hint,
     )
 
 
@@ -437,17 +434,13 @@ def problems_after_renames(
 ) -> tuple[Problem, ...]:
     """`problems` as a build of the renamed drive would state them: every path of a
     renamed file, its own or cited, says its new name. Pure; no rebuild needed."""
-    new_path = {
-        r.id: r.path[: len(r.path) - len(r.old)] + r.new for r in applied if r.path.endswith(r.old)
-    }
-    if not new_path:
-        return tuple(problems)
+    new = {r.id: r.path.removesuffix(r.old) + r.new for r in applied}
     out = []
     for p in problems:
-        if p.id in new_path and not p.text:
-            p = replace(p, path=new_path[p.id])
-        if p.cited is not None and p.cited.id in new_path:
-            p = replace(p, cited=Cited(p.cited.id, new_path[p.cited.id]))
+        if p.id in new and not p.text:
+            p = replace(p, path=new[p.id])
+        if p.cited is not None and p.cited.id in new:
+            p = replace(p, cited=Cited(p.cited.id, new[p.cited.id]))
         out.append(p)
     return tuple(sorted(out, key=problem_order))
 
@@ -455,13 +448,25 @@ def problems_after_renames(
 _HOLDS_DEPARTMENTS = "the shared drive or folder that holds the department folders"
 
 
-def _courses_at(root: Node) -> str | None:
-    """Why `root`, holding no department, is itself a department folder (contract §7):
-    it holds folders named like courses. None when it holds none."""
+def _root_faults(root: Node) -> tuple[str | None, str | None]:
+    """For a root holding no department: why it is itself a department folder (it holds
+    course folders: a configuration error, contract §7), else a hint why it may be too
+    deep (it is named like a department, or holds files named like tests)."""
     courses = sorted(c.name for c in root.children if c.is_folder and naming.parse_course(c.name))
-    if not courses:
-        return None
-    return f"{root.name!r} holds course folders like {courses[0]!r} and no department folders"
+    if courses:
+        return (
+            f"{root.name!r} holds course folders like {courses[0]!r} and no department folders",
+            None,
+        )
+    tests = sorted(c.name for c in root.children if c.is_pdf and naming.parse_test(c.name))
+    none = f"{root.name!r} holds no department folders"
+    if naming.department_code(root.name):
+        seen = f"one level too deep: {none}, and it is named like a department"
+    elif tests:
+        seen = f"two levels too deep: {none} but test files like {tests[0]!r} (a course folder?)"
+    else:
+        return None, None
+    return None, f"FOLDER_ID seems to point {seen}. Set FOLDER_ID to {_HOLDS_DEPARTMENTS}."
 
 
 def too_deep_error(catalog: Catalog, setting: str, parent: tuple[str, str] | None) -> str:
@@ -475,20 +480,6 @@ def too_deep_error(catalog: Catalog, setting: str, parent: tuple[str, str] | Non
     return (
         f"{setting} points one level too deep: {catalog.root_too_deep}. {fix}. Nothing was written."
     )
-
-
-def too_deep_hint(root: Node) -> str | None:
-    """Why `root` (holding no department and no course folder) may be the wrong folder:
-    its own name is a department's, or it holds files named like tests."""
-    tests = sorted(c.name for c in root.children if c.is_pdf and naming.parse_test(c.name))
-    none = f"{root.name!r} holds no department folders"
-    if naming.department_code(root.name):
-        seen = f"one level too deep: {none}, and it is named like a department"
-    elif tests:
-        seen = f"two levels too deep: {none} but test files like {tests[0]!r} (a course folder?)"
-    else:
-        return None
-    return f"FOLDER_ID seems to point {seen}. Set FOLDER_ID to {_HOLDS_DEPARTMENTS}."
 
 
 def guard_hint(catalog: Catalog, had: Iterable[str]) -> str | None:

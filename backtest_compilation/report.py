@@ -4,6 +4,7 @@ the MongoDB plan's lines and the HTML page. Pure functions to plain data or text
 from __future__ import annotations
 
 import re
+from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from html import escape
 from pathlib import Path
@@ -135,21 +136,6 @@ def _linked(text: str, item_id: str) -> Html:
     return Html(f'<a href="{_text(url)}" rel="noreferrer" target="_blank">{_text(text)}</a>')
 
 
-def _table(heads: Sequence[str], rows: Sequence[Sequence[object]], css: Sequence[str]) -> Html:
-    """A table of `rows` under `heads`, column i of class `css[i]`; `None.` without rows."""
-    if not rows:
-        return _list(())
-    classes = [f' class="{c}"' if c else "" for c in css]
-    head = "".join(f"<th{c}>{h}</th>" for h, c in zip(heads, classes, strict=True))
-    body = "".join(
-        "<tr>"
-        + "".join(f"<td{c}>{_text(v)}</td>" for v, c in zip(row, classes, strict=True))
-        + "</tr>\n"
-        for row in rows
-    )
-    return Html(f"<table><tr>{head}</tr>\n{body}</table>")
-
-
 def _list(lines: Iterable[str], empty: str = "None.", css: Mapping[str, str] = {}) -> Html:
     """A list of lines (`css` gives a line a class by its first character), or `empty`."""
     items = [(line, css.get(line[:1])) for line in lines]
@@ -177,30 +163,34 @@ def html_page(
     failed = [error] if error else []
     failed += [f"{sink}: {why}" for sink, why in sorted((summary.get("failed") or {}).items())]
     about_files = {c.value for c in Category if c.is_about_files}
-    errors = [p for p in problems if p["category"] not in about_files]
-    files = [p for p in problems if p["category"] in about_files]
+    errors = [_problem(p) for p in problems if p["category"] not in about_files]
+    files = [_problem(p) for p in problems if p["category"] in about_files]
     ambiguous = [f"{name} (matches more than one row)" for name in sheet.get("ambiguous") or []]
     not_found = [*(sheet.get("not_found") or []), *ambiguous]
+    done = {True: "renamed", False: "not renamed yet"}
     tests = sum(c["digital_count"] for c in courses)
     counts = (len({c["course_code"] for c in courses}), len(courses), tests)
     values: dict[str, object] = {
         "title": title,
         "headline": headline,
-        "failure": _failure(failed),
+        "failure": Html(
+            f'<div class="failed"><strong>This run failed.</strong>{_list(failed)}</div>\n'
+            if failed
+            else ""
+        ),
         "counts": _counts(*counts, len(problems), len(renames)),
         "errors_count": len(errors),
-        "errors": _problems(errors),
+        "errors": _list(errors),
         "files_count": len(files),
-        "files": _problems(files),
+        "files": _list(files),
         "crosslisted_count": len(crosslisted),
         "crosslisted": _list(crosslisted_message(tuple(g)) for g in crosslisted),
         "not_found_count": len(not_found),
         "not_found": _list(not_found, _NOT_FOUND[bool(sheet.get("written"))]),
         "renames_count": len(renames),
-        "renames": _table(
-            ["file", "new name", "done"],
-            [(_linked(r["from"], r["id"]), r["to"], ("no", "yes")[r["applied"]]) for r in renames],
-            ("", "", "num"),
+        "renames": _list(
+            Html(f"{_linked(r['from'], r['id'])} → {_text(r['to'])} ({done[r['applied']]})")
+            for r in renames
         ),
         "mongo_counts": "{} added, {} changed, {} removed".format(
             *(mongo.get(k, 0) for k in ("inserted", "updated", "deleted"))
@@ -221,42 +211,26 @@ _MONGO = (
 _SIGNS = {"+": "plus", "-": "minus", "~": "tilde"}  # a MongoDB change line's class
 
 
-def _failure(failed: list[str]) -> Html:
-    """The run's error and each sink's failure; nothing for a run that did not fail."""
-    if not failed:
-        return Html("")
-    return Html(f'<div class="failed"><strong>This run failed.</strong>{_list(failed)}</div>\n')
-
-
-def _problems(problems: list[dict[str, Any]]) -> Html:
-    """One of the sheet's two sections, `Errors` or `Invalid Filenames`, linked to Drive."""
-    opens = " (click to open it in Drive)" if any(drive_link(p["id"]) for p in problems) else ""
-    rows = [(_linked(p["message"], p["id"]), p["category"]) for p in problems]
-    return _table([f"problem{opens}", "category"], rows, ("", "cat"))
+def _problem(problem: dict[str, str]) -> Html:
+    """A problem's message, linked to the item in Drive, and its category."""
+    link = _linked(problem["message"], problem["id"])
+    return Html(f'{link} <span class="cat">{_text(problem["category"])}</span>')
 
 
 def _website(courses: list[dict[str, Any]], website: Sequence[str]) -> Html:
-    """What a visitor sees: the demo's website lines, departments, then every course."""
-    if not courses:
-        return _list(website)
-    per_code: dict[str, list[int]] = {}
+    """What a visitor sees: the demo's website lines or each department, then every course."""
+    per_code: dict[str, list[int]] = defaultdict(list)
     for c in courses:
-        per_code.setdefault(c["course_code"], []).append(c["digital_count"])
-    departments = [(code, len(counts), sum(counts)) for code, counts in sorted(per_code.items())]
-    tests = [
-        (
-            _linked(c["name"], c["folder_id"]),
-            "; ".join(f"{t['type']}: {', '.join(t['tests'])}" for t in c["tests"]) or "—",
-            c["digital_count"],
-        )
-        for c in courses
+        per_code[c["course_code"]].append(c["digital_count"])
+    departments = [
+        f"{code}: {plural(len(n), 'course')}, {plural(sum(n), 'digital test')}"
+        for code, n in sorted(per_code.items())
     ]
-    return Html(
-        (f"{_list(website)}\n" if website else "")
-        + _table(["department", "courses", "digital tests"], departments, ("", "num", "num"))
-        + "\n"
-        + _table(["course", "tests", "count"], tests, ("", "", "num"))
-    )
+    listed = []
+    for c in courses:
+        tests = "; ".join(f"{t['type']}: {', '.join(t['tests'])}" for t in c["tests"])
+        listed.append(Html(f"{_linked(c['name'], c['folder_id'])}: {_text(tests or 'no tests')}"))
+    return Html(_list(website or departments) + (f"\n{_list(listed)}" if listed else ""))
 
 
 def _tests_text(tests: tuple[ExamEntry, ...]) -> str:
