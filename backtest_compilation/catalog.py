@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import date
 from enum import StrEnum
 from typing import NamedTuple
@@ -151,7 +151,6 @@ class Catalog:
     renames: tuple[Rename, ...] = ()
     crosslisted: tuple[tuple[str, ...], ...] = ()
     ignored: tuple[Ignored, ...] = ()
-    valid_file_ids: frozenset[str] = field(default_factory=frozenset)
     departments: tuple[str, ...] = ()  # codes of the department folders, published or not
     root_too_deep: str | None = None  # why the root is a department folder (`too_deep_error`)
     root_hint: str | None = None  # why the root may be a level below the right one
@@ -190,6 +189,9 @@ class _Valid(NamedTuple):
     test: TestName
 
 
+_ByNumber = dict[tuple[str, str], list[_Found]]  # course folders by (code, number)
+
+
 def _path(folder: _Found, child: Node) -> str:
     return folder.path + PATH_SEPARATOR + child.name
 
@@ -199,16 +201,12 @@ def _by_name(nodes: Iterable[Node]) -> list[Node]:
     return sorted(nodes, key=lambda n: (n.name, n.id))
 
 
-def _below(node: Node, path: str, reason: str) -> Iterator[Ignored]:
-    """`node` and everything under it, as ignored (Drive nests at most 100 deep)."""
-    yield Ignored(node.id, path, reason, node.is_folder)
-    yield from _inside(node, path, reason)
-
-
-def _inside(node: Node, path: str, reason: str) -> Iterator[Ignored]:
-    """Everything under `node`, as ignored."""
+def _ignored(node: Node, path: str, reason: str, itself: bool = True) -> Iterator[Ignored]:
+    """Everything under `node` (and `itself`), as ignored (Drive nests at most 100 deep)."""
+    if itself:
+        yield Ignored(node.id, path, reason, node.is_folder)
     for child in node.children:
-        yield from _below(child, path + PATH_SEPARATOR + child.name, reason)
+        yield from _ignored(child, path + PATH_SEPARATOR + child.name, reason)
 
 
 def build(
@@ -226,15 +224,13 @@ def build(
     found += in_departments + duplicates
     courses: list[Course] = []
     renames: list[Rename] = []
-    valid_ids: set[str] = set()
     for full_name, entries in sorted(groups.items()):
         c = entries[0].course
         exempt = c.code in future_year_exempt
         valid, in_course = examine_tests(entries, today.year % 100, exempt)
-        kept, course_renames, duplicates = deduplicate_tests(valid)
+        course_renames, duplicates = deduplicate_tests(valid)
         found += in_course + duplicates
         renames += course_renames
-        valid_ids.update(v.node.id for v in kept)
         # Merged folders publish the smallest folder id (contract §8).
         folder_id = min(entry.node.id for entry in entries)
         tests = _exam_entries(v.test for v in valid)
@@ -248,7 +244,6 @@ def build(
         renames=tuple(sorted(renames, key=lambda r: (r.path, r.id))),
         crosslisted=_crosslisted(courses),
         ignored=tuple(sorted(ignored, key=lambda i: (i.path, i.id))),
-        valid_file_ids=frozenset(valid_ids),
         departments=tuple(sorted(departments)),
         root_too_deep=too_deep,
         root_hint=hint,
@@ -273,25 +268,23 @@ def find_departments(root: Node) -> tuple[dict[str, list[Node]], list[Finding]]:
         elif not child.is_folder:
             found.append(Ignored(child.id, name, "file at the root", False))
         elif not sized:
-            found += _below(child, name, "root folder is not a department")
+            found += _ignored(child, name, "root folder is not a department")
         elif (code := naming.department_code(name)) is None:
             why = "a department folder name ends in four capital letters, like CSCI"
             found.append(
                 Problem(Category.INVALID_DEPARTMENT, "Invalid department", name, child.id, why)
             )
-            found += _inside(child, name, "inside an invalid department")
+            found += _ignored(child, name, "inside an invalid department", itself=False)
         else:
             departments[code].append(child)
     return departments, found
 
 
-def find_course_folders(
-    departments: dict[str, list[Node]],
-) -> tuple[dict[tuple[str, str], list[_Found]], list[Finding]]:
+def find_course_folders(departments: dict[str, list[Node]]) -> tuple[_ByNumber, list[Finding]]:
     """Contract §2.1–2.2: course folders per (code, number), over all folders of a code;
     each folder of a code other than the original (named exactly like the code, else
     the first by name) is a duplicate department."""
-    courses: dict[tuple[str, str], list[_Found]] = defaultdict(list)
+    courses: _ByNumber = defaultdict(list)
     found: list[Finding] = []
     for code, unordered in sorted(departments.items()):
         folders = sorted(unordered, key=lambda n: (n.name != code, n.name, n.id))
@@ -331,13 +324,11 @@ def course_folder(code: str, department: str, child: Node) -> tuple[_Found | Non
         why = f"{course.code} course inside the {code} department; not published"
         category, label = Category.DEPARTMENT_MISMATCH, "Department mismatch"
         below = "inside a mismatched course"
-    ignored = _inside(child, path, below) if below else ()
+    ignored = _ignored(child, path, below, itself=False) if below else ()
     return None, [Problem(category, label, path, child.id, why), *ignored]
 
 
-def group_courses(
-    courses: dict[tuple[str, str], list[_Found]],
-) -> tuple[dict[str, list[_Found]], list[Finding]]:
+def group_courses(courses: _ByNumber) -> tuple[dict[str, list[_Found]], list[Finding]]:
     """Contract §2.2 duplicates: one problem per extra folder with a number already used;
     folders are grouped by full name (distinct names published, equal ones merged)."""
     groups: dict[str, list[_Found]] = defaultdict(list)
@@ -395,28 +386,26 @@ def _not_a_test(path: str, child: Node) -> list[Finding]:
         problem = Problem(
             Category.FOLDER_INSIDE_COURSE, "Folder inside course", path, child.id, why
         )
-        return [problem, *_inside(child, path, "inside a folder in a course")]
+        return [problem, *_ignored(child, path, "inside a folder in a course", False)]
     if child.mime_type == SHORTCUT_MIME:
         why = "a shortcut to a file; the real PDF belongs here"
         return [Problem(Category.NOT_A_PDF, "Shortcut, not a PDF", path, child.id, why)]
     return [Problem(Category.NOT_A_PDF, "Not a PDF", path, child.id)]
 
 
-def deduplicate_tests(valid: list[_Valid]) -> tuple[list[_Valid], list[Rename], list[Finding]]:
+def deduplicate_tests(valid: list[_Valid]) -> tuple[list[Rename], list[Finding]]:
     """Contract §2.3 duplicates and renames: per canonical name one file is kept (one that
     already has the name, else the first by (name, id)) and renamed if needed; every other
     file of the group is a duplicate-test problem."""
     by_canonical: dict[str, list[_Valid]] = defaultdict(list)
     for v in valid:
         by_canonical[v.test.canonical(v.folder.course)].append(v)
-    kept: list[_Valid] = []
     renames: list[Rename] = []
     found: list[Finding] = []
     for canonical, group in by_canonical.items():
         if len(group) > 1:
             group.sort(key=lambda v: (v.node.name != canonical, v.node.name, v.node.id))
         keeper = group[0]
-        kept.append(keeper)
         cited = Cited(keeper.node.id, _path(keeper.folder, keeper.node))
         if keeper.node.name != canonical:
             renames.append(Rename(cited.id, cited.path, keeper.node.name, canonical))
@@ -426,7 +415,7 @@ def deduplicate_tests(valid: list[_Valid]) -> tuple[list[_Valid], list[Rename], 
             found.append(
                 Problem(Category.DUPLICATE_TEST, "Duplicate test", path, other.node.id, why, cited)
             )
-    return kept, renames, found
+    return renames, found
 
 
 def problems_after_renames(
