@@ -162,22 +162,21 @@ def html_page(
     sheet, mongo = summary.get("sheet") or {}, summary.get("mongo") or {}
     failed = [error] if error else []
     failed += [f"{sink}: {why}" for sink, why in sorted((summary.get("failed") or {}).items())]
+    failure = f'<div class="failed"><strong>This run failed.</strong>{_list(failed)}</div>\n'
     about_files = {c.value for c in Category if c.is_about_files}
     errors = [_problem(p) for p in problems if p["category"] not in about_files]
     files = [_problem(p) for p in problems if p["category"] in about_files]
     ambiguous = [f"{name} (matches more than one row)" for name in sheet.get("ambiguous") or []]
     not_found = [*(sheet.get("not_found") or []), *ambiguous]
+    unwritten = "The sheet was not written in this run."
+    in_sync = "Nothing to change: the website already shows what the drive holds."
     done = {True: "renamed", False: "not renamed yet"}
     tests = sum(c["digital_count"] for c in courses)
     counts = (len({c["course_code"] for c in courses}), len(courses), tests)
     values: dict[str, object] = {
         "title": title,
         "headline": headline,
-        "failure": Html(
-            f'<div class="failed"><strong>This run failed.</strong>{_list(failed)}</div>\n'
-            if failed
-            else ""
-        ),
+        "failure": Html(failure if failed else ""),
         "counts": _counts(*counts, len(problems), len(renames)),
         "errors_count": len(errors),
         "errors": _list(errors),
@@ -186,7 +185,9 @@ def html_page(
         "crosslisted_count": len(crosslisted),
         "crosslisted": _list(crosslisted_message(tuple(g)) for g in crosslisted),
         "not_found_count": len(not_found),
-        "not_found": _list(not_found, _NOT_FOUND[bool(sheet.get("written"))]),
+        "not_found": _list(
+            not_found, "None: every course has its row." if sheet.get("written") else unwritten
+        ),
         "renames_count": len(renames),
         "renames": _list(
             Html(f"{_linked(r['from'], r['id'])} → {_text(r['to'])} ({done[r['applied']]})")
@@ -195,20 +196,15 @@ def html_page(
         "mongo_counts": "{} added, {} changed, {} removed".format(
             *(mongo.get(k, 0) for k in ("inserted", "updated", "deleted"))
         ),
-        "mongo": _list(mongo_lines, _MONGO[bool(mongo.get("in_sync"))], _SIGNS),
+        "mongo": _list(
+            mongo_lines,
+            in_sync if mongo.get("in_sync") else "MongoDB was not updated in this run.",
+            {"+": "plus", "-": "minus", "~": "tilde"},  # a change line's class by its sign
+        ),
         "website": _website(courses, website),
     }
     page = Template(PAGE.read_text(encoding="utf-8"))
     return page.substitute({name: _text(value) for name, value in values.items()})
-
-
-# What an empty section says, by whether the sheet was written, MongoDB in sync.
-_NOT_FOUND = ("The sheet was not written in this run.", "None: every course has its row.")
-_MONGO = (
-    "MongoDB was not updated in this run.",
-    "Nothing to change: the website already shows what the drive holds.",
-)
-_SIGNS = {"+": "plus", "-": "minus", "~": "tilde"}  # a MongoDB change line's class
 
 
 def _problem(problem: dict[str, str]) -> Html:
