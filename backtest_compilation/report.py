@@ -160,23 +160,19 @@ def html_page(
     courses, crosslisted = catalog.get("courses") or [], catalog.get("crosslisted") or []
     problems, renames = summary.get("problems") or [], summary.get("renames") or []
     sheet, mongo = summary.get("sheet") or {}, summary.get("mongo") or {}
-    failed = [error] if error else []
-    failed += [f"{sink}: {why}" for sink, why in sorted((summary.get("failed") or {}).items())]
-    failure = f'<div class="failed"><strong>This run failed.</strong>{_list(failed)}</div>\n'
     about_files = {c.value for c in Category if c.is_about_files}
     errors = [_problem(p) for p in problems if p["category"] not in about_files]
     files = [_problem(p) for p in problems if p["category"] in about_files]
     ambiguous = [f"{name} (matches more than one row)" for name in sheet.get("ambiguous") or []]
     not_found = [*(sheet.get("not_found") or []), *ambiguous]
     unwritten = "The sheet was not written in this run."
-    in_sync = "Nothing to change: the website already shows what the drive holds."
     done = {True: "renamed", False: "not renamed yet"}
     tests = sum(c["digital_count"] for c in courses)
     counts = (len({c["course_code"] for c in courses}), len(courses), tests)
     values: dict[str, object] = {
         "title": title,
         "headline": headline,
-        "failure": Html(failure if failed else ""),
+        "failure": _failure([error] if error else [], summary.get("failed") or {}),
         "counts": _counts(*counts, len(problems), len(renames)),
         "errors_count": len(errors),
         "errors": _list(errors),
@@ -196,15 +192,28 @@ def html_page(
         "mongo_counts": "{} added, {} changed, {} removed".format(
             *(mongo.get(k, 0) for k in ("inserted", "updated", "deleted"))
         ),
-        "mongo": _list(
-            mongo_lines,
-            in_sync if mongo.get("in_sync") else "MongoDB was not updated in this run.",
-            {"+": "plus", "-": "minus", "~": "tilde"},  # a change line's class by its sign
-        ),
+        "mongo": _mongo(mongo_lines, mongo.get("in_sync")),
         "website": _website(courses, website),
     }
     page = Template(PAGE.read_text(encoding="utf-8"))
     return page.substitute({name: _text(value) for name, value in values.items()})
+
+
+def _failure(errors: list[str], failed: dict[str, str]) -> Html:
+    """The run's error and each sink's failure; nothing for a run that did not fail."""
+    lines = errors + [f"{sink}: {why}" for sink, why in sorted(failed.items())]
+    if not lines:
+        return Html("")
+    return Html(f'<div class="failed"><strong>This run failed.</strong>{_list(lines)}</div>\n')
+
+
+def _mongo(lines: Sequence[str], in_sync: bool) -> Html:
+    """Each change line, coloured by its sign, or why there is none."""
+    if in_sync:
+        empty = "Nothing to change: the website already shows what the drive holds."
+    else:
+        empty = "MongoDB was not updated in this run."
+    return _list(lines, empty, {"+": "plus", "-": "minus", "~": "tilde"})
 
 
 def _problem(problem: dict[str, str]) -> Html:
