@@ -132,12 +132,11 @@ class RenameResult:
     refused: str = ""  # why Drive refuses every rename (read-only access): the fix, one line
 
 
-@dataclass(frozen=True, slots=True)
-class Ignored:
-    """A node that is not examined (listed at DEBUG level only)."""
+class Ignored(NamedTuple):
+    """A node that is not examined (listed at DEBUG level only), in (path, id) order."""
 
-    id: str
     path: str
+    id: str
     reason: str
     is_folder: bool
 
@@ -204,7 +203,7 @@ def _by_name(nodes: Iterable[Node]) -> list[Node]:
 def _ignored(node: Node, path: str, reason: str, itself: bool = True) -> Iterator[Ignored]:
     """Everything under `node` (and `itself`), as ignored (Drive nests at most 100 deep)."""
     if itself:
-        yield Ignored(node.id, path, reason, node.is_folder)
+        yield Ignored(path, node.id, reason, node.is_folder)
     for child in node.children:
         yield from _ignored(child, path + PATH_SEPARATOR + child.name, reason)
 
@@ -243,7 +242,7 @@ def build(
         problems=tuple(sorted(problems, key=problem_order)),
         renames=tuple(sorted(renames, key=lambda r: (r.path, r.id))),
         crosslisted=_crosslisted(courses),
-        ignored=tuple(sorted(ignored, key=lambda i: (i.path, i.id))),
+        ignored=tuple(sorted(ignored)),
         departments=tuple(sorted(departments)),
         root_too_deep=too_deep,
         root_hint=hint,
@@ -266,7 +265,7 @@ def find_departments(root: Node) -> tuple[dict[str, list[Node]], list[Finding]]:
             label = "Shortcut, not a department folder"
             found.append(Problem(Category.INVALID_DEPARTMENT, label, name, child.id, why))
         elif not child.is_folder:
-            found.append(Ignored(child.id, name, "file at the root", False))
+            found.append(Ignored(name, child.id, "file at the root", False))
         elif not sized:
             found += _ignored(child, name, "root folder is not a department")
         elif (code := naming.department_code(name)) is None:
