@@ -441,13 +441,11 @@ def _root_faults(root: Node) -> tuple[str | None, str | None]:
     course folders: a configuration error, contract §7), else a hint why it may be too
     deep (it is named like a department, or holds files named like tests)."""
     courses = sorted(c.name for c in root.children if c.is_folder and naming.parse_course(c.name))
-    if courses:
-        return (
-            f"{root.name!r} holds course folders like {courses[0]!r} and no department folders",
-            None,
-        )
     tests = sorted(c.name for c in root.children if c.is_pdf and naming.parse_test(c.name))
     none = f"{root.name!r} holds no department folders"
+    if courses:
+        deep = f"{root.name!r} holds course folders like {courses[0]!r} and no department folders"
+        return deep, None
     if naming.department_code(root.name):
         seen = f"one level too deep: {none}, and it is named like a department"
     elif tests:
