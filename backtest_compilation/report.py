@@ -136,9 +136,9 @@ def _linked(text: str, item_id: str) -> Html:
     return Html(f'<a href="{_text(url)}" rel="noreferrer" target="_blank">{_text(text)}</a>')
 
 
-def _list(lines: Iterable[str], empty: str = "None.", css: Mapping[str, str] = {}) -> Html:
+def _list(lines: Iterable[str], empty: str = "None.", css: Mapping[str, str] | None = None) -> Html:
     """A list of lines (`css` gives a line a class by its first character), or `empty`."""
-    items = [(line, css.get(line[:1])) for line in lines]
+    items = [(line, (css or {}).get(line[:1])) for line in lines]
     if not items:
         return Html(f"<p>{_text(empty)}</p>")
     li = (f'<li class="{c}">{_text(x)}</li>' if c else f"<li>{_text(x)}</li>" for x, c in items)
