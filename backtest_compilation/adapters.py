@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import __version__, pipeline, sources, telemetry
+from . import __version__, google, pipeline, sources, telemetry
 from .errors import ConfigError
 from .local import LocalFolderSource
 from .settings import Settings
@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from google.auth.credentials import Credentials
 
     from .drive import DriveSource
-    from .google import Deadline
     from .sheet import SheetReport
     from .store import Store
 
@@ -58,8 +57,6 @@ def sheet_layout(config: Settings) -> Layout:
 
 def _credentials(config: Settings, endpoint: str, scopes: tuple[str, ...]) -> Credentials | None:
     """None (anonymous) for an emulator at `endpoint`, else the key acting as `DELEGATE_EMAIL`."""
-    from . import google
-
     if endpoint:
         return None
     return google.credentials(config.google_credentials_file, config.delegate_email, scopes)
@@ -70,13 +67,12 @@ def drive_source(
     *,
     renames: bool = True,
     sleep: Callable[[float], None] = time.sleep,
-    deadline: Deadline | None = None,
+    deadline: google.Deadline = google.NO_DEADLINE,
 ) -> DriveSource:
     """The Drive adapter. With renames off (`renames=False` for `--no-rename`, `--dry-run`
     and `check`, or `RENAME_FILES=false`) it asks only for the read-only scope."""
     from google.auth.credentials import AnonymousCredentials
 
-    from . import google
     from .drive import SCOPE_READ, SCOPE_RENAME, DriveSource
 
     allow = renames and config.rename_files
@@ -94,7 +90,7 @@ def drive_source(
         rename_stall_s=config.rename_stall_s,
         rename_budget_s=config.rename_budget_s,
         writes_per_s=config.drive_writes_per_s,
-        deadline=deadline or google.NO_DEADLINE,
+        deadline=deadline,
     )
 
 
@@ -102,10 +98,9 @@ def connect_sheet(
     config: Settings,
     *,
     sleep: Callable[[float], None] = time.sleep,
-    deadline: Deadline | None = None,
+    deadline: google.Deadline = google.NO_DEADLINE,
 ) -> SheetReport:
     """The report for `SHEET_URL` in the `SHEET_*` layout. Makes no call yet."""
-    from . import google
     from .sheet import SCOPE, open_report
 
     if not config.sheet_key:
@@ -118,12 +113,12 @@ def connect_sheet(
         tz=config.tz,
         sleep=sleep,
         who=config.delegate_email,
-        deadline=deadline or google.NO_DEADLINE,
+        deadline=deadline,
     )
 
 
 def connect_store(
-    config: Settings, *, timeout_ms: int | None = None, deadline: Deadline | None = None
+    config: Settings, *, timeout_ms: int | None = None, deadline: google.Deadline | None = None
 ) -> Store:
     """The MongoDB store at `MONGO_URI`, database `MONGO_DB`; nothing outlives `deadline`."""
     from .store import DEFAULT_TIMEOUT_MS, Store
@@ -142,9 +137,7 @@ def build_services(
     A local `source` is for trying things: unless `publish`, it writes no sheet and uses an
     in-process MongoDB (its `--dry-run` and `check` compare with that same one), so a
     try-out never changes what the website and the tracking sheet show."""
-    from .google import Deadline
-
-    deadline = Deadline(config.run_timeout_s)
+    deadline = google.Deadline(config.run_timeout_s)
     renames = options.renames_applied(config.rename_files)
     trying = source is not None and not publish
     if source is None:

@@ -1,12 +1,7 @@
-"""Configuration (contract §6): one table of settings, read from the environment and `.env`.
-
-Each field of `Settings` is one setting, declared once with `setting(default, parser, help)`;
-its environment name is the field's, upper-cased. Loading, `--help`, the README's table,
-`.env.example` and `doctor` read it. `load` reports every problem at once, one line each.
-
-Not pydantic-settings: the parsers would stay ours, its messages span lines and echo values,
-and it cannot tell a stray name in `.env` (an error) from one in the environment (a warning).
-"""
+"""Configuration (contract §6): one table of settings, read from the environment and `.env`;
+`--help`, the README's table, `.env.example` and `doctor` are made from it. (Not
+pydantic-settings: our parsers and one-line messages would stay, and it cannot tell a stray
+name in `.env`, an error, from one in the environment, a warning.)"""
 
 from __future__ import annotations
 
@@ -35,22 +30,22 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 REDACTED = "***"
 
 
-def _matching(pattern: str, what: str, convert: Callable[[str], Any] = str) -> Callable[[str], Any]:
-    """A parser: a value matching `pattern` whole, converted; else "must be WHAT" (the value
-    is not echoed: it may be a secret)."""
+def _matching(
+    pattern: str, what: str, convert: Callable[[str], Any] = str, *, secret: bool = False
+) -> Callable[[str], Any]:
+    """A parser of values matching `pattern` whole; a `secret` one is never echoed."""
 
     def parse(raw: str) -> Any:
         if not re.fullmatch(pattern, raw):
-            raise ValueError(f"must be {what}")
+            raise ValueError(f"must be {what}" + ("" if secret else f", not {raw!r}"))
         return convert(raw)
 
     return parse
 
 
-def _url(example: str) -> Callable[[str], str]:
-    return _matching(
-        r"https?://[^\s/]+\S*", f"an http(s) URL like {example}", lambda u: u.rstrip("/")
-    )
+def _url(example: str, *, secret: bool = False) -> Callable[[str], str]:
+    url = r"https?://[^\s/]+\S*"
+    return _matching(url, f"an http(s) URL like {example}", lambda u: u.rstrip("/"), secret=secret)
 
 
 def _number(low: float, high: float) -> Callable[[str], float]:
@@ -126,7 +121,9 @@ _CODES = _matching(
     lambda raw: frozenset(re.findall("[A-Z]{4}", raw)),
 )
 _MONGO_URI = _matching(
-    r"(mongodb|mongodb\+srv|mongomock)://.*", "a mongodb://, mongodb+srv:// or mongomock:// URI"
+    r"(mongodb|mongodb\+srv|mongomock)://.*",
+    "a mongodb://, mongodb+srv:// or mongomock:// URI",
+    secret=True,
 )
 _SHEET_URL = _matching(
     r"(?!https?:).*|https?://.*/spreadsheets/d/[\w-]+.*",
@@ -136,9 +133,8 @@ _KEY = "config/service-credentials.json"
 
 
 def setting(default: str, parse: Callable[[str], Any], help: str, **extra: str) -> Any:
-    """A `Settings` field: `default` as written in `.env` ("" for unset), `parse(raw)` giving
-    the value or raising `ValueError` saying what is wrong, after the name. `example=` is
-    what `.env.example` suggests instead of the default; `secret=""` keeps it out of `repr`."""
+    """A field: `default` as written in `.env` ("" for unset); `parse` raises `ValueError`
+    saying what is wrong. `example=` is what `.env.example` suggests; `secret=` hides it."""
     value = parse(default) if default else ""
     metadata = {"default": default, "parse": parse, "help": help, **extra}
     return field(default=value, repr="secret" not in extra, metadata=metadata)
@@ -166,8 +162,9 @@ class Settings:
     cache_dir: Path = setting("cache", Path,  # noqa: RUF009
         "state file, lock, heartbeat, `last-run.json`, `report.html`")
     log_level: str = setting("INFO", _LEVEL, f"{', '.join(LOG_LEVELS)} (`-v`/`-q` change it)")
-    sentry_dsn: str = setting("", _url("https://<key>@<host>/<project>"), "Sentry error "
-        "reporting (off when unset); under `schedule` also Sentry Crons", example="", secret="")
+    sentry_dsn: str = setting("", _url("https://<key>@<host>/<project>", secret=True),
+        "Sentry error reporting (off when unset); under `schedule` also Sentry Crons",
+        example="", secret="")
     sentry_trace_rate: float = setting("1", _number(0, 1), "share of runs traced for Sentry")
     schedule: str = setting("*/10 * * * *", _schedule,
         "cron expression of `schedule`'s runs, in `TZ`")
@@ -189,7 +186,7 @@ class Settings:
         "at most this long renaming per run; the rest is pending for the next run")
     run_timeout_s: float = setting("2700", _number(1, 86400), "a run that takes longer "
         "stops cleanly (exit 1), keeping what its completed sinks did")
-    healthcheck_url: str = setting("", _url("https://hc-ping.com/<uuid>"),
+    healthcheck_url: str = setting("", _url("https://hc-ping.com/<uuid>", secret=True),
         "a dead-man's-switch monitor pinged at `/start`, on success and at `/fail` of every "
         "sync; one that is down never fails a run", example="", secret="")  # the URL is a key
     sentry_monitor_slug: str = setting("backtest-compilation", _matching(r"[a-z0-9_-]{1,50}",
@@ -239,7 +236,7 @@ def redact_uri(uri: str) -> str:
     userinfo, at, host = parts.netloc.rpartition("@")
     if ":" in userinfo:
         userinfo = userinfo.split(":", 1)[0] + ":" + REDACTED
-    return urlunsplit(parts._replace(netloc=userinfo + at + host, query=query))
+    return urlunsplit((parts.scheme, userinfo + at + host, parts.path, query, parts.fragment))
 
 
 class Environment(dict[str, str]):
