@@ -16,7 +16,6 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
 from croniter import croniter
@@ -228,15 +227,8 @@ TABLE = {f.name.upper(): f for f in fields(Settings)}
 def redact_uri(uri: str) -> str:
     """`mongodb://user:secret@host/db` → `mongodb://user:***@host/db`; a query naming a
     password (tlsCertificateKeyFilePassword) is masked whole."""
-    try:
-        parts = urlsplit(uri)
-    except ValueError:
-        return REDACTED
-    query = REDACTED if "password" in parts.query.lower() else parts.query
-    userinfo, at, host = parts.netloc.rpartition("@")
-    if ":" in userinfo:
-        userinfo = userinfo.split(":", 1)[0] + ":" + REDACTED
-    return urlunsplit((parts.scheme, userinfo + at + host, parts.path, query, parts.fragment))
+    uri = re.sub(r"(://[^:/@]*:)[^/]*@", rf"\g<1>{REDACTED}@", uri)
+    return re.sub(r"\?.*password.*", f"?{REDACTED}", uri, flags=re.IGNORECASE)
 
 
 class Environment(dict[str, str]):
@@ -310,21 +302,22 @@ def load(env: Mapping[str, str], *, needs_drive: bool = True) -> Settings:
     return config
 
 
+def _described() -> list[tuple[str, str, str]]:
+    """(name, default as written in `.env`, help) of every setting, in the table's order."""
+    return [(name, f.metadata["default"], f.metadata["help"]) for name, f in TABLE.items()]
+
+
 def markdown_table() -> str:
     """The README's configuration table (a test keeps the two equal)."""
-    rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
-    for name, f in TABLE.items():
-        default = f.metadata["default"]
-        rows.append(f"| `{name}` | {f'`{default}`' if default else '—'} | {f.metadata['help']} |")
-    return "\n".join(rows) + "\n"
+    rows = [f"| `{name}` | {f'`{d}`' if d else '—'} | {help} |" for name, d, help in _described()]
+    return "\n".join(["| variable | default | meaning |", "| --- | --- | --- |", *rows, ""])
 
 
 def help_text() -> str:
     """The settings part of `--help`: each name, its help and its default."""
     lines = ['settings (environment or .env; README.md "Configuration"):']
-    for name, f in TABLE.items():
-        default = f" (default {f.metadata['default']})" if f.metadata["default"] else ""
-        text = f"{name}: {f.metadata['help'].replace('`', '')}{default}"
+    for name, default, help in _described():
+        text = f"{name}: {help.replace('`', '')}" + (f" (default {default})" if default else "")
         lines += textwrap.wrap(text, 88, initial_indent="  ", subsequent_indent="      ")
     return "\n".join(lines)
 
@@ -338,13 +331,9 @@ def env_example() -> str:
         'print(e(), end="")\' > .env.example',
         "# Copy to .env (git-ignored) and fill in; the environment wins over this file.",
     ]
-    for name, f in TABLE.items():
-        out += [
-            "",
-            *textwrap.wrap(
-                f.metadata["help"].replace("`", ""), 84, initial_indent="# ", subsequent_indent="# "
-            ),
-        ]
-        example = f.metadata.get("example")
-        out.append(f"# {name}={f.metadata['default']}" if example is None else f"{name}={example}")
+    for name, default, help in _described():
+        out.append("")
+        out += textwrap.wrap(help.replace("`", ""), 84, initial_indent="# ", subsequent_indent="# ")
+        example = TABLE[name].metadata.get("example")
+        out.append(f"# {name}={default}" if example is None else f"{name}={example}")
     return "\n".join(out) + "\n"
