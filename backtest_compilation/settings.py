@@ -131,12 +131,19 @@ _SHEET_URL = _matching(
 _KEY = "config/service-credentials.json"
 
 
-def setting(default: str, parse: Callable[[str], Any], help: str, **extra: str) -> Any:
+def setting(
+    default: str,
+    parse: Callable[[str], Any],
+    help: str,
+    *,
+    example: str | None = None,
+    secret: bool = False,
+) -> Any:
     """A field: `default` as written in `.env` ("" for unset); `parse` raises `ValueError`
-    saying what is wrong. `example=` is what `.env.example` suggests; `secret=` hides it."""
-    value = parse(default) if default else ""
-    metadata = {"default": default, "parse": parse, "help": help, **extra}
-    return field(default=value, repr="secret" not in extra, metadata=metadata)
+    saying what is wrong; `example` is what `.env.example` suggests; `secret` stays out of
+    `repr`."""
+    metadata = {"default": default, "parse": parse, "help": help, "example": example}
+    return field(default=parse(default) if default else "", repr=not secret, metadata=metadata)
 
 
 @dataclass(frozen=True)
@@ -155,7 +162,7 @@ class Settings:
         "the service account's JSON key (git-ignored)", example=_KEY)
     mongo_uri: str = setting("mongodb://localhost:27017", _MONGO_URI, "the website's MongoDB; "
         "`mongomock://` is an in-process store for trying things out",
-        example="mongodb://mongo:27017", secret="")  # the database compose.yaml starts
+        example="mongodb://mongo:27017", secret=True)  # the database compose.yaml starts
     mongo_db: str = setting("apo_main", _matching(r'[^/\\. "$*<>:|?]{1,63}', "a database name"),
         "database holding the three backtest collections")
     cache_dir: Path = setting("cache", Path,  # noqa: RUF009
@@ -163,7 +170,7 @@ class Settings:
     log_level: str = setting("INFO", _LEVEL, f"{', '.join(LOG_LEVELS)} (`-v`/`-q` change it)")
     sentry_dsn: str = setting("", _url("https://<key>@<host>/<project>", secret=True),
         "Sentry error reporting (off when unset); under `schedule` also Sentry Crons",
-        example="", secret="")
+        example="", secret=True)
     sentry_trace_rate: float = setting("1", _number(0, 1), "share of runs traced for Sentry")
     schedule: str = setting("*/10 * * * *", _schedule,
         "cron expression of `schedule`'s runs, in `TZ`")
@@ -187,7 +194,7 @@ class Settings:
         "stops cleanly (exit 1), keeping what its completed sinks did")
     healthcheck_url: str = setting("", _url("https://hc-ping.com/<uuid>", secret=True),
         "a dead-man's-switch monitor pinged at `/start`, on success and at `/fail` of every "
-        "sync; one that is down never fails a run", example="", secret="")  # the URL is a key
+        "sync; one that is down never fails a run", example="", secret=True)  # the URL is a key
     sentry_monitor_slug: str = setting("backtest-compilation", _matching(r"[a-z0-9_-]{1,50}",
         "lower-case letters, digits, - and _ (at most 50)"),
         "the Sentry Crons monitor `schedule` reports to (with the DSN)")
@@ -334,6 +341,6 @@ def env_example() -> str:
     for name, default, help in _described():
         out.append("")
         out += textwrap.wrap(help.replace("`", ""), 84, initial_indent="# ", subsequent_indent="# ")
-        example = TABLE[name].metadata.get("example")
+        example = TABLE[name].metadata["example"]
         out.append(f"# {name}={default}" if example is None else f"{name}={example}")
     return "\n".join(out) + "\n"
