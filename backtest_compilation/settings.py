@@ -115,7 +115,7 @@ _BOOL = _matching(
 )
 _LEVEL = _matching("(?i)" + "|".join(LOG_LEVELS), f"one of {', '.join(LOG_LEVELS)}", str.upper)
 _CODES = _matching(
-    r"[A-Z]{4}(\s*,\s*[A-Z]{4})*",
+    r"[A-Z]{4}(\s*,\s*[A-Z]{4})*,?",
     "department codes (four capitals) separated by commas",
     lambda raw: frozenset(re.findall("[A-Z]{4}", raw)),
 )
