@@ -1,7 +1,6 @@
-"""The one place that turns `Settings` into what a run is given: the run's plain
-values (`run_config`) and the adapters — Drive or a local folder, MongoDB, the sheet,
-Sentry. The adapters themselves take explicit values, and their modules are imported
-only when configured.
+"""Settings → the run's adapters: Drive or a local folder, MongoDB, the sheet, Sentry.
+
+The adapters take plain values; their modules are imported only when used.
 """
 
 from __future__ import annotations
@@ -13,78 +12,75 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import __version__, pipeline, settings, sources, telemetry
+from . import __version__, google, pipeline, sources, telemetry
 from .errors import ConfigError
 from .local import LocalFolderSource
+from .settings import Settings
+from .sheet_contents import Layout
 
 if TYPE_CHECKING:
     from google.auth.credentials import Credentials
 
     from .drive import DriveSource
-    from .google import Deadline
     from .sheet import SheetReport
-    from .sheet_contents import Layout as SheetLayout
     from .store import Store
 
 log = logging.getLogger("backtest_compilation")
+# The `SHEET_*` settings, each a field of `Layout` (today's sheet by default).
+_LAYOUT = ("errors_tab", "copies_tab", "not_found_tab", "count_column", "stamp_cell")
 
 
-def run_config(config: settings.Settings) -> pipeline.RunConfig:
+def run_config(config: Settings) -> pipeline.RunConfig:
     """The values a run uses from `config` (the pipeline never reads `Settings`)."""
     return pipeline.RunConfig(
         cache_dir=config.cache_dir,
         zone=config.zone,
-        future_year_exempt=frozenset(config.future_year_exempt),
+        future_year_exempt=config.future_year_exempt,
         rename_files=config.rename_files,
+        sheet_identity=(config.sheet_key, *(getattr(config, f"sheet_{n}") for n in _LAYOUT)),
         max_delete_fraction=config.max_delete_fraction,
         run_timeout_s=config.run_timeout_s,
-        sheet_identity=(
-            config.sheet_key,
-            config.sheet_errors_tab,
-            config.sheet_copies_tab,
-            config.sheet_not_found_tab,
-            config.sheet_count_column,
-            config.sheet_stamp_cell,
-        ),
     )
 
 
-def demo_config(config: settings.Settings, cache_dir: Path) -> pipeline.RunConfig:
-    """The demo's run: only harmless settings are taken from the environment (time zone,
-    exempt departments), so it never talks to a real database, drive or sheet,
-    whatever .env says."""
-    demo = dataclasses.replace(
-        settings.Settings(),
-        cache_dir=cache_dir,
-        tz=config.tz,
-        future_year_exempt=config.future_year_exempt,
-    )
-    return run_config(demo)
+def demo_config(config: Settings, cache_dir: Path) -> pipeline.RunConfig:
+    """The demo's run: of `config` only the harmless time zone and exempt departments, so it
+    never talks to a real database, drive or sheet, whatever `.env` says."""
+    exempt = config.future_year_exempt
+    return run_config(Settings(cache_dir=cache_dir, tz=config.tz, future_year_exempt=exempt))
+
+
+def sheet_layout(config: Settings) -> Layout:
+    """The layout the `SHEET_*` settings name."""
+    return Layout(**{name: getattr(config, f"sheet_{name}") for name in _LAYOUT})
+
+
+def _credentials(config: Settings, endpoint: str, scopes: tuple[str, ...]) -> Credentials | None:
+    """None (anonymous) for an emulator at `endpoint`, else the key acting as `DELEGATE_EMAIL`."""
+    if endpoint:
+        return None
+    return google.credentials(config.google_credentials_file, config.delegate_email, scopes)
 
 
 def drive_source(
-    config: settings.Settings,
+    config: Settings,
     *,
     renames: bool = True,
     sleep: Callable[[float], None] = time.sleep,
-    deadline: Deadline | None = None,
+    deadline: google.Deadline = google.NO_DEADLINE,
 ) -> DriveSource:
-    """The Drive adapter for `config`. `renames=False` for `--no-rename`/`--dry-run`/`check`:
-    with renames off (here or `RENAME_FILES=false`) only the read-only scope is asked."""
-    from . import google
+    """The Drive adapter. With renames off (`renames=False` for `--no-rename`, `--dry-run`
+    and `check`, or `RENAME_FILES=false`) it asks only for the read-only scope."""
+    from google.auth.credentials import AnonymousCredentials
+
     from .drive import SCOPE_READ, SCOPE_RENAME, DriveSource
 
-    allow = pipeline.Options(rename=renames).renames_planned(config.rename_files)
+    allow = renames and config.rename_files
     scopes = (SCOPE_READ, SCOPE_RENAME) if allow else (SCOPE_READ,)
-    if config.drive_api_endpoint:
-        from google.auth.credentials import AnonymousCredentials
-
-        creds: Credentials = AnonymousCredentials()
-    else:
-        creds = google.credentials(config.google_credentials_file, config.delegate_email, scopes)
     return DriveSource(
         config.folder_id,
-        credentials=creds,
+        credentials=_credentials(config, config.drive_api_endpoint, scopes)
+        or AnonymousCredentials(),
         endpoint=config.drive_api_endpoint,
         delegate=config.delegate_email,
         scopes=scopes,
@@ -94,100 +90,78 @@ def drive_source(
         rename_stall_s=config.rename_stall_s,
         rename_budget_s=config.rename_budget_s,
         writes_per_s=config.drive_writes_per_s,
-        deadline=deadline or google.NO_DEADLINE,
-    )
-
-
-def build_services(
-    config: settings.Settings,
-    *,
-    source: Path | None,
-    options: pipeline.Options,
-    publish: bool = False,
-) -> pipeline.Services:
-    """The real adapters for `config`: Drive (or a local folder), MongoDB, the sheet.
-
-    A local `source` is for trying things: unless `publish`, it writes no Google sheet
-    and uses an in-process MongoDB instead of a real one, so a try-out never overwrites
-    what the website and the tracking sheet show; its `--dry-run` and `check` compare
-    with that same in-process database (what the run without `--dry-run` would do)."""
-    from .google import Deadline
-    from .store import Store
-
-    deadline = Deadline(config.run_timeout_s)
-    renames = options.renames_applied(config.rename_files)
-    tree_source: sources.Source
-    trying = source is not None and not publish
-    if source is not None:
-        tree_source = sources.LocalTree(LocalFolderSource(source), allow_renames=renames)
-    else:
-        tree_source = sources.DriveTree(drive_source(config, renames=renames, deadline=deadline))
-    sheet_report = None
-    skipped = "SHEET_URL is not set"
-    if config.sheet_url and trying:
-        skipped = "a local --source writes no sheet (add --publish to write SHEET_URL's)"
-    elif config.sheet_url:
-        sheet_report = connect_sheet(config, deadline=deadline)
-    if trying and not config.mongo_uri.startswith("mongomock:"):
-        log.warning(
-            "a local --source uses an in-process MongoDB, not MONGO_URI "
-            "(add --publish to write MONGO_URI's database)"
-        )
-        store = Store.connect("mongomock://", config.mongo_db)
-    else:
-        store = connect_store(config, deadline=deadline)
-    return pipeline.Services(
-        tree_source, store, sheet_report, sheet_skipped=skipped, deadline=deadline
-    )
-
-
-def sheet_layout(config: settings.Settings) -> SheetLayout:
-    """The layout named by the `SHEET_*` settings (today's sheet by default)."""
-    from .sheet_contents import Layout
-
-    return Layout(
-        errors_tab=config.sheet_errors_tab,
-        copies_tab=config.sheet_copies_tab,
-        not_found_tab=config.sheet_not_found_tab,
-        count_column=config.sheet_count_column,
-        stamp_cell=config.sheet_stamp_cell,
+        deadline=deadline,
     )
 
 
 def connect_sheet(
-    config: settings.Settings,
-    layout: SheetLayout | None = None,
+    config: Settings,
     *,
     sleep: Callable[[float], None] = time.sleep,
-    deadline: Deadline | None = None,
+    deadline: google.Deadline = google.NO_DEADLINE,
 ) -> SheetReport:
-    """The report for `SHEET_URL`: anonymous when `SHEETS_API_ENDPOINT` is set, else the
-    service-account key with delegation to `DELEGATE_EMAIL`. Makes no call yet.
-    `layout` defaults to the one the `SHEET_*` settings name."""
-    from . import google
+    """The report for `SHEET_URL` in the `SHEET_*` layout. Makes no call yet."""
     from .sheet import SCOPE, open_report
 
-    layout = sheet_layout(config) if layout is None else layout
     if not config.sheet_key:
         raise ConfigError("SHEET_URL is not set: the sheet report needs the spreadsheet URL")
-    credentials = None
-    if not config.sheets_api_endpoint:
-        credentials = google.credentials(
-            config.google_credentials_file, config.delegate_email, (SCOPE,)
-        )
     return open_report(
         config.sheet_key,
         endpoint=config.sheets_api_endpoint,
-        credentials=credentials,
-        layout=layout,
+        credentials=_credentials(config, config.sheets_api_endpoint, (SCOPE,)),
+        layout=sheet_layout(config),
         tz=config.tz,
         sleep=sleep,
         who=config.delegate_email,
-        deadline=google.NO_DEADLINE if deadline is None else deadline,
+        deadline=deadline,
     )
 
 
-def start_telemetry(config: settings.Settings) -> telemetry.Telemetry:
+def connect_store(
+    config: Settings, *, timeout_ms: int | None = None, deadline: google.Deadline | None = None
+) -> Store:
+    """The MongoDB store at `MONGO_URI`, database `MONGO_DB`; nothing outlives `deadline`."""
+    from .store import DEFAULT_TIMEOUT_MS, Store
+
+    timeout_ms = timeout_ms or DEFAULT_TIMEOUT_MS
+    return Store.connect(
+        config.mongo_uri, config.mongo_db, timeout_ms=timeout_ms, deadline=deadline
+    )
+
+
+def build_services(
+    config: Settings, *, source: Path | None, options: pipeline.Options, publish: bool = False
+) -> pipeline.Services:
+    """The real adapters for `config`: Drive (or a local folder), MongoDB, the sheet.
+
+    A local `source` is for trying things: unless `publish`, it writes no sheet and uses an
+    in-process MongoDB (its `--dry-run` and `check` compare with that same one), so a
+    try-out never changes what the website and the tracking sheet show."""
+    deadline = google.Deadline(config.run_timeout_s)
+    renames = options.renames_applied(config.rename_files)
+    trying = source is not None and not publish
+    if source is None:
+        tree: sources.Source = sources.DriveTree(
+            drive_source(config, renames=renames, deadline=deadline)
+        )
+    else:
+        tree = sources.LocalTree(LocalFolderSource(source), allow_renames=renames)
+    skipped, sheet = "SHEET_URL is not set", None
+    if config.sheet_url and trying:
+        skipped = "a local --source writes no sheet (add --publish to write SHEET_URL's)"
+    elif config.sheet_url:
+        sheet = connect_sheet(config, deadline=deadline)
+    if trying and not config.uses_mongomock:
+        log.warning(
+            "a local --source uses an in-process MongoDB, not MONGO_URI "
+            "(add --publish to write MONGO_URI's database)"
+        )
+        config = dataclasses.replace(config, mongo_uri="mongomock://")
+    store = connect_store(config, deadline=deadline)
+    return pipeline.Services(tree, store, sheet, sheet_skipped=skipped, deadline=deadline)
+
+
+def start_telemetry(config: Settings) -> telemetry.Telemetry:
     """Sentry for `SENTRY_DSN` (a disabled handle without one), masking the DSN and the
     MongoDB password in everything it sends."""
     return telemetry.init(
@@ -196,19 +170,4 @@ def start_telemetry(config: settings.Settings) -> telemetry.Telemetry:
         monitor_slug=config.sentry_monitor_slug,
         secrets=telemetry.secrets_of(sentry_dsn=config.sentry_dsn, mongo_uri=config.mongo_uri),
         release=__version__,
-    )
-
-
-def connect_store(
-    config: settings.Settings, *, timeout_ms: int | None = None, deadline: Deadline | None = None
-) -> Store:
-    """The MongoDB store at `MONGO_URI`, database `MONGO_DB`; no operation outlives
-    `deadline` (the run's)."""
-    from .store import DEFAULT_TIMEOUT_MS, Store
-
-    return Store.connect(
-        config.mongo_uri,
-        config.mongo_db,
-        timeout_ms=DEFAULT_TIMEOUT_MS if timeout_ms is None else timeout_ms,
-        deadline=deadline,
     )

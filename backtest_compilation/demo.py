@@ -1,10 +1,6 @@
-"""`demo`: the whole pipeline with no account anywhere (contract §7).
-
-The bundled sample drive is copied to a temporary folder and read as a local source,
-MongoDB is in-process (`mongomock://`), renames happen on the copy, and the report goes
-to the terminal and to a self-contained HTML file. A second run then shows what an
-unchanged drive costs.
-"""
+"""`demo`: the whole pipeline with no account anywhere (contract §7): a copy of the bundled
+sample drive read as a local folder (renamed in the copy), an in-process MongoDB, the report
+on the terminal and in an HTML file; a second run then shows what an unchanged drive costs."""
 
 from __future__ import annotations
 
@@ -17,51 +13,44 @@ from .local import LocalFolderSource
 from .outcome import summary_line
 from .store import Store
 
-REPORT_FILE = Path("demo-report.html")
-MONGO_URI = "mongomock://demo"
-
 
 def run_demo(
     config_for: Callable[[Path], pipeline.RunConfig],
     mongo_db: str,
     *,
-    report_file: Path = REPORT_FILE,
+    report_file: Path = Path("demo-report.html"),
 ) -> int:
     """Run the pipeline twice on a copy of the sample drive; print and write the report.
-
-    `config_for(cache_dir)` is the run's configuration with its cache in the temporary
-    folder (`cli` builds it from harmless settings only); MongoDB is `MONGO_URI`."""
+    `config_for(cache_dir)` is the run's configuration, its cache in the temporary folder."""
     with tempfile.TemporaryDirectory(prefix="backtest-demo-") as tmp:
         root = sample.copy_sample_drive(Path(tmp))
         config = config_for(Path(tmp) / "cache")
-        with Store.connect(MONGO_URI, mongo_db) as store:
+        with Store.connect("mongomock://demo", mongo_db) as store:
             services = pipeline.Services(sources.LocalTree(LocalFolderSource(root)), store)
             first = pipeline.run(config, pipeline.Options(), services)
             second = pipeline.run(config, pipeline.Options(), services)
             website = _website_view(store)
-
-    print("backtest-compilation demo: the bundled sample drive, an in-process MongoDB\n")
-    print(first.text_for(verbose=True))
-    print()
-    print(f"MongoDB changes applied ({len(first.mongo_lines)}):")
-    print("\n".join(f"  {line}" for line in first.mongo_lines) or "  none")
-    print()
-    print("What the website now shows:")
-    print("\n".join(f"  {line}" for line in website))
-    print()
-    print(f"First run:  {summary_line(first.summary)}")
-    print(f"Second run: {summary_line(second.summary)}")
+    runs = (
+        f"First run: {summary_line(first.summary)}",
+        f"Second run: {summary_line(second.summary)}",
+    )
     renamed = len(first.applied)
     print(
+        "backtest-compilation demo: the bundled sample drive, an in-process MongoDB\n",
+        first.text_for(verbose=True) + "\n",
+        f"MongoDB changes applied ({len(first.mongo_lines)}):",
+        "\n".join(f"  {line}" for line in first.mongo_lines) or "  none",
+        "\nWhat the website now shows:",
+        "\n".join(f"  {line}" for line in website) + "\n",
+        *runs,
         f"({report.plural(renamed, 'test file')} {'was' if renamed == 1 else 'were'} renamed "
-        "in the temporary copy)"
+        "in the temporary copy)",
+        sep="\n",
     )
-
     page = report.html_page(
         first.summary,
         title="backtest-compilation demo",
-        headline=f"First run: {summary_line(first.summary)}  ·  "
-        f"Second run: {summary_line(second.summary)}",
+        headline="  ·  ".join(runs),
         mongo_lines=list(first.mongo_lines),
         website=website,
     )
@@ -75,11 +64,10 @@ def _website_view(store: Store) -> list[str]:
     db = store.database
     lines = []
     for code in sorted(db["backtest_course_code_collection"].distinct("course_code")):
-        courses = db["backtest_courses_collection"].find({"course_code": code}).sort("name")
         names = []
-        for course in courses:
-            backtest = db["backtest_collection"].find_one({"course_ids": {"$in": [course["_id"]]}})
-            count = sum(len(t["tests"]) for t in (backtest or {}).get("tests", []))
+        for course in db["backtest_courses_collection"].find({"course_code": code}).sort("name"):
+            backtest = db["backtest_collection"].find_one({"course_ids": course["_id"]}) or {}
+            count = sum(len(t["tests"]) for t in backtest.get("tests", []))
             names.append(f"{course['name']} ({count})")
         lines.append(f"{code}: {', '.join(names)}")
     return lines

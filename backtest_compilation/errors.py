@@ -1,36 +1,18 @@
-"""The errors that end a run, each with the exit code the CLI maps it to (contract §5.11).
-
-Code deep inside the tool raises these; only `cli` turns them into exit codes.
-Messages must never contain secrets (passwords, DSNs, key material).
-
-| exit | meaning |
-| --- | --- |
-| 0 | success (drive problems are data, not failures); `check`: in sync |
-| 1 | a runtime failure (a service unreachable or failing after retries); `check`: out of sync |
-| 2 | configuration, including credentials a service rejects |
-| 3 | the mass-delete guard refused |
-| 4 | another run holds the lock |
-| 5 | `check` only: could not check (a service unreachable or failing) |
-"""
+"""The errors that end a run, each with its exit code (contract §5.11), which only `cli`
+turns into the process's. Their messages never contain secrets."""
 
 from __future__ import annotations
 
 import errno
 from pathlib import Path
-from typing import Any
 
-# `check` alone: "could not check", told apart from 1 "out of sync" (contract §5).
-CHECK_FAILED = 5
+CHECK_FAILED = 5  # `check` alone: "could not check", told apart from 1 "out of sync"
 
 
 class RunError(Exception):
-    """A run could not complete: a service unreachable or failing after retries.
-
-    `summary`, when the pipeline sets it, is what was known when the run stopped (the
-    contract §8 object, `ok: false`), so `--json` still prints one object."""
+    """A run could not complete: a service unreachable or failing after retries (exit 1)."""
 
     exit_code = 1
-    summary: dict[str, Any] | None = None
 
 
 class ServiceError(RunError):
@@ -38,9 +20,8 @@ class ServiceError(RunError):
 
 
 class ConfigError(RunError):
-    """Settings missing or malformed, or credentials a service rejects (exit 2).
-
-    `problems` holds one line per problem."""
+    """Settings missing or malformed, or credentials a service rejects (exit 2); `problems`
+    holds one line per problem."""
 
     exit_code = 2
 
@@ -61,23 +42,16 @@ class Locked(RunError):
     exit_code = 4
 
 
-# A file system that is full (or over quota) answers these.
-_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
-
-
 def cache_dir_error(exc: OSError, path: Path, doing: str) -> RunError:
-    """The error for an `OSError` on a file in `CACHE_DIR` while `doing` (exit 1).
-
-    A full disk is said as such, naming `CACHE_DIR` and its path; the state file is
-    only ever replaced whole, so the previous one is still there."""
-    where = str(Path(path).parent)
-    if exc.errno in _FULL:
+    """The error for `exc` while `doing` a file in `CACHE_DIR`; a full disk is said as such
+    (the state file is only ever replaced whole, so the previous one is kept)."""
+    where, why = str(Path(path).parent), exc.strerror or exc
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return RunError(
-            f"CACHE_DIR {where!r} is full ({exc.strerror or exc}): cannot {doing} "
-            f"{str(path)!r}. The previous state is kept; free space there (or point "
-            "CACHE_DIR elsewhere) and run again"
+            f"CACHE_DIR {where!r} is full ({why}): cannot {doing} {str(path)!r}. The previous "
+            "state is kept; free space there (or point CACHE_DIR elsewhere) and run again"
         )
     return RunError(
-        f"cannot {doing} {str(path)!r}: {exc.strerror or exc} "
-        f"(check that CACHE_DIR {where!r} exists and is writable)"
+        f"cannot {doing} {str(path)!r}: {why} (check that CACHE_DIR {where!r} exists and is "
+        "writable)"
     )

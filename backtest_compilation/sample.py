@@ -1,18 +1,14 @@
-"""The bundled sample drive used by `demo` (see `sample_drive/ABOUT THIS SAMPLE.txt`)."""
+"""The bundled sample drive `demo` runs on (see `sample_drive/ABOUT THIS SAMPLE.txt`)."""
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Final
 
-SAMPLE_DRIVE: Final = Path(__file__).resolve().with_name("sample_drive")
-COPY_NAME: Final = "sample drive"
+SAMPLE_DRIVE = Path(__file__).resolve().with_name("sample_drive")
 
 
 def copy_sample_drive(destination: Path) -> Path:
-    """Copy the sample drive into `destination` (e.g. a temporary directory) and return
-    the copy's root, ready for `LocalFolderSource`; renames then change only the copy."""
-    target = Path(destination) / COPY_NAME
-    shutil.copytree(SAMPLE_DRIVE, target)
-    return target
+    """A copy of the sample drive in `destination`, for `LocalFolderSource`: renames then
+    change only the copy."""
+    return Path(shutil.copytree(SAMPLE_DRIVE, Path(destination) / "sample drive"))

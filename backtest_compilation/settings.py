@@ -1,15 +1,7 @@
-"""Configuration (contract §6): one table of settings, read once from the environment and `.env`.
-
-Each setting is one field of `Settings`, declared once with `setting(default, parser, help)`:
-its environment name is the field's, upper-cased. Loading, `--help` (`help_text`), the
-README's table (`markdown_table`), `.env.example` (`env_example`) and `doctor` read it.
-`load` reports every problem at once (`ConfigError.problems`, one line each); the CLI
-prints them and exits 2. Secrets never appear in `repr` or `redacted()`.
-
-A plain dataclass, not pydantic-settings: the messages are ours (one line, the fix, never
-a secret), unknown `.env` names must be told apart from the process environment, and the
-rest of the program keeps its frozen `Settings` without a new dependency.
-"""
+"""Configuration (contract §6): one table of settings, read from the environment and `.env`;
+`--help`, the README's table, `.env.example` and `doctor` are made from it. (Not
+pydantic-settings: our parsers and one-line messages would stay, and it cannot tell a stray
+name in `.env`, an error, from one in the environment, a warning.)"""
 
 from __future__ import annotations
 
@@ -19,12 +11,11 @@ import math
 import os
 import re
 import textwrap
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
 from croniter import croniter
@@ -35,133 +26,81 @@ from .sheet_contents import Layout
 
 log = logging.getLogger(__name__)
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-CRON_FIELDS = "minute hour day-of-month month day-of-week"
 REDACTED = "***"
-_SHEET_KEY = re.compile(r"/spreadsheets/d/([A-Za-z0-9_-]+)")
-# A folder's or shared drive's address as the browser shows it, `/u/0/` and `?usp=…` included.
-_FOLDER_URL = re.compile(
-    r"^https?://drive\.google\.com/(?:drive/(?:u/\d+/)?folders/|open\?id=)([A-Za-z0-9_-]+)"
-)
-_KEY_FILE, _CACHE = Path("config/service-credentials.json"), Path("cache")
-_FILE_URL = re.compile(r"^https?://(?:drive|docs)\.google\.com/(?:file/d/|\w+/d/)")
 
 
-def _matching(pattern: str, what: str) -> Callable[[str], str]:
-    """A parser accepting a value that matches `pattern` whole; else "must be WHAT"."""
+def _matching(
+    pattern: str, what: str, convert: Callable[[str], Any] = str, *, secret: bool = False
+) -> Callable[[str], Any]:
+    """A parser of values matching `pattern` whole; a `secret` one is never echoed."""
 
-    def parse(raw: str) -> str:
+    def parse(raw: str) -> Any:
         if not re.fullmatch(pattern, raw):
-            raise ValueError(f"must be {what}, not {raw!r}")
-        return raw
+            raise ValueError(f"must be {what}" + ("" if secret else f", not {raw!r}"))
+        return convert(raw)
 
     return parse
 
 
+def _url(example: str, *, secret: bool = False) -> Callable[[str], str]:
+    url = r"https?://[^\s/]+\S*"
+    return _matching(url, f"an http(s) URL like {example}", lambda u: u.rstrip("/"), secret=secret)
+
+
 def _number(low: float, high: float) -> Callable[[str], float]:
-    """A parser for a finite number in [low, high] (`inf` and `nan` are refused)."""
+    """A parser for a number in [low, high] (so never NaN nor infinite)."""
 
     def parse(raw: str) -> float:
         try:
             value = float(raw)
         except ValueError:
-            raise ValueError(f"must be a number, not {raw!r}") from None
-        if not (math.isfinite(value) and low <= value <= high):
-            raise ValueError(f"must be between {low:g} and {high:g}, not {raw!r}")
+            value = math.nan
+        if not low <= value <= high:
+            raise ValueError(f"must be a number between {low:g} and {high:g}, not {raw!r}")
         return value
 
     return parse
 
 
-def _bool(raw: str) -> bool:
-    if raw.lower() not in ("true", "false", "yes", "no", "on", "off", "1", "0"):
-        raise ValueError(f"must be true or false, not {raw!r}")
-    return raw.lower() in ("true", "yes", "on", "1")
-
-
-def _url(example: str, *, secret: bool = False) -> Callable[[str], str]:
-    """A parser for an http(s) URL (trailing `/` removed); a secret one is never echoed."""
-
-    def parse(raw: str) -> str:
-        parts = urlsplit(raw)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(
-                f"must be an http(s) URL like {example}" + ("" if secret else f", not {raw!r}")
-            )
-        return raw.rstrip("/")
-
-    return parse
-
-
 def _folder_id(raw: str) -> str:
-    """A bare id, or the id in a folder's Drive URL."""
-    if not raw.lower().startswith(("http://", "https://")):
+    """A bare id, or the id in a folder's Drive address as the browser shows it."""
+    if not re.match(r"(?i)https?://", raw):
         return raw
-    if m := _FOLDER_URL.match(raw):
+    folder = r"https?://drive\.google\.com/(?:drive/(?:u/\d+/)?folders/|open\?id=)([\w-]+)"
+    if m := re.match(folder, raw):
         return m.group(1)
-    if _FILE_URL.match(raw):
-        raise ValueError(
-            "is the address of a file; it must be the shared drive or the top folder "
-            "of the backtests (https://drive.google.com/drive/folders/<id>)"
-        )
     raise ValueError(
-        "is not a Drive folder URL (https://drive.google.com/drive/folders/<id>) "
-        f"nor an id: {raw!r}"
+        "is not a folder's address: it must be the shared drive or the top folder of the "
+        f"backtests (https://drive.google.com/drive/folders/<id>), or its id, not {raw!r}"
     )
-
-
-def _sheet_url(raw: str) -> str:
-    if raw.startswith("http") and not _SHEET_KEY.search(raw):
-        raise ValueError(
-            "is not a spreadsheet URL (https://docs.google.com/spreadsheets/d/<id>/edit)"
-        )
-    return raw
-
-
-def _mongo_uri(raw: str) -> str:
-    if "://" not in raw or raw.split("://", 1)[0] not in ("mongodb", "mongodb+srv", "mongomock"):
-        shown = redact_uri(raw)
-        raise ValueError(
-            f"must start with mongodb://, mongodb+srv:// or mongomock:// (got {shown!r})"
-        )
-    return raw
-
-
-def _log_level(raw: str) -> str:
-    if raw.upper() not in LOG_LEVELS:
-        raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}, not {raw.upper()!r}")
-    return raw.upper()
 
 
 def _schedule(raw: str) -> str:
     """Five cron fields (croniter would read a sixth as seconds) that fire within a year."""
-    if not croniter.is_valid(raw):
+    if len(raw.split()) != 5 or not croniter.is_valid(raw):
         raise ValueError(
-            f"is not a valid cron expression: {raw!r} (it needs 5 fields: {CRON_FIELDS})"
+            f"is not a valid cron expression: {raw!r} "
+            "(it needs 5 fields: minute hour day-of-month month day-of-week)"
         )
-    if len(raw.split()) != 5:
-        raise ValueError(f"needs 5 fields: {CRON_FIELDS} (got {len(raw.split())}: {raw!r})")
     now = datetime.now(UTC)
     try:
-        fires = croniter(raw, now).get_next(datetime) - now <= timedelta(days=366)
-    except ValueError:  # croniter's "no such date" (`0 0 30 2 *`) is one
-        fires = False
-    if not fires:
+        soon = croniter(raw, now).get_next(datetime) - now <= timedelta(days=366)
+    except ValueError:  # croniter's "no such date" (`0 0 30 2 *`)
+        soon = False
+    if not soon:
         raise ValueError(f"never fires within a year: {raw!r}")
     return raw
 
 
 def _zone(raw: str) -> str:
-    """A known IANA zone. A fixed offset (`EST`, `Etc/GMT+5`) other than UTC is refused:
-    it is almost always meant as a place's time, and would run an hour off all summer."""
+    """A known zone; a fixed offset (`EST`, `Etc/GMT+5`) other than UTC is refused: it is
+    almost always meant as a place's time, and would run an hour off all summer."""
     try:
         zone = ZoneInfo(raw)
     except (KeyError, ValueError, OSError):  # ZoneInfoNotFoundError is a KeyError
         raise ValueError(f"is not a known time zone: {raw!r} (e.g. America/New_York)") from None
-    year = datetime.now(UTC).year
-    offsets = {datetime(year, month, 1, tzinfo=zone).utcoffset() for month in (1, 7)}
-    # The zones that are offsets, not places (`Japan`, without daylight saving, is a place).
-    fixed = raw in ("EST", "MST", "HST") or raw.startswith("Etc/")
-    if fixed and len(offsets) == 1 and offsets != {timedelta(0)}:
+    fixed = raw in ("EST", "MST", "HST") or raw.startswith("Etc/")  # `Japan` is a place
+    if fixed and datetime.now(zone).utcoffset():
         raise ValueError(
             f"{raw!r} is a fixed offset, without daylight saving: name the place instead "
             "(America/New_York; America/Phoenix where clocks never change) or use UTC"
@@ -169,80 +108,100 @@ def _zone(raw: str) -> str:
     return raw
 
 
-def _codes(raw: str) -> frozenset[str]:
-    codes = frozenset(code.strip() for code in raw.split(",") if code.strip())
-    if bad := sorted(code for code in codes if not re.fullmatch(r"[A-Z]{4}", code)):
-        raise ValueError(
-            f"must be department codes (four capitals) separated by commas, not {', '.join(bad)}"
-        )
-    return codes
+_BOOL = _matching(
+    "(?i)true|false|yes|no|on|off|1|0",
+    "true or false",
+    lambda raw: raw.lower() in ("true", "yes", "on", "1"),
+)
+_LEVEL = _matching("(?i)" + "|".join(LOG_LEVELS), f"one of {', '.join(LOG_LEVELS)}", str.upper)
+_CODES = _matching(
+    r"[A-Z]{4}(\s*,\s*[A-Z]{4})*,?",
+    "department codes (four capitals) separated by commas",
+    lambda raw: frozenset(re.findall("[A-Z]{4}", raw)),
+)
+_MONGO_URI = _matching(
+    r"(mongodb|mongodb\+srv|mongomock)://.*",
+    "a mongodb://, mongodb+srv:// or mongomock:// URI",
+    secret=True,
+)
+_SHEET_URL = _matching(
+    r"(?!https?:).*|https?://.*/spreadsheets/d/[\w-]+.*",
+    "a spreadsheet URL (https://docs.google.com/spreadsheets/d/<id>/edit)",
+)
+_KEY = "config/service-credentials.json"
 
 
-def setting(default: Any, parse: Callable[[str], Any], help: str, **extra: str) -> Any:
-    """One row of the settings table: a `Settings` field with its default, its one line of
-    help and its parser (`parse(raw)` returns the value or raises `ValueError` saying
-    what is wrong, after the name). `example=` is what `.env.example` suggests instead."""
-    return field(default=default, metadata={"help": help, "parse": parse, **extra})
+def setting(
+    default: str,
+    parse: Callable[[str], Any],
+    help: str,
+    *,
+    example: str | None = None,
+    secret: bool = False,
+) -> Any:
+    """A field: `default` as written in `.env` ("" for unset); `parse` raises `ValueError`
+    saying what is wrong; `example` is what `.env.example` suggests; `secret` stays out of
+    `repr`."""
+    metadata = {"default": default, "parse": parse, "help": help, "example": example}
+    return field(default=parse(default) if default else "", repr=not secret, metadata=metadata)
 
 
 @dataclass(frozen=True)
 class Settings:
-    """The settings table (contract §6): each field is one setting, `NAME` upper-cased:
-    `setting(default, parser, help)`; `example=` is what `.env.example` suggests instead."""
+    """The settings table (contract §6): each field is the setting named `FIELD`."""
 
-    # A table, one setting per entry: kept as written.
+    # A table, one setting per entry.
     # fmt: off
     folder_id: str = setting("", _folder_id, "the backtest shared drive's (or top folder's) id "
         "or Drive address; required unless `--source`", example="")
     delegate_email: str = setting("", _matching(r"[^@\s]+@[^@\s]+", "an e-mail address"),
         "user the service account acts as (domain-wide delegation)", example="")
-    sheet_url: str = setting("", _sheet_url,
+    sheet_url: str = setting("", _SHEET_URL,
         "spreadsheet URL; when unset the sheet step is skipped (a warning)", example="")
-    google_credentials_file: Path = setting(_KEY_FILE, Path,  # noqa: RUF009 (a field)
-        "the service account's JSON key (git-ignored)", example=str(_KEY_FILE))
-    mongo_uri: str = setting("mongodb://localhost:27017", _mongo_uri, "the website's MongoDB; "
+    google_credentials_file: Path = setting(_KEY, Path,  # noqa: RUF009
+        "the service account's JSON key (git-ignored)", example=_KEY)
+    mongo_uri: str = setting("mongodb://localhost:27017", _MONGO_URI, "the website's MongoDB; "
         "`mongomock://` is an in-process store for trying things out",
-        example="mongodb://mongo:27017")  # the database compose.yaml starts
+        example="mongodb://mongo:27017", secret=True)  # the database compose.yaml starts
     mongo_db: str = setting("apo_main", _matching(r'[^/\\. "$*<>:|?]{1,63}', "a database name"),
         "database holding the three backtest collections")
-    cache_dir: Path = setting(_CACHE, Path,  # noqa: RUF009
+    cache_dir: Path = setting("cache", Path,  # noqa: RUF009
         "state file, lock, heartbeat, `last-run.json`, `report.html`")
-    log_level: str = setting("INFO", _log_level,
-        f"{', '.join(LOG_LEVELS)} (`-v`/`-q` change it)")
+    log_level: str = setting("INFO", _LEVEL, f"{', '.join(LOG_LEVELS)} (`-v`/`-q` change it)")
     sentry_dsn: str = setting("", _url("https://<key>@<host>/<project>", secret=True),
-        "Sentry error reporting (off when unset); under `schedule` also Sentry Crons", example="")
-    sentry_trace_rate: float = setting(1.0, _number(0, 1), "share of runs traced for Sentry")
+        "Sentry error reporting (off when unset); under `schedule` also Sentry Crons",
+        example="", secret=True)
+    sentry_trace_rate: float = setting("1", _number(0, 1), "share of runs traced for Sentry")
     schedule: str = setting("*/10 * * * *", _schedule,
         "cron expression of `schedule`'s runs, in `TZ`")
     tz: str = setting("America/New_York", _zone,
         "time zone of `SCHEDULE`, the logs and the sheet's time stamp")
-    rename_files: bool = setting(True, _bool, "normalise badly named test files in Drive")
-    full_rescan_hours: float = setting(24.0, _number(0, 8760),
+    rename_files: bool = setting("true", _BOOL, "normalise badly named test files in Drive")
+    full_rescan_hours: float = setting("24", _number(0, 8760),
         "at least this often, list the whole drive instead of following the changes feed")
-    max_delete_fraction: float = setting(0.25, _number(0, 1), "mass-delete guard: refuse to "
+    max_delete_fraction: float = setting("0.25", _number(0, 1), "mass-delete guard: refuse to "
         "delete more than this share of the courses (and more than 10)")
-    future_year_exempt: frozenset[str] = setting(frozenset({"BEAR"}), _codes,
+    future_year_exempt: frozenset[str] = setting("BEAR", _CODES,
         "departments allowed future years (comma-separated)")
-    drive_writes_per_s: float = setting(3.0, _number(0.1, 100), "the sustained Drive write "
+    drive_writes_per_s: float = setting("3", _number(0.1, 100), "the sustained Drive write "
         "rate renames start from (Google's figure per user); the pacer slows down on "
         "refusals and never goes above it")
-    rename_stall_s: float = setting(300.0, _number(1, 86400), "renames give up (as "
+    rename_stall_s: float = setting("300", _number(1, 86400), "renames give up (as "
         "`rename_failed`) only after this long without a single success")
-    rename_budget_s: float = setting(600.0, _number(0, 86400),
+    rename_budget_s: float = setting("600", _number(0, 86400),
         "at most this long renaming per run; the rest is pending for the next run")
-    run_timeout_s: float = setting(2700.0, _number(1, 86400), "a run that takes longer "
+    run_timeout_s: float = setting("2700", _number(1, 86400), "a run that takes longer "
         "stops cleanly (exit 1), keeping what its completed sinks did")
     healthcheck_url: str = setting("", _url("https://hc-ping.com/<uuid>", secret=True),
         "a dead-man's-switch monitor pinged at `/start`, on success and at `/fail` of every "
-        "sync; one that is down never fails a run", example="")  # the URL is the credential
+        "sync; one that is down never fails a run", example="", secret=True)  # the URL is a key
     sentry_monitor_slug: str = setting("backtest-compilation", _matching(r"[a-z0-9_-]{1,50}",
         "lower-case letters, digits, - and _ (at most 50)"),
         "the Sentry Crons monitor `schedule` reports to (with the DSN)")
     drive_api_endpoint: str = setting("", _url("http://127.0.0.1:8080"), "root URL of a "
         "server answering like Google Drive (tests, demos): no key needed")
     sheets_api_endpoint: str = setting("", _url("http://127.0.0.1:8080"), "the same for Sheets")
-    # contract §4: every tab and cell of the sheet is configurable; the defaults are the
-    # layout's own, so today's sheet is named in one place.
+    # contract §4: every tab and cell of the sheet is configurable; the defaults are today's.
     sheet_errors_tab: str = setting(Layout.errors_tab, str, "the tool's problems tab")
     sheet_copies_tab: str = setting(Layout.copies_tab, str, "the people's tab, a row per course")
     sheet_not_found_tab: str = setting(Layout.not_found_tab, str,
@@ -254,28 +213,6 @@ class Settings:
         "written to the sheet")
     # fmt: on
 
-    def __repr__(self) -> str:
-        inner = ", ".join(f"{k}={v!r}" for k, v in self.redacted().items())
-        return f"Settings({inner})"
-
-    __str__ = __repr__
-
-    def redacted(self) -> dict[str, object]:
-        """Field → value, safe to log: passwords and the DSN are masked."""
-        out: dict[str, object] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name == "mongo_uri":
-                value = redact_uri(value)
-            elif f.name in ("sentry_dsn", "healthcheck_url") and value:
-                value = REDACTED
-            elif isinstance(value, Path):
-                value = str(value)
-            elif isinstance(value, frozenset):
-                value = sorted(value)
-            out[f.name] = value
-        return out
-
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.tz)
@@ -283,7 +220,7 @@ class Settings:
     @property
     def sheet_key(self) -> str:
         """The spreadsheet id in `SHEET_URL` (a bare id is accepted too)."""
-        m = _SHEET_KEY.search(self.sheet_url)
+        m = re.search(r"/spreadsheets/d/([\w-]+)", self.sheet_url)
         return m.group(1) if m else self.sheet_url.strip()
 
     @property
@@ -295,28 +232,16 @@ TABLE = {f.name.upper(): f for f in fields(Settings)}
 
 
 def redact_uri(uri: str) -> str:
-    """`mongodb://user:secret@host/db` → `mongodb://user:***@host/db`."""
-    try:
-        parts = urlsplit(uri)
-    except ValueError:
-        return REDACTED
-    # Options like tlsCertificateKeyFilePassword may carry secrets too.
-    query = REDACTED if "password" in parts.query.lower() else parts.query
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, host = netloc.rsplit("@", 1)
-        user = userinfo.split(":", 1)[0]
-        netloc = f"{user}:{REDACTED}@{host}" if ":" in userinfo else f"{user}@{host}"
-    return urlunsplit(parts._replace(netloc=netloc, query=query))
+    """`mongodb://user:secret@host/db` → `mongodb://user:***@host/db`; a query naming a
+    password (tlsCertificateKeyFilePassword) is masked whole."""
+    uri = re.sub(r"(://[^:/@]*:)[^/]*@", rf"\g<1>{REDACTED}@", uri)
+    return re.sub(r"\?.*password.*", f"?{REDACTED}", uri, flags=re.IGNORECASE)
 
 
 class Environment(dict[str, str]):
-    """The process environment merged over `.env`, remembering the `.env` names that are
-    no setting (`load` refuses them)."""
+    """The process environment over `.env`; `unknown`: the names in `.env` that are no setting."""
 
-    def __init__(self, values: Mapping[str, str], unknown: Iterable[str] = ()) -> None:
-        super().__init__(values)
-        self.unknown = tuple(unknown)
+    unknown: tuple[str, ...] = ()
 
 
 def closest(name: str, *, strict: bool = False) -> str | None:
@@ -334,33 +259,29 @@ def _not_a_setting(name: str, near: str | None) -> str:
 
 
 def read_env(dotenv_path: Path | None) -> Environment:
-    """The process environment merged over the `.env` file at `dotenv_path` (the caller
-    names it: tests must never read the repository's). Names in the file that are no
-    setting are kept for `load` to refuse; environment variables that look like a
-    misspelled setting (`MONGO_URL`) are warned about."""
+    """The process environment over the `.env` at `dotenv_path` (the caller names it: tests
+    never read the repository's), warning about look-alikes of a setting (`MONGO_URL`)."""
     from_file: dict[str, str] = {}
     if dotenv_path is not None and dotenv_path.is_file():
         from_file = {k: v for k, v in dotenv_values(dotenv_path).items() if v is not None}
     for name in sorted(os.environ):
         if near := closest(name, strict=True):
             log.warning("%s (in the environment)", _not_a_setting(name, near))
-    unknown = [name for name in from_file if name not in TABLE]
-    return Environment({**from_file, **os.environ}, unknown)
+    env = Environment({**from_file, **os.environ})
+    env.unknown = tuple(name for name in from_file if name not in TABLE)
+    return env
 
 
 def load(env: Mapping[str, str], *, needs_drive: bool = True) -> Settings:
-    """Build `Settings` from `env` (`read_env`'s, or any mapping in tests).
-
-    `needs_drive` is False when the tree comes from a local folder (`--source`, `demo`):
-    then `FOLDER_ID` and Drive credentials are not required. Raises `ConfigError`
-    listing every problem found, in the order of the table."""
+    """`Settings` from `env` (`read_env`'s, or any mapping in tests); `needs_drive` is False
+    for a local folder (`--source`, `demo`), which needs no `FOLDER_ID` nor Drive key.
+    Raises `ConfigError` listing every problem, in the order of the table."""
     problems = [_not_a_setting(name, closest(name)) for name in getattr(env, "unknown", ())]
     values: dict[str, Any] = {}
     for name, f in TABLE.items():
         raw = env.get(name, "").strip()
         if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "\"'":
-            # `docker run --env-file` keeps quotes that `.env` parsing would remove; the
-            # value is not echoed, since it may be a password or a DSN.
+            # `docker run --env-file` keeps them; the value is not echoed (it may be a secret).
             problems.append(
                 f"{name} is wrapped in quotes: remove the quotes (docker --env-file keeps them)"
             )
@@ -371,56 +292,39 @@ def load(env: Mapping[str, str], *, needs_drive: bool = True) -> Settings:
             except ValueError as exc:
                 problems.append(f"{name} {exc}")
     config = Settings(**values)
-    problems += _needed(config, needs_drive, folder_given=bool(env.get("FOLDER_ID", "").strip()))
+    if needs_drive and not env.get("FOLDER_ID", "").strip():
+        problems.append("FOLDER_ID is not set: the id of the backtest shared drive or folder")
+    apis = {"Drive": needs_drive and not config.drive_api_endpoint}
+    apis["Sheets"] = bool(config.sheet_url) and not config.sheets_api_endpoint
+    key = config.google_credentials_file
+    if any(apis.values()) and not key.is_file():
+        problems.append(
+            f"GOOGLE_CREDENTIALS_FILE {str(key)!r} "
+            f"{'is a directory' if key.is_dir() else 'does not exist'}: the service-account "
+            f"key file is needed for {' and '.join(api for api, on in apis.items() if on)} "
+            "(see config/README.md)"
+        )
     if problems:
         raise ConfigError(problems)
     return config
 
 
-def _needed(config: Settings, needs_drive: bool, *, folder_given: bool) -> list[str]:
-    """`FOLDER_ID` for a Drive sync; the key file where Google is used without an emulator."""
-    problems = []
-    if needs_drive and not folder_given:
-        problems.append("FOLDER_ID is not set: the id of the backtest shared drive or folder")
-    uses = {"Drive": needs_drive, "Sheets": bool(config.sheet_url)}
-    endpoints = {"Drive": config.drive_api_endpoint, "Sheets": config.sheets_api_endpoint}
-    wants_key = [api for api, used in uses.items() if used and not endpoints[api]]
-    key = config.google_credentials_file
-    if wants_key and not key.is_file():
-        state = "is a directory" if key.is_dir() else "does not exist"
-        problems.append(
-            f"GOOGLE_CREDENTIALS_FILE {str(key)!r} {state}: the service-account key file is "
-            f"needed for {' and '.join(wants_key)} (see config/README.md)"
-        )
-    return problems
-
-
-def shown(value: object) -> str:
-    """A default as a person writes it in `.env`."""
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, frozenset):
-        return ",".join(sorted(value))
-    return str(value)
+def _described() -> list[tuple[str, str, str]]:
+    """(name, default as written in `.env`, help) of every setting, in the table's order."""
+    return [(name, f.metadata["default"], f.metadata["help"]) for name, f in TABLE.items()]
 
 
 def markdown_table() -> str:
     """The README's configuration table (a test keeps the two equal)."""
-    rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
-    for name, f in TABLE.items():
-        default = f"`{shown(f.default)}`" if shown(f.default) else "—"
-        rows.append(f"| `{name}` | {default} | {f.metadata['help']} |")
-    return "\n".join(rows) + "\n"
+    rows = [f"| `{name}` | {f'`{d}`' if d else '—'} | {help} |" for name, d, help in _described()]
+    return "\n".join(["| variable | default | meaning |", "| --- | --- | --- |", *rows, ""])
 
 
 def help_text() -> str:
     """The settings part of `--help`: each name, its help and its default."""
     lines = ['settings (environment or .env; README.md "Configuration"):']
-    for name, f in TABLE.items():
-        default = f" (default {shown(f.default)})" if shown(f.default) else ""
-        text = f"{name}: {f.metadata['help'].replace('`', '')}{default}"
+    for name, default, help in _described():
+        text = f"{name}: {help.replace('`', '')}" + (f" (default {default})" if default else "")
         lines += textwrap.wrap(text, 88, initial_indent="  ", subsequent_indent="      ")
     return "\n".join(lines)
 
@@ -429,15 +333,14 @@ def env_example() -> str:
     """`.env.example`: every setting with its help; the ones to fill in are set, the others
     commented out at their default (so a later default still applies)."""
     out = [
-        "# backtest-compilation settings (generated from backtest_compilation/settings.py:",
-        "# uv run python -c 'from backtest_compilation import settings as s; "
-        'print(s.env_example(), end="")\' > .env.example).',
+        "# backtest-compilation settings, generated by backtest_compilation/settings.py:",
+        "# uv run python -c 'from backtest_compilation.settings import env_example as e; "
+        'print(e(), end="")\' > .env.example',
         "# Copy to .env (git-ignored) and fill in; the environment wins over this file.",
-        "# `uv run main.py doctor` checks them all against the real services.",
     ]
-    for name, f in TABLE.items():
-        wrapped = textwrap.wrap(f.metadata["help"].replace("`", ""), 84)
-        out += ["", *(f"# {line}" for line in wrapped)]
-        example = f.metadata.get("example")
-        out.append(f"{name}={example}" if example is not None else f"# {name}={shown(f.default)}")
+    for name, default, help in _described():
+        out.append("")
+        out += textwrap.wrap(help.replace("`", ""), 84, initial_indent="# ", subsequent_indent="# ")
+        example = TABLE[name].metadata["example"]
+        out.append(f"# {name}={default}" if example is None else f"{name}={example}")
     return "\n".join(out) + "\n"

@@ -18,7 +18,7 @@ pytest_plugins: list[str] = [
     "tests.support.fixtures_sheets",
 ]
 
-_WORKDIR: list[str] = []
+_WORKDIR = pytest.StashKey[str]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -28,11 +28,10 @@ def pytest_configure(config: pytest.Config) -> None:
     for name in list(os.environ):
         if name in settings.TABLE or settings.closest(name, strict=True):
             del os.environ[name]
-    _WORKDIR.append(tempfile.mkdtemp(prefix="backtest-tests-"))
-    os.chdir(_WORKDIR[0])
+    config.stash[_WORKDIR] = tempfile.mkdtemp(prefix="backtest-tests-")
+    os.chdir(config.stash[_WORKDIR])
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     os.chdir(config.invocation_params.dir)
-    for path in _WORKDIR:
-        shutil.rmtree(path, ignore_errors=True)
+    shutil.rmtree(config.stash[_WORKDIR], ignore_errors=True)
