@@ -342,10 +342,10 @@ def plan_lines(plan: Plan) -> list[str]:
         if b.fix_ids:
             changes.append("course_ids repaired")
         lines.append(f"~ backtest {b.course_name}: {'; '.join(changes)}")
-    lines += [f"- code {_or_id(c.code, c.id)} ({c.reason})" for c in plan.codes_to_remove]
+    lines += [f"- code {_or_id(c.name, c.id)} ({c.reason})" for c in plan.codes_to_remove]
     lines += [f"- course {_or_id(c.name, c.id)} ({c.reason})" for c in plan.courses_to_remove]
     removed = plan.backtests_to_remove
-    lines += [f"- backtest {_or_id(b.course_name, b.id)} ({b.reason})" for b in removed]
+    lines += [f"- backtest {_or_id(b.name, b.id)} ({b.reason})" for b in removed]
     return lines
 
 

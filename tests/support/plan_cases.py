@@ -59,7 +59,7 @@ def plan_summary(p: Plan) -> dict[str, Any]:
     """The plan's parts as plain values, keyed `codes+`, `courses~`, `backtests-` …"""
     return {
         "codes+": list(p.codes_to_add),
-        "codes-": [(c.code, c.reason) for c in p.codes_to_remove],
+        "codes-": [(c.name, c.reason) for c in p.codes_to_remove],
         "courses+": [c.name for c in p.courses_to_add],
         "courses~": [(u.id, u.name) for u in p.courses_to_update],
         "courses-": [(c.id, c.reason) for c in p.courses_to_remove],
