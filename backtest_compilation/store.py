@@ -1,11 +1,8 @@
-"""`Store`: the website's three MongoDB collections, through pymongo (contract §3).
+"""`Store`: the website's three MongoDB collections through pymongo (contract §3).
 
-`read_current` reads them in three queries; `apply` writes a `website.Plan` in the order
-in which a visitor never sees a gap, one ordered `bulk_write` per phase, and on a failure
-says what the server confirmed. `mongomock://` selects an in-process store (the demo).
-Driver errors become `ServiceError` (exit 1) or `ConfigError` (credentials rejected, bad
-URI: exit 2), without the password. Round trips are counted by pymongo's command
-monitoring, for the summary's `api_calls.mongo`.
+`read_current` reads them in three queries, `apply` writes a `website.Plan` one ordered
+`bulk_write` per phase. `mongomock://` is an in-process store (the demo). Driver errors
+become `ServiceError` (exit 1) or `ConfigError` (exit 2), without the password.
 """
 
 from __future__ import annotations
@@ -16,7 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
-from typing import TYPE_CHECKING, Any, NamedTuple, Self
+from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import unquote, urlsplit
 
 import pymongo
@@ -60,19 +57,12 @@ DEFAULT_TIMEOUT_MS = 5_000
 def parse_tests(raw: Any) -> tuple[ExamEntry, ...] | None:
     """The stored `tests` list as exam entries, or None if it is not exactly the
     website's shape (`[{type: str, tests: [str, …]}, …]`) and must be rewritten."""
-    if not isinstance(raw, list):
+    try:
+        entries = tuple(ExamEntry(item["type"], tuple(item["tests"])) for item in raw)
+    except (KeyError, TypeError):
         return None
-    entries: list[ExamEntry] = []
-    for item in raw:
-        if not isinstance(item, Mapping) or set(item) != {"type", "tests"}:
-            return None
-        kind, semesters = item["type"], item["tests"]
-        if not isinstance(kind, str) or not isinstance(semesters, list):
-            return None
-        if not all(isinstance(s, str) for s in semesters):
-            return None
-        entries.append(ExamEntry(kind, tuple(semesters)))
-    return tuple(entries)
+    texts = all(isinstance(s, str) for e in entries for s in (e.type, *e.semesters))
+    return entries if texts and exam_documents(entries) == raw else None
 
 
 def read_state(
@@ -126,11 +116,6 @@ class RoundTrips(monitoring.CommandListener):
     def total(self) -> int:
         return sum(self.by_command.values())
 
-    @property
-    def writes(self) -> int:
-        """Round trips that carried inserts, updates or deletes."""
-        return sum(self.by_command[name] for name in ("insert", "update", "delete"))
-
     def started(self, event: monitoring.CommandStartedEvent) -> None:
         self.by_command[event.command_name] += 1
 
@@ -139,14 +124,6 @@ class RoundTrips(monitoring.CommandListener):
 
     def failed(self, event: monitoring.CommandFailedEvent) -> None:
         pass
-
-
-class WritePhase(NamedTuple):
-    """One phase of an apply (`insert courses`): one ordered `bulk_write`."""
-
-    name: str
-    collection: str
-    operations: list[Any]
 
 
 class ApplyFailed(ServiceError):
@@ -175,7 +152,8 @@ class Store:
         deadline: Deadline | None = None,
         patience_s: float = float("inf"),
     ) -> None:
-        self._client, self._db = client, client[db_name]
+        self._client = client
+        self.database: Database[Any] = client[db_name]  # for tests, doctor and the demo
         self.round_trips, self._monitored = round_trips, monitored
         self.deadline, self._patience_s = deadline, patience_s
         self._where = redact_uri(uri) if uri else "MongoDB"
@@ -237,11 +215,6 @@ class Store:
         """Round trips to the server so far (contract §8 `api_calls.mongo`)."""
         return self.round_trips.total
 
-    @property
-    def database(self) -> Database[Any]:
-        """The underlying database (for tests, doctor and the demo's website view)."""
-        return self._db
-
     def _by_hand(self, command_name: str) -> None:
         if not self._monitored:
             self.round_trips.by_command[command_name] += 1
@@ -258,7 +231,7 @@ class Store:
         with self._talking("reading the current state"):
             for name, wanted in fields.items():
                 # One batch: the first reply holds the whole collection (up to 16 MiB).
-                docs.append(list(self._db[name].find({}, wanted).batch_size(1_000_000)))
+                docs.append(list(self.database[name].find({}, wanted).batch_size(1_000_000)))
                 self._by_hand("find")
         current = read_state(*docs)
         log.info(
@@ -279,7 +252,7 @@ class Store:
                 (COURSES, "course_code"),
                 (BACKTESTS, "course_ids"),
             ):
-                self._db[collection].create_index(key)
+                self.database[collection].create_index(key)
                 self._by_hand("createIndexes")
 
     def apply(self, plan: Plan) -> Applied:
@@ -296,21 +269,21 @@ class Store:
         if log.isEnabledFor(logging.DEBUG):
             for line in plan_lines(plan):
                 log.debug("mongo plan: %s", line)
-        phases = [phase for phase in write_phases(plan) if phase.operations]
+        phases = [phase for phase in write_phases(plan) if phase[2]]
         done: dict[str, int] = {}  # phase → documents the server confirmed
         try:
             self.ensure_indexes()
             for name, collection, operations in phases:
                 with self._talking(f"writing ({name})"):
                     try:
-                        result = self._db[collection].bulk_write(operations, ordered=True)
+                        result = self.database[collection].bulk_write(operations, ordered=True)
                     except BulkWriteError as exc:  # ordered: the operations before it went
                         done[name] = _confirmed(exc.details)
                         raise
                 self._by_hand(name.split()[0])
                 done[name] = _confirmed(result.bulk_api_result)
         except ServiceError as exc:
-            progress = tuple((p.name, len(p.operations), done.get(p.name, 0)) for p in phases)
+            progress = tuple((name, len(ops), done.get(name, 0)) for name, _, ops in phases)
             raise ApplyFailed(str(exc), _applied(done, progress)) from None
         applied = _applied(done)
         log.info(
@@ -348,51 +321,35 @@ class Store:
                 f"{where} rejected the credentials while {doing}: "
                 "check the user, password and authSource in MONGO_URI"
             )
-        if isinstance(exc, ConnectionFailure):
-            return ServiceError(f"{where} is unreachable while {doing}: {self._unreachable(exc)}")
         if isinstance(exc, ConfigurationError):
             return ConfigError(f"MONGO_URI {self._where} is not usable: {self._scrub(str(exc))}")
         if isinstance(exc, BulkWriteError) and exc.details.get("writeErrors"):
             first = exc.details["writeErrors"][0].get("errmsg", "")
             return ServiceError(f"{where} refused a write while {doing}: {self._scrub(first)}")
-        return ServiceError(f"{where} failed while {doing}: {self._scrub(_brief(exc))}")
-
-    def _unreachable(self, exc: ConnectionFailure) -> str:
-        """`127.0.0.1:27017 refused the connection (…)`, one clause per server tried, not
-        pymongo's topology dump."""
+        if not isinstance(exc, ConnectionFailure):
+            return ServiceError(f"{where} failed while {doing}: {self._scrub(_brief(exc))}")
+        # One clause per server tried (`127.0.0.1:27017 refused the connection …`), not
+        # pymongo's topology dump.
         servers = self._client.topology_description.server_descriptions()
-        errors = {f"{h}:{p}": str(servers[h, p].error or "") for h, p in sorted(servers)}
-        if any(errors.values()):
-            return "; ".join(
-                f"{where} {self._cause(error) if error else 'did not answer'}"
-                for where, error in errors.items()
-            )
-        # Reached the servers but none could serve (no primary), or a connection dropped
-        # in the middle of a command: the exception's first line says which.
-        return f"{', '.join(errors) or 'the server'} {self._cause(_brief(exc))}"
-
-    def _cause(self, error: str) -> str:
-        """What a driver's socket error most likely means, or the error itself."""
-        error = error.split(" (configured timeouts", 1)[0]
-        for needles, cause in _CAUSES:
-            if any(needle in error.lower() for needle in needles):
-                return cause
-        # `host:port: [Errno 99] …` → the part after the address.
-        detail = error.split(": ", 1)[1] if re.match(r"^\S+:\d+: ", error) else error
-        return f"failed: {self._scrub(detail)[:120]}"
+        errors = {f"{h}:{p}": self._scrub(str(servers[h, p].error or "")) for h, p in servers}
+        if not any(errors.values()):
+            # Reached the servers but none could serve (no primary), or a connection
+            # dropped in the middle of a command: the exception's first line says which.
+            errors = {", ".join(errors) or "the server": self._scrub(_brief(exc))}
+        causes = (
+            f"{at} {_cause(e) if e else 'did not answer'}" for at, e in sorted(errors.items())
+        )
+        return ServiceError(f"{where} is unreachable while {doing}: {'; '.join(causes)}")
 
     def _scrub(self, text: str) -> str:
         return _scrub(text, self._secret)
 
 
-def write_phases(plan: Plan) -> list[WritePhase]:
-    """The wire form of `plan`, in the order in which a visitor never sees a gap
-    (contract §3): inserts bottom-up, updates, deletes top-down; one operation per
-    document (pymongo sends each phase in one round trip up to 100,000 of them).
-
-    Updates filter on the unique `_id`, so `UpdateMany` touches one document exactly
-    like `UpdateOne` — and, unlike `UpdateOne`, works in mongomock 4.3 with pymongo
-    ≥ 4.11 (whose `UpdateOne` passes a `sort` argument mongomock does not accept)."""
+def write_phases(plan: Plan) -> list[tuple[str, str, list[Any]]]:
+    """(phase, collection, operations) of `plan`, in the order in which a visitor never
+    sees a gap (contract §3); one operation per document (pymongo sends up to 100,000 in
+    one round trip). `UpdateMany` on the unique `_id` touches one document like
+    `UpdateOne`, and unlike it works in mongomock 4.3 with pymongo ≥ 4.11."""
     backtest_updates = []
     for b in plan.backtests_to_update:
         changes: dict[str, Any] = {"tests": exam_documents(b.tests)} if b.set_tests else {}
@@ -404,16 +361,14 @@ def write_phases(plan: Plan) -> list[WritePhase]:
         for b in plan.backtests_to_add
     ]
     return [
-        WritePhase("insert backtests", BACKTESTS, insert_backtests),
-        WritePhase(
+        ("insert backtests", BACKTESTS, insert_backtests),
+        (
             "insert courses",
             COURSES,
             [InsertOne({"_id": c.id, **course_document(c)}) for c in plan.courses_to_add],
         ),
-        WritePhase(
-            "insert codes", CODES, [InsertOne({"course_code": c}) for c in plan.codes_to_add]
-        ),
-        WritePhase(
+        ("insert codes", CODES, [InsertOne({"course_code": c}) for c in plan.codes_to_add]),
+        (
             "update courses",
             COURSES,
             [
@@ -421,12 +376,10 @@ def write_phases(plan: Plan) -> list[WritePhase]:
                 for u in plan.courses_to_update
             ],
         ),
-        WritePhase("update backtests", BACKTESTS, backtest_updates),
-        WritePhase("delete codes", CODES, [DeleteOne({"_id": c.id}) for c in plan.codes_to_remove]),
-        WritePhase(
-            "delete courses", COURSES, [DeleteOne({"_id": c.id}) for c in plan.courses_to_remove]
-        ),
-        WritePhase(
+        ("update backtests", BACKTESTS, backtest_updates),
+        ("delete codes", CODES, [DeleteOne({"_id": c.id}) for c in plan.codes_to_remove]),
+        ("delete courses", COURSES, [DeleteOne({"_id": c.id}) for c in plan.courses_to_remove]),
+        (
             "delete backtests",
             BACKTESTS,
             [DeleteOne({"_id": b.id}) for b in plan.backtests_to_remove],
@@ -448,34 +401,29 @@ def _applied(done: Mapping[str, int], phases: tuple[tuple[str, int, int], ...] =
     return Applied(inserted, updated, deleted, complete=not phases, phases=phases)
 
 
-# What a socket error says → what to check, for the one line an operator reads.
+# What a driver's socket error says → what to check, for the one line an operator reads.
 _CAUSES = (
     (
-        ("connection refused",),
+        "connection refused",
         "refused the connection: nothing listens there (is the server running? "
         "is the port in MONGO_URI right?)",
     ),
     (
-        (
-            "name or service not known",
-            "name resolution",
-            "nodename nor servname",
-            "no address associated",
-            "getaddrinfo failed",
-            "does not resolve",
-        ),
+        "name or service|name resolution|nodename|no address|getaddrinfo|not resolve",
         "is a host name that does not resolve (check the host in MONGO_URI, or DNS)",
     ),
-    (
-        ("timed out",),
-        "did not answer in time (a firewall or an IP access list in the way, or the server "
-        "is down)",
-    ),
-    (
-        ("ssl", "certificate"),
-        "failed the TLS handshake (check the tls options in MONGO_URI and the certificates)",
-    ),
+    ("timed out", "did not answer in time (a firewall, an IP access list, or the server down)"),
+    ("ssl|certificate", "failed the TLS handshake (check the tls options in MONGO_URI)"),
 )
+
+
+def _cause(error: str) -> str:
+    """What a socket error most likely means, or the error itself (after the address)."""
+    error = error.split(" (configured timeouts", 1)[0]
+    for pattern, cause in _CAUSES:
+        if re.search(pattern, error, re.IGNORECASE):
+            return cause
+    return "failed: " + re.sub(r"^\S+:\d+: ", "", error)[:120]  # `host:port: [Errno 99] …`
 
 
 def _brief(exc: PyMongoError) -> str:
