@@ -27,21 +27,12 @@ from pymongo.errors import (
     PyMongoError,
 )
 
+from . import website
 from .catalog import ExamEntry
 from .errors import ConfigError, ServiceError
 from .report import plan_lines
 from .settings import REDACTED, redact_uri
-from .website import (
-    Applied,
-    BacktestDoc,
-    CodeDoc,
-    CourseDoc,
-    CourseInsert,
-    CourseUpdate,
-    Current,
-    Plan,
-    id_order,
-)
+from .website import Applied, Current, Plan
 
 if TYPE_CHECKING:
     from .google import Deadline
@@ -52,6 +43,8 @@ CODES = "backtest_course_code_collection"
 COURSES = "backtest_courses_collection"
 BACKTESTS = "backtest_collection"
 DEFAULT_TIMEOUT_MS = 5_000
+# The indexes the website's queries rely on.
+INDEXES = ((CODES, "course_code"), (COURSES, "course_code"), (BACKTESTS, "course_ids"))
 
 
 def parse_tests(raw: Any) -> tuple[ExamEntry, ...] | None:
@@ -75,20 +68,22 @@ def read_state(
     def text(doc: Mapping[str, Any], key: str) -> str | None:
         return doc[key] if isinstance(doc.get(key), str) else None
 
-    def backtest(doc: Mapping[str, Any]) -> BacktestDoc:
+    def backtest(doc: Mapping[str, Any]) -> website.BacktestDoc:
         ids = doc.get("course_ids")
         # A scalar still matches the website's `$in` query: it points at that course.
         as_tuple = tuple(ids) if isinstance(ids, list) else () if ids is None else (ids,)
         exact = isinstance(ids, list) and len(ids) == 1
-        return BacktestDoc(doc.get("_id"), as_tuple, parse_tests(doc.get("tests")), exact)
+        return website.BacktestDoc(doc.get("_id"), as_tuple, parse_tests(doc.get("tests")), exact)
 
     def oldest_first(docs: Iterable[Any]) -> tuple[Any, ...]:
-        return tuple(sorted(docs, key=lambda d: id_order(d.id)))
+        return tuple(sorted(docs, key=lambda d: website.id_order(d.id)))
 
     return Current(
-        oldest_first(CodeDoc(d.get("_id"), text(d, "course_code")) for d in codes),
+        oldest_first(website.CodeDoc(d.get("_id"), text(d, "course_code")) for d in codes),
         oldest_first(
-            CourseDoc(d.get("_id"), text(d, "name"), text(d, "course_code"), text(d, "folder_id"))
+            website.CourseDoc(
+                d.get("_id"), text(d, "name"), text(d, "course_code"), text(d, "folder_id")
+            )
             for d in courses
         ),
         oldest_first(backtest(d) for d in backtests),
@@ -100,7 +95,7 @@ def exam_documents(tests: Iterable[ExamEntry]) -> list[dict[str, Any]]:
     return [{"type": entry.type, "tests": list(entry.semesters)} for entry in tests]
 
 
-def course_document(course: CourseInsert | CourseUpdate) -> dict[str, Any]:
+def course_document(course: website.CourseDoc | website.CourseUpdate) -> dict[str, Any]:
     """The course fields the tool owns (`_id` excluded)."""
     return {"name": course.name, "course_code": course.code, "folder_id": course.folder_id}
 
@@ -146,18 +141,15 @@ class Store:
         client: Any,  # a pymongo MongoClient, or mongomock's for mongomock://
         db_name: str,
         *,
-        round_trips: RoundTrips,
-        monitored: bool,  # False for mongomock: no command events, calls counted by hand
+        round_trips: RoundTrips,  # listening to `client` (mongomock: counted by hand)
         uri: str = "",
         deadline: Deadline | None = None,
         patience_s: float = float("inf"),
     ) -> None:
         self._client = client
         self.database: Database[Any] = client[db_name]  # for tests, doctor and the demo
-        self.round_trips, self._monitored = round_trips, monitored
-        self.deadline, self._patience_s = deadline, patience_s
-        self._where = redact_uri(uri) if uri else "MongoDB"
-        self._secret = _password(uri)
+        self.round_trips, self.deadline, self._patience_s = round_trips, deadline, patience_s
+        self._uri, self._where = uri, redact_uri(uri) if uri else "MongoDB"
 
     @classmethod
     def connect(
@@ -176,7 +168,7 @@ class Store:
         if uri.startswith("mongomock:"):
             import mongomock  # only here: a real deployment never loads it
 
-            return cls(mongomock.MongoClient(), db_name, round_trips=counter, monitored=False)
+            return cls(mongomock.MongoClient(), db_name, round_trips=counter)
         socket_ms = max(timeout_ms * 12, 60_000)
         try:
             client: MongoClient[Any] = MongoClient(
@@ -188,16 +180,11 @@ class Store:
                 appname="backtest-compilation",
             )
         except (ConfigurationError, ValueError, TypeError) as exc:
-            message = _scrub(str(exc), _password(uri))
+            message = _scrub(str(exc), uri)
             raise ConfigError(f"MONGO_URI {redact_uri(uri)!r} is not usable: {message}") from None
+        patience_s = socket_ms / 1000
         return cls(
-            client,
-            db_name,
-            round_trips=counter,
-            monitored=True,
-            uri=uri,
-            deadline=deadline,
-            patience_s=socket_ms / 1000,
+            client, db_name, round_trips=counter, uri=uri, deadline=deadline, patience_s=patience_s
         )
 
     def close(self) -> None:
@@ -216,7 +203,7 @@ class Store:
         return self.round_trips.total
 
     def _by_hand(self, command_name: str) -> None:
-        if not self._monitored:
+        if not isinstance(self._client, MongoClient):  # mongomock: no command events
             self.round_trips.by_command[command_name] += 1
 
     def read_current(self) -> Current:
@@ -234,26 +221,9 @@ class Store:
                 docs.append(list(self.database[name].find({}, wanted).batch_size(1_000_000)))
                 self._by_hand("find")
         current = read_state(*docs)
-        log.info(
-            "mongo read: %d codes, %d courses, %d backtests in %.2f s (%d round trips)",
-            len(current.codes),
-            len(current.courses),
-            len(current.backtests),
-            time.perf_counter() - started,
-            self.api_calls - before,
-        )
+        counts = len(current.codes), len(current.courses), len(current.backtests)
+        self._log(started, before, "mongo read: %d codes, %d courses, %d backtests", *counts)
         return current
-
-    def ensure_indexes(self) -> None:
-        """The indexes the website's queries rely on; creating an existing one is a no-op."""
-        with self._talking("creating indexes"):
-            for collection, key in (
-                (CODES, "course_code"),
-                (COURSES, "course_code"),
-                (BACKTESTS, "course_ids"),
-            ):
-                self.database[collection].create_index(key)
-                self._by_hand("createIndexes")
 
     def apply(self, plan: Plan) -> Applied:
         """Write `plan`: inserts bottom-up, then updates, then deletes top-down (contract §3).
@@ -272,7 +242,10 @@ class Store:
         phases = [phase for phase in write_phases(plan) if phase[2]]
         done: dict[str, int] = {}  # phase → documents the server confirmed
         try:
-            self.ensure_indexes()
+            with self._talking("creating indexes"):  # creating an existing one is a no-op
+                for collection, key in INDEXES:
+                    self.database[collection].create_index(key)
+                    self._by_hand("createIndexes")
             for name, collection, operations in phases:
                 with self._talking(f"writing ({name})"):
                     try:
@@ -286,15 +259,14 @@ class Store:
             progress = tuple((name, len(ops), done.get(name, 0)) for name, _, ops in phases)
             raise ApplyFailed(str(exc), _applied(done, progress)) from None
         applied = _applied(done)
-        log.info(
-            "mongo apply: %d inserted, %d updated, %d deleted in %.2f s (%d round trips)",
-            applied.inserted,
-            applied.updated,
-            applied.deleted,
-            time.perf_counter() - started,
-            self.api_calls - before,
-        )
+        counts = applied.inserted, applied.updated, applied.deleted
+        self._log(started, before, "mongo apply: %d inserted, %d updated, %d deleted", *counts)
         return applied
+
+    def _log(self, started: float, before: int, message: str, *counts: int) -> None:
+        """`message` and the time and round trips since `started` (`before` calls)."""
+        took, calls = time.perf_counter() - started, self.api_calls - before
+        log.info(f"{message} in %.2f s (%d round trips)", *counts, took, calls)
 
     @contextmanager
     def _talking(self, doing: str) -> Iterator[None]:
@@ -342,7 +314,7 @@ class Store:
         return ServiceError(f"{where} is unreachable while {doing}: {'; '.join(causes)}")
 
     def _scrub(self, text: str) -> str:
-        return _scrub(text, self._secret)
+        return _scrub(text, self._uri)
 
 
 def write_phases(plan: Plan) -> list[tuple[str, str, list[Any]]]:
@@ -433,15 +405,12 @@ def _brief(exc: PyMongoError) -> str:
     return text if len(text) <= 300 else text[:300].rsplit(" ", 1)[0] + " …"
 
 
-def _password(uri: str) -> str | None:
+def _scrub(text: str, uri: str) -> str:
+    """Mask the password of `uri` wherever a driver message might echo it."""
     try:
-        return urlsplit(uri).password
-    except ValueError:
-        return None
-
-
-def _scrub(text: str, secret: str | None) -> str:
-    """Mask the password wherever a driver message might echo it."""
+        secret = urlsplit(uri).password
+    except ValueError:  # not a URL: no password to find
+        return text
     for form in {secret, unquote(secret)} if secret else ():
         text = text.replace(form, REDACTED)
     return text

@@ -35,7 +35,8 @@ class CodeDoc:
 
 @dataclass(frozen=True, slots=True)
 class CourseDoc:
-    """A course document as read; a field missing or not a string is None."""
+    """A course document as read (a field missing or not a string is None), or a new
+    one (its `_id` chosen in advance, so that its backtest can point at it)."""
 
     id: Any
     name: str | None
@@ -69,16 +70,6 @@ def id_order(value: Any) -> tuple[int, bytes | str]:
     if isinstance(value, ObjectId):
         return (0, value.binary)
     return (1, f"{type(value).__name__}:{value!r}")
-
-
-@dataclass(frozen=True, slots=True)
-class CourseInsert:
-    """A new course document; `id` is chosen in advance so its backtest can point at it."""
-
-    id: Any
-    name: str
-    code: str
-    folder_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +122,7 @@ class Plan:
 
     codes_to_add: tuple[str, ...] = ()
     codes_to_remove: tuple[Removal, ...] = ()
-    courses_to_add: tuple[CourseInsert, ...] = ()
+    courses_to_add: tuple[CourseDoc, ...] = ()
     courses_to_update: tuple[CourseUpdate, ...] = ()
     courses_to_remove: tuple[Removal, ...] = ()
     backtests_to_add: tuple[BacktestInsert, ...] = ()
@@ -177,9 +168,9 @@ def plan(
     desired = sorted(catalog.courses, key=lambda c: c.name)
     matched = match_courses(desired, current.courses)
     taken = {id_order(doc.id) for doc in current.courses}
-    to_add: list[CourseInsert] = []
-    to_update: list[CourseUpdate] = []
-    id_of: dict[str, Any] = {}  # course name → its `_id` once the plan is applied
+    added: list[CourseDoc] = []
+    updated: list[CourseUpdate] = []
+    id_of: dict[str, Any] = {}  # course name → its `_id` once applied
     for c in desired:
         doc = matched.get(c.name)
         if doc is None:
@@ -187,32 +178,32 @@ def plan(
             if chosen is None or id_order(chosen) in taken:
                 chosen = new_id()
             taken.add(id_order(chosen))
-            to_add.append(CourseInsert(chosen, c.name, c.code, c.folder_id))
-            id_of[c.name] = chosen
-            continue
-        id_of[c.name] = doc.id
-        if (doc.name, doc.code, doc.folder_id) != (c.name, c.code, c.folder_id):
+            doc = CourseDoc(chosen, c.name, c.code, c.folder_id)
+            added.append(doc)
+        elif (doc.name, doc.code, doc.folder_id) != (c.name, c.code, c.folder_id):
             old = (doc.name, doc.code, doc.folder_id)
-            to_update.append(CourseUpdate(doc.id, *old, c.name, c.code, c.folder_id))
+            updated.append(CourseUpdate(doc.id, *old, c.name, c.code, c.folder_id))
+        id_of[c.name] = doc.id
     kept = {id_order(doc.id) for doc in matched.values()}
-    to_remove = [
-        Removal(doc.id, doc.name, _removal_reason(doc, id_of))
-        for doc in current.courses
-        if id_order(doc.id) not in kept
-    ]
-    new = {id_order(c.id) for c in to_add}
-    backtests = plan_backtests(desired, id_of, new, current)
-    codes_to_add, codes_to_remove = plan_codes(set(catalog.course_codes), current.codes)
+    removed = [_removal(doc, id_of) for doc in current.courses if id_order(doc.id) not in kept]
+    new = {id_order(c.id) for c in added}
     return Plan(
-        codes_to_add,
-        codes_to_remove,
-        tuple(to_add),
-        tuple(to_update),
-        tuple(to_remove),
-        *backtests,
+        *plan_codes(set(catalog.course_codes), current.codes),
+        tuple(added),
+        tuple(updated),
+        tuple(removed),
+        *plan_backtests(desired, id_of, new, current),
         existing_courses=len(current.courses),
         desired_courses=len(desired),
     )
+
+
+def _removal(doc: CourseDoc, kept_names: Mapping[str, Any]) -> Removal:
+    """Why a course document no course kept goes."""
+    if not isinstance(doc.id, ObjectId):
+        return Removal(doc.id, doc.name, "its _id is not an ObjectId, the website cannot link it")
+    reason = "duplicate of a kept course" if doc.name in kept_names else "not in the drive"
+    return Removal(doc.id, doc.name, reason)
 
 
 def match_courses(desired: list[Course], docs: Iterable[CourseDoc]) -> dict[str, CourseDoc]:
@@ -266,12 +257,10 @@ def plan_backtests(
     for bt in current.backtests:
         if id_order(bt.id) not in kept:
             keys = [id_order(c) for c in bt.course_ids]
-            if owner := next(filter(None, map(name_of.get, keys)), None):
-                to_remove.append(Removal(bt.id, owner, "duplicate"))
-            else:
-                label = next(filter(None, map(old_name_of.get, keys)), None)
-                reason = "course removed" if label else "points at no course"
-                to_remove.append(Removal(bt.id, label, reason))
+            owner = next(filter(None, map(name_of.get, keys)), None)
+            label = owner or next(filter(None, map(old_name_of.get, keys)), None)
+            reason = "duplicate" if owner else "course removed" if label else "points at no course"
+            to_remove.append(Removal(bt.id, label, reason))
     return tuple(to_add), tuple(to_update), tuple(to_remove)
 
 
@@ -293,12 +282,6 @@ def plan_codes(
             continue
         to_remove.append(Removal(doc.id, doc.code, reason))
     return tuple(sorted(wanted - seen)), tuple(to_remove)
-
-
-def _removal_reason(doc: CourseDoc, kept_names: Mapping[str, Any]) -> str:
-    if not isinstance(doc.id, ObjectId):
-        return "its _id is not an ObjectId, the website cannot link it"
-    return "duplicate of a kept course" if doc.name in kept_names else "not in the drive"
 
 
 def guard_refusal(plan: Plan, *, max_delete_fraction: float, hint: str | None = None) -> str | None:

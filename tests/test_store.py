@@ -331,7 +331,7 @@ class _Commands(monitoring.CommandListener):
 def test_wire_order_of_a_mixed_publish(mongo_server: MongoServer, mongo_db_name: str) -> None:
     commands, counter = _Commands(), RoundTrips()
     client: MongoClient[Any] = MongoClient(mongo_server.uri, event_listeners=[commands, counter])
-    with Store(client, mongo_db_name, round_trips=counter, monitored=True) as store:
+    with Store(client, mongo_db_name, round_trips=counter) as store:
         publish(store, CATALOG)
         commands.seen.clear()
         # Everything at once: a new department and course, a rename, a tests change,
