@@ -19,13 +19,6 @@ from urllib.parse import unquote, urlsplit
 import pymongo
 from pymongo import DeleteOne, InsertOne, MongoClient, UpdateMany, monitoring
 from pymongo.database import Database
-from pymongo.errors import (
-    BulkWriteError,
-    ConfigurationError,
-    ConnectionFailure,
-    OperationFailure,
-    PyMongoError,
-)
 
 from . import website
 from .catalog import ExamEntry
@@ -78,14 +71,10 @@ def read_state(
     def oldest_first(docs: Iterable[Any]) -> tuple[Any, ...]:
         return tuple(sorted(docs, key=lambda d: website.id_order(d.id)))
 
+    keys = ("name", "course_code", "folder_id")
     return Current(
         oldest_first(website.CodeDoc(d.get("_id"), text(d, "course_code")) for d in codes),
-        oldest_first(
-            website.CourseDoc(
-                d.get("_id"), text(d, "name"), text(d, "course_code"), text(d, "folder_id")
-            )
-            for d in courses
-        ),
+        oldest_first(website.CourseDoc(d.get("_id"), *(text(d, k) for k in keys)) for d in courses),
         oldest_first(backtest(d) for d in backtests),
     )
 
@@ -130,11 +119,9 @@ class ApplyFailed(ServiceError):
 
 
 class Store:
-    """The website's collections in database `db_name`, reached through `client`.
-
-    Use `Store.connect` (`adapters.connect_store` reads the settings); close it (or use
-    `with`). No operation outlives `deadline` (the run's end, RUN_TIMEOUT_S); `patience_s`
-    is the longest the driver waits by itself (its socket timeout)."""
+    """The website's collections in database `db_name`; use `Store.connect`, and close it.
+    No operation outlives `deadline` (the run's end); `patience_s` is the longest the
+    driver waits by itself (its socket timeout)."""
 
     def __init__(
         self,
@@ -179,7 +166,7 @@ class Store:
                 event_listeners=[counter],
                 appname="backtest-compilation",
             )
-        except (ConfigurationError, ValueError, TypeError) as exc:
+        except (pymongo.errors.ConfigurationError, ValueError, TypeError) as exc:
             message = _scrub(str(exc), uri)
             raise ConfigError(f"MONGO_URI {redact_uri(uri)!r} is not usable: {message}") from None
         patience_s = socket_ms / 1000
@@ -250,7 +237,7 @@ class Store:
                 with self._talking(f"writing ({name})"):
                     try:
                         result = self.database[collection].bulk_write(operations, ordered=True)
-                    except BulkWriteError as exc:  # ordered: the operations before it went
+                    except pymongo.errors.BulkWriteError as exc:  # ordered: the ones before went
                         done[name] = _confirmed(exc.details)
                         raise
                 self._by_hand(name.split()[0])
@@ -279,26 +266,26 @@ class Store:
         try:
             with limit:
                 yield
-        except PyMongoError as exc:
+        except pymongo.errors.PyMongoError as exc:
             # A server that stops answering is cut off at the run's end, not the socket's.
             if exc.timeout and self.deadline is not None and self.deadline.left() < 1.0:
                 where = f"{doing} (MongoDB at {self._where} did not answer in time)"
                 raise self.deadline.error(where) from None
             raise self._error(exc, doing) from None
 
-    def _error(self, exc: PyMongoError, doing: str) -> ServiceError | ConfigError:
+    def _error(self, exc: pymongo.errors.PyMongoError, doing: str) -> ServiceError | ConfigError:
         where = f"MongoDB at {self._where}"
-        if isinstance(exc, OperationFailure) and exc.code in (13, 18):  # not authorised
+        if isinstance(exc, pymongo.errors.OperationFailure) and exc.code in (13, 18):  # refused
             return ConfigError(
                 f"{where} rejected the credentials while {doing}: "
                 "check the user, password and authSource in MONGO_URI"
             )
-        if isinstance(exc, ConfigurationError):
+        if isinstance(exc, pymongo.errors.ConfigurationError):
             return ConfigError(f"MONGO_URI {self._where} is not usable: {self._scrub(str(exc))}")
-        if isinstance(exc, BulkWriteError) and exc.details.get("writeErrors"):
+        if isinstance(exc, pymongo.errors.BulkWriteError) and exc.details.get("writeErrors"):
             first = exc.details["writeErrors"][0].get("errmsg", "")
             return ServiceError(f"{where} refused a write while {doing}: {self._scrub(first)}")
-        if not isinstance(exc, ConnectionFailure):
+        if not isinstance(exc, pymongo.errors.ConnectionFailure):
             return ServiceError(f"{where} failed while {doing}: {self._scrub(_brief(exc))}")
         # One clause per server tried (`127.0.0.1:27017 refused the connection …`), not
         # pymongo's topology dump.
@@ -373,32 +360,25 @@ def _applied(done: Mapping[str, int], phases: tuple[tuple[str, int, int], ...] =
     return Applied(inserted, updated, deleted, complete=not phases, phases=phases)
 
 
-# What a driver's socket error says → what to check, for the one line an operator reads.
-_CAUSES = (
-    (
-        "connection refused",
-        "refused the connection: nothing listens there (is the server running? "
-        "is the port in MONGO_URI right?)",
-    ),
-    (
-        "name or service|name resolution|nodename|no address|getaddrinfo|not resolve",
-        "is a host name that does not resolve (check the host in MONGO_URI, or DNS)",
-    ),
-    ("timed out", "did not answer in time (a firewall, an IP access list, or the server down)"),
-    ("ssl|certificate", "failed the TLS handshake (check the tls options in MONGO_URI)"),
-)
+# What a driver's socket error says (a pattern) → what to check, in one line.
+_CAUSES = {
+    "connection refused": "refused the connection: nothing listens there (is it running?)",
+    "not known|name resolution|nodename|getaddrinfo": "is a host name that does not resolve",
+    "timed out": "did not answer in time (a firewall, an IP access list, or the server down)",
+    "ssl|certificate": "failed the TLS handshake (check the tls options in MONGO_URI)",
+}
 
 
 def _cause(error: str) -> str:
     """What a socket error most likely means, or the error itself (after the address)."""
     error = error.split(" (configured timeouts", 1)[0]
-    for pattern, cause in _CAUSES:
+    for pattern, cause in _CAUSES.items():
         if re.search(pattern, error, re.IGNORECASE):
             return cause
     return "failed: " + re.sub(r"^\S+:\d+: ", "", error)[:120]  # `host:port: [Errno 99] …`
 
 
-def _brief(exc: PyMongoError) -> str:
+def _brief(exc: pymongo.errors.PyMongoError) -> str:
     """The first line of a driver error without its topology dump, at most 300 characters."""
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     text = text.split(", Timeout:", 1)[0].split("Topology Description:", 1)[0].strip(" ,")

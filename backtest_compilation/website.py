@@ -1,13 +1,9 @@
-"""Catalog → MongoDB plan: what the website's three collections must gain, change and lose.
+"""Catalog → MongoDB plan: what the website's three collections gain, change and lose.
 
-Pure code (contract §3): `Current` is what MongoDB holds (read by `store`), `plan` diffs a
-`Catalog` against it, `guard_refusal` is the mass-delete guard; `store` applies the plan.
-
-The website links to a course by its `_id`, so a course document is matched to a catalog
-course by Drive folder id first, then by full name (oldest `_id` first), and keeps its
-`_id` when its title changes. Each kept course owns exactly one backtest document,
-`{course_ids: [its _id], tests: [...]}`. Everything else the tool owns and the drive does
-not explain (orphans, duplicates, stale codes) is removed.
+Pure (contract §3): `plan` diffs a `Catalog` against `Current` (what `store` read), and
+`guard_refusal` is the mass-delete guard. The website links to a course by its `_id`, so
+a course keeps its document (matched by folder id, then by name) when its title changes.
+Each kept course owns one backtest document; what the drive does not explain goes.
 """
 
 from __future__ import annotations
