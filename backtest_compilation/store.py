@@ -96,10 +96,6 @@ class RoundTrips(monitoring.CommandListener):
     def __init__(self) -> None:
         self.by_command: Counter[str] = Counter()
 
-    @property
-    def total(self) -> int:
-        return sum(self.by_command.values())
-
     def started(self, event: monitoring.CommandStartedEvent) -> None:
         self.by_command[event.command_name] += 1
 
@@ -156,22 +152,21 @@ class Store:
             import mongomock  # only here: a real deployment never loads it
 
             return cls(mongomock.MongoClient(), db_name, round_trips=counter)
-        socket_ms = max(timeout_ms * 12, 60_000)
+        socket_s = max(timeout_ms * 12 / 1000, 60.0)
         try:
             client: MongoClient[Any] = MongoClient(
                 uri,
                 serverSelectionTimeoutMS=timeout_ms,
                 connectTimeoutMS=timeout_ms,
-                socketTimeoutMS=socket_ms,
+                socketTimeoutMS=socket_s * 1000,
                 event_listeners=[counter],
                 appname="backtest-compilation",
             )
         except (pymongo.errors.ConfigurationError, ValueError, TypeError) as exc:
             message = _scrub(str(exc), uri)
             raise ConfigError(f"MONGO_URI {redact_uri(uri)!r} is not usable: {message}") from None
-        patience_s = socket_ms / 1000
         return cls(
-            client, db_name, round_trips=counter, uri=uri, deadline=deadline, patience_s=patience_s
+            client, db_name, round_trips=counter, uri=uri, deadline=deadline, patience_s=socket_s
         )
 
     def close(self) -> None:
@@ -187,7 +182,7 @@ class Store:
     @property
     def api_calls(self) -> int:
         """Round trips to the server so far (contract §8 `api_calls.mongo`)."""
-        return self.round_trips.total
+        return self.round_trips.by_command.total()
 
     def _by_hand(self, command_name: str) -> None:
         if not isinstance(self._client, MongoClient):  # mongomock: no command events
@@ -213,12 +208,9 @@ class Store:
         return current
 
     def apply(self, plan: Plan) -> Applied:
-        """Write `plan`: inserts bottom-up, then updates, then deletes top-down (contract §3).
-
-        The mass-delete guard was decided before (`website.guard_refusal`). A plan with
-        nothing to do sends nothing; otherwise the indexes are ensured and each non-empty
-        phase is one ordered `bulk_write`. A failure stops there (`ApplyFailed`, with what
-        was written before it); the next run reads the state again and converges."""
+        """Write `plan` (the guard decided before), each non-empty phase one ordered
+        `bulk_write`. A failure stops there: `ApplyFailed` says what was written before it,
+        and the next run reads the state again and converges."""
         if plan.is_empty:
             log.info("mongo apply: in sync, nothing written")
             return Applied()
@@ -257,8 +249,7 @@ class Store:
 
     @contextmanager
     def _talking(self, doing: str) -> Iterator[None]:
-        """Within the run's remaining time, turn driver errors into the run's errors,
-        without the password."""
+        """Within the run's remaining time, driver errors become the run's errors."""
         # Under `pymongo.timeout` the driver waits for a server as long as the limit
         # allows (not serverSelectionTimeoutMS): set it only when the deadline is nearer.
         left = self.deadline.left() if self.deadline is not None else float("inf")

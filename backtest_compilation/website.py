@@ -86,7 +86,6 @@ class BacktestInsert:
     course_id: Any
     course_name: str
     tests: tuple[ExamEntry, ...]
-    reason: str = "new course"
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,11 +155,8 @@ def plan(
 ) -> Plan:
     """The smallest set of writes that makes `current` show `catalog` (contract §3).
 
-    `new_id` makes the `_id`s of new courses (injected so tests are deterministic).
-    `reuse` (folder id → `_id`) gives a course folder that comes back the `_id` its
-    course had before it was removed, so the website's links to it work again; an `_id`
-    still present in MongoDB is never reused.
-    """
+    `new_id` makes the `_id`s of new courses. `reuse` (folder id → `_id`) gives a course
+    folder that comes back its old `_id` (the website's links work again), if free."""
     desired = sorted(catalog.courses, key=lambda c: c.name)
     matched = match_courses(desired, current.courses)
     taken = {id_order(doc.id) for doc in current.courses}
@@ -203,9 +199,8 @@ def _removal(doc: CourseDoc, kept_names: Mapping[str, Any]) -> Removal:
 
 
 def match_courses(desired: list[Course], docs: Iterable[CourseDoc]) -> dict[str, CourseDoc]:
-    """Course name → the document it keeps: by folder id, then by name, the oldest `_id`
-    first; each document goes to one course at most. The website turns the id in its URLs
-    into an ObjectId, so a document with any other `_id` is replaced rather than adopted."""
+    """Course name → the document it keeps: by folder id, then by name, the oldest first;
+    only ObjectId `_id`s (the website turns the id in its URLs into an ObjectId)."""
     linkable = [doc for doc in docs if isinstance(doc.id, ObjectId)]
     matched: dict[str, CourseDoc] = {}
     claimed: set[ObjectId] = set()
@@ -225,8 +220,7 @@ def plan_backtests(
     desired: list[Course], id_of: Mapping[str, Any], new: set[Any], current: Current
 ) -> tuple[tuple[BacktestInsert, ...], tuple[BacktestUpdate, ...], tuple[Removal, ...]]:
     """(to add, to update, to remove): each kept course keeps one backtest document (one
-    pointing only at it first, then the oldest); every other is a duplicate or an orphan.
-    `new` holds the keys (`id_order`) of the courses inserted."""
+    pointing only at it first, then the oldest). `new`: the `id_order`s of new courses."""
     by_course: dict[Any, list[BacktestDoc]] = defaultdict(list)
     for bt in current.backtests:
         for cid in bt.course_ids:
@@ -238,8 +232,7 @@ def plan_backtests(
         cid = id_of[course.name]
         free = [b for b in by_course[id_order(cid)] if id_order(b.id) not in kept]
         if id_order(cid) in new or not free:
-            reason = "new course" if id_order(cid) in new else "course had no backtest document"
-            to_add.append(BacktestInsert(cid, course.name, course.tests, reason))
+            to_add.append(BacktestInsert(cid, course.name, course.tests))
             continue
         bt = min(free, key=lambda b: (not b.exact, id_order(b.id)))
         kept.add(id_order(bt.id))
@@ -303,9 +296,8 @@ def guard_refusal(plan: Plan, *, max_delete_fraction: float, hint: str | None = 
 
 @dataclass(frozen=True, slots=True)
 class Applied:
-    """The documents `Store.apply` wrote. `complete` is False when it stopped part-way
-    (`store.ApplyFailed`): the counts are what the server confirmed, and `phases` holds
-    (phase, operations planned, operations applied)."""
+    """The documents `Store.apply` wrote; when it stopped part-way, what the server
+    confirmed, and per phase (name, operations planned, operations applied)."""
 
     inserted: int = 0
     updated: int = 0
