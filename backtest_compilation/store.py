@@ -90,8 +90,7 @@ def course_document(course: website.CourseDoc | website.CourseUpdate) -> dict[st
 
 
 class RoundTrips(monitoring.CommandListener):
-    """Commands sent to the server by name (one command = one round trip). For
-    mongomock, which has no wire, the store counts its calls here itself."""
+    """Commands sent to the server, by name: one command is one round trip."""
 
     def __init__(self) -> None:
         self.by_command: Counter[str] = Counter()
@@ -116,8 +115,7 @@ class ApplyFailed(ServiceError):
 
 class Store:
     """The website's collections in database `db_name`; use `Store.connect`, and close it.
-    No operation outlives `deadline` (the run's end); `patience_s` is the longest the
-    driver waits by itself (its socket timeout)."""
+    No operation outlives `deadline`; the driver waits `patience_s` at most by itself."""
 
     def __init__(
         self,
@@ -143,10 +141,8 @@ class Store:
         timeout_ms: int = DEFAULT_TIMEOUT_MS,
         deadline: Deadline | None = None,
     ) -> Self:
-        """A store for `uri` (`mongodb://`, `mongodb+srv://` or `mongomock://`).
-
-        Connecting is lazy: an unreachable server shows at the first read, after
-        `timeout_ms`, as `ServiceError`."""
+        """A store for `uri` (`mongodb://`, `mongodb+srv://` or `mongomock://`); connecting
+        is lazy: an unreachable server shows at the first read, after `timeout_ms`."""
         counter = RoundTrips()
         if uri.startswith("mongomock:"):
             import mongomock  # only here: a real deployment never loads it
@@ -300,39 +296,32 @@ def write_phases(plan: Plan) -> list[tuple[str, str, list[Any]]]:
     sees a gap (contract §3); one operation per document (pymongo sends up to 100,000 in
     one round trip). `UpdateMany` on the unique `_id` touches one document like
     `UpdateOne`, and unlike it works in mongomock 4.3 with pymongo ≥ 4.11."""
-    backtest_updates = []
+    backtests_set = []
     for b in plan.backtests_to_update:
         changes: dict[str, Any] = {"tests": exam_documents(b.tests)} if b.set_tests else {}
         if b.fix_ids:
             changes["course_ids"] = [b.course_id]
-        backtest_updates.append(UpdateMany({"_id": b.id}, {"$set": changes}))
-    insert_backtests = [
+        backtests_set.append(UpdateMany({"_id": b.id}, {"$set": changes}))
+    new_backtests = [
         InsertOne({"course_ids": [b.course_id], "tests": exam_documents(b.tests)})
         for b in plan.backtests_to_add
     ]
+    new_courses = [InsertOne({"_id": c.id, **course_document(c)}) for c in plan.courses_to_add]
+    courses_set = [
+        UpdateMany({"_id": u.id}, {"$set": course_document(u)}) for u in plan.courses_to_update
+    ]
     return [
-        ("insert backtests", BACKTESTS, insert_backtests),
-        (
-            "insert courses",
-            COURSES,
-            [InsertOne({"_id": c.id, **course_document(c)}) for c in plan.courses_to_add],
-        ),
+        ("insert backtests", BACKTESTS, new_backtests),
+        ("insert courses", COURSES, new_courses),
         ("insert codes", CODES, [InsertOne({"course_code": c}) for c in plan.codes_to_add]),
-        (
-            "update courses",
-            COURSES,
-            [
-                UpdateMany({"_id": u.id}, {"$set": course_document(u)})
-                for u in plan.courses_to_update
-            ],
-        ),
-        ("update backtests", BACKTESTS, backtest_updates),
-        ("delete codes", CODES, [DeleteOne({"_id": c.id}) for c in plan.codes_to_remove]),
-        ("delete courses", COURSES, [DeleteOne({"_id": c.id}) for c in plan.courses_to_remove]),
+        ("update courses", COURSES, courses_set),
+        ("update backtests", BACKTESTS, backtests_set),
+        ("delete codes", CODES, [DeleteOne({"_id": r.id}) for r in plan.codes_to_remove]),
+        ("delete courses", COURSES, [DeleteOne({"_id": r.id}) for r in plan.courses_to_remove]),
         (
             "delete backtests",
             BACKTESTS,
-            [DeleteOne({"_id": b.id}) for b in plan.backtests_to_remove],
+            [DeleteOne({"_id": r.id}) for r in plan.backtests_to_remove],
         ),
     ]
 

@@ -178,16 +178,10 @@ def plan(
         id_of[c.name] = doc.id
     kept = {id_order(doc.id) for doc in matched.values()}
     removed = [_removal(doc, id_of) for doc in current.courses if id_order(doc.id) not in kept]
-    new = {id_order(c.id) for c in added}
-    return Plan(
-        *plan_codes(set(catalog.course_codes), current.codes),
-        tuple(added),
-        tuple(updated),
-        tuple(removed),
-        *plan_backtests(desired, id_of, new, current),
-        existing_courses=len(current.courses),
-        desired_courses=len(desired),
-    )
+    codes = plan_codes(set(catalog.course_codes), current.codes)
+    courses = tuple(added), tuple(updated), tuple(removed)
+    backtests = plan_backtests(desired, id_of, {id_order(c.id) for c in added}, current)
+    return Plan(*codes, *courses, *backtests, len(current.courses), len(desired))
 
 
 def _removal(doc: CourseDoc, kept_names: Mapping[str, Any]) -> Removal:
