@@ -55,9 +55,9 @@ class BacktestDoc:
 class Current:
     """What MongoDB holds now, oldest `_id` first in each collection."""
 
-    codes: tuple[CodeDoc, ...] = ()
-    courses: tuple[CourseDoc, ...] = ()
-    backtests: tuple[BacktestDoc, ...] = ()
+    codes: tuple[CodeDoc, ...]
+    courses: tuple[CourseDoc, ...]
+    backtests: tuple[BacktestDoc, ...]
 
 
 def id_order(value: Any) -> tuple[int, bytes | str]:
@@ -111,7 +111,7 @@ class Removal:
     reason: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Plan:
     """Everything to write, by collection and kind. Empty when MongoDB already matches."""
 

@@ -44,7 +44,7 @@ def test_plan(case: Case) -> None:
 def test_new_courses_and_their_backtests_share_the_id_chosen_in_advance() -> None:
     made = ids()
     first, second = next(made), next(made)
-    p = plan(catalog(course(DS), course(CALC)), Current(), new_id=fresh_ids())
+    p = plan(catalog(course(DS), course(CALC)), state(), new_id=fresh_ids())
     assert [c.id for c in p.courses_to_add] == [first, second]
     assert [b.course_id for b in p.backtests_to_add] == [first, second]
 
@@ -227,7 +227,7 @@ def test_mongo_block_of_a_plan_and_of_an_applied_plan() -> None:
 
 def test_a_returning_folder_gets_its_remembered_id_unless_it_is_taken() -> None:
     back = course(CALC, "f-calc")
-    p = plan(catalog(back), Current(), new_id=fresh_ids(), reuse={"f-calc": oid(7)})
+    p = plan(catalog(back), state(), new_id=fresh_ids(), reuse={"f-calc": oid(7)})
     assert [c.id for c in p.courses_to_add] == [oid(7)]
     assert p.backtests_to_add[0].course_id == oid(7)
     # The remembered `_id` is in use by another document: never reused (no clash).
