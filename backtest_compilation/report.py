@@ -278,10 +278,10 @@ def plan_lines(plan: Plan) -> list[str]:
         changes = [exams_change_text(b.old_tests, b.tests)] if b.set_tests else []
         changes += ["course_ids repaired"] if b.fix_ids else []
         lines.append(f"~ backtest {b.course_name}: {'; '.join(changes)}")
-    removed = [("code", c.code, c) for c in plan.codes_to_remove]
-    removed += [("course", c.name, c) for c in plan.courses_to_remove]
-    removed += [("backtest", b.course_name, b) for b in plan.backtests_to_remove]
-    lines += [f"- {k} {n if n is not None else d.id} ({d.reason})" for k, n, d in removed]
+    removed = [("code", c) for c in plan.codes_to_remove]
+    removed += [("course", c) for c in plan.courses_to_remove]
+    removed += [("backtest", b) for b in plan.backtests_to_remove]
+    lines += [f"- {k} {d.name if d.name is not None else d.id} ({d.reason})" for k, d in removed]
     return lines
 
 

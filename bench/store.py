@@ -106,7 +106,7 @@ def time_diff(catalog: Catalog, store: Store, repeats: int = 7) -> tuple[float, 
         plan(catalog, current)
         unchanged.append(time.perf_counter() - t)
         t = time.perf_counter()
-        plan(catalog, Current())
+        plan(catalog, Current((), (), ()))
         cold.append(time.perf_counter() - t)
     return statistics.median(unchanged), statistics.median(cold)
 

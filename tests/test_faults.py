@@ -488,7 +488,7 @@ def test_mongodb_lost_in_the_middle_of_a_plan_converges_on_the_next_run_keeping_
         client: MongoClient[Any] = MongoClient(
             server.uri, serverSelectionTimeoutMS=1500, event_listeners=[counter, killer]
         )
-        store = Store(client, world.db_name, round_trips=counter, monitored=True, uri=server.uri)
+        store = Store(client, world.db_name, round_trips=counter, uri=server.uri)
         broken = world.run(services=world.services(store=store))
         assert killer.fired
         assert broken.exit_code == 1
@@ -641,7 +641,7 @@ def test_a_mongo_apply_cut_part_way_reports_what_was_applied(
         client: MongoClient[Any] = MongoClient(
             server.uri, serverSelectionTimeoutMS=1500, event_listeners=[counter, killer]
         )
-        store = Store(client, world.db_name, round_trips=counter, monitored=True, uri=server.uri)
+        store = Store(client, world.db_name, round_trips=counter, uri=server.uri)
         broken = world.run(services=world.services(store=store))
         server.start()
         mongo = broken.summary["mongo"]

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from bson import ObjectId
-from pymongo import DeleteMany, MongoClient, monitoring
+from pymongo import MongoClient, monitoring
 
 from backtest_compilation import adapters
 from backtest_compilation.catalog import Catalog
@@ -34,7 +34,7 @@ from backtest_compilation.store import (
     Store,
     write_phases,
 )
-from backtest_compilation.website import Applied, BacktestRemoval, Plan, plan
+from backtest_compilation.website import Applied, Plan, plan
 from tests.support.fixtures_mongo import MongoServer
 from tests.support.plan_cases import CASES, Case
 from tests.support.store_data import big_catalog, catalog, course
@@ -93,7 +93,10 @@ def test_cold_publish_shows_the_catalog_in_few_round_trips(
     store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.DEBUG, logger="backtest_compilation.store"):
-        p, applied = publish(store, CATALOG)
+        p = plan(CATALOG, store.read_current())
+        before = store.api_calls
+        applied = store.apply(p)
+        spent = store.api_calls - before
     info = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
     assert info[0].startswith("mongo read: 0 codes, 0 courses, 0 backtests in ")
     assert info[1].startswith("mongo apply: 8 inserted, 0 updated, 0 deleted in ")
@@ -102,7 +105,7 @@ def test_cold_publish_shows_the_catalog_in_few_round_trips(
     assert (p.inserts, p.updates, p.deletes) == (8, 0, 0)
     assert_in_sync(store, CATALOG)
     # 3 indexes + 3 insert phases; the reads come on top.
-    assert applied.round_trips == 6
+    assert spent == 6
     names = {
         d["name"]
         for name in (CODES, COURSES, BACKTESTS)
@@ -141,11 +144,12 @@ def test_renamed_title_keeps_the_id_and_costs_one_write(store: Store) -> None:
     renamed = catalog(
         course("CSCI-1200 Data Structures and Algorithms", "f1", E1), *CATALOG.courses[1:]
     )
-    writes = store.round_trips.writes
+    before = store.round_trips.by_command.copy()
     p, applied = publish(store, renamed)
+    spent = store.round_trips.by_command - before
     assert [u.name for u in p.courses_to_update] == ["CSCI-1200 Data Structures and Algorithms"]
     assert (applied.inserted, applied.updated, applied.deleted) == (0, 1, 0)
-    assert store.round_trips.writes - writes == 1
+    assert spent["insert"] + spent["update"] + spent["delete"] == 1
     new_ids = ids_by_name(store)
     assert new_ids["CSCI-1200 Data Structures and Algorithms"] == old_ids[DS]
     assert_in_sync(store, renamed)
@@ -295,7 +299,7 @@ def test_writes_follow_the_visitor_safe_order() -> None:
         codes_to_add=("A",),
         existing_courses=0,
     )
-    assert [phase.name for phase in write_phases(p)] == [
+    assert [name for name, _, _ in write_phases(p)] == [
         "insert backtests",
         "insert courses",
         "insert codes",
@@ -327,7 +331,7 @@ class _Commands(monitoring.CommandListener):
 def test_wire_order_of_a_mixed_publish(mongo_server: MongoServer, mongo_db_name: str) -> None:
     commands, counter = _Commands(), RoundTrips()
     client: MongoClient[Any] = MongoClient(mongo_server.uri, event_listeners=[commands, counter])
-    with Store(client, mongo_db_name, round_trips=counter, monitored=True) as store:
+    with Store(client, mongo_db_name, round_trips=counter) as store:
         publish(store, CATALOG)
         commands.seen.clear()
         # Everything at once: a new department and course, a rename, a tests change,
@@ -354,7 +358,7 @@ def test_wire_order_of_a_mixed_publish(mongo_server: MongoServer, mongo_db_name:
             ("delete", COURSES),
             ("delete", BACKTESTS),
         ]
-        assert counter.total >= len(commands.seen)
+        assert counter.by_command.total() >= len(commands.seen)
         assert_in_sync(store, mixed)
 
 
@@ -433,18 +437,14 @@ def test_rejected_credentials_are_a_config_error_without_the_password(
     assert SECRET not in caplog.text
 
 
-def test_large_deletes_are_chunked_but_stay_one_bulk_write() -> None:
-    ids = list(range(25_000))
-    p = Plan(backtests_to_remove=tuple(BacktestRemoval(i, None, "gone") for i in ids))
-    phases = {phase.name: phase for phase in write_phases(p)}
-    deletes = phases["delete backtests"]
-    assert (deletes.collection, deletes.documents) == (BACKTESTS, 25_000)
-    # pymongo's write models compare by their filter: no need to read private fields.
-    assert deletes.operations == [
-        DeleteMany({"_id": {"$in": ids[:10_000]}}),
-        DeleteMany({"_id": {"$in": ids[10_000:20_000]}}),
-        DeleteMany({"_id": {"$in": ids[20_000:]}}),
-    ]
+def test_removing_many_courses_costs_one_delete_per_collection(store: Store) -> None:
+    big = big_catalog(400, 5)
+    publish(store, big)
+    before = store.round_trips.by_command.copy()
+    _, applied = publish(store, Catalog())
+    assert applied.deleted == 400 + 400 + len(big.course_codes)
+    spent = store.round_trips.by_command - before
+    assert (spent["delete"], spent["insert"], spent["update"]) == (3, 0, 0)
 
 
 def test_an_unusable_uri_is_a_config_error() -> None:
