@@ -437,7 +437,7 @@ def _one_run(
     if tel.enabled:  # rendering an unchanged run's whole summary reads its catalog
         tel.report_summary(run.summary)
     if run.exit_code and not (mode == "check" and run.exit_code == 1):  # 1: out of sync
-        tel.report_exit(run.exit_code, message=line)
+        tel.report_failure(exit_code=run.exit_code, message=line)
     if request.json:
         _print_json(run.summary)
     elif mode != "sync":
