@@ -22,7 +22,7 @@ from backtest_compilation.schedule import Heartbeat
 from tests.support.isolation import environment
 
 NY = ZoneInfo("America/New_York")
-DEFAULT = schedule.DEFAULT_SCHEDULE
+DEFAULT = "2 9-19/2 * * *"
 
 
 def ny(y: int, mo: int, d: int, h: int, mi: int, fold: int = 0) -> datetime:
@@ -256,16 +256,6 @@ def test_an_unwritable_heartbeat_is_logged_not_fatal(
     assert "cannot write the heartbeat" in caplog.text
 
 
-def test_health_is_the_heartbeat_age(tmp_path: Path) -> None:
-    hb = tmp_path / "hb.json"
-    assert not schedule.is_healthy(hb)
-    schedule.write_heartbeat(hb, Heartbeat(at=datetime.now(UTC)))
-    assert schedule.is_healthy(hb)
-    old = time.time() - schedule.HEALTHY_WITHIN_S - 5
-    os.utime(hb, (old, old))
-    assert not schedule.is_healthy(hb)
-
-
 def test_signals_set_the_stop_event_and_handlers_are_restored() -> None:
     before = signal.getsignal(signal.SIGTERM)
     stop = threading.Event()
@@ -346,6 +336,8 @@ def _run_once_with(tmp_path: Path, job_s: float, run_timeout_s: float | None) ->
 
     schedule.run_forever(
         job,
+        schedule=DEFAULT,
+        zone=NY,
         clock=lambda: datetime.now(UTC),
         sleep=lambda _s: None,
         stop=stop,
@@ -363,16 +355,15 @@ def test_the_heartbeat_is_refreshed_while_a_long_run_is_in_progress(tmp_path: Pa
 
 
 def test_a_run_past_its_timeout_stops_refreshing_the_heartbeat(tmp_path: Path) -> None:
-    running = threading.Event()
-    running.set()
+    done = threading.Event()
     beats: list[float] = []
     thread = threading.Thread(
         target=schedule.beat_while_running,
-        args=(running, lambda: beats.append(time.monotonic()), 0.01, 0.2, 0.0),
+        args=(done, lambda: beats.append(time.monotonic()), 0.01, 0.2, 0.0),
     )
     thread.start()
     thread.join(timeout=2)
-    running.clear()
+    done.set()
     assert not thread.is_alive()  # it gave up by itself, the run still "going"
     assert beats and 0.1 <= beats[-1] - beats[0] <= 0.5
 
