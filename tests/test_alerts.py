@@ -138,14 +138,6 @@ def test_a_monitor_answering_an_error_is_a_warning(tmp_path: Path) -> None:
     assert "healthcheck: the success ping was answered HTTP 500" in out.stderr
 
 
-def test_no_url_means_no_ping() -> None:
-    check = alerts.Healthcheck("")
-    check.start()
-    check.finish(0)
-    check.wait()
-    assert not check.enabled and check.sent == []
-
-
 # ------------------------------------------------------------------ Sentry Crons
 
 
