@@ -44,36 +44,29 @@ ABORTED: Final = (130, 143)  # exit codes of a run aborted by SIGINT, SIGTERM
 SAME_REQUEST_S: Final = 1.0
 
 Job = Callable[[], int]
-# Told about every run that failed: its exit code, and the exception if it raised one.
-FailureReport = Callable[[int, BaseException | None], None]
 
 
-def _wall(at: datetime, zone: ZoneInfo) -> datetime:
-    """`at` as naive wall-clock time in `zone` (what cron fields talk about)."""
-    return at.astimezone(zone).replace(tzinfo=None)
-
-
-def _instant(wall: datetime, zone: ZoneInfo) -> datetime:
-    """A wall-clock time in `zone` as a UTC instant. fold=0: a repeated hour (autumn)
-    fires once, at its first occurrence; a skipped hour (spring) fires just after the
-    jump, as cron does."""
-    return wall.replace(tzinfo=zone, fold=0).astimezone(UTC)
+def _instants(schedule: str, zone: ZoneInfo, at: datetime, *, back: bool) -> Iterator[datetime]:
+    """Cron's times after (or before) `at` on the wall clock of `zone`, as UTC instants.
+    fold=0: a repeated hour (autumn) fires once, at its first occurrence; a skipped hour
+    (spring) fires just after the jump, as cron does."""
+    it = croniter(schedule, at.astimezone(zone).replace(tzinfo=None))
+    walls = it.all_prev(datetime) if back else it.all_next(datetime)
+    return (wall.replace(tzinfo=zone, fold=0).astimezone(UTC) for wall in walls)
 
 
 def next_run(schedule: str, zone: ZoneInfo, after: datetime) -> datetime:
     """The first scheduled instant strictly after `after` (UTC)."""
-    walls = croniter(schedule, _wall(after, zone)).all_next(datetime)
     # A repeated hour can map the next wall time to an instant before `after`.
-    return next(t for t in (_instant(w, zone) for w in walls) if t > after)
+    return next(t for t in _instants(schedule, zone, after, back=False) if t > after)
 
 
 def last_slot(schedule: str, zone: ZoneInfo, at: datetime) -> datetime:
     """The latest scheduled instant at or before `at` (UTC)."""
-    # get_prev is strictly before its start: start a minute later, at whole seconds, so
-    # a slot equal to `at` counts.
-    start = _wall(at, zone).replace(second=0, microsecond=0) + timedelta(minutes=1)
-    walls = croniter(schedule, start).all_prev(datetime)
-    return next(t for t in (_instant(w, zone) for w in walls) if t <= at)
+    # Cron's previous time is strictly before its start: start a minute later, at whole
+    # seconds, so a slot equal to `at` counts.
+    start = at.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    return next(t for t in _instants(schedule, zone, start, back=True) if t <= at)
 
 
 def missed(schedule: str, zone: ZoneInfo, last_run: datetime | None, now: datetime) -> bool:
@@ -129,7 +122,6 @@ def run_forever(
     stop: threading.Event,
     heartbeat: Path,
     last_run: datetime | None = None,
-    on_failure: FailureReport | None = None,
     beat_every_s: float = HEARTBEAT_EVERY_S,
     run_timeout_s: float | None = None,
 ) -> int:
@@ -153,7 +145,7 @@ def run_forever(
         log.info("scheduled run starting (%s)", why)
         started = clock()
         beating = (lambda: beat(running=True), beat_every_s, run_timeout_s)
-        last_code = _run_once(job, stop, on_failure, beating)
+        last_code = _run_once(job, stop, beating)
         last_run = started
         level = logging.INFO if last_code == 0 else logging.ERROR
         elapsed = (clock() - started).total_seconds()
@@ -177,35 +169,24 @@ def run_forever(
 
 
 def _run_once(
-    job: Job,
-    stop: threading.Event,
-    on_failure: FailureReport | None,
-    beating: tuple[Callable[[], None], float, float | None],
+    job: Job, stop: threading.Event, beating: tuple[Callable[[], None], float, float | None]
 ) -> int:
-    """Run `job` once, the heartbeat going on beside it: its exit code. A failure is
-    passed to `on_failure` and never ends the scheduler, but a second stop request (an
-    interrupt) ends it after this run."""
+    """Run `job` once, the heartbeat going on beside it: its exit code. A failure never
+    ends the scheduler, but a second stop request (an interrupt) ends it after this run."""
     done = threading.Event()
     beater = threading.Thread(target=beat_while_running, args=(done, *beating), daemon=True)
     beater.start()
-    error: BaseException | None = None
     try:
-        code = job()
+        return job()
     except (KeyboardInterrupt, Interrupted) as exc:
-        code, error = exit_code_of(exc), exc
         stop.set()
+        return exit_code_of(exc)
     except Exception as exc:
         log.exception("scheduled run failed: %s", type(exc).__name__)
-        code, error = 1, exc
+        return 1
     finally:
         done.set()
         beater.join(timeout=5)
-    if code != 0 and on_failure is not None:
-        try:
-            on_failure(code, error)
-        except Exception:
-            log.exception("reporting the failed run failed too")
-    return code
 
 
 def beat_while_running(
@@ -258,7 +239,6 @@ def serve(
     schedule: str,
     tz: str,
     cache_dir: Path,
-    on_failure: FailureReport | None = None,
     run_timeout_s: float | None = None,
 ) -> int:
     """`main.py schedule`: run `job` on `schedule` in `tz` until SIGTERM/SIGINT, with the
@@ -274,6 +254,5 @@ def serve(
             sleep=stop.wait,
             stop=stop,
             heartbeat=heartbeat_path(cache_dir),
-            on_failure=on_failure,
             run_timeout_s=run_timeout_s,
         )
