@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 
 from backtest_compilation import lastrun, schedule
+from backtest_compilation.errors import RunError
+from backtest_compilation.outcome import RunSummary
 from backtest_compilation.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -140,10 +142,7 @@ def healthcheck_command() -> list[str]:
 
 def good_run(cache: Path) -> None:
     now = datetime.now(UTC)
-    lastrun.save(
-        cache, lastrun.failure_summary("sync", 0, "") | {"ok": True, "failed": {}},
-        started=now, finished=now, headline="good",
-    )  # fmt: skip
+    lastrun.save(cache, RunSummary("sync"), started=now, finished=now, headline="good")
 
 
 @pytest.mark.parametrize(
@@ -174,8 +173,8 @@ def test_the_health_check_fails_after_a_failed_run_or_none(tmp_path: Path) -> No
     env = {"PATH": "/usr/bin:/bin"}
     assert subprocess.run(healthcheck_command(), cwd=tmp_path, env=env).returncode == 1
     now = datetime.now(UTC)
-    lastrun.save(tmp_path / "cache", lastrun.failure_summary("sync", 1, "Drive unreachable"),
-                 started=now, finished=now, headline="bad")  # fmt: skip
+    failed = RunSummary("sync").failed("run", RunError("Drive unreachable"))
+    lastrun.save(tmp_path / "cache", failed, started=now, finished=now, headline="bad")
     assert subprocess.run(healthcheck_command(), cwd=tmp_path, env=env).returncode == 1
 
 
