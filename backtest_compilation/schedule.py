@@ -10,7 +10,6 @@ runs are skipped, not queued.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
@@ -121,20 +120,18 @@ def run_forever(
     sleep: Callable[[float], object],
     stop: threading.Event,
     heartbeat: Path,
-    last_run: datetime | None = None,
     beat_every_s: float = HEARTBEAT_EVERY_S,
     run_timeout_s: float | None = None,
 ) -> int:
     """Run `job` at every slot of `schedule` until `stop` is set; returns 0, or the
     interrupted run's 130 / 143 when a second stop request aborted it.
 
-    On start, runs at once if a slot was missed since `last_run` (default: the one in
-    the `heartbeat` file; none counts as missed). `sleep(seconds)` must return early
+    On start, runs at once if a slot was missed since the last run the `heartbeat` file
+    names (or none is named). `sleep(seconds)` must return early
     once `stop` is set (the real one is `stop.wait`). The heartbeat file is rewritten
     every `beat_every_s` while waiting and during a run (see `beat_while_running`)."""
-    if last_run is None:
-        previous = read_heartbeat(heartbeat)
-        last_run = previous.last_run if previous else None
+    previous = read_heartbeat(heartbeat)
+    last_run = previous.last_run if previous else None
     last_code: int | None = None
 
     def beat(upcoming: datetime | None = None, running: bool = False) -> None:
@@ -208,12 +205,16 @@ def beat_while_running(
     log.error("the run has gone past RUN_TIMEOUT_S: heartbeat no longer refreshed")
 
 
-@contextlib.contextmanager
-def stop_on_signals(stop: threading.Event) -> Iterator[threading.Event]:
-    """Within the block, SIGTERM and SIGINT set `stop` (the current run finishes, then the
-    loop ends). A second request aborts the current run: it is interrupted (recorded,
-    exit 130 / 143); the same signal again within `SAME_REQUEST_S` is not a second one."""
-    first: dict[int, float] = {}
+def serve(
+    job: Job, *, schedule: str, tz: str, cache_dir: Path, run_timeout_s: float | None = None
+) -> int:
+    """`main.py schedule`: run `job` on `schedule` in `tz`, with the heartbeat in
+    `CACHE_DIR`, until SIGTERM or SIGINT; call it from the main thread (signal handlers).
+
+    A signal lets the current run finish, then ends the loop (exit 0). A second request
+    aborts the run (recorded, exit 130 / 143); the same signal again within
+    `SAME_REQUEST_S` is the same request."""
+    stop, first = threading.Event(), dict[int, float]()
 
     def handle(signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
@@ -227,25 +228,6 @@ def stop_on_signals(stop: threading.Event) -> Iterator[threading.Event]:
 
     previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        yield stop
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def serve(
-    job: Job,
-    *,
-    schedule: str,
-    tz: str,
-    cache_dir: Path,
-    run_timeout_s: float | None = None,
-) -> int:
-    """`main.py schedule`: run `job` on `schedule` in `tz` until SIGTERM/SIGINT, with the
-    heartbeat in `CACHE_DIR`; returns 0 (130 / 143 when a second request aborted a run).
-    Must be called from the main thread (signal handlers)."""
-    stop = threading.Event()
-    with stop_on_signals(stop):
         return run_forever(
             job,
             schedule=schedule,
@@ -256,3 +238,6 @@ def serve(
             heartbeat=heartbeat_path(cache_dir),
             run_timeout_s=run_timeout_s,
         )
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
