@@ -2,9 +2,9 @@
 
 `fcntl.flock` on an open file: the kernel releases it when the holder's process ends,
 however it ends, so a lock left by a killed run is free for the next one. The file holds
-a small JSON of who holds it (pid, start) and what the run does (mode, source, phase,
-progress): for the message a second run gives up with, and for `status`. It is never
-deleted: that would let two runs lock two different files of the same name.
+a small JSON of the run (pid, start, mode, source, phase, progress) for the message a
+second run gives up with and for `status`. It is never deleted: that would let two runs
+lock two different files of the same name.
 """
 
 from __future__ import annotations
@@ -38,8 +38,7 @@ class Holder:
     held: bool = True
 
     def note(self, **fields: Any) -> None:
-        """Say what the run is doing (its mode, phase, progress), for `status`; a file
-        that cannot be written loses the note, never the run."""
+        """Say what the run does (mode, phase, progress) for `status`; best effort."""
         self.notes.update(fields)
         if self.held:
             with contextlib.suppress(OSError):
@@ -65,26 +64,24 @@ def hold(cache_dir: Path, *, now: datetime | None = None) -> Iterator[Holder]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            doc = _read(fd)
-            who = f"pid {doc['pid']}" if "pid" in doc else "another process"
-            since = f", started {doc['started']}" if "started" in doc else ""
+            last = _read(fd)
+            who = f"pid {last['pid']}" if "pid" in last else "another process"
+            since = f", started {last['started']}" if "started" in last else ""
             raise Locked(
                 f"another run ({who}{since}) holds the lock {path!s}; "
                 "this run gives up without changing anything"
             ) from None
-        previous = _read(fd)
-        if "pid" in previous:  # a clean release names no pid: the last holder died
+        if "pid" in (last := _read(fd)):  # a clean release names no pid: the last holder died
             log.warning(
                 "taking over the run lock left by pid %s (started %s), which ended "
                 "without releasing it",
-                previous["pid"],
-                previous.get("started"),
+                last["pid"],
+                last.get("started"),
             )
         me = Holder(fd, os.getpid(), (now or datetime.now(UTC)).isoformat(timespec="seconds"))
         try:
             _write(fd, {"pid": me.pid, "started": me.started}, sync=True)
-        except OSError as exc:
-            # A full disk: flock needs no space, but the state could not be saved either.
+        except OSError as exc:  # a full disk: the state could not be saved either
             raise cache_dir_error(exc, path, "write the run lock") from None
         try:
             yield me
@@ -98,17 +95,15 @@ def hold(cache_dir: Path, *, now: datetime | None = None) -> Iterator[Holder]:
 
 @contextlib.contextmanager
 def noting_progress(held: Holder) -> Iterator[None]:
-    """The progress lines of a long phase (renames: done of total, rate) also go to the
+    """Progress log lines of a long phase (renames: done of total, rate) also go to the
     lock file's notes, so `status` shows them while the run goes on."""
 
     class Noting(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
-            progress = getattr(record, "progress", None)
-            if isinstance(progress, dict):
+            if isinstance(progress := getattr(record, "progress", None), dict):
                 held.note(progress=progress)
 
-    handler = Noting()
-    top = logging.getLogger("backtest_compilation")
+    top, handler = logging.getLogger("backtest_compilation"), Noting()
     top.addHandler(handler)
     try:
         yield
@@ -117,9 +112,8 @@ def noting_progress(held: Holder) -> Iterator[None]:
 
 
 def peek(cache_dir: Path) -> dict[str, Any]:
-    """What the lock file says (the latest run's `started`, `mode`, `source` and, while
-    it runs or when it died holding the lock, its `pid`, `phase` and `progress`) and
-    `held`: whether a run holds it now. A shared, non-blocking probe that never takes it."""
+    """What the lock file says, and `held`: whether a run holds it now (a shared,
+    non-blocking probe that never keeps it)."""
     try:
         fd = os.open(path_in(cache_dir), os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
@@ -127,11 +121,9 @@ def peek(cache_dir: Path) -> dict[str, Any]:
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         fcntl.flock(fd, fcntl.LOCK_UN)  # at once: a run starting now must get it
-        held = False
+        return {**_read(fd), "held": False}
     except BlockingIOError:
-        held = True
-    try:
-        return {**_read(fd), "held": held}
+        return {**_read(fd), "held": True}
     finally:
         os.close(fd)
 

@@ -55,15 +55,12 @@ def _part(uri: str, name: str) -> str:
 
 
 def secrets_of(*, sentry_dsn: str = "", mongo_uri: str = "") -> tuple[str, ...]:
-    """The literal secrets to mask, longest first: the DSN and its key, the MongoDB URI
-    and its password when it has one (pieces under 4 characters would mask ordinary
-    text; the URL pattern catches them)."""
-    key, password = _part(sentry_dsn, "username"), _part(mongo_uri, "password")
-    found = {uri for uri, secret in ((sentry_dsn, True), (mongo_uri, password)) if uri and secret}
-    for piece in (key, password):
-        if len(piece) >= 4:
-            found.update({piece, unquote(piece)})
-    return tuple(sorted(found, key=len, reverse=True))
+    """The literal secrets to mask, longest first: the DSN, its key and the MongoDB
+    password. Pieces under 4 characters would mask ordinary text; in a URI the URL
+    pattern masks them."""
+    pieces = (_part(sentry_dsn, "username"), _part(mongo_uri, "password"))
+    found = {sentry_dsn, *pieces, *map(unquote, pieces)}
+    return tuple(sorted((s for s in found if len(s) >= 4), key=len, reverse=True))
 
 
 def scrub_text(text: str, secrets: tuple[str, ...] = ()) -> str:
