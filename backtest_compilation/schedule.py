@@ -1,11 +1,9 @@
 """`schedule`: run the sync forever at the times of `SCHEDULE` in `TZ` (contract §7).
 
-The time logic (`next_run`, `last_slot`, `missed`) evaluates cron on the wall clock of
-`TZ`, so "9:02 New York time" stays 9:02 across daylight-saving changes. `run_forever`
-takes the clock, the sleep and the stop event, so tests drive it with a fake clock;
-`serve` wires the real ones, the signals and the heartbeat file for the container.
-Runs never overlap: the job runs in the loop's own thread, and slots that pass while it
-runs are skipped, not queued.
+Cron is evaluated on the wall clock of `TZ`: "9:02 New York time" stays 9:02 across
+daylight-saving changes. `run_forever` takes the clock, the sleep and the stop event, so
+tests drive it with a fake clock; `serve` wires the real ones and the signals. Runs never
+overlap: slots that pass while a run goes on are skipped, not queued.
 """
 
 from __future__ import annotations
@@ -22,7 +20,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
-from typing import Final
+from typing import Any, Final
 from zoneinfo import ZoneInfo
 
 from croniter import croniter
@@ -37,7 +35,6 @@ HEARTBEAT_EVERY_S: Final = 60.0
 # `status` (the container's health check) calls the scheduler unhealthy when the
 # heartbeat file is older than this; a run longer than it (a hung service) shows up.
 HEALTHY_WITHIN_S: Final = 900
-ABORTED: Final = (130, 143)  # exit codes of a run aborted by SIGINT, SIGTERM
 # The same signal again within this many seconds is the same request: `uv run` forwards
 # the SIGTERM systemd sends to the whole process group, so the scheduler gets it twice.
 SAME_REQUEST_S: Final = 1.0
@@ -126,10 +123,9 @@ def run_forever(
     """Run `job` at every slot of `schedule` until `stop` is set; returns 0, or the
     interrupted run's 130 / 143 when a second stop request aborted it.
 
-    On start, runs at once if a slot was missed since the last run the `heartbeat` file
-    names (or none is named). `sleep(seconds)` must return early
-    once `stop` is set (the real one is `stop.wait`). The heartbeat file is rewritten
-    every `beat_every_s` while waiting and during a run (see `beat_while_running`)."""
+    Runs at once if a slot was missed since the last run the `heartbeat` file names, or
+    none is named. `sleep(seconds)` returns early once `stop` is set (`stop.wait`). The
+    heartbeat is rewritten every `beat_every_s`, while waiting and during a run."""
     previous = read_heartbeat(heartbeat)
     last_run = previous.last_run if previous else None
     last_code: int | None = None
@@ -139,14 +135,10 @@ def run_forever(
 
     def run(why: str) -> None:
         nonlocal last_run, last_code
-        log.info("scheduled run starting (%s)", why)
+        log.info("scheduled run starting (%s)", why)  # it ends with its summary line
         started = clock()
-        beating = (lambda: beat(running=True), beat_every_s, run_timeout_s)
-        last_code = _run_once(job, stop, beating)
+        last_code = _run_once(job, stop, lambda: beat(running=True), beat_every_s, run_timeout_s)
         last_run = started
-        level = logging.INFO if last_code == 0 else logging.ERROR
-        elapsed = (clock() - started).total_seconds()
-        log.log(level, "scheduled run finished: exit %d in %.1f s", last_code, elapsed)
 
     log.info("scheduler started: %r in %s", schedule, zone.key)
     beat()
@@ -162,14 +154,12 @@ def run_forever(
             run(f"slot {due.astimezone(zone):%Y-%m-%d %H:%M %Z}")
     beat()
     log.info("scheduler stopped")
-    return last_code if last_code in ABORTED else 0
+    return last_code if last_code in (130, 143) else 0  # a run aborted by SIGINT, SIGTERM
 
 
-def _run_once(
-    job: Job, stop: threading.Event, beating: tuple[Callable[[], None], float, float | None]
-) -> int:
-    """Run `job` once, the heartbeat going on beside it: its exit code. A failure never
-    ends the scheduler, but a second stop request (an interrupt) ends it after this run."""
+def _run_once(job: Job, stop: threading.Event, *beating: Any) -> int:
+    """Run `job` once, `beat_while_running(*beating)` beside it: its exit code. A failure
+    never ends the scheduler; a second stop request (an interrupt) ends it after this run."""
     done = threading.Event()
     beater = threading.Thread(target=beat_while_running, args=(done, *beating), daemon=True)
     beater.start()
