@@ -57,17 +57,14 @@ def next_run(schedule: str, zone: ZoneInfo, after: datetime) -> datetime:
     return next(t for t in _instants(schedule, zone, after, back=False) if t > after)
 
 
-def last_slot(schedule: str, zone: ZoneInfo, at: datetime) -> datetime:
-    """The latest scheduled instant at or before `at` (UTC)."""
-    # Cron's previous time is strictly before its start: start a minute later, at whole
-    # seconds, so a slot equal to `at` counts.
-    start = at.replace(second=0, microsecond=0) + timedelta(minutes=1)
-    return next(t for t in _instants(schedule, zone, start, back=True) if t <= at)
-
-
 def missed(schedule: str, zone: ZoneInfo, last_run: datetime | None, now: datetime) -> bool:
     """Was a run due while nothing ran? True when nothing ever ran (a fresh start)."""
-    return last_run is None or last_slot(schedule, zone, now) > last_run
+    if last_run is None:
+        return True
+    # Cron's previous time is strictly before its start: start a minute later, at whole
+    # seconds, so a slot at `now` counts.
+    start = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    return next(t for t in _instants(schedule, zone, start, back=True) if t <= now) > last_run
 
 
 @dataclass(frozen=True, slots=True)
