@@ -1,10 +1,7 @@
-"""What the last syncs did, for people and monitors (contract §7), in the source's own
-folder (`folder`), each file replaced atomically: `last-run.json` (contract §8's object
-of the last run that changed or failed something, plus its facts), `report.html` (the
-same as a page) and `last-success.json` (only the facts of the last successful sync: a
-few hundred bytes). An unchanged run rewrites only `last-success.json`. Writing them
-never fails a run.
-"""
+"""What the last syncs did (contract §7), in the source's own `folder`: `last-run.json`
+(contract §8's object of the last run that changed or failed something, plus its facts),
+`report.html` (the same as a page) and `last-success.json` (the few hundred bytes of facts
+of the last successful sync, all an unchanged run rewrites). Writing never fails a run."""
 
 from __future__ import annotations
 

@@ -1,9 +1,6 @@
 """`status`: did the last run work, when is the next, is anyone running now (contract §7).
-
-It renders what was recorded (`lastrun`'s files, the lock file, the scheduler's
-heartbeat) and changes nothing: cheap enough to be the container's health check (exit 0
-when the last run succeeded and a scheduler's heartbeat is fresh and names a next run).
-"""
+It renders what the run record, the lock file and the heartbeat say, and changes nothing:
+cheap enough to be the container's health check."""
 
 from __future__ import annotations
 
@@ -15,7 +12,6 @@ from zoneinfo import ZoneInfo
 
 from . import lastrun, lock, schedule
 
-LOCK_FIELDS = ("held", "pid", "started", "phase", "progress")
 RUN_FIELDS = ("started_at", "finished_at", "mode", "ok", "exit_code", "counts", "pending_renames")
 
 
@@ -39,8 +35,7 @@ def _run_view(doc: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def _unrecorded(start: dict[str, Any], latest: dict[str, Any] | None) -> str | None:
-    """Why the last start has no record: a sync of the drive that started (the lock file
-    keeps its start) after the last record ended: killed, or unable to write it."""
+    """Why a sync of the drive that started (says the lock file) after the last record has none."""
     if start["held"] or start.get("mode") != "sync" or start.get("source", "").startswith("local:"):
         return None
     if latest is not None and _when(start, "started") <= _when(latest):
@@ -55,8 +50,7 @@ def gather(
     """Everything `status` says, as plain data (what `status --json` prints)."""
     now = now or datetime.now(UTC)
     cache_dir = Path(cache_dir)
-    last = _load(cache_dir / lastrun.LAST_RUN)
-    success = _load(cache_dir / lastrun.LAST_SUCCESS)
+    last, success = (_load(cache_dir / name) for name in (lastrun.LAST_RUN, lastrun.LAST_SUCCESS))
     # An unchanged run records only its facts (last-success.json): the later is the last run.
     latest = max(filter(None, (last, success)), key=_when, default=None)
     held = lock.peek(cache_dir)
@@ -67,7 +61,15 @@ def gather(
         reasons.append(f"the last run failed with exit code {latest['exit_code']}")
     if why := _unrecorded(held, latest):
         reasons.append(why)
-    scheduler = _scheduler(cache_dir, schedule_expr, ZoneInfo(tz), now, held, reasons)
+    scheduler = _scheduler(cache_dir, schedule_expr, ZoneInfo(tz), now, held["held"])
+    if scheduler and scheduler["next_run"] is None:
+        reasons.append("the scheduler has stopped (its heartbeat names no next run)")
+    if scheduler and not scheduler["fresh"]:
+        age, limit = scheduler["heartbeat_age_s"] / 60, schedule.HEALTHY_WITHIN_S / 60
+        reasons.append(
+            f"the scheduler's heartbeat is {age:.0f} min old (more than {limit:.0f}): "
+            "it has stopped or hangs"
+        )
     page = cache_dir / lastrun.REPORT
     return {
         "ok": not reasons,
@@ -75,36 +77,24 @@ def gather(
         "last_run": _run_view(latest),
         "last_success": _run_view(success),
         "scheduler": scheduler,
-        "lock": {k: held[k] for k in LOCK_FIELDS if k in held} if held["held"] else {"held": False},
+        "lock": held if held["held"] else {"held": False},
         "report": str(page) if page.exists() else None,
     }
 
 
 def _scheduler(
-    cache_dir: Path,
-    schedule_expr: str,
-    zone: ZoneInfo,
-    now: datetime,
-    held: dict[str, Any],
-    reasons: list[str],
+    cache_dir: Path, expr: str, zone: ZoneInfo, now: datetime, running: bool
 ) -> dict[str, Any] | None:
-    """The heartbeat's age and the next run; a stale heartbeat, or one naming no next run
-    while no run is going (the scheduler stopped), is a reason for NOT OK."""
+    """The heartbeat's age and the next run: None from a heartbeat naming none while no
+    run is going (the scheduler stopped), else the next time of `SCHEDULE` if it is past."""
     path = schedule.heartbeat_path(cache_dir)
-    beat = schedule.read_heartbeat(path)
-    if beat is None:
+    if (beat := schedule.read_heartbeat(path)) is None:
         return None
     age = max(0.0, now.timestamp() - path.stat().st_mtime)
     upcoming = beat.next_run
-    if upcoming is None and not (beat.running or held["held"]):
-        reasons.append("the scheduler has stopped (its heartbeat names no next run)")
-    elif upcoming is None or upcoming < now:  # a run is going, or the scheduler hangs
-        upcoming = schedule.next_run(schedule_expr, zone, now)
-    if age > schedule.HEALTHY_WITHIN_S:
-        reasons.append(
-            f"the scheduler's heartbeat is {age / 60:.0f} min old "
-            f"(more than {schedule.HEALTHY_WITHIN_S / 60:.0f}): it has stopped or hangs"
-        )
+    stopped = upcoming is None and not (beat.running or running)
+    if not stopped and (upcoming is None or upcoming < now):  # a run is going, or a hang
+        upcoming = schedule.next_run(expr, zone, now)
     return {
         "heartbeat_age_s": round(age, 1),
         "fresh": age <= schedule.HEALTHY_WITHIN_S,
@@ -118,10 +108,9 @@ def _ago(iso: str | None, now: datetime, zone: ZoneInfo) -> str:
         return "never"
     then = datetime.fromisoformat(iso)
     minutes = (now - then).total_seconds() / 60
-    if minutes < 90:
-        ago = f"{minutes:.0f} min"
-    else:
-        ago = f"{minutes / 60:.1f} h" if minutes < 60 * 48 else f"{minutes / 1440:.0f} days"
+    ago = f"{minutes:.0f} min" if minutes < 90 else f"{minutes / 60:.1f} h"
+    if minutes >= 60 * 48:
+        ago = f"{minutes / 1440:.0f} days"
     return f"{then.astimezone(zone).isoformat(sep=' ', timespec='seconds')} ({ago} ago)"
 
 
@@ -160,9 +149,9 @@ def text(info: dict[str, Any], *, tz: str, now: datetime | None = None) -> str:
     else:
         nxt = sched["next_run"]
         at = f"{datetime.fromisoformat(nxt).astimezone(zone):%Y-%m-%d %H:%M %Z}" if nxt else "none"
-        fresh = "fresh" if sched["fresh"] else "STALE"
         lines.append(
-            f"scheduler: heartbeat {sched['heartbeat_age_s']:.0f} s old ({fresh}), next run {at}"
+            f"scheduler: heartbeat {sched['heartbeat_age_s']:.0f} s old "
+            f"({'fresh' if sched['fresh'] else 'STALE'}), next run {at}"
         )
     held = info["lock"]
     started = _ago(held.get("started"), now, zone)
