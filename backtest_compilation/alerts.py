@@ -17,7 +17,6 @@ from typing import Final
 log = logging.getLogger(__name__)
 
 TIMEOUT_S: Final = 3.0  # connect and read each; a monitor slower than this is "down"
-BODY_LIMIT: Final = 10_000  # healthchecks.io keeps the first 100 kB of a ping body
 
 
 class Healthcheck:
@@ -54,9 +53,8 @@ class Healthcheck:
             try:
                 response = requests.post(
                     self.url + suffix,
-                    data=body[:BODY_LIMIT].encode("utf-8"),
+                    data=body.encode("utf-8"),
                     timeout=(TIMEOUT_S, TIMEOUT_S),
-                    headers={"Content-Type": "text/plain; charset=utf-8"},
                 )
             except requests.RequestException as exc:
                 log.warning(

@@ -139,16 +139,23 @@ class Telemetry:
         sentry_sdk.add_breadcrumb(category="run", message="run summary", level=level, data=data)
         sentry_sdk.get_isolation_scope().set_context("last_run", data)
 
-    def checked_in(self, job: Callable[[], int], monitor: Mapping[str, Any]) -> int:
+    def checked_in(self, job: Callable[[], int], schedule: str, tz: str, max_min: int) -> int:
         """Run `job` (it returns an exit code) between two Sentry Crons check-ins, in
-        progress then ok or error, so Sentry alerts on a failed or a missing run.
-
-        `monitor` is `monitor_config(...)`: Sentry creates or updates the monitor from it."""
+        progress then ok or error. They carry the monitor (`SCHEDULE` in `TZ`): Sentry
+        alerts on a failed run, one more than 30 minutes late, or one over `max_min`."""
         if not (self.enabled and self.monitor_slug):
             return job()
         from sentry_sdk.crons import capture_checkin
 
-        checkin = partial(capture_checkin, self.monitor_slug, monitor_config=dict(monitor))
+        monitor = {
+            "schedule": {"type": "crontab", "value": schedule},
+            "timezone": tz,
+            "checkin_margin": 30,
+            "max_runtime": max_min,
+            "failure_issue_threshold": 1,
+            "recovery_threshold": 1,
+        }
+        checkin = partial(capture_checkin, self.monitor_slug, monitor_config=monitor)
         started = time.monotonic()
         check_in_id = checkin(status="in_progress")
         code = 1
@@ -200,16 +207,3 @@ def init(
     )
     logging.getLogger(__name__).info("error reporting to Sentry on")
     return Telemetry(enabled=True, monitor_slug=monitor_slug)
-
-
-def monitor_config(schedule: str, tz: str, *, max_runtime_min: int = 60) -> dict[str, Any]:
-    """Sentry Crons' monitor for `SCHEDULE` in `TZ`: a check-in more than 30 minutes late,
-    or a run longer than `max_runtime_min`, is an alert."""
-    return {
-        "schedule": {"type": "crontab", "value": schedule},
-        "timezone": tz,
-        "checkin_margin": 30,
-        "max_runtime": max_runtime_min,
-        "failure_issue_threshold": 1,
-        "recovery_threshold": 1,
-    }

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from backtest_compilation import adapters, alerts, lock, sample, telemetry
+from backtest_compilation import adapters, alerts, lock, sample
 from backtest_compilation.settings import Settings
 from emulators.drive import DriveEmulator
 from tests.support.scheduler import scheduler, stop, wait_for
@@ -162,9 +162,8 @@ def test_a_scheduled_run_checks_in_around_the_job(
     import sentry_sdk
 
     tel = adapters.start_telemetry(config)
-    monitor = telemetry.monitor_config(config.schedule, config.tz, max_runtime_min=60)
     try:
-        assert tel.checked_in(lambda: code, monitor) == code
+        assert tel.checked_in(lambda: code, config.schedule, config.tz, 60) == code
         sentry_sdk.flush()
         got = check_ins(endpoint)
     finally:
