@@ -19,32 +19,24 @@ from typing import Any, Final
 from urllib.parse import unquote, urlsplit
 
 MASK: Final = "***"
-_PATTERNS: Final = (
-    # Passwords in URLs: mongodb://user:secret@host, https://user:secret@host
-    # (the lookbehind keeps this linear on long runs of letters)
-    (
-        re.compile(r"(?<![a-z0-9+.-])([a-z][a-z0-9+.-]*://[^\s:/?#@]*:)[^\s@/]*@", re.IGNORECASE),
-        r"\1" + MASK + "@",
-    ),
-    # PEM blocks (service-account keys); also a block cut off before its END line.
-    (
-        re.compile(
-            r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(?:-----END [A-Z ]*PRIVATE KEY-----|\Z)",
-            re.DOTALL,
+_PATTERNS: Final = [
+    (re.compile(pattern, re.IGNORECASE | re.DOTALL), replacement)
+    for pattern, replacement in (
+        # Passwords in URLs (the lookbehind keeps this linear on long runs of letters).
+        (r"(?<![a-z0-9+.-])([a-z][a-z0-9+.-]*://[^\s:/?#@]*:)[^\s@/]*@", rf"\1{MASK}@"),
+        # PEM blocks (service-account keys), also one cut off before its END line.
+        (
+            r"-----BEGIN [A-Z ]*PRIVATE KEY.*?(?:END [A-Z ]*PRIVATE KEY-----|\Z)",
+            "[private key removed]",
         ),
-        "[private key removed]",
-    ),
-    # A service-account JSON quoted in a message.
-    (re.compile(r'("private_key(?:_id)?"\s*:\s*)"[^"]*"'), r'\1"' + MASK + '"'),
-    # Authorization header values and Google access tokens.
-    (re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+", re.IGNORECASE), r"\1 " + MASK),
-    (re.compile(r"\bya29\.[A-Za-z0-9._-]+"), MASK),
-    # Query-string secrets: ?password=..., &access_token=...
-    (
-        re.compile(r"([?&][a-z_]*(?:password|passwd|secret|token|key)=)[^&#\s\"']+", re.IGNORECASE),
-        r"\1" + MASK,
-    ),
-)
+        # A service-account JSON quoted in a message.
+        (r'("private_key(?:_id)?"\s*:\s*)"[^"]*"', rf'\1"{MASK}"'),
+        # Authorization header values, Google access tokens, secrets in a query string.
+        (r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+", rf"\1 {MASK}"),
+        (r"\bya29\.[A-Za-z0-9._-]+", MASK),
+        (r"([?&][a-z_]*(?:password|passwd|secret|token|key)=)[^&#\s\"']+", rf"\1{MASK}"),
+    )
+]
 
 
 def _part(uri: str, name: str) -> str:
