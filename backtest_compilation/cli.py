@@ -432,7 +432,6 @@ def _one_run(
         )
         why = "; ".join(f"{k}: {v}" for k, v in run.small["failed"].items())
         ping.finish(run.exit_code, line if run.ok else f"exit {run.exit_code}: {why}\n{line}")
-        ping.wait()
     if tel.enabled:  # rendering an unchanged run's whole summary reads its catalog
         tel.report_summary(run.summary)
     if run.exit_code and not (mode == "check" and run.exit_code == 1):  # 1: out of sync
