@@ -71,13 +71,8 @@ def hold(cache_dir: Path, *, now: datetime | None = None) -> Iterator[Holder]:
                 f"another run ({who}{since}) holds the lock {path!s}; "
                 "this run gives up without changing anything"
             ) from None
-        if "pid" in (last := _read(fd)):  # a clean release names no pid: the last holder died
-            log.warning(
-                "taking over the run lock left by pid %s (started %s), which ended "
-                "without releasing it",
-                last["pid"],
-                last.get("started"),
-            )
+        if "pid" in (last := _read(fd)):  # a clean release names no pid: the holder died
+            log.warning("taking over the run lock left by pid %s, which died", last["pid"])
         me = Holder(fd, os.getpid(), (now or datetime.now(UTC)).isoformat(timespec="seconds"))
         try:
             _write(fd, {"pid": me.pid, "started": me.started}, sync=True)
