@@ -18,13 +18,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 from .errors import Locked, cache_dir_error
 
 log = logging.getLogger(__name__)
-
-FILE_NAME: Final = "run.lock"
 
 
 @dataclass(slots=True)
@@ -47,11 +45,11 @@ class Holder:
 
 def path_in(cache_dir: Path) -> Path:
     """Where the lock file lives inside `CACHE_DIR`."""
-    return Path(cache_dir) / FILE_NAME
+    return Path(cache_dir) / "run.lock"
 
 
 @contextlib.contextmanager
-def hold(cache_dir: Path, *, now: datetime | None = None) -> Iterator[Holder]:
+def hold(cache_dir: Path) -> Iterator[Holder]:
     """Hold the run lock for the `with` block. Raises `Locked` (exit 4) at once when
     another run holds it, `RunError` (exit 1) when `CACHE_DIR` is unusable."""
     path = path_in(cache_dir)
@@ -73,7 +71,7 @@ def hold(cache_dir: Path, *, now: datetime | None = None) -> Iterator[Holder]:
             ) from None
         if "pid" in (last := _read(fd)):  # a clean release names no pid: the holder died
             log.warning("taking over the run lock left by pid %s, which died", last["pid"])
-        me = Holder(fd, os.getpid(), (now or datetime.now(UTC)).isoformat(timespec="seconds"))
+        me = Holder(fd, os.getpid(), datetime.now(UTC).isoformat(timespec="seconds"))
         try:
             _write(fd, {"pid": me.pid, "started": me.started}, sync=True)
         except OSError as exc:  # a full disk: the state could not be saved either
