@@ -75,27 +75,6 @@ def scrub(value: Any, secrets: tuple[str, ...] = ()) -> Any:
     return value
 
 
-def summary_for_sentry(summary: Mapping[str, Any]) -> dict[str, Any]:
-    """A run summary (contract §8) as outcome, counts and timings: no course name, path
-    or message, and at most ten keys a level (Sentry trims wider dictionaries)."""
-    fields = ("mode", "ok", "exit_code", "mongo", "api_calls", "timings_s")
-    out = {key: summary[key] for key in fields if key in summary}
-    if summary.get("catalog") is not None:
-        problems, renames = summary.get("problems") or [], summary.get("renames") or []
-        per_category = sorted(Counter(p["category"] for p in problems).items())
-        out["counts"] = {
-            "courses": len(summary["catalog"]["courses"]),
-            "course_codes": len(summary["catalog"]["course_codes"]),
-            "problems": len(problems),
-            # One string: twelve categories would exceed Sentry's breadth limit.
-            "problems_by_category": ", ".join(f"{kind} {n}" for kind, n in per_category),
-            "renames": len(renames),
-            "renames_applied": sum(1 for r in renames if r.get("applied")),
-            "sheet_written": bool((summary.get("sheet") or {}).get("written")),
-        }
-    return out
-
-
 @dataclass(frozen=True)
 class Telemetry:
     """Handle returned by `init`; every method does nothing when Sentry is off."""
@@ -121,12 +100,28 @@ class Telemetry:
                 sentry_sdk.capture_message(text, level="error")
 
     def report_summary(self, summary: Mapping[str, Any]) -> None:
-        """A run summary as a breadcrumb and the `last_run` context of later events."""
+        """A run summary (contract §8) as a breadcrumb and the `last_run` context of later
+        events: outcome, counts and timings, no course name, path or message, and at most
+        ten keys a level (Sentry trims wider dictionaries)."""
         if not self.enabled:
             return
         import sentry_sdk
 
-        data = summary_for_sentry(summary)
+        fields = ("mode", "ok", "exit_code", "mongo", "api_calls", "timings_s")
+        data = {key: summary[key] for key in fields if key in summary}
+        if summary.get("catalog") is not None:
+            problems, renames = summary.get("problems") or [], summary.get("renames") or []
+            per_category = sorted(Counter(p["category"] for p in problems).items())
+            data["counts"] = {
+                "courses": len(summary["catalog"]["courses"]),
+                "course_codes": len(summary["catalog"]["course_codes"]),
+                "problems": len(problems),
+                # One string: twelve categories would exceed Sentry's breadth limit.
+                "problems_by_category": ", ".join(f"{kind} {n}" for kind, n in per_category),
+                "renames": len(renames),
+                "renames_applied": sum(1 for r in renames if r.get("applied")),
+                "sheet_written": bool((summary.get("sheet") or {}).get("written")),
+            }
         level = "info" if data.get("ok", True) else "error"
         sentry_sdk.add_breadcrumb(category="run", message="run summary", level=level, data=data)
         sentry_sdk.get_isolation_scope().set_context("last_run", data)
