@@ -1,10 +1,6 @@
-"""`schedule`: run the sync forever at the times of `SCHEDULE` in `TZ` (contract §7).
-
-Cron is evaluated on the wall clock of `TZ`: "9:02 New York time" stays 9:02 across
-daylight-saving changes. `run_forever` takes the clock, the sleep and the stop event, so
-tests drive it with a fake clock; `serve` wires the real ones and the signals. Runs never
-overlap: slots that pass while a run goes on are skipped, not queued.
-"""
+"""`schedule`: run the sync forever at the times of `SCHEDULE` in `TZ` (contract §7), on
+the wall clock of `TZ` (9:02 New York time stays 9:02 across daylight-saving changes).
+Runs never overlap: slots that pass while a run goes on are skipped, not queued."""
 
 from __future__ import annotations
 
@@ -32,8 +28,7 @@ log = logging.getLogger(__name__)
 
 HEARTBEAT_FILE: Final = "heartbeat.json"
 HEARTBEAT_EVERY_S: Final = 60.0
-# `status` (the container's health check) calls the scheduler unhealthy when the
-# heartbeat file is older than this; a run longer than it (a hung service) shows up.
+# `status` calls a scheduler whose heartbeat file is older than this stopped or hung.
 HEALTHY_WITHIN_S: Final = 900
 # The same signal again within this many seconds is the same request: `uv run` forwards
 # the SIGTERM systemd sends to the whole process group, so the scheduler gets it twice.
@@ -43,9 +38,8 @@ Job = Callable[[], int]
 
 
 def _instants(schedule: str, zone: ZoneInfo, at: datetime, *, back: bool) -> Iterator[datetime]:
-    """Cron's times after (or before) `at` on the wall clock of `zone`, as UTC instants.
-    fold=0: a repeated hour (autumn) fires once, at its first occurrence; a skipped hour
-    (spring) fires just after the jump, as cron does."""
+    """Cron's times after (or before) `at` on the wall clock of `zone`, as UTC instants:
+    a repeated hour fires once (fold=0), a skipped one just after the jump, as cron does."""
     it = croniter(schedule, at.astimezone(zone).replace(tzinfo=None))
     walls = it.all_prev(datetime) if back else it.all_next(datetime)
     return (wall.replace(tzinfo=zone, fold=0).astimezone(UTC) for wall in walls)
@@ -123,8 +117,7 @@ def run_forever(
     Runs at once if a slot was missed since the last run the `heartbeat` file names, or
     none is named. `sleep(seconds)` returns early once `stop` is set (`stop.wait`). The
     heartbeat is rewritten every `beat_every_s`, while waiting and during a run."""
-    previous = read_heartbeat(heartbeat)
-    last_run = previous.last_run if previous else None
+    last_run = getattr(read_heartbeat(heartbeat), "last_run", None)
     last_code: int | None = None
 
     def beat(upcoming: datetime | None = None, running: bool = False) -> None:
@@ -181,8 +174,7 @@ def beat_while_running(
     grace_s: float = 60.0,
 ) -> None:
     """Call `beat` every `every_s` until `done` is set, for at most `run_timeout_s` plus
-    `grace_s`: a run stops itself at its timeout, so one still going is hung, and a
-    heartbeat left to go stale lets the container's health check say so."""
+    `grace_s`: a run still going then is hung, and a stale heartbeat says so."""
     limit = math.inf if run_timeout_s is None else run_timeout_s + grace_s
     started = time.monotonic()
     while time.monotonic() - started <= limit:
@@ -195,12 +187,8 @@ def beat_while_running(
 def serve(
     job: Job, *, schedule: str, tz: str, cache_dir: Path, run_timeout_s: float | None = None
 ) -> int:
-    """`main.py schedule`: run `job` on `schedule` in `tz`, with the heartbeat in
-    `CACHE_DIR`, until SIGTERM or SIGINT; call it from the main thread (signal handlers).
-
-    A signal lets the current run finish, then ends the loop (exit 0). A second request
-    aborts the run (recorded, exit 130 / 143); the same signal again within
-    `SAME_REQUEST_S` is the same request."""
+    """`main.py schedule` (from the main thread): `run_forever` until SIGTERM or SIGINT,
+    which let the current run finish (exit 0); a second request aborts it (exit 130 / 143)."""
     stop, first = threading.Event(), dict[int, float]()
 
     def handle(signum: int, frame: FrameType | None) -> None:

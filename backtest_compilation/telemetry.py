@@ -1,10 +1,7 @@
-"""Error reporting to Sentry (contract §6 `SENTRY_DSN`): off unless a DSN is set.
-
-Sent: failures (type, message, stack), the run summary's counts and timings, and INFO
-log lines as breadcrumbs. Never sent: PII and local variables (SDK options), values
-under the SDK's secret key names (its `EventScrubber`), and secrets inside text: every
-event and breadcrumb goes through `scrub` before it leaves the process.
-"""
+"""Error reporting to Sentry (contract §6 `SENTRY_DSN`), off unless a DSN is set: failures,
+run summaries' counts, INFO log lines as breadcrumbs. PII, local variables and values under
+secret key names are left out by the SDK; secrets inside text by `scrub`, through which
+every event and breadcrumb goes."""
 
 from __future__ import annotations
 
@@ -183,7 +180,6 @@ def init(
         dsn=dsn,
         traces_sample_rate=trace_rate,
         include_local_variables=False,  # they could hold settings or file contents
-        max_request_body_size="never",
         release=release,
         server_name="backtest-compilation",  # not the host name
         auto_enabling_integrations=False,  # no driver-level hooks that could see documents
