@@ -156,6 +156,7 @@ class Telemetry:
             import sentry_sdk
 
             sentry_sdk.get_client().close(timeout=5.0)
+            sentry_sdk.get_global_scope().set_client(None)  # a closed client still records
 
 
 def init(
