@@ -352,11 +352,10 @@ def _interrupts_raise() -> Iterator[Callable[[], None]]:
 def _schedule(config: settings.Settings, tel: telemetry.Telemetry) -> int:
     """`schedule`: a sync at every time of `SCHEDULE` (each recorded and reported as a
     one-off sync is); exits 130 / 143 when a second stop request aborted a run, else 0."""
-    monitor = telemetry.monitor_config(
-        config.schedule, config.tz, max_runtime_min=int(config.run_timeout_s // 60) + 15
-    )
+    minutes = int(config.run_timeout_s // 60) + 15  # the longest run Sentry expects
+    job = partial(_one_run, Request(), config, tel, lambda: None)
     return schedule.serve(
-        lambda: tel.checked_in(lambda: _one_run(Request(), config, tel, lambda: None), monitor),
+        lambda: tel.checked_in(job, config.schedule, config.tz, minutes),
         schedule=config.schedule,
         tz=config.tz,
         cache_dir=config.cache_dir,
@@ -433,11 +432,10 @@ def _one_run(
         )
         why = "; ".join(f"{k}: {v}" for k, v in run.small["failed"].items())
         ping.finish(run.exit_code, line if run.ok else f"exit {run.exit_code}: {why}\n{line}")
-        ping.wait()
     if tel.enabled:  # rendering an unchanged run's whole summary reads its catalog
         tel.report_summary(run.summary)
     if run.exit_code and not (mode == "check" and run.exit_code == 1):  # 1: out of sync
-        tel.report_exit(run.exit_code, message=line)
+        tel.report_failure(exit_code=run.exit_code, message=line)
     if request.json:
         _print_json(run.summary)
     elif mode != "sync":

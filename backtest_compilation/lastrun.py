@@ -1,10 +1,7 @@
-"""What the last syncs did, for people and monitors (contract §7), each file replaced
-atomically in the Drive source's `CACHE_DIR` (a `--source` run keeps its own, `folder`):
-`last-run.json` (contract §8's object of the last run that changed or failed something,
-with its start and end in `TZ`), `report.html` (the same as a page) and
-`last-success.json` (a few hundred bytes of facts of the last successful run). An
-unchanged run rewrites only `last-success.json`. Writing them never fails a run.
-"""
+"""What the last syncs did (contract §7), in the source's own `folder`: `last-run.json`
+(contract §8's object of the last run that changed or failed something, plus its facts),
+`report.html` (the same as a page) and `last-success.json` (the few hundred bytes of facts
+of the last successful sync, all an unchanged run rewrites). Writing never fails a run."""
 
 from __future__ import annotations
 
@@ -16,7 +13,6 @@ from pathlib import Path
 from typing import Any, Final
 
 from . import report, state
-from .errors import RunError
 from .files import write_atomic
 from .outcome import RunSummary, count
 
@@ -35,28 +31,18 @@ def folder(cache_dir: Path, source: Path | None = None) -> Path:
     return state.folder(cache_dir, state.source_key("local", os.path.abspath(source)))
 
 
-def _pending_renames(summary: dict[str, Any]) -> int:
-    """Renames planned but not done that are not failures (they are tried next run)."""
-    if isinstance(summary.get("renames_pending"), int):
-        return int(summary["renames_pending"])
-    problems = summary.get("problems") or []
-    failed = {p.get("id") for p in problems if p.get("category") == "rename_failed"}
-    renames = summary.get("renames") or []
-    return sum(1 for r in renames if not r.get("applied") and r.get("id") not in failed)
-
-
 def facts(
     summary: dict[str, Any], *, started: datetime, finished: datetime, zone: tzinfo = UTC
 ) -> dict[str, Any]:
-    """The run facts of contract §8's `summary`: times, exit code, failures, counts."""
-    mongo = summary.get("mongo") or {}
-    counted = count(summary)
-    at = {"started_at": started, "finished_at": finished}
+    """A run's facts, what `status` shows: times in `zone`, exit code, failures, counts."""
+    mongo, counted = summary.get("mongo") or {}, count(summary)
+    pending = summary.get("renames_pending")  # None: the renames did not run
+    if pending is None:
+        pending = sum(1 for r in summary.get("renames") or () if not r.get("applied"))
     return {
-        "mode": summary.get("mode"),
-        "ok": bool(summary.get("ok")),
-        "exit_code": summary.get("exit_code"),
-        **{k: t.astimezone(zone).isoformat(timespec="seconds") for k, t in at.items()},
+        **{k: summary[k] for k in ("mode", "ok", "exit_code")},
+        "started_at": started.astimezone(zone).isoformat(timespec="seconds"),
+        "finished_at": finished.astimezone(zone).isoformat(timespec="seconds"),
         "unchanged": bool(summary.get("unchanged")),
         "failed": summary.get("failed") or {},
         "counts": {
@@ -64,7 +50,7 @@ def facts(
             **{f"mongo_{k}": mongo.get(k, 0) for k in ("inserted", "updated", "deleted")},
             "sheet_written": bool((summary.get("sheet") or {}).get("written")),
         },
-        "pending_renames": _pending_renames(summary),
+        "pending_renames": pending,
         "api_calls": summary.get("api_calls") or {},
     }
 
@@ -76,70 +62,25 @@ def save(
     started: datetime,
     finished: datetime,
     headline: str,
-    mongo_lines: tuple[str, ...] | list[str] = (),
-    error: str = "",
+    mongo_lines: tuple[str, ...] = (),
     zone: tzinfo = UTC,
 ) -> bool:
-    """Record a sync (see the module docstring); False (after a warning) when the files
-    could not be written."""
+    """Record a sync (see the module docstring); False, after a warning, when the files
+    could not be written. `run` is the run, or contract §8's object of one."""
     summary = run.small if isinstance(run, RunSummary) else run
     small = facts(summary, started=started, finished=finished, zone=zone)
-    c = small["counts"]
-    wrote = c["sheet_written"] or c["mongo_inserted"] or c["mongo_updated"] or c["mongo_deleted"]
-    directory = Path(directory)
+    wrote = any(v for k, v in small["counts"].items() if k.startswith(("mongo_", "sheet_")))
     try:
         if not (small["unchanged"] and small["ok"]) or wrote:
-            summary = run.summary if isinstance(run, RunSummary) else run
-            doc = {**summary, **{k: small[k] for k in ("started_at", "finished_at")}}
-            doc.update(counts=small["counts"], pending_renames=small["pending_renames"])
-            if error:
-                doc["error"] = error
+            doc = {**(run.summary if isinstance(run, RunSummary) else run), **small}
             when = finished.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
-            page = report.html_page(
-                doc,
-                title=f"backtest-compilation: {doc.get('mode', 'sync')} of {when}",
-                headline=headline,
-                mongo_lines=list(mongo_lines),
-                error=error,
-            )
-            write_atomic(directory / LAST_RUN, _dumps(doc))
-            write_atomic(directory / REPORT, page)
+            title = f"backtest-compilation: {doc['mode']} of {when}"
+            page = report.html_page(doc, title=title, headline=headline, mongo_lines=mongo_lines)
+            write_atomic(Path(directory) / LAST_RUN, json.dumps(doc, ensure_ascii=False))
+            write_atomic(Path(directory) / REPORT, page)
         if small["ok"] and small["mode"] == "sync":
-            write_atomic(directory / LAST_SUCCESS, json.dumps(small, ensure_ascii=False))
+            write_atomic(Path(directory) / LAST_SUCCESS, json.dumps(small, ensure_ascii=False))
     except OSError as exc:
         log.warning("cannot write the run record in %s: %s", directory, exc.strerror or exc)
         return False
     return True
-
-
-def failure_summary(mode: str, exit_code: int, error: str) -> dict[str, Any]:
-    """Contract §8's object of a run that failed with `exit_code` before it knew anything."""
-    exc = RunError(error)
-    exc.exit_code = exit_code
-    return RunSummary(mode).failed("run", exc).summary
-
-
-def _dumps(doc: dict[str, Any]) -> str:
-    """`doc` as JSON, one field a line (`indent=` runs the slow pure-Python encoder)."""
-    fields = (
-        f"  {json.dumps(key, ensure_ascii=False)}: {json.dumps(value, ensure_ascii=False)}"
-        for key, value in doc.items()
-    )
-    return "{\n" + ",\n".join(fields) + "\n}\n"
-
-
-def load(path: Path) -> dict[str, Any] | None:
-    """A record written by `save`, or None when it is missing or unreadable."""
-    try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return doc if isinstance(doc, dict) else None
-
-
-def when(doc: dict[str, Any] | None, key: str = "finished_at") -> datetime | None:
-    """A time field of a record, or None."""
-    try:
-        return datetime.fromisoformat(str((doc or {})[key])).astimezone(UTC)
-    except (KeyError, ValueError, TypeError):
-        return None

@@ -1,10 +1,10 @@
 """The run lock (contract §5.2): one run at a time per `CACHE_DIR`.
 
 `fcntl.flock` on an open file: the kernel releases it when the holder's process ends,
-however it ends, so a lock left by a killed run is simply free for the next one. The
-file holds the holder's pid and start time, only to name it in the message a second
-run gives up with. The file is never deleted: deleting it would let two runs lock two
-different files of the same name.
+however it ends, so a lock left by a killed run is free for the next one. The file holds
+a small JSON of the run (pid, start, mode, source, phase, progress) for the message a
+second run gives up with and for `status`. It is never deleted: that would let two runs
+lock two different files of the same name.
 """
 
 from __future__ import annotations
@@ -18,46 +18,40 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 from .errors import Locked, cache_dir_error
 
 log = logging.getLogger(__name__)
 
-FILE_NAME: Final = "run.lock"
-
 
 @dataclass(slots=True)
 class Holder:
-    """Who holds (or last held) the lock, as written in the lock file."""
+    """This run, holding the lock (`held` until the `with` block ends)."""
 
-    pid: int | None
-    started: str | None
+    fd: int
+    pid: int
+    started: str
     notes: dict[str, Any] = field(default_factory=dict)
-    fd: int = -1  # the open lock file, while held
+    held: bool = True
 
     def note(self, **fields: Any) -> None:
-        """Say what the run is doing (its mode, phase, progress), for `status`; a file
-        that cannot be written loses the note, never the run."""
+        """Say what the run does (mode, phase, progress) for `status`; best effort."""
         self.notes.update(fields)
-        if self.fd >= 0:
-            doc = {"pid": self.pid, "started": self.started, **self.notes}
+        if self.held:
             with contextlib.suppress(OSError):
-                _write(self.fd, json.dumps(doc), sync=False)
+                _write(self.fd, {"pid": self.pid, "started": self.started, **self.notes})
 
 
 def path_in(cache_dir: Path) -> Path:
     """Where the lock file lives inside `CACHE_DIR`."""
-    return Path(cache_dir) / FILE_NAME
+    return Path(cache_dir) / "run.lock"
 
 
 @contextlib.contextmanager
-def hold(cache_dir: Path, *, now: datetime | None = None) -> Iterator[Holder]:
-    """Hold the run lock for the `with` block; yields this run's `Holder`.
-
-    Raises `Locked` (exit 4) at once, without waiting, when another run holds it, and
-    `RunError` (exit 1) when `CACHE_DIR` cannot be created or the file opened.
-    """
+def hold(cache_dir: Path) -> Iterator[Holder]:
+    """Hold the run lock for the `with` block. Raises `Locked` (exit 4) at once when
+    another run holds it, `RunError` (exit 1) when `CACHE_DIR` is unusable."""
     path = path_in(cache_dir)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -68,54 +62,41 @@ def hold(cache_dir: Path, *, now: datetime | None = None) -> Iterator[Holder]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = _read(fd)
-            who = f"pid {holder.pid}" if holder.pid is not None else "another process"
-            since = f", started {holder.started}" if holder.started else ""
+            last = _read(fd)
+            who = f"pid {last['pid']}" if "pid" in last else "another process"
+            since = f", started {last['started']}" if "started" in last else ""
             raise Locked(
                 f"another run ({who}{since}) holds the lock {path!s}; "
                 "this run gives up without changing anything"
             ) from None
-        previous = _read(fd)
-        if previous.pid is not None:
-            # A clean release empties the file, so content means the last holder died.
-            log.warning(
-                "taking over the run lock left by pid %s (started %s), which ended "
-                "without releasing it",
-                previous.pid,
-                previous.started,
-            )
-        me = Holder(os.getpid(), (now or datetime.now(UTC)).isoformat(timespec="seconds"), fd=fd)
+        if "pid" in (last := _read(fd)):  # a clean release names no pid: the holder died
+            log.warning("taking over the run lock left by pid %s, which died", last["pid"])
+        me = Holder(fd, os.getpid(), datetime.now(UTC).isoformat(timespec="seconds"))
         try:
-            _write(fd, json.dumps({"pid": me.pid, "started": me.started}))
-        except OSError as exc:
-            # A full CACHE_DIR: the lock is held all the same (flock needs no space),
-            # but the state file could not be saved either, so stop here, cleanly.
+            _write(fd, {"pid": me.pid, "started": me.started}, sync=True)
+        except OSError as exc:  # a full disk: the state could not be saved either
             raise cache_dir_error(exc, path, "write the run lock") from None
-        log.debug("run lock %s taken by pid %s", path, me.pid)
         try:
             yield me
         finally:
-            me.fd = -1
-            # No pid: a clean end (the next holder does not warn); the start and mode stay.
+            me.held = False
             with contextlib.suppress(OSError):
-                _write(fd, json.dumps({"started": me.started, **me.notes}), sync=False)
+                _write(fd, {"started": me.started, **me.notes})
     finally:
         os.close(fd)  # closing the descriptor releases the flock
 
 
 @contextlib.contextmanager
 def noting_progress(held: Holder) -> Iterator[None]:
-    """The progress lines of a long phase (renames: done of total, rate) also go to the
+    """Progress log lines of a long phase (renames: done of total, rate) also go to the
     lock file's notes, so `status` shows them while the run goes on."""
 
     class Noting(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
-            progress = getattr(record, "progress", None)
-            if isinstance(progress, dict):
+            if isinstance(progress := getattr(record, "progress", None), dict):
                 held.note(progress=progress)
 
-    handler = Noting()
-    top = logging.getLogger("backtest_compilation")
+    top, handler = logging.getLogger("backtest_compilation"), Noting()
     top.addHandler(handler)
     try:
         yield
@@ -123,50 +104,36 @@ def noting_progress(held: Holder) -> Iterator[None]:
         top.removeHandler(handler)
 
 
-def _read(fd: int) -> Holder:
-    try:
-        raw = os.pread(fd, 4096, 0)
-        doc = json.loads(raw) if raw.strip() else {}
-    except (OSError, ValueError):
-        return Holder(None, None)
-    if not isinstance(doc, dict):
-        return Holder(None, None)
-    pid, started = doc.get("pid"), doc.get("started")
-    return Holder(
-        pid if isinstance(pid, int) and not isinstance(pid, bool) else None,
-        started if isinstance(started, str) else None,
-    )
-
-
 def peek(cache_dir: Path) -> dict[str, Any]:
-    """What the lock file says — the latest run's `started`, `mode`, `source` and, while
-    it runs (or when it died holding the lock), its `pid`, `phase` and `progress` — and
-    `held`: whether a run holds it now. A shared, non-blocking probe: never takes it."""
+    """What the lock file says, and `held`: whether a run holds it now (a shared,
+    non-blocking probe that never keeps it)."""
     try:
         fd = os.open(path_in(cache_dir), os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return {"held": False}
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            held = False
-        except BlockingIOError:
-            held = True
-        try:
-            doc = json.loads(os.pread(fd, 4096, 0) or b"{}")
-        except (OSError, ValueError):
-            doc = {}
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)  # at once: a run starting now must get it
+        return {**_read(fd), "held": False}
+    except BlockingIOError:
+        return {**_read(fd), "held": True}
     finally:
         os.close(fd)
-    return {**(doc if isinstance(doc, dict) else {}), "held": held}
 
 
-def _write(fd: int, text: str, *, sync: bool = True) -> None:
+def _read(fd: int) -> dict[str, Any]:
+    try:
+        doc = json.loads(os.pread(fd, 4096, 0) or b"{}")
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def _write(fd: int, doc: dict[str, Any], *, sync: bool = False) -> None:
     # Overwritten in place, then cut: the file's block is already there, so a full disk
-    # still takes the few bytes.
-    data = text.encode()
+    # still takes the few bytes. Only taking the lock is flushed; notes are advice.
+    data = json.dumps(doc).encode()
     os.pwrite(fd, data, 0)
     os.ftruncate(fd, len(data))
-    if sync:  # notes are advice for `status`: not worth a disk flush each
+    if sync:
         os.fsync(fd)

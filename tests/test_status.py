@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 
 from backtest_compilation import lastrun, lock, sample, schedule, state, status
+from backtest_compilation.errors import RunError
+from backtest_compilation.outcome import RunSummary
 
 ROOT = Path(__file__).resolve().parent.parent
 MAIN = str(ROOT / "main.py")
@@ -39,10 +41,8 @@ def gather(cache: Path, now: datetime = NOW) -> dict[str, Any]:
 
 
 def summary(ok: bool = True, **extra: Any) -> dict[str, Any]:
-    base = lastrun.failure_summary("sync", 0 if ok else 1, "")
-    base.update(ok=ok, exit_code=0 if ok else 1, failed={} if ok else {"sheet": "HTTP 503"})
-    base.update(extra)
-    return base
+    run = RunSummary("sync")
+    return {**(run if ok else run.failed("sheet", RunError("HTTP 503"))).summary, **extra}
 
 
 def test_no_run_yet(tmp_path: Path) -> None:
