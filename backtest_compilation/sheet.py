@@ -159,7 +159,7 @@ class SheetReport:
         state = self.read()
         contents.copies_tab(state, self.layout, f"spreadsheet {self.key} (SHEET_URL)")
         report = contents.build(catalog, state.copies, self.layout)
-        return SheetPlan(report, state, contents.in_sync(report, state, self.layout))
+        return SheetPlan(report, state, contents.in_sync(report, state))
 
     def publish(
         self,
@@ -181,7 +181,7 @@ class SheetReport:
         written = plan.needs_write(last_digest)
         if written or stamp_unchanged:
             requests = (
-                contents.write_requests(report, plan.state, self.layout, stamp)
+                contents.write_requests(report, plan.state, stamp)
                 if written
                 else contents.stamp_requests(plan.state, self.layout, stamp)
             )

@@ -14,7 +14,7 @@ import itertools
 import json
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
@@ -191,15 +191,20 @@ class Line:
 
 @dataclass(frozen=True)
 class Report:
-    """Everything the sheet will say (the time stamp aside)."""
+    """Everything the sheet will say (the time stamp aside), and where."""
 
+    layout: Layout
     errors: tuple[Line, ...]
     not_found_lines: tuple[Line, ...]
     counts: tuple[tuple[int, int], ...]  # (1-based row, digital count), rows ascending
     stale: tuple[int, ...]  # 1-based rows of numeric count cells not written this run
     not_found: tuple[str, ...]
     ambiguous: tuple[str, ...]
-    digest: str = ""
+
+    @functools.cached_property
+    def digest(self) -> str:
+        """A stable digest of all the report writes (its layout included)."""
+        return hashlib.sha256(json.dumps(asdict(self)).encode()).hexdigest()
 
 
 def error_lines(catalog: Catalog, layout: Layout = TODAYS_LAYOUT) -> tuple[Line, ...]:
@@ -261,13 +266,7 @@ def build(catalog: Catalog, copies: Grid, layout: Layout = TODAYS_LAYOUT) -> Rep
     )
     counts = tuple(sorted((row, len(found)) for row, found in pairs.items()))
     names = tuple(p.course for p in ambiguous)
-    report = Report(error_lines(catalog, layout), lines, counts, stale, not_found, names)
-    return replace(report, digest=_digest(report, layout))
-
-
-def _digest(report: Report, layout: Layout) -> str:
-    """A stable digest of what would be written (layout included, time stamp excluded)."""
-    return hashlib.sha256(json.dumps([asdict(layout), asdict(report)]).encode()).hexdigest()
+    return Report(layout, error_lines(catalog, layout), lines, counts, stale, not_found, names)
 
 
 def stamp_text(now: datetime, tz: str) -> str:
@@ -315,9 +314,9 @@ def _rstrip(values: list[Any], blank: Any) -> list[Any]:
     return values
 
 
-def in_sync(report: Report, state: SheetState, layout: Layout = TODAYS_LAYOUT) -> bool:
+def in_sync(report: Report, state: SheetState) -> bool:
     """Whether the sheet already shows `report`'s values (formats are covered by the digest)."""
-    col = layout.count_index
+    layout, col = report.layout, report.layout.count_index
     shown = {r + 1: row[col] for r, row in enumerate(state.copies) if col < len(row)}
     texts = ((report.errors, state.errors), (report.not_found_lines, state.not_found))
     return (
@@ -382,14 +381,13 @@ def _cell(tab: TabInfo, row: int, col: int, cell: dict[str, Any], fields: str) -
     return {"updateCells": {"start": start, "rows": [{"values": [cell]}], "fields": fields}}
 
 
-def write_requests(
-    report: Report, state: SheetState, layout: Layout = TODAYS_LAYOUT, stamp: str | None = None
-) -> list[Request]:
+def write_requests(report: Report, state: SheetState, stamp: str | None = None) -> list[Request]:
     """The `spreadsheets.batchUpdate` requests that write the whole report, in one call.
 
     Missing tabs are added; grids grow where needed; `Errors in Drive` and
     `Classes Not Found` are cleared and rewritten; in the physical-copies tab only the
     count column (value + background) and the stamp cell are touched."""
+    layout = report.layout
     copies = copies_tab(state, layout)
     col, (stamp_row, stamp_col) = layout.count_index, layout.stamp_position
     last_row = max([stamp_row + 1, *(row for row, _ in report.counts), *report.stale])
