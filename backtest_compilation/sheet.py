@@ -1,12 +1,7 @@
-"""The Google Sheet adapter (contract §4): reads the report spreadsheet and writes it.
-
-A plan costs two calls, gspread's `fetch_sheet_metadata` (every tab's id and size) and
-one `values_batch_get` (the report's three tabs); a write is one `batch_update`, atomic
-on Google's side. They are methods of gspread's `HTTPClient` (its `Spreadsheet` would
-fetch the metadata once more in its constructor), each sent through `google.Transport`
-(one pacer, `Retry-After`, bounded retries, the run's deadline). What is written comes
-from `sheet_contents`. gspread is imported on the first call: an unchanged run never
-loads it.
+"""The Google Sheet adapter (contract §4): a plan is gspread's `fetch_sheet_metadata` and
+one `values_batch_get`, a write one `batch_update` (atomic at Google), each sent through
+`google.Transport`. They are `HTTPClient` methods: its `Spreadsheet` would fetch the
+metadata once more. gspread is imported on the first call, which an unchanged run never makes.
 """
 
 from __future__ import annotations
@@ -90,12 +85,8 @@ def session(endpoint: str, credentials: service_account.Credentials | None) -> r
 
 
 class SheetReport:
-    """Reads and writes the report spreadsheet `key`: `plan` costs 2 calls (1 when no
-    report tab exists yet), `publish` one more when something changed.
-
-    Requests go to `endpoint` when set (an emulator), else to Google, with `credentials`
-    (else anonymous). `who` names the account in "not shared with ..." errors (default:
-    the key's e-mail). Makes no call until the sheet is first read."""
+    """The report spreadsheet `key` at `endpoint` (an emulator), else at Google, with
+    `credentials`, else anonymous; `who` is named in "not shared with" errors."""
 
     def __init__(
         self,

@@ -1,9 +1,5 @@
-"""What the sheet says (contract §4), as pure functions: no I/O, no clock.
-
-`Layout` names every tab, heading and cell; `place` finds each course's row of the
-physical-copies tab; `build` turns a catalog and that tab into a `Report` with a stable
-digest; `write_requests` turns a report and what the spreadsheet holds now
-(`SheetState`) into the one `batchUpdate` that writes it. `sheet` does the talking."""
+"""What the sheet says (contract §4), as pure functions: `place` finds each course's row,
+`build` makes the `Report`, `write_requests` the one `batchUpdate` that writes it."""
 
 from __future__ import annotations
 
@@ -28,15 +24,7 @@ Request = dict[str, Any]  # one request of a `batchUpdate`
 CELL_LIMIT = 50_000  # Google rejects longer cell text
 _CELL = re.compile(r"([A-Z]{1,3})([1-9][0-9]*)")
 _NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)\s*")
-
-
-@dataclass(frozen=True, slots=True)
-class Colour:
-    """An RGB colour as the Sheets API writes it (components 0–1; `asdict` is its `Color`)."""
-
-    red: float = 0.0
-    green: float = 0.0
-    blue: float = 0.0
+Colour = tuple[float, float, float]  # red, green, blue, each 0–1
 
 
 @dataclass(frozen=True)
@@ -54,9 +42,9 @@ class Layout:
     stamp_cell: str = "P24"
     not_found_tab: str = "Classes Not Found"
     not_found_heading: str = "Classes Not Found"
-    heading_colour: Colour = Colour(1, 0, 0)
-    written_colour: Colour = Colour(0, 1, 0)
-    stale_colour: Colour = Colour(1, 1, 0)
+    heading_colour: Colour = (1, 0, 0)
+    written_colour: Colour = (0, 1, 0)
+    stale_colour: Colour = (1, 1, 0)
 
     def __post_init__(self) -> None:
         tabs = (self.errors_tab, self.copies_tab, self.not_found_tab)
@@ -95,9 +83,6 @@ TODAYS_LAYOUT = Layout()
 def _position(cell: str) -> tuple[int, int]:
     letters, row = _CELL.fullmatch(cell).groups()  # type: ignore[union-attr]
     return int(row) - 1, functools.reduce(lambda n, ch: n * 26 + ord(ch) - 64, letters, 0) - 1
-
-
-# ---------------------------------------------------------------- which row is which course
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,9 +160,6 @@ def place(
         tier, rows = next(found, (None, set()))
         placements.append(Placement(course.name, tuple(sorted(rows)), tier))
     return tuple(placements)
-
-
-# ---------------------------------------------------------------- what the sheet says
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,9 +259,6 @@ def stamp_text(now: datetime, tz: str) -> str:
     return f"{t.month}/{t.day}/{t:%y} {t:%I:%M:%S} {'AM' if t.hour < 12 else 'PM'}"
 
 
-# ---------------------------------------------------------------- the sheet now, and the write
-
-
 class TabInfo(NamedTuple):
     """A tab's id, title and grid size."""
 
@@ -347,6 +326,10 @@ def _limited(text: str) -> str:
     return text if len(text) <= CELL_LIMIT else text[: CELL_LIMIT - 1] + "…"
 
 
+def _rgb(colour: Colour) -> dict[str, float]:
+    return dict(zip(("red", "green", "blue"), colour, strict=True))
+
+
 def _grow(tab: TabInfo, rows: int, columns: int) -> list[Request]:
     """The request that grows `tab` to hold `rows` × `columns`, if it is smaller."""
     if rows <= tab.rows and columns <= tab.columns:
@@ -359,7 +342,7 @@ def _grow(tab: TabInfo, rows: int, columns: int) -> list[Request]:
 
 def _text_tab(tab: TabInfo, lines: Sequence[Line], layout: Layout) -> Request:
     """Clear the whole tab (values and formats) and write `lines` into column A."""
-    heading = {"backgroundColor": asdict(layout.heading_colour), "textFormat": {"bold": True}}
+    heading = {"backgroundColor": _rgb(layout.heading_colour), "textFormat": {"bold": True}}
     rows = []
     for line in lines:
         cell: dict[str, Any] = {}
@@ -406,7 +389,8 @@ def write_requests(report: Report, state: SheetState, stamp: str | None = None) 
             out.append({"addSheet": {"properties": properties}})
         out += [*_grow(tab, len(lines), 1), _text_tab(tab, lines, layout)]
     green, yellow = (
-        {"backgroundColor": asdict(c)} for c in (layout.written_colour, layout.stale_colour)
+        {"backgroundColor": _rgb(layout.written_colour)},
+        {"backgroundColor": _rgb(layout.stale_colour)},
     )
     for row, count in report.counts:  # only the background: people's fonts and borders stay
         cell = {"userEnteredValue": {"numberValue": count}, "userEnteredFormat": green}

@@ -331,7 +331,7 @@ def test_every_name_and_cell_is_configurable(
         stamp_cell="A1",
         not_found_tab="Missing",
         not_found_heading="No row",
-        written_colour=sheet_contents.Colour(0.5, 1, 0.5),
+        written_colour=(0.5, 1, 0.5),
     )
     sheets_emulator.add_spreadsheet(
         SHEET_KEY, tabs={"Binders": [["Updated:"], ["Course", "", "Count"], ["Calculus II", "", 7]]}
