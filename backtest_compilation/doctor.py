@@ -50,6 +50,18 @@ class Check(NamedTuple):
         return f"{mark} {self.name}: {self.detail}{fix}"
 
 
+def ok(name: str, detail: str) -> Check:
+    return Check(name, True, detail)
+
+
+def bad(name: str, detail: str, fix: str) -> Check:
+    return Check(name, False, detail, fix)
+
+
+def skip(name: str, detail: str) -> Check:
+    return Check(name, False, detail, skipped=True)
+
+
 def _keyed(config: settings.Settings) -> dict[str, tuple[str, ...]]:
     """The APIs a sync reaches with the key (no emulator endpoint), with the scopes it asks."""
     drive = (SCOPE_READ, SCOPE_RENAME) if config.rename_files else (SCOPE_READ,)
@@ -62,18 +74,18 @@ def check_key_file(config: settings.Settings) -> Check:
     """The key file is a service-account key (without quoting any of it)."""
     name, path, needed = "key file", str(config.google_credentials_file), _keyed(config)
     if not needed:
-        return Check(name, True, "not needed (the API endpoints set answer without one)")
+        return ok(name, "not needed (the API endpoints set answer without one)")
     fix = f"download a JSON key of the service account into {path!r}; {GOOGLE}"
     try:
         json.loads(Path(path).read_text(encoding="utf-8"))
         email = google.credentials(path, "", ()).service_account_email
     except FileNotFoundError:
-        return Check(name, False, f"GOOGLE_CREDENTIALS_FILE {path!r} does not exist", fix)
+        return bad(name, f"GOOGLE_CREDENTIALS_FILE {path!r} does not exist", fix)
     except (OSError, ValueError) as exc:
-        return Check(name, False, f"{path!r} is not readable JSON ({type(exc).__name__})", fix)
+        return bad(name, f"{path!r} is not readable JSON ({type(exc).__name__})", fix)
     except ConfigError as exc:
-        return Check(name, False, str(exc), fix)
-    return Check(name, True, f"service account {email} ({', '.join(needed)})")
+        return bad(name, str(exc), fix)
+    return ok(name, f"service account {email} ({', '.join(needed)})")
 
 
 def check_token(
@@ -94,11 +106,11 @@ def check_token(
             f"grant the service account's client id exactly these scopes: {', '.join(scopes)}; "
         )
         detail = f"Google refused a token for {listed} as {delegate!r}: {code}"
-        return Check(name, False, detail, fix + GOOGLE)
+        return bad(name, detail, fix + GOOGLE)
     except exceptions.TransportError as exc:
         detail = f"the token endpoint did not answer ({type(exc).__name__})"
-        return Check(name, False, detail, f"check the network to oauth2.googleapis.com; {TROUBLE}")
-    return Check(name, True, f"granted for {listed} as {delegate or 'the service account'}")
+        return bad(name, detail, f"check the network to oauth2.googleapis.com; {TROUBLE}")
+    return ok(name, f"granted for {listed} as {delegate or 'the service account'}")
 
 
 def _who(config: settings.Settings) -> str:
@@ -123,11 +135,11 @@ def check_folder(config: settings.Settings, drive: DriveSource) -> Iterator[Chec
     except DriveCallError as exc:
         if exc.status == 0:
             fix = f"check the network to www.googleapis.com; {TROUBLE}"
-            yield Check("FOLDER_ID", False, f"{SILENT} ({exc.detail})", fix)
+            yield bad("FOLDER_ID", f"{SILENT} ({exc.detail})", fix)
         else:
             fix = f"share the drive or folder with {who}, or fix FOLDER_ID; {GOOGLE}"
             detail = f"{folder!r} was not found by {who} (HTTP {exc.detail})"
-            yield Check("FOLDER_ID", False, detail, fix)
+            yield bad("FOLDER_ID", detail, fix)
         return
     title, mime = meta.get("name", ""), meta.get("mimeType", FOLDER_MIME)
     if mime != FOLDER_MIME or meta.get("trashed"):
@@ -135,24 +147,20 @@ def check_folder(config: settings.Settings, drive: DriveSource) -> Iterator[Chec
         if mime == FOLDER_MIME:
             detail = f"folder {title!r} is in the trash"
         fix = f"use the id of the drive or folder that holds the departments; {CONFIG}"
-        yield Check("FOLDER_ID", False, detail, fix)
+        yield bad("FOLDER_ID", detail, fix)
         return
-    yield _too_deep(drive, meta, kind) or Check(
-        "FOLDER_ID", True, f"{kind} {title!r}, readable by {who}"
-    )
+    yield _too_deep(drive, meta, kind) or ok("FOLDER_ID", f"{kind} {title!r}, readable by {who}")
     if not config.rename_files:
-        yield Check(
-            "rename rights", True, "renames are off (RENAME_FILES=false): reading is enough"
-        )
+        yield ok("rename rights", "renames are off (RENAME_FILES=false): reading is enough")
     elif meta.get("capabilities", {}).get("canEdit"):
-        yield Check("rename rights", True, f"{who} may rename files in the {kind}")
+        yield ok("rename rights", f"{who} may rename files in the {kind}")
     else:
         detail = f"{who} may only read the {kind} (Drive capabilities.canEdit is false)"
         fix = (
             f"give {who} the Content manager role on the shared drive (Editor on a folder), "
             f"or set RENAME_FILES=false; {GOOGLE}"
         )
-        yield Check("rename rights", False, detail, fix)
+        yield bad("rename rights", detail, fix)
 
 
 def _too_deep(drive: DriveSource, meta: Mapping[str, Any], kind: str) -> Check | None:
@@ -171,7 +179,7 @@ def _too_deep(drive: DriveSource, meta: Mapping[str, Any], kind: str) -> Check |
     use = f"{above[1]!r} ({above[0]})" if above else "the folder above it"
     detail = f"{kind} {meta.get('name', '')!r} holds course folders ({shown}), not departments"
     fix = f"set FOLDER_ID to {use}, the one that holds the department folders; {CONFIG}"
-    return Check("FOLDER_ID", False, detail + ": it is one level too deep", fix)
+    return bad("FOLDER_ID", detail + ": it is one level too deep", fix)
 
 
 def check_spreadsheet(
@@ -185,22 +193,18 @@ def check_spreadsheet(
         meta = drive.item(key, "id,name,mimeType,capabilities(canEdit)")
     except DriveCallError as exc:
         detail = f"HTTP {exc.detail}" if exc.status else exc.detail
-        yield Check(
-            "spreadsheet", False, f"{key} is not visible to {who} in Drive ({detail})", share
-        )
+        yield bad("spreadsheet", f"{key} is not visible to {who} in Drive ({detail})", share)
         return
     name, editable = meta.get("name"), bool(meta.get("capabilities", {}).get("canEdit"))
     if meta.get("mimeType") != "application/vnd.google-apps.spreadsheet":
         detail = f"{key} is a {meta.get('mimeType')}, not a Google Sheet"
-        yield Check(
-            "spreadsheet", False, detail, f"use the URL of the tracking spreadsheet; {SHEET}"
-        )
+        yield bad("spreadsheet", detail, f"use the URL of the tracking spreadsheet; {SHEET}")
         return
     if editable:
-        yield Check("spreadsheet", True, f"{name!r} reachable and editable by {who}")
+        yield ok("spreadsheet", f"{name!r} reachable and editable by {who}")
     else:
         detail = f"{name!r} is reachable but {who} may not edit it"
-        yield Check("spreadsheet", False, detail + " (Drive capabilities.canEdit is false)", share)
+        yield bad("spreadsheet", detail + " (Drive capabilities.canEdit is false)", share)
     endpoint = config.sheets_api_endpoint
     report = SheetReport(
         key,
@@ -214,22 +218,22 @@ def check_spreadsheet(
     try:
         titles = [tab.title for tab in report.read().tabs]
     except RunError as exc:
-        yield Check("sheet tabs", False, f"Sheets could not read the tabs: {exc}", share)
+        yield bad("sheet tabs", f"Sheets could not read the tabs: {exc}", share)
         return
     present = {t.casefold() for t in titles}
     if layout.copies_tab.casefold() in present:
-        yield Check("people's tab", True, f"{layout.copies_tab!r} present")
+        yield ok("people's tab", f"{layout.copies_tab!r} present")
     else:
         detail = f"{layout.copies_tab!r} is missing; the tabs are {', '.join(map(repr, titles))}"
         fix = f"rename the tab back, or set SHEET_COPIES_TAB to its name; {SHEET}"
-        yield Check("people's tab", False, detail, fix)
+        yield bad("people's tab", detail, fix)
     for tab in (layout.errors_tab, layout.not_found_tab):
         if tab.casefold() in present:
-            yield Check("tool's tab", True, f"{tab!r} present")
+            yield ok("tool's tab", f"{tab!r} present")
         elif editable:
-            yield Check("tool's tab", True, f"{tab!r} missing; the first sync creates it")
+            yield ok("tool's tab", f"{tab!r} missing; the first sync creates it")
         else:
-            yield Check("tool's tab", False, f"{tab!r} missing and {who} cannot create it", share)
+            yield bad("tool's tab", f"{tab!r} missing and {who} cannot create it", share)
 
 
 def google_checks(config: settings.Settings, key_ok: bool) -> Iterator[Check]:
@@ -244,10 +248,10 @@ def google_checks(config: settings.Settings, key_ok: bool) -> Iterator[Check]:
         key_ok = key_ok and check.ok
         yield check
     if config.drive_api_endpoint or config.sheets_api_endpoint:
-        yield Check("tokens", True, "not asked for the APIs with an endpoint set (none are used)")
+        yield ok("tokens", "not asked for the APIs with an endpoint set (none are used)")
     if not key_ok:
         detail = "not checked without a key and tokens"
-        yield Check("Drive and the spreadsheet", False, detail, skipped=True)
+        yield skip("Drive and the spreadsheet", detail)
         return
     drive = DriveSource(
         config.folder_id,
@@ -261,11 +265,9 @@ def google_checks(config: settings.Settings, key_ok: bool) -> Iterator[Check]:
     folder = list(check_folder(config, drive))
     yield from folder
     if not config.sheet_url:
-        yield Check(
-            "spreadsheet", True, "SHEET_URL is not set: syncs skip the sheet (with a warning)"
-        )
+        yield ok("spreadsheet", "SHEET_URL is not set: syncs skip the sheet (with a warning)")
     elif folder[0].detail.startswith(SILENT):  # a server that did not answer is not asked again
-        yield Check("spreadsheet", False, f"not checked: {SILENT}", skipped=True)
+        yield skip("spreadsheet", f"not checked: {SILENT}")
     else:
         yield from check_spreadsheet(config, drive, creds.get("Sheets"), TIMEOUT_S)
 
@@ -299,7 +301,7 @@ def can_write_collections(status: Mapping[str, Any], db: str) -> tuple[bool, str
 def check_mongo(config: settings.Settings) -> list[Check]:
     """MongoDB reachable, authenticated, and allowed to write the three collections."""
     if config.uses_mongomock:
-        return [Check("MongoDB", True, "mongomock:// in-process store (nothing to check)")]
+        return [ok("MongoDB", "mongomock:// in-process store (nothing to check)")]
     from pymongo.errors import ConnectionFailure, PyMongoError
 
     where = settings.redact_uri(config.mongo_uri)
@@ -307,21 +309,17 @@ def check_mongo(config: settings.Settings) -> list[Check]:
     try:
         store.database.client.admin.command("ping")
         rights = _mongo_rights(store.database.client, config.mongo_db)
-        return [Check("MongoDB", True, f"{where} reachable"), rights]
+        return [ok("MongoDB", f"{where} reachable"), rights]
     except PyMongoError as exc:
         code = getattr(exc, "code", None)
         if code in AUTH_ERROR_CODES or "auth" in str(exc).split(",")[0][:160].lower():
             detail = f"{where} refused the credentials" + (f" (code {code})" if code else "")
-            return [
-                Check("MongoDB", False, detail, f"fix the user or password in MONGO_URI; {MONGO}")
-            ]
+            return [bad("MongoDB", detail, f"fix the user or password in MONGO_URI; {MONGO}")]
         detail = f"{where}: {type(exc).__name__}"
         if isinstance(exc, ConnectionFailure):
             late = f"did not answer within {MONGO_TIMEOUT_MS / 1000:g} s"
             detail = f"{where} {late} ({type(exc).__name__})"
-        return [
-            Check("MongoDB", False, detail, f"start MongoDB or fix the host in MONGO_URI; {MONGO}")
-        ]
+        return [bad("MongoDB", detail, f"start MongoDB or fix the host in MONGO_URI; {MONGO}")]
     finally:
         store.close()
 
@@ -339,10 +337,8 @@ def _mongo_rights(client: Any, db: str) -> Check:
         client[db].list_collection_names()
     except OperationFailure as exc:
         detail = f"not authenticated and the server requires it (code {exc.code})"
-        return Check(
-            "MongoDB rights", False, detail, f"put the user and password into MONGO_URI; {MONGO}"
-        )
-    return Check("MongoDB rights", True, f"no authentication required: any client may write {db}")
+        return bad("MongoDB rights", detail, f"put the user and password into MONGO_URI; {MONGO}")
+    return ok("MongoDB rights", f"no authentication required: any client may write {db}")
 
 
 def local_checks(config: settings.Settings) -> Iterator[Check]:
@@ -354,31 +350,33 @@ def local_checks(config: settings.Settings) -> Iterator[Check]:
     fix = f"make {str(path)!r} a writable directory (in the container, the cache volume); "
     if not there.is_dir():
         detail = f"{str(there)!r} is not a directory, so {str(path)!r} cannot be created"
-        yield Check("CACHE_DIR", False, detail, fix + OPERATING)
+        yield bad("CACHE_DIR", detail, fix + OPERATING)
     elif not os.access(there, os.W_OK | os.X_OK):
-        yield Check("CACHE_DIR", False, f"{str(there)!r} is not writable", fix + OPERATING)
+        yield bad("CACHE_DIR", f"{str(there)!r} is not writable", fix + OPERATING)
     else:
         yet = "is writable" if there == path else "does not exist yet; the first sync creates it"
-        yield Check("CACHE_DIR", True, f"{str(path)!r} {yet}")
+        yield ok("CACHE_DIR", f"{str(path)!r} {yet}")
     try:  # never printed: the DSN is a credential
         host = Dsn(config.sentry_dsn).host if config.sentry_dsn else ""
     except BadDsn as exc:
         fix = f"copy the DSN from Sentry: Project settings → Client Keys (DSN); {OPERATING}"
         detail = f"not a valid DSN ({str(exc).split(':')[0] or 'malformed'})"
-        yield Check("SENTRY_DSN", False, detail, fix)
+        yield bad("SENTRY_DSN", detail, fix)
     else:
         slug = f"well-formed (host {host}); monitor slug {config.sentry_monitor_slug!r}"
-        yield Check("SENTRY_DSN", True, slug if host else "not set: Sentry and its Crons are off")
+        yield ok(
+            "SENTRY_DSN", slug if host else "not set: error reporting and Sentry Crons are off"
+        )
     if config.healthcheck_url:
-        yield Check("HEALTHCHECK_URL", True, "set (not pinged: a ping would change the monitor)")
+        yield ok("HEALTHCHECK_URL", "set (not pinged: a ping would change the monitor)")
     else:
-        yield Check("HEALTHCHECK_URL", True, "not set: no dead-man's-switch monitor is pinged")
+        yield ok("HEALTHCHECK_URL", "not set: no dead-man's-switch monitor is pinged")
     at, times = datetime.now(UTC), []
     for _ in range(3):
         at = schedule.next_run(config.schedule, config.zone, at)
         times.append(at.astimezone(config.zone).strftime("%a %Y-%m-%d %H:%M %Z"))
     detail = f"{config.schedule!r} in {config.tz}: next {'; '.join(times)}"
-    yield Check("SCHEDULE/TZ", True, detail)
+    yield ok("SCHEDULE/TZ", detail)
 
 
 def run_checks(env: Mapping[str, str]) -> Iterator[Check]:
@@ -386,10 +384,10 @@ def run_checks(env: Mapping[str, str]) -> Iterator[Check]:
     try:
         config = settings.load(env, needs_drive=True)
     except ConfigError as exc:
-        yield from (Check("settings", False, line, CONFIG) for line in exc.problems)
-        yield Check("other checks", False, "skipped until the settings are fixed", skipped=True)
+        yield from (bad("settings", line, CONFIG) for line in exc.problems)
+        yield skip("other checks", "skipped until the settings are fixed")
         return
-    yield Check("settings", True, "all present and well-formed")
+    yield ok("settings", "all present and well-formed")
     yield (key := check_key_file(config))
     yield from google_checks(config, key.ok)
     yield from check_mongo(config)
