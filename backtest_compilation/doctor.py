@@ -216,7 +216,7 @@ def check_spreadsheet(
         timeout=timeout_s,
     )
     try:
-        titles = [tab.title for tab in report.read().tabs]
+        titles = [tab.title for tab in report.read()]
     except RunError as exc:
         yield bad("sheet tabs", f"Sheets could not read the tabs: {exc}", share)
         return

@@ -17,7 +17,7 @@ from . import google
 from . import sheet_contents as contents
 from .catalog import Catalog
 from .errors import ServiceError
-from .sheet_contents import TODAYS_LAYOUT, Layout, Report, SheetState, TabInfo
+from .sheet_contents import TODAYS_LAYOUT, Layout, Report, Tab
 
 if TYPE_CHECKING:
     import requests
@@ -36,7 +36,7 @@ class SheetPlan:
     """The report, and what the sheet holds now."""
 
     report: Report
-    state: SheetState
+    tabs: tuple[Tab, ...]  # the spreadsheet now
     in_sync: bool  # the sheet shows the report's values
 
     def needs_write(self, last_digest: str | None) -> bool:
@@ -119,38 +119,38 @@ class SheetReport:
         """HTTP requests sent to the Sheets API so far (retries included)."""
         return self.calls.requests
 
-    def read(self) -> SheetState:
+    def read(self) -> tuple[Tab, ...]:
         """Every tab's id and size, and the values of the report's three tabs."""
         fields = {"fields": _METADATA_FIELDS}
         meta = self._call(
             "read the spreadsheet", lambda h: h.fetch_sheet_metadata(self.key, fields)
         )
-        tabs = tuple(
+        tabs = [
             # proto3 JSON leaves out a 0 (the first tab's id), and a chart sheet has no grid.
-            TabInfo(p.get("sheetId", 0), p["title"], g.get("rowCount", 0), g.get("columnCount", 0))
+            Tab(p.get("sheetId", 0), p["title"], g.get("rowCount", 0), g.get("columnCount", 0))
             for p in (s["properties"] for s in meta.get("sheets", []))
             for g in [p.get("gridProperties", {})]
-        )
-        state = SheetState(tabs)
-        names = {"errors": self.layout.errors_tab, "not_found": self.layout.not_found_tab}
-        names["copies"] = self.layout.copies_tab
-        present = {name: tab.title for name, title in names.items() if (tab := state.tab(title))}
-        if not present:
-            return state
-        ranges = ["'" + title.replace("'", "''") + "'" for title in present.values()]  # whole tabs
+        ]
+        layout = self.layout
+        names = {n.casefold() for n in (layout.errors_tab, layout.not_found_tab, layout.copies_tab)}
+        ours = [t.title for t in tabs if t.title.casefold() in names]
+        if not ours:
+            return tuple(tabs)
+        ranges = ["'" + title.replace("'", "''") + "'" for title in ours]  # whole tabs
         params = {"valueRenderOption": "UNFORMATTED_VALUE"}
         reply = self._call(
             "read the report tabs", lambda h: h.values_batch_get(self.key, ranges, params)
         )
-        values = [r.get("values", []) for r in reply.get("valueRanges", [])]
-        return SheetState(tabs, **dict(zip(present, values, strict=True)))
+        found = (r.get("values", []) for r in reply.get("valueRanges", []))
+        values = dict(zip(ours, found, strict=True))
+        return tuple(Tab(*t[:4], values.get(t.title, ())) for t in tabs)
 
     def plan(self, catalog: Catalog) -> SheetPlan:
         """Read the sheet and compute the report; writes nothing (for `--dry-run` and `check`)."""
-        state = self.read()
-        contents.copies_tab(state, self.layout, f"spreadsheet {self.key} (SHEET_URL)")
-        report = contents.build(catalog, state.copies, self.layout)
-        return SheetPlan(report, state, contents.in_sync(report, state))
+        tabs = self.read()
+        copies = contents.copies_tab(tabs, self.layout, f"spreadsheet {self.key} (SHEET_URL)")
+        report = contents.build(catalog, copies.values, self.layout)
+        return SheetPlan(report, tabs, contents.in_sync(report, tabs))
 
     def publish(
         self,
@@ -172,9 +172,9 @@ class SheetReport:
         written = plan.needs_write(last_digest)
         if written or stamp_unchanged:
             requests = (
-                contents.write_requests(report, plan.state, stamp)
+                contents.write_requests(report, plan.tabs, stamp)
                 if written
-                else contents.stamp_requests(plan.state, self.layout, stamp)
+                else contents.stamp_requests(plan.tabs, self.layout, stamp)
             )
             self._call(
                 "write the report", lambda h: h.batch_update(self.key, {"requests": requests})

@@ -259,27 +259,19 @@ def stamp_text(now: datetime, tz: str) -> str:
     return f"{t.month}/{t.day}/{t:%y} {t:%I:%M:%S} {'AM' if t.hour < 12 else 'PM'}"
 
 
-class TabInfo(NamedTuple):
-    """A tab's id, title and grid size."""
+class Tab(NamedTuple):
+    """A tab: its id, title and grid size, and (the report's tabs) its values from A1."""
 
     sheet_id: int
     title: str
     rows: int
     columns: int
+    values: Grid = ()
 
 
-@dataclass(frozen=True)
-class SheetState:
-    """One read of the spreadsheet: every tab, and the values of the report's tabs."""
-
-    tabs: tuple[TabInfo, ...] = ()
-    errors: Grid = ()
-    not_found: Grid = ()
-    copies: Grid = ()
-
-    def tab(self, title: str) -> TabInfo | None:
-        """The tab called `title`, whatever its case (as Google compares tab names)."""
-        return next((t for t in self.tabs if t.title.casefold() == title.casefold()), None)
+def find(tabs: Iterable[Tab], title: str) -> Tab | None:
+    """The tab called `title`, whatever its case (as Google compares tab names)."""
+    return next((t for t in tabs if t.title.casefold() == title.casefold()), None)
 
 
 def _trimmed(grid: Iterable[Iterable[Any]]) -> list[list[Any]]:
@@ -293,30 +285,31 @@ def _rstrip(values: list[Any], blank: Any) -> list[Any]:
     return values
 
 
-def in_sync(report: Report, state: SheetState) -> bool:
+def in_sync(report: Report, tabs: Sequence[Tab]) -> bool:
     """Whether the sheet already shows `report`'s values (formats are covered by the digest)."""
     layout, col = report.layout, report.layout.count_index
-    shown = {r + 1: row[col] for r, row in enumerate(state.copies) if col < len(row)}
-    texts = ((report.errors, state.errors), (report.not_found_lines, state.not_found))
-    return (
-        all(state.tab(t) for t in (layout.errors_tab, layout.not_found_tab, layout.copies_tab))
-        and all(_trimmed([[_limited(x.text)] for x in lines]) == _trimmed(g) for lines, g in texts)
-        # A number cell: `True == 1` and `"1"` are not what the tool writes.
-        and all(
-            type(shown.get(row)) in (int, float) and shown[row] == n for row, n in report.counts
-        )
+    found = [find(tabs, t) for t in (layout.errors_tab, layout.not_found_tab, layout.copies_tab)]
+    if None in found:
+        return False
+    errors, not_found, copies = (tab.values for tab in found if tab)
+    shown = {r + 1: row[col] for r, row in enumerate(copies) if col < len(row)}
+    texts = ((report.errors, errors), (report.not_found_lines, not_found))
+    return all(
+        _trimmed([[_limited(x.text)] for x in lines]) == _trimmed(g) for lines, g in texts
+    ) and all(  # a number cell: `True == 1` and `"1"` are not what the tool writes
+        type(shown.get(row)) in (int, float) and shown[row] == n for row, n in report.counts
     )
 
 
-def copies_tab(state: SheetState, layout: Layout, where: str = "the spreadsheet") -> TabInfo:
+def copies_tab(tabs: Sequence[Tab], layout: Layout, where: str = "the spreadsheet") -> Tab:
     """The physical-copies tab. People own it (contract §4): when it is missing, the error
     names the tabs there are, and the tool never creates an empty one in its place."""
-    found = state.tab(layout.copies_tab)
+    found = find(tabs, layout.copies_tab)
     if found is None:
-        tabs = ", ".join(repr(t.title) for t in state.tabs) or "none"
+        titles = ", ".join(repr(t.title) for t in tabs) or "none"
         raise ServiceError(
             f"Sheets: {where} has no tab {layout.copies_tab!r} (named by SHEET_COPIES_TAB); "
-            f"its tabs are: {tabs}. That tab is kept by people and never created by this "
+            f"its tabs are: {titles}. That tab is kept by people and never created by this "
             "tool: rename the tab back, or set SHEET_COPIES_TAB to its name"
         )
     return found
@@ -330,7 +323,7 @@ def _rgb(colour: Colour) -> dict[str, float]:
     return dict(zip(("red", "green", "blue"), colour, strict=True))
 
 
-def _grow(tab: TabInfo, rows: int, columns: int) -> list[Request]:
+def _grow(tab: Tab, rows: int, columns: int) -> list[Request]:
     """The request that grows `tab` to hold `rows` × `columns`, if it is smaller."""
     if rows <= tab.rows and columns <= tab.columns:
         return []
@@ -340,7 +333,7 @@ def _grow(tab: TabInfo, rows: int, columns: int) -> list[Request]:
     return [{"updateSheetProperties": {"properties": properties, "fields": fields}}]
 
 
-def _text_tab(tab: TabInfo, lines: Sequence[Line], layout: Layout) -> Request:
+def _text_tab(tab: Tab, lines: Sequence[Line], layout: Layout) -> Request:
     """Clear the whole tab (values and formats) and write `lines` into column A."""
     heading = {"backgroundColor": _rgb(layout.heading_colour), "textFormat": {"bold": True}}
     rows = []
@@ -358,32 +351,32 @@ def _text_tab(tab: TabInfo, lines: Sequence[Line], layout: Layout) -> Request:
     return {"updateCells": {"range": {"sheetId": tab.sheet_id}, "rows": rows, "fields": fields}}
 
 
-def _cell(tab: TabInfo, row: int, col: int, cell: dict[str, Any], fields: str) -> Request:
+def _cell(tab: Tab, row: int, col: int, cell: dict[str, Any], fields: str) -> Request:
     """Write one cell at (`row`, `col`), 0-based; only `fields` are touched."""
     start = {"sheetId": tab.sheet_id, "rowIndex": row, "columnIndex": col}
     return {"updateCells": {"start": start, "rows": [{"values": [cell]}], "fields": fields}}
 
 
-def write_requests(report: Report, state: SheetState, stamp: str | None = None) -> list[Request]:
+def write_requests(report: Report, tabs: Sequence[Tab], stamp: str | None = None) -> list[Request]:
     """The `spreadsheets.batchUpdate` requests that write the whole report, in one call.
 
     Missing tabs are added; grids grow where needed; `Errors in Drive` and
     `Classes Not Found` are cleared and rewritten; in the physical-copies tab only the
     count column (value + background) and the stamp cell are touched."""
     layout = report.layout
-    copies = copies_tab(state, layout)
+    copies = copies_tab(tabs, layout)
     col, (stamp_row, stamp_col) = layout.count_index, layout.stamp_position
     last_row = max([stamp_row + 1, *(row for row, _ in report.counts), *report.stale])
     out = _grow(copies, last_row, max(col, stamp_col) + 1)
-    new_id = max(t.sheet_id for t in state.tabs)
+    new_id = max(t.sheet_id for t in tabs)
     for title, lines in (
         (layout.errors_tab, report.errors),
         (layout.not_found_tab, report.not_found_lines),
     ):
-        tab = state.tab(title)
+        tab = find(tabs, title)
         if tab is None:  # added as Google adds a tab: 1000 × 26, or more if needed
             new_id += 1
-            tab = TabInfo(new_id, title, max(len(lines), 1000), 26)
+            tab = Tab(new_id, title, max(len(lines), 1000), 26)
             grid = {"rowCount": tab.rows, "columnCount": tab.columns}
             properties = {"sheetId": new_id, "title": title, "gridProperties": grid}
             out.append({"addSheet": {"properties": properties}})
@@ -401,12 +394,12 @@ def write_requests(report: Report, state: SheetState, stamp: str | None = None) 
         cell = {"userEnteredFormat": yellow}
         out.append(_cell(copies, row - 1, col, cell, "userEnteredFormat.backgroundColor"))
     if stamp is not None:
-        out += stamp_requests(state, layout, stamp)[-1:]
+        out += stamp_requests(tabs, layout, stamp)[-1:]
     return out
 
 
-def stamp_requests(state: SheetState, layout: Layout, stamp: str) -> list[Request]:
+def stamp_requests(tabs: Sequence[Tab], layout: Layout, stamp: str) -> list[Request]:
     """Only the time stamp (for an unchanged report, when the caller wants it refreshed)."""
-    copies, (row, col) = copies_tab(state, layout), layout.stamp_position
+    copies, (row, col) = copies_tab(tabs, layout), layout.stamp_position
     value = {"userEnteredValue": {"stringValue": stamp}}
     return [*_grow(copies, row + 1, col + 1), _cell(copies, row, col, value, "userEnteredValue")]
