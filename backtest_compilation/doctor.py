@@ -182,12 +182,10 @@ def _too_deep(drive: DriveSource, meta: Mapping[str, Any], kind: str) -> Check |
     return bad("FOLDER_ID", detail + ": it is one level too deep", fix)
 
 
-def check_spreadsheet(
-    config: settings.Settings, drive: DriveSource, credentials: Any, timeout_s: float
-) -> Iterator[Check]:
+def check_spreadsheet(config: settings.Settings, drive: DriveSource, creds: Any) -> Iterator[Check]:
     """The spreadsheet is visible in Drive, editable by the delegate (`capabilities.canEdit`),
     has the people's tab, and the tool's tabs exist or can be created."""
-    who, key, layout = _who(config), config.sheet_key, adapters.sheet_layout(config)
+    who, key = _who(config), config.sheet_key
     share = f"share the spreadsheet with {who} as Editor, or fix SHEET_URL; {SHEET}"
     try:
         meta = drive.item(key, "id,name,mimeType,capabilities(canEdit)")
@@ -205,18 +203,18 @@ def check_spreadsheet(
     else:
         detail = f"{name!r} is reachable but {who} may not edit it"
         yield bad("spreadsheet", detail + " (Drive capabilities.canEdit is false)", share)
-    endpoint = config.sheets_api_endpoint
-    report = SheetReport(
+    layout, endpoint = adapters.sheet_layout(config), config.sheets_api_endpoint
+    sheet = SheetReport(
         key,
         endpoint=endpoint,
-        credentials=credentials,
+        credentials=creds,
         layout=layout,
-        retries=0,
         who=who,
-        timeout=timeout_s,
+        retries=0,
+        timeout=TIMEOUT_S,
     )
     try:
-        titles = [tab.title for tab in report.read()]
+        titles = [tab.title for tab in sheet.read()]
     except RunError as exc:
         yield bad("sheet tabs", f"Sheets could not read the tabs: {exc}", share)
         return
@@ -269,7 +267,7 @@ def google_checks(config: settings.Settings, key_ok: bool) -> Iterator[Check]:
     elif folder[0].detail.startswith(SILENT):  # a server that did not answer is not asked again
         yield skip("spreadsheet", f"not checked: {SILENT}")
     else:
-        yield from check_spreadsheet(config, drive, creds.get("Sheets"), TIMEOUT_S)
+        yield from check_spreadsheet(config, drive, creds.get("Sheets"))
 
 
 def can_write_collections(status: Mapping[str, Any], db: str) -> tuple[bool, str]:
