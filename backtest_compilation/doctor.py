@@ -74,7 +74,7 @@ def check_key_file(config: settings.Settings) -> Check:
     """The key file is a service-account key (without quoting any of it)."""
     name, path, needed = "key file", str(config.google_credentials_file), _keyed(config)
     if not needed:
-        return ok(name, "not needed (the API endpoints set answer without one)")
+        return ok(name, "not needed (DRIVE_API_ENDPOINT/SHEETS_API_ENDPOINT answer without one)")
     fix = f"download a JSON key of the service account into {path!r}; {GOOGLE}"
     try:
         json.loads(Path(path).read_text(encoding="utf-8"))
@@ -109,7 +109,9 @@ def check_token(
         return bad(name, detail, fix + GOOGLE)
     except exceptions.TransportError as exc:
         detail = f"the token endpoint did not answer ({type(exc).__name__})"
-        return bad(name, detail, f"check the network to oauth2.googleapis.com; {TROUBLE}")
+        return bad(
+            name, detail, f"check the network connection to oauth2.googleapis.com; {TROUBLE}"
+        )
     return ok(name, f"granted for {listed} as {delegate or 'the service account'}")
 
 
@@ -134,20 +136,24 @@ def check_folder(config: settings.Settings, drive: DriveSource) -> Iterator[Chec
         meta = meta or drive.item(folder, f"id,name,mimeType,trashed,driveId,{caps}")
     except DriveCallError as exc:
         if exc.status == 0:
-            fix = f"check the network to www.googleapis.com; {TROUBLE}"
+            fix = f"check the network connection to www.googleapis.com; {TROUBLE}"
             yield bad("FOLDER_ID", f"{SILENT} ({exc.detail})", fix)
         else:
-            fix = f"share the drive or folder with {who}, or fix FOLDER_ID; {GOOGLE}"
+            fix = (
+                f"share the drive or folder with {who} (renames need Content manager / "
+                f"Editor), or fix FOLDER_ID; {GOOGLE}"
+            )
             detail = f"{folder!r} was not found by {who} (HTTP {exc.detail})"
             yield bad("FOLDER_ID", detail, fix)
         return
     title, mime = meta.get("name", ""), meta.get("mimeType", FOLDER_MIME)
-    if mime != FOLDER_MIME or meta.get("trashed"):
+    if mime != FOLDER_MIME:
         detail = f"{folder!r} is a file ({mime}), not a shared drive or folder"
-        if mime == FOLDER_MIME:
-            detail = f"folder {title!r} is in the trash"
-        fix = f"use the id of the drive or folder that holds the departments; {CONFIG}"
-        yield bad("FOLDER_ID", detail, fix)
+        yield bad("FOLDER_ID", detail, f"use the id of the backtest drive or its folder; {CONFIG}")
+        return
+    if meta.get("trashed"):
+        fix = f"restore it from the trash in Drive, or fix FOLDER_ID; {CONFIG}"
+        yield bad("FOLDER_ID", f"folder {title!r} is in the trash", fix)
         return
     yield _too_deep(drive, meta, kind) or ok("FOLDER_ID", f"{kind} {title!r}, readable by {who}")
     if not config.rename_files:
@@ -246,7 +252,7 @@ def google_checks(config: settings.Settings, key_ok: bool) -> Iterator[Check]:
         key_ok = key_ok and check.ok
         yield check
     if config.drive_api_endpoint or config.sheets_api_endpoint:
-        yield ok("tokens", "not asked for the APIs with an endpoint set (none are used)")
+        yield ok("tokens", "not asked for the APIs with an endpoint set (no credentials used)")
     if not key_ok:
         detail = "not checked without a key and tokens"
         yield skip("Drive and the spreadsheet", detail)
@@ -317,7 +323,14 @@ def check_mongo(config: settings.Settings) -> list[Check]:
         if isinstance(exc, ConnectionFailure):
             late = f"did not answer within {MONGO_TIMEOUT_MS / 1000:g} s"
             detail = f"{where} {late} ({type(exc).__name__})"
-        return [bad("MongoDB", detail, f"start MongoDB or fix the host in MONGO_URI; {MONGO}")]
+        return [
+            bad(
+                "MongoDB",
+                detail,
+                f"start MongoDB or fix the host in MONGO_URI ({where}); in compose, the `mongo` "
+                f"service must be up; {MONGO}",
+            )
+        ]
     finally:
         store.close()
 
@@ -345,7 +358,10 @@ def local_checks(config: settings.Settings) -> Iterator[Check]:
 
     path = Path(config.cache_dir)
     there = next((p for p in (path, *path.parents) if p.exists()), path)  # or its first parent
-    fix = f"make {str(path)!r} a writable directory (in the container, the cache volume); "
+    fix = (
+        f"make {str(path)!r} a writable directory for the user running the tool "
+        "(in the container, the cache volume); "
+    )
     if not there.is_dir():
         detail = f"{str(there)!r} is not a directory, so {str(path)!r} cannot be created"
         yield bad("CACHE_DIR", detail, fix + OPERATING)
@@ -366,7 +382,7 @@ def local_checks(config: settings.Settings) -> Iterator[Check]:
             "SENTRY_DSN", slug if host else "not set: error reporting and Sentry Crons are off"
         )
     if config.healthcheck_url:
-        yield ok("HEALTHCHECK_URL", "set (not pinged: a ping would change the monitor)")
+        yield ok("HEALTHCHECK_URL", "set (not pinged by doctor: a ping would change the monitor)")
     else:
         yield ok("HEALTHCHECK_URL", "not set: no dead-man's-switch monitor is pinged")
     at, times = datetime.now(UTC), []
