@@ -215,12 +215,13 @@ class SheetReport:
     def _error(self, what: str, failed: google.CallFailed) -> Exception:
         """The tool's error for a call Google refused or never answered (no secrets)."""
         status, message = failed.answer.status, failed.answer.message
+        cause = type(failed.cause).__name__
         if status == 401:
             return google.credentials_rejected(failed.cause, "Sheets", self.who, (SCOPE,))
         sheet = f"spreadsheet {self.key} (SHEET_URL)"
         return ServiceError(
             {
-                0: f"Sheets API unreachable while trying to {what} ({message})",
+                0: f"Sheets API unreachable while trying to {what} ({cause})",
                 403: f"Sheets: {sheet} is not shared with {self.who} (it needs edit access): "
                 f"{message}",
                 404: f"Sheets: {sheet} was not found: check SHEET_URL, and that the sheet is "

@@ -156,7 +156,7 @@ def place(
     }
     placements = []
     for course in courses:
-        found = ((tier, rows) for tier, find in tiers.items() if (rows := find(course)))
+        found = ((tier, rows) for tier, rule in tiers.items() if (rows := rule(course)))
         tier, rows = next(found, (None, set()))
         placements.append(Placement(course.name, tuple(sorted(rows)), tier))
     return tuple(placements)
