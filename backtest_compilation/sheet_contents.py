@@ -134,14 +134,17 @@ def place(
 
     def containing(text: str) -> set[int]:
         """Rows with a cell containing `text` as whole words (`Calculus I` ≠ `Calculus II`)."""
-        needle = normalise_title(text)
-        if not needle:
-            return set()
-        # A word boundary only where the title itself starts or ends with a letter or digit.
-        before = r"(?<![^\W_])" if needle[0].isalnum() else ""
-        after = r"(?![^\W_])" if needle[-1].isalnum() else ""
-        found = re.finditer(before + re.escape(needle) + after, haystack)
-        return {r for m in found for r in rows_of[texts[bisect.bisect(starts, m.start()) - 1]]}
+        needle, rows, at = normalise_title(text), set(), -1
+        while needle and (at := haystack.find(needle, at + 1)) != -1:
+            end = at + len(needle)
+            before, after = haystack[at - 1 : at] or "\n", haystack[end : end + 1] or "\n"
+            # Inside a word only where the title itself starts or ends with a letter or digit.
+            inside = (needle[0].isalnum() and before.isalnum()) or (
+                needle[-1].isalnum() and after.isalnum()
+            )
+            if not inside:
+                rows |= rows_of[texts[bisect.bisect(starts, at) - 1]]
+        return rows
 
     def department_and_number(course: Course) -> set[int]:
         rows = equal(course.code) & equal(course.number)
