@@ -27,7 +27,7 @@ TIMEOUT_S = 8.0  # one call to Google
 MONGO_TIMEOUT_MS = 5000
 SILENT = "Drive did not answer"
 COLLECTIONS = (CODES, COURSES, BACKTESTS)
-# Built-in MongoDB roles that may write a database's collections (the first three: any's).
+# Built-in MongoDB roles that may write the collections of any database, or of their own.
 _ANY_DB_ROLES = {"root", "readWriteAnyDatabase", "__system"}
 _WRITE_ROLES = {*_ANY_DB_ROLES, "readWrite", "dbOwner"}
 CONFIG, GOOGLE = 'see README "Configuration"', 'see README "Google set-up (once)"'
