@@ -384,18 +384,13 @@ def write_requests(report: Report, tabs: Sequence[Tab], stamp: str | None = None
             properties = {"sheetId": new_id, "title": title, "gridProperties": grid}
             out.append({"addSheet": {"properties": properties}})
         out += [*_grow(tab, len(lines), 1), _text_tab(tab, lines, layout)]
-    green, yellow = (
-        {"backgroundColor": _rgb(layout.written_colour)},
-        {"backgroundColor": _rgb(layout.stale_colour)},
-    )
-    for row, count in report.counts:  # only the background: people's fonts and borders stay
+    background = "userEnteredFormat.backgroundColor"  # only that: people's fonts stay
+    green = {"backgroundColor": _rgb(layout.written_colour)}
+    for row, count in report.counts:
         cell = {"userEnteredValue": {"numberValue": count}, "userEnteredFormat": green}
-        out.append(
-            _cell(copies, row - 1, col, cell, "userEnteredValue,userEnteredFormat.backgroundColor")
-        )
-    for row in report.stale:
-        cell = {"userEnteredFormat": yellow}
-        out.append(_cell(copies, row - 1, col, cell, "userEnteredFormat.backgroundColor"))
+        out.append(_cell(copies, row - 1, col, cell, f"userEnteredValue,{background}"))
+    yellow = {"userEnteredFormat": {"backgroundColor": _rgb(layout.stale_colour)}}
+    out += [_cell(copies, row - 1, col, yellow, background) for row in report.stale]
     if stamp is not None:
         out += stamp_requests(tabs, layout, stamp)[-1:]
     return out
