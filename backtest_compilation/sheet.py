@@ -1,12 +1,7 @@
-"""The Google Sheet adapter (contract §4): reads the report spreadsheet and writes it.
-
-A plan costs two calls, gspread's `fetch_sheet_metadata` (every tab's id and size) and
-one `values_batch_get` (the report's three tabs); a write is one `batch_update`, atomic
-on Google's side. These are gspread's own `HTTPClient` methods: its `Spreadsheet` would
-fetch the metadata once more in its constructor, and its `BackOffHTTPClient` retries a
-lasting 429 forever. Each call goes through `google.Transport` instead (one pacer,
-`Retry-After`, bounded retries, the run's deadline). What is written comes from
-`sheet_contents`. gspread is imported on the first call: an unchanged run never loads it.
+"""The Google Sheet adapter (contract §4): a plan is gspread's `fetch_sheet_metadata` and
+one `values_batch_get`, a write one `batch_update` (atomic at Google), each sent through
+`google.Transport`. They are `HTTPClient` methods: its `Spreadsheet` would fetch the
+metadata once more. gspread is imported on the first call, which an unchanged run never makes.
 """
 
 from __future__ import annotations
@@ -21,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 from . import google
 from . import sheet_contents as contents
 from .catalog import Catalog
-from .errors import ConfigError, ServiceError
-from .sheet_contents import TODAYS_LAYOUT, Layout, Report, SheetState
+from .errors import ServiceError
+from .sheet_contents import TODAYS_LAYOUT, Layout, Report, Tab
 
 if TYPE_CHECKING:
     import requests
@@ -34,16 +29,15 @@ log = logging.getLogger(__name__)
 SCOPE = "https://www.googleapis.com/auth/spreadsheets"
 GOOGLE_ROOT = "https://sheets.googleapis.com"  # hard-coded in gspread
 _METADATA_FIELDS = "sheets.properties(sheetId,title,gridProperties(rowCount,columnCount))"
-_TABS = ("errors_tab", "not_found_tab", "copies_tab")
 
 
 @dataclass(frozen=True)
 class SheetPlan:
-    """The report and what the sheet holds now; `needs_write` answers "would the sheet change?"."""
+    """The report, and what the sheet holds now."""
 
     report: Report
-    state: SheetState
-    in_sync: bool
+    tabs: tuple[Tab, ...]  # the spreadsheet now
+    in_sync: bool  # the sheet shows the report's values
 
     def needs_write(self, last_digest: str | None) -> bool:
         """False only if the last successful run wrote this report and the sheet still shows it."""
@@ -52,7 +46,7 @@ class SheetPlan:
 
 @dataclass(frozen=True)
 class SheetResult:
-    """What `publish` did; `block()` is contract §8's `sheet` block."""
+    """What `publish` did."""
 
     written: bool
     digest: str
@@ -62,17 +56,13 @@ class SheetResult:
 
     def block(self) -> dict[str, Any]:
         """Contract §8's `sheet` block."""
-        return {
-            "written": self.written,
-            "not_found": list(self.not_found),
-            "ambiguous": list(self.ambiguous),
-        }
+        ambiguous, not_found = list(self.ambiguous), list(self.not_found)
+        return {"written": self.written, "not_found": not_found, "ambiguous": ambiguous}
 
 
 def session(endpoint: str, credentials: service_account.Credentials | None) -> requests.Session:
-    """A session with `credentials` (OAuth), else anonymous, that sends gspread's
-    `https://sheets.googleapis.com` URLs to `endpoint` when set (an emulator, reached
-    without the environment's proxy), else to Google. Imports `requests` when called."""
+    """A session with `credentials` (else anonymous) that sends gspread's Google URLs to
+    `endpoint` when set (an emulator, reached without the environment's proxy)."""
     import requests
     from google.auth.credentials import AnonymousCredentials
     from google.auth.transport import requests as google_requests
@@ -95,13 +85,8 @@ def session(endpoint: str, credentials: service_account.Credentials | None) -> r
 
 
 class SheetReport:
-    """Reads and writes the report spreadsheet `key` in a constant number of API calls.
-
-    `plan` costs 2 calls (metadata, one `values_batch_get`; 1 when no report tab
-    exists yet), `publish` one more `batch_update` when something changed. Made with
-    `credentials` (OAuth), else anonymous; requests go to `endpoint` when set (an
-    emulator), else to Google. `who` names the account in "not shared with ..." errors
-    (default: the key's e-mail). Makes no call until the sheet is first read."""
+    """The report spreadsheet `key` at `endpoint` (an emulator), else at Google, with
+    `credentials`, else anonymous; `who` is named in "not shared with" errors."""
 
     def __init__(
         self,
@@ -123,61 +108,49 @@ class SheetReport:
             who = who or credentials.service_account_email
         self.who = who or "anonymous access" + (f" at {endpoint}" if endpoint else "")
         self.calls = google.ApiCalls()
+        pacer = google.Pacer(clock=google.Clock(sleep))
         self.transport = google.Transport(
-            "sheets",
-            pacer=google.Pacer(clock=google.Clock(sleep)),
-            calls=self.calls,
-            retries=retries,
-            deadline=deadline,
-            logger=log,
+            "sheets", pacer=pacer, calls=self.calls, retries=retries, deadline=deadline, logger=log
         )
-        self._http: HTTPClient | None = None
+        self.http: HTTPClient | None = None
 
     @property
     def api_calls(self) -> int:
         """HTTP requests sent to the Sheets API so far (retries included)."""
         return self.calls.requests
 
-    def read(self) -> SheetState:
+    def read(self) -> tuple[Tab, ...]:
         """Every tab's id and size, and the values of the report's three tabs."""
+        fields = {"fields": _METADATA_FIELDS}
         meta = self._call(
-            "read the spreadsheet",
-            lambda http: http.fetch_sheet_metadata(self.key, params={"fields": _METADATA_FIELDS}),
+            "read the spreadsheet", lambda h: h.fetch_sheet_metadata(self.key, fields)
         )
-        state = SheetState(
-            tabs=tuple(
-                contents.TabInfo(
-                    p.get("sheetId", 0),  # proto3 JSON may omit a 0
-                    p.get("title", ""),
-                    p.get("gridProperties", {}).get("rowCount", 0),
-                    p.get("gridProperties", {}).get("columnCount", 0),
-                )
-                for p in (s.get("properties", {}) for s in meta.get("sheets", []))
-            )
-        )
-        present = {name: tab for name in _TABS if (tab := state.tab(getattr(self.layout, name)))}
-        if not present:
-            return state
-        ranges = [contents.quote_tab(tab.title) for tab in present.values()]
-        params = {"valueRenderOption": "UNFORMATTED_VALUE", "majorDimension": "ROWS"}
+        tabs = [
+            # proto3 JSON leaves out a 0 (the first tab's id), and a chart sheet has no grid.
+            Tab(p.get("sheetId", 0), p["title"], g.get("rowCount", 0), g.get("columnCount", 0))
+            for p in (s["properties"] for s in meta.get("sheets", []))
+            for g in [p.get("gridProperties", {})]
+        ]
+        layout = self.layout
+        names = {n.casefold() for n in (layout.errors_tab, layout.not_found_tab, layout.copies_tab)}
+        ours = [t.title for t in tabs if t.title.casefold() in names]
+        if not ours:
+            return tuple(tabs)
+        ranges = ["'" + title.replace("'", "''") + "'" for title in ours]  # whole tabs
+        params = {"valueRenderOption": "UNFORMATTED_VALUE"}
         reply = self._call(
-            "read the report tabs",
-            lambda http: http.values_batch_get(self.key, ranges, params=params),
+            "read the report tabs", lambda h: h.values_batch_get(self.key, ranges, params)
         )
-        grids = {
-            name.removesuffix("_tab"): tuple(tuple(row) for row in values.get("values", []))
-            for name, values in zip(present, reply.get("valueRanges", []), strict=False)
-        }
-        return SheetState(tabs=state.tabs, **grids)
+        found = (r.get("values", []) for r in reply.get("valueRanges", []))
+        values = dict(zip(ours, found, strict=True))
+        return tuple(Tab(*t[:4], values.get(t.title, ())) for t in tabs)
 
     def plan(self, catalog: Catalog) -> SheetPlan:
         """Read the sheet and compute the report; writes nothing (for `--dry-run` and `check`)."""
-        state = self.read()
-        contents.copies_tab(state, self.layout, f"spreadsheet {self.key} (SHEET_URL)")
-        report = contents.build(catalog, state.copies, self.layout)
-        for p in report.placements:
-            log.debug("sheet: %s → rows %s (%s)", p.course, list(p.rows), p.tier or "not found")
-        return SheetPlan(report, state, contents.in_sync(report, state, self.layout))
+        tabs = self.read()
+        copies = contents.copies_tab(tabs, self.layout, f"spreadsheet {self.key} (SHEET_URL)")
+        report = contents.build(catalog, copies.values, self.layout)
+        return SheetPlan(report, tabs, contents.in_sync(report, tabs))
 
     def publish(
         self,
@@ -198,37 +171,35 @@ class SheetReport:
         report, stamp = plan.report, contents.stamp_text(now, self.tz)
         written = plan.needs_write(last_digest)
         if written or stamp_unchanged:
-            body = {
-                "requests": contents.write_requests(report, plan.state, self.layout, stamp)
+            requests = (
+                contents.write_requests(report, plan.tabs, stamp)
                 if written
-                else contents.stamp_requests(plan.state, self.layout, stamp)
-            }
-            self._call("write the report", lambda http: http.batch_update(self.key, body))
+                else contents.stamp_requests(plan.tabs, self.layout, stamp)
+            )
+            self._call(
+                "write the report", lambda h: h.batch_update(self.key, {"requests": requests})
+            )
         result = SheetResult(
             written, report.digest, report.not_found, report.ambiguous, self.api_calls - calls
         )
         log.info(
-            "sheet: %s: %d counts, %d stale, %d error rows, %d not found, %d ambiguous "
-            "in %.2f s (%d API calls)",
+            "sheet: %s: %d counts, %d stale, %d not found, %d ambiguous in %.2f s (%d API calls)",
             "written" if written else "unchanged, nothing written",
-            *map(
-                len,
-                (report.counts, report.stale, report.errors, result.not_found, result.ambiguous),
-            ),
+            *map(len, (report.counts, report.stale, report.not_found, report.ambiguous)),
             time.monotonic() - started,
             result.api_calls,
         )
         return result
 
     def _call(self, what: str, fn: Callable[[HTTPClient], Any]) -> Any:
-        """`fn(gspread's client)` through the transport; Google's answers become the tool's
-        errors (never with secrets)."""
-        if self._http is None:
+        """`fn(gspread's client)` through the transport; a failure becomes the tool's
+        error, without secrets."""
+        if self.http is None:
             from gspread.http_client import HTTPClient
 
             made = session(self.endpoint, self.credentials)
-            self._http = HTTPClient(auth=None, session=made)  # type: ignore[arg-type]
-        http = self._http
+            self.http = HTTPClient(auth=None, session=made)  # type: ignore[arg-type]
+        http = self.http
 
         def once() -> Any:
             self.calls.request()  # one HTTP request: what Google's quota counts
@@ -239,33 +210,24 @@ class SheetReport:
         try:
             return self.transport.call(what, once)
         except google.CallFailed as failed:
-            raise self._error(what, failed.cause) from None
+            raise self._error(what, failed) from None
 
-    def _error(self, what: str, cause: BaseException) -> Exception:
-        """The tool's error for a call that failed with `cause`."""
-        from google.auth import exceptions as auth_exceptions
-        from gspread.exceptions import APIError
-
+    def _error(self, what: str, failed: google.CallFailed) -> Exception:
+        """The tool's error for a call Google refused or never answered (no secrets)."""
+        status, message = failed.answer.status, failed.answer.message
+        cause = type(failed.cause).__name__
+        if status == 401:
+            return google.credentials_rejected(failed.cause, "Sheets", self.who, (SCOPE,))
         sheet = f"spreadsheet {self.key} (SHEET_URL)"
-        if isinstance(cause, auth_exceptions.RefreshError):
-            return google.credentials_rejected(cause, "Sheets", self.who, (SCOPE,))
-        if not isinstance(cause, APIError):
-            return ServiceError(
-                f"Sheets API unreachable while trying to {what} ({type(cause).__name__})"
-            )
-        code, message = cause.code, str(cause.error.get("message", ""))[:300]
-        if code == 404:
-            return ServiceError(
-                f"Sheets: {sheet} was not found: check SHEET_URL, and that the sheet "
-                f"is shared with {self.who}"
-            )
-        if code == 403:
-            return ServiceError(
-                f"Sheets: {sheet} is not shared with {self.who} (it needs edit access): {message}"
-            )
-        if code == 401:
-            return ConfigError(f"Sheets API rejected the credentials: {message}")
-        return ServiceError(f"Sheets: could not {what} of {sheet}: HTTP {code}: {message}")
+        return ServiceError(
+            {
+                0: f"Sheets API unreachable while trying to {what} ({cause})",
+                403: f"Sheets: {sheet} is not shared with {self.who} (it needs edit access): "
+                f"{message}",
+                404: f"Sheets: {sheet} was not found: check SHEET_URL, and that the sheet is "
+                f"shared with {self.who}",
+            }.get(status, f"Sheets: could not {what} of {sheet}: HTTP {message}")
+        )
 
 
 open_report = SheetReport  # what callers say: `open_report(key, endpoint=…, …)`

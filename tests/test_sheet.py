@@ -400,11 +400,9 @@ def test_time_stamp_needs_an_aware_time() -> None:
 
 
 def test_write_requests_touch_only_the_count_column_and_the_stamp() -> None:
-    state = sheet_contents.SheetState(
-        tabs=(sheet_contents.TabInfo(0, "Physical Copies of Backtests", 10, 7),), copies=COPIES
-    )
+    tabs = (sheet_contents.Tab(0, "Physical Copies of Backtests", 10, 7, COPIES),)
     report = sheet_contents.build(CATALOG, COPIES)
-    requests = sheet_contents.write_requests(report, state, stamp="1/1/26 12:00:00 AM")
+    requests = sheet_contents.write_requests(report, tabs, stamp="1/1/26 12:00:00 AM")
     kinds = [next(iter(r)) for r in requests]
     # Two tabs added with fresh ids, the copies tab grown to hold P24, both text tabs rewritten.
     added = [r["addSheet"]["properties"] for r in requests if "addSheet" in r]
@@ -414,26 +412,21 @@ def test_write_requests_touch_only_the_count_column_and_the_stamp() -> None:
     ]
     assert kinds.count("updateSheetProperties") == 1
     copies_id = 0
-    cell_writes = repeats = 0
+    cell_writes = stale = 0
     for r in requests:
         body = next(iter(r.values()))
         target = body.get("start") or body.get("range") or body.get("properties")
-        if target.get("sheetId") == copies_id and "updateCells" in r and "start" in body:
+        if target.get("sheetId") == copies_id and "updateCells" in r:
             assert body["start"]["columnIndex"] in (5, 15)
             cell_writes += 1
-        if "repeatCell" in r:
-            assert (body["range"]["startColumnIndex"], body["range"]["endColumnIndex"]) == (5, 6)
-            assert body["fields"] == "userEnteredFormat.backgroundColor"
-            repeats += 1
-    assert cell_writes and repeats  # both kinds were there to check
+            stale += body["fields"] == "userEnteredFormat.backgroundColor"  # only the colour
+    assert cell_writes and stale  # both kinds were there to check
 
 
 def test_values_are_typed_so_text_never_becomes_a_formula() -> None:
     problems = (Problem.from_text(Category.INVALID_FILENAME, '=IMPORTXML("http://x")', "p", "1"),)
     report = sheet_contents.build(Catalog(problems=problems), [])
-    copies = sheet_contents.SheetState(
-        tabs=(sheet_contents.TabInfo(0, "Physical Copies of Backtests", 10, 7),)
-    )
+    copies = (sheet_contents.Tab(0, "Physical Copies of Backtests", 10, 7),)
     requests = sheet_contents.write_requests(report, copies)
     cells = [
         cell
@@ -448,40 +441,32 @@ def test_values_are_typed_so_text_never_becomes_a_formula() -> None:
 
 def test_in_sync_compares_the_sheet_with_the_report() -> None:
     report = sheet_contents.build(CATALOG, COPIES)
-    tabs = tuple(
-        sheet_contents.TabInfo(i, t, 100, 26)
-        for i, t in enumerate(
-            ("Errors in Drive", "Classes Not Found", "Physical Copies of Backtests")
-        )
-    )
     written = [list(r) for r in COPIES]
     written[1][5], written[2][5] = 3, 1
-    state = sheet_contents.SheetState(
-        tabs=tabs,
-        errors=[[line.text] for line in report.errors],
-        not_found=[[line.text] for line in report.not_found_lines],
-        copies=written,
+    errors = sheet_contents.Tab(0, "Errors in Drive", 100, 26, [[x.text] for x in report.errors])
+    tabs = (
+        errors,
+        sheet_contents.Tab(
+            1, "Classes Not Found", 100, 26, [[x.text] for x in report.not_found_lines]
+        ),
+        sheet_contents.Tab(2, "Physical Copies of Backtests", 100, 26, written),
     )
-    assert sheet_contents.in_sync(report, state)
+    assert sheet_contents.in_sync(report, tabs)
     written[2][5] = 2
-    assert not sheet_contents.in_sync(report, state)
+    assert not sheet_contents.in_sync(report, tabs)
     written[2][5] = 1
-    assert not sheet_contents.in_sync(
-        report, sheet_contents.SheetState(tabs=tabs[1:], copies=written)
-    )
-    edited = sheet_contents.SheetState(
-        tabs=tabs, errors=[["x"]], not_found=state.not_found, copies=written
-    )
-    assert not sheet_contents.in_sync(report, edited)
+    assert not sheet_contents.in_sync(report, tabs[1:])
+    edited = sheet_contents.Tab(0, "Errors in Drive", 100, 26, [["x"]])
+    assert not sheet_contents.in_sync(report, (edited, *tabs[1:]))
 
 
 def grid_requests(errors_rows: int | None, problems: int) -> list[tuple[str, str, int, int]]:
     """(kind, tab, rows, columns) of the requests that add or grow tabs, for a report with
     `problems` file problems; `errors_rows`: the size of `Errors in Drive` (None: missing)."""
-    tabs = [sheet_contents.TabInfo(0, "Physical Copies of Backtests", 30, 20)]
-    tabs.append(sheet_contents.TabInfo(1, "Classes Not Found", 100, 26))
+    tabs = [sheet_contents.Tab(0, "Physical Copies of Backtests", 30, 20)]
+    tabs.append(sheet_contents.Tab(1, "Classes Not Found", 100, 26))
     if errors_rows is not None:
-        tabs.append(sheet_contents.TabInfo(2, "Errors in Drive", errors_rows, 1))
+        tabs.append(sheet_contents.Tab(2, "Errors in Drive", errors_rows, 1))
     found = tuple(
         Problem.from_text(Category.INVALID_FILENAME, f"Invalid filename: {i}", f"p{i}", str(i))
         for i in range(problems)
@@ -489,7 +474,7 @@ def grid_requests(errors_rows: int | None, problems: int) -> list[tuple[str, str
     report = sheet_contents.build(Catalog(problems=found), [])
     titles = {0: "Physical Copies of Backtests", 1: "Classes Not Found", 2: "Errors in Drive"}
     out = []
-    for r in sheet_contents.write_requests(report, sheet_contents.SheetState(tabs=tuple(tabs))):
+    for r in sheet_contents.write_requests(report, tabs):
         kind, body = next(iter(r.items()))
         if kind in ("addSheet", "updateSheetProperties"):
             p = body["properties"]

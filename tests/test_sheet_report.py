@@ -331,7 +331,7 @@ def test_every_name_and_cell_is_configurable(
         stamp_cell="A1",
         not_found_tab="Missing",
         not_found_heading="No row",
-        written_colour=sheet_contents.Colour(0.5, 1, 0.5),
+        written_colour=(0.5, 1, 0.5),
     )
     sheets_emulator.add_spreadsheet(
         SHEET_KEY, tabs={"Binders": [["Updated:"], ["Course", "", "Count"], ["Calculus II", "", 7]]}
@@ -407,7 +407,9 @@ def test_plan_reads_but_never_writes(
     plan = report.plan(drive())
     assert plan.needs_write(None) and plan.needs_write(plan.report.digest)  # sheet not written yet
     assert sheets_emulator.writes() == 0 and report.api_calls == 2
-    assert [t for t in (ERRORS, NOT_FOUND, COPIES) if plan.state.tab(t) is None] == [
+    assert [
+        t for t in (ERRORS, NOT_FOUND, COPIES) if sheet_contents.find(plan.tabs, t) is None
+    ] == [
         ERRORS,
         NOT_FOUND,
     ]
