@@ -262,7 +262,7 @@ class Store:
 
     def _error(self, exc: pymongo.errors.PyMongoError, doing: str) -> ServiceError | ConfigError:
         where = f"MongoDB at {self._where}"
-        if isinstance(exc, pymongo.errors.OperationFailure) and exc.code in (13, 18):  # refused
+        if isinstance(exc, pymongo.errors.OperationFailure) and exc.code in AUTH_ERROR_CODES:
             return ConfigError(
                 f"{where} rejected the credentials while {doing}: "
                 "check the user, password and authSource in MONGO_URI"
@@ -341,6 +341,9 @@ def _applied(done: Mapping[str, int], phases: tuple[tuple[str, int, int], ...] =
 
 
 # What a driver's socket error says (a pattern) → what to check, in one line.
+# Unauthorized, AuthenticationFailed: the credentials, not the server.
+AUTH_ERROR_CODES = frozenset({13, 18})
+
 _CAUSES = {
     "connection refused": "refused the connection: nothing listens there (is it running?)",
     "not known|name resolution|nodename|getaddrinfo": "is a host name that does not resolve",
