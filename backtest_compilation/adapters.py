@@ -74,7 +74,7 @@ def drive_source(
     from . import google
     from .drive import SCOPE_READ, SCOPE_RENAME, DriveSource
 
-    allow = pipeline.Options(rename=renames).renames_planned(config.rename_files)
+    allow = renames and config.rename_files
     scopes = (SCOPE_READ, SCOPE_RENAME) if allow else (SCOPE_READ,)
     if config.drive_api_endpoint:
         from google.auth.credentials import AnonymousCredentials
@@ -115,7 +115,7 @@ def build_services(
     from .store import Store
 
     deadline = Deadline(config.run_timeout_s)
-    renames = options.renames_applied(config.rename_files)
+    renames = options.rename and config.rename_files and options.mode == "sync"
     tree_source: sources.Source
     trying = source is not None and not publish
     if source is not None:

@@ -14,7 +14,7 @@ import signal
 import sys
 import textwrap
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -238,7 +238,7 @@ class Request:
     quiet: int = 0
     json: bool = False
     dry_run: bool = False
-    rename: bool = True
+    no_rename: bool = False
     allow_mass_delete: bool = False
     full_rescan: bool = False
     source: Path | None = None
@@ -247,18 +247,7 @@ class Request:
     @classmethod
     def of(cls, args: argparse.Namespace) -> Request:
         given = vars(args)
-        return cls(
-            command=given.get("command") or "sync",
-            verbose=given.get("verbose", 0),
-            quiet=given.get("quiet", 0),
-            json=given.get("json", False),
-            dry_run=given.get("dry_run", False),
-            rename=not given.get("no_rename", False),
-            allow_mass_delete=given.get("allow_mass_delete", False),
-            full_rescan=given.get("full_rescan", False),
-            source=given.get("source"),
-            publish=given.get("publish", False),
-        )
+        return cls(**{f.name: given[f.name] for f in fields(cls) if f.name in given})
 
     @property
     def mode(self) -> pipeline.Mode:
@@ -266,13 +255,10 @@ class Request:
 
     @property
     def options(self) -> pipeline.Options:
-        # In a dry run or check, renames are planned (and pending ones make check fail)
-        # but never applied: the source is built without rename rights.
+        # A dry run or check plans renames (pending ones make check fail), never applies
+        # them: the source is built without rename rights.
         return pipeline.Options(
-            mode=self.mode,
-            rename=self.rename,
-            allow_mass_delete=self.allow_mass_delete,
-            full_rescan=self.full_rescan,
+            self.mode, not self.no_rename, self.allow_mass_delete, self.full_rescan
         )
 
 
@@ -305,7 +291,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             return run_demo(partial(demo_config, config), config.mongo_db)
         except Exception as exc:
-            return _logged(exc)
+            log_failure(exc)
+            return exit_code_of(exc)
     configure_logging(log_level(config.log_level, request.verbose, request.quiet), config.tz)
     tel = start_telemetry(config)
     try:
@@ -315,13 +302,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _one_run(request, config, tel, settled)
     finally:
         tel.close()
-
-
-def _logged(exc: BaseException) -> int:
-    """Log a failure the run did not log itself (it has no record); its exit code."""
-    if getattr(exc, "summary", None) is None:
-        log_failure(exc)
-    return exit_code_of(exc)
 
 
 @contextlib.contextmanager
@@ -395,11 +375,9 @@ def _one_run(
     """One sync, dry run or check with the real adapters, whatever its end: a sync is
     recorded (`lastrun`) and pinged (`HEALTHCHECK_URL`), a failure goes to Sentry, and
     `--json` prints the one JSON object (contract §8)."""
-    mode = request.mode
-    ping = alerts.Healthcheck(config.healthcheck_url if mode == "sync" else "")
+    ping = alerts.Healthcheck(config.healthcheck_url if request.mode == "sync" else "")
     ping.start()
     started = datetime.now(UTC)
-    run: RunSummary | None = None
     try:
         services = build_services(
             config, source=request.source, options=request.options, publish=request.publish
@@ -410,23 +388,34 @@ def _one_run(
             settled()  # a signal from here on waits for the record
         finally:
             services.store.close()
-    except BaseException as exc:
+    except (Exception, KeyboardInterrupt, Interrupted) as exc:  # building the adapters
         settled()
-        if not isinstance(exc, Exception | KeyboardInterrupt | Interrupted):
-            raise  # SystemExit and the like
-        run = getattr(exc, "run", None)
-        if run is None:  # before the run began (building the adapters)
-            _logged(exc)
-            run = RunSummary(mode).failed("setup", exc)
-            log.info("%s", run.line())
-    line = run.line()
+        log_failure(exc)
+        run = RunSummary(request.mode).failed("setup", exc)
+        log.info("%s", run.line())
+    _tell(request, config, tel, run, started, ping)
+    return run.exit_code
+
+
+def _tell(
+    request: Request,
+    config: settings.Settings,
+    tel: telemetry.Telemetry,
+    run: RunSummary,
+    started: datetime,
+    ping: alerts.Healthcheck,
+) -> None:
+    """Record a sync (unless it gave up on the lock: the run holding it records itself),
+    ping the monitor, report to Sentry, print the JSON object or the text."""
+    line, mode = run.line(), request.mode
     if mode == "sync" and run.exit_code != Locked.exit_code:
-        # The run holding the lock records itself; one that gave up changed nothing.
+        folder = lastrun.folder(config.cache_dir, request.source)
+        finished = datetime.now(UTC)
         lastrun.save(
-            lastrun.folder(config.cache_dir, request.source),
+            folder,
             run,
             started=started,
-            finished=datetime.now(UTC),
+            finished=finished,
             headline=line,
             mongo_lines=run.mongo_lines,
             zone=config.zone,
@@ -442,7 +431,6 @@ def _one_run(
         _print_json(run.summary)
     elif mode != "sync":
         _print(run.text_for(verbose=mode != "check" or request.verbose > 0))
-    return run.exit_code
 
 
 def _print(text: str) -> None:
