@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from types import FrameType
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from . import __version__, alerts, lastrun, pipeline, schedule, settings, telemetry
@@ -56,20 +57,11 @@ exit codes: 0 a sync would work, 2 something must be fixed first (each ✗ line 
 
 
 def _verbosity(p: argparse.ArgumentParser, *, default: object = 0) -> None:
-    p.add_argument(
-        "-v",
-        "--verbose",
-        action="count",
-        default=default,
-        help="more log lines (DEBUG) for this run; LOG_LEVEL stays the default",
-    )
-    p.add_argument(
-        "-q",
-        "--quiet",
-        action="count",
-        default=default,
-        help="fewer log lines: -q warnings and errors, -qq errors only",
-    )
+    for flag, help in (
+        ("--verbose", "more log lines (DEBUG) for this run; LOG_LEVEL stays the default"),
+        ("--quiet", "fewer log lines: -q warnings and errors, -qq errors only"),
+    ):
+        p.add_argument(flag[1:3], flag, action="count", default=default, help=help)
 
 
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -111,39 +103,40 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def _run_options(p: argparse.ArgumentParser, *, check: bool, hidden: bool = False) -> None:
-    """The options of `sync` (`check`: those that make sense there). Without a value of
-    their own (SUPPRESS), so one given before the command is not reset by it."""
-
-    def add(*flags: str, help: str, **kwargs: object) -> None:
-        kwargs.setdefault("action", "store_true")
-        shown = argparse.SUPPRESS if hidden else help
-        p.add_argument(*flags, help=shown, default=argparse.SUPPRESS, **kwargs)  # type: ignore[arg-type]
-
-    add("--json", help="print one JSON summary on stdout")
-    add(
-        "--source",
-        action="store",
-        type=Path,
-        metavar="PATH",
-        help="read a local folder laid out like the drive instead of Google Drive "
-        "(for trying things: writes no Google sheet and uses an in-process MongoDB "
-        "unless --publish; without --dry-run it renames files in PATH)",
-    )
-    add(
+# The options of `sync`; `check` takes those before `--dry-run`.
+RUN_OPTIONS = (
+    ("--json", "print one JSON summary on stdout"),
+    (
+        "--source PATH",
+        "read a local folder laid out like the drive instead of Google Drive (for trying "
+        "things: writes no Google sheet and uses an in-process MongoDB unless --publish; "
+        "without --dry-run it renames files in PATH)",
+    ),
+    (
         "--publish",
-        help="with --source: also write the sheet at SHEET_URL and the database at "
-        "MONGO_URI, as a Drive run would",
-    )
-    add("--full-rescan", help="list the whole drive instead of following the changes feed")
-    if check:
-        return
-    add("--dry-run", help="print the plan; change nothing anywhere")
-    add("--no-rename", help="do not rename files in Drive")
-    add(
+        "with --source: also write the sheet at SHEET_URL and the database at MONGO_URI, "
+        "as a Drive run would",
+    ),
+    ("--full-rescan", "list the whole drive instead of following the changes feed"),
+    ("--dry-run", "print the plan; change nothing anywhere"),
+    ("--no-rename", "do not rename files in Drive"),
+    (
         "--allow-mass-delete",
-        help="apply even when the plan deletes many courses (see MAX_DELETE_FRACTION)",
-    )
+        "apply even when the plan deletes many courses (see MAX_DELETE_FRACTION)",
+    ),
+)
+
+
+def _run_options(p: argparse.ArgumentParser, *, check: bool, hidden: bool = False) -> None:
+    """The options of `sync` or `check`. Without a value of their own (SUPPRESS), so one
+    given before the command is not reset by it."""
+    for flag, help in RUN_OPTIONS[: 4 if check else None]:
+        name, _, metavar = flag.partition(" ")
+        kind: dict[str, Any] = (
+            {"type": Path, "metavar": metavar} if metavar else {"action": "store_true"}
+        )
+        shown = argparse.SUPPRESS if hidden else help
+        p.add_argument(name, help=shown, default=argparse.SUPPRESS, **kind)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -123,7 +123,7 @@ class RunSummary:
             "api_calls": dict(self.api_calls),
             "timings_s": dict(self.timings_s),
             "drive": dict(self.drive) if self.drive is not None else None,
-            "failed": {s: _failure_text(e) for s, e in self.failures.items()},
+            "failed": {s: failure_text(e) for s, e in self.failures.items()},
             "problem_changes": dict(self.problem_changes),
         }
         if self.counts is not None and built is None:  # a remembered catalog has no renames
@@ -161,7 +161,7 @@ class RunSummary:
             lines.append(f"Sheet: {self.sheet_skipped}; the sheet step would be skipped")
         elif self.sheet_in_sync is not None:
             lines.append("Sheet: up to date" if self.sheet_in_sync else "Sheet: would be rewritten")
-        lines += [f"Failed: {stage}: {_failure_text(e)}" for stage, e in self.failures.items()]
+        lines += [f"Failed: {stage}: {failure_text(e)}" for stage, e in self.failures.items()]
         if self.mode == "check":
             code = self.exit_code
             verdict = {0: "in sync", 1: "out of sync"}.get(code, f"could not check (exit {code})")
@@ -187,7 +187,8 @@ def log_failure(exc: BaseException) -> None:
         log.error("unexpected failure: %s: %s", type(exc).__name__, exc, exc_info=True)
 
 
-def _failure_text(exc: BaseException) -> str:
+def failure_text(exc: BaseException) -> str:
+    """A failure in one line (a bug says so and names its type)."""
     if isinstance(exc, RunError):
         return str(exc)
     return f"unexpected failure: {type(exc).__name__}: {exc}"

@@ -1,12 +1,10 @@
 """One run, top to bottom (contract §5): lock → state → read the drive → catalog →
 MongoDB (plan, guard, apply) → renames → sheet → save.
 
-The outside world arrives as `Services` (tests hand in emulators, the demo a local
-folder), the settings as a `RunConfig` of plain values. A sink (MongoDB, renames, the
-sheet) that fails is recorded and the others still run; the state is saved after each
-one that succeeded, so the next run retries exactly what failed. A dry run and `check`
-stop after planning. `run` always returns the run's `RunSummary`, a run stopped early
-included, and ends it with its `summary:` line.
+A sink (MongoDB, renames, the sheet) that fails is recorded and the others still run;
+the state is saved after each one that succeeded, so the next run retries exactly what
+failed. A dry run and `check` stop after planning. `run` always returns the run's
+`RunSummary`, a run stopped early included.
 """
 
 from __future__ import annotations
@@ -25,22 +23,10 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 from bson import ObjectId
 
 from . import catalog as catalog_mod
-from . import google, lock, report, state, website
+from . import google, lock, outcome, report, state, website
 from .catalog import Catalog, RenameResult
 from .errors import CHECK_FAILED, ConfigError, GuardRefused, RunError, ServiceError
-from .outcome import (
-    NO_CHANGES,
-    NOT_WRITTEN,
-    Interrupted,
-    RunSummary,
-    log_failure,
-    log_list,
-    log_problems,
-    log_website,
-    one_line,
-    problem_key,
-    website_changes,
-)
+from .outcome import Interrupted, RunSummary
 from .sources import Reading, Source
 
 if TYPE_CHECKING:
@@ -157,12 +143,9 @@ class _Run:
         now = self.services.calls()
         calls = {name: now[name] - self.calls_before[name] for name in now}
         timings = {**self.timings, "total": round(time.perf_counter() - self.started, 3)}
+        failures = dict(self.failures)
         return RunSummary(
-            self.options.mode,
-            **self.blocks,
-            failures=dict(self.failures),
-            api_calls=calls,
-            timings_s=timings,
+            self.options.mode, **self.blocks, failures=failures, api_calls=calls, timings_s=timings
         )
 
     @contextlib.contextmanager
@@ -173,16 +156,13 @@ class _Run:
         self.step(step)
         try:
             yield
-        except RunError as exc:
-            log.error("%s: %s", step, exc)
-            self.failures[step] = exc
         except Exception as exc:
-            log.error(
-                "%s: unexpected failure: %s: %s", step, type(exc).__name__, exc, exc_info=True
-            )
             self.failures[step] = exc
-            with contextlib.suppress(Exception):
-                self.services.report_error(exc)
+            bug = not isinstance(exc, RunError)
+            log.error("%s: %s", step, outcome.failure_text(exc), exc_info=bug)
+            if bug:
+                with contextlib.suppress(Exception):
+                    self.services.report_error(exc)
 
     def save(self, remembered: state.State) -> state.State:
         """Save the state; a failure (a full disk) is the run's `state` failure."""
@@ -201,7 +181,7 @@ def run(config: RunConfig, options: Options, services: Services) -> RunSummary:
             held.note(mode=options.mode, source=services.source.key)
             _run(it)
     except (Exception, KeyboardInterrupt, Interrupted) as exc:
-        log_failure(exc)
+        outcome.log_failure(exc)
         if isinstance(exc, Exception) and not isinstance(exc, RunError):  # a bug: to Sentry
             with contextlib.suppress(Exception):
                 services.report_error(exc)
@@ -283,8 +263,7 @@ def _catalog(
         it.step("mongo")
         known = _known_catalog(remembered, it.fingerprint(reading), current())
         if known is not None:
-            lazy = isinstance(known, Remembered) and remembered.mongo is not None
-            counts = remembered.mongo.data["counts"] if lazy else None  # type: ignore[union-attr]
+            counts = known.data["counts"] if isinstance(known, Remembered) else None
             it.blocks.update(catalog=known, unchanged=True, counts=counts)
             return known, True
     it.step("catalog")
@@ -305,7 +284,7 @@ def _catalog(
         len(built.renames),
         it.lap("catalog"),
     )
-    changes = log_problems(built.problems, remembered.problems)
+    changes = outcome.log_problems(built.problems, remembered.problems)
     it.blocks.update(catalog=built, problem_changes=changes)
     return built, False
 
@@ -344,9 +323,8 @@ def _plan_mongo(
 
 def _published_codes(remembered: state.State) -> list[str]:
     """The departments the website showed after the last run this source's state knows."""
-    catalog = remembered.mongo.data.get("catalog") if remembered.mongo is not None else None
-    codes = catalog.get("course_codes") if isinstance(catalog, dict) else None
-    return [c for c in codes if isinstance(c, str)] if isinstance(codes, list) else []
+    published = remembered.mongo.data.get("catalog", {}) if remembered.mongo is not None else {}
+    return list(published.get("course_codes", []))
 
 
 def _reusable_ids(remembered: state.State, now: datetime) -> dict[str, ObjectId]:
@@ -364,7 +342,7 @@ def _preview(it: _Run, built: Catalog, plan: website.Plan) -> None:
     sheet, compared = it.services.sheet, None
     with it.isolated("sheet"):
         compared = sheet.plan(built) if sheet is not None else None
-    block, in_sync = dict(NOT_WRITTEN), None
+    block, in_sync = dict(outcome.NOT_WRITTEN), None
     if compared is not None:
         in_sync, found = compared.in_sync, compared.report
         block = {"written": False, "in_sync": in_sync, "not_found": list(found.not_found)}
@@ -416,19 +394,11 @@ def _write_mongo(it: _Run, plan: website.Plan, deadline: google.Deadline, unchan
             raise deadline.error("reading the drive; MongoDB was not updated")
         applied = it.services.store.apply(plan)
     failure = it.failures.get("mongo")
-    if failure is not None:
-        applied = getattr(failure, "applied", None)
-        if applied is None and unchanged:
-            applied = website.Applied(complete=False)
-    changes = website_changes(plan, applied)
-    log_website(changes)
-    if applied is not None:
-        block = report.mongo_block(plan, applied)
-    else:
-        undone = {"inserted": plan.inserts, "updated": plan.updates, "deleted": plan.deletes}
-        block = {**dict.fromkeys(undone, 0), "in_sync": False, "applied": False}
-        block["not_applied"] = undone
-    it.blocks.update(website=changes, mongo=block)
+    if failure is not None:  # what the server confirmed, if the error says
+        applied = getattr(failure, "applied", None) or website.Applied(complete=False)
+    changes = outcome.website_changes(plan, applied)
+    outcome.log_website(changes)
+    it.blocks.update(website=changes, mongo=report.mongo_block(plan, applied))
     return failure is None
 
 
@@ -454,7 +424,8 @@ def _rename(
         log.error("renames: %s", got.refused)
         it.failures["renames"] = ServiceError(got.refused)
     applied = tuple(r for r in plan if r.id in got.applied)
-    log_list("renamed", [f"{one_line(r.path)} → {one_line(r.new)}" for r in applied])
+    renamed = [f"{outcome.one_line(r.path)} → {outcome.one_line(r.new)}" for r in applied]
+    outcome.log_list("renamed", renamed)
     problems = catalog_mod.problems_after_renames(built.problems, applied)
     if got.problems:
         order = lambda p: (p.path, p.category.value, p.id)  # noqa: E731
@@ -469,17 +440,17 @@ def _rename(
         f", {skipped} not applied (renames are off)" if skipped else "",
     )
     reading = it.services.source.after_renames(reading, applied)
-    failed = log_problems(got.problems, previous, kinds="renames") if plan else NO_CHANGES
+    failed = outcome.log_problems(got.problems, previous, kinds="renames") if plan else {}
     changes = it.blocks["problem_changes"]
     it.blocks.update(
         catalog=built,
         applied=frozenset(r.id for r in applied),
         pending=got.pending,
-        problem_changes={k: changes[k] + failed[k] for k in NO_CHANGES},
+        problem_changes={k: n + failed.get(k, 0) for k, n in changes.items()},
     )
     key = it.fingerprint(reading)
     remembered = remembered.with_drive(reading.snapshot, it.now).with_problems(
-        problem_key(p) for p in built.problems
+        outcome.problem_key(p) for p in built.problems
     )
     if done and not got.problems and not got.pending:
         remembered = remembered.with_sink("renames", {"fingerprint": key}, it.now)
@@ -499,8 +470,8 @@ def _write_sheet(
     """6. The sheet. On an unchanged drive, one Drive `files.get` says whether anyone
     wrote to the spreadsheet since our last write; only then is it read (and rewritten
     if it no longer shows the report) — contract §5.8."""
-    sheet, part = it.services.sheet, None
-    it.blocks["sheet"] = dict(NOT_WRITTEN)
+    sheet, part, published = it.services.sheet, None, None
+    last = dict(remembered.sheet.data) if remembered.sheet is not None else {}
     with it.isolated("sheet"):
         if not unchanged and deadline.expired:  # `RUN_TIMEOUT_S`
             raise deadline.error("updating MongoDB; the sheet was not written")
@@ -509,26 +480,25 @@ def _write_sheet(
                 log.warning("sheet: %s; the sheet step is skipped", it.services.sheet_skipped)
                 part = {"skipped": True}
         elif not unchanged:
-            last = remembered.sheet.data if remembered.sheet is not None else {}
             published = sheet.publish(built, last.get("digest"), it.now, stamp_unchanged=True)
-            it.blocks["sheet"] = published.block()
             part = {"digest": published.digest, "version": _sheet_version(it, sheet)}
-        else:
-            part = _recheck_sheet(it, sheet, built, remembered.sheet)
-    if part is None or "sheet" in it.failures:
+        elif (seen := _edited_by_hand(it, sheet, last)) is not None:
+            published = sheet.publish(built, last.get("digest"), it.now, stamp_unchanged=False)
+            after = _sheet_version(it, sheet) if published.written else seen
+            part = {**last, "digest": published.digest, "version": after}
+    ok = "sheet" not in it.failures
+    it.blocks["sheet"] = published.block() if published and ok else dict(outcome.NOT_WRITTEN)
+    if part is None or not ok:
         return remembered
     if not unchanged:
         part = {"fingerprint": it.fingerprint(reading), **part}
     return remembered.with_sink("sheet", part, it.now)
 
 
-def _recheck_sheet(
-    it: _Run, sheet: SheetReport, built: Catalog, remembered: state.Part | None
-) -> dict[str, Any] | None:
-    """An unchanged drive: rewrite the report only if someone else wrote to the sheet."""
-    last = dict(remembered.data) if remembered is not None else {}
+def _edited_by_hand(it: _Run, sheet: SheetReport, last: dict[str, Any]) -> str | None:
+    """The spreadsheet's Drive version if someone else wrote to it since our last write."""
     if last.get("skipped") or last.get("version") is None:
-        if remembered is not None and not last.get("skipped"):
+        if last and not last.get("skipped"):
             log.debug("sheet: no remembered Drive version; hand edits are noticed on a changed run")
         return None
     version = it.services.source.sheet_version(sheet.key)
@@ -542,10 +512,7 @@ def _recheck_sheet(
         last["version"],
         version,
     )
-    published = sheet.publish(built, last.get("digest"), it.now, stamp_unchanged=False)
-    it.blocks["sheet"] = published.block()
-    after = _sheet_version(it, sheet) if published.written else version
-    return {**last, "digest": published.digest, "version": after}
+    return version
 
 
 def _sheet_version(it: _Run, sheet: SheetReport) -> str | None:
