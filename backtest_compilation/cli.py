@@ -29,7 +29,7 @@ from .adapters import (
     run_config,
     start_telemetry,
 )
-from .errors import ConfigError, Locked
+from .errors import ConfigError, Locked, RunError
 from .outcome import Interrupted, RunSummary, exit_code_of, log_failure
 
 log = logging.getLogger("backtest_compilation")
@@ -375,7 +375,6 @@ def _one_run(
         services = build_services(
             config, source=request.source, options=request.options, publish=request.publish
         )
-        services.report_error = lambda exc: tel.report_failure(exc, exit_code=1)
         try:
             run = pipeline.run(run_config(config), request.options, services)
             settled()  # a signal from here on waits for the record
@@ -418,6 +417,9 @@ def _tell(
         ping.wait()
     if tel.enabled:  # rendering an unchanged run's whole summary reads its catalog
         tel.report_summary(run.summary)
+    for exc in run.failures.values():
+        if not isinstance(exc, RunError):  # a bug: its traceback to Sentry
+            tel.report_failure(exc, exit_code=1)
     if run.exit_code and not (mode == "check" and run.exit_code == 1):  # 1: out of sync
         tel.report_exit(run.exit_code, message=line)
     if request.json:

@@ -77,8 +77,6 @@ class Services:
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     # Why `sheet` is None, for the log line and the text report.
     sheet_skipped: str = "SHEET_URL is not set"
-    # Where unexpected failures go besides the log (Sentry, from the CLI).
-    report_error: Callable[[BaseException], None] = field(default=lambda exc: None)
     # The run's end (`RUN_TIMEOUT_S`), shared with the Google transports; None: from config.
     deadline: google.Deadline | None = None
 
@@ -152,17 +150,14 @@ class _Run:
     def isolated(self, step: str) -> Iterator[None]:
         """A sink: its failure is recorded and logged, and the run goes on. An expected
         failure (`RunError`) is one line; anything else is a bug: logged with its
-        traceback and sent to Sentry."""
+        traceback (the CLI sends it to Sentry)."""
         self.step(step)
         try:
             yield
         except Exception as exc:
             self.failures[step] = exc
-            bug = not isinstance(exc, RunError)
+            bug = not isinstance(exc, RunError)  # logged with its traceback
             log.error("%s: %s", step, outcome.failure_text(exc), exc_info=bug)
-            if bug:
-                with contextlib.suppress(Exception):
-                    self.services.report_error(exc)
 
     def save(self, remembered: state.State) -> state.State:
         """Save the state; a failure (a full disk) is the run's `state` failure."""
@@ -182,9 +177,6 @@ def run(config: RunConfig, options: Options, services: Services) -> RunSummary:
             _run(it)
     except (Exception, KeyboardInterrupt, Interrupted) as exc:
         outcome.log_failure(exc)
-        if isinstance(exc, Exception) and not isinstance(exc, RunError):  # a bug: to Sentry
-            with contextlib.suppress(Exception):
-                services.report_error(exc)
         summary = it.summary().failed(it.stage, exc)
         if "interrupted" in summary.failures:
             log.warning("%s: the run stops here", summary.failures["interrupted"])
