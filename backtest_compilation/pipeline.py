@@ -216,7 +216,8 @@ def _run(it: _Run) -> None:
     deadline = it.services.deadline or google.Deadline(it.config.run_timeout_s)
     mongo_ok = _write_mongo(it, plan, deadline, unchanged)
     if not unchanged:
-        reading, built, remembered = _rename(it, reading, built, remembered, previous, mongo_ok)
+        reading, built, renames_ok = _rename(it, reading, built, previous)
+        remembered = _remember(it, reading, built, remembered, renames_ok, mongo_ok)
     remembered = _write_sheet(it, reading, built, remembered, deadline, unchanged)
     remembered = remembered.with_drive(reading.snapshot, it.now)
     if not it.failures:
@@ -395,21 +396,15 @@ def _write_mongo(it: _Run, plan: website.Plan, deadline: google.Deadline, unchan
 
 
 def _rename(
-    it: _Run,
-    reading: Reading,
-    built: Catalog,
-    remembered: state.State,
-    previous: tuple[str, ...] | None,
-    mongo_ok: bool,
-) -> tuple[Reading, Catalog, state.State]:
+    it: _Run, reading: Reading, built: Catalog, previous: tuple[str, ...] | None
+) -> tuple[Reading, Catalog, bool]:
     """5. Renames, then what they changed: the drive's names and the problems' messages
-    (the sheet shows the names the drive has now); MongoDB's part is remembered with
-    them (its plan did not depend on them)."""
+    (the sheet shows the names the drive has now); True if all were done."""
     plan = built.renames if it.blocks["renames_planned"] else ()
     got = RenameResult()
     with it.isolated("renames"):
         got = it.services.source.rename(plan)
-    done = "renames" not in it.failures
+    done = "renames" not in it.failures and not got.problems and not got.pending
     if got.refused:
         # The account may only read: the run fails (exit 1), said once, while MongoDB
         # and the sheet are still written with what the renames did.
@@ -431,24 +426,41 @@ def _rename(
         len(got.pending),
         f", {skipped} not applied (renames are off)" if skipped else "",
     )
-    reading = it.services.source.after_renames(reading, applied)
     failed = outcome.log_problems(got.problems, previous, kinds="renames") if plan else {}
-    changes = it.blocks["problem_changes"]
+    changes = {k: n + failed.get(k, 0) for k, n in it.blocks["problem_changes"].items()}
+    applied_ids = frozenset(r.id for r in applied)
     it.blocks.update(
-        catalog=built,
-        applied=frozenset(r.id for r in applied),
-        pending=got.pending,
-        problem_changes={k: n + failed.get(k, 0) for k, n in changes.items()},
+        catalog=built, applied=applied_ids, pending=got.pending, problem_changes=changes
     )
+    return it.services.source.after_renames(reading, applied), built, done
+
+
+def _remember(
+    it: _Run,
+    reading: Reading,
+    built: Catalog,
+    remembered: state.State,
+    renames_ok: bool,
+    mongo_ok: bool,
+) -> state.State:
+    """Save the drive as renamed, its problems, and what MongoDB was made to show (its
+    plan did not depend on the renames): an unchanged drive then needs no catalog (the
+    counts go to state.json, the blocks to snapshot.json)."""
     key = it.fingerprint(reading)
-    remembered = remembered.with_drive(reading.snapshot, it.now).with_problems(
-        outcome.problem_key(p) for p in built.problems
-    )
-    if done and not got.problems and not got.pending:
+    remembered = remembered.with_drive(reading.snapshot, it.now)
+    remembered = remembered.with_problems(outcome.problem_key(p) for p in built.problems)
+    if renames_ok:
         remembered = remembered.with_sink("renames", {"fingerprint": key}, it.now)
     if mongo_ok:
-        remembered = remembered.with_sink("mongo", _mongo_part(built, key), it.now)
-    return reading, built, it.save(remembered)
+        counts = {"departments": len(built.course_codes), "courses": len(built.courses)}
+        part = {
+            "fingerprint": key,
+            "counts": {**counts, "problems": len(built.problems)},
+            "catalog": report.catalog_block(built),
+            "problems": report.problems_block(built),
+        }
+        remembered = remembered.with_sink("mongo", part, it.now)
+    return it.save(remembered)
 
 
 def _write_sheet(
@@ -517,21 +529,6 @@ def _sheet_version(it: _Run, sheet: SheetReport) -> str | None:
 
 
 # ---------------------------------------------------------------- an unchanged drive
-
-
-def _mongo_part(built: Catalog, fingerprint: str) -> dict[str, Any]:
-    """What MongoDB was made to show, kept so an unchanged drive needs no catalog (its
-    counts are the summary line's, in state.json; the blocks go to snapshot.json)."""
-    return {
-        "fingerprint": fingerprint,
-        "counts": {
-            "departments": len(built.course_codes),
-            "courses": len(built.courses),
-            "problems": len(built.problems),
-        },
-        "catalog": report.catalog_block(built),
-        "problems": report.problems_block(built),
-    }
 
 
 def _website_digest(current: website.Current) -> str:
