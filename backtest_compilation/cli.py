@@ -30,7 +30,7 @@ from .adapters import (
     start_telemetry,
 )
 from .errors import ConfigError, Locked, RunError
-from .outcome import Interrupted, RunSummary, exit_code_of, log_failure
+from .outcome import Interrupted, RunSummary, log_failure
 
 log = logging.getLogger("backtest_compilation")
 
@@ -281,11 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(log_level(base, request.verbose, request.quiet), config.tz)
         from .demo import run_demo
 
-        try:
-            return run_demo(partial(demo_config, config), config.mongo_db)
-        except Exception as exc:
-            log_failure(exc)
-            return exit_code_of(exc)
+        return run_demo(partial(demo_config, config), config.mongo_db)
     configure_logging(log_level(config.log_level, request.verbose, request.quiet), config.tz)
     tel = start_telemetry(config)
     try:
