@@ -271,8 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         needs_drive = request.source is None and request.command != "demo"
         config = settings.load(env, needs_drive=needs_drive)
     except ConfigError as exc:
-        for line in exc.problems:
-            print(f"configuration: {line}", file=sys.stderr)
+        _say(exc)
         if request.json:
             _print_json(RunSummary(request.mode).failed("settings", exc).summary)
         return exc.exit_code
@@ -343,8 +342,7 @@ def _status(request: Request, env: dict[str, str]) -> int:
     try:
         config = settings.load(env, needs_drive=False)
     except ConfigError as exc:
-        for line in exc.problems:
-            print(f"configuration: {line}", file=sys.stderr)
+        _say(exc)
         config = settings.Settings(cache_dir=Path(env.get("CACHE_DIR") or "cache"))
     where = lastrun.folder(config.cache_dir, request.source)
     info = status.gather(where, schedule_expr=config.schedule, tz=config.tz)
@@ -397,13 +395,11 @@ def _tell(
     ping the monitor, report to Sentry, print the JSON object or the text."""
     line, mode = run.line(), request.mode
     if mode == "sync" and run.exit_code != Locked.exit_code:
-        folder = lastrun.folder(config.cache_dir, request.source)
-        finished = datetime.now(UTC)
         lastrun.save(
-            folder,
+            lastrun.folder(config.cache_dir, request.source),
             run,
             started=started,
-            finished=finished,
+            finished=datetime.now(UTC),
             headline=line,
             mongo_lines=run.mongo_lines,
             zone=config.zone,
@@ -422,6 +418,11 @@ def _tell(
         _print_json(run.summary)
     elif mode != "sync":
         _print(run.text_for(verbose=mode != "check" or request.verbose > 0))
+
+
+def _say(exc: ConfigError) -> None:
+    """Configuration problems, one line each on stderr (logging is not set up yet)."""
+    print("\n".join(f"configuration: {line}" for line in exc.problems), file=sys.stderr)
 
 
 def _print(text: str) -> None:
