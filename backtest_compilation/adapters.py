@@ -138,7 +138,7 @@ def build_services(
     in-process MongoDB (its `--dry-run` and `check` compare with that same one), so a
     try-out never changes what the website and the tracking sheet show."""
     deadline = google.Deadline(config.run_timeout_s)
-    renames = options.renames_applied(config.rename_files)
+    renames = options.rename and config.rename_files and options.mode == "sync"
     trying = source is not None and not publish
     if source is None:
         tree: sources.Source = sources.DriveTree(

@@ -14,11 +14,12 @@ import signal
 import sys
 import textwrap
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from types import FrameType
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from . import __version__, alerts, lastrun, pipeline, schedule, settings, telemetry
@@ -28,8 +29,8 @@ from .adapters import (
     run_config,
     start_telemetry,
 )
-from .errors import ConfigError, Locked
-from .outcome import Interrupted, RunSummary, exit_code_of, log_failure
+from .errors import ConfigError, Locked, RunError
+from .outcome import Interrupted, RunSummary, log_failure
 
 log = logging.getLogger("backtest_compilation")
 
@@ -56,20 +57,11 @@ exit codes: 0 a sync would work, 2 something must be fixed first (each ✗ line 
 
 
 def _verbosity(p: argparse.ArgumentParser, *, default: object = 0) -> None:
-    p.add_argument(
-        "-v",
-        "--verbose",
-        action="count",
-        default=default,
-        help="more log lines (DEBUG) for this run; LOG_LEVEL stays the default",
-    )
-    p.add_argument(
-        "-q",
-        "--quiet",
-        action="count",
-        default=default,
-        help="fewer log lines: -q warnings and errors, -qq errors only",
-    )
+    for flag, help in (
+        ("--verbose", "more log lines (DEBUG) for this run; LOG_LEVEL stays the default"),
+        ("--quiet", "fewer log lines: -q warnings and errors, -qq errors only"),
+    ):
+        p.add_argument(flag[1:3], flag, action="count", default=default, help=help)
 
 
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -111,39 +103,40 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def _run_options(p: argparse.ArgumentParser, *, check: bool, hidden: bool = False) -> None:
-    """The options of `sync` (`check`: those that make sense there). Without a value of
-    their own (SUPPRESS), so one given before the command is not reset by it."""
-
-    def add(*flags: str, help: str, **kwargs: object) -> None:
-        kwargs.setdefault("action", "store_true")
-        shown = argparse.SUPPRESS if hidden else help
-        p.add_argument(*flags, help=shown, default=argparse.SUPPRESS, **kwargs)  # type: ignore[arg-type]
-
-    add("--json", help="print one JSON summary on stdout")
-    add(
-        "--source",
-        action="store",
-        type=Path,
-        metavar="PATH",
-        help="read a local folder laid out like the drive instead of Google Drive "
-        "(for trying things: writes no Google sheet and uses an in-process MongoDB "
-        "unless --publish; without --dry-run it renames files in PATH)",
-    )
-    add(
+# The options of `sync`; `check` takes those before `--dry-run`.
+RUN_OPTIONS = (
+    ("--json", "print one JSON summary on stdout"),
+    (
+        "--source PATH",
+        "read a local folder laid out like the drive instead of Google Drive (for trying "
+        "things: writes no Google sheet and uses an in-process MongoDB unless --publish; "
+        "without --dry-run it renames files in PATH)",
+    ),
+    (
         "--publish",
-        help="with --source: also write the sheet at SHEET_URL and the database at "
-        "MONGO_URI, as a Drive run would",
-    )
-    add("--full-rescan", help="list the whole drive instead of following the changes feed")
-    if check:
-        return
-    add("--dry-run", help="print the plan; change nothing anywhere")
-    add("--no-rename", help="do not rename files in Drive")
-    add(
+        "with --source: also write the sheet at SHEET_URL and the database at MONGO_URI, "
+        "as a Drive run would",
+    ),
+    ("--full-rescan", "list the whole drive instead of following the changes feed"),
+    ("--dry-run", "print the plan; change nothing anywhere"),
+    ("--no-rename", "do not rename files in Drive"),
+    (
         "--allow-mass-delete",
-        help="apply even when the plan deletes many courses (see MAX_DELETE_FRACTION)",
-    )
+        "apply even when the plan deletes many courses (see MAX_DELETE_FRACTION)",
+    ),
+)
+
+
+def _run_options(p: argparse.ArgumentParser, *, check: bool, hidden: bool = False) -> None:
+    """The options of `sync` or `check`. Without a value of their own (SUPPRESS), so one
+    given before the command is not reset by it."""
+    for flag, help in RUN_OPTIONS[: 4 if check else None]:
+        name, _, metavar = flag.partition(" ")
+        kind: dict[str, Any] = (
+            {"type": Path, "metavar": metavar} if metavar else {"action": "store_true"}
+        )
+        shown = argparse.SUPPRESS if hidden else help
+        p.add_argument(name, help=shown, default=argparse.SUPPRESS, **kind)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -238,7 +231,7 @@ class Request:
     quiet: int = 0
     json: bool = False
     dry_run: bool = False
-    rename: bool = True
+    no_rename: bool = False
     allow_mass_delete: bool = False
     full_rescan: bool = False
     source: Path | None = None
@@ -247,18 +240,7 @@ class Request:
     @classmethod
     def of(cls, args: argparse.Namespace) -> Request:
         given = vars(args)
-        return cls(
-            command=given.get("command") or "sync",
-            verbose=given.get("verbose", 0),
-            quiet=given.get("quiet", 0),
-            json=given.get("json", False),
-            dry_run=given.get("dry_run", False),
-            rename=not given.get("no_rename", False),
-            allow_mass_delete=given.get("allow_mass_delete", False),
-            full_rescan=given.get("full_rescan", False),
-            source=given.get("source"),
-            publish=given.get("publish", False),
-        )
+        return cls(**{f.name: given[f.name] for f in fields(cls) if f.name in given})
 
     @property
     def mode(self) -> pipeline.Mode:
@@ -266,13 +248,10 @@ class Request:
 
     @property
     def options(self) -> pipeline.Options:
-        # In a dry run or check, renames are planned (and pending ones make check fail)
-        # but never applied: the source is built without rename rights.
+        # A dry run or check plans renames (pending ones make check fail), never applies
+        # them: the source is built without rename rights.
         return pipeline.Options(
-            mode=self.mode,
-            rename=self.rename,
-            allow_mass_delete=self.allow_mass_delete,
-            full_rescan=self.full_rescan,
+            self.mode, not self.no_rename, self.allow_mass_delete, self.full_rescan
         )
 
 
@@ -292,8 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         needs_drive = request.source is None and request.command != "demo"
         config = settings.load(env, needs_drive=needs_drive)
     except ConfigError as exc:
-        for line in exc.problems:
-            print(f"configuration: {line}", file=sys.stderr)
+        _say(exc)
         if request.json:
             _print_json(RunSummary(request.mode).failed("settings", exc).summary)
         return exc.exit_code
@@ -302,10 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(log_level(base, request.verbose, request.quiet), config.tz)
         from .demo import run_demo
 
-        try:
-            return run_demo(partial(demo_config, config), config.mongo_db)
-        except Exception as exc:
-            return _logged(exc)
+        return run_demo(partial(demo_config, config), config.mongo_db)
     configure_logging(log_level(config.log_level, request.verbose, request.quiet), config.tz)
     tel = start_telemetry(config)
     try:
@@ -315,13 +290,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _one_run(request, config, tel, settled)
     finally:
         tel.close()
-
-
-def _logged(exc: BaseException) -> int:
-    """Log a failure the run did not log itself (it has no record); its exit code."""
-    if getattr(exc, "summary", None) is None:
-        log_failure(exc)
-    return exit_code_of(exc)
 
 
 @contextlib.contextmanager
@@ -373,8 +341,7 @@ def _status(request: Request, env: dict[str, str]) -> int:
     try:
         config = settings.load(env, needs_drive=False)
     except ConfigError as exc:
-        for line in exc.problems:
-            print(f"configuration: {line}", file=sys.stderr)
+        _say(exc)
         config = settings.Settings(cache_dir=Path(env.get("CACHE_DIR") or "cache"))
     where = lastrun.folder(config.cache_dir, request.source)
     info = status.gather(where, schedule_expr=config.schedule, tz=config.tz)
@@ -394,33 +361,39 @@ def _one_run(
     """One sync, dry run or check with the real adapters, whatever its end: a sync is
     recorded (`lastrun`) and pinged (`HEALTHCHECK_URL`), a failure goes to Sentry, and
     `--json` prints the one JSON object (contract §8)."""
-    mode = request.mode
-    ping = alerts.Healthcheck(config.healthcheck_url if mode == "sync" else "")
+    ping = alerts.Healthcheck(config.healthcheck_url if request.mode == "sync" else "")
     ping.start()
     started = datetime.now(UTC)
-    run: RunSummary | None = None
     try:
         services = build_services(
             config, source=request.source, options=request.options, publish=request.publish
         )
-        services.report_error = lambda exc: tel.report_failure(exc, exit_code=1)
         try:
             run = pipeline.run(run_config(config), request.options, services)
             settled()  # a signal from here on waits for the record
         finally:
             services.store.close()
-    except BaseException as exc:
+    except (Exception, KeyboardInterrupt, Interrupted) as exc:  # building the adapters
         settled()
-        if not isinstance(exc, Exception | KeyboardInterrupt | Interrupted):
-            raise  # SystemExit and the like
-        run = getattr(exc, "run", None)
-        if run is None:  # before the run began (building the adapters)
-            _logged(exc)
-            run = RunSummary(mode).failed("setup", exc)
-            log.info("%s", run.line())
-    line = run.line()
+        log_failure(exc)
+        run = RunSummary(request.mode).failed("setup", exc)
+        log.info("%s", run.line())
+    _tell(request, config, tel, run, started, ping)
+    return run.exit_code
+
+
+def _tell(
+    request: Request,
+    config: settings.Settings,
+    tel: telemetry.Telemetry,
+    run: RunSummary,
+    started: datetime,
+    ping: alerts.Healthcheck,
+) -> None:
+    """Record a sync (unless it gave up on the lock: the run holding it records itself),
+    ping the monitor, report to Sentry, print the JSON object or the text."""
+    line, mode = run.line(), request.mode
     if mode == "sync" and run.exit_code != Locked.exit_code:
-        # The run holding the lock records itself; one that gave up changed nothing.
         lastrun.save(
             lastrun.folder(config.cache_dir, request.source),
             run,
@@ -434,13 +407,20 @@ def _one_run(
         ping.finish(run.exit_code, line if run.ok else f"exit {run.exit_code}: {why}\n{line}")
     if tel.enabled:  # rendering an unchanged run's whole summary reads its catalog
         tel.report_summary(run.summary)
+    for exc in run.failures.values():
+        if not isinstance(exc, RunError):  # a bug: its traceback to Sentry
+            tel.report_failure(exc, exit_code=1)
     if run.exit_code and not (mode == "check" and run.exit_code == 1):  # 1: out of sync
         tel.report_failure(exit_code=run.exit_code, message=line)
     if request.json:
         _print_json(run.summary)
     elif mode != "sync":
         _print(run.text_for(verbose=mode != "check" or request.verbose > 0))
-    return run.exit_code
+
+
+def _say(exc: ConfigError) -> None:
+    """Configuration problems, one line each on stderr (logging is not set up yet)."""
+    print("\n".join(f"configuration: {line}" for line in exc.problems), file=sys.stderr)
 
 
 def _print(text: str) -> None:

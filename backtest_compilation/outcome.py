@@ -6,11 +6,10 @@ from __future__ import annotations
 import logging
 import re
 import signal
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import Any, Protocol
+from typing import Any
 
 from . import report, website
 from .catalog import Catalog, Category, Problem
@@ -18,7 +17,6 @@ from .errors import CHECK_FAILED, ConfigError, GuardRefused, RunError
 
 log = logging.getLogger("backtest_compilation.pipeline")
 
-RENAME_FAILED = Category.RENAME_FAILED.value
 # Longest list of changes or problems logged line by line; the rest is in `--json`.
 LOG_LIST_LIMIT = 50
 NOT_WRITTEN: Mapping[str, Any] = {"written": False, "not_found": [], "ambiguous": []}
@@ -97,53 +95,51 @@ class RunSummary:
 
     @cached_property
     def summary(self) -> dict[str, Any]:
-        """Contract §8's JSON object (rendered once: at 6,000 courses it takes ~0.1 s)."""
-        return self.to_json()
+        """Contract §8's JSON object, plus a few added fields (rendered once: at 6,000
+        courses it takes ~0.1 s)."""
+        return self._json(self.catalog)
 
     @cached_property
     def small(self) -> dict[str, Any]:
-        """The object without the catalog's blocks when the run has `counts`: an
+        """`summary`, without the catalog's blocks when they are only remembered: an
         unchanged run's summary line and `last-success.json` read no catalog."""
-        return self.summary if self.counts is None else self.to_json(light=True)
+        return self.summary if self.counts is None else self._json(None)
 
-    def to_json(self, *, light: bool = False) -> dict[str, Any]:
-        """Contract §8's JSON object (plus a few added fields)."""
+    def _json(self, built: Catalog | None) -> dict[str, Any]:
         exit_code = self.exit_code
-        built = None if light else self.catalog
+        renames = report.renames_block(built, self.applied) if built is not None else None
+        for entry in renames or ():
+            if self.pending is not None and entry["id"] in self.pending:
+                entry["pending"] = True  # not reached this run: done next run, not a problem
         out: dict[str, Any] = {
             "mode": self.mode,
             "ok": exit_code == 0,
             "exit_code": exit_code,
             "catalog": report.catalog_block(built) if built is not None else None,
             "problems": report.problems_block(built) if built is not None else None,
-            "renames": report.renames_block(built, self.applied) if built is not None else None,
+            "renames": renames,
             "mongo": dict(self.mongo) if self.mongo is not None else None,
             "sheet": dict(self.sheet) if self.sheet is not None else None,
             "api_calls": dict(self.api_calls),
             "timings_s": dict(self.timings_s),
             "drive": dict(self.drive) if self.drive is not None else None,
-            "failed": {s: _failure_text(e) for s, e in self.failures.items()},
+            "failed": {s: failure_text(e) for s, e in self.failures.items()},
             "problem_changes": dict(self.problem_changes),
         }
-        if light:
-            # A remembered catalog has no renames (they were done or are off).
-            out["counts"] = {**(self.counts or {}), "renames": 0, "renames_applied": 0}
+        if self.counts is not None and built is None:  # a remembered catalog has no renames
+            out["counts"] = {**self.counts, "renames": 0, "renames_applied": 0}
         if self.mode == "sync":
             if self.unchanged:
                 out["unchanged"] = True
             out["website"] = dict(self.website)
         else:
             out["guard"] = self.refusal
-        if self.pending is not None and out["renames"] is not None:
-            # Renames not reached this run (quota, budget) are done next run: not problems.
-            for entry in out["renames"]:
-                if entry["id"] in self.pending:
-                    entry["pending"] = True
+        if self.pending is not None and renames is not None:
             out["renames_pending"] = len(self.pending)
         return out
 
     def line(self) -> str:
-        """The one summary line that ends every run."""
+        """The one cron-readable line that ends every run."""
         return summary_line(self.small)
 
     def text_for(self, *, verbose: bool) -> str:
@@ -165,8 +161,7 @@ class RunSummary:
             lines.append(f"Sheet: {self.sheet_skipped}; the sheet step would be skipped")
         elif self.sheet_in_sync is not None:
             lines.append("Sheet: up to date" if self.sheet_in_sync else "Sheet: would be rewritten")
-        for stage, why in self.summary["failed"].items():
-            lines.append(f"Failed: {stage}: {why}")
+        lines += [f"Failed: {stage}: {failure_text(e)}" for stage, e in self.failures.items()]
         if self.mode == "check":
             code = self.exit_code
             verdict = {0: "in sync", 1: "out of sync"}.get(code, f"could not check (exit {code})")
@@ -192,37 +187,11 @@ def log_failure(exc: BaseException) -> None:
         log.error("unexpected failure: %s: %s", type(exc).__name__, exc, exc_info=True)
 
 
-def _failure_text(exc: BaseException) -> str:
+def failure_text(exc: BaseException) -> str:
+    """A failure in one line (a bug says so and names its type)."""
     if isinstance(exc, RunError):
         return str(exc)
     return f"unexpected failure: {type(exc).__name__}: {exc}"
-
-
-def summary_line(summary: Mapping[str, Any]) -> str:
-    """The one cron-readable line that ends every run (from contract §8's object)."""
-    counts = count(summary)
-    mongo = summary["mongo"] or {"inserted": 0, "updated": 0, "deleted": 0}
-    calls = {"drive": 0, "sheets": 0, "mongo": 0} | dict(summary["api_calls"])
-    failed = summary.get("failed") or {}
-    phases = " ".join(f"{k} {v:.2f}s" for k, v in summary["timings_s"].items())
-    pending = summary.get("renames_pending")
-    changes = summary.get("problem_changes") or {}
-    new, resolved = changes.get("new", 0), changes.get("resolved", 0)
-    return (
-        f"summary: {summary['mode']} exit {summary['exit_code']}"
-        f"{' (failed: ' + ', '.join(sorted(failed)) + ')' if failed else ''}; "
-        f"{report.plural(counts['departments'], 'department')}, "
-        f"{report.plural(counts['courses'], 'course')}, "
-        f"{report.plural(counts['problems'], 'problem')}"
-        f"{f' ({new} new, {resolved} resolved)' if new or resolved else ''}; "
-        f"renames {counts['renames_applied']}/{counts['renames']}"
-        f"{f' ({pending} pending)' if pending else ''}; "
-        f"mongo +{mongo['inserted']} ~{mongo['updated']} -{mongo['deleted']}"
-        f"{_not_applied(mongo)}; "
-        f"sheet {'written' if (summary['sheet'] or {}).get('written') else 'not written'}; "
-        f"api calls drive {calls['drive']} sheets {calls['sheets']} mongo {calls['mongo']}; "
-        f"{phases}"
-    )
 
 
 def count(summary: Mapping[str, Any]) -> dict[str, int]:
@@ -240,44 +209,34 @@ def count(summary: Mapping[str, Any]) -> dict[str, int]:
     }
 
 
-def _not_applied(mongo: Mapping[str, Any]) -> str:
-    """`(not applied: +126)`: what a failed MongoDB apply left undone."""
+def summary_line(summary: Mapping[str, Any]) -> str:
+    """The one cron-readable line that ends every run (from contract §8's object)."""
+    counts = count(summary)
+    mongo = summary["mongo"] or {"inserted": 0, "updated": 0, "deleted": 0}
+    calls = {"drive": 0, "sheets": 0, "mongo": 0} | dict(summary["api_calls"])
+    failed = summary.get("failed") or {}
+    phases = " ".join(f"{k} {v:.2f}s" for k, v in summary["timings_s"].items())
+    pending = summary.get("renames_pending")
+    changes = summary.get("problem_changes") or {}
+    new, resolved = changes.get("new", 0), changes.get("resolved", 0)
     rest = mongo.get("not_applied") or {}
     signs = (("+", "inserted"), ("~", "updated"), ("-", "deleted"))
-    parts = [f"{sign}{rest[key]}" for sign, key in signs if rest.get(key)]
-    return f" (not applied: {' '.join(parts)})" if parts else ""
-
-
-# ---------------------------------------------------------------- a run in progress
-
-
-class HasCalls(Protocol):
-    def calls(self) -> dict[str, int]: ...
-
-
-class Timer:
-    """Phase timings for the summary (`timings_s`)."""
-
-    def __init__(self, services: HasCalls) -> None:
-        self.services = services
-        self.calls_before = services.calls()
-        self.started = time.perf_counter()
-        self.mark = self.started
-        self.phases: dict[str, float] = {}
-
-    def lap(self, phase: str) -> float:
-        now = time.perf_counter()
-        self.phases[phase] = round(self.phases.get(phase, 0.0) + now - self.mark, 3)
-        self.mark = now
-        return self.phases[phase]
-
-    def done(self) -> dict[str, float]:
-        return {**self.phases, "total": round(time.perf_counter() - self.started, 3)}
-
-    def calls(self) -> dict[str, int]:
-        """Calls made by this run only (services may outlive a run, as in the demo)."""
-        now = self.services.calls()
-        return {name: now[name] - self.calls_before[name] for name in now}
+    undone = " ".join(f"{sign}{rest[key]}" for sign, key in signs if rest.get(key))
+    return (
+        f"summary: {summary['mode']} exit {summary['exit_code']}"
+        f"{' (failed: ' + ', '.join(sorted(failed)) + ')' if failed else ''}; "
+        f"{report.plural(counts['departments'], 'department')}, "
+        f"{report.plural(counts['courses'], 'course')}, "
+        f"{report.plural(counts['problems'], 'problem')}"
+        f"{f' ({new} new, {resolved} resolved)' if new or resolved else ''}; "
+        f"renames {counts['renames_applied']}/{counts['renames']}"
+        f"{f' ({pending} pending)' if pending else ''}; "
+        f"mongo +{mongo['inserted']} ~{mongo['updated']} -{mongo['deleted']}"
+        f"{f' (not applied: {undone})' if undone else ''}; "
+        f"sheet {'written' if (summary['sheet'] or {}).get('written') else 'not written'}; "
+        f"api calls drive {calls['drive']} sheets {calls['sheets']} mongo {calls['mongo']}; "
+        f"{phases}"
+    )
 
 
 # ---------------------------------------------------------------- change log lines
@@ -318,7 +277,7 @@ def log_problems(
     for key in previous or ():
         kind, _, rest = key.partition("\t")
         ident, _, message = rest.partition("\t")
-        if (kind == RENAME_FAILED) == (kinds == "renames"):
+        if (kind == Category.RENAME_FAILED.value) == (kinds == "renames"):
             before[kind, ident] = message
     now = {(p.category.value, one_line(p.id)): p for p in problems}
     new = [one_line(p.message) for key, p in now.items() if key not in before]
@@ -333,12 +292,11 @@ def log_problems(
 
 def website_changes(plan: website.Plan, applied: website.Applied | None) -> dict[str, Any]:
     """Courses added, removed and renamed on the website by this run (only phases applied)."""
-    done = dict.fromkeys(
-        ("insert courses", "update courses", "delete courses"), applied is not None
-    )
+    phases = ("insert courses", "update courses", "delete courses")
+    done = dict.fromkeys(phases, applied is not None)
     if applied is not None and not applied.complete:
-        finished = {name for name, planned, count in applied.phases if count >= planned}
-        done = {phase: phase in finished for phase in done}
+        finished = {name for name, planned, n in applied.phases if n >= planned}
+        done = {phase: phase in finished for phase in phases}
     renamed = [
         {"from": u.old_name, "to": u.name}
         for u in plan.courses_to_update
@@ -352,13 +310,14 @@ def website_changes(plan: website.Plan, applied: website.Applied | None) -> dict
     }
 
 
-def log_website(website: Mapping[str, Any]) -> None:
+def log_website(changes: Mapping[str, Any]) -> None:
     """Each course added, removed and renamed at INFO, then the counts."""
-    added, removed, renamed = website["added"], website["removed"], website["renamed"]
+    added, removed, renamed = changes["added"], changes["removed"], changes["renamed"]
     log_list("website: added course", [one_line(n) for n in added])
     log_list("website: removed course", [one_line(n) for n in removed])
-    renames = [f"{one_line(r['from'])} → {one_line(r['to'])}" for r in renamed]
-    log_list("website: renamed course", renames)
+    log_list(
+        "website: renamed course", [f"{one_line(r['from'])} → {one_line(r['to'])}" for r in renamed]
+    )
     if added or removed or renamed:
         counts = (len(added), len(removed), len(renamed))
         log.info("website: %d courses added, %d removed, %d renamed", *counts)

@@ -1,39 +1,32 @@
 """One run, top to bottom (contract §5): lock → state → read the drive → catalog →
 MongoDB (plan, guard, apply) → renames → sheet → save.
 
-The outside world arrives as `Services` (a tree source, the MongoDB store, the sheet
-report, a clock), so tests hand in emulators and the demo a local folder and an
-in-process database; the settings arrive as a `RunConfig` of plain values. Each step is
-a function over values (`sinks`); a step that fails is recorded and the others still
-run, and the state is saved after each step that succeeded, so the next run retries
-exactly what failed. A dry run and `check` stop after planning. Whatever happens, the
-run ends with one `outcome.RunSummary` and its `summary:` line.
+A sink (MongoDB, renames, the sheet) that fails is recorded and the others still run;
+the state is saved after each one that succeeded, so the next run retries exactly what
+failed. A dry run and `check` stop after planning. `run` always returns the run's
+`RunSummary`, a run stopped early included.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
+
+from bson import ObjectId
 
 from . import catalog as catalog_mod
-from . import google, lock, report, sinks, state, website
+from . import google, lock, outcome, report, state, website
 from .catalog import Catalog, RenameResult
 from .errors import CHECK_FAILED, ConfigError, GuardRefused, RunError, ServiceError
-from .outcome import (
-    NO_CHANGES,
-    NOT_WRITTEN,
-    RunSummary,
-    Timer,
-    log_failure,
-    log_problems,
-    problem_key,
-)
+from .outcome import Interrupted, RunSummary
 from .sources import Reading, Source
 
 if TYPE_CHECKING:
@@ -45,29 +38,24 @@ log = logging.getLogger(__name__)
 Mode = Literal["sync", "dry-run", "check"]
 __all__ = ["Options", "RunConfig", "RunSummary", "Services", "run"]
 
+# How long a removed course's `_id` is kept for its folder's return (links survive).
+RETIRED_ID_DAYS = 30
+
 
 @dataclass(frozen=True)
 class Options:
-    """What the command line asked for."""
+    """What the command line asked for. Renames are planned when `rename` and
+    `RENAME_FILES` are on; only a sync applies them."""
 
     mode: Mode = "sync"
     rename: bool = True
     allow_mass_delete: bool = False
     full_rescan: bool = False
 
-    def renames_planned(self, rename_files: bool) -> bool:
-        """Are renames on? `RENAME_FILES` and no `--no-rename` (the one place this is
-        decided; a dry run and `check` plan them, only a sync applies them)."""
-        return self.rename and rename_files
-
-    def renames_applied(self, rename_files: bool) -> bool:
-        """Does this run rename files (and so need the rights to)?"""
-        return self.renames_planned(rename_files) and self.mode == "sync"
-
 
 @dataclass(frozen=True)
 class RunConfig:
-    """The settings a run uses, as plain values (`cli.run_config` builds it)."""
+    """The settings a run uses, as plain values (`adapters.run_config` builds it)."""
 
     cache_dir: Path
     zone: tzinfo = UTC
@@ -89,140 +77,118 @@ class Services:
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     # Why `sheet` is None, for the log line and the text report.
     sheet_skipped: str = "SHEET_URL is not set"
-    # Where unexpected failures of a sink go besides the log (Sentry, from the CLI).
-    report_error: Callable[[BaseException], None] = field(default=lambda exc: None)
     # The run's end (`RUN_TIMEOUT_S`), shared with the Google transports; None: from config.
     deadline: google.Deadline | None = None
 
     def calls(self) -> dict[str, int]:
         """API calls / round trips so far, per service (contract §8 `api_calls`)."""
-        return {
-            "drive": self.source.calls,
-            "sheets": self.sheet.api_calls if self.sheet is not None else 0,
-            "mongo": self.store.api_calls,
-        }
+        sheets = self.sheet.api_calls if self.sheet is not None else 0
+        return {"drive": self.source.calls, "sheets": sheets, "mongo": self.store.api_calls}
 
 
 @dataclass
 class _Run:
-    """What every step of one run is given (settings, adapters, the run's time, the
-    state file), and its record so far: a run that stops early still reports it."""
+    """One run's settings, adapters and record so far (a run that stops early still
+    reports what it did)."""
 
     config: RunConfig
     options: Options
     services: Services
-    timer: Timer
-    summary: RunSummary
+    blocks: dict[str, Any] = field(default_factory=dict)  # `RunSummary` fields
+    failures: dict[str, BaseException] = field(default_factory=dict)
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
     stage: str = "lock"
     held: lock.Holder | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    started: float = field(default_factory=time.perf_counter)
+
+    def __post_init__(self) -> None:
+        self.mark = self.started
+        self.calls_before = self.services.calls()  # services may outlive a run (the demo)
 
     def step(self, stage: str) -> None:
         self.stage = stage
         if self.held is not None:
             self.held.note(phase=stage)
 
-    def done(self, **blocks: Any) -> None:
-        self.summary = replace(self.summary, **blocks)
+    def lap(self, phase: str) -> float:
+        """Add the time since the last lap to `phase`'s timing; returns it."""
+        now = time.perf_counter()
+        self.timings[phase] = round(self.timings.get(phase, 0.0) + now - self.mark, 3)
+        self.mark = now
+        return self.timings[phase]
+
+    @property
+    def renames_on(self) -> bool:
+        return self.options.rename and self.config.rename_files
 
     def fingerprint(self, reading: Reading) -> str:
-        """What a step's success was for: this tree, read with these settings.
-
-        Settings that change the catalog or a step's output are part of it, so that
-        turning renames on, pointing at another sheet or exempting a department is never
-        skipped as "unchanged". The year is too: on New Year's Day last year's future
-        files turn valid."""
-        config = self.config
+        """What a sink's success was for: this tree, read with these settings (turning
+        renames on, another sheet, an exempt department, a new year are never
+        "unchanged": on New Year's Day last year's future files turn valid)."""
         return state.digest(
             {
                 "tree": reading.fingerprint,
-                "year": self.now.astimezone(config.zone).year,
-                "future_year_exempt": sorted(config.future_year_exempt),
-                "renames": self.options.renames_planned(config.rename_files),
+                "year": self.now.astimezone(self.config.zone).year,
+                "future_year_exempt": sorted(self.config.future_year_exempt),
+                "renames": self.renames_on,
                 "sheet_on": self.services.sheet is not None,
-                "sheet": list(config.sheet_identity),
+                "sheet": list(self.config.sheet_identity),
             }
         )
 
-    def finished(self) -> RunSummary:
-        return replace(self.summary, api_calls=self.timer.calls(), timings_s=self.timer.done())
+    def summary(self) -> RunSummary:
+        now = self.services.calls()
+        calls = {name: now[name] - self.calls_before[name] for name in now}
+        timings = {**self.timings, "total": round(time.perf_counter() - self.started, 3)}
+        failures = dict(self.failures)
+        return RunSummary(
+            self.options.mode, **self.blocks, failures=failures, api_calls=calls, timings_s=timings
+        )
 
-    def isolated(self, step: str, work: Callable[[], Any]) -> tuple[bool, Any]:
-        """Run one step; a failure is recorded and logged, and the run goes on to the
-        other steps. An expected failure (`RunError`) is logged as one line; anything
-        else is a bug: logged at ERROR with its traceback (something to paste into a bug
-        report) and sent to Sentry."""
+    @contextlib.contextmanager
+    def isolated(self, step: str) -> Iterator[None]:
+        """A sink: its failure is recorded and logged, and the run goes on. An expected
+        failure (`RunError`) is one line; anything else is a bug: logged with its
+        traceback (the CLI sends it to Sentry)."""
         self.step(step)
         try:
-            return True, work()
-        except GuardRefused:
-            raise  # decided before any step; only a concurrent edit could make it refuse
-        except RunError as exc:
-            log.error("%s: %s", step, exc)
-            self.summary = self.summary.failed(step, exc)
+            yield
         except Exception as exc:
-            log.error(
-                "%s: unexpected failure: %s: %s", step, type(exc).__name__, exc, exc_info=True
-            )
-            self.summary = self.summary.failed(step, exc)
-            with contextlib.suppress(Exception):
-                self.services.report_error(exc)
-        return False, None
+            self.failures[step] = exc
+            bug = not isinstance(exc, RunError)  # logged with its traceback
+            log.error("%s: %s", step, outcome.failure_text(exc), exc_info=bug)
 
     def save(self, remembered: state.State) -> state.State:
-        """Save the state after a step; a failure (a full disk) is the run's `state`
-        failure, and the steps after still run and are reported."""
-        try:
+        """Save the state; a failure (a full disk) is the run's `state` failure."""
+        with self.isolated("state"):
             state.save(state.path_in(self.config.cache_dir), remembered)
-        except RunError as exc:
-            log.error("state: %s", exc)
-            self.summary = self.summary.failed("state", exc)
         return remembered
 
 
 def run(config: RunConfig, options: Options, services: Services) -> RunSummary:
-    """One sync, dry run or check, under the run lock; returns its summary (failed
-    steps included). A failure that stops the run before anything is written (the
-    lock, the drive, MongoDB's read, the guard, the state file) or an interrupt is
-    raised, with the run's record attached: `run` (the `RunSummary`) and `summary`
-    (contract §8's object of what was done)."""
-    it = _Run(config, options, services, Timer(services), RunSummary(options.mode))
+    """One sync, dry run or check under the run lock; its summary, whatever its end.
+    Only what cannot be recorded (SystemExit, a dying process) is raised."""
+    it = _Run(config, options, services)
     try:
         with lock.hold(config.cache_dir) as held, lock.noting_progress(held):
             it.held = held
             held.note(mode=options.mode, source=services.source.key)
-            it.summary = _run(it)
-    except BaseException as exc:
-        summary = _stopped(it, exc)
-        with contextlib.suppress(Exception):
-            exc.summary = summary.summary  # type: ignore[attr-defined]
-            exc.run = summary  # type: ignore[attr-defined]
-        raise
-    _end(it.summary)
-    return it.summary
-
-
-def _stopped(it: _Run, exc: BaseException) -> RunSummary:
-    """The record of a run stopped by `exc` (logged once, here), ended by its line."""
-    log_failure(exc)
-    if isinstance(exc, Exception) and not isinstance(exc, RunError):  # a bug: to Sentry
-        with contextlib.suppress(Exception):
-            it.services.report_error(exc)
-    summary = it.finished().failed(it.stage, exc)
-    if "interrupted" in summary.failures:
-        log.warning("%s: the run stops here", summary.failures["interrupted"])
-    _end(summary)
-    return summary
-
-
-def _end(summary: RunSummary) -> None:
-    """Every run ends with its `summary:` line."""
+            _run(it)
+    except (Exception, KeyboardInterrupt, Interrupted) as exc:
+        outcome.log_failure(exc)
+        summary = it.summary().failed(it.stage, exc)
+        if "interrupted" in summary.failures:
+            log.warning("%s: the run stops here", summary.failures["interrupted"])
+    else:
+        summary = it.summary()
     if summary.mode == "check" and summary.exit_code == CHECK_FAILED:
         log.error("check: could not check (exit %d)", CHECK_FAILED)
     log.info("%s", summary.line())
+    return summary
 
 
-def _run(it: _Run) -> RunSummary:
+def _run(it: _Run) -> None:
     """read the drive → catalog → MongoDB (plan, guard, apply) → renames → sheet → save."""
     it.step("state")
     remembered, warning = state.load(state.path_in(it.config.cache_dir), it.services.source.key)
@@ -233,50 +199,48 @@ def _run(it: _Run) -> RunSummary:
     # MongoDB is read while the drive is: neither waits for the other.
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mongo-read")
     try:
-        current = pool.submit(it.services.store.read_current)
+        reading_current = pool.submit(it.services.store.read_current)
         reading = _read(it, remembered)
-        built, unchanged = _catalog(it, reading, remembered, current.result)
-        planned = _plan_mongo(it, built, remembered, unchanged, current.result)
+        built, unchanged = _catalog(it, reading, remembered, reading_current.result)
+        it.step("mongo")
+        current = reading_current.result()
     finally:
         pool.shutdown(wait=False)
+    plan = _plan_mongo(it, built, remembered, current, unchanged)
     if it.options.mode != "sync":
-        return _preview(it, built, planned)
-    if planned.refusal is not None:
+        return _preview(it, built, plan)
+    if it.blocks["refusal"] is not None:
         it.step("guard")
-        raise GuardRefused(f"mass-delete guard: {planned.refusal}")
-    remembered = _before_writes(it, remembered, planned, built, unchanged)
+        raise GuardRefused(f"mass-delete guard: {it.blocks['refusal']}")
+    remembered = _before_writes(it, remembered, plan, current, built, unchanged)
     deadline = it.services.deadline or google.Deadline(it.config.run_timeout_s)
-    mongo_ok = _write_mongo(it, planned, deadline, unchanged)
+    mongo_ok = _write_mongo(it, plan, deadline, unchanged)
     if not unchanged:
-        reading, built, remembered = _rename(it, reading, built, remembered, previous, mongo_ok)
+        reading, built, renames_ok = _rename(it, reading, built, previous)
+        remembered = _remember(it, reading, built, remembered, renames_ok, mongo_ok)
     remembered = _write_sheet(it, reading, built, remembered, deadline, unchanged)
     remembered = remembered.with_drive(reading.snapshot, it.now)
-    if not it.summary.failures:
+    if not it.failures:
         remembered = remembered.succeeded(it.now)
-    it.step("state")
     it.save(remembered)
-    it.timer.lap("apply")
-    return it.finished()
+    it.lap("apply")
 
 
 def _read(it: _Run, remembered: state.State) -> Reading:
     """1. The drive: its changes feed from the remembered token, or a full listing."""
     source = it.services.source
     it.step(source.name)
-    reading = source.read(
-        remembered.drive.data if remembered.drive else None,
-        full_rescan=it.options.full_rescan,
-        now=it.now,
-    )
+    previous = remembered.drive.data if remembered.drive else None
+    reading = source.read(previous, full_rescan=it.options.full_rescan, now=it.now)
     log.info(
         "read: %s, %s, %.2f s (%d %s calls)",
         "full listing" if reading.full else "changes feed",
         "changed" if reading.changed else "unchanged",
-        it.timer.lap("read"),
+        it.lap("read"),
         source.calls,
         source.name,
     )
-    it.done(drive={"changed": reading.changed, "full": reading.full})
+    it.blocks["drive"] = {"changed": reading.changed, "full": reading.full}
     return reading
 
 
@@ -290,18 +254,15 @@ def _catalog(
     it (then the catalog is the one remembered, not rebuilt)."""
     if it.options.mode == "sync" and not reading.changed and not reading.full:
         it.step("mongo")
-        known = sinks.known_catalog(remembered, it.fingerprint(reading), current())
+        known = _known_catalog(remembered, it.fingerprint(reading), current())
         if known is not None:
-            lazy = isinstance(known, sinks.Remembered) and remembered.mongo is not None
-            counts = remembered.mongo.data["counts"] if lazy else None  # type: ignore[union-attr]
-            it.done(catalog=known, unchanged=True, counts=counts)
+            counts = known.data["counts"] if isinstance(known, Remembered) else None
+            it.blocks.update(catalog=known, unchanged=True, counts=counts)
             return known, True
     it.step("catalog")
-    built = catalog_mod.build(
-        reading.tree,
-        today=it.now.astimezone(it.config.zone).date(),
-        future_year_exempt=it.config.future_year_exempt,
-    )
+    today = it.now.astimezone(it.config.zone).date()
+    exempt = it.config.future_year_exempt
+    built = catalog_mod.build(reading.tree, today=today, future_year_exempt=exempt)
     if built.root_too_deep:  # a configuration error whatever MongoDB holds (contract §7)
         setting = "FOLDER_ID" if it.services.source.name == "drive" else "--source"
         parent = it.services.source.root_parent()
@@ -314,9 +275,10 @@ def _catalog(
         len(built.courses),
         len(built.problems),
         len(built.renames),
-        it.timer.lap("catalog"),
+        it.lap("catalog"),
     )
-    it.done(catalog=built, problem_changes=log_problems(built.problems, remembered.problems))
+    changes = outcome.log_problems(built.problems, remembered.problems)
+    it.blocks.update(catalog=built, problem_changes=changes)
     return built, False
 
 
@@ -324,132 +286,181 @@ def _plan_mongo(
     it: _Run,
     built: Catalog,
     remembered: state.State,
+    current: website.Current,
     unchanged: bool,
-    current: Callable[[], website.Current],
-) -> sinks.MongoPlan:
-    """3. MongoDB's plan and the guard's answer (an unreachable server stops the run
-    here, before any write)."""
-    it.step("mongo")
-    planned = sinks.plan_mongo(
-        current(),
-        built,
-        remembered,
-        it.now,
-        max_delete_fraction=it.config.max_delete_fraction,
-        allow_mass_delete=it.options.allow_mass_delete,
-    )
-    renames_on = it.options.renames_planned(it.config.rename_files)
-    it.done(
-        plan=planned.plan,
-        refusal=planned.refusal,
-        renames_planned=bool(renames_on and not unchanged and built.renames),
+) -> website.Plan:
+    """3. The writes that make MongoDB (`current`) show `built`, and the mass-delete
+    guard's answer (`refusal`), decided here once."""
+    refusal = None
+    if isinstance(built, Remembered):  # MongoDB is as an earlier unchanged run found it
+        plan = website.Plan(existing_courses=len(current.courses))
+    else:
+        plan = website.plan(built, current, reuse=_reusable_ids(remembered, it.now))
+        # The departments of the last run matter only to an empty catalog (and are big).
+        had = () if built.departments or built.courses else _published_codes(remembered)
+        hint = catalog_mod.guard_hint(built, had)
+        if not it.options.allow_mass_delete:
+            fraction = it.config.max_delete_fraction
+            refusal = website.guard_refusal(plan, max_delete_fraction=fraction, hint=hint)
+        if hint and refusal is None:
+            log.warning("%s", hint)
+    it.blocks.update(
+        plan=plan,
+        refusal=refusal,
+        renames_planned=bool(it.renames_on and not unchanged and built.renames),
         sheet_skipped=it.services.sheet_skipped if it.services.sheet is None else None,
     )
-    it.timer.lap("plan")
-    return planned
+    it.lap("plan")
+    return plan
 
 
-def _preview(it: _Run, built: Catalog, planned: sinks.MongoPlan) -> RunSummary:
+def _published_codes(remembered: state.State) -> list[str]:
+    """The departments the website showed after the last run this source's state knows."""
+    published = remembered.mongo.data.get("catalog", {}) if remembered.mongo is not None else {}
+    return list(published.get("course_codes", []))
+
+
+def _reusable_ids(remembered: state.State, now: datetime) -> dict[str, ObjectId]:
+    """The `_id`s of courses removed less than `RETIRED_ID_DAYS` ago, by folder id."""
+    out: dict[str, ObjectId] = {}
+    for folder in remembered.with_retired({}, now, days=RETIRED_ID_DAYS).retired_ids:
+        text = remembered.retired_id(folder)
+        if isinstance(text, str) and ObjectId.is_valid(text):
+            out[folder] = ObjectId(text)
+    return out
+
+
+def _preview(it: _Run, built: Catalog, plan: website.Plan) -> None:
     """A dry run or `check`: compare the sheet too, write nothing anywhere."""
-    sheet = it.services.sheet
-    _, sheet_plan = it.isolated("sheet", lambda: sheet.plan(built) if sheet else None)
-    it.done(
-        mongo=report.mongo_block(planned.plan),
-        sheet=sinks.sheet_compared(sheet_plan) if sheet_plan is not None else dict(NOT_WRITTEN),
-        sheet_in_sync=sheet_plan.in_sync if sheet_plan is not None else None,
-    )
-    it.timer.lap("plan")
-    return it.finished()
+    sheet, compared = it.services.sheet, None
+    with it.isolated("sheet"):
+        compared = sheet.plan(built) if sheet is not None else None
+    block, in_sync = dict(outcome.NOT_WRITTEN), None
+    if compared is not None:
+        in_sync, found = compared.in_sync, compared.report
+        block = {"written": False, "in_sync": in_sync, "not_found": list(found.not_found)}
+        block["ambiguous"] = list(found.ambiguous)
+    it.blocks.update(mongo=report.mongo_block(plan), sheet=block, sheet_in_sync=in_sync)
+    it.lap("plan")
 
 
 def _before_writes(
     it: _Run,
     remembered: state.State,
-    planned: sinks.MongoPlan,
+    plan: website.Plan,
+    current: website.Current,
     built: Catalog,
     unchanged: bool,
 ) -> state.State:
     """The state saved before any write: a state file that cannot be written stops the
-    run here (exit 1), before it changes anything the next run would not know about."""
-    if unchanged and planned.plan.is_empty:
-        if isinstance(built, sinks.Remembered):
+    run here (exit 1), before it changes anything the next run would not know about.
+    Courses about to leave the website keep their `_id`s a while, so a folder that
+    comes back, even after an interrupted run, gets its own back."""
+    if unchanged and plan.is_empty:
+        part = remembered.mongo
+        if isinstance(built, Remembered) or part is None or "counts" not in part.data:
             return remembered
-        return sinks.seen_in_sync(remembered, planned.current)
+        # MongoDB shows the remembered catalog: the next unchanged run compares a digest.
+        data = state.replaced(part.data, website=_website_digest(current))
+        return remembered.with_sink("mongo", data, part.at)
     if unchanged:
         log.warning("mongo: drifted from the drive since the last run; repairing")
-    # Only small facts (retired ids): snapshot.json is written once, after the renames.
-    remembered = sinks.retire(remembered, planned, it.now)
+    kept = {c.folder_id for c in (*plan.courses_to_add, *plan.courses_to_update)}
+    folder_of = {website.id_order(d.id): d.folder_id for d in current.courses}
+    retiring: dict[str, ObjectId] = {}
+    for removal in plan.courses_to_remove:
+        folder = folder_of.get(website.id_order(removal.id))
+        if isinstance(removal.id, ObjectId) and folder and folder not in kept:
+            retiring[folder] = removal.id
+    remembered = remembered.with_retired(retiring, it.now, days=RETIRED_ID_DAYS)
     it.step("state")
     state.save(state.path_in(it.config.cache_dir), remembered)
     return remembered
 
 
-# What a step that the run's deadline stops says was not done.
-_AFTER = {
-    "mongo": "reading the drive; MongoDB was not updated",
-    "sheet": "updating MongoDB; the sheet was not written",
-}
-
-
-def _in_time(deadline: google.Deadline, step: str, unchanged: bool) -> None:
-    """`RUN_TIMEOUT_S`: no step starts once it passed (an unchanged run has no budget)."""
-    if not unchanged and deadline.expired:
-        raise deadline.error(_AFTER[step])
-
-
-def _write_mongo(
-    it: _Run, planned: sinks.MongoPlan, deadline: google.Deadline, unchanged: bool
-) -> bool:
-    """4. MongoDB: apply the plan; the `mongo` and `website` blocks say what it did."""
-    store = it.services.store
-    ok, applied = it.isolated(
-        "mongo",
-        lambda: _in_time(deadline, "mongo", unchanged) or sinks.apply_mongo(store, planned),
-    )
-    failure = it.summary.failures.get("mongo")
-    website, block = sinks.mongo_told(planned, applied, failure, unchanged=unchanged)
-    it.done(website=website, mongo=block)
-    return ok
+def _write_mongo(it: _Run, plan: website.Plan, deadline: google.Deadline, unchanged: bool) -> bool:
+    """4. MongoDB: apply the plan; the `mongo` and `website` blocks say what it did,
+    also when it failed part-way (the error then says what was confirmed)."""
+    applied: website.Applied | None = None
+    with it.isolated("mongo"):
+        if not unchanged and deadline.expired:  # `RUN_TIMEOUT_S`; an unchanged run has none
+            raise deadline.error("reading the drive; MongoDB was not updated")
+        applied = it.services.store.apply(plan)
+    failure = it.failures.get("mongo")
+    if failure is not None:  # what the server confirmed, if the error says
+        applied = getattr(failure, "applied", None) or website.Applied(complete=False)
+    changes = outcome.website_changes(plan, applied)
+    outcome.log_website(changes)
+    it.blocks.update(website=changes, mongo=report.mongo_block(plan, applied))
+    return failure is None
 
 
 def _rename(
-    it: _Run,
-    reading: Reading,
-    built: Catalog,
-    remembered: state.State,
-    previous: tuple[str, ...] | None,
-    mongo_ok: bool,
-) -> tuple[Reading, Catalog, state.State]:
+    it: _Run, reading: Reading, built: Catalog, previous: tuple[str, ...] | None
+) -> tuple[Reading, Catalog, bool]:
     """5. Renames, then what they changed: the drive's names and the problems' messages
-    (the sheet shows the names the drive has now); MongoDB's part is remembered with
-    them (its plan did not depend on them)."""
-    plan = built.renames if it.summary.renames_planned else ()
-    done, got = it.isolated("renames", lambda: it.services.source.rename(plan))
-    got = got or RenameResult()
+    (the sheet shows the names the drive has now); True if all were done."""
+    plan = built.renames if it.blocks["renames_planned"] else ()
+    got = RenameResult()
+    with it.isolated("renames"):
+        got = it.services.source.rename(plan)
+    done = "renames" not in it.failures and not got.problems and not got.pending
     if got.refused:
         # The account may only read: the run fails (exit 1), said once, while MongoDB
         # and the sheet are still written with what the renames did.
         log.error("renames: %s", got.refused)
-        it.summary = it.summary.failed("renames", ServiceError(got.refused))
-    after = sinks.after_renames(it.services.source, reading, built, plan, got)
-    reading, built = after.reading, after.built
-    failed = log_problems(got.problems, previous, kinds="renames") if plan else NO_CHANGES
-    changes = it.summary.problem_changes
-    it.done(
-        catalog=built,
-        applied=frozenset(r.id for r in after.applied),
-        pending=got.pending,
-        problem_changes={k: changes[k] + failed[k] for k in NO_CHANGES},
+        it.failures["renames"] = ServiceError(got.refused)
+    applied = tuple(r for r in plan if r.id in got.applied)
+    renamed = [f"{outcome.one_line(r.path)} → {outcome.one_line(r.new)}" for r in applied]
+    outcome.log_list("renamed", renamed)
+    problems = catalog_mod.problems_after_renames(built.problems, applied)
+    if got.problems:
+        order = lambda p: (p.path, p.category.value, p.id)  # noqa: E731
+        problems = tuple(sorted((*problems, *got.problems), key=order))
+    built = replace(built, problems=problems)
+    skipped = len(built.renames) - len(plan)
+    log.info(
+        "renames: %d applied, %d failed, %d pending%s",
+        len(applied),
+        len(got.problems),
+        len(got.pending),
+        f", {skipped} not applied (renames are off)" if skipped else "",
     )
+    failed = outcome.log_problems(got.problems, previous, kinds="renames") if plan else {}
+    changes = {k: n + failed.get(k, 0) for k, n in it.blocks["problem_changes"].items()}
+    applied_ids = frozenset(r.id for r in applied)
+    it.blocks.update(
+        catalog=built, applied=applied_ids, pending=got.pending, problem_changes=changes
+    )
+    return it.services.source.after_renames(reading, applied), built, done
+
+
+def _remember(
+    it: _Run,
+    reading: Reading,
+    built: Catalog,
+    remembered: state.State,
+    renames_ok: bool,
+    mongo_ok: bool,
+) -> state.State:
+    """Save the drive as renamed, its problems, and what MongoDB was made to show (its
+    plan did not depend on the renames): an unchanged drive then needs no catalog (the
+    counts go to state.json, the blocks to snapshot.json)."""
     key = it.fingerprint(reading)
-    remembered = remembered.with_drive(reading.snapshot, it.now).with_problems(
-        problem_key(p) for p in built.problems
-    )
-    if done and not got.problems and not got.pending:
+    remembered = remembered.with_drive(reading.snapshot, it.now)
+    remembered = remembered.with_problems(outcome.problem_key(p) for p in built.problems)
+    if renames_ok:
         remembered = remembered.with_sink("renames", {"fingerprint": key}, it.now)
     if mongo_ok:
-        remembered = remembered.with_sink("mongo", sinks.mongo_part(built, key), it.now)
-    return reading, built, it.save(remembered)
+        counts = {"departments": len(built.course_codes), "courses": len(built.courses)}
+        part = {
+            "fingerprint": key,
+            "counts": {**counts, "problems": len(built.problems)},
+            "catalog": report.catalog_block(built),
+            "problems": report.problems_block(built),
+        }
+        remembered = remembered.with_sink("mongo", part, it.now)
+    return it.save(remembered)
 
 
 def _write_sheet(
@@ -460,25 +471,103 @@ def _write_sheet(
     deadline: google.Deadline,
     unchanged: bool,
 ) -> state.State:
-    """6. The sheet (on an unchanged drive, only when someone else wrote to it)."""
-    services = it.services
-    ok, wrote = it.isolated(
-        "sheet",
-        lambda: (
-            _in_time(deadline, "sheet", unchanged)
-            or sinks.write_sheet(
-                services.sheet,
-                services.source,
-                built,
-                remembered.sheet,
-                it.now,
-                unchanged=unchanged,
-                skipped=services.sheet_skipped,
-            )
-        ),
-    )
-    it.done(sheet=wrote.block if ok else dict(NOT_WRITTEN))
-    if not ok or wrote.part is None:
+    """6. The sheet. On an unchanged drive, one Drive `files.get` says whether anyone
+    wrote to the spreadsheet since our last write; only then is it read (and rewritten
+    if it no longer shows the report) — contract §5.8."""
+    sheet, part, published = it.services.sheet, None, None
+    last = dict(remembered.sheet.data) if remembered.sheet is not None else {}
+    with it.isolated("sheet"):
+        if not unchanged and deadline.expired:  # `RUN_TIMEOUT_S`
+            raise deadline.error("updating MongoDB; the sheet was not written")
+        if sheet is None:
+            if not unchanged:
+                log.warning("sheet: %s; the sheet step is skipped", it.services.sheet_skipped)
+                part = {"skipped": True}
+        elif not unchanged:
+            published = sheet.publish(built, last.get("digest"), it.now, stamp_unchanged=True)
+            part = {"digest": published.digest, "version": _sheet_version(it, sheet)}
+        elif (seen := _edited_by_hand(it, sheet, last)) is not None:
+            published = sheet.publish(built, last.get("digest"), it.now, stamp_unchanged=False)
+            after = _sheet_version(it, sheet) if published.written else seen
+            part = {**last, "digest": published.digest, "version": after}
+    ok = "sheet" not in it.failures
+    it.blocks["sheet"] = published.block() if published and ok else dict(outcome.NOT_WRITTEN)
+    if part is None or not ok:
         return remembered
-    part = wrote.part if unchanged else {"fingerprint": it.fingerprint(reading), **wrote.part}
+    if not unchanged:
+        part = {"fingerprint": it.fingerprint(reading), **part}
     return remembered.with_sink("sheet", part, it.now)
+
+
+def _edited_by_hand(it: _Run, sheet: SheetReport, last: dict[str, Any]) -> str | None:
+    """The spreadsheet's Drive version if someone else wrote to it since our last write."""
+    if last.get("skipped") or last.get("version") is None:
+        if last and not last.get("skipped"):
+            log.debug("sheet: no remembered Drive version; hand edits are noticed on a changed run")
+        return None
+    version = it.services.source.sheet_version(sheet.key)
+    if version is None:
+        log.info("sheet: Drive cannot see the spreadsheet; hand edits are not checked")
+    if version is None or version == last["version"]:
+        return None
+    log.warning(
+        "sheet: written by someone else since the last run (Drive version %s → %s); "
+        "checking the report",
+        last["version"],
+        version,
+    )
+    return version
+
+
+def _sheet_version(it: _Run, sheet: SheetReport) -> str | None:
+    """The spreadsheet's Drive `version` right after our write (None: cannot tell)."""
+    try:
+        return it.services.source.sheet_version(sheet.key)
+    except RunError as exc:
+        log.warning("sheet: cannot read the spreadsheet's Drive version (%s)", exc)
+        return None
+
+
+# ---------------------------------------------------------------- an unchanged drive
+
+
+def _website_digest(current: website.Current) -> str:
+    """A fingerprint of what MongoDB holds (documents are frozen dataclasses of plain
+    values and `ObjectId`s, listed in `_id` order: their text is stable)."""
+    return hashlib.sha256(repr(current).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class Remembered:
+    """The catalog the last run published, read from snapshot.json on first use: an
+    unchanged run that finds MongoDB as it left it needs only its counts."""
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        self.data, self.built = data, None
+
+    def load(self) -> Catalog:
+        if self.built is None:
+            self.built = report.catalog_from_blocks(self.data["catalog"], self.data["problems"])
+        return self.built
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.load(), name)
+
+
+def _known_catalog(
+    remembered: state.State, fingerprint: str, current: website.Current
+) -> Catalog | None:
+    """The catalog the last run published, if every sink succeeded for this very tree.
+    While MongoDB holds what an earlier unchanged run found there, it is a `Remembered`
+    (not read: MongoDB needs no plan, the summary line its counts)."""
+    parts = (remembered.renames, remembered.mongo, remembered.sheet)
+    if any(p is None or p.data.get("fingerprint") != fingerprint for p in parts):
+        return None
+    assert remembered.mongo is not None
+    known = Remembered(remembered.mongo.data)
+    if "counts" in known.data and known.data.get("website") == _website_digest(current):
+        return cast(Catalog, known)
+    try:
+        return known.load()
+    except (KeyError, TypeError, ValueError) as exc:
+        log.warning("state: remembered catalog unusable (%s); rebuilding it", exc)
+        return None

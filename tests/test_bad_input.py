@@ -447,8 +447,9 @@ def test_a_drive_emptied_of_everything_is_refused_by_the_guard(
     assert pipeline.run(run_config(settings), pipeline.Options(), services).exit_code == 0
     before = visit(services.store.database)
     drive_emulator.trash(dept)
-    with pytest.raises(GuardRefused, match="no courses"):
-        pipeline.run(run_config(settings), pipeline.Options(), services)
+    refused = pipeline.run(run_config(settings), pipeline.Options(), services)
+    assert refused.exit_code == GuardRefused.exit_code
+    assert "no courses" in refused.summary["failed"]["guard"]
     assert visit(services.store.database) == before
 
 
@@ -627,11 +628,11 @@ def test_folder_id_one_level_too_deep_is_a_configuration_error_on_a_fresh_databa
     drive_emulator.add_file(course, "CSCI-1200 E1F22.pdf")
     services.source = _drive_source(drive_emulator, dept)
     sheet_before = sheets_emulator.snapshot("1Big")
-    with pytest.raises(ConfigError) as refused:
-        pipeline.run(run_config(settings), pipeline.Options(), services)
-    assert refused.value.exit_code == 2
-    assert str(refused.value).startswith("FOLDER_ID points one level too deep: 'CSCI'")
-    assert f"Set FOLDER_ID to the folder that holds it: {root} ('Backtests')" in str(refused.value)
+    refused = pipeline.run(run_config(settings), pipeline.Options(), services)
+    assert refused.exit_code == ConfigError.exit_code == 2
+    message = refused.summary["failed"]["catalog"]
+    assert message.startswith("FOLDER_ID points one level too deep: 'CSCI'")
+    assert f"Set FOLDER_ID to the folder that holds it: {root} ('Backtests')" in message
     assert len(visit(services.store.database)) == 0
     assert sheets_emulator.snapshot("1Big") == sheet_before
 
@@ -647,9 +648,9 @@ def test_folder_id_named_like_a_department_is_in_the_guard_message(
     math = drive_emulator.add_folder(root, "MATH")
     drive_emulator.add_folder(math, "Old stuff")
     services.source = _drive_source(drive_emulator, math)
-    with pytest.raises(GuardRefused) as refused:
-        pipeline.run(run_config(settings), pipeline.Options(), services)
-    message = str(refused.value)
+    refused = pipeline.run(run_config(settings), pipeline.Options(), services)
+    assert refused.exit_code == GuardRefused.exit_code
+    message = refused.summary["failed"]["guard"]
     assert message.startswith("mass-delete guard: The drive listing yielded no courses")
     assert "FOLDER_ID seems to point one level too deep: 'MATH'" in message
 

@@ -200,8 +200,9 @@ def test_the_guard_refuses_an_emptied_drive(world: dict[str, Any], drive: Path) 
     for child in drive.iterdir():
         if child.is_dir():
             shutil.rmtree(child)
-    with pytest.raises(GuardRefused, match="--allow-mass-delete"):
-        run(world)
+    refused = run(world)
+    assert refused.exit_code == GuardRefused.exit_code
+    assert "--allow-mass-delete" in refused.summary["failed"]["guard"]
     assert db["backtest_courses_collection"].count_documents({}) == count
     # `check` (and a dry run) exit 3 where the sync would be refused (issue 17 item 6).
     assert run(world, mode="check").exit_code == 3
@@ -212,8 +213,8 @@ def test_the_guard_refuses_an_emptied_drive(world: dict[str, Any], drive: Path) 
 
 
 def test_a_second_run_while_one_holds_the_lock_is_refused(world: dict[str, Any]) -> None:
-    with lock.hold(world["settings"].cache_dir), pytest.raises(Locked):
-        run(world)
+    with lock.hold(world["settings"].cache_dir):
+        assert run(world).exit_code == Locked.exit_code
 
 
 def test_a_corrupt_state_file_is_a_warning_and_a_full_run(
