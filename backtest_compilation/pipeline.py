@@ -173,7 +173,7 @@ class _Run:
         """Save the state after a step; a failure (a full disk) is the run's `state`
         failure, and the steps after still run and are reported."""
         try:
-            state.save(state.path_in(self.config.cache_dir), remembered)
+            return state.save(self.config.cache_dir, remembered)
         except RunError as exc:
             log.error("state: %s", exc)
             self.summary = self.summary.failed("state", exc)
@@ -225,7 +225,7 @@ def _end(summary: RunSummary) -> None:
 def _run(it: _Run) -> RunSummary:
     """read the drive → catalog → MongoDB (plan, guard, apply) → renames → sheet → save."""
     it.step("state")
-    remembered, warning = state.load(state.path_in(it.config.cache_dir), it.services.source.key)
+    remembered, warning = state.load(it.config.cache_dir, it.services.source.key)
     if warning:
         log.warning("%s", warning)
     it.now = it.services.clock()
@@ -380,8 +380,7 @@ def _before_writes(
     # Only small facts (retired ids): snapshot.json is written once, after the renames.
     remembered = sinks.retire(remembered, planned, it.now)
     it.step("state")
-    state.save(state.path_in(it.config.cache_dir), remembered)
-    return remembered
+    return state.save(it.config.cache_dir, remembered)
 
 
 # What a step that the run's deadline stops says was not done.

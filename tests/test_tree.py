@@ -8,7 +8,7 @@ import pytest
 
 from backtest_compilation import tree
 from backtest_compilation.local import LocalFolderSource, SourceError
-from backtest_compilation.tree import FOLDER_MIME, PDF_MIME, Item, Kind
+from backtest_compilation.tree import FOLDER_MIME, PDF_MIME, Item
 
 
 def test_assemble_builds_only_what_hangs_under_the_root() -> None:
@@ -45,11 +45,6 @@ def test_a_deep_tree_does_not_hit_the_recursion_limit() -> None:
     items = [Item(f"n{i}", f"n{i}", FOLDER_MIME, f"n{i - 1}" if i else "root") for i in range(5000)]
     root = tree.assemble("root", "R", items)
     assert tree.count(root) == (5000, 0)
-
-
-def test_kind_follows_the_mime_type() -> None:
-    assert tree.folder("a", "A").kind is Kind.FOLDER
-    assert tree.file("b", "B").kind is Kind.FILE
 
 
 def test_local_source_reads_a_drive_like_directory(tmp_path: Path) -> None:
