@@ -1,6 +1,7 @@
 """Where the tree comes from: Google Drive (`drive.DriveSource`) or a folder on disk
-(`local.LocalFolderSource`), behind the one interface the pipeline uses (`Source`): a
-`Reading` of the tree, and `rename`, whose failures come back as `rename_failed` problems.
+(`local.LocalFolderSource`), each a `Source` with the same methods: `read` (a `Reading`
+of the tree), `rename` (failures come back as `rename_failed` problems), `after_renames`,
+`sheet_version`, `root_parent` (the folder holding the root) and `calls`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from . import state
 from .catalog import Category, Problem, Rename, RenameResult
@@ -42,30 +43,6 @@ class Reading:
     @cached_property
     def tree(self) -> Node:
         return self.make_tree()
-
-
-class Source(Protocol):
-    """What the pipeline needs from a source of the tree."""
-
-    name: str
-    key: str  # whose state this is (`state.source_key`)
-
-    def read(
-        self, previous: Mapping[str, Any] | None, *, full_rescan: bool, now: datetime
-    ) -> Reading: ...
-
-    def rename(self, renames: Sequence[Rename]) -> RenameResult: ...
-
-    def after_renames(self, reading: Reading, renames: Sequence[Rename]) -> Reading: ...
-
-    def sheet_version(self, spreadsheet_id: str) -> str | None: ...
-
-    def root_parent(self) -> tuple[str, str] | None:
-        """(id, name) of the folder that holds the root, if it can be seen."""
-        ...
-
-    @property
-    def calls(self) -> int: ...
 
 
 def _digest(contents: tuple[Item, ...] | Node) -> str:
@@ -191,3 +168,7 @@ class LocalTree:
         """The directory that holds the root, by its path."""
         parent = str(self.source.root.resolve().parent)
         return parent, parent
+
+
+# What the pipeline reads the tree from (both have the same methods).
+Source = DriveTree | LocalTree

@@ -29,10 +29,7 @@ FILE_NAME: Final = "state.json"
 SNAPSHOT_NAME: Final = "snapshot.json"
 Sink = Literal["renames", "mongo", "sheet"]
 PARTS: Final = ("drive", "renames", "mongo", "sheet")
-APART: Final[Mapping[str, tuple[str, ...]]] = {
-    "drive": ("items",),
-    "mongo": ("catalog", "problems"),
-}
+APART: Final = {"drive": ("items",), "mongo": ("catalog", "problems")}
 ITEMS: Final = "drive.items"  # `tree.Item`s in memory, a column per field in the file
 
 
@@ -58,7 +55,7 @@ class _Snapshot:
             raise ValueError(f"{self.path} cannot be read ({exc})") from None
 
     def holds(self, key: str, value: Any) -> bool:
-        """Whether `value` (this snapshot: its own, maybe unread) is `key`'s value here."""
+        """Whether `value` (this snapshot: its own) is `key`'s value here."""
         there = (self.values or {}).get(key, self)
         return value is self or (there is not self and (there is value or there == value))
 
@@ -190,9 +187,8 @@ def replaced(data: Mapping[str, Any], **changes: Any) -> Mapping[str, Any]:
 
 def load(path: Path, source: str | None = None) -> tuple[State, str | None]:
     """`source`'s state in `CACHE_DIR` `path` (without `source`, `path` is a state.json)
-    and a warning. Nothing saved: an empty state, no warning. Unreadable, corrupt or of
-    another layout: an empty state and a one-line warning saying why (the run then
-    rescans everything). Never raises for bad content."""
+    and a warning. Nothing saved: an empty state. Unreadable, corrupt or of another
+    layout: an empty state and a warning saying why (the run then rescans everything)."""
     file = Path(path) if source is None else folder(path, source) / FILE_NAME
     empty = State(source=source or "")
     try:
