@@ -232,7 +232,7 @@ def _from_doc(doc: dict[str, Any], snap: _Snapshot | None) -> State:
     )
 
 
-def save(path: Path, state: State, *, now: datetime | None = None) -> State:
+def save(path: Path, state: State) -> State:
     """Write `state` into its source's folder in `CACHE_DIR` (`path`); returns it as
     saved (the next save then knows what snapshot.json holds). Raises `RunError` (exit
     1) naming the folder when it cannot be written; the previous state is then kept."""
@@ -241,7 +241,6 @@ def save(path: Path, state: State, *, now: datetime | None = None) -> State:
         "format": FORMAT,
         "version": VERSION,
         "source": state.source,
-        "saved_at": _utc(now or datetime.now(UTC)).isoformat(),
         "last_success": state.last_success.isoformat() if state.last_success else None,
         "retired_course_ids": dict(state.retired_ids),
         "problems": state.problems is not None,

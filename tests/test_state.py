@@ -65,7 +65,7 @@ def test_missing_state_is_an_empty_state_without_warning(tmp_path: Path) -> None
 
 def test_round_trip_keeps_every_part_and_odd_names(tmp_path: Path) -> None:
     original = full_state()
-    state.save(tmp_path / "cache", original, now=T0)
+    state.save(tmp_path / "cache", original)
     loaded, warning = state.load(tmp_path / "cache", KEY)
     assert warning is None
     assert loaded == original
@@ -171,7 +171,7 @@ BAD_FILES = {
     "a newer version": lambda doc, text: json.dumps({**doc, "version": state.VERSION + 1}),
     "a version that is a string": lambda doc, text: json.dumps({**doc, "version": "3"}),
     "a part that is a list": lambda doc, text: json.dumps({**doc, "mongo": []}),
-    "a part without data": lambda doc, text: json.dumps({**doc, "sheet": {"at": doc["saved_at"]}}),
+    "a part without data": lambda doc, text: json.dumps({**doc, "sheet": {"at": T0.isoformat()}}),
     "a part with a bad time": lambda doc, text: json.dumps(
         {**doc, "drive": {**doc["drive"], "at": "yesterday"}}
     ),
