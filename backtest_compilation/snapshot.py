@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from .tree import FOLDER_MIME, Item
+from .tree import Item, children
 
 COLUMNS = ("id", "name", "mime_type", "parent")
 HEADER = ("root_id", "root_name", "drive_id", "is_shared_drive", "page_token")
@@ -96,18 +96,7 @@ def apply_changes(
 
 def reachable(root_id: str, items: Mapping[str, Item]) -> dict[str, Item]:
     """The items whose parent chain reaches `root_id`."""
-    children: dict[str, list[Item]] = {}
-    for item in items.values():
-        children.setdefault(item.parent, []).append(item)
-    out: dict[str, Item] = {}
-    stack = [root_id]
-    while stack:
-        for kid in children.get(stack.pop(), ()):
-            if kid.id not in out and kid.id != root_id:
-                out[kid.id] = kid
-                if kid.mime_type == FOLDER_MIME:
-                    stack.append(kid.id)
-    return out
+    return {k.id: k for kids in children(root_id, items.values()).values() for k in kids}
 
 
 def sorted_items(items: Sequence[Item]) -> tuple[Item, ...]:

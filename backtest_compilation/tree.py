@@ -52,22 +52,27 @@ def file(id: str, name: str, mime_type: str = PDF_MIME) -> Node:
     return Node(id, name, mime_type)
 
 
-def assemble(root_id: str, root_name: str, items: Iterable[Item]) -> Node:
-    """The tree under `root_id` from a flat listing, children in (name, id) order.
-
-    Items whose parent chain does not reach the root are left out, so a listing of a
-    whole shared drive gives the same tree as one of the root's folder. No recursion
-    (deep trees), and each item is placed once (a cycle, impossible in Drive, is cut)."""
+def children(root_id: str, items: Iterable[Item]) -> dict[str, list[Item]]:
+    """The children of each folder under `root_id` (parents before their children):
+    items whose parent chain does not reach the root are left out. No recursion (deep
+    trees), and each id is placed once (a cycle, impossible in Drive, is cut)."""
     by_parent: dict[str, list[Item]] = {}
     for item in items:
         by_parent.setdefault(item.parent, []).append(item)
-    kids: dict[str, list[Item]] = {}  # each folder's children, parents first
+    kids: dict[str, list[Item]] = {}
     stack, seen = [root_id], {root_id}
     while stack:
         parent = stack.pop()
         kids[parent] = [k for k in by_parent.get(parent, ()) if k.id not in seen]
         seen.update(k.id for k in kids[parent])
         stack.extend(k.id for k in kids[parent] if k.mime_type == FOLDER_MIME)
+    return kids
+
+
+def assemble(root_id: str, root_name: str, items: Iterable[Item]) -> Node:
+    """The tree under `root_id` from a flat listing (`children`), children in (name, id)
+    order: a listing of a whole shared drive gives the same tree as one of its folder."""
+    kids = children(root_id, items)
     built: dict[str, tuple[Node, ...]] = {}
     for parent in reversed(kids):  # children before their parents
         ordered = sorted(kids[parent], key=lambda k: (k.name, k.id))
