@@ -11,12 +11,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from operator import attrgetter
 from typing import Any
 
 from .tree import Item, children
 
 COLUMNS = ("id", "name", "mime_type", "parent")
 HEADER = ("root_id", "root_name", "drive_id", "is_shared_drive", "page_token")
+_SHOWN = attrgetter("root_id", "root_name", "items")  # what `differs` compares
 
 
 @dataclass(frozen=True)
@@ -104,12 +106,8 @@ def sorted_items(items: Sequence[Item]) -> tuple[Item, ...]:
 
 
 def differs(previous: DriveSnapshot | None, snapshot: DriveSnapshot) -> bool:
-    """Whether `snapshot` (items in id order, as `previous`'s) shows another drive."""
-    return previous is None or (previous.root_id, previous.root_name, previous.items) != (
-        snapshot.root_id,
-        snapshot.root_name,
-        snapshot.items,
-    )
+    """Whether `snapshot` shows another drive than `previous` (items in id order in both)."""
+    return previous is None or _SHOWN(previous) != _SHOWN(snapshot)
 
 
 def full_reason(

@@ -93,13 +93,6 @@ def flatten(root: Node) -> list[Item]:
 
 def count(root: Node) -> tuple[int, int]:
     """(folders, files) under `root`, the root itself not counted."""
-    folders = files = 0
-    stack = list(root.children)
-    while stack:
-        node = stack.pop()
-        if node.is_folder:
-            folders += 1
-            stack.extend(node.children)
-        else:
-            files += 1
-    return folders, files
+    items = flatten(root)
+    folders = sum(i.mime_type == FOLDER_MIME for i in items)
+    return folders, len(items) - folders
