@@ -302,16 +302,16 @@ def _empty(path: Path) -> None:
     path.write_bytes(b"")
 
 
-def _snapshot_from_another_version(path: Path) -> None:
+def _drive_part_malformed(path: Path) -> None:
     doc = json.loads(path.read_text())
-    doc["drive"]["data"]["version"] = 99
+    doc["drive"]["data"]["listed_at"] = "yesterday"
     path.write_text(json.dumps(doc))
 
 
 @pytest.mark.parametrize(
     "damage",
-    [_truncate, _garbage, _older_version, _empty, _snapshot_from_another_version],
-    ids=["truncated", "corrupted", "older-version", "empty", "snapshot-version"],
+    [_truncate, _garbage, _older_version, _empty, _drive_part_malformed],
+    ids=["truncated", "corrupted", "older-version", "empty", "drive-part-malformed"],
 )
 def test_a_damaged_state_file_is_a_warning_and_a_full_correct_run(
     fault_world: FaultWorld,
