@@ -78,21 +78,3 @@ def assemble(root_id: str, root_name: str, items: Iterable[Item]) -> Node:
         ordered = sorted(kids[parent], key=lambda k: (k.name, k.id))
         built[parent] = tuple(Node(k.id, k.name, k.mime_type, built.pop(k.id, ())) for k in ordered)
     return Node(root_id, root_name, FOLDER_MIME, built[root_id])
-
-
-def flatten(root: Node) -> list[Item]:
-    """The flat listing of everything under `root` (the inverse of `assemble`)."""
-    out: list[Item] = []
-    stack = [root]
-    while stack:
-        node = stack.pop()
-        out.extend(Item(child.id, child.name, child.mime_type, node.id) for child in node.children)
-        stack.extend(node.children)
-    return out
-
-
-def count(root: Node) -> tuple[int, int]:
-    """(folders, files) under `root`, the root itself not counted."""
-    items = flatten(root)
-    folders = sum(i.mime_type == FOLDER_MIME for i in items)
-    return folders, len(items) - folders
