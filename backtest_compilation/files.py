@@ -10,17 +10,13 @@ from pathlib import Path
 
 
 def write_atomic(path: Path, data: bytes | str) -> None:
-    """Replace `path` with `data` (text is UTF-8): a temp file beside it, fsync, rename
-    over `path`, fsync of the directory (so the rename itself survives a power loss).
-    Creates the directory; the file is readable by all (the health check reads it).
-
-    Readers see the old file or the new one, never a part. On failure (`OSError`, e.g. a
-    full disk) the old file is left as it was and the temp file is removed. Temp files
-    are named `.<name>.<pid>.*.tmp`; those of killed processes in the directory are
-    removed here."""
+    """Replace `path` with `data` (text is UTF-8): a temp file `.<name>.<pid>.*.tmp`
+    beside it, fsync, rename, fsync of the directory. Readers see the old file or the
+    new one; on failure (`OSError`) the old one is left as it was. Creates the directory;
+    the file is readable by all (the health check reads it)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(".*.*.*.tmp"):
+    for stale in path.parent.glob(".*.*.*.tmp"):  # those of killed writers go
         try:
             os.kill(int(stale.name.rsplit(".", 3)[1]), 0)  # its writer is alive
         except ProcessLookupError:
