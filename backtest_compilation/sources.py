@@ -133,10 +133,9 @@ class LocalTree:
     ) -> Reading:
         """Read the whole folder (it is local: always cheap) and compare with `previous`."""
         tree = self.source.read()
-        tree_print = _digest(tree)
-        saved = {"kind": "local", "root": str(self.source.root), "fingerprint": tree_print}
+        saved = {"fingerprint": _digest(tree)}  # its folder in CACHE_DIR is its path's
         changed = previous is None or dict(previous) != saved
-        return Reading(saved, changed, full_rescan, tree_print, lambda: tree)
+        return Reading(saved, changed, full_rescan, saved["fingerprint"], lambda: tree)
 
     def after_renames(self, reading: Reading, renames: Sequence[Rename]) -> Reading:
         """Renames change a local file's id (its path): read the folder again."""
