@@ -10,16 +10,20 @@ from pathlib import Path
 
 
 def write_atomic(path: Path, data: bytes | str) -> None:
-    """Replace `path` with `data` (text is UTF-8): a temp file beside it, fsync, rename
-    over `path`, fsync of the directory (so the rename itself survives a power loss).
-    Creates the directory; the file is readable by all (the health check reads it).
-
-    Readers see the old file or the new one, never a part. On failure (`OSError`, e.g. a
-    full disk) the old file is left as it was and the temp file is removed. Temp files
-    are named `.<name>.<pid>.*.tmp`; those of a killed process are removed here."""
+    """Replace `path` with `data` (text is UTF-8): a temp file `.<name>.<pid>.*.tmp`
+    beside it, fsync, rename, fsync of the directory. Readers see the old file or the
+    new one; on failure (`OSError`) the old one is left as it was. Creates the directory;
+    the file is readable by all (the health check reads it)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temps(path)
+    for stale in path.parent.glob(".*.*.*.tmp"):  # those of killed writers go
+        try:
+            os.kill(int(stale.name.rsplit(".", 3)[1]), 0)  # its writer is alive
+        except ProcessLookupError:
+            with contextlib.suppress(OSError):
+                stale.unlink()
+        except (ValueError, OSError):  # not ours, or another user's live writer
+            pass
     fd, tmp = tempfile.mkstemp(
         prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent
     )
@@ -34,29 +38,11 @@ def write_atomic(path: Path, data: bytes | str) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    _fsync_dir(path.parent)
-
-
-def _remove_stale_temps(path: Path) -> None:
-    """Temp files of `path` left by a process killed while writing (its pid is in the
-    name); those of a live process are left alone."""
-    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
-        pid = tmp.name[len(path.name) + 2 :].split(".", 1)[0]
-        try:
-            os.kill(int(pid), 0)
-        except (ValueError, ProcessLookupError):
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-        except PermissionError:
-            pass  # alive, another user's
-
-
-def _fsync_dir(directory: Path) -> None:
-    # POSIX makes a rename durable only once its directory is synced; some systems
-    # cannot open a directory, and the file is written whole either way.
+    # POSIX makes a rename durable once its directory is synced; some systems cannot
+    # open a directory, and the file is whole either way.
     with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
         try:
-            os.fsync(fd)
+            os.fsync(dir_fd)
         finally:
-            os.close(fd)
+            os.close(dir_fd)

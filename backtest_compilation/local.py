@@ -33,21 +33,17 @@ class LocalFolderSource:
         return Node(ROOT_ID, self.root.name, FOLDER_MIME, self._children(self.root, ""))
 
     def _children(self, directory: Path, rel: str) -> tuple[Node, ...]:
-        nodes = []
         try:
-            entries = list(os.scandir(directory))
+            entries = [e for e in os.scandir(directory) if not e.name.startswith(".")]
+            entries = [e for e in entries if not e.is_symlink()]
         except OSError as exc:
             raise SourceError(f"cannot read {str(directory)!r}: {exc.strerror}") from exc
+        nodes = []
         for entry in entries:
-            if entry.name.startswith(".") or entry.is_symlink():
-                continue
             node_id = f"{rel}/{entry.name}" if rel else entry.name
             if entry.is_dir():
-                nodes.append(
-                    Node(
-                        node_id, entry.name, FOLDER_MIME, self._children(Path(entry.path), node_id)
-                    )
-                )
+                kids = self._children(Path(entry.path), node_id)
+                nodes.append(Node(node_id, entry.name, FOLDER_MIME, kids))
             else:
                 mime = PDF_MIME if entry.name.lower().endswith(".pdf") else OTHER_MIME
                 nodes.append(Node(node_id, entry.name, mime))

@@ -162,7 +162,7 @@ class _Run:
     def save(self, remembered: state.State) -> state.State:
         """Save the state; a failure (a full disk) is the run's `state` failure."""
         with self.isolated("state"):
-            state.save(state.path_in(self.config.cache_dir), remembered)
+            return state.save(self.config.cache_dir, remembered)
         return remembered
 
 
@@ -191,7 +191,7 @@ def run(config: RunConfig, options: Options, services: Services) -> RunSummary:
 def _run(it: _Run) -> None:
     """read the drive → catalog → MongoDB (plan, guard, apply) → renames → sheet → save."""
     it.step("state")
-    remembered, warning = state.load(state.path_in(it.config.cache_dir), it.services.source.key)
+    remembered, warning = state.load(it.config.cache_dir, it.services.source.key)
     if warning:
         log.warning("%s", warning)
     it.now = it.services.clock()
@@ -374,8 +374,7 @@ def _before_writes(
             retiring[folder] = removal.id
     remembered = remembered.with_retired(retiring, it.now, days=RETIRED_ID_DAYS)
     it.step("state")
-    state.save(state.path_in(it.config.cache_dir), remembered)
-    return remembered
+    return state.save(it.config.cache_dir, remembered)
 
 
 def _write_mongo(it: _Run, plan: website.Plan, deadline: google.Deadline, unchanged: bool) -> bool:

@@ -8,7 +8,8 @@ import pytest
 
 from backtest_compilation import tree
 from backtest_compilation.local import LocalFolderSource, SourceError
-from backtest_compilation.tree import FOLDER_MIME, PDF_MIME, Item, Kind
+from backtest_compilation.tree import FOLDER_MIME, PDF_MIME, Item
+from tests.support.trees import count, flatten
 
 
 def test_assemble_builds_only_what_hangs_under_the_root() -> None:
@@ -23,12 +24,12 @@ def test_assemble_builds_only_what_hangs_under_the_root() -> None:
     (dept,) = root.children
     (course,) = dept.children
     assert [f.name for f in course.children] == ["a.pdf", "b.pdf"]
-    assert tree.count(root) == (2, 2)
+    assert count(root) == (2, 2)
 
 
 def test_assemble_and_flatten_are_inverse() -> None:
     root = tree.folder("root", "R", tree.folder("d", "CSCI", tree.file("f", "x.pdf")))
-    assert tree.assemble("root", "R", tree.flatten(root)) == root
+    assert tree.assemble("root", "R", flatten(root)) == root
 
 
 def test_assemble_ignores_order_and_survives_a_cycle() -> None:
@@ -44,12 +45,7 @@ def test_assemble_ignores_order_and_survives_a_cycle() -> None:
 def test_a_deep_tree_does_not_hit_the_recursion_limit() -> None:
     items = [Item(f"n{i}", f"n{i}", FOLDER_MIME, f"n{i - 1}" if i else "root") for i in range(5000)]
     root = tree.assemble("root", "R", items)
-    assert tree.count(root) == (5000, 0)
-
-
-def test_kind_follows_the_mime_type() -> None:
-    assert tree.folder("a", "A").kind is Kind.FOLDER
-    assert tree.file("b", "B").kind is Kind.FILE
+    assert count(root) == (5000, 0)
 
 
 def test_local_source_reads_a_drive_like_directory(tmp_path: Path) -> None:
