@@ -170,7 +170,7 @@ def crosslisted_message(group: tuple[str, ...]) -> str:
     return f"{group[0].split(' ', 1)[1]}: {_and([name.split(' ', 1)[0] for name in group])}"
 
 
-Finding = Problem | Ignored
+Finding = Problem | Ignored | Rename | Course
 
 
 class _Found(NamedTuple):
@@ -180,19 +180,6 @@ class _Found(NamedTuple):
     path: str
     course: CourseName
     department: str  # the name of the department folder it is in
-
-
-class _Valid(NamedTuple):
-    node: Node
-    folder: _Found
-    test: TestName
-
-
-_ByNumber = dict[tuple[str, str], list[_Found]]  # course folders by (code, number)
-
-
-def _path(folder: _Found, child: Node) -> str:
-    return folder.path + PATH_SEPARATOR + child.name
 
 
 def _by_name(nodes: Iterable[Node]) -> list[Node]:
@@ -214,35 +201,26 @@ def build(
     today: date,
     future_year_exempt: frozenset[str] = frozenset({"BEAR"}),
 ) -> Catalog:
-    """Interpret the drive tree under `root` by the rules of contract §2, phase by phase:
-    departments, course folders, duplicate courses, then per course its test files,
-    duplicate tests and renames; crosslisting falls out of the courses."""
-    departments, found = find_departments(root)
-    folders, in_departments = find_course_folders(departments)
-    groups, duplicates = group_courses(folders)
-    found += in_departments + duplicates
-    courses: list[Course] = []
-    renames: list[Rename] = []
-    for full_name, entries in sorted(groups.items()):
-        c = entries[0].course
-        exempt = c.code in future_year_exempt
-        valid, in_course = examine_tests(entries, today.year % 100, exempt)
-        course_renames, duplicates = deduplicate_tests(valid)
-        found += in_course + duplicates
-        renames += course_renames
-        # Merged folders publish the smallest folder id (contract §8).
-        folder_id = min(entry.node.id for entry in entries)
-        tests = _exam_entries(v.test for v in valid)
-        courses.append(Course(full_name, c.code, c.number, c.title, folder_id, tests))
-    problems = [f for f in found if isinstance(f, Problem)]
-    ignored = [f for f in found if isinstance(f, Ignored)]
+    """Interpret the drive tree under `root` by the rules of contract §2."""
+    departments: dict[str, list[Node]] = defaultdict(list)
+    found: list[Finding] = []
+    for child in _by_name(root.children):
+        code = naming.department_code(child.name) if child.is_folder else None
+        if code is not None:  # a code is at most 6 characters: department-sized
+            departments[code].append(child)
+        else:
+            found += _not_a_department(child)
+    found += _courses(departments, today.year % 100, future_year_exempt)
     too_deep, hint = (None, None) if departments else _root_faults(root)
+    courses = [f for f in found if isinstance(f, Course)]
     return Catalog(
         courses=tuple(courses),
-        problems=tuple(sorted(problems, key=problem_order)),
-        renames=tuple(sorted(renames, key=lambda r: (r.path, r.id))),
+        problems=tuple(sorted((f for f in found if isinstance(f, Problem)), key=problem_order)),
+        renames=tuple(
+            sorted((f for f in found if isinstance(f, Rename)), key=lambda r: (r.path, r.id))
+        ),
         crosslisted=_crosslisted(courses),
-        ignored=tuple(sorted(ignored)),
+        ignored=tuple(sorted(f for f in found if isinstance(f, Ignored))),
         departments=tuple(sorted(departments)),
         root_too_deep=too_deep,
         root_hint=hint,
@@ -254,60 +232,65 @@ def problem_order(p: Problem) -> tuple[str, str, str]:
     return (p.path, p.category.value, p.id)
 
 
-def find_departments(root: Node) -> tuple[dict[str, list[Node]], list[Finding]]:
-    """Contract §2.1: department folders of the root by code, and what is wrong or ignored."""
-    departments: dict[str, list[Node]] = defaultdict(list)
-    found: list[Finding] = []
-    for child in _by_name(root.children):
-        name, sized = child.name, naming.is_department_sized(child.name)
-        if child.mime_type == SHORTCUT_MIME and sized:
-            why = "a shortcut to a folder or file; the real department folder belongs here"
-            label = "Shortcut, not a department folder"
-            found.append(Problem(Category.INVALID_DEPARTMENT, label, name, child.id, why))
-        elif not child.is_folder:
-            found.append(Ignored(name, child.id, "file at the root", False))
-        elif not sized:
-            found += _ignored(child, name, "root folder is not a department")
-        elif (code := naming.department_code(name)) is None:
-            why = "a department folder name ends in four capital letters, like CSCI"
-            found.append(
-                Problem(Category.INVALID_DEPARTMENT, "Invalid department", name, child.id, why)
-            )
-            found += _ignored(child, name, "inside an invalid department", itself=False)
-        else:
-            departments[code].append(child)
-    return departments, found
+def _not_a_department(child: Node) -> Iterator[Finding]:
+    """Contract §2.1: a child of the root that is not a department folder."""
+    name, sized = child.name, naming.is_department_sized(child.name)
+    if child.mime_type == SHORTCUT_MIME and sized:
+        why = "a shortcut to a folder or file; the real department folder belongs here"
+        label = "Shortcut, not a department folder"
+        yield Problem(Category.INVALID_DEPARTMENT, label, name, child.id, why)
+    elif not child.is_folder:
+        yield Ignored(name, child.id, "file at the root", False)
+    elif not sized:
+        yield from _ignored(child, name, "root folder is not a department")
+    else:
+        why = "a department folder name ends in four capital letters, like CSCI"
+        yield Problem(Category.INVALID_DEPARTMENT, "Invalid department", name, child.id, why)
+        yield from _ignored(child, name, "inside an invalid department", itself=False)
 
 
-def find_course_folders(departments: dict[str, list[Node]]) -> tuple[_ByNumber, list[Finding]]:
-    """Contract §2.1–2.2: course folders per (code, number), over all folders of a code;
-    each folder of a code other than the original (named exactly like the code, else
-    the first by name) is a duplicate department."""
-    courses: _ByNumber = defaultdict(list)
-    found: list[Finding] = []
+def _courses(
+    departments: dict[str, list[Node]], current_year: int, exempt: frozenset[str]
+) -> Iterator[Finding]:
+    """Contract §2.2: the course folders of each code, over all its department folders
+    (each but the original, named exactly like the code, else the first by name, is a
+    duplicate department); a course number used twice; then each course."""
+    by_key: dict[str, list[_Found]] = defaultdict(list)
     for code, unordered in sorted(departments.items()):
         folders = sorted(unordered, key=lambda n: (n.name != code, n.name, n.id))
-        first = folders[0].name
         for extra in folders[1:]:
-            why = f"'{extra.name}' and '{first}' are both {code}"
+            why = f"'{extra.name}' and '{folders[0].name}' are both {code}"
             label = "Duplicate department"
-            found.append(Problem(Category.DUPLICATE_DEPARTMENT, label, extra.name, extra.id, why))
+            yield Problem(Category.DUPLICATE_DEPARTMENT, label, extra.name, extra.id, why)
         for dept in folders:
             for child in _by_name(dept.children):
-                course, more = course_folder(code, dept.name, child)
-                found += more
-                if course is not None:
-                    courses[(course.course.code, course.course.number)].append(course)
-    return courses, found
+                path = dept.name + PATH_SEPARATOR + child.name
+                course = naming.parse_course(child.name) if child.is_folder else None
+                if course is not None and course.code == code:
+                    by_key[course.key].append(_Found(child, path, course, dept.name))
+                else:
+                    yield from _not_a_course(code, path, child, course)
+    by_name: dict[str, list[_Found]] = defaultdict(list)
+    for key in sorted(by_key):
+        # The problem is about the copy a person should look at: one in a department
+        # folder not named exactly as its code (`*CSCI`, `1 CSCI`), else the later one.
+        entries = sorted(
+            by_key[key], key=lambda f: (f.department != key[:4], f.node.name, f.node.id)
+        )
+        first = Cited(entries[0].node.id, entries[0].path)
+        for extra in entries[1:]:
+            label, why = "Duplicate course", "same number as"
+            yield Problem(Category.DUPLICATE_COURSE, label, extra.path, extra.node.id, why, first)
+        for entry in entries:
+            by_name[entry.course.full_name].append(entry)
+    for _name, same in sorted(by_name.items()):
+        yield from _course(same, current_year, same[0].course.code in exempt)
 
 
-def course_folder(code: str, department: str, child: Node) -> tuple[_Found | None, list[Finding]]:
-    """Contract §2.2: one child of the department folder named `department` (of `code`)
-    as a course folder, or why it is not."""
-    path = department + PATH_SEPARATOR + child.name
-    course = naming.parse_course(child.name) if child.is_folder else None
-    if course is not None and course.code == code:
-        return _Found(child, path, course, department), []
+def _not_a_course(
+    code: str, path: str, child: Node, course: CourseName | None
+) -> Iterator[Finding]:
+    """Contract §2.2: why a child of a department folder of `code` is not a course folder."""
     below = ""
     if child.mime_type == SHORTCUT_MIME:
         why = "a shortcut to a folder or file; the real course folder belongs here"
@@ -323,98 +306,62 @@ def course_folder(code: str, department: str, child: Node) -> tuple[_Found | Non
         why = f"{course.code} course inside the {code} department; not published"
         category, label = Category.DEPARTMENT_MISMATCH, "Department mismatch"
         below = "inside a mismatched course"
-    ignored = _ignored(child, path, below, itself=False) if below else ()
-    return None, [Problem(category, label, path, child.id, why), *ignored]
+    yield Problem(category, label, path, child.id, why)
+    if below:
+        yield from _ignored(child, path, below, itself=False)
 
 
-def group_courses(courses: _ByNumber) -> tuple[dict[str, list[_Found]], list[Finding]]:
-    """Contract §2.2 duplicates: one problem per extra folder with a number already used;
-    folders are grouped by full name (distinct names published, equal ones merged)."""
-    groups: dict[str, list[_Found]] = defaultdict(list)
-    found: list[Finding] = []
-    for (code, _number), unordered in sorted(courses.items()):
-        # The problem is about the copy a person should look at: one in a department
-        # folder not named exactly as its code (`*CSCI`, `1 CSCI`), else the later one.
-        entries = sorted(unordered, key=lambda f: (f.department != code, f.node.name, f.node.id))
-        first = Cited(entries[0].node.id, entries[0].path)
-        for extra in entries[1:]:
-            why = "same number as"
-            label = "Duplicate course"
-            found.append(
-                Problem(Category.DUPLICATE_COURSE, label, extra.path, extra.node.id, why, first)
-            )
-        for entry in entries:
-            groups[entry.course.full_name].append(entry)
-    return groups, found
-
-
-def examine_tests(
-    entries: list[_Found], current_year: int, exempt: bool
-) -> tuple[list[_Valid], list[Finding]]:
-    """Contract §2.3: the valid test PDFs of one course's folders, and what is wrong."""
+def _course(entries: list[_Found], current_year: int, exempt: bool) -> Iterator[Finding]:
+    """Contract §2.3: the test files of one course's folders, their duplicates and renames
+    (per canonical name one file is kept: one that already has the name, else the first
+    by (name, id)), and the course as published (merged folders: the smallest id)."""
     course = entries[0].course
-    valid: list[_Valid] = []
-    found: list[Finding] = []
+    by_canonical: dict[str, list[tuple[Node, str, TestName]]] = defaultdict(list)
     for entry in entries:
         # Hot loop (100,000 files): paths are only built for problems and renames.
         for child in entry.node.children:
-            if child.mime_type != PDF_MIME:
-                found += _not_a_test(_path(entry, child), child)
-                continue
-            test = naming.parse_test(child.name)
-            if test is None:
-                why = f"expected a name like '{course.key} E1F22.pdf'"
-                category, label = Category.INVALID_FILENAME, "Invalid filename"
-            elif not naming.prefix_matches(test, course):
-                why = f"the name says {test.prefix}, the folder is {course.key}"
-                category, label = Category.INVALID_FILENAME, "Invalid filename"
+            test = naming.parse_test(child.name) if child.mime_type == PDF_MIME else None
+            if test is None or not naming.prefix_matches(test, course):
+                yield from _not_a_test(entry.path + PATH_SEPARATOR + child.name, child, course)
             elif test.year > current_year and not exempt:
-                why = f"20{test.year:02d} is in the future"
-                category, label = Category.INVALID_YEAR, "Invalid year"
+                path, why = (
+                    entry.path + PATH_SEPARATOR + child.name,
+                    f"20{test.year:02d} is in the future",
+                )
+                yield Problem(Category.INVALID_YEAR, "Invalid year", path, child.id, why)
             else:
-                valid.append(_Valid(child, entry, test))
-                continue
-            found.append(Problem(category, label, _path(entry, child), child.id, why))
-    return valid, found
+                by_canonical[test.canonical(course)].append((child, entry.path, test))
+    for canonical, group in by_canonical.items():
+        group.sort(key=lambda g: (g[0].name != canonical, g[0].name, g[0].id))
+        keeper, folder, _ = group[0]
+        cited = Cited(keeper.id, folder + PATH_SEPARATOR + keeper.name)
+        if keeper.name != canonical:
+            yield Rename(keeper.id, cited.path, keeper.name, canonical)
+        for node, folder, _ in group[1:]:
+            path, label = folder + PATH_SEPARATOR + node.name, "Duplicate test"
+            yield Problem(Category.DUPLICATE_TEST, label, path, node.id, "same test as", cited)
+    folder_id = min(entry.node.id for entry in entries)
+    tests = _exam_entries(group[0][2] for group in by_canonical.values())
+    yield Course(course.full_name, course.code, course.number, course.title, folder_id, tests)
 
 
-def _not_a_test(path: str, child: Node) -> list[Finding]:
-    """Contract §2.3: a folder or a non-PDF inside a course."""
+def _not_a_test(path: str, child: Node, course: CourseName) -> Iterator[Finding]:
+    """Contract §2.3: a folder, a non-PDF or a PDF whose name is no test of `course`."""
     if child.mime_type == FOLDER_MIME:
         why = "a course folder holds only test PDFs"
-        problem = Problem(
-            Category.FOLDER_INSIDE_COURSE, "Folder inside course", path, child.id, why
-        )
-        return [problem, *_ignored(child, path, "inside a folder in a course", False)]
-    if child.mime_type == SHORTCUT_MIME:
+        yield Problem(Category.FOLDER_INSIDE_COURSE, "Folder inside course", path, child.id, why)
+        yield from _ignored(child, path, "inside a folder in a course", itself=False)
+    elif child.mime_type == SHORTCUT_MIME:
         why = "a shortcut to a file; the real PDF belongs here"
-        return [Problem(Category.NOT_A_PDF, "Shortcut, not a PDF", path, child.id, why)]
-    return [Problem(Category.NOT_A_PDF, "Not a PDF", path, child.id)]
-
-
-def deduplicate_tests(valid: list[_Valid]) -> tuple[list[Rename], list[Finding]]:
-    """Contract §2.3 duplicates and renames: per canonical name one file is kept (one that
-    already has the name, else the first by (name, id)) and renamed if needed; every other
-    file of the group is a duplicate-test problem."""
-    by_canonical: dict[str, list[_Valid]] = defaultdict(list)
-    for v in valid:
-        by_canonical[v.test.canonical(v.folder.course)].append(v)
-    renames: list[Rename] = []
-    found: list[Finding] = []
-    for canonical, group in by_canonical.items():
-        if len(group) > 1:
-            group.sort(key=lambda v: (v.node.name != canonical, v.node.name, v.node.id))
-        keeper = group[0]
-        cited = Cited(keeper.node.id, _path(keeper.folder, keeper.node))
-        if keeper.node.name != canonical:
-            renames.append(Rename(cited.id, cited.path, keeper.node.name, canonical))
-        for other in group[1:]:
-            path = _path(other.folder, other.node)
-            why = "same test as"
-            found.append(
-                Problem(Category.DUPLICATE_TEST, "Duplicate test", path, other.node.id, why, cited)
-            )
-    return renames, found
+        yield Problem(Category.NOT_A_PDF, "Shortcut, not a PDF", path, child.id, why)
+    elif child.mime_type != PDF_MIME:
+        yield Problem(Category.NOT_A_PDF, "Not a PDF", path, child.id)
+    else:
+        test = naming.parse_test(child.name)
+        why = f"expected a name like '{course.key} E1F22.pdf'"
+        if test is not None:
+            why = f"the name says {test.prefix}, the folder is {course.key}"
+        yield Problem(Category.INVALID_FILENAME, "Invalid filename", path, child.id, why)
 
 
 def problems_after_renames(
@@ -483,9 +430,9 @@ def guard_hint(catalog: Catalog, had: Iterable[str]) -> str | None:
 
 def _exam_entries(tests: Iterable[TestName]) -> tuple[ExamEntry, ...]:
     """Website `tests` list: types in Quiz/Exam/Midterm order, semesters newest first.
-    Two files for the same exam and semester count once."""
+    Two tests of one exam and semester (`Q1`, `Q01`) count once."""
     by_type: dict[tuple[tuple[int, int], str], dict[tuple[int, int], str]] = defaultdict(dict)
-    for t in {(t.exam, t.semester, t.year): t for t in tests}.values():
+    for t in tests:
         by_type[(t.exam_sort_key, t.exam_label)][t.semester_sort_key] = t.semester_label
     return tuple(
         ExamEntry(label, tuple(semesters[key] for key in sorted(semesters)))
