@@ -47,8 +47,7 @@ _FILE_CATEGORIES = frozenset(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Cited:
+class Cited(NamedTuple):
     """The item a problem's explanation names: its id and full path."""
 
     id: str
@@ -57,9 +56,8 @@ class Cited:
 
 @dataclass(frozen=True, slots=True)
 class Problem:
-    """Something a human must fix in the drive, kept structured until it is printed, so
-    that renames re-render it (`problems_after_renames`) without a rebuild. `text` is set
-    only for a problem known by its printed message alone (`from_text`)."""
+    """Something a human must fix in the drive, kept structured until it is printed so
+    that renames re-render it (`problems_after_renames`); or known by its `text` alone."""
 
     category: Category
     label: str
@@ -187,12 +185,12 @@ def _by_name(nodes: Iterable[Node]) -> list[Node]:
     return sorted(nodes, key=lambda n: (n.name, n.id))
 
 
-def _ignored(node: Node, path: str, reason: str, itself: bool = True) -> Iterator[Ignored]:
-    """Everything under `node` (and `itself`), as ignored (Drive nests at most 100 deep)."""
-    if itself:
-        yield Ignored(path, node.id, reason, node.is_folder)
+def _ignored(node: Node, path: str, reason: str) -> Iterator[Ignored]:
+    """Everything below `node`, as ignored (Drive nests at most 100 deep)."""
     for child in node.children:
-        yield from _ignored(child, path + PATH_SEPARATOR + child.name, reason)
+        child_path = path + PATH_SEPARATOR + child.name
+        yield Ignored(child_path, child.id, reason, child.is_folder)
+        yield from _ignored(child, child_path, reason)
 
 
 def build(
@@ -204,21 +202,32 @@ def build(
     """Interpret the drive tree under `root` by the rules of contract §2."""
     departments: dict[str, list[Node]] = defaultdict(list)
     found: list[Finding] = []
-    for child in _by_name(root.children):
-        code = naming.department_code(child.name) if child.is_folder else None
+    for child in _by_name(root.children):  # contract §2.1
+        name, sized = child.name, naming.is_department_sized(child.name)
+        code = naming.department_code(name) if child.is_folder else None
         if code is not None:  # a code is at most 6 characters: department-sized
             departments[code].append(child)
+        elif child.mime_type == SHORTCUT_MIME and sized:
+            why = "a shortcut to a folder or file; the real department folder belongs here"
+            label = "Shortcut, not a department folder"
+            found.append(Problem(Category.INVALID_DEPARTMENT, label, name, child.id, why))
+        elif not child.is_folder or not sized:
+            reason = "root folder is not a department" if child.is_folder else "file at the root"
+            found.append(Ignored(name, child.id, reason, child.is_folder))
+            found += _ignored(child, name, reason)
         else:
-            found += _not_a_department(child)
+            why = "a department folder name ends in four capital letters, like CSCI"
+            label = "Invalid department"
+            found.append(Problem(Category.INVALID_DEPARTMENT, label, name, child.id, why))
+            found += _ignored(child, name, "inside an invalid department")
     found += _courses(departments, today.year % 100, future_year_exempt)
     too_deep, hint = (None, None) if departments else _root_faults(root)
     courses = [f for f in found if isinstance(f, Course)]
+    renames = [f for f in found if isinstance(f, Rename)]
     return Catalog(
         courses=tuple(courses),
         problems=tuple(sorted((f for f in found if isinstance(f, Problem)), key=problem_order)),
-        renames=tuple(
-            sorted((f for f in found if isinstance(f, Rename)), key=lambda r: (r.path, r.id))
-        ),
+        renames=tuple(sorted(renames, key=lambda r: r.path)),  # one file per path renamed
         crosslisted=_crosslisted(courses),
         ignored=tuple(sorted(f for f in found if isinstance(f, Ignored))),
         departments=tuple(sorted(departments)),
@@ -230,23 +239,6 @@ def build(
 def problem_order(p: Problem) -> tuple[str, str, str]:
     """Problems are listed by path (contract §8), then category and id."""
     return (p.path, p.category.value, p.id)
-
-
-def _not_a_department(child: Node) -> Iterator[Finding]:
-    """Contract §2.1: a child of the root that is not a department folder."""
-    name, sized = child.name, naming.is_department_sized(child.name)
-    if child.mime_type == SHORTCUT_MIME and sized:
-        why = "a shortcut to a folder or file; the real department folder belongs here"
-        label = "Shortcut, not a department folder"
-        yield Problem(Category.INVALID_DEPARTMENT, label, name, child.id, why)
-    elif not child.is_folder:
-        yield Ignored(name, child.id, "file at the root", False)
-    elif not sized:
-        yield from _ignored(child, name, "root folder is not a department")
-    else:
-        why = "a department folder name ends in four capital letters, like CSCI"
-        yield Problem(Category.INVALID_DEPARTMENT, "Invalid department", name, child.id, why)
-        yield from _ignored(child, name, "inside an invalid department", itself=False)
 
 
 def _courses(
@@ -269,7 +261,7 @@ def _courses(
                 if course is not None and course.code == code:
                     by_key[course.key].append(_Found(child, path, course, dept.name))
                 else:
-                    yield from _not_a_course(code, path, child, course)
+                    yield from _not_a_course(code, path, child)
     by_name: dict[str, list[_Found]] = defaultdict(list)
     for key in sorted(by_key):
         # The problem is about the copy a person should look at: one in a department
@@ -287,11 +279,9 @@ def _courses(
         yield from _course(same, current_year, same[0].course.code in exempt)
 
 
-def _not_a_course(
-    code: str, path: str, child: Node, course: CourseName | None
-) -> Iterator[Finding]:
+def _not_a_course(code: str, path: str, child: Node) -> Iterator[Finding]:
     """Contract §2.2: why a child of a department folder of `code` is not a course folder."""
-    below = ""
+    below, course = "", naming.parse_course(child.name)
     if child.mime_type == SHORTCUT_MIME:
         why = "a shortcut to a folder or file; the real course folder belongs here"
         category, label = Category.NOT_A_COURSE_FOLDER, "Shortcut, not a course folder"
@@ -308,10 +298,10 @@ def _not_a_course(
         below = "inside a mismatched course"
     yield Problem(category, label, path, child.id, why)
     if below:
-        yield from _ignored(child, path, below, itself=False)
+        yield from _ignored(child, path, below)
 
 
-def _course(entries: list[_Found], current_year: int, exempt: bool) -> Iterator[Finding]:
+def _course(entries: list[_Found], year: int, exempt: bool) -> Iterator[Finding]:
     """Contract §2.3: the test files of one course's folders, their duplicates and renames
     (per canonical name one file is kept: one that already has the name, else the first
     by (name, id)), and the course as published (merged folders: the smallest id)."""
@@ -321,16 +311,10 @@ def _course(entries: list[_Found], current_year: int, exempt: bool) -> Iterator[
         # Hot loop (100,000 files): paths are only built for problems and renames.
         for child in entry.node.children:
             test = naming.parse_test(child.name) if child.mime_type == PDF_MIME else None
-            if test is None or not naming.prefix_matches(test, course):
-                yield from _not_a_test(entry.path + PATH_SEPARATOR + child.name, child, course)
-            elif test.year > current_year and not exempt:
-                path, why = (
-                    entry.path + PATH_SEPARATOR + child.name,
-                    f"20{test.year:02d} is in the future",
-                )
-                yield Problem(Category.INVALID_YEAR, "Invalid year", path, child.id, why)
-            else:
+            if test and naming.prefix_matches(test, course) and (exempt or test.year <= year):
                 by_canonical[test.canonical(course)].append((child, entry.path, test))
+            else:
+                yield from _not_a_test(entry.path + PATH_SEPARATOR + child.name, child, course)
     for canonical, group in by_canonical.items():
         group.sort(key=lambda g: (g[0].name != canonical, g[0].name, g[0].id))
         keeper, folder, _ = group[0]
@@ -346,29 +330,31 @@ def _course(entries: list[_Found], current_year: int, exempt: bool) -> Iterator[
 
 
 def _not_a_test(path: str, child: Node, course: CourseName) -> Iterator[Finding]:
-    """Contract §2.3: a folder, a non-PDF or a PDF whose name is no test of `course`."""
+    """Contract §2.3: why a child of a course folder is no valid test of `course`."""
     if child.mime_type == FOLDER_MIME:
         why = "a course folder holds only test PDFs"
         yield Problem(Category.FOLDER_INSIDE_COURSE, "Folder inside course", path, child.id, why)
-        yield from _ignored(child, path, "inside a folder in a course", itself=False)
+        yield from _ignored(child, path, "inside a folder in a course")
     elif child.mime_type == SHORTCUT_MIME:
         why = "a shortcut to a file; the real PDF belongs here"
         yield Problem(Category.NOT_A_PDF, "Shortcut, not a PDF", path, child.id, why)
     elif child.mime_type != PDF_MIME:
         yield Problem(Category.NOT_A_PDF, "Not a PDF", path, child.id)
-    else:
-        test = naming.parse_test(child.name)
+    elif (test := naming.parse_test(child.name)) is None:
         why = f"expected a name like '{course.key} E1F22.pdf'"
-        if test is not None:
-            why = f"the name says {test.prefix}, the folder is {course.key}"
         yield Problem(Category.INVALID_FILENAME, "Invalid filename", path, child.id, why)
+    elif not naming.prefix_matches(test, course):
+        why = f"the name says {test.prefix}, the folder is {course.key}"
+        yield Problem(Category.INVALID_FILENAME, "Invalid filename", path, child.id, why)
+    else:
+        why = f"20{test.year:02d} is in the future"
+        yield Problem(Category.INVALID_YEAR, "Invalid year", path, child.id, why)
 
 
 def problems_after_renames(
     problems: Iterable[Problem], applied: Iterable[Rename]
 ) -> tuple[Problem, ...]:
-    """`problems` as a build of the renamed drive would state them: every path of a
-    renamed file, its own or cited, says its new name. Pure; no rebuild needed."""
+    """`problems` as a build of the renamed drive would state them, without a rebuild."""
     new = {r.id: r.path.removesuffix(r.old) + r.new for r in applied}
     out = []
     for p in problems:
@@ -384,9 +370,8 @@ _HOLDS_DEPARTMENTS = "the shared drive or folder that holds the department folde
 
 
 def _root_faults(root: Node) -> tuple[str | None, str | None]:
-    """For a root holding no department: why it is itself a department folder (it holds
-    course folders: a configuration error, contract §7), else a hint why it may be too
-    deep (it is named like a department, or holds files named like tests)."""
+    """For a root holding no department: why it is a department folder (a configuration
+    error, contract §7), else a hint why it may be too deep."""
     courses = sorted(c.name for c in root.children if c.is_folder and naming.parse_course(c.name))
     tests = sorted(c.name for c in root.children if c.is_pdf and naming.parse_test(c.name))
     none = f"{root.name!r} holds no department folders"
@@ -403,9 +388,8 @@ def _root_faults(root: Node) -> tuple[str | None, str | None]:
 
 
 def too_deep_error(catalog: Catalog, setting: str, parent: tuple[str, str] | None) -> str:
-    """The configuration error of a root that is a department folder: `setting` names the
-    root (`FOLDER_ID`, `--source`); `parent` is the (id, name) of the folder that holds
-    it, when the account can see it."""
+    """The configuration error of a root that is a department folder. `setting` names the
+    root (`FOLDER_ID`, `--source`); `parent`: (id, name) of its parent, if visible."""
     fix = f"Set {setting} to {_HOLDS_DEPARTMENTS}"
     if parent is not None:
         where = repr(parent[1]) if parent[0] == parent[1] else f"{parent[0]} ({parent[1]!r})"
@@ -417,8 +401,7 @@ def too_deep_error(catalog: Catalog, setting: str, parent: tuple[str, str] | Non
 
 def guard_hint(catalog: Catalog, had: Iterable[str]) -> str | None:
     """What the mass-delete guard (or a fresh database's warning) says may be wrong with
-    the root. `had`: the departments it held at the last run; when it holds none now,
-    they are gone (FOLDER_ID is right: no guess about it)."""
+    the root; `had`: its departments at the last run (if it holds none now, they are gone)."""
     gone = sorted(had)
     if catalog.departments or catalog.courses or not gone:
         return catalog.root_hint
