@@ -1,8 +1,5 @@
-"""Drive tree → catalog: what the website should show, what to rename, what humans must fix.
-
-`build` is pure: no I/O, no clock (today is passed in), no logging. Everything it
-decides is in the returned `Catalog` (contract §2).
-"""
+"""Drive tree → catalog (contract §2): what the website shows, what to rename, what
+humans must fix. `build` is pure (today is passed in): all it decides is in the `Catalog`."""
 
 from __future__ import annotations
 
@@ -39,12 +36,10 @@ class Category(StrEnum):
     @property
     def is_about_files(self) -> bool:
         """Sheet section: `Invalid Filenames` for these, `Errors` for the folder problems."""
-        return self in _FILE_CATEGORIES
+        return self in _ABOUT_FILES
 
 
-_FILE_CATEGORIES = frozenset(
-    {"not_a_pdf", "invalid_filename", "invalid_year", "duplicate_test", "rename_failed"}
-)
+_ABOUT_FILES = ("not_a_pdf", "invalid_filename", "invalid_year", "duplicate_test", "rename_failed")
 
 
 class Cited(NamedTuple):
