@@ -76,17 +76,18 @@ def renames_block(catalog: Catalog, applied: frozenset[str] = frozenset()) -> li
     ]
 
 
-def _counts(departments: int, courses: int, tests: int, problems: int, renames: int) -> str:
-    """`2 departments, 3 courses, 4 digital tests, 1 problem, 0 renames`."""
+def _counts(courses: list[dict[str, Any]], problems: int, renames: int) -> str:
+    """`2 departments, 3 courses, 4 digital tests, 1 problem, 0 renames` (§8 `courses`)."""
+    numbers = (len({c["course_code"] for c in courses}), len(courses))
+    numbers += (sum(c["digital_count"] for c in courses), problems, renames)
     words = ("department", "course", "digital test", "problem", "rename")
-    return ", ".join(map(plural, (departments, courses, tests, problems, renames), words))
+    return ", ".join(map(plural, numbers, words))
 
 
 def catalog_text(catalog: Catalog) -> str:
     """A readable summary: courses per department, problems, renames, crosslisted classes."""
-    tests = sum(c.digital_count for c in catalog.courses)
-    counts = (len(catalog.course_codes), len(catalog.courses), tests)
-    lines = [f"Catalog: {_counts(*counts, len(catalog.problems), len(catalog.renames))}"]
+    courses = catalog_block(catalog)["courses"]
+    lines = [f"Catalog: {_counts(courses, len(catalog.problems), len(catalog.renames))}"]
     for code in catalog.course_codes:
         courses = [c for c in catalog.courses if c.code == code]
         lines.append(f"  {code}: {plural(len(courses), 'course')}")
@@ -167,13 +168,11 @@ def html_page(
     not_found = [*(sheet.get("not_found") or []), *ambiguous]
     unwritten = "The sheet was not written in this run."
     done = {True: "renamed", False: "not renamed yet"}
-    tests = sum(c["digital_count"] for c in courses)
-    counts = (len({c["course_code"] for c in courses}), len(courses), tests)
     values: dict[str, object] = {
         "title": title,
         "headline": headline,
         "failure": _failure([error] if error else [], summary.get("failed") or {}),
-        "counts": _counts(*counts, len(problems), len(renames)),
+        "counts": _counts(courses, len(problems), len(renames)),
         "errors_count": len(errors),
         "errors": _list(errors),
         "files_count": len(files),
