@@ -131,7 +131,6 @@ class Ignored(NamedTuple):
     path: str
     id: str
     reason: str
-    is_folder: bool
 
 
 @dataclass(frozen=True)
@@ -184,7 +183,7 @@ def _ignored(node: Node, path: str, reason: str) -> Iterator[Ignored]:
     """Everything below `node`, as ignored (Drive nests at most 100 deep)."""
     for child in node.children:
         child_path = path + PATH_SEPARATOR + child.name
-        yield Ignored(child_path, child.id, reason, child.is_folder)
+        yield Ignored(child_path, child.id, reason)
         yield from _ignored(child, child_path, reason)
 
 
@@ -208,7 +207,7 @@ def build(
             found.append(Problem(Category.INVALID_DEPARTMENT, label, name, child.id, why))
         elif not child.is_folder or not sized:
             reason = "root folder is not a department" if child.is_folder else "file at the root"
-            found.append(Ignored(name, child.id, reason, child.is_folder))
+            found.append(Ignored(name, child.id, reason))
             found += _ignored(child, name, reason)
         else:
             why = "a department folder name ends in four capital letters, like CSCI"
@@ -424,12 +423,9 @@ def normalise_title(title: str) -> str:
 
 
 def _crosslisted(courses: list[Course]) -> tuple[tuple[str, ...], ...]:
+    """The names of each title's courses, for titles published by several departments."""
     by_title: dict[str, list[Course]] = defaultdict(list)
     for course in courses:
         by_title[normalise_title(course.title)].append(course)
-    groups = [
-        tuple(sorted(c.name for c in same))
-        for same in by_title.values()
-        if len({c.code for c in same}) > 1
-    ]
-    return tuple(sorted(groups))
+    groups = [g for g in by_title.values() if len({c.code for c in g}) > 1]
+    return tuple(sorted(tuple(sorted(c.name for c in g)) for g in groups))
