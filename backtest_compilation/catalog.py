@@ -188,10 +188,7 @@ def _ignored(node: Node, path: str, reason: str) -> Iterator[Ignored]:
 
 
 def build(
-    root: Node,
-    *,
-    today: date,
-    future_year_exempt: frozenset[str] = frozenset({"BEAR"}),
+    root: Node, *, today: date, future_year_exempt: frozenset[str] = frozenset({"BEAR"})
 ) -> Catalog:
     """Interpret the drive tree under `root` by the rules of contract §2."""
     departments: dict[str, list[Node]] = defaultdict(list)
@@ -238,9 +235,8 @@ def problem_order(p: Problem) -> tuple[str, str, str]:
 def _courses(
     departments: dict[str, list[Node]], current_year: int, exempt: frozenset[str]
 ) -> Iterator[Finding]:
-    """Contract §2.2: the course folders of each code, over all its department folders
-    (each but the original, named exactly like the code, else the first by name, is a
-    duplicate department); a course number used twice; then each course."""
+    """Contract §2.2: the course folders of all department folders of a code (all but one,
+    named like the code, else the first, are duplicates), numbers used twice, each course."""
     by_key: dict[str, list[_Found]] = defaultdict(list)
     for code, unordered in sorted(departments.items()):
         folders = sorted(unordered, key=lambda n: (n.name != code, n.name, n.id))
@@ -257,12 +253,9 @@ def _courses(
                 else:
                     yield from _not_a_course(code, path, child)
     by_name: dict[str, list[_Found]] = defaultdict(list)
-    for key in sorted(by_key):
-        # The problem is about the copy a person should look at: one in a department
-        # folder not named exactly as its code (`*CSCI`, `1 CSCI`), else the later one.
-        entries = sorted(
-            by_key[key], key=lambda f: (f.department != key[:4], f.node.name, f.node.id)
-        )
+    for key, copies in sorted(by_key.items()):
+        # The extra copies: those in a department folder not named as its code, the later.
+        entries = sorted(copies, key=lambda f: (f.department != key[:4], f.node.name, f.node.id))
         first = Cited(entries[0].node.id, entries[0].path)
         for extra in entries[1:]:
             label, why = "Duplicate course", "same number as"
@@ -275,7 +268,7 @@ def _courses(
 
 def _not_a_course(code: str, path: str, child: Node) -> Iterator[Finding]:
     """Contract §2.2: why a child of a department folder of `code` is not a course folder."""
-    below, course = "", naming.parse_course(child.name)
+    course = naming.parse_course(child.name)
     if child.mime_type == SHORTCUT_MIME:
         why = "a shortcut to a folder or file; the real course folder belongs here"
         category, label = Category.NOT_A_COURSE_FOLDER, "Shortcut, not a course folder"
@@ -285,20 +278,17 @@ def _not_a_course(code: str, path: str, child: Node) -> Iterator[Finding]:
     elif course is None:
         why = "a course folder is named like 'CSCI-1200 Data Structures'"
         category, label = Category.INVALID_COURSE, "Invalid course"
-        below = "inside an invalid course"
     else:
         why = f"{course.code} course inside the {code} department; not published"
         category, label = Category.DEPARTMENT_MISMATCH, "Department mismatch"
-        below = "inside a mismatched course"
     yield Problem(category, label, path, child.id, why)
-    if below:
-        yield from _ignored(child, path, below)
+    below = "inside an invalid course" if course is None else "inside a mismatched course"
+    yield from _ignored(child, path, below)  # a file or shortcut has nothing below
 
 
 def _course(entries: list[_Found], year: int, exempt: bool) -> Iterator[Finding]:
-    """Contract §2.3: the test files of one course's folders, their duplicates and renames
-    (per canonical name one file is kept: one that already has the name, else the first
-    by (name, id)), and the course as published (merged folders: the smallest id)."""
+    """Contract §2.3: one course's test files, duplicates (the file kept: one with the
+    canonical name, else the first) and renames, and the course (merged: smallest id)."""
     course = entries[0].course
     by_canonical: dict[str, list[tuple[Node, str, TestName]]] = defaultdict(list)
     for entry in entries:
@@ -388,9 +378,8 @@ def too_deep_error(catalog: Catalog, setting: str, parent: tuple[str, str] | Non
     if parent is not None:
         where = repr(parent[1]) if parent[0] == parent[1] else f"{parent[0]} ({parent[1]!r})"
         fix = f"Set {setting} to the folder that holds it: {where}"
-    return (
-        f"{setting} points one level too deep: {catalog.root_too_deep}. {fix}. Nothing was written."
-    )
+    why = catalog.root_too_deep
+    return f"{setting} points one level too deep: {why}. {fix}. Nothing was written."
 
 
 def guard_hint(catalog: Catalog, had: Iterable[str]) -> str | None:
