@@ -35,7 +35,7 @@ def department_code(name: str) -> str | None:
 
 
 def is_department_sized(name: str) -> bool:
-    """Root folders longer than this are not meant as departments and are ignored."""
+    """Root folders longer than 6 characters are not meant as departments: ignored."""
     return len(name) <= 6
 
 
