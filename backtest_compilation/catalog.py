@@ -1,8 +1,5 @@
-"""Drive tree → catalog: what the website should show, what to rename, what humans must fix.
-
-`build` is pure: no I/O, no clock (today is passed in), no logging. Everything it
-decides is in the returned `Catalog` (contract §2).
-"""
+"""Drive tree → catalog (contract §2): what the website shows, what to rename, what
+humans must fix. `build` is pure (today is passed in): all it decides is in the `Catalog`."""
 
 from __future__ import annotations
 
@@ -39,16 +36,13 @@ class Category(StrEnum):
     @property
     def is_about_files(self) -> bool:
         """Sheet section: `Invalid Filenames` for these, `Errors` for the folder problems."""
-        return self in _FILE_CATEGORIES
+        return self in _ABOUT_FILES
 
 
-_FILE_CATEGORIES = frozenset(
-    {"not_a_pdf", "invalid_filename", "invalid_year", "duplicate_test", "rename_failed"}
-)
+_ABOUT_FILES = ("not_a_pdf", "invalid_filename", "invalid_year", "duplicate_test", "rename_failed")
 
 
-@dataclass(frozen=True, slots=True)
-class Cited:
+class Cited(NamedTuple):
     """The item a problem's explanation names: its id and full path."""
 
     id: str
@@ -57,9 +51,8 @@ class Cited:
 
 @dataclass(frozen=True, slots=True)
 class Problem:
-    """Something a human must fix in the drive, kept structured until it is printed, so
-    that renames re-render it (`problems_after_renames`) without a rebuild. `text` is set
-    only for a problem known by its printed message alone (`from_text`)."""
+    """Something a human must fix in the drive, kept structured until it is printed so
+    that renames re-render it (`problems_after_renames`); or known by its `text` alone."""
 
     category: Category
     label: str
@@ -138,7 +131,6 @@ class Ignored(NamedTuple):
     path: str
     id: str
     reason: str
-    is_folder: bool
 
 
 @dataclass(frozen=True)
@@ -170,7 +162,7 @@ def crosslisted_message(group: tuple[str, ...]) -> str:
     return f"{group[0].split(' ', 1)[1]}: {_and([name.split(' ', 1)[0] for name in group])}"
 
 
-Finding = Problem | Ignored
+Finding = Problem | Ignored | Rename | Course
 
 
 class _Found(NamedTuple):
@@ -182,67 +174,53 @@ class _Found(NamedTuple):
     department: str  # the name of the department folder it is in
 
 
-class _Valid(NamedTuple):
-    node: Node
-    folder: _Found
-    test: TestName
-
-
-_ByNumber = dict[tuple[str, str], list[_Found]]  # course folders by (code, number)
-
-
-def _path(folder: _Found, child: Node) -> str:
-    return folder.path + PATH_SEPARATOR + child.name
-
-
 def _by_name(nodes: Iterable[Node]) -> list[Node]:
     """Listing order must not matter: everything is examined sorted by (name, id)."""
     return sorted(nodes, key=lambda n: (n.name, n.id))
 
 
-def _ignored(node: Node, path: str, reason: str, itself: bool = True) -> Iterator[Ignored]:
-    """Everything under `node` (and `itself`), as ignored (Drive nests at most 100 deep)."""
-    if itself:
-        yield Ignored(path, node.id, reason, node.is_folder)
+def _ignored(node: Node, path: str, reason: str) -> Iterator[Ignored]:
+    """Everything below `node`, as ignored (Drive nests at most 100 deep)."""
     for child in node.children:
-        yield from _ignored(child, path + PATH_SEPARATOR + child.name, reason)
+        child_path = path + PATH_SEPARATOR + child.name
+        yield Ignored(child_path, child.id, reason)
+        yield from _ignored(child, child_path, reason)
 
 
 def build(
-    root: Node,
-    *,
-    today: date,
-    future_year_exempt: frozenset[str] = frozenset({"BEAR"}),
+    root: Node, *, today: date, future_year_exempt: frozenset[str] = frozenset({"BEAR"})
 ) -> Catalog:
-    """Interpret the drive tree under `root` by the rules of contract §2, phase by phase:
-    departments, course folders, duplicate courses, then per course its test files,
-    duplicate tests and renames; crosslisting falls out of the courses."""
-    departments, found = find_departments(root)
-    folders, in_departments = find_course_folders(departments)
-    groups, duplicates = group_courses(folders)
-    found += in_departments + duplicates
-    courses: list[Course] = []
-    renames: list[Rename] = []
-    for full_name, entries in sorted(groups.items()):
-        c = entries[0].course
-        exempt = c.code in future_year_exempt
-        valid, in_course = examine_tests(entries, today.year % 100, exempt)
-        course_renames, duplicates = deduplicate_tests(valid)
-        found += in_course + duplicates
-        renames += course_renames
-        # Merged folders publish the smallest folder id (contract §8).
-        folder_id = min(entry.node.id for entry in entries)
-        tests = _exam_entries(v.test for v in valid)
-        courses.append(Course(full_name, c.code, c.number, c.title, folder_id, tests))
-    problems = [f for f in found if isinstance(f, Problem)]
-    ignored = [f for f in found if isinstance(f, Ignored)]
+    """Interpret the drive tree under `root` by the rules of contract §2."""
+    departments: dict[str, list[Node]] = defaultdict(list)
+    found: list[Finding] = []
+    for child in _by_name(root.children):  # contract §2.1
+        name, sized = child.name, naming.is_department_sized(child.name)
+        code = naming.department_code(name) if child.is_folder else None
+        if code is not None:  # a code is at most 6 characters: department-sized
+            departments[code].append(child)
+        elif child.mime_type == SHORTCUT_MIME and sized:
+            why = "a shortcut to a folder or file; the real department folder belongs here"
+            label = "Shortcut, not a department folder"
+            found.append(Problem(Category.INVALID_DEPARTMENT, label, name, child.id, why))
+        elif not child.is_folder or not sized:
+            reason = "root folder is not a department" if child.is_folder else "file at the root"
+            found.append(Ignored(name, child.id, reason))
+            found += _ignored(child, name, reason)
+        else:
+            why = "a department folder name ends in four capital letters, like CSCI"
+            label = "Invalid department"
+            found.append(Problem(Category.INVALID_DEPARTMENT, label, name, child.id, why))
+            found += _ignored(child, name, "inside an invalid department")
+    found += _courses(departments, today.year % 100, future_year_exempt)
     too_deep, hint = (None, None) if departments else _root_faults(root)
+    courses = [f for f in found if isinstance(f, Course)]
+    renames = [f for f in found if isinstance(f, Rename)]
     return Catalog(
         courses=tuple(courses),
-        problems=tuple(sorted(problems, key=problem_order)),
-        renames=tuple(sorted(renames, key=lambda r: (r.path, r.id))),
+        problems=tuple(sorted((f for f in found if isinstance(f, Problem)), key=problem_order)),
+        renames=tuple(sorted(renames, key=lambda r: r.path)),  # one file per path renamed
         crosslisted=_crosslisted(courses),
-        ignored=tuple(sorted(ignored)),
+        ignored=tuple(sorted(f for f in found if isinstance(f, Ignored))),
         departments=tuple(sorted(departments)),
         root_too_deep=too_deep,
         root_hint=hint,
@@ -254,61 +232,43 @@ def problem_order(p: Problem) -> tuple[str, str, str]:
     return (p.path, p.category.value, p.id)
 
 
-def find_departments(root: Node) -> tuple[dict[str, list[Node]], list[Finding]]:
-    """Contract §2.1: department folders of the root by code, and what is wrong or ignored."""
-    departments: dict[str, list[Node]] = defaultdict(list)
-    found: list[Finding] = []
-    for child in _by_name(root.children):
-        name, sized = child.name, naming.is_department_sized(child.name)
-        if child.mime_type == SHORTCUT_MIME and sized:
-            why = "a shortcut to a folder or file; the real department folder belongs here"
-            label = "Shortcut, not a department folder"
-            found.append(Problem(Category.INVALID_DEPARTMENT, label, name, child.id, why))
-        elif not child.is_folder:
-            found.append(Ignored(name, child.id, "file at the root", False))
-        elif not sized:
-            found += _ignored(child, name, "root folder is not a department")
-        elif (code := naming.department_code(name)) is None:
-            why = "a department folder name ends in four capital letters, like CSCI"
-            found.append(
-                Problem(Category.INVALID_DEPARTMENT, "Invalid department", name, child.id, why)
-            )
-            found += _ignored(child, name, "inside an invalid department", itself=False)
-        else:
-            departments[code].append(child)
-    return departments, found
-
-
-def find_course_folders(departments: dict[str, list[Node]]) -> tuple[_ByNumber, list[Finding]]:
-    """Contract §2.1–2.2: course folders per (code, number), over all folders of a code;
-    each folder of a code other than the original (named exactly like the code, else
-    the first by name) is a duplicate department."""
-    courses: _ByNumber = defaultdict(list)
-    found: list[Finding] = []
+def _courses(
+    departments: dict[str, list[Node]], current_year: int, exempt: frozenset[str]
+) -> Iterator[Finding]:
+    """Contract §2.2: the course folders of all department folders of a code (all but one,
+    named like the code, else the first, are duplicates), numbers used twice, each course."""
+    by_key: dict[str, list[_Found]] = defaultdict(list)
     for code, unordered in sorted(departments.items()):
         folders = sorted(unordered, key=lambda n: (n.name != code, n.name, n.id))
-        first = folders[0].name
         for extra in folders[1:]:
-            why = f"'{extra.name}' and '{first}' are both {code}"
+            why = f"'{extra.name}' and '{folders[0].name}' are both {code}"
             label = "Duplicate department"
-            found.append(Problem(Category.DUPLICATE_DEPARTMENT, label, extra.name, extra.id, why))
+            yield Problem(Category.DUPLICATE_DEPARTMENT, label, extra.name, extra.id, why)
         for dept in folders:
             for child in _by_name(dept.children):
-                course, more = course_folder(code, dept.name, child)
-                found += more
-                if course is not None:
-                    courses[(course.course.code, course.course.number)].append(course)
-    return courses, found
+                path = dept.name + PATH_SEPARATOR + child.name
+                course = naming.parse_course(child.name) if child.is_folder else None
+                if course is not None and course.code == code:
+                    by_key[course.key].append(_Found(child, path, course, dept.name))
+                else:
+                    yield from _not_a_course(code, path, child)
+    by_name: dict[str, list[_Found]] = defaultdict(list)
+    for key, copies in sorted(by_key.items()):
+        # The extra copies: those in a department folder not named as its code, the later.
+        entries = sorted(copies, key=lambda f: (f.department != key[:4], f.node.name, f.node.id))
+        first = Cited(entries[0].node.id, entries[0].path)
+        for extra in entries[1:]:
+            label, why = "Duplicate course", "same number as"
+            yield Problem(Category.DUPLICATE_COURSE, label, extra.path, extra.node.id, why, first)
+        for entry in entries:
+            by_name[entry.course.full_name].append(entry)
+    for _name, same in sorted(by_name.items()):
+        yield from _course(same, current_year, same[0].course.code in exempt)
 
 
-def course_folder(code: str, department: str, child: Node) -> tuple[_Found | None, list[Finding]]:
-    """Contract §2.2: one child of the department folder named `department` (of `code`)
-    as a course folder, or why it is not."""
-    path = department + PATH_SEPARATOR + child.name
-    course = naming.parse_course(child.name) if child.is_folder else None
-    if course is not None and course.code == code:
-        return _Found(child, path, course, department), []
-    below = ""
+def _not_a_course(code: str, path: str, child: Node) -> Iterator[Finding]:
+    """Contract §2.2: why a child of a department folder of `code` is not a course folder."""
+    course = naming.parse_course(child.name)
     if child.mime_type == SHORTCUT_MIME:
         why = "a shortcut to a folder or file; the real course folder belongs here"
         category, label = Category.NOT_A_COURSE_FOLDER, "Shortcut, not a course folder"
@@ -318,110 +278,67 @@ def course_folder(code: str, department: str, child: Node) -> tuple[_Found | Non
     elif course is None:
         why = "a course folder is named like 'CSCI-1200 Data Structures'"
         category, label = Category.INVALID_COURSE, "Invalid course"
-        below = "inside an invalid course"
     else:
         why = f"{course.code} course inside the {code} department; not published"
         category, label = Category.DEPARTMENT_MISMATCH, "Department mismatch"
-        below = "inside a mismatched course"
-    ignored = _ignored(child, path, below, itself=False) if below else ()
-    return None, [Problem(category, label, path, child.id, why), *ignored]
+    yield Problem(category, label, path, child.id, why)
+    below = "inside an invalid course" if course is None else "inside a mismatched course"
+    yield from _ignored(child, path, below)  # a file or shortcut has nothing below
 
 
-def group_courses(courses: _ByNumber) -> tuple[dict[str, list[_Found]], list[Finding]]:
-    """Contract §2.2 duplicates: one problem per extra folder with a number already used;
-    folders are grouped by full name (distinct names published, equal ones merged)."""
-    groups: dict[str, list[_Found]] = defaultdict(list)
-    found: list[Finding] = []
-    for (code, _number), unordered in sorted(courses.items()):
-        # The problem is about the copy a person should look at: one in a department
-        # folder not named exactly as its code (`*CSCI`, `1 CSCI`), else the later one.
-        entries = sorted(unordered, key=lambda f: (f.department != code, f.node.name, f.node.id))
-        first = Cited(entries[0].node.id, entries[0].path)
-        for extra in entries[1:]:
-            why = "same number as"
-            label = "Duplicate course"
-            found.append(
-                Problem(Category.DUPLICATE_COURSE, label, extra.path, extra.node.id, why, first)
-            )
-        for entry in entries:
-            groups[entry.course.full_name].append(entry)
-    return groups, found
-
-
-def examine_tests(
-    entries: list[_Found], current_year: int, exempt: bool
-) -> tuple[list[_Valid], list[Finding]]:
-    """Contract §2.3: the valid test PDFs of one course's folders, and what is wrong."""
+def _course(entries: list[_Found], year: int, exempt: bool) -> Iterator[Finding]:
+    """Contract §2.3: one course's test files, duplicates (the file kept: one with the
+    canonical name, else the first) and renames, and the course (merged: smallest id)."""
     course = entries[0].course
-    valid: list[_Valid] = []
-    found: list[Finding] = []
+    by_canonical: dict[str, list[tuple[Node, str, TestName]]] = defaultdict(list)
     for entry in entries:
         # Hot loop (100,000 files): paths are only built for problems and renames.
         for child in entry.node.children:
-            if child.mime_type != PDF_MIME:
-                found += _not_a_test(_path(entry, child), child)
-                continue
-            test = naming.parse_test(child.name)
-            if test is None:
-                why = f"expected a name like '{course.key} E1F22.pdf'"
-                category, label = Category.INVALID_FILENAME, "Invalid filename"
-            elif not naming.prefix_matches(test, course):
-                why = f"the name says {test.prefix}, the folder is {course.key}"
-                category, label = Category.INVALID_FILENAME, "Invalid filename"
-            elif test.year > current_year and not exempt:
-                why = f"20{test.year:02d} is in the future"
-                category, label = Category.INVALID_YEAR, "Invalid year"
+            test = naming.parse_test(child.name) if child.mime_type == PDF_MIME else None
+            if test and naming.prefix_matches(test, course) and (exempt or test.year <= year):
+                by_canonical[test.canonical(course)].append((child, entry.path, test))
             else:
-                valid.append(_Valid(child, entry, test))
-                continue
-            found.append(Problem(category, label, _path(entry, child), child.id, why))
-    return valid, found
+                yield from _not_a_test(entry.path + PATH_SEPARATOR + child.name, child, course)
+    for canonical, group in by_canonical.items():
+        group.sort(key=lambda g: (g[0].name != canonical, g[0].name, g[0].id))
+        keeper, folder, _ = group[0]
+        cited = Cited(keeper.id, folder + PATH_SEPARATOR + keeper.name)
+        if keeper.name != canonical:
+            yield Rename(keeper.id, cited.path, keeper.name, canonical)
+        for node, folder, _ in group[1:]:
+            path, label = folder + PATH_SEPARATOR + node.name, "Duplicate test"
+            yield Problem(Category.DUPLICATE_TEST, label, path, node.id, "same test as", cited)
+    folder_id = min(entry.node.id for entry in entries)
+    tests = _exam_entries(group[0][2] for group in by_canonical.values())
+    yield Course(course.full_name, course.code, course.number, course.title, folder_id, tests)
 
 
-def _not_a_test(path: str, child: Node) -> list[Finding]:
-    """Contract §2.3: a folder or a non-PDF inside a course."""
+def _not_a_test(path: str, child: Node, course: CourseName) -> Iterator[Finding]:
+    """Contract §2.3: why a child of a course folder is no valid test of `course`."""
     if child.mime_type == FOLDER_MIME:
         why = "a course folder holds only test PDFs"
-        problem = Problem(
-            Category.FOLDER_INSIDE_COURSE, "Folder inside course", path, child.id, why
-        )
-        return [problem, *_ignored(child, path, "inside a folder in a course", False)]
-    if child.mime_type == SHORTCUT_MIME:
+        yield Problem(Category.FOLDER_INSIDE_COURSE, "Folder inside course", path, child.id, why)
+        yield from _ignored(child, path, "inside a folder in a course")
+    elif child.mime_type == SHORTCUT_MIME:
         why = "a shortcut to a file; the real PDF belongs here"
-        return [Problem(Category.NOT_A_PDF, "Shortcut, not a PDF", path, child.id, why)]
-    return [Problem(Category.NOT_A_PDF, "Not a PDF", path, child.id)]
-
-
-def deduplicate_tests(valid: list[_Valid]) -> tuple[list[Rename], list[Finding]]:
-    """Contract §2.3 duplicates and renames: per canonical name one file is kept (one that
-    already has the name, else the first by (name, id)) and renamed if needed; every other
-    file of the group is a duplicate-test problem."""
-    by_canonical: dict[str, list[_Valid]] = defaultdict(list)
-    for v in valid:
-        by_canonical[v.test.canonical(v.folder.course)].append(v)
-    renames: list[Rename] = []
-    found: list[Finding] = []
-    for canonical, group in by_canonical.items():
-        if len(group) > 1:
-            group.sort(key=lambda v: (v.node.name != canonical, v.node.name, v.node.id))
-        keeper = group[0]
-        cited = Cited(keeper.node.id, _path(keeper.folder, keeper.node))
-        if keeper.node.name != canonical:
-            renames.append(Rename(cited.id, cited.path, keeper.node.name, canonical))
-        for other in group[1:]:
-            path = _path(other.folder, other.node)
-            why = "same test as"
-            found.append(
-                Problem(Category.DUPLICATE_TEST, "Duplicate test", path, other.node.id, why, cited)
-            )
-    return renames, found
+        yield Problem(Category.NOT_A_PDF, "Shortcut, not a PDF", path, child.id, why)
+    elif child.mime_type != PDF_MIME:
+        yield Problem(Category.NOT_A_PDF, "Not a PDF", path, child.id)
+    elif (test := naming.parse_test(child.name)) is None:
+        why = f"expected a name like '{course.key} E1F22.pdf'"
+        yield Problem(Category.INVALID_FILENAME, "Invalid filename", path, child.id, why)
+    elif not naming.prefix_matches(test, course):
+        why = f"the name says {test.prefix}, the folder is {course.key}"
+        yield Problem(Category.INVALID_FILENAME, "Invalid filename", path, child.id, why)
+    else:
+        why = f"20{test.year:02d} is in the future"
+        yield Problem(Category.INVALID_YEAR, "Invalid year", path, child.id, why)
 
 
 def problems_after_renames(
     problems: Iterable[Problem], applied: Iterable[Rename]
 ) -> tuple[Problem, ...]:
-    """`problems` as a build of the renamed drive would state them: every path of a
-    renamed file, its own or cited, says its new name. Pure; no rebuild needed."""
+    """`problems` as a build of the renamed drive would state them, without a rebuild."""
     new = {r.id: r.path.removesuffix(r.old) + r.new for r in applied}
     out = []
     for p in problems:
@@ -437,9 +354,8 @@ _HOLDS_DEPARTMENTS = "the shared drive or folder that holds the department folde
 
 
 def _root_faults(root: Node) -> tuple[str | None, str | None]:
-    """For a root holding no department: why it is itself a department folder (it holds
-    course folders: a configuration error, contract §7), else a hint why it may be too
-    deep (it is named like a department, or holds files named like tests)."""
+    """For a root holding no department: why it is a department folder (a configuration
+    error, contract §7), else a hint why it may be too deep."""
     courses = sorted(c.name for c in root.children if c.is_folder and naming.parse_course(c.name))
     tests = sorted(c.name for c in root.children if c.is_pdf and naming.parse_test(c.name))
     none = f"{root.name!r} holds no department folders"
@@ -456,22 +372,19 @@ def _root_faults(root: Node) -> tuple[str | None, str | None]:
 
 
 def too_deep_error(catalog: Catalog, setting: str, parent: tuple[str, str] | None) -> str:
-    """The configuration error of a root that is a department folder: `setting` names the
-    root (`FOLDER_ID`, `--source`); `parent` is the (id, name) of the folder that holds
-    it, when the account can see it."""
+    """The configuration error of a root that is a department folder. `setting` names the
+    root (`FOLDER_ID`, `--source`); `parent`: (id, name) of its parent, if visible."""
     fix = f"Set {setting} to {_HOLDS_DEPARTMENTS}"
     if parent is not None:
         where = repr(parent[1]) if parent[0] == parent[1] else f"{parent[0]} ({parent[1]!r})"
         fix = f"Set {setting} to the folder that holds it: {where}"
-    return (
-        f"{setting} points one level too deep: {catalog.root_too_deep}. {fix}. Nothing was written."
-    )
+    why = catalog.root_too_deep
+    return f"{setting} points one level too deep: {why}. {fix}. Nothing was written."
 
 
 def guard_hint(catalog: Catalog, had: Iterable[str]) -> str | None:
     """What the mass-delete guard (or a fresh database's warning) says may be wrong with
-    the root. `had`: the departments it held at the last run; when it holds none now,
-    they are gone (FOLDER_ID is right: no guess about it)."""
+    the root; `had`: its departments at the last run (if it holds none now, they are gone)."""
     gone = sorted(had)
     if catalog.departments or catalog.courses or not gone:
         return catalog.root_hint
@@ -483,9 +396,9 @@ def guard_hint(catalog: Catalog, had: Iterable[str]) -> str | None:
 
 def _exam_entries(tests: Iterable[TestName]) -> tuple[ExamEntry, ...]:
     """Website `tests` list: types in Quiz/Exam/Midterm order, semesters newest first.
-    Two files for the same exam and semester count once."""
+    Two tests of one exam and semester (`Q1`, `Q01`) count once."""
     by_type: dict[tuple[tuple[int, int], str], dict[tuple[int, int], str]] = defaultdict(dict)
-    for t in {(t.exam, t.semester, t.year): t for t in tests}.values():
+    for t in tests:
         by_type[(t.exam_sort_key, t.exam_label)][t.semester_sort_key] = t.semester_label
     return tuple(
         ExamEntry(label, tuple(semesters[key] for key in sorted(semesters)))
@@ -499,12 +412,9 @@ def normalise_title(title: str) -> str:
 
 
 def _crosslisted(courses: list[Course]) -> tuple[tuple[str, ...], ...]:
+    """The names of each title's courses, for titles published by several departments."""
     by_title: dict[str, list[Course]] = defaultdict(list)
     for course in courses:
         by_title[normalise_title(course.title)].append(course)
-    groups = [
-        tuple(sorted(c.name for c in same))
-        for same in by_title.values()
-        if len({c.code for c in same}) > 1
-    ]
-    return tuple(sorted(groups))
+    groups = [g for g in by_title.values() if len({c.code for c in g}) > 1]
+    return tuple(sorted(tuple(sorted(c.name for c in g)) for g in groups))

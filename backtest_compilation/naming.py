@@ -1,9 +1,7 @@
 """The naming rules of contract §2: departments, course folders, test file names, labels.
 
-Pure functions over strings. The patterns are ASCII-only on purpose: with Unicode,
-`[A-Z]` would match the Kelvin sign and `\\d` Arabic-Indic digits, none of which
-belong in a canonical name.
-"""
+The patterns are ASCII-only: with Unicode, `[A-Z]` would match the Kelvin sign and `\\d`
+Arabic-Indic digits, none of which belong in a canonical name."""
 
 from __future__ import annotations
 
@@ -11,7 +9,6 @@ import re
 from dataclasses import dataclass
 from typing import NamedTuple
 
-MAX_DEPARTMENT_NAME = 6
 # Up to two characters, the last not a capital, then the four-letter code.
 _DEPARTMENT = re.compile(r"(?:.?[^A-Z])?([A-Z]{4})", re.ASCII | re.DOTALL)
 _COURSE = re.compile(r"\*?([A-Z]{4})-([0-9]{3}[0-9X]) (.+)", re.ASCII)
@@ -38,8 +35,8 @@ def department_code(name: str) -> str | None:
 
 
 def is_department_sized(name: str) -> bool:
-    """Root folders longer than this are not meant as departments and are ignored."""
-    return len(name) <= MAX_DEPARTMENT_NAME
+    """Root folders longer than 6 characters are not meant as departments: ignored."""
+    return len(name) <= 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +64,7 @@ def parse_course(name: str) -> CourseName | None:
 
 class TestName(NamedTuple):
     """A test file name as read: exam code (`E1`, `M`, `Q`, `Q3`), semester (`F`/`S`/`U`),
-    two-digit year, and its `CSCI-1200` prefix (upper-cased) when it had one.
-    A NamedTuple: one is made per file, and tuples are cheap to make."""
+    two-digit year, and its `CSCI-1200` prefix (upper-cased) when it had one."""
 
     exam: str
     semester: str

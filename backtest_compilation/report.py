@@ -76,17 +76,18 @@ def renames_block(catalog: Catalog, applied: frozenset[str] = frozenset()) -> li
     ]
 
 
-def _counts(departments: int, courses: int, tests: int, problems: int, renames: int) -> str:
-    """`2 departments, 3 courses, 4 digital tests, 1 problem, 0 renames`."""
+def _counts(courses: list[dict[str, Any]], problems: int, renames: int) -> str:
+    """`2 departments, 3 courses, 4 digital tests, 1 problem, 0 renames` (§8 `courses`)."""
+    numbers = (len({c["course_code"] for c in courses}), len(courses))
+    numbers += (sum(c["digital_count"] for c in courses), problems, renames)
     words = ("department", "course", "digital test", "problem", "rename")
-    return ", ".join(map(plural, (departments, courses, tests, problems, renames), words))
+    return ", ".join(map(plural, numbers, words))
 
 
 def catalog_text(catalog: Catalog) -> str:
     """A readable summary: courses per department, problems, renames, crosslisted classes."""
-    tests = sum(c.digital_count for c in catalog.courses)
-    counts = (len(catalog.course_codes), len(catalog.courses), tests)
-    lines = [f"Catalog: {_counts(*counts, len(catalog.problems), len(catalog.renames))}"]
+    courses = catalog_block(catalog)["courses"]
+    lines = [f"Catalog: {_counts(courses, len(catalog.problems), len(catalog.renames))}"]
     for code in catalog.course_codes:
         courses = [c for c in catalog.courses if c.code == code]
         lines.append(f"  {code}: {plural(len(courses), 'course')}")
@@ -154,8 +155,8 @@ def html_page(
     website: Sequence[str] = (),
     error: str = "",
 ) -> str:
-    """The HTML page of one run (contract §7 `report.html`), from the §8 `summary` alone
-    (a failed run gets one too) and `report_page.html`; every value is escaped (`_text`)."""
+    """The HTML page of one run (contract §7 `report.html`) from its §8 `summary` (a failed
+    run gets one too); every value is escaped (`_text`)."""
     catalog = summary.get("catalog") or {}
     courses, crosslisted = catalog.get("courses") or [], catalog.get("crosslisted") or []
     problems, renames = summary.get("problems") or [], summary.get("renames") or []
@@ -167,13 +168,11 @@ def html_page(
     not_found = [*(sheet.get("not_found") or []), *ambiguous]
     unwritten = "The sheet was not written in this run."
     done = {True: "renamed", False: "not renamed yet"}
-    tests = sum(c["digital_count"] for c in courses)
-    counts = (len({c["course_code"] for c in courses}), len(courses), tests)
     values: dict[str, object] = {
         "title": title,
         "headline": headline,
-        "failure": _failure([error] if error else [], summary.get("failed") or {}),
-        "counts": _counts(*counts, len(problems), len(renames)),
+        "failure": _failure(error, summary.get("failed") or {}),
+        "counts": _counts(courses, len(problems), len(renames)),
         "errors_count": len(errors),
         "errors": _list(errors),
         "files_count": len(files),
@@ -199,9 +198,9 @@ def html_page(
     return page.substitute({name: _text(value) for name, value in values.items()})
 
 
-def _failure(errors: list[str], failed: dict[str, str]) -> Html:
+def _failure(error: str, failed: dict[str, str]) -> Html:
     """The run's error and each sink's failure; nothing for a run that did not fail."""
-    lines = errors + [f"{sink}: {why}" for sink, why in sorted(failed.items())]
+    lines = ([error] if error else []) + [f"{sink}: {why}" for sink, why in sorted(failed.items())]
     if not lines:
         return Html("")
     return Html(f'<div class="failed"><strong>This run failed.</strong>{_list(lines)}</div>\n')
@@ -209,10 +208,8 @@ def _failure(errors: list[str], failed: dict[str, str]) -> Html:
 
 def _mongo(lines: Sequence[str], in_sync: bool) -> Html:
     """Each change line, coloured by its sign, or why there is none."""
-    if in_sync:
-        empty = "Nothing to change: the website already shows what the drive holds."
-    else:
-        empty = "MongoDB was not updated in this run."
+    empty = "Nothing to change: the website already shows what the drive holds."
+    empty = empty if in_sync else "MongoDB was not updated in this run."
     return _list(lines, empty, {"+": "plus", "-": "minus", "~": "tilde"})
 
 
@@ -289,16 +286,13 @@ def plan_text(plan: Plan) -> str:
     """`plan_lines` with a one-line header; says so when nothing is to be done."""
     if plan.is_empty:
         return "MongoDB: in sync, nothing to write"
-    header = (
-        f"MongoDB: {plan.inserts} to insert, {plan.updates} to update, {plan.deletes} to delete"
-    )
-    return "\n".join([header, *(f"  {line}" for line in plan_lines(plan))])
+    counts = f"{plan.inserts} to insert, {plan.updates} to update, {plan.deletes} to delete"
+    return "\n".join([f"MongoDB: {counts}", *(f"  {line}" for line in plan_lines(plan))])
 
 
 def mongo_block(plan: Plan, applied: Applied | None = None) -> dict[str, Any]:
-    """The `mongo` block of contract §8: without `applied` (dry run, check) what the plan
-    would do and whether MongoDB is `in_sync`; with it the documents written, and for an
-    apply that stopped part-way `not_applied` (what the plan still had to do) per phase."""
+    """The `mongo` block of contract §8: what the plan would do (dry run, check), or with
+    `applied` what was written, and for an apply stopped part-way what was not, per phase."""
     planned = {"inserted": plan.inserts, "updated": plan.updates, "deleted": plan.deletes}
     if applied is None:
         return {**planned, "in_sync": plan.is_empty}
