@@ -1,29 +1,24 @@
-"""`DriveSource`: the backtest drive read from Google Drive v3, completely and in few calls.
+"""`DriveSource`: the backtest drive read from Google Drive v3, and renames in it.
 
-A shared drive is listed whole in pages of 1,000, an ordinary folder breadth-first with
-many parents OR-ed into one query; later runs follow the changes feed from the saved
-token (a full listing when it is missing or rejected, when asked, and every
-`FULL_RESCAN_HOURS`). Renames go as googleapiclient's `BatchHttpRequest`, one batch at a
-time, as big as the write pacer's bucket allows (contract §5.9); files someone else
-changed since the listing are left for the next run. Every call goes through
-`google.Transport`.
+A full listing goes breadth-first, many parents OR-ed into one query, 1,000 items a page;
+later runs follow the changes feed from the saved token (a full listing when it is
+missing or rejected, when asked, and every `FULL_RESCAN_HOURS`). Renames go as
+googleapiclient's `BatchHttpRequest`, one batch at a time, as big as the write pacer's
+bucket allows (contract §5.9); files someone else changed since the listing are left for
+the next run. Every read goes through `google.Transport`.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
-from functools import partial
 from typing import Any
 
 import httplib2
-from google.auth import exceptions as google_auth_exceptions
 from google.auth.credentials import Credentials
 from google_auth_httplib2 import AuthorizedHttp
 from googleapiclient.discovery import build
@@ -32,7 +27,7 @@ from googleapiclient.http import BatchHttpRequest, HttpRequest
 
 from . import google
 from .catalog import Category, Problem, Rename, RenameResult
-from .errors import ConfigError, ServiceError
+from .errors import ServiceError
 from .google import Answer, ApiCalls, Kind
 from .snapshot import (
     DriveSnapshot,
@@ -43,7 +38,7 @@ from .snapshot import (
     sorted_items,
     to_item,
 )
-from .tree import FOLDER_MIME, Item, Node, assemble
+from .tree import FOLDER_MIME, Item, Node
 
 log = logging.getLogger(__name__)
 
@@ -54,20 +49,16 @@ SCOPE_READ = "https://www.googleapis.com/auth/drive.readonly"
 SCOPE_RENAME = "https://www.googleapis.com/auth/drive.metadata"
 PAGE_SIZE = 1000
 PROGRESS_EVERY_S = 10.0
-# Google documents no limit on `q`; field reports show failures past ~120 OR-ed parents
-# ("The query is too complex", 413). rclone groups 50; so do we, and cap the length.
+# Google fails queries past ~120 OR-ed parents ("The query is too complex"); rclone
+# groups 50, and so do we.
 MAX_PARENTS_PER_QUERY = 50
-MAX_QUERY_CHARS = 4000
-# A shared drive bigger than this many pages is read breadth-first, LIST_WORKERS queries
-# at a time: one stream of pages, each waiting for the last one's token, is slower.
-ONE_STREAM_PAGES = 3
-LIST_WORKERS = 8  # far below Drive's 12,000 reads a minute per user
 FILE_FIELDS = "id,name,mimeType,parents"
-LIST_FIELDS = f"nextPageToken,incompleteSearch,files({FILE_FIELDS})"
+LIST_FIELDS = f"nextPageToken,files({FILE_FIELDS})"
 CHANGE_FIELDS = (
     "nextPageToken,newStartPageToken,"
     f"changes(changeType,fileId,removed,file({FILE_FIELDS},trashed))"
 )
+READ_ONLY = "insufficientFilePermissions"  # Drive's reason when the account may only read
 
 
 @dataclass(frozen=True)
@@ -81,20 +72,14 @@ class DriveRead:
 
 
 class DriveCallError(ServiceError):
-    """A Drive call failed after retries; `status` is the HTTP status (0: no answer)."""
+    """A Drive call failed after retries: `status` is the HTTP status (0: no answer),
+    `detail` Google's answer (`404 notFound: File not found: …`)."""
 
-    def __init__(self, message: str, status: int, detail: str = "") -> None:
-        super().__init__(message)
-        self.status = status
-        self.detail = detail or message  # Google's answer: `404 notFound: File not found: …`
-
-
-@dataclass(frozen=True)
-class _Root:
-    id: str
-    name: str
-    drive_id: str | None
-    is_shared_drive: bool
+    def __init__(self, what: str, answer: Answer) -> None:
+        super().__init__(f"Drive {what} failed: {answer.message}")
+        self.status = answer.status
+        self.detail = answer.message
+        self.missing = answer.kind is Kind.PERMANENT and answer.status in (400, 403, 404)
 
 
 def quote(value: str) -> str:
@@ -102,64 +87,36 @@ def quote(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def parent_queries(
-    parent_ids: Sequence[str],
-    *,
-    max_parents: int = MAX_PARENTS_PER_QUERY,
-    max_chars: int = MAX_QUERY_CHARS,
-) -> Iterator[str]:
-    """Queries for the children of `parent_ids`, as few as Google's limits allow."""
-    suffix = ") and trashed = false"
-    group: list[str] = []
-    length = len(suffix) + 1
-    for pid in parent_ids:
-        term = f"{quote(pid)} in parents"
-        extra = len(term) + (4 if group else 0)
-        if group and (len(group) >= max_parents or length + extra > max_chars):
-            yield "(" + " or ".join(group) + suffix
-            group, length = [], len(suffix) + 1
-            extra = len(term)
-        group.append(term)
-        length += extra
-    if group:
-        yield "(" + " or ".join(group) + suffix
+def parent_queries(parent_ids: Sequence[str]) -> Iterator[str]:
+    """Queries for the children of `parent_ids`, `MAX_PARENTS_PER_QUERY` parents each."""
+    for start in range(0, len(parent_ids), MAX_PARENTS_PER_QUERY):
+        group = parent_ids[start : start + MAX_PARENTS_PER_QUERY]
+        yield "(" + " or ".join(f"{quote(p)} in parents" for p in group) + ") and trashed = false"
 
 
 class _CountingHttp:
-    """Wraps the authorised httplib2 object: counts round trips (what Google's quota
-    counts), and ends no request after the run's deadline. Retrying is
-    `google.Transport`'s business, not this object's."""
+    """The authorised httplib2 client, counting round trips (what Google's quota counts)
+    and letting no request outlive the run's deadline."""
 
     def __init__(
-        self,
-        inner: Any,
-        calls: ApiCalls,
-        timeout: float = google.REQUEST_TIMEOUT_S,
-        deadline: google.Deadline = google.NO_DEADLINE,
+        self, inner: AuthorizedHttp, calls: ApiCalls, timeout: float, deadline: google.Deadline
     ) -> None:
-        self._inner = inner
-        self._calls = calls
-        self._timeout = timeout
-        self._deadline = deadline
+        self.inner, self.calls, self.timeout, self.deadline = inner, calls, timeout, deadline
 
     def request(self, uri: str, method: str = "GET", *args: Any, **kwargs: Any) -> Any:
-        self._calls.request()
-        left = self._deadline.left()
-        if left < self._timeout:
-            self._cap(max(0.1, left))
-        return self._inner.request(uri, method, *args, **kwargs)
-
-    def _cap(self, seconds: float) -> None:
-        """Shorten the timeout of this client's requests (new and kept-alive connections)."""
-        self._inner.http.timeout = seconds
-        for conn in list(self._inner.http.connections.values()):
-            conn.timeout = seconds
-            if conn.sock is not None:
-                conn.sock.settimeout(seconds)
+        self.calls.requests += 1
+        left = self.deadline.left()
+        if left < self.timeout:  # shorten new and kept-alive connections' timeouts
+            seconds = self.inner.http.timeout = max(0.1, left)
+            for conn in list(self.inner.http.connections.values()):
+                conn.timeout = seconds
+                if conn.sock is not None:
+                    conn.sock.settimeout(seconds)
+        return self.inner.request(uri, method, *args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
         # googleapiclient reads `credentials`, `timeout`, … from the http object.
-        return getattr(self._inner, name)
+        return getattr(self.inner, name)
 
 
 class DriveSource:
@@ -187,7 +144,6 @@ class DriveSource:
         rename_budget_s: float = 600.0,
         writes_per_s: float = 3.0,
         deadline: google.Deadline = google.NO_DEADLINE,
-        clock: google.Clock | None = None,
     ) -> None:
         self.folder_id = folder_id
         self.delegate = delegate
@@ -198,13 +154,12 @@ class DriveSource:
         self.rename_budget_s = rename_budget_s
         self.deadline = deadline
         self.calls = ApiCalls()
-        self.clock = clock or google.Clock(sleep)
+        self.clock = google.Clock(sleep)
         # Reads and writes have separate quotas at Google: reads are never slowed by writes.
-        self.pacer = google.Pacer(clock=self.clock)
         self.write_pacer = google.Pacer(writes_per_s, clock=self.clock)
         self.transport = google.Transport(
             "drive",
-            pacer=self.pacer,
+            pacer=google.Pacer(clock=self.clock),
             calls=self.calls,
             retries=num_retries,
             call_budget_s=call_budget_s,
@@ -215,81 +170,48 @@ class DriveSource:
         root = endpoint.rstrip("/") if endpoint else GOOGLE_ROOT
         self._batch_uri = f"{root}/batch/drive/v3"
         self._credentials = credentials
-        self._timeout = timeout
-        self._proxy: Any = None if google.direct(endpoint) else httplib2.proxy_info_from_environment
-        self._http = self._new_http()
+        proxy = None if google.direct(endpoint) else httplib2.proxy_info_from_environment
+        authorized = AuthorizedHttp(
+            credentials, http=httplib2.Http(timeout=timeout, proxy_info=proxy)
+        )
+        self._http = _CountingHttp(authorized, self.calls, timeout, deadline)
+        api = {"api_endpoint": f"{root}/drive/v3/"} if endpoint else None
         self._service = build(
-            "drive",
-            "v3",
-            http=self._http,
-            static_discovery=True,
-            cache_discovery=False,
-            client_options={"api_endpoint": f"{root}/drive/v3/"} if endpoint else None,
+            "drive", "v3", http=self._http, static_discovery=True, client_options=api
         )
         # Where the changes feed stood at the listing: renames check it (`_Renames`).
         self._feed: tuple[str, str | None] | None = None
 
-    def _new_http(self) -> _CountingHttp:
-        """An authorised, counting httplib2 client (one per thread: httplib2 is not
-        thread-safe)."""
-        return _CountingHttp(
-            AuthorizedHttp(
-                self._credentials, http=httplib2.Http(timeout=self._timeout, proxy_info=self._proxy)
-            ),
-            self.calls,
-            self._timeout,
-            self.deadline,
-        )
-
-    def _execute(
-        self,
-        request: HttpRequest,
-        what: str,
-        passthrough: tuple[int, ...] = (),
-        http: _CountingHttp | None = None,
-    ) -> dict[str, Any]:
-        """One call through the transport (pacing, retries, budgets); errors become the
-        tool's errors, except permanent answers with an HTTP status in `passthrough`,
-        re-raised as `HttpError` for the caller. `http`: this thread's client, when the
-        call runs in a worker thread."""
-        send = request.execute if http is None else partial(request.execute, http=http)
+    def _call(self, request: HttpRequest, what: str) -> dict[str, Any]:
+        """One call through the transport (retries, budgets); errors become the tool's."""
         try:
-            return self.transport.call(what, send)
+            return self.transport.call(what, request.execute)
         except google.CallFailed as exc:
-            answer = exc.answer
-            if answer.status == 401 or isinstance(exc.cause, google_auth_exceptions.RefreshError):
+            if exc.answer.status == 401:  # also a refused token (`google.answer_of`)
                 raise self._rejected(exc.cause) from None
-            if (
-                answer.kind is google.Kind.PERMANENT
-                and answer.status in passthrough
-                and isinstance(exc.cause, HttpError)
-            ):
-                raise exc.cause from None
-            raise DriveCallError(
-                f"Drive {what} failed: {answer.message}", answer.status, answer.message
-            ) from None
+            raise DriveCallError(what, exc.answer) from None
 
-    def _rejected(self, exc: BaseException) -> ConfigError:
+    def _rejected(self, exc: BaseException) -> Exception:
         return google.credentials_rejected(exc, "Drive", self._who(), self.scopes)
 
-    def _pages(
-        self, what: str, http: _CountingHttp | None = None, **params: Any
-    ) -> Iterator[dict[str, Any]]:
+    def _found(self, get: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
+        """`get()`, or None when Drive says the item is not there (for this account)."""
+        try:
+            return get()
+        except DriveCallError as exc:
+            if exc.missing:
+                return None
+            raise
+
+    def _pages(self, what: str, **params: Any) -> Iterator[dict[str, Any]]:
         """Every page of a `files.list`/`changes.list` call, following tokens to the end."""
         resource = self._service.files() if what == "files.list" else self._service.changes()
         request = resource.list(**params)
-        tokens: set[str] = set()
         while request is not None:
-            page = self._execute(request, what, http=http)
-            if page.get("incompleteSearch"):
-                # Only `corpora=allDrives` should do this, and it is never used here.
-                log.warning("drive: Google reports an incomplete search for %s", what)
+            page = self._call(request, what)
             yield page
             # Not `list_next`: it puts the token in the URL of a long query sent as a POST.
             token = page.get("nextPageToken")
-            if token in tokens:  # the same page again would never end
-                raise DriveCallError(f"Drive {what} returned the same page token twice", 500)
-            tokens.add(token or "")
             request = resource.list(**{**params, "pageToken": token}) if token else None
 
     def _who(self) -> str:
@@ -308,18 +230,16 @@ class DriveSource:
             f"{who}. Share the drive or folder with {who}, or fix FOLDER_ID. Nothing was written."
         )
 
-    def _resolve_root(self) -> _Root:
-        """Shared drive or ordinary folder? Stops the run if neither is reachable."""
+    def _root(self, now: datetime) -> DriveSnapshot:
+        """The root, as a snapshot without items: a shared drive or an ordinary folder.
+        Stops the run if neither is reachable."""
         drive = self.shared_drive(self.folder_id)
         if drive is not None:
-            return _Root(drive["id"], drive["name"], drive["id"], True)
-        request = self._service.files().get(
-            fileId=self.folder_id, fields="id,name,mimeType,driveId,trashed", supportsAllDrives=True
-        )
-        try:
-            meta = self._execute(request, "files.get", passthrough=(403, 404))
-        except HttpError:
-            raise self._root_error("was not found") from None
+            return DriveSnapshot(drive["id"], drive["name"], drive["id"], True, (), None, now)
+        fields = "id,name,mimeType,driveId,trashed"
+        meta = self._found(lambda: self.item(self.folder_id, fields))
+        if meta is None:
+            raise self._root_error("was not found")
         if meta.get("mimeType") != FOLDER_MIME:
             raise ServiceError(
                 f"FOLDER_ID {self.folder_id!r} is a file ({meta.get('mimeType')}) that "
@@ -328,7 +248,7 @@ class DriveSource:
             )
         if meta.get("trashed"):
             raise self._root_error("is in the trash")
-        return _Root(meta["id"], meta["name"], meta.get("driveId"), False)
+        return DriveSnapshot(meta["id"], meta["name"], meta.get("driveId"), False, (), None, now)
 
     @staticmethod
     def _where(drive_id: str | None) -> dict[str, Any]:
@@ -336,140 +256,69 @@ class DriveSource:
         shared = {"corpora": "drive", "driveId": drive_id, "includeItemsFromAllDrives": True}
         return {"supportsAllDrives": True, **(shared if drive_id else {})}
 
-    def _start_token(self, root: _Root) -> str:
-        where = {"driveId": root.drive_id} if root.drive_id else {}
-        request = self._service.changes().getStartPageToken(supportsAllDrives=True, **where)
-        return self._execute(request, "changes.getStartPageToken")["startPageToken"]
-
-    def _list_drive(self, root: _Root) -> list[Item]:
-        """Every item of the shared drive: one stream of 1,000-item pages while the drive
-        fits in `ONE_STREAM_PAGES` of them, else breadth-first in parallel queries."""
-        items: list[Item] = []
-        progress = Progress("drive listing", 0, self.clock)
-        pages = self._pages(
-            "files.list",
-            q="trashed = false",
-            pageSize=PAGE_SIZE,
-            fields=LIST_FIELDS,
-            **self._where(root.drive_id),
-        )
-        for n, page in enumerate(pages, 1):
-            items.extend(i for i in map(to_item, page.get("files", [])) if i is not None)
-            progress.tick(len(items), self._limits_note(), verb="items listed")
-            if n == ONE_STREAM_PAGES and page.get("nextPageToken"):
-                pages.close()
-                log.info(
-                    "drive: more than %d items: listing folder by folder, %d queries at a time",
-                    len(items),
-                    LIST_WORKERS,
-                )
-                # What the stream gave is listed again: the queries do not know it.
-                return self._list_below(root, [root.id])
-        return items
-
     def _limits_note(self) -> str:
         n = self.calls.rate_limited
         return f"{n:,} rate-limit answers" if n else ""
 
-    def _list_below(self, root: _Root, folder_ids: Sequence[str]) -> list[Item]:
-        """Everything under `folder_ids`, breadth-first, many parents per query and
-        `LIST_WORKERS` queries in flight (each worker thread with its own HTTP client)."""
+    def _list_below(self, drive_id: str | None, folder_ids: Sequence[str]) -> list[Item]:
+        """Everything under `folder_ids`, breadth-first, many parents per query."""
         items: list[Item] = []
-        seen = set(folder_ids)
-        frontier = list(folder_ids)
+        seen, frontier = set(folder_ids), list(folder_ids)
         progress = Progress("drive listing", 0, self.clock)
-        local = threading.local()
-
-        def children(q: str) -> list[Item]:
-            if not hasattr(local, "http"):
-                local.http = self._new_http()
-            got: list[Item] = []
-            for page in self._pages(
-                "files.list",
-                local.http,
-                q=q,
-                pageSize=PAGE_SIZE,
-                fields=LIST_FIELDS,
-                **self._where(root.drive_id),
-            ):
-                got.extend(i for i in map(to_item, page.get("files", [])) if i is not None)
-            return got
-
-        pool = ThreadPoolExecutor(LIST_WORKERS, thread_name_prefix="drive-list")
-        try:
-            while frontier:
-                next_frontier: list[str] = []
-                # In query order, whatever order the answers come in: the same drive
-                # always gives the same listing.
-                for found in pool.map(children, parent_queries(frontier)):
-                    for item in found:
-                        if item.id in seen:
-                            continue
-                        seen.add(item.id)
-                        items.append(item)
-                        if item.mime_type == FOLDER_MIME:
-                            next_frontier.append(item.id)
+        while frontier:
+            parents, frontier = frontier, []
+            for q in parent_queries(parents):
+                fields = {"pageSize": PAGE_SIZE, "fields": LIST_FIELDS, **self._where(drive_id)}
+                for page in self._pages("files.list", q=q, **fields):
+                    for item in filter(None, map(to_item, page.get("files", []))):
+                        if item.id not in seen:
+                            seen.add(item.id)
+                            items.append(item)
+                            if item.mime_type == FOLDER_MIME:
+                                frontier.append(item.id)
                     progress.tick(len(items), self._limits_note(), verb="items listed")
-                frontier = next_frontier
-        finally:
-            # A failed query ends the listing: the queries not started yet are dropped.
-            pool.shutdown(wait=True, cancel_futures=True)
         return items
 
     def _full(self, previous: DriveSnapshot | None, now: datetime) -> DriveRead:
         started, calls_before = time.monotonic(), self.calls.requests
-        root = self._resolve_root()
+        root = self._root(now)
         # The token is taken before listing so that nothing changed meanwhile is missed.
-        token = self._start_token(root)
-        items = (
-            self._list_drive(root) if root.is_shared_drive else self._list_below(root, [root.id])
-        )
+        where = {"driveId": root.drive_id} if root.drive_id else {}
+        request = self._service.changes().getStartPageToken(supportsAllDrives=True, **where)
+        token = self._call(request, "changes.getStartPageToken")["startPageToken"]
+        listed = self._list_below(root.drive_id, [root.root_id])
         # Only what lies under the root, in id order: the snapshot's one shape.
-        under = reachable(root.id, {i.id: i for i in items})
-        tree = assemble(root.id, root.name, under.values())
-        snapshot = DriveSnapshot(
-            root_id=root.id,
-            root_name=root.name,
-            drive_id=root.drive_id,
-            is_shared_drive=root.is_shared_drive,
-            items=sorted_items(list(under.values())),
-            page_token=token,
-            listed_at=now,
-        )
+        under = reachable(root.root_id, {i.id: i for i in listed})
+        snapshot = replace(root, items=sorted_items(list(under.values())), page_token=token)
         log.info(
             "drive: full listing of %s %r: %d items in %d requests%s, %.2f s",
             "shared drive" if root.is_shared_drive else "folder",
-            root.name,
+            root.root_name,
             len(snapshot.items),
             self.calls.requests - calls_before,
             f" ({self._limits_note()})" if self.calls.rate_limited else "",
             time.monotonic() - started,
         )
-        return DriveRead(tree, snapshot, differs(previous, snapshot), full=True)
+        return DriveRead(snapshot.tree(), snapshot, differs(previous, snapshot), full=True)
 
     def _incremental(
-        self,
-        previous: DriveSnapshot,
-        now: datetime,
-        load_items: Callable[[], tuple[Item, ...]] | None = None,
+        self, previous: DriveSnapshot, load_items: Callable[[], tuple[Item, ...]] | None
     ) -> DriveRead | None:
         """Apply the changes feed to `previous`; None when a full listing is needed.
 
         With `load_items`, `previous` holds no items yet: they are loaded only when the
         feed reports a change; when it reports none the read says so without a tree."""
         started = time.monotonic()
-        root = _Root(
-            previous.root_id, previous.root_name, previous.drive_id, previous.is_shared_drive
-        )
         try:
-            changes, token = self._changes(previous.page_token, root.drive_id)
+            changes, token = self._changes(previous.page_token or "", previous.drive_id)
         except DriveCallError as exc:
             if exc.status not in (400, 404, 410):
                 raise
             log.info("drive: changes token rejected (%s), listing the whole drive", exc)
             return None
         if any(
-            c.get("fileId") == root.id or c.get("changeType", "file") != "file" for c in changes
+            c.get("fileId") == previous.root_id or c.get("changeType", "file") != "file"
+            for c in changes
         ):
             log.info("drive: the root itself changed, listing the whole drive")
             return None
@@ -483,20 +332,17 @@ class DriveSource:
             except ValueError as exc:
                 log.warning("drive: saved snapshot unusable (%s); listing the whole drive", exc)
                 return None
-        before = {i.id: i for i in previous.items}
-        after = apply_changes(before, changes)
-        under = reachable(root.id, after)
-        old_folders = {i.id for i in previous.items if i.mime_type == FOLDER_MIME}
+        after = apply_changes({i.id: i for i in previous.items}, changes)
+        under = reachable(previous.root_id, after)
         # A folder that appears under the root (moved in, restored) brings contents the
         # feed does not list: read those subtrees now.
+        old = {i.id for i in previous.items if i.mime_type == FOLDER_MIME}
         arrived = sorted(
-            i.id for i in under.values() if i.mime_type == FOLDER_MIME and i.id not in old_folders
+            i for i, it in under.items() if it.mime_type == FOLDER_MIME and i not in old
         )
         if arrived:
-            for item in self._list_below(root, arrived):
-                after[item.id] = item
-            under = reachable(root.id, after)
-        tree = assemble(root.id, root.name, under.values())
+            after.update((i.id, i) for i in self._list_below(previous.drive_id, arrived))
+            under = reachable(previous.root_id, after)
         snapshot = replace(previous, items=sorted_items(list(under.values())), page_token=token)
         changed = differs(previous, snapshot)
         log.info(
@@ -507,7 +353,7 @@ class DriveSource:
             len(snapshot.items),
             time.monotonic() - started,
         )
-        return DriveRead(tree, snapshot, changed, full=False)
+        return DriveRead(snapshot.tree(), snapshot, changed, full=False)
 
     def read(
         self,
@@ -523,45 +369,30 @@ class DriveSource:
 
         `load_items`: `previous` is a header (`DriveSnapshot.header_from_json`) and this
         loads its items, only if the feed reports changes (then `tree` may be None)."""
-        if now.tzinfo is None:
-            raise ValueError("now must be time-zone aware")
-        got = self._read(previous, full_rescan, now, load_items)
-        self._feed = (got.snapshot.page_token, got.snapshot.drive_id)
-        return got
-
-    def _read(
-        self,
-        previous: DriveSnapshot | None,
-        full_rescan: bool,
-        now: datetime,
-        load_items: Callable[[], tuple[Item, ...]] | None,
-    ) -> DriveRead:
         reason = full_reason(previous, self.folder_id, full_rescan, now, self.full_rescan_hours)
-        if reason is None and previous is not None:
-            got = self._incremental(previous, now, load_items)
-            if got is not None:
-                return got
-            reason = "changes token rejected"
-        log.debug("drive: full listing because %s", reason)
-        if previous is not None and load_items is not None and not previous.items:
-            try:  # to say whether the listing differs from what was saved
-                previous = replace(previous, items=load_items())
-            except ValueError:
-                previous = None
-        return self._full(previous, now)
+        got = None
+        if previous is not None and reason is None:
+            got = self._incremental(previous, load_items)
+        if got is None:
+            log.debug("drive: full listing because %s", reason or "the feed cannot be followed")
+            if previous is not None and load_items is not None and not previous.items:
+                try:  # to say whether the listing differs from what was saved
+                    previous = replace(previous, items=load_items())
+                except ValueError:
+                    previous = None
+            got = self._full(previous, now)
+        self._feed = (got.snapshot.page_token or "", got.snapshot.drive_id)
+        return got
 
     def shared_drive(self, drive_id: str, fields: str = "id,name") -> dict[str, Any] | None:
         """`drives.get` of `drive_id`; None when it is no shared drive this account sees."""
         request = self._service.drives().get(driveId=drive_id, fields=fields)
-        try:
-            return self._execute(request, "drives.get", passthrough=(400, 403, 404))
-        except HttpError:
-            return None
+        return self._found(lambda: self._call(request, "drives.get"))
 
     def item(self, file_id: str, fields: str) -> dict[str, Any]:
         """`files.get` of `file_id` with `fields`; a failure raises `DriveCallError`."""
         request = self._service.files().get(fileId=file_id, fields=fields, supportsAllDrives=True)
-        return self._execute(request, "files.get")
+        return self._call(request, "files.get")
 
     def child_folders(self, folder_id: str, drive_id: str | None) -> list[str]:
         """Names of the folders in `folder_id` (one page of 100: enough to judge a root)."""
@@ -569,7 +400,7 @@ class DriveSource:
         request = self._service.files().list(
             q=q, pageSize=100, fields="files(name)", **self._where(drive_id)
         )
-        return [f.get("name", "") for f in self._execute(request, "files.list").get("files", [])]
+        return [f.get("name", "") for f in self._call(request, "files.list").get("files", [])]
 
     def root_parent(self) -> tuple[str, str] | None:
         """The id and name of the folder (or shared drive) that holds FOLDER_ID, for the
@@ -581,7 +412,7 @@ class DriveSource:
                 return None
             shared = parent == meta.get("driveId")
             got = self.shared_drive(parent) if shared else self.item(parent, "id,name")
-        except (HttpError, ServiceError):
+        except ServiceError:
             return None  # a message without the parent's name, not a failed run
         return (str(got["id"]), str(got["name"])) if got else None
 
@@ -589,15 +420,9 @@ class DriveSource:
         """The Drive `version` of `file_id` (e.g. the report spreadsheet), in one
         `files.get`: it grows on every write to the file, whoever made it. None when the
         file cannot be seen (not found, not shared): the caller then cannot tell."""
-        request = self._service.files().get(
-            fileId=file_id, fields="version,modifiedTime", supportsAllDrives=True
-        )
-        try:
-            meta = self._execute(request, "files.get", passthrough=(403, 404))
-        except HttpError:
-            return None
+        meta = self._found(lambda: self.item(file_id, "version,modifiedTime")) or {}
         version = meta.get("version") or meta.get("modifiedTime")
-        return str(version) if version is not None else None
+        return None if version is None else str(version)
 
     def rename(self, renames: Sequence[Rename]) -> RenameResult:
         """Apply `renames`, one batch at a time at the write pacer's rate (contract §5.9).
@@ -609,50 +434,52 @@ class DriveSource:
         permission stops the renames (`RenameResult.refused`). Renames not reached within
         `rename_budget_s` (or before the run's deadline), and those of files someone
         else changed since the listing, are `pending`: the next run plans them afresh."""
-        if not renames:
-            return RenameResult()
-        if not self.allow_renames:
+        if renames and not self.allow_renames:
             log.info("drive: %d renames not applied (renames are off)", len(renames))
+        if not renames or not self.allow_renames:
             return RenameResult()
         return _Renames(self, renames).run()
 
-    def _rename_batch(self, chunk: Sequence[Rename]) -> dict[str, Answer]:
-        """One batch: id → Google's answer to that part."""
-        results: dict[str, Answer] = {}
+    def _send_batch(self, chunk: Sequence[Rename]) -> dict[str, Answer]:
+        """One rename batch: id → Google's answer to that part."""
+        answers: dict[str, Answer] = {}
 
-        def done(request_id: str, response: Any, exc: HttpError | None) -> None:
-            ok = Answer(Kind.OK, 200)
-            results[request_id] = (
-                ok if exc is None else google.answer_of(exc) or Answer(Kind.PERMANENT)
-            )
+        def done(request_id: str, _response: Any, exc: HttpError | None) -> None:
+            answer = Answer(Kind.OK, 200) if exc is None else google.answer_of(exc)
+            answers[request_id] = answer or Answer(Kind.PERMANENT)
 
         batch = BatchHttpRequest(callback=done, batch_uri=self._batch_uri)
-        files = self._service.files()
         for r in chunk:
-            part = files.update(fileId=r.id, body={"name": r.new}, supportsAllDrives=True)
-            batch.add(part, request_id=r.id)
+            update = self._service.files().update(
+                fileId=r.id, body={"name": r.new}, supportsAllDrives=True
+            )
+            batch.add(update, request_id=r.id)
         try:
             batch.execute(http=self._http)
         except Exception as exc:
             answer = google.answer_of(exc)
             if answer is None:
                 raise
-            if answer.status == 401 or isinstance(exc, google_auth_exceptions.RefreshError):
+            if answer.status == 401:
                 raise self._rejected(exc) from None
-            return {r.id: answer for r in chunk}
-        for r in chunk:
-            results.setdefault(r.id, Answer(Kind.TRANSIENT, 0, "no answer in the batch response"))
-        return results
+            return dict.fromkeys((r.id for r in chunk), answer)
+        unanswered = Answer(Kind.TRANSIENT, 0, "no answer in the batch response")
+        return {r.id: answers.get(r.id, unanswered) for r in chunk}
 
     def _changes(
         self, token: str, drive_id: str | None, fields: str = CHANGE_FIELDS
     ) -> tuple[list[dict[str, Any]], str]:
         """Every change since `token`, and the token to follow the feed from next time."""
-        params: dict[str, Any] = {"pageToken": token, "pageSize": PAGE_SIZE, "fields": fields}
-        if drive_id:
-            params.update(driveId=drive_id, includeItemsFromAllDrives=True)
+        where = {"driveId": drive_id, "includeItemsFromAllDrives": True} if drive_id else {}
         changes: list[dict[str, Any]] = []
-        for page in self._pages("changes.list", supportsAllDrives=True, **params):
+        for page in self._pages(
+            "changes.list",
+            pageToken=token,
+            pageSize=PAGE_SIZE,
+            fields=fields,
+            supportsAllDrives=True,
+            **where,
+        ):
             changes.extend(page.get("changes", []))
             token = page.get("newStartPageToken") or token
         return changes, token
@@ -662,14 +489,10 @@ class DriveSource:
         cheap read; the feed's position moves on). Empty before any `read`."""
         if self._feed is None:
             return set()
-        token, drive_id = self._feed
         ids_only = "nextPageToken,newStartPageToken,changes(fileId)"
-        changes, token = self._changes(token, drive_id, ids_only)
-        self._feed = (token, drive_id)
+        changes, token = self._changes(*self._feed, ids_only)
+        self._feed = (token, self._feed[1])
         return {c.get("fileId", "") for c in changes}
-
-
-READ_ONLY = "insufficientFilePermissions"  # Drive's reason when the account may only read
 
 
 class _Renames:
@@ -682,7 +505,7 @@ class _Renames:
         self.queue: deque[str] = deque(self.by_id)
         self.applied: set[str] = set()
         self.failed: dict[str, str] = {}
-        self.dropped: set[str] = set()
+        self.dropped: set[str] = set()  # files someone else changed, or the feed unread
         self.changed: set[str] = set()  # files someone else changed since the listing
         self.refused = ""
         self.sent_parts = self.limited = self.failing = 0
@@ -695,29 +518,23 @@ class _Renames:
         # and well before the run's deadline.
         budget = min(source.rename_budget_s, source.deadline.left() * 0.5)
         progress = Progress("renames", len(self.by_id), clock)
-        stalled = False
         while self.queue and not self.refused:
-            n = source.write_pacer.take(
-                min(len(self.queue), google.BATCH_LIMIT), latest=started + budget
-            )
+            most = min(len(self.queue), google.BATCH_LIMIT)
+            n = source.write_pacer.take(most, latest=started + budget)
             if n is None:
                 break  # out of time: the rest is pending
             chunk = self._unchanged([self.queue.popleft() for _ in range(n)])
-            if chunk and self._take(chunk, source._rename_batch([self.by_id[i] for i in chunk])):
+            if chunk and self._take(chunk, source._send_batch([self.by_id[i] for i in chunk])):
                 last_success = clock.now()
             progress.tick(len(self.applied), f"{self.limited:,} rate-limit answers")
-            if clock.now() - last_success >= source.rename_stall_s:
-                stalled = True
-                break
-        left = list(self.queue)
-        if stalled and left:
-            why = (
-                f"no rename succeeded for {source.rename_stall_s:g} s (RENAME_STALL_S); "
-                f"Drive kept answering {self.last_limit or 'errors'}"
-            )
-            self.failed.update(dict.fromkeys(left, why))
-            left = []
-        return self._result(frozenset(left) | self.dropped, clock.now() - started, budget)
+            if self.queue and clock.now() - last_success >= source.rename_stall_s:
+                why = (
+                    f"no rename succeeded for {source.rename_stall_s:g} s (RENAME_STALL_S); "
+                    f"Drive kept answering {self.last_limit or 'errors'}"
+                )
+                self.failed.update(dict.fromkeys(self.queue, why))
+                self.queue.clear()
+        return self._result(frozenset(self.queue) | self.dropped, clock.now() - started, budget)
 
     def _unchanged(self, chunk: list[str]) -> list[str]:
         """`chunk` without the files someone else renamed, moved or trashed since the
@@ -730,19 +547,18 @@ class _Renames:
             self.dropped.update(chunk, self.queue)
             self.queue.clear()
             return []
-        changed = self.changed
-        dropped = [i for i in chunk if i in changed]
+        dropped = [i for i in chunk if i in self.changed]
         if dropped:
             log.info(
                 "drive: %d files changed in Drive during the run, renamed next run", len(dropped)
             )
             self.dropped.update(dropped)
-        return [i for i in chunk if i not in changed]
+        return [i for i in chunk if i not in self.changed]
 
     def _take(self, chunk: list[str], answers: dict[str, Answer]) -> bool:
         """Fold one batch's answers in; True when at least one part was renamed."""
         accepted = transient = limited = 0
-        retry_after: float | None = None
+        waits = [a.retry_after for a in answers.values() if a.retry_after is not None]
         again: list[str] = []
         for rid in chunk:
             answer = answers[rid]
@@ -757,23 +573,21 @@ class _Renames:
                 limited += answer.kind is Kind.RATE_LIMIT
                 transient += answer.kind is Kind.TRANSIENT
                 self.last_limit = answer.message if limited else self.last_limit or answer.message
-                if answer.retry_after is not None:
-                    retry_after = max(retry_after or 0.0, answer.retry_after)
                 again.append(rid)
         self.sent_parts += len(chunk)
         self.limited += limited
-        self.source.calls.limited(limited)
+        self.source.calls.rate_limited += limited
         if again:
-            self.source.calls.retry()
+            self.source.calls.retries += 1
             # Back at the front: the oldest work goes first, and the order stays stable.
             self.queue.extendleft(reversed(again))
         pacer = self.source.write_pacer
         # Backoff after errors grows with consecutive failing batches, not with the total.
         self.failing = 0 if accepted or not transient else self.failing + 1
         if limited:
-            pacer.refused(retry_after)
+            pacer.refused(max(waits, default=None))
         elif self.failing:
-            pacer.hold(retry_after if retry_after is not None else pacer.backoff(self.failing))
+            pacer.hold(max(waits) if waits else pacer.backoff(self.failing))
         else:
             pacer.accepted()
         return accepted > 0
@@ -785,8 +599,7 @@ class _Renames:
             f"give {who} the Content manager role on the shared drive (or edit access to "
             "the folder), or set RENAME_FILES=false"
         )
-        if not self.refused:
-            self.refused = f"renames stopped: {who} may only read the drive; {fix}"
+        self.refused = self.refused or f"renames stopped: {who} may only read the drive; {fix}"
         return f"{who} may only read the drive: {fix}"
 
     def _result(self, pending: frozenset[str], elapsed: float, budget: float) -> RenameResult:
@@ -801,6 +614,7 @@ class _Renames:
             )
             for rid, why in sorted(self.failed.items(), key=lambda kv: (by_id[kv[0]].path, kv[0]))
         )
+        out_of_time = f": RENAME_BUDGET_S or the run's time ({budget:.0f} s) ran out"
         log.info(
             "drive: renamed %d of %d files (%d failed, %d pending%s), %d write attempts, "
             "%d rate-limit answers, %.2f s",
@@ -808,9 +622,7 @@ class _Renames:
             len(by_id),
             len(problems),
             len(pending),
-            f": RENAME_BUDGET_S or the run's time ({budget:.0f} s) ran out"
-            if pending - self.dropped
-            else "",
+            out_of_time if pending - self.dropped else "",
             self.sent_parts,
             self.limited,
             elapsed,

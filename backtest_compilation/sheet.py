@@ -231,7 +231,7 @@ class SheetReport:
         http = self._http
 
         def once() -> Any:
-            self.calls.request()  # one HTTP request: what Google's quota counts
+            self.calls.requests += 1  # one HTTP request: what Google's quota counts
             # No request outlives the run: its timeout ends at the run's deadline.
             http.set_timeout(min(self.timeout, max(0.1, self.transport.deadline.left())))
             return fn(http)

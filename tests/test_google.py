@@ -98,17 +98,6 @@ def test_every_google_answer_is_classified_by_one_table(
     assert google.classify(status, body) is kind
 
 
-def test_the_table_names_every_reason_the_issue_lists() -> None:
-    for reason in (
-        "userRateLimitExceeded",
-        "rateLimitExceeded",
-        "RATE_LIMIT_EXCEEDED",
-        "backendError",
-        "insufficientFilePermissions",
-    ):
-        assert reason in google.REASONS
-
-
 def test_messages_name_the_reason_and_never_the_whole_body() -> None:
     body = drive_error(403, "userRateLimitExceeded", "User Rate Limit Exceeded")
     assert google.message_of(403, body) == "403 userRateLimitExceeded: User Rate Limit Exceeded"
