@@ -1,11 +1,8 @@
 """`DriveSource`: the backtest drive read from Google Drive v3, and renames in it.
 
-A full listing goes breadth-first, many parents OR-ed into one query, 1,000 items a page;
-later runs follow the changes feed from the saved token (a full listing when it is
-missing or rejected, when asked, and every `FULL_RESCAN_HOURS`). Renames go as
-googleapiclient's `BatchHttpRequest`, one batch at a time, as big as the write pacer's
-bucket allows (contract §5.9); files someone else changed since the listing are left for
-the next run. Every read goes through `google.Transport`.
+A full listing goes breadth-first, many parents to a query; later runs follow the changes
+feed. Renames go as googleapiclient's `BatchHttpRequest`, one batch at a time, as big as
+the write pacer's bucket allows (contract §5.9).
 """
 
 from __future__ import annotations
@@ -94,31 +91,6 @@ def parent_queries(parent_ids: Sequence[str]) -> Iterator[str]:
         yield "(" + " or ".join(f"{quote(p)} in parents" for p in group) + ") and trashed = false"
 
 
-class _CountingHttp:
-    """The authorised httplib2 client, counting round trips (what Google's quota counts)
-    and letting no request outlive the run's deadline."""
-
-    def __init__(
-        self, inner: AuthorizedHttp, calls: ApiCalls, timeout: float, deadline: google.Deadline
-    ) -> None:
-        self.inner, self.calls, self.timeout, self.deadline = inner, calls, timeout, deadline
-
-    def request(self, uri: str, method: str = "GET", *args: Any, **kwargs: Any) -> Any:
-        self.calls.requests += 1
-        left = self.deadline.left()
-        if left < self.timeout:  # shorten new and kept-alive connections' timeouts
-            seconds = self.inner.http.timeout = max(0.1, left)
-            for conn in list(self.inner.http.connections.values()):
-                conn.timeout = seconds
-                if conn.sock is not None:
-                    conn.sock.settimeout(seconds)
-        return self.inner.request(uri, method, *args, **kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        # googleapiclient reads `credentials`, `timeout`, … from the http object.
-        return getattr(self.inner, name)
-
-
 class DriveSource:
     """Reads the backtest drive under `folder_id` and renames files in it.
 
@@ -146,7 +118,6 @@ class DriveSource:
         deadline: google.Deadline = google.NO_DEADLINE,
     ) -> None:
         self.folder_id = folder_id
-        self.delegate = delegate
         self.scopes = tuple(scopes)
         self.allow_renames = allow_renames
         self.full_rescan_hours = full_rescan_hours
@@ -169,12 +140,17 @@ class DriveSource:
         )
         root = endpoint.rstrip("/") if endpoint else GOOGLE_ROOT
         self._batch_uri = f"{root}/batch/drive/v3"
-        self._credentials = credentials
-        proxy = None if google.direct(endpoint) else httplib2.proxy_info_from_environment
-        authorized = AuthorizedHttp(
-            credentials, http=httplib2.Http(timeout=timeout, proxy_info=proxy)
+        email = getattr(credentials, "service_account_email", "")
+        # Whom Drive sees, for messages: the delegated user, else the service account.
+        self.who = (
+            f"DELEGATE_EMAIL {delegate!r}"
+            if delegate
+            else f"the service account {email} (DELEGATE_EMAIL is not set)"
+            if email
+            else "anonymous access"  # an emulator endpoint, no key
         )
-        self._http = _CountingHttp(authorized, self.calls, timeout, deadline)
+        proxy = None if google.direct(endpoint) else httplib2.proxy_info_from_environment
+        self._http = AuthorizedHttp(credentials, httplib2.Http(timeout=timeout, proxy_info=proxy))
         api = {"api_endpoint": f"{root}/drive/v3/"} if endpoint else None
         self._service = build(
             "drive", "v3", http=self._http, static_discovery=True, client_options=api
@@ -182,17 +158,27 @@ class DriveSource:
         # Where the changes feed stood at the listing: renames check it (`_Renames`).
         self._feed: tuple[str, str | None] | None = None
 
+    def _client(self) -> AuthorizedHttp:
+        """The HTTP client for one more request: counted (Google's quota counts requests),
+        and its timeout never past the run's deadline."""
+        self.calls.requests += 1
+        left = self.deadline.left()
+        if left < self._http.http.timeout:
+            self._http.http.timeout = max(0.1, left)
+            self._http.http.close()  # kept-alive connections keep their old timeout
+        return self._http
+
     def _call(self, request: HttpRequest, what: str) -> dict[str, Any]:
         """One call through the transport (retries, budgets); errors become the tool's."""
         try:
-            return self.transport.call(what, request.execute)
+            return self.transport.call(what, lambda: request.execute(http=self._client()))
         except google.CallFailed as exc:
             if exc.answer.status == 401:  # also a refused token (`google.answer_of`)
                 raise self._rejected(exc.cause) from None
             raise DriveCallError(what, exc.answer) from None
 
     def _rejected(self, exc: BaseException) -> Exception:
-        return google.credentials_rejected(exc, "Drive", self._who(), self.scopes)
+        return google.credentials_rejected(exc, "Drive", self.who, self.scopes)
 
     def _found(self, get: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
         """`get()`, or None when Drive says the item is not there (for this account)."""
@@ -214,17 +200,8 @@ class DriveSource:
             token = page.get("nextPageToken")
             request = resource.list(**{**params, "pageToken": token}) if token else None
 
-    def _who(self) -> str:
-        """Whom Drive sees: the delegated user, else the service account itself."""
-        if self.delegate:
-            return f"DELEGATE_EMAIL {self.delegate!r}"
-        email = getattr(self._credentials, "service_account_email", "")
-        if email:
-            return f"the service account {email} (DELEGATE_EMAIL is not set)"
-        return "anonymous access"  # an emulator endpoint, no key
-
     def _root_error(self, detail: str) -> ServiceError:
-        who = self._who()
+        who = self.who
         return ServiceError(
             f"FOLDER_ID {self.folder_id!r} {detail}: it does not exist or is not shared with "
             f"{who}. Share the drive or folder with {who}, or fix FOLDER_ID. Nothing was written."
@@ -243,7 +220,7 @@ class DriveSource:
         if meta.get("mimeType") != FOLDER_MIME:
             raise ServiceError(
                 f"FOLDER_ID {self.folder_id!r} is a file ({meta.get('mimeType')}) that "
-                f"{self._who()} can open, not a folder: FOLDER_ID must be the shared drive or "
+                f"{self.who} can open, not a folder: FOLDER_ID must be the shared drive or "
                 "the top folder that holds the department folders. Nothing was written."
             )
         if meta.get("trashed"):
@@ -255,10 +232,6 @@ class DriveSource:
         """The `files.list` parameters that search one shared drive (or My Drive)."""
         shared = {"corpora": "drive", "driveId": drive_id, "includeItemsFromAllDrives": True}
         return {"supportsAllDrives": True, **(shared if drive_id else {})}
-
-    def _limits_note(self) -> str:
-        n = self.calls.rate_limited
-        return f"{n:,} rate-limit answers" if n else ""
 
     def _list_below(self, drive_id: str | None, folder_ids: Sequence[str]) -> list[Item]:
         """Everything under `folder_ids`, breadth-first, many parents per query."""
@@ -276,7 +249,7 @@ class DriveSource:
                             items.append(item)
                             if item.mime_type == FOLDER_MIME:
                                 frontier.append(item.id)
-                    progress.tick(len(items), self._limits_note(), verb="items listed")
+                    progress.tick(len(items), verb="items listed")
         return items
 
     def _full(self, previous: DriveSnapshot | None, now: datetime) -> DriveRead:
@@ -290,13 +263,13 @@ class DriveSource:
         # Only what lies under the root, in id order: the snapshot's one shape.
         under = reachable(root.root_id, {i.id: i for i in listed})
         snapshot = replace(root, items=sorted_items(list(under.values())), page_token=token)
+        kind = "shared drive" if root.is_shared_drive else "folder"
         log.info(
-            "drive: full listing of %s %r: %d items in %d requests%s, %.2f s",
-            "shared drive" if root.is_shared_drive else "folder",
+            "drive: full listing of %s %r: %d items in %d requests, %.2f s",
+            kind,
             root.root_name,
             len(snapshot.items),
             self.calls.requests - calls_before,
-            f" ({self._limits_note()})" if self.calls.rate_limited else "",
             time.monotonic() - started,
         )
         return DriveRead(snapshot.tree(), snapshot, differs(previous, snapshot), full=True)
@@ -425,15 +398,11 @@ class DriveSource:
         return None if version is None else str(version)
 
     def rename(self, renames: Sequence[Rename]) -> RenameResult:
-        """Apply `renames`, one batch at a time at the write pacer's rate (contract §5.9).
-        Does nothing, and sends nothing, when renames are off.
-
-        A part Drive rate-limits is sent again later, never a failure; a permanent
-        answer (not found, invalid) is a `rename_failed` problem, and so is every rename
-        left when nothing succeeded for `rename_stall_s`. A refusal for lack of
-        permission stops the renames (`RenameResult.refused`). Renames not reached within
-        `rename_budget_s` (or before the run's deadline), and those of files someone
-        else changed since the listing, are `pending`: the next run plans them afresh."""
+        """Apply `renames` at the write pacer's rate (contract §5.9); nothing when renames
+        are off. Rate-limited parts are sent again; a permanent answer, or nothing
+        succeeding for `rename_stall_s`, is a `rename_failed` problem; read-only access
+        stops the renames (`refused`). Renames past `rename_budget_s` (or half the run's
+        time left), and of files someone else changed since the listing, are `pending`."""
         if renames and not self.allow_renames:
             log.info("drive: %d renames not applied (renames are off)", len(renames))
         if not renames or not self.allow_renames:
@@ -455,7 +424,7 @@ class DriveSource:
             )
             batch.add(update, request_id=r.id)
         try:
-            batch.execute(http=self._http)
+            batch.execute(http=self._client())
         except Exception as exc:
             answer = google.answer_of(exc)
             if answer is None:
@@ -470,16 +439,11 @@ class DriveSource:
         self, token: str, drive_id: str | None, fields: str = CHANGE_FIELDS
     ) -> tuple[list[dict[str, Any]], str]:
         """Every change since `token`, and the token to follow the feed from next time."""
-        where = {"driveId": drive_id, "includeItemsFromAllDrives": True} if drive_id else {}
+        params: dict[str, Any] = {"pageToken": token, "pageSize": PAGE_SIZE, "fields": fields}
+        if drive_id:
+            params.update(driveId=drive_id, includeItemsFromAllDrives=True)
         changes: list[dict[str, Any]] = []
-        for page in self._pages(
-            "changes.list",
-            pageToken=token,
-            pageSize=PAGE_SIZE,
-            fields=fields,
-            supportsAllDrives=True,
-            **where,
-        ):
+        for page in self._pages("changes.list", supportsAllDrives=True, **params):
             changes.extend(page.get("changes", []))
             token = page.get("newStartPageToken") or token
         return changes, token
@@ -594,7 +558,7 @@ class _Renames:
 
     def _read_only(self) -> str:
         """Why a refused rename failed, and the fix; the first such answer stops renames."""
-        who = self.source._who()
+        who = self.source.who
         fix = (
             f"give {who} the Content manager role on the shared drive (or edit access to "
             "the folder), or set RENAME_FILES=false"
