@@ -131,12 +131,10 @@ class DriveSource:
         self.transport = google.Transport(
             "drive",
             pacer=google.Pacer(clock=self.clock),
-            calls=self.calls,
             retries=num_retries,
             call_budget_s=call_budget_s,
             deadline=deadline,
             logger=log,
-            rate_limit_level=logging.DEBUG,
         )
         root = endpoint.rstrip("/") if endpoint else GOOGLE_ROOT
         self._batch_uri = f"{root}/batch/drive/v3"
@@ -540,9 +538,7 @@ class _Renames:
                 again.append(rid)
         self.sent_parts += len(chunk)
         self.limited += limited
-        self.source.calls.rate_limited += limited
         if again:
-            self.source.calls.retries += 1
             # Back at the front: the oldest work goes first, and the order stays stable.
             self.queue.extendleft(reversed(again))
         pacer = self.source.write_pacer

@@ -223,12 +223,9 @@ NO_DEADLINE = Deadline(None)
 
 @dataclass
 class ApiCalls:
-    """HTTP round trips to one API (a batch counts once; retries count), for contract §8,
-    and the answers that asked us to slow down."""
+    """HTTP requests sent to one API (a batch counts once; retries count), contract §8."""
 
     requests: int = 0
-    retries: int = 0
-    rate_limited: int = 0
 
 
 class Pacer:
@@ -337,13 +334,10 @@ class Transport:
     name: str
     _: KW_ONLY
     pacer: Pacer
-    calls: ApiCalls
     retries: int = MAX_RETRIES
     call_budget_s: float = CALL_BUDGET_S
     deadline: Deadline = NO_DEADLINE
     logger: logging.Logger = log
-    # Where many calls run (Drive listings), rate-limit answers are summarised instead.
-    rate_limit_level: int = logging.INFO
 
     @property
     def clock(self) -> Clock:
@@ -369,7 +363,6 @@ class Transport:
                 error: Exception = exc
             attempt += 1
             limited = answer.kind is Kind.RATE_LIMIT
-            self.calls.rate_limited += limited
             wait = self.pacer.backoff(attempt)
             if answer.retry_after is not None:
                 wait = max(answer.retry_after, self.pacer.jittered(answer.retry_after + 1))
@@ -381,9 +374,7 @@ class Transport:
                 raise CallFailed(answer, error) from error
             self.pacer.hold(wait)  # every caller waits, not only this one
             self.clock.sleep(wait)
-            self.calls.retries += 1
-            self.logger.log(
-                self.rate_limit_level if limited else logging.INFO,
+            self.logger.info(
                 "%s: %s, retry %d/%s in %.1f s (%s)",
                 self.name,
                 f"HTTP {answer.status}" if answer.status else answer.message,

@@ -126,7 +126,6 @@ class SheetReport:
         self.transport = google.Transport(
             "sheets",
             pacer=google.Pacer(clock=google.Clock(sleep)),
-            calls=self.calls,
             retries=retries,
             deadline=deadline,
             logger=log,
