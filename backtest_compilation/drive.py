@@ -26,15 +26,7 @@ from . import google
 from .catalog import Category, Problem, Rename, RenameResult
 from .errors import ServiceError
 from .google import Answer, ApiCalls, Kind
-from .snapshot import (
-    DriveSnapshot,
-    apply_changes,
-    differs,
-    full_reason,
-    reachable,
-    sorted_items,
-    to_item,
-)
+from .snapshot import DriveSnapshot, apply_changes, differs, full_reason, reachable, to_item
 from .tree import FOLDER_MIME, Item, Node
 
 log = logging.getLogger(__name__)
@@ -50,10 +42,9 @@ PROGRESS_EVERY_S = 10.0
 # groups 50, and so do we.
 MAX_PARENTS_PER_QUERY = 50
 FILE_FIELDS = "id,name,mimeType,parents"
-LIST_FIELDS = f"nextPageToken,files({FILE_FIELDS})"
 CHANGE_FIELDS = (
-    "nextPageToken,newStartPageToken,"
-    f"changes(changeType,fileId,removed,file({FILE_FIELDS},trashed))"
+    f"nextPageToken,newStartPageToken,changes(changeType,fileId,removed,file({FILE_FIELDS},"
+    "trashed))"
 )
 READ_ONLY = "insufficientFilePermissions"  # Drive's reason when the account may only read
 
@@ -136,17 +127,13 @@ class DriveSource:
             deadline=deadline,
             logger=log,
         )
+        # Whom Drive sees, for messages: the delegated user, else the service account.
+        email = getattr(credentials, "service_account_email", "")
+        self.who = f"the service account {email} (DELEGATE_EMAIL is not set)"
+        if delegate or not email:  # no key at all: an emulator endpoint
+            self.who = f"DELEGATE_EMAIL {delegate!r}" if delegate else "anonymous access"
         root = endpoint.rstrip("/") if endpoint else GOOGLE_ROOT
         self._batch_uri = f"{root}/batch/drive/v3"
-        email = getattr(credentials, "service_account_email", "")
-        # Whom Drive sees, for messages: the delegated user, else the service account.
-        self.who = (
-            f"DELEGATE_EMAIL {delegate!r}"
-            if delegate
-            else f"the service account {email} (DELEGATE_EMAIL is not set)"
-            if email
-            else "anonymous access"  # an emulator endpoint, no key
-        )
         proxy = None if google.direct(endpoint) else httplib2.proxy_info_from_environment
         self._http = AuthorizedHttp(credentials, httplib2.Http(timeout=timeout, proxy_info=proxy))
         api = {"api_endpoint": f"{root}/drive/v3/"} if endpoint else None
@@ -231,24 +218,21 @@ class DriveSource:
         shared = {"corpora": "drive", "driveId": drive_id, "includeItemsFromAllDrives": True}
         return {"supportsAllDrives": True, **(shared if drive_id else {})}
 
-    def _list_below(self, drive_id: str | None, folder_ids: Sequence[str]) -> list[Item]:
-        """Everything under `folder_ids`, breadth-first, many parents per query."""
-        items: list[Item] = []
-        seen, frontier = set(folder_ids), list(folder_ids)
-        progress = Progress("drive listing", 0, self.clock)
+    def _list_below(self, drive_id: str | None, folder_ids: Sequence[str]) -> dict[str, Item]:
+        """Everything under `folder_ids` by id, breadth-first, many parents per query."""
+        found: dict[str, Item] = {}
+        frontier = list(folder_ids)
+        fields = f"nextPageToken,files({FILE_FIELDS})"
         while frontier:
             parents, frontier = frontier, []
             for q in parent_queries(parents):
-                fields = {"pageSize": PAGE_SIZE, "fields": LIST_FIELDS, **self._where(drive_id)}
-                for page in self._pages("files.list", q=q, **fields):
+                params = {"q": q, "pageSize": PAGE_SIZE, "fields": fields}
+                for page in self._pages("files.list", **params, **self._where(drive_id)):
                     for item in filter(None, map(to_item, page.get("files", []))):
-                        if item.id not in seen:
-                            seen.add(item.id)
-                            items.append(item)
-                            if item.mime_type == FOLDER_MIME:
-                                frontier.append(item.id)
-                    progress.tick(len(items), verb="items listed")
-        return items
+                        if item.mime_type == FOLDER_MIME and item.id not in found:
+                            frontier.append(item.id)
+                        found[item.id] = item
+        return found
 
     def _full(self, previous: DriveSnapshot | None, now: datetime) -> DriveRead:
         started, calls_before = time.monotonic(), self.calls.requests
@@ -257,29 +241,23 @@ class DriveSource:
         where = {"driveId": root.drive_id} if root.drive_id else {}
         request = self._service.changes().getStartPageToken(supportsAllDrives=True, **where)
         token = self._call(request, "changes.getStartPageToken")["startPageToken"]
-        listed = self._list_below(root.drive_id, [root.root_id])
+        under = reachable(root.root_id, self._list_below(root.drive_id, [root.root_id]))
         # Only what lies under the root, in id order: the snapshot's one shape.
-        under = reachable(root.root_id, {i.id: i for i in listed})
-        snapshot = replace(root, items=sorted_items(list(under.values())), page_token=token)
-        kind = "shared drive" if root.is_shared_drive else "folder"
+        items = tuple(sorted(under.values(), key=lambda i: i.id))
+        snapshot = replace(root, items=items, page_token=token)
         log.info(
             "drive: full listing of %s %r: %d items in %d requests, %.2f s",
-            kind,
+            "shared drive" if root.is_shared_drive else "folder",
             root.root_name,
-            len(snapshot.items),
+            len(items),
             self.calls.requests - calls_before,
             time.monotonic() - started,
         )
         return DriveRead(snapshot.tree(), snapshot, differs(previous, snapshot), full=True)
 
-    def _incremental(
-        self, previous: DriveSnapshot, load_items: Callable[[], tuple[Item, ...]] | None
-    ) -> DriveRead | None:
-        """Apply the changes feed to `previous`; None when a full listing is needed.
-
-        With `load_items`, `previous` holds no items yet: they are loaded only when the
-        feed reports a change; when it reports none the read says so without a tree."""
-        started = time.monotonic()
+    def _feed_since(self, previous: DriveSnapshot) -> tuple[list[dict[str, Any]], str] | None:
+        """The changes since `previous` and the new token; None when the feed cannot be
+        followed (the token was rejected, the root itself changed)."""
         try:
             changes, token = self._changes(previous.page_token or "", previous.drive_id)
         except DriveCallError as exc:
@@ -287,41 +265,34 @@ class DriveSource:
                 raise
             log.info("drive: changes token rejected (%s), listing the whole drive", exc)
             return None
-        if any(
-            c.get("fileId") == previous.root_id or c.get("changeType", "file") != "file"
-            for c in changes
-        ):
+        root_changed = (c.get("fileId") == previous.root_id for c in changes)
+        if any(root_changed) or any(c.get("changeType", "file") != "file" for c in changes):
             log.info("drive: the root itself changed, listing the whole drive")
             return None
-        if load_items is not None:
-            if not changes:
-                # Cost follows the changes (contract §5.10): the saved items stay unread.
-                log.info("drive: changes feed: no changes, %.2f s", time.monotonic() - started)
-                return DriveRead(None, replace(previous, page_token=token), False, full=False)
-            try:
-                previous = replace(previous, items=load_items())
-            except ValueError as exc:
-                log.warning("drive: saved snapshot unusable (%s); listing the whole drive", exc)
-                return None
+        return changes, token
+
+    def _apply(
+        self, previous: DriveSnapshot, changes: list[dict[str, Any]], token: str, started: float
+    ) -> DriveRead:
+        """`previous` with the changes feed applied."""
         after = apply_changes({i.id: i for i in previous.items}, changes)
         under = reachable(previous.root_id, after)
         # A folder that appears under the root (moved in, restored) brings contents the
         # feed does not list: read those subtrees now.
         old = {i.id for i in previous.items if i.mime_type == FOLDER_MIME}
-        arrived = sorted(
-            i for i, it in under.items() if it.mime_type == FOLDER_MIME and i not in old
-        )
+        arrived = sorted(k for k, i in under.items() if i.mime_type == FOLDER_MIME and k not in old)
         if arrived:
-            after.update((i.id, i) for i in self._list_below(previous.drive_id, arrived))
+            after.update(self._list_below(previous.drive_id, arrived))
             under = reachable(previous.root_id, after)
-        snapshot = replace(previous, items=sorted_items(list(under.values())), page_token=token)
+        items = tuple(sorted(under.values(), key=lambda i: i.id))
+        snapshot = replace(previous, items=items, page_token=token)
         changed = differs(previous, snapshot)
         log.info(
             "drive: changes feed: %d changes (%s), %d new folders listed, %d items, %.2f s",
             len(changes),
             "drive changed" if changed else "nothing under the root changed",
             len(arrived),
-            len(snapshot.items),
+            len(items),
             time.monotonic() - started,
         )
         return DriveRead(snapshot.tree(), snapshot, changed, full=False)
@@ -334,24 +305,29 @@ class DriveSource:
         now: datetime,
         load_items: Callable[[], tuple[Item, ...]] | None = None,
     ) -> DriveRead:
-        """The drive tree now: from the changes feed applied to `previous` when possible,
-        otherwise from a full listing (no or unusable snapshot, `full_rescan`, other root,
-        or the last full listing at least `FULL_RESCAN_HOURS` ago).
-
-        `load_items`: `previous` is a header (`DriveSnapshot.header_from_json`) and this
-        loads its items, only if the feed reports changes (then `tree` may be None)."""
+        """The drive tree now: the changes feed applied to `previous` when possible, else
+        a full listing (no snapshot, `full_rescan`, another root, the feed rejected, or
+        the last full listing `FULL_RESCAN_HOURS` ago). With `load_items`, `previous` is a
+        header and this loads its items, only if needed (no changes: `tree` is None)."""
+        started = time.monotonic()
         reason = full_reason(previous, self.folder_id, full_rescan, now, self.full_rescan_hours)
-        got = None
-        if previous is not None and reason is None:
-            got = self._incremental(previous, load_items)
-        if got is None:
-            log.debug("drive: full listing because %s", reason or "the feed cannot be followed")
+        feed = self._feed_since(previous) if previous is not None and reason is None else None
+        if previous is not None and feed is not None and load_items and not feed[0]:
+            # Cost follows the changes (contract §5.10): the saved items stay unread.
+            log.info("drive: changes feed: no changes, %.2f s", time.monotonic() - started)
+            got = DriveRead(None, replace(previous, page_token=feed[1]), False, full=False)
+        else:
             if previous is not None and load_items is not None and not previous.items:
-                try:  # to say whether the listing differs from what was saved
+                try:  # the saved items: what the feed applies to, or the listing differs from
                     previous = replace(previous, items=load_items())
-                except ValueError:
-                    previous = None
-            got = self._full(previous, now)
+                except ValueError as exc:
+                    log.warning("drive: saved snapshot unusable (%s)", exc)
+                    previous = feed = None
+            if previous is not None and feed is not None:
+                got = self._apply(previous, *feed, started)
+            else:
+                log.debug("drive: full listing because %s", reason or "the feed cannot be used")
+                got = self._full(previous, now)
         self._feed = (got.snapshot.page_token or "", got.snapshot.drive_id)
         return got
 
@@ -388,9 +364,8 @@ class DriveSource:
         return (str(got["id"]), str(got["name"])) if got else None
 
     def file_version(self, file_id: str) -> str | None:
-        """The Drive `version` of `file_id` (e.g. the report spreadsheet), in one
-        `files.get`: it grows on every write to the file, whoever made it. None when the
-        file cannot be seen (not found, not shared): the caller then cannot tell."""
+        """The Drive `version` of `file_id` (e.g. the report spreadsheet): it grows on every
+        write to the file, whoever made it. None when the file cannot be seen."""
         meta = self._found(lambda: self.item(file_id, "version,modifiedTime")) or {}
         version = meta.get("version") or meta.get("modifiedTime")
         return None if version is None else str(version)
@@ -462,41 +437,42 @@ class _Renames:
     with the stall rule, the time budget, the changes-feed check and progress lines."""
 
     def __init__(self, source: DriveSource, renames: Sequence[Rename]) -> None:
-        self.source = source
+        self.source, self.clock = source, source.clock
         self.by_id = {r.id: r for r in renames}
         self.queue: deque[str] = deque(self.by_id)
         self.applied: set[str] = set()
-        self.failed: dict[str, str] = {}
-        self.dropped: set[str] = set()  # files someone else changed, or the feed unread
+        self.failed: dict[str, str] = {}  # id → why
+        self.dropped: set[str] = set()  # for the next run: the files may have changed
         self.changed: set[str] = set()  # files someone else changed since the listing
         self.refused = ""
-        self.sent_parts = self.limited = self.failing = 0
-        self.last_limit = ""
+        self.sent = self.limited = self.failing = 0
+        self.last_error = ""
+        self.started = self.clock.now()
+        self.next_line = self.started + PROGRESS_EVERY_S
 
     def run(self) -> RenameResult:
-        source, clock = self.source, self.source.clock
-        started = last_success = clock.now()
+        source, clock = self.source, self.clock
+        last_success = self.started
         # Renames never hold back MongoDB and the sheet: they stop at their own budget,
         # and well before the run's deadline.
         budget = min(source.rename_budget_s, source.deadline.left() * 0.5)
-        progress = Progress("renames", len(self.by_id), clock)
         while self.queue and not self.refused:
             most = min(len(self.queue), google.BATCH_LIMIT)
-            n = source.write_pacer.take(most, latest=started + budget)
+            n = source.write_pacer.take(most, latest=self.started + budget)
             if n is None:
                 break  # out of time: the rest is pending
             chunk = self._unchanged([self.queue.popleft() for _ in range(n)])
             if chunk and self._take(chunk, source._send_batch([self.by_id[i] for i in chunk])):
                 last_success = clock.now()
-            progress.tick(len(self.applied), f"{self.limited:,} rate-limit answers")
+            self._progress()
             if self.queue and clock.now() - last_success >= source.rename_stall_s:
                 why = (
                     f"no rename succeeded for {source.rename_stall_s:g} s (RENAME_STALL_S); "
-                    f"Drive kept answering {self.last_limit or 'errors'}"
+                    f"Drive kept answering {self.last_error or 'errors'}"
                 )
                 self.failed.update(dict.fromkeys(self.queue, why))
                 self.queue.clear()
-        return self._result(frozenset(self.queue) | self.dropped, clock.now() - started, budget)
+        return self._result(frozenset(self.queue) | self.dropped, budget)
 
     def _unchanged(self, chunk: list[str]) -> list[str]:
         """`chunk` without the files someone else renamed, moved or trashed since the
@@ -509,13 +485,13 @@ class _Renames:
             self.dropped.update(chunk, self.queue)
             self.queue.clear()
             return []
-        dropped = [i for i in chunk if i in self.changed]
+        dropped = self.changed.intersection(chunk)
         if dropped:
             log.info(
                 "drive: %d files changed in Drive during the run, renamed next run", len(dropped)
             )
-            self.dropped.update(dropped)
-        return [i for i in chunk if i not in self.changed]
+            self.dropped |= dropped
+        return [i for i in chunk if i not in dropped]
 
     def _take(self, chunk: list[str], answers: dict[str, Answer]) -> bool:
         """Fold one batch's answers in; True when at least one part was renamed."""
@@ -534,13 +510,12 @@ class _Renames:
             else:
                 limited += answer.kind is Kind.RATE_LIMIT
                 transient += answer.kind is Kind.TRANSIENT
-                self.last_limit = answer.message if limited else self.last_limit or answer.message
+                self.last_error = answer.message if limited else self.last_error or answer.message
                 again.append(rid)
-        self.sent_parts += len(chunk)
+        self.sent += len(chunk)
         self.limited += limited
-        if again:
-            # Back at the front: the oldest work goes first, and the order stays stable.
-            self.queue.extendleft(reversed(again))
+        # Back at the front: the oldest work goes first, and the order stays stable.
+        self.queue.extendleft(reversed(again))
         pacer = self.source.write_pacer
         # Backoff after errors grows with consecutive failing batches, not with the total.
         self.failing = 0 if accepted or not transient else self.failing + 1
@@ -562,17 +537,29 @@ class _Renames:
         self.refused = self.refused or f"renames stopped: {who} may only read the drive; {fix}"
         return f"{who} may only read the drive: {fix}"
 
-    def _result(self, pending: frozenset[str], elapsed: float, budget: float) -> RenameResult:
+    def _progress(self) -> None:
+        """An INFO line every `PROGRESS_EVERY_S`, also noted for `status` (`extra`):
+        `renames: 1,200 of 6,700 applied, 3.1/s, about 29 min left (…)`."""
+        now, done, total = self.clock.now(), len(self.applied), len(self.by_id)
+        if now < self.next_line:
+            return
+        self.next_line = now + PROGRESS_EVERY_S
+        rate = done / max(now - self.started, 1e-9)
+        line = f"renames: {done:,} of {total:,} applied, {rate:.1f}/s"
+        if rate > 0:
+            left = (total - done) / rate
+            when = f"{left:.0f} s" if left < 90 else f"{left / 60:.0f} min"
+            line += f", about {when if left < 5400 else f'{left / 3600:.1f} h'} left"
+        progress = {"what": "renames", "done": done, "total": total, "rate": round(rate, 2)}
+        log.info(
+            "%s (%s rate-limit answers)", line, f"{self.limited:,}", extra={"progress": progress}
+        )
+
+    def _result(self, pending: frozenset[str], budget: float) -> RenameResult:
         by_id = self.by_id
         problems = tuple(
-            Problem(
-                Category.RENAME_FAILED,
-                "Rename failed",
-                by_id[rid].path,
-                rid,
-                f"to {by_id[rid].new!r}: {why}",
-            )
-            for rid, why in sorted(self.failed.items(), key=lambda kv: (by_id[kv[0]].path, kv[0]))
+            Problem(Category.RENAME_FAILED, "Rename failed", r.path, r.id, f"to {r.new!r}: {why}")
+            for r, why in sorted(((by_id[i], why) for i, why in self.failed.items()), key=_by_path)
         )
         out_of_time = f": RENAME_BUDGET_S or the run's time ({budget:.0f} s) ran out"
         log.info(
@@ -583,37 +570,12 @@ class _Renames:
             len(problems),
             len(pending),
             out_of_time if pending - self.dropped else "",
-            self.sent_parts,
+            self.sent,
             self.limited,
-            elapsed,
+            self.clock.now() - self.started,
         )
         return RenameResult(frozenset(self.applied), problems, pending, self.refused)
 
 
-class Progress:
-    """An INFO line about every `every` seconds while a long phase runs:
-    `renames: 1,200 of 6,700 applied, 3.1/s, about 29 min left (…)`."""
-
-    def __init__(
-        self, what: str, total: int, clock: google.Clock, every: float = PROGRESS_EVERY_S
-    ) -> None:
-        self.what, self.total, self.clock, self.every = what, total, clock, every
-        self.started = clock.now()
-        self.next = self.started + every
-
-    def tick(self, done: int, note: str = "", verb: str = "applied") -> None:
-        """Log the line if it is time to."""
-        now = self.clock.now()
-        if now < self.next:
-            return
-        self.next = now + self.every
-        rate = done / max(now - self.started, 1e-9)
-        line = f"{self.what}: {done:,}" + (f" of {self.total:,}" if self.total else "")
-        line += f" {verb}, {rate:.1f}/s"
-        if self.total and rate > 0:
-            left = (self.total - done) / rate
-            when = f"{left:.0f} s" if left < 90 else f"{left / 60:.0f} min"
-            line += f", about {when if left < 5400 else f'{left / 3600:.1f} h'} left"
-        # `extra`: for `status` while the run goes on (pipeline notes it in the lock file).
-        progress = {"what": self.what, "done": done, "total": self.total, "rate": round(rate, 2)}
-        log.info("%s%s", line, f" ({note})" if note else "", extra={"progress": progress})
+def _by_path(failed: tuple[Rename, str]) -> tuple[str, str]:
+    return failed[0].path, failed[0].id
