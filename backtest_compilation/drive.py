@@ -376,8 +376,6 @@ class DriveSource:
         succeeding for `rename_stall_s`, is a `rename_failed` problem; read-only access
         stops the renames (`refused`). Renames past `rename_budget_s` (or half the run's
         time left), and of files someone else changed since the listing, are `pending`."""
-        if renames and not self.allow_renames:
-            log.info("drive: %d renames not applied (renames are off)", len(renames))
         if not renames or not self.allow_renames:
             return RenameResult()
         return _Renames(self, renames).run()
@@ -556,26 +554,20 @@ class _Renames:
         )
 
     def _result(self, pending: frozenset[str], budget: float) -> RenameResult:
-        by_id = self.by_id
+        failed = sorted((self.by_id[i] for i in self.failed), key=lambda r: (r.path, r.id))
         problems = tuple(
             Problem(Category.RENAME_FAILED, "Rename failed", r.path, r.id, f"to {r.new!r}: {why}")
-            for r, why in sorted(((by_id[i], why) for i, why in self.failed.items()), key=_by_path)
+            for r, why in ((r, self.failed[r.id]) for r in failed)
         )
-        out_of_time = f": RENAME_BUDGET_S or the run's time ({budget:.0f} s) ran out"
+        # How it went, beside the pipeline's "renames: 3 applied, 0 failed, 1 pending".
+        took = self.clock.now() - self.started
+        late = f"; RENAME_BUDGET_S or the run's time ({budget:.0f} s) ran out"
+        late = late if pending - self.dropped else ""
         log.info(
-            "drive: renamed %d of %d files (%d failed, %d pending%s), %d write attempts, "
-            "%d rate-limit answers, %.2f s",
-            len(self.applied),
-            len(by_id),
-            len(problems),
-            len(pending),
-            out_of_time if pending - self.dropped else "",
+            "drive: %d write attempts, %d rate-limit answers, %.2f s%s",
             self.sent,
             self.limited,
-            self.clock.now() - self.started,
+            took,
+            late,
         )
         return RenameResult(frozenset(self.applied), problems, pending, self.refused)
-
-
-def _by_path(failed: tuple[Rename, str]) -> tuple[str, str]:
-    return failed[0].path, failed[0].id

@@ -1,8 +1,7 @@
-"""The one way this tool talks to Google (Drive and Sheets alike): credentials, the
-endpoint rule (`direct`), the classification of every answer by Google's reason strings
-first and the HTTP status second (`REASONS`, `answer_of`), call counting, the write pacer
-(after rclone's `lib/pacer`) and time (`Transport.call`'s bounded retries, the run's
-`Deadline`). No other module sleeps or decides whether to retry.
+"""The one way this tool talks to Google (Drive and Sheets alike): credentials, what an
+answer means (`answer_of`), the write pacer (after rclone's `lib/pacer`) and time
+(`Transport.call`'s bounded retries, the run's `Deadline`). No other module sleeps or
+decides whether to retry.
 """
 
 from __future__ import annotations
@@ -51,26 +50,18 @@ class Kind(Enum):
     PERMANENT = "permanent"  # retrying cannot help: not found, no permission, invalid
 
 
-# Google's reason strings: Drive v3 (`error.errors[].reason`) and Sheets v4
-# (`error.status`, `error.details[].reason`). A reason decides before the status does:
-# Drive answers a rate limit as 403, and a 403 is otherwise permanent.
+# Google's reason strings that mean "send it again": Drive v3 (`error.errors[].reason`)
+# and Sheets v4 (`error.status`, `error.details[].reason`). A reason decides before the
+# status does: Drive answers a rate limit as 403, and any other 4xx is permanent (also
+# `dailyLimitExceeded`: waiting minutes will not lift a daily quota).
 # fmt: off
-_RATE_LIMITS = ("userRateLimitExceeded", "rateLimitExceeded", "sharingRateLimitExceeded",
-                "RATE_LIMIT_EXCEEDED", "RESOURCE_EXHAUSTED")
-_TRANSIENT = ("backendError", "internalError", "transientError",
-              "UNAVAILABLE", "INTERNAL", "DEADLINE_EXCEEDED")
-# `dailyLimitExceeded` is a daily quota: waiting minutes will not help.
-_PERMANENT = ("insufficientFilePermissions", "insufficientPermissions", "forbidden",
-              "domainPolicy", "notFound", "fileNotFound", "invalid", "badRequest",
-              "parseError", "required", "authError", "dailyLimitExceeded",
-              "storageQuotaExceeded", "PERMISSION_DENIED", "NOT_FOUND", "INVALID_ARGUMENT",
-              "FAILED_PRECONDITION", "UNAUTHENTICATED")
-# fmt: on
 REASONS: Mapping[str, Kind] = {
-    **dict.fromkeys(_RATE_LIMITS, Kind.RATE_LIMIT),
-    **dict.fromkeys(_TRANSIENT, Kind.TRANSIENT),
-    **dict.fromkeys(_PERMANENT, Kind.PERMANENT),
+    **dict.fromkeys(("userRateLimitExceeded", "rateLimitExceeded", "sharingRateLimitExceeded",
+                     "RATE_LIMIT_EXCEEDED", "RESOURCE_EXHAUSTED"), Kind.RATE_LIMIT),
+    **dict.fromkeys(("backendError", "internalError", "transientError", "UNAVAILABLE",
+                     "INTERNAL", "DEADLINE_EXCEEDED"), Kind.TRANSIENT),
 }
+# fmt: on
 
 
 def _error(body: Any) -> Mapping[str, Any]:
@@ -97,12 +88,10 @@ def classify(status: int, body: Any = None) -> Kind:
         return Kind.OK
     kinds = {REASONS.get(r) for r in reasons(body)}
     # The most hopeful wins: a rate limit next to "forbidden" is still a rate limit.
-    for kind in (Kind.RATE_LIMIT, Kind.TRANSIENT, Kind.PERMANENT):
-        if kind in kinds:
-            return kind
-    if status == 429:
+    if status == 429 or Kind.RATE_LIMIT in kinds:
         return Kind.RATE_LIMIT
-    return Kind.TRANSIENT if status >= 500 or status == 408 else Kind.PERMANENT
+    transient = Kind.TRANSIENT in kinds or status >= 500 or status == 408
+    return Kind.TRANSIENT if transient else Kind.PERMANENT
 
 
 def retry_after(value: str | None, now: datetime | None = None) -> float | None:
@@ -232,11 +221,10 @@ class Pacer:
     """When the next call may go, after rclone's `lib/pacer` for Google Drive.
 
     Writes (a `rate`) take tokens from a bucket that refills at the rate and holds one
-    second of writes, as Google's does: `take` waits until it holds a batch. Each
-    refusal halves the rate, or waits out Drive's `Retry-After` when it sends one; each
-    batch taken whole climbs back by a step, up to the configured rate. Reads and
-    Sheets (no `rate`) are not spaced. Retries wait 2, 4, 8 … 32 s (or `Retry-After`),
-    jittered; a wait holds every caller of the pacer."""
+    second of writes, as Google's does. Each refusal halves the rate, or waits out Drive's
+    `Retry-After`; each batch taken whole climbs back by a step, up to the configured
+    rate. Reads and Sheets (no `rate`) are not spaced, only held by retries' waits:
+    2, 4, 8 … 32 s (or `Retry-After`), jittered."""
 
     def __init__(
         self,
@@ -324,12 +312,10 @@ class CallFailed(Exception):
 class Transport:
     """Sends calls of one API through one pacer, with bounded retries.
 
-    `call(what, fn)` runs `fn` (one HTTP request, already built), retrying rate-limit and
-    transient answers. Rate limits are waited out until the run's `deadline` (a quota per
-    minute is no failure); other answers until `retries` are spent or the next wait would
-    pass `call_budget_s` for this call (also rate limits, without a deadline). Permanent
-    answers and spent budgets raise `CallFailed`; exceptions that are not about Google
-    pass through."""
+    Rate limits are waited out until the run's `deadline` (a quota per minute is no
+    failure); other answers until `retries` are spent or the next wait would pass
+    `call_budget_s` for this call (also rate limits, without a deadline). Permanent
+    answers and spent budgets raise `CallFailed`; other exceptions pass through."""
 
     name: str
     _: KW_ONLY
