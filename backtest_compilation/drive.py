@@ -114,7 +114,6 @@ class DriveSource:
         self.full_rescan_hours = full_rescan_hours
         self.rename_stall_s = rename_stall_s
         self.rename_budget_s = rename_budget_s
-        self.deadline = deadline
         self.calls = ApiCalls()
         self.clock = google.Clock(sleep)
         # Reads and writes have separate quotas at Google: reads are never slowed by writes.
@@ -127,10 +126,9 @@ class DriveSource:
             deadline=deadline,
             logger=log,
         )
-        # Whom Drive sees, for messages: the delegated user, else the service account.
-        email = getattr(credentials, "service_account_email", "")
-        self.who = f"the service account {email} (DELEGATE_EMAIL is not set)"
-        if delegate or not email:  # no key at all: an emulator endpoint
+        email = getattr(credentials, "service_account_email", "")  # none: an emulator
+        self.who = f"the service account {email} (DELEGATE_EMAIL is not set)"  # whom Drive sees
+        if delegate or not email:
             self.who = f"DELEGATE_EMAIL {delegate!r}" if delegate else "anonymous access"
         root = endpoint.rstrip("/") if endpoint else GOOGLE_ROOT
         self._batch_uri = f"{root}/batch/drive/v3"
@@ -140,14 +138,13 @@ class DriveSource:
         self._service = build(
             "drive", "v3", http=self._http, static_discovery=True, client_options=api
         )
-        # Where the changes feed stood at the listing: renames check it (`_Renames`).
-        self._feed: tuple[str, str | None] | None = None
+        self._feed: tuple[str, str | None] | None = None  # the feed at the listing (renames)
 
     def _client(self) -> AuthorizedHttp:
         """The HTTP client for one more request: counted (Google's quota counts requests),
         and its timeout never past the run's deadline."""
         self.calls.requests += 1
-        left = self.deadline.left()
+        left = self.transport.deadline.left()
         if left < self._http.http.timeout:
             self._http.http.timeout = max(0.1, left)
             self._http.http.close()  # kept-alive connections keep their old timeout
@@ -453,7 +450,7 @@ class _Renames:
         last_success = self.started
         # Renames never hold back MongoDB and the sheet: they stop at their own budget,
         # and well before the run's deadline.
-        budget = min(source.rename_budget_s, source.deadline.left() * 0.5)
+        budget = min(source.rename_budget_s, source.transport.deadline.left() * 0.5)
         while self.queue and not self.refused:
             most = min(len(self.queue), google.BATCH_LIMIT)
             n = source.write_pacer.take(most, latest=self.started + budget)
