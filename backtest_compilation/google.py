@@ -223,8 +223,8 @@ class Pacer:
     Writes (a `rate`) take tokens from a bucket that refills at the rate and holds one
     second of writes, as Google's does. Each refusal halves the rate, or waits out Drive's
     `Retry-After`; each batch taken whole climbs back by a step, up to the configured
-    rate. Reads and Sheets (no `rate`) are not spaced, only held by retries' waits:
-    2, 4, 8 … 32 s (or `Retry-After`), jittered."""
+    rate. Reads and Sheets (no `rate`) are not spaced; their retries wait 2, 4, 8 … 32 s
+    (or `Retry-After`), jittered."""
 
     def __init__(
         self,
@@ -256,10 +256,6 @@ class Pacer:
     def hold(self, seconds: float) -> None:
         """Nobody sends for `seconds` from now (a backoff or a `Retry-After`)."""
         self._hold = max(self._hold, self.clock.now() + seconds)
-
-    def wait(self) -> None:
-        """Wait until a hold ends (reads and Sheets)."""
-        self.clock.sleep(self._hold - self.clock.now())
 
     def take(self, most: int, *, latest: float | None = None) -> int | None:
         """Wait until the bucket holds a batch of up to `most` writes and take it: its
@@ -310,7 +306,7 @@ class CallFailed(Exception):
 
 @dataclass
 class Transport:
-    """Sends calls of one API through one pacer, with bounded retries.
+    """Sends calls of one API, one at a time, with bounded retries (its pacer's backoff).
 
     Rate limits are waited out until the run's `deadline` (a quota per minute is no
     failure); other answers until `retries` are spent or the next wait would pass
@@ -335,7 +331,6 @@ class Transport:
         while True:
             if self.deadline.expired:
                 raise self.deadline.error(f"calling {self.name} ({what})")
-            self.pacer.wait()
             try:
                 return fn()
             except Exception as exc:
@@ -358,7 +353,6 @@ class Transport:
             spent = self.clock.now() - started
             if not patient and (attempt > self.retries or spent + wait > self.call_budget_s):
                 raise CallFailed(answer, error) from error
-            self.pacer.hold(wait)  # every caller waits, not only this one
             self.clock.sleep(wait)
             self.logger.info(
                 "%s: %s, retry %d/%s in %.1f s (%s)",
