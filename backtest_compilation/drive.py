@@ -386,10 +386,9 @@ class DriveSource:
             answers[request_id] = answer or Answer(Kind.PERMANENT)
 
         batch = BatchHttpRequest(callback=done, batch_uri=self._batch_uri)
+        files = self._service.files()  # 1.6 ms to make: once a batch, not once a part
         for r in chunk:
-            update = self._service.files().update(
-                fileId=r.id, body={"name": r.new}, supportsAllDrives=True
-            )
+            update = files.update(fileId=r.id, body={"name": r.new}, supportsAllDrives=True)
             batch.add(update, request_id=r.id)
         try:
             batch.execute(http=self._client())
