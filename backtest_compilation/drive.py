@@ -560,10 +560,6 @@ class _Renames:
         late = f"; RENAME_BUDGET_S or the run's time ({budget:.0f} s) ran out"
         late = late if pending - self.dropped else ""
         log.info(
-            "drive: %d write attempts, %d rate-limit answers, %.2f s%s",
-            self.sent,
-            self.limited,
-            took,
-            late,
+            "drive: %d writes sent, %d rate-limited, %.2f s%s", self.sent, self.limited, took, late
         )
         return RenameResult(frozenset(self.applied), problems, pending, self.refused)
