@@ -1,29 +1,21 @@
-"""`DriveSource`: the backtest drive read from Google Drive v3, completely and in few calls.
+"""`DriveSource`: the backtest drive read from Google Drive v3, and renames in it.
 
-A shared drive is listed whole in pages of 1,000, an ordinary folder breadth-first with
-many parents OR-ed into one query; later runs follow the changes feed from the saved
-token (a full listing when it is missing or rejected, when asked, and every
-`FULL_RESCAN_HOURS`). Renames go as googleapiclient's `BatchHttpRequest`, one batch at a
-time, as big as the write pacer's bucket allows (contract §5.9); files someone else
-changed since the listing are left for the next run. Every call goes through
-`google.Transport`.
+A full listing goes breadth-first, many parents to a query; later runs follow the changes
+feed. Renames go as googleapiclient's `BatchHttpRequest`, one batch at a time, as big as
+the write pacer's bucket allows (contract §5.9).
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
-from functools import partial
 from typing import Any
 
 import httplib2
-from google.auth import exceptions as google_auth_exceptions
 from google.auth.credentials import Credentials
 from google_auth_httplib2 import AuthorizedHttp
 from googleapiclient.discovery import build
@@ -32,18 +24,10 @@ from googleapiclient.http import BatchHttpRequest, HttpRequest
 
 from . import google
 from .catalog import Category, Problem, Rename, RenameResult
-from .errors import ConfigError, ServiceError
+from .errors import ServiceError
 from .google import Answer, ApiCalls, Kind
-from .snapshot import (
-    DriveSnapshot,
-    apply_changes,
-    differs,
-    full_reason,
-    reachable,
-    sorted_items,
-    to_item,
-)
-from .tree import FOLDER_MIME, Item, Node, assemble
+from .snapshot import DriveSnapshot, apply_changes, differs, full_reason, reachable, to_item
+from .tree import FOLDER_MIME, Item, Node
 
 log = logging.getLogger(__name__)
 
@@ -54,20 +38,15 @@ SCOPE_READ = "https://www.googleapis.com/auth/drive.readonly"
 SCOPE_RENAME = "https://www.googleapis.com/auth/drive.metadata"
 PAGE_SIZE = 1000
 PROGRESS_EVERY_S = 10.0
-# Google documents no limit on `q`; field reports show failures past ~120 OR-ed parents
-# ("The query is too complex", 413). rclone groups 50; so do we, and cap the length.
+# Google fails queries past ~120 OR-ed parents ("The query is too complex"); rclone
+# groups 50, and so do we.
 MAX_PARENTS_PER_QUERY = 50
-MAX_QUERY_CHARS = 4000
-# A shared drive bigger than this many pages is read breadth-first, LIST_WORKERS queries
-# at a time: one stream of pages, each waiting for the last one's token, is slower.
-ONE_STREAM_PAGES = 3
-LIST_WORKERS = 8  # far below Drive's 12,000 reads a minute per user
 FILE_FIELDS = "id,name,mimeType,parents"
-LIST_FIELDS = f"nextPageToken,incompleteSearch,files({FILE_FIELDS})"
 CHANGE_FIELDS = (
-    "nextPageToken,newStartPageToken,"
-    f"changes(changeType,fileId,removed,file({FILE_FIELDS},trashed))"
+    f"nextPageToken,newStartPageToken,changes(changeType,fileId,removed,file({FILE_FIELDS},"
+    "trashed))"
 )
+READ_ONLY = "insufficientFilePermissions"  # Drive's reason when the account may only read
 
 
 @dataclass(frozen=True)
@@ -81,20 +60,14 @@ class DriveRead:
 
 
 class DriveCallError(ServiceError):
-    """A Drive call failed after retries; `status` is the HTTP status (0: no answer)."""
+    """A Drive call failed after retries: `status` is the HTTP status (0: no answer),
+    `detail` Google's answer (`404 notFound: File not found: …`)."""
 
-    def __init__(self, message: str, status: int, detail: str = "") -> None:
-        super().__init__(message)
-        self.status = status
-        self.detail = detail or message  # Google's answer: `404 notFound: File not found: …`
-
-
-@dataclass(frozen=True)
-class _Root:
-    id: str
-    name: str
-    drive_id: str | None
-    is_shared_drive: bool
+    def __init__(self, what: str, answer: Answer) -> None:
+        super().__init__(f"Drive {what} failed: {answer.message}")
+        self.status = answer.status
+        self.detail = answer.message
+        self.missing = answer.kind is Kind.PERMANENT and answer.status in (400, 403, 404)
 
 
 def quote(value: str) -> str:
@@ -102,64 +75,11 @@ def quote(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def parent_queries(
-    parent_ids: Sequence[str],
-    *,
-    max_parents: int = MAX_PARENTS_PER_QUERY,
-    max_chars: int = MAX_QUERY_CHARS,
-) -> Iterator[str]:
-    """Queries for the children of `parent_ids`, as few as Google's limits allow."""
-    suffix = ") and trashed = false"
-    group: list[str] = []
-    length = len(suffix) + 1
-    for pid in parent_ids:
-        term = f"{quote(pid)} in parents"
-        extra = len(term) + (4 if group else 0)
-        if group and (len(group) >= max_parents or length + extra > max_chars):
-            yield "(" + " or ".join(group) + suffix
-            group, length = [], len(suffix) + 1
-            extra = len(term)
-        group.append(term)
-        length += extra
-    if group:
-        yield "(" + " or ".join(group) + suffix
-
-
-class _CountingHttp:
-    """Wraps the authorised httplib2 object: counts round trips (what Google's quota
-    counts), and ends no request after the run's deadline. Retrying is
-    `google.Transport`'s business, not this object's."""
-
-    def __init__(
-        self,
-        inner: Any,
-        calls: ApiCalls,
-        timeout: float = google.REQUEST_TIMEOUT_S,
-        deadline: google.Deadline = google.NO_DEADLINE,
-    ) -> None:
-        self._inner = inner
-        self._calls = calls
-        self._timeout = timeout
-        self._deadline = deadline
-
-    def request(self, uri: str, method: str = "GET", *args: Any, **kwargs: Any) -> Any:
-        self._calls.request()
-        left = self._deadline.left()
-        if left < self._timeout:
-            self._cap(max(0.1, left))
-        return self._inner.request(uri, method, *args, **kwargs)
-
-    def _cap(self, seconds: float) -> None:
-        """Shorten the timeout of this client's requests (new and kept-alive connections)."""
-        self._inner.http.timeout = seconds
-        for conn in list(self._inner.http.connections.values()):
-            conn.timeout = seconds
-            if conn.sock is not None:
-                conn.sock.settimeout(seconds)
-
-    def __getattr__(self, name: str) -> Any:
-        # googleapiclient reads `credentials`, `timeout`, … from the http object.
-        return getattr(self._inner, name)
+def parent_queries(parent_ids: Sequence[str]) -> Iterator[str]:
+    """Queries for the children of `parent_ids`, `MAX_PARENTS_PER_QUERY` parents each."""
+    for start in range(0, len(parent_ids), MAX_PARENTS_PER_QUERY):
+        group = parent_ids[start : start + MAX_PARENTS_PER_QUERY]
+        yield "(" + " or ".join(f"{quote(p)} in parents" for p in group) + ") and trashed = false"
 
 
 class DriveSource:
@@ -187,148 +107,107 @@ class DriveSource:
         rename_budget_s: float = 600.0,
         writes_per_s: float = 3.0,
         deadline: google.Deadline = google.NO_DEADLINE,
-        clock: google.Clock | None = None,
     ) -> None:
         self.folder_id = folder_id
-        self.delegate = delegate
         self.scopes = tuple(scopes)
         self.allow_renames = allow_renames
         self.full_rescan_hours = full_rescan_hours
         self.rename_stall_s = rename_stall_s
         self.rename_budget_s = rename_budget_s
-        self.deadline = deadline
         self.calls = ApiCalls()
-        self.clock = clock or google.Clock(sleep)
+        self.clock = google.Clock(sleep)
         # Reads and writes have separate quotas at Google: reads are never slowed by writes.
-        self.pacer = google.Pacer(clock=self.clock)
         self.write_pacer = google.Pacer(writes_per_s, clock=self.clock)
         self.transport = google.Transport(
             "drive",
-            pacer=self.pacer,
-            calls=self.calls,
+            pacer=google.Pacer(clock=self.clock),
             retries=num_retries,
             call_budget_s=call_budget_s,
             deadline=deadline,
             logger=log,
-            rate_limit_level=logging.DEBUG,
         )
+        email = getattr(credentials, "service_account_email", "")  # none: an emulator
+        self.who = f"the service account {email} (DELEGATE_EMAIL is not set)"  # whom Drive sees
+        if delegate or not email:
+            self.who = f"DELEGATE_EMAIL {delegate!r}" if delegate else "anonymous access"
         root = endpoint.rstrip("/") if endpoint else GOOGLE_ROOT
         self._batch_uri = f"{root}/batch/drive/v3"
-        self._credentials = credentials
-        self._timeout = timeout
-        self._proxy: Any = None if google.direct(endpoint) else httplib2.proxy_info_from_environment
-        self._http = self._new_http()
+        proxy = None if google.direct(endpoint) else httplib2.proxy_info_from_environment
+        self._http = AuthorizedHttp(credentials, httplib2.Http(timeout=timeout, proxy_info=proxy))
+        api = {"api_endpoint": f"{root}/drive/v3/"} if endpoint else None
         self._service = build(
-            "drive",
-            "v3",
-            http=self._http,
-            static_discovery=True,
-            cache_discovery=False,
-            client_options={"api_endpoint": f"{root}/drive/v3/"} if endpoint else None,
+            "drive", "v3", http=self._http, static_discovery=True, client_options=api
         )
-        # Where the changes feed stood at the listing: renames check it (`_Renames`).
-        self._feed: tuple[str, str | None] | None = None
+        self._feed: tuple[str, str | None] | None = None  # the feed at the listing (renames)
 
-    def _new_http(self) -> _CountingHttp:
-        """An authorised, counting httplib2 client (one per thread: httplib2 is not
-        thread-safe)."""
-        return _CountingHttp(
-            AuthorizedHttp(
-                self._credentials, http=httplib2.Http(timeout=self._timeout, proxy_info=self._proxy)
-            ),
-            self.calls,
-            self._timeout,
-            self.deadline,
-        )
+    def _client(self) -> AuthorizedHttp:
+        """The HTTP client for one more request: counted (Google's quota counts requests),
+        and its timeout never past the run's deadline."""
+        self.calls.requests += 1
+        left = self.transport.deadline.left()
+        if left < self._http.http.timeout:
+            self._http.http.timeout = max(0.1, left)
+            self._http.http.close()  # kept-alive connections keep their old timeout
+        return self._http
 
-    def _execute(
-        self,
-        request: HttpRequest,
-        what: str,
-        passthrough: tuple[int, ...] = (),
-        http: _CountingHttp | None = None,
-    ) -> dict[str, Any]:
-        """One call through the transport (pacing, retries, budgets); errors become the
-        tool's errors, except permanent answers with an HTTP status in `passthrough`,
-        re-raised as `HttpError` for the caller. `http`: this thread's client, when the
-        call runs in a worker thread."""
-        send = request.execute if http is None else partial(request.execute, http=http)
+    def _call(self, request: HttpRequest, what: str) -> dict[str, Any]:
+        """One call through the transport (retries, budgets); errors become the tool's."""
         try:
-            return self.transport.call(what, send)
+            return self.transport.call(what, lambda: request.execute(http=self._client()))
         except google.CallFailed as exc:
-            answer = exc.answer
-            if answer.status == 401 or isinstance(exc.cause, google_auth_exceptions.RefreshError):
+            if exc.answer.status == 401:  # also a refused token (`google.answer_of`)
                 raise self._rejected(exc.cause) from None
-            if (
-                answer.kind is google.Kind.PERMANENT
-                and answer.status in passthrough
-                and isinstance(exc.cause, HttpError)
-            ):
-                raise exc.cause from None
-            raise DriveCallError(
-                f"Drive {what} failed: {answer.message}", answer.status, answer.message
-            ) from None
+            raise DriveCallError(what, exc.answer) from None
 
-    def _rejected(self, exc: BaseException) -> ConfigError:
-        return google.credentials_rejected(exc, "Drive", self._who(), self.scopes)
+    def _rejected(self, exc: BaseException) -> Exception:
+        return google.credentials_rejected(exc, "Drive", self.who, self.scopes)
 
-    def _pages(
-        self, what: str, http: _CountingHttp | None = None, **params: Any
-    ) -> Iterator[dict[str, Any]]:
+    def _found(self, get: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
+        """`get()`, or None when Drive says the item is not there (for this account)."""
+        try:
+            return get()
+        except DriveCallError as exc:
+            if exc.missing:
+                return None
+            raise
+
+    def _pages(self, what: str, **params: Any) -> Iterator[dict[str, Any]]:
         """Every page of a `files.list`/`changes.list` call, following tokens to the end."""
         resource = self._service.files() if what == "files.list" else self._service.changes()
         request = resource.list(**params)
-        tokens: set[str] = set()
         while request is not None:
-            page = self._execute(request, what, http=http)
-            if page.get("incompleteSearch"):
-                # Only `corpora=allDrives` should do this, and it is never used here.
-                log.warning("drive: Google reports an incomplete search for %s", what)
+            page = self._call(request, what)
             yield page
             # Not `list_next`: it puts the token in the URL of a long query sent as a POST.
             token = page.get("nextPageToken")
-            if token in tokens:  # the same page again would never end
-                raise DriveCallError(f"Drive {what} returned the same page token twice", 500)
-            tokens.add(token or "")
             request = resource.list(**{**params, "pageToken": token}) if token else None
 
-    def _who(self) -> str:
-        """Whom Drive sees: the delegated user, else the service account itself."""
-        if self.delegate:
-            return f"DELEGATE_EMAIL {self.delegate!r}"
-        email = getattr(self._credentials, "service_account_email", "")
-        if email:
-            return f"the service account {email} (DELEGATE_EMAIL is not set)"
-        return "anonymous access"  # an emulator endpoint, no key
-
     def _root_error(self, detail: str) -> ServiceError:
-        who = self._who()
+        who = self.who
         return ServiceError(
             f"FOLDER_ID {self.folder_id!r} {detail}: it does not exist or is not shared with "
             f"{who}. Share the drive or folder with {who}, or fix FOLDER_ID. Nothing was written."
         )
 
-    def _resolve_root(self) -> _Root:
-        """Shared drive or ordinary folder? Stops the run if neither is reachable."""
+    def _root(self, now: datetime) -> DriveSnapshot:
+        """The root, as a snapshot without items: a shared drive or an ordinary folder.
+        Stops the run if neither is reachable."""
         drive = self.shared_drive(self.folder_id)
         if drive is not None:
-            return _Root(drive["id"], drive["name"], drive["id"], True)
-        request = self._service.files().get(
-            fileId=self.folder_id, fields="id,name,mimeType,driveId,trashed", supportsAllDrives=True
-        )
-        try:
-            meta = self._execute(request, "files.get", passthrough=(403, 404))
-        except HttpError:
-            raise self._root_error("was not found") from None
+            return DriveSnapshot(drive["id"], drive["name"], drive["id"], True, (), None, now)
+        fields = "id,name,mimeType,driveId,trashed"
+        meta = self._found(lambda: self.item(self.folder_id, fields))
+        if meta is None:
+            raise self._root_error("was not found")
         if meta.get("mimeType") != FOLDER_MIME:
             raise ServiceError(
                 f"FOLDER_ID {self.folder_id!r} is a file ({meta.get('mimeType')}) that "
-                f"{self._who()} can open, not a folder: FOLDER_ID must be the shared drive or "
+                f"{self.who} can open, not a folder: FOLDER_ID must be the shared drive or "
                 "the top folder that holds the department folders. Nothing was written."
             )
         if meta.get("trashed"):
             raise self._root_error("is in the trash")
-        return _Root(meta["id"], meta["name"], meta.get("driveId"), False)
+        return DriveSnapshot(meta["id"], meta["name"], meta.get("driveId"), False, (), None, now)
 
     @staticmethod
     def _where(drive_id: str | None) -> dict[str, Any]:
@@ -336,178 +215,84 @@ class DriveSource:
         shared = {"corpora": "drive", "driveId": drive_id, "includeItemsFromAllDrives": True}
         return {"supportsAllDrives": True, **(shared if drive_id else {})}
 
-    def _start_token(self, root: _Root) -> str:
-        where = {"driveId": root.drive_id} if root.drive_id else {}
-        request = self._service.changes().getStartPageToken(supportsAllDrives=True, **where)
-        return self._execute(request, "changes.getStartPageToken")["startPageToken"]
-
-    def _list_drive(self, root: _Root) -> list[Item]:
-        """Every item of the shared drive: one stream of 1,000-item pages while the drive
-        fits in `ONE_STREAM_PAGES` of them, else breadth-first in parallel queries."""
-        items: list[Item] = []
-        progress = Progress("drive listing", 0, self.clock)
-        pages = self._pages(
-            "files.list",
-            q="trashed = false",
-            pageSize=PAGE_SIZE,
-            fields=LIST_FIELDS,
-            **self._where(root.drive_id),
-        )
-        for n, page in enumerate(pages, 1):
-            items.extend(i for i in map(to_item, page.get("files", [])) if i is not None)
-            progress.tick(len(items), self._limits_note(), verb="items listed")
-            if n == ONE_STREAM_PAGES and page.get("nextPageToken"):
-                pages.close()
-                log.info(
-                    "drive: more than %d items: listing folder by folder, %d queries at a time",
-                    len(items),
-                    LIST_WORKERS,
-                )
-                # What the stream gave is listed again: the queries do not know it.
-                return self._list_below(root, [root.id])
-        return items
-
-    def _limits_note(self) -> str:
-        n = self.calls.rate_limited
-        return f"{n:,} rate-limit answers" if n else ""
-
-    def _list_below(self, root: _Root, folder_ids: Sequence[str]) -> list[Item]:
-        """Everything under `folder_ids`, breadth-first, many parents per query and
-        `LIST_WORKERS` queries in flight (each worker thread with its own HTTP client)."""
-        items: list[Item] = []
-        seen = set(folder_ids)
+    def _list_below(self, drive_id: str | None, folder_ids: Sequence[str]) -> dict[str, Item]:
+        """Everything under `folder_ids` by id, breadth-first, many parents per query."""
+        found: dict[str, Item] = {}
         frontier = list(folder_ids)
-        progress = Progress("drive listing", 0, self.clock)
-        local = threading.local()
-
-        def children(q: str) -> list[Item]:
-            if not hasattr(local, "http"):
-                local.http = self._new_http()
-            got: list[Item] = []
-            for page in self._pages(
-                "files.list",
-                local.http,
-                q=q,
-                pageSize=PAGE_SIZE,
-                fields=LIST_FIELDS,
-                **self._where(root.drive_id),
-            ):
-                got.extend(i for i in map(to_item, page.get("files", [])) if i is not None)
-            return got
-
-        pool = ThreadPoolExecutor(LIST_WORKERS, thread_name_prefix="drive-list")
-        try:
-            while frontier:
-                next_frontier: list[str] = []
-                # In query order, whatever order the answers come in: the same drive
-                # always gives the same listing.
-                for found in pool.map(children, parent_queries(frontier)):
-                    for item in found:
-                        if item.id in seen:
-                            continue
-                        seen.add(item.id)
-                        items.append(item)
-                        if item.mime_type == FOLDER_MIME:
-                            next_frontier.append(item.id)
-                    progress.tick(len(items), self._limits_note(), verb="items listed")
-                frontier = next_frontier
-        finally:
-            # A failed query ends the listing: the queries not started yet are dropped.
-            pool.shutdown(wait=True, cancel_futures=True)
-        return items
+        fields = f"nextPageToken,files({FILE_FIELDS})"
+        while frontier:
+            parents, frontier = frontier, []
+            for q in parent_queries(parents):
+                params = {"q": q, "pageSize": PAGE_SIZE, "fields": fields}
+                for page in self._pages("files.list", **params, **self._where(drive_id)):
+                    for item in filter(None, map(to_item, page.get("files", []))):
+                        if item.mime_type == FOLDER_MIME and item.id not in found:
+                            frontier.append(item.id)
+                        found[item.id] = item
+        return found
 
     def _full(self, previous: DriveSnapshot | None, now: datetime) -> DriveRead:
         started, calls_before = time.monotonic(), self.calls.requests
-        root = self._resolve_root()
+        root = self._root(now)
         # The token is taken before listing so that nothing changed meanwhile is missed.
-        token = self._start_token(root)
-        items = (
-            self._list_drive(root) if root.is_shared_drive else self._list_below(root, [root.id])
-        )
+        where = {"driveId": root.drive_id} if root.drive_id else {}
+        request = self._service.changes().getStartPageToken(supportsAllDrives=True, **where)
+        token = self._call(request, "changes.getStartPageToken")["startPageToken"]
+        under = reachable(root.root_id, self._list_below(root.drive_id, [root.root_id]))
         # Only what lies under the root, in id order: the snapshot's one shape.
-        under = reachable(root.id, {i.id: i for i in items})
-        tree = assemble(root.id, root.name, under.values())
-        snapshot = DriveSnapshot(
-            root_id=root.id,
-            root_name=root.name,
-            drive_id=root.drive_id,
-            is_shared_drive=root.is_shared_drive,
-            items=sorted_items(list(under.values())),
-            page_token=token,
-            listed_at=now,
-        )
+        items = tuple(sorted(under.values(), key=lambda i: i.id))
+        snapshot = replace(root, items=items, page_token=token)
         log.info(
-            "drive: full listing of %s %r: %d items in %d requests%s, %.2f s",
+            "drive: full listing of %s %r: %d items in %d requests, %.2f s",
             "shared drive" if root.is_shared_drive else "folder",
-            root.name,
-            len(snapshot.items),
+            root.root_name,
+            len(items),
             self.calls.requests - calls_before,
-            f" ({self._limits_note()})" if self.calls.rate_limited else "",
             time.monotonic() - started,
         )
-        return DriveRead(tree, snapshot, differs(previous, snapshot), full=True)
+        return DriveRead(snapshot.tree(), snapshot, differs(previous, snapshot), full=True)
 
-    def _incremental(
-        self,
-        previous: DriveSnapshot,
-        now: datetime,
-        load_items: Callable[[], tuple[Item, ...]] | None = None,
-    ) -> DriveRead | None:
-        """Apply the changes feed to `previous`; None when a full listing is needed.
-
-        With `load_items`, `previous` holds no items yet: they are loaded only when the
-        feed reports a change; when it reports none the read says so without a tree."""
-        started = time.monotonic()
-        root = _Root(
-            previous.root_id, previous.root_name, previous.drive_id, previous.is_shared_drive
-        )
+    def _feed_since(self, previous: DriveSnapshot) -> tuple[list[dict[str, Any]], str] | None:
+        """The changes since `previous` and the new token; None when the feed cannot be
+        followed (the token was rejected, the root itself changed)."""
         try:
-            changes, token = self._changes(previous.page_token, root.drive_id)
+            changes, token = self._changes(previous.page_token or "", previous.drive_id)
         except DriveCallError as exc:
             if exc.status not in (400, 404, 410):
                 raise
             log.info("drive: changes token rejected (%s), listing the whole drive", exc)
             return None
-        if any(
-            c.get("fileId") == root.id or c.get("changeType", "file") != "file" for c in changes
-        ):
+        root_changed = (c.get("fileId") == previous.root_id for c in changes)
+        if any(root_changed) or any(c.get("changeType", "file") != "file" for c in changes):
             log.info("drive: the root itself changed, listing the whole drive")
             return None
-        if load_items is not None:
-            if not changes:
-                # Cost follows the changes (contract §5.10): the saved items stay unread.
-                log.info("drive: changes feed: no changes, %.2f s", time.monotonic() - started)
-                return DriveRead(None, replace(previous, page_token=token), False, full=False)
-            try:
-                previous = replace(previous, items=load_items())
-            except ValueError as exc:
-                log.warning("drive: saved snapshot unusable (%s); listing the whole drive", exc)
-                return None
-        before = {i.id: i for i in previous.items}
-        after = apply_changes(before, changes)
-        under = reachable(root.id, after)
-        old_folders = {i.id for i in previous.items if i.mime_type == FOLDER_MIME}
+        return changes, token
+
+    def _apply(
+        self, previous: DriveSnapshot, changes: list[dict[str, Any]], token: str, started: float
+    ) -> DriveRead:
+        """`previous` with the changes feed applied."""
+        after = apply_changes({i.id: i for i in previous.items}, changes)
+        under = reachable(previous.root_id, after)
         # A folder that appears under the root (moved in, restored) brings contents the
         # feed does not list: read those subtrees now.
-        arrived = sorted(
-            i.id for i in under.values() if i.mime_type == FOLDER_MIME and i.id not in old_folders
-        )
+        old = {i.id for i in previous.items if i.mime_type == FOLDER_MIME}
+        arrived = sorted(k for k, i in under.items() if i.mime_type == FOLDER_MIME and k not in old)
         if arrived:
-            for item in self._list_below(root, arrived):
-                after[item.id] = item
-            under = reachable(root.id, after)
-        tree = assemble(root.id, root.name, under.values())
-        snapshot = replace(previous, items=sorted_items(list(under.values())), page_token=token)
+            after.update(self._list_below(previous.drive_id, arrived))
+            under = reachable(previous.root_id, after)
+        items = tuple(sorted(under.values(), key=lambda i: i.id))
+        snapshot = replace(previous, items=items, page_token=token)
         changed = differs(previous, snapshot)
         log.info(
             "drive: changes feed: %d changes (%s), %d new folders listed, %d items, %.2f s",
             len(changes),
             "drive changed" if changed else "nothing under the root changed",
             len(arrived),
-            len(snapshot.items),
+            len(items),
             time.monotonic() - started,
         )
-        return DriveRead(tree, snapshot, changed, full=False)
+        return DriveRead(snapshot.tree(), snapshot, changed, full=False)
 
     def read(
         self,
@@ -517,51 +302,41 @@ class DriveSource:
         now: datetime,
         load_items: Callable[[], tuple[Item, ...]] | None = None,
     ) -> DriveRead:
-        """The drive tree now: from the changes feed applied to `previous` when possible,
-        otherwise from a full listing (no or unusable snapshot, `full_rescan`, other root,
-        or the last full listing at least `FULL_RESCAN_HOURS` ago).
-
-        `load_items`: `previous` is a header (`DriveSnapshot.header_from_json`) and this
-        loads its items, only if the feed reports changes (then `tree` may be None)."""
-        if now.tzinfo is None:
-            raise ValueError("now must be time-zone aware")
-        got = self._read(previous, full_rescan, now, load_items)
-        self._feed = (got.snapshot.page_token, got.snapshot.drive_id)
-        return got
-
-    def _read(
-        self,
-        previous: DriveSnapshot | None,
-        full_rescan: bool,
-        now: datetime,
-        load_items: Callable[[], tuple[Item, ...]] | None,
-    ) -> DriveRead:
+        """The drive tree now: the changes feed applied to `previous` when possible, else
+        a full listing (no snapshot, `full_rescan`, another root, the feed rejected, or
+        the last full listing `FULL_RESCAN_HOURS` ago). With `load_items`, `previous` is a
+        header and this loads its items, only if needed (no changes: `tree` is None)."""
+        started = time.monotonic()
         reason = full_reason(previous, self.folder_id, full_rescan, now, self.full_rescan_hours)
-        if reason is None and previous is not None:
-            got = self._incremental(previous, now, load_items)
-            if got is not None:
-                return got
-            reason = "changes token rejected"
-        log.debug("drive: full listing because %s", reason)
-        if previous is not None and load_items is not None and not previous.items:
-            try:  # to say whether the listing differs from what was saved
-                previous = replace(previous, items=load_items())
-            except ValueError:
-                previous = None
-        return self._full(previous, now)
+        feed = self._feed_since(previous) if previous is not None and reason is None else None
+        if previous is not None and feed is not None and load_items and not feed[0]:
+            # Cost follows the changes (contract §5.10): the saved items stay unread.
+            log.info("drive: changes feed: no changes, %.2f s", time.monotonic() - started)
+            got = DriveRead(None, replace(previous, page_token=feed[1]), False, full=False)
+        else:
+            if previous is not None and load_items is not None and not previous.items:
+                try:  # the saved items: what the feed applies to, or the listing differs from
+                    previous = replace(previous, items=load_items())
+                except ValueError as exc:
+                    log.warning("drive: saved snapshot unusable (%s)", exc)
+                    previous = feed = None
+            if previous is not None and feed is not None:
+                got = self._apply(previous, *feed, started)
+            else:
+                log.debug("drive: full listing because %s", reason or "the feed cannot be used")
+                got = self._full(previous, now)
+        self._feed = (got.snapshot.page_token or "", got.snapshot.drive_id)
+        return got
 
     def shared_drive(self, drive_id: str, fields: str = "id,name") -> dict[str, Any] | None:
         """`drives.get` of `drive_id`; None when it is no shared drive this account sees."""
         request = self._service.drives().get(driveId=drive_id, fields=fields)
-        try:
-            return self._execute(request, "drives.get", passthrough=(400, 403, 404))
-        except HttpError:
-            return None
+        return self._found(lambda: self._call(request, "drives.get"))
 
     def item(self, file_id: str, fields: str) -> dict[str, Any]:
         """`files.get` of `file_id` with `fields`; a failure raises `DriveCallError`."""
         request = self._service.files().get(fileId=file_id, fields=fields, supportsAllDrives=True)
-        return self._execute(request, "files.get")
+        return self._call(request, "files.get")
 
     def child_folders(self, folder_id: str, drive_id: str | None) -> list[str]:
         """Names of the folders in `folder_id` (one page of 100: enough to judge a root)."""
@@ -569,7 +344,7 @@ class DriveSource:
         request = self._service.files().list(
             q=q, pageSize=100, fields="files(name)", **self._where(drive_id)
         )
-        return [f.get("name", "") for f in self._execute(request, "files.list").get("files", [])]
+        return [f.get("name", "") for f in self._call(request, "files.list").get("files", [])]
 
     def root_parent(self) -> tuple[str, str] | None:
         """The id and name of the folder (or shared drive) that holds FOLDER_ID, for the
@@ -581,68 +356,51 @@ class DriveSource:
                 return None
             shared = parent == meta.get("driveId")
             got = self.shared_drive(parent) if shared else self.item(parent, "id,name")
-        except (HttpError, ServiceError):
+        except ServiceError:
             return None  # a message without the parent's name, not a failed run
         return (str(got["id"]), str(got["name"])) if got else None
 
     def file_version(self, file_id: str) -> str | None:
-        """The Drive `version` of `file_id` (e.g. the report spreadsheet), in one
-        `files.get`: it grows on every write to the file, whoever made it. None when the
-        file cannot be seen (not found, not shared): the caller then cannot tell."""
-        request = self._service.files().get(
-            fileId=file_id, fields="version,modifiedTime", supportsAllDrives=True
-        )
-        try:
-            meta = self._execute(request, "files.get", passthrough=(403, 404))
-        except HttpError:
-            return None
+        """The Drive `version` of `file_id` (e.g. the report spreadsheet): it grows on every
+        write to the file, whoever made it. None when the file cannot be seen."""
+        meta = self._found(lambda: self.item(file_id, "version,modifiedTime")) or {}
         version = meta.get("version") or meta.get("modifiedTime")
-        return str(version) if version is not None else None
+        return None if version is None else str(version)
 
     def rename(self, renames: Sequence[Rename]) -> RenameResult:
-        """Apply `renames`, one batch at a time at the write pacer's rate (contract §5.9).
-        Does nothing, and sends nothing, when renames are off.
-
-        A part Drive rate-limits is sent again later, never a failure; a permanent
-        answer (not found, invalid) is a `rename_failed` problem, and so is every rename
-        left when nothing succeeded for `rename_stall_s`. A refusal for lack of
-        permission stops the renames (`RenameResult.refused`). Renames not reached within
-        `rename_budget_s` (or before the run's deadline), and those of files someone
-        else changed since the listing, are `pending`: the next run plans them afresh."""
-        if not renames:
-            return RenameResult()
-        if not self.allow_renames:
-            log.info("drive: %d renames not applied (renames are off)", len(renames))
+        """Apply `renames` at the write pacer's rate (contract §5.9); nothing when renames
+        are off. Rate-limited parts are sent again; a permanent answer, or nothing
+        succeeding for `rename_stall_s`, is a `rename_failed` problem; read-only access
+        stops the renames (`refused`). Renames past `rename_budget_s` (or half the run's
+        time left), and of files someone else changed since the listing, are `pending`."""
+        if not renames or not self.allow_renames:
             return RenameResult()
         return _Renames(self, renames).run()
 
-    def _rename_batch(self, chunk: Sequence[Rename]) -> dict[str, Answer]:
-        """One batch: id → Google's answer to that part."""
-        results: dict[str, Answer] = {}
+    def _send_batch(self, chunk: Sequence[Rename]) -> dict[str, Answer]:
+        """One rename batch: id → Google's answer to that part."""
+        answers: dict[str, Answer] = {}
 
-        def done(request_id: str, response: Any, exc: HttpError | None) -> None:
-            ok = Answer(Kind.OK, 200)
-            results[request_id] = (
-                ok if exc is None else google.answer_of(exc) or Answer(Kind.PERMANENT)
-            )
+        def done(request_id: str, _response: Any, exc: HttpError | None) -> None:
+            answer = Answer(Kind.OK, 200) if exc is None else google.answer_of(exc)
+            answers[request_id] = answer or Answer(Kind.PERMANENT)
 
         batch = BatchHttpRequest(callback=done, batch_uri=self._batch_uri)
-        files = self._service.files()
+        files = self._service.files()  # 1.6 ms to make: once a batch, not once a part
         for r in chunk:
-            part = files.update(fileId=r.id, body={"name": r.new}, supportsAllDrives=True)
-            batch.add(part, request_id=r.id)
+            update = files.update(fileId=r.id, body={"name": r.new}, supportsAllDrives=True)
+            batch.add(update, request_id=r.id)
         try:
-            batch.execute(http=self._http)
+            batch.execute(http=self._client())
         except Exception as exc:
             answer = google.answer_of(exc)
             if answer is None:
                 raise
-            if answer.status == 401 or isinstance(exc, google_auth_exceptions.RefreshError):
+            if answer.status == 401:
                 raise self._rejected(exc) from None
-            return {r.id: answer for r in chunk}
-        for r in chunk:
-            results.setdefault(r.id, Answer(Kind.TRANSIENT, 0, "no answer in the batch response"))
-        return results
+            return dict.fromkeys((r.id for r in chunk), answer)
+        unanswered = Answer(Kind.TRANSIENT, 0, "no answer in the batch response")
+        return {r.id: answers.get(r.id, unanswered) for r in chunk}
 
     def _changes(
         self, token: str, drive_id: str | None, fields: str = CHANGE_FIELDS
@@ -662,14 +420,10 @@ class DriveSource:
         cheap read; the feed's position moves on). Empty before any `read`."""
         if self._feed is None:
             return set()
-        token, drive_id = self._feed
         ids_only = "nextPageToken,newStartPageToken,changes(fileId)"
-        changes, token = self._changes(token, drive_id, ids_only)
-        self._feed = (token, drive_id)
+        changes, token = self._changes(*self._feed, ids_only)
+        self._feed = (token, self._feed[1])
         return {c.get("fileId", "") for c in changes}
-
-
-READ_ONLY = "insufficientFilePermissions"  # Drive's reason when the account may only read
 
 
 class _Renames:
@@ -677,47 +431,42 @@ class _Renames:
     with the stall rule, the time budget, the changes-feed check and progress lines."""
 
     def __init__(self, source: DriveSource, renames: Sequence[Rename]) -> None:
-        self.source = source
+        self.source, self.clock = source, source.clock
         self.by_id = {r.id: r for r in renames}
         self.queue: deque[str] = deque(self.by_id)
         self.applied: set[str] = set()
-        self.failed: dict[str, str] = {}
-        self.dropped: set[str] = set()
+        self.failed: dict[str, str] = {}  # id → why
+        self.dropped: set[str] = set()  # for the next run: the files may have changed
         self.changed: set[str] = set()  # files someone else changed since the listing
         self.refused = ""
-        self.sent_parts = self.limited = self.failing = 0
-        self.last_limit = ""
+        self.sent = self.limited = self.failing = 0
+        self.last_error = ""
+        self.started = self.clock.now()
+        self.next_line = self.started + PROGRESS_EVERY_S
 
     def run(self) -> RenameResult:
-        source, clock = self.source, self.source.clock
-        started = last_success = clock.now()
+        source, clock = self.source, self.clock
+        last_success = self.started
         # Renames never hold back MongoDB and the sheet: they stop at their own budget,
         # and well before the run's deadline.
-        budget = min(source.rename_budget_s, source.deadline.left() * 0.5)
-        progress = Progress("renames", len(self.by_id), clock)
-        stalled = False
+        budget = min(source.rename_budget_s, source.transport.deadline.left() * 0.5)
         while self.queue and not self.refused:
-            n = source.write_pacer.take(
-                min(len(self.queue), google.BATCH_LIMIT), latest=started + budget
-            )
+            most = min(len(self.queue), google.BATCH_LIMIT)
+            n = source.write_pacer.take(most, latest=self.started + budget)
             if n is None:
                 break  # out of time: the rest is pending
             chunk = self._unchanged([self.queue.popleft() for _ in range(n)])
-            if chunk and self._take(chunk, source._rename_batch([self.by_id[i] for i in chunk])):
+            if chunk and self._take(chunk, source._send_batch([self.by_id[i] for i in chunk])):
                 last_success = clock.now()
-            progress.tick(len(self.applied), f"{self.limited:,} rate-limit answers")
-            if clock.now() - last_success >= source.rename_stall_s:
-                stalled = True
-                break
-        left = list(self.queue)
-        if stalled and left:
-            why = (
-                f"no rename succeeded for {source.rename_stall_s:g} s (RENAME_STALL_S); "
-                f"Drive kept answering {self.last_limit or 'errors'}"
-            )
-            self.failed.update(dict.fromkeys(left, why))
-            left = []
-        return self._result(frozenset(left) | self.dropped, clock.now() - started, budget)
+            self._progress()
+            if self.queue and clock.now() - last_success >= source.rename_stall_s:
+                why = (
+                    f"no rename succeeded for {source.rename_stall_s:g} s (RENAME_STALL_S); "
+                    f"Drive kept answering {self.last_error or 'errors'}"
+                )
+                self.failed.update(dict.fromkeys(self.queue, why))
+                self.queue.clear()
+        return self._result(frozenset(self.queue) | self.dropped, budget)
 
     def _unchanged(self, chunk: list[str]) -> list[str]:
         """`chunk` without the files someone else renamed, moved or trashed since the
@@ -730,19 +479,18 @@ class _Renames:
             self.dropped.update(chunk, self.queue)
             self.queue.clear()
             return []
-        changed = self.changed
-        dropped = [i for i in chunk if i in changed]
+        dropped = self.changed.intersection(chunk)
         if dropped:
             log.info(
                 "drive: %d files changed in Drive during the run, renamed next run", len(dropped)
             )
-            self.dropped.update(dropped)
-        return [i for i in chunk if i not in changed]
+            self.dropped |= dropped
+        return [i for i in chunk if i not in dropped]
 
     def _take(self, chunk: list[str], answers: dict[str, Answer]) -> bool:
         """Fold one batch's answers in; True when at least one part was renamed."""
         accepted = transient = limited = 0
-        retry_after: float | None = None
+        waits = [a.retry_after for a in answers.values() if a.retry_after is not None]
         again: list[str] = []
         for rid in chunk:
             answer = answers[rid]
@@ -756,92 +504,62 @@ class _Renames:
             else:
                 limited += answer.kind is Kind.RATE_LIMIT
                 transient += answer.kind is Kind.TRANSIENT
-                self.last_limit = answer.message if limited else self.last_limit or answer.message
-                if answer.retry_after is not None:
-                    retry_after = max(retry_after or 0.0, answer.retry_after)
+                self.last_error = answer.message if limited else self.last_error or answer.message
                 again.append(rid)
-        self.sent_parts += len(chunk)
+        self.sent += len(chunk)
         self.limited += limited
-        self.source.calls.limited(limited)
-        if again:
-            self.source.calls.retry()
-            # Back at the front: the oldest work goes first, and the order stays stable.
-            self.queue.extendleft(reversed(again))
+        # Back at the front: the oldest work goes first, and the order stays stable.
+        self.queue.extendleft(reversed(again))
         pacer = self.source.write_pacer
         # Backoff after errors grows with consecutive failing batches, not with the total.
         self.failing = 0 if accepted or not transient else self.failing + 1
         if limited:
-            pacer.refused(retry_after)
+            pacer.refused(max(waits, default=None))
         elif self.failing:
-            pacer.hold(retry_after if retry_after is not None else pacer.backoff(self.failing))
+            pacer.hold(max(waits) if waits else pacer.backoff(self.failing))
         else:
             pacer.accepted()
         return accepted > 0
 
     def _read_only(self) -> str:
         """Why a refused rename failed, and the fix; the first such answer stops renames."""
-        who = self.source._who()
+        who = self.source.who
         fix = (
             f"give {who} the Content manager role on the shared drive (or edit access to "
             "the folder), or set RENAME_FILES=false"
         )
-        if not self.refused:
-            self.refused = f"renames stopped: {who} may only read the drive; {fix}"
+        self.refused = self.refused or f"renames stopped: {who} may only read the drive; {fix}"
         return f"{who} may only read the drive: {fix}"
 
-    def _result(self, pending: frozenset[str], elapsed: float, budget: float) -> RenameResult:
-        by_id = self.by_id
-        problems = tuple(
-            Problem(
-                Category.RENAME_FAILED,
-                "Rename failed",
-                by_id[rid].path,
-                rid,
-                f"to {by_id[rid].new!r}: {why}",
-            )
-            for rid, why in sorted(self.failed.items(), key=lambda kv: (by_id[kv[0]].path, kv[0]))
-        )
-        log.info(
-            "drive: renamed %d of %d files (%d failed, %d pending%s), %d write attempts, "
-            "%d rate-limit answers, %.2f s",
-            len(self.applied),
-            len(by_id),
-            len(problems),
-            len(pending),
-            f": RENAME_BUDGET_S or the run's time ({budget:.0f} s) ran out"
-            if pending - self.dropped
-            else "",
-            self.sent_parts,
-            self.limited,
-            elapsed,
-        )
-        return RenameResult(frozenset(self.applied), problems, pending, self.refused)
-
-
-class Progress:
-    """An INFO line about every `every` seconds while a long phase runs:
-    `renames: 1,200 of 6,700 applied, 3.1/s, about 29 min left (…)`."""
-
-    def __init__(
-        self, what: str, total: int, clock: google.Clock, every: float = PROGRESS_EVERY_S
-    ) -> None:
-        self.what, self.total, self.clock, self.every = what, total, clock, every
-        self.started = clock.now()
-        self.next = self.started + every
-
-    def tick(self, done: int, note: str = "", verb: str = "applied") -> None:
-        """Log the line if it is time to."""
-        now = self.clock.now()
-        if now < self.next:
+    def _progress(self) -> None:
+        """An INFO line every `PROGRESS_EVERY_S`, also noted for `status` (`extra`):
+        `renames: 1,200 of 6,700 applied, 3.1/s, about 29 min left (…)`."""
+        now, done, total = self.clock.now(), len(self.applied), len(self.by_id)
+        if now < self.next_line:
             return
-        self.next = now + self.every
+        self.next_line = now + PROGRESS_EVERY_S
         rate = done / max(now - self.started, 1e-9)
-        line = f"{self.what}: {done:,}" + (f" of {self.total:,}" if self.total else "")
-        line += f" {verb}, {rate:.1f}/s"
-        if self.total and rate > 0:
-            left = (self.total - done) / rate
+        line = f"renames: {done:,} of {total:,} applied, {rate:.1f}/s"
+        if rate > 0:
+            left = (total - done) / rate
             when = f"{left:.0f} s" if left < 90 else f"{left / 60:.0f} min"
             line += f", about {when if left < 5400 else f'{left / 3600:.1f} h'} left"
-        # `extra`: for `status` while the run goes on (pipeline notes it in the lock file).
-        progress = {"what": self.what, "done": done, "total": self.total, "rate": round(rate, 2)}
-        log.info("%s%s", line, f" ({note})" if note else "", extra={"progress": progress})
+        progress = {"what": "renames", "done": done, "total": total, "rate": round(rate, 2)}
+        log.info(
+            "%s (%s rate-limit answers)", line, f"{self.limited:,}", extra={"progress": progress}
+        )
+
+    def _result(self, pending: frozenset[str], budget: float) -> RenameResult:
+        failed = sorted((self.by_id[i] for i in self.failed), key=lambda r: (r.path, r.id))
+        problems = tuple(
+            Problem(Category.RENAME_FAILED, "Rename failed", r.path, r.id, f"to {r.new!r}: {why}")
+            for r, why in ((r, self.failed[r.id]) for r in failed)
+        )
+        # How it went, beside the pipeline's "renames: 3 applied, 0 failed, 1 pending".
+        took = self.clock.now() - self.started
+        late = f"; RENAME_BUDGET_S or the run's time ({budget:.0f} s) ran out"
+        late = late if pending - self.dropped else ""
+        log.info(
+            "drive: %d writes sent, %d rate-limited, %.2f s%s", self.sent, self.limited, took, late
+        )
+        return RenameResult(frozenset(self.applied), problems, pending, self.refused)

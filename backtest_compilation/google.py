@@ -1,8 +1,7 @@
-"""The one way this tool talks to Google (Drive and Sheets alike): credentials, the
-endpoint rule (`direct`), the classification of every answer by Google's reason strings
-first and the HTTP status second (`REASONS`, `answer_of`), call counting, the pacer (after
-rclone's `lib/pacer`) and time (`Transport.call`'s bounded retries, the run's `Deadline`).
-No other module sleeps or decides whether to retry.
+"""The one way this tool talks to Google (Drive and Sheets alike): credentials, what an
+answer means (`answer_of`), the write pacer (after rclone's `lib/pacer`) and time
+(`Transport.call`'s bounded retries, the run's `Deadline`). No other module sleeps or
+decides whether to retry.
 """
 
 from __future__ import annotations
@@ -12,10 +11,9 @@ import json
 import logging
 import random
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import KW_ONLY, dataclass, field
+from dataclasses import KW_ONLY, dataclass
 from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
@@ -52,42 +50,27 @@ class Kind(Enum):
     PERMANENT = "permanent"  # retrying cannot help: not found, no permission, invalid
 
 
-# Google's reason strings: Drive v3 (`error.errors[].reason`) and Sheets v4
-# (`error.status`, `error.details[].reason`). A reason decides before the status does:
-# Drive answers a rate limit as 403, and a 403 is otherwise permanent.
+# Google's reason strings that mean "send it again": Drive v3 (`error.errors[].reason`)
+# and Sheets v4 (`error.status`, `error.details[].reason`). A reason decides before the
+# status does: Drive answers a rate limit as 403, and any other 4xx is permanent (also
+# `dailyLimitExceeded`: waiting minutes will not lift a daily quota).
 # fmt: off
-_RATE_LIMITS = ("userRateLimitExceeded", "rateLimitExceeded", "sharingRateLimitExceeded",
-                "RATE_LIMIT_EXCEEDED", "RESOURCE_EXHAUSTED")
-_TRANSIENT = ("backendError", "internalError", "transientError",
-              "UNAVAILABLE", "INTERNAL", "DEADLINE_EXCEEDED")
-# `dailyLimitExceeded` is a daily quota: waiting minutes will not help.
-_PERMANENT = ("insufficientFilePermissions", "insufficientPermissions", "forbidden",
-              "domainPolicy", "notFound", "fileNotFound", "invalid", "badRequest",
-              "parseError", "required", "authError", "dailyLimitExceeded",
-              "storageQuotaExceeded", "PERMISSION_DENIED", "NOT_FOUND", "INVALID_ARGUMENT",
-              "FAILED_PRECONDITION", "UNAUTHENTICATED")
-# fmt: on
 REASONS: Mapping[str, Kind] = {
-    **dict.fromkeys(_RATE_LIMITS, Kind.RATE_LIMIT),
-    **dict.fromkeys(_TRANSIENT, Kind.TRANSIENT),
-    **dict.fromkeys(_PERMANENT, Kind.PERMANENT),
+    **dict.fromkeys(("userRateLimitExceeded", "rateLimitExceeded", "sharingRateLimitExceeded",
+                     "RATE_LIMIT_EXCEEDED", "RESOURCE_EXHAUSTED"), Kind.RATE_LIMIT),
+    **dict.fromkeys(("backendError", "internalError", "transientError", "UNAVAILABLE",
+                     "INTERNAL", "DEADLINE_EXCEEDED"), Kind.TRANSIENT),
 }
-_BY_STATUS = {429: Kind.RATE_LIMIT, 408: Kind.TRANSIENT}
-# A reason of each kind in one answer: the most hopeful wins (Google lists the cause first,
-# but a rate limit next to "forbidden" is still a rate limit).
-_PRECEDENCE = (Kind.RATE_LIMIT, Kind.TRANSIENT, Kind.PERMANENT)
+# fmt: on
 
 
 def _error(body: Any) -> Mapping[str, Any]:
     """The `error` object of Google's error JSON (`bytes`, `str` or parsed); {} if none."""
-    if isinstance(body, bytes | bytearray):
-        body = body.decode("utf-8", "replace")
-    if isinstance(body, str):
-        try:
-            body = json.loads(body)
-        except ValueError:
-            return {}
-    error = body.get("error") if isinstance(body, Mapping) else None
+    try:
+        parsed = json.loads(body) if isinstance(body, bytes | bytearray | str) else body
+    except ValueError:
+        return {}
+    error = parsed.get("error") if isinstance(parsed, Mapping) else None
     return error if isinstance(error, Mapping) else {}
 
 
@@ -95,23 +78,20 @@ def reasons(body: Any) -> tuple[str, ...]:
     """The reason strings in Google's error JSON (`bytes`, `str` or parsed)."""
     error = _error(body)
     entries = [e for k in ("errors", "details") if isinstance(error.get(k), list) for e in error[k]]
-    found = [
-        e["reason"] for e in entries if isinstance(e, Mapping) and isinstance(e.get("reason"), str)
-    ]
-    if isinstance(error.get("status"), str):
-        found.append(error["status"])
-    return tuple(found)
+    found = [e.get("reason") for e in entries if isinstance(e, Mapping)]
+    return tuple(r for r in (*found, error.get("status")) if isinstance(r, str))
 
 
 def classify(status: int, body: Any = None) -> Kind:
     """Rate-limit, transient or permanent, for an HTTP answer and its error JSON."""
     if 200 <= status < 400:
         return Kind.OK
-    kinds = {REASONS[r] for r in reasons(body) if r in REASONS}
-    for kind in _PRECEDENCE:
-        if kind in kinds:
-            return kind
-    return _BY_STATUS.get(status, Kind.TRANSIENT if status >= 500 else Kind.PERMANENT)
+    kinds = {REASONS.get(r) for r in reasons(body)}
+    # The most hopeful wins: a rate limit next to "forbidden" is still a rate limit.
+    if status == 429 or Kind.RATE_LIMIT in kinds:
+        return Kind.RATE_LIMIT
+    transient = Kind.TRANSIENT in kinds or status >= 500 or status == 408
+    return Kind.TRANSIENT if transient else Kind.PERMANENT
 
 
 def retry_after(value: str | None, now: datetime | None = None) -> float | None:
@@ -119,21 +99,16 @@ def retry_after(value: str | None, now: datetime | None = None) -> float | None:
     (RFC 9110 §10.2.3); None when absent or unreadable. A date in the past is 0."""
     if value is None:
         return None
-    text = value.strip()
     try:
-        seconds = float(text)
+        seconds = float(value)
     except ValueError:
-        pass
-    else:
-        return max(0.0, seconds) if seconds == seconds else None  # NaN is unreadable
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    now = now or datetime.now(UTC)
-    return max(0.0, (when - now).total_seconds())
+        try:
+            when = email.utils.parsedate_to_datetime(value.strip())
+        except (TypeError, ValueError, IndexError):
+            return None
+        when = when if when.tzinfo else when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    return max(0.0, seconds) if seconds == seconds else None  # NaN is unreadable
 
 
 def message_of(status: int, body: Any) -> str:
@@ -141,9 +116,7 @@ def message_of(status: int, body: Any) -> str:
     found = reasons(body)
     text = str(_error(body).get("message", ""))[:300]
     names = ", ".join(dict.fromkeys(r for r in found if r and not r.isupper()) or found[:1])
-    if names and text:
-        return f"{status} {names}: {text}"
-    return f"{status} {names or text}".strip()
+    return f"{status} {names}: {text}" if names and text else f"{status} {names or text}".strip()
 
 
 @dataclass(frozen=True)
@@ -164,26 +137,23 @@ def answer_of(exc: BaseException, now: datetime | None = None) -> Answer | None:
     from googleapiclient.errors import HttpError
 
     # Only a process that loaded gspread can hold its error: a run without a sheet
-    # classifying Drive's rate-limit answers must not import it (issue 13).
-    gspread_errors = sys.modules.get("gspread.exceptions")
-    api_error = getattr(gspread_errors, "APIError", None)
-
+    # must not import it (issue 13).
+    api_error = getattr(sys.modules.get("gspread.exceptions"), "APIError", None)
     if isinstance(exc, HttpError):
         status, body, header = int(exc.resp.status), exc.content, exc.resp.get("retry-after")
     elif api_error is not None and isinstance(exc, api_error):
-        status, body = int(exc.response.status_code), exc.response.content
-        header = exc.response.headers.get("Retry-After")
-    else:
-        status = 0
-    if status:
-        message, wait = message_of(status, body), retry_after(header, now)
-        return Answer(classify(status, body), status, message, wait, reasons(body))
-    if isinstance(exc, google.auth.exceptions.RefreshError):
+        response = exc.response
+        status, body = int(response.status_code), response.content
+        header = response.headers.get("Retry-After")
+    elif isinstance(exc, google.auth.exceptions.RefreshError):
         return Answer(Kind.PERMANENT, 401, "credentials refused")
-    # requests' errors are OSErrors; httplib2's and google-auth's are not.
-    if isinstance(exc, OSError | httplib2.HttpLib2Error | google.auth.exceptions.TransportError):
+    elif isinstance(exc, OSError | httplib2.HttpLib2Error | google.auth.exceptions.TransportError):
+        # requests' errors are OSErrors; httplib2's and google-auth's are not.
         return Answer(Kind.TRANSIENT, 0, f"cannot reach Google ({type(exc).__name__})")
-    return None
+    else:
+        return None
+    wait = retry_after(header, now)
+    return Answer(classify(status, body), status, message_of(status, body), wait, reasons(body))
 
 
 class Clock:
@@ -196,24 +166,16 @@ class Clock:
         sleep: Callable[[float], object] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._sleep = sleep
-        self._monotonic = monotonic
-        self._skipped = 0.0
-        self._lock = threading.Lock()
+        self._sleep, self._monotonic, self._skipped = sleep, monotonic, 0.0
 
     def now(self) -> float:
-        with self._lock:
-            return self._monotonic() + self._skipped
+        return self._monotonic() + self._skipped
 
     def sleep(self, seconds: float) -> None:
-        if seconds <= 0:
-            return
-        before = self._monotonic()
-        self._sleep(seconds)
-        really = self._monotonic() - before
-        if really < seconds:
-            with self._lock:
-                self._skipped += seconds - really
+        if seconds > 0:
+            before = self._monotonic()
+            self._sleep(seconds)
+            self._skipped += max(0.0, seconds - (self._monotonic() - before))
 
 
 class RunTimedOut(ServiceError):
@@ -232,9 +194,7 @@ class Deadline:
 
     def left(self) -> float:
         """Seconds left (infinite without a deadline); never negative."""
-        if self._end is None:
-            return float("inf")
-        return max(0.0, self._end - self._monotonic())
+        return float("inf") if self._end is None else max(0.0, self._end - self._monotonic())
 
     @property
     def expired(self) -> bool:
@@ -252,37 +212,19 @@ NO_DEADLINE = Deadline(None)
 
 @dataclass
 class ApiCalls:
-    """HTTP round trips to one API (a batch counts once; retries count), for contract §8,
-    and the answers that asked us to slow down. Thread-safe."""
+    """HTTP requests sent to one API (a batch counts once; retries count), contract §8."""
 
     requests: int = 0
-    retries: int = 0
-    rate_limited: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
-
-    def request(self) -> None:
-        with self._lock:
-            self.requests += 1
-
-    def retry(self) -> None:
-        with self._lock:
-            self.retries += 1
-
-    def limited(self, n: int = 1) -> None:
-        with self._lock:
-            self.rate_limited += n
 
 
 class Pacer:
     """When the next call may go, after rclone's `lib/pacer` for Google Drive.
 
     Writes (a `rate`) take tokens from a bucket that refills at the rate and holds one
-    second of writes, as Google's does: `take` waits until it holds a batch. Each
-    refusal halves the rate, or waits out Drive's `Retry-After` when it sends one; each
-    batch taken whole climbs back by a step, up to the configured rate. Reads and
-    Sheets (no `rate`) are not spaced. Retries wait 2, 4, 8 … 32 s (or `Retry-After`),
-    jittered; a wait holds every caller of the pacer. Thread-safe; time comes from
-    `clock`."""
+    second of writes, as Google's does. Each refusal halves the rate, or waits out Drive's
+    `Retry-After`; each batch taken whole climbs back by a step, up to the configured
+    rate. Reads and Sheets (no `rate`) are not spaced; their retries wait 2, 4, 8 … 32 s
+    (or `Retry-After`), jittered."""
 
     def __init__(
         self,
@@ -292,13 +234,11 @@ class Pacer:
         rand: Callable[[], float] = random.random,
     ) -> None:
         self.clock = clock or Clock()
-        self.max_rate = rate or 0.0
-        self.rate = self.max_rate
+        self.max_rate = self.rate = rate or 0.0
         self._step = self.max_rate / 10
         self._tokens = self.burst  # Google's bucket starts full as well
         self._at = self._hold = self.clock.now()
         self._rand = rand
-        self._lock = threading.Lock()
 
     @property
     def burst(self) -> float:
@@ -315,54 +255,44 @@ class Pacer:
 
     def hold(self, seconds: float) -> None:
         """Nobody sends for `seconds` from now (a backoff or a `Retry-After`)."""
-        with self._lock:
-            self._hold = max(self._hold, self.clock.now() + seconds)
-
-    def wait(self) -> None:
-        """Wait until a hold ends (reads and Sheets)."""
-        self.clock.sleep(self._hold - self.clock.now())
+        self._hold = max(self._hold, self.clock.now() + seconds)
 
     def take(self, most: int, *, latest: float | None = None) -> int | None:
         """Wait until the bucket holds a batch of up to `most` writes and take it: its
         size, or None (without waiting) when it would go after clock time `latest`."""
-        with self._lock:
-            # Some writes kept back (5 % of the bucket, half a write at least): Google's
-            # bucket fills by its own clock, and a request may arrive early or late.
-            keep = max(RESERVE, RESERVE_SHARE * self.burst)
-            want = max(1, min(most, int(self.burst - keep)))
-            keep = min(keep, self.burst - want)
-            now = self.clock.now()
-            start = max(now, self._hold)
-            have = min(self.burst, self._tokens + (start - self._at) * self.rate)
-            start += max(0.0, want + keep - have) / self.rate
-            if latest is not None and start > latest:
-                return None
-            self._tokens = max(have, want + keep) - want
-            self._at = start
+        # Some writes kept back (5 % of the bucket, half a write at least): Google's
+        # bucket fills by its own clock, and a request may arrive early or late.
+        keep = max(RESERVE, RESERVE_SHARE * self.burst)
+        want = max(1, min(most, int(self.burst - keep)))
+        keep = min(keep, self.burst - want)
+        now = self.clock.now()
+        start = max(now, self._hold)
+        have = min(self.burst, self._tokens + (start - self._at) * self.rate)
+        start += max(0.0, want + keep - have) / self.rate
+        if latest is not None and start > latest:
+            return None
+        self._tokens, self._at = max(have, want + keep) - want, start
         self.clock.sleep(start - now)
         return want
 
     def accepted(self) -> None:
         """A batch went through whole: climb back towards the configured rate."""
-        with self._lock:
-            self.rate = min(self.max_rate, self.rate + self._step)
+        self.rate = min(self.max_rate, self.rate + self._step)
 
     def refused(self, retry_after: float | None = None) -> float:
         """Drive refused writes for its rate, so its bucket is empty: halve the rate, or
         wait out its `Retry-After`. Returns the pause ordered."""
-        with self._lock:
-            now = self.clock.now()
-            self._tokens, self._at = 0.0, now
-            if retry_after is None:
-                # Climbing back, per batch: a tenth of the rate refused (a twentieth of
-                # the configured one at least, so a lifted limit is found again soon).
-                self._step = max(self.rate / 10, self.max_rate / 20)
-                self.rate = max(min(MIN_RATE, self.max_rate), self.rate / 2)
-                return 0.0
-            pause = retry_after + self.jittered(min(1.0, 0.1 * retry_after + 0.05))
-            pause = max(pause, retry_after)
-            self._hold = max(self._hold, now + pause)
-            return pause
+        now = self.clock.now()
+        self._tokens, self._at = 0.0, now
+        if retry_after is None:
+            # Climbing back, per batch: a tenth of the rate refused (a twentieth of the
+            # configured one at least, so a lifted limit is found again soon).
+            self._step = max(self.rate / 10, self.max_rate / 20)
+            self.rate = max(min(MIN_RATE, self.max_rate), self.rate / 2)
+            return 0.0
+        pause = max(retry_after, retry_after + self.jittered(min(1.0, 0.1 * retry_after + 0.05)))
+        self._hold = max(self._hold, now + pause)
+        return pause
 
 
 class CallFailed(Exception):
@@ -376,25 +306,20 @@ class CallFailed(Exception):
 
 @dataclass
 class Transport:
-    """Sends calls of one API through one pacer, with bounded retries.
+    """Sends calls of one API, one at a time, with bounded retries (its pacer's backoff).
 
-    `call(what, fn)` runs `fn` (one HTTP request, already built), retrying rate-limit and
-    transient answers. Rate limits are waited out until the run's `deadline` (a quota per
-    minute is no failure); other answers until `retries` are spent or the next wait would
-    pass `call_budget_s` for this call (also rate limits, without a deadline). Permanent
-    answers and spent budgets raise `CallFailed`; exceptions that are not about Google
-    pass through."""
+    Rate limits are waited out until the run's `deadline` (a quota per minute is no
+    failure); other answers until `retries` are spent or the next wait would pass
+    `call_budget_s` for this call (also rate limits, without a deadline). Permanent
+    answers and spent budgets raise `CallFailed`; other exceptions pass through."""
 
     name: str
     _: KW_ONLY
     pacer: Pacer
-    calls: ApiCalls
     retries: int = MAX_RETRIES
     call_budget_s: float = CALL_BUDGET_S
     deadline: Deadline = NO_DEADLINE
     logger: logging.Logger = log
-    # Where many calls run (Drive listings), rate-limit answers are summarised instead.
-    rate_limit_level: int = logging.INFO
 
     @property
     def clock(self) -> Clock:
@@ -402,12 +327,10 @@ class Transport:
 
     def call(self, what: str, fn: Callable[[], T]) -> T:
         """`fn()`, retried as the class says."""
-        started = self.clock.now()
-        attempt = 0
+        started, attempt = self.clock.now(), 0
         while True:
             if self.deadline.expired:
                 raise self.deadline.error(f"calling {self.name} ({what})")
-            self.pacer.wait()
             try:
                 return fn()
             except Exception as exc:
@@ -421,8 +344,6 @@ class Transport:
                 error: Exception = exc
             attempt += 1
             limited = answer.kind is Kind.RATE_LIMIT
-            if limited:
-                self.calls.limited()
             wait = self.pacer.backoff(attempt)
             if answer.retry_after is not None:
                 wait = max(answer.retry_after, self.pacer.jittered(answer.retry_after + 1))
@@ -432,11 +353,8 @@ class Transport:
             spent = self.clock.now() - started
             if not patient and (attempt > self.retries or spent + wait > self.call_budget_s):
                 raise CallFailed(answer, error) from error
-            self.pacer.hold(wait)  # every caller waits, not only this one
             self.clock.sleep(wait)
-            self.calls.retry()
-            self.logger.log(
-                self.rate_limit_level if limited else logging.INFO,
+            self.logger.info(
                 "%s: %s, retry %d/%s in %.1f s (%s)",
                 self.name,
                 f"HTTP {answer.status}" if answer.status else answer.message,
@@ -450,9 +368,7 @@ class Transport:
 def direct(endpoint: str) -> bool:
     """True when `endpoint` is on this machine (an emulator): reached without the
     environment's HTTP(S)_PROXY. Google itself is reached through the proxy, if any."""
-    if not endpoint:
-        return False
-    return urlsplit(endpoint).hostname in ("127.0.0.1", "localhost", "::1")
+    return bool(endpoint) and urlsplit(endpoint).hostname in ("127.0.0.1", "localhost", "::1")
 
 
 def credentials(path: Path | str, delegate: str, scopes: Sequence[str]) -> Credentials:
@@ -483,10 +399,7 @@ def credentials_rejected(
     acts as, with only the OAuth error code (never the response, never the key)."""
     code = "rejected"
     if isinstance(exc, google.auth.exceptions.RefreshError) and exc.args:
-        first = str(exc.args[0])
-        code = first.split(":", 1)[0].strip()[:200] or code
-    elif isinstance(exc, CallFailed) and exc.answer.status:
-        code = f"HTTP {exc.answer.status}"
+        code = str(exc.args[0]).split(":", 1)[0].strip()[:200] or code
     return ConfigError(
         f"Google rejected the service-account key in GOOGLE_CREDENTIALS_FILE for {api} "
         f"(acting as {who}): {code}. Check the key, and that domain-wide delegation grants "

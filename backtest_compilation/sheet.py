@@ -110,7 +110,7 @@ class SheetReport:
         self.calls = google.ApiCalls()
         pacer = google.Pacer(clock=google.Clock(sleep))
         self.transport = google.Transport(
-            "sheets", pacer=pacer, calls=self.calls, retries=retries, deadline=deadline, logger=log
+            "sheets", pacer=pacer, retries=retries, deadline=deadline, logger=log
         )
         self.http: HTTPClient | None = None
 
@@ -202,7 +202,7 @@ class SheetReport:
         http = self.http
 
         def once() -> Any:
-            self.calls.request()  # one HTTP request: what Google's quota counts
+            self.calls.requests += 1  # one HTTP request: what Google's quota counts
             # No request outlives the run: its timeout ends at the run's deadline.
             http.set_timeout(min(self.timeout, max(0.1, self.transport.deadline.left())))
             return fn(http)

@@ -204,6 +204,8 @@ class Stats:
     faults: int = 0
     renames: int = 0
     rate_limited: int = 0  # writes refused by the write limit
+    # Each `retry_after_header` written: (clock time, the seconds it means).
+    retry_afters: list[tuple[float, float]] = field(default_factory=list)
     method_overrides: int = 0
     max_concurrent: int = 0  # the most HTTP requests being answered at one time
 
@@ -427,6 +429,9 @@ class DriveEmulator(FaultInjector, Emulator):
         self.delegate_roles: dict[str, str] = {}
         self._token_subjects: dict[str, str] = {}
         self._caller: threading.local = threading.local()
+        # Called as each batch arrives, before its parts are answered: a test's person
+        # acting in Drive while renames go on.
+        self.on_batch: Callable[[], None] | None = None
         self.limit_writes(write_limit)
 
     # ------------------------------------------------------------ lifecycle
@@ -504,7 +509,10 @@ class DriveEmulator(FaultInjector, Emulator):
             return {}
         whole = max(1, math.ceil(seconds))
         if form == "date":
-            return {"Retry-After": email.utils.formatdate(time.time() + whole + 1, usegmt=True)}
+            now = time.time()
+            self.stats.retry_afters.append((self.clock(), int(now + whole + 1) - now))
+            return {"Retry-After": email.utils.formatdate(now + whole + 1, usegmt=True)}
+        self.stats.retry_afters.append((self.clock(), whole))
         return {"Retry-After": str(whole)}
 
     def _record(self, file_id: str, drive_id: str | None) -> None:
@@ -1043,6 +1051,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _batch(self, body: bytes) -> None:
         drive = self.drive
         drive.stats.by_method["batch"] += 1
+        if drive.on_batch is not None:
+            drive.on_batch()
         ctype = self.headers.get("Content-Type", "")
         msg = email.parser.BytesParser().parsebytes(
             b"Content-Type: " + ctype.encode() + b"\r\n\r\n" + body

@@ -93,12 +93,6 @@ def test_quote_escapes_backslash_before_quote() -> None:
     assert quote("a'b\\c") == "'a\\'b\\\\c'"
 
 
-def test_long_ids_split_by_length_too() -> None:
-    ids = [f"{n:04d}" + "x" * 500 for n in range(30)]
-    queries = list(parent_queries(ids, max_chars=4000))
-    assert all(len(q) <= 4000 for q in queries) and len(queries) > 1
-
-
 # ---------------------------------------------------------------- changes
 
 

@@ -138,11 +138,12 @@ def test_cold_run_publishes_and_warm_run_writes_nothing(world: dict[str, Any]) -
     assert all(r["applied"] for r in cold.summary["renames"])
     names = set(drive_names(drive).values())
     assert {r["to"] for r in cold.summary["renames"]} <= names
-    # Reading the drive takes a few calls; the 10 renames as many batches as Drive's write
+    # Reading the drive takes a few calls (the root, the start token, one query per level
+    # of the tree); the 10 renames as many batches as Drive's write
     # limit (3 a second, burst 3: Google's) makes them, each refused part tried again, and
     # before each batch one read of the changes feed (issue 18: a person's change wins).
     batches = drive.stats.by_method["batch"]
-    assert cold.summary["api_calls"]["drive"] - 2 * batches <= 5
+    assert cold.summary["api_calls"]["drive"] - 2 * batches <= 7
     assert drive.stats.batch_parts <= 5 * len(cold.summary["renames"])
     assert sheets.value(KEY, COPIES, "F2") == 2  # CSCI-1200 by full name
     assert sheets.value(KEY, COPIES, "F4") == 4  # PHYS-1100 by code

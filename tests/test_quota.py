@@ -124,26 +124,16 @@ def test_renames_honour_retry_after_in_both_forms(form: str) -> None:
         root, renames = misnamed(emu, 60)
         source = source_for(emu, root, writes_per_s=20)  # above Drive's limit
         clock = source.clock
-        events: list[tuple[str, float, float | None]] = []  # what, when, Retry-After
-        send = source._rename_batch
-
-        def batch(chunk: Any) -> dict[str, google.Answer]:
-            events.append(("sent", clock.now(), None))
-            answers = send(chunk)
-            waits = [a.retry_after for a in answers.values() if a.retry_after is not None]
-            if waits:
-                events.append(("refused", clock.now(), max(waits)))
-            return answers
-
-        source._rename_batch = batch  # type: ignore[method-assign]
+        sent: list[float] = []  # when each batch arrived
+        emu.on_batch = lambda: sent.append(clock.now())
         emu.limit_writes(10, retry_after=form)
         result = source.rename(renames)
         assert result.applied == {r.id for r in renames} and not result.problems
-        refusals = [(n, at, wait) for n, (what, at, wait) in enumerate(events) if what == "refused"]
+        refusals = emu.stats.retry_afters  # (when, Retry-After in seconds)
         assert refusals  # Drive refused some parts, each time with a Retry-After …
-        for n, at, wait in refusals:
-            assert wait is not None and wait >= 0.9  # whole seconds / a date
-            later = [t for what, t, _ in events[n + 1 :] if what == "sent"]
+        for at, wait in refusals:
+            assert wait >= 0.9  # whole seconds / a date
+            later = [t for t in sent if t > at]
             # … which held the next batch back at least that long.
             assert not later or later[0] - at >= wait - 0.01
 
@@ -495,18 +485,16 @@ def test_renames_never_overwrite_what_a_person_did_during_the_run() -> None:
         source.read(None, now=NOW)  # the listing the renames were planned from
         renamed, moved, trashed = (r.id for r in renames[-3:])
         started = source.clock.now()
-        send = source._rename_batch
         done: list[bool] = []
 
-        def batch(chunk: Any) -> dict[str, google.Answer]:
+        def person() -> None:
             if not done and source.clock.now() - started >= 8.0:
                 done.append(True)
                 emu.rename(renamed, "CSCI-1200 E9S05.pdf")
                 emu.move(moved, other)
                 emu.trash(trashed)
-            return send(chunk)
 
-        source._rename_batch = batch  # type: ignore[method-assign]
+        emu.on_batch = person
         result = source.rename(renames)
         assert done  # the person acted while renames were still going
         assert result.pending == {renamed, moved, trashed} and not result.problems
@@ -545,14 +533,7 @@ def test_renames_stop_without_failing_when_the_changes_feed_cannot_be_read() -> 
         root, renames = misnamed(emu, 20)
         source = source_for(emu, root)
         source.read(None, now=NOW)
-        send = source._rename_batch
-
-        def batch(chunk: Any) -> dict[str, google.Answer]:
-            answers = send(chunk)
-            emu.expire_change_tokens()  # the next check is refused
-            return answers
-
-        source._rename_batch = batch  # type: ignore[method-assign]
+        emu.on_batch = emu.expire_change_tokens  # the check before the next batch is refused
         result = source.rename(renames)
         assert result.applied and not result.problems
         assert result.pending == {r.id for r in renames} - result.applied
