@@ -27,7 +27,7 @@ from .catalog import Category, Problem, Rename, RenameResult
 from .errors import ServiceError
 from .google import Answer, ApiCalls, Kind
 from .snapshot import DriveSnapshot, apply_changes, differs, full_reason, reachable, to_item
-from .tree import FOLDER_MIME, Item, Node
+from .tree import FOLDER_MIME, Item, Node, assemble
 
 log = logging.getLogger(__name__)
 
@@ -250,7 +250,7 @@ class DriveSource:
             self.calls.requests - calls_before,
             time.monotonic() - started,
         )
-        return DriveRead(snapshot.tree(), snapshot, differs(previous, snapshot), full=True)
+        return DriveRead(_tree(snapshot), snapshot, differs(previous, snapshot), full=True)
 
     def _feed_since(self, previous: DriveSnapshot) -> tuple[list[dict[str, Any]], str] | None:
         """The changes since `previous` and the new token; None when the feed cannot be
@@ -292,7 +292,7 @@ class DriveSource:
             len(items),
             time.monotonic() - started,
         )
-        return DriveRead(snapshot.tree(), snapshot, changed, full=False)
+        return DriveRead(_tree(snapshot), snapshot, changed, full=False)
 
     def read(
         self,
@@ -563,3 +563,8 @@ class _Renames:
             "drive: %d writes sent, %d rate-limited, %.2f s%s", self.sent, self.limited, took, late
         )
         return RenameResult(frozenset(self.applied), problems, pending, self.refused)
+
+
+def _tree(snapshot: DriveSnapshot) -> Node:
+    """The tree the snapshot's items make."""
+    return assemble(snapshot.root_id, snapshot.root_name, snapshot.items)
