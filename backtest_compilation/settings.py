@@ -1,13 +1,12 @@
 """Configuration (contract §6): one table of settings, read from the environment and `.env`;
-`--help`, the README's table, `.env.example` and `doctor` are made from it. (Not
-pydantic-settings: our parsers and one-line messages would stay, and it cannot tell a stray
-name in `.env`, an error, from one in the environment, a warning.)"""
+`--help`, the README's table and `.env.example` are made from it. (Not pydantic-settings: our
+parsers and one-line messages would stay, and it cannot tell a stray name in `.env`, an error,
+from one in the environment, a warning.)"""
 
 from __future__ import annotations
 
 import difflib
 import logging
-import math
 import os
 import re
 import textwrap
@@ -51,22 +50,20 @@ def _number(low: float, high: float) -> Callable[[str], float]:
     """A parser for a number in [low, high] (so never NaN nor infinite)."""
 
     def parse(raw: str) -> float:
-        try:
-            value = float(raw)
-        except ValueError:
-            value = math.nan
-        if not low <= value <= high:
+        if not re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?", raw, re.I) or not (
+            low <= float(raw) <= high
+        ):
             raise ValueError(f"must be a number between {low:g} and {high:g}, not {raw!r}")
-        return value
+        return float(raw)
 
     return parse
 
 
 def _folder_id(raw: str) -> str:
     """A bare id, or the id in a folder's Drive address as the browser shows it."""
+    folder = r"https?://drive\.google\.com/(?:drive/(?:u/\d+/)?folders/|open\?id=)([\w-]+)"
     if not re.match(r"(?i)https?://", raw):
         return raw
-    folder = r"https?://drive\.google\.com/(?:drive/(?:u/\d+/)?folders/|open\?id=)([\w-]+)"
     if m := re.match(folder, raw):
         return m.group(1)
     raise ValueError(
@@ -99,36 +96,12 @@ def _zone(raw: str) -> str:
         zone = ZoneInfo(raw)
     except (KeyError, ValueError, OSError):  # ZoneInfoNotFoundError is a KeyError
         raise ValueError(f"is not a known time zone: {raw!r} (e.g. America/New_York)") from None
-    fixed = raw in ("EST", "MST", "HST") or raw.startswith("Etc/")  # `Japan` is a place
-    if fixed and datetime.now(zone).utcoffset():
+    if (raw in ("EST", "MST", "HST") or raw.startswith("Etc/")) and datetime.now(zone).utcoffset():
         raise ValueError(
             f"{raw!r} is a fixed offset, without daylight saving: name the place instead "
             "(America/New_York; America/Phoenix where clocks never change) or use UTC"
         )
     return raw
-
-
-_BOOL = _matching(
-    "(?i)true|false|yes|no|on|off|1|0",
-    "true or false",
-    lambda raw: raw.lower() in ("true", "yes", "on", "1"),
-)
-_LEVEL = _matching("(?i)" + "|".join(LOG_LEVELS), f"one of {', '.join(LOG_LEVELS)}", str.upper)
-_CODES = _matching(
-    r"[A-Z]{4}(\s*,\s*[A-Z]{4})*,?",
-    "department codes (four capitals) separated by commas",
-    lambda raw: frozenset(re.findall("[A-Z]{4}", raw)),
-)
-_MONGO_URI = _matching(
-    r"(mongodb|mongodb\+srv|mongomock)://.*",
-    "a mongodb://, mongodb+srv:// or mongomock:// URI",
-    secret=True,
-)
-_SHEET_URL = _matching(
-    r"(?!https?:).*|https?://.*/spreadsheets/d/[\w-]+.*",
-    "a spreadsheet URL (https://docs.google.com/spreadsheets/d/<id>/edit)",
-)
-_KEY = "config/service-credentials.json"
 
 
 def setting(
@@ -139,35 +112,40 @@ def setting(
     example: str | None = None,
     secret: bool = False,
 ) -> Any:
-    """A field: `default` as written in `.env` ("" for unset); `parse` raises `ValueError`
-    saying what is wrong; `example` is what `.env.example` suggests; `secret` stays out of
-    `repr`."""
+    """A field: `default` as written in `.env` ("" for unset), `parse` raising a `ValueError`
+    that says what is wrong, `example` for `.env.example`; a `secret` stays out of `repr`."""
     metadata = {"default": default, "parse": parse, "help": help, "example": example}
     return field(default=parse(default) if default else "", repr=not secret, metadata=metadata)
+
+
+_KEY = "config/service-credentials.json"
 
 
 @dataclass(frozen=True)
 class Settings:
     """The settings table (contract §6): each field is the setting named `FIELD`."""
 
-    # A table, one setting per entry.
     # fmt: off
     folder_id: str = setting("", _folder_id, "the backtest shared drive's (or top folder's) id "
         "or Drive address; required unless `--source`", example="")
     delegate_email: str = setting("", _matching(r"[^@\s]+@[^@\s]+", "an e-mail address"),
         "user the service account acts as (domain-wide delegation)", example="")
-    sheet_url: str = setting("", _SHEET_URL,
+    sheet_url: str = setting("", _matching(r"(?!https?:).*|https?://.*/spreadsheets/d/[\w-]+.*",
+        "a spreadsheet URL (https://docs.google.com/spreadsheets/d/<id>/edit)"),
         "spreadsheet URL; when unset the sheet step is skipped (a warning)", example="")
     google_credentials_file: Path = setting(_KEY, Path,  # noqa: RUF009
         "the service account's JSON key (git-ignored)", example=_KEY)
-    mongo_uri: str = setting("mongodb://localhost:27017", _MONGO_URI, "the website's MongoDB; "
-        "`mongomock://` is an in-process store for trying things out",
+    mongo_uri: str = setting("mongodb://localhost:27017", _matching(r"(mongodb|mongodb\+srv|"
+        "mongomock)://.*", "a mongodb://, mongodb+srv:// or mongomock:// URI", secret=True),
+        "the website's MongoDB; `mongomock://` is an in-process store for trying things out",
         example="mongodb://mongo:27017", secret=True)  # the database compose.yaml starts
     mongo_db: str = setting("apo_main", _matching(r'[^/\\. "$*<>:|?]{1,63}', "a database name"),
         "database holding the three backtest collections")
     cache_dir: Path = setting("cache", Path,  # noqa: RUF009
         "state file, lock, heartbeat, `last-run.json`, `report.html`")
-    log_level: str = setting("INFO", _LEVEL, f"{', '.join(LOG_LEVELS)} (`-v`/`-q` change it)")
+    log_level: str = setting("INFO", _matching("(?i)" + "|".join(LOG_LEVELS),
+        f"one of {', '.join(LOG_LEVELS)}", str.upper), f"{', '.join(LOG_LEVELS)} (`-v`/`-q` "
+        "change it)")
     sentry_dsn: str = setting("", _url("https://<key>@<host>/<project>", secret=True),
         "Sentry error reporting (off when unset); under `schedule` also Sentry Crons",
         example="", secret=True)
@@ -176,12 +154,16 @@ class Settings:
         "cron expression of `schedule`'s runs, in `TZ`")
     tz: str = setting("America/New_York", _zone,
         "time zone of `SCHEDULE`, the logs and the sheet's time stamp")
-    rename_files: bool = setting("true", _BOOL, "normalise badly named test files in Drive")
+    rename_files: bool = setting("true", _matching("(?i)true|false|yes|no|on|off|1|0",
+        "true or false", lambda raw: raw.lower() in ("true", "yes", "on", "1")),
+        "normalise badly named test files in Drive")
     full_rescan_hours: float = setting("24", _number(0, 8760),
         "at least this often, list the whole drive instead of following the changes feed")
     max_delete_fraction: float = setting("0.25", _number(0, 1), "mass-delete guard: refuse to "
         "delete more than this share of the courses (and more than 10)")
-    future_year_exempt: frozenset[str] = setting("BEAR", _CODES,
+    future_year_exempt: frozenset[str] = setting("BEAR", _matching(r"[A-Z]{4}(\s*,\s*[A-Z]{4})*,?",
+        "department codes (four capitals) separated by commas",
+        lambda raw: frozenset(re.findall("[A-Z]{4}", raw))),
         "departments allowed future years (comma-separated)")
     drive_writes_per_s: float = setting("3", _number(0.1, 100), "the sustained Drive write "
         "rate renames start from (Google's figure per user); the pacer slows down on "
@@ -238,55 +220,42 @@ def redact_uri(uri: str) -> str:
     return re.sub(r"\?.*password.*", f"?{REDACTED}", uri, flags=re.IGNORECASE)
 
 
-class Environment(dict[str, str]):
-    """The process environment over `.env`; `unknown`: the names in `.env` that are no setting."""
-
-    unknown: tuple[str, ...] = ()
-
-
-def closest(name: str, *, strict: bool = False) -> str | None:
-    """The setting `name` (no setting) most resembles, if any. `strict` for the process
-    environment, which holds other programs' names (`UV_CACHE_DIR` is not `CACHE_DIR`)."""
+def not_a_setting(name: str, *, strict: bool = False) -> str | None:
+    """ "NAME is not a setting; …" with the setting it resembles; None for a setting. `strict`
+    (the process environment, which holds other programs' names: `UV_CACHE_DIR` is not
+    `CACHE_DIR`) also gives None for a name that resembles none closely."""
     found = difflib.get_close_matches(name, TABLE, n=1, cutoff=0.85 if strict else 0.6)
-    if name in TABLE or not found or (strict and abs(len(found[0]) - len(name)) > 2):
+    if name in TABLE or (strict and (not found or abs(len(found[0]) - len(name)) > 2)):
         return None
-    return found[0]
-
-
-def _not_a_setting(name: str, near: str | None) -> str:
-    hint = f"did you mean {near}?" if near else 'README.md "Configuration" lists them'
+    hint = f"did you mean {found[0]}?" if found else 'README.md "Configuration" lists them'
     return f"{name} is not a setting; {hint}"
 
 
-def read_env(dotenv_path: Path | None) -> Environment:
-    """The process environment over the `.env` at `dotenv_path` (the caller names it: tests
-    never read the repository's), warning about look-alikes of a setting (`MONGO_URL`)."""
-    from_file: dict[str, str] = {}
-    if dotenv_path is not None and dotenv_path.is_file():
-        from_file = {k: v for k, v in dotenv_values(dotenv_path).items() if v is not None}
+def read_env(dotenv: Path) -> dict[str, str]:
+    """Every name in the `.env` at `dotenv` (the caller names it: tests never read the
+    repository's), under the settings in the process environment; warns of look-alikes of a
+    setting there (`MONGO_URL`)."""
     for name in sorted(os.environ):
-        if near := closest(name, strict=True):
-            log.warning("%s (in the environment)", _not_a_setting(name, near))
-    env = Environment({**from_file, **os.environ})
-    env.unknown = tuple(name for name in from_file if name not in TABLE)
-    return env
+        if warning := not_a_setting(name, strict=True):
+            log.warning("%s (in the environment)", warning)
+    from_file = dotenv_values(dotenv) if dotenv.is_file() else {}
+    ours = {name: value for name, value in os.environ.items() if name in TABLE}
+    return {**{name: value or "" for name, value in from_file.items()}, **ours}
 
 
 def load(env: Mapping[str, str], *, needs_drive: bool = True) -> Settings:
-    """`Settings` from `env` (`read_env`'s, or any mapping in tests); `needs_drive` is False
-    for a local folder (`--source`, `demo`), which needs no `FOLDER_ID` nor Drive key.
-    Raises `ConfigError` listing every problem, in the order of the table."""
-    problems = [_not_a_setting(name, closest(name)) for name in getattr(env, "unknown", ())]
+    """`Settings` from `env` (`read_env`'s: a name that is no setting came from `.env`);
+    `needs_drive` is False for a local folder (`--source`, `demo`), which needs no `FOLDER_ID`
+    nor Drive key. Raises `ConfigError` listing every problem."""
+    problems = [problem for name in env if (problem := not_a_setting(name))]
     values: dict[str, Any] = {}
     for name, f in TABLE.items():
         raw = env.get(name, "").strip()
-        if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "\"'":
-            # `docker run --env-file` keeps them; the value is not echoed (it may be a secret).
+        if re.fullmatch(r"(?s)(['\"]).*\1", raw):  # the value is not echoed: it may be a secret
             problems.append(
                 f"{name} is wrapped in quotes: remove the quotes (docker --env-file keeps them)"
             )
-            raw = raw[1:-1].strip()
-        if raw:
+        elif raw:
             try:
                 values[f.name] = f.metadata["parse"](raw)
             except ValueError as exc:
@@ -309,21 +278,21 @@ def load(env: Mapping[str, str], *, needs_drive: bool = True) -> Settings:
     return config
 
 
-def _described() -> list[tuple[str, str, str]]:
-    """(name, default as written in `.env`, help) of every setting, in the table's order."""
-    return [(name, f.metadata["default"], f.metadata["help"]) for name, f in TABLE.items()]
+def _rows() -> list[tuple[str, str, str, str | None]]:
+    """(name, default as written in `.env`, help, example) of every setting, in order."""
+    return [(n, *(f.metadata[k] for k in ("default", "help", "example"))) for n, f in TABLE.items()]
 
 
 def markdown_table() -> str:
     """The README's configuration table (a test keeps the two equal)."""
-    rows = [f"| `{name}` | {f'`{d}`' if d else '—'} | {help} |" for name, d, help in _described()]
+    rows = [f"| `{name}` | {f'`{d}`' if d else '—'} | {help} |" for name, d, help, _ in _rows()]
     return "\n".join(["| variable | default | meaning |", "| --- | --- | --- |", *rows, ""])
 
 
 def help_text() -> str:
     """The settings part of `--help`: each name, its help and its default."""
     lines = ['settings (environment or .env; README.md "Configuration"):']
-    for name, default, help in _described():
+    for name, default, help, _ in _rows():
         text = f"{name}: {help.replace('`', '')}" + (f" (default {default})" if default else "")
         lines += textwrap.wrap(text, 88, initial_indent="  ", subsequent_indent="      ")
     return "\n".join(lines)
@@ -338,9 +307,10 @@ def env_example() -> str:
         'print(e(), end="")\' > .env.example',
         "# Copy to .env (git-ignored) and fill in; the environment wins over this file.",
     ]
-    for name, default, help in _described():
-        out.append("")
-        out += textwrap.wrap(help.replace("`", ""), 84, initial_indent="# ", subsequent_indent="# ")
-        example = TABLE[name].metadata["example"]
+    for name, default, help, example in _rows():
+        out += [
+            "",
+            *textwrap.wrap(help.replace("`", ""), 84, initial_indent="# ", subsequent_indent="# "),
+        ]
         out.append(f"# {name}={default}" if example is None else f"{name}={example}")
     return "\n".join(out) + "\n"
