@@ -1,7 +1,7 @@
-"""Configuration (contract §6): one table of settings, read from the environment and `.env`;
-`--help`, the README's table and `.env.example` are made from it. (Not pydantic-settings: our
-parsers and one-line messages would stay, and it cannot tell a stray name in `.env`, an error,
-from one in the environment, a warning.)"""
+"""Configuration (contract §6): one table of settings, read from the environment and `.env`,
+that `--help`, the README and `.env.example` show. Not pydantic-settings: our parsers and
+messages would stay, and it cannot tell a stray name in `.env` (an error) from one in the
+environment (a warning)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import re
 import textwrap
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -26,11 +26,10 @@ from .sheet_contents import Layout
 log = logging.getLogger(__name__)
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 REDACTED = "***"
+Parse = Callable[[str], Any]  # raises a `ValueError` saying what is wrong (after the name)
 
 
-def _matching(
-    pattern: str, what: str, convert: Callable[[str], Any] = str, *, secret: bool = False
-) -> Callable[[str], Any]:
+def _matching(pattern: str, what: str, convert: Parse = str, *, secret: bool = False) -> Parse:
     """A parser of values matching `pattern` whole; a `secret` one is never echoed."""
 
     def parse(raw: str) -> Any:
@@ -41,18 +40,17 @@ def _matching(
     return parse
 
 
-def _url(example: str, *, secret: bool = False) -> Callable[[str], str]:
+def _url(example: str, *, secret: bool = False) -> Parse:
     url = r"https?://[^\s/]+\S*"
     return _matching(url, f"an http(s) URL like {example}", lambda u: u.rstrip("/"), secret=secret)
 
 
-def _number(low: float, high: float) -> Callable[[str], float]:
+def _number(low: float, high: float) -> Parse:
     """A parser for a number in [low, high] (so never NaN nor infinite)."""
 
     def parse(raw: str) -> float:
-        if not re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?", raw, re.I) or not (
-            low <= float(raw) <= high
-        ):
+        number = re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?", raw, re.I)
+        if not number or not low <= float(raw) <= high:
             raise ValueError(f"must be a number between {low:g} and {high:g}, not {raw!r}")
         return float(raw)
 
@@ -79,13 +77,10 @@ def _schedule(raw: str) -> str:
             f"is not a valid cron expression: {raw!r} "
             "(it needs 5 fields: minute hour day-of-month month day-of-week)"
         )
-    now = datetime.now(UTC)
     try:
-        soon = croniter(raw, now).get_next(datetime) - now <= timedelta(days=366)
-    except ValueError:  # croniter's "no such date" (`0 0 30 2 *`)
-        soon = False
-    if not soon:
-        raise ValueError(f"never fires within a year: {raw!r}")
+        croniter(raw, max_years_between_matches=1).get_next()
+    except ValueError:  # CroniterBadDateError (`0 0 30 2 *`)
+        raise ValueError(f"never fires within a year: {raw!r}") from None
     return raw
 
 
@@ -105,20 +100,12 @@ def _zone(raw: str) -> str:
 
 
 def setting(
-    default: str,
-    parse: Callable[[str], Any],
-    help: str,
-    *,
-    example: str | None = None,
-    secret: bool = False,
+    default: str, parse: Parse, help: str, *, example: str | None = None, secret: bool = False
 ) -> Any:
-    """A field: `default` as written in `.env` ("" for unset), `parse` raising a `ValueError`
-    that says what is wrong, `example` for `.env.example`; a `secret` stays out of `repr`."""
+    """A field: `default` as written in `.env` ("" for unset), `example` what `.env.example`
+    sets instead of showing the default; a `secret` stays out of `repr`."""
     metadata = {"default": default, "parse": parse, "help": help, "example": example}
     return field(default=parse(default) if default else "", repr=not secret, metadata=metadata)
-
-
-_KEY = "config/service-credentials.json"
 
 
 @dataclass(frozen=True)
@@ -133,8 +120,8 @@ class Settings:
     sheet_url: str = setting("", _matching(r"(?!https?:).*|https?://.*/spreadsheets/d/[\w-]+.*",
         "a spreadsheet URL (https://docs.google.com/spreadsheets/d/<id>/edit)"),
         "spreadsheet URL; when unset the sheet step is skipped (a warning)", example="")
-    google_credentials_file: Path = setting(_KEY, Path,  # noqa: RUF009
-        "the service account's JSON key (git-ignored)", example=_KEY)
+    google_credentials_file: Path = setting("config/service-credentials.json", Path,  # noqa: RUF009
+        "the service account's JSON key (git-ignored)")
     mongo_uri: str = setting("mongodb://localhost:27017", _matching(r"(mongodb|mongodb\+srv|"
         "mongomock)://.*", "a mongodb://, mongodb+srv:// or mongomock:// URI", secret=True),
         "the website's MongoDB; `mongomock://` is an in-process store for trying things out",
@@ -278,39 +265,11 @@ def load(env: Mapping[str, str], *, needs_drive: bool = True) -> Settings:
     return config
 
 
-def _rows() -> list[tuple[str, str, str, str | None]]:
-    """(name, default as written in `.env`, help, example) of every setting, in order."""
-    return [(n, *(f.metadata[k] for k in ("default", "help", "example"))) for n, f in TABLE.items()]
-
-
-def markdown_table() -> str:
-    """The README's configuration table (a test keeps the two equal)."""
-    rows = [f"| `{name}` | {f'`{d}`' if d else '—'} | {help} |" for name, d, help, _ in _rows()]
-    return "\n".join(["| variable | default | meaning |", "| --- | --- | --- |", *rows, ""])
-
-
 def help_text() -> str:
     """The settings part of `--help`: each name, its help and its default."""
     lines = ['settings (environment or .env; README.md "Configuration"):']
-    for name, default, help, _ in _rows():
-        text = f"{name}: {help.replace('`', '')}" + (f" (default {default})" if default else "")
+    for name, f in TABLE.items():
+        default = f" (default {f.metadata['default']})" if f.metadata["default"] else ""
+        text = f"{name}: {f.metadata['help']}{default}".replace("`", "")
         lines += textwrap.wrap(text, 88, initial_indent="  ", subsequent_indent="      ")
     return "\n".join(lines)
-
-
-def env_example() -> str:
-    """`.env.example`: every setting with its help; the ones to fill in are set, the others
-    commented out at their default (so a later default still applies)."""
-    out = [
-        "# backtest-compilation settings, generated by backtest_compilation/settings.py:",
-        "# uv run python -c 'from backtest_compilation.settings import env_example as e; "
-        'print(e(), end="")\' > .env.example',
-        "# Copy to .env (git-ignored) and fill in; the environment wins over this file.",
-    ]
-    for name, default, help, example in _rows():
-        out += [
-            "",
-            *textwrap.wrap(help.replace("`", ""), 84, initial_indent="# ", subsequent_indent="# "),
-        ]
-        out.append(f"# {name}={default}" if example is None else f"{name}={example}")
-    return "\n".join(out) + "\n"
