@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 from . import __version__, google, pipeline, sources, telemetry
 from .errors import ConfigError
@@ -34,7 +35,7 @@ def run_config(config: Settings) -> pipeline.RunConfig:
     """The values a run uses from `config` (the pipeline never reads `Settings`)."""
     return pipeline.RunConfig(
         cache_dir=config.cache_dir,
-        zone=config.zone,
+        zone=ZoneInfo(config.tz),
         future_year_exempt=config.future_year_exempt,
         rename_files=config.rename_files,
         sheet_identity=(config.sheet_key, *(getattr(config, f"sheet_{n}") for n in _LAYOUT)),

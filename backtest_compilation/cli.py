@@ -429,7 +429,7 @@ def _one_run(
             finished=datetime.now(UTC),
             headline=line,
             mongo_lines=run.mongo_lines,
-            zone=config.zone,
+            zone=ZoneInfo(config.tz),
         )
         why = "; ".join(f"{k}: {v}" for k, v in run.small["failed"].items())
         ping.finish(run.exit_code, line if run.ok else f"exit {run.exit_code}: {why}\n{line}")

@@ -1,7 +1,6 @@
-"""Configuration (contract §6): one table of settings, read from the environment and `.env`,
-that `--help`, the README and `.env.example` show. Not pydantic-settings: our parsers and
-messages would stay, and it cannot tell a stray name in `.env` (an error) from one in the
-environment (a warning)."""
+"""Configuration (contract §6): one table of settings, read from the environment and `.env`.
+Not pydantic-settings: our parsers and messages would stay, and it cannot tell a stray name in
+`.env` (an error) from one in the environment (a warning)."""
 
 from __future__ import annotations
 
@@ -59,11 +58,11 @@ def _number(low: float, high: float) -> Parse:
 
 def _folder_id(raw: str) -> str:
     """A bare id, or the id in a folder's Drive address as the browser shows it."""
-    folder = r"https?://drive\.google\.com/(?:drive/(?:u/\d+/)?folders/|open\?id=)([\w-]+)"
-    if not re.match(r"(?i)https?://", raw):
-        return raw
-    if m := re.match(folder, raw):
-        return m.group(1)
+    folder = re.match(
+        r"https?://drive\.google\.com/(drive/(u/\d+/)?folders/|open\?id=)([\w-]+)", raw
+    )
+    if folder or not re.match(r"(?i)https?://", raw):
+        return folder.group(3) if folder else raw
     raise ValueError(
         "is not a folder's address: it must be the shared drive or the top folder of the "
         f"backtests (https://drive.google.com/drive/folders/<id>), or its id, not {raw!r}"
@@ -85,8 +84,7 @@ def _schedule(raw: str) -> str:
 
 
 def _zone(raw: str) -> str:
-    """A known zone; a fixed offset (`EST`, `Etc/GMT+5`) other than UTC is refused: it is
-    almost always meant as a place's time, and would run an hour off all summer."""
+    """A known zone, not a fixed offset other than UTC (`EST`: an hour off all summer)."""
     try:
         zone = ZoneInfo(raw)
     except (KeyError, ValueError, OSError):  # ZoneInfoNotFoundError is a KeyError
@@ -134,8 +132,7 @@ class Settings:
         f"one of {', '.join(LOG_LEVELS)}", str.upper), f"{', '.join(LOG_LEVELS)} (`-v`/`-q` "
         "change it)")
     sentry_dsn: str = setting("", _url("https://<key>@<host>/<project>", secret=True),
-        "Sentry error reporting (off when unset); under `schedule` also Sentry Crons",
-        example="", secret=True)
+        "Sentry error reporting (off when unset); under `schedule` also Sentry Crons", secret=True)
     sentry_trace_rate: float = setting("1", _number(0, 1), "share of runs traced for Sentry")
     schedule: str = setting("*/10 * * * *", _schedule,
         "cron expression of `schedule`'s runs, in `TZ`")
@@ -163,14 +160,13 @@ class Settings:
         "stops cleanly (exit 1), keeping what its completed sinks did")
     healthcheck_url: str = setting("", _url("https://hc-ping.com/<uuid>", secret=True),
         "a dead-man's-switch monitor pinged at `/start`, on success and at `/fail` of every "
-        "sync; one that is down never fails a run", example="", secret=True)  # the URL is a key
+        "sync; one that is down never fails a run", secret=True)  # the URL is a key
     sentry_monitor_slug: str = setting("backtest-compilation", _matching(r"[a-z0-9_-]{1,50}",
         "lower-case letters, digits, - and _ (at most 50)"),
         "the Sentry Crons monitor `schedule` reports to (with the DSN)")
     drive_api_endpoint: str = setting("", _url("http://127.0.0.1:8080"), "root URL of a "
         "server answering like Google Drive (tests, demos): no key needed")
     sheets_api_endpoint: str = setting("", _url("http://127.0.0.1:8080"), "the same for Sheets")
-    # contract §4: every tab and cell of the sheet is configurable; the defaults are today's.
     sheet_errors_tab: str = setting(Layout.errors_tab, str, "the tool's problems tab")
     sheet_copies_tab: str = setting(Layout.copies_tab, str, "the people's tab, a row per course")
     sheet_not_found_tab: str = setting(Layout.not_found_tab, str,
@@ -178,13 +174,8 @@ class Settings:
     sheet_count_column: str = setting(Layout.count_column, _matching(r"[A-Z]{1,3}",
         "column letters like F"), "column of the people's tab that receives the digital counts")
     sheet_stamp_cell: str = setting(Layout.stamp_cell, _matching(r"[A-Z]{1,3}[1-9][0-9]{0,6}",
-        "a cell like P24"), "cell of the people's tab receiving the time of the last change "
-        "written to the sheet")
+        "a cell like P24"), "cell of the people's tab receiving the time the sheet last changed")
     # fmt: on
-
-    @property
-    def zone(self) -> ZoneInfo:
-        return ZoneInfo(self.tz)
 
     @property
     def sheet_key(self) -> str:
@@ -208,9 +199,8 @@ def redact_uri(uri: str) -> str:
 
 
 def not_a_setting(name: str, *, strict: bool = False) -> str | None:
-    """ "NAME is not a setting; …" with the setting it resembles; None for a setting. `strict`
-    (the process environment, which holds other programs' names: `UV_CACHE_DIR` is not
-    `CACHE_DIR`) also gives None for a name that resembles none closely."""
+    """ "NAME is not a setting; …" naming the closest setting, None for a setting; `strict` (for
+    other programs' names: `UV_CACHE_DIR` is not `CACHE_DIR`) None unless one is close."""
     found = difflib.get_close_matches(name, TABLE, n=1, cutoff=0.85 if strict else 0.6)
     if name in TABLE or (strict and (not found or abs(len(found[0]) - len(name)) > 2)):
         return None
@@ -219,9 +209,8 @@ def not_a_setting(name: str, *, strict: bool = False) -> str | None:
 
 
 def read_env(dotenv: Path) -> dict[str, str]:
-    """Every name in the `.env` at `dotenv` (the caller names it: tests never read the
-    repository's), under the settings in the process environment; warns of look-alikes of a
-    setting there (`MONGO_URL`)."""
+    """The `.env` at `dotenv` under the process environment's settings, warning of look-alikes
+    of a setting in the environment (`MONGO_URL`). Tests never read the repository's `.env`."""
     for name in sorted(os.environ):
         if warning := not_a_setting(name, strict=True):
             log.warning("%s (in the environment)", warning)
@@ -231,9 +220,8 @@ def read_env(dotenv: Path) -> dict[str, str]:
 
 
 def load(env: Mapping[str, str], *, needs_drive: bool = True) -> Settings:
-    """`Settings` from `env` (`read_env`'s: a name that is no setting came from `.env`);
-    `needs_drive` is False for a local folder (`--source`, `demo`), which needs no `FOLDER_ID`
-    nor Drive key. Raises `ConfigError` listing every problem."""
+    """`Settings` from `read_env`'s `env`, or `ConfigError` listing every problem; `needs_drive`
+    False for a local folder (`--source`, `demo`), which needs no `FOLDER_ID` nor Drive key."""
     problems = [problem for name in env if (problem := not_a_setting(name))]
     values: dict[str, Any] = {}
     for name, f in TABLE.items():
