@@ -152,7 +152,7 @@ def build_services(
         skipped = "a local --source writes no sheet (add --publish to write SHEET_URL's)"
     elif config.sheet_url:
         sheet = connect_sheet(config, deadline=deadline)
-    if trying and not config.uses_mongomock:
+    if trying and not config.mongo_uri.startswith("mongomock:"):
         log.warning(
             "a local --source uses an in-process MongoDB, not MONGO_URI "
             "(add --publish to write MONGO_URI's database)"

@@ -436,7 +436,7 @@ def can_write_collections(status: Mapping[str, Any], db: str) -> tuple[bool, str
 
 def check_mongo(config: settings.Settings, *, timeout_ms: int = MONGO_TIMEOUT_MS) -> list[Check]:
     """MongoDB reachable, authenticated, and allowed to write the three collections."""
-    if config.uses_mongomock:
+    if config.mongo_uri.startswith("mongomock:"):
         return [_ok("MongoDB", "mongomock:// in-process store (nothing to check)")]
     from pymongo.errors import OperationFailure, PyMongoError
 

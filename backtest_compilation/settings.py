@@ -1,6 +1,5 @@
-"""Configuration (contract §6): one table of settings, read from the environment and `.env`.
-Not pydantic-settings: our parsers and messages would stay, and it cannot tell a stray name in
-`.env` (an error) from one in the environment (a warning)."""
+"""Configuration (contract §6): one table of settings, read from the environment and `.env`
+(not pydantic-settings: it cannot tell a stray name in `.env` from one in the environment)."""
 
 from __future__ import annotations
 
@@ -23,7 +22,7 @@ from .errors import ConfigError
 from .sheet_contents import Layout
 
 log = logging.getLogger(__name__)
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_LEVELS = "DEBUG, INFO, WARNING, ERROR, CRITICAL"
 REDACTED = "***"
 Parse = Callable[[str], Any]  # raises a `ValueError` saying what is wrong (after the name)
 
@@ -58,11 +57,9 @@ def _number(low: float, high: float) -> Parse:
 
 def _folder_id(raw: str) -> str:
     """A bare id, or the id in a folder's Drive address as the browser shows it."""
-    folder = re.match(
-        r"https?://drive\.google\.com/(drive/(u/\d+/)?folders/|open\?id=)([\w-]+)", raw
-    )
-    if folder or not re.match(r"(?i)https?://", raw):
-        return folder.group(3) if folder else raw
+    m = re.match(r"https?://drive\.google\.com/(drive/(u/\d+/)?folders/|open\?id=)([\w-]+)", raw)
+    if m or not re.match(r"(?i)https?://", raw):
+        return m.group(3) if m else raw
     raise ValueError(
         "is not a folder's address: it must be the shared drive or the top folder of the "
         f"backtests (https://drive.google.com/drive/folders/<id>), or its id, not {raw!r}"
@@ -100,8 +97,7 @@ def _zone(raw: str) -> str:
 def setting(
     default: str, parse: Parse, help: str, *, example: str | None = None, secret: bool = False
 ) -> Any:
-    """A field: `default` as written in `.env` ("" for unset), `example` what `.env.example`
-    sets instead of showing the default; a `secret` stays out of `repr`."""
+    """A field: `default` as written in `.env` ("" unset); `example` what `.env.example` sets."""
     metadata = {"default": default, "parse": parse, "help": help, "example": example}
     return field(default=parse(default) if default else "", repr=not secret, metadata=metadata)
 
@@ -128,9 +124,8 @@ class Settings:
         "database holding the three backtest collections")
     cache_dir: Path = setting("cache", Path,  # noqa: RUF009
         "state file, lock, heartbeat, `last-run.json`, `report.html`")
-    log_level: str = setting("INFO", _matching("(?i)" + "|".join(LOG_LEVELS),
-        f"one of {', '.join(LOG_LEVELS)}", str.upper), f"{', '.join(LOG_LEVELS)} (`-v`/`-q` "
-        "change it)")
+    log_level: str = setting("INFO", _matching("(?i)" + LOG_LEVELS.replace(", ", "|"),
+        f"one of {LOG_LEVELS}", str.upper), f"{LOG_LEVELS} (`-v`/`-q` change it)")
     sentry_dsn: str = setting("", _url("https://<key>@<host>/<project>", secret=True),
         "Sentry error reporting (off when unset); under `schedule` also Sentry Crons", secret=True)
     sentry_trace_rate: float = setting("1", _number(0, 1), "share of runs traced for Sentry")
@@ -147,11 +142,9 @@ class Settings:
         "delete more than this share of the courses (and more than 10)")
     future_year_exempt: frozenset[str] = setting("BEAR", _matching(r"[A-Z]{4}(\s*,\s*[A-Z]{4})*,?",
         "department codes (four capitals) separated by commas",
-        lambda raw: frozenset(re.findall("[A-Z]{4}", raw))),
-        "departments allowed future years (comma-separated)")
-    drive_writes_per_s: float = setting("3", _number(0.1, 100), "the sustained Drive write "
-        "rate renames start from (Google's figure per user); the pacer slows down on "
-        "refusals and never goes above it")
+        lambda raw: frozenset(re.findall("[A-Z]{4}", raw))), "departments allowed future years")
+    drive_writes_per_s: float = setting("3", _number(0.1, 100), "Drive writes a second "
+        "renames start at (Google's figure per user); the pacer slows on refusals, never above it")
     rename_stall_s: float = setting("300", _number(1, 86400), "renames give up (as "
         "`rename_failed`) only after this long without a single success")
     rename_budget_s: float = setting("600", _number(0, 86400),
@@ -183,17 +176,12 @@ class Settings:
         m = re.search(r"/spreadsheets/d/([\w-]+)", self.sheet_url)
         return m.group(1) if m else self.sheet_url.strip()
 
-    @property
-    def uses_mongomock(self) -> bool:
-        return self.mongo_uri.startswith("mongomock:")
-
 
 TABLE = {f.name.upper(): f for f in fields(Settings)}
 
 
 def redact_uri(uri: str) -> str:
-    """`mongodb://user:secret@host/db` → `mongodb://user:***@host/db`; a query naming a
-    password (tlsCertificateKeyFilePassword) is masked whole."""
+    """`mongodb://user:secret@host/db` → `mongodb://user:***@host/db`; a password query too."""
     uri = re.sub(r"(://[^:/@]*:)[^/]*@", rf"\g<1>{REDACTED}@", uri)
     return re.sub(r"\?.*password.*", f"?{REDACTED}", uri, flags=re.IGNORECASE)
 
@@ -214,9 +202,8 @@ def read_env(dotenv: Path) -> dict[str, str]:
     for name in sorted(os.environ):
         if warning := not_a_setting(name, strict=True):
             log.warning("%s (in the environment)", warning)
-    from_file = dotenv_values(dotenv) if dotenv.is_file() else {}
-    ours = {name: value for name, value in os.environ.items() if name in TABLE}
-    return {**{name: value or "" for name, value in from_file.items()}, **ours}
+    from_file = {k: v or "" for k, v in dotenv_values(dotenv).items()} if dotenv.is_file() else {}
+    return from_file | {name: value for name, value in os.environ.items() if name in TABLE}
 
 
 def load(env: Mapping[str, str], *, needs_drive: bool = True) -> Settings:
@@ -226,10 +213,9 @@ def load(env: Mapping[str, str], *, needs_drive: bool = True) -> Settings:
     values: dict[str, Any] = {}
     for name, f in TABLE.items():
         raw = env.get(name, "").strip()
+        quoted = f"{name} is wrapped in quotes: remove the quotes (docker --env-file keeps them)"
         if re.fullmatch(r"(?s)(['\"]).*\1", raw):  # the value is not echoed: it may be a secret
-            problems.append(
-                f"{name} is wrapped in quotes: remove the quotes (docker --env-file keeps them)"
-            )
+            problems.append(quoted)
         elif raw:
             try:
                 values[f.name] = f.metadata["parse"](raw)
