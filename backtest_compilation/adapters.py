@@ -1,11 +1,8 @@
-"""Settings → the run's adapters: Drive or a local folder, MongoDB, the sheet, Sentry.
-
-The adapters take plain values; their modules are imported only when used.
-"""
+"""Settings → the run's adapters: Drive or a local folder, MongoDB, the sheet, Sentry (which
+take plain values; their modules are imported only when used)."""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -24,7 +21,6 @@ if TYPE_CHECKING:
 
     from .drive import DriveSource
     from .sheet import SheetReport
-    from .store import Store
 
 log = logging.getLogger("backtest_compilation")
 # The `SHEET_*` settings, each a field of `Layout` (today's sheet by default).
@@ -42,13 +38,6 @@ def run_config(config: Settings) -> pipeline.RunConfig:
         max_delete_fraction=config.max_delete_fraction,
         run_timeout_s=config.run_timeout_s,
     )
-
-
-def demo_config(config: Settings, cache_dir: Path) -> pipeline.RunConfig:
-    """The demo's run: of `config` only the harmless time zone and exempt departments, so it
-    never talks to a real database, drive or sheet, whatever `.env` says."""
-    exempt = config.future_year_exempt
-    return run_config(Settings(cache_dir=cache_dir, tz=config.tz, future_year_exempt=exempt))
 
 
 def sheet_layout(config: Settings) -> Layout:
@@ -118,18 +107,6 @@ def connect_sheet(
     )
 
 
-def connect_store(
-    config: Settings, *, timeout_ms: int | None = None, deadline: google.Deadline | None = None
-) -> Store:
-    """The MongoDB store at `MONGO_URI`, database `MONGO_DB`; nothing outlives `deadline`."""
-    from .store import DEFAULT_TIMEOUT_MS, Store
-
-    timeout_ms = timeout_ms or DEFAULT_TIMEOUT_MS
-    return Store.connect(
-        config.mongo_uri, config.mongo_db, timeout_ms=timeout_ms, deadline=deadline
-    )
-
-
 def build_services(
     config: Settings, *, source: Path | None, options: pipeline.Options, publish: bool = False
 ) -> pipeline.Services:
@@ -138,6 +115,8 @@ def build_services(
     A local `source` is for trying things: unless `publish`, it writes no sheet and uses an
     in-process MongoDB (its `--dry-run` and `check` compare with that same one), so a
     try-out never changes what the website and the tracking sheet show."""
+    from .store import Store
+
     deadline = google.Deadline(config.run_timeout_s)
     renames = options.renames_applied(config.rename_files)
     trying = source is not None and not publish
@@ -152,13 +131,14 @@ def build_services(
         skipped = "a local --source writes no sheet (add --publish to write SHEET_URL's)"
     elif config.sheet_url:
         sheet = connect_sheet(config, deadline=deadline)
-    if trying and not config.mongo_uri.startswith("mongomock:"):
+    uri = config.mongo_uri
+    if trying and not uri.startswith("mongomock:"):
         log.warning(
             "a local --source uses an in-process MongoDB, not MONGO_URI "
             "(add --publish to write MONGO_URI's database)"
         )
-        config = dataclasses.replace(config, mongo_uri="mongomock://")
-    store = connect_store(config, deadline=deadline)
+        uri = "mongomock://"
+    store = Store.connect(uri, config.mongo_db, deadline=deadline)
     return pipeline.Services(tree, store, sheet, sheet_skipped=skipped, deadline=deadline)
 
 

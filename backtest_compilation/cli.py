@@ -16,7 +16,6 @@ import textwrap
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
 from types import FrameType
 from zoneinfo import ZoneInfo
@@ -24,7 +23,6 @@ from zoneinfo import ZoneInfo
 from . import __version__, alerts, lastrun, pipeline, schedule, settings, telemetry
 from .adapters import (
     build_services,
-    demo_config,
     run_config,
     start_telemetry,
 )
@@ -303,7 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .demo import run_demo
 
         try:
-            return run_demo(partial(demo_config, config), config.mongo_db)
+            return run_demo(config)
         except Exception as exc:
             return _logged(exc)
     configure_logging(log_level(config.log_level, request.verbose, request.quiet), config.tz)

@@ -24,7 +24,7 @@ from .drive import SCOPE_READ, SCOPE_RENAME, DriveCallError, DriveSource
 from .errors import ConfigError, RunError
 from .naming import department_code, parse_course
 from .settings import redact_uri
-from .store import BACKTESTS, CODES, COURSES
+from .store import BACKTESTS, CODES, COURSES, Store
 from .tree import FOLDER_MIME
 
 CALL_TIMEOUT_S: Final = 8.0
@@ -446,7 +446,7 @@ def check_mongo(config: settings.Settings, *, timeout_ms: int = MONGO_TIMEOUT_MS
         f"start MongoDB or fix the host in MONGO_URI ({where}); in compose, the `mongo` "
         f"service must be up; see {README_MONGO}"
     )
-    store = adapters.connect_store(config, timeout_ms=timeout_ms)  # the adapter a sync uses
+    store = Store.connect(config.mongo_uri, config.mongo_db, timeout_ms=timeout_ms)
     client = store.database.client
     try:
         try:
