@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from .sheet import SheetReport
 
 log = logging.getLogger("backtest_compilation")
-# The `SHEET_*` settings, each a field of `Layout` (today's sheet by default).
 _LAYOUT = ("errors_tab", "copies_tab", "not_found_tab", "count_column", "stamp_cell")
 
 
@@ -41,7 +40,7 @@ def run_config(config: Settings) -> pipeline.RunConfig:
 
 
 def sheet_layout(config: Settings) -> Layout:
-    """The layout the `SHEET_*` settings name."""
+    """The layout the `SHEET_*` settings name (`_LAYOUT`: the fields of `Layout` they set)."""
     return Layout(**{name: getattr(config, f"sheet_{name}") for name in _LAYOUT})
 
 
@@ -110,11 +109,9 @@ def connect_sheet(
 def build_services(
     config: Settings, *, source: Path | None, options: pipeline.Options, publish: bool = False
 ) -> pipeline.Services:
-    """The real adapters for `config`: Drive (or a local folder), MongoDB, the sheet.
-
-    A local `source` is for trying things: unless `publish`, it writes no sheet and uses an
-    in-process MongoDB (its `--dry-run` and `check` compare with that same one), so a
-    try-out never changes what the website and the tracking sheet show."""
+    """The real adapters for `config`: Drive (or a local folder), MongoDB, the sheet. A local
+    `source` is for trying things: unless `publish`, it writes no sheet and uses an in-process
+    MongoDB, so a try-out never changes what the website and the tracking sheet show."""
     from .store import Store
 
     deadline = google.Deadline(config.run_timeout_s)
@@ -143,8 +140,7 @@ def build_services(
 
 
 def start_telemetry(config: Settings) -> telemetry.Telemetry:
-    """Sentry for `SENTRY_DSN` (a disabled handle without one), masking the DSN and the
-    MongoDB password in everything it sends."""
+    """Sentry for `SENTRY_DSN` (else disabled), masking the DSN and the MongoDB password."""
     return telemetry.init(
         config.sentry_dsn,
         trace_rate=config.sentry_trace_rate,

@@ -1,6 +1,5 @@
-"""`demo`: the whole pipeline with no account anywhere (contract §7): a copy of the bundled
-sample drive read as a local folder (renamed in the copy), an in-process MongoDB, the report
-on the terminal and in an HTML file; a second run then shows what an unchanged drive costs."""
+"""`demo` (contract §7): the whole pipeline, with no account anywhere, on a copy of the bundled
+sample drive and an in-process MongoDB; a second run shows what an unchanged drive costs."""
 
 from __future__ import annotations
 
@@ -16,9 +15,8 @@ from .store import Store
 
 
 def run_demo(settings: Settings, *, report_file: Path = Path("demo-report.html")) -> int:
-    """Run the pipeline twice on a copy of the sample drive; print and write the report. Of
-    `settings` only the harmless time zone, exempt departments and database name count: the
-    demo never talks to a real database, drive or sheet, whatever `.env` says."""
+    """Run twice; print the report and write it as HTML. Only the harmless settings count (time
+    zone, exempt departments, database name): it never touches a real database, drive or sheet."""
     exempt = settings.future_year_exempt
     with tempfile.TemporaryDirectory(prefix="backtest-demo-") as tmp:
         root = sample.copy_sample_drive(Path(tmp))
@@ -29,10 +27,9 @@ def run_demo(settings: Settings, *, report_file: Path = Path("demo-report.html")
             first = pipeline.run(config, pipeline.Options(), services)
             second = pipeline.run(config, pipeline.Options(), services)
             website = _website_view(store)
-    runs = (
-        f"First run: {summary_line(first.summary)}",
-        f"Second run: {summary_line(second.summary)}",
-    )
+    runs = [
+        f"{n} run: {summary_line(run.summary)}" for n, run in [("First", first), ("Second", second)]
+    ]
     renamed = len(first.applied)
     print(
         "backtest-compilation demo: the bundled sample drive, an in-process MongoDB\n",
