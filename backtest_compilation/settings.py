@@ -187,8 +187,8 @@ def redact_uri(uri: str) -> str:
 
 
 def not_a_setting(name: str, *, strict: bool = False) -> str | None:
-    """ "NAME is not a setting; …" naming the closest setting, None for a setting; `strict` (for
-    other programs' names: `UV_CACHE_DIR` is not `CACHE_DIR`) None unless one is close."""
+    """The line saying `name` is not a setting, naming the closest; None for a setting, and with
+    `strict` (other programs' names: `UV_CACHE_DIR` is not `CACHE_DIR`) unless one is close."""
     found = difflib.get_close_matches(name, TABLE, n=1, cutoff=0.85 if strict else 0.6)
     if name in TABLE or (strict and (not found or abs(len(found[0]) - len(name)) > 2)):
         return None
