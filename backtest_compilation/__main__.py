@@ -1,7 +1,5 @@
 """`python -m backtest_compilation` does what `main.py` does."""
 
-import sys
-
 from .cli import main
 
-sys.exit(main())
+raise SystemExit(main())

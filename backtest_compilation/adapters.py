@@ -1,16 +1,14 @@
-"""Settings → the run's adapters: Drive or a local folder, MongoDB, the sheet, Sentry.
-
-The adapters take plain values; their modules are imported only when used.
-"""
+"""Settings → the run's adapters: Drive or a local folder, MongoDB, the sheet, Sentry (which
+take plain values; their modules are imported only when used)."""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 from . import __version__, google, pipeline, sources, telemetry
 from .errors import ConfigError
@@ -23,10 +21,8 @@ if TYPE_CHECKING:
 
     from .drive import DriveSource
     from .sheet import SheetReport
-    from .store import Store
 
 log = logging.getLogger("backtest_compilation")
-# The `SHEET_*` settings, each a field of `Layout` (today's sheet by default).
 _LAYOUT = ("errors_tab", "copies_tab", "not_found_tab", "count_column", "stamp_cell")
 
 
@@ -34,7 +30,7 @@ def run_config(config: Settings) -> pipeline.RunConfig:
     """The values a run uses from `config` (the pipeline never reads `Settings`)."""
     return pipeline.RunConfig(
         cache_dir=config.cache_dir,
-        zone=config.zone,
+        zone=ZoneInfo(config.tz),
         future_year_exempt=config.future_year_exempt,
         rename_files=config.rename_files,
         sheet_identity=(config.sheet_key, *(getattr(config, f"sheet_{n}") for n in _LAYOUT)),
@@ -43,15 +39,8 @@ def run_config(config: Settings) -> pipeline.RunConfig:
     )
 
 
-def demo_config(config: Settings, cache_dir: Path) -> pipeline.RunConfig:
-    """The demo's run: of `config` only the harmless time zone and exempt departments, so it
-    never talks to a real database, drive or sheet, whatever `.env` says."""
-    exempt = config.future_year_exempt
-    return run_config(Settings(cache_dir=cache_dir, tz=config.tz, future_year_exempt=exempt))
-
-
 def sheet_layout(config: Settings) -> Layout:
-    """The layout the `SHEET_*` settings name."""
+    """The layout the `SHEET_*` settings name (`_LAYOUT`: the fields of `Layout` they set)."""
     return Layout(**{name: getattr(config, f"sheet_{name}") for name in _LAYOUT})
 
 
@@ -117,26 +106,14 @@ def connect_sheet(
     )
 
 
-def connect_store(
-    config: Settings, *, timeout_ms: int | None = None, deadline: google.Deadline | None = None
-) -> Store:
-    """The MongoDB store at `MONGO_URI`, database `MONGO_DB`; nothing outlives `deadline`."""
-    from .store import DEFAULT_TIMEOUT_MS, Store
-
-    timeout_ms = timeout_ms or DEFAULT_TIMEOUT_MS
-    return Store.connect(
-        config.mongo_uri, config.mongo_db, timeout_ms=timeout_ms, deadline=deadline
-    )
-
-
 def build_services(
     config: Settings, *, source: Path | None, options: pipeline.Options, publish: bool = False
 ) -> pipeline.Services:
-    """The real adapters for `config`: Drive (or a local folder), MongoDB, the sheet.
+    """The real adapters for `config`: Drive (or a local folder), MongoDB, the sheet. A local
+    `source` is for trying things: unless `publish`, it writes no sheet and uses an in-process
+    MongoDB, so a try-out never changes what the website and the tracking sheet show."""
+    from .store import Store
 
-    A local `source` is for trying things: unless `publish`, it writes no sheet and uses an
-    in-process MongoDB (its `--dry-run` and `check` compare with that same one), so a
-    try-out never changes what the website and the tracking sheet show."""
     deadline = google.Deadline(config.run_timeout_s)
     renames = options.rename and config.rename_files and options.mode == "sync"
     trying = source is not None and not publish
@@ -151,19 +128,19 @@ def build_services(
         skipped = "a local --source writes no sheet (add --publish to write SHEET_URL's)"
     elif config.sheet_url:
         sheet = connect_sheet(config, deadline=deadline)
-    if trying and not config.uses_mongomock:
+    uri = config.mongo_uri
+    if trying and not uri.startswith("mongomock:"):
         log.warning(
             "a local --source uses an in-process MongoDB, not MONGO_URI "
             "(add --publish to write MONGO_URI's database)"
         )
-        config = dataclasses.replace(config, mongo_uri="mongomock://")
-    store = connect_store(config, deadline=deadline)
+        uri = "mongomock://"
+    store = Store.connect(uri, config.mongo_db, deadline=deadline)
     return pipeline.Services(tree, store, sheet, sheet_skipped=skipped, deadline=deadline)
 
 
 def start_telemetry(config: Settings) -> telemetry.Telemetry:
-    """Sentry for `SENTRY_DSN` (a disabled handle without one), masking the DSN and the
-    MongoDB password in everything it sends."""
+    """Sentry for `SENTRY_DSN` (else disabled), masking the DSN and the MongoDB password."""
     return telemetry.init(
         config.sentry_dsn,
         trace_rate=config.sentry_trace_rate,

@@ -25,7 +25,6 @@ from zoneinfo import ZoneInfo
 from . import __version__, alerts, lastrun, pipeline, schedule, settings, telemetry
 from .adapters import (
     build_services,
-    demo_config,
     run_config,
     start_telemetry,
 )
@@ -280,7 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(log_level(base, request.verbose, request.quiet), config.tz)
         from .demo import run_demo
 
-        return run_demo(partial(demo_config, config), config.mongo_db)
+        return run_demo(config)
     configure_logging(log_level(config.log_level, request.verbose, request.quiet), config.tz)
     tel = start_telemetry(config)
     try:
@@ -401,7 +400,7 @@ def _tell(
             finished=datetime.now(UTC),
             headline=line,
             mongo_lines=run.mongo_lines,
-            zone=config.zone,
+            zone=ZoneInfo(config.tz),
         )
         why = "; ".join(f"{k}: {v}" for k, v in run.small["failed"].items())
         ping.finish(run.exit_code, line if run.ok else f"exit {run.exit_code}: {why}\n{line}")

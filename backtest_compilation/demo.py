@@ -1,39 +1,35 @@
-"""`demo`: the whole pipeline with no account anywhere (contract §7): a copy of the bundled
-sample drive read as a local folder (renamed in the copy), an in-process MongoDB, the report
-on the terminal and in an HTML file; a second run then shows what an unchanged drive costs."""
+"""`demo` (contract §7): the whole pipeline, with no account anywhere, on a copy of the bundled
+sample drive and an in-process MongoDB; a second run shows what an unchanged drive costs."""
 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 from . import pipeline, report, sample, sources
+from .adapters import run_config
 from .local import LocalFolderSource
 from .outcome import summary_line
+from .settings import Settings
 from .store import Store
 
 
-def run_demo(
-    config_for: Callable[[Path], pipeline.RunConfig],
-    mongo_db: str,
-    *,
-    report_file: Path = Path("demo-report.html"),
-) -> int:
-    """Run the pipeline twice on a copy of the sample drive; print and write the report.
-    `config_for(cache_dir)` is the run's configuration, its cache in the temporary folder."""
+def run_demo(settings: Settings, *, report_file: Path = Path("demo-report.html")) -> int:
+    """Run twice; print the report and write it as HTML. Only the harmless settings count (time
+    zone, exempt departments, database name): it never touches a real database, drive or sheet."""
+    exempt = settings.future_year_exempt
     with tempfile.TemporaryDirectory(prefix="backtest-demo-") as tmp:
         root = sample.copy_sample_drive(Path(tmp))
-        config = config_for(Path(tmp) / "cache")
-        with Store.connect("mongomock://demo", mongo_db) as store:
+        cache = Path(tmp) / "cache"
+        config = run_config(Settings(cache_dir=cache, tz=settings.tz, future_year_exempt=exempt))
+        with Store.connect("mongomock://demo", settings.mongo_db) as store:
             services = pipeline.Services(sources.LocalTree(LocalFolderSource(root)), store)
             first = pipeline.run(config, pipeline.Options(), services)
             second = pipeline.run(config, pipeline.Options(), services)
             website = _website_view(store)
-    runs = (
-        f"First run: {summary_line(first.summary)}",
-        f"Second run: {summary_line(second.summary)}",
-    )
+    runs = [
+        f"{n} run: {summary_line(run.summary)}" for n, run in [("First", first), ("Second", second)]
+    ]
     renamed = len(first.applied)
     print(
         "backtest-compilation demo: the bundled sample drive, an in-process MongoDB\n",

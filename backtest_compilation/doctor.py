@@ -14,13 +14,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple, TextIO
+from zoneinfo import ZoneInfo
 
 from . import adapters, google, schedule, settings
 from .drive import SCOPE_READ, SCOPE_RENAME, DriveCallError, DriveSource
 from .errors import ConfigError, RunError
 from .naming import department_code, parse_course
 from .sheet import SCOPE, SheetReport
-from .store import AUTH_ERROR_CODES, BACKTESTS, CODES, COURSES
+from .store import AUTH_ERROR_CODES, BACKTESTS, CODES, COURSES, Store
 from .tree import FOLDER_MIME
 
 TIMEOUT_S = 8.0  # one call to Google
@@ -304,12 +305,12 @@ def can_write_collections(status: Mapping[str, Any], db: str) -> tuple[bool, str
 
 def check_mongo(config: settings.Settings) -> list[Check]:
     """MongoDB reachable, authenticated, and allowed to write the three collections."""
-    if config.uses_mongomock:
+    if config.mongo_uri.startswith("mongomock:"):
         return [ok("MongoDB", "mongomock:// in-process store (nothing to check)")]
     from pymongo.errors import ConnectionFailure, PyMongoError
 
     where = settings.redact_uri(config.mongo_uri)
-    store = adapters.connect_store(config, timeout_ms=MONGO_TIMEOUT_MS)  # as a sync connects
+    store = Store.connect(config.mongo_uri, config.mongo_db, timeout_ms=MONGO_TIMEOUT_MS)
     try:
         store.database.client.admin.command("ping")
         rights = _mongo_rights(store.database.client, config.mongo_db)
@@ -385,10 +386,10 @@ def local_checks(config: settings.Settings) -> Iterator[Check]:
         yield ok("HEALTHCHECK_URL", "set (not pinged by doctor: a ping would change the monitor)")
     else:
         yield ok("HEALTHCHECK_URL", "not set: no dead-man's-switch monitor is pinged")
-    at, times = datetime.now(UTC), []
+    at, times, zone = datetime.now(UTC), [], ZoneInfo(config.tz)
     for _ in range(3):
-        at = schedule.next_run(config.schedule, config.zone, at)
-        times.append(at.astimezone(config.zone).strftime("%a %Y-%m-%d %H:%M %Z"))
+        at = schedule.next_run(config.schedule, zone, at)
+        times.append(at.astimezone(zone).strftime("%a %Y-%m-%d %H:%M %Z"))
     detail = f"{config.schedule!r} in {config.tz}: next {'; '.join(times)}"
     yield ok("SCHEDULE/TZ", detail)
 

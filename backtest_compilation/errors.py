@@ -1,5 +1,4 @@
-"""The errors that end a run, each with its exit code (contract §5.11), which only `cli`
-turns into the process's. Their messages never contain secrets."""
+"""The errors that end a run, each with its exit code (contract §5.11); never with a secret."""
 
 from __future__ import annotations
 
@@ -20,8 +19,7 @@ class ServiceError(RunError):
 
 
 class ConfigError(RunError):
-    """Settings missing or malformed, or credentials a service rejects (exit 2); `problems`
-    holds one line per problem."""
+    """Settings missing or malformed, or credentials a service rejects (exit 2), a line each."""
 
     exit_code = 2
 
@@ -43,15 +41,13 @@ class Locked(RunError):
 
 
 def cache_dir_error(exc: OSError, path: Path, doing: str) -> RunError:
-    """The error for `exc` while `doing` a file in `CACHE_DIR`; a full disk is said as such
-    (the state file is only ever replaced whole, so the previous one is kept)."""
-    where, why = str(Path(path).parent), exc.strerror or exc
+    """The error for `exc` while `doing` `path` in `CACHE_DIR`, saying so if the disk is full."""
+    where, why = str(path.parent), exc.strerror or exc
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return RunError(
             f"CACHE_DIR {where!r} is full ({why}): cannot {doing} {str(path)!r}. The previous "
             "state is kept; free space there (or point CACHE_DIR elsewhere) and run again"
         )
     return RunError(
-        f"cannot {doing} {str(path)!r}: {why} (check that CACHE_DIR {where!r} exists and is "
-        "writable)"
+        f"cannot {doing} {str(path)!r}: {why} (check that CACHE_DIR {where!r} exists, writable)"
     )

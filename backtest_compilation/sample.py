@@ -1,7 +1,5 @@
 """The bundled sample drive `demo` runs on (see `sample_drive/ABOUT THIS SAMPLE.txt`)."""
 
-from __future__ import annotations
-
 import shutil
 from pathlib import Path
 
@@ -9,6 +7,5 @@ SAMPLE_DRIVE = Path(__file__).resolve().with_name("sample_drive")
 
 
 def copy_sample_drive(destination: Path) -> Path:
-    """A copy of the sample drive in `destination`, for `LocalFolderSource`: renames then
-    change only the copy."""
-    return Path(shutil.copytree(SAMPLE_DRIVE, Path(destination) / "sample drive"))
+    """A copy of the sample drive in `destination`: renames then change only the copy."""
+    return Path(shutil.copytree(SAMPLE_DRIVE, destination / "sample drive"))

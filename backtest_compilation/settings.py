@@ -1,19 +1,16 @@
-"""Configuration (contract §6): one table of settings, read from the environment and `.env`;
-`--help`, the README's table, `.env.example` and `doctor` are made from it. (Not
-pydantic-settings: our parsers and one-line messages would stay, and it cannot tell a stray
-name in `.env`, an error, from one in the environment, a warning.)"""
+"""Configuration (contract §6): one table of settings, read from the environment and `.env`
+(not pydantic-settings: it cannot tell a stray name in `.env` from one in the environment)."""
 
 from __future__ import annotations
 
 import difflib
 import logging
-import math
 import os
 import re
 import textwrap
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -25,13 +22,12 @@ from .errors import ConfigError
 from .sheet_contents import Layout
 
 log = logging.getLogger(__name__)
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_LEVELS = "DEBUG, INFO, WARNING, ERROR, CRITICAL"
 REDACTED = "***"
+Parse = Callable[[str], Any]  # raises a `ValueError` saying what is wrong (after the name)
 
 
-def _matching(
-    pattern: str, what: str, convert: Callable[[str], Any] = str, *, secret: bool = False
-) -> Callable[[str], Any]:
+def _matching(pattern: str, what: str, convert: Parse = str, *, secret: bool = False) -> Parse:
     """A parser of values matching `pattern` whole; a `secret` one is never echoed."""
 
     def parse(raw: str) -> Any:
@@ -42,33 +38,28 @@ def _matching(
     return parse
 
 
-def _url(example: str, *, secret: bool = False) -> Callable[[str], str]:
+def _url(example: str, *, secret: bool = False) -> Parse:
     url = r"https?://[^\s/]+\S*"
     return _matching(url, f"an http(s) URL like {example}", lambda u: u.rstrip("/"), secret=secret)
 
 
-def _number(low: float, high: float) -> Callable[[str], float]:
+def _number(low: float, high: float) -> Parse:
     """A parser for a number in [low, high] (so never NaN nor infinite)."""
 
     def parse(raw: str) -> float:
-        try:
-            value = float(raw)
-        except ValueError:
-            value = math.nan
-        if not low <= value <= high:
+        number = re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?", raw, re.I)
+        if not number or not low <= float(raw) <= high:
             raise ValueError(f"must be a number between {low:g} and {high:g}, not {raw!r}")
-        return value
+        return float(raw)
 
     return parse
 
 
 def _folder_id(raw: str) -> str:
     """A bare id, or the id in a folder's Drive address as the browser shows it."""
-    if not re.match(r"(?i)https?://", raw):
-        return raw
-    folder = r"https?://drive\.google\.com/(?:drive/(?:u/\d+/)?folders/|open\?id=)([\w-]+)"
-    if m := re.match(folder, raw):
-        return m.group(1)
+    m = re.match(r"https?://drive\.google\.com/(drive/(u/\d+/)?folders/|open\?id=)([\w-]+)", raw)
+    if m or not re.match(r"(?i)https?://", raw):
+        return m.group(3) if m else raw
     raise ValueError(
         "is not a folder's address: it must be the shared drive or the top folder of the "
         f"backtests (https://drive.google.com/drive/folders/<id>), or its id, not {raw!r}"
@@ -82,25 +73,20 @@ def _schedule(raw: str) -> str:
             f"is not a valid cron expression: {raw!r} "
             "(it needs 5 fields: minute hour day-of-month month day-of-week)"
         )
-    now = datetime.now(UTC)
     try:
-        soon = croniter(raw, now).get_next(datetime) - now <= timedelta(days=366)
-    except ValueError:  # croniter's "no such date" (`0 0 30 2 *`)
-        soon = False
-    if not soon:
-        raise ValueError(f"never fires within a year: {raw!r}")
+        croniter(raw, max_years_between_matches=1).get_next()
+    except ValueError:  # CroniterBadDateError (`0 0 30 2 *`)
+        raise ValueError(f"never fires within a year: {raw!r}") from None
     return raw
 
 
 def _zone(raw: str) -> str:
-    """A known zone; a fixed offset (`EST`, `Etc/GMT+5`) other than UTC is refused: it is
-    almost always meant as a place's time, and would run an hour off all summer."""
+    """A known zone, not a fixed offset other than UTC (`EST`: an hour off all summer)."""
     try:
         zone = ZoneInfo(raw)
     except (KeyError, ValueError, OSError):  # ZoneInfoNotFoundError is a KeyError
         raise ValueError(f"is not a known time zone: {raw!r} (e.g. America/New_York)") from None
-    fixed = raw in ("EST", "MST", "HST") or raw.startswith("Etc/")  # `Japan` is a place
-    if fixed and datetime.now(zone).utcoffset():
+    if (raw in ("EST", "MST", "HST") or raw.startswith("Etc/")) and datetime.now(zone).utcoffset():
         raise ValueError(
             f"{raw!r} is a fixed offset, without daylight saving: name the place instead "
             "(America/New_York; America/Phoenix where clocks never change) or use UTC"
@@ -108,40 +94,10 @@ def _zone(raw: str) -> str:
     return raw
 
 
-_BOOL = _matching(
-    "(?i)true|false|yes|no|on|off|1|0",
-    "true or false",
-    lambda raw: raw.lower() in ("true", "yes", "on", "1"),
-)
-_LEVEL = _matching("(?i)" + "|".join(LOG_LEVELS), f"one of {', '.join(LOG_LEVELS)}", str.upper)
-_CODES = _matching(
-    r"[A-Z]{4}(\s*,\s*[A-Z]{4})*,?",
-    "department codes (four capitals) separated by commas",
-    lambda raw: frozenset(re.findall("[A-Z]{4}", raw)),
-)
-_MONGO_URI = _matching(
-    r"(mongodb|mongodb\+srv|mongomock)://.*",
-    "a mongodb://, mongodb+srv:// or mongomock:// URI",
-    secret=True,
-)
-_SHEET_URL = _matching(
-    r"(?!https?:).*|https?://.*/spreadsheets/d/[\w-]+.*",
-    "a spreadsheet URL (https://docs.google.com/spreadsheets/d/<id>/edit)",
-)
-_KEY = "config/service-credentials.json"
-
-
 def setting(
-    default: str,
-    parse: Callable[[str], Any],
-    help: str,
-    *,
-    example: str | None = None,
-    secret: bool = False,
+    default: str, parse: Parse, help: str, *, example: str | None = None, secret: bool = False
 ) -> Any:
-    """A field: `default` as written in `.env` ("" for unset); `parse` raises `ValueError`
-    saying what is wrong; `example` is what `.env.example` suggests; `secret` stays out of
-    `repr`."""
+    """A field: `default` as written in `.env` ("" unset); `example` what `.env.example` sets."""
     metadata = {"default": default, "parse": parse, "help": help, "example": example}
     return field(default=parse(default) if default else "", repr=not secret, metadata=metadata)
 
@@ -150,42 +106,45 @@ def setting(
 class Settings:
     """The settings table (contract §6): each field is the setting named `FIELD`."""
 
-    # A table, one setting per entry.
     # fmt: off
     folder_id: str = setting("", _folder_id, "the backtest shared drive's (or top folder's) id "
         "or Drive address; required unless `--source`", example="")
     delegate_email: str = setting("", _matching(r"[^@\s]+@[^@\s]+", "an e-mail address"),
         "user the service account acts as (domain-wide delegation)", example="")
-    sheet_url: str = setting("", _SHEET_URL,
+    sheet_url: str = setting("", _matching(r"(?!https?:).*|https?://.*/spreadsheets/d/[\w-]+.*",
+        "a spreadsheet URL (https://docs.google.com/spreadsheets/d/<id>/edit)"),
         "spreadsheet URL; when unset the sheet step is skipped (a warning)", example="")
-    google_credentials_file: Path = setting(_KEY, Path,  # noqa: RUF009
-        "the service account's JSON key (git-ignored)", example=_KEY)
-    mongo_uri: str = setting("mongodb://localhost:27017", _MONGO_URI, "the website's MongoDB; "
-        "`mongomock://` is an in-process store for trying things out",
+    google_credentials_file: Path = setting("config/service-credentials.json", Path,  # noqa: RUF009
+        "the service account's JSON key (git-ignored)")
+    mongo_uri: str = setting("mongodb://localhost:27017", _matching(r"(mongodb|mongodb\+srv|"
+        "mongomock)://.*", "a mongodb://, mongodb+srv:// or mongomock:// URI", secret=True),
+        "the website's MongoDB; `mongomock://` is an in-process store for trying things out",
         example="mongodb://mongo:27017", secret=True)  # the database compose.yaml starts
     mongo_db: str = setting("apo_main", _matching(r'[^/\\. "$*<>:|?]{1,63}', "a database name"),
         "database holding the three backtest collections")
     cache_dir: Path = setting("cache", Path,  # noqa: RUF009
         "state file, lock, heartbeat, `last-run.json`, `report.html`")
-    log_level: str = setting("INFO", _LEVEL, f"{', '.join(LOG_LEVELS)} (`-v`/`-q` change it)")
+    log_level: str = setting("INFO", _matching("(?i)" + LOG_LEVELS.replace(", ", "|"),
+        f"one of {LOG_LEVELS}", str.upper), f"{LOG_LEVELS} (`-v`/`-q` change it)")
     sentry_dsn: str = setting("", _url("https://<key>@<host>/<project>", secret=True),
-        "Sentry error reporting (off when unset); under `schedule` also Sentry Crons",
-        example="", secret=True)
+        "Sentry error reporting (off when unset); under `schedule` also Sentry Crons", secret=True)
     sentry_trace_rate: float = setting("1", _number(0, 1), "share of runs traced for Sentry")
     schedule: str = setting("*/10 * * * *", _schedule,
         "cron expression of `schedule`'s runs, in `TZ`")
     tz: str = setting("America/New_York", _zone,
         "time zone of `SCHEDULE`, the logs and the sheet's time stamp")
-    rename_files: bool = setting("true", _BOOL, "normalise badly named test files in Drive")
+    rename_files: bool = setting("true", _matching("(?i)true|false|yes|no|on|off|1|0",
+        "true or false", lambda raw: raw.lower() in ("true", "yes", "on", "1")),
+        "normalise badly named test files in Drive")
     full_rescan_hours: float = setting("24", _number(0, 8760),
         "at least this often, list the whole drive instead of following the changes feed")
     max_delete_fraction: float = setting("0.25", _number(0, 1), "mass-delete guard: refuse to "
         "delete more than this share of the courses (and more than 10)")
-    future_year_exempt: frozenset[str] = setting("BEAR", _CODES,
-        "departments allowed future years (comma-separated)")
-    drive_writes_per_s: float = setting("3", _number(0.1, 100), "the sustained Drive write "
-        "rate renames start from (Google's figure per user); the pacer slows down on "
-        "refusals and never goes above it")
+    future_year_exempt: frozenset[str] = setting("BEAR", _matching(r"[A-Z]{4}(\s*,\s*[A-Z]{4})*,?",
+        "department codes (four capitals) separated by commas",
+        lambda raw: frozenset(re.findall("[A-Z]{4}", raw))), "departments allowed future years")
+    drive_writes_per_s: float = setting("3", _number(0.1, 100), "Drive writes a second "
+        "renames start at (Google's figure per user); the pacer slows on refusals, never above it")
     rename_stall_s: float = setting("300", _number(1, 86400), "renames give up (as "
         "`rename_failed`) only after this long without a single success")
     rename_budget_s: float = setting("600", _number(0, 86400),
@@ -194,14 +153,13 @@ class Settings:
         "stops cleanly (exit 1), keeping what its completed sinks did")
     healthcheck_url: str = setting("", _url("https://hc-ping.com/<uuid>", secret=True),
         "a dead-man's-switch monitor pinged at `/start`, on success and at `/fail` of every "
-        "sync; one that is down never fails a run", example="", secret=True)  # the URL is a key
+        "sync; one that is down never fails a run", secret=True)  # the URL is a key
     sentry_monitor_slug: str = setting("backtest-compilation", _matching(r"[a-z0-9_-]{1,50}",
         "lower-case letters, digits, - and _ (at most 50)"),
         "the Sentry Crons monitor `schedule` reports to (with the DSN)")
     drive_api_endpoint: str = setting("", _url("http://127.0.0.1:8080"), "root URL of a "
         "server answering like Google Drive (tests, demos): no key needed")
     sheets_api_endpoint: str = setting("", _url("http://127.0.0.1:8080"), "the same for Sheets")
-    # contract §4: every tab and cell of the sheet is configurable; the defaults are today's.
     sheet_errors_tab: str = setting(Layout.errors_tab, str, "the tool's problems tab")
     sheet_copies_tab: str = setting(Layout.copies_tab, str, "the people's tab, a row per course")
     sheet_not_found_tab: str = setting(Layout.not_found_tab, str,
@@ -209,13 +167,8 @@ class Settings:
     sheet_count_column: str = setting(Layout.count_column, _matching(r"[A-Z]{1,3}",
         "column letters like F"), "column of the people's tab that receives the digital counts")
     sheet_stamp_cell: str = setting(Layout.stamp_cell, _matching(r"[A-Z]{1,3}[1-9][0-9]{0,6}",
-        "a cell like P24"), "cell of the people's tab receiving the time of the last change "
-        "written to the sheet")
+        "a cell like P24"), "cell of the people's tab receiving the time the sheet last changed")
     # fmt: on
-
-    @property
-    def zone(self) -> ZoneInfo:
-        return ZoneInfo(self.tz)
 
     @property
     def sheet_key(self) -> str:
@@ -223,70 +176,47 @@ class Settings:
         m = re.search(r"/spreadsheets/d/([\w-]+)", self.sheet_url)
         return m.group(1) if m else self.sheet_url.strip()
 
-    @property
-    def uses_mongomock(self) -> bool:
-        return self.mongo_uri.startswith("mongomock:")
-
 
 TABLE = {f.name.upper(): f for f in fields(Settings)}
 
 
 def redact_uri(uri: str) -> str:
-    """`mongodb://user:secret@host/db` → `mongodb://user:***@host/db`; a query naming a
-    password (tlsCertificateKeyFilePassword) is masked whole."""
+    """`mongodb://user:secret@host/db` → `mongodb://user:***@host/db`; a password query too."""
     uri = re.sub(r"(://[^:/@]*:)[^/]*@", rf"\g<1>{REDACTED}@", uri)
     return re.sub(r"\?.*password.*", f"?{REDACTED}", uri, flags=re.IGNORECASE)
 
 
-class Environment(dict[str, str]):
-    """The process environment over `.env`; `unknown`: the names in `.env` that are no setting."""
-
-    unknown: tuple[str, ...] = ()
-
-
-def closest(name: str, *, strict: bool = False) -> str | None:
-    """The setting `name` (no setting) most resembles, if any. `strict` for the process
-    environment, which holds other programs' names (`UV_CACHE_DIR` is not `CACHE_DIR`)."""
+def not_a_setting(name: str, *, strict: bool = False) -> str | None:
+    """The line saying `name` is not a setting, naming the closest; None for a setting, and with
+    `strict` (other programs' names: `UV_CACHE_DIR` is not `CACHE_DIR`) unless one is close."""
     found = difflib.get_close_matches(name, TABLE, n=1, cutoff=0.85 if strict else 0.6)
-    if name in TABLE or not found or (strict and abs(len(found[0]) - len(name)) > 2):
+    if name in TABLE or (strict and (not found or abs(len(found[0]) - len(name)) > 2)):
         return None
-    return found[0]
-
-
-def _not_a_setting(name: str, near: str | None) -> str:
-    hint = f"did you mean {near}?" if near else 'README.md "Configuration" lists them'
+    hint = f"did you mean {found[0]}?" if found else 'README.md "Configuration" lists them'
     return f"{name} is not a setting; {hint}"
 
 
-def read_env(dotenv_path: Path | None) -> Environment:
-    """The process environment over the `.env` at `dotenv_path` (the caller names it: tests
-    never read the repository's), warning about look-alikes of a setting (`MONGO_URL`)."""
-    from_file: dict[str, str] = {}
-    if dotenv_path is not None and dotenv_path.is_file():
-        from_file = {k: v for k, v in dotenv_values(dotenv_path).items() if v is not None}
+def read_env(dotenv: Path) -> dict[str, str]:
+    """The `.env` at `dotenv` under the process environment's settings, warning of look-alikes
+    of a setting in the environment (`MONGO_URL`). Tests never read the repository's `.env`."""
     for name in sorted(os.environ):
-        if near := closest(name, strict=True):
-            log.warning("%s (in the environment)", _not_a_setting(name, near))
-    env = Environment({**from_file, **os.environ})
-    env.unknown = tuple(name for name in from_file if name not in TABLE)
-    return env
+        if warning := not_a_setting(name, strict=True):
+            log.warning("%s (in the environment)", warning)
+    from_file = {k: v or "" for k, v in dotenv_values(dotenv).items()} if dotenv.is_file() else {}
+    return from_file | {name: value for name, value in os.environ.items() if name in TABLE}
 
 
 def load(env: Mapping[str, str], *, needs_drive: bool = True) -> Settings:
-    """`Settings` from `env` (`read_env`'s, or any mapping in tests); `needs_drive` is False
-    for a local folder (`--source`, `demo`), which needs no `FOLDER_ID` nor Drive key.
-    Raises `ConfigError` listing every problem, in the order of the table."""
-    problems = [_not_a_setting(name, closest(name)) for name in getattr(env, "unknown", ())]
+    """`Settings` from `read_env`'s `env`, or `ConfigError` listing every problem; `needs_drive`
+    False for a local folder (`--source`, `demo`), which needs no `FOLDER_ID` nor Drive key."""
+    problems = [problem for name in env if (problem := not_a_setting(name))]
     values: dict[str, Any] = {}
     for name, f in TABLE.items():
         raw = env.get(name, "").strip()
-        if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "\"'":
-            # `docker run --env-file` keeps them; the value is not echoed (it may be a secret).
-            problems.append(
-                f"{name} is wrapped in quotes: remove the quotes (docker --env-file keeps them)"
-            )
-            raw = raw[1:-1].strip()
-        if raw:
+        quoted = f"{name} is wrapped in quotes: remove the quotes (docker --env-file keeps them)"
+        if re.fullmatch(r"(?s)(['\"]).*\1", raw):  # the value is not echoed: it may be a secret
+            problems.append(quoted)
+        elif raw:
             try:
                 values[f.name] = f.metadata["parse"](raw)
             except ValueError as exc:
@@ -309,38 +239,11 @@ def load(env: Mapping[str, str], *, needs_drive: bool = True) -> Settings:
     return config
 
 
-def _described() -> list[tuple[str, str, str]]:
-    """(name, default as written in `.env`, help) of every setting, in the table's order."""
-    return [(name, f.metadata["default"], f.metadata["help"]) for name, f in TABLE.items()]
-
-
-def markdown_table() -> str:
-    """The README's configuration table (a test keeps the two equal)."""
-    rows = [f"| `{name}` | {f'`{d}`' if d else '—'} | {help} |" for name, d, help in _described()]
-    return "\n".join(["| variable | default | meaning |", "| --- | --- | --- |", *rows, ""])
-
-
 def help_text() -> str:
     """The settings part of `--help`: each name, its help and its default."""
     lines = ['settings (environment or .env; README.md "Configuration"):']
-    for name, default, help in _described():
-        text = f"{name}: {help.replace('`', '')}" + (f" (default {default})" if default else "")
+    for name, f in TABLE.items():
+        default = f" (default {f.metadata['default']})" if f.metadata["default"] else ""
+        text = f"{name}: {f.metadata['help']}{default}".replace("`", "")
         lines += textwrap.wrap(text, 88, initial_indent="  ", subsequent_indent="      ")
     return "\n".join(lines)
-
-
-def env_example() -> str:
-    """`.env.example`: every setting with its help; the ones to fill in are set, the others
-    commented out at their default (so a later default still applies)."""
-    out = [
-        "# backtest-compilation settings, generated by backtest_compilation/settings.py:",
-        "# uv run python -c 'from backtest_compilation.settings import env_example as e; "
-        'print(e(), end="")\' > .env.example',
-        "# Copy to .env (git-ignored) and fill in; the environment wins over this file.",
-    ]
-    for name, default, help in _described():
-        out.append("")
-        out += textwrap.wrap(help.replace("`", ""), 84, initial_indent="# ", subsequent_indent="# ")
-        example = TABLE[name].metadata["example"]
-        out.append(f"# {name}={default}" if example is None else f"{name}={example}")
-    return "\n".join(out) + "\n"

@@ -26,7 +26,7 @@ def pytest_configure(config: pytest.Config) -> None:
     the processes tests start would inherit), and the tests run in an empty directory,
     so no `.env` is found there. Processes get `tests.support.isolation.environment`."""
     for name in list(os.environ):
-        if name in settings.TABLE or settings.closest(name, strict=True):
+        if name in settings.TABLE or settings.not_a_setting(name, strict=True):
             del os.environ[name]
     config.stash[_WORKDIR] = tempfile.mkdtemp(prefix="backtest-tests-")
     os.chdir(config.stash[_WORKDIR])

@@ -24,6 +24,7 @@ from backtest_compilation.adapters import run_config
 from backtest_compilation.drive import DriveSource
 from backtest_compilation.local import LocalFolderSource
 from backtest_compilation.settings import Settings
+from backtest_compilation.store import Store
 from emulators.drive import DriveEmulator
 from emulators.sheets import SheetsEmulator
 from tests.support.fixtures_mongo import MongoServer
@@ -86,7 +87,7 @@ def world(
         sheets_api_endpoint=sheets_emulator.url,
     )
     sheets_emulator.link_drive(drive_emulator)  # the spreadsheet is a Drive file too
-    store = adapters.connect_store(settings)
+    store = Store.connect(settings.mongo_uri, settings.mongo_db)
     yield {
         "settings": settings,
         "store": store,

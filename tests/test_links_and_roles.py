@@ -20,6 +20,7 @@ from backtest_compilation.drive import DriveSource
 from backtest_compilation.local import LocalFolderSource
 from backtest_compilation.report import drive_link
 from backtest_compilation.settings import Settings
+from backtest_compilation.store import Store
 from emulators.drive import DriveEmulator
 from emulators.sheets import SheetsEmulator
 from tests.support.fixtures_faults import FaultWorld
@@ -47,7 +48,7 @@ def world(
         drive_api_endpoint=drive_emulator.url,
         sheets_api_endpoint=sheets_emulator.url,
     )
-    with adapters.connect_store(config) as store:
+    with Store.connect(config.mongo_uri, config.mongo_db) as store:
         yield {
             "settings": config,
             "store": store,

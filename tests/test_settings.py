@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 from subprocess import CompletedProcess
 
@@ -362,14 +363,35 @@ def run_cli(tmp_path: Path, *args: str, dotenv: str = "", **env: str) -> Complet
 
 
 def test_the_readme_table_is_the_settings_table() -> None:
-    readme = (ROOT / "README.md").read_text()
-    assert settings.markdown_table() in readme, "README.md: paste settings.markdown_table()"
+    rows = [
+        f"| `{name}` | {f'`{d}`' if (d := f.metadata['default']) else '—'} | {f.metadata['help']} |"
+        for name, f in settings.TABLE.items()
+    ]
+    table = "\n".join(["| variable | default | meaning |", "| --- | --- | --- |", *rows, ""])
+    assert table in (ROOT / "README.md").read_text(), f"README.md: paste this table\n{table}"
+
+
+def env_example() -> str:
+    """`.env.example` as the settings table makes it: every setting with its help; the ones to
+    fill in are set, the others commented out at their default (so a later default applies)."""
+    out = [
+        "# backtest-compilation settings, generated from backtest_compilation/settings.py by",
+        "# tests/test_settings.py (which prints this file when it differs).",
+        "# Copy to .env (git-ignored) and fill in; the environment wins over this file.",
+    ]
+    for name, f in settings.TABLE.items():
+        out.append("")
+        out += textwrap.wrap(
+            f.metadata["help"].replace("`", ""), 84, initial_indent="# ", subsequent_indent="# "
+        )
+        example = f.metadata["example"]
+        out.append(f"# {name}={f.metadata['default']}" if example is None else f"{name}={example}")
+    return "\n".join(out) + "\n"
 
 
 def test_env_example_is_generated_from_the_settings_table() -> None:
-    assert (ROOT / ".env.example").read_text() == settings.env_example(), (
-        "regenerate .env.example with the command in its first lines"
-    )
+    expected = env_example()
+    assert (ROOT / ".env.example").read_text() == expected, f"write .env.example:\n{expected}"
 
 
 def test_help_lists_every_setting_with_its_default(tmp_path: Path) -> None:

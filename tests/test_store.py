@@ -20,7 +20,6 @@ import pytest
 from bson import ObjectId
 from pymongo import MongoClient, monitoring
 
-from backtest_compilation import adapters
 from backtest_compilation.catalog import Catalog
 from backtest_compilation.errors import ConfigError, ServiceError
 from backtest_compilation.report import mongo_block
@@ -429,7 +428,10 @@ def test_rejected_credentials_are_a_config_error_without_the_password(
 ) -> None:
     uri = f"mongodb://app:{SECRET}@127.0.0.1:{mongo_auth_server.port}/?authSource=admin"
     settings = Settings(mongo_uri=uri, mongo_db="apo_main")
-    with adapters.connect_store(settings) as store, pytest.raises(ConfigError) as exc:
+    with (
+        Store.connect(settings.mongo_uri, settings.mongo_db) as store,
+        pytest.raises(ConfigError) as exc,
+    ):
         store.read_current()
     assert exc.value.exit_code == 2
     assert "rejected the credentials" in str(exc.value)

@@ -164,7 +164,8 @@ class FaultWorld:
         return env
 
     def settings(self, **extra: str) -> settings.Settings:
-        return settings.load(self.env(**extra))
+        env = self.env(**extra)
+        return settings.load({name: env[name] for name in env if name in settings.TABLE})
 
     def services(
         self,
@@ -185,7 +186,7 @@ class FaultWorld:
         source = drive_source(config, renames=True, sleep=self.clock.sleep)
         return pipeline.Services(
             sources.DriveTree(source),
-            store or adapters.connect_store(config, timeout_ms=2000),
+            store or Store.connect(config.mongo_uri, config.mongo_db, timeout_ms=2000),
             adapters.connect_sheet(config, sleep=sheet_wait),
         )
 
