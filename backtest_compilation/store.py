@@ -1,9 +1,7 @@
-"""`Store`: the website's three MongoDB collections through pymongo (contract §3).
-
-`read_current` reads them in three queries, `apply` writes a `website.Plan` one ordered
-`bulk_write` per phase. `mongomock://` is an in-process store (the demo). Driver errors
-become `ServiceError` (exit 1) or `ConfigError` (exit 2), without the password.
-"""
+"""`Store`: the website's three MongoDB collections (contract §3), read in three queries,
+written one ordered `bulk_write` per phase of a `website.Plan`. `mongomock://` is an
+in-process store (the demo). Driver errors become `ServiceError` (exit 1) or `ConfigError`
+(exit 2), without the password."""
 
 from __future__ import annotations
 
@@ -11,10 +9,10 @@ import logging
 import re
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
+from functools import partial
 from typing import TYPE_CHECKING, Any, Self
-from urllib.parse import unquote, urlsplit
 
 import pymongo
 from pymongo import DeleteOne, InsertOne, MongoClient, UpdateMany, monitoring
@@ -24,7 +22,8 @@ from . import website
 from .catalog import ExamEntry
 from .errors import ConfigError, ServiceError
 from .report import plan_lines
-from .settings import REDACTED, redact_uri
+from .settings import redact_uri
+from .telemetry import scrub_text, secrets_of
 from .website import Applied, Current, Plan
 
 if TYPE_CHECKING:
@@ -89,14 +88,11 @@ def course_document(course: website.CourseDoc | website.CourseUpdate) -> dict[st
     return {"name": course.name, "course_code": course.code, "folder_id": course.folder_id}
 
 
-class RoundTrips(monitoring.CommandListener):
+class RoundTrips(Counter[str], monitoring.CommandListener):
     """Commands sent to the server, by name: one command is one round trip."""
 
-    def __init__(self) -> None:
-        self.by_command: Counter[str] = Counter()
-
     def started(self, event: monitoring.CommandStartedEvent) -> None:
-        self.by_command[event.command_name] += 1
+        self[event.command_name] += 1
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
         pass
@@ -119,7 +115,7 @@ class Store:
 
     def __init__(
         self,
-        client: Any,  # a pymongo MongoClient, or mongomock's for mongomock://
+        client: Any,  # pymongo's MongoClient, or mongomock's
         db_name: str,
         *,
         round_trips: RoundTrips,  # listening to `client` (mongomock: counted by hand)
@@ -127,10 +123,10 @@ class Store:
         deadline: Deadline | None = None,
         patience_s: float = float("inf"),
     ) -> None:
-        self._client = client
         self.database: Database[Any] = client[db_name]  # for tests, doctor and the demo
         self.round_trips, self.deadline, self._patience_s = round_trips, deadline, patience_s
-        self._uri, self._where = uri, redact_uri(uri) if uri else "MongoDB"
+        self._where = redact_uri(uri) if uri else "MongoDB"
+        self._scrub = partial(scrub_text, secrets=secrets_of(mongo_uri=uri))
 
     @classmethod
     def connect(
@@ -159,7 +155,7 @@ class Store:
                 appname="backtest-compilation",
             )
         except (pymongo.errors.ConfigurationError, ValueError, TypeError) as exc:
-            message = _scrub(str(exc), uri)
+            message = scrub_text(str(exc), secrets_of(mongo_uri=uri))
             raise ConfigError(f"MONGO_URI {redact_uri(uri)!r} is not usable: {message}") from None
         return cls(
             client, db_name, round_trips=counter, uri=uri, deadline=deadline, patience_s=socket_s
@@ -167,7 +163,7 @@ class Store:
 
     def close(self) -> None:
         """Release the connection pool."""
-        self._client.close()
+        self.database.client.close()
 
     def __enter__(self) -> Self:
         return self
@@ -178,11 +174,11 @@ class Store:
     @property
     def api_calls(self) -> int:
         """Round trips to the server so far (contract §8 `api_calls.mongo`)."""
-        return self.round_trips.by_command.total()
+        return self.round_trips.total()
 
     def _by_hand(self, command_name: str) -> None:
-        if not isinstance(self._client, MongoClient):  # mongomock: no command events
-            self.round_trips.by_command[command_name] += 1
+        if not isinstance(self.database.client, MongoClient):  # mongomock: no command events
+            self.round_trips[command_name] += 1
 
     def read_current(self) -> Current:
         """The three collections, one query each, only the fields the plan needs."""
@@ -205,15 +201,14 @@ class Store:
 
     def apply(self, plan: Plan) -> Applied:
         """Write `plan` (the guard decided before), each non-empty phase one ordered
-        `bulk_write`. A failure stops there: `ApplyFailed` says what was written before it,
-        and the next run reads the state again and converges."""
+        `bulk_write`. A failure stops there: `ApplyFailed` says what was written before it
+        (the next run converges)."""
         if plan.is_empty:
             log.info("mongo apply: in sync, nothing written")
             return Applied()
         started, before = time.perf_counter(), self.api_calls
-        if log.isEnabledFor(logging.DEBUG):
-            for line in plan_lines(plan):
-                log.debug("mongo plan: %s", line)
+        for line in plan_lines(plan):
+            log.debug("mongo plan: %s", line)
         phases = [phase for phase in write_phases(plan) if phase[2]]
         done: dict[str, int] = {}  # phase → documents the server confirmed
         try:
@@ -276,7 +271,7 @@ class Store:
             return ServiceError(f"{where} failed while {doing}: {self._scrub(_brief(exc))}")
         # One clause per server tried (`127.0.0.1:27017 refused the connection …`), not
         # pymongo's topology dump.
-        servers = self._client.topology_description.server_descriptions()
+        servers = self.database.client.topology_description.server_descriptions()
         errors = {f"{h}:{p}": self._scrub(str(servers[h, p].error or "")) for h, p in servers}
         if not any(errors.values()):
             # Reached the servers but none could serve (no primary), or a connection
@@ -287,42 +282,32 @@ class Store:
         )
         return ServiceError(f"{where} is unreachable while {doing}: {'; '.join(causes)}")
 
-    def _scrub(self, text: str) -> str:
-        return _scrub(text, self._uri)
-
 
 def write_phases(plan: Plan) -> list[tuple[str, str, list[Any]]]:
     """(phase, collection, operations) of `plan`, in the order in which a visitor never
-    sees a gap (contract §3); one operation per document (pymongo sends up to 100,000 in
-    one round trip). `UpdateMany` on the unique `_id` touches one document like
-    `UpdateOne`, and unlike it works in mongomock 4.3 with pymongo ≥ 4.11."""
-    backtests_set = []
-    for b in plan.backtests_to_update:
-        changes: dict[str, Any] = {"tests": exam_documents(b.tests)} if b.set_tests else {}
-        if b.fix_ids:
-            changes["course_ids"] = [b.course_id]
-        backtests_set.append(UpdateMany({"_id": b.id}, {"$set": changes}))
-    new_backtests = [
-        InsertOne({"course_ids": [b.course_id], "tests": exam_documents(b.tests)})
-        for b in plan.backtests_to_add
-    ]
-    new_courses = [InsertOne({"_id": c.id, **course_document(c)}) for c in plan.courses_to_add]
-    courses_set = [
-        UpdateMany({"_id": u.id}, {"$set": course_document(u)}) for u in plan.courses_to_update
-    ]
+    sees a gap (contract §3), one operation per document. Updates set every field the tool
+    owns; `UpdateMany` on the unique `_id`, as mongomock 4.3 cannot take pymongo ≥ 4.11's
+    `UpdateOne`."""
+
+    def backtest(b: website.BacktestInsert | website.BacktestUpdate) -> dict[str, Any]:
+        return {"course_ids": [b.course_id], "tests": exam_documents(b.tests)}
+
+    def update(docs: Iterable[Any], fields: Callable[[Any], dict[str, Any]]) -> list[Any]:
+        return [UpdateMany({"_id": d.id}, {"$set": fields(d)}) for d in docs]
+
+    def delete(removals: Iterable[website.Removal]) -> list[Any]:
+        return [DeleteOne({"_id": r.id}) for r in removals]
+
+    courses = [InsertOne({"_id": c.id, **course_document(c)}) for c in plan.courses_to_add]
     return [
-        ("insert backtests", BACKTESTS, new_backtests),
-        ("insert courses", COURSES, new_courses),
+        ("insert backtests", BACKTESTS, [InsertOne(backtest(b)) for b in plan.backtests_to_add]),
+        ("insert courses", COURSES, courses),
         ("insert codes", CODES, [InsertOne({"course_code": c}) for c in plan.codes_to_add]),
-        ("update courses", COURSES, courses_set),
-        ("update backtests", BACKTESTS, backtests_set),
-        ("delete codes", CODES, [DeleteOne({"_id": r.id}) for r in plan.codes_to_remove]),
-        ("delete courses", COURSES, [DeleteOne({"_id": r.id}) for r in plan.courses_to_remove]),
-        (
-            "delete backtests",
-            BACKTESTS,
-            [DeleteOne({"_id": r.id}) for r in plan.backtests_to_remove],
-        ),
+        ("update courses", COURSES, update(plan.courses_to_update, course_document)),
+        ("update backtests", BACKTESTS, update(plan.backtests_to_update, backtest)),
+        ("delete codes", CODES, delete(plan.codes_to_remove)),
+        ("delete courses", COURSES, delete(plan.courses_to_remove)),
+        ("delete backtests", BACKTESTS, delete(plan.backtests_to_remove)),
     ]
 
 
@@ -364,16 +349,4 @@ def _cause(error: str) -> str:
 def _brief(exc: pymongo.errors.PyMongoError) -> str:
     """The first line of a driver error without its topology dump, at most 300 characters."""
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    text = text.split(", Timeout:", 1)[0].split("Topology Description:", 1)[0].strip(" ,")
-    return text if len(text) <= 300 else text[:300].rsplit(" ", 1)[0] + " …"
-
-
-def _scrub(text: str, uri: str) -> str:
-    """Mask the password of `uri` wherever a driver message might echo it."""
-    try:
-        secret = urlsplit(uri).password
-    except ValueError:  # not a URL: no password to find
-        return text
-    for form in {secret, unquote(secret)} if secret else ():
-        text = text.replace(form, REDACTED)
-    return text
+    return re.split(r", Timeout:|Topology Description:", text, maxsplit=1)[0].strip(" ,")[:300]

@@ -1,10 +1,7 @@
-"""Catalog → MongoDB plan: what the website's three collections gain, change and lose.
-
-Pure (contract §3): `plan` diffs a `Catalog` against `Current` (what `store` read), and
-`guard_refusal` is the mass-delete guard. The website links to a course by its `_id`, so
-a course keeps its document (matched by folder id, then by name) when its title changes.
-Each kept course owns one backtest document; what the drive does not explain goes.
-"""
+"""Catalog → MongoDB plan (contract §3, pure): `plan` diffs a `Catalog` against `Current`
+(what `store` read); `guard_refusal` is the mass-delete guard. The website links to a
+course by its `_id`, so a course keeps its document (matched by folder id, then by name)
+when its title changes; each kept course owns one backtest; what the drive lacks goes."""
 
 from __future__ import annotations
 
@@ -31,8 +28,8 @@ class CodeDoc:
 
 @dataclass(frozen=True, slots=True)
 class CourseDoc:
-    """A course document as read (a field missing or not a string is None), or a new
-    one (its `_id` chosen in advance, so that its backtest can point at it)."""
+    """A course document as read (a field not a string is None), or a new one (its `_id`
+    chosen in advance, so that its backtest can point at it)."""
 
     id: Any
     name: str | None
@@ -42,8 +39,7 @@ class CourseDoc:
 
 @dataclass(frozen=True, slots=True)
 class BacktestDoc:
-    """A backtest document: `tests` is None when not the website's shape, `exact` tells
-    whether `course_ids` is exactly a one-element list."""
+    """`tests` is None when not the website's shape; `exact`: `course_ids` is a one-element list."""
 
     id: Any
     course_ids: tuple[Any, ...]
@@ -61,8 +57,8 @@ class Current:
 
 
 def id_order(value: Any) -> tuple[int, bytes | str]:
-    """Sort and dictionary key for `_id`s: ObjectIds by creation, oldest first, then any
-    other value (hand-made documents may carry strings, numbers, even documents)."""
+    """Sort and dict key for any `_id` (hand-made ones may even be documents): ObjectIds
+    first, oldest first."""
     if isinstance(value, ObjectId):
         return (0, value.binary)
     return (1, f"{type(value).__name__}:{value!r}")
@@ -90,8 +86,8 @@ class BacktestInsert:
 
 @dataclass(frozen=True, slots=True)
 class BacktestUpdate:
-    """`old_tests` None means the stored list was malformed; `fix_ids` rewrites
-    `course_ids` to exactly `[course_id]`."""
+    """`old_tests` None: the stored list was malformed; `fix_ids`: `course_ids` was not
+    exactly `[course_id]`."""
 
     id: Any
     course_id: Any
@@ -154,9 +150,7 @@ def plan(
     reuse: Mapping[str, ObjectId] | None = None,
 ) -> Plan:
     """The smallest set of writes that makes `current` show `catalog` (contract §3).
-
-    `new_id` makes the `_id`s of new courses. `reuse` (folder id → `_id`) gives a course
-    folder that comes back its old `_id` (the website's links work again), if free."""
+    `reuse` (folder id → `_id`) gives a returning course folder its old `_id`, if free."""
     desired = sorted(catalog.courses, key=lambda c: c.name)
     matched = match_courses(desired, current.courses)
     taken = {id_order(doc.id) for doc in current.courses}
