@@ -83,7 +83,7 @@ def exam_documents(tests: Iterable[ExamEntry]) -> list[dict[str, Any]]:
     return [{"type": entry.type, "tests": list(entry.semesters)} for entry in tests]
 
 
-def course_document(course: website.CourseDoc | website.CourseUpdate) -> dict[str, Any]:
+def course_document(course: website.CourseDoc) -> dict[str, Any]:
     """The course fields the tool owns (`_id` excluded)."""
     return {"name": course.name, "course_code": course.code, "folder_id": course.folder_id}
 

@@ -65,16 +65,10 @@ def id_order(value: Any) -> tuple[int, bytes | str]:
 
 
 @dataclass(frozen=True, slots=True)
-class CourseUpdate:
-    """An existing course document rewritten in place (same `_id`)."""
+class CourseUpdate(CourseDoc):
+    """A course document rewritten in place (same `_id`); `old` is how it was."""
 
-    id: Any
-    old_name: str | None
-    old_code: str | None
-    old_folder_id: str | None
-    name: str
-    code: str
-    folder_id: str
+    old: CourseDoc
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,14 +161,13 @@ def plan(
             doc = CourseDoc(chosen, c.name, c.code, c.folder_id)
             added.append(doc)
         elif (doc.name, doc.code, doc.folder_id) != (c.name, c.code, c.folder_id):
-            old = (doc.name, doc.code, doc.folder_id)
-            updated.append(CourseUpdate(doc.id, *old, c.name, c.code, c.folder_id))
+            updated.append(CourseUpdate(doc.id, c.name, c.code, c.folder_id, doc))
         id_of[c.name] = doc.id
     kept = {id_order(doc.id) for doc in matched.values()}
     removed = [_removal(doc, id_of) for doc in current.courses if id_order(doc.id) not in kept]
     codes = plan_codes(set(catalog.course_codes), current.codes)
     courses = tuple(added), tuple(updated), tuple(removed)
-    backtests = plan_backtests(desired, id_of, {id_order(c.id) for c in added}, current)
+    backtests = plan_backtests(desired, id_of, current)
     return Plan(*codes, *courses, *backtests, len(current.courses), len(desired))
 
 
@@ -205,10 +198,10 @@ def match_courses(desired: list[Course], docs: Iterable[CourseDoc]) -> dict[str,
 
 
 def plan_backtests(
-    desired: list[Course], id_of: Mapping[str, Any], new: set[Any], current: Current
+    desired: list[Course], id_of: Mapping[str, Any], current: Current
 ) -> tuple[tuple[BacktestInsert, ...], tuple[BacktestUpdate, ...], tuple[Removal, ...]]:
-    """(to add, to update, to remove): each kept course keeps one backtest document (one
-    pointing only at it first, then the oldest). `new`: the `id_order`s of new courses."""
+    """(to add, to update, to remove): each course keeps one backtest document pointing at
+    its `_id` (one pointing only at it first, then the oldest)."""
     by_course: dict[Any, list[BacktestDoc]] = defaultdict(list)
     for bt in current.backtests:
         for cid in bt.course_ids:
@@ -219,13 +212,13 @@ def plan_backtests(
     for course in desired:
         cid = id_of[course.name]
         free = [b for b in by_course[id_order(cid)] if id_order(b.id) not in kept]
-        if id_order(cid) in new or not free:
+        if not free:
             to_add.append(BacktestInsert(cid, course.name, course.tests))
             continue
         bt = min(free, key=lambda b: (not b.exact, id_order(b.id)))
         kept.add(id_order(bt.id))
-        if bt.tests != course.tests or not bt.exact:
-            set_tests, fix_ids = bt.tests != course.tests, not bt.exact
+        set_tests, fix_ids = bt.tests != course.tests, not bt.exact
+        if set_tests or fix_ids:
             change = (bt.tests, course.tests, set_tests, fix_ids)
             to_update.append(BacktestUpdate(bt.id, cid, course.name, *change))
     name_of = {id_order(cid): name for name, cid in id_of.items()}
@@ -265,21 +258,21 @@ def guard_refusal(plan: Plan, *, max_delete_fraction: float, hint: str | None = 
     """Why the mass-delete guard refuses `plan` (contract §3), or None if it may be applied.
     `hint` (the catalog's guess at what is wrong with FOLDER_ID) is said before the way out."""
     existing, deleting = plan.existing_courses, len(plan.courses_to_remove)
-    override = f"{hint} " if hint else ""
-    override += "Nothing was applied. If the drive really lost them, run again with "
-    override += "--allow-mass-delete."
     if plan.desired_courses == 0 and existing > 0:
-        return (
+        why = (
             f"The drive listing yielded no courses while MongoDB has {existing}; "
-            f"publishing would delete all {existing} courses from the website. {override}"
+            f"publishing would delete all {existing} courses from the website."
         )
-    if deleting > GUARD_MIN_DELETIONS and deleting > max_delete_fraction * existing:
-        return (
-            f"The plan would delete {deleting} of {existing} courses "
-            f"({deleting / existing:.0%}), more than MAX_DELETE_FRACTION "
-            f"({max_delete_fraction:.0%}) and more than {GUARD_MIN_DELETIONS}. {override}"
+    elif deleting > GUARD_MIN_DELETIONS and deleting > max_delete_fraction * existing:
+        why = (
+            f"The plan would delete {deleting} of {existing} courses ({deleting / existing:.0%}), "
+            f"more than MAX_DELETE_FRACTION ({max_delete_fraction:.0%}) and more than "
+            f"{GUARD_MIN_DELETIONS}."
         )
-    return None
+    else:
+        return None
+    way_out = "If the drive really lost them, run again with --allow-mass-delete."
+    return " ".join(filter(None, [why, hint, "Nothing was applied.", way_out]))
 
 
 @dataclass(frozen=True, slots=True)
