@@ -40,8 +40,7 @@ INDEXES = ((CODES, "course_code"), (COURSES, "course_code"), (BACKTESTS, "course
 
 
 def parse_tests(raw: Any) -> tuple[ExamEntry, ...] | None:
-    """The stored `tests` list as exam entries, or None if it is not exactly the
-    website's shape (`[{type: str, tests: [str, …]}, …]`) and must be rewritten."""
+    """A stored `tests` list as exam entries, or None if not exactly the website's shape."""
     try:
         entries = tuple(ExamEntry(item["type"], tuple(item["tests"])) for item in raw)
     except (KeyError, TypeError):
@@ -83,11 +82,6 @@ def exam_documents(tests: Iterable[ExamEntry]) -> list[dict[str, Any]]:
     return [{"type": entry.type, "tests": list(entry.semesters)} for entry in tests]
 
 
-def course_document(course: website.CourseDoc) -> dict[str, Any]:
-    """The course fields the tool owns (`_id` excluded)."""
-    return {"name": course.name, "course_code": course.code, "folder_id": course.folder_id}
-
-
 class RoundTrips(Counter[str], monitoring.CommandListener):
     """Commands sent to the server, by name: one command is one round trip."""
 
@@ -110,8 +104,8 @@ class ApplyFailed(ServiceError):
 
 
 class Store:
-    """The website's collections in database `db_name`; use `Store.connect`, and close it.
-    No operation outlives `deadline`; the driver waits `patience_s` at most by itself."""
+    """The collections in database `db_name` (`Store.connect`, then close). No operation
+    outlives `deadline`; the driver waits `patience_s` at most by itself."""
 
     def __init__(
         self,
@@ -181,18 +175,13 @@ class Store:
             self.round_trips[command_name] += 1
 
     def read_current(self) -> Current:
-        """The three collections, one query each, only the fields the plan needs."""
+        """The three collections, one query each."""
         started, before = time.perf_counter(), self.api_calls
-        fields = {
-            CODES: ["course_code"],
-            COURSES: ["name", "course_code", "folder_id"],
-            BACKTESTS: ["course_ids", "tests"],
-        }
         docs: list[list[dict[str, Any]]] = []
         with self._talking("reading the current state"):
-            for name, wanted in fields.items():
+            for name in (CODES, COURSES, BACKTESTS):
                 # One batch: the first reply holds the whole collection (up to 16 MiB).
-                docs.append(list(self.database[name].find({}, wanted).batch_size(1_000_000)))
+                docs.append(list(self.database[name].find().batch_size(1_000_000)))
                 self._by_hand("find")
         current = read_state(*docs)
         counts = len(current.codes), len(current.courses), len(current.backtests)
@@ -200,9 +189,8 @@ class Store:
         return current
 
     def apply(self, plan: Plan) -> Applied:
-        """Write `plan` (the guard decided before), each non-empty phase one ordered
-        `bulk_write`. A failure stops there: `ApplyFailed` says what was written before it
-        (the next run converges)."""
+        """Write `plan`, one ordered `bulk_write` per phase; `ApplyFailed` says what was
+        written before a failure (the next run converges)."""
         if plan.is_empty:
             log.info("mongo apply: in sync, nothing written")
             return Applied()
@@ -234,15 +222,15 @@ class Store:
         return applied
 
     def _log(self, started: float, before: int, message: str, *counts: int) -> None:
-        """`message` and the time and round trips since `started` (`before` calls)."""
+        """`message` with the time and round trips since `started`."""
         took, calls = time.perf_counter() - started, self.api_calls - before
         log.info(f"{message} in %.2f s (%d round trips)", *counts, took, calls)
 
     @contextmanager
     def _talking(self, doing: str) -> Iterator[None]:
         """Within the run's remaining time, driver errors become the run's errors."""
-        # Under `pymongo.timeout` the driver waits for a server as long as the limit
-        # allows (not serverSelectionTimeoutMS): set it only when the deadline is nearer.
+        # Only when the deadline is nearer than the driver's own limits: under
+        # `pymongo.timeout`, server selection waits all of it, not serverSelectionTimeoutMS.
         left = self.deadline.left() if self.deadline is not None else float("inf")
         limit = pymongo.timeout(max(left, 0.001)) if left < self._patience_s else nullcontext()
         try:
@@ -269,13 +257,11 @@ class Store:
             return ServiceError(f"{where} refused a write while {doing}: {self._scrub(first)}")
         if not isinstance(exc, pymongo.errors.ConnectionFailure):
             return ServiceError(f"{where} failed while {doing}: {self._scrub(_brief(exc))}")
-        # One clause per server tried (`127.0.0.1:27017 refused the connection …`), not
-        # pymongo's topology dump.
+        # One clause per server (`127.0.0.1:27017 refused the connection …`), no topology dump.
         servers = self.database.client.topology_description.server_descriptions()
         errors = {f"{h}:{p}": self._scrub(str(servers[h, p].error or "")) for h, p in servers}
         if not any(errors.values()):
-            # Reached the servers but none could serve (no primary), or a connection
-            # dropped in the middle of a command: the exception's first line says which.
+            # No primary, or a connection dropped mid-command: the exception says which.
             errors = {", ".join(errors) or "the server": self._scrub(_brief(exc))}
         causes = (
             f"{at} {_cause(e) if e else 'did not answer'}" for at, e in sorted(errors.items())
@@ -284,12 +270,13 @@ class Store:
 
 
 def write_phases(plan: Plan) -> list[tuple[str, str, list[Any]]]:
-    """(phase, collection, operations) of `plan`, in the order in which a visitor never
-    sees a gap (contract §3), one operation per document. Updates set every field the tool
-    owns; `UpdateMany` on the unique `_id`, as mongomock 4.3 cannot take pymongo ≥ 4.11's
-    `UpdateOne`."""
+    """(phase, collection, operations) of `plan` in an order where a visitor never sees a
+    gap (contract §3). `UpdateMany` on `_id`: mongomock 4.3 cannot take pymongo's `UpdateOne`."""
 
-    def backtest(b: website.BacktestInsert | website.BacktestUpdate) -> dict[str, Any]:
+    def course(c: website.CourseDoc) -> dict[str, Any]:
+        return {"name": c.name, "course_code": c.code, "folder_id": c.folder_id}
+
+    def backtest(b: website.BacktestInsert) -> dict[str, Any]:
         return {"course_ids": [b.course_id], "tests": exam_documents(b.tests)}
 
     def update(docs: Iterable[Any], fields: Callable[[Any], dict[str, Any]]) -> list[Any]:
@@ -298,12 +285,12 @@ def write_phases(plan: Plan) -> list[tuple[str, str, list[Any]]]:
     def delete(removals: Iterable[website.Removal]) -> list[Any]:
         return [DeleteOne({"_id": r.id}) for r in removals]
 
-    courses = [InsertOne({"_id": c.id, **course_document(c)}) for c in plan.courses_to_add]
+    courses = [InsertOne({"_id": c.id, **course(c)}) for c in plan.courses_to_add]
     return [
         ("insert backtests", BACKTESTS, [InsertOne(backtest(b)) for b in plan.backtests_to_add]),
         ("insert courses", COURSES, courses),
         ("insert codes", CODES, [InsertOne({"course_code": c}) for c in plan.codes_to_add]),
-        ("update courses", COURSES, update(plan.courses_to_update, course_document)),
+        ("update courses", COURSES, update(plan.courses_to_update, course)),
         ("update backtests", BACKTESTS, update(plan.backtests_to_update, backtest)),
         ("delete codes", CODES, delete(plan.codes_to_remove)),
         ("delete courses", COURSES, delete(plan.courses_to_remove)),
@@ -325,10 +312,9 @@ def _applied(done: Mapping[str, int], phases: tuple[tuple[str, int, int], ...] =
     return Applied(inserted, updated, deleted, complete=not phases, phases=phases)
 
 
-# What a driver's socket error says (a pattern) → what to check, in one line.
 # Unauthorized, AuthenticationFailed: the credentials, not the server.
 AUTH_ERROR_CODES = frozenset({13, 18})
-
+# What a driver's socket error says (a pattern) → what to check, in one line.
 _CAUSES = {
     "connection refused": "refused the connection: nothing listens there (is it running?)",
     "not known|name resolution|nodename|getaddrinfo": "is a host name that does not resolve",

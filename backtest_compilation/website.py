@@ -28,8 +28,7 @@ class CodeDoc:
 
 @dataclass(frozen=True, slots=True)
 class CourseDoc:
-    """A course document as read (a field not a string is None), or a new one (its `_id`
-    chosen in advance, so that its backtest can point at it)."""
+    """A course document as read (a field not a string is None), or a new one."""
 
     id: Any
     name: str | None
@@ -57,8 +56,7 @@ class Current:
 
 
 def id_order(value: Any) -> tuple[int, bytes | str]:
-    """Sort and dict key for any `_id` (hand-made ones may even be documents): ObjectIds
-    first, oldest first."""
+    """Sort and dict key for any `_id` (even a document): ObjectIds first, oldest first."""
     if isinstance(value, ObjectId):
         return (0, value.binary)
     return (1, f"{type(value).__name__}:{value!r}")
@@ -73,21 +71,19 @@ class CourseUpdate(CourseDoc):
 
 @dataclass(frozen=True, slots=True)
 class BacktestInsert:
+    """The backtest document of a course."""
+
     course_id: Any
     course_name: str
     tests: tuple[ExamEntry, ...]
 
 
 @dataclass(frozen=True, slots=True)
-class BacktestUpdate:
-    """`old_tests` None: the stored list was malformed; `fix_ids`: `course_ids` was not
-    exactly `[course_id]`."""
+class BacktestUpdate(BacktestInsert):
+    """Rewrites document `id`; `old_tests` None: malformed; `fix_ids`: bad `course_ids`."""
 
     id: Any
-    course_id: Any
-    course_name: str
     old_tests: tuple[ExamEntry, ...] | None
-    tests: tuple[ExamEntry, ...]
     set_tests: bool
     fix_ids: bool
 
@@ -180,8 +176,8 @@ def _removal(doc: CourseDoc, kept_names: Mapping[str, Any]) -> Removal:
 
 
 def match_courses(desired: list[Course], docs: Iterable[CourseDoc]) -> dict[str, CourseDoc]:
-    """Course name → the document it keeps: by folder id, then by name, the oldest first;
-    only ObjectId `_id`s (the website turns the id in its URLs into an ObjectId)."""
+    """Course name → the document it keeps: by folder id, then by name, oldest first; only
+    ObjectId `_id`s (the website's URLs hold ObjectIds)."""
     linkable = [doc for doc in docs if isinstance(doc.id, ObjectId)]
     matched: dict[str, CourseDoc] = {}
     claimed: set[ObjectId] = set()
@@ -219,8 +215,8 @@ def plan_backtests(
         kept.add(id_order(bt.id))
         set_tests, fix_ids = bt.tests != course.tests, not bt.exact
         if set_tests or fix_ids:
-            change = (bt.tests, course.tests, set_tests, fix_ids)
-            to_update.append(BacktestUpdate(bt.id, cid, course.name, *change))
+            change = (bt.id, bt.tests, set_tests, fix_ids)
+            to_update.append(BacktestUpdate(cid, course.name, course.tests, *change))
     name_of = {id_order(cid): name for name, cid in id_of.items()}
     old_name_of = {id_order(doc.id): doc.name for doc in current.courses}
     to_remove: list[Removal] = []
@@ -277,8 +273,8 @@ def guard_refusal(plan: Plan, *, max_delete_fraction: float, hint: str | None = 
 
 @dataclass(frozen=True, slots=True)
 class Applied:
-    """The documents `Store.apply` wrote; when it stopped part-way, what the server
-    confirmed, and per phase (name, operations planned, operations applied)."""
+    """The documents `Store.apply` wrote; if it stopped part-way, `phases` holds (name,
+    operations planned, documents applied)."""
 
     inserted: int = 0
     updated: int = 0
