@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from functools import partial
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Self
 
 import pymongo
 from pymongo import DeleteOne, InsertOne, MongoClient, UpdateMany, monitoring
@@ -21,13 +21,11 @@ from pymongo.database import Database
 from . import website
 from .catalog import ExamEntry
 from .errors import ConfigError, ServiceError
+from .google import NO_DEADLINE, Deadline
 from .report import plan_lines
 from .settings import redact_uri
 from .telemetry import scrub_text, secrets_of
 from .website import Applied, Current, Plan
-
-if TYPE_CHECKING:
-    from .google import Deadline
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +116,8 @@ class Store:
         patience_s: float = float("inf"),
     ) -> None:
         self.database: Database[Any] = client[db_name]  # for tests, doctor and the demo
-        self.round_trips, self.deadline, self._patience_s = round_trips, deadline, patience_s
+        self.round_trips, self._patience_s = round_trips, patience_s
+        self.deadline = deadline or NO_DEADLINE
         self._where = redact_uri(uri) if uri else "MongoDB"
         self._scrub = partial(scrub_text, secrets=secrets_of(mongo_uri=uri))
 
@@ -170,19 +169,13 @@ class Store:
         """Round trips to the server so far (contract §8 `api_calls.mongo`)."""
         return self.round_trips.total()
 
-    def _by_hand(self, command_name: str) -> None:
-        if not isinstance(self.database.client, MongoClient):  # mongomock: no command events
-            self.round_trips[command_name] += 1
-
     def read_current(self) -> Current:
-        """The three collections, one query each."""
+        """The three collections, one query each, one reply (up to 16 MiB) each."""
         started, before = time.perf_counter(), self.api_calls
         docs: list[list[dict[str, Any]]] = []
-        with self._talking("reading the current state"):
-            for name in (CODES, COURSES, BACKTESTS):
-                # One batch: the first reply holds the whole collection (up to 16 MiB).
+        for name in (CODES, COURSES, BACKTESTS):
+            with self._talking("reading the current state", "find"):
                 docs.append(list(self.database[name].find().batch_size(1_000_000)))
-                self._by_hand("find")
         current = read_state(*docs)
         counts = len(current.codes), len(current.courses), len(current.backtests)
         self._log(started, before, "mongo read: %d codes, %d courses, %d backtests", *counts)
@@ -200,18 +193,16 @@ class Store:
         phases = [phase for phase in write_phases(plan) if phase[2]]
         done: dict[str, int] = {}  # phase → documents the server confirmed
         try:
-            with self._talking("creating indexes"):  # creating an existing one is a no-op
-                for collection, key in INDEXES:
+            for collection, key in INDEXES:  # creating an existing one is a no-op
+                with self._talking("creating indexes", "createIndexes"):
                     self.database[collection].create_index(key)
-                    self._by_hand("createIndexes")
             for name, collection, operations in phases:
-                with self._talking(f"writing ({name})"):
+                with self._talking(f"writing ({name})", name.split()[0]):
                     try:
                         result = self.database[collection].bulk_write(operations, ordered=True)
                     except pymongo.errors.BulkWriteError as exc:  # ordered: the ones before went
                         done[name] = _confirmed(exc.details)
                         raise
-                self._by_hand(name.split()[0])
                 done[name] = _confirmed(result.bulk_api_result)
         except ServiceError as exc:
             progress = tuple((name, len(ops), done.get(name, 0)) for name, _, ops in phases)
@@ -227,18 +218,19 @@ class Store:
         log.info(f"{message} in %.2f s (%d round trips)", *counts, took, calls)
 
     @contextmanager
-    def _talking(self, doing: str) -> Iterator[None]:
-        """Within the run's remaining time, driver errors become the run's errors."""
+    def _talking(self, doing: str, command: str) -> Iterator[None]:
+        """One `command`, within the run's remaining time; driver errors become the run's."""
+        if not isinstance(self.database.client, MongoClient):  # mongomock: no command events
+            self.round_trips[command] += 1
         # Only when the deadline is nearer than the driver's own limits: under
         # `pymongo.timeout`, server selection waits all of it, not serverSelectionTimeoutMS.
-        left = self.deadline.left() if self.deadline is not None else float("inf")
-        limit = pymongo.timeout(max(left, 0.001)) if left < self._patience_s else nullcontext()
+        left = self.deadline.left()
         try:
-            with limit:
+            with pymongo.timeout(max(left, 0.001)) if left < self._patience_s else nullcontext():
                 yield
         except pymongo.errors.PyMongoError as exc:
             # A server that stops answering is cut off at the run's end, not the socket's.
-            if exc.timeout and self.deadline is not None and self.deadline.left() < 1.0:
+            if exc.timeout and self.deadline.left() < 1.0:
                 where = f"{doing} (MongoDB at {self._where} did not answer in time)"
                 raise self.deadline.error(where) from None
             raise self._error(exc, doing) from None
