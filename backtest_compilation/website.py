@@ -178,18 +178,16 @@ def _removal(doc: CourseDoc, kept_names: Mapping[str, Any]) -> Removal:
 def match_courses(desired: list[Course], docs: Iterable[CourseDoc]) -> dict[str, CourseDoc]:
     """Course name → the document it keeps: by folder id, then by name, oldest first; only
     ObjectId `_id`s (the website's URLs hold ObjectIds)."""
-    linkable = [doc for doc in docs if isinstance(doc.id, ObjectId)]
     matched: dict[str, CourseDoc] = {}
-    claimed: set[ObjectId] = set()
     for field in ("folder_id", "name"):
-        by_value: dict[Any, list[CourseDoc]] = defaultdict(list)
-        for doc in linkable:
-            by_value[getattr(doc, field)].append(doc)
+        claimed = {doc.id for doc in matched.values()}
+        free: dict[Any, list[CourseDoc]] = defaultdict(list)  # by the field's value
+        for doc in docs:
+            if isinstance(doc.id, ObjectId) and doc.id not in claimed:
+                free[getattr(doc, field)].append(doc)
         for course in desired:
-            free = [d for d in by_value.get(getattr(course, field), []) if d.id not in claimed]
-            if free and course.name not in matched:
-                matched[course.name] = free[0]
-                claimed.add(free[0].id)
+            if free[getattr(course, field)] and course.name not in matched:
+                matched[course.name] = free[getattr(course, field)].pop(0)
     return matched
 
 
