@@ -33,6 +33,7 @@ CODES = "backtest_course_code_collection"
 COURSES = "backtest_courses_collection"
 BACKTESTS = "backtest_collection"
 DEFAULT_TIMEOUT_MS = 5_000
+SOCKET_TIMEOUT_S = 60.0  # the longest the driver waits for a reply by itself
 # The indexes the website's queries rely on.
 INDEXES = ((CODES, "course_code"), (COURSES, "course_code"), (BACKTESTS, "course_ids"))
 
@@ -101,8 +102,8 @@ class ApplyFailed(ServiceError):
 
 
 class Store:
-    """The collections in database `db_name` (`Store.connect`, then close). No operation
-    outlives `deadline`; the driver waits `patience_s` at most by itself."""
+    """The collections in database `db_name` (`Store.connect`, then close); no operation
+    outlives `deadline`."""
 
     def __init__(
         self,
@@ -112,10 +113,9 @@ class Store:
         round_trips: RoundTrips,  # listening to `client` (mongomock: counted by hand)
         uri: str = "",
         deadline: Deadline | None = None,
-        patience_s: float = float("inf"),
     ) -> None:
         self.database: Database[Any] = client[db_name]  # for tests, doctor and the demo
-        self.round_trips, self._patience_s = round_trips, patience_s
+        self.round_trips = round_trips
         self.deadline = deadline or NO_DEADLINE
         self._where = redact_uri(uri) if uri else "MongoDB"
         self._scrub = partial(scrub_text, secrets=secrets_of(mongo_uri=uri))
@@ -129,29 +129,25 @@ class Store:
         timeout_ms: int = DEFAULT_TIMEOUT_MS,
         deadline: Deadline | None = None,
     ) -> Self:
-        """A store for `uri` (`mongodb://`, `mongodb+srv://` or `mongomock://`); connecting
-        is lazy: an unreachable server shows at the first read, after `timeout_ms`."""
+        """A store for `uri` (`mongodb://`, `mongodb+srv://`, `mongomock://`), connected lazily."""
         counter = RoundTrips()
         if uri.startswith("mongomock:"):
             import mongomock  # only here: a real deployment never loads it
 
             return cls(mongomock.MongoClient(), db_name, round_trips=counter)
-        socket_s = max(timeout_ms * 12 / 1000, 60.0)
         try:
             client: MongoClient[Any] = MongoClient(
                 uri,
                 serverSelectionTimeoutMS=timeout_ms,
                 connectTimeoutMS=timeout_ms,
-                socketTimeoutMS=socket_s * 1000,
+                socketTimeoutMS=SOCKET_TIMEOUT_S * 1000,
                 event_listeners=[counter],
                 appname="backtest-compilation",
             )
         except (pymongo.errors.ConfigurationError, ValueError, TypeError) as exc:
             message = scrub_text(str(exc), secrets_of(mongo_uri=uri))
             raise ConfigError(f"MONGO_URI {redact_uri(uri)!r} is not usable: {message}") from None
-        return cls(
-            client, db_name, round_trips=counter, uri=uri, deadline=deadline, patience_s=socket_s
-        )
+        return cls(client, db_name, round_trips=counter, uri=uri, deadline=deadline)
 
     def close(self) -> None:
         """Release the connection pool."""
@@ -225,7 +221,7 @@ class Store:
         # `pymongo.timeout`, server selection waits all of it, not serverSelectionTimeoutMS.
         left = self.deadline.left()
         try:
-            with pymongo.timeout(max(left, 0.001)) if left < self._patience_s else nullcontext():
+            with pymongo.timeout(max(left, 0.001)) if left < SOCKET_TIMEOUT_S else nullcontext():
                 yield
         except pymongo.errors.PyMongoError as exc:
             # A server that stops answering is cut off at the run's end, not the socket's.
@@ -317,10 +313,8 @@ _CAUSES = {
 def _cause(error: str) -> str:
     """What a socket error most likely means, or the error itself (after the address)."""
     error = error.split(" (configured timeouts", 1)[0]
-    for pattern, cause in _CAUSES.items():
-        if re.search(pattern, error, re.IGNORECASE):
-            return cause
-    return "failed: " + re.sub(r"^\S+:\d+: ", "", error)[:120]  # `host:port: [Errno 99] …`
+    found = (cause for pattern, cause in _CAUSES.items() if re.search(pattern, error, re.I))
+    return next(found, "failed: " + re.sub(r"^\S+:\d+: ", "", error)[:120])  # `host:port: …`
 
 
 def _brief(exc: pymongo.errors.PyMongoError) -> str:

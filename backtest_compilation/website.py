@@ -71,8 +71,6 @@ class CourseUpdate(CourseDoc):
 
 @dataclass(frozen=True, slots=True)
 class BacktestInsert:
-    """The backtest document of a course."""
-
     course_id: Any
     course_name: str
     tests: tuple[ExamEntry, ...]
@@ -128,7 +126,6 @@ class Plan:
 
     @property
     def is_empty(self) -> bool:
-        """True when MongoDB already shows exactly what the drive holds."""
         return self.inserts == 0 and self.updates == 0 and self.deletes == 0
 
 
@@ -168,7 +165,6 @@ def plan(
 
 
 def _removal(doc: CourseDoc, kept_names: Mapping[str, Any]) -> Removal:
-    """Why a course document no course kept goes."""
     if not isinstance(doc.id, ObjectId):
         return Removal(doc.id, doc.name, "its _id is not an ObjectId, the website cannot link it")
     reason = "duplicate of a kept course" if doc.name in kept_names else "not in the drive"
@@ -271,8 +267,7 @@ def guard_refusal(plan: Plan, *, max_delete_fraction: float, hint: str | None = 
 
 @dataclass(frozen=True, slots=True)
 class Applied:
-    """The documents `Store.apply` wrote; if it stopped part-way, `phases` holds (name,
-    operations planned, documents applied)."""
+    """What `Store.apply` wrote; if it stopped part-way, `phases`: (name, planned, applied)."""
 
     inserted: int = 0
     updated: int = 0
