@@ -171,7 +171,7 @@ def _removal(doc: CourseDoc, kept_names: Mapping[str, Any]) -> Removal:
     return Removal(doc.id, doc.name, reason)
 
 
-def match_courses(desired: list[Course], docs: Iterable[CourseDoc]) -> dict[str, CourseDoc]:
+def match_courses(desired: list[Course], docs: tuple[CourseDoc, ...]) -> dict[str, CourseDoc]:
     """Course name → the document it keeps: by folder id, then by name, oldest first; only
     ObjectId `_id`s (the website's URLs hold ObjectIds)."""
     matched: dict[str, CourseDoc] = {}
