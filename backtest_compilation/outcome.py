@@ -298,9 +298,9 @@ def website_changes(plan: website.Plan, applied: website.Applied | None) -> dict
         finished = {name for name, planned, n in applied.phases if n >= planned}
         done = {phase: phase in finished for phase in phases}
     renamed = [
-        {"from": u.old_name, "to": u.name}
+        {"from": u.old.name, "to": u.name}
         for u in plan.courses_to_update
-        if u.old_name is not None and u.old_name != u.name
+        if u.old.name is not None and u.old.name != u.name
     ]
     removed = [c.name if c.name is not None else str(c.id) for c in plan.courses_to_remove]
     return {

@@ -264,12 +264,12 @@ def plan_lines(plan: Plan) -> list[str]:
     lines += [f"+ code {code}" for code in plan.codes_to_add]
     for u in plan.courses_to_update:
         changes = []
-        if u.old_name != u.name:
-            changes.append(f"renamed from {u.old_name!r}" if u.old_name else "name set")
-        if u.old_code != u.code:
-            changes.append(f"course code {u.old_code or '(none)'} → {u.code}")
-        if u.old_folder_id != u.folder_id:
-            changes.append("folder id recorded" if u.old_folder_id is None else "folder id changed")
+        if u.old.name != u.name:
+            changes.append(f"renamed from {u.old.name!r}" if u.old.name else "name set")
+        if u.old.code != u.code:
+            changes.append(f"course code {u.old.code or '(none)'} → {u.code}")
+        if u.old.folder_id != u.folder_id:
+            changes.append("folder id recorded" if u.old.folder_id is None else "folder id changed")
         lines.append(f"~ course {u.name}: {', '.join(changes)}")
     for b in plan.backtests_to_update:
         changes = [exams_change_text(b.old_tests, b.tests)] if b.set_tests else []

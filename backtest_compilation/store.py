@@ -1,9 +1,7 @@
-"""`Store`: the website's three MongoDB collections through pymongo (contract §3).
-
-`read_current` reads them in three queries, `apply` writes a `website.Plan` one ordered
-`bulk_write` per phase. `mongomock://` is an in-process store (the demo). Driver errors
-become `ServiceError` (exit 1) or `ConfigError` (exit 2), without the password.
-"""
+"""`Store`: the website's three MongoDB collections (contract §3), read in three queries,
+written one ordered `bulk_write` per phase of a `website.Plan`. `mongomock://` is an
+in-process store (the demo). Driver errors become `ServiceError` (exit 1) or `ConfigError`
+(exit 2), without the password."""
 
 from __future__ import annotations
 
@@ -11,10 +9,10 @@ import logging
 import re
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
-from typing import TYPE_CHECKING, Any, Self
-from urllib.parse import unquote, urlsplit
+from functools import partial
+from typing import Any, Self
 
 import pymongo
 from pymongo import DeleteOne, InsertOne, MongoClient, UpdateMany, monitoring
@@ -23,12 +21,11 @@ from pymongo.database import Database
 from . import website
 from .catalog import ExamEntry
 from .errors import ConfigError, ServiceError
+from .google import NO_DEADLINE, Deadline
 from .report import plan_lines
-from .settings import REDACTED, redact_uri
+from .settings import redact_uri
+from .telemetry import scrub_text, secrets_of
 from .website import Applied, Current, Plan
-
-if TYPE_CHECKING:
-    from .google import Deadline
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +33,13 @@ CODES = "backtest_course_code_collection"
 COURSES = "backtest_courses_collection"
 BACKTESTS = "backtest_collection"
 DEFAULT_TIMEOUT_MS = 5_000
+SOCKET_TIMEOUT_S = 60.0  # the longest the driver waits for a reply by itself
 # The indexes the website's queries rely on.
 INDEXES = ((CODES, "course_code"), (COURSES, "course_code"), (BACKTESTS, "course_ids"))
 
 
 def parse_tests(raw: Any) -> tuple[ExamEntry, ...] | None:
-    """The stored `tests` list as exam entries, or None if it is not exactly the
-    website's shape (`[{type: str, tests: [str, …]}, …]`) and must be rewritten."""
+    """A stored `tests` list as exam entries, or None if not exactly the website's shape."""
     try:
         entries = tuple(ExamEntry(item["type"], tuple(item["tests"])) for item in raw)
     except (KeyError, TypeError):
@@ -84,25 +81,16 @@ def exam_documents(tests: Iterable[ExamEntry]) -> list[dict[str, Any]]:
     return [{"type": entry.type, "tests": list(entry.semesters)} for entry in tests]
 
 
-def course_document(course: website.CourseDoc | website.CourseUpdate) -> dict[str, Any]:
-    """The course fields the tool owns (`_id` excluded)."""
-    return {"name": course.name, "course_code": course.code, "folder_id": course.folder_id}
-
-
-class RoundTrips(monitoring.CommandListener):
+class RoundTrips(Counter[str], monitoring.CommandListener):
     """Commands sent to the server, by name: one command is one round trip."""
 
-    def __init__(self) -> None:
-        self.by_command: Counter[str] = Counter()
-
     def started(self, event: monitoring.CommandStartedEvent) -> None:
-        self.by_command[event.command_name] += 1
+        self[event.command_name] += 1
 
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+    def succeeded(self, event: object) -> None:
         pass
 
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
+    failed = succeeded
 
 
 class ApplyFailed(ServiceError):
@@ -114,23 +102,23 @@ class ApplyFailed(ServiceError):
 
 
 class Store:
-    """The website's collections in database `db_name`; use `Store.connect`, and close it.
-    No operation outlives `deadline`; the driver waits `patience_s` at most by itself."""
+    """The collections in database `db_name` (`Store.connect`, then close); no operation
+    outlives `deadline`."""
 
     def __init__(
         self,
-        client: Any,  # a pymongo MongoClient, or mongomock's for mongomock://
+        client: Any,  # pymongo's MongoClient, or mongomock's
         db_name: str,
         *,
         round_trips: RoundTrips,  # listening to `client` (mongomock: counted by hand)
         uri: str = "",
         deadline: Deadline | None = None,
-        patience_s: float = float("inf"),
     ) -> None:
-        self._client = client
         self.database: Database[Any] = client[db_name]  # for tests, doctor and the demo
-        self.round_trips, self.deadline, self._patience_s = round_trips, deadline, patience_s
-        self._uri, self._where = uri, redact_uri(uri) if uri else "MongoDB"
+        self.round_trips = round_trips
+        self.deadline = deadline or NO_DEADLINE
+        self._where = redact_uri(uri) if uri else "MongoDB"
+        self._scrub = partial(scrub_text, secrets=secrets_of(mongo_uri=uri))
 
     @classmethod
     def connect(
@@ -141,33 +129,29 @@ class Store:
         timeout_ms: int = DEFAULT_TIMEOUT_MS,
         deadline: Deadline | None = None,
     ) -> Self:
-        """A store for `uri` (`mongodb://`, `mongodb+srv://` or `mongomock://`); connecting
-        is lazy: an unreachable server shows at the first read, after `timeout_ms`."""
+        """A store for `uri` (`mongodb://`, `mongodb+srv://`, `mongomock://`), connected lazily."""
         counter = RoundTrips()
         if uri.startswith("mongomock:"):
             import mongomock  # only here: a real deployment never loads it
 
             return cls(mongomock.MongoClient(), db_name, round_trips=counter)
-        socket_s = max(timeout_ms * 12 / 1000, 60.0)
         try:
             client: MongoClient[Any] = MongoClient(
                 uri,
                 serverSelectionTimeoutMS=timeout_ms,
                 connectTimeoutMS=timeout_ms,
-                socketTimeoutMS=socket_s * 1000,
+                socketTimeoutMS=SOCKET_TIMEOUT_S * 1000,
                 event_listeners=[counter],
                 appname="backtest-compilation",
             )
         except (pymongo.errors.ConfigurationError, ValueError, TypeError) as exc:
-            message = _scrub(str(exc), uri)
+            message = scrub_text(str(exc), secrets_of(mongo_uri=uri))
             raise ConfigError(f"MONGO_URI {redact_uri(uri)!r} is not usable: {message}") from None
-        return cls(
-            client, db_name, round_trips=counter, uri=uri, deadline=deadline, patience_s=socket_s
-        )
+        return cls(client, db_name, round_trips=counter, uri=uri, deadline=deadline)
 
     def close(self) -> None:
         """Release the connection pool."""
-        self._client.close()
+        self.database.client.close()
 
     def __enter__(self) -> Self:
         return self
@@ -178,57 +162,42 @@ class Store:
     @property
     def api_calls(self) -> int:
         """Round trips to the server so far (contract §8 `api_calls.mongo`)."""
-        return self.round_trips.by_command.total()
-
-    def _by_hand(self, command_name: str) -> None:
-        if not isinstance(self._client, MongoClient):  # mongomock: no command events
-            self.round_trips.by_command[command_name] += 1
+        return self.round_trips.total()
 
     def read_current(self) -> Current:
-        """The three collections, one query each, only the fields the plan needs."""
+        """The three collections, one query each, one reply (up to 16 MiB) each."""
         started, before = time.perf_counter(), self.api_calls
-        fields = {
-            CODES: ["course_code"],
-            COURSES: ["name", "course_code", "folder_id"],
-            BACKTESTS: ["course_ids", "tests"],
-        }
         docs: list[list[dict[str, Any]]] = []
-        with self._talking("reading the current state"):
-            for name, wanted in fields.items():
-                # One batch: the first reply holds the whole collection (up to 16 MiB).
-                docs.append(list(self.database[name].find({}, wanted).batch_size(1_000_000)))
-                self._by_hand("find")
+        for name in (CODES, COURSES, BACKTESTS):
+            with self._talking("reading the current state", "find"):
+                docs.append(list(self.database[name].find().batch_size(1_000_000)))
         current = read_state(*docs)
         counts = len(current.codes), len(current.courses), len(current.backtests)
         self._log(started, before, "mongo read: %d codes, %d courses, %d backtests", *counts)
         return current
 
     def apply(self, plan: Plan) -> Applied:
-        """Write `plan` (the guard decided before), each non-empty phase one ordered
-        `bulk_write`. A failure stops there: `ApplyFailed` says what was written before it,
-        and the next run reads the state again and converges."""
+        """Write `plan`, one ordered `bulk_write` per phase; `ApplyFailed` says what was
+        written before a failure (the next run converges)."""
         if plan.is_empty:
             log.info("mongo apply: in sync, nothing written")
             return Applied()
         started, before = time.perf_counter(), self.api_calls
-        if log.isEnabledFor(logging.DEBUG):
-            for line in plan_lines(plan):
-                log.debug("mongo plan: %s", line)
+        for line in plan_lines(plan):
+            log.debug("mongo plan: %s", line)
         phases = [phase for phase in write_phases(plan) if phase[2]]
         done: dict[str, int] = {}  # phase → documents the server confirmed
         try:
-            with self._talking("creating indexes"):  # creating an existing one is a no-op
-                for collection, key in INDEXES:
+            for collection, key in INDEXES:  # creating an existing one is a no-op
+                with self._talking("creating indexes", "createIndexes"):
                     self.database[collection].create_index(key)
-                    self._by_hand("createIndexes")
             for name, collection, operations in phases:
-                with self._talking(f"writing ({name})"):
+                with self._talking(f"writing ({name})", name.split()[0]):
                     try:
                         result = self.database[collection].bulk_write(operations, ordered=True)
                     except pymongo.errors.BulkWriteError as exc:  # ordered: the ones before went
                         done[name] = _confirmed(exc.details)
                         raise
-                self._by_hand(name.split()[0])
                 done[name] = _confirmed(result.bulk_api_result)
         except ServiceError as exc:
             progress = tuple((name, len(ops), done.get(name, 0)) for name, _, ops in phases)
@@ -239,23 +208,24 @@ class Store:
         return applied
 
     def _log(self, started: float, before: int, message: str, *counts: int) -> None:
-        """`message` and the time and round trips since `started` (`before` calls)."""
+        """`message` with the time and round trips since `started`."""
         took, calls = time.perf_counter() - started, self.api_calls - before
         log.info(f"{message} in %.2f s (%d round trips)", *counts, took, calls)
 
     @contextmanager
-    def _talking(self, doing: str) -> Iterator[None]:
-        """Within the run's remaining time, driver errors become the run's errors."""
-        # Under `pymongo.timeout` the driver waits for a server as long as the limit
-        # allows (not serverSelectionTimeoutMS): set it only when the deadline is nearer.
-        left = self.deadline.left() if self.deadline is not None else float("inf")
-        limit = pymongo.timeout(max(left, 0.001)) if left < self._patience_s else nullcontext()
+    def _talking(self, doing: str, command: str) -> Iterator[None]:
+        """One `command`, within the run's remaining time; driver errors become the run's."""
+        if not isinstance(self.database.client, MongoClient):  # mongomock: no command events
+            self.round_trips[command] += 1
+        # Only when the deadline is nearer than the driver's own limits: under
+        # `pymongo.timeout`, server selection waits all of it, not serverSelectionTimeoutMS.
+        left = self.deadline.left()
         try:
-            with limit:
+            with pymongo.timeout(max(left, 0.001)) if left < SOCKET_TIMEOUT_S else nullcontext():
                 yield
         except pymongo.errors.PyMongoError as exc:
             # A server that stops answering is cut off at the run's end, not the socket's.
-            if exc.timeout and self.deadline is not None and self.deadline.left() < 1.0:
+            if exc.timeout and self.deadline.left() < 1.0:
                 where = f"{doing} (MongoDB at {self._where} did not answer in time)"
                 raise self.deadline.error(where) from None
             raise self._error(exc, doing) from None
@@ -274,55 +244,44 @@ class Store:
             return ServiceError(f"{where} refused a write while {doing}: {self._scrub(first)}")
         if not isinstance(exc, pymongo.errors.ConnectionFailure):
             return ServiceError(f"{where} failed while {doing}: {self._scrub(_brief(exc))}")
-        # One clause per server tried (`127.0.0.1:27017 refused the connection …`), not
-        # pymongo's topology dump.
-        servers = self._client.topology_description.server_descriptions()
+        # One clause per server (`127.0.0.1:27017 refused the connection …`), no topology dump.
+        servers = self.database.client.topology_description.server_descriptions()
         errors = {f"{h}:{p}": self._scrub(str(servers[h, p].error or "")) for h, p in servers}
         if not any(errors.values()):
-            # Reached the servers but none could serve (no primary), or a connection
-            # dropped in the middle of a command: the exception's first line says which.
+            # No primary, or a connection dropped mid-command: the exception says which.
             errors = {", ".join(errors) or "the server": self._scrub(_brief(exc))}
         causes = (
             f"{at} {_cause(e) if e else 'did not answer'}" for at, e in sorted(errors.items())
         )
         return ServiceError(f"{where} is unreachable while {doing}: {'; '.join(causes)}")
 
-    def _scrub(self, text: str) -> str:
-        return _scrub(text, self._uri)
-
 
 def write_phases(plan: Plan) -> list[tuple[str, str, list[Any]]]:
-    """(phase, collection, operations) of `plan`, in the order in which a visitor never
-    sees a gap (contract §3); one operation per document (pymongo sends up to 100,000 in
-    one round trip). `UpdateMany` on the unique `_id` touches one document like
-    `UpdateOne`, and unlike it works in mongomock 4.3 with pymongo ≥ 4.11."""
-    backtests_set = []
-    for b in plan.backtests_to_update:
-        changes: dict[str, Any] = {"tests": exam_documents(b.tests)} if b.set_tests else {}
-        if b.fix_ids:
-            changes["course_ids"] = [b.course_id]
-        backtests_set.append(UpdateMany({"_id": b.id}, {"$set": changes}))
-    new_backtests = [
-        InsertOne({"course_ids": [b.course_id], "tests": exam_documents(b.tests)})
-        for b in plan.backtests_to_add
-    ]
-    new_courses = [InsertOne({"_id": c.id, **course_document(c)}) for c in plan.courses_to_add]
-    courses_set = [
-        UpdateMany({"_id": u.id}, {"$set": course_document(u)}) for u in plan.courses_to_update
-    ]
+    """(phase, collection, operations) of `plan` in an order where a visitor never sees a
+    gap (contract §3). `UpdateMany` on `_id`: mongomock 4.3 cannot take pymongo's `UpdateOne`."""
+
+    def course(c: website.CourseDoc) -> dict[str, Any]:
+        return {"name": c.name, "course_code": c.code, "folder_id": c.folder_id}
+
+    def backtest(b: website.BacktestInsert) -> dict[str, Any]:
+        return {"course_ids": [b.course_id], "tests": exam_documents(b.tests)}
+
+    def update(docs: Iterable[Any], fields: Callable[[Any], dict[str, Any]]) -> list[Any]:
+        return [UpdateMany({"_id": d.id}, {"$set": fields(d)}) for d in docs]
+
+    def delete(removals: Iterable[website.Removal]) -> list[Any]:
+        return [DeleteOne({"_id": r.id}) for r in removals]
+
+    courses = [InsertOne({"_id": c.id, **course(c)}) for c in plan.courses_to_add]
     return [
-        ("insert backtests", BACKTESTS, new_backtests),
-        ("insert courses", COURSES, new_courses),
+        ("insert backtests", BACKTESTS, [InsertOne(backtest(b)) for b in plan.backtests_to_add]),
+        ("insert courses", COURSES, courses),
         ("insert codes", CODES, [InsertOne({"course_code": c}) for c in plan.codes_to_add]),
-        ("update courses", COURSES, courses_set),
-        ("update backtests", BACKTESTS, backtests_set),
-        ("delete codes", CODES, [DeleteOne({"_id": r.id}) for r in plan.codes_to_remove]),
-        ("delete courses", COURSES, [DeleteOne({"_id": r.id}) for r in plan.courses_to_remove]),
-        (
-            "delete backtests",
-            BACKTESTS,
-            [DeleteOne({"_id": r.id}) for r in plan.backtests_to_remove],
-        ),
+        ("update courses", COURSES, update(plan.courses_to_update, course)),
+        ("update backtests", BACKTESTS, update(plan.backtests_to_update, backtest)),
+        ("delete codes", CODES, delete(plan.codes_to_remove)),
+        ("delete courses", COURSES, delete(plan.courses_to_remove)),
+        ("delete backtests", BACKTESTS, delete(plan.backtests_to_remove)),
     ]
 
 
@@ -340,10 +299,9 @@ def _applied(done: Mapping[str, int], phases: tuple[tuple[str, int, int], ...] =
     return Applied(inserted, updated, deleted, complete=not phases, phases=phases)
 
 
-# What a driver's socket error says (a pattern) → what to check, in one line.
 # Unauthorized, AuthenticationFailed: the credentials, not the server.
 AUTH_ERROR_CODES = frozenset({13, 18})
-
+# What a driver's socket error says (a pattern) → what to check, in one line.
 _CAUSES = {
     "connection refused": "refused the connection: nothing listens there (is it running?)",
     "not known|name resolution|nodename|getaddrinfo": "is a host name that does not resolve",
@@ -355,25 +313,11 @@ _CAUSES = {
 def _cause(error: str) -> str:
     """What a socket error most likely means, or the error itself (after the address)."""
     error = error.split(" (configured timeouts", 1)[0]
-    for pattern, cause in _CAUSES.items():
-        if re.search(pattern, error, re.IGNORECASE):
-            return cause
-    return "failed: " + re.sub(r"^\S+:\d+: ", "", error)[:120]  # `host:port: [Errno 99] …`
+    found = (cause for pattern, cause in _CAUSES.items() if re.search(pattern, error, re.I))
+    return next(found, "failed: " + re.sub(r"^\S+:\d+: ", "", error)[:120])  # `host:port: …`
 
 
 def _brief(exc: pymongo.errors.PyMongoError) -> str:
     """The first line of a driver error without its topology dump, at most 300 characters."""
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    text = text.split(", Timeout:", 1)[0].split("Topology Description:", 1)[0].strip(" ,")
-    return text if len(text) <= 300 else text[:300].rsplit(" ", 1)[0] + " …"
-
-
-def _scrub(text: str, uri: str) -> str:
-    """Mask the password of `uri` wherever a driver message might echo it."""
-    try:
-        secret = urlsplit(uri).password
-    except ValueError:  # not a URL: no password to find
-        return text
-    for form in {secret, unquote(secret)} if secret else ():
-        text = text.replace(form, REDACTED)
-    return text
+    return re.split(r", Timeout:|Topology Description:", text, maxsplit=1)[0].strip(" ,")[:300]

@@ -1,10 +1,7 @@
-"""Catalog → MongoDB plan: what the website's three collections gain, change and lose.
-
-Pure (contract §3): `plan` diffs a `Catalog` against `Current` (what `store` read), and
-`guard_refusal` is the mass-delete guard. The website links to a course by its `_id`, so
-a course keeps its document (matched by folder id, then by name) when its title changes.
-Each kept course owns one backtest document; what the drive does not explain goes.
-"""
+"""Catalog → MongoDB plan (contract §3, pure): `plan` diffs a `Catalog` against `Current`
+(what `store` read); `guard_refusal` is the mass-delete guard. The website links to a
+course by its `_id`, so a course keeps its document (matched by folder id, then by name)
+when its title changes; each kept course owns one backtest; what the drive lacks goes."""
 
 from __future__ import annotations
 
@@ -31,8 +28,7 @@ class CodeDoc:
 
 @dataclass(frozen=True, slots=True)
 class CourseDoc:
-    """A course document as read (a field missing or not a string is None), or a new
-    one (its `_id` chosen in advance, so that its backtest can point at it)."""
+    """A course document as read (a field not a string is None), or a new one."""
 
     id: Any
     name: str | None
@@ -42,8 +38,7 @@ class CourseDoc:
 
 @dataclass(frozen=True, slots=True)
 class BacktestDoc:
-    """A backtest document: `tests` is None when not the website's shape, `exact` tells
-    whether `course_ids` is exactly a one-element list."""
+    """`tests` is None when not the website's shape; `exact`: `course_ids` is a one-element list."""
 
     id: Any
     course_ids: tuple[Any, ...]
@@ -61,24 +56,17 @@ class Current:
 
 
 def id_order(value: Any) -> tuple[int, bytes | str]:
-    """Sort and dictionary key for `_id`s: ObjectIds by creation, oldest first, then any
-    other value (hand-made documents may carry strings, numbers, even documents)."""
+    """Sort and dict key for any `_id` (even a document): ObjectIds first, oldest first."""
     if isinstance(value, ObjectId):
         return (0, value.binary)
     return (1, f"{type(value).__name__}:{value!r}")
 
 
 @dataclass(frozen=True, slots=True)
-class CourseUpdate:
-    """An existing course document rewritten in place (same `_id`)."""
+class CourseUpdate(CourseDoc):
+    """A course document rewritten in place (same `_id`); `old` is how it was."""
 
-    id: Any
-    old_name: str | None
-    old_code: str | None
-    old_folder_id: str | None
-    name: str
-    code: str
-    folder_id: str
+    old: CourseDoc
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,15 +77,11 @@ class BacktestInsert:
 
 
 @dataclass(frozen=True, slots=True)
-class BacktestUpdate:
-    """`old_tests` None means the stored list was malformed; `fix_ids` rewrites
-    `course_ids` to exactly `[course_id]`."""
+class BacktestUpdate(BacktestInsert):
+    """Rewrites document `id`; `old_tests` None: malformed; `fix_ids`: bad `course_ids`."""
 
     id: Any
-    course_id: Any
-    course_name: str
     old_tests: tuple[ExamEntry, ...] | None
-    tests: tuple[ExamEntry, ...]
     set_tests: bool
     fix_ids: bool
 
@@ -142,7 +126,6 @@ class Plan:
 
     @property
     def is_empty(self) -> bool:
-        """True when MongoDB already shows exactly what the drive holds."""
         return self.inserts == 0 and self.updates == 0 and self.deletes == 0
 
 
@@ -154,9 +137,7 @@ def plan(
     reuse: Mapping[str, ObjectId] | None = None,
 ) -> Plan:
     """The smallest set of writes that makes `current` show `catalog` (contract §3).
-
-    `new_id` makes the `_id`s of new courses. `reuse` (folder id → `_id`) gives a course
-    folder that comes back its old `_id` (the website's links work again), if free."""
+    `reuse` (folder id → `_id`) gives a returning course folder its old `_id`, if free."""
     desired = sorted(catalog.courses, key=lambda c: c.name)
     matched = match_courses(desired, current.courses)
     taken = {id_order(doc.id) for doc in current.courses}
@@ -173,48 +154,44 @@ def plan(
             doc = CourseDoc(chosen, c.name, c.code, c.folder_id)
             added.append(doc)
         elif (doc.name, doc.code, doc.folder_id) != (c.name, c.code, c.folder_id):
-            old = (doc.name, doc.code, doc.folder_id)
-            updated.append(CourseUpdate(doc.id, *old, c.name, c.code, c.folder_id))
+            updated.append(CourseUpdate(doc.id, c.name, c.code, c.folder_id, doc))
         id_of[c.name] = doc.id
     kept = {id_order(doc.id) for doc in matched.values()}
     removed = [_removal(doc, id_of) for doc in current.courses if id_order(doc.id) not in kept]
     codes = plan_codes(set(catalog.course_codes), current.codes)
     courses = tuple(added), tuple(updated), tuple(removed)
-    backtests = plan_backtests(desired, id_of, {id_order(c.id) for c in added}, current)
+    backtests = plan_backtests(desired, id_of, current)
     return Plan(*codes, *courses, *backtests, len(current.courses), len(desired))
 
 
 def _removal(doc: CourseDoc, kept_names: Mapping[str, Any]) -> Removal:
-    """Why a course document no course kept goes."""
     if not isinstance(doc.id, ObjectId):
         return Removal(doc.id, doc.name, "its _id is not an ObjectId, the website cannot link it")
     reason = "duplicate of a kept course" if doc.name in kept_names else "not in the drive"
     return Removal(doc.id, doc.name, reason)
 
 
-def match_courses(desired: list[Course], docs: Iterable[CourseDoc]) -> dict[str, CourseDoc]:
-    """Course name → the document it keeps: by folder id, then by name, the oldest first;
-    only ObjectId `_id`s (the website turns the id in its URLs into an ObjectId)."""
-    linkable = [doc for doc in docs if isinstance(doc.id, ObjectId)]
+def match_courses(desired: list[Course], docs: tuple[CourseDoc, ...]) -> dict[str, CourseDoc]:
+    """Course name → the document it keeps: by folder id, then by name, oldest first; only
+    ObjectId `_id`s (the website's URLs hold ObjectIds)."""
     matched: dict[str, CourseDoc] = {}
-    claimed: set[ObjectId] = set()
     for field in ("folder_id", "name"):
-        by_value: dict[Any, list[CourseDoc]] = defaultdict(list)
-        for doc in linkable:
-            by_value[getattr(doc, field)].append(doc)
+        claimed = {doc.id for doc in matched.values()}
+        free: dict[Any, list[CourseDoc]] = defaultdict(list)  # by the field's value
+        for doc in docs:
+            if isinstance(doc.id, ObjectId) and doc.id not in claimed:
+                free[getattr(doc, field)].append(doc)
         for course in desired:
-            free = [d for d in by_value.get(getattr(course, field), []) if d.id not in claimed]
-            if free and course.name not in matched:
-                matched[course.name] = free[0]
-                claimed.add(free[0].id)
+            if free[getattr(course, field)] and course.name not in matched:
+                matched[course.name] = free[getattr(course, field)].pop(0)
     return matched
 
 
 def plan_backtests(
-    desired: list[Course], id_of: Mapping[str, Any], new: set[Any], current: Current
+    desired: list[Course], id_of: Mapping[str, Any], current: Current
 ) -> tuple[tuple[BacktestInsert, ...], tuple[BacktestUpdate, ...], tuple[Removal, ...]]:
-    """(to add, to update, to remove): each kept course keeps one backtest document (one
-    pointing only at it first, then the oldest). `new`: the `id_order`s of new courses."""
+    """(to add, to update, to remove): each course keeps one backtest document pointing at
+    its `_id` (one pointing only at it first, then the oldest)."""
     by_course: dict[Any, list[BacktestDoc]] = defaultdict(list)
     for bt in current.backtests:
         for cid in bt.course_ids:
@@ -225,15 +202,15 @@ def plan_backtests(
     for course in desired:
         cid = id_of[course.name]
         free = [b for b in by_course[id_order(cid)] if id_order(b.id) not in kept]
-        if id_order(cid) in new or not free:
+        if not free:
             to_add.append(BacktestInsert(cid, course.name, course.tests))
             continue
         bt = min(free, key=lambda b: (not b.exact, id_order(b.id)))
         kept.add(id_order(bt.id))
-        if bt.tests != course.tests or not bt.exact:
-            set_tests, fix_ids = bt.tests != course.tests, not bt.exact
-            change = (bt.tests, course.tests, set_tests, fix_ids)
-            to_update.append(BacktestUpdate(bt.id, cid, course.name, *change))
+        set_tests, fix_ids = bt.tests != course.tests, not bt.exact
+        if set_tests or fix_ids:
+            change = (bt.id, bt.tests, set_tests, fix_ids)
+            to_update.append(BacktestUpdate(cid, course.name, course.tests, *change))
     name_of = {id_order(cid): name for name, cid in id_of.items()}
     old_name_of = {id_order(doc.id): doc.name for doc in current.courses}
     to_remove: list[Removal] = []
@@ -271,27 +248,26 @@ def guard_refusal(plan: Plan, *, max_delete_fraction: float, hint: str | None = 
     """Why the mass-delete guard refuses `plan` (contract §3), or None if it may be applied.
     `hint` (the catalog's guess at what is wrong with FOLDER_ID) is said before the way out."""
     existing, deleting = plan.existing_courses, len(plan.courses_to_remove)
-    override = f"{hint} " if hint else ""
-    override += "Nothing was applied. If the drive really lost them, run again with "
-    override += "--allow-mass-delete."
     if plan.desired_courses == 0 and existing > 0:
-        return (
+        why = (
             f"The drive listing yielded no courses while MongoDB has {existing}; "
-            f"publishing would delete all {existing} courses from the website. {override}"
+            f"publishing would delete all {existing} courses from the website."
         )
-    if deleting > GUARD_MIN_DELETIONS and deleting > max_delete_fraction * existing:
-        return (
-            f"The plan would delete {deleting} of {existing} courses "
-            f"({deleting / existing:.0%}), more than MAX_DELETE_FRACTION "
-            f"({max_delete_fraction:.0%}) and more than {GUARD_MIN_DELETIONS}. {override}"
+    elif deleting > GUARD_MIN_DELETIONS and deleting > max_delete_fraction * existing:
+        why = (
+            f"The plan would delete {deleting} of {existing} courses ({deleting / existing:.0%}), "
+            f"more than MAX_DELETE_FRACTION ({max_delete_fraction:.0%}) and more than "
+            f"{GUARD_MIN_DELETIONS}."
         )
-    return None
+    else:
+        return None
+    way_out = "If the drive really lost them, run again with --allow-mass-delete."
+    return " ".join(filter(None, [why, hint, "Nothing was applied.", way_out]))
 
 
 @dataclass(frozen=True, slots=True)
 class Applied:
-    """The documents `Store.apply` wrote; when it stopped part-way, what the server
-    confirmed, and per phase (name, operations planned, operations applied)."""
+    """What `Store.apply` wrote; if it stopped part-way, `phases`: (name, planned, applied)."""
 
     inserted: int = 0
     updated: int = 0

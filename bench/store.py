@@ -64,7 +64,7 @@ def make_catalog() -> Catalog:
 
 def run(store: Store, catalog: Catalog, label: str) -> tuple[Plan, dict[str, Any]]:
     """One publish: read, plan, apply; its round trips, writes and timings."""
-    before = store.round_trips.by_command.copy()
+    before = store.round_trips.copy()
     started = time.perf_counter()
     current = store.read_current()
     read_s = time.perf_counter() - started
@@ -75,7 +75,7 @@ def run(store: Store, catalog: Catalog, label: str) -> tuple[Plan, dict[str, Any
     applied = store.apply(p)
     apply_s = time.perf_counter() - t
     total_s = time.perf_counter() - started
-    spent = store.round_trips.by_command - before
+    spent = store.round_trips - before
     writes = sum(n for name, n in spent.items() if name in ("insert", "update", "delete"))
     figures: dict[str, Any] = {
         "round_trips": sum(spent.values()),

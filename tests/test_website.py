@@ -54,7 +54,7 @@ def test_update_writes_exactly_the_catalog_fields() -> None:
     docs["courses"][0]["course_code"] = "XXXX"
     p = plan(catalog(course(DS, "f1", E1)), state(**docs))
     (u,) = p.courses_to_update
-    assert (u.name, u.code, u.folder_id, u.old_code) == (DS, "CSCI", "f1", "XXXX")
+    assert (u.name, u.code, u.folder_id, u.old.code) == (DS, "CSCI", "f1", "XXXX")
 
 
 def test_plan_is_deterministic_given_the_id_factory() -> None:
