@@ -405,8 +405,6 @@ def _tell(
         )
         why = "; ".join(f"{k}: {v}" for k, v in run.small["failed"].items())
         ping.finish(run.exit_code, line if run.ok else f"exit {run.exit_code}: {why}\n{line}")
-    if tel.enabled:  # rendering an unchanged run's whole summary reads its catalog
-        tel.report_summary(run.summary)
     for exc in run.failures.values():
         if not isinstance(exc, RunError):  # a bug: its traceback to Sentry
             tel.report_failure(exc, exit_code=1)

@@ -1,14 +1,13 @@
 """Error reporting to Sentry (contract §6 `SENTRY_DSN`), off unless a DSN is set: failures,
-run summaries' counts, INFO log lines as breadcrumbs. PII, local variables and values under
-secret key names are left out by the SDK; secrets inside text by `scrub`, through which
-every event and breadcrumb goes."""
+with INFO log lines (the summary line among them) as breadcrumbs, and Crons check-ins.
+PII, local variables and values under secret key names are left out by the SDK; secrets
+inside text by `scrub`, through which every event and breadcrumb goes."""
 
 from __future__ import annotations
 
 import logging
 import re
 import time
-from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -96,33 +95,6 @@ class Telemetry:
                 text = message or f"run failed with exit code {exit_code}"
                 sentry_sdk.capture_message(text, level="error")
 
-    def report_summary(self, summary: Mapping[str, Any]) -> None:
-        """A run summary (contract §8) as a breadcrumb and the `last_run` context of later
-        events: outcome, counts and timings, no course name, path or message, and at most
-        ten keys a level (Sentry trims wider dictionaries)."""
-        if not self.enabled:
-            return
-        import sentry_sdk
-
-        fields = ("mode", "ok", "exit_code", "mongo", "api_calls", "timings_s")
-        data = {key: summary[key] for key in fields if key in summary}
-        if summary.get("catalog") is not None:
-            problems, renames = summary.get("problems") or [], summary.get("renames") or []
-            per_category = sorted(Counter(p["category"] for p in problems).items())
-            data["counts"] = {
-                "courses": len(summary["catalog"]["courses"]),
-                "course_codes": len(summary["catalog"]["course_codes"]),
-                "problems": len(problems),
-                # One string: twelve categories would exceed Sentry's breadth limit.
-                "problems_by_category": ", ".join(f"{kind} {n}" for kind, n in per_category),
-                "renames": len(renames),
-                "renames_applied": sum(1 for r in renames if r.get("applied")),
-                "sheet_written": bool((summary.get("sheet") or {}).get("written")),
-            }
-        level = "info" if data.get("ok", True) else "error"
-        sentry_sdk.add_breadcrumb(category="run", message="run summary", level=level, data=data)
-        sentry_sdk.get_isolation_scope().set_context("last_run", data)
-
     def checked_in(self, job: Callable[[], int], schedule: str, tz: str, max_min: int) -> int:
         """Run `job` (it returns an exit code) between two Sentry Crons check-ins, in
         progress then ok or error. They carry the monitor (`SCHEDULE` in `TZ`): Sentry
@@ -136,8 +108,6 @@ class Telemetry:
             "timezone": tz,
             "checkin_margin": 30,
             "max_runtime": max_min,
-            "failure_issue_threshold": 1,
-            "recovery_threshold": 1,
         }
         checkin = partial(capture_checkin, self.monitor_slug, monitor_config=monitor)
         started = time.monotonic()
@@ -160,15 +130,9 @@ class Telemetry:
 
 
 def init(
-    dsn: str,
-    *,
-    trace_rate: float = 1.0,
-    monitor_slug: str = "",
-    secrets: tuple[str, ...] = (),
-    release: str | None = None,
+    dsn: str, *, monitor_slug: str = "", secrets: tuple[str, ...] = (), release: str | None = None
 ) -> Telemetry:
     """Start Sentry when `dsn` is set (else a disabled handle); call once per process.
-
     `secrets` (`secrets_of`) and the DSN are masked wherever they appear in what is sent."""
     if not dsn:
         return Telemetry(enabled=False)
@@ -179,14 +143,12 @@ def init(
     secrets = tuple(sorted({*secrets, *secrets_of(sentry_dsn=dsn)}, key=len, reverse=True))
     sentry_sdk.init(
         dsn=dsn,
-        traces_sample_rate=trace_rate,
         include_local_variables=False,  # they could hold settings or file contents
         release=release,
         server_name="backtest-compilation",  # not the host name
         auto_enabling_integrations=False,  # no driver-level hooks that could see documents
         integrations=[LoggingIntegration(level=logging.INFO, event_level=None)],
         before_send=lambda event, _hint: scrub(event, secrets),
-        before_send_transaction=lambda event, _hint: scrub(event, secrets),
         before_breadcrumb=lambda crumb, _hint: scrub(crumb, secrets),
     )
     logging.getLogger(__name__).info("error reporting to Sentry on")
