@@ -344,7 +344,7 @@ def _status(request: Request, env: dict[str, str]) -> int:
         _say(exc)
         config = settings.Settings(cache_dir=Path(env.get("CACHE_DIR") or "cache"))
     where = lastrun.folder(config.cache_dir, request.source)
-    info = status.gather(where, schedule_expr=config.schedule, tz=config.tz)
+    info = status.gather(where)
     if request.json:
         _print_json(info)
     else:

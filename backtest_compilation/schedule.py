@@ -63,13 +63,13 @@ def missed(schedule: str, zone: ZoneInfo, last_run: datetime | None, now: dateti
 
 @dataclass(frozen=True, slots=True)
 class Heartbeat:
-    """What the heartbeat file says: when the scheduler was last alive, and its last run."""
+    """What the heartbeat file says: when the scheduler was last alive, its last run, and
+    the next slot (also during a run); no next run once it stopped."""
 
     at: datetime
     last_run: datetime | None = None
     last_exit_code: int | None = None
     next_run: datetime | None = None
-    running: bool = False  # a run is going on (`next_run` is then None, and not "stopped")
 
 
 def heartbeat_path(cache_dir: Path) -> Path:
@@ -94,7 +94,7 @@ def read_heartbeat(path: Path) -> Heartbeat | None:
             datetime.fromisoformat(doc[k]).astimezone(UTC) if doc[k] else None
             for k in ("at", "last_run", "next_run")
         )
-        return Heartbeat(at, last, doc["last_exit_code"], upcoming, doc["running"] is True)
+        return Heartbeat(at, last, doc["last_exit_code"], upcoming)
     except (OSError, ValueError, TypeError, KeyError):
         return None
 
@@ -120,14 +120,16 @@ def run_forever(
     last_run = getattr(read_heartbeat(heartbeat), "last_run", None)
     last_code: int | None = None
 
-    def beat(upcoming: datetime | None = None, running: bool = False) -> None:
-        write_heartbeat(heartbeat, Heartbeat(clock(), last_run, last_code, upcoming, running))
+    def beat(alive: bool = True) -> None:
+        now = clock()
+        upcoming = next_run(schedule, zone, now) if alive else None
+        write_heartbeat(heartbeat, Heartbeat(now, last_run, last_code, upcoming))
 
     def run(why: str) -> None:
         nonlocal last_run, last_code
         log.info("scheduled run starting (%s)", why)  # it ends with its summary line
         started = clock()
-        last_code = _run_once(job, stop, lambda: beat(running=True), beat_every_s, run_timeout_s)
+        last_code = _run_once(job, stop, beat, beat_every_s, run_timeout_s)
         last_run = started
 
     log.info("scheduler started: %r in %s", schedule, zone.key)
@@ -138,11 +140,11 @@ def run_forever(
         due = next_run(schedule, zone, clock())
         log.info("next run at %s", f"{due.astimezone(zone):%Y-%m-%d %H:%M %Z}")
         while not stop.is_set() and (left := (due - clock()).total_seconds()) > 0:
-            beat(due)
+            beat()
             sleep(min(beat_every_s, left))
         if not stop.is_set():
             run(f"slot {due.astimezone(zone):%Y-%m-%d %H:%M %Z}")
-    beat()
+    beat(alive=False)
     log.info("scheduler stopped")
     return last_code if last_code in (130, 143) else 0  # a run aborted by SIGINT, SIGTERM
 

@@ -44,9 +44,7 @@ def _unrecorded(start: dict[str, Any], latest: dict[str, Any] | None) -> str | N
     return f"the run started at {start['started']} left no record ({why})"
 
 
-def gather(
-    cache_dir: Path, *, schedule_expr: str, tz: str, now: datetime | None = None
-) -> dict[str, Any]:
+def gather(cache_dir: Path, *, now: datetime | None = None) -> dict[str, Any]:
     """Everything `status` says, as plain data (what `status --json` prints)."""
     now = now or datetime.now(UTC)
     cache_dir = Path(cache_dir)
@@ -61,7 +59,7 @@ def gather(
         reasons.append(f"the last run failed with exit code {latest['exit_code']}")
     if why := _unrecorded(held, latest):
         reasons.append(why)
-    scheduler = _scheduler(cache_dir, schedule_expr, ZoneInfo(tz), now, held["held"])
+    scheduler = _scheduler(cache_dir, now)
     if scheduler and scheduler["next_run"] is None:
         reasons.append("the scheduler has stopped (its heartbeat names no next run)")
     if scheduler and not scheduler["fresh"]:
@@ -82,23 +80,16 @@ def gather(
     }
 
 
-def _scheduler(
-    cache_dir: Path, expr: str, zone: ZoneInfo, now: datetime, running: bool
-) -> dict[str, Any] | None:
-    """The heartbeat's age and the next run: None from a heartbeat naming none while no
-    run is going (the scheduler stopped), else the next time of `SCHEDULE` if it is past."""
+def _scheduler(cache_dir: Path, now: datetime) -> dict[str, Any] | None:
+    """The heartbeat's age and the next run it names (none: the scheduler stopped)."""
     path = schedule.heartbeat_path(cache_dir)
     if (beat := schedule.read_heartbeat(path)) is None:
         return None
     age = max(0.0, now.timestamp() - path.stat().st_mtime)
-    upcoming = beat.next_run
-    stopped = upcoming is None and not (beat.running or running)
-    if not stopped and (upcoming is None or upcoming < now):  # a run is going, or a hang
-        upcoming = schedule.next_run(expr, zone, now)
     return {
         "heartbeat_age_s": round(age, 1),
         "fresh": age <= schedule.HEALTHY_WITHIN_S,
-        "next_run": upcoming.astimezone(UTC).isoformat(timespec="seconds") if upcoming else None,
+        "next_run": beat.next_run.isoformat(timespec="seconds") if beat.next_run else None,
     }
 
 

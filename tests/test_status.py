@@ -9,10 +9,13 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -37,7 +40,7 @@ def cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.
 
 
 def gather(cache: Path, now: datetime = NOW) -> dict[str, Any]:
-    return status.gather(cache, schedule_expr="2 9-19/2 * * *", tz="America/New_York", now=now)
+    return status.gather(cache, now=now)
 
 
 def summary(ok: bool = True, **extra: Any) -> dict[str, Any]:
@@ -246,14 +249,27 @@ def test_a_running_sync_shows_its_phase_and_rename_progress(tmp_path: Path) -> N
 
 def test_a_heartbeat_naming_no_next_run_is_a_stopped_scheduler(tmp_path: Path) -> None:
     """Issue 19: after SIGTERM the scheduler's last heartbeat says `next_run: null`;
-    status says it stopped at once, not when the heartbeat turns stale."""
+    status says it stopped at once, not when the heartbeat turns stale. During a run the
+    heartbeat names the next slot: that is not a stop."""
     lastrun.save(tmp_path, summary(), started=NOW, finished=NOW, headline="good")
-    schedule.write_heartbeat(schedule.heartbeat_path(tmp_path), schedule.Heartbeat(at=NOW))
-    now = datetime.now(UTC)
-    info = status.gather(tmp_path, schedule_expr="2 9-19/2 * * *", tz="UTC", now=now)
+    stop, during = threading.Event(), []
+
+    def job() -> int:
+        during.append(status.gather(tmp_path))
+        stop.set()
+        return 0
+
+    zone = ZoneInfo("UTC")
+    heartbeat = schedule.heartbeat_path(tmp_path)
+    clock = partial(datetime.now, UTC)
+    cron = "2 9 * * *"
+    schedule.run_forever(
+        job, schedule=cron, zone=zone, clock=clock, sleep=stop.wait, stop=stop, heartbeat=heartbeat
+    )
+    [running] = during
+    assert running["ok"] is True, running["reasons"]
+    upcoming = schedule.next_run(cron, zone, clock()).isoformat(timespec="seconds")
+    assert running["scheduler"]["next_run"] == upcoming
+    info = status.gather(tmp_path)
     assert info["ok"] is False
     assert info["reasons"] == ["the scheduler has stopped (its heartbeat names no next run)"]
-    # During a run the heartbeat names no next run either: that is not a stop.
-    beat = schedule.Heartbeat(at=NOW, running=True)
-    schedule.write_heartbeat(schedule.heartbeat_path(tmp_path), beat)
-    assert status.gather(tmp_path, schedule_expr="2 9-19/2 * * *", tz="UTC", now=now)["ok"]
