@@ -59,7 +59,7 @@ def gather(cache_dir: Path, *, now: datetime | None = None) -> dict[str, Any]:
         reasons.append(f"the last run failed with exit code {latest['exit_code']}")
     if why := _unrecorded(held, latest):
         reasons.append(why)
-    scheduler = _scheduler(cache_dir, now)
+    scheduler = _scheduler(cache_dir, now, held["held"])
     if scheduler and scheduler["next_run"] is None:
         reasons.append("the scheduler has stopped (its heartbeat names no next run)")
     if scheduler and not scheduler["fresh"]:
@@ -80,15 +80,17 @@ def gather(cache_dir: Path, *, now: datetime | None = None) -> dict[str, Any]:
     }
 
 
-def _scheduler(cache_dir: Path, now: datetime) -> dict[str, Any] | None:
-    """The heartbeat's age and the next run it names (none: the scheduler stopped)."""
+def _scheduler(cache_dir: Path, now: datetime, running: bool) -> dict[str, Any] | None:
+    """The heartbeat's age and the next run it names (none: the scheduler stopped). It is
+    fresh when young, or while a run it started goes on (holds the lock) within its time."""
     path = schedule.heartbeat_path(cache_dir)
     if (beat := schedule.read_heartbeat(path)) is None:
         return None
     age = max(0.0, now.timestamp() - path.stat().st_mtime)
+    busy = running and beat.busy_until is not None and now <= beat.busy_until
     return {
         "heartbeat_age_s": round(age, 1),
-        "fresh": age <= schedule.HEALTHY_WITHIN_S,
+        "fresh": age <= schedule.HEALTHY_WITHIN_S or busy,
         "next_run": beat.next_run.isoformat(timespec="seconds") if beat.next_run else None,
     }
 

@@ -273,3 +273,23 @@ def test_a_heartbeat_naming_no_next_run_is_a_stopped_scheduler(tmp_path: Path) -
     info = status.gather(tmp_path)
     assert info["ok"] is False
     assert info["reasons"] == ["the scheduler has stopped (its heartbeat names no next run)"]
+
+
+def test_a_long_scheduled_run_within_its_time_keeps_the_scheduler_healthy(
+    tmp_path: Path,
+) -> None:
+    """During a run the heartbeat is not rewritten: it names when the run must have
+    ended. Until then, while the run holds the lock, an old heartbeat is still fresh."""
+    lastrun.save(tmp_path, summary(), started=NOW, finished=NOW, headline="good")
+    started = NOW - timedelta(minutes=30)
+    beat = schedule.Heartbeat(
+        at=started, next_run=NOW + timedelta(hours=1), busy_until=NOW + timedelta(minutes=16)
+    )
+    schedule.write_heartbeat(schedule.heartbeat_path(tmp_path), beat)
+    os.utime(schedule.heartbeat_path(tmp_path), (started.timestamp(), started.timestamp()))
+    assert gather(tmp_path)["ok"] is False  # no run going: the scheduler died mid-run
+    with lock.hold(tmp_path):
+        info = gather(tmp_path)
+        assert info["ok"] is True and info["scheduler"]["fresh"] is True
+        hung = gather(tmp_path, NOW + timedelta(minutes=17))
+        assert hung["ok"] is False and "heartbeat is 47 min old" in hung["reasons"][0]
