@@ -36,9 +36,7 @@ def facts(
 ) -> dict[str, Any]:
     """A run's facts, what `status` shows: times in `zone`, exit code, failures, counts."""
     mongo, counted = summary.get("mongo") or {}, count(summary)
-    pending = summary.get("renames_pending")  # None: the renames did not run
-    if pending is None:
-        pending = sum(1 for r in summary.get("renames") or () if not r.get("applied"))
+    unapplied = sum(1 for r in summary.get("renames") or () if not r.get("applied"))
     return {
         **{k: summary[k] for k in ("mode", "ok", "exit_code")},
         "started_at": started.astimezone(zone).isoformat(timespec="seconds"),
@@ -50,7 +48,7 @@ def facts(
             **{f"mongo_{k}": mongo.get(k, 0) for k in ("inserted", "updated", "deleted")},
             "sheet_written": bool((summary.get("sheet") or {}).get("written")),
         },
-        "pending_renames": pending,
+        "pending_renames": summary.get("renames_pending", unapplied),  # renames that ran
         "api_calls": summary.get("api_calls") or {},
     }
 

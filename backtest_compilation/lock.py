@@ -15,7 +15,6 @@ import json
 import logging
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,15 +24,15 @@ from .errors import Locked, cache_dir_error
 log = logging.getLogger(__name__)
 
 
-@dataclass(slots=True)
-class Holder:
-    """This run, holding the lock (`held` until the `with` block ends)."""
+class Holder(logging.Handler):
+    """This run, holding the lock (`held` until the `with` block ends). As a log handler
+    it notes the progress a long phase logs (renames: done of total, rate) for `status`."""
 
-    fd: int
-    pid: int
-    started: str
-    notes: dict[str, Any] = field(default_factory=dict)
-    held: bool = True
+    def __init__(self, fd: int) -> None:
+        super().__init__()
+        self.fd, self.pid, self.held = fd, os.getpid(), True
+        self.started = datetime.now(UTC).isoformat(timespec="seconds")
+        self.notes: dict[str, Any] = {}
 
     def note(self, **fields: Any) -> None:
         """Say what the run does (mode, phase, progress) for `status`; best effort."""
@@ -41,6 +40,10 @@ class Holder:
         if self.held:
             with contextlib.suppress(OSError):
                 _write(self.fd, {"pid": self.pid, "started": self.started, **self.notes})
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if isinstance(progress := getattr(record, "progress", None), dict):
+            self.note(progress=progress)
 
 
 def path_in(cache_dir: Path) -> Path:
@@ -50,8 +53,9 @@ def path_in(cache_dir: Path) -> Path:
 
 @contextlib.contextmanager
 def hold(cache_dir: Path) -> Iterator[Holder]:
-    """Hold the run lock for the `with` block. Raises `Locked` (exit 4) at once when
-    another run holds it, `RunError` (exit 1) when `CACHE_DIR` is unusable."""
+    """Hold the run lock for the `with` block, noting the run's progress. Raises `Locked`
+    (exit 4) at once when another run holds it, `RunError` (exit 1) when `CACHE_DIR` is
+    unusable."""
     path = path_in(cache_dir)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -71,37 +75,22 @@ def hold(cache_dir: Path) -> Iterator[Holder]:
             ) from None
         if "pid" in (last := _read(fd)):  # a clean release names no pid: the holder died
             log.warning("taking over the run lock left by pid %s, which died", last["pid"])
-        me = Holder(fd, os.getpid(), datetime.now(UTC).isoformat(timespec="seconds"))
+        me = Holder(fd)
         try:
             _write(fd, {"pid": me.pid, "started": me.started}, sync=True)
         except OSError as exc:  # a full disk: the state could not be saved either
             raise cache_dir_error(exc, path, "write the run lock") from None
+        top = logging.getLogger("backtest_compilation")
+        top.addHandler(me)
         try:
             yield me
         finally:
+            top.removeHandler(me)
             me.held = False
             with contextlib.suppress(OSError):
                 _write(fd, {"started": me.started, **me.notes})
     finally:
         os.close(fd)  # closing the descriptor releases the flock
-
-
-@contextlib.contextmanager
-def noting_progress(held: Holder) -> Iterator[None]:
-    """Progress log lines of a long phase (renames: done of total, rate) also go to the
-    lock file's notes, so `status` shows them while the run goes on."""
-
-    class Noting(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            if isinstance(progress := getattr(record, "progress", None), dict):
-                held.note(progress=progress)
-
-    top, handler = logging.getLogger("backtest_compilation"), Noting()
-    top.addHandler(handler)
-    try:
-        yield
-    finally:
-        top.removeHandler(handler)
 
 
 def peek(cache_dir: Path) -> dict[str, Any]:

@@ -23,7 +23,7 @@ def _load(path: Path) -> dict[str, Any] | None:
 
 
 def _when(doc: dict[str, Any], key: str = "finished_at") -> datetime:
-    return datetime.fromisoformat(doc[key]).astimezone(UTC)
+    return datetime.fromisoformat(doc[key])
 
 
 def _run_view(doc: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -38,16 +38,15 @@ def _unrecorded(start: dict[str, Any], latest: dict[str, Any] | None) -> str | N
     """Why a sync of the drive that started (says the lock file) after the last record has none."""
     if start["held"] or start.get("mode") != "sync" or start.get("source", "").startswith("local:"):
         return None
-    if latest is not None and _when(start, "started") <= _when(latest):
-        return None
-    why = "it was killed, or could not write CACHE_DIR"
-    return f"the run started at {start['started']} left no record ({why})"
+    if latest is None or _when(start, "started") > _when(latest):
+        why = "it was killed, or could not write CACHE_DIR"
+        return f"the run started at {start['started']} left no record ({why})"
+    return None
 
 
 def gather(cache_dir: Path, *, now: datetime | None = None) -> dict[str, Any]:
     """Everything `status` says, as plain data (what `status --json` prints)."""
     now = now or datetime.now(UTC)
-    cache_dir = Path(cache_dir)
     last, success = (_load(cache_dir / name) for name in (lastrun.LAST_RUN, lastrun.LAST_SUCCESS))
     # An unchanged run records only its facts (last-success.json): the later is the last run.
     latest = max(filter(None, (last, success)), key=_when, default=None)
@@ -102,8 +101,7 @@ def _ago(iso: str | None, now: datetime, zone: ZoneInfo) -> str:
     then = datetime.fromisoformat(iso)
     minutes = (now - then).total_seconds() / 60
     ago = f"{minutes:.0f} min" if minutes < 90 else f"{minutes / 60:.1f} h"
-    if minutes >= 60 * 48:
-        ago = f"{minutes / 1440:.0f} days"
+    ago = f"{minutes / 1440:.0f} days" if minutes >= 60 * 48 else ago
     return f"{then.astimezone(zone).isoformat(sep=' ', timespec='seconds')} ({ago} ago)"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -236,11 +237,16 @@ def test_a_sync_that_started_and_left_no_record_is_not_ok(tmp_path: Path) -> Non
     assert gather(tmp_path)["ok"] is True
 
 
-def test_a_running_sync_shows_its_phase_and_rename_progress(tmp_path: Path) -> None:
-    """Issue 17 item 7: while a run goes on, status says what it does, from its notes."""
+def test_a_running_sync_shows_its_phase_and_rename_progress(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 17 item 7: while a run goes on, status says what it does: its phase from its
+    notes, its progress from the progress lines it logs."""
+    caplog.set_level(logging.INFO, logger="backtest_compilation")
+    progress = {"what": "renames", "done": 1200, "total": 6700, "rate": 3.1}
     with lock.hold(tmp_path) as held:
         held.note(mode="sync", phase="renames")
-        held.note(progress={"what": "renames", "done": 1200, "total": 6700, "rate": 3.1})
+        logging.getLogger("backtest_compilation.drive").info("x", extra={"progress": progress})
         info = gather(tmp_path)
         assert info["lock"]["phase"] == "renames"
         text = status.text(info, tz="America/New_York", now=NOW)
