@@ -1,5 +1,5 @@
 """What the last syncs did (contract §7), in the source's own `folder`: `last-run.json`
-(contract §8's object of the last run that changed or failed something, plus its facts),
+(§8's object and the facts of the last sync that changed or failed something),
 `report.html` (the same as a page) and `last-success.json` (the few hundred bytes of facts
 of the last successful sync, all an unchanged run rewrites). Writing never fails a run."""
 
@@ -62,9 +62,9 @@ def save(
     headline: str,
     mongo_lines: tuple[str, ...] = (),
     zone: tzinfo = UTC,
-) -> bool:
-    """Record a sync (see the module docstring); False, after a warning, when the files
-    could not be written. `run` is the run, or contract §8's object of one."""
+) -> None:
+    """Record a sync (see the module docstring; a failure to is a warning). `run` is the
+    run, or contract §8's object of one."""
     summary = run.small if isinstance(run, RunSummary) else run
     small = facts(summary, started=started, finished=finished, zone=zone)
     wrote = any(v for k, v in small["counts"].items() if k.startswith(("mongo_", "sheet_")))
@@ -76,9 +76,7 @@ def save(
             page = report.html_page(doc, title=title, headline=headline, mongo_lines=mongo_lines)
             write_atomic(Path(directory) / LAST_RUN, json.dumps(doc, ensure_ascii=False))
             write_atomic(Path(directory) / REPORT, page)
-        if small["ok"] and small["mode"] == "sync":
+        if small["ok"]:
             write_atomic(Path(directory) / LAST_SUCCESS, json.dumps(small, ensure_ascii=False))
     except OSError as exc:
         log.warning("cannot write the run record in %s: %s", directory, exc.strerror or exc)
-        return False
-    return True

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 from . import lastrun, lock, schedule
 
-RUN_FIELDS = ("started_at", "finished_at", "mode", "ok", "exit_code", "counts", "pending_renames")
+RUN_FIELDS = ("started_at", "finished_at", "mode", "ok", "exit_code", "failed", "counts")
 
 
 def _load(path: Path) -> dict[str, Any] | None:
@@ -27,11 +27,8 @@ def _when(doc: dict[str, Any], key: str = "finished_at") -> datetime:
 
 
 def _run_view(doc: dict[str, Any] | None) -> dict[str, Any] | None:
-    """A run's recorded facts, as `status --json` shows them."""
-    if doc is None:
-        return None
-    failed = doc["failed"]
-    return {**{k: doc[k] for k in RUN_FIELDS}, "failed_sinks": sorted(failed), "failures": failed}
+    """What `status --json` shows of a run's facts (`lastrun.facts`), as recorded."""
+    return None if doc is None else {k: doc[k] for k in (*RUN_FIELDS, "pending_renames")}
 
 
 def _unrecorded(start: dict[str, Any], latest: dict[str, Any] | None) -> str | None:
@@ -131,7 +128,7 @@ def text(info: dict[str, Any], *, tz: str, now: datetime | None = None) -> str:
             f"renames {c['renames_applied']} done, {last['pending_renames']} pending; "
             f"mongo +{c['mongo_inserted']} ~{c['mongo_updated']} -{c['mongo_deleted']}; "
             f"sheet {'written' if c['sheet_written'] else 'not written'}",
-            *(f"  failed: {sink}: {why}" for sink, why in sorted(last["failures"].items())),
+            *(f"  failed: {sink}: {why}" for sink, why in sorted(last["failed"].items())),
         ]
     success = (info["last_success"] or {}).get("finished_at")
     lines.append(f"last fully successful run: {_ago(success, now, zone)}")

@@ -90,7 +90,7 @@ def test_after_a_failed_run_the_last_success_is_kept(tmp_path: Path) -> None:
     info = gather(tmp_path, later + timedelta(minutes=1))
     assert info["ok"] is False
     assert info["reasons"] == ["the last run failed with exit code 1"]
-    assert info["last_run"]["failed_sinks"] == ["sheet"]
+    assert list(info["last_run"]["failed"]) == ["sheet"]
     assert info["last_success"]["finished_at"] == NOW.isoformat()
     text = status.text(info, tz="America/New_York", now=later)
     assert "failed: sheet: HTTP 503" in text
