@@ -22,7 +22,7 @@ from types import FrameType
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from . import __version__, alerts, lastrun, pipeline, schedule, settings, telemetry
+from . import __version__, lastrun, pipeline, schedule, settings, telemetry
 from .adapters import (
     build_services,
     demo_config,
@@ -361,7 +361,7 @@ def _one_run(
     """One sync, dry run or check with the real adapters, whatever its end: a sync is
     recorded (`lastrun`) and pinged (`HEALTHCHECK_URL`), a failure goes to Sentry, and
     `--json` prints the one JSON object (contract §8)."""
-    ping = alerts.Healthcheck(config.healthcheck_url if request.mode == "sync" else "")
+    ping = telemetry.Healthcheck(config.healthcheck_url if request.mode == "sync" else "")
     ping.start()
     started = datetime.now(UTC)
     try:
@@ -388,7 +388,7 @@ def _tell(
     tel: telemetry.Telemetry,
     run: RunSummary,
     started: datetime,
-    ping: alerts.Healthcheck,
+    ping: telemetry.Healthcheck,
 ) -> None:
     """Record a sync (unless it gave up on the lock: the run holding it records itself),
     ping the monitor, report to Sentry, print the JSON object or the text."""

@@ -1,12 +1,14 @@
-"""Error reporting to Sentry (contract §6 `SENTRY_DSN`), off unless a DSN is set: failures,
-with INFO log lines (the summary line among them) as breadcrumbs, and Crons check-ins.
-PII, local variables and values under secret key names are left out by the SDK; secrets
-inside text by `scrub`, through which every event and breadcrumb goes."""
+"""Who hears about runs (contract §6): Sentry (`SENTRY_DSN`: failures, with INFO log lines
+as breadcrumbs, and Crons check-ins) and a dead-man's-switch monitor (`HEALTHCHECK_URL`:
+`/start`, then bare on success or `/fail`). PII, local variables and values under secret
+key names are left out by the SDK, secrets inside text by `scrub`. A monitor that is down
+never fails a run; its URL, its only credential, is never logged."""
 
 from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -14,6 +16,9 @@ from functools import partial
 from typing import Any, Final
 from urllib.parse import unquote, urlsplit
 
+log = logging.getLogger(__name__)
+
+TIMEOUT_S: Final = 3.0  # a healthcheck monitor slower than this (connect, read) is "down"
 MASK: Final = "***"
 _PATTERNS: Final = [
     (re.compile(pattern, re.IGNORECASE | re.DOTALL), replacement)
@@ -151,5 +156,36 @@ def init(
         before_send=lambda event, _hint: scrub(event, secrets),
         before_breadcrumb=lambda crumb, _hint: scrub(crumb, secrets),
     )
-    logging.getLogger(__name__).info("error reporting to Sentry on")
+    log.info("error reporting to Sentry on")
     return Telemetry(enabled=True, monitor_slug=monitor_slug)
+
+
+class Healthcheck:
+    """Pings one monitor URL; with no URL it does nothing."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url.rstrip("/")
+
+    def start(self) -> None:
+        """The run starts (lets the monitor measure how long runs take); not waited for."""
+        if self.url:
+            import requests  # noqa: F401  (loaded here, not in a thread racing the exit)
+
+            threading.Thread(target=self._send, args=("/start", ""), daemon=True).start()
+
+    def finish(self, exit_code: int, message: str) -> None:
+        """The run ended: success for exit 0, else failure; `message` is the ping's body."""
+        if self.url:
+            self._send("" if exit_code == 0 else "/fail", message)
+
+    def _send(self, suffix: str, body: str) -> None:
+        import requests  # only with HEALTHCHECK_URL set
+
+        what = suffix.lstrip("/") or "success"
+        try:
+            answer = requests.post(self.url + suffix, data=body.encode(), timeout=TIMEOUT_S)
+        except requests.RequestException as exc:
+            log.warning("healthcheck: the %s ping was not delivered (%s)", what, type(exc).__name__)
+            return
+        if answer.status_code >= 400:
+            log.warning("healthcheck: the %s ping was answered HTTP %d", what, answer.status_code)

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from backtest_compilation import adapters, alerts, lock, sample
+from backtest_compilation import adapters, lock, sample, telemetry
 from backtest_compilation.settings import Settings
 from emulators.drive import DriveEmulator
 from tests.support.scheduler import scheduler, stop, wait_for
@@ -124,7 +124,7 @@ def test_a_monitor_that_never_answers_neither_fails_nor_holds_the_run(
     out, elapsed = sync(tmp_path / "b", silent)
     assert out.returncode == 0, out.stderr
     # /start goes out in the background; only the last ping is waited for, briefly.
-    assert elapsed < normal + alerts.TIMEOUT_S + 2
+    assert elapsed < normal + telemetry.TIMEOUT_S + 2
     assert "healthcheck: the success ping was not delivered (ReadTimeout)" in out.stderr
 
 
