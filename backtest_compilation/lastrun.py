@@ -41,7 +41,6 @@ def facts(
         **{k: summary[k] for k in ("mode", "ok", "exit_code")},
         "started_at": started.astimezone(zone).isoformat(timespec="seconds"),
         "finished_at": finished.astimezone(zone).isoformat(timespec="seconds"),
-        "unchanged": bool(summary.get("unchanged")),
         "failed": summary.get("failed") or {},
         "counts": {
             **{k: counted[k] for k in ("departments", "courses", "problems", "renames_applied")},
@@ -49,7 +48,6 @@ def facts(
             "sheet_written": bool((summary.get("sheet") or {}).get("written")),
         },
         "pending_renames": summary.get("renames_pending", unapplied),  # renames that ran
-        "api_calls": summary.get("api_calls") or {},
     }
 
 
@@ -69,7 +67,7 @@ def save(
     small = facts(summary, started=started, finished=finished, zone=zone)
     wrote = any(v for k, v in small["counts"].items() if k.startswith(("mongo_", "sheet_")))
     try:
-        if not (small["unchanged"] and small["ok"]) or wrote:
+        if not (summary.get("unchanged") and small["ok"]) or wrote:
             doc = {**(run.summary if isinstance(run, RunSummary) else run), **small}
             when = finished.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
             title = f"backtest-compilation: {doc['mode']} of {when}"

@@ -1,11 +1,8 @@
-"""The run lock (contract §5.2): one run at a time per `CACHE_DIR`.
-
-`fcntl.flock` on an open file: the kernel releases it when the holder's process ends,
-however it ends, so a lock left by a killed run is free for the next one. The file holds
-a small JSON of the run (pid, start, mode, source, phase, progress) for the message a
-second run gives up with and for `status`. It is never deleted: that would let two runs
-lock two different files of the same name.
-"""
+"""The run lock (contract §5.2): one run at a time per `CACHE_DIR`. `fcntl.flock` on an
+open file, which the kernel releases however its holder ends (a killed run's lock is
+free). The file, never deleted (two runs could lock two files of one name), holds a
+small JSON of the run (pid, start, mode, source, phase, progress) for `status` and for
+the message a second run gives up with."""
 
 from __future__ import annotations
 
