@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 class Holder(logging.Handler):
     """This run, holding the lock (`held` until the `with` block ends). As a log handler
-    it notes the progress a long phase logs (renames: done of total, rate) for `status`."""
+    it notes the progress lines a long phase logs (those with a `progress` extra)."""
 
     def __init__(self, fd: int) -> None:
         super().__init__()
@@ -39,8 +39,8 @@ class Holder(logging.Handler):
                 _write(self.fd, {"pid": self.pid, "started": self.started, **self.notes})
 
     def emit(self, record: logging.LogRecord) -> None:
-        if isinstance(progress := getattr(record, "progress", None), dict):
-            self.note(progress=progress)
+        if getattr(record, "progress", None):
+            self.note(progress=record.getMessage())
 
 
 def path_in(cache_dir: Path) -> Path:

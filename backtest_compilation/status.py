@@ -103,14 +103,10 @@ def _ago(iso: str | None, now: datetime, zone: ZoneInfo) -> str:
 
 
 def _doing(held: dict[str, Any]) -> str:
-    """`, phase renames: 1,200 of 6,700 done, 3.1/s` from the running run's notes."""
-    phase, progress = held.get("phase", ""), held.get("progress") or {}
-    out = f", phase {phase}" if phase else ""
-    if str(progress.get("what")).startswith(phase):
-        total = progress.get("total") or 0
-        out += f": {progress.get('done', 0):,}{f' of {total:,}' if total else ''} done"
-        out += f", {progress.get('rate', 0):.1f}/s"
-    return out
+    """`, phase renames (renames: 1,200 of 6,700 applied, …)`: the run's notes."""
+    phase, progress = held.get("phase", ""), str(held.get("progress") or "")
+    current = f" ({progress})" if progress and progress.startswith(phase) else ""
+    return (f", phase {phase}" if phase else "") + current
 
 
 def text(info: dict[str, Any], *, tz: str, now: datetime | None = None) -> str:

@@ -243,14 +243,18 @@ def test_a_running_sync_shows_its_phase_and_rename_progress(
     """Issue 17 item 7: while a run goes on, status says what it does: its phase from its
     notes, its progress from the progress lines it logs."""
     caplog.set_level(logging.INFO, logger="backtest_compilation")
-    progress = {"what": "renames", "done": 1200, "total": 6700, "rate": 3.1}
+    line = "renames: 1,200 of 6,700 applied, 3.1/s, about 29 min left"
+    drive = logging.getLogger("backtest_compilation.drive")
     with lock.hold(tmp_path) as held:
+        drive.info("drive listing: 20,000 items listed", extra={"progress": {"what": "x"}})
         held.note(mode="sync", phase="renames")
-        logging.getLogger("backtest_compilation.drive").info("x", extra={"progress": progress})
+        before = status.text(gather(tmp_path), tz="UTC", now=NOW)
+        assert "phase renames" in before and "drive listing" not in before  # a past phase's
+        drive.info("%s", line, extra={"progress": {"what": "renames"}})
         info = gather(tmp_path)
         assert info["lock"]["phase"] == "renames"
         text = status.text(info, tz="America/New_York", now=NOW)
-        assert "phase renames: 1,200 of 6,700 done, 3.1/s" in text
+        assert f"phase renames ({line})" in text
 
 
 def test_a_heartbeat_naming_no_next_run_is_a_stopped_scheduler(tmp_path: Path) -> None:
