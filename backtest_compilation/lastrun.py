@@ -31,26 +31,6 @@ def folder(cache_dir: Path, source: Path | None = None) -> Path:
     return state.folder(cache_dir, state.source_key("local", os.path.abspath(source)))
 
 
-def facts(
-    summary: dict[str, Any], *, started: datetime, finished: datetime, zone: tzinfo = UTC
-) -> dict[str, Any]:
-    """A run's facts, what `status` shows: times in `zone`, exit code, failures, counts."""
-    mongo, counted = summary.get("mongo") or {}, count(summary)
-    unapplied = sum(1 for r in summary.get("renames") or () if not r.get("applied"))
-    return {
-        **{k: summary[k] for k in ("mode", "ok", "exit_code")},
-        "started_at": started.astimezone(zone).isoformat(timespec="seconds"),
-        "finished_at": finished.astimezone(zone).isoformat(timespec="seconds"),
-        "failed": summary.get("failed") or {},
-        "counts": {
-            **{k: counted[k] for k in ("departments", "courses", "problems", "renames_applied")},
-            **{f"mongo_{k}": mongo.get(k, 0) for k in ("inserted", "updated", "deleted")},
-            "sheet_written": bool((summary.get("sheet") or {}).get("written")),
-        },
-        "pending_renames": summary.get("renames_pending", unapplied),  # renames that ran
-    }
-
-
 def save(
     directory: Path,
     run: RunSummary | dict[str, Any],
@@ -64,17 +44,30 @@ def save(
     """Record a sync (see the module docstring; a failure to is a warning). `run` is the
     run, or contract §8's object of one."""
     summary = run.small if isinstance(run, RunSummary) else run
-    small = facts(summary, started=started, finished=finished, zone=zone)
-    wrote = any(v for k, v in small["counts"].items() if k.startswith(("mongo_", "sheet_")))
+    started, finished = started.astimezone(zone), finished.astimezone(zone)
+    mongo, counted = summary.get("mongo") or {}, count(summary)
+    unapplied = sum(1 for r in summary.get("renames") or () if not r.get("applied"))
+    facts = {  # what `status` shows: times in `zone`, exit code, failures, counts
+        **{k: summary[k] for k in ("mode", "ok", "exit_code")},
+        "started_at": started.isoformat(timespec="seconds"),
+        "finished_at": finished.isoformat(timespec="seconds"),
+        "failed": summary.get("failed") or {},
+        "counts": {
+            **{k: counted[k] for k in ("departments", "courses", "problems", "renames_applied")},
+            **{f"mongo_{k}": mongo.get(k, 0) for k in ("inserted", "updated", "deleted")},
+            "sheet_written": bool((summary.get("sheet") or {}).get("written")),
+        },
+        "pending_renames": summary.get("renames_pending", unapplied),  # renames that ran
+    }
+    wrote = any(v for k, v in facts["counts"].items() if k.startswith(("mongo_", "sheet_")))
     try:
-        if not (summary.get("unchanged") and small["ok"]) or wrote:
-            doc = {**(run.summary if isinstance(run, RunSummary) else run), **small}
-            when = finished.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
-            title = f"backtest-compilation: {doc['mode']} of {when}"
+        if not (summary.get("unchanged") and facts["ok"]) or wrote:
+            doc = {**(run.summary if isinstance(run, RunSummary) else run), **facts}
+            title = f"backtest-compilation: {doc['mode']} of {finished:%Y-%m-%d %H:%M %Z}"
             page = report.html_page(doc, title=title, headline=headline, mongo_lines=mongo_lines)
             write_atomic(Path(directory) / LAST_RUN, json.dumps(doc, ensure_ascii=False))
             write_atomic(Path(directory) / REPORT, page)
-        if small["ok"]:
-            write_atomic(Path(directory) / LAST_SUCCESS, json.dumps(small, ensure_ascii=False))
+        if facts["ok"]:
+            write_atomic(Path(directory) / LAST_SUCCESS, json.dumps(facts, ensure_ascii=False))
     except OSError as exc:
         log.warning("cannot write the run record in %s: %s", directory, exc.strerror or exc)

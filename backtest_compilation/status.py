@@ -27,7 +27,7 @@ def _when(doc: dict[str, Any], key: str = "finished_at") -> datetime:
 
 
 def _run_view(doc: dict[str, Any] | None) -> dict[str, Any] | None:
-    """What `status --json` shows of a run's facts (`lastrun.facts`), as recorded."""
+    """What `status --json` shows of a run's facts (`lastrun.save`), as recorded."""
     return None if doc is None else {k: doc[k] for k in (*RUN_FIELDS, "pending_renames")}
 
 
