@@ -1,7 +1,6 @@
-"""What the last syncs did (contract §7), in the source's own `folder`: `last-run.json`
-(§8's object and the facts of the last sync that changed or failed something),
-`report.html` (the same as a page) and `last-success.json` (the few hundred bytes of facts
-of the last successful sync, all an unchanged run rewrites). Writing never fails a run."""
+"""What the last syncs did (contract §7), in the source's own `folder`: `last-run.json` and
+`report.html` (§8's object and facts, and as a page) of the last sync that changed or failed
+something, `last-success.json` (facts only) of the last successful one."""
 
 from __future__ import annotations
 
@@ -24,8 +23,7 @@ REPORT: Final = "report.html"
 
 
 def folder(cache_dir: Path, source: Path | None = None) -> Path:
-    """Where a run's record goes: `CACHE_DIR`, or a local `--source`'s own state folder
-    (a try-out never overwrites what `status` says about the Drive runs)."""
+    """Where a run's record goes: `CACHE_DIR`, or a local `--source`'s own (never the former)."""
     if source is None:
         return Path(cache_dir)
     return state.folder(cache_dir, state.source_key("local", os.path.abspath(source)))
@@ -41,8 +39,7 @@ def save(
     mongo_lines: tuple[str, ...] = (),
     zone: tzinfo = UTC,
 ) -> None:
-    """Record a sync (see the module docstring; a failure to is a warning). `run` is the
-    run, or contract §8's object of one."""
+    """Record a sync, or §8's object of one; never fails it (a warning says what failed)."""
     summary = run.small if isinstance(run, RunSummary) else run
     started, finished = started.astimezone(zone), finished.astimezone(zone)
     mongo, counted = summary.get("mongo") or {}, count(summary)

@@ -1,6 +1,5 @@
-"""`status`: did the last run work, when is the next, is anyone running now (contract §7).
-It renders what the run record, the lock file and the heartbeat say, and changes nothing:
-cheap enough to be the container's health check."""
+"""`status` (contract §7): did the last run work, when is the next, is one running now, as
+the run record, the lock file and the heartbeat say. It changes nothing (a health check)."""
 
 from __future__ import annotations
 
@@ -67,8 +66,7 @@ def gather(cache_dir: Path, *, now: datetime | None = None) -> dict[str, Any]:
 
 
 def _scheduler(cache_dir: Path, now: datetime, running: bool) -> dict[str, Any] | None:
-    """The heartbeat's age and the next run it names (none: the scheduler stopped). It is
-    fresh when young, or while a run it started goes on (holds the lock) within its time."""
+    """The heartbeat's age and next run; fresh when young or during a run within its time."""
     path = schedule.heartbeat_path(cache_dir)
     if (beat := schedule.read_heartbeat(path)) is None:
         return None
@@ -88,15 +86,7 @@ def _ago(iso: str | None, now: datetime, zone: ZoneInfo) -> str:
     then = datetime.fromisoformat(iso)
     minutes = (now - then).total_seconds() / 60
     ago = f"{minutes:.0f} min" if minutes < 90 else f"{minutes / 60:.1f} h"
-    ago = f"{minutes / 1440:.0f} days" if minutes >= 60 * 48 else ago
     return f"{then.astimezone(zone).isoformat(sep=' ', timespec='seconds')} ({ago} ago)"
-
-
-def _doing(held: dict[str, Any]) -> str:
-    """`, phase renames (renames: 1,200 of 6,700 applied, …)`: the run's notes."""
-    phase, progress = held.get("phase", ""), str(held.get("progress") or "")
-    current = f" ({progress})" if progress and progress.startswith(phase) else ""
-    return (f", phase {phase}" if phase else "") + current
 
 
 def text(info: dict[str, Any], *, tz: str, now: datetime | None = None) -> str:
@@ -127,9 +117,11 @@ def text(info: dict[str, Any], *, tz: str, now: datetime | None = None) -> str:
             f"scheduler: heartbeat {sched['heartbeat_age_s']:.0f} s old "
             f"({'fresh' if sched['fresh'] else 'STALE'}), next run {at}"
         )
-    held = info["lock"]
-    started = _ago(held.get("started"), now, zone)
-    running = f"pid {held.get('pid')}, started {started}{_doing(held)}"
+    held = info["lock"]  # its notes: the phase, and the last progress line logged
+    phase, progress = held.get("phase", ""), str(held.get("progress") or "")
+    doing = f", phase {phase}" if phase else ""
+    doing += f" ({progress})" if progress and progress.startswith(phase) else ""  # this phase's
+    running = f"pid {held.get('pid')}, started {_ago(held.get('started'), now, zone)}{doing}"
     lines.append(f"running now: {running if held['held'] else 'no (the run lock is free)'}")
     if info["report"]:
         lines.append(f"report: {info['report']}")
