@@ -93,7 +93,7 @@ def read_heartbeat(path: Path) -> Heartbeat | None:
     try:
         doc = json.loads(Path(path).read_text())
         at, last, upcoming, until = (
-            datetime.fromisoformat(doc[k]).astimezone(UTC) if doc[k] else None
+            datetime.fromisoformat(doc[k]).astimezone(UTC) if doc.get(k) else None
             for k in ("at", "last_run", "next_run", "busy_until")
         )
         return Heartbeat(at, last, doc["last_exit_code"], upcoming, until)
