@@ -40,7 +40,6 @@ def endpoint() -> Iterator[Endpoint]:
 def sentry(endpoint: Endpoint) -> Iterator[telemetry.Telemetry]:
     config = Settings(
         sentry_dsn=endpoint.dsn,
-        sentry_trace_rate=0.0,
         mongo_uri=f"mongodb://backtest:{MONGO_PASSWORD}@db.example.org:27017/apo_main",
     )
     handle = adapters.start_telemetry(config)
