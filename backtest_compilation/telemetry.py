@@ -113,6 +113,8 @@ class Telemetry:
             "timezone": tz,
             "checkin_margin": 30,
             "max_runtime": max_min,
+            "failure_issue_threshold": 1,
+            "recovery_threshold": 1,
         }
         checkin = partial(capture_checkin, self.monitor_slug, monitor_config=monitor)
         started = time.monotonic()
