@@ -35,8 +35,8 @@ USER app
 VOLUME ["/app/config", "/app/cache"]
 
 # Healthy while the last run succeeded and the scheduler's heartbeat file (rewritten
-# every minute while it waits or runs, whatever SCHEDULE says; default every 10 minutes)
-# is younger than 15 minutes: `main.py status` (exit 0 or 1). The start period leaves a
+# every minute while it waits, whatever SCHEDULE says; default every 10 minutes) is
+# younger than 15 minutes or names a run still within its time: `main.py status`. The start period leaves a
 # first run RUN_TIMEOUT_S (45 min) to finish.
 HEALTHCHECK --interval=60s --timeout=20s --start-period=50m --retries=3 \
     CMD ["/app/.venv/bin/python", "/app/main.py", "status", "-q"]

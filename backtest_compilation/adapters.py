@@ -143,7 +143,6 @@ def start_telemetry(config: Settings) -> telemetry.Telemetry:
     """Sentry for `SENTRY_DSN` (else disabled), masking the DSN and the MongoDB password."""
     return telemetry.init(
         config.sentry_dsn,
-        trace_rate=config.sentry_trace_rate,
         monitor_slug=config.sentry_monitor_slug,
         secrets=telemetry.secrets_of(sentry_dsn=config.sentry_dsn, mongo_uri=config.mongo_uri),
         release=__version__,

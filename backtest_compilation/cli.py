@@ -22,7 +22,7 @@ from types import FrameType
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from . import __version__, alerts, lastrun, pipeline, schedule, settings, telemetry
+from . import __version__, lastrun, pipeline, schedule, settings, telemetry
 from .adapters import (
     build_services,
     run_config,
@@ -343,7 +343,7 @@ def _status(request: Request, env: dict[str, str]) -> int:
         _say(exc)
         config = settings.Settings(cache_dir=Path(env.get("CACHE_DIR") or "cache"))
     where = lastrun.folder(config.cache_dir, request.source)
-    info = status.gather(where, schedule_expr=config.schedule, tz=config.tz)
+    info = status.gather(where)
     if request.json:
         _print_json(info)
     else:
@@ -360,7 +360,7 @@ def _one_run(
     """One sync, dry run or check with the real adapters, whatever its end: a sync is
     recorded (`lastrun`) and pinged (`HEALTHCHECK_URL`), a failure goes to Sentry, and
     `--json` prints the one JSON object (contract §8)."""
-    ping = alerts.Healthcheck(config.healthcheck_url if request.mode == "sync" else "")
+    ping = telemetry.Healthcheck(config.healthcheck_url if request.mode == "sync" else "")
     ping.start()
     started = datetime.now(UTC)
     try:
@@ -387,7 +387,7 @@ def _tell(
     tel: telemetry.Telemetry,
     run: RunSummary,
     started: datetime,
-    ping: alerts.Healthcheck,
+    ping: telemetry.Healthcheck,
 ) -> None:
     """Record a sync (unless it gave up on the lock: the run holding it records itself),
     ping the monitor, report to Sentry, print the JSON object or the text."""
@@ -404,8 +404,6 @@ def _tell(
         )
         why = "; ".join(f"{k}: {v}" for k, v in run.small["failed"].items())
         ping.finish(run.exit_code, line if run.ok else f"exit {run.exit_code}: {why}\n{line}")
-    if tel.enabled:  # rendering an unchanged run's whole summary reads its catalog
-        tel.report_summary(run.summary)
     for exc in run.failures.values():
         if not isinstance(exc, RunError):  # a bug: its traceback to Sentry
             tel.report_failure(exc, exit_code=1)

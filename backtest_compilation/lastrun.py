@@ -1,7 +1,6 @@
-"""What the last syncs did (contract §7), in the source's own `folder`: `last-run.json`
-(contract §8's object of the last run that changed or failed something, plus its facts),
-`report.html` (the same as a page) and `last-success.json` (the few hundred bytes of facts
-of the last successful sync, all an unchanged run rewrites). Writing never fails a run."""
+"""What the last syncs did (contract §7), in the source's own `folder`: `last-run.json` and
+`report.html` (§8's object and facts, and as a page) of the last sync that changed or failed
+something, `last-success.json` (facts only) of the last successful one."""
 
 from __future__ import annotations
 
@@ -24,35 +23,10 @@ REPORT: Final = "report.html"
 
 
 def folder(cache_dir: Path, source: Path | None = None) -> Path:
-    """Where a run's record goes: `CACHE_DIR`, or a local `--source`'s own state folder
-    (a try-out never overwrites what `status` says about the Drive runs)."""
+    """Where a run's record goes: `CACHE_DIR`, or a local `--source`'s own (never the former)."""
     if source is None:
         return Path(cache_dir)
     return state.folder(cache_dir, state.source_key("local", os.path.abspath(source)))
-
-
-def facts(
-    summary: dict[str, Any], *, started: datetime, finished: datetime, zone: tzinfo = UTC
-) -> dict[str, Any]:
-    """A run's facts, what `status` shows: times in `zone`, exit code, failures, counts."""
-    mongo, counted = summary.get("mongo") or {}, count(summary)
-    pending = summary.get("renames_pending")  # None: the renames did not run
-    if pending is None:
-        pending = sum(1 for r in summary.get("renames") or () if not r.get("applied"))
-    return {
-        **{k: summary[k] for k in ("mode", "ok", "exit_code")},
-        "started_at": started.astimezone(zone).isoformat(timespec="seconds"),
-        "finished_at": finished.astimezone(zone).isoformat(timespec="seconds"),
-        "unchanged": bool(summary.get("unchanged")),
-        "failed": summary.get("failed") or {},
-        "counts": {
-            **{k: counted[k] for k in ("departments", "courses", "problems", "renames_applied")},
-            **{f"mongo_{k}": mongo.get(k, 0) for k in ("inserted", "updated", "deleted")},
-            "sheet_written": bool((summary.get("sheet") or {}).get("written")),
-        },
-        "pending_renames": pending,
-        "api_calls": summary.get("api_calls") or {},
-    }
 
 
 def save(
@@ -64,23 +38,33 @@ def save(
     headline: str,
     mongo_lines: tuple[str, ...] = (),
     zone: tzinfo = UTC,
-) -> bool:
-    """Record a sync (see the module docstring); False, after a warning, when the files
-    could not be written. `run` is the run, or contract §8's object of one."""
+) -> None:
+    """Record a sync, or §8's object of one; never fails it (a warning says what failed)."""
     summary = run.small if isinstance(run, RunSummary) else run
-    small = facts(summary, started=started, finished=finished, zone=zone)
-    wrote = any(v for k, v in small["counts"].items() if k.startswith(("mongo_", "sheet_")))
+    started, finished = started.astimezone(zone), finished.astimezone(zone)
+    mongo, counted = summary.get("mongo") or {}, count(summary)
+    unapplied = sum(1 for r in summary.get("renames") or () if not r.get("applied"))
+    facts = {  # what `status` shows: times in `zone`, exit code, failures, counts
+        **{k: summary[k] for k in ("mode", "ok", "exit_code")},
+        "started_at": started.isoformat(timespec="seconds"),
+        "finished_at": finished.isoformat(timespec="seconds"),
+        "failed": summary.get("failed") or {},
+        "counts": {
+            **{k: counted[k] for k in ("departments", "courses", "problems", "renames_applied")},
+            **{f"mongo_{k}": mongo.get(k, 0) for k in ("inserted", "updated", "deleted")},
+            "sheet_written": bool((summary.get("sheet") or {}).get("written")),
+        },
+        "pending_renames": summary.get("renames_pending", unapplied),  # renames that ran
+    }
+    wrote = any(v for k, v in facts["counts"].items() if k.startswith(("mongo_", "sheet_")))
     try:
-        if not (small["unchanged"] and small["ok"]) or wrote:
-            doc = {**(run.summary if isinstance(run, RunSummary) else run), **small}
-            when = finished.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
-            title = f"backtest-compilation: {doc['mode']} of {when}"
+        if not (summary.get("unchanged") and facts["ok"]) or wrote:
+            doc = {**(run.summary if isinstance(run, RunSummary) else run), **facts}
+            title = f"backtest-compilation: {doc['mode']} of {finished:%Y-%m-%d %H:%M %Z}"
             page = report.html_page(doc, title=title, headline=headline, mongo_lines=mongo_lines)
             write_atomic(Path(directory) / LAST_RUN, json.dumps(doc, ensure_ascii=False))
             write_atomic(Path(directory) / REPORT, page)
-        if small["ok"] and small["mode"] == "sync":
-            write_atomic(Path(directory) / LAST_SUCCESS, json.dumps(small, ensure_ascii=False))
+        if facts["ok"]:
+            write_atomic(Path(directory) / LAST_SUCCESS, json.dumps(facts, ensure_ascii=False))
     except OSError as exc:
         log.warning("cannot write the run record in %s: %s", directory, exc.strerror or exc)
-        return False
-    return True

@@ -1,11 +1,8 @@
-"""The run lock (contract §5.2): one run at a time per `CACHE_DIR`.
-
-`fcntl.flock` on an open file: the kernel releases it when the holder's process ends,
-however it ends, so a lock left by a killed run is free for the next one. The file holds
-a small JSON of the run (pid, start, mode, source, phase, progress) for the message a
-second run gives up with and for `status`. It is never deleted: that would let two runs
-lock two different files of the same name.
-"""
+"""The run lock (contract §5.2): one run at a time per `CACHE_DIR`. `fcntl.flock` on an
+open file, which the kernel releases however its holder ends (a killed run's lock is
+free). The file, never deleted (two runs could lock two files of one name), holds a
+small JSON of the run (pid, start, mode, source, phase, progress) for `status` and for
+the message a second run gives up with."""
 
 from __future__ import annotations
 
@@ -15,7 +12,6 @@ import json
 import logging
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,15 +21,15 @@ from .errors import Locked, cache_dir_error
 log = logging.getLogger(__name__)
 
 
-@dataclass(slots=True)
-class Holder:
-    """This run, holding the lock (`held` until the `with` block ends)."""
+class Holder(logging.Handler):
+    """This run, holding the lock (`held` until the `with` block ends). As a log handler
+    it notes the progress lines a long phase logs (those with a `progress` extra)."""
 
-    fd: int
-    pid: int
-    started: str
-    notes: dict[str, Any] = field(default_factory=dict)
-    held: bool = True
+    def __init__(self, fd: int) -> None:
+        super().__init__()
+        self.fd, self.pid, self.held = fd, os.getpid(), True
+        self.started = datetime.now(UTC).isoformat(timespec="seconds")
+        self.notes: dict[str, Any] = {}
 
     def note(self, **fields: Any) -> None:
         """Say what the run does (mode, phase, progress) for `status`; best effort."""
@@ -41,6 +37,10 @@ class Holder:
         if self.held:
             with contextlib.suppress(OSError):
                 _write(self.fd, {"pid": self.pid, "started": self.started, **self.notes})
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if getattr(record, "progress", None):
+            self.note(progress=record.getMessage())
 
 
 def path_in(cache_dir: Path) -> Path:
@@ -50,8 +50,9 @@ def path_in(cache_dir: Path) -> Path:
 
 @contextlib.contextmanager
 def hold(cache_dir: Path) -> Iterator[Holder]:
-    """Hold the run lock for the `with` block. Raises `Locked` (exit 4) at once when
-    another run holds it, `RunError` (exit 1) when `CACHE_DIR` is unusable."""
+    """Hold the run lock for the `with` block, noting the run's progress. Raises `Locked`
+    (exit 4) at once when another run holds it, `RunError` (exit 1) when `CACHE_DIR` is
+    unusable."""
     path = path_in(cache_dir)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -71,37 +72,22 @@ def hold(cache_dir: Path) -> Iterator[Holder]:
             ) from None
         if "pid" in (last := _read(fd)):  # a clean release names no pid: the holder died
             log.warning("taking over the run lock left by pid %s, which died", last["pid"])
-        me = Holder(fd, os.getpid(), datetime.now(UTC).isoformat(timespec="seconds"))
+        me = Holder(fd)
         try:
             _write(fd, {"pid": me.pid, "started": me.started}, sync=True)
         except OSError as exc:  # a full disk: the state could not be saved either
             raise cache_dir_error(exc, path, "write the run lock") from None
+        top = logging.getLogger("backtest_compilation")
+        top.addHandler(me)
         try:
             yield me
         finally:
+            top.removeHandler(me)
             me.held = False
             with contextlib.suppress(OSError):
                 _write(fd, {"started": me.started, **me.notes})
     finally:
         os.close(fd)  # closing the descriptor releases the flock
-
-
-@contextlib.contextmanager
-def noting_progress(held: Holder) -> Iterator[None]:
-    """Progress log lines of a long phase (renames: done of total, rate) also go to the
-    lock file's notes, so `status` shows them while the run goes on."""
-
-    class Noting(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            if isinstance(progress := getattr(record, "progress", None), dict):
-                held.note(progress=progress)
-
-    top, handler = logging.getLogger("backtest_compilation"), Noting()
-    top.addHandler(handler)
-    try:
-        yield
-    finally:
-        top.removeHandler(handler)
 
 
 def peek(cache_dir: Path) -> dict[str, Any]:

@@ -171,7 +171,7 @@ def run(config: RunConfig, options: Options, services: Services) -> RunSummary:
     Only what cannot be recorded (SystemExit, a dying process) is raised."""
     it = _Run(config, options, services)
     try:
-        with lock.hold(config.cache_dir) as held, lock.noting_progress(held):
+        with lock.hold(config.cache_dir) as held:
             it.held = held
             held.note(mode=options.mode, source=services.source.key)
             _run(it)

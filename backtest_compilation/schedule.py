@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
-from typing import Any, Final
+from typing import Final
 from zoneinfo import ZoneInfo
 
 from croniter import croniter
@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 
 HEARTBEAT_FILE: Final = "heartbeat.json"
 HEARTBEAT_EVERY_S: Final = 60.0
-# `status` calls a scheduler whose heartbeat file is older than this stopped or hung.
+# `status` calls a scheduler whose heartbeat file is older than this stopped or hung
+# (unless a run it started is going on and within its time).
 HEALTHY_WITHIN_S: Final = 900
 # The same signal again within this many seconds is the same request: `uv run` forwards
 # the SIGTERM systemd sends to the whole process group, so the scheduler gets it twice.
@@ -63,13 +64,14 @@ def missed(schedule: str, zone: ZoneInfo, last_run: datetime | None, now: dateti
 
 @dataclass(frozen=True, slots=True)
 class Heartbeat:
-    """What the heartbeat file says: when the scheduler was last alive, and its last run."""
+    """What the heartbeat file says: when the scheduler was last alive, its last run, the
+    next slot (None once it stopped) and, during a run, when it must have ended."""
 
     at: datetime
     last_run: datetime | None = None
     last_exit_code: int | None = None
     next_run: datetime | None = None
-    running: bool = False  # a run is going on (`next_run` is then None, and not "stopped")
+    busy_until: datetime | None = None
 
 
 def heartbeat_path(cache_dir: Path) -> Path:
@@ -90,11 +92,11 @@ def read_heartbeat(path: Path) -> Heartbeat | None:
     """The heartbeat file's content, or None when it is missing or unreadable."""
     try:
         doc = json.loads(Path(path).read_text())
-        at, last, upcoming = (
-            datetime.fromisoformat(doc[k]).astimezone(UTC) if doc[k] else None
-            for k in ("at", "last_run", "next_run")
+        at, last, upcoming, until = (
+            datetime.fromisoformat(doc[k]).astimezone(UTC) if doc.get(k) else None
+            for k in ("at", "last_run", "next_run", "busy_until")
         )
-        return Heartbeat(at, last, doc["last_exit_code"], upcoming, doc["running"] is True)
+        return Heartbeat(at, last, doc["last_exit_code"], upcoming, until)
     except (OSError, ValueError, TypeError, KeyError):
         return None
 
@@ -108,7 +110,6 @@ def run_forever(
     sleep: Callable[[float], object],
     stop: threading.Event,
     heartbeat: Path,
-    beat_every_s: float = HEARTBEAT_EVERY_S,
     run_timeout_s: float | None = None,
 ) -> int:
     """Run `job` at every slot of `schedule` until `stop` is set; returns 0, or the
@@ -116,18 +117,23 @@ def run_forever(
 
     Runs at once if a slot was missed since the last run the `heartbeat` file names, or
     none is named. `sleep(seconds)` returns early once `stop` is set (`stop.wait`). The
-    heartbeat is rewritten every `beat_every_s`, while waiting and during a run."""
+    heartbeat is rewritten every `HEARTBEAT_EVERY_S` while waiting, and as a run starts
+    with the time it must have ended by (`run_timeout_s` and a minute's grace)."""
     last_run = getattr(read_heartbeat(heartbeat), "last_run", None)
     last_code: int | None = None
 
-    def beat(upcoming: datetime | None = None, running: bool = False) -> None:
-        write_heartbeat(heartbeat, Heartbeat(clock(), last_run, last_code, upcoming, running))
+    def beat(alive: bool = True, busy_s: float | None = None) -> None:
+        now = clock()
+        upcoming = next_run(schedule, zone, now) if alive else None
+        until = now + timedelta(seconds=busy_s + 60) if busy_s is not None else None
+        write_heartbeat(heartbeat, Heartbeat(now, last_run, last_code, upcoming, until))
 
     def run(why: str) -> None:
         nonlocal last_run, last_code
         log.info("scheduled run starting (%s)", why)  # it ends with its summary line
         started = clock()
-        last_code = _run_once(job, stop, lambda: beat(running=True), beat_every_s, run_timeout_s)
+        beat(busy_s=run_timeout_s)
+        last_code = _run_once(job, stop)
         last_run = started
 
     log.info("scheduler started: %r in %s", schedule, zone.key)
@@ -138,21 +144,18 @@ def run_forever(
         due = next_run(schedule, zone, clock())
         log.info("next run at %s", f"{due.astimezone(zone):%Y-%m-%d %H:%M %Z}")
         while not stop.is_set() and (left := (due - clock()).total_seconds()) > 0:
-            beat(due)
-            sleep(min(beat_every_s, left))
+            beat()
+            sleep(min(HEARTBEAT_EVERY_S, left))
         if not stop.is_set():
             run(f"slot {due.astimezone(zone):%Y-%m-%d %H:%M %Z}")
-    beat()
+    beat(alive=False)
     log.info("scheduler stopped")
     return last_code if last_code in (130, 143) else 0  # a run aborted by SIGINT, SIGTERM
 
 
-def _run_once(job: Job, stop: threading.Event, *beating: Any) -> int:
-    """Run `job` once, `beat_while_running(*beating)` beside it: its exit code. A failure
-    never ends the scheduler; a second stop request (an interrupt) ends it after this run."""
-    done = threading.Event()
-    beater = threading.Thread(target=beat_while_running, args=(done, *beating), daemon=True)
-    beater.start()
+def _run_once(job: Job, stop: threading.Event) -> int:
+    """Run `job` once: its exit code. A failure never ends the scheduler; a second stop
+    request (an interrupt) ends it after this run."""
     try:
         return job()
     except (KeyboardInterrupt, Interrupted) as exc:
@@ -161,27 +164,6 @@ def _run_once(job: Job, stop: threading.Event, *beating: Any) -> int:
     except Exception as exc:
         log.exception("scheduled run failed: %s", type(exc).__name__)
         return 1
-    finally:
-        done.set()
-        beater.join(timeout=5)
-
-
-def beat_while_running(
-    done: threading.Event,
-    beat: Callable[[], None],
-    every_s: float,
-    run_timeout_s: float | None,
-    grace_s: float = 60.0,
-) -> None:
-    """Call `beat` every `every_s` until `done` is set, for at most `run_timeout_s` plus
-    `grace_s`: a run still going then is hung, and a stale heartbeat says so."""
-    limit = math.inf if run_timeout_s is None else run_timeout_s + grace_s
-    started = time.monotonic()
-    while time.monotonic() - started <= limit:
-        beat()
-        if done.wait(every_s):
-            return
-    log.error("the run has gone past RUN_TIMEOUT_S: heartbeat no longer refreshed")
 
 
 def serve(

@@ -1,6 +1,5 @@
-"""`status`: did the last run work, when is the next, is anyone running now (contract §7).
-It renders what the run record, the lock file and the heartbeat say, and changes nothing:
-cheap enough to be the container's health check."""
+"""`status` (contract §7): did the last run work, when is the next, is one running now, as
+the run record, the lock file and the heartbeat say. It changes nothing (a health check)."""
 
 from __future__ import annotations
 
@@ -12,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 from . import lastrun, lock, schedule
 
-RUN_FIELDS = ("started_at", "finished_at", "mode", "ok", "exit_code", "counts", "pending_renames")
+RUN_FIELDS = ("started_at", "finished_at", "mode", "ok", "exit_code", "failed", "counts")
 
 
 def _load(path: Path) -> dict[str, Any] | None:
@@ -23,33 +22,17 @@ def _load(path: Path) -> dict[str, Any] | None:
 
 
 def _when(doc: dict[str, Any], key: str = "finished_at") -> datetime:
-    return datetime.fromisoformat(doc[key]).astimezone(UTC)
+    return datetime.fromisoformat(doc[key])
 
 
 def _run_view(doc: dict[str, Any] | None) -> dict[str, Any] | None:
-    """A run's recorded facts, as `status --json` shows them."""
-    if doc is None:
-        return None
-    failed = doc["failed"]
-    return {**{k: doc[k] for k in RUN_FIELDS}, "failed_sinks": sorted(failed), "failures": failed}
+    """What `status --json` shows of a run's facts (`lastrun.save`), as recorded."""
+    return None if doc is None else {k: doc[k] for k in (*RUN_FIELDS, "pending_renames")}
 
 
-def _unrecorded(start: dict[str, Any], latest: dict[str, Any] | None) -> str | None:
-    """Why a sync of the drive that started (says the lock file) after the last record has none."""
-    if start["held"] or start.get("mode") != "sync" or start.get("source", "").startswith("local:"):
-        return None
-    if latest is not None and _when(start, "started") <= _when(latest):
-        return None
-    why = "it was killed, or could not write CACHE_DIR"
-    return f"the run started at {start['started']} left no record ({why})"
-
-
-def gather(
-    cache_dir: Path, *, schedule_expr: str, tz: str, now: datetime | None = None
-) -> dict[str, Any]:
+def gather(cache_dir: Path, *, now: datetime | None = None) -> dict[str, Any]:
     """Everything `status` says, as plain data (what `status --json` prints)."""
     now = now or datetime.now(UTC)
-    cache_dir = Path(cache_dir)
     last, success = (_load(cache_dir / name) for name in (lastrun.LAST_RUN, lastrun.LAST_SUCCESS))
     # An unchanged run records only its facts (last-success.json): the later is the last run.
     latest = max(filter(None, (last, success)), key=_when, default=None)
@@ -59,17 +42,17 @@ def gather(
         reasons.append(f"no run recorded in {cache_dir / lastrun.LAST_RUN}")
     elif not latest["ok"]:
         reasons.append(f"the last run failed with exit code {latest['exit_code']}")
-    if why := _unrecorded(held, latest):
-        reasons.append(why)
-    scheduler = _scheduler(cache_dir, schedule_expr, ZoneInfo(tz), now, held["held"])
+    # The lock file keeps the last start: a sync of the drive after the last record has none.
+    drive_sync = held.get("mode") == "sync" and not held.get("source", "").startswith("local:")
+    if drive_sync and not held["held"] and (not latest or _when(held, "started") > _when(latest)):
+        why = "it was killed, or could not write CACHE_DIR"
+        reasons.append(f"the run started at {held['started']} left no record ({why})")
+    scheduler = _scheduler(cache_dir, now, held["held"])
     if scheduler and scheduler["next_run"] is None:
         reasons.append("the scheduler has stopped (its heartbeat names no next run)")
     if scheduler and not scheduler["fresh"]:
-        age, limit = scheduler["heartbeat_age_s"] / 60, schedule.HEALTHY_WITHIN_S / 60
-        reasons.append(
-            f"the scheduler's heartbeat is {age:.0f} min old (more than {limit:.0f}): "
-            "it has stopped or hangs"
-        )
+        age = scheduler["heartbeat_age_s"] / 60
+        reasons.append(f"the scheduler's heartbeat is {age:.0f} min old: it has stopped or hangs")
     page = cache_dir / lastrun.REPORT
     return {
         "ok": not reasons,
@@ -82,23 +65,17 @@ def gather(
     }
 
 
-def _scheduler(
-    cache_dir: Path, expr: str, zone: ZoneInfo, now: datetime, running: bool
-) -> dict[str, Any] | None:
-    """The heartbeat's age and the next run: None from a heartbeat naming none while no
-    run is going (the scheduler stopped), else the next time of `SCHEDULE` if it is past."""
+def _scheduler(cache_dir: Path, now: datetime, running: bool) -> dict[str, Any] | None:
+    """The heartbeat's age and next run; fresh when young or during a run within its time."""
     path = schedule.heartbeat_path(cache_dir)
     if (beat := schedule.read_heartbeat(path)) is None:
         return None
     age = max(0.0, now.timestamp() - path.stat().st_mtime)
-    upcoming = beat.next_run
-    stopped = upcoming is None and not (beat.running or running)
-    if not stopped and (upcoming is None or upcoming < now):  # a run is going, or a hang
-        upcoming = schedule.next_run(expr, zone, now)
+    busy = running and beat.busy_until is not None and now <= beat.busy_until
     return {
         "heartbeat_age_s": round(age, 1),
-        "fresh": age <= schedule.HEALTHY_WITHIN_S,
-        "next_run": upcoming.astimezone(UTC).isoformat(timespec="seconds") if upcoming else None,
+        "fresh": age <= schedule.HEALTHY_WITHIN_S or busy,
+        "next_run": beat.next_run.isoformat(timespec="seconds") if beat.next_run else None,
     }
 
 
@@ -109,20 +86,7 @@ def _ago(iso: str | None, now: datetime, zone: ZoneInfo) -> str:
     then = datetime.fromisoformat(iso)
     minutes = (now - then).total_seconds() / 60
     ago = f"{minutes:.0f} min" if minutes < 90 else f"{minutes / 60:.1f} h"
-    if minutes >= 60 * 48:
-        ago = f"{minutes / 1440:.0f} days"
     return f"{then.astimezone(zone).isoformat(sep=' ', timespec='seconds')} ({ago} ago)"
-
-
-def _doing(held: dict[str, Any]) -> str:
-    """`, phase renames: 1,200 of 6,700 done, 3.1/s` from the running run's notes."""
-    phase, progress = held.get("phase", ""), held.get("progress") or {}
-    out = f", phase {phase}" if phase else ""
-    if str(progress.get("what")).startswith(phase):
-        total = progress.get("total") or 0
-        out += f": {progress.get('done', 0):,}{f' of {total:,}' if total else ''} done"
-        out += f", {progress.get('rate', 0):.1f}/s"
-    return out
 
 
 def text(info: dict[str, Any], *, tz: str, now: datetime | None = None) -> str:
@@ -140,7 +104,7 @@ def text(info: dict[str, Any], *, tz: str, now: datetime | None = None) -> str:
             f"renames {c['renames_applied']} done, {last['pending_renames']} pending; "
             f"mongo +{c['mongo_inserted']} ~{c['mongo_updated']} -{c['mongo_deleted']}; "
             f"sheet {'written' if c['sheet_written'] else 'not written'}",
-            *(f"  failed: {sink}: {why}" for sink, why in sorted(last["failures"].items())),
+            *(f"  failed: {sink}: {why}" for sink, why in sorted(last["failed"].items())),
         ]
     success = (info["last_success"] or {}).get("finished_at")
     lines.append(f"last fully successful run: {_ago(success, now, zone)}")
@@ -153,9 +117,11 @@ def text(info: dict[str, Any], *, tz: str, now: datetime | None = None) -> str:
             f"scheduler: heartbeat {sched['heartbeat_age_s']:.0f} s old "
             f"({'fresh' if sched['fresh'] else 'STALE'}), next run {at}"
         )
-    held = info["lock"]
-    started = _ago(held.get("started"), now, zone)
-    running = f"pid {held.get('pid')}, started {started}{_doing(held)}"
+    held = info["lock"]  # its notes: the phase, and the last progress line logged
+    phase, progress = held.get("phase", ""), str(held.get("progress") or "")
+    doing = f", phase {phase}" if phase else ""
+    doing += f" ({progress})" if progress and progress.startswith(phase) else ""  # this phase's
+    running = f"pid {held.get('pid')}, started {_ago(held.get('started'), now, zone)}{doing}"
     lines.append(f"running now: {running if held['held'] else 'no (the run lock is free)'}")
     if info["report"]:
         lines.append(f"report: {info['report']}")

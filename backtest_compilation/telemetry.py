@@ -1,20 +1,24 @@
-"""Error reporting to Sentry (contract §6 `SENTRY_DSN`), off unless a DSN is set: failures,
-run summaries' counts, INFO log lines as breadcrumbs. PII, local variables and values under
-secret key names are left out by the SDK; secrets inside text by `scrub`, through which
-every event and breadcrumb goes."""
+"""Who hears about runs (contract §6): Sentry (`SENTRY_DSN`: failures, with INFO log lines
+as breadcrumbs, and Crons check-ins) and a dead-man's-switch monitor (`HEALTHCHECK_URL`:
+`/start`, then bare on success or `/fail`). PII, local variables and values under secret
+key names are left out by the SDK, secrets inside text by `scrub`. A monitor that is down
+never fails a run; its URL, its only credential, is never logged."""
 
 from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Final
 from urllib.parse import unquote, urlsplit
 
+log = logging.getLogger(__name__)
+
+TIMEOUT_S: Final = 3.0  # a healthcheck monitor slower than this (connect, read) is "down"
 MASK: Final = "***"
 _PATTERNS: Final = [
     (re.compile(pattern, re.IGNORECASE | re.DOTALL), replacement)
@@ -96,33 +100,6 @@ class Telemetry:
                 text = message or f"run failed with exit code {exit_code}"
                 sentry_sdk.capture_message(text, level="error")
 
-    def report_summary(self, summary: Mapping[str, Any]) -> None:
-        """A run summary (contract §8) as a breadcrumb and the `last_run` context of later
-        events: outcome, counts and timings, no course name, path or message, and at most
-        ten keys a level (Sentry trims wider dictionaries)."""
-        if not self.enabled:
-            return
-        import sentry_sdk
-
-        fields = ("mode", "ok", "exit_code", "mongo", "api_calls", "timings_s")
-        data = {key: summary[key] for key in fields if key in summary}
-        if summary.get("catalog") is not None:
-            problems, renames = summary.get("problems") or [], summary.get("renames") or []
-            per_category = sorted(Counter(p["category"] for p in problems).items())
-            data["counts"] = {
-                "courses": len(summary["catalog"]["courses"]),
-                "course_codes": len(summary["catalog"]["course_codes"]),
-                "problems": len(problems),
-                # One string: twelve categories would exceed Sentry's breadth limit.
-                "problems_by_category": ", ".join(f"{kind} {n}" for kind, n in per_category),
-                "renames": len(renames),
-                "renames_applied": sum(1 for r in renames if r.get("applied")),
-                "sheet_written": bool((summary.get("sheet") or {}).get("written")),
-            }
-        level = "info" if data.get("ok", True) else "error"
-        sentry_sdk.add_breadcrumb(category="run", message="run summary", level=level, data=data)
-        sentry_sdk.get_isolation_scope().set_context("last_run", data)
-
     def checked_in(self, job: Callable[[], int], schedule: str, tz: str, max_min: int) -> int:
         """Run `job` (it returns an exit code) between two Sentry Crons check-ins, in
         progress then ok or error. They carry the monitor (`SCHEDULE` in `TZ`): Sentry
@@ -160,15 +137,9 @@ class Telemetry:
 
 
 def init(
-    dsn: str,
-    *,
-    trace_rate: float = 1.0,
-    monitor_slug: str = "",
-    secrets: tuple[str, ...] = (),
-    release: str | None = None,
+    dsn: str, *, monitor_slug: str = "", secrets: tuple[str, ...] = (), release: str | None = None
 ) -> Telemetry:
     """Start Sentry when `dsn` is set (else a disabled handle); call once per process.
-
     `secrets` (`secrets_of`) and the DSN are masked wherever they appear in what is sent."""
     if not dsn:
         return Telemetry(enabled=False)
@@ -179,15 +150,44 @@ def init(
     secrets = tuple(sorted({*secrets, *secrets_of(sentry_dsn=dsn)}, key=len, reverse=True))
     sentry_sdk.init(
         dsn=dsn,
-        traces_sample_rate=trace_rate,
         include_local_variables=False,  # they could hold settings or file contents
         release=release,
         server_name="backtest-compilation",  # not the host name
         auto_enabling_integrations=False,  # no driver-level hooks that could see documents
         integrations=[LoggingIntegration(level=logging.INFO, event_level=None)],
         before_send=lambda event, _hint: scrub(event, secrets),
-        before_send_transaction=lambda event, _hint: scrub(event, secrets),
         before_breadcrumb=lambda crumb, _hint: scrub(crumb, secrets),
     )
-    logging.getLogger(__name__).info("error reporting to Sentry on")
+    log.info("error reporting to Sentry on")
     return Telemetry(enabled=True, monitor_slug=monitor_slug)
+
+
+class Healthcheck:
+    """Pings one monitor URL; with no URL it does nothing."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url.rstrip("/")
+
+    def start(self) -> None:
+        """The run starts (lets the monitor measure how long runs take); not waited for."""
+        if self.url:
+            import requests  # noqa: F401  (loaded here, not in a thread racing the exit)
+
+            threading.Thread(target=self._send, args=("/start", ""), daemon=True).start()
+
+    def finish(self, exit_code: int, message: str) -> None:
+        """The run ended: success for exit 0, else failure; `message` is the ping's body."""
+        if self.url:
+            self._send("" if exit_code == 0 else "/fail", message)
+
+    def _send(self, suffix: str, body: str) -> None:
+        import requests  # only with HEALTHCHECK_URL set
+
+        what = suffix.lstrip("/") or "success"
+        try:
+            answer = requests.post(self.url + suffix, data=body.encode(), timeout=TIMEOUT_S)
+        except requests.RequestException as exc:
+            log.warning("healthcheck: the %s ping was not delivered (%s)", what, type(exc).__name__)
+            return
+        if answer.status_code >= 400:
+            log.warning("healthcheck: the %s ping was answered HTTP %d", what, answer.status_code)

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from backtest_compilation import adapters, alerts, lock, sample
+from backtest_compilation import adapters, lock, sample, telemetry
 from backtest_compilation.settings import Settings
 from emulators.drive import DriveEmulator
 from tests.support.scheduler import scheduler, stop, wait_for
@@ -124,7 +124,7 @@ def test_a_monitor_that_never_answers_neither_fails_nor_holds_the_run(
     out, elapsed = sync(tmp_path / "b", silent)
     assert out.returncode == 0, out.stderr
     # /start goes out in the background; only the last ping is waited for, briefly.
-    assert elapsed < normal + alerts.TIMEOUT_S + 2
+    assert elapsed < normal + telemetry.TIMEOUT_S + 2
     assert "healthcheck: the success ping was not delivered (ReadTimeout)" in out.stderr
 
 
@@ -156,9 +156,7 @@ def check_ins(endpoint: Endpoint) -> list[dict[str, Any]]:
 def test_a_scheduled_run_checks_in_around_the_job(
     endpoint: Endpoint, code: int, status: str
 ) -> None:
-    config = Settings(
-        sentry_dsn=endpoint.dsn, sentry_trace_rate=0.0, schedule="2 9-19/2 * * *", tz="Europe/Oslo"
-    )
+    config = Settings(sentry_dsn=endpoint.dsn, schedule="2 9-19/2 * * *", tz="Europe/Oslo")
     import sentry_sdk
 
     tel = adapters.start_telemetry(config)
@@ -190,7 +188,6 @@ def test_schedule_reports_to_sentry_crons_from_the_command_line(
         "MONGO_URI": "mongomock://crons",
         "CACHE_DIR": str(cache),
         "SENTRY_DSN": endpoint.dsn,
-        "SENTRY_TRACE_RATE": "0",
         "SENTRY_MONITOR_SLUG": "chapter-backtests",
     }
     with scheduler(env, tmp_path) as child:
@@ -288,7 +285,6 @@ def test_a_failed_one_off_sync_reports_to_sentry(tmp_path: Path, endpoint: Endpo
         "MONGO_URI": "mongomock://sentry",
         "CACHE_DIR": str(tmp_path / "cache"),
         "SENTRY_DSN": endpoint.dsn,
-        "SENTRY_TRACE_RATE": "0",
     }
     out = subprocess.run(
         [sys.executable, MAIN, "sync", "--source", str(tmp_path / "gone")],

@@ -291,54 +291,23 @@ def test_the_real_scheduler_stops_cleanly_on_a_signal(tmp_path: Path, sig: signa
     assert beat is not None and beat.last_exit_code == 0 and beat.next_run is None
 
 
-def _run_once_with(tmp_path: Path, job_s: float, run_timeout_s: float | None) -> list[float]:
-    """Heartbeat times (`at`, seconds) seen from inside a job lasting `job_s`."""
-    hb = tmp_path / "hb.json"
-    stop = threading.Event()
-    seen: list[float] = []
+def test_a_run_starts_with_a_heartbeat_naming_when_it_must_have_ended(tmp_path: Path) -> None:
+    """A run does not rewrite the heartbeat: it says, as the run starts, until when the run
+    may go on (`RUN_TIMEOUT_S` and a minute's grace), and `status` counts on that."""
+    w = World(now=ny(2026, 3, 9, 8, 0), heartbeat=tmp_path / "hb.json")
+    seen: list[Heartbeat | None] = []
 
     def job() -> int:
-        stop.set()  # one run, then the loop ends
-        started = time.monotonic()
-        while time.monotonic() - started < job_s:
-            beat = schedule.read_heartbeat(hb)
-            if beat is not None:
-                seen.append(beat.at.timestamp())
-            time.sleep(0.05)
+        seen.append(schedule.read_heartbeat(w.heartbeat))
+        w.stop.set()
         return 0
 
-    schedule.run_forever(
-        job,
-        schedule=DEFAULT,
-        zone=NY,
-        clock=lambda: datetime.now(UTC),
-        sleep=lambda _s: None,
-        stop=stop,
-        heartbeat=hb,
-        beat_every_s=0.1,
-        run_timeout_s=run_timeout_s,
-    )
-    return seen
-
-
-def test_the_heartbeat_is_refreshed_while_a_long_run_is_in_progress(tmp_path: Path) -> None:
-    seen = _run_once_with(tmp_path, job_s=0.8, run_timeout_s=None)
-    # Written every 0.1 s during the run: the job sees it move on, many times over.
-    assert len(set(seen)) >= 4 and seen[-1] - seen[0] >= 0.4
-
-
-def test_a_run_past_its_timeout_stops_refreshing_the_heartbeat(tmp_path: Path) -> None:
-    done = threading.Event()
-    beats: list[float] = []
-    thread = threading.Thread(
-        target=schedule.beat_while_running,
-        args=(done, lambda: beats.append(time.monotonic()), 0.01, 0.2, 0.0),
-    )
-    thread.start()
-    thread.join(timeout=2)
-    done.set()
-    assert not thread.is_alive()  # it gave up by itself, the run still "going"
-    assert beats and 0.1 <= beats[-1] - beats[0] <= 0.5
+    w.loop(job, run_timeout_s=2700)
+    [beat] = seen
+    assert beat is not None and beat.at == ny(2026, 3, 9, 8, 0)
+    assert beat.busy_until == ny(2026, 3, 9, 8, 46) and beat.next_run == ny(2026, 3, 9, 9, 2)
+    after = schedule.read_heartbeat(w.heartbeat)
+    assert after is not None and after.busy_until is None and after.next_run is None
 
 
 SLOW_JOB = """

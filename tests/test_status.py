@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -37,7 +41,7 @@ def cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.
 
 
 def gather(cache: Path, now: datetime = NOW) -> dict[str, Any]:
-    return status.gather(cache, schedule_expr="2 9-19/2 * * *", tz="America/New_York", now=now)
+    return status.gather(cache, now=now)
 
 
 def summary(ok: bool = True, **extra: Any) -> dict[str, Any]:
@@ -86,7 +90,7 @@ def test_after_a_failed_run_the_last_success_is_kept(tmp_path: Path) -> None:
     info = gather(tmp_path, later + timedelta(minutes=1))
     assert info["ok"] is False
     assert info["reasons"] == ["the last run failed with exit code 1"]
-    assert info["last_run"]["failed_sinks"] == ["sheet"]
+    assert list(info["last_run"]["failed"]) == ["sheet"]
     assert info["last_success"]["finished_at"] == NOW.isoformat()
     text = status.text(info, tz="America/New_York", now=later)
     assert "failed: sheet: HTTP 503" in text
@@ -233,27 +237,69 @@ def test_a_sync_that_started_and_left_no_record_is_not_ok(tmp_path: Path) -> Non
     assert gather(tmp_path)["ok"] is True
 
 
-def test_a_running_sync_shows_its_phase_and_rename_progress(tmp_path: Path) -> None:
-    """Issue 17 item 7: while a run goes on, status says what it does, from its notes."""
+def test_a_running_sync_shows_its_phase_and_rename_progress(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 17 item 7: while a run goes on, status says what it does: its phase from its
+    notes, its progress from the progress lines it logs."""
+    caplog.set_level(logging.INFO, logger="backtest_compilation")
+    line = "renames: 1,200 of 6,700 applied, 3.1/s, about 29 min left"
+    drive = logging.getLogger("backtest_compilation.drive")
     with lock.hold(tmp_path) as held:
+        drive.info("drive listing: 20,000 items listed", extra={"progress": {"what": "x"}})
         held.note(mode="sync", phase="renames")
-        held.note(progress={"what": "renames", "done": 1200, "total": 6700, "rate": 3.1})
+        before = status.text(gather(tmp_path), tz="UTC", now=NOW)
+        assert "phase renames" in before and "drive listing" not in before  # a past phase's
+        drive.info("%s", line, extra={"progress": {"what": "renames"}})
         info = gather(tmp_path)
         assert info["lock"]["phase"] == "renames"
         text = status.text(info, tz="America/New_York", now=NOW)
-        assert "phase renames: 1,200 of 6,700 done, 3.1/s" in text
+        assert f"phase renames ({line})" in text
 
 
 def test_a_heartbeat_naming_no_next_run_is_a_stopped_scheduler(tmp_path: Path) -> None:
     """Issue 19: after SIGTERM the scheduler's last heartbeat says `next_run: null`;
-    status says it stopped at once, not when the heartbeat turns stale."""
+    status says it stopped at once, not when the heartbeat turns stale. During a run the
+    heartbeat names the next slot: that is not a stop."""
     lastrun.save(tmp_path, summary(), started=NOW, finished=NOW, headline="good")
-    schedule.write_heartbeat(schedule.heartbeat_path(tmp_path), schedule.Heartbeat(at=NOW))
-    now = datetime.now(UTC)
-    info = status.gather(tmp_path, schedule_expr="2 9-19/2 * * *", tz="UTC", now=now)
+    stop, during = threading.Event(), []
+
+    def job() -> int:
+        during.append(status.gather(tmp_path))
+        stop.set()
+        return 0
+
+    zone = ZoneInfo("UTC")
+    heartbeat = schedule.heartbeat_path(tmp_path)
+    clock = partial(datetime.now, UTC)
+    cron = "2 9 * * *"
+    schedule.run_forever(
+        job, schedule=cron, zone=zone, clock=clock, sleep=stop.wait, stop=stop, heartbeat=heartbeat
+    )
+    [running] = during
+    assert running["ok"] is True, running["reasons"]
+    upcoming = schedule.next_run(cron, zone, clock()).isoformat(timespec="seconds")
+    assert running["scheduler"]["next_run"] == upcoming
+    info = status.gather(tmp_path)
     assert info["ok"] is False
     assert info["reasons"] == ["the scheduler has stopped (its heartbeat names no next run)"]
-    # During a run the heartbeat names no next run either: that is not a stop.
-    beat = schedule.Heartbeat(at=NOW, running=True)
+
+
+def test_a_long_scheduled_run_within_its_time_keeps_the_scheduler_healthy(
+    tmp_path: Path,
+) -> None:
+    """During a run the heartbeat is not rewritten: it names when the run must have
+    ended. Until then, while the run holds the lock, an old heartbeat is still fresh."""
+    lastrun.save(tmp_path, summary(), started=NOW, finished=NOW, headline="good")
+    started = NOW - timedelta(minutes=30)
+    beat = schedule.Heartbeat(
+        at=started, next_run=NOW + timedelta(hours=1), busy_until=NOW + timedelta(minutes=16)
+    )
     schedule.write_heartbeat(schedule.heartbeat_path(tmp_path), beat)
-    assert status.gather(tmp_path, schedule_expr="2 9-19/2 * * *", tz="UTC", now=now)["ok"]
+    os.utime(schedule.heartbeat_path(tmp_path), (started.timestamp(), started.timestamp()))
+    assert gather(tmp_path)["ok"] is False  # no run going: the scheduler died mid-run
+    with lock.hold(tmp_path):
+        info = gather(tmp_path)
+        assert info["ok"] is True and info["scheduler"]["fresh"] is True
+        hung = gather(tmp_path, NOW + timedelta(minutes=17))
+        assert hung["ok"] is False and "heartbeat is 47 min old" in hung["reasons"][0]
