@@ -146,4 +146,5 @@ def start_telemetry(config: Settings) -> telemetry.Telemetry:
         monitor_slug=config.sentry_monitor_slug,
         secrets=telemetry.secrets_of(sentry_dsn=config.sentry_dsn, mongo_uri=config.mongo_uri),
         release=__version__,
+        trace_rate=config.sentry_trace_rate,
     )

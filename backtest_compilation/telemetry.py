@@ -137,7 +137,12 @@ class Telemetry:
 
 
 def init(
-    dsn: str, *, monitor_slug: str = "", secrets: tuple[str, ...] = (), release: str | None = None
+    dsn: str,
+    *,
+    monitor_slug: str = "",
+    secrets: tuple[str, ...] = (),
+    release: str | None = None,
+    trace_rate: float = 1.0,
 ) -> Telemetry:
     """Start Sentry when `dsn` is set (else a disabled handle); call once per process.
     `secrets` (`secrets_of`) and the DSN are masked wherever they appear in what is sent."""
@@ -152,6 +157,7 @@ def init(
         dsn=dsn,
         include_local_variables=False,  # they could hold settings or file contents
         release=release,
+        traces_sample_rate=trace_rate,  # SENTRY_TRACE_RATE (SPEC §6)
         server_name="backtest-compilation",  # not the host name
         auto_enabling_integrations=False,  # no driver-level hooks that could see documents
         integrations=[LoggingIntegration(level=logging.INFO, event_level=None)],
