@@ -10,11 +10,11 @@ failed. A dry run and `check` stop after planning. `run` always returns the run'
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
@@ -44,8 +44,7 @@ RETIRED_ID_DAYS = 30
 
 @dataclass(frozen=True)
 class Options:
-    """What the command line asked for. Renames are planned when `rename` and
-    `RENAME_FILES` are on; only a sync applies them."""
+    """What the command line asked for (only a sync applies renames)."""
 
     mode: Mode = "sync"
     rename: bool = True
@@ -55,7 +54,7 @@ class Options:
 
 @dataclass(frozen=True)
 class RunConfig:
-    """The settings a run uses, as plain values (`adapters.run_config` builds it)."""
+    """The settings a run uses (`adapters.run_config` builds it)."""
 
     cache_dir: Path
     zone: tzinfo = UTC
@@ -63,7 +62,6 @@ class RunConfig:
     rename_files: bool = True
     max_delete_fraction: float = 0.25
     run_timeout_s: float = 2700.0
-    # What names the report (SHEET_URL's key, tabs, cells): part of the fingerprint.
     sheet_identity: tuple[str, ...] = ()
 
 
@@ -75,9 +73,8 @@ class Services:
     store: Store
     sheet: SheetReport | None = None
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
-    # Why `sheet` is None, for the log line and the text report.
-    sheet_skipped: str = "SHEET_URL is not set"
-    # The run's end (`RUN_TIMEOUT_S`), shared with the Google transports; None: from config.
+    sheet_skipped: str = "SHEET_URL is not set"  # why `sheet` is None
+    # The run's end, shared with the Google transports; None: `RUN_TIMEOUT_S` from now.
     deadline: google.Deadline | None = None
 
     def calls(self) -> dict[str, int]:
@@ -88,8 +85,7 @@ class Services:
 
 @dataclass
 class _Run:
-    """One run's settings, adapters and record so far (a run that stops early still
-    reports what it did)."""
+    """One run's settings, adapters and record so far."""
 
     config: RunConfig
     options: Options
@@ -196,16 +192,11 @@ def _run(it: _Run) -> None:
         log.warning("%s", warning)
     it.now = it.services.clock()
     previous = remembered.problems
-    # MongoDB is read while the drive is: neither waits for the other.
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mongo-read")
-    try:
-        reading_current = pool.submit(it.services.store.read_current)
-        reading = _read(it, remembered)
-        built, unchanged = _catalog(it, reading, remembered, reading_current.result)
-        it.step("mongo")
-        current = reading_current.result()
-    finally:
-        pool.shutdown(wait=False)
+    reading = _read(it, remembered)
+    read_current = functools.cache(it.services.store.read_current)  # after the catalog
+    built, unchanged = _catalog(it, reading, remembered, read_current)
+    it.step("mongo")
+    current = read_current()
     plan = _plan_mongo(it, built, remembered, current, unchanged)
     if it.options.mode != "sync":
         return _preview(it, built, plan)
@@ -322,12 +313,8 @@ def _published_codes(remembered: state.State) -> list[str]:
 
 def _reusable_ids(remembered: state.State, now: datetime) -> dict[str, ObjectId]:
     """The `_id`s of courses removed less than `RETIRED_ID_DAYS` ago, by folder id."""
-    out: dict[str, ObjectId] = {}
-    for folder in remembered.with_retired({}, now, days=RETIRED_ID_DAYS).retired_ids:
-        text = remembered.retired_id(folder)
-        if isinstance(text, str) and ObjectId.is_valid(text):
-            out[folder] = ObjectId(text)
-    return out
+    kept = remembered.with_retired({}, now, days=RETIRED_ID_DAYS).retired_ids
+    return {f: ObjectId(e["id"]) for f, e in kept.items() if ObjectId.is_valid(e["id"])}
 
 
 def _preview(it: _Run, built: Catalog, plan: website.Plan) -> None:
@@ -358,7 +345,7 @@ def _before_writes(
     comes back, even after an interrupted run, gets its own back."""
     if unchanged and plan.is_empty:
         part = remembered.mongo
-        if isinstance(built, Remembered) or part is None or "counts" not in part.data:
+        if isinstance(built, Remembered) or part is None:
             return remembered
         # MongoDB shows the remembered catalog: the next unchanged run compares a digest.
         data = state.replaced(part.data, website=_website_digest(current))
@@ -389,7 +376,6 @@ def _write_mongo(it: _Run, plan: website.Plan, deadline: google.Deadline, unchan
     if failure is not None:  # what the server confirmed, if the error says
         applied = getattr(failure, "applied", None) or website.Applied(complete=False)
     changes = outcome.website_changes(plan, applied)
-    outcome.log_website(changes)
     it.blocks.update(website=changes, mongo=report.mongo_block(plan, applied))
     return failure is None
 
@@ -412,10 +398,7 @@ def _rename(
     applied = tuple(r for r in plan if r.id in got.applied)
     renamed = [f"{outcome.one_line(r.path)} → {outcome.one_line(r.new)}" for r in applied]
     outcome.log_list("renamed", renamed)
-    problems = catalog_mod.problems_after_renames(built.problems, applied)
-    if got.problems:
-        order = lambda p: (p.path, p.category.value, p.id)  # noqa: E731
-        problems = tuple(sorted((*problems, *got.problems), key=order))
+    problems = catalog_mod.problems_after_renames((*built.problems, *got.problems), applied)
     built = replace(built, problems=problems)
     skipped = len(built.renames) - len(plan)
     log.info(
@@ -427,9 +410,8 @@ def _rename(
     )
     failed = outcome.log_problems(got.problems, previous, kinds="renames") if plan else {}
     changes = {k: n + failed.get(k, 0) for k, n in it.blocks["problem_changes"].items()}
-    applied_ids = frozenset(r.id for r in applied)
     it.blocks.update(
-        catalog=built, applied=applied_ids, pending=got.pending, problem_changes=changes
+        catalog=built, applied=got.applied, pending=got.pending, problem_changes=changes
     )
     return it.services.source.after_renames(reading, applied), built, done
 
@@ -500,22 +482,15 @@ def _write_sheet(
 
 def _edited_by_hand(it: _Run, sheet: SheetReport, last: dict[str, Any]) -> str | None:
     """The spreadsheet's Drive version if someone else wrote to it since our last write."""
-    if last.get("skipped") or last.get("version") is None:
-        if last and not last.get("skipped"):
-            log.debug("sheet: no remembered Drive version; hand edits are noticed on a changed run")
+    if last.get("version") is None:  # skipped, or Drive could not tell
         return None
     version = it.services.source.sheet_version(sheet.key)
     if version is None:
         log.info("sheet: Drive cannot see the spreadsheet; hand edits are not checked")
-    if version is None or version == last["version"]:
-        return None
-    log.warning(
-        "sheet: written by someone else since the last run (Drive version %s → %s); "
-        "checking the report",
-        last["version"],
-        version,
-    )
-    return version
+    elif version != last["version"]:
+        log.warning("sheet: written by someone else since the last run; checking the report")
+        return version
+    return None
 
 
 def _sheet_version(it: _Run, sheet: SheetReport) -> str | None:
@@ -563,7 +538,7 @@ def _known_catalog(
         return None
     assert remembered.mongo is not None
     known = Remembered(remembered.mongo.data)
-    if "counts" in known.data and known.data.get("website") == _website_digest(current):
+    if known.data.get("website") == _website_digest(current):
         return cast(Catalog, known)
     try:
         return known.load()
