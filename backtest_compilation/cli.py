@@ -340,18 +340,23 @@ def _one_run(
         )
         why = "; ".join(f"{k}: {v}" for k, v in run.small["failed"].items())
         ping.finish(code, line if run.ok else f"exit {code}: {why}\n{line}")
-    if tel.enabled:  # rendering an unchanged run's whole summary reads its catalog
-        tel.report_summary(run.summary)
-    for exc in run.failures.values():
-        if not isinstance(exc, RunError):  # a bug: its traceback to Sentry
-            tel.report_failure(exc, exit_code=1)
-    if code and not (mode == "check" and code == 1):  # 1: out of sync
-        tel.report_failure(exit_code=code, message=line)
+    _to_sentry(tel, run, line)
     if request.json:
         _print_json(run.summary)
     elif mode != "sync":
         _print(run.text_for(verbose=mode != "check" or request.verbose > 0))
     return code
+
+
+def _to_sentry(tel: telemetry.Telemetry, run: RunSummary, line: str) -> None:
+    """The run's summary, each bug's traceback, and a failed run's exit code and line."""
+    if tel.enabled:  # rendering an unchanged run's whole summary reads its catalog
+        tel.report_summary(run.summary)
+    for exc in run.failures.values():
+        if not isinstance(exc, RunError):
+            tel.report_failure(exc, exit_code=1)
+    if run.exit_code and not (run.mode == "check" and run.exit_code == 1):  # 1: out of sync
+        tel.report_failure(exit_code=run.exit_code, message=line)
 
 
 def _say(exc: ConfigError) -> None:

@@ -55,7 +55,6 @@ class RunSummary:
     failures: Mapping[str, BaseException] = field(default_factory=dict)
     refusal: str | None = None  # the mass-delete guard's answer
     renames_planned: bool = False
-    sheet_in_sync: bool | None = None  # None: not compared
     sheet_skipped: str | None = None  # why there is no sheet step
     unchanged: bool = False  # a sync that found the drive as the last run left it
     website: Mapping[str, Any] = field(default_factory=dict)  # a sync's course changes
@@ -86,7 +85,7 @@ class RunSummary:
         if self.mode != "check":
             return 0
         in_sync = self.plan is not None and self.plan.is_empty and not self.renames_planned
-        return 0 if in_sync and self.sheet_in_sync is not False else 1
+        return 0 if in_sync and (self.sheet or {}).get("in_sync") is not False else 1
 
     @property
     def ok(self) -> bool:
@@ -158,8 +157,8 @@ class RunSummary:
             lines.append(f"Mass-delete guard: {self.refusal}")
         if self.sheet_skipped is not None:
             lines.append(f"Sheet: {self.sheet_skipped}; the sheet step would be skipped")
-        elif self.sheet_in_sync is not None:
-            lines.append("Sheet: up to date" if self.sheet_in_sync else "Sheet: would be rewritten")
+        elif (in_sync := (self.sheet or {}).get("in_sync")) is not None:
+            lines.append("Sheet: up to date" if in_sync else "Sheet: would be rewritten")
         lines += [f"Failed: {stage}: {failure_text(e)}" for stage, e in self.failures.items()]
         if self.mode == "check":
             code = self.exit_code

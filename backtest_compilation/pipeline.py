@@ -101,6 +101,8 @@ class _Run:
     def __post_init__(self) -> None:
         self.mark = self.started
         self.calls_before = self.services.calls()  # services may outlive a run (the demo)
+        self.deadline = self.services.deadline or google.Deadline(self.config.run_timeout_s)
+        self.unchanged = False  # the drive is as the last fully successful run left it
 
     def step(self, stage: str) -> None:
         self.stage = stage
@@ -137,10 +139,8 @@ class _Run:
         now = self.services.calls()
         calls = {name: now[name] - self.calls_before[name] for name in now}
         timings = {**self.timings, "total": round(time.perf_counter() - self.started, 3)}
-        failures = dict(self.failures)
-        return RunSummary(
-            self.options.mode, **self.blocks, failures=failures, api_calls=calls, timings_s=timings
-        )
+        blocks = {**self.blocks, "unchanged": self.unchanged, "failures": dict(self.failures)}
+        return RunSummary(self.options.mode, **blocks, api_calls=calls, timings_s=timings)
 
     @contextlib.contextmanager
     def isolated(self, step: str) -> Iterator[None]:
@@ -194,22 +194,21 @@ def _run(it: _Run) -> None:
     previous = remembered.problems
     reading = _read(it, remembered)
     read_current = functools.cache(it.services.store.read_current)  # after the catalog
-    built, unchanged = _catalog(it, reading, remembered, read_current)
+    built = _catalog(it, reading, remembered, read_current)
     it.step("mongo")
     current = read_current()
-    plan = _plan_mongo(it, built, remembered, current, unchanged)
+    plan = _plan_mongo(it, built, remembered, current)
     if it.options.mode != "sync":
         return _preview(it, built, plan)
     if it.blocks["refusal"] is not None:
         it.step("guard")
         raise GuardRefused(f"mass-delete guard: {it.blocks['refusal']}")
-    remembered = _before_writes(it, remembered, plan, current, built, unchanged)
-    deadline = it.services.deadline or google.Deadline(it.config.run_timeout_s)
-    mongo_ok = _write_mongo(it, plan, deadline, unchanged)
-    if not unchanged:
+    remembered = _before_writes(it, remembered, plan, current, built)
+    mongo_ok = _write_mongo(it, plan)
+    if not it.unchanged:
         reading, built, renames_ok = _rename(it, reading, built, previous)
         remembered = _remember(it, reading, built, remembered, renames_ok, mongo_ok)
-    remembered = _write_sheet(it, reading, built, remembered, deadline, unchanged)
+    remembered = _write_sheet(it, reading, built, remembered)
     remembered = remembered.with_drive(reading.snapshot, it.now)
     if not it.failures:
         remembered = remembered.succeeded(it.now)
@@ -240,16 +239,16 @@ def _catalog(
     reading: Reading,
     remembered: state.State,
     current: Callable[[], website.Current],
-) -> tuple[Catalog, bool]:
-    """2. The catalog, and whether the drive is as the last fully successful run left
-    it (then the catalog is the one remembered, not rebuilt)."""
+) -> Catalog:
+    """2. The catalog; the one remembered if the drive is unchanged (`it.unchanged`)."""
     if it.options.mode == "sync" and not reading.changed and not reading.full:
         it.step("mongo")
         known = _known_catalog(remembered, it.fingerprint(reading), current())
         if known is not None:
+            it.unchanged = True
             counts = known.data["counts"] if isinstance(known, Remembered) else None
-            it.blocks.update(catalog=known, unchanged=True, counts=counts)
-            return known, True
+            it.blocks.update(catalog=known, counts=counts)
+            return known
     it.step("catalog")
     today = it.now.astimezone(it.config.zone).date()
     exempt = it.config.future_year_exempt
@@ -270,7 +269,7 @@ def _catalog(
     )
     changes = outcome.log_problems(built.problems, remembered.problems)
     it.blocks.update(catalog=built, problem_changes=changes)
-    return built, False
+    return built
 
 
 def _plan_mongo(
@@ -278,7 +277,6 @@ def _plan_mongo(
     built: Catalog,
     remembered: state.State,
     current: website.Current,
-    unchanged: bool,
 ) -> website.Plan:
     """3. The writes that make MongoDB (`current`) show `built`, and the mass-delete
     guard's answer (`refusal`), decided here once."""
@@ -288,7 +286,8 @@ def _plan_mongo(
     else:
         plan = website.plan(built, current, reuse=_reusable_ids(remembered, it.now))
         # The departments of the last run matter only to an empty catalog (and are big).
-        had = () if built.departments or built.courses else _published_codes(remembered)
+        published = remembered.mongo.data.get("catalog", {}) if remembered.mongo else {}
+        had = () if built.departments or built.courses else published.get("course_codes", [])
         hint = catalog_mod.guard_hint(built, had)
         if not it.options.allow_mass_delete:
             fraction = it.config.max_delete_fraction
@@ -298,17 +297,11 @@ def _plan_mongo(
     it.blocks.update(
         plan=plan,
         refusal=refusal,
-        renames_planned=bool(it.renames_on and not unchanged and built.renames),
+        renames_planned=bool(it.renames_on and not it.unchanged and built.renames),
         sheet_skipped=it.services.sheet_skipped if it.services.sheet is None else None,
     )
     it.lap("plan")
     return plan
-
-
-def _published_codes(remembered: state.State) -> list[str]:
-    """The departments the website showed after the last run this source's state knows."""
-    published = remembered.mongo.data.get("catalog", {}) if remembered.mongo is not None else {}
-    return list(published.get("course_codes", []))
 
 
 def _reusable_ids(remembered: state.State, now: datetime) -> dict[str, ObjectId]:
@@ -322,12 +315,12 @@ def _preview(it: _Run, built: Catalog, plan: website.Plan) -> None:
     sheet, compared = it.services.sheet, None
     with it.isolated("sheet"):
         compared = sheet.plan(built) if sheet is not None else None
-    block, in_sync = dict(outcome.NOT_WRITTEN), None
+    block = dict(outcome.NOT_WRITTEN)
     if compared is not None:
-        in_sync, found = compared.in_sync, compared.report
-        block = {"written": False, "in_sync": in_sync, "not_found": list(found.not_found)}
+        found = compared.report
+        block = {"written": False, "in_sync": compared.in_sync, "not_found": list(found.not_found)}
         block["ambiguous"] = list(found.ambiguous)
-    it.blocks.update(mongo=report.mongo_block(plan), sheet=block, sheet_in_sync=in_sync)
+    it.blocks.update(mongo=report.mongo_block(plan), sheet=block)
     it.lap("plan")
 
 
@@ -337,40 +330,36 @@ def _before_writes(
     plan: website.Plan,
     current: website.Current,
     built: Catalog,
-    unchanged: bool,
 ) -> state.State:
     """The state saved before any write: a state file that cannot be written stops the
     run here (exit 1), before it changes anything the next run would not know about.
     Courses about to leave the website keep their `_id`s a while, so a folder that
     comes back, even after an interrupted run, gets its own back."""
-    if unchanged and plan.is_empty:
+    if it.unchanged and plan.is_empty:
         part = remembered.mongo
         if isinstance(built, Remembered) or part is None:
             return remembered
         # MongoDB shows the remembered catalog: the next unchanged run compares a digest.
         data = state.replaced(part.data, website=_website_digest(current))
         return remembered.with_sink("mongo", data, part.at)
-    if unchanged:
+    if it.unchanged:
         log.warning("mongo: drifted from the drive since the last run; repairing")
     kept = {c.folder_id for c in (*plan.courses_to_add, *plan.courses_to_update)}
     folder_of = {website.id_order(d.id): d.folder_id for d in current.courses}
-    retiring: dict[str, ObjectId] = {}
-    for removal in plan.courses_to_remove:
-        folder = folder_of.get(website.id_order(removal.id))
-        if isinstance(removal.id, ObjectId) and folder and folder not in kept:
-            retiring[folder] = removal.id
+    leaving = {folder_of.get(website.id_order(r.id)): r.id for r in plan.courses_to_remove}
+    retiring = {f: i for f, i in leaving.items() if f and f not in kept and isinstance(i, ObjectId)}
     remembered = remembered.with_retired(retiring, it.now, days=RETIRED_ID_DAYS)
     it.step("state")
     return state.save(it.config.cache_dir, remembered)
 
 
-def _write_mongo(it: _Run, plan: website.Plan, deadline: google.Deadline, unchanged: bool) -> bool:
+def _write_mongo(it: _Run, plan: website.Plan) -> bool:
     """4. MongoDB: apply the plan; the `mongo` and `website` blocks say what it did,
     also when it failed part-way (the error then says what was confirmed)."""
     applied: website.Applied | None = None
     with it.isolated("mongo"):
-        if not unchanged and deadline.expired:  # `RUN_TIMEOUT_S`; an unchanged run has none
-            raise deadline.error("reading the drive; MongoDB was not updated")
+        if not it.unchanged and it.deadline.expired:  # an unchanged run has no deadline
+            raise it.deadline.error("reading the drive; MongoDB was not updated")
         applied = it.services.store.apply(plan)
     failure = it.failures.get("mongo")
     if failure is not None:  # what the server confirmed, if the error says
@@ -449,8 +438,6 @@ def _write_sheet(
     reading: Reading,
     built: Catalog,
     remembered: state.State,
-    deadline: google.Deadline,
-    unchanged: bool,
 ) -> state.State:
     """6. The sheet. On an unchanged drive, one Drive `files.get` says whether anyone
     wrote to the spreadsheet since our last write; only then is it read (and rewritten
@@ -458,13 +445,13 @@ def _write_sheet(
     sheet, part, published = it.services.sheet, None, None
     last = dict(remembered.sheet.data) if remembered.sheet is not None else {}
     with it.isolated("sheet"):
-        if not unchanged and deadline.expired:  # `RUN_TIMEOUT_S`
-            raise deadline.error("updating MongoDB; the sheet was not written")
+        if not it.unchanged and it.deadline.expired:
+            raise it.deadline.error("updating MongoDB; the sheet was not written")
         if sheet is None:
-            if not unchanged:
+            if not it.unchanged:
                 log.warning("sheet: %s; the sheet step is skipped", it.services.sheet_skipped)
                 part = {"skipped": True}
-        elif not unchanged:
+        elif not it.unchanged:
             published = sheet.publish(built, last.get("digest"), it.now, stamp_unchanged=True)
             part = {"digest": published.digest, "version": _sheet_version(it, sheet)}
         elif (seen := _edited_by_hand(it, sheet, last)) is not None:
@@ -475,7 +462,7 @@ def _write_sheet(
     it.blocks["sheet"] = published.block() if published and ok else dict(outcome.NOT_WRITTEN)
     if part is None or not ok:
         return remembered
-    if not unchanged:
+    if not it.unchanged:
         part = {"fingerprint": it.fingerprint(reading), **part}
     return remembered.with_sink("sheet", part, it.now)
 
