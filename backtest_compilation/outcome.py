@@ -273,8 +273,7 @@ def log_problems(
     the renames), "renames" only `rename_failed`."""
     before: dict[tuple[str, str], str] = {}
     for key in previous or ():
-        kind, _, rest = key.partition("\t")
-        ident, _, message = rest.partition("\t")
+        kind, ident, message = key.split("\t", 2)  # `one_line` escaped their tabs
         if (kind == Category.RENAME_FAILED.value) == (kinds == "renames"):
             before[kind, ident] = message
     now = {(p.category.value, one_line(p.id)): p for p in problems}

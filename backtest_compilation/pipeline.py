@@ -434,10 +434,7 @@ def _remember(
 
 
 def _write_sheet(
-    it: _Run,
-    reading: Reading,
-    built: Catalog,
-    remembered: state.State,
+    it: _Run, reading: Reading, built: Catalog, remembered: state.State
 ) -> state.State:
     """6. The sheet. On an unchanged drive, one Drive `files.get` says whether anyone
     wrote to the spreadsheet since our last write; only then is it read (and rewritten
@@ -445,39 +442,35 @@ def _write_sheet(
     sheet, part, published = it.services.sheet, None, None
     last = dict(remembered.sheet.data) if remembered.sheet is not None else {}
     with it.isolated("sheet"):
-        if not it.unchanged and it.deadline.expired:
+        if it.unchanged:
+            if sheet is not None and _edited_by_hand(it, sheet, last):
+                published = sheet.publish(built, last.get("digest"), it.now, stamp_unchanged=False)
+                part = {**last, "digest": published.digest, "version": _sheet_version(it, sheet)}
+        elif it.deadline.expired:
             raise it.deadline.error("updating MongoDB; the sheet was not written")
-        if sheet is None:
-            if not it.unchanged:
-                log.warning("sheet: %s; the sheet step is skipped", it.services.sheet_skipped)
-                part = {"skipped": True}
-        elif not it.unchanged:
+        elif sheet is None:
+            log.warning("sheet: %s; the sheet step is skipped", it.services.sheet_skipped)
+            part = {"skipped": True}
+        else:
             published = sheet.publish(built, last.get("digest"), it.now, stamp_unchanged=True)
             part = {"digest": published.digest, "version": _sheet_version(it, sheet)}
-        elif (seen := _edited_by_hand(it, sheet, last)) is not None:
-            published = sheet.publish(built, last.get("digest"), it.now, stamp_unchanged=False)
-            after = _sheet_version(it, sheet) if published.written else seen
-            part = {**last, "digest": published.digest, "version": after}
     ok = "sheet" not in it.failures
     it.blocks["sheet"] = published.block() if published and ok else dict(outcome.NOT_WRITTEN)
-    if part is None or not ok:
+    if not (part and ok):
         return remembered
-    if not it.unchanged:
-        part = {"fingerprint": it.fingerprint(reading), **part}
-    return remembered.with_sink("sheet", part, it.now)
+    return remembered.with_sink("sheet", {**part, "fingerprint": it.fingerprint(reading)}, it.now)
 
 
-def _edited_by_hand(it: _Run, sheet: SheetReport, last: dict[str, Any]) -> str | None:
-    """The spreadsheet's Drive version if someone else wrote to it since our last write."""
+def _edited_by_hand(it: _Run, sheet: SheetReport, last: dict[str, Any]) -> bool:
+    """Whether someone else wrote to the spreadsheet since our last write (Drive's version)."""
     if last.get("version") is None:  # skipped, or Drive could not tell
-        return None
+        return False
     version = it.services.source.sheet_version(sheet.key)
     if version is None:
         log.info("sheet: Drive cannot see the spreadsheet; hand edits are not checked")
     elif version != last["version"]:
         log.warning("sheet: written by someone else since the last run; checking the report")
-        return version
-    return None
+    return version not in (None, last["version"])
 
 
 def _sheet_version(it: _Run, sheet: SheetReport) -> str | None:
