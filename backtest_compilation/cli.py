@@ -56,22 +56,20 @@ COMMANDS: dict[str, tuple[str, str, str | None]] = {
     ),
     "schedule": (
         "run forever on SCHEDULE (the container's command)",
-        "Run a sync at every time of SCHEDULE in TZ, at once if a run was missed; keep "
-        "CACHE_DIR/heartbeat.json fresh; ping HEALTHCHECK_URL and report to Sentry Crons; "
-        "on SIGTERM finish the current run and stop.",
+        "Run a sync at every time of SCHEDULE in TZ (at once if one was missed), keep "
+        "CACHE_DIR/heartbeat.json fresh; on SIGTERM finish the current run and stop.",
         None,
     ),
     "demo": (
         "the whole pipeline on the bundled sample, no accounts",
-        "Run the pipeline twice on a copy of the bundled sample drive with an in-process "
-        "MongoDB; print the report and write demo-report.html. Needs no account or setting.",
+        "Run the pipeline twice on a copy of the bundled sample drive and an in-process "
+        "MongoDB; print the report, write demo-report.html. Needs no account or setting.",
         None,
     ),
     "doctor": (
         "check the whole set-up; say what to fix",
-        "Check everything a sync needs (settings, key file, token, FOLDER_ID and rename "
-        "rights, the spreadsheet, MongoDB, CACHE_DIR, SENTRY_DSN, SCHEDULE), one ✓/✗ line "
-        "each with the fix. Writes nothing.",
+        "Check everything a sync needs (settings, key, token, FOLDER_ID and rename rights, "
+        "spreadsheet, MongoDB, CACHE_DIR, SCHEDULE): one ✓/✗ line each, with its fix.",
         "exit codes: 0 a sync would work, 2 something must be fixed first (each ✗ line says how)",
     ),
     "status": (
@@ -151,9 +149,8 @@ def parse_args(argv: Sequence[str]) -> Request:
 
 def log_level(base: str, verbose: int, quiet: int) -> str:
     """`base` (LOG_LEVEL) moved one step down per -v and one step up per -q."""
-    order = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
-    index = order.index(base) if base in order else 1
-    return order[max(0, min(len(order) - 1, index - verbose + quiet))]
+    level = logging.getLevelNamesMapping().get(base, logging.INFO) + 10 * (quiet - verbose)
+    return logging.getLevelName(min(max(level, logging.DEBUG), logging.CRITICAL))
 
 
 class ZonedFormatter(logging.Formatter):
