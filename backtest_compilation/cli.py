@@ -14,7 +14,7 @@ import signal
 import sys
 import textwrap
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -23,16 +23,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from . import __version__, lastrun, pipeline, schedule, settings, telemetry
-from .adapters import (
-    build_services,
-    run_config,
-    start_telemetry,
-)
+from .adapters import build_services, run_config, start_telemetry
 from .errors import ConfigError, Locked, RunError
 from .outcome import Interrupted, RunSummary, log_failure
 
 log = logging.getLogger("backtest_compilation")
-
 
 DESCRIPTION = """\
 Keep the backtest drive, the website's MongoDB collections and the tracking sheet in
@@ -45,115 +40,92 @@ exit codes: 0 success (drive problems are data), 1 runtime failure, 2 configurat
 3 mass-delete guard refused, 4 another run holds the lock; check: 0 in sync, 1 out of
 sync, 5 could not check (a service unreachable or failing)"""
 
-ENVIRONMENT = settings.help_text()
+# name: (its line in the list of commands, its description, its epilog)
+COMMANDS: dict[str, tuple[str, str, str | None]] = {
+    "sync": (
+        "one run: drive → MongoDB and sheet (the default)",
+        "Read the drive, rename badly named test files, update MongoDB and the sheet; "
+        "leave CACHE_DIR/last-run.json and report.html.",
+        EPILOG,
+    ),
+    "check": (
+        "exit 0 if MongoDB and the sheet already match the drive, 1 if not",
+        "Plan without applying: exit 0 when MongoDB and the sheet match the drive and no "
+        "rename is pending, 1 when not, 5 when it could not check. Changes nothing.",
+        EPILOG,
+    ),
+    "schedule": (
+        "run forever on SCHEDULE (the container's command)",
+        "Run a sync at every time of SCHEDULE in TZ (at once if one was missed), keep "
+        "CACHE_DIR/heartbeat.json fresh; on SIGTERM finish the current run and stop.",
+        None,
+    ),
+    "demo": (
+        "the whole pipeline on the bundled sample, no accounts",
+        "Run the pipeline twice on a copy of the bundled sample drive and an in-process "
+        "MongoDB; print the report, write demo-report.html. Needs no account or setting.",
+        None,
+    ),
+    "doctor": (
+        "check the whole set-up; say what to fix",
+        "Check everything a sync needs (settings, key, token, FOLDER_ID and rename rights, "
+        "spreadsheet, MongoDB, CACHE_DIR, SCHEDULE): one ✓/✗ line each, with its fix.",
+        "exit codes: 0 a sync would work, 2 something must be fixed first (each ✗ line says how)",
+    ),
+    "status": (
+        "the last run, the last success, the scheduler and the lock",
+        "Say how the last run and the last success ended, the scheduler's next run and "
+        "heartbeat age, and who holds the run lock. Reads only CACHE_DIR.",
+        "exit codes: 0 the last run succeeded and the scheduler (if any) is alive, 1 not",
+    ),
+}
 
-STATUS_EPILOG = """\
-exit codes: 0 the last run succeeded (and, under `schedule`, the heartbeat is fresh),
-1 otherwise (the container's HEALTHCHECK uses this)"""
+# The options of `sync`; `check` takes the first four.
+RUN_OPTIONS = {
+    "--json": "print one JSON summary on stdout",
+    "--source": "read a local folder laid out like the drive instead of Google Drive (for "
+    "trying things: writes no Google sheet and uses an in-process MongoDB unless --publish; "
+    "without --dry-run it renames files in PATH)",
+    "--publish": "with --source: also write the sheet at SHEET_URL and the database at "
+    "MONGO_URI, as a Drive run would",
+    "--full-rescan": "list the whole drive instead of following the changes feed",
+    "--dry-run": "print the plan; change nothing anywhere",
+    "--no-rename": "do not rename files in Drive",
+    "--allow-mass-delete": "apply even when the plan deletes many courses (see "
+    "MAX_DELETE_FRACTION)",
+}
 
-DOCTOR_EPILOG = """\
-exit codes: 0 a sync would work, 2 something must be fixed first (each ✗ line says how)"""
 
-
-def _verbosity(p: argparse.ArgumentParser, *, default: object = 0) -> None:
+def _add_options(p: argparse.ArgumentParser, names: Sequence[str], *, shown: bool) -> None:
+    """`-v`/`-q` and the run options `names`. Without a value of their own (SUPPRESS), so
+    one given before the command is not reset by it."""
     for flag, help in (
         ("--verbose", "more log lines (DEBUG) for this run; LOG_LEVEL stays the default"),
         ("--quiet", "fewer log lines: -q warnings and errors, -qq errors only"),
     ):
-        p.add_argument(flag[1:3], flag, action="count", default=default, help=help)
+        p.add_argument(flag[1:3], flag, action="count", default=argparse.SUPPRESS, help=help)
+    for name in names:
+        kind: dict[str, Any] = {"action": "store_true"}
+        if name == "--source":
+            kind = {"type": Path, "metavar": "PATH"}
+        help = RUN_OPTIONS[name] if shown else argparse.SUPPRESS
+        p.add_argument(name, help=help, default=argparse.SUPPRESS, **kind)
 
 
-COMMANDS: dict[str, tuple[str, str]] = {
-    "sync": (
-        "one run: drive → MongoDB and sheet (the default)",
-        "Read the drive, rename badly named test files, update MongoDB and the sheet, and "
-        "leave CACHE_DIR/last-run.json and CACHE_DIR/report.html.",
-    ),
-    "check": (
-        "exit 0 if MongoDB and the sheet already match the drive, 1 if not",
-        "Build the plan without applying it: exit 0 when MongoDB and the sheet already "
-        "match the drive and no rename is pending, 1 when not, 5 when it could not check. "
-        "Changes nothing anywhere.",
-    ),
-    "schedule": (
-        "run forever on SCHEDULE (the container's command)",
-        "Run a sync at every time of SCHEDULE in TZ, at once if a run was missed; keep "
-        "CACHE_DIR/heartbeat.json fresh; ping HEALTHCHECK_URL and report to Sentry Crons; "
-        "on SIGTERM finish the current run and stop.",
-    ),
-    "demo": (
-        "the whole pipeline on the bundled sample, no accounts",
-        "Run the pipeline twice on a copy of the bundled sample drive with an in-process "
-        "MongoDB; print the report and write demo-report.html. Needs no account or setting.",
-    ),
-    "doctor": (
-        "check the whole set-up; say what to fix",
-        "Check everything a sync needs, one ✓/✗ line each with the fix for each ✗: "
-        "settings, the key file, a token for the sync's scopes, FOLDER_ID and the right to "
-        "rename in it, the spreadsheet and its tabs, MongoDB and its write rights, "
-        "CACHE_DIR, SENTRY_DSN, and the next three SCHEDULE times. Writes nothing anywhere.",
-    ),
-    "status": (
-        "the last run, the last success, the scheduler and the lock",
-        "Say when the last run ended and how (mode, exit code, counts, failed sinks, "
-        "pending renames), when the last fully successful run was, the scheduler's next "
-        "run and heartbeat age, and who holds the run lock. Reads only CACHE_DIR.",
-    ),
-}
-
-
-# The options of `sync`; `check` takes those before `--dry-run`.
-RUN_OPTIONS = (
-    ("--json", "print one JSON summary on stdout"),
-    (
-        "--source PATH",
-        "read a local folder laid out like the drive instead of Google Drive (for trying "
-        "things: writes no Google sheet and uses an in-process MongoDB unless --publish; "
-        "without --dry-run it renames files in PATH)",
-    ),
-    (
-        "--publish",
-        "with --source: also write the sheet at SHEET_URL and the database at MONGO_URI, "
-        "as a Drive run would",
-    ),
-    ("--full-rescan", "list the whole drive instead of following the changes feed"),
-    ("--dry-run", "print the plan; change nothing anywhere"),
-    ("--no-rename", "do not rename files in Drive"),
-    (
-        "--allow-mass-delete",
-        "apply even when the plan deletes many courses (see MAX_DELETE_FRACTION)",
-    ),
-)
-
-
-def _run_options(p: argparse.ArgumentParser, *, check: bool, hidden: bool = False) -> None:
-    """The options of `sync` or `check`. Without a value of their own (SUPPRESS), so one
-    given before the command is not reset by it."""
-    for flag, help in RUN_OPTIONS[: 4 if check else None]:
-        name, _, metavar = flag.partition(" ")
-        kind: dict[str, Any] = (
-            {"type": Path, "metavar": metavar} if metavar else {"action": "store_true"}
-        )
-        shown = argparse.SUPPRESS if hidden else help
-        p.add_argument(name, help=shown, default=argparse.SUPPRESS, **kind)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser; `sync` is the default command: its options are also taken
-    before any command (not shown there)."""
+def parse_args(argv: Sequence[str]) -> Request:
+    """Parse `argv`; `sync` is the default command: its options are also taken before
+    any command (not shown there)."""
     parser = argparse.ArgumentParser(
         prog="main.py",
         description=DESCRIPTION,
-        epilog=f"{ENVIRONMENT}\n\n{EPILOG}",
+        epilog=f"{settings.help_text()}\n\n{EPILOG}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    _verbosity(parser)
-    _run_options(parser, check=False, hidden=True)
+    _add_options(parser, list(RUN_OPTIONS), shown=False)
+    parser.set_defaults(verbose=0, quiet=0)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    def add(name: str, epilog: str | None = EPILOG) -> argparse.ArgumentParser:
-        short, long = COMMANDS[name]
+    for name, (short, long, epilog) in COMMANDS.items():
         sub = commands.add_parser(
             name,
             help=short,
@@ -161,45 +133,28 @@ def build_parser() -> argparse.ArgumentParser:
             epilog=epilog,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-        # SUPPRESS: a -v given before the command is not reset by the subcommand's default.
-        _verbosity(sub, default=argparse.SUPPRESS)
-        return sub
-
-    _run_options(add("sync"), check=False)
-    _run_options(add("check"), check=True)
-    add("schedule", None)
-    add("demo", None)
-    add("doctor", DOCTOR_EPILOG)
-    status_cmd = add("status", STATUS_EPILOG)
-    status_cmd.add_argument(
-        "--json", action="store_true", help="print the status as one JSON object on stdout"
-    )
-    status_cmd.add_argument(
+        options = {"sync": list(RUN_OPTIONS), "check": list(RUN_OPTIONS)[:4]}
+        _add_options(sub, options.get(name, ()), shown=True)
+    status = commands.choices["status"]
+    status.add_argument("--json", action="store_true", help="print the status as one JSON object")
+    status.add_argument(
         "--source",
         type=Path,
         metavar="PATH",
         help="the runs of a local --source PATH (they keep their own record)",
     )
-    return parser
-
-
-def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    """Parse `argv`; with no command, `sync` is meant (`Request.of` reads it so)."""
-    args = build_parser().parse_args(argv)
-    args.command = args.command or "sync"
-    return args
+    args = vars(parser.parse_args(argv))
+    return Request(**{**args, "command": args["command"] or "sync"})
 
 
 def log_level(base: str, verbose: int, quiet: int) -> str:
     """`base` (LOG_LEVEL) moved one step down per -v and one step up per -q."""
-    order = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
-    index = order.index(base) if base in order else 1
-    return order[max(0, min(len(order) - 1, index - verbose + quiet))]
+    level = logging.getLevelNamesMapping().get(base, logging.INFO) + 10 * (quiet - verbose)
+    return logging.getLevelName(min(max(level, logging.DEBUG), logging.CRITICAL))
 
 
 class ZonedFormatter(logging.Formatter):
-    """Time stamps in `TZ` with their offset (`2026-11-30 09:02:03.123-05:00`), so a log
-    line reads like the schedule's messages whatever zone the machine is in."""
+    """Time stamps in `TZ` with their offset (`2026-11-30 09:02:03.123-05:00`)."""
 
     def __init__(self, fmt: str, tz: str) -> None:
         super().__init__(fmt)
@@ -236,28 +191,21 @@ class Request:
     source: Path | None = None
     publish: bool = False
 
-    @classmethod
-    def of(cls, args: argparse.Namespace) -> Request:
-        given = vars(args)
-        return cls(**{f.name: given[f.name] for f in fields(cls) if f.name in given})
-
     @property
     def mode(self) -> pipeline.Mode:
         return "check" if self.command == "check" else "dry-run" if self.dry_run else "sync"
 
     @property
     def options(self) -> pipeline.Options:
-        # A dry run or check plans renames (pending ones make check fail), never applies
-        # them: the source is built without rename rights.
         return pipeline.Options(
             self.mode, not self.no_rename, self.allow_mass_delete, self.full_rescan
         )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: returns the process exit code. The one place where a command's
-    failure becomes an exit code (and, with `--json`, its one JSON object)."""
-    request = Request.of(parse_args(sys.argv[1:] if argv is None else argv))
+    """Entry point: the process exit code. The one place where a failure becomes an exit
+    code (and, with `--json`, its one JSON object)."""
+    request = parse_args(sys.argv[1:] if argv is None else argv)
     env = settings.read_env(Path(".env"))  # the working directory's; tests give their own
     if request.command == "doctor":
         from . import doctor
@@ -293,9 +241,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 @contextlib.contextmanager
 def _interrupts_raise() -> Iterator[Callable[[], None]]:
-    """A one-off run: SIGINT and SIGTERM end it like an error (recorded, reported, its
-    JSON printed, exit 130 / 143). Once the run has ended (the function yielded is
-    called) or a signal has been taken, further signals wait for the record."""
+    """A one-off run: SIGINT and SIGTERM end it like an error (recorded, exit 130 / 143).
+    Once the run has ended (`settled()`) or a signal was taken, others wait for the record."""
     armed = True
 
     def settled() -> None:
@@ -332,9 +279,7 @@ def _schedule(config: settings.Settings, tel: telemetry.Telemetry) -> int:
 
 def _status(request: Request, env: dict[str, str]) -> int:
     """`status` (`--json`): exit 0 when the last run succeeded and the scheduler is alive.
-
-    It needs only CACHE_DIR, SCHEDULE and TZ: another broken setting is mentioned on
-    stderr but does not stop it (the health check must still say what the last run did)."""
+    A broken setting other than CACHE_DIR, SCHEDULE and TZ is said but does not stop it."""
     from . import status
 
     try:
@@ -358,9 +303,11 @@ def _one_run(
     settled: Callable[[], None],
 ) -> int:
     """One sync, dry run or check with the real adapters, whatever its end: a sync is
-    recorded (`lastrun`) and pinged (`HEALTHCHECK_URL`), a failure goes to Sentry, and
-    `--json` prints the one JSON object (contract §8)."""
-    ping = telemetry.Healthcheck(config.healthcheck_url if request.mode == "sync" else "")
+    recorded (`lastrun`, unless it gave up on the lock: the run holding it records
+    itself) and pinged (`HEALTHCHECK_URL`), a failure goes to Sentry, and `--json`
+    prints the one JSON object (contract §8)."""
+    mode = request.mode
+    ping = telemetry.Healthcheck(config.healthcheck_url if mode == "sync" else "")
     ping.start()
     started = datetime.now(UTC)
     try:
@@ -375,24 +322,10 @@ def _one_run(
     except (Exception, KeyboardInterrupt, Interrupted) as exc:  # building the adapters
         settled()
         log_failure(exc)
-        run = RunSummary(request.mode).failed("setup", exc)
+        run = RunSummary(mode).failed("setup", exc)
         log.info("%s", run.line())
-    _tell(request, config, tel, run, started, ping)
-    return run.exit_code
-
-
-def _tell(
-    request: Request,
-    config: settings.Settings,
-    tel: telemetry.Telemetry,
-    run: RunSummary,
-    started: datetime,
-    ping: telemetry.Healthcheck,
-) -> None:
-    """Record a sync (unless it gave up on the lock: the run holding it records itself),
-    ping the monitor, report to Sentry, print the JSON object or the text."""
-    line, mode = run.line(), request.mode
-    if mode == "sync" and run.exit_code != Locked.exit_code:
+    line, code = run.line(), run.exit_code
+    if mode == "sync" and code != Locked.exit_code:
         lastrun.save(
             lastrun.folder(config.cache_dir, request.source),
             run,
@@ -403,16 +336,22 @@ def _tell(
             zone=ZoneInfo(config.tz),
         )
         why = "; ".join(f"{k}: {v}" for k, v in run.small["failed"].items())
-        ping.finish(run.exit_code, line if run.ok else f"exit {run.exit_code}: {why}\n{line}")
-    for exc in run.failures.values():
-        if not isinstance(exc, RunError):  # a bug: its traceback to Sentry
-            tel.report_failure(exc, exit_code=1)
-    if run.exit_code and not (mode == "check" and run.exit_code == 1):  # 1: out of sync
-        tel.report_failure(exit_code=run.exit_code, message=line)
+        ping.finish(code, line if run.ok else f"exit {code}: {why}\n{line}")
+    _to_sentry(tel, run, line)
     if request.json:
         _print_json(run.summary)
     elif mode != "sync":
         _print(run.text_for(verbose=mode != "check" or request.verbose > 0))
+    return code
+
+
+def _to_sentry(tel: telemetry.Telemetry, run: RunSummary, line: str) -> None:
+    """Each bug's traceback, and a failed run's exit code and line."""
+    for exc in run.failures.values():
+        if not isinstance(exc, RunError):
+            tel.report_failure(exc, exit_code=1)
+    if run.exit_code and not (run.mode == "check" and run.exit_code == 1):  # 1: out of sync
+        tel.report_failure(exit_code=run.exit_code, message=line)
 
 
 def _say(exc: ConfigError) -> None:

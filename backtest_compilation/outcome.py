@@ -20,7 +20,6 @@ log = logging.getLogger("backtest_compilation.pipeline")
 # Longest list of changes or problems logged line by line; the rest is in `--json`.
 LOG_LIST_LIMIT = 50
 NOT_WRITTEN: Mapping[str, Any] = {"written": False, "not_found": [], "ambiguous": []}
-NO_CHANGES: Mapping[str, int] = {"new": 0, "resolved": 0}
 
 
 class Interrupted(BaseException):
@@ -52,11 +51,10 @@ class RunSummary:
     api_calls: Mapping[str, int] = field(default_factory=dict)
     timings_s: Mapping[str, float] = field(default_factory=dict)
     drive: Mapping[str, bool] | None = None
-    problem_changes: Mapping[str, int] = field(default_factory=lambda: dict(NO_CHANGES))
+    problem_changes: Mapping[str, int] = field(default_factory=lambda: {"new": 0, "resolved": 0})
     failures: Mapping[str, BaseException] = field(default_factory=dict)
     refusal: str | None = None  # the mass-delete guard's answer
     renames_planned: bool = False
-    sheet_in_sync: bool | None = None  # None: not compared
     sheet_skipped: str | None = None  # why there is no sheet step
     unchanged: bool = False  # a sync that found the drive as the last run left it
     website: Mapping[str, Any] = field(default_factory=dict)  # a sync's course changes
@@ -87,7 +85,7 @@ class RunSummary:
         if self.mode != "check":
             return 0
         in_sync = self.plan is not None and self.plan.is_empty and not self.renames_planned
-        return 0 if in_sync and self.sheet_in_sync is not False else 1
+        return 0 if in_sync and (self.sheet or {}).get("in_sync") is not False else 1
 
     @property
     def ok(self) -> bool:
@@ -159,8 +157,8 @@ class RunSummary:
             lines.append(f"Mass-delete guard: {self.refusal}")
         if self.sheet_skipped is not None:
             lines.append(f"Sheet: {self.sheet_skipped}; the sheet step would be skipped")
-        elif self.sheet_in_sync is not None:
-            lines.append("Sheet: up to date" if self.sheet_in_sync else "Sheet: would be rewritten")
+        elif (in_sync := (self.sheet or {}).get("in_sync")) is not None:
+            lines.append("Sheet: up to date" if in_sync else "Sheet: would be rewritten")
         lines += [f"Failed: {stage}: {failure_text(e)}" for stage, e in self.failures.items()]
         if self.mode == "check":
             code = self.exit_code
@@ -275,8 +273,7 @@ def log_problems(
     the renames), "renames" only `rename_failed`."""
     before: dict[tuple[str, str], str] = {}
     for key in previous or ():
-        kind, _, rest = key.partition("\t")
-        ident, _, message = rest.partition("\t")
+        kind, ident, message = key.split("\t", 2)  # `one_line` escaped their tabs
         if (kind == Category.RENAME_FAILED.value) == (kinds == "renames"):
             before[kind, ident] = message
     now = {(p.category.value, one_line(p.id)): p for p in problems}
@@ -291,33 +288,28 @@ def log_problems(
 
 
 def website_changes(plan: website.Plan, applied: website.Applied | None) -> dict[str, Any]:
-    """Courses added, removed and renamed on the website by this run (only phases applied)."""
-    phases = ("insert courses", "update courses", "delete courses")
-    done = dict.fromkeys(phases, applied is not None)
-    if applied is not None and not applied.complete:
-        finished = {name for name, planned, n in applied.phases if n >= planned}
-        done = {phase: phase in finished for phase in phases}
-    renamed = [
-        {"from": u.old.name, "to": u.name}
-        for u in plan.courses_to_update
-        if u.old.name is not None and u.old.name != u.name
-    ]
-    removed = [c.name if c.name is not None else str(c.id) for c in plan.courses_to_remove]
-    return {
-        "added": [c.name for c in plan.courses_to_add] if done["insert courses"] else [],
-        "removed": removed if done["delete courses"] else [],
-        "renamed": renamed if done["update courses"] else [],
-    }
+    """Courses added, removed and renamed on the website by this run (only phases
+    applied), each logged at INFO, then the counts."""
 
+    def done(phase: str, changes: list[Any]) -> list[Any]:
+        if applied is None or applied.complete:
+            return changes if applied is not None else []
+        return changes if any(p == phase and n >= m for p, m, n in applied.phases) else []
 
-def log_website(changes: Mapping[str, Any]) -> None:
-    """Each course added, removed and renamed at INFO, then the counts."""
-    added, removed, renamed = changes["added"], changes["removed"], changes["renamed"]
+    added = done("insert courses", [c.name for c in plan.courses_to_add])
+    gone = [c.name if c.name is not None else str(c.id) for c in plan.courses_to_remove]
+    removed = done("delete courses", gone)
+    updates = plan.courses_to_update
+    moved = [(u.old.name, u.name) for u in updates if u.old.name not in (None, u.name)]
+    renamed = done("update courses", moved)
     log_list("website: added course", [one_line(n) for n in added])
     log_list("website: removed course", [one_line(n) for n in removed])
-    log_list(
-        "website: renamed course", [f"{one_line(r['from'])} → {one_line(r['to'])}" for r in renamed]
-    )
+    log_list("website: renamed course", [f"{one_line(a)} → {one_line(b)}" for a, b in renamed])
     if added or removed or renamed:
         counts = (len(added), len(removed), len(renamed))
         log.info("website: %d courses added, %d removed, %d renamed", *counts)
+    return {
+        "added": added,
+        "removed": removed,
+        "renamed": [{"from": a, "to": b} for a, b in renamed],
+    }

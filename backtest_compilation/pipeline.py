@@ -10,11 +10,11 @@ failed. A dry run and `check` stop after planning. `run` always returns the run'
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
@@ -44,8 +44,7 @@ RETIRED_ID_DAYS = 30
 
 @dataclass(frozen=True)
 class Options:
-    """What the command line asked for. Renames are planned when `rename` and
-    `RENAME_FILES` are on; only a sync applies them."""
+    """What the command line asked for (only a sync applies renames)."""
 
     mode: Mode = "sync"
     rename: bool = True
@@ -55,7 +54,7 @@ class Options:
 
 @dataclass(frozen=True)
 class RunConfig:
-    """The settings a run uses, as plain values (`adapters.run_config` builds it)."""
+    """The settings a run uses (`adapters.run_config` builds it)."""
 
     cache_dir: Path
     zone: tzinfo = UTC
@@ -63,7 +62,6 @@ class RunConfig:
     rename_files: bool = True
     max_delete_fraction: float = 0.25
     run_timeout_s: float = 2700.0
-    # What names the report (SHEET_URL's key, tabs, cells): part of the fingerprint.
     sheet_identity: tuple[str, ...] = ()
 
 
@@ -75,9 +73,8 @@ class Services:
     store: Store
     sheet: SheetReport | None = None
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
-    # Why `sheet` is None, for the log line and the text report.
-    sheet_skipped: str = "SHEET_URL is not set"
-    # The run's end (`RUN_TIMEOUT_S`), shared with the Google transports; None: from config.
+    sheet_skipped: str = "SHEET_URL is not set"  # why `sheet` is None
+    # The run's end, shared with the Google transports; None: `RUN_TIMEOUT_S` from now.
     deadline: google.Deadline | None = None
 
     def calls(self) -> dict[str, int]:
@@ -88,8 +85,7 @@ class Services:
 
 @dataclass
 class _Run:
-    """One run's settings, adapters and record so far (a run that stops early still
-    reports what it did)."""
+    """One run's settings, adapters and record so far."""
 
     config: RunConfig
     options: Options
@@ -105,6 +101,8 @@ class _Run:
     def __post_init__(self) -> None:
         self.mark = self.started
         self.calls_before = self.services.calls()  # services may outlive a run (the demo)
+        self.deadline = self.services.deadline or google.Deadline(self.config.run_timeout_s)
+        self.unchanged = False  # the drive is as the last fully successful run left it
 
     def step(self, stage: str) -> None:
         self.stage = stage
@@ -141,10 +139,8 @@ class _Run:
         now = self.services.calls()
         calls = {name: now[name] - self.calls_before[name] for name in now}
         timings = {**self.timings, "total": round(time.perf_counter() - self.started, 3)}
-        failures = dict(self.failures)
-        return RunSummary(
-            self.options.mode, **self.blocks, failures=failures, api_calls=calls, timings_s=timings
-        )
+        blocks = {**self.blocks, "unchanged": self.unchanged, "failures": dict(self.failures)}
+        return RunSummary(self.options.mode, **blocks, api_calls=calls, timings_s=timings)
 
     @contextlib.contextmanager
     def isolated(self, step: str) -> Iterator[None]:
@@ -196,29 +192,23 @@ def _run(it: _Run) -> None:
         log.warning("%s", warning)
     it.now = it.services.clock()
     previous = remembered.problems
-    # MongoDB is read while the drive is: neither waits for the other.
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mongo-read")
-    try:
-        reading_current = pool.submit(it.services.store.read_current)
-        reading = _read(it, remembered)
-        built, unchanged = _catalog(it, reading, remembered, reading_current.result)
-        it.step("mongo")
-        current = reading_current.result()
-    finally:
-        pool.shutdown(wait=False)
-    plan = _plan_mongo(it, built, remembered, current, unchanged)
+    reading = _read(it, remembered)
+    read_current = functools.cache(it.services.store.read_current)  # after the catalog
+    built = _catalog(it, reading, remembered, read_current)
+    it.step("mongo")
+    current = read_current()
+    plan = _plan_mongo(it, built, remembered, current)
     if it.options.mode != "sync":
         return _preview(it, built, plan)
     if it.blocks["refusal"] is not None:
         it.step("guard")
         raise GuardRefused(f"mass-delete guard: {it.blocks['refusal']}")
-    remembered = _before_writes(it, remembered, plan, current, built, unchanged)
-    deadline = it.services.deadline or google.Deadline(it.config.run_timeout_s)
-    mongo_ok = _write_mongo(it, plan, deadline, unchanged)
-    if not unchanged:
+    remembered = _before_writes(it, remembered, plan, current, built)
+    mongo_ok = _write_mongo(it, plan)
+    if not it.unchanged:
         reading, built, renames_ok = _rename(it, reading, built, previous)
         remembered = _remember(it, reading, built, remembered, renames_ok, mongo_ok)
-    remembered = _write_sheet(it, reading, built, remembered, deadline, unchanged)
+    remembered = _write_sheet(it, reading, built, remembered)
     remembered = remembered.with_drive(reading.snapshot, it.now)
     if not it.failures:
         remembered = remembered.succeeded(it.now)
@@ -249,16 +239,16 @@ def _catalog(
     reading: Reading,
     remembered: state.State,
     current: Callable[[], website.Current],
-) -> tuple[Catalog, bool]:
-    """2. The catalog, and whether the drive is as the last fully successful run left
-    it (then the catalog is the one remembered, not rebuilt)."""
+) -> Catalog:
+    """2. The catalog; the one remembered if the drive is unchanged (`it.unchanged`)."""
     if it.options.mode == "sync" and not reading.changed and not reading.full:
         it.step("mongo")
         known = _known_catalog(remembered, it.fingerprint(reading), current())
         if known is not None:
+            it.unchanged = True
             counts = known.data["counts"] if isinstance(known, Remembered) else None
-            it.blocks.update(catalog=known, unchanged=True, counts=counts)
-            return known, True
+            it.blocks.update(catalog=known, counts=counts)
+            return known
     it.step("catalog")
     today = it.now.astimezone(it.config.zone).date()
     exempt = it.config.future_year_exempt
@@ -279,7 +269,7 @@ def _catalog(
     )
     changes = outcome.log_problems(built.problems, remembered.problems)
     it.blocks.update(catalog=built, problem_changes=changes)
-    return built, False
+    return built
 
 
 def _plan_mongo(
@@ -287,7 +277,6 @@ def _plan_mongo(
     built: Catalog,
     remembered: state.State,
     current: website.Current,
-    unchanged: bool,
 ) -> website.Plan:
     """3. The writes that make MongoDB (`current`) show `built`, and the mass-delete
     guard's answer (`refusal`), decided here once."""
@@ -297,7 +286,8 @@ def _plan_mongo(
     else:
         plan = website.plan(built, current, reuse=_reusable_ids(remembered, it.now))
         # The departments of the last run matter only to an empty catalog (and are big).
-        had = () if built.departments or built.courses else _published_codes(remembered)
+        published = remembered.mongo.data.get("catalog", {}) if remembered.mongo else {}
+        had = () if built.departments or built.courses else published.get("course_codes", [])
         hint = catalog_mod.guard_hint(built, had)
         if not it.options.allow_mass_delete:
             fraction = it.config.max_delete_fraction
@@ -307,27 +297,17 @@ def _plan_mongo(
     it.blocks.update(
         plan=plan,
         refusal=refusal,
-        renames_planned=bool(it.renames_on and not unchanged and built.renames),
+        renames_planned=bool(it.renames_on and not it.unchanged and built.renames),
         sheet_skipped=it.services.sheet_skipped if it.services.sheet is None else None,
     )
     it.lap("plan")
     return plan
 
 
-def _published_codes(remembered: state.State) -> list[str]:
-    """The departments the website showed after the last run this source's state knows."""
-    published = remembered.mongo.data.get("catalog", {}) if remembered.mongo is not None else {}
-    return list(published.get("course_codes", []))
-
-
 def _reusable_ids(remembered: state.State, now: datetime) -> dict[str, ObjectId]:
     """The `_id`s of courses removed less than `RETIRED_ID_DAYS` ago, by folder id."""
-    out: dict[str, ObjectId] = {}
-    for folder in remembered.with_retired({}, now, days=RETIRED_ID_DAYS).retired_ids:
-        text = remembered.retired_id(folder)
-        if isinstance(text, str) and ObjectId.is_valid(text):
-            out[folder] = ObjectId(text)
-    return out
+    kept = remembered.with_retired({}, now, days=RETIRED_ID_DAYS).retired_ids
+    return {f: ObjectId(e["id"]) for f, e in kept.items() if ObjectId.is_valid(e["id"])}
 
 
 def _preview(it: _Run, built: Catalog, plan: website.Plan) -> None:
@@ -335,12 +315,12 @@ def _preview(it: _Run, built: Catalog, plan: website.Plan) -> None:
     sheet, compared = it.services.sheet, None
     with it.isolated("sheet"):
         compared = sheet.plan(built) if sheet is not None else None
-    block, in_sync = dict(outcome.NOT_WRITTEN), None
+    block = dict(outcome.NOT_WRITTEN)
     if compared is not None:
-        in_sync, found = compared.in_sync, compared.report
-        block = {"written": False, "in_sync": in_sync, "not_found": list(found.not_found)}
+        found = compared.report
+        block = {"written": False, "in_sync": compared.in_sync, "not_found": list(found.not_found)}
         block["ambiguous"] = list(found.ambiguous)
-    it.blocks.update(mongo=report.mongo_block(plan), sheet=block, sheet_in_sync=in_sync)
+    it.blocks.update(mongo=report.mongo_block(plan), sheet=block)
     it.lap("plan")
 
 
@@ -350,46 +330,41 @@ def _before_writes(
     plan: website.Plan,
     current: website.Current,
     built: Catalog,
-    unchanged: bool,
 ) -> state.State:
     """The state saved before any write: a state file that cannot be written stops the
     run here (exit 1), before it changes anything the next run would not know about.
     Courses about to leave the website keep their `_id`s a while, so a folder that
     comes back, even after an interrupted run, gets its own back."""
-    if unchanged and plan.is_empty:
+    if it.unchanged and plan.is_empty:
         part = remembered.mongo
-        if isinstance(built, Remembered) or part is None or "counts" not in part.data:
+        if isinstance(built, Remembered) or part is None:
             return remembered
         # MongoDB shows the remembered catalog: the next unchanged run compares a digest.
         data = state.replaced(part.data, website=_website_digest(current))
         return remembered.with_sink("mongo", data, part.at)
-    if unchanged:
+    if it.unchanged:
         log.warning("mongo: drifted from the drive since the last run; repairing")
     kept = {c.folder_id for c in (*plan.courses_to_add, *plan.courses_to_update)}
     folder_of = {website.id_order(d.id): d.folder_id for d in current.courses}
-    retiring: dict[str, ObjectId] = {}
-    for removal in plan.courses_to_remove:
-        folder = folder_of.get(website.id_order(removal.id))
-        if isinstance(removal.id, ObjectId) and folder and folder not in kept:
-            retiring[folder] = removal.id
+    leaving = {folder_of.get(website.id_order(r.id)): r.id for r in plan.courses_to_remove}
+    retiring = {f: i for f, i in leaving.items() if f and f not in kept and isinstance(i, ObjectId)}
     remembered = remembered.with_retired(retiring, it.now, days=RETIRED_ID_DAYS)
     it.step("state")
     return state.save(it.config.cache_dir, remembered)
 
 
-def _write_mongo(it: _Run, plan: website.Plan, deadline: google.Deadline, unchanged: bool) -> bool:
+def _write_mongo(it: _Run, plan: website.Plan) -> bool:
     """4. MongoDB: apply the plan; the `mongo` and `website` blocks say what it did,
     also when it failed part-way (the error then says what was confirmed)."""
     applied: website.Applied | None = None
     with it.isolated("mongo"):
-        if not unchanged and deadline.expired:  # `RUN_TIMEOUT_S`; an unchanged run has none
-            raise deadline.error("reading the drive; MongoDB was not updated")
+        if not it.unchanged and it.deadline.expired:  # an unchanged run has no deadline
+            raise it.deadline.error("reading the drive; MongoDB was not updated")
         applied = it.services.store.apply(plan)
     failure = it.failures.get("mongo")
     if failure is not None:  # what the server confirmed, if the error says
         applied = getattr(failure, "applied", None) or website.Applied(complete=False)
     changes = outcome.website_changes(plan, applied)
-    outcome.log_website(changes)
     it.blocks.update(website=changes, mongo=report.mongo_block(plan, applied))
     return failure is None
 
@@ -412,10 +387,7 @@ def _rename(
     applied = tuple(r for r in plan if r.id in got.applied)
     renamed = [f"{outcome.one_line(r.path)} → {outcome.one_line(r.new)}" for r in applied]
     outcome.log_list("renamed", renamed)
-    problems = catalog_mod.problems_after_renames(built.problems, applied)
-    if got.problems:
-        order = lambda p: (p.path, p.category.value, p.id)  # noqa: E731
-        problems = tuple(sorted((*problems, *got.problems), key=order))
+    problems = catalog_mod.problems_after_renames((*built.problems, *got.problems), applied)
     built = replace(built, problems=problems)
     skipped = len(built.renames) - len(plan)
     log.info(
@@ -427,9 +399,8 @@ def _rename(
     )
     failed = outcome.log_problems(got.problems, previous, kinds="renames") if plan else {}
     changes = {k: n + failed.get(k, 0) for k, n in it.blocks["problem_changes"].items()}
-    applied_ids = frozenset(r.id for r in applied)
     it.blocks.update(
-        catalog=built, applied=applied_ids, pending=got.pending, problem_changes=changes
+        catalog=built, applied=got.applied, pending=got.pending, problem_changes=changes
     )
     return it.services.source.after_renames(reading, applied), built, done
 
@@ -463,12 +434,7 @@ def _remember(
 
 
 def _write_sheet(
-    it: _Run,
-    reading: Reading,
-    built: Catalog,
-    remembered: state.State,
-    deadline: google.Deadline,
-    unchanged: bool,
+    it: _Run, reading: Reading, built: Catalog, remembered: state.State
 ) -> state.State:
     """6. The sheet. On an unchanged drive, one Drive `files.get` says whether anyone
     wrote to the spreadsheet since our last write; only then is it read (and rewritten
@@ -476,46 +442,35 @@ def _write_sheet(
     sheet, part, published = it.services.sheet, None, None
     last = dict(remembered.sheet.data) if remembered.sheet is not None else {}
     with it.isolated("sheet"):
-        if not unchanged and deadline.expired:  # `RUN_TIMEOUT_S`
-            raise deadline.error("updating MongoDB; the sheet was not written")
-        if sheet is None:
-            if not unchanged:
-                log.warning("sheet: %s; the sheet step is skipped", it.services.sheet_skipped)
-                part = {"skipped": True}
-        elif not unchanged:
+        if it.unchanged:
+            if sheet is not None and _edited_by_hand(it, sheet, last):
+                published = sheet.publish(built, last.get("digest"), it.now, stamp_unchanged=False)
+                part = {**last, "digest": published.digest, "version": _sheet_version(it, sheet)}
+        elif it.deadline.expired:
+            raise it.deadline.error("updating MongoDB; the sheet was not written")
+        elif sheet is None:
+            log.warning("sheet: %s; the sheet step is skipped", it.services.sheet_skipped)
+            part = {"skipped": True}
+        else:
             published = sheet.publish(built, last.get("digest"), it.now, stamp_unchanged=True)
             part = {"digest": published.digest, "version": _sheet_version(it, sheet)}
-        elif (seen := _edited_by_hand(it, sheet, last)) is not None:
-            published = sheet.publish(built, last.get("digest"), it.now, stamp_unchanged=False)
-            after = _sheet_version(it, sheet) if published.written else seen
-            part = {**last, "digest": published.digest, "version": after}
     ok = "sheet" not in it.failures
     it.blocks["sheet"] = published.block() if published and ok else dict(outcome.NOT_WRITTEN)
-    if part is None or not ok:
+    if not (part and ok):
         return remembered
-    if not unchanged:
-        part = {"fingerprint": it.fingerprint(reading), **part}
-    return remembered.with_sink("sheet", part, it.now)
+    return remembered.with_sink("sheet", {**part, "fingerprint": it.fingerprint(reading)}, it.now)
 
 
-def _edited_by_hand(it: _Run, sheet: SheetReport, last: dict[str, Any]) -> str | None:
-    """The spreadsheet's Drive version if someone else wrote to it since our last write."""
-    if last.get("skipped") or last.get("version") is None:
-        if last and not last.get("skipped"):
-            log.debug("sheet: no remembered Drive version; hand edits are noticed on a changed run")
-        return None
+def _edited_by_hand(it: _Run, sheet: SheetReport, last: dict[str, Any]) -> bool:
+    """Whether someone else wrote to the spreadsheet since our last write (Drive's version)."""
+    if last.get("version") is None:  # skipped, or Drive could not tell
+        return False
     version = it.services.source.sheet_version(sheet.key)
     if version is None:
         log.info("sheet: Drive cannot see the spreadsheet; hand edits are not checked")
-    if version is None or version == last["version"]:
-        return None
-    log.warning(
-        "sheet: written by someone else since the last run (Drive version %s → %s); "
-        "checking the report",
-        last["version"],
-        version,
-    )
-    return version
+    elif version != last["version"]:
+        log.warning("sheet: written by someone else since the last run; checking the report")
+    return version not in (None, last["version"])
 
 
 def _sheet_version(it: _Run, sheet: SheetReport) -> str | None:
@@ -563,7 +518,7 @@ def _known_catalog(
         return None
     assert remembered.mongo is not None
     known = Remembered(remembered.mongo.data)
-    if "counts" in known.data and known.data.get("website") == _website_digest(current):
+    if known.data.get("website") == _website_digest(current):
         return cast(Catalog, known)
     try:
         return known.load()
