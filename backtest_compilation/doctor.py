@@ -19,7 +19,7 @@ from . import adapters, google, schedule, settings
 from .drive import SCOPE_READ, SCOPE_RENAME, DriveCallError, DriveSource
 from .errors import ConfigError, RunError
 from .naming import department_code, parse_course
-from .sheet import SCOPE, SheetReport
+from .sheet import SCOPE
 from .store import AUTH_ERROR_CODES, BACKTESTS, CODES, COURSES
 from .tree import FOLDER_MIME
 
@@ -172,9 +172,7 @@ def _too_deep(drive: DriveSource, meta: Mapping[str, Any], kind: str) -> Check |
     return Check("FOLDER_ID", detail + ": it is one level too deep", fix)
 
 
-def check_spreadsheet(
-    config: settings.Settings, drive: DriveSource, creds: Any, who: str
-) -> Iterator[Check]:
+def check_spreadsheet(config: settings.Settings, drive: DriveSource, who: str) -> Iterator[Check]:
     """The spreadsheet is visible in Drive, editable by `who` (`capabilities.canEdit`), has
     the people's tab, and the tool's tabs exist or can be created."""
     key, layout = config.sheet_key, adapters.sheet_layout(config)
@@ -195,17 +193,8 @@ def check_spreadsheet(
     else:
         detail = f"{name!r} is reachable but {who} may not edit it"
         yield Check("spreadsheet", detail + " (Drive capabilities.canEdit is false)", share)
-    sheet = SheetReport(
-        key,
-        endpoint=config.sheets_api_endpoint,
-        credentials=creds,
-        layout=layout,
-        who=who,
-        retries=0,
-        timeout=TIMEOUT_S,
-    )
     try:
-        titles = [tab.title for tab in sheet.read()]
+        titles = [tab.title for tab in adapters.connect_sheet(config, one_try_s=TIMEOUT_S).read()]
     except RunError as exc:
         yield Check("sheet tabs", f"Sheets could not read the tabs: {exc}", share)
         return
@@ -226,25 +215,15 @@ def check_spreadsheet(
 
 def google_checks(config: settings.Settings, key_ok: bool) -> Iterator[Check]:
     """Tokens of exactly the scopes a sync asks for, then Drive and the spreadsheet."""
-    from google.auth.credentials import AnonymousCredentials
-
-    creds, delegate = {}, config.delegate_email
+    delegate = config.delegate_email
     for api, scopes in _keyed(config).items() if key_ok else ():
-        creds[api] = google.credentials(config.google_credentials_file, delegate, scopes)
-        yield (token := check_token(f"{api} token", creds[api], scopes, delegate, TIMEOUT_S))
+        creds = google.credentials(config.google_credentials_file, delegate, scopes)
+        yield (token := check_token(f"{api} token", creds, scopes, delegate, TIMEOUT_S))
         key_ok = key_ok and token.ok
     if not key_ok:
         yield Check("Drive and the spreadsheet", "not checked without a key and tokens", "", True)
         return
-    drive = DriveSource(
-        config.folder_id,
-        credentials=creds.get("Drive") or AnonymousCredentials(),
-        endpoint=config.drive_api_endpoint,
-        delegate=delegate,
-        num_retries=0,
-        timeout=TIMEOUT_S,
-        call_budget_s=TIMEOUT_S,
-    )
+    drive = adapters.drive_source(config, one_try_s=TIMEOUT_S)  # as a sync reads (and renames)
     folder = list(check_folder(config, drive, who := _who(config)))
     yield from folder
     if not config.sheet_url:
@@ -252,7 +231,7 @@ def google_checks(config: settings.Settings, key_ok: bool) -> Iterator[Check]:
     elif folder[0].detail.startswith(SILENT):  # a server that did not answer is not asked again
         yield Check("spreadsheet", f"not checked: {SILENT}", skipped=True)
     else:
-        yield from check_spreadsheet(config, drive, creds.get("Sheets"), who)
+        yield from check_spreadsheet(config, drive, who)
 
 
 def can_write_collections(status: Mapping[str, Any], db: str) -> tuple[bool, str]:
