@@ -1,9 +1,6 @@
 """`doctor`: check the set-up against the real services, one line per check (contract §7).
-
-Only reads are sent, through the adapters a sync uses (`DriveSource`, `SheetReport`,
-`Store`), one short attempt per call: it ends within a minute even when a server never
-answers. Each ✗ names its fix and a README section. Exit 0 when a sync would work, else 2.
-"""
+Only reads, through the adapters a sync uses, one short try per call: it ends within a
+minute even when a server never answers. Each ✗ names its fix and a README section."""
 
 from __future__ import annotations
 
@@ -48,9 +45,8 @@ class Check(NamedTuple):
         return not self.fix and not self.skipped
 
     def line(self) -> str:
-        if self.skipped or not self.fix:
-            return f"{'–' if self.skipped else '✓'} {self.name}: {self.detail}"
-        return f"✗ {self.name}: {self.detail}\n    fix: {self.fix}"
+        mark = "–" if self.skipped else "✗" if self.fix else "✓"
+        return f"{mark} {self.name}: {self.detail}" + (f"\n    fix: {self.fix}" if self.fix else "")
 
 
 def _keyed(config: settings.Settings) -> dict[str, tuple[str, ...]]:
@@ -115,8 +111,7 @@ def _who(config: settings.Settings) -> str:
 
 
 def check_folder(config: settings.Settings, drive: DriveSource, who: str) -> Iterator[Check]:
-    """`FOLDER_ID` is a shared drive or a folder that holds departments, and (renames on)
-    `who` may rename in it: Drive's `capabilities.canEdit`."""
+    """`FOLDER_ID` is a drive or folder of departments that (renames on) `who` may edit."""
     folder, caps = config.folder_id, "capabilities(canEdit)"
     try:
         meta = drive.shared_drive(folder, f"id,name,{caps}")
@@ -154,8 +149,7 @@ def check_folder(config: settings.Settings, drive: DriveSource, who: str) -> Ite
 
 
 def _too_deep(drive: DriveSource, meta: Mapping[str, Any], kind: str) -> Check | None:
-    """A ✗ when the root's folders look like courses (`DEPT-NNNN Title`), none like a
-    department: FOLDER_ID is one level too deep. Names the folder above when visible."""
+    """A ✗ when the root holds courses (`DEPT-NNNN Title`), no department: one level too deep."""
     try:
         drive_id = meta["id"] if kind == "shared drive" else meta.get("driveId")
         names = drive.child_folders(meta["id"], drive_id)
@@ -173,8 +167,8 @@ def _too_deep(drive: DriveSource, meta: Mapping[str, Any], kind: str) -> Check |
 
 
 def check_spreadsheet(config: settings.Settings, drive: DriveSource, who: str) -> Iterator[Check]:
-    """The spreadsheet is visible in Drive, editable by `who` (`capabilities.canEdit`), has
-    the people's tab, and the tool's tabs exist or can be created."""
+    """The spreadsheet is editable by `who` and has the people's tab; the tool's tabs exist
+    or can be created."""
     key, layout = config.sheet_key, adapters.sheet_layout(config)
     share = f"share the spreadsheet with {who} as Editor, or fix SHEET_URL; {SHEET}"
     try:
@@ -235,9 +229,8 @@ def google_checks(config: settings.Settings, key_ok: bool) -> Iterator[Check]:
 
 
 def can_write_collections(status: Mapping[str, Any], db: str) -> tuple[bool, str]:
-    """Whether the user of a `connectionStatus` answer (with `showPrivileges`) may insert,
-    update and remove in the three collections of `db`, and why: the privileges decide
-    when the server lists them (mongod does), else the roles."""
+    """Whether a `connectionStatus` answer's user may insert, update and remove in the three
+    collections of `db`, and why: its privileges when listed (mongod does), else its roles."""
     info, needed = status.get("authInfo", {}), {"insert", "update", "remove"}
     if privileges := info.get("authenticatedUserPrivileges"):
         for name in COLLECTIONS:
@@ -328,11 +321,11 @@ def local_checks(config: settings.Settings) -> Iterator[Check]:
         yield Check("SENTRY_DSN", slug if host else "not set: error reporting and Crons are off")
     ping = "set (doctor never pings it)" if config.healthcheck_url else "not set: none is pinged"
     yield Check("HEALTHCHECK_URL", ping)
-    at, times = datetime.now(UTC), []
+    runs = [datetime.now(UTC)]
     for _ in range(3):
-        at = schedule.next_run(config.schedule, config.zone, at)
-        times.append(at.astimezone(config.zone).strftime("%a %Y-%m-%d %H:%M %Z"))
-    yield Check("SCHEDULE/TZ", f"{config.schedule!r} in {config.tz}: next {'; '.join(times)}")
+        runs.append(schedule.next_run(config.schedule, config.zone, runs[-1]))
+    times = "; ".join(t.astimezone(config.zone).strftime("%a %Y-%m-%d %H:%M %Z") for t in runs[1:])
+    yield Check("SCHEDULE/TZ", f"{config.schedule!r} in {config.tz}: next {times}")
 
 
 def run_checks(env: Mapping[str, str]) -> Iterator[Check]:
