@@ -111,21 +111,17 @@ def place(
     first_row: int = 1,
     skip: frozenset[tuple[int, int]] = frozenset(),
 ) -> tuple[Placement, ...]:
-    """Find each course's row in `grid`, contract §4.
-
-    Tiers in order: a cell equal to the full name, to the code (`CSCI-1200`), a row with
-    cells equal to the department code and to the number and a cell containing the
-    title, a cell equal to the title, a cell containing the title; the first tier that
-    matches anything decides. Comparisons are case-insensitive, whitespace-normalised
-    and literal (never a pattern). Rows above `first_row` (0-based: the header) and the
-    cells in `skip` (the report's own count and stamp cells) are not searched."""
+    """Each course's row in `grid` (contract §4): the first of these tiers that matches
+    decides: a cell equal to the full name; to the code (`CSCI-1200`); cells equal to the
+    department and the number and one containing the title; a cell equal to the title;
+    one containing it. Case-insensitive, whitespace-normalised, literal. Rows above
+    `first_row` (0-based) and the cells in `skip` (the report's own) are not searched."""
     rows_of: dict[str, set[int]] = {}
     for r in range(first_row, len(grid)):
         for c, value in enumerate(grid[r]):
             if (r, c) not in skip and (text := normalise_title(_cell_text(value))):
                 rows_of.setdefault(text, set()).add(r + 1)
-    # Every distinct text once, a line each: a containment search is one scan of it.
-    texts = list(rows_of)
+    texts = list(rows_of)  # each distinct text once, a line each: a search is one scan
     starts = list(itertools.accumulate((len(t) + 1 for t in texts), initial=0))
     haystack = "\n".join(texts)
 
@@ -134,17 +130,13 @@ def place(
 
     def containing(text: str) -> set[int]:
         """Rows with a cell containing `text` as whole words (`Calculus I` ≠ `Calculus II`)."""
-        needle, rows, at = normalise_title(text), set(), -1
-        while needle and (at := haystack.find(needle, at + 1)) != -1:
-            end = at + len(needle)
-            before, after = haystack[at - 1 : at] or "\n", haystack[end : end + 1] or "\n"
-            # Inside a word only where the title itself starts or ends with a letter or digit.
-            inside = (needle[0].isalnum() and before.isalnum()) or (
-                needle[-1].isalnum() and after.isalnum()
-            )
-            if not inside:
-                rows |= rows_of[texts[bisect.bisect(starts, at) - 1]]
-        return rows
+        if not (needle := normalise_title(text)):
+            return set()
+        # Not inside a word where the title starts (ends) with a letter or digit, [^\W_].
+        before = r"(?<![^\W_])" if needle[0].isalnum() else ""
+        after = r"(?![^\W_])" if needle[-1].isalnum() else ""
+        found = re.finditer(before + re.escape(needle) + after, haystack)
+        return {r for m in found for r in rows_of[texts[bisect.bisect(starts, m.start()) - 1]]}
 
     def department_and_number(course: Course) -> set[int]:
         rows = equal(course.code) & equal(course.number)
