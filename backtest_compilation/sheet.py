@@ -1,8 +1,6 @@
-"""The Google Sheet adapter (contract §4): a plan is gspread's `fetch_sheet_metadata` and
-one `values_batch_get`, a write one `batch_update` (atomic at Google), each sent through
-`google.Transport`. They are `HTTPClient` methods: its `Spreadsheet` would fetch the
-metadata once more. gspread is imported on the first call, which an unchanged run never makes.
-"""
+"""The Google Sheet adapter (contract §4): reading is gspread's `fetch_sheet_metadata` and
+`values_batch_get`, writing one `batch_update` (atomic at Google), through `google.Transport`.
+gspread is imported on the first call, which an unchanged run never makes."""
 
 from __future__ import annotations
 
@@ -85,8 +83,8 @@ def session(endpoint: str, credentials: service_account.Credentials | None) -> r
 
 
 class SheetReport:
-    """The report spreadsheet `key` at `endpoint` (an emulator), else at Google, with
-    `credentials`, else anonymous; `who` is named in "not shared with" errors."""
+    """The spreadsheet `key` at Google (or `endpoint`), with `credentials` (else anonymous);
+    `who` is named in "not shared with" errors."""
 
     def __init__(
         self,
@@ -160,12 +158,9 @@ class SheetReport:
         *,
         stamp_unchanged: bool = False,
     ) -> SheetResult:
-        """Bring the sheet up to date with `catalog` (contract §4).
-
-        Writes nothing when the report equals what the last successful run wrote
-        (`last_digest`, from the state file) and the sheet still shows it; with
-        `stamp_unchanged` the time stamp is refreshed then (one call). The caller keeps
-        the returned `digest` in the state file only after this returns."""
+        """Bring the sheet up to date with `catalog`: nothing is written when the last run
+        wrote this report (`last_digest`) and the sheet still shows it, except the time stamp
+        with `stamp_unchanged`. The caller keeps the returned `digest` once this returns."""
         started, calls = time.monotonic(), self.api_calls
         plan = self.plan(catalog)
         report, stamp = plan.report, contents.stamp_text(now, self.tz)
@@ -192,8 +187,7 @@ class SheetReport:
         return result
 
     def _call(self, what: str, fn: Callable[[HTTPClient], Any]) -> Any:
-        """`fn(gspread's client)` through the transport; a failure becomes the tool's
-        error, without secrets."""
+        """`fn(gspread's client)` through the transport; a failure becomes our error."""
         if self.http is None:
             from gspread.http_client import HTTPClient
 
