@@ -87,12 +87,10 @@ def check_token(
         credentials.refresh(Request(httplib2.Http(timeout=timeout_s)))
     except exceptions.RefreshError as exc:
         code = str(exc.args[0] if exc.args else "").split(":", 1)[0].strip() or "refused"
-        fix = (
-            "in the Google Admin console → Security → API controls → Domain-wide delegation, "
-            f"grant the service account's client id exactly these scopes: {', '.join(scopes)}; "
-        )
+        fix = "in the Google Admin console → Security → API controls → Domain-wide delegation, "
+        fix += f"grant the service account's client id exactly these scopes: {', '.join(scopes)}"
         detail = f"Google refused a token for {listed} as {delegate!r}: {code}"
-        return Check(name, detail, fix + GOOGLE)
+        return Check(name, detail, f"{fix}; {GOOGLE}")
     except exceptions.TransportError as exc:
         fix = f"check the network connection to oauth2.googleapis.com; {TROUBLE}"
         return Check(name, f"the token endpoint did not answer ({type(exc).__name__})", fix)
@@ -128,9 +126,9 @@ def check_folder(config: settings.Settings, drive: DriveSource, who: str) -> Ite
         return
     title, mime = meta.get("name", ""), meta.get("mimeType", FOLDER_MIME)
     if mime != FOLDER_MIME:
-        detail = f"{folder!r} is a file ({mime}), not a shared drive or folder"
+        fix = f"use the id of the backtest drive or its folder; {CONFIG}"
         yield Check(
-            "FOLDER_ID", detail, f"use the id of the backtest drive or its folder; {CONFIG}"
+            "FOLDER_ID", f"{folder!r} is a file ({mime}), not a shared drive or folder", fix
         )
         return
     if meta.get("trashed"):
@@ -178,10 +176,6 @@ def check_spreadsheet(config: settings.Settings, drive: DriveSource, who: str) -
         yield Check("spreadsheet", f"{key} is not visible to {who} in Drive ({detail})", share)
         return
     name, editable = meta.get("name"), bool(meta.get("capabilities", {}).get("canEdit"))
-    if meta.get("mimeType") != "application/vnd.google-apps.spreadsheet":
-        detail = f"{key} is a {meta.get('mimeType')}, not a Google Sheet"
-        yield Check("spreadsheet", detail, f"use the URL of the tracking spreadsheet; {SHEET}")
-        return
     if editable:
         yield Check("spreadsheet", f"{name!r} reachable and editable by {who}")
     else:
