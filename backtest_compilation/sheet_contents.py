@@ -9,6 +9,7 @@ import hashlib
 import itertools
 import json
 import re
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -29,8 +30,7 @@ Colour = tuple[float, float, float]  # red, green, blue, each 0–1
 
 @dataclass(frozen=True)
 class Layout:
-    """Every tab, heading, column and cell the report uses; the defaults are today's
-    sheet, and the `SHEET_*` settings change them."""
+    """Every tab, heading, column and cell of the report: today's sheet, or `SHEET_*`'s."""
 
     errors_tab: str = "Errors in Drive"
     errors_heading: str = "Errors"
@@ -55,11 +55,8 @@ class Layout:
         ]
         if len({t.casefold() for t in tabs}) != len(tabs):
             problems.append(f"sheet tab names must differ: {', '.join(map(repr, tabs))}")
-        if not _CELL.fullmatch(self.count_column + "1"):
-            problems.append(f"count column must be column letters like F: {self.count_column!r}")
-        if not _CELL.fullmatch(self.stamp_cell):
-            problems.append(f"time stamp cell must be a cell like P24: {self.stamp_cell!r}")
-        elif self.stamp_cell.rstrip("0123456789") == self.count_column:
+        # The forms of the count column and the stamp cell are the settings' to check.
+        if self.stamp_cell.rstrip("0123456789") == self.count_column:
             problems.append("the time stamp cell must not be in the count column")
         if self.header_rows < 0:
             problems.append(f"header rows must be 0 or more: {self.header_rows}")
@@ -87,8 +84,7 @@ def _position(cell: str) -> tuple[int, int]:
 
 @dataclass(frozen=True, slots=True)
 class Placement:
-    """A course's rows (1-based, sorted) found by the deciding tier: one row, none (not
-    found) or several (ambiguous)."""
+    """A course's rows (1-based, sorted) by the deciding tier: one, none or several."""
 
     course: str
     rows: tuple[int, ...] = ()
@@ -219,13 +215,12 @@ def build(catalog: Catalog, copies: Grid, layout: Layout = TODAYS_LAYOUT) -> Rep
     placements = place(catalog.courses, copies, first_row=layout.header_rows, skip=skip)
     # Courses on the same row (crosslisted titles) share it: count the distinct
     # (exam, semester) pairs of all of them.
-    pairs: dict[int, set[tuple[str, str]]] = {}
+    pairs: defaultdict[int, set[tuple[str, str]]] = defaultdict(set)
     for course, p in zip(catalog.courses, placements, strict=True):
         if len(p.rows) == 1:
-            found = pairs.setdefault(p.rows[0], set())
-            found.update(
-                (test.type, semester) for test in course.tests for semester in test.semesters
-            )
+            pairs[p.rows[0]] |= {
+                (t.type, semester) for t in course.tests for semester in t.semesters
+            }
     stale = tuple(
         r + 1
         for r in range(layout.header_rows, len(copies))
