@@ -26,7 +26,6 @@ log = logging.getLogger(__name__)
 
 SCOPE = "https://www.googleapis.com/auth/spreadsheets"
 GOOGLE_ROOT = "https://sheets.googleapis.com"  # hard-coded in gspread
-_METADATA_FIELDS = "sheets.properties(sheetId,title,gridProperties(rowCount,columnCount))"
 
 
 @dataclass(frozen=True)
@@ -119,7 +118,7 @@ class SheetReport:
 
     def read(self) -> tuple[Tab, ...]:
         """Every tab's id and size, and the values of the report's three tabs."""
-        fields = {"fields": _METADATA_FIELDS}
+        fields = {"fields": "sheets.properties(sheetId,title,gridProperties(rowCount,columnCount))"}
         meta = self._call(
             "read the spreadsheet", lambda h: h.fetch_sheet_metadata(self.key, fields)
         )

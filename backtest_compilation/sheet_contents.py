@@ -24,7 +24,6 @@ Grid = Sequence[Sequence[Any]]  # a tab's cell values, rows from A1
 Request = dict[str, Any]  # one request of a `batchUpdate`
 CELL_LIMIT = 50_000  # Google rejects longer cell text
 _CELL = re.compile(r"([A-Z]{1,3})([1-9][0-9]*)")
-_NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)\s*")
 Colour = tuple[float, float, float]  # red, green, blue, each 0–1
 
 
@@ -204,7 +203,7 @@ def error_lines(catalog: Catalog, layout: Layout = TODAYS_LAYOUT) -> tuple[Line,
 
 def _is_number(value: Any) -> bool:
     if isinstance(value, str):
-        return bool(_NUMBER.fullmatch(value))
+        return bool(re.fullmatch(r"\s*[+-]?(\d+\.?\d*|\.\d+)\s*", value))
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
