@@ -252,7 +252,7 @@ def check_mongo(config: settings.Settings) -> Iterator[Check]:
     if config.uses_mongomock:
         yield Check("MongoDB", "mongomock:// in-process store (nothing to check)")
         return
-    from pymongo.errors import PyMongoError
+    from pymongo.errors import ConnectionFailure, PyMongoError
 
     where, db = settings.redact_uri(config.mongo_uri), config.mongo_db
     with adapters.connect_store(config, timeout_ms=MONGO_TIMEOUT_MS) as store:  # as a sync does
@@ -261,7 +261,16 @@ def check_mongo(config: settings.Settings) -> Iterator[Check]:
             if not (users := status.get("authInfo", {}).get("authenticatedUsers")):
                 store.database.list_collection_names()  # refused where users must log in
         except PyMongoError as exc:
-            yield _mongo_failed(exc, where)
+            code, name = getattr(exc, "code", None), type(exc).__name__
+            if code in AUTH_ERROR_CODES or "auth" in str(exc).split(",")[0][:160].lower():
+                said = "refused the credentials" if "@" in where else "requires a user and password"
+                detail = f"{where} {said}" + (f" (code {code})" if code else "")
+                yield Check("MongoDB", detail, f"fix the user or password in MONGO_URI; {MONGO}")
+                return
+            late = f" did not answer within {MONGO_TIMEOUT_MS / 1000:g} s ({name})"
+            detail = where + (late if isinstance(exc, ConnectionFailure) else f": {name}")
+            fix = f"start MongoDB or fix the host in MONGO_URI ({where}); in compose, the `mongo` "
+            yield Check("MongoDB", detail, f"{fix}service must be up; {MONGO}")
             return
     yield Check("MongoDB", f"{where} reachable")
     if not users:
@@ -271,22 +280,6 @@ def check_mongo(config: settings.Settings) -> Iterator[Check]:
     fix = f"grant the user readWrite on {db} (db.grantRolesToUser); {MONGO}"
     detail = f"user {users[0].get('user', '?')!r}: {why}"
     yield Check("MongoDB rights", detail, "" if allowed else fix)
-
-
-def _mongo_failed(exc: Exception, where: str) -> Check:
-    """The ✗ for MongoDB refusing the credentials, or not answering."""
-    from pymongo.errors import ConnectionFailure
-
-    code, name = getattr(exc, "code", None), type(exc).__name__
-    if code in AUTH_ERROR_CODES or "auth" in str(exc).split(",")[0][:160].lower():
-        said = "refused the credentials" if "@" in where else "requires a user and password"
-        detail = f"{where} {said}" + (f" (code {code})" if code else "")
-        return Check("MongoDB", detail, f"fix the user or password in MONGO_URI; {MONGO}")
-    detail = f"{where}: {name}"
-    if isinstance(exc, ConnectionFailure):
-        detail = f"{where} did not answer within {MONGO_TIMEOUT_MS / 1000:g} s ({name})"
-    fix = f"start MongoDB or fix the host in MONGO_URI ({where}); in compose, the `mongo` "
-    return Check("MongoDB", detail, f"{fix}service must be up; {MONGO}")
 
 
 def local_checks(config: settings.Settings) -> Iterator[Check]:
