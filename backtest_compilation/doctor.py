@@ -97,17 +97,6 @@ def check_token(
     return Check(name, f"granted for {listed} as {delegate or 'the service account'}")
 
 
-def _who(config: settings.Settings) -> str:
-    """Who the checks act as: an address for the person who fixes the sharing."""
-    if config.delegate_email:
-        return config.delegate_email
-    try:
-        key = json.loads(Path(config.google_credentials_file).read_text(encoding="utf-8"))
-        return f"the service account {key['client_email']} (DELEGATE_EMAIL is not set)"
-    except (OSError, ValueError, KeyError, TypeError):
-        return "the service account (DELEGATE_EMAIL is not set)"
-
-
 def check_folder(config: settings.Settings, drive: DriveSource, who: str) -> Iterator[Check]:
     """`FOLDER_ID` is a drive or folder of departments that (renames on) `who` may edit."""
     folder, caps = config.folder_id, "capabilities(canEdit)"
@@ -212,7 +201,14 @@ def google_checks(config: settings.Settings, key_ok: bool) -> Iterator[Check]:
         yield Check("Drive and the spreadsheet", "not checked without a key and tokens", "", True)
         return
     drive = adapters.drive_source(config, one_try_s=TIMEOUT_S)  # as a sync reads (and renames)
-    folder = list(check_folder(config, drive, who := _who(config)))
+    who = delegate  # an address for the person who fixes the sharing
+    if not delegate:
+        try:
+            key = json.loads(Path(config.google_credentials_file).read_text(encoding="utf-8"))
+            who = f"the service account {key['client_email']} (DELEGATE_EMAIL is not set)"
+        except (OSError, ValueError, KeyError, TypeError):
+            who = "the service account (DELEGATE_EMAIL is not set)"
+    folder = list(check_folder(config, drive, who))
     yield from folder
     if not config.sheet_url:
         yield Check("spreadsheet", "SHEET_URL is not set: syncs skip the sheet (with a warning)")
