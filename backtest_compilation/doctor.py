@@ -341,9 +341,6 @@ def main(env: Mapping[str, str], *, out: TextIO) -> int:
         counted = f"{failed} of {len(checks) - skipped} checks failed{also} ({elapsed:.1f} s)"
         print(f"{counted}: fix the ✗ lines, then run doctor again.", file=out)
         return 2
-    print(
-        f"all {len(checks)} checks passed ({elapsed:.1f} s): a sync would work. Next: "
-        "`sync --dry-run`, then `sync --no-rename`, then `sync`.",
-        file=out,
-    )
+    then = "Next: `sync --dry-run`, then `sync --no-rename`, then `sync`."
+    print(f"all {len(checks)} checks passed ({elapsed:.1f} s): a sync would work. {then}", file=out)
     return 0
