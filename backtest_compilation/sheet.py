@@ -164,15 +164,12 @@ class SheetReport:
         plan = self.plan(catalog)
         report, stamp = plan.report, contents.stamp_text(now, self.tz)
         written = plan.needs_write(last_digest)
-        if written or stamp_unchanged:
-            requests = (
-                contents.write_requests(report, plan.tabs, stamp)
-                if written
-                else contents.stamp_requests(plan.tabs, self.layout, stamp)
-            )
-            self._call(
-                "write the report", lambda h: h.batch_update(self.key, {"requests": requests})
-            )
+        requests = contents.write_requests(report, plan.tabs, stamp) if written else []
+        if stamp_unchanged and not written:
+            requests = contents.stamp_requests(plan.tabs, self.layout, stamp)
+        if requests:
+            body = {"requests": requests}
+            self._call("write the report", lambda h: h.batch_update(self.key, body))
         result = SheetResult(
             written, report.digest, report.not_found, report.ambiguous, self.api_calls - calls
         )
