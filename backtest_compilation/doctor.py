@@ -301,9 +301,11 @@ def local_checks(config: settings.Settings) -> Iterator[Check]:
         yield Check("SENTRY_DSN", f"not a valid DSN ({str(exc).split(':')[0] or 'malformed'})", fix)
     else:
         slug = f"well-formed (host {host}); monitor slug {config.sentry_monitor_slug!r}"
-        yield Check("SENTRY_DSN", slug if host else "not set: error reporting and Crons are off")
-    ping = "set (doctor never pings it)" if config.healthcheck_url else "not set: none is pinged"
-    yield Check("HEALTHCHECK_URL", ping)
+        off = "not set: error reporting and Sentry Crons are off"
+        yield Check("SENTRY_DSN", slug if host else off)
+    ping = "set (not pinged by doctor: a ping would change the monitor)"
+    off = "not set: no dead-man's-switch monitor is pinged"
+    yield Check("HEALTHCHECK_URL", ping if config.healthcheck_url else off)
     runs = [datetime.now(UTC)]
     for _ in range(3):
         runs.append(schedule.next_run(config.schedule, config.zone, runs[-1]))
