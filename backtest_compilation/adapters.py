@@ -57,9 +57,11 @@ def drive_source(
     renames: bool = True,
     sleep: Callable[[float], None] = time.sleep,
     deadline: google.Deadline = google.NO_DEADLINE,
+    one_try_s: float | None = None,
 ) -> DriveSource:
     """The Drive adapter. With renames off (`renames=False` for `--no-rename`, `--dry-run`
-    and `check`, or `RENAME_FILES=false`) it asks only for the read-only scope."""
+    and `check`, or `RENAME_FILES=false`) it asks only for the read-only scope. With
+    `one_try_s` (doctor) each call is one attempt of at most that long."""
     from google.auth.credentials import AnonymousCredentials
 
     from .drive import SCOPE_READ, SCOPE_RENAME, DriveSource
@@ -80,6 +82,9 @@ def drive_source(
         rename_budget_s=config.rename_budget_s,
         writes_per_s=config.drive_writes_per_s,
         deadline=deadline,
+        num_retries=0 if one_try_s else google.MAX_RETRIES,
+        timeout=one_try_s or google.REQUEST_TIMEOUT_S,
+        call_budget_s=one_try_s or google.CALL_BUDGET_S,
     )
 
 
@@ -88,8 +93,10 @@ def connect_sheet(
     *,
     sleep: Callable[[float], None] = time.sleep,
     deadline: google.Deadline = google.NO_DEADLINE,
+    one_try_s: float | None = None,
 ) -> SheetReport:
-    """The report for `SHEET_URL` in the `SHEET_*` layout. Makes no call yet."""
+    """The report for `SHEET_URL` in the `SHEET_*` layout (`one_try_s`: as for Drive).
+    Makes no call yet."""
     from .sheet import SCOPE, open_report
 
     if not config.sheet_key:
@@ -103,6 +110,8 @@ def connect_sheet(
         sleep=sleep,
         who=config.delegate_email,
         deadline=deadline,
+        retries=0 if one_try_s else google.MAX_RETRIES,
+        timeout=one_try_s or google.REQUEST_TIMEOUT_S,
     )
 
 

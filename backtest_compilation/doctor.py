@@ -1,9 +1,6 @@
 """`doctor`: check the set-up against the real services, one line per check (contract §7).
-
-Only reads are sent, through the adapters a sync uses (`DriveSource`, `SheetReport`,
-`Store`), one short attempt per call: it ends within a minute even when a server never
-answers. Each ✗ names its fix and a README section. Exit 0 when a sync would work, else 2.
-"""
+Only reads, through the adapters a sync uses, one short try per call: it ends within a
+minute even when a server never answers. Each ✗ names its fix and a README section."""
 
 from __future__ import annotations
 
@@ -20,7 +17,7 @@ from . import adapters, google, schedule, settings
 from .drive import SCOPE_READ, SCOPE_RENAME, DriveCallError, DriveSource
 from .errors import ConfigError, RunError
 from .naming import department_code, parse_course
-from .sheet import SCOPE, SheetReport
+from .sheet import SCOPE
 from .store import AUTH_ERROR_CODES, BACKTESTS, CODES, COURSES, Store
 from .tree import FOLDER_MIME
 
@@ -37,30 +34,20 @@ OPERATING, TROUBLE = 'see README "Operating it"', 'see README "Troubleshooting"'
 
 
 class Check(NamedTuple):
-    """One line of the report; a skipped check (not run because of another ✗) is no failure."""
+    """One line of the report: a ✓, a ✗ (it has a fix), or – when skipped because of a ✗."""
 
     name: str
-    ok: bool
     detail: str
     fix: str = ""
     skipped: bool = False
 
+    @property
+    def ok(self) -> bool:
+        return not self.fix and not self.skipped
+
     def line(self) -> str:
-        mark = "–" if self.skipped else "✓" if self.ok else "✗"
-        fix = f"\n    fix: {self.fix}" if not self.ok and self.fix else ""
-        return f"{mark} {self.name}: {self.detail}{fix}"
-
-
-def ok(name: str, detail: str) -> Check:
-    return Check(name, True, detail)
-
-
-def bad(name: str, detail: str, fix: str) -> Check:
-    return Check(name, False, detail, fix)
-
-
-def skip(name: str, detail: str) -> Check:
-    return Check(name, False, detail, skipped=True)
+        mark = "–" if self.skipped else "✗" if self.fix else "✓"
+        return f"{mark} {self.name}: {self.detail}" + (f"\n    fix: {self.fix}" if self.fix else "")
 
 
 def _keyed(config: settings.Settings) -> dict[str, tuple[str, ...]]:
@@ -75,18 +62,17 @@ def check_key_file(config: settings.Settings) -> Check:
     """The key file is a service-account key (without quoting any of it)."""
     name, path, needed = "key file", str(config.google_credentials_file), _keyed(config)
     if not needed:
-        return ok(name, "not needed (DRIVE_API_ENDPOINT/SHEETS_API_ENDPOINT answer without one)")
+        return Check(name, "not needed (DRIVE_API_ENDPOINT/SHEETS_API_ENDPOINT answer without one)")
     fix = f"download a JSON key of the service account into {path!r}; {GOOGLE}"
     try:
-        json.loads(Path(path).read_text(encoding="utf-8"))
+        if Path(path).is_file():  # else google.credentials says it does not exist
+            json.loads(Path(path).read_text(encoding="utf-8"))
         email = google.credentials(path, "", ()).service_account_email
-    except FileNotFoundError:
-        return bad(name, f"GOOGLE_CREDENTIALS_FILE {path!r} does not exist", fix)
     except (OSError, ValueError) as exc:
-        return bad(name, f"{path!r} is not readable JSON ({type(exc).__name__})", fix)
+        return Check(name, f"{path!r} is not readable JSON ({type(exc).__name__})", fix)
     except ConfigError as exc:
-        return bad(name, str(exc), fix)
-    return ok(name, f"service account {email} ({', '.join(needed)})")
+        return Check(name, str(exc), fix)
+    return Check(name, f"service account {email} ({', '.join(needed)})")
 
 
 def check_token(
@@ -102,35 +88,19 @@ def check_token(
         credentials.refresh(Request(httplib2.Http(timeout=timeout_s)))
     except exceptions.RefreshError as exc:
         code = str(exc.args[0] if exc.args else "").split(":", 1)[0].strip() or "refused"
-        fix = (
-            "in the Google Admin console → Security → API controls → Domain-wide delegation, "
-            f"grant the service account's client id exactly these scopes: {', '.join(scopes)}; "
-        )
+        fix = "in the Google Admin console → Security → API controls → Domain-wide delegation, "
+        fix += f"grant the service account's client id exactly these scopes: {', '.join(scopes)}"
         detail = f"Google refused a token for {listed} as {delegate!r}: {code}"
-        return bad(name, detail, fix + GOOGLE)
+        return Check(name, detail, f"{fix}; {GOOGLE}")
     except exceptions.TransportError as exc:
-        detail = f"the token endpoint did not answer ({type(exc).__name__})"
-        return bad(
-            name, detail, f"check the network connection to oauth2.googleapis.com; {TROUBLE}"
-        )
-    return ok(name, f"granted for {listed} as {delegate or 'the service account'}")
+        fix = f"check the network connection to oauth2.googleapis.com; {TROUBLE}"
+        return Check(name, f"the token endpoint did not answer ({type(exc).__name__})", fix)
+    return Check(name, f"granted for {listed} as {delegate or 'the service account'}")
 
 
-def _who(config: settings.Settings) -> str:
-    """Who the checks act as: an address for the person who fixes the sharing."""
-    if config.delegate_email:
-        return config.delegate_email
-    try:
-        key = json.loads(Path(config.google_credentials_file).read_text(encoding="utf-8"))
-        return f"the service account {key['client_email']} (DELEGATE_EMAIL is not set)"
-    except (OSError, ValueError, KeyError, TypeError):
-        return "the service account (DELEGATE_EMAIL is not set)"
-
-
-def check_folder(config: settings.Settings, drive: DriveSource) -> Iterator[Check]:
-    """`FOLDER_ID` is a shared drive or a folder that holds departments, and (renames on)
-    the delegate may rename in it: Drive's `capabilities.canEdit`."""
-    who, folder, caps = _who(config), config.folder_id, "capabilities(canEdit)"
+def check_folder(config: settings.Settings, drive: DriveSource, who: str) -> Iterator[Check]:
+    """`FOLDER_ID` is a drive or folder of departments that (renames on) `who` may edit."""
+    folder, caps = config.folder_id, "capabilities(canEdit)"
     try:
         meta = drive.shared_drive(folder, f"id,name,{caps}")
         kind = "folder" if meta is None else "shared drive"
@@ -138,41 +108,36 @@ def check_folder(config: settings.Settings, drive: DriveSource) -> Iterator[Chec
     except DriveCallError as exc:
         if exc.status == 0:
             fix = f"check the network connection to www.googleapis.com; {TROUBLE}"
-            yield bad("FOLDER_ID", f"{SILENT} ({exc.detail})", fix)
+            yield Check("FOLDER_ID", f"{SILENT} ({exc.detail})", fix)
         else:
-            fix = (
-                f"share the drive or folder with {who} (renames need Content manager / "
-                f"Editor), or fix FOLDER_ID; {GOOGLE}"
-            )
+            fix = f"share the drive or folder with {who} (renames need Content manager / Editor)"
             detail = f"{folder!r} was not found by {who} (HTTP {exc.detail})"
-            yield bad("FOLDER_ID", detail, fix)
+            yield Check("FOLDER_ID", detail, f"{fix}, or fix FOLDER_ID; {GOOGLE}")
         return
     title, mime = meta.get("name", ""), meta.get("mimeType", FOLDER_MIME)
     if mime != FOLDER_MIME:
-        detail = f"{folder!r} is a file ({mime}), not a shared drive or folder"
-        yield bad("FOLDER_ID", detail, f"use the id of the backtest drive or its folder; {CONFIG}")
+        fix = f"use the id of the backtest drive or its folder; {CONFIG}"
+        yield Check(
+            "FOLDER_ID", f"{folder!r} is a file ({mime}), not a shared drive or folder", fix
+        )
         return
     if meta.get("trashed"):
         fix = f"restore it from the trash in Drive, or fix FOLDER_ID; {CONFIG}"
-        yield bad("FOLDER_ID", f"folder {title!r} is in the trash", fix)
+        yield Check("FOLDER_ID", f"folder {title!r} is in the trash", fix)
         return
-    yield _too_deep(drive, meta, kind) or ok("FOLDER_ID", f"{kind} {title!r}, readable by {who}")
+    yield _too_deep(drive, meta, kind) or Check("FOLDER_ID", f"{kind} {title!r}, readable by {who}")
     if not config.rename_files:
-        yield ok("rename rights", "renames are off (RENAME_FILES=false): reading is enough")
+        yield Check("rename rights", "renames are off (RENAME_FILES=false): reading is enough")
     elif meta.get("capabilities", {}).get("canEdit"):
-        yield ok("rename rights", f"{who} may rename files in the {kind}")
+        yield Check("rename rights", f"{who} may rename files in the {kind}")
     else:
         detail = f"{who} may only read the {kind} (Drive capabilities.canEdit is false)"
-        fix = (
-            f"give {who} the Content manager role on the shared drive (Editor on a folder), "
-            f"or set RENAME_FILES=false; {GOOGLE}"
-        )
-        yield bad("rename rights", detail, fix)
+        fix = f"give {who} the Content manager role on the shared drive (Editor on a folder)"
+        yield Check("rename rights", detail, f"{fix}, or set RENAME_FILES=false; {GOOGLE}")
 
 
 def _too_deep(drive: DriveSource, meta: Mapping[str, Any], kind: str) -> Check | None:
-    """A ✗ when the root's folders look like courses (`DEPT-NNNN Title`), none like a
-    department: FOLDER_ID is one level too deep. Names the folder above when visible."""
+    """A ✗ when the root holds courses (`DEPT-NNNN Title`), no department: one level too deep."""
     try:
         drive_id = meta["id"] if kind == "shared drive" else meta.get("driveId")
         names = drive.child_folders(meta["id"], drive_id)
@@ -186,101 +151,77 @@ def _too_deep(drive: DriveSource, meta: Mapping[str, Any], kind: str) -> Check |
     use = f"{above[1]!r} ({above[0]})" if above else "the folder above it"
     detail = f"{kind} {meta.get('name', '')!r} holds course folders ({shown}), not departments"
     fix = f"set FOLDER_ID to {use}, the one that holds the department folders; {CONFIG}"
-    return bad("FOLDER_ID", detail + ": it is one level too deep", fix)
+    return Check("FOLDER_ID", detail + ": it is one level too deep", fix)
 
 
-def check_spreadsheet(config: settings.Settings, drive: DriveSource, creds: Any) -> Iterator[Check]:
-    """The spreadsheet is visible in Drive, editable by the delegate (`capabilities.canEdit`),
-    has the people's tab, and the tool's tabs exist or can be created."""
-    who, key = _who(config), config.sheet_key
+def check_spreadsheet(config: settings.Settings, drive: DriveSource, who: str) -> Iterator[Check]:
+    """The spreadsheet is editable by `who` and has the people's tab; the tool's tabs exist
+    or can be created."""
+    key, layout = config.sheet_key, adapters.sheet_layout(config)
     share = f"share the spreadsheet with {who} as Editor, or fix SHEET_URL; {SHEET}"
     try:
         meta = drive.item(key, "id,name,mimeType,capabilities(canEdit)")
     except DriveCallError as exc:
         detail = f"HTTP {exc.detail}" if exc.status else exc.detail
-        yield bad("spreadsheet", f"{key} is not visible to {who} in Drive ({detail})", share)
+        yield Check("spreadsheet", f"{key} is not visible to {who} in Drive ({detail})", share)
         return
     name, editable = meta.get("name"), bool(meta.get("capabilities", {}).get("canEdit"))
-    if meta.get("mimeType") != "application/vnd.google-apps.spreadsheet":
-        detail = f"{key} is a {meta.get('mimeType')}, not a Google Sheet"
-        yield bad("spreadsheet", detail, f"use the URL of the tracking spreadsheet; {SHEET}")
-        return
     if editable:
-        yield ok("spreadsheet", f"{name!r} reachable and editable by {who}")
+        yield Check("spreadsheet", f"{name!r} reachable and editable by {who}")
     else:
         detail = f"{name!r} is reachable but {who} may not edit it"
-        yield bad("spreadsheet", detail + " (Drive capabilities.canEdit is false)", share)
-    layout, endpoint = adapters.sheet_layout(config), config.sheets_api_endpoint
-    sheet = SheetReport(
-        key,
-        endpoint=endpoint,
-        credentials=creds,
-        layout=layout,
-        who=who,
-        retries=0,
-        timeout=TIMEOUT_S,
-    )
+        yield Check("spreadsheet", detail + " (Drive capabilities.canEdit is false)", share)
     try:
-        titles = [tab.title for tab in sheet.read()]
+        titles = [tab.title for tab in adapters.connect_sheet(config, one_try_s=TIMEOUT_S).read()]
     except RunError as exc:
-        yield bad("sheet tabs", f"Sheets could not read the tabs: {exc}", share)
+        yield Check("sheet tabs", f"Sheets could not read the tabs: {exc}", share)
         return
     present = {t.casefold() for t in titles}
     if layout.copies_tab.casefold() in present:
-        yield ok("people's tab", f"{layout.copies_tab!r} present")
+        yield Check("people's tab", f"{layout.copies_tab!r} present")
     else:
         detail = f"{layout.copies_tab!r} is missing; the tabs are {', '.join(map(repr, titles))}"
         fix = f"rename the tab back, or set SHEET_COPIES_TAB to its name; {SHEET}"
-        yield bad("people's tab", detail, fix)
+        yield Check("people's tab", detail, fix)
     for tab in (layout.errors_tab, layout.not_found_tab):
-        if tab.casefold() in present:
-            yield ok("tool's tab", f"{tab!r} present")
-        elif editable:
-            yield ok("tool's tab", f"{tab!r} missing; the first sync creates it")
+        if tab.casefold() in present or editable:
+            there = "present" if tab.casefold() in present else "missing; the first sync creates it"
+            yield Check("tool's tab", f"{tab!r} {there}")
         else:
-            yield bad("tool's tab", f"{tab!r} missing and {who} cannot create it", share)
+            yield Check("tool's tab", f"{tab!r} missing and {who} cannot create it", share)
 
 
 def google_checks(config: settings.Settings, key_ok: bool) -> Iterator[Check]:
     """Tokens of exactly the scopes a sync asks for, then Drive and the spreadsheet."""
-    from google.auth.credentials import AnonymousCredentials
-
-    creds: dict[str, Any] = {}
+    delegate = config.delegate_email
     for api, scopes in _keyed(config).items() if key_ok else ():
-        who = config.delegate_email
-        creds[api] = google.credentials(config.google_credentials_file, who, scopes)
-        check = check_token(f"{api} token", creds[api], scopes, who, TIMEOUT_S)
-        key_ok = key_ok and check.ok
-        yield check
-    if config.drive_api_endpoint or config.sheets_api_endpoint:
-        yield ok("tokens", "not asked for the APIs with an endpoint set (no credentials used)")
+        creds = google.credentials(config.google_credentials_file, delegate, scopes)
+        yield (token := check_token(f"{api} token", creds, scopes, delegate, TIMEOUT_S))
+        key_ok = key_ok and token.ok
     if not key_ok:
-        detail = "not checked without a key and tokens"
-        yield skip("Drive and the spreadsheet", detail)
+        yield Check("Drive and the spreadsheet", "not checked without a key and tokens", "", True)
         return
-    drive = DriveSource(
-        config.folder_id,
-        credentials=creds.get("Drive") or AnonymousCredentials(),
-        endpoint=config.drive_api_endpoint,
-        delegate=config.delegate_email,
-        num_retries=0,
-        timeout=TIMEOUT_S,
-        call_budget_s=TIMEOUT_S,
-    )
-    folder = list(check_folder(config, drive))
+    drive = adapters.drive_source(config, one_try_s=TIMEOUT_S)  # as a sync reads (and renames)
+    who = delegate  # an address for the person who fixes the sharing
+    if not delegate:
+        try:
+            key = json.loads(Path(config.google_credentials_file).read_text(encoding="utf-8"))
+            who = f"the service account {key['client_email']} (DELEGATE_EMAIL is not set)"
+        except (OSError, ValueError, KeyError, TypeError):
+            who = "the service account (DELEGATE_EMAIL is not set)"
+    folder = list(check_folder(config, drive, who))
     yield from folder
     if not config.sheet_url:
-        yield ok("spreadsheet", "SHEET_URL is not set: syncs skip the sheet (with a warning)")
+        yield Check("spreadsheet", "SHEET_URL is not set: syncs skip the sheet (with a warning)")
     elif folder[0].detail.startswith(SILENT):  # a server that did not answer is not asked again
-        yield skip("spreadsheet", f"not checked: {SILENT}")
+        yield Check("spreadsheet", f"not checked: {SILENT}", skipped=True)
     else:
-        yield from check_spreadsheet(config, drive, creds.get("Sheets"))
+        yield from check_spreadsheet(config, drive, who)
 
 
 def can_write_collections(status: Mapping[str, Any], db: str) -> tuple[bool, str]:
-    """Whether the user of a `connectionStatus` answer (with `showPrivileges`) may insert,
-    update and remove in the three collections of `db`, and why: the privileges decide
-    when the server lists them (mongod does), else the roles."""
+    """Whether a `connectionStatus` answer's user may insert, update and remove in the three
+    collections of `db`, and why: its privileges when listed (mongod does), else its roles."""
     info, needed = status.get("authInfo", {}), {"insert", "update", "remove"}
     if privileges := info.get("authenticatedUserPrivileges"):
         for name in COLLECTIONS:
@@ -303,54 +244,39 @@ def can_write_collections(status: Mapping[str, Any], db: str) -> tuple[bool, str
     return False, f"roles {names} do not allow writing to {db}"
 
 
-def check_mongo(config: settings.Settings) -> list[Check]:
+def check_mongo(config: settings.Settings) -> Iterator[Check]:
     """MongoDB reachable, authenticated, and allowed to write the three collections."""
     if config.mongo_uri.startswith("mongomock:"):
-        return [ok("MongoDB", "mongomock:// in-process store (nothing to check)")]
+        yield Check("MongoDB", "mongomock:// in-process store (nothing to check)")
+        return
     from pymongo.errors import ConnectionFailure, PyMongoError
 
-    where = settings.redact_uri(config.mongo_uri)
-    store = Store.connect(config.mongo_uri, config.mongo_db, timeout_ms=MONGO_TIMEOUT_MS)
-    try:
-        store.database.client.admin.command("ping")
-        rights = _mongo_rights(store.database.client, config.mongo_db)
-        return [ok("MongoDB", f"{where} reachable"), rights]
-    except PyMongoError as exc:
-        code = getattr(exc, "code", None)
-        if code in AUTH_ERROR_CODES or "auth" in str(exc).split(",")[0][:160].lower():
-            detail = f"{where} refused the credentials" + (f" (code {code})" if code else "")
-            return [bad("MongoDB", detail, f"fix the user or password in MONGO_URI; {MONGO}")]
-        detail = f"{where}: {type(exc).__name__}"
-        if isinstance(exc, ConnectionFailure):
-            late = f"did not answer within {MONGO_TIMEOUT_MS / 1000:g} s"
-            detail = f"{where} {late} ({type(exc).__name__})"
-        return [
-            bad(
-                "MongoDB",
-                detail,
-                f"start MongoDB or fix the host in MONGO_URI ({where}); in compose, the `mongo` "
-                f"service must be up; {MONGO}",
-            )
-        ]
-    finally:
-        store.close()
-
-
-def _mongo_rights(client: Any, db: str) -> Check:
-    """Whether the user MONGO_URI names may write the three collections of `db`."""
-    from pymongo.errors import OperationFailure
-
-    status = client.admin.command("connectionStatus", showPrivileges=True)
-    if users := status.get("authInfo", {}).get("authenticatedUsers"):
-        allowed, why = can_write_collections(status, db)
-        fix = f"grant the user readWrite on {db} (db.grantRolesToUser); {MONGO}"
-        return Check("MongoDB rights", allowed, f"user {users[0].get('user', '?')!r}: {why}", fix)
-    try:
-        client[db].list_collection_names()
-    except OperationFailure as exc:
-        detail = f"not authenticated and the server requires it (code {exc.code})"
-        return bad("MongoDB rights", detail, f"put the user and password into MONGO_URI; {MONGO}")
-    return ok("MongoDB rights", f"no authentication required: any client may write {db}")
+    where, db = settings.redact_uri(config.mongo_uri), config.mongo_db
+    with Store.connect(config.mongo_uri, config.mongo_db, timeout_ms=MONGO_TIMEOUT_MS) as store:
+        try:
+            status = store.database.client.admin.command("connectionStatus", showPrivileges=True)
+            if not (users := status.get("authInfo", {}).get("authenticatedUsers")):
+                store.database.list_collection_names()  # refused where users must log in
+        except PyMongoError as exc:
+            code, name = getattr(exc, "code", None), type(exc).__name__
+            if code in AUTH_ERROR_CODES or "auth" in str(exc).split(",")[0][:160].lower():
+                said = "refused the credentials" if "@" in where else "requires a user and password"
+                detail = f"{where} {said}" + (f" (code {code})" if code else "")
+                yield Check("MongoDB", detail, f"fix the user or password in MONGO_URI; {MONGO}")
+                return
+            late = f" did not answer within {MONGO_TIMEOUT_MS / 1000:g} s ({name})"
+            detail = where + (late if isinstance(exc, ConnectionFailure) else f": {name}")
+            fix = f"start MongoDB or fix the host in MONGO_URI ({where}); in compose, the `mongo` "
+            yield Check("MongoDB", detail, f"{fix}service must be up; {MONGO}")
+            return
+    yield Check("MongoDB", f"{where} reachable")
+    if not users:
+        yield Check("MongoDB rights", f"no authentication required: any client may write {db}")
+        return
+    allowed, why = can_write_collections(status, db)
+    fix = f"grant the user readWrite on {db} (db.grantRolesToUser); {MONGO}"
+    detail = f"user {users[0].get('user', '?')!r}: {why}"
+    yield Check("MongoDB rights", detail, "" if allowed else fix)
 
 
 def local_checks(config: settings.Settings) -> Iterator[Check]:
@@ -359,39 +285,33 @@ def local_checks(config: settings.Settings) -> Iterator[Check]:
 
     path = Path(config.cache_dir)
     there = next((p for p in (path, *path.parents) if p.exists()), path)  # or its first parent
-    fix = (
-        f"make {str(path)!r} a writable directory for the user running the tool "
-        "(in the container, the cache volume); "
-    )
+    fix = f"make {str(path)!r} a writable directory for the user running the tool (in the "
+    fix += f"container, the cache volume); {OPERATING}"
     if not there.is_dir():
         detail = f"{str(there)!r} is not a directory, so {str(path)!r} cannot be created"
-        yield bad("CACHE_DIR", detail, fix + OPERATING)
+        yield Check("CACHE_DIR", detail, fix)
     elif not os.access(there, os.W_OK | os.X_OK):
-        yield bad("CACHE_DIR", f"{str(there)!r} is not writable", fix + OPERATING)
+        yield Check("CACHE_DIR", f"{str(there)!r} is not writable", fix)
     else:
         yet = "is writable" if there == path else "does not exist yet; the first sync creates it"
-        yield ok("CACHE_DIR", f"{str(path)!r} {yet}")
+        yield Check("CACHE_DIR", f"{str(path)!r} {yet}")
     try:  # never printed: the DSN is a credential
         host = Dsn(config.sentry_dsn).host if config.sentry_dsn else ""
     except BadDsn as exc:
         fix = f"copy the DSN from Sentry: Project settings → Client Keys (DSN); {OPERATING}"
-        detail = f"not a valid DSN ({str(exc).split(':')[0] or 'malformed'})"
-        yield bad("SENTRY_DSN", detail, fix)
+        yield Check("SENTRY_DSN", f"not a valid DSN ({str(exc).split(':')[0] or 'malformed'})", fix)
     else:
         slug = f"well-formed (host {host}); monitor slug {config.sentry_monitor_slug!r}"
-        yield ok(
-            "SENTRY_DSN", slug if host else "not set: error reporting and Sentry Crons are off"
-        )
-    if config.healthcheck_url:
-        yield ok("HEALTHCHECK_URL", "set (not pinged by doctor: a ping would change the monitor)")
-    else:
-        yield ok("HEALTHCHECK_URL", "not set: no dead-man's-switch monitor is pinged")
-    at, times, zone = datetime.now(UTC), [], ZoneInfo(config.tz)
+        off = "not set: error reporting and Sentry Crons are off"
+        yield Check("SENTRY_DSN", slug if host else off)
+    ping = "set (not pinged by doctor: a ping would change the monitor)"
+    off = "not set: no dead-man's-switch monitor is pinged"
+    yield Check("HEALTHCHECK_URL", ping if config.healthcheck_url else off)
+    runs, zone = [datetime.now(UTC)], ZoneInfo(config.tz)
     for _ in range(3):
-        at = schedule.next_run(config.schedule, zone, at)
-        times.append(at.astimezone(zone).strftime("%a %Y-%m-%d %H:%M %Z"))
-    detail = f"{config.schedule!r} in {config.tz}: next {'; '.join(times)}"
-    yield ok("SCHEDULE/TZ", detail)
+        runs.append(schedule.next_run(config.schedule, zone, runs[-1]))
+    times = "; ".join(t.astimezone(zone).strftime("%a %Y-%m-%d %H:%M %Z") for t in runs[1:])
+    yield Check("SCHEDULE/TZ", f"{config.schedule!r} in {config.tz}: next {times}")
 
 
 def run_checks(env: Mapping[str, str]) -> Iterator[Check]:
@@ -399,10 +319,10 @@ def run_checks(env: Mapping[str, str]) -> Iterator[Check]:
     try:
         config = settings.load(env, needs_drive=True)
     except ConfigError as exc:
-        yield from (bad("settings", line, CONFIG) for line in exc.problems)
-        yield skip("other checks", "skipped until the settings are fixed")
+        yield from (Check("settings", line, CONFIG) for line in exc.problems)
+        yield Check("other checks", "skipped until the settings are fixed", skipped=True)
         return
-    yield ok("settings", "all present and well-formed")
+    yield Check("settings", "all present and well-formed")
     yield (key := check_key_file(config))
     yield from google_checks(config, key.ok)
     yield from check_mongo(config)
@@ -417,17 +337,13 @@ def main(env: Mapping[str, str], *, out: TextIO) -> int:
     for check in run_checks(env):
         print(check.line(), file=out, flush=True)
         checks.append(check)
-    failed = sum(not c.ok and not c.skipped for c in checks)
     skipped = sum(c.skipped for c in checks)
-    elapsed = time.monotonic() - started
+    failed, elapsed = sum(not c.ok for c in checks) - skipped, time.monotonic() - started
     if failed or skipped:
         also = f", {skipped} skipped" if skipped else ""
         counted = f"{failed} of {len(checks) - skipped} checks failed{also} ({elapsed:.1f} s)"
         print(f"{counted}: fix the ✗ lines, then run doctor again.", file=out)
         return 2
-    print(
-        f"all {len(checks)} checks passed ({elapsed:.1f} s): a sync would work. Next: "
-        "`sync --dry-run`, then `sync --no-rename`, then `sync`.",
-        file=out,
-    )
+    then = "Next: `sync --dry-run`, then `sync --no-rename`, then `sync`."
+    print(f"all {len(checks)} checks passed ({elapsed:.1f} s): a sync would work. {then}", file=out)
     return 0

@@ -1,8 +1,6 @@
-"""The Google Sheet adapter (contract §4): a plan is gspread's `fetch_sheet_metadata` and
-one `values_batch_get`, a write one `batch_update` (atomic at Google), each sent through
-`google.Transport`. They are `HTTPClient` methods: its `Spreadsheet` would fetch the
-metadata once more. gspread is imported on the first call, which an unchanged run never makes.
-"""
+"""The Google Sheet adapter (contract §4): reading is gspread's `fetch_sheet_metadata` and
+`values_batch_get`, writing one `batch_update` (atomic at Google), through `google.Transport`.
+gspread is imported on the first call, which an unchanged run never makes."""
 
 from __future__ import annotations
 
@@ -28,7 +26,6 @@ log = logging.getLogger(__name__)
 
 SCOPE = "https://www.googleapis.com/auth/spreadsheets"
 GOOGLE_ROOT = "https://sheets.googleapis.com"  # hard-coded in gspread
-_METADATA_FIELDS = "sheets.properties(sheetId,title,gridProperties(rowCount,columnCount))"
 
 
 @dataclass(frozen=True)
@@ -85,8 +82,8 @@ def session(endpoint: str, credentials: service_account.Credentials | None) -> r
 
 
 class SheetReport:
-    """The report spreadsheet `key` at `endpoint` (an emulator), else at Google, with
-    `credentials`, else anonymous; `who` is named in "not shared with" errors."""
+    """The spreadsheet `key` at Google (or `endpoint`), with `credentials` (else anonymous);
+    `who` is named in "not shared with" errors."""
 
     def __init__(
         self,
@@ -121,7 +118,7 @@ class SheetReport:
 
     def read(self) -> tuple[Tab, ...]:
         """Every tab's id and size, and the values of the report's three tabs."""
-        fields = {"fields": _METADATA_FIELDS}
+        fields = {"fields": "sheets.properties(sheetId,title,gridProperties(rowCount,columnCount))"}
         meta = self._call(
             "read the spreadsheet", lambda h: h.fetch_sheet_metadata(self.key, fields)
         )
@@ -160,25 +157,19 @@ class SheetReport:
         *,
         stamp_unchanged: bool = False,
     ) -> SheetResult:
-        """Bring the sheet up to date with `catalog` (contract §4).
-
-        Writes nothing when the report equals what the last successful run wrote
-        (`last_digest`, from the state file) and the sheet still shows it; with
-        `stamp_unchanged` the time stamp is refreshed then (one call). The caller keeps
-        the returned `digest` in the state file only after this returns."""
+        """Bring the sheet up to date with `catalog`: nothing is written when the last run
+        wrote this report (`last_digest`) and the sheet still shows it, except the time stamp
+        with `stamp_unchanged`. The caller keeps the returned `digest` once this returns."""
         started, calls = time.monotonic(), self.api_calls
         plan = self.plan(catalog)
         report, stamp = plan.report, contents.stamp_text(now, self.tz)
         written = plan.needs_write(last_digest)
-        if written or stamp_unchanged:
-            requests = (
-                contents.write_requests(report, plan.tabs, stamp)
-                if written
-                else contents.stamp_requests(plan.tabs, self.layout, stamp)
-            )
-            self._call(
-                "write the report", lambda h: h.batch_update(self.key, {"requests": requests})
-            )
+        requests = contents.write_requests(report, plan.tabs, stamp) if written else []
+        if stamp_unchanged and not written:
+            requests = contents.stamp_requests(plan.tabs, self.layout, stamp)
+        if requests:
+            body = {"requests": requests}
+            self._call("write the report", lambda h: h.batch_update(self.key, body))
         result = SheetResult(
             written, report.digest, report.not_found, report.ambiguous, self.api_calls - calls
         )
@@ -192,8 +183,7 @@ class SheetReport:
         return result
 
     def _call(self, what: str, fn: Callable[[HTTPClient], Any]) -> Any:
-        """`fn(gspread's client)` through the transport; a failure becomes the tool's
-        error, without secrets."""
+        """`fn(gspread's client)` through the transport; a failure becomes our error."""
         if self.http is None:
             from gspread.http_client import HTTPClient
 

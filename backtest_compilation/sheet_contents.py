@@ -9,6 +9,7 @@ import hashlib
 import itertools
 import json
 import re
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -23,14 +24,12 @@ Grid = Sequence[Sequence[Any]]  # a tab's cell values, rows from A1
 Request = dict[str, Any]  # one request of a `batchUpdate`
 CELL_LIMIT = 50_000  # Google rejects longer cell text
 _CELL = re.compile(r"([A-Z]{1,3})([1-9][0-9]*)")
-_NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)\s*")
 Colour = tuple[float, float, float]  # red, green, blue, each 0–1
 
 
 @dataclass(frozen=True)
 class Layout:
-    """Every tab, heading, column and cell the report uses; the defaults are today's
-    sheet, and the `SHEET_*` settings change them."""
+    """Every tab, heading, column and cell of the report: today's sheet, or `SHEET_*`'s."""
 
     errors_tab: str = "Errors in Drive"
     errors_heading: str = "Errors"
@@ -55,11 +54,8 @@ class Layout:
         ]
         if len({t.casefold() for t in tabs}) != len(tabs):
             problems.append(f"sheet tab names must differ: {', '.join(map(repr, tabs))}")
-        if not _CELL.fullmatch(self.count_column + "1"):
-            problems.append(f"count column must be column letters like F: {self.count_column!r}")
-        if not _CELL.fullmatch(self.stamp_cell):
-            problems.append(f"time stamp cell must be a cell like P24: {self.stamp_cell!r}")
-        elif self.stamp_cell.rstrip("0123456789") == self.count_column:
+        # The forms of the count column and the stamp cell are the settings' to check.
+        if self.stamp_cell.rstrip("0123456789") == self.count_column:
             problems.append("the time stamp cell must not be in the count column")
         if self.header_rows < 0:
             problems.append(f"header rows must be 0 or more: {self.header_rows}")
@@ -87,8 +83,7 @@ def _position(cell: str) -> tuple[int, int]:
 
 @dataclass(frozen=True, slots=True)
 class Placement:
-    """A course's rows (1-based, sorted) found by the deciding tier: one row, none (not
-    found) or several (ambiguous)."""
+    """A course's rows (1-based, sorted) by the deciding tier: one, none or several."""
 
     course: str
     rows: tuple[int, ...] = ()
@@ -111,21 +106,17 @@ def place(
     first_row: int = 1,
     skip: frozenset[tuple[int, int]] = frozenset(),
 ) -> tuple[Placement, ...]:
-    """Find each course's row in `grid`, contract §4.
-
-    Tiers in order: a cell equal to the full name, to the code (`CSCI-1200`), a row with
-    cells equal to the department code and to the number and a cell containing the
-    title, a cell equal to the title, a cell containing the title; the first tier that
-    matches anything decides. Comparisons are case-insensitive, whitespace-normalised
-    and literal (never a pattern). Rows above `first_row` (0-based: the header) and the
-    cells in `skip` (the report's own count and stamp cells) are not searched."""
+    """Each course's row in `grid` (contract §4): the first of these tiers that matches
+    decides: a cell equal to the full name; to the code (`CSCI-1200`); cells equal to the
+    department and the number and one containing the title; a cell equal to the title;
+    one containing it. Case-insensitive, whitespace-normalised, literal. Rows above
+    `first_row` (0-based) and the cells in `skip` (the report's own) are not searched."""
     rows_of: dict[str, set[int]] = {}
     for r in range(first_row, len(grid)):
         for c, value in enumerate(grid[r]):
             if (r, c) not in skip and (text := normalise_title(_cell_text(value))):
                 rows_of.setdefault(text, set()).add(r + 1)
-    # Every distinct text once, a line each: a containment search is one scan of it.
-    texts = list(rows_of)
+    texts = list(rows_of)  # each distinct text once, a line each: a search is one scan
     starts = list(itertools.accumulate((len(t) + 1 for t in texts), initial=0))
     haystack = "\n".join(texts)
 
@@ -134,17 +125,13 @@ def place(
 
     def containing(text: str) -> set[int]:
         """Rows with a cell containing `text` as whole words (`Calculus I` ≠ `Calculus II`)."""
-        needle, rows, at = normalise_title(text), set(), -1
-        while needle and (at := haystack.find(needle, at + 1)) != -1:
-            end = at + len(needle)
-            before, after = haystack[at - 1 : at] or "\n", haystack[end : end + 1] or "\n"
-            # Inside a word only where the title itself starts or ends with a letter or digit.
-            inside = (needle[0].isalnum() and before.isalnum()) or (
-                needle[-1].isalnum() and after.isalnum()
-            )
-            if not inside:
-                rows |= rows_of[texts[bisect.bisect(starts, at) - 1]]
-        return rows
+        if not (needle := normalise_title(text)):
+            return set()
+        # Not inside a word where the title starts (ends) with a letter or digit, [^\W_].
+        before = r"(?<![^\W_])" if needle[0].isalnum() else ""
+        after = r"(?![^\W_])" if needle[-1].isalnum() else ""
+        found = re.finditer(before + re.escape(needle) + after, haystack)
+        return {r for m in found for r in rows_of[texts[bisect.bisect(starts, m.start()) - 1]]}
 
     def department_and_number(course: Course) -> set[int]:
         rows = equal(course.code) & equal(course.number)
@@ -216,7 +203,7 @@ def error_lines(catalog: Catalog, layout: Layout = TODAYS_LAYOUT) -> tuple[Line,
 
 def _is_number(value: Any) -> bool:
     if isinstance(value, str):
-        return bool(_NUMBER.fullmatch(value))
+        return bool(re.fullmatch(r"\s*[+-]?(\d+\.?\d*|\.\d+)\s*", value))
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
@@ -227,13 +214,12 @@ def build(catalog: Catalog, copies: Grid, layout: Layout = TODAYS_LAYOUT) -> Rep
     placements = place(catalog.courses, copies, first_row=layout.header_rows, skip=skip)
     # Courses on the same row (crosslisted titles) share it: count the distinct
     # (exam, semester) pairs of all of them.
-    pairs: dict[int, set[tuple[str, str]]] = {}
+    pairs: defaultdict[int, set[tuple[str, str]]] = defaultdict(set)
     for course, p in zip(catalog.courses, placements, strict=True):
         if len(p.rows) == 1:
-            found = pairs.setdefault(p.rows[0], set())
-            found.update(
-                (test.type, semester) for test in course.tests for semester in test.semesters
-            )
+            pairs[p.rows[0]] |= {
+                (t.type, semester) for t in course.tests for semester in t.semesters
+            }
     stale = tuple(
         r + 1
         for r in range(layout.header_rows, len(copies))
