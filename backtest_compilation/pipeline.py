@@ -13,7 +13,7 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, tzinfo
@@ -195,7 +195,6 @@ def _run(it: _Run) -> None:
     if warning:
         log.warning("%s", warning)
     it.now = it.services.clock()
-    previous = remembered.problems
     # MongoDB is read while the drive is: neither waits for the other.
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mongo-read")
     try:
@@ -216,10 +215,10 @@ def _run(it: _Run) -> None:
     deadline = it.services.deadline or google.Deadline(it.config.run_timeout_s)
     mongo_ok = _write_mongo(it, plan, deadline, unchanged)
     if not unchanged:
-        reading, built, renames_ok = _rename(it, reading, built, previous)
+        reading, built, renames_ok = _rename(it, reading, built, remembered.problems)
         remembered = _remember(it, reading, built, remembered, renames_ok, mongo_ok)
     remembered = _write_sheet(it, reading, built, remembered, deadline, unchanged)
-    remembered = remembered.with_drive(reading.snapshot, it.now)
+    remembered = replace(remembered, drive=reading.snapshot)
     if not it.failures:
         remembered = remembered.succeeded(it.now)
     it.save(remembered)
@@ -230,8 +229,7 @@ def _read(it: _Run, remembered: state.State) -> Reading:
     """1. The drive: its changes feed from the remembered token, or a full listing."""
     source = it.services.source
     it.step(source.name)
-    previous = remembered.drive.data if remembered.drive else None
-    reading = source.read(previous, full_rescan=it.options.full_rescan, now=it.now)
+    reading = source.read(remembered.drive, full_rescan=it.options.full_rescan, now=it.now)
     log.info(
         "read: %s, %s, %.2f s (%d %s calls)",
         "full listing" if reading.full else "changes feed",
@@ -316,7 +314,7 @@ def _plan_mongo(
 
 def _published_codes(remembered: state.State) -> list[str]:
     """The departments the website showed after the last run this source's state knows."""
-    published = remembered.mongo.data.get("catalog", {}) if remembered.mongo is not None else {}
+    published = remembered.mongo.get("catalog", {}) if remembered.mongo is not None else {}
     return list(published.get("course_codes", []))
 
 
@@ -358,11 +356,10 @@ def _before_writes(
     comes back, even after an interrupted run, gets its own back."""
     if unchanged and plan.is_empty:
         part = remembered.mongo
-        if isinstance(built, Remembered) or part is None or "counts" not in part.data:
+        if isinstance(built, Remembered) or part is None or "counts" not in part:
             return remembered
         # MongoDB shows the remembered catalog: the next unchanged run compares a digest.
-        data = state.replaced(part.data, website=_website_digest(current))
-        return remembered.with_sink("mongo", data, part.at)
+        return replace(remembered, mongo=state.replaced(part, website=_website_digest(current)))
     if unchanged:
         log.warning("mongo: drifted from the drive since the last run; repairing")
     kept = {c.folder_id for c in (*plan.courses_to_add, *plan.courses_to_update)}
@@ -395,7 +392,7 @@ def _write_mongo(it: _Run, plan: website.Plan, deadline: google.Deadline, unchan
 
 
 def _rename(
-    it: _Run, reading: Reading, built: Catalog, previous: tuple[str, ...] | None
+    it: _Run, reading: Reading, built: Catalog, previous: Sequence[str] | None
 ) -> tuple[Reading, Catalog, bool]:
     """5. Renames, then what they changed: the drive's names and the problems' messages
     (the sheet shows the names the drive has now); True if all were done."""
@@ -446,10 +443,10 @@ def _remember(
     plan did not depend on the renames): an unchanged drive then needs no catalog (the
     counts go to state.json, the blocks to snapshot.json)."""
     key = it.fingerprint(reading)
-    remembered = remembered.with_drive(reading.snapshot, it.now)
+    remembered = replace(remembered, drive=reading.snapshot)
     remembered = remembered.with_problems(outcome.problem_key(p) for p in built.problems)
     if renames_ok:
-        remembered = remembered.with_sink("renames", {"fingerprint": key}, it.now)
+        remembered = replace(remembered, renames={"fingerprint": key})
     if mongo_ok:
         counts = {"departments": len(built.course_codes), "courses": len(built.courses)}
         part = {
@@ -458,7 +455,7 @@ def _remember(
             "catalog": report.catalog_block(built),
             "problems": report.problems_block(built),
         }
-        remembered = remembered.with_sink("mongo", part, it.now)
+        remembered = replace(remembered, mongo=part)
     return it.save(remembered)
 
 
@@ -474,7 +471,7 @@ def _write_sheet(
     wrote to the spreadsheet since our last write; only then is it read (and rewritten
     if it no longer shows the report) — contract §5.8."""
     sheet, part, published = it.services.sheet, None, None
-    last = dict(remembered.sheet.data) if remembered.sheet is not None else {}
+    last = dict(remembered.sheet) if remembered.sheet is not None else {}
     with it.isolated("sheet"):
         if not unchanged and deadline.expired:  # `RUN_TIMEOUT_S`
             raise deadline.error("updating MongoDB; the sheet was not written")
@@ -495,7 +492,7 @@ def _write_sheet(
         return remembered
     if not unchanged:
         part = {"fingerprint": it.fingerprint(reading), **part}
-    return remembered.with_sink("sheet", part, it.now)
+    return replace(remembered, sheet=part)
 
 
 def _edited_by_hand(it: _Run, sheet: SheetReport, last: dict[str, Any]) -> str | None:
@@ -559,10 +556,10 @@ def _known_catalog(
     While MongoDB holds what an earlier unchanged run found there, it is a `Remembered`
     (not read: MongoDB needs no plan, the summary line its counts)."""
     parts = (remembered.renames, remembered.mongo, remembered.sheet)
-    if any(p is None or p.data.get("fingerprint") != fingerprint for p in parts):
+    if any(p is None or p.get("fingerprint") != fingerprint for p in parts):
         return None
     assert remembered.mongo is not None
-    known = Remembered(remembered.mongo.data)
+    known = Remembered(remembered.mongo)
     if "counts" in known.data and known.data.get("website") == _website_digest(current):
         return cast(Catalog, known)
     try:

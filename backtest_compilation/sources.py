@@ -6,7 +6,6 @@ of the tree), `rename` (failures come back as `rename_failed` problems), `after_
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -19,7 +18,7 @@ from . import state
 from .catalog import Category, Problem, Rename, RenameResult
 from .local import LocalFolderSource
 from .snapshot import DriveSnapshot
-from .tree import Item, Node, assemble
+from .tree import Node, assemble
 
 if TYPE_CHECKING:
     from .drive import DriveSource
@@ -43,11 +42,6 @@ class Reading:
     @cached_property
     def tree(self) -> Node:
         return self.make_tree()
-
-
-def _digest(contents: tuple[Item, ...] | Node) -> str:
-    """A fingerprint of the tree's contents (items in id order, or the tree itself)."""
-    return hashlib.sha256(repr(contents).encode("utf-8", "replace")).hexdigest()
 
 
 class DriveTree:
@@ -79,7 +73,7 @@ class DriveTree:
             saved = state.replaced(previous, page_token=got.snapshot.page_token)
             return _drive_reading(saved, False, False)
         tree, items = got.tree, got.snapshot.items
-        saved = {**got.snapshot.header(), "fingerprint": _digest(items), "items": items}
+        saved = {**got.snapshot.header(), "fingerprint": state.digest(items), "items": items}
         return replace(_drive_reading(saved, got.changed, got.full), make_tree=lambda: tree)
 
     def after_renames(self, reading: Reading, renames: Sequence[Rename]) -> Reading:
@@ -90,7 +84,7 @@ class DriveTree:
         items = tuple(
             replace(i, name=new[i.id]) if i.id in new else i for i in reading.snapshot["items"]
         )
-        saved = {**reading.snapshot, "fingerprint": _digest(items), "items": items}
+        saved = {**reading.snapshot, "fingerprint": state.digest(items), "items": items}
         return _drive_reading(saved, reading.changed, reading.full)
 
     def rename(self, renames: Sequence[Rename]) -> RenameResult:
@@ -133,7 +127,7 @@ class LocalTree:
     ) -> Reading:
         """Read the whole folder (it is local: always cheap) and compare with `previous`."""
         tree = self.source.read()
-        saved = {"fingerprint": _digest(tree)}  # its folder in CACHE_DIR is its path's
+        saved = {"fingerprint": state.digest(tree)}  # its folder in CACHE_DIR is its path's
         changed = previous is None or dict(previous) != saved
         return Reading(saved, changed, full_rescan, saved["fingerprint"], lambda: tree)
 

@@ -1,5 +1,5 @@
 """The run's memory (contract §5.7, §5.10): a folder per source in `CACHE_DIR` with
-`state.json` (small) and `snapshot.json` (what grows with the drive: `APART` and the
+`state.json` (small) and `snapshot.json` (what grows with the drive: `BIG` and the
 problem keys, read on first use). A save rewrites snapshot.json (with a copy of the
 state) only when a value in it changed, then state.json naming it by inode, size and
 mtime: a snapshot.json it does not name is from a save stopped in between, and its copy
@@ -13,23 +13,23 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections import UserDict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 from .errors import cache_dir_error
 from .files import write_atomic
 from .snapshot import items_from_json, items_to_json
 
 FORMAT: Final = "backtest-compilation-state"
-VERSION: Final = 3
+VERSION: Final = 4
 FILE_NAME: Final = "state.json"
 SNAPSHOT_NAME: Final = "snapshot.json"
-Sink = Literal["renames", "mongo", "sheet"]
-PARTS: Final = ("drive", "renames", "mongo", "sheet")
-APART: Final = {"drive": ("items",), "mongo": ("catalog", "problems")}
+PARTS: Final = ("drive", "renames", "mongo", "sheet", "catalog")
+BIG: Final = {"drive": ("items",), "mongo": ("catalog", "problems"), "catalog": ("problems",)}
 ITEMS: Final = "drive.items"  # `tree.Item`s in memory, a column per field in the file
 
 
@@ -55,78 +55,47 @@ class _Snapshot:
             raise ValueError(f"{self.path} cannot be read ({exc})") from None
 
     def holds(self, key: str, value: Any) -> bool:
-        """Whether `value` (this snapshot: its own) is `key`'s value here."""
+        """Whether `value` (this snapshot: its own, unread) is `key`'s value here."""
         there = (self.values or {}).get(key, self)
         return value is self or (there is not self and (there is value or there == value))
 
 
-class _Lazy(Mapping[str, Any]):
-    """A part's data whose `apart` values are in `snap` until asked for."""
+class _Lazy(UserDict[str, Any]):
+    """A part whose values that are a `_Snapshot` are read from it on first use (a run
+    that finds the drive unchanged never reads them)."""
 
-    def __init__(self, small: dict[str, Any], snap: _Snapshot, part: str, apart: tuple[str, ...]):
-        self.small, self.snap, self.part, self.apart = small, snap, part, apart
+    def __init__(self, data: dict[str, Any], part: str) -> None:
+        super().__init__()
+        self.data, self.part = data, part
 
     def __getitem__(self, key: str) -> Any:
-        return self.snap.get(f"{self.part}.{key}") if key in self.apart else self.small[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter((*self.small, *self.apart))
-
-    def __len__(self) -> int:
-        return len(self.small) + len(self.apart)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self.small or key in self.apart
-
-
-class _Keys(Sequence[str]):
-    """The problem keys in `snap`, read on first use."""
-
-    def __init__(self, snap: _Snapshot) -> None:
-        self.snap = snap
-
-    def __getitem__(self, i: Any) -> Any:
-        return self.snap.get("problems")[i]
-
-    def __len__(self) -> int:
-        return len(self.snap.get("problems"))
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Sequence) and tuple(self) == tuple(other)
-
-
-@dataclass(frozen=True, slots=True)
-class Part:
-    """JSON-able `data` (the drive's `items` are `tree.Item`s), recorded `at` (UTC)."""
-
-    data: Mapping[str, Any]
-    at: datetime
+        value = self.data[key]
+        return value.get(f"{self.part}.{key}") if isinstance(value, _Snapshot) else value
 
 
 @dataclass(frozen=True, slots=True)
 class State:
     """What one source (`source_key`) remembers between runs; `None`: nothing known.
-    `retired_ids` (folder id → `{"id", "at"}`): `_id`s of courses removed from the
-    website, given back to a folder that returns soon. `problems`: the keys of the last
-    catalog's problems. `snap`: the snapshot.json it was loaded from or saved to."""
+    `drive`: the last read (JSON-able; its `items` are `tree.Item`s); `renames`,
+    `mongo`, `sheet`: what each sink did when it last succeeded; `catalog`: what the
+    last catalog found (`problems`: its problems' keys). `retired_ids` (folder id →
+    `{"id", "at"}`): `_id`s of courses removed from the website, given back to a folder
+    that returns soon. `snap`: the snapshot.json it was loaded from or saved to."""
 
-    drive: Part | None = None
-    renames: Part | None = None
-    mongo: Part | None = None
-    sheet: Part | None = None
+    drive: Mapping[str, Any] | None = None
+    renames: Mapping[str, Any] | None = None
+    mongo: Mapping[str, Any] | None = None
+    sheet: Mapping[str, Any] | None = None
+    catalog: Mapping[str, Any] | None = None
     last_success: datetime | None = None  # last run in which every sink succeeded
     source: str = ""
-    problems: Sequence[str] | None = None
     retired_ids: Mapping[str, Any] = field(default_factory=dict)
     snap: _Snapshot | None = field(default=None, compare=False, repr=False)
 
-    def with_drive(self, data: Mapping[str, Any], at: datetime) -> State:
-        """A copy with a new drive snapshot (after a successful read)."""
-        return replace(self, drive=Part(data, _utc(at)))
-
-    def with_sink(self, sink: Sink, data: Mapping[str, Any], at: datetime) -> State:
-        """A copy recording what `sink` applied successfully at `at`."""
-        return replace(self, **{sink: Part(data, _utc(at))})
+    @property
+    def problems(self) -> Sequence[str] | None:
+        """The keys of the last catalog's problems (`outcome.problem_key`), if known."""
+        return None if self.catalog is None else self.catalog["problems"]
 
     def succeeded(self, at: datetime) -> State:
         """A copy noting a fully successful run at `at`."""
@@ -134,7 +103,7 @@ class State:
 
     def with_problems(self, keys: Iterable[str]) -> State:
         """A copy remembering the problems (by key) this run's catalog found."""
-        return replace(self, problems=tuple(sorted(set(keys))))
+        return replace(self, catalog={"problems": sorted(set(keys))})
 
     def with_retired(self, ids: Mapping[str, Any], at: datetime, *, days: float) -> State:
         """A copy that remembers `ids` (folder id → MongoDB `_id`) as removed from the
@@ -172,16 +141,15 @@ def path_in(cache_dir: Path, source: str | None = None) -> Path:
     return max(found, key=lambda p: p.stat().st_mtime_ns, default=Path(cache_dir) / FILE_NAME)
 
 
-def digest(data: Any) -> str:
-    """A stable fingerprint of JSON-able data (key order does not matter)."""
-    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
+def digest(value: Any) -> str:
+    """A fingerprint of plain data or frozen dataclasses of it (a tree, its items)."""
+    return hashlib.sha256(repr(value).encode()).hexdigest()  # repr escapes surrogates
 
 
 def replaced(data: Mapping[str, Any], **changes: Any) -> Mapping[str, Any]:
     """`data` with `changes`; its values in snapshot.json stay unread (and unwritten)."""
     if isinstance(data, _Lazy):
-        return _Lazy({**data.small, **changes}, data.snap, data.part, data.apart)
+        return _Lazy({**data.data, **changes}, data.part)
     return {**data, **changes}
 
 
@@ -190,43 +158,39 @@ def load(path: Path, source: str | None = None) -> tuple[State, str | None]:
     and a warning. Nothing saved: an empty state. Unreadable, corrupt or of another
     layout: an empty state and a warning saying why (the run then rescans everything)."""
     file = Path(path) if source is None else folder(path, source) / FILE_NAME
-    empty = State(source=source or "")
+    warning = None
     try:
-        doc = _ours(json.loads(file.read_bytes()))
-        snap = None if doc["snapshot"] is None else _Snapshot(file.with_name(SNAPSHOT_NAME))
+        doc = json.loads(file.read_bytes())
+        snap = doc.get("snapshot") and _Snapshot(file.with_name(SNAPSHOT_NAME))
         if snap and snap.stamp != doc["snapshot"]:  # a save stopped after snapshot.json
-            doc = _ours(snap.get("state"))
+            doc = snap.get("state")
+        if (doc.get("format"), doc.get("version")) != (FORMAT, VERSION):
+            raise ValueError(f"it is not {FORMAT} version {VERSION}")
         return _from_doc(doc, snap), None
     except FileNotFoundError:
-        if not (source and (file := Path(path) / FILE_NAME).is_file()):
-            return empty, None
-        why = "has an earlier layout"
+        pass
     except (OSError, ValueError, RecursionError, TypeError, KeyError, AttributeError) as exc:
-        why = f"cannot be read or is of another version ({exc})"
-    return empty, f"state file {str(file)!r} {why}; ignoring it (this run rescans the whole drive)"
-
-
-def _ours(doc: dict[str, Any]) -> dict[str, Any]:
-    if (doc.get("format"), doc.get("version")) != (FORMAT, VERSION):
-        raise ValueError(f"it is not {FORMAT} version {VERSION}")
-    return doc
+        warning = (
+            f"state file {str(file)!r} cannot be read or is of another version ({exc}); "
+            "ignoring it (this run rescans the whole drive)"
+        )
+    return State(source=source or ""), warning
 
 
 def _from_doc(doc: dict[str, Any], snap: _Snapshot | None) -> State:
-    parts: dict[str, Part | None] = {}
+    """The state `doc` (state.json) describes; the values of its `BIG` keys are in `snap`."""
+    parts: dict[str, Mapping[str, Any] | None] = {}
     for name in PARTS:
-        if (raw := doc[name]) is None:
-            parts[name] = None
-            continue
-        data, apart = dict(raw["data"]), tuple(raw["apart"])
-        if apart and (snap is None or not set(apart) <= set(APART.get(name, ()))):
-            raise ValueError(f"its '{name}' part is malformed")
-        parts[name] = Part(_Lazy(data, snap, name, apart) if apart else data, _time(raw["at"]))
+        if (data := doc[name]) is not None:
+            keys = [k for k in BIG.get(name, ()) if k in data]
+            if keys and snap is None:
+                raise ValueError(f"it names no {SNAPSHOT_NAME}")
+            data = _Lazy({**data, **dict.fromkeys(keys, snap)}, name)
+        parts[name] = data
     return State(
         **parts,
         last_success=None if doc["last_success"] is None else _time(doc["last_success"]),
         source=str(doc["source"]),
-        problems=_Keys(snap) if snap and doc["problems"] else None,
         retired_ids=dict(doc["retired_course_ids"]),
         snap=snap,
     )
@@ -243,13 +207,14 @@ def save(path: Path, state: State) -> State:
         "source": state.source,
         "last_success": state.last_success.isoformat() if state.last_success else None,
         "retired_course_ids": dict(state.retired_ids),
-        "problems": state.problems is not None,
     }
     apart: dict[str, Any] = {}  # snapshot.json's values (a `_Snapshot`: its own, maybe unread)
     for name in PARTS:
-        doc[name] = None if (part := getattr(state, name)) is None else _split(name, part, apart)
-    if (keys := state.problems) is not None:
-        apart["problems"] = keys.snap if isinstance(keys, _Keys) else keys
+        if (data := getattr(state, name)) is not None:
+            data = dict(data.data if isinstance(data, _Lazy) else data)
+            for key in (k for k in BIG.get(name, ()) if k in data):
+                apart[f"{name}.{key}"], data[key] = data[key], None  # None: in snapshot.json
+        doc[name] = data
     snap, snap_file = state.snap, where / SNAPSHOT_NAME
     try:
         if not apart:
@@ -269,23 +234,7 @@ def save(path: Path, state: State) -> State:
             snap_file.unlink(missing_ok=True)
     except OSError as exc:
         raise cache_dir_error(exc, where, "write the state file in") from None
-    for old in where.parent.glob("state*"):  # an earlier layout
-        with contextlib.suppress(OSError):
-            old.unlink()
     return _from_doc(doc, snap)
-
-
-def _split(name: str, part: Part, apart: dict[str, Any]) -> dict[str, Any]:
-    """The part as state.json keeps it; its values that grow with the drive go to `apart`."""
-    data, kept = part.data, tuple(k for k in APART.get(name, ()) if k in part.data)
-    lazy = isinstance(data, _Lazy)
-    apart.update({f"{name}.{k}": data.snap if lazy else data[k] for k in kept})
-    small = data.small if lazy else data
-    return {
-        "at": part.at.isoformat(),
-        "data": {k: v for k, v in small.items() if k not in kept},
-        "apart": kept,
-    }
 
 
 def _stamp(file: Path | int) -> list[int] | None:
