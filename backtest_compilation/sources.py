@@ -1,8 +1,6 @@
-"""Where the tree comes from: Google Drive (`drive.DriveSource`) or a folder on disk
-(`local.LocalFolderSource`), each a `Source` with the same methods: `read` (a `Reading`
-of the tree), `rename` (failures come back as `rename_failed` problems), `after_renames`,
-`sheet_version`, `root_parent` (the folder holding the root) and `calls`.
-"""
+"""Where the tree comes from: Google Drive (`DriveTree`) or a folder on disk (`LocalTree`),
+each a `Source` with the same methods: `read` (a `Reading` of the tree), `rename`,
+`after_renames`, `sheet_version`, `root_parent` (the folder holding the root), `calls`."""
 
 from __future__ import annotations
 
@@ -28,10 +26,9 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Reading:
-    """One read of the tree: what the state keeps of it (`snapshot`), whether it changed
-    since the last one, whether it was a full listing (not the changes feed), and a
-    `fingerprint` of its contents. `tree` is built on first use: a run that finds the
-    drive unchanged never builds it (nor reads the saved items it is made of)."""
+    """One read of the tree: what the state keeps of it (`snapshot`), whether it changed,
+    whether it was a full listing, and a `fingerprint` of its contents. `tree` is built
+    on first use: an unchanged run never builds it (nor reads the saved items)."""
 
     snapshot: Mapping[str, Any]
     changed: bool
@@ -163,5 +160,4 @@ class LocalTree:
         return parent, parent
 
 
-# What the pipeline reads the tree from (both have the same methods).
 Source = DriveTree | LocalTree

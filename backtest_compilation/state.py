@@ -1,10 +1,8 @@
-"""The run's memory (contract §5.7, §5.10): a folder per source in `CACHE_DIR` with
-`state.json` (small) and `snapshot.json` (what grows with the drive: `BIG` and the
-problem keys, read on first use). A save rewrites snapshot.json (with a copy of the
-state) only when a value in it changed, then state.json naming it by inode, size and
-mtime: a snapshot.json it does not name is from a save stopped in between, and its copy
-is the state. Anything unreadable is a warning and a full rescan.
-"""
+"""The run's memory (contract §5.7, §5.10): per source, a folder in `CACHE_DIR` with
+`state.json` and `snapshot.json` (the `BIG` values, read on first use). A save rewrites
+snapshot.json (with a copy of the state) only when one of those changed, then state.json
+naming it by inode, size and mtime; one it does not name is from a save stopped in
+between, and its copy is the state. Anything unreadable is a warning and a full rescan."""
 
 from __future__ import annotations
 
@@ -28,9 +26,9 @@ FORMAT: Final = "backtest-compilation-state"
 VERSION: Final = 4
 FILE_NAME: Final = "state.json"
 SNAPSHOT_NAME: Final = "snapshot.json"
-PARTS: Final = ("drive", "renames", "mongo", "sheet", "catalog")
-BIG: Final = {"drive": ("items",), "mongo": ("catalog", "problems"), "catalog": ("problems",)}
-ITEMS: Final = "drive.items"  # `tree.Item`s in memory, a column per field in the file
+PARTS: Final = ("drive", "renames", "mongo", "sheet", "catalog", "retired_ids")
+# The parts' values that grow with the drive (each key names one value in snapshot.json).
+BIG: Final = {"drive": ("items",), "mongo": ("catalog", "problems"), "catalog": ("keys",)}
 
 
 class _Snapshot:
@@ -47,8 +45,8 @@ class _Snapshot:
                     if _stamp(f.fileno()) != self.stamp:
                         raise ValueError("it was replaced")
                     values = json.loads(f.read())
-                if ITEMS in values:
-                    values[ITEMS] = items_from_json(values[ITEMS])
+                if "items" in values:  # `tree.Item`s in memory, a column per field in the file
+                    values["items"] = items_from_json(values["items"])
                 self.values = values
             return self.values[key]
         except (OSError, ValueError, RecursionError, TypeError, KeyError) as exc:
@@ -61,26 +59,19 @@ class _Snapshot:
 
 
 class _Lazy(UserDict[str, Any]):
-    """A part whose values that are a `_Snapshot` are read from it on first use (a run
-    that finds the drive unchanged never reads them)."""
-
-    def __init__(self, data: dict[str, Any], part: str) -> None:
-        super().__init__()
-        self.data, self.part = data, part
+    """A part whose values that are a `_Snapshot` are read from it when asked for."""
 
     def __getitem__(self, key: str) -> Any:
         value = self.data[key]
-        return value.get(f"{self.part}.{key}") if isinstance(value, _Snapshot) else value
+        return value.get(key) if isinstance(value, _Snapshot) else value
 
 
 @dataclass(frozen=True, slots=True)
 class State:
     """What one source (`source_key`) remembers between runs; `None`: nothing known.
-    `drive`: the last read (JSON-able; its `items` are `tree.Item`s); `renames`,
-    `mongo`, `sheet`: what each sink did when it last succeeded; `catalog`: what the
-    last catalog found (`problems`: its problems' keys). `retired_ids` (folder id →
-    `{"id", "at"}`): `_id`s of courses removed from the website, given back to a folder
-    that returns soon. `snap`: the snapshot.json it was loaded from or saved to."""
+    `drive`: its last reading; `renames`, `mongo`, `sheet`: what each sink did when it
+    last succeeded; `catalog`: what the last catalog found; `retired_ids`: see
+    `with_retired`. `snap`: the snapshot.json it was loaded from or saved to."""
 
     drive: Mapping[str, Any] | None = None
     renames: Mapping[str, Any] | None = None
@@ -95,28 +86,27 @@ class State:
     @property
     def problems(self) -> Sequence[str] | None:
         """The keys of the last catalog's problems (`outcome.problem_key`), if known."""
-        return None if self.catalog is None else self.catalog["problems"]
+        return None if self.catalog is None else self.catalog["keys"]
+
+    def with_problems(self, keys: Iterable[str]) -> State:
+        """A copy remembering the problems (by key) this run's catalog found."""
+        return replace(self, catalog={"keys": sorted(set(keys))})
 
     def succeeded(self, at: datetime) -> State:
         """A copy noting a fully successful run at `at`."""
         return replace(self, last_success=_utc(at))
 
-    def with_problems(self, keys: Iterable[str]) -> State:
-        """A copy remembering the problems (by key) this run's catalog found."""
-        return replace(self, catalog={"problems": sorted(set(keys))})
-
     def with_retired(self, ids: Mapping[str, Any], at: datetime, *, days: float) -> State:
-        """A copy that remembers `ids` (folder id → MongoDB `_id`) as removed from the
-        website at `at`, and forgets those removed more than `days` ago."""
+        """A copy remembering `ids` (folder id → MongoDB `_id`) as removed from the website
+        at `at`, for a folder that returns within `days`; older ones are forgotten."""
         at = _utc(at)
-        kept = {f: e for f, e in self.retired_ids.items() if (at - _time(e["at"])).days < days}
+        kept = {f: e for f, e in self.retired_ids.items() if (at - _utc(e["at"])).days < days}
         kept.update({f: {"id": str(i), "at": at.isoformat()} for f, i in ids.items()})
         return replace(self, retired_ids=kept)
 
     def retired_id(self, folder_id: str) -> str | None:
         """The `_id` (as text) the course of `folder_id` had when it was removed, if known."""
-        entry = self.retired_ids.get(folder_id)
-        return entry.get("id") if isinstance(entry, Mapping) else None
+        return self.retired_ids.get(folder_id, {}).get("id")
 
 
 def source_key(kind: str, where: str) -> str:
@@ -128,13 +118,12 @@ def folder(cache_dir: Path, source: str) -> Path:
     """`source`'s folder in `CACHE_DIR`: `drive-<FOLDER_ID>`, or a digest of a local path."""
     kind, _, where = source.partition(":")
     if not re.fullmatch(r"[A-Za-z0-9_-]{1,100}", where):
-        where = hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+        where = digest(source)[:16]
     return Path(cache_dir) / f"{kind}-{where}"
 
 
 def path_in(cache_dir: Path, source: str | None = None) -> Path:
-    """`source`'s `state.json`; without `source` the one saved last in `CACHE_DIR`
-    (`CACHE_DIR/state.json`, which is never written, when there is none)."""
+    """`source`'s `state.json`; without `source` the one saved last in `CACHE_DIR`."""
     if source is not None:
         return folder(cache_dir, source) / FILE_NAME
     found = Path(cache_dir).glob(f"*/{FILE_NAME}")
@@ -149,16 +138,14 @@ def digest(value: Any) -> str:
 def replaced(data: Mapping[str, Any], **changes: Any) -> Mapping[str, Any]:
     """`data` with `changes`; its values in snapshot.json stay unread (and unwritten)."""
     if isinstance(data, _Lazy):
-        return _Lazy({**data.data, **changes}, data.part)
+        return _Lazy({**data.data, **changes})
     return {**data, **changes}
 
 
 def load(path: Path, source: str | None = None) -> tuple[State, str | None]:
-    """`source`'s state in `CACHE_DIR` `path` (without `source`, `path` is a state.json)
-    and a warning. Nothing saved: an empty state. Unreadable, corrupt or of another
-    layout: an empty state and a warning saying why (the run then rescans everything)."""
+    """`source`'s state in `CACHE_DIR` `path` (no `source`: `path` is a state.json) and a
+    warning; unreadable, corrupt or foreign, it is empty (the run rescans everything)."""
     file = Path(path) if source is None else folder(path, source) / FILE_NAME
-    warning = None
     try:
         doc = json.loads(file.read_bytes())
         snap = doc.get("snapshot") and _Snapshot(file.with_name(SNAPSHOT_NAME))
@@ -168,52 +155,38 @@ def load(path: Path, source: str | None = None) -> tuple[State, str | None]:
             raise ValueError(f"it is not {FORMAT} version {VERSION}")
         return _from_doc(doc, snap), None
     except FileNotFoundError:
-        pass
+        return State(source=source or ""), None
     except (OSError, ValueError, RecursionError, TypeError, KeyError, AttributeError) as exc:
-        warning = (
-            f"state file {str(file)!r} cannot be read or is of another version ({exc}); "
-            "ignoring it (this run rescans the whole drive)"
-        )
-    return State(source=source or ""), warning
+        why = f"state file {str(file)!r} cannot be read or is of another version ({exc})"
+        return State(source=source or ""), f"{why}; ignoring it (this run rescans the whole drive)"
 
 
 def _from_doc(doc: dict[str, Any], snap: _Snapshot | None) -> State:
-    """The state `doc` (state.json) describes; the values of its `BIG` keys are in `snap`."""
-    parts: dict[str, Mapping[str, Any] | None] = {}
+    """The state `doc` (a state.json) describes; the values of its `BIG` keys are in `snap`."""
+    parts: dict[str, Any] = {}
     for name in PARTS:
         if (data := doc[name]) is not None:
             keys = [k for k in BIG.get(name, ()) if k in data]
             if keys and snap is None:
                 raise ValueError(f"it names no {SNAPSHOT_NAME}")
-            data = _Lazy({**data, **dict.fromkeys(keys, snap)}, name)
+            data = _Lazy({**data, **dict.fromkeys(keys, snap)})
         parts[name] = data
-    return State(
-        **parts,
-        last_success=None if doc["last_success"] is None else _time(doc["last_success"]),
-        source=str(doc["source"]),
-        retired_ids=dict(doc["retired_course_ids"]),
-        snap=snap,
-    )
+    last = None if doc["last_success"] is None else _utc(doc["last_success"])
+    return State(**parts, last_success=last, source=str(doc["source"]), snap=snap)
 
 
 def save(path: Path, state: State) -> State:
-    """Write `state` into its source's folder in `CACHE_DIR` (`path`); returns it as
-    saved (the next save then knows what snapshot.json holds). Raises `RunError` (exit
-    1) naming the folder when it cannot be written; the previous state is then kept."""
-    where = folder(path, state.source)
-    doc: dict[str, Any] = {
-        "format": FORMAT,
-        "version": VERSION,
-        "source": state.source,
-        "last_success": state.last_success.isoformat() if state.last_success else None,
-        "retired_course_ids": dict(state.retired_ids),
-    }
+    """Write `state` into its folder in `CACHE_DIR` `path` and return it as saved; a
+    `RunError` (exit 1) naming the folder if it cannot be written (the old one stays)."""
+    where, last = folder(path, state.source), state.last_success
+    doc: dict[str, Any] = {"format": FORMAT, "version": VERSION, "source": state.source}
+    doc["last_success"] = last and last.isoformat()
     apart: dict[str, Any] = {}  # snapshot.json's values (a `_Snapshot`: its own, maybe unread)
     for name in PARTS:
         if (data := getattr(state, name)) is not None:
             data = dict(data.data if isinstance(data, _Lazy) else data)
             for key in (k for k in BIG.get(name, ()) if k in data):
-                apart[f"{name}.{key}"], data[key] = data[key], None  # None: in snapshot.json
+                apart[key], data[key] = data[key], None  # None: in snapshot.json
         doc[name] = data
     snap, snap_file = state.snap, where / SNAPSHOT_NAME
     try:
@@ -224,8 +197,8 @@ def save(path: Path, state: State) -> State:
         ):
             values = {k: v.get(k) if isinstance(v, _Snapshot) else v for k, v in apart.items()}
             body = {"state": doc, **values}
-            if ITEMS in body:
-                body[ITEMS] = items_to_json(body[ITEMS])
+            if "items" in body:
+                body["items"] = items_to_json(body["items"])
             write_atomic(snap_file, _dumps(body))
             snap = _Snapshot(snap_file, values)
         doc["snapshot"] = snap and snap.stamp
@@ -250,11 +223,8 @@ def _dumps(data: Any) -> bytes:
     return json.dumps(data, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode()
 
 
-def _utc(at: datetime) -> datetime:
+def _utc(at: datetime | str) -> datetime:
+    at = datetime.fromisoformat(at) if isinstance(at, str) else at
     if at.tzinfo is None:
         raise ValueError("state times must be timezone-aware")
     return at.astimezone(UTC)
-
-
-def _time(value: str) -> datetime:
-    return _utc(datetime.fromisoformat(value))
