@@ -118,7 +118,7 @@ def folder(cache_dir: Path, source: str) -> Path:
     """`source`'s folder in `CACHE_DIR`: `drive-<FOLDER_ID>`, or a digest of a local path."""
     kind, _, where = source.partition(":")
     if not re.fullmatch(r"[A-Za-z0-9_-]{1,100}", where):
-        where = digest(source)[:16]
+        where = hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest()[:16]
     return Path(cache_dir) / f"{kind}-{where}"
 
 
