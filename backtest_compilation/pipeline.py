@@ -14,7 +14,7 @@ import functools
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
@@ -191,7 +191,6 @@ def _run(it: _Run) -> None:
     if warning:
         log.warning("%s", warning)
     it.now = it.services.clock()
-    previous = remembered.problems
     reading = _read(it, remembered)
     read_current = functools.cache(it.services.store.read_current)  # after the catalog
     built = _catalog(it, reading, remembered, read_current)
@@ -206,10 +205,10 @@ def _run(it: _Run) -> None:
     remembered = _before_writes(it, remembered, plan, current, built)
     mongo_ok = _write_mongo(it, plan)
     if not it.unchanged:
-        reading, built, renames_ok = _rename(it, reading, built, previous)
+        reading, built, renames_ok = _rename(it, reading, built, remembered.problems)
         remembered = _remember(it, reading, built, remembered, renames_ok, mongo_ok)
     remembered = _write_sheet(it, reading, built, remembered)
-    remembered = remembered.with_drive(reading.snapshot, it.now)
+    remembered = replace(remembered, drive=reading.snapshot)
     if not it.failures:
         remembered = remembered.succeeded(it.now)
     it.save(remembered)
@@ -220,8 +219,7 @@ def _read(it: _Run, remembered: state.State) -> Reading:
     """1. The drive: its changes feed from the remembered token, or a full listing."""
     source = it.services.source
     it.step(source.name)
-    previous = remembered.drive.data if remembered.drive else None
-    reading = source.read(previous, full_rescan=it.options.full_rescan, now=it.now)
+    reading = source.read(remembered.drive, full_rescan=it.options.full_rescan, now=it.now)
     log.info(
         "read: %s, %s, %.2f s (%d %s calls)",
         "full listing" if reading.full else "changes feed",
@@ -286,7 +284,7 @@ def _plan_mongo(
     else:
         plan = website.plan(built, current, reuse=_reusable_ids(remembered, it.now))
         # The departments of the last run matter only to an empty catalog (and are big).
-        published = remembered.mongo.data.get("catalog", {}) if remembered.mongo else {}
+        published = remembered.mongo.get("catalog", {}) if remembered.mongo else {}
         had = () if built.departments or built.courses else published.get("course_codes", [])
         hint = catalog_mod.guard_hint(built, had)
         if not it.options.allow_mass_delete:
@@ -340,8 +338,7 @@ def _before_writes(
         if isinstance(built, Remembered) or part is None:
             return remembered
         # MongoDB shows the remembered catalog: the next unchanged run compares a digest.
-        data = state.replaced(part.data, website=_website_digest(current))
-        return remembered.with_sink("mongo", data, part.at)
+        return replace(remembered, mongo=state.replaced(part, website=_website_digest(current)))
     if it.unchanged:
         log.warning("mongo: drifted from the drive since the last run; repairing")
     kept = {c.folder_id for c in (*plan.courses_to_add, *plan.courses_to_update)}
@@ -370,7 +367,7 @@ def _write_mongo(it: _Run, plan: website.Plan) -> bool:
 
 
 def _rename(
-    it: _Run, reading: Reading, built: Catalog, previous: tuple[str, ...] | None
+    it: _Run, reading: Reading, built: Catalog, previous: Sequence[str] | None
 ) -> tuple[Reading, Catalog, bool]:
     """5. Renames, then what they changed: the drive's names and the problems' messages
     (the sheet shows the names the drive has now); True if all were done."""
@@ -417,10 +414,10 @@ def _remember(
     plan did not depend on the renames): an unchanged drive then needs no catalog (the
     counts go to state.json, the blocks to snapshot.json)."""
     key = it.fingerprint(reading)
-    remembered = remembered.with_drive(reading.snapshot, it.now)
+    remembered = replace(remembered, drive=reading.snapshot)
     remembered = remembered.with_problems(outcome.problem_key(p) for p in built.problems)
     if renames_ok:
-        remembered = remembered.with_sink("renames", {"fingerprint": key}, it.now)
+        remembered = replace(remembered, renames={"fingerprint": key})
     if mongo_ok:
         counts = {"departments": len(built.course_codes), "courses": len(built.courses)}
         part = {
@@ -429,7 +426,7 @@ def _remember(
             "catalog": report.catalog_block(built),
             "problems": report.problems_block(built),
         }
-        remembered = remembered.with_sink("mongo", part, it.now)
+        remembered = replace(remembered, mongo=part)
     return it.save(remembered)
 
 
@@ -440,7 +437,7 @@ def _write_sheet(
     wrote to the spreadsheet since our last write; only then is it read (and rewritten
     if it no longer shows the report) — contract §5.8."""
     sheet, part, published = it.services.sheet, None, None
-    last = dict(remembered.sheet.data) if remembered.sheet is not None else {}
+    last = dict(remembered.sheet) if remembered.sheet is not None else {}
     with it.isolated("sheet"):
         if it.unchanged:
             if sheet is not None and _edited_by_hand(it, sheet, last):
@@ -458,7 +455,7 @@ def _write_sheet(
     it.blocks["sheet"] = published.block() if published and ok else dict(outcome.NOT_WRITTEN)
     if not (part and ok):
         return remembered
-    return remembered.with_sink("sheet", {**part, "fingerprint": it.fingerprint(reading)}, it.now)
+    return replace(remembered, sheet={**part, "fingerprint": it.fingerprint(reading)})
 
 
 def _edited_by_hand(it: _Run, sheet: SheetReport, last: dict[str, Any]) -> bool:
@@ -514,10 +511,10 @@ def _known_catalog(
     While MongoDB holds what an earlier unchanged run found there, it is a `Remembered`
     (not read: MongoDB needs no plan, the summary line its counts)."""
     parts = (remembered.renames, remembered.mongo, remembered.sheet)
-    if any(p is None or p.data.get("fingerprint") != fingerprint for p in parts):
+    if any(p is None or p.get("fingerprint") != fingerprint for p in parts):
         return None
     assert remembered.mongo is not None
-    known = Remembered(remembered.mongo.data)
+    known = Remembered(remembered.mongo)
     if known.data.get("website") == _website_digest(current):
         return cast(Catalog, known)
     try:

@@ -1,12 +1,9 @@
-"""Where the tree comes from: Google Drive (`drive.DriveSource`) or a folder on disk
-(`local.LocalFolderSource`), each a `Source` with the same methods: `read` (a `Reading`
-of the tree), `rename` (failures come back as `rename_failed` problems), `after_renames`,
-`sheet_version`, `root_parent` (the folder holding the root) and `calls`.
-"""
+"""Where the tree comes from: Google Drive (`DriveTree`) or a folder on disk (`LocalTree`),
+each a `Source` with the same methods: `read` (a `Reading` of the tree), `rename`,
+`after_renames`, `sheet_version`, `root_parent` (the folder holding the root), `calls`."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -19,7 +16,7 @@ from . import state
 from .catalog import Category, Problem, Rename, RenameResult
 from .local import LocalFolderSource
 from .snapshot import DriveSnapshot
-from .tree import Item, Node, assemble
+from .tree import Node, assemble
 
 if TYPE_CHECKING:
     from .drive import DriveSource
@@ -29,10 +26,9 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Reading:
-    """One read of the tree: what the state keeps of it (`snapshot`), whether it changed
-    since the last one, whether it was a full listing (not the changes feed), and a
-    `fingerprint` of its contents. `tree` is built on first use: a run that finds the
-    drive unchanged never builds it (nor reads the saved items it is made of)."""
+    """One read of the tree: what the state keeps of it (`snapshot`), whether it changed,
+    whether it was a full listing, and a `fingerprint` of its contents. `tree` is built
+    on first use: an unchanged run never builds it (nor reads the saved items)."""
 
     snapshot: Mapping[str, Any]
     changed: bool
@@ -43,11 +39,6 @@ class Reading:
     @cached_property
     def tree(self) -> Node:
         return self.make_tree()
-
-
-def _digest(contents: tuple[Item, ...] | Node) -> str:
-    """A fingerprint of the tree's contents (items in id order, or the tree itself)."""
-    return hashlib.sha256(repr(contents).encode("utf-8", "replace")).hexdigest()
 
 
 class DriveTree:
@@ -79,7 +70,7 @@ class DriveTree:
             saved = state.replaced(previous, page_token=got.snapshot.page_token)
             return _drive_reading(saved, False, False)
         tree, items = got.tree, got.snapshot.items
-        saved = {**got.snapshot.header(), "fingerprint": _digest(items), "items": items}
+        saved = {**got.snapshot.header(), "fingerprint": state.digest(items), "items": items}
         return replace(_drive_reading(saved, got.changed, got.full), make_tree=lambda: tree)
 
     def after_renames(self, reading: Reading, renames: Sequence[Rename]) -> Reading:
@@ -90,7 +81,7 @@ class DriveTree:
         items = tuple(
             replace(i, name=new[i.id]) if i.id in new else i for i in reading.snapshot["items"]
         )
-        saved = {**reading.snapshot, "fingerprint": _digest(items), "items": items}
+        saved = {**reading.snapshot, "fingerprint": state.digest(items), "items": items}
         return _drive_reading(saved, reading.changed, reading.full)
 
     def rename(self, renames: Sequence[Rename]) -> RenameResult:
@@ -133,7 +124,7 @@ class LocalTree:
     ) -> Reading:
         """Read the whole folder (it is local: always cheap) and compare with `previous`."""
         tree = self.source.read()
-        saved = {"fingerprint": _digest(tree)}  # its folder in CACHE_DIR is its path's
+        saved = {"fingerprint": state.digest(tree)}  # its folder in CACHE_DIR is its path's
         changed = previous is None or dict(previous) != saved
         return Reading(saved, changed, full_rescan, saved["fingerprint"], lambda: tree)
 
@@ -169,5 +160,4 @@ class LocalTree:
         return parent, parent
 
 
-# What the pipeline reads the tree from (both have the same methods).
 Source = DriveTree | LocalTree

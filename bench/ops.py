@@ -54,14 +54,13 @@ def state_costs(files: int, now: datetime) -> list[str]:
     """The state's costs with a `files`-item drive snapshot, as lines to print."""
     data = snapshot(files)
     key = state.source_key("drive", "0AbCdEfGhIjK")
-    full = (
-        state.State(source=key)
-        .with_drive(data, now)
-        .with_sink("renames", {"digest": state.digest([])}, now)
-        .with_sink("mongo", {"digest": "x" * 64}, now)
-        .with_sink("sheet", {"digest": "y" * 64}, now)
-        .succeeded(now)
-    )
+    full = state.State(
+        source=key,
+        drive=data,
+        renames={"digest": state.digest([])},
+        mongo={"digest": "x" * 64},
+        sheet={"digest": "y" * 64},
+    ).succeeded(now)
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(tmp)
         where = state.folder(cache, key)
@@ -79,25 +78,25 @@ def state_costs(files: int, now: datetime) -> list[str]:
             """What an unchanged run does with the state: load, a new token, save."""
             got, _ = state.load(cache, key)
             assert got.drive is not None
-            state.save(cache, got.with_drive(state.replaced(got.drive.data, page_token="2"), now))
+            state.save(cache, replace(got, drive=state.replaced(got.drive, page_token="2")))
 
         unchanged_ms = timed(unchanged_run, 5)
-        items_ms = timed(lambda: state.load(cache, key)[0].drive.data["items"], 5)  # type: ignore[union-attr]
+        items_ms = timed(lambda: state.load(cache, key)[0].drive["items"], 5)  # type: ignore[union-attr]
 
         saves = []
         for round_ in range(5):
             got, _ = state.load(cache, key)
             assert got.drive is not None
-            items = list(got.drive.data["items"])
+            items = list(got.drive["items"])
             for k in range(100):  # 100 renames spread over the drive
                 i = (k * files) // 100
                 items[i] = replace(items[i], name=f"r{round_} {items[i].name}")
-            changed = got.with_drive({**data, "items": tuple(items)}, now)
+            changed = replace(got, drive={**data, "items": tuple(items)})
             started = time.perf_counter()
             state.save(cache, changed)
             saves.append((time.perf_counter() - started) * 1000)
         again, _ = state.load(cache, key)
-        assert again.drive is not None and list(again.drive.data["items"]) == items
+        assert again.drive is not None and list(again.drive["items"]) == items
     return [
         f"state, {files:,} files in the drive snapshot: snapshot.json {snapshot_mb:.1f} MB, "
         f"state.json {header_b} bytes",

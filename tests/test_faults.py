@@ -307,7 +307,7 @@ def _empty(path: Path) -> None:
 
 def _drive_part_malformed(path: Path) -> None:
     doc = json.loads(path.read_text())
-    doc["drive"]["data"]["listed_at"] = "yesterday"
+    doc["drive"]["listed_at"] = "yesterday"
     path.write_text(json.dumps(doc))
 
 
@@ -483,7 +483,7 @@ def test_mongodb_lost_in_the_middle_of_a_plan_converges_on_the_next_run_keeping_
         fault_twin.run()
         ids_before = world.course_ids()
         remembered, _ = state.load(state.path_in(world.cache_dir))
-        assert remembered.mongo is not None and remembered.mongo.data["catalog"]  # read it now:
+        assert remembered.mongo is not None and remembered.mongo["catalog"]  # read it now:
         # the run replaces snapshot.json, whose values a loaded state reads on first use.
         big_edit(world)
         big_edit(fault_twin)
