@@ -147,8 +147,7 @@ def _too_deep(drive: DriveSource, meta: Mapping[str, Any], kind: str) -> Check |
 
 
 def check_spreadsheet(config: settings.Settings, drive: DriveSource, who: str) -> Iterator[Check]:
-    """The spreadsheet is editable by `who` and has the people's tab; the tool's tabs exist
-    or can be created."""
+    """The spreadsheet is editable by `who`, has the people's tab, and the tool's (or may)."""
     key, layout = config.sheet_key, adapters.sheet_layout(config)
     share = f"share the spreadsheet with {who} as Editor, or fix SHEET_URL; {SHEET}"
     try:
@@ -207,10 +206,9 @@ def google_checks(config: settings.Settings, key_ok: bool) -> Iterator[Check]:
 
 
 def can_write_collections(status: Mapping[str, Any], db: str) -> tuple[bool, str]:
-    """Whether a `connectionStatus` answer's user may insert, update and remove in the three
-    collections of `db`, and why: its privileges when listed (mongod does), else its roles."""
+    """May a `connectionStatus` answer's user write the three collections of `db`, and why."""
     info, needed = status.get("authInfo", {}), {"insert", "update", "remove"}
-    if privileges := info.get("authenticatedUserPrivileges"):
+    if privileges := info.get("authenticatedUserPrivileges"):  # mongod lists them: they decide
         for name in COLLECTIONS:
             allowed = {
                 action
@@ -260,9 +258,8 @@ def check_mongo(config: settings.Settings) -> Iterator[Check]:
         yield Check("MongoDB rights", f"no authentication required: any client may write {db}")
         return
     allowed, why = can_write_collections(status, db)
-    fix = f"grant the user readWrite on {db} (db.grantRolesToUser); {MONGO}"
-    detail = f"user {users[0].get('user', '?')!r}: {why}"
-    yield Check("MongoDB rights", detail, "" if allowed else fix)
+    fix = "" if allowed else f"grant the user readWrite on {db} (db.grantRolesToUser); {MONGO}"
+    yield Check("MongoDB rights", f"user {users[0].get('user', '?')!r}: {why}", fix)
 
 
 def local_checks(config: settings.Settings) -> Iterator[Check]:
