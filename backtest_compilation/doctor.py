@@ -147,7 +147,7 @@ def _too_deep(drive: DriveSource, meta: Mapping[str, Any], kind: str) -> Check |
 
 
 def check_spreadsheet(config: settings.Settings, drive: DriveSource, who: str) -> Iterator[Check]:
-    """The spreadsheet is editable by `who`, has the people's tab, and the tool's (or may)."""
+    """`who` may edit the spreadsheet; it has the people's tab, and the tool's or may get them."""
     key, layout = config.sheet_key, adapters.sheet_layout(config)
     share = f"share the spreadsheet with {who} as Editor, or fix SHEET_URL; {SHEET}"
     try:
@@ -191,8 +191,8 @@ def google_checks(config: settings.Settings, key_ok: bool) -> Iterator[Check]:
         yield Check("Drive and the spreadsheet", "not checked without a key and tokens", "", True)
         return
     drive = adapters.drive_source(config, one_try_s=TIMEOUT_S)  # as a sync reads (and renames)
-    who = delegate or "the service account (DELEGATE_EMAIL is not set)"  # who fixes the sharing
-    with suppress(OSError, ValueError, KeyError, TypeError):  # names the key's address
+    who = delegate or "the service account (DELEGATE_EMAIL is not set)"  # to share with
+    with suppress(OSError, ValueError, KeyError, TypeError):  # the key's address, when readable
         key = json.loads(Path(config.google_credentials_file).read_text(encoding="utf-8"))
         who = delegate or f"the service account {key['client_email']} (DELEGATE_EMAIL is not set)"
     folder = list(check_folder(config, drive, who))
