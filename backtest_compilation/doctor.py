@@ -151,7 +151,7 @@ def check_spreadsheet(config: settings.Settings, drive: DriveSource, who: str) -
     key, layout = config.sheet_key, adapters.sheet_layout(config)
     share = f"share the spreadsheet with {who} as Editor, or fix SHEET_URL; {SHEET}"
     try:
-        meta = drive.item(key, "id,name,mimeType,capabilities(canEdit)")
+        meta = drive.item(key, "id,name,capabilities(canEdit)")
     except DriveCallError as exc:
         detail = f"HTTP {exc.detail}" if exc.status else exc.detail
         yield Check("spreadsheet", f"{key} is not visible to {who} in Drive ({detail})", share)
