@@ -8,10 +8,17 @@ import json
 import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple, TextIO
 from zoneinfo import ZoneInfo
+
+import httplib2
+from google.auth.exceptions import RefreshError, TransportError
+from google_auth_httplib2 import Request
+from pymongo.errors import ConnectionFailure, PyMongoError
+from sentry_sdk.utils import BadDsn, Dsn
 
 from . import adapters, google, schedule, settings
 from .drive import SCOPE_READ, SCOPE_RENAME, DriveCallError, DriveSource
@@ -25,9 +32,6 @@ TIMEOUT_S = 8.0  # one call to Google
 MONGO_TIMEOUT_MS = 5000
 SILENT = "Drive did not answer"
 COLLECTIONS = (CODES, COURSES, BACKTESTS)
-# Built-in MongoDB roles that may write the collections of any database, or of their own.
-_ANY_DB_ROLES = {"root", "readWriteAnyDatabase", "__system"}
-_WRITE_ROLES = {*_ANY_DB_ROLES, "readWrite", "dbOwner"}
 CONFIG, GOOGLE = 'see README "Configuration"', 'see README "Google set-up (once)"'
 MONGO, SHEET = 'see README "MongoDB"', 'see README "The sheet"'
 OPERATING, TROUBLE = 'see README "Operating it"', 'see README "Troubleshooting"'
@@ -40,14 +44,6 @@ class Check(NamedTuple):
     detail: str
     fix: str = ""
     skipped: bool = False
-
-    @property
-    def ok(self) -> bool:
-        return not self.fix and not self.skipped
-
-    def line(self) -> str:
-        mark = "–" if self.skipped else "✗" if self.fix else "✓"
-        return f"{mark} {self.name}: {self.detail}" + (f"\n    fix: {self.fix}" if self.fix else "")
 
 
 def _keyed(config: settings.Settings) -> dict[str, tuple[str, ...]]:
@@ -79,20 +75,16 @@ def check_token(
     name: str, credentials: Any, scopes: Sequence[str], delegate: str, timeout_s: float
 ) -> Check:
     """Ask Google for a token of exactly `scopes` for `delegate` (a read: nothing changes)."""
-    import httplib2
-    from google.auth import exceptions
-    from google_auth_httplib2 import Request
-
     listed = ", ".join(s.rsplit("/", 1)[-1] for s in scopes)
     try:  # google-auth's own transport would wait up to 120 s
         credentials.refresh(Request(httplib2.Http(timeout=timeout_s)))
-    except exceptions.RefreshError as exc:
+    except RefreshError as exc:
         code = str(exc.args[0] if exc.args else "").split(":", 1)[0].strip() or "refused"
         fix = "in the Google Admin console → Security → API controls → Domain-wide delegation, "
         fix += f"grant the service account's client id exactly these scopes: {', '.join(scopes)}"
         detail = f"Google refused a token for {listed} as {delegate!r}: {code}"
         return Check(name, detail, f"{fix}; {GOOGLE}")
-    except exceptions.TransportError as exc:
+    except TransportError as exc:
         fix = f"check the network connection to oauth2.googleapis.com; {TROUBLE}"
         return Check(name, f"the token endpoint did not answer ({type(exc).__name__})", fix)
     return Check(name, f"granted for {listed} as {delegate or 'the service account'}")
@@ -116,9 +108,9 @@ def check_folder(config: settings.Settings, drive: DriveSource, who: str) -> Ite
         return
     title, mime = meta.get("name", ""), meta.get("mimeType", FOLDER_MIME)
     if mime != FOLDER_MIME:
-        fix = f"use the id of the backtest drive or its folder; {CONFIG}"
+        detail = f"{folder!r} is a file ({mime}), not a shared drive or folder"
         yield Check(
-            "FOLDER_ID", f"{folder!r} is a file ({mime}), not a shared drive or folder", fix
+            "FOLDER_ID", detail, f"use the id of the backtest drive or its folder; {CONFIG}"
         )
         return
     if meta.get("trashed"):
@@ -155,22 +147,19 @@ def _too_deep(drive: DriveSource, meta: Mapping[str, Any], kind: str) -> Check |
 
 
 def check_spreadsheet(config: settings.Settings, drive: DriveSource, who: str) -> Iterator[Check]:
-    """The spreadsheet is editable by `who` and has the people's tab; the tool's tabs exist
-    or can be created."""
+    """`who` may edit the spreadsheet; it has the people's tab, and the tool's or may get them."""
     key, layout = config.sheet_key, adapters.sheet_layout(config)
     share = f"share the spreadsheet with {who} as Editor, or fix SHEET_URL; {SHEET}"
     try:
-        meta = drive.item(key, "id,name,mimeType,capabilities(canEdit)")
+        meta = drive.item(key, "id,name,capabilities(canEdit)")
     except DriveCallError as exc:
         detail = f"HTTP {exc.detail}" if exc.status else exc.detail
         yield Check("spreadsheet", f"{key} is not visible to {who} in Drive ({detail})", share)
         return
     name, editable = meta.get("name"), bool(meta.get("capabilities", {}).get("canEdit"))
-    if editable:
-        yield Check("spreadsheet", f"{name!r} reachable and editable by {who}")
-    else:
-        detail = f"{name!r} is reachable but {who} may not edit it"
-        yield Check("spreadsheet", detail + " (Drive capabilities.canEdit is false)", share)
+    yes = f"{name!r} reachable and editable by {who}"
+    no = f"{name!r} is reachable but {who} may not edit it (Drive capabilities.canEdit is false)"
+    yield Check("spreadsheet", yes) if editable else Check("spreadsheet", no, share)
     try:
         titles = [tab.title for tab in adapters.connect_sheet(config, one_try_s=TIMEOUT_S).read()]
     except RunError as exc:
@@ -197,18 +186,15 @@ def google_checks(config: settings.Settings, key_ok: bool) -> Iterator[Check]:
     for api, scopes in _keyed(config).items() if key_ok else ():
         creds = google.credentials(config.google_credentials_file, delegate, scopes)
         yield (token := check_token(f"{api} token", creds, scopes, delegate, TIMEOUT_S))
-        key_ok = key_ok and token.ok
+        key_ok = key_ok and not token.fix
     if not key_ok:
         yield Check("Drive and the spreadsheet", "not checked without a key and tokens", "", True)
         return
     drive = adapters.drive_source(config, one_try_s=TIMEOUT_S)  # as a sync reads (and renames)
-    who = delegate  # an address for the person who fixes the sharing
-    if not delegate:
-        try:
-            key = json.loads(Path(config.google_credentials_file).read_text(encoding="utf-8"))
-            who = f"the service account {key['client_email']} (DELEGATE_EMAIL is not set)"
-        except (OSError, ValueError, KeyError, TypeError):
-            who = "the service account (DELEGATE_EMAIL is not set)"
+    who = delegate or "the service account (DELEGATE_EMAIL is not set)"  # to share with
+    with suppress(OSError, ValueError, KeyError, TypeError):  # the key's address, when readable
+        key = json.loads(Path(config.google_credentials_file).read_text(encoding="utf-8"))
+        who = delegate or f"the service account {key['client_email']} (DELEGATE_EMAIL is not set)"
     folder = list(check_folder(config, drive, who))
     yield from folder
     if not config.sheet_url:
@@ -220,10 +206,9 @@ def google_checks(config: settings.Settings, key_ok: bool) -> Iterator[Check]:
 
 
 def can_write_collections(status: Mapping[str, Any], db: str) -> tuple[bool, str]:
-    """Whether a `connectionStatus` answer's user may insert, update and remove in the three
-    collections of `db`, and why: its privileges when listed (mongod does), else its roles."""
+    """May a `connectionStatus` answer's user write the three collections of `db`, and why."""
     info, needed = status.get("authInfo", {}), {"insert", "update", "remove"}
-    if privileges := info.get("authenticatedUserPrivileges"):
+    if privileges := info.get("authenticatedUserPrivileges"):  # mongod lists them: they decide
         for name in COLLECTIONS:
             allowed = {
                 action
@@ -236,9 +221,10 @@ def can_write_collections(status: Mapping[str, Any], db: str) -> tuple[bool, str
                 return False, f"no {', '.join(sorted(needed - allowed))} on {db}.{name}"
         return True, "insert, update and remove on the three collections"
     roles = info.get("authenticatedUserRoles") or []
+    anywhere = {"root", "readWriteAnyDatabase", "__system"}  # built-in roles that write any db
     for role in roles:
         name, on = role.get("role"), role.get("db")
-        if name in _ANY_DB_ROLES or (name in _WRITE_ROLES and on == db):
+        if name in anywhere or (name in {"readWrite", "dbOwner"} and on == db):
             return True, f"role {name} on {on}"
     names = ", ".join(f"{r.get('role')}@{r.get('db')}" for r in roles) or "none"
     return False, f"roles {names} do not allow writing to {db}"
@@ -249,8 +235,6 @@ def check_mongo(config: settings.Settings) -> Iterator[Check]:
     if config.mongo_uri.startswith("mongomock:"):
         yield Check("MongoDB", "mongomock:// in-process store (nothing to check)")
         return
-    from pymongo.errors import ConnectionFailure, PyMongoError
-
     where, db = settings.redact_uri(config.mongo_uri), config.mongo_db
     with Store.connect(config.mongo_uri, config.mongo_db, timeout_ms=MONGO_TIMEOUT_MS) as store:
         try:
@@ -274,15 +258,12 @@ def check_mongo(config: settings.Settings) -> Iterator[Check]:
         yield Check("MongoDB rights", f"no authentication required: any client may write {db}")
         return
     allowed, why = can_write_collections(status, db)
-    fix = f"grant the user readWrite on {db} (db.grantRolesToUser); {MONGO}"
-    detail = f"user {users[0].get('user', '?')!r}: {why}"
-    yield Check("MongoDB rights", detail, "" if allowed else fix)
+    fix = "" if allowed else f"grant the user readWrite on {db} (db.grantRolesToUser); {MONGO}"
+    yield Check("MongoDB rights", f"user {users[0].get('user', '?')!r}: {why}", fix)
 
 
 def local_checks(config: settings.Settings) -> Iterator[Check]:
     """`CACHE_DIR` writable (or creatable), `SENTRY_DSN` well-formed, the monitor, the schedule."""
-    from sentry_sdk.utils import BadDsn, Dsn
-
     path = Path(config.cache_dir)
     there = next((p for p in (path, *path.parents) if p.exists()), path)  # or its first parent
     fix = f"make {str(path)!r} a writable directory for the user running the tool (in the "
@@ -324,7 +305,7 @@ def run_checks(env: Mapping[str, str]) -> Iterator[Check]:
         return
     yield Check("settings", "all present and well-formed")
     yield (key := check_key_file(config))
-    yield from google_checks(config, key.ok)
+    yield from google_checks(config, not key.fix)
     yield from check_mongo(config)
     yield from local_checks(config)
 
@@ -335,10 +316,12 @@ def main(env: Mapping[str, str], *, out: TextIO) -> int:
     print("backtest-compilation doctor: checking the set-up (nothing is changed)", file=out)
     checks = []
     for check in run_checks(env):
-        print(check.line(), file=out, flush=True)
+        mark = "–" if check.skipped else "✗" if check.fix else "✓"
+        fix = f"\n    fix: {check.fix}" if check.fix else ""
+        print(f"{mark} {check.name}: {check.detail}{fix}", file=out, flush=True)
         checks.append(check)
     skipped = sum(c.skipped for c in checks)
-    failed, elapsed = sum(not c.ok for c in checks) - skipped, time.monotonic() - started
+    failed, elapsed = sum(bool(c.fix) for c in checks), time.monotonic() - started
     if failed or skipped:
         also = f", {skipped} skipped" if skipped else ""
         counted = f"{failed} of {len(checks) - skipped} checks failed{also} ({elapsed:.1f} s)"

@@ -367,7 +367,7 @@ def test_the_token_is_asked_for_exactly_the_sync_scopes(
     drive_emulator.grant(DELEGATE, SCOPE_READ)  # the rename scope is missing
     creds = load_credentials(key_file, DELEGATE, scopes)
     check = doctor.check_token("Drive token", creds, scopes, DELEGATE, 5.0)
-    assert not check.ok
+    assert check.fix
     assert check.detail == (
         f"Google refused a token for drive.readonly, drive.metadata as {DELEGATE!r}: "
         "unauthorized_client"
@@ -375,7 +375,7 @@ def test_the_token_is_asked_for_exactly_the_sync_scopes(
     assert SCOPE_RENAME in check.fix and "Domain-wide delegation" in check.fix
     drive_emulator.grant(DELEGATE, SCOPE_READ, SCOPE_RENAME)
     creds = load_credentials(key_file, DELEGATE, scopes)
-    assert doctor.check_token("Drive token", creds, scopes, DELEGATE, 5.0).ok
+    assert doctor.check_token("Drive token", creds, scopes, DELEGATE, 5.0).fix == ""
 
 
 def test_key_file_checks(setup: SetUp, tmp_path: Path, key_file: Path) -> None:
@@ -385,7 +385,7 @@ def test_key_file_checks(setup: SetUp, tmp_path: Path, key_file: Path) -> None:
         env = {**setup.env, "GOOGLE_CREDENTIALS_FILE": str(path), "DRIVE_API_ENDPOINT": ""}
         return doctor.check_key_file(settings.load(env))
 
-    assert check(key_file).ok
+    assert check(key_file).fix == ""
     assert check(key_file).detail.startswith("service account sync@test.iam")
     not_json = tmp_path / "not.json"
     not_json.write_text("-----BEGIN nothing")
@@ -394,7 +394,7 @@ def test_key_file_checks(setup: SetUp, tmp_path: Path, key_file: Path) -> None:
     user_key.write_text(json.dumps({"type": "authorized_user", "client_id": "x"}))
     assert "is not a service-account key" in check(user_key).detail
     for c in (check(not_json), check(user_key)):
-        assert not c.ok and 'README "Google set-up (once)"' in c.fix
+        assert c.fix and 'README "Google set-up (once)"' in c.fix
     assert SHEETS_SCOPE.endswith("/spreadsheets")
 
 
