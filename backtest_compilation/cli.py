@@ -1,7 +1,4 @@
-"""Command line: parse arguments, load settings, run, map errors to exit codes (contract §5, §7).
-
-Everything here is thin; the work is done by functions that can be called from Python.
-"""
+"""Command line: parse arguments, load settings, run, map errors to exit codes (contract §5, §7)."""
 
 from __future__ import annotations
 
@@ -96,19 +93,16 @@ RUN_OPTIONS = {
 }
 
 
-def _add_options(p: argparse.ArgumentParser, names: Sequence[str], *, shown: bool) -> None:
-    """`-v`/`-q` and the run options `names`. Without a value of their own (SUPPRESS), so
+def _add_options(p: argparse.ArgumentParser, options: dict[str, str]) -> None:
+    """`-v`/`-q` and `options` (name: help), without a value of their own (SUPPRESS), so
     one given before the command is not reset by it."""
     for flag, help in (
         ("--verbose", "more log lines (DEBUG) for this run; LOG_LEVEL stays the default"),
         ("--quiet", "fewer log lines: -q warnings and errors, -qq errors only"),
     ):
         p.add_argument(flag[1:3], flag, action="count", default=argparse.SUPPRESS, help=help)
-    for name in names:
-        kind: dict[str, Any] = {"action": "store_true"}
-        if name == "--source":
-            kind = {"type": Path, "metavar": "PATH"}
-        help = RUN_OPTIONS[name] if shown else argparse.SUPPRESS
+    for name, help in options.items():
+        kind = {"type": Path, "metavar": "PATH"} if name == "--source" else {"action": "store_true"}
         p.add_argument(name, help=help, default=argparse.SUPPRESS, **kind)
 
 
@@ -122,8 +116,15 @@ def parse_args(argv: Sequence[str]) -> Request:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    _add_options(parser, list(RUN_OPTIONS), shown=False)
-    parser.set_defaults(verbose=0, quiet=0)
+    _add_options(parser, dict.fromkeys(RUN_OPTIONS, argparse.SUPPRESS))
+    options = {
+        "sync": RUN_OPTIONS,
+        "check": dict(list(RUN_OPTIONS.items())[:4]),
+        "status": {
+            "--json": "print the status as one JSON object",
+            "--source": "the runs of a local --source PATH (they keep their own record)",
+        },
+    }
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (short, long, epilog) in COMMANDS.items():
         sub = commands.add_parser(
@@ -133,16 +134,7 @@ def parse_args(argv: Sequence[str]) -> Request:
             epilog=epilog,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-        options = {"sync": list(RUN_OPTIONS), "check": list(RUN_OPTIONS)[:4]}
-        _add_options(sub, options.get(name, ()), shown=True)
-    status = commands.choices["status"]
-    status.add_argument("--json", action="store_true", help="print the status as one JSON object")
-    status.add_argument(
-        "--source",
-        type=Path,
-        metavar="PATH",
-        help="the runs of a local --source PATH (they keep their own record)",
-    )
+        _add_options(sub, options.get(name, {}))
     args = vars(parser.parse_args(argv))
     return Request(**{**args, "command": args["command"] or "sync"})
 
@@ -153,23 +145,18 @@ def log_level(base: str, verbose: int, quiet: int) -> str:
     return logging.getLevelName(min(max(level, logging.DEBUG), logging.CRITICAL))
 
 
-class ZonedFormatter(logging.Formatter):
-    """Time stamps in `TZ` with their offset (`2026-11-30 09:02:03.123-05:00`)."""
-
-    def __init__(self, fmt: str, tz: str) -> None:
-        super().__init__(fmt)
-        self.zone = ZoneInfo(tz)
-
-    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        at = datetime.fromtimestamp(record.created, self.zone)
-        return at.isoformat(sep=" ", timespec="milliseconds")
-
-
 def configure_logging(level: str, tz: str = settings.Settings.tz) -> None:
-    """Plain lines on stderr, cron-readable; stdout is kept for --json and reports.
-    Time stamps are in `tz` (the `TZ` setting) with the offset."""
+    """Plain lines on stderr (stdout is for --json and reports), stamped in `tz` with the
+    offset (`2026-11-30 09:02:03.123-05:00`)."""
+    zone = ZoneInfo(tz)
+
+    class Zoned(logging.Formatter):
+        def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+            at = datetime.fromtimestamp(record.created, zone)
+            return at.isoformat(sep=" ", timespec="milliseconds")
+
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(ZonedFormatter("%(asctime)s %(levelname)s %(message)s", tz))
+    handler.setFormatter(Zoned("%(asctime)s %(levelname)s %(message)s"))
     logging.basicConfig(level=level, handlers=[handler], force=True)
     # Client libraries' own INFO chatter (discovery, connection pools) is noise in cron logs.
     for noisy in ("googleapiclient", "urllib3", "pymongo", "gspread"):
@@ -203,8 +190,7 @@ class Request:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: the process exit code. The one place where a failure becomes an exit
-    code (and, with `--json`, its one JSON object)."""
+    """Entry point: the one place where a failure becomes the exit code (and `--json`'s object)."""
     request = parse_args(sys.argv[1:] if argv is None else argv)
     env = settings.read_env(Path(".env"))  # the working directory's; tests give their own
     if request.command == "doctor":
@@ -220,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         _say(exc)
         if request.json:
-            _print_json(RunSummary(request.mode).failed("settings", exc).summary)
+            _print(RunSummary(request.mode).failed("settings", exc).summary)
         return exc.exit_code
     if request.command == "demo":
         base = env.get("LOG_LEVEL", "").upper() or "ERROR"
@@ -264,8 +250,7 @@ def _interrupts_raise() -> Iterator[Callable[[], None]]:
 
 
 def _schedule(config: settings.Settings, tel: telemetry.Telemetry) -> int:
-    """`schedule`: a sync at every time of `SCHEDULE` (each recorded and reported as a
-    one-off sync is); exits 130 / 143 when a second stop request aborted a run, else 0."""
+    """`schedule`: a one-off sync at every time of `SCHEDULE`; 130 / 143 if a run was aborted."""
     minutes = int(config.run_timeout_s // 60) + 15  # the longest run Sentry expects
     job = partial(_one_run, Request(), config, tel, lambda: None)
     return schedule.serve(
@@ -290,7 +275,7 @@ def _status(request: Request, env: dict[str, str]) -> int:
     where = lastrun.folder(config.cache_dir, request.source)
     info = status.gather(where)
     if request.json:
-        _print_json(info)
+        _print(info)
     else:
         _print(status.text(info, tz=config.tz))
     return 0 if info["ok"] else 1
@@ -302,10 +287,8 @@ def _one_run(
     tel: telemetry.Telemetry,
     settled: Callable[[], None],
 ) -> int:
-    """One sync, dry run or check with the real adapters, whatever its end: a sync is
-    recorded (`lastrun`, unless it gave up on the lock: the run holding it records
-    itself) and pinged (`HEALTHCHECK_URL`), a failure goes to Sentry, and `--json`
-    prints the one JSON object (contract §8)."""
+    """One sync, dry run or check, whatever its end: a sync is recorded (unless it gave up on
+    the lock) and pinged, a failure goes to Sentry, `--json` prints its object (contract §8)."""
     mode = request.mode
     ping = telemetry.Healthcheck(config.healthcheck_url if mode == "sync" else "")
     ping.start()
@@ -339,7 +322,7 @@ def _one_run(
         ping.finish(code, line if run.ok else f"exit {code}: {why}\n{line}")
     _to_sentry(tel, run, line)
     if request.json:
-        _print_json(run.summary)
+        _print(run.summary)
     elif mode != "sync":
         _print(run.text_for(verbose=mode != "check" or request.verbose > 0))
     return code
@@ -359,15 +342,11 @@ def _say(exc: ConfigError) -> None:
     print("\n".join(f"configuration: {line}" for line in exc.problems), file=sys.stderr)
 
 
-def _print(text: str) -> None:
-    """`text` on stdout; a reader that went away (`| head`) ends the output quietly."""
+def _print(out: str | dict[str, Any]) -> None:
+    """Text, or a dict as JSON, on stdout; a reader that went away (`| head`) ends it quietly."""
+    text = out if isinstance(out, str) else json.dumps(out, ensure_ascii=False, indent=2)
     try:
         sys.stdout.write(text + "\n")
         sys.stdout.flush()
-    except BrokenPipeError:
-        # Later writes (and the interpreter's last flush) go nowhere instead of failing.
+    except BrokenPipeError:  # later writes (and the last flush) go nowhere instead of failing
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-
-
-def _print_json(summary: dict[str, object]) -> None:
-    _print(json.dumps(summary, ensure_ascii=False, indent=2))
