@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import textwrap
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,9 +29,8 @@ log = logging.getLogger("backtest_compilation")
 
 DESCRIPTION = """\
 Keep the backtest drive, the website's MongoDB collections and the tracking sheet in
-agreement. Reads the drive, normalises test file names, reports naming problems to the
-sheet and publishes exactly what the drive holds. Settings come from the environment
-and .env (see README.md)."""
+agreement: normalise test file names, report naming problems to the sheet, publish exactly
+what the drive holds. Settings come from the environment and .env (see README.md)."""
 
 EPILOG = """\
 exit codes: 0 success (drive problems are data), 1 runtime failure, 2 configuration,
@@ -88,14 +88,12 @@ RUN_OPTIONS = {
     "--full-rescan": "list the whole drive instead of following the changes feed",
     "--dry-run": "print the plan; change nothing anywhere",
     "--no-rename": "do not rename files in Drive",
-    "--allow-mass-delete": "apply even when the plan deletes many courses (see "
-    "MAX_DELETE_FRACTION)",
+    "--allow-mass-delete": "apply even when the plan deletes many courses (MAX_DELETE_FRACTION)",
 }
 
 
 def _add_options(p: argparse.ArgumentParser, options: dict[str, str]) -> None:
-    """`-v`/`-q` and `options` (name: help), without a value of their own (SUPPRESS), so
-    one given before the command is not reset by it."""
+    """-v/-q and `options` (name: help); no default (SUPPRESS): one before the command stays."""
     for flag, help in (
         ("--verbose", "more log lines (DEBUG) for this run; LOG_LEVEL stays the default"),
         ("--quiet", "fewer log lines: -q warnings and errors, -qq errors only"),
@@ -107,8 +105,7 @@ def _add_options(p: argparse.ArgumentParser, options: dict[str, str]) -> None:
 
 
 def parse_args(argv: Sequence[str]) -> Request:
-    """Parse `argv`; `sync` is the default command: its options are also taken before
-    any command (not shown there)."""
+    """`argv` as a Request; `sync` is the default, its options also taken before the command."""
     parser = argparse.ArgumentParser(
         prog="main.py",
         description=DESCRIPTION,
@@ -229,21 +226,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _interrupts_raise() -> Iterator[Callable[[], None]]:
     """A one-off run: SIGINT and SIGTERM end it like an error (recorded, exit 130 / 143).
     Once the run has ended (`settled()`) or a signal was taken, others wait for the record."""
-    armed = True
-
-    def settled() -> None:
-        nonlocal armed
-        armed = False
+    done = threading.Event()
 
     def handle(signum: int, frame: FrameType | None) -> None:
-        if armed:
-            settled()
+        if not done.is_set():
+            done.set()
             raise KeyboardInterrupt if signum == signal.SIGINT else Interrupted(signum)
         log.info("%s received: the run is being recorded", signal.Signals(signum).name)
 
     previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield settled
+        yield done.set
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -272,12 +265,8 @@ def _status(request: Request, env: dict[str, str]) -> int:
     except ConfigError as exc:
         _say(exc)
         config = settings.Settings(cache_dir=Path(env.get("CACHE_DIR") or "cache"))
-    where = lastrun.folder(config.cache_dir, request.source)
-    info = status.gather(where)
-    if request.json:
-        _print(info)
-    else:
-        _print(status.text(info, tz=config.tz))
+    info = status.gather(lastrun.folder(config.cache_dir, request.source))
+    _print(info if request.json else status.text(info, tz=config.tz))
     return 0 if info["ok"] else 1
 
 
@@ -297,11 +286,9 @@ def _one_run(
         services = build_services(
             config, source=request.source, options=request.options, publish=request.publish
         )
-        try:
+        with services.store:
             run = pipeline.run(run_config(config), request.options, services)
             settled()  # a signal from here on waits for the record
-        finally:
-            services.store.close()
     except (Exception, KeyboardInterrupt, Interrupted) as exc:  # building the adapters
         settled()
         log_failure(exc)
