@@ -195,16 +195,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         configure_logging(log_level("WARNING", request.verbose, request.quiet))
         return doctor.main(env, out=sys.stdout)
-    if request.command == "status":
-        return _status(request, env)
     try:
-        needs_drive = request.source is None and request.command != "demo"
+        needs_drive = request.source is None and request.command not in ("demo", "status")
         config = settings.load(env, needs_drive=needs_drive)
-    except ConfigError as exc:
-        _say(exc)
-        if request.json:
-            _print(RunSummary(request.mode).failed("settings", exc).summary)
-        return exc.exit_code
+    except ConfigError as exc:  # logging is not set up yet: one line each on stderr
+        print("\n".join(f"configuration: {line}" for line in exc.problems), file=sys.stderr)
+        if request.command != "status":
+            if request.json:
+                _print(RunSummary(request.mode).failed("settings", exc).summary)
+            return exc.exit_code
+        config = settings.Settings(cache_dir=Path(env.get("CACHE_DIR") or "cache"))
+    if request.command == "status":  # whatever else is broken: it reads CACHE_DIR only
+        from . import status
+
+        info = status.gather(lastrun.folder(config.cache_dir, request.source))
+        _print(info if request.json else status.text(info, tz=config.tz))
+        return 0 if info["ok"] else 1
     if request.command == "demo":
         base = env.get("LOG_LEVEL", "").upper() or "ERROR"
         configure_logging(log_level(base, request.verbose, request.quiet), config.tz)
@@ -253,21 +259,6 @@ def _schedule(config: settings.Settings, tel: telemetry.Telemetry) -> int:
         cache_dir=config.cache_dir,
         run_timeout_s=config.run_timeout_s,
     )
-
-
-def _status(request: Request, env: dict[str, str]) -> int:
-    """`status` (`--json`): exit 0 when the last run succeeded and the scheduler is alive.
-    A broken setting other than CACHE_DIR, SCHEDULE and TZ is said but does not stop it."""
-    from . import status
-
-    try:
-        config = settings.load(env, needs_drive=False)
-    except ConfigError as exc:
-        _say(exc)
-        config = settings.Settings(cache_dir=Path(env.get("CACHE_DIR") or "cache"))
-    info = status.gather(lastrun.folder(config.cache_dir, request.source))
-    _print(info if request.json else status.text(info, tz=config.tz))
-    return 0 if info["ok"] else 1
 
 
 def _one_run(
@@ -322,11 +313,6 @@ def _to_sentry(tel: telemetry.Telemetry, run: RunSummary, line: str) -> None:
             tel.report_failure(exc, exit_code=1)
     if run.exit_code and not (run.mode == "check" and run.exit_code == 1):  # 1: out of sync
         tel.report_failure(exit_code=run.exit_code, message=line)
-
-
-def _say(exc: ConfigError) -> None:
-    """Configuration problems, one line each on stderr (logging is not set up yet)."""
-    print("\n".join(f"configuration: {line}" for line in exc.problems), file=sys.stderr)
 
 
 def _print(out: str | dict[str, Any]) -> None:
