@@ -205,7 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 _print(RunSummary(request.mode).failed("settings", exc).summary)
             return exc.exit_code
         config = settings.Settings(cache_dir=Path(env.get("CACHE_DIR") or "cache"))
-    if request.command == "status":  # whatever else is broken: it reads CACHE_DIR only
+    if request.command == "status":  # a broken setting (said above) does not stop it
         from . import status
 
         info = status.gather(lastrun.folder(config.cache_dir, request.source))
