@@ -1,7 +1,4 @@
-"""Command line: parse arguments, load settings, run, map errors to exit codes (contract §5, §7).
-
-Everything here is thin; the work is done by functions that can be called from Python.
-"""
+"""Command line: parse arguments, load settings, run, map errors to exit codes (contract §5, §7)."""
 
 from __future__ import annotations
 
@@ -13,6 +10,7 @@ import os
 import signal
 import sys
 import textwrap
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,9 +29,8 @@ log = logging.getLogger("backtest_compilation")
 
 DESCRIPTION = """\
 Keep the backtest drive, the website's MongoDB collections and the tracking sheet in
-agreement. Reads the drive, normalises test file names, reports naming problems to the
-sheet and publishes exactly what the drive holds. Settings come from the environment
-and .env (see README.md)."""
+agreement: normalise test file names, report naming problems to the sheet, publish exactly
+what the drive holds. Settings come from the environment and .env (see README.md)."""
 
 EPILOG = """\
 exit codes: 0 success (drive problems are data), 1 runtime failure, 2 configuration,
@@ -91,30 +88,24 @@ RUN_OPTIONS = {
     "--full-rescan": "list the whole drive instead of following the changes feed",
     "--dry-run": "print the plan; change nothing anywhere",
     "--no-rename": "do not rename files in Drive",
-    "--allow-mass-delete": "apply even when the plan deletes many courses (see "
-    "MAX_DELETE_FRACTION)",
+    "--allow-mass-delete": "apply even when the plan deletes many courses (MAX_DELETE_FRACTION)",
 }
 
 
-def _add_options(p: argparse.ArgumentParser, names: Sequence[str], *, shown: bool) -> None:
-    """`-v`/`-q` and the run options `names`. Without a value of their own (SUPPRESS), so
-    one given before the command is not reset by it."""
+def _add_options(p: argparse.ArgumentParser, options: dict[str, str]) -> None:
+    """-v/-q and `options` (name: help); no default (SUPPRESS): one before the command stays."""
     for flag, help in (
         ("--verbose", "more log lines (DEBUG) for this run; LOG_LEVEL stays the default"),
         ("--quiet", "fewer log lines: -q warnings and errors, -qq errors only"),
     ):
         p.add_argument(flag[1:3], flag, action="count", default=argparse.SUPPRESS, help=help)
-    for name in names:
-        kind: dict[str, Any] = {"action": "store_true"}
-        if name == "--source":
-            kind = {"type": Path, "metavar": "PATH"}
-        help = RUN_OPTIONS[name] if shown else argparse.SUPPRESS
+    for name, help in options.items():
+        kind = {"type": Path, "metavar": "PATH"} if name == "--source" else {"action": "store_true"}
         p.add_argument(name, help=help, default=argparse.SUPPRESS, **kind)
 
 
 def parse_args(argv: Sequence[str]) -> Request:
-    """Parse `argv`; `sync` is the default command: its options are also taken before
-    any command (not shown there)."""
+    """`argv` as a Request; `sync` is the default, its options also taken before the command."""
     parser = argparse.ArgumentParser(
         prog="main.py",
         description=DESCRIPTION,
@@ -122,8 +113,15 @@ def parse_args(argv: Sequence[str]) -> Request:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    _add_options(parser, list(RUN_OPTIONS), shown=False)
-    parser.set_defaults(verbose=0, quiet=0)
+    _add_options(parser, dict.fromkeys(RUN_OPTIONS, argparse.SUPPRESS))
+    options = {
+        "sync": RUN_OPTIONS,
+        "check": dict(list(RUN_OPTIONS.items())[:4]),
+        "status": {
+            "--json": "print the status as one JSON object",
+            "--source": "the runs of a local --source PATH (they keep their own record)",
+        },
+    }
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (short, long, epilog) in COMMANDS.items():
         sub = commands.add_parser(
@@ -133,16 +131,7 @@ def parse_args(argv: Sequence[str]) -> Request:
             epilog=epilog,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-        options = {"sync": list(RUN_OPTIONS), "check": list(RUN_OPTIONS)[:4]}
-        _add_options(sub, options.get(name, ()), shown=True)
-    status = commands.choices["status"]
-    status.add_argument("--json", action="store_true", help="print the status as one JSON object")
-    status.add_argument(
-        "--source",
-        type=Path,
-        metavar="PATH",
-        help="the runs of a local --source PATH (they keep their own record)",
-    )
+        _add_options(sub, options.get(name, {}))
     args = vars(parser.parse_args(argv))
     return Request(**{**args, "command": args["command"] or "sync"})
 
@@ -153,23 +142,18 @@ def log_level(base: str, verbose: int, quiet: int) -> str:
     return logging.getLevelName(min(max(level, logging.DEBUG), logging.CRITICAL))
 
 
-class ZonedFormatter(logging.Formatter):
-    """Time stamps in `TZ` with their offset (`2026-11-30 09:02:03.123-05:00`)."""
-
-    def __init__(self, fmt: str, tz: str) -> None:
-        super().__init__(fmt)
-        self.zone = ZoneInfo(tz)
-
-    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        at = datetime.fromtimestamp(record.created, self.zone)
-        return at.isoformat(sep=" ", timespec="milliseconds")
-
-
 def configure_logging(level: str, tz: str = settings.Settings.tz) -> None:
-    """Plain lines on stderr, cron-readable; stdout is kept for --json and reports.
-    Time stamps are in `tz` (the `TZ` setting) with the offset."""
+    """Plain lines on stderr (stdout is for --json and reports), stamped in `tz` with the
+    offset (`2026-11-30 09:02:03.123-05:00`)."""
+    zone = ZoneInfo(tz)
+
+    class Zoned(logging.Formatter):
+        def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+            at = datetime.fromtimestamp(record.created, zone)
+            return at.isoformat(sep=" ", timespec="milliseconds")
+
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(ZonedFormatter("%(asctime)s %(levelname)s %(message)s", tz))
+    handler.setFormatter(Zoned("%(asctime)s %(levelname)s %(message)s"))
     logging.basicConfig(level=level, handlers=[handler], force=True)
     # Client libraries' own INFO chatter (discovery, connection pools) is noise in cron logs.
     for noisy in ("googleapiclient", "urllib3", "pymongo", "gspread"):
@@ -203,8 +187,7 @@ class Request:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: the process exit code. The one place where a failure becomes an exit
-    code (and, with `--json`, its one JSON object)."""
+    """Entry point: the one place where a failure becomes the exit code (and `--json`'s object)."""
     request = parse_args(sys.argv[1:] if argv is None else argv)
     env = settings.read_env(Path(".env"))  # the working directory's; tests give their own
     if request.command == "doctor":
@@ -212,16 +195,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         configure_logging(log_level("WARNING", request.verbose, request.quiet))
         return doctor.main(env, out=sys.stdout)
-    if request.command == "status":
-        return _status(request, env)
     try:
-        needs_drive = request.source is None and request.command != "demo"
+        needs_drive = request.source is None and request.command not in ("demo", "status")
         config = settings.load(env, needs_drive=needs_drive)
-    except ConfigError as exc:
-        _say(exc)
-        if request.json:
-            _print_json(RunSummary(request.mode).failed("settings", exc).summary)
-        return exc.exit_code
+    except ConfigError as exc:  # logging is not set up yet: one line each on stderr
+        print("\n".join(f"configuration: {line}" for line in exc.problems), file=sys.stderr)
+        if request.command != "status":
+            if request.json:
+                _print(RunSummary(request.mode).failed("settings", exc).summary)
+            return exc.exit_code
+        config = settings.Settings(cache_dir=Path(env.get("CACHE_DIR") or "cache"))
+    if request.command == "status":  # a broken setting (said above) does not stop it
+        from . import status
+
+        info = status.gather(lastrun.folder(config.cache_dir, request.source))
+        _print(info if request.json else status.text(info, tz=config.tz))
+        return 0 if info["ok"] else 1
     if request.command == "demo":
         base = env.get("LOG_LEVEL", "").upper() or "ERROR"
         configure_logging(log_level(base, request.verbose, request.quiet), config.tz)
@@ -243,29 +232,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _interrupts_raise() -> Iterator[Callable[[], None]]:
     """A one-off run: SIGINT and SIGTERM end it like an error (recorded, exit 130 / 143).
     Once the run has ended (`settled()`) or a signal was taken, others wait for the record."""
-    armed = True
-
-    def settled() -> None:
-        nonlocal armed
-        armed = False
+    done = threading.Event()
 
     def handle(signum: int, frame: FrameType | None) -> None:
-        if armed:
-            settled()
+        if not done.is_set():
+            done.set()
             raise KeyboardInterrupt if signum == signal.SIGINT else Interrupted(signum)
         log.info("%s received: the run is being recorded", signal.Signals(signum).name)
 
     previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield settled
+        yield done.set
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
 
 def _schedule(config: settings.Settings, tel: telemetry.Telemetry) -> int:
-    """`schedule`: a sync at every time of `SCHEDULE` (each recorded and reported as a
-    one-off sync is); exits 130 / 143 when a second stop request aborted a run, else 0."""
+    """`schedule`: a one-off sync at every time of `SCHEDULE`; 130 / 143 if a run was aborted."""
     minutes = int(config.run_timeout_s // 60) + 15  # the longest run Sentry expects
     job = partial(_one_run, Request(), config, tel, lambda: None)
     return schedule.serve(
@@ -277,35 +261,14 @@ def _schedule(config: settings.Settings, tel: telemetry.Telemetry) -> int:
     )
 
 
-def _status(request: Request, env: dict[str, str]) -> int:
-    """`status` (`--json`): exit 0 when the last run succeeded and the scheduler is alive.
-    A broken setting other than CACHE_DIR, SCHEDULE and TZ is said but does not stop it."""
-    from . import status
-
-    try:
-        config = settings.load(env, needs_drive=False)
-    except ConfigError as exc:
-        _say(exc)
-        config = settings.Settings(cache_dir=Path(env.get("CACHE_DIR") or "cache"))
-    where = lastrun.folder(config.cache_dir, request.source)
-    info = status.gather(where)
-    if request.json:
-        _print_json(info)
-    else:
-        _print(status.text(info, tz=config.tz))
-    return 0 if info["ok"] else 1
-
-
 def _one_run(
     request: Request,
     config: settings.Settings,
     tel: telemetry.Telemetry,
     settled: Callable[[], None],
 ) -> int:
-    """One sync, dry run or check with the real adapters, whatever its end: a sync is
-    recorded (`lastrun`, unless it gave up on the lock: the run holding it records
-    itself) and pinged (`HEALTHCHECK_URL`), a failure goes to Sentry, and `--json`
-    prints the one JSON object (contract §8)."""
+    """One sync, dry run or check, whatever its end: a sync is recorded (unless it gave up on
+    the lock) and pinged, a failure goes to Sentry, `--json` prints its object (contract §8)."""
     mode = request.mode
     ping = telemetry.Healthcheck(config.healthcheck_url if mode == "sync" else "")
     ping.start()
@@ -314,11 +277,9 @@ def _one_run(
         services = build_services(
             config, source=request.source, options=request.options, publish=request.publish
         )
-        try:
+        with services.store:
             run = pipeline.run(run_config(config), request.options, services)
             settled()  # a signal from here on waits for the record
-        finally:
-            services.store.close()
     except (Exception, KeyboardInterrupt, Interrupted) as exc:  # building the adapters
         settled()
         log_failure(exc)
@@ -339,7 +300,7 @@ def _one_run(
         ping.finish(code, line if run.ok else f"exit {code}: {why}\n{line}")
     _to_sentry(tel, run, line)
     if request.json:
-        _print_json(run.summary)
+        _print(run.summary)
     elif mode != "sync":
         _print(run.text_for(verbose=mode != "check" or request.verbose > 0))
     return code
@@ -354,20 +315,11 @@ def _to_sentry(tel: telemetry.Telemetry, run: RunSummary, line: str) -> None:
         tel.report_failure(exit_code=run.exit_code, message=line)
 
 
-def _say(exc: ConfigError) -> None:
-    """Configuration problems, one line each on stderr (logging is not set up yet)."""
-    print("\n".join(f"configuration: {line}" for line in exc.problems), file=sys.stderr)
-
-
-def _print(text: str) -> None:
-    """`text` on stdout; a reader that went away (`| head`) ends the output quietly."""
+def _print(out: str | dict[str, Any]) -> None:
+    """Text, or a dict as JSON, on stdout; a reader that went away (`| head`) ends it quietly."""
+    text = out if isinstance(out, str) else json.dumps(out, ensure_ascii=False, indent=2)
     try:
         sys.stdout.write(text + "\n")
         sys.stdout.flush()
-    except BrokenPipeError:
-        # Later writes (and the interpreter's last flush) go nowhere instead of failing.
+    except BrokenPipeError:  # later writes (and the last flush) go nowhere instead of failing
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-
-
-def _print_json(summary: dict[str, object]) -> None:
-    _print(json.dumps(summary, ensure_ascii=False, indent=2))
