@@ -191,7 +191,6 @@ def _run(it: _Run) -> None:
     if warning:
         log.warning("%s", warning)
     it.now = it.services.clock()
-    previous = remembered.problems
     reading = _read(it, remembered)
     read_current = functools.cache(it.services.store.read_current)  # after the catalog
     built = _catalog(it, reading, remembered, read_current)
@@ -206,7 +205,7 @@ def _run(it: _Run) -> None:
     remembered = _before_writes(it, remembered, plan, current, built)
     mongo_ok = _write_mongo(it, plan)
     if not it.unchanged:
-        reading, built, renames_ok = _rename(it, reading, built, previous)
+        reading, built, renames_ok = _rename(it, reading, built, remembered.problems)
         remembered = _remember(it, reading, built, remembered, renames_ok, mongo_ok)
     remembered = _write_sheet(it, reading, built, remembered)
     remembered = remembered.with_drive(reading.snapshot, it.now)
@@ -284,7 +283,9 @@ def _plan_mongo(
     if isinstance(built, Remembered):  # MongoDB is as an earlier unchanged run found it
         plan = website.Plan(existing_courses=len(current.courses))
     else:
-        plan = website.plan(built, current, reuse=_reusable_ids(remembered, it.now))
+        kept = remembered.with_retired({}, it.now, days=RETIRED_ID_DAYS).retired_ids
+        reuse = {f: ObjectId(e["id"]) for f, e in kept.items() if ObjectId.is_valid(e["id"])}
+        plan = website.plan(built, current, reuse=reuse)  # a returning folder's old `_id`
         # The departments of the last run matter only to an empty catalog (and are big).
         published = remembered.mongo.data.get("catalog", {}) if remembered.mongo else {}
         had = () if built.departments or built.courses else published.get("course_codes", [])
@@ -304,22 +305,15 @@ def _plan_mongo(
     return plan
 
 
-def _reusable_ids(remembered: state.State, now: datetime) -> dict[str, ObjectId]:
-    """The `_id`s of courses removed less than `RETIRED_ID_DAYS` ago, by folder id."""
-    kept = remembered.with_retired({}, now, days=RETIRED_ID_DAYS).retired_ids
-    return {f: ObjectId(e["id"]) for f, e in kept.items() if ObjectId.is_valid(e["id"])}
-
-
 def _preview(it: _Run, built: Catalog, plan: website.Plan) -> None:
     """A dry run or `check`: compare the sheet too, write nothing anywhere."""
-    sheet, compared = it.services.sheet, None
+    sheet, block = it.services.sheet, dict(outcome.NOT_WRITTEN)
     with it.isolated("sheet"):
-        compared = sheet.plan(built) if sheet is not None else None
-    block = dict(outcome.NOT_WRITTEN)
-    if compared is not None:
-        found = compared.report
-        block = {"written": False, "in_sync": compared.in_sync, "not_found": list(found.not_found)}
-        block["ambiguous"] = list(found.ambiguous)
+        if sheet is not None:
+            got = sheet.plan(built)
+            found = got.report
+            block = {"written": False, "in_sync": got.in_sync, "not_found": list(found.not_found)}
+            block["ambiguous"] = list(found.ambiguous)
     it.blocks.update(mongo=report.mongo_block(plan), sheet=block)
     it.lap("plan")
 
