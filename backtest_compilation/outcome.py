@@ -135,11 +135,10 @@ class RunSummary:
         return summary_line(self.small)
 
     def text_for(self, *, verbose: bool) -> str:
-        """The text for people; the catalog only with `verbose` (or in a sync)."""
+        """The text for people: a sync's catalog; a preview's plan (and catalog if `verbose`)."""
         built = self.catalog or Catalog()
         if self.mode == "sync":
-            unchanged = "The drive is unchanged since the last run."
-            return unchanged if self.unchanged else report.catalog_text(built)
+            return report.catalog_text(built)
         lines = [report.catalog_text(built), ""] if verbose else []
         if self.plan is not None:
             lines.append(report.plan_text(self.plan))
@@ -240,9 +239,8 @@ def one_line(text: str) -> str:
 
 
 def problem_key(problem: Problem) -> str:
-    """A problem as remembered between runs: `kind<TAB>Drive id<TAB>message`. It is
-    known by kind and id (a renamed course is not a new problem); the message says what
-    was resolved."""
+    """A problem as remembered between runs: `kind<TAB>Drive id<TAB>message`, known by kind
+    and id (a renamed course is not a new problem); the message says what was resolved."""
     return f"{problem.category.value}\t{one_line(problem.id)}\t{one_line(problem.message)}"
 
 

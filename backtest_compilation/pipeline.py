@@ -121,9 +121,8 @@ class _Run:
         return self.options.rename and self.config.rename_files
 
     def fingerprint(self, reading: Reading) -> str:
-        """What a sink's success was for: this tree, read with these settings (turning
-        renames on, another sheet, an exempt department, a new year are never
-        "unchanged": on New Year's Day last year's future files turn valid)."""
+        """What a sink's success was for: this tree, read with these settings in this year
+        (on New Year's Day last year's future files turn valid)."""
         return state.digest(
             {
                 "tree": reading.fingerprint,
@@ -144,9 +143,8 @@ class _Run:
 
     @contextlib.contextmanager
     def isolated(self, step: str) -> Iterator[None]:
-        """A sink: its failure is recorded and logged, and the run goes on. An expected
-        failure (`RunError`) is one line; anything else is a bug: logged with its
-        traceback (the CLI sends it to Sentry)."""
+        """A sink: its failure is recorded and logged (a bug, not a `RunError`, with its
+        traceback), and the run goes on."""
         self.step(step)
         try:
             yield
@@ -221,13 +219,10 @@ def _read(it: _Run, remembered: state.State) -> Reading:
     it.step(source.name)
     previous = remembered.drive.data if remembered.drive else None
     reading = source.read(previous, full_rescan=it.options.full_rescan, now=it.now)
+    how = "full listing" if reading.full else "changes feed"
+    what = "changed" if reading.changed else "unchanged"
     log.info(
-        "read: %s, %s, %.2f s (%d %s calls)",
-        "full listing" if reading.full else "changes feed",
-        "changed" if reading.changed else "unchanged",
-        it.lap("read"),
-        source.calls,
-        source.name,
+        "read: %s, %s, %.2f s (%d %s calls)", how, what, it.lap("read"), source.calls, source.name
     )
     it.blocks["drive"] = {"changed": reading.changed, "full": reading.full}
     return reading
@@ -258,12 +253,10 @@ def _catalog(
         raise ConfigError(catalog_mod.too_deep_error(built, setting, parent))
     for ignored in built.ignored:
         log.debug("ignored: %s (%s)", ignored.path, ignored.reason)
+    counts = (len(built.course_codes), len(built.courses), len(built.problems), len(built.renames))
     log.info(
         "catalog: %d departments, %d courses, %d problems, %d renames, %.2f s",
-        len(built.course_codes),
-        len(built.courses),
-        len(built.problems),
-        len(built.renames),
+        *counts,
         it.lap("catalog"),
     )
     changes = outcome.log_problems(built.problems, remembered.problems)
@@ -384,13 +377,9 @@ def _rename(
     problems = catalog_mod.problems_after_renames((*built.problems, *got.problems), applied)
     built = replace(built, problems=problems)
     skipped = len(built.renames) - len(plan)
-    log.info(
-        "renames: %d applied, %d failed, %d pending%s",
-        len(applied),
-        len(got.problems),
-        len(got.pending),
-        f", {skipped} not applied (renames are off)" if skipped else "",
-    )
+    off = f", {skipped} not applied (renames are off)" if skipped else ""
+    counts = (len(applied), len(got.problems), len(got.pending))
+    log.info("renames: %d applied, %d failed, %d pending%s", *counts, off)
     failed = outcome.log_problems(got.problems, previous, kinds="renames") if plan else {}
     changes = {k: n + failed.get(k, 0) for k, n in it.blocks["problem_changes"].items()}
     it.blocks.update(
