@@ -34,8 +34,7 @@ def exit_code_of(exc: BaseException) -> int:
     """The exit code a failure means: the error's own (1-4), 130/143 for an interrupt."""
     if isinstance(exc, KeyboardInterrupt):
         return 130
-    code = getattr(exc, "exit_code", RunError.exit_code)
-    return code if isinstance(code, int) else RunError.exit_code
+    return int(getattr(exc, "exit_code", RunError.exit_code))
 
 
 @dataclass(frozen=True)
@@ -244,14 +243,12 @@ def problem_key(problem: Problem) -> str:
     return f"{problem.category.value}\t{one_line(problem.id)}\t{one_line(problem.message)}"
 
 
-def log_list(
-    label: str, lines: Sequence[str], *, level: int = logging.INFO, more: str = "see --json"
-) -> None:
+def log_list(label: str, lines: Sequence[str], *, level: int = logging.INFO) -> None:
     """One log line per entry, at most `LOG_LIST_LIMIT`, then how many more there are."""
     for line in lines[:LOG_LIST_LIMIT]:
         log.log(level, "%s: %s", label, line)
     if len(lines) > LOG_LIST_LIMIT:
-        log.log(level, "%s: … and %d more (%s)", label, len(lines) - LOG_LIST_LIMIT, more)
+        log.log(level, "%s: … and %d more (see --json)", label, len(lines) - LOG_LIST_LIMIT)
 
 
 def log_problems(
@@ -268,7 +265,7 @@ def log_problems(
     now = {(p.category.value, one_line(p.id)): p for p in problems}
     new = [one_line(p.message) for key, p in now.items() if key not in before]
     resolved = sorted(message for key, message in before.items() if key not in now)
-    log_list("problem", new, level=logging.WARNING, more="the full list is in the sheet")
+    log_list("problem", new, level=logging.WARNING)
     log_list("resolved", resolved)
     if (new or resolved) and kinds == "catalog":
         counts = (len(problems), len(new), len(resolved))

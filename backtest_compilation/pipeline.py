@@ -343,14 +343,13 @@ def _before_writes(
 def _write_mongo(it: _Run, plan: website.Plan) -> bool:
     """4. MongoDB: apply the plan; the `mongo` and `website` blocks say what it did,
     also when it failed part-way (the error then says what was confirmed)."""
-    applied: website.Applied | None = None
+    applied = website.Applied(complete=False)  # unless the store or its error says more
     with it.isolated("mongo"):
         if not it.unchanged and it.deadline.expired:  # an unchanged run has no deadline
             raise it.deadline.error("reading the drive; MongoDB was not updated")
         applied = it.services.store.apply(plan)
     failure = it.failures.get("mongo")
-    if failure is not None:  # what the server confirmed, if the error says
-        applied = getattr(failure, "applied", None) or website.Applied(complete=False)
+    applied = getattr(failure, "applied", None) or applied  # what the server confirmed
     changes = outcome.website_changes(plan, applied)
     it.blocks.update(website=changes, mongo=report.mongo_block(plan, applied))
     return failure is None
