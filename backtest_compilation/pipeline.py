@@ -201,10 +201,10 @@ def _run(it: _Run) -> None:
         it.step("guard")
         raise GuardRefused(f"mass-delete guard: {it.blocks['refusal']}")
     remembered = _before_writes(it, remembered, plan, current, built)
-    mongo_ok = _write_mongo(it, plan)
+    _write_mongo(it, plan)
     if not it.unchanged:
         reading, built, renames_ok = _rename(it, reading, built, remembered.problems)
-        remembered = _remember(it, reading, built, remembered, renames_ok, mongo_ok)
+        remembered = _remember(it, reading, built, remembered, renames_ok)
     remembered = _write_sheet(it, reading, built, remembered)
     remembered = remembered.with_drive(reading.snapshot, it.now)
     if not it.failures:
@@ -229,10 +229,7 @@ def _read(it: _Run, remembered: state.State) -> Reading:
 
 
 def _catalog(
-    it: _Run,
-    reading: Reading,
-    remembered: state.State,
-    current: Callable[[], website.Current],
+    it: _Run, reading: Reading, remembered: state.State, current: Callable[[], website.Current]
 ) -> Catalog:
     """2. The catalog; the one remembered if the drive is unchanged (`it.unchanged`)."""
     if it.options.mode == "sync" and not reading.changed and not reading.full:
@@ -265,10 +262,7 @@ def _catalog(
 
 
 def _plan_mongo(
-    it: _Run,
-    built: Catalog,
-    remembered: state.State,
-    current: website.Current,
+    it: _Run, built: Catalog, remembered: state.State, current: website.Current
 ) -> website.Plan:
     """3. The writes that make MongoDB (`current`) show `built`, and the mass-delete
     guard's answer (`refusal`), decided here once."""
@@ -312,16 +306,11 @@ def _preview(it: _Run, built: Catalog, plan: website.Plan) -> None:
 
 
 def _before_writes(
-    it: _Run,
-    remembered: state.State,
-    plan: website.Plan,
-    current: website.Current,
-    built: Catalog,
+    it: _Run, remembered: state.State, plan: website.Plan, current: website.Current, built: Catalog
 ) -> state.State:
-    """The state saved before any write: a state file that cannot be written stops the
-    run here (exit 1), before it changes anything the next run would not know about.
-    Courses about to leave the website keep their `_id`s a while, so a folder that
-    comes back, even after an interrupted run, gets its own back."""
+    """The state saved before any write (a state file that cannot be written stops the run
+    here, exit 1). Courses about to leave the website keep their `_id`s a while, so a
+    folder that comes back, even after an interrupted run, gets its own back."""
     if it.unchanged and plan.is_empty:
         part = remembered.mongo
         if isinstance(built, Remembered) or part is None:
@@ -340,7 +329,7 @@ def _before_writes(
     return state.save(it.config.cache_dir, remembered)
 
 
-def _write_mongo(it: _Run, plan: website.Plan) -> bool:
+def _write_mongo(it: _Run, plan: website.Plan) -> None:
     """4. MongoDB: apply the plan; the `mongo` and `website` blocks say what it did,
     also when it failed part-way (the error then says what was confirmed)."""
     applied = website.Applied(complete=False)  # unless the store or its error says more
@@ -348,11 +337,9 @@ def _write_mongo(it: _Run, plan: website.Plan) -> bool:
         if not it.unchanged and it.deadline.expired:  # an unchanged run has no deadline
             raise it.deadline.error("reading the drive; MongoDB was not updated")
         applied = it.services.store.apply(plan)
-    failure = it.failures.get("mongo")
-    applied = getattr(failure, "applied", None) or applied  # what the server confirmed
+    applied = getattr(it.failures.get("mongo"), "applied", None) or applied
     changes = outcome.website_changes(plan, applied)
     it.blocks.update(website=changes, mongo=report.mongo_block(plan, applied))
-    return failure is None
 
 
 def _rename(
@@ -388,22 +375,16 @@ def _rename(
 
 
 def _remember(
-    it: _Run,
-    reading: Reading,
-    built: Catalog,
-    remembered: state.State,
-    renames_ok: bool,
-    mongo_ok: bool,
+    it: _Run, reading: Reading, built: Catalog, remembered: state.State, renames_ok: bool
 ) -> state.State:
-    """Save the drive as renamed, its problems, and what MongoDB was made to show (its
-    plan did not depend on the renames): an unchanged drive then needs no catalog (the
-    counts go to state.json, the blocks to snapshot.json)."""
+    """Save the drive as renamed, its problems, and what MongoDB was made to show: an
+    unchanged drive then needs no catalog (counts in state.json, blocks in snapshot.json)."""
     key = it.fingerprint(reading)
     remembered = remembered.with_drive(reading.snapshot, it.now)
     remembered = remembered.with_problems(outcome.problem_key(p) for p in built.problems)
     if renames_ok:
         remembered = remembered.with_sink("renames", {"fingerprint": key}, it.now)
-    if mongo_ok:
+    if "mongo" not in it.failures:  # MongoDB's plan did not depend on the renames
         counts = {"departments": len(built.course_codes), "courses": len(built.courses)}
         part = {
             "fingerprint": key,
