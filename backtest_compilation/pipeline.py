@@ -399,9 +399,8 @@ def _remember(
 def _write_sheet(
     it: _Run, reading: Reading, built: Catalog, remembered: state.State
 ) -> state.State:
-    """6. The sheet. On an unchanged drive, one Drive `files.get` says whether anyone
-    wrote to the spreadsheet since our last write; only then is it read (and rewritten
-    if it no longer shows the report) — contract §5.8."""
+    """6. The sheet. On an unchanged drive it is read (and rewritten if it no longer shows
+    the report) only if Drive says someone wrote to it since our last write (§5.8)."""
     sheet, part, published = it.services.sheet, None, None
     last = dict(remembered.sheet.data) if remembered.sheet is not None else {}
     with it.isolated("sheet"):
@@ -473,9 +472,8 @@ class Remembered:
 def _known_catalog(
     remembered: state.State, fingerprint: str, current: website.Current
 ) -> Catalog | None:
-    """The catalog the last run published, if every sink succeeded for this very tree.
-    While MongoDB holds what an earlier unchanged run found there, it is a `Remembered`
-    (not read: MongoDB needs no plan, the summary line its counts)."""
+    """The catalog the last run published, if every sink succeeded for this very tree; a
+    `Remembered` (not read) while MongoDB holds what an earlier unchanged run found."""
     parts = (remembered.renames, remembered.mongo, remembered.sheet)
     if any(p is None or p.data.get("fingerprint") != fingerprint for p in parts):
         return None
