@@ -297,7 +297,7 @@ def _one_run(
             zone=ZoneInfo(config.tz),
         )
         why = "; ".join(f"{k}: {v}" for k, v in run.small["failed"].items())
-        ping.finish(code, line if run.ok else f"exit {code}: {why}\n{line}")
+        ping.finish(code, line if code == 0 else f"exit {code}: {why}\n{line}")
     _to_sentry(tel, run, line)
     if request.json:
         _print(run.summary)

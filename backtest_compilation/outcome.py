@@ -34,8 +34,7 @@ def exit_code_of(exc: BaseException) -> int:
     """The exit code a failure means: the error's own (1-4), 130/143 for an interrupt."""
     if isinstance(exc, KeyboardInterrupt):
         return 130
-    code = getattr(exc, "exit_code", RunError.exit_code)
-    return code if isinstance(code, int) else RunError.exit_code
+    return int(getattr(exc, "exit_code", RunError.exit_code))
 
 
 @dataclass(frozen=True)
@@ -87,20 +86,14 @@ class RunSummary:
         in_sync = self.plan is not None and self.plan.is_empty and not self.renames_planned
         return 0 if in_sync and (self.sheet or {}).get("in_sync") is not False else 1
 
-    @property
-    def ok(self) -> bool:
-        return self.exit_code == 0
-
     @cached_property
     def summary(self) -> dict[str, Any]:
-        """Contract §8's JSON object, plus a few added fields (rendered once: at 6,000
-        courses it takes ~0.1 s)."""
+        """Contract §8's JSON object and a few added fields (~0.1 s at 6,000 courses)."""
         return self._json(self.catalog)
 
     @cached_property
     def small(self) -> dict[str, Any]:
-        """`summary`, without the catalog's blocks when they are only remembered: an
-        unchanged run's summary line and `last-success.json` read no catalog."""
+        """`summary` without a remembered catalog's blocks (an unchanged run reads none)."""
         return self.summary if self.counts is None else self._json(None)
 
     def _json(self, built: Catalog | None) -> dict[str, Any]:
@@ -141,11 +134,9 @@ class RunSummary:
         return summary_line(self.small)
 
     def text_for(self, *, verbose: bool) -> str:
-        """The text for people; the catalog only with `verbose` (or in a sync)."""
-        built = self.catalog if self.catalog is not None else Catalog()
+        """The text for people: a sync's catalog; a preview's plan (and catalog if `verbose`)."""
+        built = self.catalog or Catalog()
         if self.mode == "sync":
-            if self.unchanged:
-                return "The drive is unchanged since the last run."
             return report.catalog_text(built)
         lines = [report.catalog_text(built), ""] if verbose else []
         if self.plan is not None:
@@ -179,10 +170,8 @@ def log_failure(exc: BaseException) -> None:
     if isinstance(exc, ConfigError):
         for line in exc.problems:
             log.error("configuration: %s", line)
-    elif isinstance(exc, RunError):
-        log.error("%s", exc)
     elif isinstance(exc, Exception):
-        log.error("unexpected failure: %s: %s", type(exc).__name__, exc, exc_info=True)
+        log.error("%s", failure_text(exc), exc_info=not isinstance(exc, RunError))
 
 
 def failure_text(exc: BaseException) -> str:
@@ -249,20 +238,17 @@ def one_line(text: str) -> str:
 
 
 def problem_key(problem: Problem) -> str:
-    """A problem as remembered between runs: `kind<TAB>Drive id<TAB>message`. It is
-    known by kind and id (a renamed course is not a new problem); the message says what
-    was resolved."""
+    """A problem as remembered between runs: `kind<TAB>Drive id<TAB>message`, known by kind
+    and id (a renamed course is not a new problem); the message says what was resolved."""
     return f"{problem.category.value}\t{one_line(problem.id)}\t{one_line(problem.message)}"
 
 
-def log_list(
-    label: str, lines: Sequence[str], *, level: int = logging.INFO, more: str = "see --json"
-) -> None:
+def log_list(label: str, lines: Sequence[str], *, level: int = logging.INFO) -> None:
     """One log line per entry, at most `LOG_LIST_LIMIT`, then how many more there are."""
     for line in lines[:LOG_LIST_LIMIT]:
         log.log(level, "%s: %s", label, line)
     if len(lines) > LOG_LIST_LIMIT:
-        log.log(level, "%s: … and %d more (%s)", label, len(lines) - LOG_LIST_LIMIT, more)
+        log.log(level, "%s: … and %d more (see --json)", label, len(lines) - LOG_LIST_LIMIT)
 
 
 def log_problems(
@@ -279,7 +265,7 @@ def log_problems(
     now = {(p.category.value, one_line(p.id)): p for p in problems}
     new = [one_line(p.message) for key, p in now.items() if key not in before]
     resolved = sorted(message for key, message in before.items() if key not in now)
-    log_list("problem", new, level=logging.WARNING, more="the full list is in the sheet")
+    log_list("problem", new, level=logging.WARNING)
     log_list("resolved", resolved)
     if (new or resolved) and kinds == "catalog":
         counts = (len(problems), len(new), len(resolved))
@@ -287,14 +273,13 @@ def log_problems(
     return {"new": len(new), "resolved": len(resolved)}
 
 
-def website_changes(plan: website.Plan, applied: website.Applied | None) -> dict[str, Any]:
+def website_changes(plan: website.Plan, applied: website.Applied) -> dict[str, Any]:
     """Courses added, removed and renamed on the website by this run (only phases
     applied), each logged at INFO, then the counts."""
+    finished = {p for p, m, n in applied.phases if n >= m}
 
     def done(phase: str, changes: list[Any]) -> list[Any]:
-        if applied is None or applied.complete:
-            return changes if applied is not None else []
-        return changes if any(p == phase and n >= m for p, m, n in applied.phases) else []
+        return changes if applied.complete or phase in finished else []
 
     added = done("insert courses", [c.name for c in plan.courses_to_add])
     gone = [c.name if c.name is not None else str(c.id) for c in plan.courses_to_remove]

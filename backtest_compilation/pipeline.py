@@ -121,9 +121,8 @@ class _Run:
         return self.options.rename and self.config.rename_files
 
     def fingerprint(self, reading: Reading) -> str:
-        """What a sink's success was for: this tree, read with these settings (turning
-        renames on, another sheet, an exempt department, a new year are never
-        "unchanged": on New Year's Day last year's future files turn valid)."""
+        """What a sink's success was for: this tree, read with these settings in this year
+        (on New Year's Day last year's future files turn valid)."""
         return state.digest(
             {
                 "tree": reading.fingerprint,
@@ -144,9 +143,8 @@ class _Run:
 
     @contextlib.contextmanager
     def isolated(self, step: str) -> Iterator[None]:
-        """A sink: its failure is recorded and logged, and the run goes on. An expected
-        failure (`RunError`) is one line; anything else is a bug: logged with its
-        traceback (the CLI sends it to Sentry)."""
+        """A sink: its failure is recorded and logged (a bug, not a `RunError`, with its
+        traceback), and the run goes on."""
         self.step(step)
         try:
             yield
@@ -203,10 +201,10 @@ def _run(it: _Run) -> None:
         it.step("guard")
         raise GuardRefused(f"mass-delete guard: {it.blocks['refusal']}")
     remembered = _before_writes(it, remembered, plan, current, built)
-    mongo_ok = _write_mongo(it, plan)
+    _write_mongo(it, plan)
     if not it.unchanged:
         reading, built, renames_ok = _rename(it, reading, built, remembered.problems)
-        remembered = _remember(it, reading, built, remembered, renames_ok, mongo_ok)
+        remembered = _remember(it, reading, built, remembered, renames_ok)
     remembered = _write_sheet(it, reading, built, remembered)
     remembered = replace(remembered, drive=reading.snapshot)
     if not it.failures:
@@ -220,23 +218,17 @@ def _read(it: _Run, remembered: state.State) -> Reading:
     source = it.services.source
     it.step(source.name)
     reading = source.read(remembered.drive, full_rescan=it.options.full_rescan, now=it.now)
+    how = "full listing" if reading.full else "changes feed"
+    what = "changed" if reading.changed else "unchanged"
     log.info(
-        "read: %s, %s, %.2f s (%d %s calls)",
-        "full listing" if reading.full else "changes feed",
-        "changed" if reading.changed else "unchanged",
-        it.lap("read"),
-        source.calls,
-        source.name,
+        "read: %s, %s, %.2f s (%d %s calls)", how, what, it.lap("read"), source.calls, source.name
     )
     it.blocks["drive"] = {"changed": reading.changed, "full": reading.full}
     return reading
 
 
 def _catalog(
-    it: _Run,
-    reading: Reading,
-    remembered: state.State,
-    current: Callable[[], website.Current],
+    it: _Run, reading: Reading, remembered: state.State, current: Callable[[], website.Current]
 ) -> Catalog:
     """2. The catalog; the one remembered if the drive is unchanged (`it.unchanged`)."""
     if it.options.mode == "sync" and not reading.changed and not reading.full:
@@ -257,12 +249,10 @@ def _catalog(
         raise ConfigError(catalog_mod.too_deep_error(built, setting, parent))
     for ignored in built.ignored:
         log.debug("ignored: %s (%s)", ignored.path, ignored.reason)
+    counts = (len(built.course_codes), len(built.courses), len(built.problems), len(built.renames))
     log.info(
         "catalog: %d departments, %d courses, %d problems, %d renames, %.2f s",
-        len(built.course_codes),
-        len(built.courses),
-        len(built.problems),
-        len(built.renames),
+        *counts,
         it.lap("catalog"),
     )
     changes = outcome.log_problems(built.problems, remembered.problems)
@@ -271,10 +261,7 @@ def _catalog(
 
 
 def _plan_mongo(
-    it: _Run,
-    built: Catalog,
-    remembered: state.State,
-    current: website.Current,
+    it: _Run, built: Catalog, remembered: state.State, current: website.Current
 ) -> website.Plan:
     """3. The writes that make MongoDB (`current`) show `built`, and the mass-delete
     guard's answer (`refusal`), decided here once."""
@@ -282,7 +269,9 @@ def _plan_mongo(
     if isinstance(built, Remembered):  # MongoDB is as an earlier unchanged run found it
         plan = website.Plan(existing_courses=len(current.courses))
     else:
-        plan = website.plan(built, current, reuse=_reusable_ids(remembered, it.now))
+        kept = remembered.with_retired({}, it.now, days=RETIRED_ID_DAYS).retired_ids
+        reuse = {f: ObjectId(e["id"]) for f, e in kept.items() if ObjectId.is_valid(e["id"])}
+        plan = website.plan(built, current, reuse=reuse)  # a returning folder's old `_id`
         # The departments of the last run matter only to an empty catalog (and are big).
         published = remembered.mongo.get("catalog", {}) if remembered.mongo else {}
         had = () if built.departments or built.courses else published.get("course_codes", [])
@@ -302,37 +291,25 @@ def _plan_mongo(
     return plan
 
 
-def _reusable_ids(remembered: state.State, now: datetime) -> dict[str, ObjectId]:
-    """The `_id`s of courses removed less than `RETIRED_ID_DAYS` ago, by folder id."""
-    kept = remembered.with_retired({}, now, days=RETIRED_ID_DAYS).retired_ids
-    return {f: ObjectId(e["id"]) for f, e in kept.items() if ObjectId.is_valid(e["id"])}
-
-
 def _preview(it: _Run, built: Catalog, plan: website.Plan) -> None:
     """A dry run or `check`: compare the sheet too, write nothing anywhere."""
-    sheet, compared = it.services.sheet, None
+    sheet, block = it.services.sheet, dict(outcome.NOT_WRITTEN)
     with it.isolated("sheet"):
-        compared = sheet.plan(built) if sheet is not None else None
-    block = dict(outcome.NOT_WRITTEN)
-    if compared is not None:
-        found = compared.report
-        block = {"written": False, "in_sync": compared.in_sync, "not_found": list(found.not_found)}
-        block["ambiguous"] = list(found.ambiguous)
+        if sheet is not None:
+            got = sheet.plan(built)
+            found = got.report
+            block = {"written": False, "in_sync": got.in_sync, "not_found": list(found.not_found)}
+            block["ambiguous"] = list(found.ambiguous)
     it.blocks.update(mongo=report.mongo_block(plan), sheet=block)
     it.lap("plan")
 
 
 def _before_writes(
-    it: _Run,
-    remembered: state.State,
-    plan: website.Plan,
-    current: website.Current,
-    built: Catalog,
+    it: _Run, remembered: state.State, plan: website.Plan, current: website.Current, built: Catalog
 ) -> state.State:
-    """The state saved before any write: a state file that cannot be written stops the
-    run here (exit 1), before it changes anything the next run would not know about.
-    Courses about to leave the website keep their `_id`s a while, so a folder that
-    comes back, even after an interrupted run, gets its own back."""
+    """The state saved before any write (a state file that cannot be written stops the run
+    here, exit 1). Courses about to leave the website keep their `_id`s a while, so a
+    folder that comes back, even after an interrupted run, gets its own back."""
     if it.unchanged and plan.is_empty:
         part = remembered.mongo
         if isinstance(built, Remembered) or part is None:
@@ -350,20 +327,17 @@ def _before_writes(
     return state.save(it.config.cache_dir, remembered)
 
 
-def _write_mongo(it: _Run, plan: website.Plan) -> bool:
+def _write_mongo(it: _Run, plan: website.Plan) -> None:
     """4. MongoDB: apply the plan; the `mongo` and `website` blocks say what it did,
     also when it failed part-way (the error then says what was confirmed)."""
-    applied: website.Applied | None = None
+    applied = website.Applied(complete=False)  # unless the store or its error says more
     with it.isolated("mongo"):
         if not it.unchanged and it.deadline.expired:  # an unchanged run has no deadline
             raise it.deadline.error("reading the drive; MongoDB was not updated")
         applied = it.services.store.apply(plan)
-    failure = it.failures.get("mongo")
-    if failure is not None:  # what the server confirmed, if the error says
-        applied = getattr(failure, "applied", None) or website.Applied(complete=False)
+    applied = getattr(it.failures.get("mongo"), "applied", None) or applied
     changes = outcome.website_changes(plan, applied)
     it.blocks.update(website=changes, mongo=report.mongo_block(plan, applied))
-    return failure is None
 
 
 def _rename(
@@ -387,13 +361,9 @@ def _rename(
     problems = catalog_mod.problems_after_renames((*built.problems, *got.problems), applied)
     built = replace(built, problems=problems)
     skipped = len(built.renames) - len(plan)
-    log.info(
-        "renames: %d applied, %d failed, %d pending%s",
-        len(applied),
-        len(got.problems),
-        len(got.pending),
-        f", {skipped} not applied (renames are off)" if skipped else "",
-    )
+    off = f", {skipped} not applied (renames are off)" if skipped else ""
+    counts = (len(applied), len(got.problems), len(got.pending))
+    log.info("renames: %d applied, %d failed, %d pending%s", *counts, off)
     failed = outcome.log_problems(got.problems, previous, kinds="renames") if plan else {}
     changes = {k: n + failed.get(k, 0) for k, n in it.blocks["problem_changes"].items()}
     it.blocks.update(
@@ -403,22 +373,16 @@ def _rename(
 
 
 def _remember(
-    it: _Run,
-    reading: Reading,
-    built: Catalog,
-    remembered: state.State,
-    renames_ok: bool,
-    mongo_ok: bool,
+    it: _Run, reading: Reading, built: Catalog, remembered: state.State, renames_ok: bool
 ) -> state.State:
-    """Save the drive as renamed, its problems, and what MongoDB was made to show (its
-    plan did not depend on the renames): an unchanged drive then needs no catalog (the
-    counts go to state.json, the blocks to snapshot.json)."""
+    """Save the drive as renamed, its problems, and what MongoDB was made to show: an
+    unchanged drive then needs no catalog (counts in state.json, blocks in snapshot.json)."""
     key = it.fingerprint(reading)
     remembered = replace(remembered, drive=reading.snapshot)
     remembered = remembered.with_problems(outcome.problem_key(p) for p in built.problems)
     if renames_ok:
         remembered = replace(remembered, renames={"fingerprint": key})
-    if mongo_ok:
+    if "mongo" not in it.failures:  # MongoDB's plan did not depend on the renames
         counts = {"departments": len(built.course_codes), "courses": len(built.courses)}
         part = {
             "fingerprint": key,
@@ -433,9 +397,8 @@ def _remember(
 def _write_sheet(
     it: _Run, reading: Reading, built: Catalog, remembered: state.State
 ) -> state.State:
-    """6. The sheet. On an unchanged drive, one Drive `files.get` says whether anyone
-    wrote to the spreadsheet since our last write; only then is it read (and rewritten
-    if it no longer shows the report) — contract §5.8."""
+    """6. The sheet. On an unchanged drive it is read (and rewritten if it no longer shows
+    the report) only if Drive says someone wrote to it since our last write (§5.8)."""
     sheet, part, published = it.services.sheet, None, None
     last = dict(remembered.sheet) if remembered.sheet is not None else {}
     with it.isolated("sheet"):
@@ -507,9 +470,8 @@ class Remembered:
 def _known_catalog(
     remembered: state.State, fingerprint: str, current: website.Current
 ) -> Catalog | None:
-    """The catalog the last run published, if every sink succeeded for this very tree.
-    While MongoDB holds what an earlier unchanged run found there, it is a `Remembered`
-    (not read: MongoDB needs no plan, the summary line its counts)."""
+    """The catalog the last run published, if every sink succeeded for this very tree; a
+    `Remembered` (not read) while MongoDB holds what an earlier unchanged run found."""
     parts = (remembered.renames, remembered.mongo, remembered.sheet)
     if any(p is None or p.get("fingerprint") != fingerprint for p in parts):
         return None
