@@ -168,6 +168,8 @@ def html_page(
     not_found = [*(sheet.get("not_found") or []), *ambiguous]
     unwritten = "The sheet was not written in this run."
     done = {True: "renamed", False: "not renamed yet"}
+    in_sync = "Nothing to change: the website already shows what the drive holds."
+    mongo_empty = in_sync if mongo.get("in_sync") else "MongoDB was not updated in this run."
     values: dict[str, object] = {
         "title": title,
         "headline": headline,
@@ -191,7 +193,7 @@ def html_page(
         "mongo_counts": "{} added, {} changed, {} removed".format(
             *(mongo.get(k, 0) for k in ("inserted", "updated", "deleted"))
         ),
-        "mongo": _mongo(mongo_lines, mongo.get("in_sync")),
+        "mongo": _list(mongo_lines, mongo_empty, {"+": "plus", "-": "minus", "~": "tilde"}),
         "website": _website(courses, website),
     }
     page = Template(PAGE.read_text(encoding="utf-8"))
@@ -204,13 +206,6 @@ def _failure(error: str, failed: dict[str, str]) -> Html:
     if not lines:
         return Html("")
     return Html(f'<div class="failed"><strong>This run failed.</strong>{_list(lines)}</div>\n')
-
-
-def _mongo(lines: Sequence[str], in_sync: bool) -> Html:
-    """Each change line, coloured by its sign, or why there is none."""
-    empty = "Nothing to change: the website already shows what the drive holds."
-    empty = empty if in_sync else "MongoDB was not updated in this run."
-    return _list(lines, empty, {"+": "plus", "-": "minus", "~": "tilde"})
 
 
 def _problem(problem: dict[str, str]) -> Html:
@@ -297,12 +292,8 @@ def mongo_block(plan: Plan, applied: Applied | None = None) -> dict[str, Any]:
     if applied is None:
         return {**planned, "in_sync": plan.is_empty}
     done = {"inserted": applied.inserted, "updated": applied.updated, "deleted": applied.deleted}
-    block: dict[str, Any] = {**done, "in_sync": applied.complete}
-    if not applied.complete:
-        block["applied"] = False
-        block["not_applied"] = {k: max(n - done[k], 0) for k, n in planned.items()}
-        block["phases"] = [
-            {"phase": name, "planned": planned, "applied": done}
-            for name, planned, done in applied.phases
-        ]
-    return block
+    if applied.complete:
+        return {**done, "in_sync": True}
+    missed = {k: max(n - done[k], 0) for k, n in planned.items()}
+    phases = [{"phase": name, "planned": p, "applied": a} for name, p, a in applied.phases]
+    return {**done, "in_sync": False, "applied": False, "not_applied": missed, "phases": phases}
