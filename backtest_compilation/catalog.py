@@ -397,11 +397,11 @@ def guard_hint(catalog: Catalog, had: Iterable[str]) -> str | None:
 def _exam_entries(tests: Iterable[TestName]) -> tuple[ExamEntry, ...]:
     """Website `tests` list: types in Quiz/Exam/Midterm order, semesters newest first.
     Two tests of one exam and semester (`Q1`, `Q01`) count once."""
-    by_type: dict[tuple[tuple[int, int], str], dict[tuple[int, int], str]] = defaultdict(dict)
+    by_type: dict[naming.Ordered, set[naming.Ordered]] = defaultdict(set)
     for t in tests:
-        by_type[(t.exam_sort_key, t.exam_label)][t.semester_sort_key] = t.semester_label
+        by_type[t.exam_entry].add(t.semester_entry)
     return tuple(
-        ExamEntry(label, tuple(semesters[key] for key in sorted(semesters)))
+        ExamEntry(label, tuple(semester for _, semester in sorted(semesters)))
         for (_, label), semesters in sorted(by_type.items())
     )
 

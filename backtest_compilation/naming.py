@@ -25,6 +25,7 @@ _TEST = re.compile(
 )
 _EXAM_KINDS = {"Q": "Quiz", "E": "Exam", "M": "Midterm"}  # in website order (contract §3)
 _SEMESTERS = {"F": "Fall", "U": "Summer", "S": "Spring"}  # newest first within a year
+Ordered = tuple[tuple[int, int], str]  # a sort key and the label it orders
 
 
 def department_code(name: str) -> str | None:
@@ -76,25 +77,18 @@ class TestName(NamedTuple):
         return f"{course.key} {self.exam}{self.semester}{self.year:02d}.pdf"
 
     @property
-    def exam_label(self) -> str:
-        """`Quiz`, `Quiz 3`, `Exam 2`, `Midterm`."""
-        kind, number = _EXAM_KINDS[self.exam[0]], self.exam[1:]
-        return f"{kind} {int(number)}" if number else kind
+    def exam_entry(self) -> Ordered:
+        """Sort key and label (`Quiz`, `Quiz 3`, `Exam 2`, `Midterm`): Quiz, Exam, Midterm,
+        un-numbered first, then by number (contract §3)."""
+        kind, number = self.exam[0], self.exam[1:]
+        label = f"{_EXAM_KINDS[kind]} {int(number)}" if number else _EXAM_KINDS[kind]
+        return (list(_EXAM_KINDS).index(kind), int(number or -1)), label
 
     @property
-    def semester_label(self) -> str:
-        """`Fall 2022`; years are always 20YY."""
-        return f"{_SEMESTERS[self.semester]} {2000 + self.year}"
-
-    @property
-    def exam_sort_key(self) -> tuple[int, int]:
-        """Quiz, Exam, Midterm; un-numbered first, then by number (contract §3)."""
-        return list(_EXAM_KINDS).index(self.exam[0]), int(self.exam[1:] or -1)
-
-    @property
-    def semester_sort_key(self) -> tuple[int, int]:
-        """Newest first: year descending, then Fall, Summer, Spring."""
-        return -self.year, list(_SEMESTERS).index(self.semester)
+    def semester_entry(self) -> Ordered:
+        """Sort key and label (`Fall 2022`; years are 20YY): newest first, Fall before Summer."""
+        label = f"{_SEMESTERS[self.semester]} {2000 + self.year}"
+        return (-self.year, list(_SEMESTERS).index(self.semester)), label
 
 
 def parse_test(name: str) -> TestName | None:
