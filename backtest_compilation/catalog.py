@@ -51,8 +51,7 @@ class Cited(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class Problem:
-    """Something a human must fix in the drive, kept structured until it is printed so
-    that renames re-render it (`problems_after_renames`); or known by its `text` alone."""
+    """Something a human must fix in the drive: structured until printed, or its `text`."""
 
     category: Category
     label: str
@@ -354,8 +353,7 @@ _HOLDS_DEPARTMENTS = "the shared drive or folder that holds the department folde
 
 
 def _root_faults(root: Node) -> tuple[str | None, str | None]:
-    """For a root holding no department: why it is a department folder (a configuration
-    error, contract §7), else a hint why it may be too deep."""
+    """For a root without departments: why it is a department folder (§7), else a hint."""
     courses = sorted(c.name for c in root.children if c.is_folder and naming.parse_course(c.name))
     tests = sorted(c.name for c in root.children if c.is_pdf and naming.parse_test(c.name))
     none = f"{root.name!r} holds no department folders"

@@ -78,8 +78,7 @@ class TestName(NamedTuple):
 
     @property
     def exam_entry(self) -> Ordered:
-        """Sort key and label (`Quiz`, `Quiz 3`, `Exam 2`, `Midterm`): Quiz, Exam, Midterm,
-        un-numbered first, then by number (contract §3)."""
+        """Sort key and label (`Quiz 3`): Quiz, Exam, Midterm, un-numbered first (§3)."""
         kind, number = self.exam[0], self.exam[1:]
         label = f"{_EXAM_KINDS[kind]} {int(number)}" if number else _EXAM_KINDS[kind]
         return (list(_EXAM_KINDS).index(kind), int(number or -1)), label

@@ -105,8 +105,7 @@ def catalog_text(catalog: Catalog) -> str:
     return "\n".join(lines)
 
 
-# Drive ids are 19+ characters of this alphabet; a local source's ids (relative paths,
-# or department folders of at most 6 characters) are never taken for one.
+# Drive ids: 19+ of these characters; never a local path or a 6-character folder name.
 _DRIVE_ID = re.compile(r"[A-Za-z0-9_-]{8,}")
 
 
@@ -155,8 +154,7 @@ def html_page(
     website: Sequence[str] = (),
     error: str = "",
 ) -> str:
-    """The HTML page of one run (contract §7 `report.html`) from its §8 `summary` (a failed
-    run gets one too); every value is escaped (`_text`)."""
+    """The page of a run, failed or not (contract §7 `report.html`), from its §8 `summary`."""
     catalog = summary.get("catalog") or {}
     courses, crosslisted = catalog.get("courses") or [], catalog.get("crosslisted") or []
     problems, renames = summary.get("problems") or [], summary.get("renames") or []
