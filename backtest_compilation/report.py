@@ -229,9 +229,7 @@ def _website(courses: list[dict[str, Any]], website: Sequence[str]) -> Html:
 
 
 def _tests_text(tests: tuple[ExamEntry, ...]) -> str:
-    if not tests:
-        return "no tests"
-    return "; ".join(f"{e.type} {', '.join(e.semesters)}" for e in tests)
+    return "; ".join(f"{e.type} {', '.join(e.semesters)}" for e in tests) or "no tests"
 
 
 def exams_change_text(old: tuple[ExamEntry, ...] | None, new: tuple[ExamEntry, ...]) -> str:
