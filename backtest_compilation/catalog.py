@@ -193,7 +193,7 @@ def build(
     departments: dict[str, list[Node]] = defaultdict(list)
     found: list[Finding] = []
     for child in _by_name(root.children):  # contract §2.1
-        name, sized = child.name, naming.is_department_sized(child.name)
+        name, sized = child.name, len(child.name) <= 6  # longer: not meant as a department
         code = naming.department_code(name) if child.is_folder else None
         if code is not None:  # a code is at most 6 characters: department-sized
             departments[code].append(child)

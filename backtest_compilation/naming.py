@@ -35,11 +35,6 @@ def department_code(name: str) -> str | None:
     return m.group(1) if m else None
 
 
-def is_department_sized(name: str) -> bool:
-    """Root folders longer than 6 characters are not meant as departments: ignored."""
-    return len(name) <= 6
-
-
 @dataclass(frozen=True, slots=True)
 class CourseName:
     code: str

@@ -32,19 +32,6 @@ def test_department_code(name: str, expected: str | None) -> None:
     assert naming.department_code(name) == expected
 
 
-@pytest.mark.parametrize(
-    ("name", "sized"),
-    [
-        pytest.param("ABCDEF", True, id="six characters may be a department"),
-        pytest.param("Scans to file", False, id="a long folder name is not meant as a department"),
-        pytest.param("ABCDEFG", False, id="seven characters are too long for a department"),
-        pytest.param("😀😀😀😀😀😀", True, id="length counts characters, not bytes"),
-    ],
-)
-def test_department_size(name: str, sized: bool) -> None:
-    assert naming.is_department_sized(name) is sized
-
-
 COURSES = [
     pytest.param(
         "CSCI-1200 Data Structures",
