@@ -234,8 +234,7 @@ def problem_order(p: Problem) -> tuple[str, str, str]:
 def _courses(
     departments: dict[str, list[Node]], current_year: int, exempt: frozenset[str]
 ) -> Iterator[Finding]:
-    """Contract §2.2: the course folders of all department folders of a code (all but one,
-    named like the code, else the first, are duplicates), numbers used twice, each course."""
+    """Contract §2.2: duplicate departments, each course folder, numbers used twice, courses."""
     by_key: dict[str, list[_Found]] = defaultdict(list)
     for code, unordered in sorted(departments.items()):
         folders = sorted(unordered, key=lambda n: (n.name != code, n.name, n.id))
@@ -286,8 +285,7 @@ def _not_a_course(code: str, path: str, child: Node) -> Iterator[Finding]:
 
 
 def _course(entries: list[_Found], year: int, exempt: bool) -> Iterator[Finding]:
-    """Contract §2.3: one course's test files, duplicates (the file kept: one with the
-    canonical name, else the first) and renames, and the course (merged: smallest id)."""
+    """Contract §2.3: a course's test files, duplicates, renames; the course (smallest id)."""
     course = entries[0].course
     by_canonical: dict[str, list[tuple[Node, str, TestName]]] = defaultdict(list)
     for entry in entries:
@@ -393,8 +391,7 @@ def guard_hint(catalog: Catalog, had: Iterable[str]) -> str | None:
 
 
 def _exam_entries(tests: Iterable[TestName]) -> tuple[ExamEntry, ...]:
-    """Website `tests` list: types in Quiz/Exam/Midterm order, semesters newest first.
-    Two tests of one exam and semester (`Q1`, `Q01`) count once."""
+    """Website `tests`: by exam type, newest semester first; `Q1` and `Q01` count once."""
     by_type: dict[naming.Ordered, set[naming.Ordered]] = defaultdict(set)
     for t in tests:
         by_type[t.exam_entry].add(t.semester_entry)

@@ -29,8 +29,7 @@ Ordered = tuple[tuple[int, int], str]  # a sort key and the label it orders
 
 
 def department_code(name: str) -> str | None:
-    """The code of a root child folder named `name` (`CSCI`, `*CSCI`, `1 MATH`), or None:
-    at most 6 characters ending in four capitals not preceded by another capital."""
+    """The code of a root folder named `name` (`CSCI`, `*CSCI`, `1 MATH`), or None."""
     m = _DEPARTMENT.fullmatch(name)
     return m.group(1) if m else None
 

@@ -41,8 +41,7 @@ def catalog_block(catalog: Catalog) -> dict[str, Any]:
 
 
 def catalog_from_blocks(block: dict[str, Any], problems: list[dict[str, str]]) -> Catalog:
-    """The inverse of `catalog_block` and `problems_block` (for a remembered catalog);
-    KeyError, TypeError or ValueError on a block they did not write."""
+    """The inverse of `catalog_block` and `problems_block`; raises on blocks they did not write."""
     courses = []
     for c in block["courses"]:
         name = naming.parse_course(c["name"])
