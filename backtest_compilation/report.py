@@ -10,7 +10,6 @@ from html import escape
 from pathlib import Path
 from string import Template
 from typing import Any
-from urllib.parse import quote
 
 from . import naming
 from .catalog import Catalog, Category, Course, ExamEntry, Problem, crosslisted_message
@@ -104,15 +103,13 @@ def catalog_text(catalog: Catalog) -> str:
     return "\n".join(lines)
 
 
-# Drive ids: 19+ of these characters; never a local path or a 6-character folder name.
+# Drive ids: 19+ URL-safe characters; never a local path or a 6-character folder name.
 _DRIVE_ID = re.compile(r"[A-Za-z0-9_-]{8,}")
 
 
 def drive_link(item_id: str) -> str | None:
     """The Drive page of a file or folder id (contract §4), or None for a local path."""
-    if not _DRIVE_ID.fullmatch(item_id):
-        return None
-    return f"https://drive.google.com/open?id={quote(item_id, safe='')}"
+    return f"https://drive.google.com/open?id={item_id}" if _DRIVE_ID.fullmatch(item_id) else None
 
 
 # The page's markup and CSS (contract §7 `report.html`), filled by `html_page`.
@@ -129,8 +126,7 @@ def _text(value: object) -> Html:
 
 def _linked(text: str, item_id: str) -> Html:
     """`text` as a link to the item in Drive when `item_id` is a Drive id."""
-    url = drive_link(item_id)
-    if url is None:
+    if (url := drive_link(item_id)) is None:
         return _text(text)
     return Html(f'<a href="{_text(url)}" rel="noreferrer" target="_blank">{_text(text)}</a>')
 
