@@ -75,8 +75,7 @@ class Problem:
         return cls(category, "", path, id, text=message)
 
 
-@dataclass(frozen=True, slots=True)
-class ExamEntry:
+class ExamEntry(NamedTuple):
     """One element of a backtest document's `tests`: `Exam 1` → `Fall 2022`, `Spring 2021`."""
 
     type: str

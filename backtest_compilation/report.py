@@ -231,8 +231,7 @@ def exams_change_text(old: tuple[ExamEntry, ...] | None, new: tuple[ExamEntry, .
     """`Exam 1 +Fall 2023 -Spring 2019; Quiz -Fall 2020` (what a visitor will see change)."""
     if old is None:
         return f"rewritten (was malformed): {_tests_text(new)}"
-    before = {e.type: e.semesters for e in old}
-    after = {e.type: e.semesters for e in new}
+    before, after = dict(old), dict(new)
     parts: list[str] = []
     for kind in [e.type for e in new] + [e.type for e in old if e.type not in after]:
         was, now = before.get(kind, ()), after.get(kind, ())
