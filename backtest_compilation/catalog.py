@@ -33,13 +33,9 @@ class Category(StrEnum):
     DUPLICATE_TEST = "duplicate_test"
     RENAME_FAILED = "rename_failed"
 
-    @property
-    def is_about_files(self) -> bool:
-        """Sheet section: `Invalid Filenames` for these, `Errors` for the folder problems."""
-        return self in _ABOUT_FILES
 
-
-_ABOUT_FILES = ("not_a_pdf", "invalid_filename", "invalid_year", "duplicate_test", "rename_failed")
+# Listed under `Invalid Filenames` (the sheet, the page); the other problems are `Errors`.
+ABOUT_FILES = ("not_a_pdf", "invalid_filename", "invalid_year", "duplicate_test", "rename_failed")
 
 
 class Cited(NamedTuple):

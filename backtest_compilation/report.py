@@ -12,7 +12,7 @@ from string import Template
 from typing import Any
 
 from . import naming
-from .catalog import Catalog, Category, Course, ExamEntry, Problem, crosslisted_message
+from .catalog import ABOUT_FILES, Catalog, Category, Course, ExamEntry, Problem, crosslisted_message
 from .website import Applied, Plan
 
 
@@ -93,7 +93,7 @@ def catalog_text(catalog: Catalog) -> str:
     if catalog.problems:
         lines += ["", "Problems:"]
         for section, about_files in (("Errors", False), ("Invalid Filenames", True)):
-            chosen = [p for p in catalog.problems if p.category.is_about_files == about_files]
+            chosen = [p for p in catalog.problems if (p.category in ABOUT_FILES) == about_files]
             lines += [f"  {section}:", *(f"    {p.message}" for p in chosen)] if chosen else []
     if catalog.crosslisted:
         lines += ["", "Crosslisted classes:"]
@@ -154,9 +154,8 @@ def html_page(
     courses, crosslisted = catalog.get("courses") or [], catalog.get("crosslisted") or []
     problems, renames = summary.get("problems") or [], summary.get("renames") or []
     sheet, mongo = summary.get("sheet") or {}, summary.get("mongo") or {}
-    about_files = {c.value for c in Category if c.is_about_files}
-    errors = [_problem(p) for p in problems if p["category"] not in about_files]
-    files = [_problem(p) for p in problems if p["category"] in about_files]
+    errors = [_problem(p) for p in problems if p["category"] not in ABOUT_FILES]
+    files = [_problem(p) for p in problems if p["category"] in ABOUT_FILES]
     ambiguous = [f"{name} (matches more than one row)" for name in sheet.get("ambiguous") or []]
     not_found = [*(sheet.get("not_found") or []), *ambiguous]
     unwritten = "The sheet was not written in this run."
