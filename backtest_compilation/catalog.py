@@ -99,8 +99,7 @@ class Course:
         return f"{self.code}-{self.number}"
 
 
-@dataclass(frozen=True, slots=True)
-class Rename:
+class Rename(NamedTuple):
     """A valid test file whose name differs from its canonical name."""
 
     id: str
@@ -109,8 +108,7 @@ class Rename:
     new: str
 
 
-@dataclass(frozen=True)
-class RenameResult:
+class RenameResult(NamedTuple):
     """Ids renamed, and a `rename_failed` problem for each rename that failed."""
 
     applied: frozenset[str] = frozenset()

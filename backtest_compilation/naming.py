@@ -6,7 +6,6 @@ Arabic-Indic digits, none of which belong in a canonical name."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import NamedTuple
 
 # Up to two characters, the last not a capital, then the four-letter code.
@@ -34,8 +33,7 @@ def department_code(name: str) -> str | None:
     return m.group(1) if m else None
 
 
-@dataclass(frozen=True, slots=True)
-class CourseName:
+class CourseName(NamedTuple):
     code: str
     number: str
     title: str
