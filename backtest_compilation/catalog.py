@@ -298,9 +298,8 @@ def _course(entries: list[_Found], year: int, exempt: bool) -> Iterator[Finding]
         for node, folder, _ in group[1:]:
             path, label = folder + PATH_SEPARATOR + node.name, "Duplicate test"
             yield Problem(Category.DUPLICATE_TEST, label, path, node.id, "same test as", cited)
-    folder_id = min(entry.node.id for entry in entries)
     tests = _exam_entries(group[0][2] for group in by_canonical.values())
-    yield Course(course.full_name, course.code, course.number, course.title, folder_id, tests)
+    yield Course(course.full_name, *course, min(entry.node.id for entry in entries), tests)
 
 
 def _not_a_test(path: str, child: Node, course: CourseName) -> Iterator[Finding]:

@@ -47,7 +47,7 @@ def catalog_from_blocks(block: dict[str, Any], problems: list[dict[str, str]]) -
         if name is None or name.code != c["course_code"]:
             raise ValueError(f"not a course name: {c['name']!r}")
         tests = tuple(ExamEntry(str(t["type"]), tuple(map(str, t["tests"]))) for t in c["tests"])
-        courses.append(Course(c["name"], name.code, name.number, name.title, c["folder_id"], tests))
+        courses.append(Course(c["name"], *name, c["folder_id"], tests))
     return Catalog(
         courses=tuple(courses),
         problems=tuple(
