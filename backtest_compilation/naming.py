@@ -84,8 +84,7 @@ class TestName(NamedTuple):
 
 def parse_test(name: str) -> TestName | None:
     """Read a test file name case-insensitively (`csci-1200 e1 f22 (1).pdf`), or None."""
-    m = _TEST.match(name)
-    if m is None:
+    if (m := _TEST.match(name)) is None:
         return None
     dept, number, exam, semester, year = m.groups()
     exam, semester = exam.upper(), semester.upper()

@@ -1,5 +1,4 @@
-"""What a run says to people and machines: contract §8's JSON blocks, the terminal text,
-the MongoDB plan's lines and the HTML page. Pure functions to plain data or text."""
+"""What a run says, as pure functions: §8's JSON blocks, terminal text, plan lines, the page."""
 
 from __future__ import annotations
 
@@ -112,8 +111,7 @@ def drive_link(item_id: str) -> str | None:
     return f"https://drive.google.com/open?id={item_id}" if _DRIVE_ID.fullmatch(item_id) else None
 
 
-# The page's markup and CSS (contract §7 `report.html`), filled by `html_page`.
-PAGE = Path(__file__).with_name("report_page.html")
+PAGE = Path(__file__).with_name("report_page.html")  # markup and CSS of §7 `report.html`
 
 
 class Html(str):
