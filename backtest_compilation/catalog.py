@@ -33,13 +33,9 @@ class Category(StrEnum):
     DUPLICATE_TEST = "duplicate_test"
     RENAME_FAILED = "rename_failed"
 
-    @property
-    def is_about_files(self) -> bool:
-        """Sheet section: `Invalid Filenames` for these, `Errors` for the folder problems."""
-        return self in _ABOUT_FILES
 
-
-_ABOUT_FILES = ("not_a_pdf", "invalid_filename", "invalid_year", "duplicate_test", "rename_failed")
+# Listed under `Invalid Filenames` (the sheet, the page); the other problems are `Errors`.
+ABOUT_FILES = ("not_a_pdf", "invalid_filename", "invalid_year", "duplicate_test", "rename_failed")
 
 
 class Cited(NamedTuple):
@@ -51,8 +47,7 @@ class Cited(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class Problem:
-    """Something a human must fix in the drive, kept structured until it is printed so
-    that renames re-render it (`problems_after_renames`); or known by its `text` alone."""
+    """Something a human must fix in the drive: structured until printed, or its `text`."""
 
     category: Category
     label: str
@@ -76,8 +71,7 @@ class Problem:
         return cls(category, "", path, id, text=message)
 
 
-@dataclass(frozen=True, slots=True)
-class ExamEntry:
+class ExamEntry(NamedTuple):
     """One element of a backtest document's `tests`: `Exam 1` → `Fall 2022`, `Spring 2021`."""
 
     type: str
@@ -105,8 +99,7 @@ class Course:
         return f"{self.code}-{self.number}"
 
 
-@dataclass(frozen=True, slots=True)
-class Rename:
+class Rename(NamedTuple):
     """A valid test file whose name differs from its canonical name."""
 
     id: str
@@ -115,8 +108,7 @@ class Rename:
     new: str
 
 
-@dataclass(frozen=True)
-class RenameResult:
+class RenameResult(NamedTuple):
     """Ids renamed, and a `rename_failed` problem for each rename that failed."""
 
     applied: frozenset[str] = frozenset()
@@ -194,7 +186,7 @@ def build(
     departments: dict[str, list[Node]] = defaultdict(list)
     found: list[Finding] = []
     for child in _by_name(root.children):  # contract §2.1
-        name, sized = child.name, naming.is_department_sized(child.name)
+        name, sized = child.name, len(child.name) <= 6  # longer: not meant as a department
         code = naming.department_code(name) if child.is_folder else None
         if code is not None:  # a code is at most 6 characters: department-sized
             departments[code].append(child)
@@ -235,8 +227,7 @@ def problem_order(p: Problem) -> tuple[str, str, str]:
 def _courses(
     departments: dict[str, list[Node]], current_year: int, exempt: frozenset[str]
 ) -> Iterator[Finding]:
-    """Contract §2.2: the course folders of all department folders of a code (all but one,
-    named like the code, else the first, are duplicates), numbers used twice, each course."""
+    """Contract §2.2: duplicate departments, each course folder, numbers used twice, courses."""
     by_key: dict[str, list[_Found]] = defaultdict(list)
     for code, unordered in sorted(departments.items()):
         folders = sorted(unordered, key=lambda n: (n.name != code, n.name, n.id))
@@ -287,8 +278,7 @@ def _not_a_course(code: str, path: str, child: Node) -> Iterator[Finding]:
 
 
 def _course(entries: list[_Found], year: int, exempt: bool) -> Iterator[Finding]:
-    """Contract §2.3: one course's test files, duplicates (the file kept: one with the
-    canonical name, else the first) and renames, and the course (merged: smallest id)."""
+    """Contract §2.3: a course's test files, duplicates, renames; the course (smallest id)."""
     course = entries[0].course
     by_canonical: dict[str, list[tuple[Node, str, TestName]]] = defaultdict(list)
     for entry in entries:
@@ -308,9 +298,8 @@ def _course(entries: list[_Found], year: int, exempt: bool) -> Iterator[Finding]
         for node, folder, _ in group[1:]:
             path, label = folder + PATH_SEPARATOR + node.name, "Duplicate test"
             yield Problem(Category.DUPLICATE_TEST, label, path, node.id, "same test as", cited)
-    folder_id = min(entry.node.id for entry in entries)
     tests = _exam_entries(group[0][2] for group in by_canonical.values())
-    yield Course(course.full_name, course.code, course.number, course.title, folder_id, tests)
+    yield Course(course.full_name, *course, min(entry.node.id for entry in entries), tests)
 
 
 def _not_a_test(path: str, child: Node, course: CourseName) -> Iterator[Finding]:
@@ -354,8 +343,7 @@ _HOLDS_DEPARTMENTS = "the shared drive or folder that holds the department folde
 
 
 def _root_faults(root: Node) -> tuple[str | None, str | None]:
-    """For a root holding no department: why it is a department folder (a configuration
-    error, contract §7), else a hint why it may be too deep."""
+    """For a root without departments: why it is a department folder (§7), else a hint."""
     courses = sorted(c.name for c in root.children if c.is_folder and naming.parse_course(c.name))
     tests = sorted(c.name for c in root.children if c.is_pdf and naming.parse_test(c.name))
     none = f"{root.name!r} holds no department folders"
@@ -395,13 +383,12 @@ def guard_hint(catalog: Catalog, had: Iterable[str]) -> str | None:
 
 
 def _exam_entries(tests: Iterable[TestName]) -> tuple[ExamEntry, ...]:
-    """Website `tests` list: types in Quiz/Exam/Midterm order, semesters newest first.
-    Two tests of one exam and semester (`Q1`, `Q01`) count once."""
-    by_type: dict[tuple[tuple[int, int], str], dict[tuple[int, int], str]] = defaultdict(dict)
+    """Website `tests`: by exam type, newest semester first; `Q1` and `Q01` count once."""
+    by_type: dict[naming.Ordered, set[naming.Ordered]] = defaultdict(set)
     for t in tests:
-        by_type[(t.exam_sort_key, t.exam_label)][t.semester_sort_key] = t.semester_label
+        by_type[t.exam_entry].add(t.semester_entry)
     return tuple(
-        ExamEntry(label, tuple(semesters[key] for key in sorted(semesters)))
+        ExamEntry(label, tuple(semester for _, semester in sorted(semesters)))
         for (_, label), semesters in sorted(by_type.items())
     )
 

@@ -6,7 +6,6 @@ Arabic-Indic digits, none of which belong in a canonical name."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import NamedTuple
 
 # Up to two characters, the last not a capital, then the four-letter code.
@@ -25,22 +24,16 @@ _TEST = re.compile(
 )
 _EXAM_KINDS = {"Q": "Quiz", "E": "Exam", "M": "Midterm"}  # in website order (contract §3)
 _SEMESTERS = {"F": "Fall", "U": "Summer", "S": "Spring"}  # newest first within a year
+Ordered = tuple[tuple[int, int], str]  # a sort key and the label it orders
 
 
 def department_code(name: str) -> str | None:
-    """The code of a root child folder named `name` (`CSCI`, `*CSCI`, `1 MATH`), or None:
-    at most 6 characters ending in four capitals not preceded by another capital."""
+    """The code of a root folder named `name` (`CSCI`, `*CSCI`, `1 MATH`), or None."""
     m = _DEPARTMENT.fullmatch(name)
     return m.group(1) if m else None
 
 
-def is_department_sized(name: str) -> bool:
-    """Root folders longer than 6 characters are not meant as departments: ignored."""
-    return len(name) <= 6
-
-
-@dataclass(frozen=True, slots=True)
-class CourseName:
+class CourseName(NamedTuple):
     code: str
     number: str
     title: str
@@ -76,31 +69,22 @@ class TestName(NamedTuple):
         return f"{course.key} {self.exam}{self.semester}{self.year:02d}.pdf"
 
     @property
-    def exam_label(self) -> str:
-        """`Quiz`, `Quiz 3`, `Exam 2`, `Midterm`."""
-        kind, number = _EXAM_KINDS[self.exam[0]], self.exam[1:]
-        return f"{kind} {int(number)}" if number else kind
+    def exam_entry(self) -> Ordered:
+        """Sort key and label (`Quiz 3`): Quiz, Exam, Midterm, un-numbered first (§3)."""
+        kind, number = self.exam[0], self.exam[1:]
+        label = f"{_EXAM_KINDS[kind]} {int(number)}" if number else _EXAM_KINDS[kind]
+        return (list(_EXAM_KINDS).index(kind), int(number or -1)), label
 
     @property
-    def semester_label(self) -> str:
-        """`Fall 2022`; years are always 20YY."""
-        return f"{_SEMESTERS[self.semester]} {2000 + self.year}"
-
-    @property
-    def exam_sort_key(self) -> tuple[int, int]:
-        """Quiz, Exam, Midterm; un-numbered first, then by number (contract §3)."""
-        return list(_EXAM_KINDS).index(self.exam[0]), int(self.exam[1:] or -1)
-
-    @property
-    def semester_sort_key(self) -> tuple[int, int]:
-        """Newest first: year descending, then Fall, Summer, Spring."""
-        return -self.year, list(_SEMESTERS).index(self.semester)
+    def semester_entry(self) -> Ordered:
+        """Sort key and label (`Fall 2022`; years are 20YY): newest first, Fall before Summer."""
+        label = f"{_SEMESTERS[self.semester]} {2000 + self.year}"
+        return (-self.year, list(_SEMESTERS).index(self.semester)), label
 
 
 def parse_test(name: str) -> TestName | None:
     """Read a test file name case-insensitively (`csci-1200 e1 f22 (1).pdf`), or None."""
-    m = _TEST.match(name)
-    if m is None:
+    if (m := _TEST.match(name)) is None:
         return None
     dept, number, exam, semester, year = m.groups()
     exam, semester = exam.upper(), semester.upper()

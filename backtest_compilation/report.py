@@ -1,5 +1,4 @@
-"""What a run says to people and machines: contract §8's JSON blocks, the terminal text,
-the MongoDB plan's lines and the HTML page. Pure functions to plain data or text."""
+"""What a run says, as pure functions: §8's JSON blocks, terminal text, plan lines, the page."""
 
 from __future__ import annotations
 
@@ -10,10 +9,9 @@ from html import escape
 from pathlib import Path
 from string import Template
 from typing import Any
-from urllib.parse import quote
 
 from . import naming
-from .catalog import Catalog, Category, Course, ExamEntry, Problem, crosslisted_message
+from .catalog import ABOUT_FILES, Catalog, Category, Course, ExamEntry, Problem, crosslisted_message
 from .website import Applied, Plan
 
 
@@ -41,15 +39,14 @@ def catalog_block(catalog: Catalog) -> dict[str, Any]:
 
 
 def catalog_from_blocks(block: dict[str, Any], problems: list[dict[str, str]]) -> Catalog:
-    """The inverse of `catalog_block` and `problems_block` (for a remembered catalog);
-    KeyError, TypeError or ValueError on a block they did not write."""
+    """The inverse of `catalog_block` and `problems_block`; raises on blocks they did not write."""
     courses = []
     for c in block["courses"]:
         name = naming.parse_course(c["name"])
         if name is None or name.code != c["course_code"]:
             raise ValueError(f"not a course name: {c['name']!r}")
         tests = tuple(ExamEntry(str(t["type"]), tuple(map(str, t["tests"]))) for t in c["tests"])
-        courses.append(Course(c["name"], name.code, name.number, name.title, c["folder_id"], tests))
+        courses.append(Course(c["name"], *name, c["folder_id"], tests))
     return Catalog(
         courses=tuple(courses),
         problems=tuple(
@@ -95,7 +92,7 @@ def catalog_text(catalog: Catalog) -> str:
     if catalog.problems:
         lines += ["", "Problems:"]
         for section, about_files in (("Errors", False), ("Invalid Filenames", True)):
-            chosen = [p for p in catalog.problems if p.category.is_about_files == about_files]
+            chosen = [p for p in catalog.problems if (p.category in ABOUT_FILES) == about_files]
             lines += [f"  {section}:", *(f"    {p.message}" for p in chosen)] if chosen else []
     if catalog.crosslisted:
         lines += ["", "Crosslisted classes:"]
@@ -105,20 +102,16 @@ def catalog_text(catalog: Catalog) -> str:
     return "\n".join(lines)
 
 
-# Drive ids are 19+ characters of this alphabet; a local source's ids (relative paths,
-# or department folders of at most 6 characters) are never taken for one.
+# Drive ids: 19+ URL-safe characters; never a local path or a 6-character folder name.
 _DRIVE_ID = re.compile(r"[A-Za-z0-9_-]{8,}")
 
 
 def drive_link(item_id: str) -> str | None:
     """The Drive page of a file or folder id (contract §4), or None for a local path."""
-    if not _DRIVE_ID.fullmatch(item_id):
-        return None
-    return f"https://drive.google.com/open?id={quote(item_id, safe='')}"
+    return f"https://drive.google.com/open?id={item_id}" if _DRIVE_ID.fullmatch(item_id) else None
 
 
-# The page's markup and CSS (contract §7 `report.html`), filled by `html_page`.
-PAGE = Path(__file__).with_name("report_page.html")
+PAGE = Path(__file__).with_name("report_page.html")  # markup and CSS of §7 `report.html`
 
 
 class Html(str):
@@ -131,8 +124,7 @@ def _text(value: object) -> Html:
 
 def _linked(text: str, item_id: str) -> Html:
     """`text` as a link to the item in Drive when `item_id` is a Drive id."""
-    url = drive_link(item_id)
-    if url is None:
+    if (url := drive_link(item_id)) is None:
         return _text(text)
     return Html(f'<a href="{_text(url)}" rel="noreferrer" target="_blank">{_text(text)}</a>')
 
@@ -155,19 +147,19 @@ def html_page(
     website: Sequence[str] = (),
     error: str = "",
 ) -> str:
-    """The HTML page of one run (contract §7 `report.html`) from its §8 `summary` (a failed
-    run gets one too); every value is escaped (`_text`)."""
+    """The page of a run, failed or not (contract §7 `report.html`), from its §8 `summary`."""
     catalog = summary.get("catalog") or {}
     courses, crosslisted = catalog.get("courses") or [], catalog.get("crosslisted") or []
     problems, renames = summary.get("problems") or [], summary.get("renames") or []
     sheet, mongo = summary.get("sheet") or {}, summary.get("mongo") or {}
-    about_files = {c.value for c in Category if c.is_about_files}
-    errors = [_problem(p) for p in problems if p["category"] not in about_files]
-    files = [_problem(p) for p in problems if p["category"] in about_files]
+    errors = [_problem(p) for p in problems if p["category"] not in ABOUT_FILES]
+    files = [_problem(p) for p in problems if p["category"] in ABOUT_FILES]
     ambiguous = [f"{name} (matches more than one row)" for name in sheet.get("ambiguous") or []]
     not_found = [*(sheet.get("not_found") or []), *ambiguous]
     unwritten = "The sheet was not written in this run."
     done = {True: "renamed", False: "not renamed yet"}
+    in_sync = "Nothing to change: the website already shows what the drive holds."
+    mongo_empty = in_sync if mongo.get("in_sync") else "MongoDB was not updated in this run."
     values: dict[str, object] = {
         "title": title,
         "headline": headline,
@@ -191,7 +183,7 @@ def html_page(
         "mongo_counts": "{} added, {} changed, {} removed".format(
             *(mongo.get(k, 0) for k in ("inserted", "updated", "deleted"))
         ),
-        "mongo": _mongo(mongo_lines, mongo.get("in_sync")),
+        "mongo": _list(mongo_lines, mongo_empty, {"+": "plus", "-": "minus", "~": "tilde"}),
         "website": _website(courses, website),
     }
     page = Template(PAGE.read_text(encoding="utf-8"))
@@ -204,13 +196,6 @@ def _failure(error: str, failed: dict[str, str]) -> Html:
     if not lines:
         return Html("")
     return Html(f'<div class="failed"><strong>This run failed.</strong>{_list(lines)}</div>\n')
-
-
-def _mongo(lines: Sequence[str], in_sync: bool) -> Html:
-    """Each change line, coloured by its sign, or why there is none."""
-    empty = "Nothing to change: the website already shows what the drive holds."
-    empty = empty if in_sync else "MongoDB was not updated in this run."
-    return _list(lines, empty, {"+": "plus", "-": "minus", "~": "tilde"})
 
 
 def _problem(problem: dict[str, str]) -> Html:
@@ -236,17 +221,14 @@ def _website(courses: list[dict[str, Any]], website: Sequence[str]) -> Html:
 
 
 def _tests_text(tests: tuple[ExamEntry, ...]) -> str:
-    if not tests:
-        return "no tests"
-    return "; ".join(f"{e.type} {', '.join(e.semesters)}" for e in tests)
+    return "; ".join(f"{e.type} {', '.join(e.semesters)}" for e in tests) or "no tests"
 
 
 def exams_change_text(old: tuple[ExamEntry, ...] | None, new: tuple[ExamEntry, ...]) -> str:
     """`Exam 1 +Fall 2023 -Spring 2019; Quiz -Fall 2020` (what a visitor will see change)."""
     if old is None:
         return f"rewritten (was malformed): {_tests_text(new)}"
-    before = {e.type: e.semesters for e in old}
-    after = {e.type: e.semesters for e in new}
+    before, after = dict(old), dict(new)
     parts: list[str] = []
     for kind in [e.type for e in new] + [e.type for e in old if e.type not in after]:
         was, now = before.get(kind, ()), after.get(kind, ())
@@ -297,12 +279,8 @@ def mongo_block(plan: Plan, applied: Applied | None = None) -> dict[str, Any]:
     if applied is None:
         return {**planned, "in_sync": plan.is_empty}
     done = {"inserted": applied.inserted, "updated": applied.updated, "deleted": applied.deleted}
-    block: dict[str, Any] = {**done, "in_sync": applied.complete}
-    if not applied.complete:
-        block["applied"] = False
-        block["not_applied"] = {k: max(n - done[k], 0) for k, n in planned.items()}
-        block["phases"] = [
-            {"phase": name, "planned": planned, "applied": done}
-            for name, planned, done in applied.phases
-        ]
-    return block
+    if applied.complete:
+        return {**done, "in_sync": True}
+    missed = {k: max(n - done[k], 0) for k, n in planned.items()}
+    phases = [{"phase": name, "planned": p, "applied": a} for name, p, a in applied.phases]
+    return {**done, "in_sync": False, "applied": False, "not_applied": missed, "phases": phases}

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
-from .catalog import Catalog, Course, crosslisted_message, normalise_title
+from .catalog import ABOUT_FILES, Catalog, Course, crosslisted_message, normalise_title
 from .errors import ConfigError, ServiceError
 from .report import drive_link
 
@@ -186,7 +186,7 @@ def error_lines(catalog: Catalog, layout: Layout = TODAYS_LAYOUT) -> tuple[Line,
         return [
             Line(p.message, link=drive_link(p.id) or "")
             for p in catalog.problems
-            if p.category.is_about_files is about_files
+            if (p.category in ABOUT_FILES) is about_files
         ]
 
     sections = (

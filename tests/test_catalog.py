@@ -30,6 +30,22 @@ def problems(result: catalog.Catalog) -> list[tuple[str, str]]:
     return [(p.category.value, p.id) for p in result.problems]
 
 
+@pytest.mark.parametrize(
+    ("name", "sized"),
+    [
+        pytest.param("ABCDEF", True, id="six characters may be a department"),
+        pytest.param("Scans to file", False, id="a long folder name is not meant as a department"),
+        pytest.param("ABCDEFG", False, id="seven characters are too long for a department"),
+        pytest.param("😀😀😀😀😀😀", True, id="length counts characters, not bytes"),
+    ],
+)
+def test_department_size(name: str, sized: bool) -> None:
+    """A root folder of at most 6 characters is an invalid department; a longer one is ignored."""
+    result = build(drive(folder("d1", name)))
+    assert problems(result) == ([("invalid_department", "d1")] if sized else [])
+    assert [i.id for i in result.ignored] == ([] if sized else ["d1"])
+
+
 # (tree, expected problems as (category, node id)) — one row per problem rule of contract §2.
 PROBLEM_CASES = [
     pytest.param(

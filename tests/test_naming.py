@@ -32,19 +32,6 @@ def test_department_code(name: str, expected: str | None) -> None:
     assert naming.department_code(name) == expected
 
 
-@pytest.mark.parametrize(
-    ("name", "sized"),
-    [
-        pytest.param("ABCDEF", True, id="six characters may be a department"),
-        pytest.param("Scans to file", False, id="a long folder name is not meant as a department"),
-        pytest.param("ABCDEFG", False, id="seven characters are too long for a department"),
-        pytest.param("😀😀😀😀😀😀", True, id="length counts characters, not bytes"),
-    ],
-)
-def test_department_size(name: str, sized: bool) -> None:
-    assert naming.is_department_sized(name) is sized
-
-
 COURSES = [
     pytest.param(
         "CSCI-1200 Data Structures",
@@ -207,14 +194,14 @@ LABELS = [
 def test_labels(name: str, exam: str, semester: str) -> None:
     test = naming.parse_test(name)
     assert test is not None
-    assert (test.exam_label, test.semester_label) == (exam, semester)
+    assert (test.exam_entry[1], test.semester_entry[1]) == (exam, semester)
 
 
 def test_exam_order_is_quiz_exam_midterm_unnumbered_first() -> None:
     names = ["MF22", "E2F22", "Q2F22", "E1F22", "QF22", "Q10F22"]
     tests = [naming.parse_test(n) for n in names]
-    ordered = sorted((t for t in tests if t), key=lambda t: t.exam_sort_key)
-    assert [t.exam_label for t in ordered] == [
+    ordered = sorted((t for t in tests if t), key=lambda t: t.exam_entry)
+    assert [t.exam_entry[1] for t in ordered] == [
         "Quiz",
         "Quiz 2",
         "Quiz 10",
@@ -227,8 +214,8 @@ def test_exam_order_is_quiz_exam_midterm_unnumbered_first() -> None:
 def test_semester_order_is_newest_first_fall_summer_spring() -> None:
     names = ["E1S22", "E1F21", "E1U22", "E1F22", "E1S21"]
     tests = [naming.parse_test(n) for n in names]
-    ordered = sorted((t for t in tests if t), key=lambda t: t.semester_sort_key)
-    assert [t.semester_label for t in ordered] == [
+    ordered = sorted((t for t in tests if t), key=lambda t: t.semester_entry)
+    assert [t.semester_entry[1] for t in ordered] == [
         "Fall 2022",
         "Summer 2022",
         "Spring 2022",

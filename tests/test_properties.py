@@ -49,7 +49,7 @@ def test_arbitrary_names_never_raise() -> None:
         if parsed is not None:
             course = naming.CourseName("CSCI", "1200", "Data Structures")
             assert parsed.canonical(course).endswith(".pdf")
-            assert parsed.exam_label and parsed.semester_label
+            assert parsed.exam_entry[1] and parsed.semester_entry[1]
             parsed_names += 1
 
     check()
@@ -69,7 +69,7 @@ def test_a_canonical_name_parses_back_to_itself(
     assert again is not None
     assert naming.prefix_matches(again, course)
     assert again.canonical(course) == canonical
-    assert (again.exam_label, again.semester_label) == (parsed.exam_label, parsed.semester_label)
+    assert (again.exam_entry, again.semester_entry) == (parsed.exam_entry, parsed.semester_entry)
 
 
 # Random drive trees: department → course → files, with valid and invalid names mixed.
