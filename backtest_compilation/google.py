@@ -175,7 +175,8 @@ class Clock:
         if seconds > 0:
             before = self._monotonic()
             self._sleep(seconds)
-            self._skipped += max(0.0, seconds - (self._monotonic() - before))
+            skipped = max(0.0, seconds - (self._monotonic() - before))
+            self._skipped += skipped  # whole, also from the listing's threads
 
 
 class RunTimedOut(ServiceError):
