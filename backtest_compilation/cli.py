@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import textwrap
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
@@ -254,9 +255,10 @@ class Request:
         )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, sleep: Callable[[float], None] = time.sleep) -> int:
     """Entry point: returns the process exit code. The one place where a command's
-    failure becomes an exit code (and, with `--json`, its one JSON object)."""
+    failure becomes an exit code (and, with `--json`, its one JSON object). A run waits
+    between Google calls with `sleep` (tests pass their quota clock's)."""
     request = Request.of(parse_args(sys.argv[1:] if argv is None else argv))
     env = settings.read_env(Path(".env"))  # the working directory's; tests give their own
     if request.command == "doctor":
@@ -286,7 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if request.command == "schedule":
             return _schedule(config, tel)
         with _interrupts_raise() as settled:
-            return _one_run(request, config, tel, settled)
+            return _one_run(request, config, tel, settled, sleep)
     finally:
         tel.close()
 
@@ -356,6 +358,7 @@ def _one_run(
     config: settings.Settings,
     tel: telemetry.Telemetry,
     settled: Callable[[], None],
+    sleep: Callable[[float], None] = time.sleep,
 ) -> int:
     """One sync, dry run or check with the real adapters, whatever its end: a sync is
     recorded (`lastrun`) and pinged (`HEALTHCHECK_URL`), a failure goes to Sentry, and
@@ -365,7 +368,11 @@ def _one_run(
     started = datetime.now(UTC)
     try:
         services = build_services(
-            config, source=request.source, options=request.options, publish=request.publish
+            config,
+            source=request.source,
+            options=request.options,
+            publish=request.publish,
+            sleep=sleep,
         )
         try:
             run = pipeline.run(run_config(config), request.options, services)
