@@ -28,7 +28,15 @@ from . import google
 from .catalog import Category, Problem, Rename, RenameResult
 from .errors import ServiceError
 from .google import Answer, ApiCalls, Kind
-from .snapshot import DriveSnapshot, apply_changes, differs, full_reason, reachable, to_item
+from .snapshot import (
+    DriveSnapshot,
+    apply_changes,
+    differs,
+    full_reason,
+    reachable,
+    sorted_items,
+    to_item,
+)
 from .tree import FOLDER_MIME, Item, Node, assemble
 
 log = logging.getLogger(__name__)
@@ -45,10 +53,6 @@ PROGRESS_EVERY_S = 10.0
 MAX_PARENTS_PER_QUERY = 50
 LIST_THREADS = 8  # queries of one level in flight: far below Drive's 12,000 reads a minute
 FILE_FIELDS = "id,name,mimeType,parents"
-CHANGE_FIELDS = (
-    f"nextPageToken,newStartPageToken,changes(changeType,fileId,removed,file({FILE_FIELDS},"
-    "trashed))"
-)
 READ_ONLY = "insufficientFilePermissions"  # Drive's reason when the account may only read
 
 
@@ -86,11 +90,7 @@ def parent_queries(parent_ids: Sequence[str]) -> Iterator[str]:
 
 
 class DriveSource:
-    """Reads the backtest drive under `folder_id` and renames files in it.
-
-    `adapters.drive_source` builds it from the settings; tests pass an emulator `endpoint`
-    and a `sleep`.
-    """
+    """Reads the backtest drive under `folder_id` and renames files in it."""
 
     def __init__(
         self,
@@ -159,6 +159,9 @@ class DriveSource:
             http.http.close()  # kept-alive connections keep their old timeout
         return http
 
+    def _rejected(self, exc: BaseException) -> Exception:
+        return google.credentials_rejected(exc, "Drive", self.who, self.scopes)
+
     def _call(self, request: HttpRequest, what: str) -> dict[str, Any]:
         """One call through the transport (retries, budgets); errors become the tool's."""
         try:
@@ -167,9 +170,6 @@ class DriveSource:
             if exc.answer.status == 401:  # also a refused token (`google.answer_of`)
                 raise self._rejected(exc.cause) from None
             raise DriveCallError(what, exc.answer) from None
-
-    def _rejected(self, exc: BaseException) -> Exception:
-        return google.credentials_rejected(exc, "Drive", self.who, self.scopes)
 
     def _found(self, get: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
         """`get()`, or None when Drive says the item is not there (for this account)."""
@@ -191,38 +191,13 @@ class DriveSource:
             token = page.get("nextPageToken")
             request = resource.list(**{**params, "pageToken": token}) if token else None
 
-    def _root_error(self, detail: str) -> ServiceError:
-        who = self.who
-        return ServiceError(
-            f"FOLDER_ID {self.folder_id!r} {detail}: it does not exist or is not shared with "
-            f"{who}. Share the drive or folder with {who}, or fix FOLDER_ID. Nothing was written."
-        )
-
-    def _root(self, now: datetime) -> DriveSnapshot:
-        """The root, as a snapshot without items: a shared drive or an ordinary folder.
-        Stops the run if neither is reachable."""
-        drive = self.shared_drive(self.folder_id)
-        if drive is not None:
-            return DriveSnapshot(drive["id"], drive["name"], drive["id"], True, (), None, now)
-        fields = "id,name,mimeType,driveId,trashed"
-        meta = self._found(lambda: self.item(self.folder_id, fields))
-        if meta is None:
-            raise self._root_error("was not found")
-        if meta.get("mimeType") != FOLDER_MIME:
-            raise ServiceError(
-                f"FOLDER_ID {self.folder_id!r} is a file ({meta.get('mimeType')}) that "
-                f"{self.who} can open, not a folder: FOLDER_ID must be the shared drive or "
-                "the top folder that holds the department folders. Nothing was written."
-            )
-        if meta.get("trashed"):
-            raise self._root_error("is in the trash")
-        return DriveSnapshot(meta["id"], meta["name"], meta.get("driveId"), False, (), None, now)
-
-    @staticmethod
-    def _where(drive_id: str | None) -> dict[str, Any]:
-        """The `files.list` parameters that search one shared drive (or My Drive)."""
-        shared = {"corpora": "drive", "driveId": drive_id, "includeItemsFromAllDrives": True}
-        return {"supportsAllDrives": True, **(shared if drive_id else {})}
+    def _query(self, drive_id: str | None, q: str) -> list[Item]:
+        """The items `files.list` finds for `q` in the shared drive `drive_id` (or My Drive)."""
+        params = {"q": q, "pageSize": PAGE_SIZE, "fields": f"nextPageToken,files({FILE_FIELDS})"}
+        if drive_id:
+            params.update(corpora="drive", driveId=drive_id, includeItemsFromAllDrives=True)
+        pages = self._pages("files.list", supportsAllDrives=True, **params)
+        return [i for page in pages for i in filter(None, map(to_item, page.get("files", [])))]
 
     def _list_below(self, drive_id: str | None, folder_ids: Sequence[str]) -> dict[str, Item]:
         """Everything under `folder_ids` by id, breadth-first, many parents per query and
@@ -240,33 +215,36 @@ class DriveSource:
                         found[item.id] = item
         return found
 
-    def _query(self, drive_id: str | None, q: str) -> list[Item]:
-        """The items `files.list` finds for `q`, every page."""
-        fields = f"nextPageToken,files({FILE_FIELDS})"
-        params = {"q": q, "pageSize": PAGE_SIZE, "fields": fields, **self._where(drive_id)}
-        pages = self._pages("files.list", **params)
-        return [i for page in pages for i in filter(None, map(to_item, page.get("files", [])))]
+    def _root(self, now: datetime) -> DriveSnapshot:
+        """The root (a shared drive or an ordinary folder) as a snapshot without items;
+        stops the run if it is not reachable."""
+        drive = self.shared_drive(self.folder_id)
+        if drive is not None:
+            return DriveSnapshot(drive["id"], drive["name"], drive["id"], True, (), None, now)
+        meta = self._found(lambda: self.item(self.folder_id, "id,name,mimeType,driveId,trashed"))
+        if meta is not None and meta.get("mimeType") != FOLDER_MIME:
+            raise ServiceError(
+                f"FOLDER_ID {self.folder_id!r} is a file ({meta.get('mimeType')}) that "
+                f"{self.who} can open, not a folder: FOLDER_ID must be the shared drive or "
+                "the top folder that holds the department folders. Nothing was written."
+            )
+        if meta is None or meta.get("trashed"):
+            raise ServiceError(
+                f"FOLDER_ID {self.folder_id!r} {'is in the trash' if meta else 'was not found'}"
+                f": it does not exist or is not shared with {self.who}. Share the drive or "
+                f"folder with {self.who}, or fix FOLDER_ID. Nothing was written."
+            )
+        return DriveSnapshot(meta["id"], meta["name"], meta.get("driveId"), False, (), None, now)
 
-    def _full(self, previous: DriveSnapshot | None, now: datetime) -> DriveRead:
-        started, calls_before = time.monotonic(), self.calls.requests
+    def _full(self, now: datetime) -> DriveSnapshot:
+        """Everything under the root, and the changes token to follow it from."""
         root = self._root(now)
         # The token is taken before listing so that nothing changed meanwhile is missed.
         where = {"driveId": root.drive_id} if root.drive_id else {}
         request = self._service.changes().getStartPageToken(supportsAllDrives=True, **where)
         token = self._call(request, "changes.getStartPageToken")["startPageToken"]
         under = reachable(root.root_id, self._list_below(root.drive_id, [root.root_id]))
-        # Only what lies under the root, in id order: the snapshot's one shape.
-        items = tuple(sorted(under.values(), key=lambda i: i.id))
-        snapshot = replace(root, items=items, page_token=token)
-        log.info(
-            "drive: full listing of %s %r: %d items in %d requests, %.2f s",
-            "shared drive" if root.is_shared_drive else "folder",
-            root.root_name,
-            len(items),
-            self.calls.requests - calls_before,
-            time.monotonic() - started,
-        )
-        return DriveRead(_tree(snapshot), snapshot, differs(previous, snapshot), full=True)
+        return replace(root, items=sorted_items(list(under.values())), page_token=token)
 
     def _feed_since(self, previous: DriveSnapshot) -> tuple[list[dict[str, Any]], str] | None:
         """The changes since `previous` and the new token; None when the feed cannot be
@@ -285,8 +263,8 @@ class DriveSource:
         return changes, token
 
     def _apply(
-        self, previous: DriveSnapshot, changes: list[dict[str, Any]], token: str, started: float
-    ) -> DriveRead:
+        self, previous: DriveSnapshot, changes: list[dict[str, Any]], token: str
+    ) -> DriveSnapshot:
         """`previous` with the changes feed applied."""
         after = apply_changes({i.id: i for i in previous.items}, changes)
         under = reachable(previous.root_id, after)
@@ -297,18 +275,7 @@ class DriveSource:
         if arrived:
             after.update(self._list_below(previous.drive_id, arrived))
             under = reachable(previous.root_id, after)
-        items = tuple(sorted(under.values(), key=lambda i: i.id))
-        snapshot = replace(previous, items=items, page_token=token)
-        changed = differs(previous, snapshot)
-        log.info(
-            "drive: changes feed: %d changes (%s), %d new folders listed, %d items, %.2f s",
-            len(changes),
-            "drive changed" if changed else "nothing under the root changed",
-            len(arrived),
-            len(items),
-            time.monotonic() - started,
-        )
-        return DriveRead(_tree(snapshot), snapshot, changed, full=False)
+        return replace(previous, items=sorted_items(list(under.values())), page_token=token)
 
     def read(
         self,
@@ -318,29 +285,39 @@ class DriveSource:
         now: datetime,
         load_items: Callable[[], tuple[Item, ...]] | None = None,
     ) -> DriveRead:
-        """The drive tree now: the changes feed applied to `previous` when possible, else
-        a full listing (no snapshot, `full_rescan`, another root, the feed rejected, or
-        the last full listing `FULL_RESCAN_HOURS` ago). With `load_items`, `previous` is a
-        header and this loads its items, only if needed (no changes: `tree` is None)."""
-        started = time.monotonic()
+        """The drive now: the changes feed applied to `previous` when possible, else a full
+        listing (`full_reason`). With `load_items`, `previous` is a header and its items
+        are loaded only if something changed (else `tree` is None)."""
+        started, calls = time.monotonic(), self.calls.requests
         reason = full_reason(previous, self.folder_id, full_rescan, now, self.full_rescan_hours)
-        feed = self._feed_since(previous) if previous is not None and reason is None else None
+        feed = None if previous is None or reason else self._feed_since(previous)
         if previous is not None and feed is not None and load_items and not feed[0]:
             # Cost follows the changes (contract §5.10): the saved items stay unread.
-            log.info("drive: changes feed: no changes, %.2f s", time.monotonic() - started)
             got = DriveRead(None, replace(previous, page_token=feed[1]), False, full=False)
+            how = "changes feed, no changes"
         else:
-            if previous is not None and load_items is not None and not previous.items:
+            if previous is not None and load_items is not None:
                 try:  # the saved items: what the feed applies to, or the listing differs from
                     previous = replace(previous, items=load_items())
                 except ValueError as exc:
                     log.warning("drive: saved snapshot unusable (%s)", exc)
                     previous = feed = None
             if previous is not None and feed is not None:
-                got = self._apply(previous, *feed, started)
+                snapshot, how = self._apply(previous, *feed), f"{len(feed[0])} changes"
             else:
                 log.debug("drive: full listing because %s", reason or "the feed cannot be used")
-                got = self._full(previous, now)
+                snapshot, how = self._full(now), "full listing"
+            tree = assemble(snapshot.root_id, snapshot.root_name, snapshot.items)
+            got = DriveRead(tree, snapshot, differs(previous, snapshot), full=feed is None)
+        log.info(
+            "drive: %s of %r (%s): %d items, %d requests, %.2f s",
+            how,
+            got.snapshot.root_name,
+            "changed" if got.changed else "unchanged",
+            len(got.snapshot.items),
+            self.calls.requests - calls,
+            time.monotonic() - started,
+        )
         self._feed = (got.snapshot.page_token or "", got.snapshot.drive_id)
         return got
 
@@ -355,12 +332,9 @@ class DriveSource:
         return self._call(request, "files.get")
 
     def child_folders(self, folder_id: str, drive_id: str | None) -> list[str]:
-        """Names of the folders in `folder_id` (one page of 100: enough to judge a root)."""
-        q = f"{quote(folder_id)} in parents and trashed = false and mimeType = '{FOLDER_MIME}'"
-        request = self._service.files().list(
-            q=q, pageSize=100, fields="files(name)", **self._where(drive_id)
-        )
-        return [f.get("name", "") for f in self._call(request, "files.list").get("files", [])]
+        """Names of the folders in `folder_id`."""
+        children = self._query(drive_id, next(parent_queries([folder_id])))
+        return [i.name for i in children if i.mime_type == FOLDER_MIME]
 
     def root_parent(self) -> tuple[str, str] | None:
         """The id and name of the folder (or shared drive) that holds FOLDER_ID, for the
@@ -382,6 +356,19 @@ class DriveSource:
         meta = self._found(lambda: self.item(file_id, "version,modifiedTime")) or {}
         version = meta.get("version") or meta.get("modifiedTime")
         return None if version is None else str(version)
+
+    def _changes(self, token: str, drive_id: str | None) -> tuple[list[dict[str, Any]], str]:
+        """Every change since `token`, and the token to follow the feed from next time."""
+        fields = "changeType,fileId,removed,file(id,name,mimeType,parents,trashed)"
+        params = {"pageToken": token, "pageSize": PAGE_SIZE, "supportsAllDrives": True}
+        params["fields"] = f"nextPageToken,newStartPageToken,changes({fields})"
+        if drive_id:
+            params.update(driveId=drive_id, includeItemsFromAllDrives=True)
+        changes: list[dict[str, Any]] = []
+        for page in self._pages("changes.list", **params):
+            changes.extend(page.get("changes", []))
+            token = page.get("newStartPageToken") or token
+        return changes, token
 
     def rename(self, renames: Sequence[Rename]) -> RenameResult:
         """Apply `renames` at the write pacer's rate (contract §5.9); nothing when renames
@@ -415,36 +402,20 @@ class DriveSource:
             if answer.status == 401:
                 raise self._rejected(exc) from None
             return dict.fromkeys((r.id for r in chunk), answer)
-        unanswered = Answer(Kind.TRANSIENT, 0, "no answer in the batch response")
-        return {r.id: answers.get(r.id, unanswered) for r in chunk}
-
-    def _changes(
-        self, token: str, drive_id: str | None, fields: str = CHANGE_FIELDS
-    ) -> tuple[list[dict[str, Any]], str]:
-        """Every change since `token`, and the token to follow the feed from next time."""
-        params: dict[str, Any] = {"pageToken": token, "pageSize": PAGE_SIZE, "fields": fields}
-        if drive_id:
-            params.update(driveId=drive_id, includeItemsFromAllDrives=True)
-        changes: list[dict[str, Any]] = []
-        for page in self._pages("changes.list", supportsAllDrives=True, **params):
-            changes.extend(page.get("changes", []))
-            token = page.get("newStartPageToken") or token
-        return changes, token
+        return answers  # the library calls `done` for every part, or raises
 
     def _changed_since_listing(self) -> set[str]:
-        """Ids of the files the changes feed reports changed since the listing (one
-        cheap read; the feed's position moves on). Empty before any `read`."""
+        """Ids of the files the changes feed reports changed since the listing (one cheap
+        read; the feed's position moves on). Empty before any `read`."""
         if self._feed is None:
             return set()
-        ids_only = "nextPageToken,newStartPageToken,changes(fileId)"
-        changes, token = self._changes(*self._feed, ids_only)
+        changes, token = self._changes(*self._feed)
         self._feed = (token, self._feed[1])
         return {c.get("fileId", "") for c in changes}
 
 
 class _Renames:
-    """One run's renames: a queue sent one batch at a time as the write pacer allows,
-    with the stall rule, the time budget, the changes-feed check and progress lines."""
+    """One run's renames: a queue sent one batch at a time as the write pacer allows."""
 
     def __init__(self, source: DriveSource, renames: Sequence[Rename]) -> None:
         self.source, self.clock = source, source.clock
@@ -453,10 +424,8 @@ class _Renames:
         self.applied: set[str] = set()
         self.failed: dict[str, str] = {}  # id → why
         self.dropped: set[str] = set()  # for the next run: the files may have changed
-        self.changed: set[str] = set()  # files someone else changed since the listing
-        self.refused = ""
+        self.refused = self.last_error = ""
         self.sent = self.limited = self.failing = 0
-        self.last_error = ""
         self.started = self.clock.now()
         self.next_line = self.started + PROGRESS_EVERY_S
 
@@ -471,7 +440,8 @@ class _Renames:
             n = source.write_pacer.take(most, latest=self.started + budget)
             if n is None:
                 break  # out of time: the rest is pending
-            chunk = self._unchanged([self.queue.popleft() for _ in range(n)])
+            self._drop_changed()
+            chunk = [self.queue.popleft() for _ in range(min(n, len(self.queue)))]
             if chunk and self._take(chunk, source._send_batch([self.by_id[i] for i in chunk])):
                 last_success = clock.now()
             self._progress()
@@ -482,60 +452,66 @@ class _Renames:
                 )
                 self.failed.update(dict.fromkeys(self.queue, why))
                 self.queue.clear()
-        return self._result(frozenset(self.queue) | self.dropped, budget)
+        late = f"; RENAME_BUDGET_S or the run's time ({budget:.0f} s) ran out" if self.queue else ""
+        took = clock.now() - self.started
+        log.info(
+            "drive: %d writes sent, %d rate-limited, %.2f s%s", self.sent, self.limited, took, late
+        )
+        failed = sorted((self.by_id[i] for i in self.failed), key=lambda r: (r.path, r.id))
+        problems = tuple(
+            Problem(Category.RENAME_FAILED, "Rename failed", r.path, r.id, f"to {r.new!r}: {why}")
+            for r, why in ((r, self.failed[r.id]) for r in failed)
+        )
+        pending = frozenset(self.queue) | self.dropped
+        return RenameResult(frozenset(self.applied), problems, pending, self.refused)
 
-    def _unchanged(self, chunk: list[str]) -> list[str]:
-        """`chunk` without the files someone else renamed, moved or trashed since the
-        listing: renaming them would overwrite what a person did."""
+    def _drop_changed(self) -> None:
+        """Leave for the next run the queued files someone else renamed, moved or trashed
+        since the listing (renaming them would overwrite what a person did); all of them
+        when the changes feed cannot be read."""
         try:
             # Our own renames come back through the feed too: only others' changes count.
-            self.changed |= self.source._changed_since_listing() - self.applied
+            changed = self.source._changed_since_listing() - self.applied
         except DriveCallError as exc:  # e.g. the token expired: what changed is unknown
             log.warning("drive: renames stopped, the rest next run: %s", exc)
-            self.dropped.update(chunk, self.queue)
-            self.queue.clear()
-            return []
-        dropped = self.changed.intersection(chunk)
+            changed = set(self.queue)
+        dropped = changed.intersection(self.queue)
         if dropped:
             log.info(
                 "drive: %d files changed in Drive during the run, renamed next run", len(dropped)
             )
             self.dropped |= dropped
-        return [i for i in chunk if i not in dropped]
+            self.queue = deque(i for i in self.queue if i not in dropped)
 
     def _take(self, chunk: list[str], answers: dict[str, Answer]) -> bool:
-        """Fold one batch's answers in; True when at least one part was renamed."""
-        accepted = transient = limited = 0
-        waits = [a.retry_after for a in answers.values() if a.retry_after is not None]
-        again: list[str] = []
+        """Fold one batch's answers in and tell the pacer; True when a part was renamed."""
+        again = [i for i in chunk if answers[i].kind in (Kind.RATE_LIMIT, Kind.TRANSIENT)]
         for rid in chunk:
             answer = answers[rid]
             if answer.kind is Kind.OK:
-                accepted += 1
                 self.applied.add(rid)
             elif READ_ONLY in answer.reasons:
                 self.failed[rid] = self._read_only()
             elif answer.kind is Kind.PERMANENT:
                 self.failed[rid] = answer.message or f"HTTP {answer.status}"
-            else:
-                limited += answer.kind is Kind.RATE_LIMIT
-                transient += answer.kind is Kind.TRANSIENT
-                self.last_error = answer.message if limited else self.last_error or answer.message
-                again.append(rid)
-        self.sent += len(chunk)
-        self.limited += limited
         # Back at the front: the oldest work goes first, and the order stays stable.
         self.queue.extendleft(reversed(again))
-        pacer = self.source.write_pacer
+        self.sent += len(chunk)
+        limited = [answers[i] for i in again if answers[i].kind is Kind.RATE_LIMIT]
+        self.limited += len(limited)
+        if again:
+            self.last_error = (limited or [answers[again[0]]])[0].message
+        waits = [a.retry_after for a in answers.values() if a.retry_after is not None]
+        pacer, accepted = self.source.write_pacer, any(i in self.applied for i in chunk)
         # Backoff after errors grows with consecutive failing batches, not with the total.
-        self.failing = 0 if accepted or not transient else self.failing + 1
+        self.failing = 0 if accepted or len(limited) == len(again) else self.failing + 1
         if limited:
             pacer.refused(max(waits, default=None))
         elif self.failing:
             pacer.hold(max(waits) if waits else pacer.backoff(self.failing))
         else:
             pacer.accepted()
-        return accepted > 0
+        return accepted
 
     def _read_only(self) -> str:
         """Why a refused rename failed, and the fix; the first such answer stops renames."""
@@ -564,23 +540,3 @@ class _Renames:
         log.info(
             "%s (%s rate-limit answers)", line, f"{self.limited:,}", extra={"progress": progress}
         )
-
-    def _result(self, pending: frozenset[str], budget: float) -> RenameResult:
-        failed = sorted((self.by_id[i] for i in self.failed), key=lambda r: (r.path, r.id))
-        problems = tuple(
-            Problem(Category.RENAME_FAILED, "Rename failed", r.path, r.id, f"to {r.new!r}: {why}")
-            for r, why in ((r, self.failed[r.id]) for r in failed)
-        )
-        # How it went, beside the pipeline's "renames: 3 applied, 0 failed, 1 pending".
-        took = self.clock.now() - self.started
-        late = f"; RENAME_BUDGET_S or the run's time ({budget:.0f} s) ran out"
-        late = late if pending - self.dropped else ""
-        log.info(
-            "drive: %d writes sent, %d rate-limited, %.2f s%s", self.sent, self.limited, took, late
-        )
-        return RenameResult(frozenset(self.applied), problems, pending, self.refused)
-
-
-def _tree(snapshot: DriveSnapshot) -> Node:
-    """The tree the snapshot's items make."""
-    return assemble(snapshot.root_id, snapshot.root_name, snapshot.items)
