@@ -27,7 +27,7 @@ from googleapiclient.http import BatchHttpRequest, HttpRequest
 from . import google
 from .catalog import Category, Problem, Rename, RenameResult
 from .errors import ServiceError
-from .google import Answer, ApiCalls, Kind
+from .google import Answer, Kind
 from .snapshot import (
     DriveSnapshot,
     apply_changes,
@@ -52,8 +52,6 @@ PROGRESS_EVERY_S = 10.0
 # groups 50, and so do we.
 MAX_PARENTS_PER_QUERY = 50
 LIST_THREADS = 8  # queries of one level in flight: far below Drive's 12,000 reads a minute
-FILE_FIELDS = "id,name,mimeType,parents"
-READ_ONLY = "insufficientFilePermissions"  # Drive's reason when the account may only read
 
 
 @dataclass(frozen=True)
@@ -67,8 +65,7 @@ class DriveRead:
 
 
 class DriveCallError(ServiceError):
-    """A Drive call failed after retries: `status` is the HTTP status (0: no answer),
-    `detail` Google's answer (`404 notFound: File not found: …`)."""
+    """A Drive call failed after retries; `detail` is Google's answer (`404 notFound: …`)."""
 
     def __init__(self, what: str, answer: Answer) -> None:
         super().__init__(f"Drive {what} failed: {answer.message}")
@@ -117,7 +114,7 @@ class DriveSource:
         self.full_rescan_hours = full_rescan_hours
         self.rename_stall_s = rename_stall_s
         self.rename_budget_s = rename_budget_s
-        self.calls = ApiCalls()
+        self.requests = 0  # HTTP requests sent (a batch counts once; retries count), §8
         self.clock = google.Clock(sleep)
         # Reads and writes have separate quotas at Google: reads are never slowed by writes.
         self.write_pacer = google.Pacer(writes_per_s, clock=self.clock)
@@ -147,9 +144,8 @@ class DriveSource:
         self._feed: tuple[str, str | None] | None = None  # the feed at the listing (renames)
 
     def _client(self) -> AuthorizedHttp:
-        """This thread's HTTP client for one more request: counted (Google's quota counts
-        requests; CPython runs the `+=` whole), its timeout never past the run's deadline."""
-        self.calls.requests += 1
+        """This thread's client for one more request (counted), ending by the run's deadline."""
+        self.requests += 1  # whole under CPython's GIL, also from the listing's threads
         http = getattr(self._local, "http", None)
         if http is None:
             http = self._local.http = self._new_http()
@@ -193,15 +189,18 @@ class DriveSource:
 
     def _query(self, drive_id: str | None, q: str) -> list[Item]:
         """The items `files.list` finds for `q` in the shared drive `drive_id` (or My Drive)."""
-        params = {"q": q, "pageSize": PAGE_SIZE, "fields": f"nextPageToken,files({FILE_FIELDS})"}
+        params = {
+            "q": q,
+            "pageSize": PAGE_SIZE,
+            "fields": "nextPageToken,files(id,name,mimeType,parents)",
+        }
         if drive_id:
             params.update(corpora="drive", driveId=drive_id, includeItemsFromAllDrives=True)
         pages = self._pages("files.list", supportsAllDrives=True, **params)
         return [i for page in pages for i in filter(None, map(to_item, page.get("files", [])))]
 
     def _list_below(self, drive_id: str | None, folder_ids: Sequence[str]) -> dict[str, Item]:
-        """Everything under `folder_ids` by id, breadth-first, many parents per query and
-        the queries of one level `LIST_THREADS` at a time (answers taken in query order)."""
+        """Everything under `folder_ids` by id, a level's queries at once, in query order."""
         found: dict[str, Item] = {}
         frontier = list(folder_ids)
         with ThreadPoolExecutor(LIST_THREADS) as pool:
@@ -216,8 +215,7 @@ class DriveSource:
         return found
 
     def _root(self, now: datetime) -> DriveSnapshot:
-        """The root (a shared drive or an ordinary folder) as a snapshot without items;
-        stops the run if it is not reachable."""
+        """The root (a shared drive or a folder) as a snapshot without items, or an error."""
         drive = self.shared_drive(self.folder_id)
         if drive is not None:
             return DriveSnapshot(drive["id"], drive["name"], drive["id"], True, (), None, now)
@@ -247,8 +245,7 @@ class DriveSource:
         return replace(root, items=sorted_items(list(under.values())), page_token=token)
 
     def _feed_since(self, previous: DriveSnapshot) -> tuple[list[dict[str, Any]], str] | None:
-        """The changes since `previous` and the new token; None when the feed cannot be
-        followed (the token was rejected, the root itself changed)."""
+        """The changes since `previous` and the new token; None if the feed cannot be used."""
         try:
             changes, token = self._changes(previous.page_token or "", previous.drive_id)
         except DriveCallError as exc:
@@ -288,13 +285,13 @@ class DriveSource:
         """The drive now: the changes feed applied to `previous` when possible, else a full
         listing (`full_reason`). With `load_items`, `previous` is a header and its items
         are loaded only if something changed (else `tree` is None)."""
-        started, calls = time.monotonic(), self.calls.requests
+        started = time.monotonic()
         reason = full_reason(previous, self.folder_id, full_rescan, now, self.full_rescan_hours)
         feed = None if previous is None or reason else self._feed_since(previous)
         if previous is not None and feed is not None and load_items and not feed[0]:
             # Cost follows the changes (contract §5.10): the saved items stay unread.
             got = DriveRead(None, replace(previous, page_token=feed[1]), False, full=False)
-            how = "changes feed, no changes"
+            how = "no changes in the feed"
         else:
             if previous is not None and load_items is not None:
                 try:  # the saved items: what the feed applies to, or the listing differs from
@@ -303,21 +300,14 @@ class DriveSource:
                     log.warning("drive: saved snapshot unusable (%s)", exc)
                     previous = feed = None
             if previous is not None and feed is not None:
-                snapshot, how = self._apply(previous, *feed), f"{len(feed[0])} changes"
+                snapshot, how = self._apply(previous, *feed), f"{len(feed[0])} changes applied"
             else:
                 log.debug("drive: full listing because %s", reason or "the feed cannot be used")
                 snapshot, how = self._full(now), "full listing"
             tree = assemble(snapshot.root_id, snapshot.root_name, snapshot.items)
             got = DriveRead(tree, snapshot, differs(previous, snapshot), full=feed is None)
-        log.info(
-            "drive: %s of %r (%s): %d items, %d requests, %.2f s",
-            how,
-            got.snapshot.root_name,
-            "changed" if got.changed else "unchanged",
-            len(got.snapshot.items),
-            self.calls.requests - calls,
-            time.monotonic() - started,
-        )
+            how += f", {len(snapshot.items)} items" + ("" if got.changed else ", none changed")
+        log.info("drive: %s of %r, %.2f s", how, got.snapshot.root_name, time.monotonic() - started)
         self._feed = (got.snapshot.page_token or "", got.snapshot.drive_id)
         return got
 
@@ -337,8 +327,7 @@ class DriveSource:
         return [i.name for i in children if i.mime_type == FOLDER_MIME]
 
     def root_parent(self) -> tuple[str, str] | None:
-        """The id and name of the folder (or shared drive) that holds FOLDER_ID, for the
-        message that FOLDER_ID is one level too deep; None when the account cannot see it."""
+        """The id and name of the folder (or shared drive) holding FOLDER_ID, if visible."""
         try:
             meta = self.item(self.folder_id, "parents,driveId")
             parent = (meta.get("parents") or [None])[0]
@@ -351,11 +340,9 @@ class DriveSource:
         return (str(got["id"]), str(got["name"])) if got else None
 
     def file_version(self, file_id: str) -> str | None:
-        """The Drive `version` of `file_id` (e.g. the report spreadsheet): it grows on every
-        write to the file, whoever made it. None when the file cannot be seen."""
-        meta = self._found(lambda: self.item(file_id, "version,modifiedTime")) or {}
-        version = meta.get("version") or meta.get("modifiedTime")
-        return None if version is None else str(version)
+        """`file_id`'s Drive `version` (it grows on every write, by anyone); None if unseen."""
+        meta = self._found(lambda: self.item(file_id, "version"))
+        return None if meta is None else str(meta["version"])
 
     def _changes(self, token: str, drive_id: str | None) -> tuple[list[dict[str, Any]], str]:
         """Every change since `token`, and the token to follow the feed from next time."""
@@ -405,8 +392,7 @@ class DriveSource:
         return answers  # the library calls `done` for every part, or raises
 
     def _changed_since_listing(self) -> set[str]:
-        """Ids of the files the changes feed reports changed since the listing (one cheap
-        read; the feed's position moves on). Empty before any `read`."""
+        """Ids of the files changed since the listing (or the last call); none before `read`."""
         if self._feed is None:
             return set()
         changes, token = self._changes(*self._feed)
@@ -425,7 +411,7 @@ class _Renames:
         self.failed: dict[str, str] = {}  # id → why
         self.dropped: set[str] = set()  # for the next run: the files may have changed
         self.refused = self.last_error = ""
-        self.sent = self.limited = self.failing = 0
+        self.limited = self.failing = 0
         self.started = self.clock.now()
         self.next_line = self.started + PROGRESS_EVERY_S
 
@@ -454,9 +440,7 @@ class _Renames:
                 self.queue.clear()
         late = f"; RENAME_BUDGET_S or the run's time ({budget:.0f} s) ran out" if self.queue else ""
         took = clock.now() - self.started
-        log.info(
-            "drive: %d writes sent, %d rate-limited, %.2f s%s", self.sent, self.limited, took, late
-        )
+        log.info("drive: renames took %.0f s, %d rate-limited%s", took, self.limited, late)
         failed = sorted((self.by_id[i] for i in self.failed), key=lambda r: (r.path, r.id))
         problems = tuple(
             Problem(Category.RENAME_FAILED, "Rename failed", r.path, r.id, f"to {r.new!r}: {why}")
@@ -466,9 +450,8 @@ class _Renames:
         return RenameResult(frozenset(self.applied), problems, pending, self.refused)
 
     def _drop_changed(self) -> None:
-        """Leave for the next run the queued files someone else renamed, moved or trashed
-        since the listing (renaming them would overwrite what a person did); all of them
-        when the changes feed cannot be read."""
+        """Leave for the next run the queued files someone else changed since the listing
+        (renaming them would overwrite what a person did); all when the feed is unreadable."""
         try:
             # Our own renames come back through the feed too: only others' changes count.
             changed = self.source._changed_since_listing() - self.applied
@@ -490,13 +473,12 @@ class _Renames:
             answer = answers[rid]
             if answer.kind is Kind.OK:
                 self.applied.add(rid)
-            elif READ_ONLY in answer.reasons:
+            elif "insufficientFilePermissions" in answer.reasons:  # the account may only read
                 self.failed[rid] = self._read_only()
             elif answer.kind is Kind.PERMANENT:
                 self.failed[rid] = answer.message or f"HTTP {answer.status}"
         # Back at the front: the oldest work goes first, and the order stays stable.
         self.queue.extendleft(reversed(again))
-        self.sent += len(chunk)
         limited = [answers[i] for i in again if answers[i].kind is Kind.RATE_LIMIT]
         self.limited += len(limited)
         if again:
@@ -524,8 +506,7 @@ class _Renames:
         return f"{who} may only read the drive: {fix}"
 
     def _progress(self) -> None:
-        """An INFO line every `PROGRESS_EVERY_S`, also noted for `status` (`extra`):
-        `renames: 1,200 of 6,700 applied, 3.1/s, about 29 min left (…)`."""
+        """`renames: 1,200 of 6,700 applied, 3.1/s, about 29 min left (…)`, also for `status`."""
         now, done, total = self.clock.now(), len(self.applied), len(self.by_id)
         if now < self.next_line:
             return

@@ -136,7 +136,7 @@ def test_shared_drive_is_read_in_pages_of_1000(
     assert count(got.tree) == (1, 2500)
     # The root's one child, then its 2,500 files in pages of 1,000.
     assert drive_emulator.stats.by_method["files.list"] == 1 + 3
-    assert source.calls.requests == drive_emulator.stats.requests == 6
+    assert source.requests == drive_emulator.stats.requests == 6
 
 
 def test_folder_with_2500_files_is_read_completely_breadth_first(
@@ -209,7 +209,7 @@ def test_a_big_shared_drive_is_read_level_by_level(
     source = drive_source(drive)
     stormy = source.read(None, now=NOW)
     assert stormy.snapshot.items == got.snapshot.items and stormy.tree == got.tree
-    assert source.calls.requests == drive_emulator.stats.requests
+    assert source.requests == drive_emulator.stats.requests
 
 
 # ---------------------------------------------------------------- the changes feed
