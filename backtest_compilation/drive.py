@@ -41,7 +41,6 @@ from .tree import FOLDER_MIME, Item, Node, assemble
 
 log = logging.getLogger(__name__)
 
-GOOGLE_ROOT = "https://www.googleapis.com"
 # Listing needs drives.get (drive or drive.readonly); renaming needs files.update
 # (drive or drive.metadata). Together these are narrower than the full `drive` scope.
 SCOPE_READ = "https://www.googleapis.com/auth/drive.readonly"
@@ -130,7 +129,7 @@ class DriveSource:
         self.who = f"the service account {email} (DELEGATE_EMAIL is not set)"  # whom Drive sees
         if delegate or not email:
             self.who = f"DELEGATE_EMAIL {delegate!r}" if delegate else "anonymous access"
-        root = endpoint.rstrip("/") if endpoint else GOOGLE_ROOT
+        root = endpoint.rstrip("/") if endpoint else "https://www.googleapis.com"
         self._batch_uri = f"{root}/batch/drive/v3"
         proxy = None if google.direct(endpoint) else httplib2.proxy_info_from_environment
         self._new_http = lambda: AuthorizedHttp(
@@ -155,17 +154,14 @@ class DriveSource:
             http.http.close()  # kept-alive connections keep their old timeout
         return http
 
-    def _rejected(self, exc: BaseException) -> Exception:
-        return google.credentials_rejected(exc, "Drive", self.who, self.scopes)
-
     def _call(self, request: HttpRequest, what: str) -> dict[str, Any]:
         """One call through the transport (retries, budgets); errors become the tool's."""
         try:
             return self.transport.call(what, lambda: request.execute(http=self._client()))
         except google.CallFailed as exc:
-            if exc.answer.status == 401:  # also a refused token (`google.answer_of`)
-                raise self._rejected(exc.cause) from None
-            raise DriveCallError(what, exc.answer) from None
+            if exc.answer.status != 401:  # 401: also a refused token (`google.answer_of`)
+                raise DriveCallError(what, exc.answer) from None
+            raise google.credentials_rejected(exc.cause, "Drive", self.who, self.scopes) from None
 
     def _found(self, get: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
         """`get()`, or None when Drive says the item is not there (for this account)."""
@@ -189,14 +185,11 @@ class DriveSource:
 
     def _query(self, drive_id: str | None, q: str) -> list[Item]:
         """The items `files.list` finds for `q` in the shared drive `drive_id` (or My Drive)."""
-        params = {
-            "q": q,
-            "pageSize": PAGE_SIZE,
-            "fields": "nextPageToken,files(id,name,mimeType,parents)",
-        }
+        fields = "nextPageToken,files(id,name,mimeType,parents)"
+        params = {"q": q, "pageSize": PAGE_SIZE, "fields": fields, "supportsAllDrives": True}
         if drive_id:
             params.update(corpora="drive", driveId=drive_id, includeItemsFromAllDrives=True)
-        pages = self._pages("files.list", supportsAllDrives=True, **params)
+        pages = self._pages("files.list", **params)
         return [i for page in pages for i in filter(None, map(to_item, page.get("files", [])))]
 
     def _list_below(self, drive_id: str | None, folder_ids: Sequence[str]) -> dict[str, Item]:
@@ -302,8 +295,8 @@ class DriveSource:
             if previous is not None and feed is not None:
                 snapshot, how = self._apply(previous, *feed), f"{len(feed[0])} changes applied"
             else:
-                log.debug("drive: full listing because %s", reason or "the feed cannot be used")
-                snapshot, how = self._full(now), "full listing"
+                snapshot = self._full(now)
+                how = f"full listing ({reason or 'the changes feed cannot be used'})"
             tree = assemble(snapshot.root_id, snapshot.root_name, snapshot.items)
             got = DriveRead(tree, snapshot, differs(previous, snapshot), full=feed is None)
             how += f", {len(snapshot.items)} items" + ("" if got.changed else ", none changed")
@@ -329,12 +322,8 @@ class DriveSource:
     def root_parent(self) -> tuple[str, str] | None:
         """The id and name of the folder (or shared drive) holding FOLDER_ID, if visible."""
         try:
-            meta = self.item(self.folder_id, "parents,driveId")
-            parent = (meta.get("parents") or [None])[0]
-            if parent is None:
-                return None
-            shared = parent == meta.get("driveId")
-            got = self.shared_drive(parent) if shared else self.item(parent, "id,name")
+            parents = self.item(self.folder_id, "parents").get("parents") or []
+            got = parents and (self.shared_drive(parents[0]) or self.item(parents[0], "id,name"))
         except ServiceError:
             return None  # a message without the parent's name, not a failed run
         return (str(got["id"]), str(got["name"])) if got else None
@@ -351,11 +340,8 @@ class DriveSource:
         params["fields"] = f"nextPageToken,newStartPageToken,changes({fields})"
         if drive_id:
             params.update(driveId=drive_id, includeItemsFromAllDrives=True)
-        changes: list[dict[str, Any]] = []
-        for page in self._pages("changes.list", **params):
-            changes.extend(page.get("changes", []))
-            token = page.get("newStartPageToken") or token
-        return changes, token
+        pages = list(self._pages("changes.list", **params))  # the last holds the new token
+        return [c for p in pages for c in p.get("changes", [])], pages[-1]["newStartPageToken"]
 
     def rename(self, renames: Sequence[Rename]) -> RenameResult:
         """Apply `renames` at the write pacer's rate (contract §5.9); nothing when renames
@@ -387,17 +373,9 @@ class DriveSource:
             if answer is None:
                 raise
             if answer.status == 401:
-                raise self._rejected(exc) from None
+                raise google.credentials_rejected(exc, "Drive", self.who, self.scopes) from None
             return dict.fromkeys((r.id for r in chunk), answer)
         return answers  # the library calls `done` for every part, or raises
-
-    def _changed_since_listing(self) -> set[str]:
-        """Ids of the files changed since the listing (or the last call); none before `read`."""
-        if self._feed is None:
-            return set()
-        changes, token = self._changes(*self._feed)
-        self._feed = (token, self._feed[1])
-        return {c.get("fileId", "") for c in changes}
 
 
 class _Renames:
@@ -452,9 +430,13 @@ class _Renames:
     def _drop_changed(self) -> None:
         """Leave for the next run the queued files someone else changed since the listing
         (renaming them would overwrite what a person did); all when the feed is unreadable."""
+        source, changes = self.source, []
         try:
+            if source._feed is not None:  # where the feed stood at the listing
+                changes, token = source._changes(*source._feed)
+                source._feed = (token, source._feed[1])
             # Our own renames come back through the feed too: only others' changes count.
-            changed = self.source._changed_since_listing() - self.applied
+            changed = {c.get("fileId", "") for c in changes} - self.applied
         except DriveCallError as exc:  # e.g. the token expired: what changed is unknown
             log.warning("drive: renames stopped, the rest next run: %s", exc)
             changed = set(self.queue)
