@@ -344,11 +344,7 @@ class DriveSource:
         return [c for p in pages for c in p.get("changes", [])], pages[-1]["newStartPageToken"]
 
     def rename(self, renames: Sequence[Rename]) -> RenameResult:
-        """Apply `renames` at the write pacer's rate (contract §5.9); nothing when renames
-        are off. Rate-limited parts are sent again; a permanent answer, or nothing
-        succeeding for `rename_stall_s`, is a `rename_failed` problem; read-only access
-        stops the renames (`refused`). Renames past `rename_budget_s` (or half the run's
-        time left), and of files someone else changed since the listing, are `pending`."""
+        """Apply `renames` at the write pacer's rate (contract §5.9), unless renames are off."""
         if not renames or not self.allow_renames:
             return RenameResult()
         return _Renames(self, renames).run()
@@ -379,7 +375,11 @@ class DriveSource:
 
 
 class _Renames:
-    """One run's renames: a queue sent one batch at a time as the write pacer allows."""
+    """One run's renames, one batch at a time as the write pacer allows. Rate-limited parts
+    are sent again; a permanent answer, or nothing succeeding for `rename_stall_s`, is a
+    `rename_failed` problem; read-only access stops the renames (`refused`). Renames past
+    `rename_budget_s` (or half the run's time left), and of files someone else changed
+    since the listing, are `pending`."""
 
     def __init__(self, source: DriveSource, renames: Sequence[Rename]) -> None:
         self.source, self.clock = source, source.clock
@@ -402,8 +402,9 @@ class _Renames:
         while self.queue and not self.refused:
             most = min(len(self.queue), google.BATCH_LIMIT)
             n = source.write_pacer.take(most, latest=self.started + budget)
-            if n is None:
-                break  # out of time: the rest is pending
+            if n is None:  # out of time: the rest is pending
+                log.info("drive: RENAME_BUDGET_S or the run's time (%.0f s) ran out", budget)
+                break
             self._drop_changed()
             chunk = [self.queue.popleft() for _ in range(min(n, len(self.queue)))]
             if chunk and self._take(chunk, source._send_batch([self.by_id[i] for i in chunk])):
@@ -416,9 +417,6 @@ class _Renames:
                 )
                 self.failed.update(dict.fromkeys(self.queue, why))
                 self.queue.clear()
-        late = f"; RENAME_BUDGET_S or the run's time ({budget:.0f} s) ran out" if self.queue else ""
-        took = clock.now() - self.started
-        log.info("drive: renames took %.0f s, %d rate-limited%s", took, self.limited, late)
         failed = sorted((self.by_id[i] for i in self.failed), key=lambda r: (r.path, r.id))
         problems = tuple(
             Problem(Category.RENAME_FAILED, "Rename failed", r.path, r.id, f"to {r.new!r}: {why}")
