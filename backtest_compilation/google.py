@@ -290,8 +290,7 @@ class CallFailed(Exception):
 
     def __init__(self, answer: Answer, cause: BaseException) -> None:
         super().__init__(answer.message)
-        self.answer = answer
-        self.cause = cause
+        self.answer, self.cause = answer, cause
 
 
 @dataclass
