@@ -24,19 +24,11 @@ from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 from googleapiclient.http import BatchHttpRequest, HttpRequest
 
-from . import google
+from . import google, snapshot
 from .catalog import Category, Problem, Rename, RenameResult
 from .errors import ServiceError
 from .google import Answer, Kind
-from .snapshot import (
-    DriveSnapshot,
-    apply_changes,
-    differs,
-    full_reason,
-    reachable,
-    sorted_items,
-    to_item,
-)
+from .snapshot import DriveSnapshot
 from .tree import FOLDER_MIME, Item, Node, assemble
 
 log = logging.getLogger(__name__)
@@ -190,7 +182,8 @@ class DriveSource:
         if drive_id:
             params.update(corpora="drive", driveId=drive_id, includeItemsFromAllDrives=True)
         pages = self._pages("files.list", **params)
-        return [i for page in pages for i in filter(None, map(to_item, page.get("files", [])))]
+        files = (f for page in pages for f in page.get("files", []))
+        return list(filter(None, map(snapshot.to_item, files)))
 
     def _list_below(self, drive_id: str | None, folder_ids: Sequence[str]) -> dict[str, Item]:
         """Everything under `folder_ids` by id, a level's queries at once, in query order."""
@@ -234,8 +227,8 @@ class DriveSource:
         where = {"driveId": root.drive_id} if root.drive_id else {}
         request = self._service.changes().getStartPageToken(supportsAllDrives=True, **where)
         token = self._call(request, "changes.getStartPageToken")["startPageToken"]
-        under = reachable(root.root_id, self._list_below(root.drive_id, [root.root_id]))
-        return replace(root, items=sorted_items(list(under.values())), page_token=token)
+        under = snapshot.reachable(root.root_id, self._list_below(root.drive_id, [root.root_id]))
+        return replace(root, items=snapshot.sorted_items(list(under.values())), page_token=token)
 
     def _feed_since(self, previous: DriveSnapshot) -> tuple[list[dict[str, Any]], str] | None:
         """The changes since `previous` and the new token; None if the feed cannot be used."""
@@ -256,16 +249,18 @@ class DriveSource:
         self, previous: DriveSnapshot, changes: list[dict[str, Any]], token: str
     ) -> DriveSnapshot:
         """`previous` with the changes feed applied."""
-        after = apply_changes({i.id: i for i in previous.items}, changes)
-        under = reachable(previous.root_id, after)
+        after = snapshot.apply_changes({i.id: i for i in previous.items}, changes)
+        under = snapshot.reachable(previous.root_id, after)
         # A folder that appears under the root (moved in, restored) brings contents the
         # feed does not list: read those subtrees now.
         old = {i.id for i in previous.items if i.mime_type == FOLDER_MIME}
         arrived = sorted(k for k, i in under.items() if i.mime_type == FOLDER_MIME and k not in old)
         if arrived:
             after.update(self._list_below(previous.drive_id, arrived))
-            under = reachable(previous.root_id, after)
-        return replace(previous, items=sorted_items(list(under.values())), page_token=token)
+            under = snapshot.reachable(previous.root_id, after)
+        return replace(
+            previous, items=snapshot.sorted_items(list(under.values())), page_token=token
+        )
 
     def read(
         self,
@@ -279,7 +274,9 @@ class DriveSource:
         listing (`full_reason`). With `load_items`, `previous` is a header and its items
         are loaded only if something changed (else `tree` is None)."""
         started = time.monotonic()
-        reason = full_reason(previous, self.folder_id, full_rescan, now, self.full_rescan_hours)
+        reason = snapshot.full_reason(
+            previous, self.folder_id, full_rescan, now, self.full_rescan_hours
+        )
         feed = None if previous is None or reason else self._feed_since(previous)
         if previous is not None and feed is not None and load_items and not feed[0]:
             # Cost follows the changes (contract §5.10): the saved items stay unread.
@@ -293,13 +290,13 @@ class DriveSource:
                     log.warning("drive: saved snapshot unusable (%s)", exc)
                     previous = feed = None
             if previous is not None and feed is not None:
-                snapshot, how = self._apply(previous, *feed), f"{len(feed[0])} changes applied"
+                new, how = self._apply(previous, *feed), f"{len(feed[0])} changes applied"
             else:
-                snapshot = self._full(now)
+                new = self._full(now)
                 how = f"full listing ({reason or 'the changes feed cannot be used'})"
-            tree = assemble(snapshot.root_id, snapshot.root_name, snapshot.items)
-            got = DriveRead(tree, snapshot, differs(previous, snapshot), full=feed is None)
-            how += f", {len(snapshot.items)} items" + ("" if got.changed else ", none changed")
+            tree = assemble(new.root_id, new.root_name, new.items)
+            got = DriveRead(tree, new, snapshot.differs(previous, new), full=feed is None)
+            how += f", {len(new.items)} items" + ("" if got.changed else ", none changed")
         log.info("drive: %s of %r, %.2f s", how, got.snapshot.root_name, time.monotonic() - started)
         self._feed = (got.snapshot.page_token or "", got.snapshot.drive_id)
         return got
