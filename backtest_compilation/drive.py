@@ -188,8 +188,8 @@ class DriveSource:
     def _list_below(self, drive_id: str | None, folder_ids: Sequence[str]) -> dict[str, Item]:
         """Everything under `folder_ids` by id, a level's queries at once, in query order."""
         found: dict[str, Item] = {}
-        frontier = list(folder_ids)
-        with ThreadPoolExecutor(LIST_THREADS) as pool:
+        frontier, pool = list(folder_ids), ThreadPoolExecutor(LIST_THREADS)
+        try:
             while frontier:
                 queries = parent_queries(frontier)
                 frontier = []
@@ -198,6 +198,8 @@ class DriveSource:
                         if item.mime_type == FOLDER_MIME and item.id not in found:
                             frontier.append(item.id)
                         found[item.id] = item
+        finally:  # a failed query or a signal: the level's queued queries are not sent
+            pool.shutdown(cancel_futures=True)
         return found
 
     def _root(self, now: datetime) -> DriveSnapshot:
