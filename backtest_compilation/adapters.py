@@ -116,7 +116,12 @@ def connect_sheet(
 
 
 def build_services(
-    config: Settings, *, source: Path | None, options: pipeline.Options, publish: bool = False
+    config: Settings,
+    *,
+    source: Path | None,
+    options: pipeline.Options,
+    publish: bool = False,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> pipeline.Services:
     """The real adapters for `config`: Drive (or a local folder), MongoDB, the sheet. A local
     `source` is for trying things: unless `publish`, it writes no sheet and uses an in-process
@@ -128,7 +133,7 @@ def build_services(
     trying = source is not None and not publish
     if source is None:
         tree: sources.Source = sources.DriveTree(
-            drive_source(config, renames=renames, deadline=deadline)
+            drive_source(config, renames=renames, sleep=sleep, deadline=deadline)
         )
     else:
         tree = sources.LocalTree(LocalFolderSource(source), allow_renames=renames)
@@ -136,7 +141,7 @@ def build_services(
     if config.sheet_url and trying:
         skipped = "a local --source writes no sheet (add --publish to write SHEET_URL's)"
     elif config.sheet_url:
-        sheet = connect_sheet(config, deadline=deadline)
+        sheet = connect_sheet(config, sleep=sleep, deadline=deadline)
     uri = config.mongo_uri
     if trying and not uri.startswith("mongomock:"):
         log.warning(

@@ -11,6 +11,7 @@ import signal
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -186,8 +187,9 @@ class Request:
         )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: the one place where a failure becomes the exit code (and `--json`'s object)."""
+def main(argv: Sequence[str] | None = None, *, sleep: Callable[[float], None] = time.sleep) -> int:
+    """Entry point: the one place where a failure becomes the exit code (and `--json`'s
+    object). A run waits between Google calls with `sleep` (tests pass their quota clock's)."""
     request = parse_args(sys.argv[1:] if argv is None else argv)
     env = settings.read_env(Path(".env"))  # the working directory's; tests give their own
     if request.command == "doctor":
@@ -223,7 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if request.command == "schedule":
             return _schedule(config, tel)
         with _interrupts_raise() as settled:
-            return _one_run(request, config, tel, settled)
+            return _one_run(request, config, tel, settled, sleep)
     finally:
         tel.close()
 
@@ -266,6 +268,7 @@ def _one_run(
     config: settings.Settings,
     tel: telemetry.Telemetry,
     settled: Callable[[], None],
+    sleep: Callable[[float], None] = time.sleep,
 ) -> int:
     """One sync, dry run or check, whatever its end: a sync is recorded (unless it gave up on
     the lock) and pinged, a failure goes to Sentry, `--json` prints its object (contract §8)."""
@@ -275,7 +278,11 @@ def _one_run(
     started = datetime.now(UTC)
     try:
         services = build_services(
-            config, source=request.source, options=request.options, publish=request.publish
+            config,
+            source=request.source,
+            options=request.options,
+            publish=request.publish,
+            sleep=sleep,
         )
         with services.store:
             run = pipeline.run(run_config(config), request.options, services)

@@ -1,16 +1,18 @@
 """`DriveSource`: the backtest drive read from Google Drive v3, and renames in it.
 
-A full listing goes breadth-first, many parents to a query; later runs follow the changes
-feed. Renames go as googleapiclient's `BatchHttpRequest`, one batch at a time, as big as
-the write pacer's bucket allows (contract §5.9).
+A full listing goes breadth-first, many parents to a query, a level's queries in parallel;
+later runs follow the changes feed. Renames go as googleapiclient's `BatchHttpRequest`,
+one batch at a time, as big as the write pacer's bucket allows (contract §5.9).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -22,16 +24,15 @@ from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 from googleapiclient.http import BatchHttpRequest, HttpRequest
 
-from . import google
+from . import google, snapshot
 from .catalog import Category, Problem, Rename, RenameResult
 from .errors import ServiceError
-from .google import Answer, ApiCalls, Kind
-from .snapshot import DriveSnapshot, apply_changes, differs, full_reason, reachable, to_item
+from .google import Answer, Kind
+from .snapshot import DriveSnapshot
 from .tree import FOLDER_MIME, Item, Node, assemble
 
 log = logging.getLogger(__name__)
 
-GOOGLE_ROOT = "https://www.googleapis.com"
 # Listing needs drives.get (drive or drive.readonly); renaming needs files.update
 # (drive or drive.metadata). Together these are narrower than the full `drive` scope.
 SCOPE_READ = "https://www.googleapis.com/auth/drive.readonly"
@@ -41,12 +42,7 @@ PROGRESS_EVERY_S = 10.0
 # Google fails queries past ~120 OR-ed parents ("The query is too complex"); rclone
 # groups 50, and so do we.
 MAX_PARENTS_PER_QUERY = 50
-FILE_FIELDS = "id,name,mimeType,parents"
-CHANGE_FIELDS = (
-    f"nextPageToken,newStartPageToken,changes(changeType,fileId,removed,file({FILE_FIELDS},"
-    "trashed))"
-)
-READ_ONLY = "insufficientFilePermissions"  # Drive's reason when the account may only read
+LIST_THREADS = 8  # queries of one level in flight: far below Drive's 12,000 reads a minute
 
 
 @dataclass(frozen=True)
@@ -60,8 +56,7 @@ class DriveRead:
 
 
 class DriveCallError(ServiceError):
-    """A Drive call failed after retries: `status` is the HTTP status (0: no answer),
-    `detail` Google's answer (`404 notFound: File not found: …`)."""
+    """A Drive call failed after retries; `detail` is Google's answer (`404 notFound: …`)."""
 
     def __init__(self, what: str, answer: Answer) -> None:
         super().__init__(f"Drive {what} failed: {answer.message}")
@@ -83,11 +78,7 @@ def parent_queries(parent_ids: Sequence[str]) -> Iterator[str]:
 
 
 class DriveSource:
-    """Reads the backtest drive under `folder_id` and renames files in it.
-
-    `adapters.drive_source` builds it from the settings; tests pass an emulator `endpoint`
-    and a `sleep`.
-    """
+    """Reads the backtest drive under `folder_id` and renames files in it."""
 
     def __init__(
         self,
@@ -114,7 +105,7 @@ class DriveSource:
         self.full_rescan_hours = full_rescan_hours
         self.rename_stall_s = rename_stall_s
         self.rename_budget_s = rename_budget_s
-        self.calls = ApiCalls()
+        self.requests = 0  # HTTP requests sent (a batch counts once; retries count), §8
         self.clock = google.Clock(sleep)
         # Reads and writes have separate quotas at Google: reads are never slowed by writes.
         self.write_pacer = google.Pacer(writes_per_s, clock=self.clock)
@@ -130,37 +121,39 @@ class DriveSource:
         self.who = f"the service account {email} (DELEGATE_EMAIL is not set)"  # whom Drive sees
         if delegate or not email:
             self.who = f"DELEGATE_EMAIL {delegate!r}" if delegate else "anonymous access"
-        root = endpoint.rstrip("/") if endpoint else GOOGLE_ROOT
+        root = endpoint.rstrip("/") if endpoint else "https://www.googleapis.com"
         self._batch_uri = f"{root}/batch/drive/v3"
         proxy = None if google.direct(endpoint) else httplib2.proxy_info_from_environment
-        self._http = AuthorizedHttp(credentials, httplib2.Http(timeout=timeout, proxy_info=proxy))
+        self._new_http = lambda: AuthorizedHttp(
+            credentials, httplib2.Http(timeout=timeout, proxy_info=proxy)
+        )
+        self._local = threading.local()  # a client per thread: httplib2's are not thread-safe
         api = {"api_endpoint": f"{root}/drive/v3/"} if endpoint else None
         self._service = build(
-            "drive", "v3", http=self._http, static_discovery=True, client_options=api
+            "drive", "v3", http=self._new_http(), static_discovery=True, client_options=api
         )
         self._feed: tuple[str, str | None] | None = None  # the feed at the listing (renames)
 
     def _client(self) -> AuthorizedHttp:
-        """The HTTP client for one more request: counted (Google's quota counts requests),
-        and its timeout never past the run's deadline."""
-        self.calls.requests += 1
+        """This thread's client for one more request (counted), ending by the run's deadline."""
+        self.requests += 1  # whole under CPython's GIL, also from the listing's threads
+        http = getattr(self._local, "http", None)
+        if http is None:
+            http = self._local.http = self._new_http()
         left = self.transport.deadline.left()
-        if left < self._http.http.timeout:
-            self._http.http.timeout = max(0.1, left)
-            self._http.http.close()  # kept-alive connections keep their old timeout
-        return self._http
+        if left < http.http.timeout:
+            http.http.timeout = max(0.1, left)
+            http.http.close()  # kept-alive connections keep their old timeout
+        return http
 
     def _call(self, request: HttpRequest, what: str) -> dict[str, Any]:
         """One call through the transport (retries, budgets); errors become the tool's."""
         try:
             return self.transport.call(what, lambda: request.execute(http=self._client()))
         except google.CallFailed as exc:
-            if exc.answer.status == 401:  # also a refused token (`google.answer_of`)
-                raise self._rejected(exc.cause) from None
-            raise DriveCallError(what, exc.answer) from None
-
-    def _rejected(self, exc: BaseException) -> Exception:
-        return google.credentials_rejected(exc, "Drive", self.who, self.scopes)
+            if exc.answer.status != 401:  # 401: also a refused token (`google.answer_of`)
+                raise DriveCallError(what, exc.answer) from None
+            raise google.credentials_rejected(exc.cause, "Drive", self.who, self.scopes) from None
 
     def _found(self, get: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
         """`get()`, or None when Drive says the item is not there (for this account)."""
@@ -182,79 +175,65 @@ class DriveSource:
             token = page.get("nextPageToken")
             request = resource.list(**{**params, "pageToken": token}) if token else None
 
-    def _root_error(self, detail: str) -> ServiceError:
-        who = self.who
-        return ServiceError(
-            f"FOLDER_ID {self.folder_id!r} {detail}: it does not exist or is not shared with "
-            f"{who}. Share the drive or folder with {who}, or fix FOLDER_ID. Nothing was written."
-        )
+    def _query(self, drive_id: str | None, q: str) -> list[Item]:
+        """The items `files.list` finds for `q` in the shared drive `drive_id` (or My Drive)."""
+        fields = "nextPageToken,files(id,name,mimeType,parents)"
+        params = {"q": q, "pageSize": PAGE_SIZE, "fields": fields, "supportsAllDrives": True}
+        if drive_id:
+            params.update(corpora="drive", driveId=drive_id, includeItemsFromAllDrives=True)
+        pages = self._pages("files.list", **params)
+        files = (f for page in pages for f in page.get("files", []))
+        return list(filter(None, map(snapshot.to_item, files)))
+
+    def _list_below(self, drive_id: str | None, folder_ids: Sequence[str]) -> dict[str, Item]:
+        """Everything under `folder_ids` by id, a level's queries at once, in query order."""
+        found: dict[str, Item] = {}
+        frontier, pool = list(folder_ids), ThreadPoolExecutor(LIST_THREADS)
+        try:
+            while frontier:
+                queries = parent_queries(frontier)
+                frontier = []
+                for items in pool.map(lambda q: self._query(drive_id, q), queries):
+                    for item in items:
+                        if item.mime_type == FOLDER_MIME and item.id not in found:
+                            frontier.append(item.id)
+                        found[item.id] = item
+        finally:  # a failed query or a signal: the level's queued queries are not sent
+            pool.shutdown(cancel_futures=True)
+        return found
 
     def _root(self, now: datetime) -> DriveSnapshot:
-        """The root, as a snapshot without items: a shared drive or an ordinary folder.
-        Stops the run if neither is reachable."""
+        """The root (a shared drive or a folder) as a snapshot without items, or an error."""
         drive = self.shared_drive(self.folder_id)
         if drive is not None:
             return DriveSnapshot(drive["id"], drive["name"], drive["id"], True, (), None, now)
-        fields = "id,name,mimeType,driveId,trashed"
-        meta = self._found(lambda: self.item(self.folder_id, fields))
-        if meta is None:
-            raise self._root_error("was not found")
-        if meta.get("mimeType") != FOLDER_MIME:
+        meta = self._found(lambda: self.item(self.folder_id, "id,name,mimeType,driveId,trashed"))
+        if meta is not None and meta.get("mimeType") != FOLDER_MIME:
             raise ServiceError(
                 f"FOLDER_ID {self.folder_id!r} is a file ({meta.get('mimeType')}) that "
                 f"{self.who} can open, not a folder: FOLDER_ID must be the shared drive or "
                 "the top folder that holds the department folders. Nothing was written."
             )
-        if meta.get("trashed"):
-            raise self._root_error("is in the trash")
+        if meta is None or meta.get("trashed"):
+            raise ServiceError(
+                f"FOLDER_ID {self.folder_id!r} {'is in the trash' if meta else 'was not found'}"
+                f": it does not exist or is not shared with {self.who}. Share the drive or "
+                f"folder with {self.who}, or fix FOLDER_ID. Nothing was written."
+            )
         return DriveSnapshot(meta["id"], meta["name"], meta.get("driveId"), False, (), None, now)
 
-    @staticmethod
-    def _where(drive_id: str | None) -> dict[str, Any]:
-        """The `files.list` parameters that search one shared drive (or My Drive)."""
-        shared = {"corpora": "drive", "driveId": drive_id, "includeItemsFromAllDrives": True}
-        return {"supportsAllDrives": True, **(shared if drive_id else {})}
-
-    def _list_below(self, drive_id: str | None, folder_ids: Sequence[str]) -> dict[str, Item]:
-        """Everything under `folder_ids` by id, breadth-first, many parents per query."""
-        found: dict[str, Item] = {}
-        frontier = list(folder_ids)
-        fields = f"nextPageToken,files({FILE_FIELDS})"
-        while frontier:
-            parents, frontier = frontier, []
-            for q in parent_queries(parents):
-                params = {"q": q, "pageSize": PAGE_SIZE, "fields": fields}
-                for page in self._pages("files.list", **params, **self._where(drive_id)):
-                    for item in filter(None, map(to_item, page.get("files", []))):
-                        if item.mime_type == FOLDER_MIME and item.id not in found:
-                            frontier.append(item.id)
-                        found[item.id] = item
-        return found
-
-    def _full(self, previous: DriveSnapshot | None, now: datetime) -> DriveRead:
-        started, calls_before = time.monotonic(), self.calls.requests
+    def _full(self, now: datetime) -> DriveSnapshot:
+        """Everything under the root, and the changes token to follow it from."""
         root = self._root(now)
         # The token is taken before listing so that nothing changed meanwhile is missed.
         where = {"driveId": root.drive_id} if root.drive_id else {}
         request = self._service.changes().getStartPageToken(supportsAllDrives=True, **where)
         token = self._call(request, "changes.getStartPageToken")["startPageToken"]
-        under = reachable(root.root_id, self._list_below(root.drive_id, [root.root_id]))
-        # Only what lies under the root, in id order: the snapshot's one shape.
-        items = tuple(sorted(under.values(), key=lambda i: i.id))
-        snapshot = replace(root, items=items, page_token=token)
-        log.info(
-            "drive: full listing of %s %r: %d items in %d requests, %.2f s",
-            "shared drive" if root.is_shared_drive else "folder",
-            root.root_name,
-            len(items),
-            self.calls.requests - calls_before,
-            time.monotonic() - started,
-        )
-        return DriveRead(_tree(snapshot), snapshot, differs(previous, snapshot), full=True)
+        under = snapshot.reachable(root.root_id, self._list_below(root.drive_id, [root.root_id]))
+        return replace(root, items=snapshot.sorted_items(list(under.values())), page_token=token)
 
     def _feed_since(self, previous: DriveSnapshot) -> tuple[list[dict[str, Any]], str] | None:
-        """The changes since `previous` and the new token; None when the feed cannot be
-        followed (the token was rejected, the root itself changed)."""
+        """The changes since `previous` and the new token; None if the feed cannot be used."""
         try:
             changes, token = self._changes(previous.page_token or "", previous.drive_id)
         except DriveCallError as exc:
@@ -269,30 +248,21 @@ class DriveSource:
         return changes, token
 
     def _apply(
-        self, previous: DriveSnapshot, changes: list[dict[str, Any]], token: str, started: float
-    ) -> DriveRead:
+        self, previous: DriveSnapshot, changes: list[dict[str, Any]], token: str
+    ) -> DriveSnapshot:
         """`previous` with the changes feed applied."""
-        after = apply_changes({i.id: i for i in previous.items}, changes)
-        under = reachable(previous.root_id, after)
+        after = snapshot.apply_changes({i.id: i for i in previous.items}, changes)
+        under = snapshot.reachable(previous.root_id, after)
         # A folder that appears under the root (moved in, restored) brings contents the
         # feed does not list: read those subtrees now.
         old = {i.id for i in previous.items if i.mime_type == FOLDER_MIME}
         arrived = sorted(k for k, i in under.items() if i.mime_type == FOLDER_MIME and k not in old)
         if arrived:
             after.update(self._list_below(previous.drive_id, arrived))
-            under = reachable(previous.root_id, after)
-        items = tuple(sorted(under.values(), key=lambda i: i.id))
-        snapshot = replace(previous, items=items, page_token=token)
-        changed = differs(previous, snapshot)
-        log.info(
-            "drive: changes feed: %d changes (%s), %d new folders listed, %d items, %.2f s",
-            len(changes),
-            "drive changed" if changed else "nothing under the root changed",
-            len(arrived),
-            len(items),
-            time.monotonic() - started,
+            under = snapshot.reachable(previous.root_id, after)
+        return replace(
+            previous, items=snapshot.sorted_items(list(under.values())), page_token=token
         )
-        return DriveRead(_tree(snapshot), snapshot, changed, full=False)
 
     def read(
         self,
@@ -302,29 +272,34 @@ class DriveSource:
         now: datetime,
         load_items: Callable[[], tuple[Item, ...]] | None = None,
     ) -> DriveRead:
-        """The drive tree now: the changes feed applied to `previous` when possible, else
-        a full listing (no snapshot, `full_rescan`, another root, the feed rejected, or
-        the last full listing `FULL_RESCAN_HOURS` ago). With `load_items`, `previous` is a
-        header and this loads its items, only if needed (no changes: `tree` is None)."""
+        """The drive now: the changes feed applied to `previous` when possible, else a full
+        listing (`full_reason`). With `load_items`, `previous` is a header and its items
+        are loaded only if something changed (else `tree` is None)."""
         started = time.monotonic()
-        reason = full_reason(previous, self.folder_id, full_rescan, now, self.full_rescan_hours)
-        feed = self._feed_since(previous) if previous is not None and reason is None else None
+        reason = snapshot.full_reason(
+            previous, self.folder_id, full_rescan, now, self.full_rescan_hours
+        )
+        feed = None if previous is None or reason else self._feed_since(previous)
         if previous is not None and feed is not None and load_items and not feed[0]:
             # Cost follows the changes (contract §5.10): the saved items stay unread.
-            log.info("drive: changes feed: no changes, %.2f s", time.monotonic() - started)
             got = DriveRead(None, replace(previous, page_token=feed[1]), False, full=False)
+            how = "no changes in the feed"
         else:
-            if previous is not None and load_items is not None and not previous.items:
+            if previous is not None and load_items is not None:
                 try:  # the saved items: what the feed applies to, or the listing differs from
                     previous = replace(previous, items=load_items())
                 except ValueError as exc:
                     log.warning("drive: saved snapshot unusable (%s)", exc)
                     previous = feed = None
             if previous is not None and feed is not None:
-                got = self._apply(previous, *feed, started)
+                new, how = self._apply(previous, *feed), f"{len(feed[0])} changes applied"
             else:
-                log.debug("drive: full listing because %s", reason or "the feed cannot be used")
-                got = self._full(previous, now)
+                new = self._full(now)
+                how = f"full listing ({reason or 'the changes feed cannot be used'})"
+            tree = assemble(new.root_id, new.root_name, new.items)
+            got = DriveRead(tree, new, snapshot.differs(previous, new), full=feed is None)
+            how += f", {len(new.items)} items" + ("" if got.changed else ", none changed")
+        log.info("drive: %s of %r, %.2f s", how, got.snapshot.root_name, time.monotonic() - started)
         self._feed = (got.snapshot.page_token or "", got.snapshot.drive_id)
         return got
 
@@ -339,40 +314,36 @@ class DriveSource:
         return self._call(request, "files.get")
 
     def child_folders(self, folder_id: str, drive_id: str | None) -> list[str]:
-        """Names of the folders in `folder_id` (one page of 100: enough to judge a root)."""
-        q = f"{quote(folder_id)} in parents and trashed = false and mimeType = '{FOLDER_MIME}'"
-        request = self._service.files().list(
-            q=q, pageSize=100, fields="files(name)", **self._where(drive_id)
-        )
-        return [f.get("name", "") for f in self._call(request, "files.list").get("files", [])]
+        """Names of the folders in `folder_id`."""
+        children = self._query(drive_id, next(parent_queries([folder_id])))
+        return [i.name for i in children if i.mime_type == FOLDER_MIME]
 
     def root_parent(self) -> tuple[str, str] | None:
-        """The id and name of the folder (or shared drive) that holds FOLDER_ID, for the
-        message that FOLDER_ID is one level too deep; None when the account cannot see it."""
+        """The id and name of the folder (or shared drive) holding FOLDER_ID, if visible."""
         try:
-            meta = self.item(self.folder_id, "parents,driveId")
-            parent = (meta.get("parents") or [None])[0]
-            if parent is None:
-                return None
-            shared = parent == meta.get("driveId")
-            got = self.shared_drive(parent) if shared else self.item(parent, "id,name")
+            parents = self.item(self.folder_id, "parents").get("parents") or []
+            got = parents and (self.shared_drive(parents[0]) or self.item(parents[0], "id,name"))
         except ServiceError:
             return None  # a message without the parent's name, not a failed run
         return (str(got["id"]), str(got["name"])) if got else None
 
     def file_version(self, file_id: str) -> str | None:
-        """The Drive `version` of `file_id` (e.g. the report spreadsheet): it grows on every
-        write to the file, whoever made it. None when the file cannot be seen."""
-        meta = self._found(lambda: self.item(file_id, "version,modifiedTime")) or {}
-        version = meta.get("version") or meta.get("modifiedTime")
-        return None if version is None else str(version)
+        """`file_id`'s Drive `version` (it grows on every write, by anyone); None if unseen."""
+        meta = self._found(lambda: self.item(file_id, "version"))
+        return None if meta is None else str(meta["version"])
+
+    def _changes(self, token: str, drive_id: str | None) -> tuple[list[dict[str, Any]], str]:
+        """Every change since `token`, and the token to follow the feed from next time."""
+        fields = "changeType,fileId,removed,file(id,name,mimeType,parents,trashed)"
+        params = {"pageToken": token, "pageSize": PAGE_SIZE, "supportsAllDrives": True}
+        params["fields"] = f"nextPageToken,newStartPageToken,changes({fields})"
+        if drive_id:
+            params.update(driveId=drive_id, includeItemsFromAllDrives=True)
+        pages = list(self._pages("changes.list", **params))  # the last holds the new token
+        return [c for p in pages for c in p.get("changes", [])], pages[-1]["newStartPageToken"]
 
     def rename(self, renames: Sequence[Rename]) -> RenameResult:
-        """Apply `renames` at the write pacer's rate (contract §5.9); nothing when renames
-        are off. Rate-limited parts are sent again; a permanent answer, or nothing
-        succeeding for `rename_stall_s`, is a `rename_failed` problem; read-only access
-        stops the renames (`refused`). Renames past `rename_budget_s` (or half the run's
-        time left), and of files someone else changed since the listing, are `pending`."""
+        """Apply `renames` at the write pacer's rate (contract §5.9), unless renames are off."""
         if not renames or not self.allow_renames:
             return RenameResult()
         return _Renames(self, renames).run()
@@ -397,38 +368,17 @@ class DriveSource:
             if answer is None:
                 raise
             if answer.status == 401:
-                raise self._rejected(exc) from None
+                raise google.credentials_rejected(exc, "Drive", self.who, self.scopes) from None
             return dict.fromkeys((r.id for r in chunk), answer)
-        unanswered = Answer(Kind.TRANSIENT, 0, "no answer in the batch response")
-        return {r.id: answers.get(r.id, unanswered) for r in chunk}
-
-    def _changes(
-        self, token: str, drive_id: str | None, fields: str = CHANGE_FIELDS
-    ) -> tuple[list[dict[str, Any]], str]:
-        """Every change since `token`, and the token to follow the feed from next time."""
-        params: dict[str, Any] = {"pageToken": token, "pageSize": PAGE_SIZE, "fields": fields}
-        if drive_id:
-            params.update(driveId=drive_id, includeItemsFromAllDrives=True)
-        changes: list[dict[str, Any]] = []
-        for page in self._pages("changes.list", supportsAllDrives=True, **params):
-            changes.extend(page.get("changes", []))
-            token = page.get("newStartPageToken") or token
-        return changes, token
-
-    def _changed_since_listing(self) -> set[str]:
-        """Ids of the files the changes feed reports changed since the listing (one
-        cheap read; the feed's position moves on). Empty before any `read`."""
-        if self._feed is None:
-            return set()
-        ids_only = "nextPageToken,newStartPageToken,changes(fileId)"
-        changes, token = self._changes(*self._feed, ids_only)
-        self._feed = (token, self._feed[1])
-        return {c.get("fileId", "") for c in changes}
+        return answers  # the library calls `done` for every part, or raises
 
 
 class _Renames:
-    """One run's renames: a queue sent one batch at a time as the write pacer allows,
-    with the stall rule, the time budget, the changes-feed check and progress lines."""
+    """One run's renames, one batch at a time as the write pacer allows. Rate-limited parts
+    are sent again; a permanent answer, or nothing succeeding for `rename_stall_s`, is a
+    `rename_failed` problem; read-only access stops the renames (`refused`). Renames past
+    `rename_budget_s` (or half the run's time left), and of files someone else changed
+    since the listing, are `pending`."""
 
     def __init__(self, source: DriveSource, renames: Sequence[Rename]) -> None:
         self.source, self.clock = source, source.clock
@@ -437,10 +387,8 @@ class _Renames:
         self.applied: set[str] = set()
         self.failed: dict[str, str] = {}  # id → why
         self.dropped: set[str] = set()  # for the next run: the files may have changed
-        self.changed: set[str] = set()  # files someone else changed since the listing
-        self.refused = ""
-        self.sent = self.limited = self.failing = 0
-        self.last_error = ""
+        self.refused = self.last_error = ""
+        self.limited = self.failing = 0
         self.started = self.clock.now()
         self.next_line = self.started + PROGRESS_EVERY_S
 
@@ -453,9 +401,11 @@ class _Renames:
         while self.queue and not self.refused:
             most = min(len(self.queue), google.BATCH_LIMIT)
             n = source.write_pacer.take(most, latest=self.started + budget)
-            if n is None:
-                break  # out of time: the rest is pending
-            chunk = self._unchanged([self.queue.popleft() for _ in range(n)])
+            if n is None:  # out of time: the rest is pending
+                log.info("drive: RENAME_BUDGET_S or the run's time (%.0f s) ran out", budget)
+                break
+            self._drop_changed()
+            chunk = [self.queue.popleft() for _ in range(min(n, len(self.queue)))]
             if chunk and self._take(chunk, source._send_batch([self.by_id[i] for i in chunk])):
                 last_success = clock.now()
             self._progress()
@@ -466,60 +416,63 @@ class _Renames:
                 )
                 self.failed.update(dict.fromkeys(self.queue, why))
                 self.queue.clear()
-        return self._result(frozenset(self.queue) | self.dropped, budget)
+        failed = sorted((self.by_id[i] for i in self.failed), key=lambda r: (r.path, r.id))
+        problems = tuple(
+            Problem(Category.RENAME_FAILED, "Rename failed", r.path, r.id, f"to {r.new!r}: {why}")
+            for r, why in ((r, self.failed[r.id]) for r in failed)
+        )
+        pending = frozenset(self.queue) | self.dropped
+        return RenameResult(frozenset(self.applied), problems, pending, self.refused)
 
-    def _unchanged(self, chunk: list[str]) -> list[str]:
-        """`chunk` without the files someone else renamed, moved or trashed since the
-        listing: renaming them would overwrite what a person did."""
+    def _drop_changed(self) -> None:
+        """Leave for the next run the queued files someone else changed since the listing
+        (renaming them would overwrite what a person did); all when the feed is unreadable."""
+        source, changes = self.source, []
         try:
+            if source._feed is not None:  # where the feed stood at the listing
+                changes, token = source._changes(*source._feed)
+                source._feed = (token, source._feed[1])
             # Our own renames come back through the feed too: only others' changes count.
-            self.changed |= self.source._changed_since_listing() - self.applied
+            changed = {c.get("fileId", "") for c in changes} - self.applied
         except DriveCallError as exc:  # e.g. the token expired: what changed is unknown
             log.warning("drive: renames stopped, the rest next run: %s", exc)
-            self.dropped.update(chunk, self.queue)
-            self.queue.clear()
-            return []
-        dropped = self.changed.intersection(chunk)
+            changed = set(self.queue)
+        dropped = changed.intersection(self.queue)
         if dropped:
             log.info(
                 "drive: %d files changed in Drive during the run, renamed next run", len(dropped)
             )
             self.dropped |= dropped
-        return [i for i in chunk if i not in dropped]
+            self.queue = deque(i for i in self.queue if i not in dropped)
 
     def _take(self, chunk: list[str], answers: dict[str, Answer]) -> bool:
-        """Fold one batch's answers in; True when at least one part was renamed."""
-        accepted = transient = limited = 0
-        waits = [a.retry_after for a in answers.values() if a.retry_after is not None]
-        again: list[str] = []
+        """Fold one batch's answers in and tell the pacer; True when a part was renamed."""
+        again = [i for i in chunk if answers[i].kind in (Kind.RATE_LIMIT, Kind.TRANSIENT)]
         for rid in chunk:
             answer = answers[rid]
             if answer.kind is Kind.OK:
-                accepted += 1
                 self.applied.add(rid)
-            elif READ_ONLY in answer.reasons:
+            elif "insufficientFilePermissions" in answer.reasons:  # the account may only read
                 self.failed[rid] = self._read_only()
             elif answer.kind is Kind.PERMANENT:
                 self.failed[rid] = answer.message or f"HTTP {answer.status}"
-            else:
-                limited += answer.kind is Kind.RATE_LIMIT
-                transient += answer.kind is Kind.TRANSIENT
-                self.last_error = answer.message if limited else self.last_error or answer.message
-                again.append(rid)
-        self.sent += len(chunk)
-        self.limited += limited
         # Back at the front: the oldest work goes first, and the order stays stable.
         self.queue.extendleft(reversed(again))
-        pacer = self.source.write_pacer
+        limited = [answers[i] for i in again if answers[i].kind is Kind.RATE_LIMIT]
+        self.limited += len(limited)
+        if again:
+            self.last_error = (limited or [answers[again[0]]])[0].message
+        waits = [a.retry_after for a in answers.values() if a.retry_after is not None]
+        pacer, accepted = self.source.write_pacer, any(i in self.applied for i in chunk)
         # Backoff after errors grows with consecutive failing batches, not with the total.
-        self.failing = 0 if accepted or not transient else self.failing + 1
+        self.failing = 0 if accepted or len(limited) == len(again) else self.failing + 1
         if limited:
             pacer.refused(max(waits, default=None))
         elif self.failing:
             pacer.hold(max(waits) if waits else pacer.backoff(self.failing))
         else:
             pacer.accepted()
-        return accepted > 0
+        return accepted
 
     def _read_only(self) -> str:
         """Why a refused rename failed, and the fix; the first such answer stops renames."""
@@ -532,8 +485,7 @@ class _Renames:
         return f"{who} may only read the drive: {fix}"
 
     def _progress(self) -> None:
-        """An INFO line every `PROGRESS_EVERY_S`, also noted for `status` (`extra`):
-        `renames: 1,200 of 6,700 applied, 3.1/s, about 29 min left (…)`."""
+        """`renames: 1,200 of 6,700 applied, 3.1/s, about 29 min left (…)`, also for `status`."""
         now, done, total = self.clock.now(), len(self.applied), len(self.by_id)
         if now < self.next_line:
             return
@@ -548,23 +500,3 @@ class _Renames:
         log.info(
             "%s (%s rate-limit answers)", line, f"{self.limited:,}", extra={"progress": progress}
         )
-
-    def _result(self, pending: frozenset[str], budget: float) -> RenameResult:
-        failed = sorted((self.by_id[i] for i in self.failed), key=lambda r: (r.path, r.id))
-        problems = tuple(
-            Problem(Category.RENAME_FAILED, "Rename failed", r.path, r.id, f"to {r.new!r}: {why}")
-            for r, why in ((r, self.failed[r.id]) for r in failed)
-        )
-        # How it went, beside the pipeline's "renames: 3 applied, 0 failed, 1 pending".
-        took = self.clock.now() - self.started
-        late = f"; RENAME_BUDGET_S or the run's time ({budget:.0f} s) ran out"
-        late = late if pending - self.dropped else ""
-        log.info(
-            "drive: %d writes sent, %d rate-limited, %.2f s%s", self.sent, self.limited, took, late
-        )
-        return RenameResult(frozenset(self.applied), problems, pending, self.refused)
-
-
-def _tree(snapshot: DriveSnapshot) -> Node:
-    """The tree the snapshot's items make."""
-    return assemble(snapshot.root_id, snapshot.root_name, snapshot.items)

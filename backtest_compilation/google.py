@@ -1,8 +1,6 @@
-"""The one way this tool talks to Google (Drive and Sheets alike): credentials, what an
-answer means (`answer_of`), the write pacer (after rclone's `lib/pacer`) and time
-(`Transport.call`'s bounded retries, the run's `Deadline`). No other module sleeps or
-decides whether to retry.
-"""
+"""How this tool talks to Google (Drive and Sheets): credentials, what an answer means
+(`answer_of`), the write pacer (after rclone's `lib/pacer`), `Transport.call`'s bounded
+retries and the run's `Deadline`. No other module sleeps or decides whether to retry."""
 
 from __future__ import annotations
 
@@ -157,9 +155,8 @@ def answer_of(exc: BaseException, now: datetime | None = None) -> Answer | None:
 
 
 class Clock:
-    """Monotonic seconds plus any time an injected `sleep` skipped, so that a test's
-    instant sleep still moves time on: the pacer, the stall rule and the budgets then
-    behave as they would with real waits."""
+    """Monotonic seconds plus any time an injected `sleep` skipped: with a test's instant
+    sleep, the pacer, the stall rule and the budgets behave as with real waits."""
 
     def __init__(
         self,
@@ -175,7 +172,8 @@ class Clock:
         if seconds > 0:
             before = self._monotonic()
             self._sleep(seconds)
-            self._skipped += max(0.0, seconds - (self._monotonic() - before))
+            skipped = max(0.0, seconds - (self._monotonic() - before))
+            self._skipped += skipped  # whole, also from the listing's threads
 
 
 class RunTimedOut(ServiceError):
@@ -188,8 +186,7 @@ class Deadline:
     def __init__(
         self, seconds: float | None, monotonic: Callable[[], float] = time.monotonic
     ) -> None:
-        self.seconds = seconds
-        self._monotonic = monotonic
+        self.seconds, self._monotonic = seconds, monotonic
         self._end = None if seconds is None else monotonic() + seconds
 
     def left(self) -> float:
@@ -208,13 +205,6 @@ class Deadline:
 
 
 NO_DEADLINE = Deadline(None)
-
-
-@dataclass
-class ApiCalls:
-    """HTTP requests sent to one API (a batch counts once; retries count), contract §8."""
-
-    requests: int = 0
 
 
 class Pacer:
@@ -300,18 +290,15 @@ class CallFailed(Exception):
 
     def __init__(self, answer: Answer, cause: BaseException) -> None:
         super().__init__(answer.message)
-        self.answer = answer
-        self.cause = cause
+        self.answer, self.cause = answer, cause
 
 
 @dataclass
 class Transport:
-    """Sends calls of one API, one at a time, with bounded retries (its pacer's backoff).
-
-    Rate limits are waited out until the run's `deadline` (a quota per minute is no
-    failure); other answers until `retries` are spent or the next wait would pass
-    `call_budget_s` for this call (also rate limits, without a deadline). Permanent
-    answers and spent budgets raise `CallFailed`; other exceptions pass through."""
+    """Sends calls of one API with bounded retries (its pacer's backoff). Rate limits are
+    waited out until the run's `deadline`; other answers (and rate limits without a
+    deadline) until `retries` or `call_budget_s` are spent. Permanent answers and spent
+    budgets raise `CallFailed`; other exceptions pass through."""
 
     name: str
     _: KW_ONLY
@@ -321,13 +308,9 @@ class Transport:
     deadline: Deadline = NO_DEADLINE
     logger: logging.Logger = log
 
-    @property
-    def clock(self) -> Clock:
-        return self.pacer.clock
-
     def call(self, what: str, fn: Callable[[], T]) -> T:
         """`fn()`, retried as the class says."""
-        started, attempt = self.clock.now(), 0
+        clock, started, attempt = self.pacer.clock, self.pacer.clock.now(), 0
         while True:
             if self.deadline.expired:
                 raise self.deadline.error(f"calling {self.name} ({what})")
@@ -339,8 +322,6 @@ class Transport:
                     raise
                 if answer.kind is Kind.PERMANENT:
                     raise CallFailed(answer, exc) from exc
-                if self.deadline.expired:
-                    raise self.deadline.error(f"calling {self.name} ({what})") from None
                 error: Exception = exc
             attempt += 1
             limited = answer.kind is Kind.RATE_LIMIT
@@ -350,10 +331,10 @@ class Transport:
             if wait >= self.deadline.left():
                 raise self.deadline.error(f"waiting to call {self.name} again ({what})") from None
             patient = limited and self.deadline.seconds is not None
-            spent = self.clock.now() - started
+            spent = clock.now() - started
             if not patient and (attempt > self.retries or spent + wait > self.call_budget_s):
                 raise CallFailed(answer, error) from error
-            self.clock.sleep(wait)
+            clock.sleep(wait)
             self.logger.info(
                 "%s: %s, retry %d/%s in %.1f s (%s)",
                 self.name,
@@ -366,15 +347,13 @@ class Transport:
 
 
 def direct(endpoint: str) -> bool:
-    """True when `endpoint` is on this machine (an emulator): reached without the
-    environment's HTTP(S)_PROXY. Google itself is reached through the proxy, if any."""
+    """True when `endpoint` is on this machine (an emulator): reached without HTTP(S)_PROXY."""
     return bool(endpoint) and urlsplit(endpoint).hostname in ("127.0.0.1", "localhost", "::1")
 
 
 def credentials(path: Path | str, delegate: str, scopes: Sequence[str]) -> Credentials:
-    """Service-account credentials from the key file at `path`, acting as `delegate`
-    (domain-wide delegation) with `scopes`. A missing or malformed key is a
-    `ConfigError` naming the file, never quoting it."""
+    """The service-account key at `path` acting as `delegate` with `scopes`; a missing or
+    malformed key is a `ConfigError` naming the file, never quoting it."""
     from google.oauth2 import service_account
 
     try:

@@ -104,7 +104,7 @@ class SheetReport:
         if credentials is not None:
             who = who or credentials.service_account_email
         self.who = who or "anonymous access" + (f" at {endpoint}" if endpoint else "")
-        self.calls = google.ApiCalls()
+        self.requests = 0  # HTTP requests sent (retries count), contract §8
         pacer = google.Pacer(clock=google.Clock(sleep))
         self.transport = google.Transport(
             "sheets", pacer=pacer, retries=retries, deadline=deadline, logger=log
@@ -114,7 +114,7 @@ class SheetReport:
     @property
     def api_calls(self) -> int:
         """HTTP requests sent to the Sheets API so far (retries included)."""
-        return self.calls.requests
+        return self.requests
 
     def read(self) -> tuple[Tab, ...]:
         """Every tab's id and size, and the values of the report's three tabs."""
@@ -192,7 +192,7 @@ class SheetReport:
         http = self.http
 
         def once() -> Any:
-            self.calls.requests += 1  # one HTTP request: what Google's quota counts
+            self.requests += 1  # one HTTP request: what Google's quota counts
             # No request outlives the run: its timeout ends at the run's deadline.
             http.set_timeout(min(self.timeout, max(0.1, self.transport.deadline.left())))
             return fn(http)

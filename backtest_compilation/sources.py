@@ -96,7 +96,7 @@ class DriveTree:
 
     @property
     def calls(self) -> int:
-        return self.drive.calls.requests
+        return self.drive.requests
 
 
 def _drive_reading(saved: Mapping[str, Any], changed: bool, full: bool) -> Reading:

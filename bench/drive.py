@@ -115,8 +115,8 @@ def main() -> None:
 
         src = source(shared, drive_id)
         # Issue 3 asked ≤ 25 requests (20 pages in one stream); a shared drive is now read
-        # as an ordinary folder is, breadth-first, one query at a time: the folder's
-        # request budget (docs/benchmarks.md).
+        # as an ordinary folder is, breadth-first, a level's queries 8 at a time: the
+        # folder's request budget (docs/benchmarks.md).
         cold_wall, cold_req, cold = timed(
             "shared drive, cold",
             "<= 80 requests, < 5 s",

@@ -136,7 +136,7 @@ def test_shared_drive_is_read_in_pages_of_1000(
     assert count(got.tree) == (1, 2500)
     # The root's one child, then its 2,500 files in pages of 1,000.
     assert drive_emulator.stats.by_method["files.list"] == 1 + 3
-    assert source.calls.requests == drive_emulator.stats.requests == 6
+    assert source.requests == drive_emulator.stats.requests == 6
 
 
 def test_folder_with_2500_files_is_read_completely_breadth_first(
@@ -202,8 +202,14 @@ def test_a_big_shared_drive_is_read_level_by_level(
     assert {i.id for i in got.snapshot.items if i.mime_type != FOLDER_MIME} == files
     assert len(got.snapshot.items) == 3 + 180 + 3600
     # Root (1), departments (1 query of 3 parents, 1 page), courses (180 parents: 4
-    # queries of at most 50, one page each).
+    # queries of at most 50, one page each, sent together).
     assert drive_emulator.stats.by_method["files.list"] == 1 + 1 + 4
+    drive_emulator.reset_stats()
+    drive_emulator.fail_every(3)  # the queries of one level retried in their threads
+    source = drive_source(drive)
+    stormy = source.read(None, now=NOW)
+    assert stormy.snapshot.items == got.snapshot.items and stormy.tree == got.tree
+    assert source.requests == drive_emulator.stats.requests
 
 
 # ---------------------------------------------------------------- the changes feed

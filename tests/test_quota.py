@@ -232,7 +232,7 @@ def test_the_sheet_is_written_under_the_sheets_quota(form: str | None) -> None:
     ) as emu:
         emu.add_spreadsheet(SHEET_KEY, tabs={COPIES: [["Course"]]})
         report = sheet.open_report(SHEET_KEY, endpoint=emu.url, sleep=lambda _s: None)
-        emu.clock = report.transport.clock.now
+        emu.clock = report.transport.pacer.clock.now
         from backtest_compilation.catalog import Catalog
 
         # 45 publishes: 90 reads and 45 writes, past 60 reads in the first minute.

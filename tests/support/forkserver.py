@@ -37,31 +37,17 @@ from tests.support.isolation import environment
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _count_waits_on(path: str) -> None:
-    """Every clock the CLI builds for its pacers (`google.Clock`) gets the QuotaClock in
-    `path` as its sleep: a wait passes on that clock instead of being slept, and the
-    pacer's clock still counts it as time gone by, as an injected sleep does in-process."""
-    from backtest_compilation import google
+def _sleep(quota_clock: str | None) -> Callable[[float], None]:
+    """How the CLI waits between Google calls: on the QuotaClock file `quota_clock`
+    (counted, not slept), else for real."""
     from emulators.google import QuotaClock
 
-    shared = QuotaClock(path=Path(path))
-    init = google.Clock.__init__
-
-    def counted(
-        clock: google.Clock,
-        sleep: Callable[[float], object] = shared.sleep,
-        monotonic: Callable[[], float] = time.monotonic,
-    ) -> None:
-        init(clock, shared.sleep, monotonic)  # the CLI passes time.sleep: not here
-
-    google.Clock.__init__ = counted  # type: ignore[method-assign]
+    return QuotaClock(path=Path(quota_clock)).sleep if quota_clock else time.sleep
 
 
 def _child(request: dict[str, Any]) -> int:
     from backtest_compilation import cli
 
-    if request.get("quota_clock"):
-        _count_waits_on(request["quota_clock"])
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
@@ -70,7 +56,7 @@ def _child(request: dict[str, Any]) -> int:
         os.dup2(target, fd)
         os.close(target)
     try:
-        return cli.main(request["argv"])
+        return cli.main(request["argv"], sleep=_sleep(request.get("quota_clock")))
     except BaseException:
         traceback.print_exc()
         return 70
@@ -176,8 +162,7 @@ def command(quota_clock: Path, argv: list[str]) -> list[str]:
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--quota-clock"]:
-        _count_waits_on(sys.argv[2])
         from backtest_compilation import cli
 
-        sys.exit(cli.main(sys.argv[3:]))
+        sys.exit(cli.main(sys.argv[3:], sleep=_sleep(sys.argv[2])))
     serve()
