@@ -1,9 +1,5 @@
-"""`DriveSource`: the backtest drive read from Google Drive v3, and renames in it.
-
-A full listing goes breadth-first, many parents to a query, a level's queries in parallel;
-later runs follow the changes feed. Renames go as googleapiclient's `BatchHttpRequest`,
-one batch at a time, as big as the write pacer's bucket allows (contract §5.9).
-"""
+"""`DriveSource`: the backtest drive read from Google Drive v3 (a breadth-first listing,
+then the changes feed), and renames in it, one batch at a time (contract §5.9)."""
 
 from __future__ import annotations
 
@@ -37,12 +33,9 @@ log = logging.getLogger(__name__)
 # (drive or drive.metadata). Together these are narrower than the full `drive` scope.
 SCOPE_READ = "https://www.googleapis.com/auth/drive.readonly"
 SCOPE_RENAME = "https://www.googleapis.com/auth/drive.metadata"
-PAGE_SIZE = 1000
 PROGRESS_EVERY_S = 10.0
-# Google fails queries past ~120 OR-ed parents ("The query is too complex"); rclone
-# groups 50, and so do we.
+# Google fails queries past ~120 OR-ed parents ("The query is too complex"); rclone groups 50.
 MAX_PARENTS_PER_QUERY = 50
-LIST_THREADS = 8  # queries of one level in flight: far below Drive's 12,000 reads a minute
 
 
 @dataclass(frozen=True)
@@ -164,31 +157,33 @@ class DriveSource:
                 return None
             raise
 
-    def _pages(self, what: str, **params: Any) -> Iterator[dict[str, Any]]:
-        """Every page of a `files.list`/`changes.list` call, following tokens to the end."""
+    def _pages(self, what: str, drive_id: str | None, **params: Any) -> list[dict[str, Any]]:
+        """Every page of a `files.list`/`changes.list` call in `drive_id` (or My Drive)."""
         resource = self._service.files() if what == "files.list" else self._service.changes()
-        request = resource.list(**params)
+        params.update(pageSize=1000, supportsAllDrives=True)
+        if drive_id:
+            params.update(driveId=drive_id, includeItemsFromAllDrives=True)
+        pages, request = [], resource.list(**params)
         while request is not None:
-            page = self._call(request, what)
-            yield page
+            pages.append(self._call(request, what))
             # Not `list_next`: it puts the token in the URL of a long query sent as a POST.
-            token = page.get("nextPageToken")
+            token = pages[-1].get("nextPageToken")
             request = resource.list(**{**params, "pageToken": token}) if token else None
+        return pages
 
     def _query(self, drive_id: str | None, q: str) -> list[Item]:
         """The items `files.list` finds for `q` in the shared drive `drive_id` (or My Drive)."""
         fields = "nextPageToken,files(id,name,mimeType,parents)"
-        params = {"q": q, "pageSize": PAGE_SIZE, "fields": fields, "supportsAllDrives": True}
-        if drive_id:
-            params.update(corpora="drive", driveId=drive_id, includeItemsFromAllDrives=True)
-        pages = self._pages("files.list", **params)
+        where = {"corpora": "drive"} if drive_id else {}
+        pages = self._pages("files.list", drive_id, q=q, fields=fields, **where)
         files = (f for page in pages for f in page.get("files", []))
         return list(filter(None, map(snapshot.to_item, files)))
 
     def _list_below(self, drive_id: str | None, folder_ids: Sequence[str]) -> dict[str, Item]:
         """Everything under `folder_ids` by id, a level's queries at once, in query order."""
         found: dict[str, Item] = {}
-        frontier, pool = list(folder_ids), ThreadPoolExecutor(LIST_THREADS)
+        # 8 queries in flight: far below Drive's 12,000 reads a minute.
+        frontier, pool = list(folder_ids), ThreadPoolExecutor(8)
         try:
             while frontier:
                 queries = parent_queries(frontier)
@@ -335,11 +330,8 @@ class DriveSource:
     def _changes(self, token: str, drive_id: str | None) -> tuple[list[dict[str, Any]], str]:
         """Every change since `token`, and the token to follow the feed from next time."""
         fields = "changeType,fileId,removed,file(id,name,mimeType,parents,trashed)"
-        params = {"pageToken": token, "pageSize": PAGE_SIZE, "supportsAllDrives": True}
-        params["fields"] = f"nextPageToken,newStartPageToken,changes({fields})"
-        if drive_id:
-            params.update(driveId=drive_id, includeItemsFromAllDrives=True)
-        pages = list(self._pages("changes.list", **params))  # the last holds the new token
+        fields = f"nextPageToken,newStartPageToken,changes({fields})"
+        pages = self._pages("changes.list", drive_id, pageToken=token, fields=fields)
         return [c for p in pages for c in p.get("changes", [])], pages[-1]["newStartPageToken"]
 
     def rename(self, renames: Sequence[Rename]) -> RenameResult:
@@ -448,12 +440,17 @@ class _Renames:
     def _take(self, chunk: list[str], answers: dict[str, Answer]) -> bool:
         """Fold one batch's answers in and tell the pacer; True when a part was renamed."""
         again = [i for i in chunk if answers[i].kind in (Kind.RATE_LIMIT, Kind.TRANSIENT)]
+        who = self.source.who
         for rid in chunk:
             answer = answers[rid]
             if answer.kind is Kind.OK:
                 self.applied.add(rid)
             elif "insufficientFilePermissions" in answer.reasons:  # the account may only read
-                self.failed[rid] = self._read_only()
+                self.failed[rid] = why = (
+                    f"{who} may only read the drive; give {who} the Content manager role on the "
+                    "shared drive (or edit access to the folder), or set RENAME_FILES=false"
+                )
+                self.refused = self.refused or f"renames stopped: {why}"
             elif answer.kind is Kind.PERMANENT:
                 self.failed[rid] = answer.message or f"HTTP {answer.status}"
         # Back at the front: the oldest work goes first, and the order stays stable.
@@ -474,16 +471,6 @@ class _Renames:
             pacer.accepted()
         return accepted
 
-    def _read_only(self) -> str:
-        """Why a refused rename failed, and the fix; the first such answer stops renames."""
-        who = self.source.who
-        fix = (
-            f"give {who} the Content manager role on the shared drive (or edit access to "
-            "the folder), or set RENAME_FILES=false"
-        )
-        self.refused = self.refused or f"renames stopped: {who} may only read the drive; {fix}"
-        return f"{who} may only read the drive: {fix}"
-
     def _progress(self) -> None:
         """`renames: 1,200 of 6,700 applied, 3.1/s, about 29 min left (…)`, also for `status`."""
         now, done, total = self.clock.now(), len(self.applied), len(self.by_id)
@@ -496,7 +483,5 @@ class _Renames:
             left = (total - done) / rate
             when = f"{left:.0f} s" if left < 90 else f"{left / 60:.0f} min"
             line += f", about {when if left < 5400 else f'{left / 3600:.1f} h'} left"
-        progress = {"what": "renames", "done": done, "total": total, "rate": round(rate, 2)}
-        log.info(
-            "%s (%s rate-limit answers)", line, f"{self.limited:,}", extra={"progress": progress}
-        )
+        line += f" ({self.limited:,} rate-limit answers)"
+        log.info("%s", line, extra={"progress": True})  # noted for `status` (lock.py)
