@@ -254,9 +254,8 @@ class DriveSource:
         if arrived:
             after.update(self._list_below(previous.drive_id, arrived))
             under = snapshot.reachable(previous.root_id, after)
-        return replace(
-            previous, items=snapshot.sorted_items(list(under.values())), page_token=token
-        )
+        items = snapshot.sorted_items(list(under.values()))
+        return replace(previous, items=items, page_token=token)
 
     def read(
         self,
@@ -334,8 +333,7 @@ class DriveSource:
         return [c for p in pages for c in p.get("changes", [])], pages[-1]["newStartPageToken"]
 
     def changed_since_listing(self) -> set[str] | None:
-        """Ids changed in Drive since the listing (or the last such call); None when the
-        changes feed cannot be read (e.g. the token expired): what changed is unknown."""
+        """Ids changed since the listing (or the last call); None if the feed cannot tell."""
         if self._feed is None:
             return set()
         try:

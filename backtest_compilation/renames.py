@@ -38,6 +38,7 @@ class Renames:
         self.next_line = self.started + PROGRESS_EVERY_S
 
     def run(self) -> RenameResult:
+        """Send the renames: what was applied, what failed and why, what is left pending."""
         source, clock = self.source, self.clock
         last_success = self.started
         # Renames never hold back MongoDB and the sheet: they stop at their own budget,
@@ -76,9 +77,7 @@ class Renames:
         # Our own renames come back through the feed too: only others' changes count.
         dropped = set(self.queue) if changed is None else (changed - self.applied) & set(self.queue)
         if dropped:
-            log.info(
-                "drive: %d files changed in Drive during the run, renamed next run", len(dropped)
-            )
+            log.info("drive: %d files changed during the run: renamed next run", len(dropped))
             self.dropped |= dropped
             self.queue = deque(i for i in self.queue if i not in dropped)
 
