@@ -246,12 +246,13 @@ def check_mongo(config: settings.Settings) -> Iterator[Check]:
             if code in AUTH_ERROR_CODES or "auth" in str(exc).split(",")[0][:160].lower():
                 said = "refused the credentials" if "@" in where else "requires a user and password"
                 detail = f"{where} {said}" + (f" (code {code})" if code else "")
-                yield Check("MongoDB", detail, f"fix the user or password in MONGO_URI; {MONGO}")
-                return
-            late = f" did not answer within {MONGO_TIMEOUT_MS / 1000:g} s ({name})"
-            detail = where + (late if isinstance(exc, ConnectionFailure) else f": {name}")
-            fix = f"start MongoDB or fix the host in MONGO_URI ({where}); in compose, the `mongo` "
-            yield Check("MongoDB", detail, f"{fix}service must be up; {MONGO}")
+                fix = "fix the user or password in MONGO_URI"
+            else:
+                late = f" did not answer within {MONGO_TIMEOUT_MS / 1000:g} s ({name})"
+                detail = where + (late if isinstance(exc, ConnectionFailure) else f": {name}")
+                fix = f"start MongoDB or fix the host in MONGO_URI ({where}); in compose, the "
+                fix += "`mongo` service must be up"
+            yield Check("MongoDB", detail, f"{fix}; {MONGO}")
             return
     yield Check("MongoDB", f"{where} reachable")
     if not users:
@@ -314,19 +315,17 @@ def main(env: Mapping[str, str], *, out: TextIO) -> int:
     """`main.py doctor`: print each check as it completes; 0 when a sync would work, else 2."""
     started = time.monotonic()
     print("backtest-compilation doctor: checking the set-up (nothing is changed)", file=out)
-    checks = []
+    marks = []
     for check in run_checks(env):
-        mark = "–" if check.skipped else "✗" if check.fix else "✓"
+        marks.append("–" if check.skipped else "✗" if check.fix else "✓")
         fix = f"\n    fix: {check.fix}" if check.fix else ""
-        print(f"{mark} {check.name}: {check.detail}{fix}", file=out, flush=True)
-        checks.append(check)
-    skipped = sum(c.skipped for c in checks)
-    failed, elapsed = sum(bool(c.fix) for c in checks), time.monotonic() - started
+        print(f"{marks[-1]} {check.name}: {check.detail}{fix}", file=out, flush=True)
+    failed, skipped, elapsed = marks.count("✗"), marks.count("–"), time.monotonic() - started
     if failed or skipped:
         also = f", {skipped} skipped" if skipped else ""
-        counted = f"{failed} of {len(checks) - skipped} checks failed{also} ({elapsed:.1f} s)"
+        counted = f"{failed} of {len(marks) - skipped} checks failed{also} ({elapsed:.1f} s)"
         print(f"{counted}: fix the ✗ lines, then run doctor again.", file=out)
         return 2
     then = "Next: `sync --dry-run`, then `sync --no-rename`, then `sync`."
-    print(f"all {len(checks)} checks passed ({elapsed:.1f} s): a sync would work. {then}", file=out)
+    print(f"all {len(marks)} checks passed ({elapsed:.1f} s): a sync would work. {then}", file=out)
     return 0
