@@ -90,7 +90,7 @@ def check_token(
     return Check(name, f"granted for {listed} as {delegate or 'the service account'}")
 
 
-def check_folder(config: settings.Settings, drive: DriveSource, who: str) -> Iterator[Check]:
+def check_folder(config: settings.Settings, drive: DriveSource, who: str) -> list[Check]:
     """`FOLDER_ID` is a drive or folder of departments that (renames on) `who` may edit."""
     folder, caps = config.folder_id, "capabilities(canEdit)"
     try:
@@ -100,32 +100,28 @@ def check_folder(config: settings.Settings, drive: DriveSource, who: str) -> Ite
     except DriveCallError as exc:
         if exc.status == 0:
             fix = f"check the network connection to www.googleapis.com; {TROUBLE}"
-            yield Check("FOLDER_ID", f"{SILENT} ({exc.detail})", fix)
-        else:
-            fix = f"share the drive or folder with {who} (renames need Content manager / Editor)"
-            detail = f"{folder!r} was not found by {who} (HTTP {exc.detail})"
-            yield Check("FOLDER_ID", detail, f"{fix}, or fix FOLDER_ID; {GOOGLE}")
-        return
+            return [Check("FOLDER_ID", f"{SILENT} ({exc.detail})", fix)]
+        fix = f"share the drive or folder with {who} (renames need Content manager / Editor)"
+        detail = f"{folder!r} was not found by {who} (HTTP {exc.detail})"
+        return [Check("FOLDER_ID", detail, f"{fix}, or fix FOLDER_ID; {GOOGLE}")]
     title, mime = meta.get("name", ""), meta.get("mimeType", FOLDER_MIME)
     if mime != FOLDER_MIME:
         detail = f"{folder!r} is a file ({mime}), not a shared drive or folder"
-        yield Check(
-            "FOLDER_ID", detail, f"use the id of the backtest drive or its folder; {CONFIG}"
-        )
-        return
+        fix = f"use the id of the backtest drive or its folder; {CONFIG}"
+        return [Check("FOLDER_ID", detail, fix)]
     if meta.get("trashed"):
         fix = f"restore it from the trash in Drive, or fix FOLDER_ID; {CONFIG}"
-        yield Check("FOLDER_ID", f"folder {title!r} is in the trash", fix)
-        return
-    yield _too_deep(drive, meta, kind) or Check("FOLDER_ID", f"{kind} {title!r}, readable by {who}")
+        return [Check("FOLDER_ID", f"folder {title!r} is in the trash", fix)]
+    top = _too_deep(drive, meta, kind) or Check("FOLDER_ID", f"{kind} {title!r}, readable by {who}")
     if not config.rename_files:
-        yield Check("rename rights", "renames are off (RENAME_FILES=false): reading is enough")
+        rights = Check("rename rights", "renames are off (RENAME_FILES=false): reading is enough")
     elif meta.get("capabilities", {}).get("canEdit"):
-        yield Check("rename rights", f"{who} may rename files in the {kind}")
+        rights = Check("rename rights", f"{who} may rename files in the {kind}")
     else:
         detail = f"{who} may only read the {kind} (Drive capabilities.canEdit is false)"
         fix = f"give {who} the Content manager role on the shared drive (Editor on a folder)"
-        yield Check("rename rights", detail, f"{fix}, or set RENAME_FILES=false; {GOOGLE}")
+        rights = Check("rename rights", detail, f"{fix}, or set RENAME_FILES=false; {GOOGLE}")
+    return [top, rights]
 
 
 def _too_deep(drive: DriveSource, meta: Mapping[str, Any], kind: str) -> Check | None:
@@ -195,7 +191,7 @@ def google_checks(config: settings.Settings, key_ok: bool) -> Iterator[Check]:
     with suppress(OSError, ValueError, KeyError, TypeError):  # the key's address, when readable
         key = json.loads(Path(config.google_credentials_file).read_text(encoding="utf-8"))
         who = delegate or f"the service account {key['client_email']} (DELEGATE_EMAIL is not set)"
-    folder = list(check_folder(config, drive, who))
+    folder = check_folder(config, drive, who)
     yield from folder
     if not config.sheet_url:
         yield Check("spreadsheet", "SHEET_URL is not set: syncs skip the sheet (with a warning)")
