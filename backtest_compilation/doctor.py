@@ -71,13 +71,11 @@ def check_key_file(config: settings.Settings) -> Check:
     return Check(name, f"service account {email} ({', '.join(needed)})")
 
 
-def check_token(
-    name: str, credentials: Any, scopes: Sequence[str], delegate: str, timeout_s: float
-) -> Check:
+def check_token(name: str, credentials: Any, scopes: Sequence[str], delegate: str) -> Check:
     """Ask Google for a token of exactly `scopes` for `delegate` (a read: nothing changes)."""
     listed = ", ".join(s.rsplit("/", 1)[-1] for s in scopes)
     try:  # google-auth's own transport would wait up to 120 s
-        credentials.refresh(Request(httplib2.Http(timeout=timeout_s)))
+        credentials.refresh(Request(httplib2.Http(timeout=TIMEOUT_S)))
     except RefreshError as exc:
         code = str(exc.args[0] if exc.args else "").split(":", 1)[0].strip() or "refused"
         fix = "in the Google Admin console → Security → API controls → Domain-wide delegation, "
@@ -181,7 +179,7 @@ def google_checks(config: settings.Settings, key_ok: bool) -> Iterator[Check]:
     delegate = config.delegate_email
     for api, scopes in _keyed(config).items() if key_ok else ():
         creds = google.credentials(config.google_credentials_file, delegate, scopes)
-        yield (token := check_token(f"{api} token", creds, scopes, delegate, TIMEOUT_S))
+        yield (token := check_token(f"{api} token", creds, scopes, delegate))
         key_ok = key_ok and not token.fix
     if not key_ok:
         yield Check("Drive and the spreadsheet", "not checked without a key and tokens", "", True)

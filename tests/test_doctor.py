@@ -366,7 +366,7 @@ def test_the_token_is_asked_for_exactly_the_sync_scopes(
     scopes = (SCOPE_READ, SCOPE_RENAME)
     drive_emulator.grant(DELEGATE, SCOPE_READ)  # the rename scope is missing
     creds = load_credentials(key_file, DELEGATE, scopes)
-    check = doctor.check_token("Drive token", creds, scopes, DELEGATE, 5.0)
+    check = doctor.check_token("Drive token", creds, scopes, DELEGATE)
     assert check.fix
     assert check.detail == (
         f"Google refused a token for drive.readonly, drive.metadata as {DELEGATE!r}: "
@@ -375,7 +375,7 @@ def test_the_token_is_asked_for_exactly_the_sync_scopes(
     assert SCOPE_RENAME in check.fix and "Domain-wide delegation" in check.fix
     drive_emulator.grant(DELEGATE, SCOPE_READ, SCOPE_RENAME)
     creds = load_credentials(key_file, DELEGATE, scopes)
-    assert doctor.check_token("Drive token", creds, scopes, DELEGATE, 5.0).fix == ""
+    assert doctor.check_token("Drive token", creds, scopes, DELEGATE).fix == ""
 
 
 def test_key_file_checks(setup: SetUp, tmp_path: Path, key_file: Path) -> None:
