@@ -224,11 +224,10 @@ def can_write_collections(status: Mapping[str, Any], db: str) -> tuple[bool, str
     return False, f"roles {names} do not allow writing to {db}"
 
 
-def check_mongo(config: settings.Settings) -> Iterator[Check]:
+def check_mongo(config: settings.Settings) -> list[Check]:
     """MongoDB reachable, authenticated, and allowed to write the three collections."""
     if config.mongo_uri.startswith("mongomock:"):
-        yield Check("MongoDB", "mongomock:// in-process store (nothing to check)")
-        return
+        return [Check("MongoDB", "mongomock:// in-process store (nothing to check)")]
     where, db = settings.redact_uri(config.mongo_uri), config.mongo_db
     with Store.connect(config.mongo_uri, config.mongo_db, timeout_ms=MONGO_TIMEOUT_MS) as store:
         try:
@@ -246,15 +245,14 @@ def check_mongo(config: settings.Settings) -> Iterator[Check]:
                 detail = where + (late if isinstance(exc, ConnectionFailure) else f": {name}")
                 fix = f"start MongoDB or fix the host in MONGO_URI ({where}); in compose, the "
                 fix += "`mongo` service must be up"
-            yield Check("MongoDB", detail, f"{fix}; {MONGO}")
-            return
-    yield Check("MongoDB", f"{where} reachable")
+            return [Check("MongoDB", detail, f"{fix}; {MONGO}")]
     if not users:
-        yield Check("MongoDB rights", f"no authentication required: any client may write {db}")
-        return
-    allowed, why = can_write_collections(status, db)
-    fix = "" if allowed else f"grant the user readWrite on {db} (db.grantRolesToUser); {MONGO}"
-    yield Check("MongoDB rights", f"user {users[0].get('user', '?')!r}: {why}", fix)
+        rights = Check("MongoDB rights", f"no authentication required: any client may write {db}")
+    else:
+        allowed, why = can_write_collections(status, db)
+        fix = "" if allowed else f"grant the user readWrite on {db} (db.grantRolesToUser); {MONGO}"
+        rights = Check("MongoDB rights", f"user {users[0].get('user', '?')!r}: {why}", fix)
+    return [Check("MongoDB", f"{where} reachable"), rights]
 
 
 def local_checks(config: settings.Settings) -> Iterator[Check]:
