@@ -31,7 +31,6 @@ from .tree import FOLDER_MIME
 TIMEOUT_S = 8.0  # one call to Google
 MONGO_TIMEOUT_MS = 5000
 SILENT = "Drive did not answer"
-COLLECTIONS = (CODES, COURSES, BACKTESTS)
 CONFIG, GOOGLE = 'see README "Configuration"', 'see README "Google set-up (once)"'
 MONGO, SHEET = 'see README "MongoDB"', 'see README "The sheet"'
 OPERATING, TROUBLE = 'see README "Operating it"', 'see README "Troubleshooting"'
@@ -203,7 +202,7 @@ def can_write_collections(status: Mapping[str, Any], db: str) -> tuple[bool, str
     """May a `connectionStatus` answer's user write the three collections of `db`, and why."""
     info, needed = status.get("authInfo", {}), {"insert", "update", "remove"}
     if privileges := info.get("authenticatedUserPrivileges"):  # mongod lists them: they decide
-        for name in COLLECTIONS:
+        for name in (CODES, COURSES, BACKTESTS):
             allowed = {
                 action
                 for p in privileges

@@ -22,6 +22,7 @@ from backtest_compilation import doctor
 from backtest_compilation.drive import SCOPE_READ, SCOPE_RENAME
 from backtest_compilation.google import credentials as load_credentials
 from backtest_compilation.sheet import SCOPE as SHEETS_SCOPE
+from backtest_compilation.store import BACKTESTS, CODES, COURSES
 from emulators.drive import DriveEmulator
 from emulators.sheets import SheetsEmulator
 from tests.support.fixtures_mongo import MongoServer
@@ -255,7 +256,8 @@ WRITE_RIGHTS_CASES = [
     ),
     pytest.param(
         _status(
-            READ_ONLY, [_on(name, "insert", "update", "remove") for name in doctor.COLLECTIONS]
+            READ_ONLY,
+            [_on(name, "insert", "update", "remove") for name in (CODES, COURSES, BACKTESTS)],
         ),
         (True, "insert, update and remove on the three collections"),
         id="privileges decide: the three actions on each collection",
@@ -263,7 +265,7 @@ WRITE_RIGHTS_CASES = [
     pytest.param(
         _status(
             READ_ONLY,
-            [_on(name, "insert", "update", "remove") for name in doctor.COLLECTIONS[:2]],
+            [_on(name, "insert", "update", "remove") for name in (CODES, COURSES)],
         ),
         (False, "no insert, remove, update on apo.backtest_collection"),
         id="privileges decide: a collection without them is named",
