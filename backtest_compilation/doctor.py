@@ -70,11 +70,11 @@ def check_key_file(config: settings.Settings) -> Check:
     return Check(name, f"service account {email} ({', '.join(needed)})")
 
 
-def check_token(name: str, credentials: Any, scopes: Sequence[str], delegate: str) -> Check:
-    """Ask Google for a token of exactly `scopes` for `delegate` (a read: nothing changes)."""
+def check_token(name: str, key: Path | str, scopes: Sequence[str], delegate: str) -> Check:
+    """Ask Google for a token of exactly `scopes` for `delegate` with `key` (nothing changes)."""
     listed = ", ".join(s.rsplit("/", 1)[-1] for s in scopes)
     try:  # google-auth's own transport would wait up to 120 s
-        credentials.refresh(Request(httplib2.Http(timeout=TIMEOUT_S)))
+        google.credentials(key, delegate, scopes).refresh(Request(httplib2.Http(timeout=TIMEOUT_S)))
     except RefreshError as exc:
         code = str(exc.args[0] if exc.args else "").split(":", 1)[0].strip() or "refused"
         fix = "in the Google Admin console → Security → API controls → Domain-wide delegation, "
@@ -175,10 +175,9 @@ def check_spreadsheet(config: settings.Settings, drive: DriveSource, who: str) -
 
 def google_checks(config: settings.Settings, key_ok: bool) -> Iterator[Check]:
     """Tokens of exactly the scopes a sync asks for, then Drive and the spreadsheet."""
-    delegate = config.delegate_email
+    delegate, path = config.delegate_email, config.google_credentials_file
     for api, scopes in _keyed(config).items() if key_ok else ():
-        creds = google.credentials(config.google_credentials_file, delegate, scopes)
-        yield (token := check_token(f"{api} token", creds, scopes, delegate))
+        yield (token := check_token(f"{api} token", path, scopes, delegate))
         key_ok = key_ok and not token.fix
     if not key_ok:
         yield Check("Drive and the spreadsheet", "not checked without a key and tokens", "", True)
@@ -186,7 +185,7 @@ def google_checks(config: settings.Settings, key_ok: bool) -> Iterator[Check]:
     drive = adapters.drive_source(config, one_try_s=TIMEOUT_S)  # as a sync reads (and renames)
     who = delegate or "the service account (DELEGATE_EMAIL is not set)"  # to share with
     with suppress(OSError, ValueError, KeyError, TypeError):  # the key's address, when readable
-        key = json.loads(Path(config.google_credentials_file).read_text(encoding="utf-8"))
+        key = json.loads(Path(path).read_text(encoding="utf-8"))
         who = delegate or f"the service account {key['client_email']} (DELEGATE_EMAIL is not set)"
     folder = check_folder(config, drive, who)
     yield from folder

@@ -20,7 +20,6 @@ from pymongo import MongoClient
 
 from backtest_compilation import doctor
 from backtest_compilation.drive import SCOPE_READ, SCOPE_RENAME
-from backtest_compilation.google import credentials as load_credentials
 from backtest_compilation.sheet import SCOPE as SHEETS_SCOPE
 from backtest_compilation.store import BACKTESTS, CODES, COURSES
 from emulators.drive import DriveEmulator
@@ -367,8 +366,7 @@ def test_the_token_is_asked_for_exactly_the_sync_scopes(
 ) -> None:
     scopes = (SCOPE_READ, SCOPE_RENAME)
     drive_emulator.grant(DELEGATE, SCOPE_READ)  # the rename scope is missing
-    creds = load_credentials(key_file, DELEGATE, scopes)
-    check = doctor.check_token("Drive token", creds, scopes, DELEGATE)
+    check = doctor.check_token("Drive token", key_file, scopes, DELEGATE)
     assert check.fix
     assert check.detail == (
         f"Google refused a token for drive.readonly, drive.metadata as {DELEGATE!r}: "
@@ -376,8 +374,7 @@ def test_the_token_is_asked_for_exactly_the_sync_scopes(
     )
     assert SCOPE_RENAME in check.fix and "Domain-wide delegation" in check.fix
     drive_emulator.grant(DELEGATE, SCOPE_READ, SCOPE_RENAME)
-    creds = load_credentials(key_file, DELEGATE, scopes)
-    assert doctor.check_token("Drive token", creds, scopes, DELEGATE).fix == ""
+    assert doctor.check_token("Drive token", key_file, scopes, DELEGATE).fix == ""
 
 
 def test_key_file_checks(setup: SetUp, tmp_path: Path, key_file: Path) -> None:
