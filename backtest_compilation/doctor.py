@@ -1,6 +1,5 @@
 """`doctor`: check the set-up against the real services, one line per check (contract §7).
-Only reads, through the adapters a sync uses, one short try per call: it ends within a
-minute even when a server never answers. Each ✗ names its fix and a README section."""
+Reads only, through a sync's adapters, one short try per call; each ✗ names its fix."""
 
 from __future__ import annotations
 
@@ -279,10 +278,9 @@ def local_checks(config: settings.Settings) -> Iterator[Check]:
     ping = "set (not pinged by doctor: a ping would change the monitor)"
     off = "not set: no dead-man's-switch monitor is pinged"
     yield Check("HEALTHCHECK_URL", ping if config.healthcheck_url else off)
-    runs, zone = [datetime.now(UTC)], ZoneInfo(config.tz)
-    for _ in range(3):
-        runs.append(schedule.next_run(config.schedule, zone, runs[-1]))
-    times = "; ".join(t.astimezone(zone).strftime("%a %Y-%m-%d %H:%M %Z") for t in runs[1:])
+    zone, at = ZoneInfo(config.tz), datetime.now(UTC)
+    runs = [at := schedule.next_run(config.schedule, zone, at) for _ in range(3)]  # the next 3
+    times = "; ".join(t.astimezone(zone).strftime("%a %Y-%m-%d %H:%M %Z") for t in runs)
     yield Check("SCHEDULE/TZ", f"{config.schedule!r} in {config.tz}: next {times}")
 
 
