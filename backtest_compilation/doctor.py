@@ -1,6 +1,5 @@
 """`doctor`: check the set-up against the real services, one line per check (contract §7).
-Only reads, through the adapters a sync uses, one short try per call: it ends within a
-minute even when a server never answers. Each ✗ names its fix and a README section."""
+Reads only, through a sync's adapters, one short try per call; each ✗ names its fix."""
 
 from __future__ import annotations
 
@@ -31,7 +30,6 @@ from .tree import FOLDER_MIME
 TIMEOUT_S = 8.0  # one call to Google
 MONGO_TIMEOUT_MS = 5000
 SILENT = "Drive did not answer"
-COLLECTIONS = (CODES, COURSES, BACKTESTS)
 CONFIG, GOOGLE = 'see README "Configuration"', 'see README "Google set-up (once)"'
 MONGO, SHEET = 'see README "MongoDB"', 'see README "The sheet"'
 OPERATING, TROUBLE = 'see README "Operating it"', 'see README "Troubleshooting"'
@@ -71,13 +69,11 @@ def check_key_file(config: settings.Settings) -> Check:
     return Check(name, f"service account {email} ({', '.join(needed)})")
 
 
-def check_token(
-    name: str, credentials: Any, scopes: Sequence[str], delegate: str, timeout_s: float
-) -> Check:
-    """Ask Google for a token of exactly `scopes` for `delegate` (a read: nothing changes)."""
+def check_token(name: str, key: Path | str, scopes: Sequence[str], delegate: str) -> Check:
+    """Ask Google for a token of exactly `scopes` for `delegate` with `key` (nothing changes)."""
     listed = ", ".join(s.rsplit("/", 1)[-1] for s in scopes)
     try:  # google-auth's own transport would wait up to 120 s
-        credentials.refresh(Request(httplib2.Http(timeout=timeout_s)))
+        google.credentials(key, delegate, scopes).refresh(Request(httplib2.Http(timeout=TIMEOUT_S)))
     except RefreshError as exc:
         code = str(exc.args[0] if exc.args else "").split(":", 1)[0].strip() or "refused"
         fix = "in the Google Admin console → Security → API controls → Domain-wide delegation, "
@@ -90,7 +86,7 @@ def check_token(
     return Check(name, f"granted for {listed} as {delegate or 'the service account'}")
 
 
-def check_folder(config: settings.Settings, drive: DriveSource, who: str) -> Iterator[Check]:
+def check_folder(config: settings.Settings, drive: DriveSource, who: str) -> list[Check]:
     """`FOLDER_ID` is a drive or folder of departments that (renames on) `who` may edit."""
     folder, caps = config.folder_id, "capabilities(canEdit)"
     try:
@@ -100,32 +96,28 @@ def check_folder(config: settings.Settings, drive: DriveSource, who: str) -> Ite
     except DriveCallError as exc:
         if exc.status == 0:
             fix = f"check the network connection to www.googleapis.com; {TROUBLE}"
-            yield Check("FOLDER_ID", f"{SILENT} ({exc.detail})", fix)
-        else:
-            fix = f"share the drive or folder with {who} (renames need Content manager / Editor)"
-            detail = f"{folder!r} was not found by {who} (HTTP {exc.detail})"
-            yield Check("FOLDER_ID", detail, f"{fix}, or fix FOLDER_ID; {GOOGLE}")
-        return
+            return [Check("FOLDER_ID", f"{SILENT} ({exc.detail})", fix)]
+        fix = f"share the drive or folder with {who} (renames need Content manager / Editor)"
+        detail = f"{folder!r} was not found by {who} (HTTP {exc.detail})"
+        return [Check("FOLDER_ID", detail, f"{fix}, or fix FOLDER_ID; {GOOGLE}")]
     title, mime = meta.get("name", ""), meta.get("mimeType", FOLDER_MIME)
     if mime != FOLDER_MIME:
         detail = f"{folder!r} is a file ({mime}), not a shared drive or folder"
-        yield Check(
-            "FOLDER_ID", detail, f"use the id of the backtest drive or its folder; {CONFIG}"
-        )
-        return
+        fix = f"use the id of the backtest drive or its folder; {CONFIG}"
+        return [Check("FOLDER_ID", detail, fix)]
     if meta.get("trashed"):
         fix = f"restore it from the trash in Drive, or fix FOLDER_ID; {CONFIG}"
-        yield Check("FOLDER_ID", f"folder {title!r} is in the trash", fix)
-        return
-    yield _too_deep(drive, meta, kind) or Check("FOLDER_ID", f"{kind} {title!r}, readable by {who}")
+        return [Check("FOLDER_ID", f"folder {title!r} is in the trash", fix)]
+    top = _too_deep(drive, meta, kind) or Check("FOLDER_ID", f"{kind} {title!r}, readable by {who}")
     if not config.rename_files:
-        yield Check("rename rights", "renames are off (RENAME_FILES=false): reading is enough")
+        rights = Check("rename rights", "renames are off (RENAME_FILES=false): reading is enough")
     elif meta.get("capabilities", {}).get("canEdit"):
-        yield Check("rename rights", f"{who} may rename files in the {kind}")
+        rights = Check("rename rights", f"{who} may rename files in the {kind}")
     else:
         detail = f"{who} may only read the {kind} (Drive capabilities.canEdit is false)"
         fix = f"give {who} the Content manager role on the shared drive (Editor on a folder)"
-        yield Check("rename rights", detail, f"{fix}, or set RENAME_FILES=false; {GOOGLE}")
+        rights = Check("rename rights", detail, f"{fix}, or set RENAME_FILES=false; {GOOGLE}")
+    return [top, rights]
 
 
 def _too_deep(drive: DriveSource, meta: Mapping[str, Any], kind: str) -> Check | None:
@@ -182,10 +174,9 @@ def check_spreadsheet(config: settings.Settings, drive: DriveSource, who: str) -
 
 def google_checks(config: settings.Settings, key_ok: bool) -> Iterator[Check]:
     """Tokens of exactly the scopes a sync asks for, then Drive and the spreadsheet."""
-    delegate = config.delegate_email
+    delegate, path = config.delegate_email, config.google_credentials_file
     for api, scopes in _keyed(config).items() if key_ok else ():
-        creds = google.credentials(config.google_credentials_file, delegate, scopes)
-        yield (token := check_token(f"{api} token", creds, scopes, delegate, TIMEOUT_S))
+        yield (token := check_token(f"{api} token", path, scopes, delegate))
         key_ok = key_ok and not token.fix
     if not key_ok:
         yield Check("Drive and the spreadsheet", "not checked without a key and tokens", "", True)
@@ -193,9 +184,9 @@ def google_checks(config: settings.Settings, key_ok: bool) -> Iterator[Check]:
     drive = adapters.drive_source(config, one_try_s=TIMEOUT_S)  # as a sync reads (and renames)
     who = delegate or "the service account (DELEGATE_EMAIL is not set)"  # to share with
     with suppress(OSError, ValueError, KeyError, TypeError):  # the key's address, when readable
-        key = json.loads(Path(config.google_credentials_file).read_text(encoding="utf-8"))
+        key = json.loads(Path(path).read_text(encoding="utf-8"))
         who = delegate or f"the service account {key['client_email']} (DELEGATE_EMAIL is not set)"
-    folder = list(check_folder(config, drive, who))
+    folder = check_folder(config, drive, who)
     yield from folder
     if not config.sheet_url:
         yield Check("spreadsheet", "SHEET_URL is not set: syncs skip the sheet (with a warning)")
@@ -209,7 +200,7 @@ def can_write_collections(status: Mapping[str, Any], db: str) -> tuple[bool, str
     """May a `connectionStatus` answer's user write the three collections of `db`, and why."""
     info, needed = status.get("authInfo", {}), {"insert", "update", "remove"}
     if privileges := info.get("authenticatedUserPrivileges"):  # mongod lists them: they decide
-        for name in COLLECTIONS:
+        for name in (CODES, COURSES, BACKTESTS):
             allowed = {
                 action
                 for p in privileges
@@ -230,11 +221,10 @@ def can_write_collections(status: Mapping[str, Any], db: str) -> tuple[bool, str
     return False, f"roles {names} do not allow writing to {db}"
 
 
-def check_mongo(config: settings.Settings) -> Iterator[Check]:
+def check_mongo(config: settings.Settings) -> list[Check]:
     """MongoDB reachable, authenticated, and allowed to write the three collections."""
     if config.mongo_uri.startswith("mongomock:"):
-        yield Check("MongoDB", "mongomock:// in-process store (nothing to check)")
-        return
+        return [Check("MongoDB", "mongomock:// in-process store (nothing to check)")]
     where, db = settings.redact_uri(config.mongo_uri), config.mongo_db
     with Store.connect(config.mongo_uri, config.mongo_db, timeout_ms=MONGO_TIMEOUT_MS) as store:
         try:
@@ -246,20 +236,20 @@ def check_mongo(config: settings.Settings) -> Iterator[Check]:
             if code in AUTH_ERROR_CODES or "auth" in str(exc).split(",")[0][:160].lower():
                 said = "refused the credentials" if "@" in where else "requires a user and password"
                 detail = f"{where} {said}" + (f" (code {code})" if code else "")
-                yield Check("MongoDB", detail, f"fix the user or password in MONGO_URI; {MONGO}")
-                return
-            late = f" did not answer within {MONGO_TIMEOUT_MS / 1000:g} s ({name})"
-            detail = where + (late if isinstance(exc, ConnectionFailure) else f": {name}")
-            fix = f"start MongoDB or fix the host in MONGO_URI ({where}); in compose, the `mongo` "
-            yield Check("MongoDB", detail, f"{fix}service must be up; {MONGO}")
-            return
-    yield Check("MongoDB", f"{where} reachable")
+                fix = "fix the user or password in MONGO_URI"
+            else:
+                late = f" did not answer within {MONGO_TIMEOUT_MS / 1000:g} s ({name})"
+                detail = where + (late if isinstance(exc, ConnectionFailure) else f": {name}")
+                fix = f"start MongoDB or fix the host in MONGO_URI ({where}); in compose, the "
+                fix += "`mongo` service must be up"
+            return [Check("MongoDB", detail, f"{fix}; {MONGO}")]
     if not users:
-        yield Check("MongoDB rights", f"no authentication required: any client may write {db}")
-        return
-    allowed, why = can_write_collections(status, db)
-    fix = "" if allowed else f"grant the user readWrite on {db} (db.grantRolesToUser); {MONGO}"
-    yield Check("MongoDB rights", f"user {users[0].get('user', '?')!r}: {why}", fix)
+        rights = Check("MongoDB rights", f"no authentication required: any client may write {db}")
+    else:
+        allowed, why = can_write_collections(status, db)
+        fix = "" if allowed else f"grant the user readWrite on {db} (db.grantRolesToUser); {MONGO}"
+        rights = Check("MongoDB rights", f"user {users[0].get('user', '?')!r}: {why}", fix)
+    return [Check("MongoDB", f"{where} reachable"), rights]
 
 
 def local_checks(config: settings.Settings) -> Iterator[Check]:
@@ -288,10 +278,9 @@ def local_checks(config: settings.Settings) -> Iterator[Check]:
     ping = "set (not pinged by doctor: a ping would change the monitor)"
     off = "not set: no dead-man's-switch monitor is pinged"
     yield Check("HEALTHCHECK_URL", ping if config.healthcheck_url else off)
-    runs, zone = [datetime.now(UTC)], ZoneInfo(config.tz)
-    for _ in range(3):
-        runs.append(schedule.next_run(config.schedule, zone, runs[-1]))
-    times = "; ".join(t.astimezone(zone).strftime("%a %Y-%m-%d %H:%M %Z") for t in runs[1:])
+    zone, at = ZoneInfo(config.tz), datetime.now(UTC)
+    runs = [at := schedule.next_run(config.schedule, zone, at) for _ in range(3)]  # the next 3
+    times = "; ".join(t.astimezone(zone).strftime("%a %Y-%m-%d %H:%M %Z") for t in runs)
     yield Check("SCHEDULE/TZ", f"{config.schedule!r} in {config.tz}: next {times}")
 
 
@@ -314,19 +303,17 @@ def main(env: Mapping[str, str], *, out: TextIO) -> int:
     """`main.py doctor`: print each check as it completes; 0 when a sync would work, else 2."""
     started = time.monotonic()
     print("backtest-compilation doctor: checking the set-up (nothing is changed)", file=out)
-    checks = []
+    marks = []
     for check in run_checks(env):
-        mark = "–" if check.skipped else "✗" if check.fix else "✓"
+        marks.append("–" if check.skipped else "✗" if check.fix else "✓")
         fix = f"\n    fix: {check.fix}" if check.fix else ""
-        print(f"{mark} {check.name}: {check.detail}{fix}", file=out, flush=True)
-        checks.append(check)
-    skipped = sum(c.skipped for c in checks)
-    failed, elapsed = sum(bool(c.fix) for c in checks), time.monotonic() - started
+        print(f"{marks[-1]} {check.name}: {check.detail}{fix}", file=out, flush=True)
+    failed, skipped, elapsed = marks.count("✗"), marks.count("–"), time.monotonic() - started
     if failed or skipped:
         also = f", {skipped} skipped" if skipped else ""
-        counted = f"{failed} of {len(checks) - skipped} checks failed{also} ({elapsed:.1f} s)"
+        counted = f"{failed} of {len(marks) - skipped} checks failed{also} ({elapsed:.1f} s)"
         print(f"{counted}: fix the ✗ lines, then run doctor again.", file=out)
         return 2
     then = "Next: `sync --dry-run`, then `sync --no-rename`, then `sync`."
-    print(f"all {len(checks)} checks passed ({elapsed:.1f} s): a sync would work. {then}", file=out)
+    print(f"all {len(marks)} checks passed ({elapsed:.1f} s): a sync would work. {then}", file=out)
     return 0

@@ -20,8 +20,8 @@ from pymongo import MongoClient
 
 from backtest_compilation import doctor
 from backtest_compilation.drive import SCOPE_READ, SCOPE_RENAME
-from backtest_compilation.google import credentials as load_credentials
 from backtest_compilation.sheet import SCOPE as SHEETS_SCOPE
+from backtest_compilation.store import BACKTESTS, CODES, COURSES
 from emulators.drive import DriveEmulator
 from emulators.sheets import SheetsEmulator
 from tests.support.fixtures_mongo import MongoServer
@@ -255,7 +255,8 @@ WRITE_RIGHTS_CASES = [
     ),
     pytest.param(
         _status(
-            READ_ONLY, [_on(name, "insert", "update", "remove") for name in doctor.COLLECTIONS]
+            READ_ONLY,
+            [_on(name, "insert", "update", "remove") for name in (CODES, COURSES, BACKTESTS)],
         ),
         (True, "insert, update and remove on the three collections"),
         id="privileges decide: the three actions on each collection",
@@ -263,7 +264,7 @@ WRITE_RIGHTS_CASES = [
     pytest.param(
         _status(
             READ_ONLY,
-            [_on(name, "insert", "update", "remove") for name in doctor.COLLECTIONS[:2]],
+            [_on(name, "insert", "update", "remove") for name in (CODES, COURSES)],
         ),
         (False, "no insert, remove, update on apo.backtest_collection"),
         id="privileges decide: a collection without them is named",
@@ -365,8 +366,7 @@ def test_the_token_is_asked_for_exactly_the_sync_scopes(
 ) -> None:
     scopes = (SCOPE_READ, SCOPE_RENAME)
     drive_emulator.grant(DELEGATE, SCOPE_READ)  # the rename scope is missing
-    creds = load_credentials(key_file, DELEGATE, scopes)
-    check = doctor.check_token("Drive token", creds, scopes, DELEGATE, 5.0)
+    check = doctor.check_token("Drive token", key_file, scopes, DELEGATE)
     assert check.fix
     assert check.detail == (
         f"Google refused a token for drive.readonly, drive.metadata as {DELEGATE!r}: "
@@ -374,8 +374,7 @@ def test_the_token_is_asked_for_exactly_the_sync_scopes(
     )
     assert SCOPE_RENAME in check.fix and "Domain-wide delegation" in check.fix
     drive_emulator.grant(DELEGATE, SCOPE_READ, SCOPE_RENAME)
-    creds = load_credentials(key_file, DELEGATE, scopes)
-    assert doctor.check_token("Drive token", creds, scopes, DELEGATE, 5.0).fix == ""
+    assert doctor.check_token("Drive token", key_file, scopes, DELEGATE).fix == ""
 
 
 def test_key_file_checks(setup: SetUp, tmp_path: Path, key_file: Path) -> None:
