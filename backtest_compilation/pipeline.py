@@ -3,8 +3,7 @@ MongoDB (plan, guard, apply) → renames → sheet → save.
 
 A sink (MongoDB, renames, the sheet) that fails is recorded and the others still run;
 the state is saved after each one that succeeded, so the next run retries exactly what
-failed. A dry run and `check` stop after planning. `run` always returns the run's
-`RunSummary`, a run stopped early included.
+failed. A dry run and `check` stop after planning.
 """
 
 from __future__ import annotations
@@ -92,14 +91,13 @@ class _Run:
     services: Services
     blocks: dict[str, Any] = field(default_factory=dict)  # `RunSummary` fields
     failures: dict[str, BaseException] = field(default_factory=dict)
-    now: datetime = field(default_factory=lambda: datetime.now(UTC))
     stage: str = "lock"
     held: lock.Holder | None = None
     timings: dict[str, float] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
 
     def __post_init__(self) -> None:
-        self.mark = self.started
+        self.mark, self.now = self.started, self.services.clock()
         self.calls_before = self.services.calls()  # services may outlive a run (the demo)
         self.deadline = self.services.deadline or google.Deadline(self.config.run_timeout_s)
         self.unchanged = False  # the drive is as the last fully successful run left it
@@ -116,19 +114,14 @@ class _Run:
         self.mark = now
         return self.timings[phase]
 
-    @property
-    def renames_on(self) -> bool:
-        return self.options.rename and self.config.rename_files
-
     def fingerprint(self, reading: Reading) -> str:
-        """What a sink's success was for: this tree, read with these settings in this year
-        (on New Year's Day last year's future files turn valid)."""
+        """The tree, settings and year a sink's success was for (a new year: future files)."""
         return state.digest(
             {
                 "tree": reading.fingerprint,
                 "year": self.now.astimezone(self.config.zone).year,
                 "future_year_exempt": sorted(self.config.future_year_exempt),
-                "renames": self.renames_on,
+                "renames": self.options.rename and self.config.rename_files,
                 "sheet_on": self.services.sheet is not None,
                 "sheet": list(self.config.sheet_identity),
             }
@@ -143,14 +136,13 @@ class _Run:
 
     @contextlib.contextmanager
     def isolated(self, step: str) -> Iterator[None]:
-        """A sink: its failure is recorded and logged (a bug, not a `RunError`, with its
-        traceback), and the run goes on."""
+        """A sink: a failure is recorded and logged (a bug with its traceback); the run goes on."""
         self.step(step)
         try:
             yield
         except Exception as exc:
             self.failures[step] = exc
-            bug = not isinstance(exc, RunError)  # logged with its traceback
+            bug = not isinstance(exc, RunError)
             log.error("%s: %s", step, outcome.failure_text(exc), exc_info=bug)
 
     def save(self, remembered: state.State) -> state.State:
@@ -188,7 +180,6 @@ def _run(it: _Run) -> None:
     remembered, warning = state.load(it.config.cache_dir, it.services.source.key)
     if warning:
         log.warning("%s", warning)
-    it.now = it.services.clock()
     reading = _read(it, remembered)
     read_current = functools.cache(it.services.store.read_current)  # after the catalog
     built = _catalog(it, reading, remembered, read_current)
@@ -249,10 +240,9 @@ def _catalog(
         raise ConfigError(catalog_mod.too_deep_error(built, setting, parent))
     for ignored in built.ignored:
         log.debug("ignored: %s (%s)", ignored.path, ignored.reason)
-    counts = (len(built.course_codes), len(built.courses), len(built.problems), len(built.renames))
     log.info(
         "catalog: %d departments, %d courses, %d problems, %d renames, %.2f s",
-        *counts,
+        *map(len, (built.course_codes, built.courses, built.problems, built.renames)),
         it.lap("catalog"),
     )
     changes = outcome.log_problems(built.problems, remembered.problems)
@@ -281,10 +271,11 @@ def _plan_mongo(
             refusal = website.guard_refusal(plan, max_delete_fraction=fraction, hint=hint)
         if hint and refusal is None:
             log.warning("%s", hint)
+    renames = it.options.rename and it.config.rename_files and not it.unchanged
     it.blocks.update(
         plan=plan,
         refusal=refusal,
-        renames_planned=bool(it.renames_on and not it.unchanged and built.renames),
+        renames_planned=bool(renames and built.renames),
         sheet_skipped=it.services.sheet_skipped if it.services.sheet is None else None,
     )
     it.lap("plan")
@@ -400,20 +391,21 @@ def _write_sheet(
     """6. The sheet. On an unchanged drive it is read (and rewritten if it no longer shows
     the report) only if Drive says someone wrote to it since our last write (§5.8)."""
     sheet, part, published = it.services.sheet, None, None
-    last = dict(remembered.sheet) if remembered.sheet is not None else {}
+    last = dict(remembered.sheet or {})
     with it.isolated("sheet"):
-        if it.unchanged:
-            if sheet is not None and _edited_by_hand(it, sheet, last):
-                published = sheet.publish(built, last.get("digest"), it.now, stamp_unchanged=False)
-                part = {**last, "digest": published.digest, "version": _sheet_version(it, sheet)}
-        elif it.deadline.expired:
+        if not it.unchanged and it.deadline.expired:
             raise it.deadline.error("updating MongoDB; the sheet was not written")
-        elif sheet is None:
+        if sheet is None and not it.unchanged:
             log.warning("sheet: %s; the sheet step is skipped", it.services.sheet_skipped)
             part = {"skipped": True}
-        else:
-            published = sheet.publish(built, last.get("digest"), it.now, stamp_unchanged=True)
-            part = {"digest": published.digest, "version": _sheet_version(it, sheet)}
+        elif sheet is not None and (not it.unchanged or _edited_by_hand(it, sheet, last)):
+            stamp = not it.unchanged
+            published = sheet.publish(built, last.get("digest"), it.now, stamp_unchanged=stamp)
+            part = {"digest": published.digest, "version": None}  # None: Drive cannot tell
+            try:  # Drive's version right after our write: not mistaken for a hand edit
+                part["version"] = it.services.source.sheet_version(sheet.key)
+            except RunError as exc:
+                log.warning("sheet: cannot read the spreadsheet's Drive version (%s)", exc)
     ok = "sheet" not in it.failures
     it.blocks["sheet"] = published.block() if published and ok else dict(outcome.NOT_WRITTEN)
     if not (part and ok):
@@ -433,21 +425,8 @@ def _edited_by_hand(it: _Run, sheet: SheetReport, last: dict[str, Any]) -> bool:
     return version not in (None, last["version"])
 
 
-def _sheet_version(it: _Run, sheet: SheetReport) -> str | None:
-    """The spreadsheet's Drive `version` right after our write (None: cannot tell)."""
-    try:
-        return it.services.source.sheet_version(sheet.key)
-    except RunError as exc:
-        log.warning("sheet: cannot read the spreadsheet's Drive version (%s)", exc)
-        return None
-
-
-# ---------------------------------------------------------------- an unchanged drive
-
-
 def _website_digest(current: website.Current) -> str:
-    """A fingerprint of what MongoDB holds (documents are frozen dataclasses of plain
-    values and `ObjectId`s, listed in `_id` order: their text is stable)."""
+    """A digest of what MongoDB holds (frozen documents in `_id` order: their text is stable)."""
     return hashlib.sha256(repr(current).encode("utf-8", "surrogatepass")).hexdigest()
 
 
