@@ -73,8 +73,7 @@ class Services:
     sheet: SheetReport | None = None
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     sheet_skipped: str = "SHEET_URL is not set"  # why `sheet` is None
-    # The run's end, shared with the Google transports; None: `RUN_TIMEOUT_S` from now.
-    deadline: google.Deadline | None = None
+    deadline: google.Deadline | None = None  # shared with the transports; None: RUN_TIMEOUT_S
 
     def calls(self) -> dict[str, int]:
         """API calls / round trips so far, per service (contract §8 `api_calls`)."""
@@ -153,8 +152,7 @@ class _Run:
 
 
 def run(config: RunConfig, options: Options, services: Services) -> RunSummary:
-    """One sync, dry run or check under the run lock; its summary, whatever its end.
-    Only what cannot be recorded (SystemExit, a dying process) is raised."""
+    """One sync, dry run or check under the run lock: its summary, however it ends."""
     it = _Run(config, options, services)
     try:
         with lock.hold(config.cache_dir) as held:
@@ -175,7 +173,6 @@ def run(config: RunConfig, options: Options, services: Services) -> RunSummary:
 
 
 def _run(it: _Run) -> None:
-    """read the drive → catalog → MongoDB (plan, guard, apply) → renames → sheet → save."""
     it.step("state")
     remembered, warning = state.load(it.config.cache_dir, it.services.source.key)
     if warning:
@@ -253,8 +250,7 @@ def _catalog(
 def _plan_mongo(
     it: _Run, built: Catalog, remembered: state.State, current: website.Current
 ) -> website.Plan:
-    """3. The writes that make MongoDB (`current`) show `built`, and the mass-delete
-    guard's answer (`refusal`), decided here once."""
+    """3. The writes that make MongoDB show `built`; the mass-delete guard's answer."""
     refusal = None
     if isinstance(built, Remembered):  # MongoDB is as an earlier unchanged run found it
         plan = website.Plan(existing_courses=len(current.courses))
@@ -272,12 +268,9 @@ def _plan_mongo(
         if hint and refusal is None:
             log.warning("%s", hint)
     renames = it.options.rename and it.config.rename_files and not it.unchanged
-    it.blocks.update(
-        plan=plan,
-        refusal=refusal,
-        renames_planned=bool(renames and built.renames),
-        sheet_skipped=it.services.sheet_skipped if it.services.sheet is None else None,
-    )
+    it.blocks.update(plan=plan, refusal=refusal, renames_planned=bool(renames and built.renames))
+    if it.services.sheet is None:
+        it.blocks["sheet_skipped"] = it.services.sheet_skipped
     it.lap("plan")
     return plan
 
@@ -288,9 +281,8 @@ def _preview(it: _Run, built: Catalog, plan: website.Plan) -> None:
     with it.isolated("sheet"):
         if sheet is not None:
             got = sheet.plan(built)
-            found = got.report
-            block = {"written": False, "in_sync": got.in_sync, "not_found": list(found.not_found)}
-            block["ambiguous"] = list(found.ambiguous)
+            block.update(not_found=list(got.report.not_found), in_sync=got.in_sync)
+            block["ambiguous"] = list(got.report.ambiguous)
     it.blocks.update(mongo=report.mongo_block(plan), sheet=block)
     it.lap("plan")
 
@@ -298,9 +290,8 @@ def _preview(it: _Run, built: Catalog, plan: website.Plan) -> None:
 def _before_writes(
     it: _Run, remembered: state.State, plan: website.Plan, current: website.Current, built: Catalog
 ) -> state.State:
-    """The state saved before any write (a state file that cannot be written stops the run
-    here, exit 1). Courses about to leave the website keep their `_id`s a while, so a
-    folder that comes back, even after an interrupted run, gets its own back."""
+    """The state saved before any write (failing stops the run, exit 1). Courses leaving
+    the website keep their `_id`s a while: a folder that comes back gets its own back."""
     if it.unchanged and plan.is_empty:
         part = remembered.mongo
         if isinstance(built, Remembered) or part is None:
@@ -319,8 +310,7 @@ def _before_writes(
 
 
 def _write_mongo(it: _Run, plan: website.Plan) -> None:
-    """4. MongoDB: apply the plan; the `mongo` and `website` blocks say what it did,
-    also when it failed part-way (the error then says what was confirmed)."""
+    """4. MongoDB: apply the plan; the blocks say what it did, also if it failed part-way."""
     applied = website.Applied(complete=False)  # unless the store or its error says more
     with it.isolated("mongo"):
         if not it.unchanged and it.deadline.expired:  # an unchanged run has no deadline
@@ -334,16 +324,14 @@ def _write_mongo(it: _Run, plan: website.Plan) -> None:
 def _rename(
     it: _Run, reading: Reading, built: Catalog, previous: Sequence[str] | None
 ) -> tuple[Reading, Catalog, bool]:
-    """5. Renames, then what they changed: the drive's names and the problems' messages
-    (the sheet shows the names the drive has now); True if all were done."""
+    """5. Renames; the drive's names and problems as they left them; True if all were done."""
     plan = built.renames if it.blocks["renames_planned"] else ()
     got = RenameResult()
     with it.isolated("renames"):
         got = it.services.source.rename(plan)
     done = "renames" not in it.failures and not got.problems and not got.pending
     if got.refused:
-        # The account may only read: the run fails (exit 1), said once, while MongoDB
-        # and the sheet are still written with what the renames did.
+        # A read-only account: the run fails (exit 1); MongoDB and the sheet are still written.
         log.error("renames: %s", got.refused)
         it.failures["renames"] = ServiceError(got.refused)
     applied = tuple(r for r in plan if r.id in got.applied)
@@ -431,8 +419,7 @@ def _website_digest(current: website.Current) -> str:
 
 
 class Remembered:
-    """The catalog the last run published, read from snapshot.json on first use: an
-    unchanged run that finds MongoDB as it left it needs only its counts."""
+    """The catalog the last run published, read from snapshot.json on first use (if ever)."""
 
     def __init__(self, data: Mapping[str, Any]) -> None:
         self.data, self.built = data, None
@@ -454,8 +441,7 @@ def _known_catalog(
     parts = (remembered.renames, remembered.mongo, remembered.sheet)
     if any(p is None or p.get("fingerprint") != fingerprint for p in parts):
         return None
-    assert remembered.mongo is not None
-    known = Remembered(remembered.mongo)
+    known = Remembered(remembered.mongo or {})
     if known.data.get("website") == _website_digest(current):
         return cast(Catalog, known)
     try:
