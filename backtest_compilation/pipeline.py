@@ -193,7 +193,7 @@ def _run(it: _Run) -> None:
     if not it.unchanged:
         reading, built, renames_ok = _rename(it, reading, built, remembered.problems)
         remembered = _remember(it, reading, built, remembered, renames_ok)
-    remembered = _write_sheet(it, reading, built, remembered)
+    remembered = _write_sheet(it, it.fingerprint(reading), built, remembered)
     remembered = replace(remembered, drive=reading.snapshot)
     if not it.failures:
         remembered = remembered.succeeded(it.now)
@@ -373,9 +373,7 @@ def _remember(
     return it.save(remembered)
 
 
-def _write_sheet(
-    it: _Run, reading: Reading, built: Catalog, remembered: state.State
-) -> state.State:
+def _write_sheet(it: _Run, key: str, built: Catalog, remembered: state.State) -> state.State:
     """6. The sheet. On an unchanged drive it is read (and rewritten if it no longer shows
     the report) only if Drive says someone wrote to it since our last write (§5.8)."""
     sheet, part, published = it.services.sheet, None, None
@@ -398,7 +396,7 @@ def _write_sheet(
     it.blocks["sheet"] = published.block() if published and ok else dict(outcome.NOT_WRITTEN)
     if not (part and ok):
         return remembered
-    return replace(remembered, sheet={**part, "fingerprint": it.fingerprint(reading)})
+    return replace(remembered, sheet={**part, "fingerprint": key})
 
 
 def _edited_by_hand(it: _Run, sheet: SheetReport, last: dict[str, Any]) -> bool:
@@ -433,13 +431,11 @@ class Remembered:
         return getattr(self.load(), name)
 
 
-def _known_catalog(
-    remembered: state.State, fingerprint: str, current: website.Current
-) -> Catalog | None:
+def _known_catalog(remembered: state.State, key: str, current: website.Current) -> Catalog | None:
     """The catalog the last run published, if every sink succeeded for this very tree; a
     `Remembered` (not read) while MongoDB holds what an earlier unchanged run found."""
     parts = (remembered.renames, remembered.mongo, remembered.sheet)
-    if any(p is None or p.get("fingerprint") != fingerprint for p in parts):
+    if any(p is None or p.get("fingerprint") != key for p in parts):
         return None
     known = Remembered(remembered.mongo or {})
     if known.data.get("website") == _website_digest(current):
