@@ -3,8 +3,7 @@ MongoDB (plan, guard, apply) → renames → sheet → save.
 
 A sink (MongoDB, renames, the sheet) that fails is recorded and the others still run;
 the state is saved after each one that succeeded, so the next run retries exactly what
-failed. A dry run and `check` stop after planning. `run` always returns the run's
-`RunSummary`, a run stopped early included.
+failed. A dry run and `check` stop after planning.
 """
 
 from __future__ import annotations
@@ -74,8 +73,7 @@ class Services:
     sheet: SheetReport | None = None
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     sheet_skipped: str = "SHEET_URL is not set"  # why `sheet` is None
-    # The run's end, shared with the Google transports; None: `RUN_TIMEOUT_S` from now.
-    deadline: google.Deadline | None = None
+    deadline: google.Deadline | None = None  # shared with the transports; None: RUN_TIMEOUT_S
 
     def calls(self) -> dict[str, int]:
         """API calls / round trips so far, per service (contract §8 `api_calls`)."""
@@ -92,14 +90,13 @@ class _Run:
     services: Services
     blocks: dict[str, Any] = field(default_factory=dict)  # `RunSummary` fields
     failures: dict[str, BaseException] = field(default_factory=dict)
-    now: datetime = field(default_factory=lambda: datetime.now(UTC))
     stage: str = "lock"
     held: lock.Holder | None = None
     timings: dict[str, float] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
 
     def __post_init__(self) -> None:
-        self.mark = self.started
+        self.mark, self.now = self.started, self.services.clock()
         self.calls_before = self.services.calls()  # services may outlive a run (the demo)
         self.deadline = self.services.deadline or google.Deadline(self.config.run_timeout_s)
         self.unchanged = False  # the drive is as the last fully successful run left it
@@ -116,19 +113,14 @@ class _Run:
         self.mark = now
         return self.timings[phase]
 
-    @property
-    def renames_on(self) -> bool:
-        return self.options.rename and self.config.rename_files
-
     def fingerprint(self, reading: Reading) -> str:
-        """What a sink's success was for: this tree, read with these settings in this year
-        (on New Year's Day last year's future files turn valid)."""
+        """The tree, settings and year a sink's success was for (a new year: future files)."""
         return state.digest(
             {
                 "tree": reading.fingerprint,
                 "year": self.now.astimezone(self.config.zone).year,
                 "future_year_exempt": sorted(self.config.future_year_exempt),
-                "renames": self.renames_on,
+                "renames": self.options.rename and self.config.rename_files,
                 "sheet_on": self.services.sheet is not None,
                 "sheet": list(self.config.sheet_identity),
             }
@@ -143,14 +135,13 @@ class _Run:
 
     @contextlib.contextmanager
     def isolated(self, step: str) -> Iterator[None]:
-        """A sink: its failure is recorded and logged (a bug, not a `RunError`, with its
-        traceback), and the run goes on."""
+        """A sink: a failure is recorded and logged (a bug with its traceback); the run goes on."""
         self.step(step)
         try:
             yield
         except Exception as exc:
             self.failures[step] = exc
-            bug = not isinstance(exc, RunError)  # logged with its traceback
+            bug = not isinstance(exc, RunError)
             log.error("%s: %s", step, outcome.failure_text(exc), exc_info=bug)
 
     def save(self, remembered: state.State) -> state.State:
@@ -161,8 +152,7 @@ class _Run:
 
 
 def run(config: RunConfig, options: Options, services: Services) -> RunSummary:
-    """One sync, dry run or check under the run lock; its summary, whatever its end.
-    Only what cannot be recorded (SystemExit, a dying process) is raised."""
+    """One sync, dry run or check under the run lock: its summary, however it ends."""
     it = _Run(config, options, services)
     try:
         with lock.hold(config.cache_dir) as held:
@@ -183,12 +173,10 @@ def run(config: RunConfig, options: Options, services: Services) -> RunSummary:
 
 
 def _run(it: _Run) -> None:
-    """read the drive → catalog → MongoDB (plan, guard, apply) → renames → sheet → save."""
     it.step("state")
     remembered, warning = state.load(it.config.cache_dir, it.services.source.key)
     if warning:
         log.warning("%s", warning)
-    it.now = it.services.clock()
     reading = _read(it, remembered)
     read_current = functools.cache(it.services.store.read_current)  # after the catalog
     built = _catalog(it, reading, remembered, read_current)
@@ -205,7 +193,7 @@ def _run(it: _Run) -> None:
     if not it.unchanged:
         reading, built, renames_ok = _rename(it, reading, built, remembered.problems)
         remembered = _remember(it, reading, built, remembered, renames_ok)
-    remembered = _write_sheet(it, reading, built, remembered)
+    remembered = _write_sheet(it, it.fingerprint(reading), built, remembered)
     remembered = replace(remembered, drive=reading.snapshot)
     if not it.failures:
         remembered = remembered.succeeded(it.now)
@@ -249,10 +237,9 @@ def _catalog(
         raise ConfigError(catalog_mod.too_deep_error(built, setting, parent))
     for ignored in built.ignored:
         log.debug("ignored: %s (%s)", ignored.path, ignored.reason)
-    counts = (len(built.course_codes), len(built.courses), len(built.problems), len(built.renames))
     log.info(
         "catalog: %d departments, %d courses, %d problems, %d renames, %.2f s",
-        *counts,
+        *map(len, (built.course_codes, built.courses, built.problems, built.renames)),
         it.lap("catalog"),
     )
     changes = outcome.log_problems(built.problems, remembered.problems)
@@ -263,8 +250,7 @@ def _catalog(
 def _plan_mongo(
     it: _Run, built: Catalog, remembered: state.State, current: website.Current
 ) -> website.Plan:
-    """3. The writes that make MongoDB (`current`) show `built`, and the mass-delete
-    guard's answer (`refusal`), decided here once."""
+    """3. The writes that make MongoDB show `built`; the mass-delete guard's answer."""
     refusal = None
     if isinstance(built, Remembered):  # MongoDB is as an earlier unchanged run found it
         plan = website.Plan(existing_courses=len(current.courses))
@@ -281,12 +267,10 @@ def _plan_mongo(
             refusal = website.guard_refusal(plan, max_delete_fraction=fraction, hint=hint)
         if hint and refusal is None:
             log.warning("%s", hint)
-    it.blocks.update(
-        plan=plan,
-        refusal=refusal,
-        renames_planned=bool(it.renames_on and not it.unchanged and built.renames),
-        sheet_skipped=it.services.sheet_skipped if it.services.sheet is None else None,
-    )
+    renames = it.options.rename and it.config.rename_files and not it.unchanged
+    it.blocks.update(plan=plan, refusal=refusal, renames_planned=bool(renames and built.renames))
+    if it.services.sheet is None:
+        it.blocks["sheet_skipped"] = it.services.sheet_skipped
     it.lap("plan")
     return plan
 
@@ -297,9 +281,8 @@ def _preview(it: _Run, built: Catalog, plan: website.Plan) -> None:
     with it.isolated("sheet"):
         if sheet is not None:
             got = sheet.plan(built)
-            found = got.report
-            block = {"written": False, "in_sync": got.in_sync, "not_found": list(found.not_found)}
-            block["ambiguous"] = list(found.ambiguous)
+            block.update(not_found=list(got.report.not_found), in_sync=got.in_sync)
+            block["ambiguous"] = list(got.report.ambiguous)
     it.blocks.update(mongo=report.mongo_block(plan), sheet=block)
     it.lap("plan")
 
@@ -307,9 +290,8 @@ def _preview(it: _Run, built: Catalog, plan: website.Plan) -> None:
 def _before_writes(
     it: _Run, remembered: state.State, plan: website.Plan, current: website.Current, built: Catalog
 ) -> state.State:
-    """The state saved before any write (a state file that cannot be written stops the run
-    here, exit 1). Courses about to leave the website keep their `_id`s a while, so a
-    folder that comes back, even after an interrupted run, gets its own back."""
+    """The state saved before any write (failing stops the run, exit 1). Courses leaving
+    the website keep their `_id`s a while: a folder that comes back gets its own back."""
     if it.unchanged and plan.is_empty:
         part = remembered.mongo
         if isinstance(built, Remembered) or part is None:
@@ -328,8 +310,7 @@ def _before_writes(
 
 
 def _write_mongo(it: _Run, plan: website.Plan) -> None:
-    """4. MongoDB: apply the plan; the `mongo` and `website` blocks say what it did,
-    also when it failed part-way (the error then says what was confirmed)."""
+    """4. MongoDB: apply the plan; the blocks say what it did, also if it failed part-way."""
     applied = website.Applied(complete=False)  # unless the store or its error says more
     with it.isolated("mongo"):
         if not it.unchanged and it.deadline.expired:  # an unchanged run has no deadline
@@ -343,16 +324,14 @@ def _write_mongo(it: _Run, plan: website.Plan) -> None:
 def _rename(
     it: _Run, reading: Reading, built: Catalog, previous: Sequence[str] | None
 ) -> tuple[Reading, Catalog, bool]:
-    """5. Renames, then what they changed: the drive's names and the problems' messages
-    (the sheet shows the names the drive has now); True if all were done."""
+    """5. Renames; the drive's names and problems as they left them; True if all were done."""
     plan = built.renames if it.blocks["renames_planned"] else ()
     got = RenameResult()
     with it.isolated("renames"):
         got = it.services.source.rename(plan)
     done = "renames" not in it.failures and not got.problems and not got.pending
     if got.refused:
-        # The account may only read: the run fails (exit 1), said once, while MongoDB
-        # and the sheet are still written with what the renames did.
+        # A read-only account: the run fails (exit 1); MongoDB and the sheet are still written.
         log.error("renames: %s", got.refused)
         it.failures["renames"] = ServiceError(got.refused)
     applied = tuple(r for r in plan if r.id in got.applied)
@@ -394,31 +373,30 @@ def _remember(
     return it.save(remembered)
 
 
-def _write_sheet(
-    it: _Run, reading: Reading, built: Catalog, remembered: state.State
-) -> state.State:
+def _write_sheet(it: _Run, key: str, built: Catalog, remembered: state.State) -> state.State:
     """6. The sheet. On an unchanged drive it is read (and rewritten if it no longer shows
     the report) only if Drive says someone wrote to it since our last write (§5.8)."""
     sheet, part, published = it.services.sheet, None, None
-    last = dict(remembered.sheet) if remembered.sheet is not None else {}
+    last = dict(remembered.sheet or {})
     with it.isolated("sheet"):
-        if it.unchanged:
-            if sheet is not None and _edited_by_hand(it, sheet, last):
-                published = sheet.publish(built, last.get("digest"), it.now, stamp_unchanged=False)
-                part = {**last, "digest": published.digest, "version": _sheet_version(it, sheet)}
-        elif it.deadline.expired:
+        if not it.unchanged and it.deadline.expired:
             raise it.deadline.error("updating MongoDB; the sheet was not written")
-        elif sheet is None:
+        if sheet is None and not it.unchanged:
             log.warning("sheet: %s; the sheet step is skipped", it.services.sheet_skipped)
             part = {"skipped": True}
-        else:
-            published = sheet.publish(built, last.get("digest"), it.now, stamp_unchanged=True)
-            part = {"digest": published.digest, "version": _sheet_version(it, sheet)}
+        elif sheet is not None and (not it.unchanged or _edited_by_hand(it, sheet, last)):
+            stamp = not it.unchanged
+            published = sheet.publish(built, last.get("digest"), it.now, stamp_unchanged=stamp)
+            part = {"digest": published.digest, "version": None}  # None: Drive cannot tell
+            try:  # Drive's version right after our write: not mistaken for a hand edit
+                part["version"] = it.services.source.sheet_version(sheet.key)
+            except RunError as exc:
+                log.warning("sheet: cannot read the spreadsheet's Drive version (%s)", exc)
     ok = "sheet" not in it.failures
     it.blocks["sheet"] = published.block() if published and ok else dict(outcome.NOT_WRITTEN)
     if not (part and ok):
         return remembered
-    return replace(remembered, sheet={**part, "fingerprint": it.fingerprint(reading)})
+    return replace(remembered, sheet={**part, "fingerprint": key})
 
 
 def _edited_by_hand(it: _Run, sheet: SheetReport, last: dict[str, Any]) -> bool:
@@ -433,27 +411,13 @@ def _edited_by_hand(it: _Run, sheet: SheetReport, last: dict[str, Any]) -> bool:
     return version not in (None, last["version"])
 
 
-def _sheet_version(it: _Run, sheet: SheetReport) -> str | None:
-    """The spreadsheet's Drive `version` right after our write (None: cannot tell)."""
-    try:
-        return it.services.source.sheet_version(sheet.key)
-    except RunError as exc:
-        log.warning("sheet: cannot read the spreadsheet's Drive version (%s)", exc)
-        return None
-
-
-# ---------------------------------------------------------------- an unchanged drive
-
-
 def _website_digest(current: website.Current) -> str:
-    """A fingerprint of what MongoDB holds (documents are frozen dataclasses of plain
-    values and `ObjectId`s, listed in `_id` order: their text is stable)."""
+    """A digest of what MongoDB holds (frozen documents in `_id` order: their text is stable)."""
     return hashlib.sha256(repr(current).encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class Remembered:
-    """The catalog the last run published, read from snapshot.json on first use: an
-    unchanged run that finds MongoDB as it left it needs only its counts."""
+    """The catalog the last run published, read from snapshot.json on first use (if ever)."""
 
     def __init__(self, data: Mapping[str, Any]) -> None:
         self.data, self.built = data, None
@@ -467,16 +431,13 @@ class Remembered:
         return getattr(self.load(), name)
 
 
-def _known_catalog(
-    remembered: state.State, fingerprint: str, current: website.Current
-) -> Catalog | None:
+def _known_catalog(remembered: state.State, key: str, current: website.Current) -> Catalog | None:
     """The catalog the last run published, if every sink succeeded for this very tree; a
     `Remembered` (not read) while MongoDB holds what an earlier unchanged run found."""
     parts = (remembered.renames, remembered.mongo, remembered.sheet)
-    if any(p is None or p.get("fingerprint") != fingerprint for p in parts):
+    if any(p is None or p.get("fingerprint") != key for p in parts):
         return None
-    assert remembered.mongo is not None
-    known = Remembered(remembered.mongo)
+    known = Remembered(remembered.mongo or {})
     if known.data.get("website") == _website_digest(current):
         return cast(Catalog, known)
     try:
