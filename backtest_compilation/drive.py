@@ -183,6 +183,7 @@ class DriveSource:
         found: dict[str, Item] = {}
         # 8 queries in flight: far below Drive's 12,000 reads a minute.
         frontier, pool = list(folder_ids), ThreadPoolExecutor(8)
+        started = last_line = self.clock.now()
         try:
             while frontier:
                 queries = parent_queries(frontier)
@@ -192,6 +193,10 @@ class DriveSource:
                         if item.mime_type == FOLDER_MIME and item.id not in found:
                             frontier.append(item.id)
                         found[item.id] = item
+                    if (now := self.clock.now()) - last_line >= google.PROGRESS_EVERY_S:
+                        last_line, rate = now, len(found) / (now - started)
+                        line = "drive: listing: %d items so far (%.0f/s), %d folders found to read"
+                        log.info(line, len(found), rate, len(frontier), extra={"progress": True})
         finally:  # a failed query or a signal: the level's queued queries are not sent
             pool.shutdown(cancel_futures=True)
         return found

@@ -31,6 +31,8 @@ REQUEST_TIMEOUT_S = 30.0  # one HTTP request; Google answers a healthy call in w
 CALL_BUDGET_S = 120.0  # all attempts of one call, waits included
 MAX_RETRIES = 6
 BACKOFF_BASE_S = 2.0
+# A phase longer than this logs how far it got, at INFO, this often (SPEC §5.9).
+PROGRESS_EVERY_S = 10.0
 BACKOFF_CAP_S = 32.0
 JITTER = 0.2  # waits are drawn from [1 - JITTER, 1] × the computed wait
 BATCH_LIMIT = 100  # parts in one Drive batch (Google's limit)

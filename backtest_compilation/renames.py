@@ -15,7 +15,6 @@ if TYPE_CHECKING:
     from .drive import DriveSource
 
 log = logging.getLogger(__name__)
-PROGRESS_EVERY_S = 10.0
 
 
 class Renames:
@@ -35,7 +34,7 @@ class Renames:
         self.refused = self.last_error = ""
         self.limited = self.failing = 0
         self.started = self.clock.now()
-        self.next_line = self.started + PROGRESS_EVERY_S
+        self.next_line = self.started + google.PROGRESS_EVERY_S
 
     def run(self) -> RenameResult:
         """Send the renames: what was applied, what failed and why, what is left pending."""
@@ -120,7 +119,7 @@ class Renames:
         now, done, total = self.clock.now(), len(self.applied), len(self.by_id)
         if now < self.next_line:
             return
-        self.next_line = now + PROGRESS_EVERY_S
+        self.next_line = now + google.PROGRESS_EVERY_S
         rate = done / max(now - self.started, 1e-9)
         line = f"renames: {done:,} of {total:,} applied, {rate:.1f}/s"
         if rate > 0:

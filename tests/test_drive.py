@@ -629,3 +629,18 @@ def _drive_service(http: object) -> object:
         cache_discovery=False,
         client_options={"api_endpoint": "http://127.0.0.1:9/drive/v3/"},
     )
+
+
+def test_a_long_listing_logs_its_progress(
+    seeded: str, drive_emulator: DriveEmulator, drive_source: Make, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SPEC §5.9: a phase longer than about 10 s says how far it got. Drive holds the
+    listing back (429, `Retry-After: 11`) on every query: each wait passes on the quota
+    clock, and a line follows."""
+    drive_emulator.faults.retry_after = 11
+    drive_emulator.fail_every(2, ("429",))
+    with caplog.at_level("INFO", logger="backtest_compilation.drive"):
+        got = drive_source(seeded).read(None, now=NOW)
+    assert got.tree == expected(seeded, "Backtests", sample())
+    lines = [r for r in caplog.records if getattr(r, "progress", False)]
+    assert lines and all("drive: listing: " in r.getMessage() for r in lines)
