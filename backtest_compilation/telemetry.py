@@ -16,6 +16,8 @@ from functools import partial
 from typing import Any, Final
 from urllib.parse import unquote, urlsplit
 
+from .errors import Locked
+
 log = logging.getLogger(__name__)
 
 TIMEOUT_S: Final = 3.0  # a healthcheck monitor slower than this (connect, read) is "down"
@@ -88,7 +90,7 @@ class Telemetry:
     ) -> None:
         """A run failed with `exit_code`: send `error` with its stack, else `message` (the
         summary line). Exit 4, another run holds the lock, is expected now and then."""
-        if not self.enabled or exit_code == 4:
+        if not self.enabled or exit_code == Locked.exit_code:
             return
         import sentry_sdk
 
@@ -125,7 +127,9 @@ class Telemetry:
             return code
         finally:
             duration = time.monotonic() - started
-            checkin(check_in_id=check_in_id, status="error" if code else "ok", duration=duration)
+            # Another run holding the lock (exit 4) is expected now and then, not an outage.
+            ok = code in (0, Locked.exit_code)
+            checkin(check_in_id=check_in_id, status="ok" if ok else "error", duration=duration)
 
     def close(self) -> None:
         """Send what is queued (at most 5 s) and switch reporting off."""

@@ -152,7 +152,9 @@ def check_ins(endpoint: Endpoint) -> list[dict[str, Any]]:
     return [c for r in endpoint.all() for c in r.of_type("check_in")]
 
 
-@pytest.mark.parametrize(("code", "status"), [(0, "ok"), (1, "error")])
+@pytest.mark.parametrize(
+    ("code", "status"), [(0, "ok"), (1, "error"), (4, "ok")], ids=["ok", "failed", "locked"]
+)
 def test_a_scheduled_run_checks_in_around_the_job(
     endpoint: Endpoint, code: int, status: str
 ) -> None:
