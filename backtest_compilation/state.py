@@ -104,10 +104,6 @@ class State:
         kept.update({f: {"id": str(i), "at": at.isoformat()} for f, i in ids.items()})
         return replace(self, retired_ids=kept)
 
-    def retired_id(self, folder_id: str) -> str | None:
-        """The `_id` (as text) the course of `folder_id` had when it was removed, if known."""
-        return self.retired_ids.get(folder_id, {}).get("id")
-
 
 def source_key(kind: str, where: str) -> str:
     """Whose state it is: `drive:<FOLDER_ID>` or `local:<absolute path>`."""
@@ -120,14 +116,6 @@ def folder(cache_dir: Path, source: str) -> Path:
     if not re.fullmatch(r"[A-Za-z0-9_-]{1,100}", where):
         where = hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest()[:16]
     return Path(cache_dir) / f"{kind}-{where}"
-
-
-def path_in(cache_dir: Path, source: str | None = None) -> Path:
-    """`source`'s `state.json`; without `source` the one saved last in `CACHE_DIR`."""
-    if source is not None:
-        return folder(cache_dir, source) / FILE_NAME
-    found = Path(cache_dir).glob(f"*/{FILE_NAME}")
-    return max(found, key=lambda p: p.stat().st_mtime_ns, default=Path(cache_dir) / FILE_NAME)
 
 
 def digest(value: Any) -> str:

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 from backtest_compilation import lock, sample, state
 from emulators.drive import DriveEmulator
+from tests.support.cache import state_path
 from tests.support.scheduler import scheduler, stop, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -115,7 +116,7 @@ def test_schedule_runs_at_once_beats_and_stops_on_sigterm(
         "CACHE_DIR": str(cache),
     }
     with scheduler(env, tmp_path) as child:
-        saved = state.path_in(cache, state.source_key("drive", drive_id))
+        saved = state_path(cache, state.source_key("drive", drive_id))
         wait_for(saved, 30)
         assert saved.exists(), "the missed slot was not run at once"
         assert (cache / "heartbeat.json").exists()

@@ -27,6 +27,7 @@ from backtest_compilation.errors import RunError, ServiceError
 from backtest_compilation.store import RoundTrips, Store
 from emulators import secantus
 from emulators.secantus import MongoServer, free_port
+from tests.support.cache import state_path
 from tests.support.fixtures_faults import SHEET_KEY, FaultWorld, make_fault_world
 from tests.support.website import without_ids
 
@@ -217,7 +218,7 @@ def test_sheets_quota_exhausted_past_the_retry_budget_still_updates_mongo(
     view, _, names = world.published()
     ref_view, ref_sheet, ref_names = fault_twin.published()
     assert (view, names) == (ref_view, ref_names)
-    saved, _ = state.load(state.path_in(world.cache_dir))
+    saved, _ = state.load(state_path(world.cache_dir))
     assert saved.mongo is not None and saved.sheet is None and saved.last_success is None
 
     world.sheets.quota_per_minute = None
@@ -327,7 +328,7 @@ def test_a_damaged_state_file_is_a_warning_and_a_full_correct_run(
     fault_twin.run()
     edit(world)
     edit(fault_twin)
-    path = state.path_in(world.cache_dir)
+    path = state_path(world.cache_dir)
     damage(path)  # type: ignore[operator]
     caplog.clear()
     outcome = world.run()
@@ -351,7 +352,7 @@ def test_a_missing_cache_dir_is_created(fault_world: FaultWorld) -> None:
     deep = world.workdir / "not" / "yet" / "there"
     got = world.cli("--json", env=world.env(CACHE_DIR=str(deep)))
     assert got.returncode == 0, got.stderr
-    saved, warning = state.load(state.path_in(deep))
+    saved, warning = state.load(state_path(deep))
     assert warning is None and saved.last_success is not None
 
 
@@ -376,7 +377,7 @@ def test_an_unwritable_state_file_exits_1_and_writes_nothing(fault_world: FaultW
     """The state file's place is taken by a directory (a file that cannot be replaced):
     the run cannot remember what it does, so it must not do it."""
     world = fault_world
-    state.path_in(world.cache_dir, state.source_key("drive", world.root)).mkdir(parents=True)
+    state_path(world.cache_dir, state.source_key("drive", world.root)).mkdir(parents=True)
     before = world.everything()
     got = world.cli("--json")
     assert got.returncode == 1, got.stderr
@@ -482,7 +483,7 @@ def test_mongodb_lost_in_the_middle_of_a_plan_converges_on_the_next_run_keeping_
         world.run()
         fault_twin.run()
         ids_before = world.course_ids()
-        remembered, _ = state.load(state.path_in(world.cache_dir))
+        remembered, _ = state.load(state_path(world.cache_dir))
         assert remembered.mongo is not None and remembered.mongo["catalog"]  # read it now:
         # the run replaces snapshot.json, whose values a loaded state reads on first use.
         big_edit(world)
@@ -499,7 +500,7 @@ def test_mongodb_lost_in_the_middle_of_a_plan_converges_on_the_next_run_keeping_
         assert broken.exit_code == 1
         assert set(broken.summary["failed"]) == {"mongo"}
         assert "unreachable" in broken.summary["failed"]["mongo"]
-        saved, _ = state.load(state.path_in(world.cache_dir))
+        saved, _ = state.load(state_path(world.cache_dir))
         # MongoDB's part of the state still says what the first run published.
         assert saved.mongo == remembered.mongo and saved.last_success == remembered.last_success
 

@@ -23,6 +23,7 @@ import pytest
 
 from backtest_compilation import state
 from emulators.secantus import MongoServer
+from tests.support.cache import state_path
 from tests.support.fixtures_faults import FaultWorld, make_fault_world
 from tests.support.forkserver import ForkServer
 
@@ -143,12 +144,12 @@ def test_sigkill_at_random_points_then_a_clean_run_equals_an_uninterrupted_run(
         assert len(set(reached)) >= 4, Counter(reached)
         # Most kills must land inside a run, not after it ended.
         assert killed >= TRIALS * 2 // 3, statuses
-        saved, warning = state.load(state.path_in(world.cache_dir))
+        saved, warning = state.load(state_path(world.cache_dir))
         assert warning is None and saved.last_success is not None
         # Kills during a save leave no litter behind once a run has saved again (the run
         # record every sync leaves, contract §7, is not litter): the source's folder holds
         # its state and its snapshot, nothing else (contract §5.10).
-        where = state.path_in(world.cache_dir).parent
+        where = state_path(world.cache_dir).parent
         assert sorted(p.name for p in where.iterdir()) == ["snapshot.json", "state.json"]
         assert sorted(p.name for p in world.cache_dir.iterdir()) == sorted(
             ["last-run.json", "last-success.json", "report.html", "run.lock", where.name]

@@ -21,6 +21,7 @@ from backtest_compilation.local import LocalFolderSource
 from backtest_compilation.settings import Settings
 from backtest_compilation.store import Store
 from emulators.sheets import SheetsEmulator
+from tests.support.cache import state_path
 from tests.support.website import expected_view, visit, without_ids
 
 KEY = "1PipelineSheet"
@@ -91,7 +92,7 @@ def test_a_cold_run_publishes_the_drive_everywhere(world: dict[str, Any], drive:
         "Errors in Drive",
         "Classes Not Found",
     ]
-    saved, warning = state.load(state.path_in(world["settings"].cache_dir))
+    saved, warning = state.load(state_path(world["settings"].cache_dir))
     assert warning is None and saved.last_success is not None
     assert {"renames", "mongo", "sheet"} <= {
         name for name in ("renames", "mongo", "sheet") if getattr(saved, name)
@@ -161,7 +162,7 @@ def test_dry_run_and_check_change_nothing_anywhere(
     assert world["store"].database["backtest_courses_collection"].count_documents({}) == 0
     assert names_on_disk(drive) == disk
     assert sheets.snapshot(KEY) == sheet_before
-    assert not state.path_in(world["settings"].cache_dir).exists()
+    assert not state_path(world["settings"].cache_dir).exists()
     assert "+ course CSCI-1200 Data Structures" in outcome.text_for(verbose=True)
 
 
@@ -184,7 +185,7 @@ def test_a_sheet_failure_does_not_stop_mongo_and_is_retried(world: dict[str, Any
     assert first.exit_code == 1
     assert "sheet" in first.summary["failed"]
     assert first.summary["mongo"]["inserted"] > 0
-    saved, _ = state.load(state.path_in(world["settings"].cache_dir))
+    saved, _ = state.load(state_path(world["settings"].cache_dir))
     assert saved.sheet is None and saved.mongo is not None and saved.last_success is None
     sheets.share(KEY, True)
     second = run(world)
@@ -221,7 +222,7 @@ def test_a_corrupt_state_file_is_a_warning_and_a_full_run(
     world: dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     run(world)
-    path = state.path_in(world["settings"].cache_dir)
+    path = state_path(world["settings"].cache_dir)
     path.write_text(path.read_text()[:100])
     outcome = run(world)
     assert outcome.exit_code == 0

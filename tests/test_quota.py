@@ -26,6 +26,7 @@ from backtest_compilation.errors import ServiceError
 from emulators.drive import WRITES_PER_SECOND, DriveEmulator
 from emulators.google import BETWEEN_RUNS_S, QuotaClock
 from emulators.sheets import SheetsEmulator
+from tests.support.cache import state_path
 from tests.support.fixtures_faults import SHEET_KEY, FaultWorld
 
 NOW = datetime(2026, 11, 30, 15, 0, tzinfo=UTC)
@@ -260,7 +261,7 @@ def test_pending_renames_are_reported_done_next_run_and_never_on_the_sheet(
     assert not [p for p in first.summary["problems"] if p["category"] == "rename_failed"]
     assert "Rename failed" not in json.dumps(world.sheets.values(SHEET_KEY, "Errors in Drive"))
     assert first.summary["mongo"]["inserted"] > 0  # MongoDB did not wait for the renames
-    saved, _ = state.load(state.path_in(world.cache_dir))
+    saved, _ = state.load(state_path(world.cache_dir))
     assert saved.renames is None  # owed: the next run renames
 
     world.drive.limit_writes(WRITES_PER_SECOND)  # Google's again
@@ -286,7 +287,7 @@ def test_a_run_past_run_timeout_s_stops_cleanly_and_keeps_what_it_completed(
     assert "RUN_TIMEOUT_S" in summary["failed"]["sheet"]
     assert "RUN_TIMEOUT_S" in got.stderr
     assert took < 6 + 6  # the timeout plus the interpreter's start and exit
-    saved, _ = state.load(state.path_in(world.cache_dir))
+    saved, _ = state.load(state_path(world.cache_dir))
     assert saved.mongo is not None and saved.sheet is None  # MongoDB's part is kept
 
 

@@ -23,6 +23,7 @@ from backtest_compilation import files, state
 from backtest_compilation.errors import RunError
 from backtest_compilation.state import State
 from backtest_compilation.tree import FOLDER_MIME, PDF_MIME, Item
+from tests.support.cache import state_path
 from tests.support.fixtures_faults import FaultWorld
 from tests.support.isolation import environment
 
@@ -76,9 +77,9 @@ def test_each_source_has_a_folder_of_its_own(tmp_path: Path) -> None:
     characters) gets a folder name that is safe on every file system."""
     local = state.source_key("local", "/tmp/a folder/with: odd ¿chars?")
     state.save(tmp_path, full_state())
-    before = state.path_in(tmp_path, KEY).read_bytes()
+    before = state_path(tmp_path, KEY).read_bytes()
     state.save(tmp_path, State(source=local, sheet={"skipped": True}))
-    assert state.path_in(tmp_path, KEY).read_bytes() == before
+    assert state_path(tmp_path, KEY).read_bytes() == before
     assert state.load(tmp_path, KEY) == (full_state(), None)
     other, _ = state.load(tmp_path, local)
     assert other.sheet == {"skipped": True}
@@ -136,11 +137,11 @@ def test_digest_sees_every_change() -> None:
 
 def test_retired_ids_are_forgotten_after_their_time() -> None:
     s = State().with_retired({"folder-a": "64b000000000000000000001"}, T0, days=30)
-    assert s.retired_id("folder-a") == "64b000000000000000000001"
+    assert s.retired_ids["folder-a"]["id"] == "64b000000000000000000001"
     later = s.with_retired({}, T0 + timedelta(days=29), days=30)
-    assert later.retired_id("folder-a") == "64b000000000000000000001"
+    assert later.retired_ids["folder-a"]["id"] == "64b000000000000000000001"
     gone = s.with_retired({}, T0 + timedelta(days=31), days=30)
-    assert gone.retired_id("folder-a") is None
+    assert "folder-a" not in gone.retired_ids
 
 
 # ---------------------------------------------------------------- bad and foreign states
@@ -148,7 +149,7 @@ def test_retired_ids_are_forgotten_after_their_time() -> None:
 
 def _doc(tmp_path: Path) -> dict[str, Any]:
     state.save(tmp_path, full_state())
-    return json.loads(state.path_in(tmp_path, KEY).read_text())
+    return json.loads(state_path(tmp_path, KEY).read_text())
 
 
 BAD_FILES = {
@@ -173,7 +174,7 @@ BAD_FILES = {
 @pytest.mark.parametrize("case", sorted(BAD_FILES))
 def test_a_bad_state_is_a_warning_and_a_fresh_start(tmp_path: Path, case: str) -> None:
     doc = _doc(tmp_path)
-    path = state.path_in(tmp_path, KEY)
+    path = state_path(tmp_path, KEY)
     path.write_bytes(BAD_FILES[case](doc, json.dumps(doc)).encode("utf-8", "surrogateescape"))
     loaded, warning = state.load(tmp_path, KEY)
     assert loaded == State(source=KEY)
@@ -200,7 +201,7 @@ def test_a_bad_snapshot_is_a_warning_and_a_fresh_start(tmp_path: Path, damage: s
 
 
 def test_an_unreadable_state_is_a_warning_not_a_crash(tmp_path: Path) -> None:
-    state.path_in(tmp_path, KEY).mkdir(parents=True)
+    state_path(tmp_path, KEY).mkdir(parents=True)
     loaded, warning = state.load(tmp_path, KEY)
     assert loaded == State(source=KEY)
     assert warning is not None and "cannot be read" in warning
@@ -311,7 +312,7 @@ def test_a_process_killed_while_saving_leaves_a_whole_state(tmp_path: Path) -> N
         text=True,
     )
     assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-    path = state.path_in(tmp_path, "drive:x")
+    path = state_path(tmp_path, "drive:x")
     deadline = time.monotonic() + 20
     while not path.exists():
         assert time.monotonic() < deadline
@@ -413,7 +414,7 @@ def _opened(world: FaultWorld, **options: Any) -> tuple[Any, list[str], list[str
     """A run, and the state files it opened to read and (as temp files) to write."""
     del _OPENED[:]
     outcome = world.run(**options)
-    where = str(state.path_in(world.cache_dir).parent)
+    where = str(state_path(world.cache_dir).parent)
     mine = [(os.path.basename(p), f) for p, f in _OPENED if os.path.dirname(p) == where]
     read = [n for n, f in mine if f & (os.O_WRONLY | os.O_RDWR) == 0 and n.endswith(".json")]
     written = [n.split(".")[1] for n, f in mine if n.endswith(".tmp")]
@@ -430,7 +431,7 @@ def test_an_unchanged_run_rewrites_only_the_small_file(fault_world: FaultWorld) 
     assert written.count("snapshot") == 1, written
     _, _, written = _opened(world)  # the changes feed reports the first run's renames
     assert written.count("snapshot") <= 1, written  # none: they were remembered
-    where = state.path_in(world.cache_dir).parent
+    where = state_path(world.cache_dir).parent
     before = {p.name: p.stat() for p in where.iterdir()}
     assert sorted(before) == ["snapshot.json", "state.json"]
     outcome, read, written = _opened(world)

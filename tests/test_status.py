@@ -23,6 +23,7 @@ import pytest
 from backtest_compilation import lastrun, lock, sample, schedule, state, status
 from backtest_compilation.errors import RunError
 from backtest_compilation.outcome import RunSummary
+from tests.support.cache import state_path
 
 ROOT = Path(__file__).resolve().parent.parent
 MAIN = str(ROOT / "main.py")
@@ -186,7 +187,7 @@ def test_every_sync_leaves_the_record_and_the_report(tmp_path: Path) -> None:
     # beside the source's state, and nothing of it lands in CACHE_DIR itself.
     assert not [p for p in cache.iterdir() if p.name.endswith(".tmp")]
     key = state.source_key("local", os.path.abspath(drive))
-    assert state.path_in(tmp_path / "cache", key) == cache / "state.json"
+    assert state_path(tmp_path / "cache", key) == cache / "state.json"
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == sorted(
         ["run.lock", cache.name]
     )

@@ -24,7 +24,7 @@ import pytest
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
-from backtest_compilation import adapters, pipeline, settings, sources, state
+from backtest_compilation import adapters, pipeline, settings, sources
 from backtest_compilation.adapters import drive_source, run_config
 from backtest_compilation.store import Store
 from backtest_compilation.tree import Node, file, folder
@@ -32,6 +32,7 @@ from emulators.drive import DriveEmulator
 from emulators.google import QuotaClock
 from emulators.secantus import MongoServer
 from emulators.sheets import SheetsEmulator
+from tests.support.cache import state_path
 from tests.support.forkserver import ForkServer
 from tests.support.forkserver import command as forkserver_command
 from tests.support.website import View, visit, without_ids
@@ -271,7 +272,7 @@ class FaultWorld:
         return snap
 
     def state_bytes(self) -> bytes | None:
-        path = state.path_in(self.cache_dir)
+        path = state_path(self.cache_dir)
         return path.read_bytes() if path.is_file() else None
 
     def published(self) -> tuple[Any, Any, dict[str, str]]:
