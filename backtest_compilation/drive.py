@@ -205,7 +205,7 @@ class DriveSource:
         """The root (a shared drive or a folder) as a snapshot without items, or an error."""
         drive = self.shared_drive(self.folder_id)
         if drive is not None:
-            return DriveSnapshot(drive["id"], drive["name"], drive["id"], True, (), None, now)
+            return DriveSnapshot(drive["id"], drive["name"], drive["id"], (), None, now)
         meta = self._found(lambda: self.item(self.folder_id, "id,name,mimeType,driveId,trashed"))
         if meta is not None and meta.get("mimeType") != FOLDER_MIME:
             raise ServiceError(
@@ -219,7 +219,7 @@ class DriveSource:
                 f": it does not exist or is not shared with {self.who}. Share the drive or "
                 f"folder with {self.who}, or fix FOLDER_ID. Nothing was written."
             )
-        return DriveSnapshot(meta["id"], meta["name"], meta.get("driveId"), False, (), None, now)
+        return DriveSnapshot(meta["id"], meta["name"], meta.get("driveId"), (), None, now)
 
     def _full(self, now: datetime) -> DriveSnapshot:
         """Everything under the root, and the changes token to follow it from."""

@@ -17,7 +17,7 @@ from typing import Any
 from .tree import Item, children
 
 COLUMNS = ("id", "name", "mime_type", "parent")
-HEADER = ("root_id", "root_name", "drive_id", "is_shared_drive", "page_token")
+HEADER = ("root_id", "root_name", "drive_id", "page_token")
 _SHOWN = attrgetter("root_id", "root_name", "items")  # what `differs` compares
 
 
@@ -30,7 +30,6 @@ class DriveSnapshot:
     root_id: str
     root_name: str
     drive_id: str | None
-    is_shared_drive: bool
     items: tuple[Item, ...]
     page_token: str | None
     listed_at: datetime

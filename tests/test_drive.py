@@ -119,7 +119,7 @@ def test_both_root_modes_give_identical_trees(
     drive_emulator.seed(top, sample())
     whole = drive_source(drive).read(None, now=NOW).tree
     as_folder = drive_source(top).read(None, now=NOW)
-    assert not as_folder.snapshot.is_shared_drive and as_folder.snapshot.drive_id == drive
+    assert as_folder.snapshot.root_id == top and as_folder.snapshot.drive_id == drive
     (subtree,) = [n for n in whole.children if n.id == top]
     assert as_folder.tree == subtree
 

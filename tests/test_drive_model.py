@@ -31,7 +31,6 @@ SNAP = DriveSnapshot(
     root_id="0Adrive",
     root_name="Backtests",
     drive_id="0Adrive",
-    is_shared_drive=True,
     items=(Item("a", "CSCI", FOLDER_MIME, "0Adrive"), Item("b", "x'\\📚.pdf", PDF_MIME, "a")),
     page_token="42",
     listed_at=datetime(2026, 3, 1, 12, tzinfo=UTC),
@@ -46,7 +45,7 @@ def test_snapshot_survives_json(
 ) -> None:
     """As the state keeps it: the header, and the items a column per field."""
     items = tuple(Item(*r) for r in rows)
-    snap = DriveSnapshot("r", root_name, None, False, items, token, SNAP.listed_at)
+    snap = DriveSnapshot("r", root_name, None, items, token, SNAP.listed_at)
     header = DriveSnapshot.from_header(json.loads(json.dumps(snap.header())))
     assert (
         replace(header, items=items_from_json(json.loads(json.dumps(items_to_json(items))))) == snap
