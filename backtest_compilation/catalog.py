@@ -78,6 +78,11 @@ class ExamEntry(NamedTuple):
     semesters: tuple[str, ...]
 
 
+def exam_documents(tests: Iterable[ExamEntry]) -> list[dict[str, object]]:
+    """The website's `tests` list (field order `type`, `tests`), as MongoDB and §8 show it."""
+    return [{"type": entry.type, "tests": list(entry.semesters)} for entry in tests]
+
+
 @dataclass(frozen=True, slots=True)
 class Course:
     """A published course, as the website will show it."""

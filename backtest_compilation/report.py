@@ -10,6 +10,7 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
+from . import catalog as catalog_mod
 from . import naming
 from .catalog import ABOUT_FILES, Catalog, Category, Course, ExamEntry, Problem, crosslisted_message
 from .website import Applied, Plan
@@ -30,7 +31,7 @@ def catalog_block(catalog: Catalog) -> dict[str, Any]:
                 "course_code": c.code,
                 "folder_id": c.folder_id,
                 "digital_count": c.digital_count,
-                "tests": [{"type": e.type, "tests": list(e.semesters)} for e in c.tests],
+                "tests": catalog_mod.exam_documents(c.tests),
             }
             for c in catalog.courses
         ],

@@ -19,7 +19,7 @@ from pymongo import DeleteOne, InsertOne, MongoClient, UpdateMany, monitoring
 from pymongo.database import Database
 
 from . import website
-from .catalog import ExamEntry
+from .catalog import ExamEntry, exam_documents
 from .errors import ConfigError, ServiceError
 from .google import NO_DEADLINE, Deadline
 from .report import plan_lines
@@ -74,11 +74,6 @@ def read_state(
         oldest_first(website.CourseDoc(d.get("_id"), *(text(d, k) for k in keys)) for d in courses),
         oldest_first(backtest(d) for d in backtests),
     )
-
-
-def exam_documents(tests: Iterable[ExamEntry]) -> list[dict[str, Any]]:
-    """The website's `tests` list (field order `type`, `tests`)."""
-    return [{"type": entry.type, "tests": list(entry.semesters)} for entry in tests]
 
 
 class RoundTrips(Counter[str], monitoring.CommandListener):

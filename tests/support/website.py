@@ -13,8 +13,8 @@ from bson import ObjectId
 from pymongo import AsyncMongoClient
 from pymongo.database import Database
 
-from backtest_compilation.catalog import Catalog
-from backtest_compilation.store import BACKTESTS, CODES, COURSES, exam_documents
+from backtest_compilation.catalog import Catalog, exam_documents
+from backtest_compilation.store import BACKTESTS, CODES, COURSES
 
 NOT_FOUND = "404 Backtest not found"
 
